@@ -1,0 +1,1 @@
+"""Paraaf's services; each sub-package runs as its own process."""

@@ -1,0 +1,35 @@
+"""Operator commands of the audit log: ``paraaf audit ...``."""
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from services.audit import store
+from services.audit.config import AuditSettings
+from shared.db import connect_pool, migrate
+
+__all__ = ["audit_app"]
+
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def verify() -> None:
+    """Check every link of the hash chain; exit 1 at the first break."""
+    settings = AuditSettings()
+
+    async def run() -> tuple[int, store.Break | None]:
+        pool = await connect_pool(settings.database_url, max_size=1)
+        try:
+            await migrate(pool, "audit", [Path(__file__).parent / "migrations"])
+            async with pool.acquire() as conn:
+                return await store.verify(conn)
+        finally:
+            await pool.close()
+
+    entries, problem = asyncio.run(run())
+    if problem is not None:
+        typer.echo(f"BROKEN at entry {problem.seq}: {problem.reason} ({entries} entries checked)")
+        raise typer.Exit(1)
+    typer.echo(f"intact: {entries} entries")

@@ -1,0 +1,37 @@
+"""``paraaf``: the one command operators use."""
+
+import asyncio
+import os
+from typing import Annotated
+
+import typer
+
+from services.audit.cli import audit_app
+from services.router.cli import directory_app, flows_app
+from services.signer.cli import ca_app
+from services.supervisor import SERVICES, supervise
+from shared.logs import configure_logging
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="Paraaf: document-signing workflows for public administrations.", no_args_is_help=True)
+app.add_typer(directory_app, name="directory")
+app.add_typer(flows_app, name="flows")
+app.add_typer(ca_app, name="ca")
+app.add_typer(audit_app, name="audit")
+
+
+@app.command("run")
+def run(
+    which: Annotated[str, typer.Argument(help="`all`, or one of " + ", ".join(SERVICES))] = "all",
+) -> None:
+    """Start the services as separate processes and keep them running; Ctrl-C stops them."""
+    names = SERVICES if which == "all" else (which,)
+    if which != "all" and which not in SERVICES:
+        raise typer.BadParameter(f"`{which}` is not a service; choose all or one of {', '.join(SERVICES)}")
+    configure_logging("supervisor", os.environ.get("PARAAF_LOG_LEVEL", "INFO"), os.environ.get("PARAAF_LOG_FORMAT", "json"))
+    asyncio.run(supervise(names, mail_catcher=which == "all" and not os.environ.get("PARAAF_SMTP_HOST")))
+
+
+def main() -> None:
+    app()

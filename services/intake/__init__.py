@@ -1,0 +1,1 @@
+"""Intake: takes documents in from other systems and hands their outcomes back."""

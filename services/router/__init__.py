@@ -1,0 +1,1 @@
+"""Router: who must sign next, and who signs instead when that person is away."""

@@ -1,0 +1,5 @@
+from shared.settings import Settings
+
+
+class RouterSettings(Settings):
+    router_port: int = 8082

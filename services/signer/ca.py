@@ -1,0 +1,135 @@
+"""The internal certificate authority: one root per organisation, one
+certificate per signer and function. Pure crypto, no storage.
+
+Private keys leave this module only as PKCS#8 encrypted with the key secret
+from settings; :func:`unlock` turns them back into key objects once, and the
+callers keep those.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = ["Issued", "issue_signer_certificate", "new_authority", "unlock"]
+
+ROOT_YEARS = 20
+SIGNER_YEARS = 3
+
+
+@dataclass(frozen=True)
+class Issued:
+    cert_pem: bytes
+    key_pem: bytes  # encrypted PKCS#8
+
+
+def _encrypt(key: rsa.RSAPrivateKey, secret: bytes) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(secret),
+    )
+
+
+def unlock(key_pem: bytes, secret: bytes) -> rsa.RSAPrivateKey:
+    key = serialization.load_pem_private_key(key_pem, password=secret)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("expected an RSA key")
+    return key
+
+
+def new_authority(organisation: str, secret: bytes, *, now: datetime | None = None) -> Issued:
+    """A self-signed root for ``organisation``'s signers."""
+    now = now or datetime.now(UTC)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{organisation} Paraaf Root CA"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=365 * ROOT_YEARS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return Issued(cert.public_bytes(serialization.Encoding.PEM), _encrypt(key, secret))
+
+
+def issue_signer_certificate(
+    *,
+    root_cert_pem: bytes,
+    root_key: rsa.RSAPrivateKey,
+    organisation: str,
+    name: str,
+    title: str,
+    email: str,
+    secret: bytes,
+    now: datetime | None = None,
+) -> Issued:
+    """A signing certificate: CN = the person's name, title = their function."""
+    now = now or datetime.now(UTC)
+    root = x509.load_pem_x509_certificate(root_cert_pem)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, name)]
+    if title:
+        attributes.append(x509.NameAttribute(NameOID.TITLE, title))
+    attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name(attributes))
+        .issuer_name(root.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(min(now + timedelta(days=365 * SIGNER_YEARS), root.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=True,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        # poppler/NSS trusts document signers with emailProtection (STACK.md).
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False
+        )
+    )
+    if email:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
+    cert = builder.sign(root_key, hashes.SHA256())
+    return Issued(cert.public_bytes(serialization.Encoding.PEM), _encrypt(key, secret))

@@ -1,0 +1,12 @@
+from pydantic import SecretStr
+
+from shared.settings import Settings
+
+
+class SignerSettings(Settings):
+    signer_port: int = 8083
+    organisation_name: str = "Paraaf demo city"
+    key_secret: SecretStr | None = None
+    link_ttl_hours: int = 24 * 21
+    signing_workers: int = 2
+    timezone: str = "Europe/Brussels"

@@ -1,0 +1,97 @@
+"""The signer's tables: documents being signed, requests and their link tokens."""
+
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from shared.events import SignatureRequested
+
+__all__ = [
+    "cancel_pending",
+    "end_document",
+    "find_link",
+    "insert_request",
+    "insert_token",
+    "lock_document",
+    "signed_before",
+]
+
+
+async def insert_request(conn: asyncpg.Connection, event: SignatureRequested) -> None:
+    await conn.execute(
+        "INSERT INTO signer.documents (document_id, org, pdf_sha256) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        event.document_id,
+        event.org,
+        event.pdf_sha256,
+    )
+    await conn.execute(
+        "INSERT INTO signer.requests (request_id, document_id, org, step, step_count, action, signer, on_behalf_of,"
+        " title, filename, submitted_by, confidential) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        event.request_id,
+        event.document_id,
+        event.org,
+        event.step,
+        event.step_count,
+        event.action,
+        event.signer.model_dump(),
+        event.on_behalf_of.model_dump() if event.on_behalf_of else None,
+        event.title,
+        event.filename,
+        event.submitted_by.model_dump(),
+        event.confidential,
+    )
+
+
+async def insert_token(
+    conn: asyncpg.Connection, token_hash: bytes, request_id: UUID, person_id: str, expires_at: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO signer.tokens (token_hash, request_id, person_id, expires_at) VALUES ($1, $2, $3, $4)",
+        token_hash,
+        request_id,
+        person_id,
+        expires_at,
+    )
+
+
+async def find_link(conn: asyncpg.Connection, token_hash: bytes, *, lock: bool = False) -> asyncpg.Record | None:
+    """The token with its request, or None when no such link was ever made."""
+    return await conn.fetchrow(
+        "SELECT t.token_hash, t.expires_at, t.used_at, t.person_id, r.*, d.status AS document_status"
+        " FROM signer.tokens t JOIN signer.requests r USING (request_id) JOIN signer.documents d USING (document_id)"
+        " WHERE t.token_hash = $1" + (" FOR UPDATE OF t, r" if lock else ""),
+        token_hash,
+    )
+
+
+async def lock_document(conn: asyncpg.Connection, document_id: UUID) -> asyncpg.Record:
+    return await conn.fetchrow("SELECT * FROM signer.documents WHERE document_id = $1 FOR UPDATE", document_id)
+
+
+async def signed_before(conn: asyncpg.Connection | asyncpg.Pool, document_id: UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT signer, on_behalf_of, action, decided_at FROM signer.requests"
+        " WHERE document_id = $1 AND status = 'signed' ORDER BY decided_at",
+        document_id,
+    )
+
+
+async def cancel_pending(
+    conn: asyncpg.Connection, *, document_id: UUID | None = None, request_id: UUID | None = None,
+    status: str = "cancelled", reason: str,
+) -> None:
+    await conn.execute(
+        "UPDATE signer.requests SET status = $3, status_reason = $4, decided_at = now()"
+        " WHERE status = 'pending' AND (document_id = $1 OR request_id = $2)",
+        document_id,
+        request_id,
+        status,
+        reason,
+    )
+
+
+async def end_document(conn: asyncpg.Connection, document_id: UUID, status: str) -> None:
+    await conn.execute(
+        "UPDATE signer.documents SET status = $2, updated_at = now() WHERE document_id = $1", document_id, status
+    )

@@ -1,0 +1,124 @@
+"""Messages that are not domain events: the external contract with the systems
+that submit documents (``esign.intake`` in, ``esign.outcomes`` out) and the
+commands services send each other on ``esign.commands``.
+
+Commands are imperatives (``SendSigningLink``); they travel on their own
+exchange so a live signing link never enters the event stream or the audit log.
+"""
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.events import PersonRef, SignatureRecord, StepSpec, utcnow
+
+__all__ = [
+    "COMMAND_TYPES",
+    "OUTCOMES",
+    "Outcome",
+    "SendSigningLink",
+    "SubmitDocument",
+    "describe_validation_error",
+]
+
+OUTCOMES = ("accepted", "rejected", "completed", "declined", "withdrawn")
+
+
+class SubmitDocument(BaseModel):
+    """What an integrating system publishes on ``esign.intake``, ``submit.<source>``."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    source: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    external_ref: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=500)
+    flow: str | None = Field(default=None, min_length=1)
+    steps: list[StepSpec] | None = Field(default=None, min_length=1)
+    submitted_by: str = Field(min_length=1)
+    confidential: bool = False
+    filename: str = Field(default="document.pdf", min_length=1, max_length=255)
+    pdf: bytes
+    language: Literal["nl", "fr", "en"] = "nl"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    org: str = Field(default="default", min_length=1)
+
+    @field_validator("pdf", mode="before")
+    @classmethod
+    def _decode_base64(cls, value: Any) -> bytes:
+        if not isinstance(value, str):
+            raise ValueError("must be the PDF as a base64 string")
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("is not valid base64") from None
+
+    @model_validator(mode="after")
+    def _one_flow(self) -> "SubmitDocument":
+        if (self.flow is None) == (self.steps is None):
+            raise ValueError("give exactly one of `flow` (a flow key) or `steps` (an ad-hoc flow)")
+        return self
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One sentence per problem, naming the field, e.g. "missing field `title`"."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        if error["type"] == "missing":
+            parts.append(f"missing field `{where}`")
+        elif where:
+            parts.append(f"field `{where}` {error['msg'].removeprefix('Value error, ')}")
+        else:
+            parts.append(error["msg"].removeprefix("Value error, "))
+    return "; ".join(parts)
+
+
+class Outcome(BaseModel):
+    """What Paraaf publishes on ``esign.outcomes`` with routing key ``<source>.<status>``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    outcome_id: UUID = Field(default_factory=uuid4)
+    occurred_at: datetime = Field(default_factory=utcnow)
+    source: str
+    external_ref: str | None
+    document_id: UUID | None
+    status: Literal["accepted", "rejected", "completed", "declined", "withdrawn"]
+    reason: str | None = None
+    code: str | None = None
+    pdf: str | None = None  # base64 of the signed PDF
+    signatures: list[SignatureRecord] = Field(default_factory=list)
+
+    @property
+    def routing_key(self) -> str:
+        return f"{self.source}.{self.status}"
+
+
+class SendSigningLink(BaseModel):
+    """Signer → notifier: mail this person the link to their request."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    routing_key: ClassVar[str] = "notify.signing-link"
+
+    command_id: UUID = Field(default_factory=uuid4)
+    correlation_id: UUID
+    causation_id: UUID | None = None
+    org: str = "default"
+    kind: Literal["request", "reminder", "reassigned"] = "request"
+    request_id: UUID
+    recipient: PersonRef
+    on_behalf_of: PersonRef | None = None
+    title: str
+    submitted_by: PersonRef
+    step: int
+    step_count: int
+    action: str
+    link: str
+    expires_at: datetime
+
+
+COMMAND_TYPES: dict[str, type[BaseModel]] = {SendSigningLink.routing_key: SendSigningLink}

@@ -1,0 +1,117 @@
+"""PostgreSQL access: the pool (with a jsonb codec), database creation and
+numbered SQL migrations applied per service schema at start-up.
+
+Migrations are files ``NNN_name.sql`` in a service's ``migrations/`` folder.
+Each runs once, in its own transaction, under an advisory lock so that two
+replicas starting together do not race. The first migration of every schema
+is the messaging tables (inbox, outbox) this library needs.
+"""
+
+import json
+import re
+from collections.abc import Iterable
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import structlog
+
+__all__ = ["canonical_json", "connect_pool", "ensure_database", "migrate"]
+
+_MIGRATION = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON rendering we hash and compare: sorted keys, no spaces."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb", encoder=canonical_json, decoder=json.loads, schema="pg_catalog"
+    )
+    await conn.set_type_codec(
+        "json", encoder=canonical_json, decoder=json.loads, schema="pg_catalog"
+    )
+
+
+async def connect_pool(url: str, *, max_size: int = 5) -> asyncpg.Pool:
+    return await asyncpg.create_pool(url, min_size=1, max_size=max_size, init=_init_connection)
+
+
+async def ensure_database(url: str) -> None:
+    """Create the database ``url`` names when it does not exist yet."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    if not _SCHEMA.match(name):
+        raise ValueError(f"database name {name!r} must be lower-case letters, digits and _")
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    conn = await asyncpg.connect(admin)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            except asyncpg.DuplicateDatabaseError:
+                pass  # another process created it between our check and our create
+    finally:
+        await conn.close()
+
+
+def _migration_files(directory: Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _MIGRATION.match(path.name)
+        if not match:
+            raise ValueError(f"migration {path} must be named NNN_lower_case.sql")
+        found.append((int(match.group(1)), path))
+    versions = [v for v, _ in found]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"two migrations in {directory} share a number")
+    return found
+
+
+def _messaging_sql() -> str:
+    return files("shared").joinpath("messaging.sql").read_text()
+
+
+async def migrate(
+    pool: asyncpg.Pool, schema: str, directories: Iterable[Path], *, messaging: bool = True
+) -> list[str]:
+    """Apply what has not been applied yet; return the names applied now.
+
+    ``messaging`` adds the inbox and outbox tables as migration 000.
+    """
+    if not _SCHEMA.match(schema):
+        raise ValueError(f"schema name {schema!r} must be lower-case letters, digits and _")
+    log = structlog.get_logger()
+    migrations = [(0, "000_messaging", _messaging_sql())] if messaging else []
+    for directory in directories:
+        migrations += [(v, p.stem, p.read_text()) for v, p in _migration_files(directory)]
+    applied_now = []
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"migrate:{schema}")
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {schema}.schema_migrations ("
+            " version int PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {schema}.schema_migrations")}
+        for version, name, sql in migrations:
+            if version in done:
+                continue
+            await conn.execute(f"SET LOCAL search_path TO {schema}, public")
+            await conn.execute(sql)
+            await conn.execute(
+                f"INSERT INTO {schema}.schema_migrations (version, name) VALUES ($1, $2)",
+                version,
+                name,
+            )
+            applied_now.append(name)
+    if applied_now:
+        log.info("migrations applied", schema=schema, migrations=applied_now)
+    return applied_now

@@ -1,0 +1,288 @@
+"""Domain events: past-tense facts published on exchange ``esign.events``.
+
+Every event is a frozen pydantic model with the same envelope. Changes are
+additive and consumers ignore fields they do not know, so a producer can be
+upgraded before its consumers.
+"""
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal, Self
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "EVENT_TYPES",
+    "Action",
+    "DocumentAccepted",
+    "DocumentCompleted",
+    "DocumentDeclined",
+    "DocumentRejected",
+    "DocumentSubmitted",
+    "DocumentWithdrawn",
+    "Event",
+    "NotificationFailed",
+    "NotificationSent",
+    "PersonRef",
+    "RoutingUnresolved",
+    "SignatureCancelled",
+    "SignatureDeclined",
+    "SignatureReassigned",
+    "SignatureRecord",
+    "SignatureRequested",
+    "Signed",
+    "StepSpec",
+    "UnknownEvent",
+    "parse_event",
+    "utcnow",
+]
+
+Action = Literal["sign", "approve"]
+Mode = Literal["all", "any"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Event(Frozen):
+    """The envelope. ``correlation_id`` is the document id."""
+
+    routing_key: ClassVar[str]
+
+    event_id: UUID = Field(default_factory=uuid4)
+    occurred_at: datetime = Field(default_factory=utcnow)
+    correlation_id: UUID
+    causation_id: UUID | None = None
+    org: str = "default"
+
+    @property
+    def document_id(self) -> UUID:
+        return self.correlation_id
+
+    @classmethod
+    def caused_by(cls, cause: "Event", **fields: Any) -> Self:
+        """A new event in the same document's story, caused by ``cause``."""
+        return cls(
+            correlation_id=cause.correlation_id,
+            causation_id=cause.event_id,
+            org=cause.org,
+            **fields,
+        )
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class PersonRef(Frozen):
+    """A person as an event names them: enough to address and show them."""
+
+    id: str
+    name: str
+    email: str = ""
+    language: str = "nl"
+    title: str = ""  # function or mandate they act in, e.g. "burgemeester"
+
+
+class StepSpec(Frozen):
+    """One step of a flow, as a flow file or an ad-hoc submission writes it."""
+
+    action: Action = "sign"
+    mode: Mode = "all"
+    signers: list[str] = Field(min_length=1)
+
+
+class SignatureRecord(Frozen):
+    """One signature (or approval) in a completed document."""
+
+    request_id: UUID
+    step: int
+    action: Action
+    signer: PersonRef
+    on_behalf_of: PersonRef | None = None
+    signed_at: datetime
+    field_name: str | None = None
+
+
+class DocumentSubmitted(Event):
+    routing_key: ClassVar[str] = "document.submitted"
+
+    source: str
+    external_ref: str
+    title: str
+    flow: str | None = None
+    steps: list[StepSpec] | None = None
+    submitted_by: str
+    confidential: bool = False
+    filename: str
+    language: str = "nl"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    pdf_sha256: str
+    pdf_size: int
+    page_count: int
+
+
+class DocumentRejected(Event):
+    """A submission refused, by intake (the PDF, the message) or the router (flow, submitter)."""
+
+    routing_key: ClassVar[str] = "document.rejected"
+
+    source: str
+    external_ref: str | None = None
+    code: str
+    reason: str
+
+
+class DocumentAccepted(Event):
+    """The router found the flow and the submitter: the document is under way."""
+
+    routing_key: ClassVar[str] = "document.accepted"
+
+    flow: str | None
+    step_count: int
+    department: str | None = None
+    group: str | None = None
+
+
+class SignatureRequested(Event):
+    routing_key: ClassVar[str] = "signature.requested"
+
+    request_id: UUID
+    step: int
+    step_count: int
+    action: Action = "sign"
+    signer: PersonRef
+    on_behalf_of: PersonRef | None = None
+    reason: str | None = None  # why a substitute was asked, e.g. "absent"
+    title: str
+    filename: str
+    submitted_by: PersonRef
+    pdf_sha256: str
+    confidential: bool = False
+
+
+class Signed(Event):
+    routing_key: ClassVar[str] = "signature.signed"
+
+    request_id: UUID
+    step: int
+    action: Action
+    signer: PersonRef
+    on_behalf_of: PersonRef | None = None
+    signed_at: datetime
+    pdf_sha256: str
+    revision: int  # number of signatures in the PDF after this one
+    field_name: str | None = None
+
+
+class SignatureDeclined(Event):
+    routing_key: ClassVar[str] = "signature.declined"
+
+    request_id: UUID
+    step: int
+    signer: PersonRef
+    reason: str
+
+
+class SignatureCancelled(Event):
+    """A request no longer needed (its ``any`` step was completed by someone else, or the flow ended)."""
+
+    routing_key: ClassVar[str] = "signature.cancelled"
+
+    request_id: UUID
+    reason: str
+
+
+class SignatureReassigned(Event):
+    routing_key: ClassVar[str] = "signature.reassigned"
+
+    request_id: UUID
+    new_request_id: UUID
+    from_person: PersonRef
+    to_person: PersonRef
+    reason: str
+
+
+class DocumentCompleted(Event):
+    routing_key: ClassVar[str] = "document.completed"
+
+    pdf_sha256: str
+    signatures: list[SignatureRecord]
+
+
+class DocumentDeclined(Event):
+    routing_key: ClassVar[str] = "document.declined"
+
+    declined_by: PersonRef
+    reason: str
+
+
+class DocumentWithdrawn(Event):
+    routing_key: ClassVar[str] = "document.withdrawn"
+
+    withdrawn_by: str
+    reason: str
+
+
+class RoutingUnresolved(Event):
+    """Nobody in a signer's row is available: an operator should look."""
+
+    routing_key: ClassVar[str] = "routing.unresolved"
+
+    request_id: UUID
+    signer: PersonRef
+    reason: str
+
+
+class NotificationSent(Event):
+    routing_key: ClassVar[str] = "notification.sent"
+
+    kind: str
+    recipient: str
+    subject: str
+
+
+class NotificationFailed(Event):
+    routing_key: ClassVar[str] = "notification.failed"
+
+    kind: str
+    recipient: str
+    reason: str
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.routing_key: cls
+    for cls in (
+        DocumentSubmitted,
+        DocumentRejected,
+        DocumentAccepted,
+        SignatureRequested,
+        Signed,
+        SignatureDeclined,
+        SignatureReassigned,
+        SignatureCancelled,
+        DocumentCompleted,
+        DocumentDeclined,
+        DocumentWithdrawn,
+        RoutingUnresolved,
+        NotificationSent,
+        NotificationFailed,
+    )
+}
+
+
+class UnknownEvent(LookupError):
+    """A message arrived with a routing key no event type answers to."""
+
+
+def parse_event(routing_key: str, body: bytes) -> Event:
+    """Validate a message body as the event its routing key names."""
+    try:
+        event_type = EVENT_TYPES[routing_key]
+    except KeyError:
+        raise UnknownEvent(routing_key) from None
+    return event_type.model_validate_json(body)
