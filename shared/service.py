@@ -17,6 +17,7 @@ import structlog
 import uvicorn
 from faststream import AckPolicy, FastStream
 from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit.annotations import RabbitMessage
 
 from shared.blobs import migrate_blobs
 from shared.db import connect_pool, ensure_database, migrate
@@ -108,6 +109,8 @@ class Service:
             spec.bindings[0].exchange,
             channel=Channel(prefetch_count=prefetch or self.settings.prefetch),
             ack_policy=AckPolicy.MANUAL,
+            # Bodies reach our code as bytes: FastStream must not parse JSON (and fail) before we can answer.
+            decoder=_raw_body,
             title=spec.name,
         )(on_message)
 
@@ -159,6 +162,10 @@ class Service:
         if self._pool is not None:
             await self._pool.close()
         structlog.get_logger().info("service stopped")
+
+
+async def _raw_body(msg: RabbitMessage) -> bytes:
+    return msg.body
 
 
 async def _forever(body: Callable[[], Awaitable[None]]) -> None:

@@ -25,13 +25,14 @@ class PdfRefused(ValueError):
         self.reason = reason
 
 
+def _size(n: int) -> str:
+    return f"{n / 1_048_576:.1f} MB" if n >= 1_048_576 else f"{n / 1024:.0f} KB"
+
+
 def inspect_pdf(data: bytes, *, max_bytes: int) -> PdfInfo:
     """Refuse what is not a readable, unencrypted PDF of at most ``max_bytes``."""
     if len(data) > max_bytes:
-        raise PdfRefused(
-            "too_large",
-            f"the PDF is {len(data) / 1_048_576:.1f} MB; the limit is {max_bytes / 1_048_576:.1f} MB",
-        )
+        raise PdfRefused("too_large", f"the PDF is {_size(len(data))}; the limit is {_size(max_bytes)}")
     if b"%PDF-" not in data[:1024]:
         raise PdfRefused("not_pdf", "the file is not a PDF (it does not start with %PDF-)")
     try:

@@ -1,6 +1,6 @@
 """Small, valid PDFs made from scratch, so tests need no fixture files."""
 
-__all__ = ["make_pdf"]
+__all__ = ["make_encrypted_pdf", "make_pdf"]
 
 
 def make_pdf(pages: int = 1, text: str = "Paraaf test document", *, placeholder: str | None = None) -> bytes:
@@ -35,3 +35,17 @@ def make_pdf(pages: int = 1, text: str = "Paraaf test document", *, placeholder:
         out += b"%010d 00000 n \n" % offsets[obj_id]
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, xref)
     return bytes(out)
+
+
+def make_encrypted_pdf(password: str = "geheim") -> bytes:
+    """A PDF that opens only with a password."""
+    import io
+
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.pdf_utils.writer import copy_into_new_writer
+
+    writer = copy_into_new_writer(PdfFileReader(io.BytesIO(make_pdf())))
+    writer.encrypt(password, password)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()

@@ -1,0 +1,142 @@
+"""The whole pipeline, each service its own OS process, on real RabbitMQ,
+PostgreSQL and SMTP: what an integrating system and two signers see."""
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aio_pika
+import httpx
+import pytest
+
+from tests.support.pdfs import make_encrypted_pdf, make_pdf
+from tests.support.smtp import SmtpServer
+from tests.support.system import Outcomes, System, follow_link, submission
+from tests.support.validate import pdfsig, pyhanko_validate
+
+pytestmark = pytest.mark.e2e
+
+DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo"
+
+
+@pytest.fixture
+async def system(request: pytest.FixtureRequest, database_url: str, amqp_url: str, smtp_server: SmtpServer) -> AsyncIterator[System]:
+    system = System(
+        name=request.node.name,
+        database_url=database_url,
+        amqp_url=amqp_url,
+        smtp=smtp_server,
+        extra_env={"PARAAF_MAX_PDF_MB": "0.05"},
+    )
+    system.cli("directory", "import", str(DEMO / "directory.yaml"))
+    system.cli("flows", "load", str(DEMO / "flows"))
+    await system.start()
+    yield system
+    assert all(code == 0 for code in system.stop().values()), "a service did not stop cleanly"
+
+
+async def test_two_signers_sign_and_the_source_gets_a_pdf_both_validators_accept(
+    system: System, smtp_server: SmtpServer
+) -> None:
+    """A 2-signer document goes in on the queue; both sign by their emailed link; the completed outcome's PDF carries 2 valid, trusted signatures."""
+    async with Outcomes(system.amqp_url, "notula.*") as outcomes:
+        await system.publish(submission(make_pdf(pages=2)))
+        accepted = await outcomes.wait("notula.accepted", "BESL-2026-0042")
+        async with httpx.AsyncClient() as director, httpx.AsyncClient() as mayor:
+            first = (await smtp_server.wait_for_mail("ann.aerts@demo.paraaf.be"))[0]
+            assert "Collegebesluit 42" in first.subject
+            assert (await follow_link(director, first.signing_link)).status_code == 200
+            second = (await smtp_server.wait_for_mail("bart.baert@demo.paraaf.be"))[0]
+            assert (await follow_link(mayor, second.signing_link)).status_code == 200
+        completed = await outcomes.wait("notula.completed", "BESL-2026-0042")
+
+    assert completed["document_id"] == accepted["document_id"]
+    assert [s["signer"]["name"] for s in completed["signatures"]] == ["Ann Aerts", "Bart Baert"]
+    signed_pdf = base64.b64decode(completed["pdf"])
+    root = await system.root_certificate()
+    reports = await pyhanko_validate(signed_pdf, root)
+    assert [r.signer for r in reports] == ["Ann Aerts", "Bart Baert"]
+    assert all(r.intact and r.valid and r.trusted for r in reports), reports
+    poppler = pdfsig(signed_pdf, root)
+    assert [r.signer for r in poppler] == ["Ann Aerts", "Bart Baert"]
+    assert all(r.signature_valid and r.certificate_trusted for r in poppler), [r.raw for r in poppler]
+
+
+async def _rejected_originals(amqp_url: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue("intake.rejected", passive=True)
+        kept = []
+        while (message := await queue.get(fail=False, no_ack=False)) is not None:
+            kept.append(message)
+        for message in kept:
+            await message.nack(requeue=True)
+        return kept
+
+
+BAD_INPUTS = [
+    # (external_ref, routing key, body, code, words the reason must contain)
+    ("BAD-JSON", "submit.notula", b'{"source": "notula", "external_ref": ', "invalid_json", "not valid JSON"),
+    ("BAD-FIELD", "submit.notula", "without:title", "invalid_message", "missing field `title`"),
+    ("BAD-NOTPDF", "submit.notula", {"pdf": base64.b64encode(b"Dit is geen PDF").decode()}, "not_pdf", "not a PDF"),
+    ("BAD-ENCRYPTED", "submit.notula", {"pdf": "encrypted"}, "encrypted_pdf", "encrypted"),
+    ("BAD-BROKEN", "submit.notula", {"pdf": "broken"}, "broken_pdf", "cannot be read"),
+    ("BAD-LARGE", "submit.notula", {"pdf": "large"}, "too_large", "the limit is 51 KB"),
+    ("BAD-FLOW", "submit.notula", {"flow": "bestaat-niet"}, "unknown_flow", "flow `bestaat-niet` does not exist"),
+    ("BAD-SUBMITTER", "submit.notula", {"submitted_by": "niemand"}, "unknown_submitter", "`niemand` is not in the directory"),
+]
+
+
+def _bad_body(external_ref: str, spec: object) -> bytes:
+    if isinstance(spec, bytes):
+        return spec
+    body = submission(make_pdf(), external_ref=external_ref)
+    if spec == "without:title":
+        del body["title"]
+        return json.dumps(body).encode()
+    replacements = dict(spec)  # type: ignore[call-overload]
+    pdfs = {
+        "encrypted": make_encrypted_pdf(),
+        "broken": make_pdf()[:400] + b"\n%%EOF\n",
+        "large": make_pdf(pages=1, text="x" * 60) + b"%" + b"0" * 120_000 + b"\n",
+    }
+    if replacements.get("pdf") in pdfs:
+        replacements["pdf"] = base64.b64encode(pdfs[replacements["pdf"]]).decode()
+    return json.dumps({**body, **replacements}).encode()
+
+
+async def test_every_bad_input_is_answered_with_a_specific_reason_and_kept(system: System) -> None:
+    """Bad JSON, a missing field, a non-PDF, an encrypted, broken or too large PDF, an unknown flow or submitter: each gets a rejected outcome saying why, and the original is kept in intake.rejected."""
+    async with Outcomes(system.amqp_url) as outcomes:
+        for external_ref, routing_key, spec, _, _ in BAD_INPUTS:
+            await system.publish(_bad_body(external_ref, spec), routing_key)
+        for external_ref, _, _, code, words in BAD_INPUTS:
+            outcome = await outcomes.wait("notula.rejected", code=code)
+            assert words in outcome["reason"], outcome["reason"]
+            if code != "invalid_json":  # unreadable JSON has no external_ref to echo
+                assert outcome["external_ref"] == external_ref
+        await system.publish(b"\xff\xfe not even text", "submit.???")
+        unknown = await outcomes.wait("unknown.rejected")
+        assert unknown["code"] == "invalid_json"
+    kept = await _rejected_originals(system.amqp_url)
+    assert len(kept) == len(BAD_INPUTS) + 1
+    reasons = {m.headers["x-paraaf-code"] for m in kept}
+    assert reasons == {code for *_, code, _ in BAD_INPUTS}
+    assert any(m.body == BAD_INPUTS[0][2] for m in kept), "the unreadable original is kept byte for byte"
+
+
+async def test_submitting_the_same_reference_twice_yields_one_document(system: System, smtp_server: SmtpServer) -> None:
+    """The same (source, external_ref) sent twice is one document: one accepted outcome, one request mail."""
+    pdf = make_pdf()
+    async with Outcomes(system.amqp_url, "notula.*") as outcomes:
+        await system.publish(submission(pdf, external_ref="DUP-1"))
+        await system.publish(submission(pdf, external_ref="DUP-1"))
+        await outcomes.wait("notula.accepted", "DUP-1")
+        await smtp_server.wait_for_mail("ann.aerts@demo.paraaf.be")
+        await system.publish(submission(make_pdf(text="another document"), external_ref="DUP-1"))
+        conflict = await outcomes.wait("notula.rejected", "DUP-1")
+    assert conflict["code"] == "duplicate_ref"
+    assert [k for k, b in outcomes.received if b.get("external_ref") == "DUP-1"].count("notula.accepted") == 1
+    assert len([m for m in smtp_server.received if "ann.aerts@demo.paraaf.be" in m.to]) == 1

@@ -1,0 +1,116 @@
+"""A real SMTP server for tests (aiosmtpd), keeping every message it accepts.
+
+It can also misbehave on purpose: answer 421 to the next N deliveries (a
+server that is down) or refuse given recipients with 550.
+"""
+
+import asyncio
+import re
+import socket
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+from aiosmtpd.controller import Controller
+
+__all__ = ["Received", "SmtpServer"]
+
+_LINK = re.compile(r"https?://[^\s<>\"]+/s/[A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class Received:
+    mail_from: str
+    to: tuple[str, ...]
+    message: EmailMessage
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    @property
+    def text(self) -> str:
+        part = self.message.get_body(preferencelist=("plain",))
+        return part.get_content() if part else ""
+
+    @property
+    def html(self) -> str:
+        part = self.message.get_body(preferencelist=("html",))
+        return part.get_content() if part else ""
+
+    @property
+    def signing_link(self) -> str:
+        match = _LINK.search(self.text)
+        if match is None:
+            raise AssertionError(f"no signing link in mail {self.subject!r}:\n{self.text}")
+        return match.group(0)
+
+
+@dataclass
+class _Handler:
+    received: list[Received] = field(default_factory=list)
+    unavailable_for: int = 0  # answer 421 to this many more deliveries
+    refused: set[str] = field(default_factory=set)
+    attempts: int = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd hook
+        if address.lower() in self.refused:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook
+        self.attempts += 1
+        if self.unavailable_for > 0:
+            self.unavailable_for -= 1
+            return "421 4.3.2 Service not available, try again later"
+        message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
+        self.received.append(Received(envelope.mail_from, tuple(envelope.rcpt_tos), message))
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SmtpServer:
+    def __init__(self) -> None:
+        self.host = "127.0.0.1"
+        self.port = _free_port()
+        self._handler = _Handler()
+        self._controller = Controller(self._handler, hostname=self.host, port=self.port)
+
+    @property
+    def received(self) -> list[Received]:
+        return list(self._handler.received)
+
+    @property
+    def attempts(self) -> int:
+        return self._handler.attempts
+
+    def fail_next(self, deliveries: int) -> None:
+        self._handler.unavailable_for = deliveries
+
+    def refuse(self, address: str) -> None:
+        self._handler.refused.add(address.lower())
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._controller.start)
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self._controller.stop)
+
+    async def wait_for_mail(self, to: str, *, count: int = 1, timeout: float = 30.0) -> list[Received]:
+        """The first ``count`` mails to ``to``, waiting for them to arrive."""
+        deadline = time.monotonic() + timeout
+        while True:
+            mails = [m for m in self._handler.received if to.lower() in (t.lower() for t in m.to)]
+            if len(mails) >= count:
+                return mails[:count]
+            if time.monotonic() > deadline:
+                seen = [(m.to, m.subject) for m in self._handler.received]
+                raise AssertionError(f"{len(mails)} of {count} mail(s) to {to} within {timeout}s; received: {seen}")
+            await asyncio.sleep(0.1)

@@ -1,0 +1,207 @@
+"""The whole of Paraaf for end-to-end tests: each service its own OS process,
+against the test's own database, vhost and SMTP server; plus what an
+integrating system and a signer would do from outside.
+"""
+
+import asyncio
+import base64
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+
+from tests.support.smtp import SmtpServer
+
+__all__ = ["Outcomes", "System", "follow_link", "submission"]
+
+SERVICES = ("intake", "router", "signer", "notifier", "audit")
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def submission(pdf: bytes, **fields: Any) -> dict[str, Any]:
+    """A SubmitDocument message as an integrating system would write it."""
+    return {
+        "source": "notula",
+        "external_ref": "BESL-2026-0042",
+        "title": "Collegebesluit 42",
+        "flow": "collegebesluit",
+        "submitted_by": "elen.elaut",
+        "confidential": False,
+        "filename": "besluit-42.pdf",
+        "pdf": base64.b64encode(pdf).decode(),
+        "language": "nl",
+        "metadata": {},
+        **fields,
+    }
+
+
+class System:
+    def __init__(
+        self, *, name: str, database_url: str, amqp_url: str, smtp: SmtpServer, extra_env: Mapping[str, str] = {}
+    ) -> None:
+        self.ports = {service: _free_port() for service in SERVICES}
+        self.public_url = f"http://127.0.0.1:{self.ports['signer']}"
+        self.amqp_url = amqp_url
+        self.logs = ARTIFACTS / name
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ,
+            "PARAAF_DATABASE_URL": database_url,
+            "PARAAF_AMQP_URL": amqp_url,
+            "PARAAF_SMTP_HOST": smtp.host,
+            "PARAAF_SMTP_PORT": str(smtp.port),
+            "PARAAF_PUBLIC_URL": self.public_url,
+            "PARAAF_DATA_DIR": str(self.logs / "data"),
+            "PARAAF_KEY_SECRET": "test-key-secret",
+            **{f"PARAAF_{service.upper()}_PORT": str(port) for service, port in self.ports.items()},
+            **extra_env,
+        }
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def url(self, service: str, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.ports[service]}{path}"
+
+    def start_service(self, service: str) -> None:
+        log = (self.logs / f"{service}.log").open("ab")
+        self.processes[service] = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service}"], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+
+    async def start(self, timeout: float = 90.0) -> None:
+        for service in SERVICES:
+            self.start_service(service)
+        await self.wait_healthy(SERVICES, timeout)
+
+    async def wait_healthy(self, services: tuple[str, ...] | list[str], timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient() as client:
+            for service in services:
+                while True:
+                    process = self.processes[service]
+                    if process.poll() is not None:
+                        raise AssertionError(f"{service} exited with {process.returncode}; see {self.logs}/{service}.log")
+                    try:
+                        if (await client.get(self.url(service, "/health"))).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"{service} not healthy within {timeout}s; see {self.logs}/{service}.log")
+                    await asyncio.sleep(0.2)
+
+    def stop_service(self, service: str, sig: int = signal.SIGTERM) -> int:
+        process = self.processes.pop(service)
+        process.send_signal(sig)
+        try:
+            return process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+    def stop(self) -> dict[str, int]:
+        return {service: self.stop_service(service) for service in list(self.processes)}
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``paraaf ARGS`` as an operator would, against this system."""
+        result = subprocess.run(
+            [sys.executable, "-m", "services", *args], env=self.env, capture_output=True, text=True, cwd=ROOT
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"paraaf {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    async def publish(self, body: dict[str, Any] | bytes, routing_key: str = "submit.notula") -> None:
+        """Publish on esign.intake as an integrating system does: persistent, confirmed."""
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        connection = await aio_pika.connect(self.amqp_url)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await channel.get_exchange("esign.intake", ensure=True)
+            await exchange.publish(
+                aio_pika.Message(payload, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=routing_key,
+            )
+
+    async def root_certificate(self) -> bytes:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(self.url("signer", "/ca.pem"))
+            response.raise_for_status()
+            return response.content
+
+
+class Outcomes:
+    """A source system's view: a queue bound to esign.outcomes, read as messages arrive."""
+
+    def __init__(self, amqp_url: str, binding: str = "#") -> None:
+        self._url = amqp_url
+        self._binding = binding
+        self.received: list[tuple[str, dict[str, Any]]] = []
+
+    async def __aenter__(self) -> "Outcomes":
+        self._connection = await aio_pika.connect(self._url)
+        channel = await self._connection.channel()
+        exchange = await channel.get_exchange("esign.outcomes", ensure=True)
+        self._queue = await channel.declare_queue(exclusive=True)
+        await self._queue.bind(exchange, self._binding)
+        await self._queue.consume(self._on_message)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._connection.close()
+
+    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        async with message.process():
+            self.received.append((message.routing_key or "", json.loads(message.body)))
+
+    async def wait(
+        self, routing_key: str, external_ref: str | None = None, *, code: str | None = None, timeout: float = 60.0
+    ) -> dict[str, Any]:
+        """The first outcome with this routing key (and external_ref, and code, when given)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for key, body in self.received:
+                if (
+                    key == routing_key
+                    and (external_ref is None or body.get("external_ref") == external_ref)
+                    and (code is None or body.get("code") == code)
+                ):
+                    return body
+            if time.monotonic() > deadline:
+                seen = [(k, b.get("external_ref"), b.get("reason")) for k, b in self.received]
+                raise AssertionError(f"no {routing_key} outcome for {external_ref} within {timeout}s; saw {seen}")
+            await asyncio.sleep(0.1)
+
+
+_CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+
+
+async def follow_link(
+    client: httpx.AsyncClient, link: str, *, decline_reason: str | None = None
+) -> httpx.Response:
+    """What a signer does with the emailed link: open the page, then Sign (or Decline with a reason)."""
+    page = await client.get(link)
+    if page.status_code != 200:
+        return page
+    csrf = _CSRF.search(page.text)
+    assert csrf is not None, f"no CSRF token on the signing page:\n{page.text}"
+    if decline_reason is not None:
+        return await client.post(f"{link}/decline", data={"csrf": csrf.group(1), "reason": decline_reason})
+    return await client.post(f"{link}/sign", data={"csrf": csrf.group(1)})
