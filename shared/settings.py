@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8083"
     data_dir: Path = Path("var")
     org: str = "default"
+    timezone: str = "Europe/Brussels"
     http_host: str = "127.0.0.1"
     log_level: str = "INFO"
     log_format: str = "json"

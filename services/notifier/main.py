@@ -16,7 +16,6 @@ from shared.service import Service
 from shared.topology import COMMANDS, Binding, QueueSpec
 
 QUEUE = QueueSpec("notifier.events", (Binding(COMMANDS, SendSigningLink.routing_key),))
-TIMEZONE = "Europe/Brussels"
 
 
 def create_app(settings: NotifierSettings | None = None) -> FastStream:
@@ -33,7 +32,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastStream:
     renderer = MailRenderer()
     service.consume(
         QUEUE,
-        {SendSigningLink.routing_key: partial(handlers.on_send_signing_link, renderer=renderer, timezone=TIMEZONE)},
+        {SendSigningLink.routing_key: partial(handlers.on_send_signing_link, renderer=renderer, timezone=settings.timezone)},
         after_commit=queued,
     )
     service.loop(sender.run)

@@ -9,4 +9,3 @@ class SignerSettings(Settings):
     key_secret: SecretStr | None = None
     link_ttl_hours: int = 24 * 21
     signing_workers: int = 2
-    timezone: str = "Europe/Brussels"

@@ -1,0 +1,38 @@
+# Paraaf: `make run` starts everything with a demo city; `make test` runs the whole suite.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PARAAF_DATA_DIR ?= $(CURDIR)/var
+
+.PHONY: install infra run demo test unit bench clean
+
+$(BIN)/paraaf: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/paraaf
+	deploy/system-packages.sh
+
+infra:
+	deploy/ensure-infra.sh
+
+demo: install infra
+	$(BIN)/paraaf directory import deploy/demo/directory.yaml
+	$(BIN)/paraaf flows load deploy/demo/flows
+
+run: demo
+	$(BIN)/paraaf run all
+
+test: install infra
+	$(BIN)/pytest
+
+unit: $(BIN)/paraaf
+	$(BIN)/pytest tests/unit
+
+bench: install infra
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var tests/artifacts

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Make sure RabbitMQ and PostgreSQL answer at the configured URLs.
+# Order of attempts: already running -> start the local server -> install it from
+# Debian's packages (when root) -> docker compose (when a Docker engine answers).
+# Otherwise say exactly what to install, and fail.
+set -euo pipefail
+
+amqp_url="${PARAAF_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"
+db_url="${PARAAF_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/paraaf}"
+host_port() { python3 - "$1" "$2" <<'PY'
+import sys, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1]); print(u.hostname or "127.0.0.1", u.port or int(sys.argv[2]))
+PY
+}
+answers() { timeout 2 bash -c "</dev/tcp/$1/$2" 2>/dev/null; }
+wait_for() { for _ in $(seq 1 60); do answers "$1" "$2" && return 0; sleep 1; done; return 1; }
+is_local() { [[ "$1" == "127.0.0.1" || "$1" == "localhost" ]]; }
+as_root() { [[ "$(id -u)" == "0" ]]; }
+docker_engine() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
+apt_install() { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; }
+
+ensure_rabbitmq() {
+  read -r host port < <(host_port "$amqp_url" 5672)
+  answers "$host" "$port" && return 0
+  is_local "$host" || { echo "RabbitMQ at $host:$port does not answer; start it (PARAAF_AMQP_URL=$amqp_url)." >&2; return 1; }
+  if ! command -v rabbitmq-server >/dev/null && as_root; then
+    echo "Installing RabbitMQ from Debian's packages..."; apt_install rabbitmq-server
+  fi
+  if command -v rabbitmq-server >/dev/null; then
+    echo "Starting RabbitMQ..."; rabbitmq-server -detached >/dev/null 2>&1 || true
+  elif docker_engine; then
+    docker compose up -d rabbitmq
+  else
+    echo "RabbitMQ is not installed: run 'sudo apt-get install rabbitmq-server' (or start Docker and rerun)." >&2; return 1
+  fi
+  wait_for "$host" "$port" || { echo "RabbitMQ did not come up on $host:$port." >&2; return 1; }
+}
+
+ensure_postgres() {
+  read -r host port < <(host_port "$db_url" 5432)
+  answers "$host" "$port" && return 0
+  is_local "$host" || { echo "PostgreSQL at $host:$port does not answer; start it (PARAAF_DATABASE_URL=$db_url)." >&2; return 1; }
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1 && as_root; then
+    echo "Installing PostgreSQL from Debian's packages..."; apt_install postgresql
+    # A trial install on this machine: let local connections in without a password.
+    hba=$(ls /etc/postgresql/*/main/pg_hba.conf | head -1)
+    grep -q "paraaf-local-trust" "$hba" || sed -i '1i host all all 127.0.0.1/32 trust # paraaf-local-trust' "$hba"
+  fi
+  if ls /etc/postgresql/*/main >/dev/null 2>&1 && command -v pg_ctlcluster >/dev/null; then
+    echo "Starting PostgreSQL..."
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  elif docker_engine; then
+    docker compose up -d postgres
+  else
+    echo "PostgreSQL is not installed: run 'sudo apt-get install postgresql' (or start Docker and rerun)." >&2; return 1
+  fi
+  wait_for "$host" "$port" || { echo "PostgreSQL did not come up on $host:$port." >&2; return 1; }
+}
+
+ensure_rabbitmq
+ensure_postgres
+echo "RabbitMQ and PostgreSQL answer."
