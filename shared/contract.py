@@ -20,6 +20,8 @@ __all__ = [
     "COMMAND_TYPES",
     "OUTCOMES",
     "Outcome",
+    "ReissueSigningLink",
+    "SendDownloadLink",
     "SendSigningLink",
     "SubmitDocument",
     "describe_validation_error",
@@ -109,6 +111,7 @@ class SendSigningLink(BaseModel):
     causation_id: UUID | None = None
     org: str = "default"
     kind: Literal["request", "reminder", "reassigned"] = "request"
+    reminder: int = 0  # which reminder this is, for kind "reminder"
     request_id: UUID
     recipient: PersonRef
     on_behalf_of: PersonRef | None = None
@@ -121,4 +124,37 @@ class SendSigningLink(BaseModel):
     expires_at: datetime
 
 
-COMMAND_TYPES: dict[str, type[BaseModel]] = {SendSigningLink.routing_key: SendSigningLink}
+class ReissueSigningLink(BaseModel):
+    """Notifier → signer: a reminder is due; mail the signer a fresh link if the request is still open."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    routing_key: ClassVar[str] = "signer.reissue-link"
+
+    command_id: UUID = Field(default_factory=uuid4)
+    correlation_id: UUID
+    causation_id: UUID | None = None
+    org: str = "default"
+    request_id: UUID
+    reminder: int  # 1 for the first reminder
+
+
+class SendDownloadLink(BaseModel):
+    """Signer → notifier: the document is complete; mail the submitter a link to the signed PDF."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    routing_key: ClassVar[str] = "notify.download-link"
+
+    command_id: UUID = Field(default_factory=uuid4)
+    correlation_id: UUID
+    causation_id: UUID | None = None
+    org: str = "default"
+    recipient: PersonRef
+    title: str
+    signatures: list[SignatureRecord] = Field(default_factory=list)
+    link: str
+    expires_at: datetime
+
+
+COMMAND_TYPES: dict[str, type[BaseModel]] = {
+    command.routing_key: command for command in (SendSigningLink, ReissueSigningLink, SendDownloadLink)
+}

@@ -163,6 +163,7 @@ class SignatureRequested(Event):
     submitted_by: PersonRef
     pdf_sha256: str
     confidential: bool = False
+    replaces: UUID | None = None  # the request this one takes over (reassigned to a substitute)
 
 
 class Signed(Event):
@@ -205,6 +206,7 @@ class SignatureReassigned(Event):
     from_person: PersonRef
     to_person: PersonRef
     reason: str
+    title: str = ""  # the document's, so the absent person can be told what moved
 
 
 class DocumentCompleted(Event):
@@ -212,6 +214,8 @@ class DocumentCompleted(Event):
 
     pdf_sha256: str
     signatures: list[SignatureRecord]
+    title: str = ""
+    submitted_by: PersonRef | None = None
 
 
 class DocumentDeclined(Event):
@@ -219,6 +223,8 @@ class DocumentDeclined(Event):
 
     declined_by: PersonRef
     reason: str
+    title: str = ""
+    submitted_by: PersonRef | None = None
 
 
 class DocumentWithdrawn(Event):

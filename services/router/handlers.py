@@ -187,6 +187,8 @@ async def on_signed(
             event,
             pdf_sha256=instance["pdf_sha256"],
             signatures=[SignatureRecord.model_validate(s) for s in instance["signatures"]],
+            title=instance["title"],
+            submitted_by=PersonRef.model_validate(instance["submitted_by"]),
         ),
     )
     log.info("document completed", signatures=len(instance["signatures"]))
@@ -201,7 +203,16 @@ async def on_signature_declined(event: SignatureDeclined, conn: asyncpg.Connecti
     leftover = [r["request_id"] for r in await store.pending_requests(conn, event.document_id)]
     await _cancel(conn, leftover, f"{event.signer.name} declined the document", cause=event, outbox=outbox)
     await store.update_instance(conn, event.document_id, status="declined")
-    await outbox.add(conn, DocumentDeclined.caused_by(event, declined_by=event.signer, reason=event.reason))
+    await outbox.add(
+        conn,
+        DocumentDeclined.caused_by(
+            event,
+            declined_by=event.signer,
+            reason=event.reason,
+            title=instance["title"],
+            submitted_by=PersonRef.model_validate(instance["submitted_by"]),
+        ),
+    )
 
 
 async def _cancel(conn: asyncpg.Connection, request_ids: list, reason: str, *, cause: Event, outbox: Outbox) -> None:

@@ -144,6 +144,24 @@ def build_http(deps: SignerHttp) -> FastAPI:
         deps.after_commit()
         return message(request, language, "sign_title", texts(language)["declined_done"].format(title=done.title), 200)
 
+    @app.get("/d/{token}", tags=["documents"])
+    async def download(request: Request, token: str) -> Response:
+        """The signed PDF, for the submitter the completion mail was sent to, while the link is good."""
+        pool = deps.pool()
+        found = await store.find_download(pool, hash_token(token))
+        if found is None:
+            return message(request, "nl", "sign_title", texts("nl")["gone_unknown"], 404)
+        if found["expires_at"] <= utcnow():
+            return message(request, "nl", "sign_title", texts("nl")["gone_expired"], 410)
+        return Response(
+            await get_blob(pool, found["pdf_sha256"]),
+            media_type="application/pdf",
+            headers={
+                "Content-Disposition": f'attachment; filename="{found["filename"]}"',
+                "Cache-Control": "no-store",
+            },
+        )
+
     @app.get("/ca.pem", tags=["trust"])
     async def root_certificate() -> Response:
         """The root certificate that signer certificates chain to (trust it to validate signatures)."""

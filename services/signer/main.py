@@ -13,15 +13,33 @@ from services.signer.config import SignerSettings
 from services.signer.http import SignerHttp, build_http
 from services.signer.keys import Keyring, key_secret
 from services.signer.pades import SigningPool
-from shared.events import DocumentCompleted, DocumentDeclined, DocumentWithdrawn, SignatureCancelled, SignatureRequested
+from shared.contract import ReissueSigningLink
+from shared.events import (
+    DocumentCompleted,
+    DocumentDeclined,
+    DocumentWithdrawn,
+    SignatureCancelled,
+    SignatureReassigned,
+    SignatureRequested,
+)
 from shared.service import Service
-from shared.topology import EVENTS, Binding, QueueSpec
+from shared.topology import COMMANDS, EVENTS, Binding, QueueSpec
 
 QUEUE = QueueSpec(
     "signer.events",
-    tuple(
-        Binding(EVENTS, e.routing_key)
-        for e in (SignatureRequested, SignatureCancelled, DocumentCompleted, DocumentDeclined, DocumentWithdrawn)
+    (
+        *(
+            Binding(EVENTS, e.routing_key)
+            for e in (
+                SignatureRequested,
+                SignatureCancelled,
+                SignatureReassigned,
+                DocumentCompleted,
+                DocumentDeclined,
+                DocumentWithdrawn,
+            )
+        ),
+        Binding(COMMANDS, ReissueSigningLink.routing_key),
     ),
 )
 
@@ -44,22 +62,19 @@ def create_app(settings: SignerSettings | None = None) -> FastStream:
 
     service.app.on_startup(start_workers)
     service.app.after_shutdown(stop_workers)
-    ended = handlers.on_document_ended
+    links = handlers.Links(settings.public_url, timedelta(hours=settings.link_ttl_hours), lambda: datetime.now(UTC))
     service.consume(
         QUEUE,
         {
             SignatureRequested.routing_key: partial(
-                handlers.on_signature_requested,
-                outbox=service.outbox,
-                keyring=keyring,
-                public_url=settings.public_url,
-                link_ttl=timedelta(hours=settings.link_ttl_hours),
-                clock=lambda: datetime.now(UTC),
+                handlers.on_signature_requested, outbox=service.outbox, keyring=keyring, links=links
             ),
+            ReissueSigningLink.routing_key: partial(handlers.on_reissue_signing_link, outbox=service.outbox, links=links),
             SignatureCancelled.routing_key: handlers.on_signature_cancelled,
-            DocumentCompleted.routing_key: ended,
-            DocumentDeclined.routing_key: ended,
-            DocumentWithdrawn.routing_key: ended,
+            SignatureReassigned.routing_key: handlers.on_signature_reassigned,
+            DocumentCompleted.routing_key: partial(handlers.on_document_completed, outbox=service.outbox, links=links),
+            DocumentDeclined.routing_key: handlers.on_document_ended,
+            DocumentWithdrawn.routing_key: handlers.on_document_ended,
         },
     )
     service.serve_http(

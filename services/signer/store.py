@@ -10,7 +10,10 @@ from shared.events import SignatureRequested
 __all__ = [
     "cancel_pending",
     "end_document",
+    "find_download",
     "find_link",
+    "get_request",
+    "insert_download",
     "insert_request",
     "insert_token",
     "lock_document",
@@ -53,6 +56,38 @@ async def insert_token(
         person_id,
         expires_at,
     )
+
+
+async def get_request(conn: asyncpg.Connection, request_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM signer.requests WHERE request_id = $1", request_id)
+
+
+async def insert_download(
+    conn: asyncpg.Connection,
+    token_hash: bytes,
+    *,
+    document_id: UUID,
+    org: str,
+    person_id: str,
+    pdf_sha256: str,
+    filename: str,
+    expires_at: datetime,
+) -> None:
+    await conn.execute(
+        "INSERT INTO signer.downloads (token_hash, document_id, org, person_id, pdf_sha256, filename, expires_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        token_hash,
+        document_id,
+        org,
+        person_id,
+        pdf_sha256,
+        filename,
+        expires_at,
+    )
+
+
+async def find_download(conn: asyncpg.Connection | asyncpg.Pool, token_hash: bytes) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM signer.downloads WHERE token_hash = $1", token_hash)
 
 
 async def find_link(conn: asyncpg.Connection, token_hash: bytes, *, lock: bool = False) -> asyncpg.Record | None:
