@@ -1,0 +1,151 @@
+"""Delivery guarantees of shared/messaging.py on real RabbitMQ and PostgreSQL:
+at-least-once delivery, exactly-once effects, nothing dropped silently."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from uuid import uuid4
+
+import aio_pika
+import asyncpg
+import pytest
+from faststream import TestApp
+
+from shared.events import DocumentCompleted, DocumentWithdrawn
+from shared.service import Service
+from shared.settings import Settings
+from shared.topology import EVENTS, Binding, QueueSpec
+
+QUEUE = QueueSpec("probe.events", (Binding(EVENTS, DocumentWithdrawn.routing_key),))
+
+
+class Probe:
+    """A minimal service built with the shared runtime; its handler's behaviour is set per test."""
+
+    def __init__(self, database_url: str, amqp_url: str) -> None:
+        settings = Settings(database_url=database_url, amqp_url=amqp_url, delivery_limit=2, prefetch=4)
+        self.service = Service("probe", settings, migrations=Path(__file__).parent / "probe_migrations")
+        self.calls = 0
+        self.fail = False
+        self.service.consume(QUEUE, {DocumentWithdrawn.routing_key: self.handle})
+
+    async def handle(self, event: DocumentWithdrawn, conn: asyncpg.Connection) -> None:
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("the handler's dependency is down")
+        await conn.execute("INSERT INTO probe.effects (event_id) VALUES ($1)", event.event_id)
+        await self.service.outbox.add(
+            conn, DocumentCompleted.caused_by(event, pdf_sha256="0" * 64, signatures=[], title="done")
+        )
+
+
+@pytest.fixture
+async def probe(database_url: str, amqp_url: str) -> AsyncIterator[Probe]:
+    probe = Probe(database_url, amqp_url)
+    async with TestApp(probe.service.app):
+        yield probe
+
+
+@pytest.fixture
+async def channel(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        yield await connection.channel(publisher_confirms=True)
+
+
+async def publish(channel: aio_pika.abc.AbstractChannel, routing_key: str, body: bytes) -> None:
+    exchange = await channel.get_exchange(EVENTS.name)
+    await exchange.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key)
+
+
+async def eventually(check: Callable[[], object], timeout: float = 20.0) -> None:
+    """Wait until ``check()`` (sync or async) is true."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def drain(channel: aio_pika.abc.AbstractChannel, queue_name: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    queue = await channel.declare_queue(queue_name, passive=True)
+    messages = []
+    while (message := await queue.get(fail=False)) is not None:
+        await message.ack()
+        messages.append(message)
+    return messages
+
+
+def withdrawn() -> DocumentWithdrawn:
+    return DocumentWithdrawn(correlation_id=uuid4(), withdrawn_by="elen.elaut", reason="test")
+
+
+async def test_an_event_delivered_twice_has_one_effect(probe: Probe, channel, database_url: str) -> None:
+    """The same event published twice is handled once: one effect, one outgoing event."""
+    completed = await channel.declare_queue(exclusive=True)
+    await completed.bind(EVENTS.name, DocumentCompleted.routing_key)
+    event = withdrawn()
+    await publish(channel, event.routing_key, event.to_json())
+    await publish(channel, event.routing_key, event.to_json())
+    outgoing = []
+    await completed.consume(outgoing.append, no_ack=True)
+    await eventually(lambda: len(outgoing) == 1)
+    await asyncio.sleep(0.5)
+    conn = await asyncpg.connect(database_url)
+    effects = await conn.fetchval("SELECT count(*) FROM probe.effects WHERE event_id = $1", event.event_id)
+    await conn.close()
+    assert effects == 1
+    assert len(outgoing) == 1
+    message = outgoing[0]
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert message.message_id == json.loads(message.body)["event_id"]
+    assert json.loads(message.body)["causation_id"] == str(event.event_id)
+
+
+async def test_a_handler_that_keeps_failing_sends_the_message_to_its_dead_letter_queue(probe: Probe, channel) -> None:
+    """After the delivery limit, a message whose handler fails is kept in <queue>.dlq, not lost."""
+    probe.fail = True
+    event = withdrawn()
+    await publish(channel, event.routing_key, event.to_json())
+    dead: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+    async def arrived() -> bool:
+        dead.extend(await drain(channel, "probe.events.dlq"))
+        return bool(dead)
+
+    await eventually(arrived, timeout=30)
+    assert json.loads(dead[0].body)["event_id"] == str(event.event_id)
+    assert probe.calls == 3  # one delivery and two redeliveries (x-delivery-limit 2)
+
+
+async def test_a_malformed_event_is_dead_lettered_without_retrying(probe: Probe, channel) -> None:
+    """A body that is not the event its routing key names goes to the dead-letter queue at once."""
+    await publish(channel, DocumentWithdrawn.routing_key, b'{"not": "an event"}')
+    dead: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+    async def arrived() -> bool:
+        dead.extend(await drain(channel, "probe.events.dlq"))
+        return bool(dead)
+
+    await eventually(arrived)
+    assert dead[0].body == b'{"not": "an event"}'
+    assert probe.calls == 0
+
+
+async def test_a_message_nobody_listens_for_is_kept_in_unrouted(probe: Probe, channel) -> None:
+    """An event whose routing key no queue is bound to lands in queue `unrouted`."""
+    await publish(channel, "nobody.listens", b"{}")
+    kept: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+    async def arrived() -> bool:
+        kept.extend(await drain(channel, "unrouted"))
+        return bool(kept)
+
+    await eventually(arrived)
+    assert kept[0].routing_key == "nobody.listens"

@@ -1,0 +1,69 @@
+"""The rules a signing link must pass before it shows a form or takes a signature."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.signer.signing import LinkRefused, check_link
+from services.signer.tokens import csrf_token, csrf_valid, hash_token, mint_token
+
+NOW = datetime(2026, 7, 10, 9, 0, tzinfo=UTC)
+
+
+def link(**changes: object) -> dict:
+    return {
+        "status": "pending",
+        "status_reason": None,
+        "used_at": None,
+        "document_status": "active",
+        "expires_at": NOW + timedelta(days=1),
+        **changes,
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "status"),
+    [
+        ({"status": "reassigned", "status_reason": "absent"}, "reassigned", 410),
+        ({"status": "cancelled"}, "cancelled", 410),
+        ({"status": "signed"}, "used", 410),
+        ({"used_at": NOW}, "used", 410),
+        ({"document_status": "withdrawn"}, "ended", 410),
+        ({"expires_at": NOW}, "expired", 410),
+    ],
+)
+def test_a_link_that_cannot_be_used_says_why(changes: dict, code: str, status: int) -> None:
+    """Reassigned, cancelled, used, ended and expired links are refused, each with its own reason."""
+    with pytest.raises(LinkRefused) as caught:
+        check_link(link(**changes), NOW)
+    assert (caught.value.code, caught.value.status) == (code, status)
+
+
+def test_an_unknown_link_is_not_found() -> None:
+    """A token nobody minted answers 404, not 410."""
+    with pytest.raises(LinkRefused) as caught:
+        check_link(None, NOW)
+    assert caught.value.status == 404
+
+
+def test_an_open_link_passes() -> None:
+    """A pending request of an active document within its time is usable."""
+    assert check_link(link(), NOW)["status"] == "pending"
+
+
+def test_tokens_carry_256_random_bits_and_are_stored_hashed() -> None:
+    """Two tokens differ, are 43 URL-safe characters, and the stored value is their SHA-256."""
+    (first, first_hash), (second, _) = mint_token(), mint_token()
+    assert first != second and len(first) == 43
+    assert first_hash == hash_token(first) and first.encode() not in first_hash
+
+
+def test_a_csrf_token_is_bound_to_its_link_and_cookie() -> None:
+    """The form token of one link, or of another browser's cookie, does not pass."""
+    secret = b"k" * 32
+    token_hash = hash_token("link-a")
+    good = csrf_token(secret, token_hash, "cookie-1")
+    assert csrf_valid(secret, token_hash, "cookie-1", good)
+    assert not csrf_valid(secret, hash_token("link-b"), "cookie-1", good)
+    assert not csrf_valid(secret, token_hash, "cookie-2", good)
+    assert not csrf_valid(secret, token_hash, "", good)
