@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from services.audit.cli import audit_app
-from services.router.cli import directory_app, flows_app
+from services.router.cli import absence_app, directory_app, document_app, flows_app
 from services.signer.cli import ca_app
 from services.supervisor import SERVICES, supervise
 from shared.logs import configure_logging
@@ -17,6 +17,8 @@ __all__ = ["app", "main"]
 app = typer.Typer(help="Paraaf: document-signing workflows for public administrations.", no_args_is_help=True)
 app.add_typer(directory_app, name="directory")
 app.add_typer(flows_app, name="flows")
+app.add_typer(absence_app, name="absence")
+app.add_typer(document_app, name="document")
 app.add_typer(ca_app, name="ca")
 app.add_typer(audit_app, name="audit")
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "EVENT_TYPES",
     "Action",
+    "Cause",
     "DocumentAccepted",
     "DocumentCompleted",
     "DocumentDeclined",
@@ -65,7 +66,7 @@ class Event(Frozen):
         return self.correlation_id
 
     @classmethod
-    def caused_by(cls, cause: "Event", **fields: Any) -> Self:
+    def caused_by(cls, cause: "Event | Cause", **fields: Any) -> Self:
         """A new event in the same document's story, caused by ``cause``."""
         return cls(
             correlation_id=cause.correlation_id,
@@ -76,6 +77,14 @@ class Event(Frozen):
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()
+
+
+class Cause(Frozen):
+    """What caused an event when it was not a message: e.g. an absence starting (``event_id`` = the absence's id)."""
+
+    event_id: UUID
+    correlation_id: UUID
+    org: str = "default"
 
 
 class PersonRef(Frozen):

@@ -4,6 +4,7 @@ Every service extends :class:`Settings` with its own fields; README.md lists
 them all (a test keeps that table honest).
 """
 
+from datetime import datetime
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,3 +29,4 @@ class Settings(BaseSettings):
     prefetch: int = 16
     delivery_limit: int = 5
     db_pool_size: int = 5
+    clock_start: datetime | None = None  # tests and demos only: run the clock from this instant

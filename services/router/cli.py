@@ -1,82 +1,68 @@
-"""Operator commands of the router: ``paraaf directory ...`` and ``paraaf flows ...``."""
+"""Operator commands of the router: ``paraaf directory``, ``flows``, ``absence`` and ``document``.
+
+They work on the router's schema directly, in one transaction each; what
+they publish goes through the router's outbox, so the running router sends
+it (and its absence scheduler is woken by NOTIFY).
+"""
 
 import asyncio
-from dataclasses import asdict
+import getpass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
+from uuid import UUID
 
 import asyncpg
 import typer
 from rich.console import Console
+from rich.table import Table
 
-from services.router import store
+from services.router import directory as directory_store
+from services.router import handlers
 from services.router.config import RouterSettings
-from services.router.domain import Directory, FlowDefinition
-from services.router.importer import ImportError_, read_directory, read_flows, read_workbook
+from services.router.domain import FlowDefinition
+from services.router.importer import ImportError_, parse_moment, read_directory, read_flows, read_workbook
 from shared.db import connect_pool, ensure_database, migrate
+from shared.messaging import Outbox
 
-__all__ = ["directory_app", "flows_app"]
+__all__ = ["absence_app", "directory_app", "document_app", "flows_app"]
 
-directory_app = typer.Typer(help="The organogram: people, roles (functions and mandates).", no_args_is_help=True)
+directory_app = typer.Typer(help="The organogram: people, roles, substitutes, absences, groups.", no_args_is_help=True)
 flows_app = typer.Typer(help="Signing flows, one YAML file per document type.", no_args_is_help=True)
+absence_app = typer.Typer(help="Absences: who is away when (their work moves to substitutes).", no_args_is_help=True)
+document_app = typer.Typer(help="Documents under way.", no_args_is_help=True)
 MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 
 
-async def _pool(settings: RouterSettings) -> asyncpg.Pool:
-    await ensure_database(settings.database_url)
-    pool = await connect_pool(settings.database_url, max_size=2)
-    await migrate(pool, "router", [MIGRATIONS])
-    return pool
+def _in_transaction(work: Callable[[asyncpg.Connection, RouterSettings], Awaitable[T]], *, commit: bool = True) -> T:
+    settings = RouterSettings()
 
+    async def run() -> T:
+        await ensure_database(settings.database_url)
+        pool = await connect_pool(settings.database_url, max_size=1)
+        try:
+            await migrate(pool, "router", [MIGRATIONS])
+            async with pool.acquire() as conn:
+                transaction = conn.transaction()
+                await transaction.start()
+                try:
+                    result = await work(conn, settings)
+                except BaseException:
+                    await transaction.rollback()
+                    raise
+                await (transaction.commit() if commit else transaction.rollback())
+                return result
+        finally:
+            await pool.close()
 
-async def apply_directory(conn: asyncpg.Connection, org: str, directory: Directory) -> dict[str, dict[str, int]]:
-    """Make the stored directory of ``org`` equal ``directory``; count what changed."""
-    summary: dict[str, dict[str, int]] = {}
-    before = await store.load_directory(conn, org)
-    for kind, old, new in (("people", before.people, directory.people), ("roles", before.roles, directory.roles)):
-        summary[kind] = {
-            "added": len(new.keys() - old.keys()),
-            "changed": sum(1 for k in new.keys() & old.keys() if new[k] != old[k]),
-            "removed": len(old.keys() - new.keys()),
-        }
-    await conn.execute("DELETE FROM router.roles WHERE org = $1", org)
-    await conn.execute("DELETE FROM router.people WHERE org = $1", org)
-    await conn.copy_records_to_table(
-        "people",
-        schema_name="router",
-        columns=["org", "id", "name", "email", "department", "language"],
-        records=[(org, *asdict(p).values()) for p in directory.people.values()],
-    )
-    await conn.copy_records_to_table(
-        "roles",
-        schema_name="router",
-        columns=["org", "key", "title", "holders"],
-        records=[(org, r.key, r.title, list(r.holders)) for r in directory.roles.values()],
-    )
-    if any(any(counts.values()) for counts in summary.values()):
-        await store.bump_directory(conn, org)
-    return summary
-
-
-async def apply_flows(conn: asyncpg.Connection, org: str, flows: list[FlowDefinition]) -> None:
-    for flow in flows:
-        await conn.execute(
-            "INSERT INTO router.flows (org, key, title, department, group_key, confidential, steps)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (org, key) DO UPDATE SET title = $3,"
-            " department = $4, group_key = $5, confidential = $6, steps = $7, updated_at = now()",
-            org,
-            flow.key,
-            flow.title,
-            flow.department,
-            flow.group,
-            flow.confidential,
-            [s.model_dump() for s in flow.steps],
-        )
+    return asyncio.run(run())
 
 
 def _fail(console: Console, error: ImportError_) -> None:
     console.print(f"[red]Nothing imported: {len(error.problems)} problem(s).[/red]")
     for problem in error.problems:
-        console.print(f"  {problem}")
+        console.print(f"  {problem}", markup=False)
     raise typer.Exit(1)
 
 
@@ -90,26 +76,15 @@ def import_directory(
     console = Console()
     settings = RouterSettings()
     try:
-        directory = read_directory(read_workbook(source))
+        directory = read_directory(read_workbook(source), settings.timezone)
+        summary = _in_transaction(
+            lambda conn, s: directory_store.apply_directory(conn, org or s.org, directory), commit=not dry_run
+        )
     except ImportError_ as error:
         _fail(console, error)
-
-    async def run() -> dict[str, dict[str, int]]:
-        pool = await _pool(settings)
-        try:
-            async with pool.acquire() as conn:
-                transaction = conn.transaction()
-                await transaction.start()
-                summary = await apply_directory(conn, org or settings.org, directory)
-                await (transaction.rollback() if dry_run else transaction.commit())
-                return summary
-        finally:
-            await pool.close()
-
-    summary = asyncio.run(run())
     verb = "Would import" if dry_run else "Imported"
-    for kind, counts in summary.items():
-        console.print(f"{verb} {kind}: {counts['added']} added, {counts['changed']} changed, {counts['removed']} removed")
+    for kind, change in summary.items():
+        console.print(f"{verb} {kind}: {change.added} added, {change.changed} changed, {change.removed} removed")
 
 
 @flows_app.command("load")
@@ -119,21 +94,95 @@ def load_flows(
 ) -> None:
     """Load (add or replace) every flow in FOLDER, checked against the directory."""
     console = Console()
-    settings = RouterSettings()
 
-    async def run() -> list[FlowDefinition]:
-        pool = await _pool(settings)
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                directory = await store.load_directory(conn, org or settings.org)
-                flows = read_flows(folder, directory)
-                await apply_flows(conn, org or settings.org, flows)
-                return flows
-        finally:
-            await pool.close()
+    async def load(conn: asyncpg.Connection, settings: RouterSettings) -> list[FlowDefinition]:
+        known = await directory_store.load_directory(conn, org or settings.org)
+        flows = read_flows(folder, known)
+        for flow in flows:
+            await conn.execute(
+                "INSERT INTO router.flows (org, key, title, department, group_key, confidential, steps)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (org, key) DO UPDATE SET title = $3,"
+                " department = $4, group_key = $5, confidential = $6, steps = $7, updated_at = now()",
+                org or settings.org,
+                flow.key,
+                flow.title,
+                flow.department,
+                flow.group,
+                flow.confidential,
+                [s.model_dump() for s in flow.steps],
+            )
+        return flows
 
     try:
-        flows = asyncio.run(run())
+        flows = _in_transaction(load)
     except ImportError_ as error:
         _fail(console, error)
     console.print(f"Loaded {len(flows)} flow(s): {', '.join(f.key for f in flows)}")
+
+
+@absence_app.command("add")
+def add_absence(
+    person: str = typer.Argument(..., help="person id"),
+    starts: str = typer.Option(..., "--from", help="first day away: 2026-07-01, 01/07/2026 or 2026-07-01T14:00"),
+    ends: str = typer.Option(..., "--to", help="first day back (exclusive)"),
+    note: str = typer.Option("", help="shown to operators"),
+) -> None:
+    """Register an absence; open requests move to substitutes when it starts."""
+    settings = RouterSettings()
+    try:
+        starts_at, ends_at = parse_moment(starts, settings.timezone), parse_moment(ends, settings.timezone)
+    except ValueError:
+        raise typer.BadParameter("--from and --to must be dates like 2026-07-01 or 01/07/2026") from None
+    try:
+        absence_id = _in_transaction(
+            lambda conn, s: directory_store.add_absence(conn, s.org, person, starts_at, ends_at, note)
+        )
+    except (directory_store.UnknownPerson, ValueError) as exc:
+        typer.echo(f"Not added: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"Absence {absence_id}: {person} away from {starts_at:%Y-%m-%d %H:%M} until {ends_at:%Y-%m-%d %H:%M}")
+
+
+@absence_app.command("list")
+def list_absences(person: str = typer.Argument(None, help="only this person")) -> None:
+    """Absences, oldest first."""
+    rows = _in_transaction(lambda conn, s: directory_store.list_absences(conn, s.org, person), commit=False)
+    table = Table("id", "person", "from", "to", "source", "applied", "note")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["person_id"],
+            f"{row['starts_at']:%Y-%m-%d %H:%M}",
+            f"{row['ends_at']:%Y-%m-%d %H:%M}",
+            row["source"],
+            "yes" if row["applied_at"] else "",
+            row["note"],
+        )
+    Console().print(table)
+
+
+@absence_app.command("remove")
+def remove_absence(absence_id: UUID = typer.Argument(..., help="id from `paraaf absence list`")) -> None:
+    """Remove an absence (work it already moved stays where it went)."""
+    if not _in_transaction(lambda conn, s: directory_store.remove_absence(conn, s.org, absence_id)):
+        typer.echo(f"No absence {absence_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"Removed absence {absence_id}")
+
+
+@document_app.command("withdraw")
+def withdraw(
+    document_id: UUID = typer.Argument(...),
+    reason: str = typer.Option(..., help="told to the source system"),
+    by: str = typer.Option(None, help="the submitter's person id, or operator:<name> (default: operator:$USER)"),
+) -> None:
+    """Withdraw a document: cancel its open requests and tell its source."""
+    who = by or f"operator:{getpass.getuser()}"
+    try:
+        _in_transaction(
+            lambda conn, s: handlers.withdraw(conn, document_id, by=who, reason=reason, outbox=Outbox("router"))
+        )
+    except handlers.NotWithdrawable as exc:
+        typer.echo(f"Not withdrawn: {exc.reason}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"Withdrawn: {document_id}")

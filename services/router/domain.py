@@ -3,11 +3,20 @@ no clock; ``now`` and the directory are passed in.
 
 A flow is an ordered list of steps; a step names signers (``person:<id>`` or
 ``role:<key>``), a mode (``all`` or ``any``) and an action (``sign`` or
-``approve``). :func:`plan_step` turns a step into the people to ask;
-:func:`step_outcome` says whether a step is done after a signature.
+``approve``).
+
+Who signs for a signer entry: a role resolves to its first *available*
+holder (holders are the incumbents, in order). When nobody in the entry is
+available, the substitutes are walked breadth-first — the original's own
+substitutes in their order first, then theirs — skipping anyone already seen
+(cycles end) and going at most :data:`MAX_DEPTH` levels deep. The first
+available person signs *on behalf of* the original. When nobody is
+available, the original keeps the request (they can still sign from leave)
+and the assignment is marked unresolved, for an operator alert. Nobody is
+asked twice in one step.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -15,17 +24,25 @@ from typing import Literal
 from shared.events import StepSpec
 
 __all__ = [
+    "MAX_DEPTH",
+    "Absence",
     "Assignment",
     "Directory",
     "FlowDefinition",
+    "Group",
     "Person",
     "Role",
     "RoutingError",
     "check_steps",
+    "is_absent",
     "parse_signer",
     "plan_step",
+    "reassign",
+    "resolve",
     "step_outcome",
 ]
+
+MAX_DEPTH = 5
 
 
 class RoutingError(ValueError):
@@ -56,9 +73,33 @@ class Role:
 
 
 @dataclass(frozen=True)
+class Absence:
+    """``person_id`` is away from ``starts_at`` (inclusive) until ``ends_at`` (exclusive)."""
+
+    person_id: str
+    starts_at: datetime
+    ends_at: datetime
+
+    def covers(self, now: datetime) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+
+@dataclass(frozen=True)
+class Group:
+    """A visibility group: the departments whose members see its documents."""
+
+    key: str
+    departments: tuple[str, ...]
+    shielded: bool = False
+
+
+@dataclass(frozen=True)
 class Directory:
     people: Mapping[str, Person] = field(default_factory=dict)
     roles: Mapping[str, Role] = field(default_factory=dict)
+    substitutes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    absences: Mapping[str, tuple[Absence, ...]] = field(default_factory=dict)
+    groups: Mapping[str, Group] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -73,13 +114,14 @@ class FlowDefinition:
 
 @dataclass(frozen=True)
 class Assignment:
-    """One person to ask in a step, for one of the step's signer entries (``slot``)."""
+    """Who to ask for one signer entry (``slot``) of a step, and why."""
 
     slot: str
     person: Person
-    title: str
+    title: str  # the function the slot names ("burgemeester"), "" for a person slot
     on_behalf_of: Person | None = None
     reason: str | None = None
+    unresolved: bool = False  # nobody available: the original keeps it; an operator is told
 
 
 def parse_signer(signer: str) -> tuple[Literal["person", "role"], str]:
@@ -103,30 +145,116 @@ def check_steps(steps: Iterable[StepSpec], directory: Directory) -> None:
                 role = directory.roles.get(key)
                 if role is None:
                     raise RoutingError("unknown_signer", f"step {number}: role `{key}` is not in the directory")
-                if not role.holders:
+                if not any(h in directory.people for h in role.holders):
                     raise RoutingError("unknown_signer", f"step {number}: role `{key}` has no holder")
 
 
-def _resolve(signer: str, directory: Directory) -> tuple[Person, str]:
+def is_absent(person_id: str, directory: Directory, now: datetime) -> bool:
+    return any(a.covers(now) for a in directory.absences.get(person_id, ()))
+
+
+def _available(person_id: str, directory: Directory, now: datetime, taken: Collection[str]) -> bool:
+    return person_id in directory.people and person_id not in taken and not is_absent(person_id, directory, now)
+
+
+def _substitute_row(originals: Sequence[str], directory: Directory) -> list[str]:
+    """Everyone who may stand in for ``originals``, breadth-first, each once, at most MAX_DEPTH levels."""
+    seen = set(originals)
+    row: list[str] = []
+    level = list(originals)
+    for _ in range(MAX_DEPTH):
+        next_level = []
+        for person_id in level:
+            for substitute in directory.substitutes.get(person_id, ()):
+                if substitute not in seen:
+                    seen.add(substitute)
+                    next_level.append(substitute)
+        row += next_level
+        level = next_level
+    return row
+
+
+def _reason(person_id: str, directory: Directory, now: datetime) -> str:
+    return "absent" if is_absent(person_id, directory, now) else "already asked in this step"
+
+
+def _holders(signer: str, directory: Directory) -> tuple[tuple[str, ...], str]:
     kind, key = parse_signer(signer)
     if kind == "person":
-        return directory.people[key], ""
+        return (key,), ""
     role = directory.roles[key]
-    return directory.people[role.holders[0]], role.title
+    return tuple(h for h in role.holders if h in directory.people), role.title
+
+
+def _in_own_right(signer: str, directory: Directory, now: datetime, taken: Collection[str]) -> Assignment | None:
+    holders, title = _holders(signer, directory)
+    for holder in holders:
+        if _available(holder, directory, now, taken):
+            return Assignment(slot=signer, person=directory.people[holder], title=title)
+    return None
+
+
+def _stand_in(signer: str, directory: Directory, now: datetime, taken: Collection[str]) -> Assignment:
+    holders, title = _holders(signer, directory)
+    original = directory.people[holders[0]]
+    reason = _reason(original.id, directory, now)
+    for candidate in _substitute_row(holders, directory):
+        if _available(candidate, directory, now, taken):
+            return Assignment(
+                slot=signer, person=directory.people[candidate], title=title, on_behalf_of=original, reason=reason
+            )
+    return Assignment(
+        slot=signer, person=original, title=title, reason=f"{reason}; no substitute is available", unresolved=True
+    )
+
+
+def resolve(signer: str, directory: Directory, now: datetime, taken: Collection[str] = ()) -> Assignment:
+    """The person to ask for ``signer`` at ``now``; ``taken`` are people already asked in this step."""
+    return _in_own_right(signer, directory, now, taken) or _stand_in(signer, directory, now, taken)
 
 
 def plan_step(step: StepSpec, directory: Directory, now: datetime) -> list[Assignment]:
-    """The people to ask for ``step``; never the same person twice in one step."""
-    del now  # absences and substitutes arrive with the directory's availability rules
-    assignments: list[Assignment] = []
-    asked: set[str] = set()
-    for signer in step.signers:
-        person, title = _resolve(signer, directory)
-        if person.id in asked:
+    """Who to ask for ``step``: one person per signer entry, never the same person twice.
+
+    Entries whose own holder is available are settled first, so a substitute
+    is never picked from among people who must sign in their own right.
+    """
+    chosen: dict[int, Assignment] = {}
+    for index, signer in enumerate(step.signers):
+        own = _in_own_right(signer, directory, now, {a.person.id for a in chosen.values()})
+        if own is not None:
+            chosen[index] = own
+    for index, signer in enumerate(step.signers):
+        if index in chosen:
             continue
-        asked.add(person.id)
-        assignments.append(Assignment(slot=signer, person=person, title=title))
-    return assignments
+        taken = {a.person.id for a in chosen.values()}
+        stand_in = _stand_in(signer, directory, now, taken)
+        if stand_in.person.id not in taken:  # an unresolved entry whose original already signs here is covered
+            chosen[index] = stand_in
+    return [chosen[index] for index in sorted(chosen)]
+
+
+def reassign(
+    original: str, on_behalf_of: str | None, slot_title: str, directory: Directory, now: datetime, taken: Collection[str]
+) -> Assignment | None:
+    """A new assignee for a pending request of ``original``, who just became absent.
+
+    ``on_behalf_of`` is whom the request already stood in for: a substitute's
+    substitute still signs for the mayor, and when the mayor is back the
+    request returns to the mayor. None when nobody in the row is available.
+    """
+    represented = directory.people.get(on_behalf_of or original)
+    if represented is None:
+        return None
+    excluded = {*taken, original}
+    if represented.id != original and _available(represented.id, directory, now, excluded):
+        return Assignment(slot="", person=represented, title=slot_title)
+    for candidate in _substitute_row((represented.id, original), directory):
+        if _available(candidate, directory, now, excluded):
+            return Assignment(
+                slot="", person=directory.people[candidate], title=slot_title, on_behalf_of=represented, reason="absent"
+            )
+    return None
 
 
 StepState = Literal["waiting", "complete"]

@@ -1,24 +1,30 @@
-"""The router's handlers: thin glue between events, the store and the rules in domain.py."""
+"""The router's handlers and use cases: thin glue between events, the store
+and the rules in domain.py. Each runs inside the caller's transaction."""
 
-from collections.abc import Callable
 from datetime import datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import asyncpg
 import structlog
 
 from services.router import store
-from services.router.domain import Directory, RoutingError, check_steps, plan_step, step_outcome
+from services.router.directory import DirectoryCache
+from services.router.domain import Assignment, Directory, RoutingError, check_steps, plan_step, reassign, step_outcome
+from shared.clock import Clock
 from shared.events import (
+    Cause,
     DocumentAccepted,
     DocumentCompleted,
     DocumentDeclined,
     DocumentRejected,
     DocumentSubmitted,
+    DocumentWithdrawn,
     Event,
     PersonRef,
+    RoutingUnresolved,
     SignatureCancelled,
     SignatureDeclined,
+    SignatureReassigned,
     SignatureRecord,
     SignatureRequested,
     Signed,
@@ -26,9 +32,14 @@ from shared.events import (
 )
 from shared.messaging import Outbox
 
-__all__ = ["on_document_submitted", "on_signature_declined", "on_signed"]
-
-Clock = Callable[[], datetime]
+__all__ = [
+    "NotWithdrawable",
+    "move_work_of",
+    "on_document_submitted",
+    "on_signature_declined",
+    "on_signed",
+    "withdraw",
+]
 
 
 async def on_document_submitted(
@@ -36,7 +47,7 @@ async def on_document_submitted(
     conn: asyncpg.Connection,
     *,
     outbox: Outbox,
-    directories: store.DirectoryCache,
+    directories: DirectoryCache,
     clock: Clock,
 ) -> None:
     directory = await directories.get(conn, event.org)
@@ -86,6 +97,67 @@ async def on_document_submitted(
     await _start_step(conn, instance, 1, directory, clock(), cause=event, outbox=outbox)
 
 
+def _refs(assignment: Assignment) -> tuple[PersonRef, PersonRef | None]:
+    signer = store.person_ref(assignment.person, assignment.title)
+    represented = store.person_ref(assignment.on_behalf_of, assignment.title) if assignment.on_behalf_of else None
+    return signer, represented
+
+
+async def _request(
+    conn: asyncpg.Connection,
+    document: asyncpg.Record,
+    *,
+    step: int,
+    step_count: int,
+    action: str,
+    slot: str,
+    assignment: Assignment,
+    cause: Event | Cause,
+    outbox: Outbox,
+    replaces: UUID | None = None,
+) -> UUID:
+    """Open one request and announce it (and alert an operator when nobody could stand in)."""
+    request_id = uuid4()
+    signer, represented = _refs(assignment)
+    await store.insert_request(
+        conn,
+        request_id=request_id,
+        document_id=document["document_id"],
+        org=document["org"],
+        step=step,
+        slot=slot,
+        person=signer,
+        on_behalf_of=represented,
+        reason=assignment.reason,
+        action=action,
+        replaces=replaces,
+    )
+    await outbox.add(
+        conn,
+        SignatureRequested.caused_by(
+            cause,
+            request_id=request_id,
+            step=step,
+            step_count=step_count,
+            action=action,
+            signer=signer,
+            on_behalf_of=represented,
+            reason=assignment.reason,
+            title=document["title"],
+            filename=document["filename"],
+            submitted_by=PersonRef.model_validate(document["submitted_by"]),
+            pdf_sha256=document["pdf_sha256"],
+            confidential=document["confidential"],
+            replaces=replaces,
+        ),
+    )
+    if assignment.unresolved:
+        await outbox.add(
+            conn, RoutingUnresolved.caused_by(cause, request_id=request_id, signer=signer, reason=assignment.reason or "")
+        )
+    return request_id
+
+
 async def _start_step(
     conn: asyncpg.Connection,
     instance: asyncpg.Record,
@@ -98,43 +170,18 @@ async def _start_step(
 ) -> None:
     steps = [StepSpec.model_validate(s) for s in instance["steps"]]
     step = steps[number - 1]
-    submitted_by = PersonRef.model_validate(instance["submitted_by"])
     await store.update_instance(conn, instance["document_id"], current_step=number)
     for assignment in plan_step(step, directory, now):
-        request_id = uuid4()
-        signer = store.person_ref(assignment.person, assignment.title)
-        on_behalf_of = (
-            store.person_ref(assignment.on_behalf_of, assignment.title) if assignment.on_behalf_of else None
-        )
-        await store.insert_request(
+        await _request(
             conn,
-            request_id=request_id,
-            document_id=instance["document_id"],
-            org=instance["org"],
+            instance,
             step=number,
-            slot=assignment.slot,
-            person=signer,
-            on_behalf_of=on_behalf_of,
-            reason=assignment.reason,
+            step_count=len(steps),
             action=step.action,
-        )
-        await outbox.add(
-            conn,
-            SignatureRequested.caused_by(
-                cause,
-                request_id=request_id,
-                step=number,
-                step_count=len(steps),
-                action=step.action,
-                signer=signer,
-                on_behalf_of=on_behalf_of,
-                reason=assignment.reason,
-                title=instance["title"],
-                filename=instance["filename"],
-                submitted_by=submitted_by,
-                pdf_sha256=instance["pdf_sha256"],
-                confidential=instance["confidential"],
-            ),
+            slot=assignment.slot,
+            assignment=assignment,
+            cause=cause,
+            outbox=outbox,
         )
 
 
@@ -143,7 +190,7 @@ async def on_signed(
     conn: asyncpg.Connection,
     *,
     outbox: Outbox,
-    directories: store.DirectoryCache,
+    directories: DirectoryCache,
     clock: Clock,
 ) -> None:
     log = structlog.get_logger()
@@ -169,7 +216,7 @@ async def on_signed(
     await store.set_request_status(conn, [event.request_id], "signed")
     steps = [StepSpec.model_validate(s) for s in instance["steps"]]
     step = steps[request["step"] - 1]
-    requests = await store.step_requests(conn, event.document_id, request["step"])
+    requests = [r for r in await store.step_requests(conn, event.document_id, request["step"]) if r["status"] != "reassigned"]
     signed = [r["slot"] for r in requests if r["status"] == "signed"]
     if step_outcome(step.mode, [r["slot"] for r in requests], signed) == "waiting":
         return
@@ -213,6 +260,96 @@ async def on_signature_declined(event: SignatureDeclined, conn: asyncpg.Connecti
             submitted_by=PersonRef.model_validate(instance["submitted_by"]),
         ),
     )
+
+
+class NotWithdrawable(Exception):
+    """The document cannot be withdrawn (unknown, already ended, or asked by the wrong person)."""
+
+    def __init__(self, reason: str, status: int = 409) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+async def withdraw(conn: asyncpg.Connection, document_id: UUID, *, by: str, reason: str, outbox: Outbox) -> None:
+    """The submitter (their person id) or an operator (``operator:<name>``) stops a document."""
+    instance = await store.lock_instance(conn, document_id)
+    if instance is None:
+        raise NotWithdrawable(f"there is no document {document_id}", status=404)
+    submitter = PersonRef.model_validate(instance["submitted_by"])
+    if by != submitter.id and not by.startswith("operator:"):
+        raise NotWithdrawable(f"only the submitter ({submitter.id}) or an operator can withdraw", status=403)
+    if instance["status"] != "active":
+        raise NotWithdrawable(f"the document is already {instance['status']}")
+    pending = [r["request_id"] for r in await store.pending_requests(conn, document_id)]
+    await store.set_request_status(conn, pending, "cancelled")
+    await store.update_instance(conn, document_id, status="withdrawn")
+    await outbox.add(
+        conn, DocumentWithdrawn(correlation_id=document_id, org=instance["org"], withdrawn_by=by, reason=reason)
+    )
+
+
+async def move_work_of(
+    conn: asyncpg.Connection,
+    org: str,
+    person_id: str,
+    directory: Directory,
+    now: datetime,
+    *,
+    absence_id: UUID,
+    outbox: Outbox,
+) -> int:
+    """A person's absence has started: move each of their open requests to the first available substitute.
+
+    Returns how many requests moved; those nobody can take stay with the
+    person, and an operator is alerted.
+    """
+    moved = 0
+    for request in await store.lock_pending_of(conn, org, person_id):
+        represented = PersonRef.model_validate(request["on_behalf_of"]) if request["on_behalf_of"] else None
+        current = PersonRef.model_validate(request["person"])
+        taken = {
+            r["person_id"]
+            for r in await store.step_requests(conn, request["document_id"], request["step"])
+            if r["status"] in ("pending", "signed") and r["request_id"] != request["request_id"]
+        }
+        cause = Cause(event_id=absence_id, correlation_id=request["document_id"], org=org)
+        assignment = reassign(person_id, represented.id if represented else None, current.title, directory, now, taken)
+        if assignment is None:
+            await outbox.add(
+                conn,
+                RoutingUnresolved.caused_by(
+                    cause, request_id=request["request_id"], signer=current, reason="absent; no substitute is available"
+                ),
+            )
+            continue
+        await store.set_request_status(conn, [request["request_id"]], "reassigned")
+        new_request_id = await _request(
+            conn,
+            request,
+            step=request["step"],
+            step_count=request["step_count"],
+            action=request["action"],
+            slot=request["slot"],
+            assignment=assignment,
+            cause=cause,
+            outbox=outbox,
+            replaces=request["request_id"],
+        )
+        await outbox.add(
+            conn,
+            SignatureReassigned.caused_by(
+                cause,
+                request_id=request["request_id"],
+                new_request_id=new_request_id,
+                from_person=current,
+                to_person=store.person_ref(assignment.person, assignment.title),
+                reason=f"{current.name} is absent",
+                title=request["title"],
+            ),
+        )
+        moved += 1
+    return moved
 
 
 async def _cancel(conn: asyncpg.Connection, request_ids: list, reason: str, *, cause: Event, outbox: Outbox) -> None:

@@ -8,6 +8,8 @@ and row number; a source with any bad row imports nothing.
 
 import csv
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,15 +18,16 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from services.router.domain import Directory, FlowDefinition, Person, Role, RoutingError, check_steps
+from services.router.domain import Absence, Directory, FlowDefinition, Group, Person, Role, RoutingError, check_steps
 from shared.contract import describe_validation_error
 from shared.events import StepSpec
 
-__all__ = ["ImportError_", "Problem", "read_directory", "read_flows", "read_workbook"]
+__all__ = ["SHEETS", "ImportError_", "Problem", "parse_moment", "read_directory", "read_flows", "read_workbook"]
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 LANGUAGES = ("nl", "fr", "en")
+SHEETS = ("people", "roles", "substitutes", "absences", "groups")
 
 
 @dataclass(frozen=True)
@@ -112,9 +115,20 @@ def _ids(value: str) -> list[str]:
     return [part.strip() for part in re.split(r"[,;\s]+", value) if part.strip()]
 
 
-def read_directory(book: Workbook) -> Directory:
-    """Validate every sheet; raise ImportError_ listing every bad row."""
-    problems: list[Problem] = []
+def parse_moment(value: str, timezone: str = "Europe/Brussels") -> datetime:
+    """A date or date-time as people type it (2026-07-01, 01/07/2026, 2026-07-01 14:00), local unless it says otherwise."""
+    text = value.strip().replace("/", "-")
+    match = re.fullmatch(r"(\d{1,2})-(\d{1,2})-(\d{4})(.*)", text)
+    if match:  # Belgian order: day-month-year
+        day, month, year, rest = match.groups()
+        text = f"{year}-{int(month):02d}-{int(day):02d}{rest}"
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(timezone))
+    return moment
+
+
+def _people(book: Workbook, problems: list[Problem]) -> dict[str, Person]:
     people: dict[str, Person] = {}
     for number, row in book.rows("people"):
         where = f"sheet `people`, row {number}"
@@ -137,6 +151,10 @@ def read_directory(book: Workbook) -> Directory:
             people[person_id] = Person(
                 id=person_id, name=row["name"], email=email, department=row.get("department", ""), language=language
             )
+    return people
+
+
+def _roles(book: Workbook, people: Mapping[str, Person], problems: list[Problem]) -> dict[str, Role]:
     roles: dict[str, Role] = {}
     for number, row in book.rows("roles"):
         where = f"sheet `roles`, row {number}"
@@ -153,9 +171,93 @@ def read_directory(book: Workbook) -> Directory:
             problems.append(Problem(where, f"holder `{unknown[0]}` of role `{key}` is not in sheet `people`"))
         else:
             roles[key] = Role(key=key, title=row.get("title") or key, holders=tuple(holders))
+    return roles
+
+
+def _substitutes(book: Workbook, people: Mapping[str, Person], problems: list[Problem]) -> dict[str, tuple[str, ...]]:
+    substitutes: dict[str, tuple[str, ...]] = {}
+    for number, row in book.rows("substitutes"):
+        where = f"sheet `substitutes`, row {number}"
+        person_id = row.get("person", "").lower()
+        row_ids = [s.lower() for s in _ids(row.get("substitutes", ""))]
+        unknown = [s for s in row_ids if s not in people]
+        if person_id not in people:
+            problems.append(Problem(where, f"person `{person_id}` is not in sheet `people`"))
+        elif person_id in substitutes:
+            problems.append(Problem(where, f"`{person_id}` has a second row; list all substitutes in one row, in order"))
+        elif not row_ids:
+            problems.append(Problem(where, f"`{person_id}` has no substitutes listed"))
+        elif unknown:
+            problems.append(Problem(where, f"substitute `{unknown[0]}` of `{person_id}` is not in sheet `people`"))
+        elif person_id in row_ids:
+            problems.append(Problem(where, f"`{person_id}` is listed as their own substitute"))
+        elif len(set(row_ids)) != len(row_ids):
+            problems.append(Problem(where, f"a substitute of `{person_id}` is listed twice"))
+        else:
+            substitutes[person_id] = tuple(row_ids)
+    return substitutes
+
+
+def _absences(
+    book: Workbook, people: Mapping[str, Person], problems: list[Problem], timezone: str
+) -> dict[str, tuple[Absence, ...]]:
+    absences: dict[str, list[Absence]] = {}
+    for number, row in book.rows("absences"):
+        where = f"sheet `absences`, row {number}"
+        person_id = row.get("person", "").lower()
+        if person_id not in people:
+            problems.append(Problem(where, f"person `{person_id}` is not in sheet `people`"))
+            continue
+        try:
+            starts_at = parse_moment(row.get("from", ""), timezone)
+            ends_at = parse_moment(row.get("to", ""), timezone)
+        except ValueError:
+            problems.append(
+                Problem(where, f"bad date in `from` ({row.get('from', '')!r}) or `to` ({row.get('to', '')!r}); write 2026-07-01 or 01/07/2026")
+            )
+            continue
+        if ends_at <= starts_at:
+            problems.append(Problem(where, f"`to` ({row['to']}) must come after `from` ({row['from']}); `to` is the first day back"))
+            continue
+        absences.setdefault(person_id, []).append(Absence(person_id, starts_at, ends_at))
+    return {person_id: tuple(items) for person_id, items in absences.items()}
+
+
+def _groups(book: Workbook, problems: list[Problem]) -> dict[str, Group]:
+    groups: dict[str, Group] = {}
+    for number, row in book.rows("groups"):
+        where = f"sheet `groups`, row {number}"
+        key = row.get("key", "").lower()
+        shielded = row.get("shielded", "").lower()
+        if not _ID.match(key):
+            problems.append(Problem(where, f"key `{key}` must be lower-case letters, digits, `.`, `_` or `-`"))
+        elif key in groups:
+            problems.append(Problem(where, f"duplicate group `{key}`"))
+        elif shielded not in ("", "yes", "no", "true", "false", "ja", "nee", "1", "0"):
+            problems.append(Problem(where, f"shielded `{shielded}` must be yes or no"))
+        else:
+            departments = tuple(d.strip() for d in re.split(r"[,;]", row.get("departments", "")) if d.strip())
+            groups[key] = Group(key=key, departments=departments, shielded=shielded in ("yes", "true", "ja", "1"))
+    return groups
+
+
+def read_directory(book: Workbook, timezone: str = "Europe/Brussels") -> Directory:
+    """Validate every sheet; raise ImportError_ listing every bad row, in sheet order."""
+    problems: list[Problem] = []
+    unknown_sheets = set(book.sheets) - set(SHEETS)
+    for sheet in sorted(unknown_sheets):
+        problems.append(Problem(f"sheet `{sheet}`", f"unknown sheet; expected {', '.join(SHEETS)}"))
+    people = _people(book, problems)
+    directory = Directory(
+        people=people,
+        roles=_roles(book, people, problems),
+        substitutes=_substitutes(book, people, problems),
+        absences=_absences(book, people, problems, timezone),
+        groups=_groups(book, problems),
+    )
     if problems:
         raise ImportError_(problems)
-    return Directory(people=people, roles=roles)
+    return directory
 
 
 def read_flows(directory_path: Path, directory: Directory) -> list[FlowDefinition]:
@@ -197,11 +299,14 @@ def _read_flow(data: Mapping[str, Any], directory: Directory) -> FlowDefinition:
     if not steps:
         raise ValueError("a flow needs at least one step")
     check_steps(steps, directory)
+    group = str(data.get("group") or data["department"]).lower()
+    if directory.groups and group not in directory.groups:
+        raise ValueError(f"group `{group}` is not in the directory's sheet `groups`")
     return FlowDefinition(
         key=str(data["key"]),
         title=str(data["title"]),
         department=str(data["department"]),
-        group=str(data.get("group") or data["department"]),
+        group=group,
         confidential=bool(data.get("confidential", False)),
         steps=steps,
     )

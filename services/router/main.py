@@ -1,15 +1,17 @@
 """Router's wiring: the only place its parts meet."""
 
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
 from faststream import FastStream
 
-from services.router import handlers, store
+from services.router import handlers
 from services.router.config import RouterSettings
+from services.router.directory import DirectoryCache
+from services.router.http import RouterHttp, build_http
+from services.router.scheduler import AbsenceScheduler
+from shared.clock import clock_from
 from shared.events import DocumentSubmitted, SignatureDeclined, Signed
-from shared.http import base_app
 from shared.service import Service
 from shared.topology import EVENTS, Binding, QueueSpec
 
@@ -22,7 +24,9 @@ QUEUE = QueueSpec(
 def create_app(settings: RouterSettings | None = None) -> FastStream:
     settings = settings or RouterSettings()
     service = Service("router", settings, migrations=Path(__file__).parent / "migrations")
-    deps = {"outbox": service.outbox, "directories": store.DirectoryCache(), "clock": lambda: datetime.now(UTC)}
+    directories = DirectoryCache()
+    clock = clock_from(settings)
+    deps = {"outbox": service.outbox, "directories": directories, "clock": clock}
     service.consume(
         QUEUE,
         {
@@ -31,5 +35,25 @@ def create_app(settings: RouterSettings | None = None) -> FastStream:
             SignatureDeclined.routing_key: partial(handlers.on_signature_declined, outbox=service.outbox),
         },
     )
-    service.serve_http(settings.router_port, lambda: base_app("router", lambda: service.pool))
+    scheduler = AbsenceScheduler(
+        lambda: service.pool,
+        database_url=settings.database_url,
+        directories=directories,
+        outbox=service.outbox,
+        clock=clock,
+        after_commit=service.wake_relay,
+    )
+    service.loop(scheduler.run)
+    service.serve_http(
+        settings.router_port,
+        lambda: build_http(
+            RouterHttp(
+                pool=lambda: service.pool,
+                outbox=service.outbox,
+                org=settings.org,
+                timezone=settings.timezone,
+                after_commit=service.wake_relay,
+            )
+        ),
+    )
     return service.app

@@ -6,16 +6,15 @@ from uuid import UUID
 
 import asyncpg
 
-from services.router.domain import Directory, FlowDefinition, Person, Role
+from services.router.domain import FlowDefinition, Person
 from shared.events import PersonRef, SignatureRecord, StepSpec
 
 __all__ = [
-    "DirectoryCache",
-    "bump_directory",
     "find_flow",
     "insert_instance",
     "insert_request",
     "lock_instance",
+    "lock_pending_of",
     "lock_request",
     "person_ref",
     "set_request_status",
@@ -25,39 +24,6 @@ __all__ = [
 
 def person_ref(person: Person, title: str = "") -> PersonRef:
     return PersonRef(id=person.id, name=person.name, email=person.email, language=person.language, title=title)
-
-
-class DirectoryCache:
-    """Each org's directory, read once and read again only after it changed."""
-
-    def __init__(self) -> None:
-        self._cached: dict[str, tuple[int, Directory]] = {}
-
-    async def get(self, conn: asyncpg.Connection, org: str) -> Directory:
-        version = await conn.fetchval("SELECT version FROM router.directory_version WHERE org = $1", org) or 0
-        cached = self._cached.get(org)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        directory = await load_directory(conn, org)
-        self._cached[org] = (version, directory)
-        return directory
-
-
-async def load_directory(conn: asyncpg.Connection, org: str) -> Directory:
-    people = await conn.fetch("SELECT id, name, email, department, language FROM router.people WHERE org = $1", org)
-    roles = await conn.fetch("SELECT key, title, holders FROM router.roles WHERE org = $1", org)
-    return Directory(
-        people={r["id"]: Person(**dict(r)) for r in people},
-        roles={r["key"]: Role(key=r["key"], title=r["title"], holders=tuple(r["holders"])) for r in roles},
-    )
-
-
-async def bump_directory(conn: asyncpg.Connection, org: str) -> None:
-    await conn.execute(
-        "INSERT INTO router.directory_version (org, version) VALUES ($1, 1)"
-        " ON CONFLICT (org) DO UPDATE SET version = router.directory_version.version + 1",
-        org,
-    )
 
 
 async def find_flow(conn: asyncpg.Connection, org: str, key: str) -> FlowDefinition | None:
@@ -146,10 +112,11 @@ async def insert_request(
     on_behalf_of: PersonRef | None,
     reason: str | None,
     action: str,
+    replaces: UUID | None = None,
 ) -> None:
     await conn.execute(
         "INSERT INTO router.requests (request_id, document_id, org, step, slot, person_id, person, on_behalf_of,"
-        " reason, action) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        " reason, action, replaces) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         request_id,
         document_id,
         org,
@@ -160,6 +127,7 @@ async def insert_request(
         on_behalf_of.model_dump() if on_behalf_of else None,
         reason,
         action,
+        replaces,
     )
 
 
@@ -177,7 +145,8 @@ async def set_request_status(conn: asyncpg.Connection, request_ids: Sequence[UUI
 
 async def step_requests(conn: asyncpg.Connection, document_id: UUID, step: int) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT request_id, slot, status FROM router.requests WHERE document_id = $1 AND step = $2 ORDER BY created_at",
+        "SELECT request_id, slot, status, person_id FROM router.requests WHERE document_id = $1 AND step = $2"
+        " ORDER BY created_at",
         document_id,
         step,
     )
@@ -186,4 +155,17 @@ async def step_requests(conn: asyncpg.Connection, document_id: UUID, step: int) 
 async def pending_requests(conn: asyncpg.Connection, document_id: UUID) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT request_id FROM router.requests WHERE document_id = $1 AND status = 'pending'", document_id
+    )
+
+
+async def lock_pending_of(conn: asyncpg.Connection, org: str, person_id: str) -> list[asyncpg.Record]:
+    """A person's open requests with what a new request needs of their document, locked."""
+    return await conn.fetch(
+        "SELECT r.*, i.title, i.filename, i.submitted_by, i.pdf_sha256, i.confidential,"
+        " jsonb_array_length(i.steps) AS step_count"
+        " FROM router.requests r JOIN router.instances i USING (document_id)"
+        " WHERE r.org = $1 AND r.person_id = $2 AND r.status = 'pending' AND i.status = 'active'"
+        " ORDER BY r.created_at FOR UPDATE OF r",
+        org,
+        person_id,
     )

@@ -1,0 +1,91 @@
+"""The router's HTTP API: absences, and withdrawing a document.
+
+Bound to PARAAF_HTTP_HOST (127.0.0.1 by default): it is an operator's API,
+to be put behind the city's authenticating proxy when exposed.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+from fastapi import FastAPI, HTTPException, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.router import directory, handlers
+from services.router.importer import parse_moment
+from shared.http import base_app
+from shared.messaging import Outbox
+
+__all__ = ["RouterHttp", "build_http"]
+
+
+@dataclass(frozen=True)
+class RouterHttp:
+    pool: Callable[[], asyncpg.Pool]
+    outbox: Outbox
+    org: str
+    timezone: str
+    after_commit: Callable[[], None]
+
+
+class AbsenceIn(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    person: str = Field(min_length=1, examples=["bart.baert"])
+    starts: str = Field(alias="from", examples=["2026-07-01"], description="date or date-time; local time unless it has an offset")
+    ends: str = Field(alias="to", examples=["2026-08-01"], description="the first moment back (exclusive)")
+    note: str = ""
+
+
+class WithdrawIn(BaseModel):
+    by: str = Field(min_length=1, description="the submitter's person id, or `operator:<name>`")
+    reason: str = Field(min_length=1)
+
+
+def build_http(deps: RouterHttp) -> FastAPI:
+    app = base_app("router", deps.pool)
+
+    @app.post("/absences", status_code=201, tags=["absences"])
+    async def add_absence(absence: AbsenceIn) -> dict:
+        """Register an absence; open requests move to substitutes when it starts."""
+        try:
+            starts_at, ends_at = parse_moment(absence.starts, deps.timezone), parse_moment(absence.ends, deps.timezone)
+        except ValueError:
+            raise HTTPException(422, "`from` and `to` must be dates (2026-07-01) or date-times (2026-07-01T14:00)") from None
+        async with deps.pool().acquire() as conn, conn.transaction():
+            try:
+                absence_id = await directory.add_absence(
+                    conn, deps.org, absence.person, starts_at, ends_at, absence.note
+                )
+            except directory.UnknownPerson as exc:
+                raise HTTPException(404, str(exc)) from None
+            except ValueError as exc:
+                raise HTTPException(422, str(exc)) from None
+        return {"id": str(absence_id), "person": absence.person, "from": starts_at, "to": ends_at}
+
+    @app.get("/absences", tags=["absences"])
+    async def list_absences(person: str | None = None) -> list[dict]:
+        """Absences, optionally of one person, oldest first."""
+        return [dict(r) for r in await directory.list_absences(deps.pool(), deps.org, person)]
+
+    @app.delete("/absences/{absence_id}", status_code=204, tags=["absences"])
+    async def remove_absence(absence_id: UUID) -> Response:
+        """Remove an absence (work it already moved stays where it went)."""
+        async with deps.pool().acquire() as conn, conn.transaction():
+            if not await directory.remove_absence(conn, deps.org, absence_id):
+                raise HTTPException(404, f"no absence {absence_id}")
+        return Response(status_code=204)
+
+    @app.post("/documents/{document_id}/withdraw", status_code=202, tags=["documents"])
+    async def withdraw(document_id: UUID, body: WithdrawIn) -> dict:
+        """Stop a document: its open requests are cancelled and its source is told."""
+        async with deps.pool().acquire() as conn, conn.transaction():
+            try:
+                await handlers.withdraw(conn, document_id, by=body.by, reason=body.reason, outbox=deps.outbox)
+            except handlers.NotWithdrawable as exc:
+                raise HTTPException(exc.status, exc.reason) from None
+        deps.after_commit()
+        return {"document_id": str(document_id), "status": "withdrawn"}
+
+    return app
