@@ -19,7 +19,7 @@ infra:
 	deploy/ensure-infra.sh
 
 demo: install infra
-	$(BIN)/paraaf directory import deploy/demo/directory.yaml
+	$(BIN)/paraaf directory import deploy/demo/city.xlsx
 	$(BIN)/paraaf flows load deploy/demo/flows
 
 run: demo

@@ -26,6 +26,7 @@ from shared.events import StepSpec
 __all__ = [
     "MAX_DEPTH",
     "Absence",
+    "advance",
     "Assignment",
     "Directory",
     "FlowDefinition",
@@ -228,6 +229,9 @@ def plan_step(step: StepSpec, directory: Directory, now: datetime) -> list[Assig
         if index in chosen:
             continue
         taken = {a.person.id for a in chosen.values()}
+        holders, _ = _holders(signer, directory)
+        if any(h in taken and not is_absent(h, directory, now) for h in holders):
+            continue  # a present holder already signs this step for another entry: this one is covered
         stand_in = _stand_in(signer, directory, now, taken)
         if stand_in.person.id not in taken:  # an unresolved entry whose original already signs here is covered
             chosen[index] = stand_in
@@ -258,6 +262,7 @@ def reassign(
 
 
 StepState = Literal["waiting", "complete"]
+Progress = Literal["wait", "next", "complete"]
 
 
 def step_outcome(mode: Literal["all", "any"], slots: Sequence[str], signed_slots: Iterable[str]) -> StepState:
@@ -266,3 +271,15 @@ def step_outcome(mode: Literal["all", "any"], slots: Sequence[str], signed_slots
     if mode == "any":
         return "complete" if done else "waiting"
     return "complete" if set(slots) <= done else "waiting"
+
+
+def advance(
+    step_number: int, step_count: int, mode: Literal["all", "any"], slots: Sequence[str], signed_slots: Iterable[str]
+) -> Progress:
+    """After a signature in step ``step_number``: wait, start the next step, or complete the document.
+
+    The only way to a later step: the current one is complete by its mode.
+    """
+    if step_outcome(mode, slots, signed_slots) == "waiting":
+        return "wait"
+    return "next" if step_number < step_count else "complete"

@@ -9,7 +9,7 @@ import structlog
 
 from services.router import store
 from services.router.directory import DirectoryCache
-from services.router.domain import Assignment, Directory, RoutingError, check_steps, plan_step, reassign, step_outcome
+from services.router.domain import Assignment, Directory, RoutingError, advance, check_steps, plan_step, reassign
 from shared.clock import Clock
 from shared.events import (
     Cause,
@@ -218,12 +218,13 @@ async def on_signed(
     step = steps[request["step"] - 1]
     requests = [r for r in await store.step_requests(conn, event.document_id, request["step"]) if r["status"] != "reassigned"]
     signed = [r["slot"] for r in requests if r["status"] == "signed"]
-    if step_outcome(step.mode, [r["slot"] for r in requests], signed) == "waiting":
+    progress = advance(request["step"], len(steps), step.mode, [r["slot"] for r in requests], signed)
+    if progress == "wait":
         return
     leftover = [r["request_id"] for r in requests if r["status"] == "pending"]
     await _cancel(conn, leftover, "the step was completed by another signer", cause=event, outbox=outbox)
     instance = await store.lock_instance(conn, event.document_id)
-    if request["step"] < len(steps):
+    if progress == "next":
         directory = await directories.get(conn, instance["org"])
         await _start_step(conn, instance, request["step"] + 1, directory, clock(), cause=event, outbox=outbox)
         return

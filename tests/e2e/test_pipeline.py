@@ -29,7 +29,7 @@ async def system(request: pytest.FixtureRequest, database_url: str, amqp_url: st
         smtp=smtp_server,
         extra_env={"PARAAF_MAX_PDF_MB": "0.05"},
     )
-    system.cli("directory", "import", str(DEMO / "directory.yaml"))
+    system.cli("directory", "import", str(DEMO / "city.xlsx"))
     system.cli("flows", "load", str(DEMO / "flows"))
     await system.start()
     yield system

@@ -103,11 +103,14 @@ class SmtpServer:
     async def stop(self) -> None:
         await asyncio.to_thread(self._controller.stop)
 
+    def received_by(self, to: str) -> list[Received]:
+        return [m for m in self._handler.received if to.lower() in (t.lower() for t in m.to)]
+
     async def wait_for_mail(self, to: str, *, count: int = 1, timeout: float = 30.0) -> list[Received]:
         """The first ``count`` mails to ``to``, waiting for them to arrive."""
         deadline = time.monotonic() + timeout
         while True:
-            mails = [m for m in self._handler.received if to.lower() in (t.lower() for t in m.to)]
+            mails = self.received_by(to)
             if len(mails) >= count:
                 return mails[:count]
             if time.monotonic() > deadline:

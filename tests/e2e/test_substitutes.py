@@ -1,0 +1,105 @@
+"""Substitutes and absences across the whole pipeline, in July: the demo city
+imported from its .xlsx, every service its own process, the services' clock
+started on 10 July 2026."""
+
+import base64
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.pdfs import make_pdf
+from tests.support.smtp import SmtpServer
+from tests.support.system import Outcomes, System, follow_link, submission
+from tests.support.validate import pdfsig, pyhanko_validate
+
+pytestmark = pytest.mark.e2e
+
+DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo"
+TENTH_OF_JULY = "2026-07-10T09:00:00+02:00"
+
+
+@pytest.fixture
+async def july(request: pytest.FixtureRequest, database_url: str, amqp_url: str, smtp_server: SmtpServer) -> AsyncIterator[System]:
+    system = System(
+        name=request.node.name,
+        database_url=database_url,
+        amqp_url=amqp_url,
+        smtp=smtp_server,
+        extra_env={"PARAAF_CLOCK_START": TENTH_OF_JULY},
+    )
+    system.cli("directory", "import", str(DEMO / "city.xlsx"))
+    system.cli("flows", "load", str(DEMO / "flows"))
+    await system.start()
+    yield system
+    system.stop()
+
+
+def last_page_text(pdf: bytes) -> str:
+    with tempfile.NamedTemporaryFile(suffix=".pdf") as handle:
+        handle.write(pdf)
+        handle.flush()
+        return subprocess.run(["pdftotext", "-layout", handle.name, "-"], capture_output=True, text=True, check=True).stdout
+
+
+async def test_a_collegebesluit_in_july_is_signed_by_the_first_substitute_on_behalf_of_the_mayor(
+    july: System, smtp_server: SmtpServer
+) -> None:
+    """The mayor is away all July: on 10 July the mayor's first substitute signs, and mail, outcome and stamp say on whose behalf."""
+    async with Outcomes(july.amqp_url, "notula.*") as outcomes, httpx.AsyncClient() as browser:
+        await july.publish(submission(make_pdf(pages=2), external_ref="BESL-JULY"))
+        [director_mail] = await smtp_server.wait_for_mail("ann.aerts@demo.paraaf.be")
+        assert (await follow_link(browser, director_mail.signing_link)).status_code == 200
+        [substitute_mail] = await smtp_server.wait_for_mail("sofie.smet@demo.paraaf.be")
+        assert "vervanger van Bart Baert (burgemeester)" in substitute_mail.text
+        page = await browser.get(substitute_mail.signing_link)
+        assert "vervanger van Bart Baert" in page.text
+        assert (await follow_link(browser, substitute_mail.signing_link)).status_code == 200
+        completed = await outcomes.wait("notula.completed", "BESL-JULY")
+
+    mayors = completed["signatures"][1]
+    assert mayors["signer"]["id"] == "sofie.smet"
+    assert (mayors["on_behalf_of"]["id"], mayors["on_behalf_of"]["title"]) == ("bart.baert", "burgemeester")
+    assert not smtp_server.received_by("bart.baert@demo.paraaf.be"), "the absent mayor is not asked"
+    signed = base64.b64decode(completed["pdf"])
+    stamp = last_page_text(signed)
+    assert "Sofie Smet" in stamp and "wnd. burgemeester" in stamp
+    root = await july.root_certificate()
+    reports = await pyhanko_validate(signed, root)
+    assert [(r.signer, r.intact, r.trusted) for r in reports] == [("Ann Aerts", True, True), ("Sofie Smet", True, True)]
+    assert [r.signer for r in pdfsig(signed, root) if r.signature_valid and r.certificate_trusted] == ["Ann Aerts", "Sofie Smet"]
+
+
+async def test_an_absence_registered_while_a_request_waits_moves_it_and_the_old_link_is_gone(
+    july: System, smtp_server: SmtpServer
+) -> None:
+    """The director goes on leave with a request waiting: it moves to her substitute, her link answers 410 "reassigned", and only the substitute's signature lands."""
+    async with Outcomes(july.amqp_url, "notula.*") as outcomes, httpx.AsyncClient() as director, httpx.AsyncClient() as deputy:
+        await july.publish(submission(make_pdf(), external_ref="BESL-LEAVE"))
+        [old] = await smtp_server.wait_for_mail("ann.aerts@demo.paraaf.be")
+        assert (await director.get(old.signing_link)).status_code == 200  # she opened it, then left
+
+        added = july.cli("absence", "add", "ann.aerts", "--from", "2026-07-10", "--to", "2026-07-20")
+        assert "ann.aerts away from 2026-07-10 00:00 until 2026-07-20 00:00" in added.stdout
+        [moved] = await smtp_server.wait_for_mail("david.dewit@demo.paraaf.be")
+        assert "Collegebesluit 42" in moved.subject
+
+        gone = await follow_link(director, old.signing_link)
+        assert gone.status_code == 410
+        assert "doorgegeven aan een vervanger" in gone.text
+        assert 'name="csrf"' not in gone.text, "a reassigned link never shows a signing form"
+        late_post = await director.post(f"{old.signing_link}/sign", data={"csrf": "0" * 64})
+        assert late_post.status_code in (403, 410)
+
+        assert (await follow_link(deputy, moved.signing_link)).status_code == 200
+        [mayors_substitute] = await smtp_server.wait_for_mail("sofie.smet@demo.paraaf.be")
+        assert (await follow_link(deputy, mayors_substitute.signing_link)).status_code == 200
+        completed = await outcomes.wait("notula.completed", "BESL-LEAVE")
+
+    signers = [(s["signer"]["id"], (s["on_behalf_of"] or {}).get("id")) for s in completed["signatures"]]
+    assert signers == [("david.dewit", "ann.aerts"), ("sofie.smet", "bart.baert")]
+    listed = july.cli("absence", "list", "ann.aerts").stdout
+    assert "ann.aerts" in listed and "yes" in listed  # applied
