@@ -1,6 +1,7 @@
 """The whole pipeline, each service its own OS process, on real RabbitMQ,
 PostgreSQL and SMTP: what an integrating system and two signers see."""
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -140,3 +141,27 @@ async def test_submitting_the_same_reference_twice_yields_one_document(system: S
     assert conflict["code"] == "duplicate_ref"
     assert [k for k, b in outcomes.received if b.get("external_ref") == "DUP-1"].count("notula.accepted") == 1
     assert len([m for m in smtp_server.received if "ann.aerts@demo.paraaf.be" in m.to]) == 1
+
+
+async def test_a_withdrawn_document_tells_its_source_and_its_links_stop_working(system: System, smtp_server: SmtpServer) -> None:
+    """The submitter withdraws a waiting document: the source gets `withdrawn`, the signer's link answers 410, and nobody else may withdraw."""
+    async with Outcomes(system.amqp_url, "notula.*") as outcomes, httpx.AsyncClient() as client:
+        await system.publish(submission(make_pdf(), external_ref="WITHDRAW-1"))
+        accepted = await outcomes.wait("notula.accepted", "WITHDRAW-1")
+        [mail] = await smtp_server.wait_for_mail("ann.aerts@demo.paraaf.be")
+        withdraw_url = system.url("router", f"/documents/{accepted['document_id']}/withdraw")
+        stranger = await client.post(withdraw_url, json={"by": "bart.baert", "reason": "not mine"})
+        assert stranger.status_code == 403 and "only the submitter (elen.elaut)" in stranger.json()["detail"]
+        done = await client.post(withdraw_url, json={"by": "elen.elaut", "reason": "wrong version attached"})
+        assert done.status_code == 202
+        withdrawn = await outcomes.wait("notula.withdrawn", "WITHDRAW-1")
+        assert withdrawn["reason"] == "withdrawn by elen.elaut: wrong version attached"
+        page = await client.get(mail.signing_link)
+        for _ in range(50):  # the signer closes the link once it has seen document.withdrawn
+            if page.status_code == 410:
+                break
+            await asyncio.sleep(0.1)
+            page = await client.get(mail.signing_link)
+        assert page.status_code == 410 and 'name="csrf"' not in page.text
+    again = system.cli("document", "withdraw", accepted["document_id"], "--reason", "twice", check=False)
+    assert again.returncode == 1 and "already withdrawn" in again.stderr

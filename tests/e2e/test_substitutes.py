@@ -2,10 +2,13 @@
 imported from its .xlsx, every service its own process, the services' clock
 started on 10 July 2026."""
 
+import asyncio
 import base64
 import subprocess
 import tempfile
+import time
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -103,3 +106,52 @@ async def test_an_absence_registered_while_a_request_waits_moves_it_and_the_old_
     assert signers == [("david.dewit", "ann.aerts"), ("sofie.smet", "bart.baert")]
     listed = july.cli("absence", "list", "ann.aerts").stdout
     assert "ann.aerts" in listed and "yes" in listed  # applied
+
+
+async def test_with_the_whole_row_away_the_mayor_keeps_the_request_and_an_operator_is_alerted(
+    july: System, smtp_server: SmtpServer
+) -> None:
+    """Mayor and both substitutes away: the mayor is still asked (can sign from leave) and routing.unresolved is in the audit log."""
+    for person in ("sofie.smet", "marc.maes"):
+        july.cli("absence", "add", person, "--from", "2026-07-01", "--to", "2026-08-01")
+    async with httpx.AsyncClient() as browser:
+        await july.publish(submission(make_pdf(), external_ref="BESL-NOBODY"))
+        [director_mail] = await smtp_server.wait_for_mail("ann.aerts@demo.paraaf.be")
+        await follow_link(browser, director_mail.signing_link)
+        [mayor_mail] = await smtp_server.wait_for_mail("bart.baert@demo.paraaf.be")
+    assert "vervanger" not in mayor_mail.text
+    [alert] = await july.audit_events("routing.unresolved")
+    assert alert["signer"]["id"] == "bart.baert"
+    assert "no substitute is available" in alert["reason"]
+
+
+async def test_an_absence_that_starts_later_moves_the_work_at_its_start(july: System, smtp_server: SmtpServer) -> None:
+    """An absence registered to start in a few seconds leaves the request alone until then, and moves it when it starts."""
+    started = time.monotonic()
+    async with httpx.AsyncClient() as client:
+        await july.publish(submission(make_pdf(), external_ref="BESL-LATER"))
+        await smtp_server.wait_for_mail("ann.aerts@demo.paraaf.be")
+        # The services' clock began at 10 July 09:00 when they started; start the absence ~8 s from now.
+        starts = datetime.fromisoformat(TENTH_OF_JULY) + timedelta(seconds=time.monotonic() - started + 8)
+        response = await client.post(
+            july.url("router", "/absences"),
+            json={"person": "ann.aerts", "from": starts.isoformat(), "to": "2026-07-20", "note": "conference"},
+        )
+        assert response.status_code == 201, response.text
+        await asyncio.sleep(3)
+        assert not smtp_server.received_by("david.dewit@demo.paraaf.be"), "moved before the absence started"
+        [moved] = await smtp_server.wait_for_mail("david.dewit@demo.paraaf.be", timeout=30)
+        listed = (await client.get(july.url("router", "/absences"), params={"person": "ann.aerts"})).json()
+    assert "Collegebesluit 42" in moved.subject
+    assert [(a["note"], a["applied_at"] is not None) for a in listed] == [("conference", True)]
+
+
+async def test_the_absence_api_says_what_is_wrong(july: System) -> None:
+    """An unknown person is 404, an unreadable date or a `to` before `from` is 422, each with a sentence."""
+    async with httpx.AsyncClient() as client:
+        unknown = await client.post(july.url("router", "/absences"), json={"person": "nobody", "from": "2026-07-01", "to": "2026-07-02"})
+        bad_date = await client.post(july.url("router", "/absences"), json={"person": "ann.aerts", "from": "soon", "to": "2026-07-02"})
+        backwards = await client.post(july.url("router", "/absences"), json={"person": "ann.aerts", "from": "2026-07-05", "to": "2026-07-02"})
+    assert (unknown.status_code, unknown.json()["detail"]) == (404, "person `nobody` is not in the directory")
+    assert bad_date.status_code == 422 and "must be dates" in bad_date.json()["detail"]
+    assert backwards.status_code == 422 and "first moment back" in backwards.json()["detail"]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import asyncpg
 import httpx
 
 from tests.support.smtp import SmtpServer
@@ -139,6 +140,19 @@ class System:
                 aio_pika.Message(payload, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
                 routing_key=routing_key,
             )
+
+    async def audit_events(self, routing_key: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """The events of one kind in the audit log (waiting until there is at least one)."""
+        deadline = time.monotonic() + timeout
+        conn = await asyncpg.connect(self.env["PARAAF_DATABASE_URL"])
+        try:
+            while True:
+                rows = await conn.fetch("SELECT payload FROM audit.log WHERE routing_key = $1 ORDER BY seq", routing_key)
+                if rows or time.monotonic() > deadline:
+                    return [json.loads(r["payload"])["event"] for r in rows]
+                await asyncio.sleep(0.2)
+        finally:
+            await conn.close()
 
     async def root_certificate(self) -> bytes:
         async with httpx.AsyncClient() as client:
