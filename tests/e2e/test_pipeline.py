@@ -165,3 +165,31 @@ async def test_a_withdrawn_document_tells_its_source_and_its_links_stop_working(
         assert page.status_code == 410 and 'name="csrf"' not in page.text
     again = system.cli("document", "withdraw", accepted["document_id"], "--reason", "twice", check=False)
     assert again.returncode == 1 and "already withdrawn" in again.stderr
+
+
+async def test_a_decline_stops_the_flow_and_the_source_hears_why(system: System, smtp_server: SmtpServer) -> None:
+    """The first signer declines with a reason: the source gets `declined` with it, and the next signer is never asked."""
+    async with Outcomes(system.amqp_url, "notula.*") as outcomes, httpx.AsyncClient() as director:
+        await system.publish(submission(make_pdf(), external_ref="DECLINE-1"))
+        [mail] = await smtp_server.wait_for_mail("ann.aerts@demo.paraaf.be")
+        answer = await follow_link(director, mail.signing_link, decline_reason="Bedrag in artikel 2 klopt niet")
+        assert answer.status_code == 200
+        declined = await outcomes.wait("notula.declined", "DECLINE-1")
+    assert declined["reason"] == "declined by Ann Aerts: Bedrag in artikel 2 klopt niet"
+    assert not smtp_server.received_by("bart.baert@demo.paraaf.be")
+
+
+async def test_an_ad_hoc_flow_in_the_submission_is_followed(system: System, smtp_server: SmtpServer) -> None:
+    """A submission carrying its own steps instead of a flow key is signed by exactly those people, in that order."""
+    steps = [{"action": "sign", "signers": ["person:david.dewit"]}, {"action": "sign", "signers": ["role:schepen"]}]
+    body = submission(make_pdf(), external_ref="ADHOC-1", steps=steps)
+    del body["flow"]
+    async with Outcomes(system.amqp_url, "notula.*") as outcomes, httpx.AsyncClient() as browser:
+        await system.publish(body)
+        [first] = await smtp_server.wait_for_mail("david.dewit@demo.paraaf.be")
+        assert not smtp_server.received_by("sofie.smet@demo.paraaf.be"), "step 2 waits for step 1"
+        await follow_link(browser, first.signing_link)
+        [second] = await smtp_server.wait_for_mail("sofie.smet@demo.paraaf.be")
+        await follow_link(browser, second.signing_link)
+        completed = await outcomes.wait("notula.completed", "ADHOC-1")
+    assert [s["signer"]["id"] for s in completed["signatures"]] == ["david.dewit", "sofie.smet"]
