@@ -1,0 +1,77 @@
+"""`paraaf run all`: five processes, restarted when one dies, all stopped by Ctrl-C."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.support.smtp import SmtpServer
+from tests.support.system import ROOT, SERVICES, System
+
+pytestmark = pytest.mark.e2e
+
+
+async def healthy(system: System, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        for service in SERVICES:
+            while True:
+                try:
+                    if (await client.get(system.url(service, "/health"))).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, f"{service} not healthy under `paraaf run all`"
+                await asyncio.sleep(0.2)
+
+
+def children(pid: int) -> dict[str, int]:
+    """The supervisor's child processes: module name -> pid."""
+    listing = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    found = {}
+    for line in listing.splitlines():
+        child_pid, args = line.strip().split(" ", 1)
+        found[args.split()[-1]] = int(child_pid)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_run_all_supervises_the_five_services_and_stops_them_on_ctrl_c(
+    database_url: str, amqp_url: str, smtp_server: SmtpServer
+) -> None:
+    """All five answer; a killed one comes back; SIGINT stops every process cleanly."""
+    system = System(name="run_all", database_url=database_url, amqp_url=amqp_url, smtp=smtp_server)
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "services", "run", "all"],
+        env=system.env,
+        cwd=ROOT,
+        stdout=(system.logs / "run-all.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        await healthy(system)
+        first = children(supervisor.pid)
+        assert set(first) == {f"services.{s}" for s in SERVICES}
+        os.kill(first["services.router"], signal.SIGKILL)
+        await asyncio.sleep(1)
+        await healthy(system)
+        second = children(supervisor.pid)
+        assert second["services.router"] != first["services.router"]
+        supervisor.send_signal(signal.SIGINT)
+        assert supervisor.wait(timeout=60) == 0
+        assert not any(alive(pid) for pid in second.values()), "a service outlived its supervisor"
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
