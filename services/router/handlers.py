@@ -210,7 +210,16 @@ async def on_signed(
     )
     # A signature in the PDF is a fact even when its request was no longer needed.
     await store.record_signature(conn, event.document_id, signature, event.pdf_sha256, event.revision)
-    if request["status"] != "pending" or instance["status"] != "active":
+    if instance["status"] == "active" and request["status"] == "reassigned":
+        # Signed through the old link before the move reached the signer: the signature
+        # counts, and the substitute's request for the same entry is no longer needed.
+        replacement = [
+            r["request_id"]
+            for r in await store.step_requests(conn, event.document_id, request["step"])
+            if r["slot"] == request["slot"] and r["status"] == "pending"
+        ]
+        await _cancel(conn, replacement, f"{event.signer.name} signed before the request moved", cause=event, outbox=outbox)
+    elif request["status"] != "pending" or instance["status"] != "active":
         log.info("late signature recorded; flow unchanged", request_status=request["status"])
         return
     await store.set_request_status(conn, [event.request_id], "signed")

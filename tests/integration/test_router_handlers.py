@@ -1,0 +1,101 @@
+"""The router's handlers on real PostgreSQL: what they record and what they announce (the outbox)."""
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
+import asyncpg
+import pytest
+
+from services.router import handlers
+from services.router.directory import DirectoryCache, add_absence, apply_directory
+from services.router.importer import read_directory, read_flows, read_workbook
+from shared.db import connect_pool, migrate
+from shared.events import DocumentSubmitted, PersonRef, Signed
+from shared.messaging import Outbox
+from tests.support.workbook import city_with, write
+
+ROOT = Path(__file__).resolve().parents[2]
+JULY_10 = datetime(2026, 7, 10, 7, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def pool(database_url: str, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]:
+    pool = await connect_pool(database_url)
+    await migrate(pool, "router", [ROOT / "services" / "router" / "migrations"])
+    directory = read_directory(read_workbook(write(tmp_path / "city.xlsx", city_with())))
+    async with pool.acquire() as conn, conn.transaction():
+        await apply_directory(conn, "default", directory)
+        for flow in read_flows(ROOT / "deploy" / "demo" / "flows", directory):
+            await conn.execute(
+                "INSERT INTO router.flows (org, key, title, department, group_key, steps) VALUES ('default', $1, $2, $3, $4, $5)",
+                flow.key, flow.title, flow.department, flow.group, [s.model_dump() for s in flow.steps],
+            )
+    yield pool
+    await pool.close()
+
+
+async def announced(pool: asyncpg.Pool) -> list[tuple[str, dict]]:
+    rows = await pool.fetch("SELECT routing_key, body FROM router.outbox ORDER BY id")
+    return [(r["routing_key"], json.loads(r["body"])) for r in rows]
+
+
+async def run(pool: asyncpg.Pool, work) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await work(conn)
+
+
+def submitted(**changes: object) -> DocumentSubmitted:
+    fields = dict(
+        correlation_id=uuid4(), source="notula", external_ref="R-1", title="Collegebesluit 7", flow="collegebesluit",
+        submitted_by="elen.elaut", filename="b.pdf", pdf_sha256="a" * 64, pdf_size=10, page_count=1,
+    )
+    return DocumentSubmitted.model_validate({**fields, **changes})
+
+
+def signed(requested: dict, revision: int) -> Signed:
+    return Signed(
+        correlation_id=requested["correlation_id"], request_id=requested["request_id"], step=requested["step"],
+        action="sign", signer=PersonRef.model_validate(requested["signer"]), signed_at=JULY_10,
+        pdf_sha256=f"{revision}" * 64, revision=revision,
+    )
+
+
+async def test_a_signature_through_the_old_link_before_the_move_counts_and_cancels_the_substitutes_request(pool: asyncpg.Pool) -> None:
+    """The director signs in the instant her request moves: her signature counts, the substitute's request is cancelled, and step 2 opens."""
+    outbox, directories = Outbox("router"), DirectoryCache()
+    event = submitted()
+    await run(pool, lambda c: handlers.on_document_submitted(event, c, outbox=outbox, directories=directories, clock=lambda: JULY_10))
+    [(_, first)] = [(k, b) for k, b in await announced(pool) if k == "signature.requested"]
+    assert first["signer"]["id"] == "ann.aerts"
+
+    async def leave(conn: asyncpg.Connection) -> None:
+        await add_absence(conn, "default", "ann.aerts", JULY_10, datetime(2026, 7, 20, tzinfo=UTC))
+        away = await directories.get(conn, "default")
+        assert await handlers.move_work_of(conn, "default", "ann.aerts", away, JULY_10, absence_id=uuid4(), outbox=outbox) == 1
+
+    await run(pool, leave)
+    moved = [b for k, b in await announced(pool) if k == "signature.requested" and b["replaces"]]
+    assert [(m["signer"]["id"], m["on_behalf_of"]["id"]) for m in moved] == [("david.dewit", "ann.aerts")]
+
+    await run(pool, lambda c: handlers.on_signed(signed(first, 1), c, outbox=outbox, directories=directories, clock=lambda: JULY_10))
+    after = await announced(pool)
+    cancelled = [b["request_id"] for k, b in after if k == "signature.cancelled"]
+    assert cancelled == [moved[0]["request_id"]]
+    step_two = [b for k, b in after if k == "signature.requested" and b["step"] == 2]
+    assert [(r["signer"]["id"], r["on_behalf_of"]["id"]) for r in step_two] == [("sofie.smet", "bart.baert")]
+
+
+async def test_a_document_completes_with_the_newest_pdf_even_when_signatures_arrive_out_of_order(pool: asyncpg.Pool) -> None:
+    """In a parallel step the later revision wins, whichever signature the router hears first."""
+    outbox, directories = Outbox("router"), DirectoryCache()
+    event = submitted(flow=None, steps=[{"mode": "all", "signers": ["person:ann.aerts", "person:david.dewit"]}])
+    await run(pool, lambda c: handlers.on_document_submitted(event, c, outbox=outbox, directories=directories, clock=lambda: JULY_10))
+    first, second = [b for k, b in await announced(pool) if k == "signature.requested"]
+    await run(pool, lambda c: handlers.on_signed(signed(second, 2), c, outbox=outbox, directories=directories, clock=lambda: JULY_10))
+    await run(pool, lambda c: handlers.on_signed(signed(first, 1), c, outbox=outbox, directories=directories, clock=lambda: JULY_10))
+    [completed] = [b for k, b in await announced(pool) if k == "document.completed"]
+    assert completed["pdf_sha256"] == "2" * 64
+    assert len(completed["signatures"]) == 2
