@@ -34,6 +34,7 @@ __all__ = [
     "event_consumer",
     "message_key",
     "process",
+    "routing_key_of",
 ]
 
 Handler = Callable[[Any, asyncpg.Connection], Awaitable[None]]
@@ -53,6 +54,14 @@ def decode_message(routing_key: str, body: bytes) -> BaseModel:
 
 def message_key(message: BaseModel) -> UUID:
     return message.event_id if isinstance(message, Event) else message.command_id
+
+
+REPLAYED_ROUTING_KEY = "x-paraaf-original-routing-key"
+
+
+def routing_key_of(msg: RabbitMessage) -> str:
+    """The routing key the message was published with, also when an operator replayed it from a dead-letter queue."""
+    return str((msg.headers or {}).get(REPLAYED_ROUTING_KEY) or msg.raw_message.routing_key or "")
 
 
 def _backoff(msg: RabbitMessage) -> float:
@@ -110,7 +119,7 @@ def event_consumer(
     """A subscriber body dispatching events and commands by routing key to ``handlers``."""
 
     async def on_message(msg: RabbitMessage) -> None:
-        routing_key = msg.raw_message.routing_key or ""
+        routing_key = routing_key_of(msg)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(routing_key=routing_key)
         log = structlog.get_logger()

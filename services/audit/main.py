@@ -10,7 +10,7 @@ from faststream.rabbit.annotations import RabbitMessage
 from services.audit import handlers
 from services.audit.config import AuditSettings
 from services.audit.http import build_http
-from shared.messaging import PermanentError, process
+from shared.messaging import PermanentError, process, routing_key_of
 from shared.service import Service
 from shared.topology import EVENTS, Binding, QueueSpec
 
@@ -23,7 +23,7 @@ def create_app(settings: AuditSettings | None = None) -> FastStream:
 
     async def on_message(msg: RabbitMessage) -> None:
         structlog.contextvars.clear_contextvars()
-        routing_key = msg.raw_message.routing_key or ""
+        routing_key = routing_key_of(msg)
         try:
             event = handlers.envelope_of(msg.body)
         except PermanentError as exc:

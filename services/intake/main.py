@@ -14,7 +14,7 @@ from services.intake import handlers
 from services.intake.config import IntakeSettings
 from services.intake.http import build_http
 from shared.events import DocumentAccepted, DocumentCompleted, DocumentDeclined, DocumentRejected, DocumentWithdrawn
-from shared.messaging import process
+from shared.messaging import process, routing_key_of
 from shared.service import Service
 from shared.topology import EVENTS, INTAKE, Binding, QueueSpec
 
@@ -37,7 +37,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastStream:
 
     async def on_submission(msg: RabbitMessage) -> None:
         structlog.contextvars.clear_contextvars()
-        submission = handlers.Submission(routing_key=msg.raw_message.routing_key or "", body=msg.body)
+        submission = handlers.Submission(routing_key=routing_key_of(msg), body=msg.body)
         key = uuid5(NAMESPACE_URL, f"{msg.message_id}:{hashlib.sha256(msg.body).hexdigest()}")
         structlog.contextvars.bind_contextvars(event_id=str(key), routing_key=submission.routing_key)
         examined = await asyncio.to_thread(handlers.examine, submission, max_pdf_bytes=max_pdf_bytes)

@@ -93,23 +93,38 @@ def _absence_keys(directory: Directory) -> dict[tuple[str, datetime, datetime], 
     return {(a.person_id, a.starts_at, a.ends_at): a for items in directory.absences.values() for a in items}
 
 
+def _removed(signer: str, directory: Directory) -> bool:
+    kind, _, key = signer.partition(":")
+    return (kind == "person" and key not in directory.people) or (kind == "role" and key not in directory.roles)
+
+
 async def _still_needed(conn: asyncpg.Connection, org: str, directory: Directory) -> list[Problem]:
-    """People and roles that loaded flows or open requests still name cannot be removed."""
-    problems = []
-    flows = await conn.fetch("SELECT key, steps FROM router.flows WHERE org = $1", org)
-    for flow in flows:
-        for step in flow["steps"]:
-            for signer in step["signers"]:
-                kind, _, key = signer.partition(":")
-                missing = (kind == "person" and key not in directory.people) or (kind == "role" and key not in directory.roles)
-                if missing:
-                    problems.append(Problem(f"flow `{flow['key']}`", f"names {signer}, which this import removes"))
+    """People and roles that loaded flows, running ad-hoc flows or open requests still name cannot be removed."""
+    users = [
+        (f"flow `{r['key']}`", r["steps"])
+        for r in await conn.fetch("SELECT key, steps FROM router.flows WHERE org = $1", org)
+    ] + [
+        (f"document {r['document_id']}", r["steps"])
+        for r in await conn.fetch(
+            "SELECT document_id, steps FROM router.instances WHERE org = $1 AND status = 'active' AND flow_key IS NULL",
+            org,
+        )
+    ]
+    problems = [
+        Problem(where, f"names {signer}, which this import removes")
+        for where, steps in users
+        for step in steps
+        for signer in step["signers"]
+        if _removed(signer, directory)
+    ]
     pending = await conn.fetch(
         "SELECT DISTINCT person_id FROM router.requests WHERE org = $1 AND status = 'pending'", org
     )
-    for row in pending:
-        if row["person_id"] not in directory.people:
-            problems.append(Problem(f"person `{row['person_id']}`", "has requests waiting and cannot be removed yet"))
+    problems += [
+        Problem(f"person `{row['person_id']}`", "has requests waiting and cannot be removed yet")
+        for row in pending
+        if row["person_id"] not in directory.people
+    ]
     return problems
 
 

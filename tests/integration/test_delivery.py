@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 from faststream import TestApp
 
+from services.dlq import replay
 from shared.events import DocumentCompleted, DocumentWithdrawn
 from shared.service import Service
 from shared.settings import Settings
@@ -122,6 +123,29 @@ async def test_a_handler_that_keeps_failing_sends_the_message_to_its_dead_letter
     await eventually(arrived, timeout=30)
     assert json.loads(dead[0].body)["event_id"] == str(event.event_id)
     assert probe.calls == 3  # one delivery and two redeliveries (x-delivery-limit 2)
+
+
+async def test_a_dead_lettered_message_replayed_after_the_fix_is_handled(probe: Probe, channel, amqp_url: str, database_url: str) -> None:
+    """Once the cause is fixed, `paraaf dlq replay` sends the message back and it takes effect, once."""
+    probe.fail = True
+    event = withdrawn()
+    await publish(channel, event.routing_key, event.to_json())
+
+    async def dead_lettered() -> bool:
+        return (await channel.declare_queue("probe.events.dlq", passive=True)).declaration_result.message_count == 1
+
+    await eventually(dead_lettered, timeout=30)
+    probe.fail = False
+    assert await replay(amqp_url, "probe.events") == 1
+    conn = await asyncpg.connect(database_url)
+    try:
+        async def took_effect() -> bool:
+            return await conn.fetchval("SELECT count(*) FROM probe.effects WHERE event_id = $1", event.event_id) == 1
+
+        await eventually(took_effect)
+        assert await replay(amqp_url, "probe.events") == 0
+    finally:
+        await conn.close()
 
 
 async def test_a_malformed_event_is_dead_lettered_without_retrying(probe: Probe, channel) -> None:

@@ -1,0 +1,105 @@
+"""``paraaf dlq``: what the dead-letter queues hold, and putting it back.
+
+A message lands in ``<queue>.dlq`` when its handler failed past the delivery
+limit, or at once when it can never be processed (malformed). Once the cause
+is fixed, ``replay`` sends the messages back to the queue they came from
+(handlers are idempotent, so replaying twice is harmless).
+"""
+
+import asyncio
+import json
+
+import aio_pika
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.messaging import REPLAYED_ROUTING_KEY
+from shared.settings import Settings
+
+__all__ = ["QUEUES", "dlq_app", "replay"]
+
+QUEUES = (
+    "intake.submissions",
+    "intake.events",
+    "router.events",
+    "signer.events",
+    "notifier.events",
+    "audit.events",
+)
+HOLDING = ("intake.rejected", "unrouted")
+
+dlq_app = typer.Typer(help="Dead-letter queues: list and replay.", no_args_is_help=True)
+
+
+async def _depths(url: str) -> list[tuple[str, int | None]]:
+    connection = await aio_pika.connect(url)
+    async with connection:
+        depths = []
+        for name in [f"{q}.dlq" for q in QUEUES] + list(HOLDING):
+            channel = await connection.channel()
+            try:
+                queue = await channel.declare_queue(name, passive=True)
+                depths.append((name, queue.declaration_result.message_count))
+            except aio_pika.exceptions.ChannelClosed:
+                depths.append((name, None))  # not declared yet: its service never started
+        return depths
+
+
+async def replay(url: str, queue: str, limit: int | None = None) -> int:
+    """Move up to ``limit`` messages from ``<queue>.dlq`` back to ``queue``; return how many."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        dead = await channel.declare_queue(f"{queue}.dlq", passive=True)
+        moved = 0
+        while limit is None or moved < limit:
+            message = await dead.get(fail=False, no_ack=False)
+            if message is None:
+                break
+            headers = {k: v for k, v in (message.headers or {}).items() if not k.startswith("x-")}  # fresh delivery count
+            headers["x-paraaf-replayed-from"] = f"{queue}.dlq"
+            headers[REPLAYED_ROUTING_KEY] = _original_routing_key(message)
+            await channel.default_exchange.publish(
+                aio_pika.Message(
+                    message.body,
+                    headers=headers,
+                    content_type=message.content_type,
+                    message_id=message.message_id,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=queue,
+            )
+            await message.ack()
+            moved += 1
+        return moved
+
+
+def _original_routing_key(message: aio_pika.abc.AbstractIncomingMessage) -> str:
+    """Where the message was first published: kept across replays, else the first death's routing key."""
+    if REPLAYED_ROUTING_KEY in (message.headers or {}):
+        return str(message.headers[REPLAYED_ROUTING_KEY])
+    deaths = (message.headers or {}).get("x-death") or []
+    keys = deaths[0].get("routing-keys") if deaths else None
+    return str(keys[0]) if keys else message.routing_key or ""
+
+
+@dlq_app.command("list")
+def list_queues() -> None:
+    """How many messages each dead-letter and holding queue keeps."""
+    table = Table("queue", "messages")
+    for name, depth in asyncio.run(_depths(Settings().amqp_url)):
+        table.add_row(name, "not declared" if depth is None else str(depth))
+    Console().print(table)
+
+
+@dlq_app.command("replay")
+def replay_command(
+    queue: str = typer.Argument(..., help="the consuming queue, e.g. router.events"),
+    limit: int = typer.Option(None, help="at most this many messages"),
+) -> None:
+    """Send what QUEUE's dead-letter queue holds back to QUEUE."""
+    if queue not in QUEUES:
+        raise typer.BadParameter(f"`{queue}` is not a consuming queue; choose one of {', '.join(QUEUES)}")
+    moved = asyncio.run(replay(Settings().amqp_url, queue, limit))
+    typer.echo(json.dumps({"queue": queue, "replayed": moved}))
