@@ -1,5 +1,7 @@
 """The notifier's settings (``PARAAF_*``); README.md's settings table describes each."""
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 
 from shared.settings import Settings
@@ -25,7 +27,7 @@ class NotifierSettings(Settings):
     reminder_max: int = Field(default=3, ge=0)
     due_after: int = Field(default=5, ge=1)  # working days; the due date a request shows when it names none
     operator_emails: str = ""  # comma-separated; who gets routing alerts
-    operator_language: str = "nl"
+    operator_language: Literal["nl", "fr", "en"] = "nl"
     moved_notice_window_seconds: float = Field(default=120.0, ge=0)
     scheduler_seconds: float = Field(default=30.0, gt=0)
 

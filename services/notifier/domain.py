@@ -5,10 +5,10 @@ no clock: the moment to reason about is always passed in.
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from uuid import UUID, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid5
 from zoneinfo import ZoneInfo
 
-__all__ = ["ReminderPolicy", "add_working_days", "reminder_command_id", "retry_delay"]
+__all__ = ["ReminderPolicy", "add_working_days", "operator_mail_id", "reminder_command_id", "retry_delay"]
 
 
 def add_working_days(moment: datetime, days: int, timezone: str) -> datetime:
@@ -60,6 +60,11 @@ class ReminderPolicy:
 def reminder_command_id(request_id: UUID, number: int) -> UUID:
     """The same id every time reminder ``number`` of a request is asked for, so the signer answers it once."""
     return uuid5(request_id, f"reminder-{number}")
+
+
+def operator_mail_id(event_id: UUID, address: str) -> UUID:
+    """One alert, one mail per operator: the id is derived, so a redelivered alert finds its mails."""
+    return uuid5(NAMESPACE_URL, f"paraaf:{event_id}:{address.lower()}")
 
 
 def retry_delay(attempts: int, first_seconds: float, max_seconds: float) -> timedelta:

@@ -8,13 +8,12 @@ event's id): the same intent handled twice queues one mail.
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from uuid import NAMESPACE_URL, uuid5
 
 import asyncpg
 import structlog
 
 from services.notifier import store
-from services.notifier.domain import ReminderPolicy
+from services.notifier.domain import ReminderPolicy, operator_mail_id
 from services.notifier.render import MailRenderer
 from shared.contract import SendDownloadLink, SendSigningLink
 from shared.events import (
@@ -209,8 +208,7 @@ async def on_routing_unresolved(
     for address in operators:
         await store.queue_mail(
             conn,
-            # One intent, one mail per operator: the id is derived, so a redelivery finds it.
-            mail_id=uuid5(NAMESPACE_URL, f"paraaf:{event.event_id}:{address.lower()}"),
+            mail_id=operator_mail_id(event.event_id, address),
             org=event.org,
             document_id=event.correlation_id,
             kind="routing_alert",
