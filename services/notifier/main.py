@@ -3,11 +3,12 @@
 Three things run side by side and meet only in the database: the consumer
 (handlers queue mail and keep the schedule), the scheduler (reminders and
 absence notices) and the sender (SMTP). ``clock`` is injectable so tests can
-move time forward by days without waiting for them.
+move time forward by days without waiting for them; by default it is the
+services' clock (PARAAF_CLOCK_START).
 """
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from services.notifier.domain import ReminderPolicy
 from services.notifier.render import MailRenderer
 from services.notifier.scheduler import Scheduler
 from services.notifier.sender import MailSender
+from shared.clock import clock_from
 from shared.contract import SendDownloadLink, SendSigningLink
 from shared.events import (
     DocumentCompleted,
@@ -58,7 +60,7 @@ QUEUE = QueueSpec(
 
 def create_app(settings: NotifierSettings | None = None, *, clock: Callable[[], datetime] | None = None) -> FastStream:
     settings = settings or NotifierSettings()
-    clock = clock or (lambda: datetime.now(UTC))
+    clock = clock or clock_from(settings)
     service = Service("notifier", settings, migrations=Path(__file__).parent / "migrations")
     renderer = MailRenderer(settings.timezone)
     policy = ReminderPolicy(
