@@ -122,6 +122,9 @@ class SendSigningLink(BaseModel):
     action: str
     link: str
     expires_at: datetime
+    # When the request should be done by, if its flow names a date; without one the
+    # notifier shows a default (PARAAF_DUE_AFTER working days after the request).
+    due_at: datetime | None = None
 
 
 class ReissueSigningLink(BaseModel):

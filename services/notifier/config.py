@@ -1,6 +1,12 @@
-from pydantic import SecretStr
+"""The notifier's settings (``PARAAF_*``); README.md's settings table describes each."""
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
 
 from shared.settings import Settings
+
+__all__ = ["NotifierSettings"]
 
 
 class NotifierSettings(Settings):
@@ -12,4 +18,19 @@ class NotifierSettings(Settings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = 30.0
-    mail_max_attempts: int = 8
+    # 12 attempts, 1 minute doubling to at most an hour apart: a mail outlives ~6 hours of SMTP outage.
+    mail_max_attempts: int = Field(default=12, ge=1)
+    mail_retry_seconds: float = Field(default=60.0, gt=0)
+    mail_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    reminder_after: int = Field(default=3, ge=1)  # working days (Mon-Fri) after the request
+    reminder_every: int = Field(default=2, ge=1)  # working days between reminders
+    reminder_max: int = Field(default=3, ge=0)
+    due_after: int = Field(default=5, ge=1)  # working days; the due date a request shows when it names none
+    operator_emails: str = ""  # comma-separated; who gets routing alerts
+    operator_language: Literal["nl", "fr", "en"] = "nl"
+    moved_notice_window_seconds: float = Field(default=120.0, ge=0)
+    scheduler_seconds: float = Field(default=30.0, gt=0)
+
+    @property
+    def operators(self) -> tuple[str, ...]:
+        return tuple(address.strip() for address in self.operator_emails.split(",") if address.strip())

@@ -1,6 +1,14 @@
-"""Notifier's wiring: the only place its parts meet."""
+"""Notifier's wiring: the only place its parts meet.
 
-from datetime import UTC, datetime
+Three things run side by side and meet only in the database: the consumer
+(handlers queue mail and keep the schedule), the scheduler (reminders and
+absence notices) and the sender (SMTP). ``clock`` is injectable so tests can
+move time forward by days without waiting for them; by default it is the
+services' clock (PARAAF_CLOCK_START).
+"""
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -8,33 +16,102 @@ from faststream import FastStream
 
 from services.notifier import handlers
 from services.notifier.config import NotifierSettings
+from services.notifier.domain import ReminderPolicy
 from services.notifier.render import MailRenderer
+from services.notifier.scheduler import Scheduler
 from services.notifier.sender import MailSender
-from shared.contract import SendSigningLink
+from shared.clock import clock_from
+from shared.contract import SendDownloadLink, SendSigningLink
+from shared.events import (
+    DocumentCompleted,
+    DocumentDeclined,
+    DocumentWithdrawn,
+    RoutingUnresolved,
+    SignatureCancelled,
+    SignatureReassigned,
+    Signed,
+)
 from shared.http import base_app
 from shared.service import Service
-from shared.topology import COMMANDS, Binding, QueueSpec
+from shared.topology import COMMANDS, EVENTS, Binding, QueueSpec
 
-QUEUE = QueueSpec("notifier.events", (Binding(COMMANDS, SendSigningLink.routing_key),))
+__all__ = ["QUEUE", "create_app"]
+
+QUEUE = QueueSpec(
+    "notifier.events",
+    (
+        Binding(COMMANDS, SendSigningLink.routing_key),
+        Binding(COMMANDS, SendDownloadLink.routing_key),
+        *(
+            Binding(EVENTS, e.routing_key)
+            for e in (
+                Signed,
+                SignatureCancelled,
+                SignatureReassigned,
+                DocumentCompleted,
+                DocumentDeclined,
+                DocumentWithdrawn,
+                RoutingUnresolved,
+            )
+        ),
+    ),
+)
 
 
-def create_app(settings: NotifierSettings | None = None) -> FastStream:
+def create_app(settings: NotifierSettings | None = None, *, clock: Callable[[], datetime] | None = None) -> FastStream:
     settings = settings or NotifierSettings()
+    clock = clock or clock_from(settings)
     service = Service("notifier", settings, migrations=Path(__file__).parent / "migrations")
-    sender = MailSender(
-        lambda: service.pool, service.outbox, settings, clock=lambda: datetime.now(UTC), after_commit=service.wake_relay
+    renderer = MailRenderer(settings.timezone)
+    policy = ReminderPolicy(
+        after=settings.reminder_after,
+        every=settings.reminder_every,
+        maximum=settings.reminder_max,
+        due_after=settings.due_after,
+        timezone=settings.timezone,
     )
+    sender = MailSender(lambda: service.pool, service.outbox, settings, clock=clock, after_commit=service.wake_relay)
 
     def queued() -> None:
         service.wake_relay()
         sender.wake()
 
-    renderer = MailRenderer()
+    scheduler = Scheduler(
+        lambda: service.pool,
+        service.outbox,
+        renderer,
+        policy,
+        notice_window=timedelta(seconds=settings.moved_notice_window_seconds),
+        clock=clock,
+        after_commit=queued,
+        poll_seconds=settings.scheduler_seconds,
+    )
+    closed = partial(handlers.on_request_closed, clock=clock)
+    ended = partial(handlers.on_document_ended, clock=clock)
     service.consume(
         QUEUE,
-        {SendSigningLink.routing_key: partial(handlers.on_send_signing_link, renderer=renderer, timezone=settings.timezone)},
+        {
+            SendSigningLink.routing_key: partial(
+                handlers.on_send_signing_link, renderer=renderer, policy=policy, clock=clock
+            ),
+            SendDownloadLink.routing_key: partial(handlers.on_send_download_link, renderer=renderer, clock=clock),
+            Signed.routing_key: closed,
+            SignatureCancelled.routing_key: closed,
+            SignatureReassigned.routing_key: closed,
+            DocumentCompleted.routing_key: ended,
+            DocumentWithdrawn.routing_key: ended,
+            DocumentDeclined.routing_key: partial(handlers.on_document_declined, renderer=renderer, clock=clock),
+            RoutingUnresolved.routing_key: partial(
+                handlers.on_routing_unresolved,
+                renderer=renderer,
+                operators=settings.operators,
+                language=settings.operator_language,
+                clock=clock,
+            ),
+        },
         after_commit=queued,
     )
     service.loop(sender.run)
+    service.loop(scheduler.run)
     service.serve_http(settings.notifier_port, lambda: base_app("notifier", lambda: service.pool))
     return service.app

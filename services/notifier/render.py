@@ -1,15 +1,28 @@
-"""Mails rendered from Jinja2 templates in the recipient's language (Dutch by default)."""
+"""Mails rendered from Jinja2 templates in the recipient's language (Dutch by default).
+
+A template ``templates/<lang>/<kind>.j2`` has three blocks: ``subject``,
+``text`` (the plain-text part) and ``html`` (set inside ``layout.html``).
+Dates are shown in the organisation's time zone through the filters ``day``
+and ``moment``.
+"""
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from jinja2 import Environment, FileSystemLoader, Template
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, pass_context
+from jinja2.runtime import Context
 from markupsafe import Markup
 
-__all__ = ["Mail", "MailRenderer"]
+__all__ = ["KINDS", "LANGUAGES", "Mail", "MailRenderer"]
 
 LANGUAGES = ("nl", "fr", "en")
+KINDS = ("request", "reminder", "reassigned", "moved", "completed", "declined", "routing_alert")
+
+_DAY = {"nl": "%d-%m-%Y", "fr": "%d/%m/%Y", "en": "%d %B %Y"}
+_TIME = {"nl": " om %H:%M", "fr": " à %H:%M", "en": " at %H:%M"}
 
 
 @dataclass(frozen=True)
@@ -20,10 +33,15 @@ class Mail:
 
 
 class MailRenderer:
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self, timezone: str = "Europe/Brussels", directory: Path | None = None) -> None:
         loader = FileSystemLoader(directory or Path(__file__).parent / "templates")
-        self._html = Environment(loader=loader, autoescape=True, trim_blocks=True)
-        self._text = Environment(loader=loader, autoescape=False, trim_blocks=True)  # the plain-text part
+        zone = ZoneInfo(timezone)
+        # A missing value must fail loudly in tests, not leave a blank in a mail to a mayor.
+        self._html = Environment(loader=loader, autoescape=True, trim_blocks=True, undefined=StrictUndefined)
+        self._text = Environment(loader=loader, autoescape=False, trim_blocks=True, undefined=StrictUndefined)
+        for env in (self._html, self._text):
+            env.filters["day"] = pass_context(lambda ctx, value: _local(ctx, value, zone, with_time=False))
+            env.filters["moment"] = pass_context(lambda ctx, value: _local(ctx, value, zone, with_time=True))
 
     def render(self, kind: str, language: str, **values: Any) -> Mail:
         language = language if language in LANGUAGES else "nl"
@@ -33,10 +51,16 @@ class MailRenderer:
         html = self._html.get_template(name)
         content = "".join(html.blocks["html"](html.new_context(values)))
         return Mail(
-            subject=_block(text, "subject", values).strip(),
+            subject=" ".join(_block(text, "subject", values).split()),
             text=_block(text, "text", values).strip() + "\n",
             html=self._html.get_template("layout.html").render(content=Markup(content), lang=language),
         )
+
+
+def _local(context: Context, value: datetime, zone: ZoneInfo, *, with_time: bool) -> str:
+    language = context.get("lang", "nl")
+    local = value.astimezone(zone)
+    return local.strftime(_DAY[language] + (_TIME[language] if with_time else ""))
 
 
 def _block(template: Template, block: str, values: dict[str, Any]) -> str:

@@ -1,17 +1,26 @@
 """Delivers the mail spool over SMTP, apart from event consumption.
 
-Transient failures (connection refused, 4xx) are retried with exponential
-back-off; a permanent refusal (5xx) or an exhausted retry budget marks the
-mail failed and publishes ``notification.failed``. Every delivered mail
-publishes ``notification.sent``.
+Mails are claimed in a short transaction and sent with no transaction open,
+so a slow SMTP server holds no database locks. Transient failures
+(connection refused, timeouts, 4xx, a refused login) are retried with
+exponential back-off; a permanent refusal of the recipient or the message
+(5xx) or an exhausted retry budget marks the mail failed, publishes
+``notification.failed`` and keeps the mail in ``notifier.events.dlq`` for
+operators. Every delivered mail publishes ``notification.sent``, once per
+document it concerns.
+
+A mail is sent at most once per intent unless the process dies between the
+server's acceptance and our commit; its Message-ID is derived from the intent,
+so a mail client shows even that rare second copy as the same message.
 """
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import format_datetime, make_msgid
 
 import aiosmtplib
 import asyncpg
@@ -19,19 +28,18 @@ import structlog
 
 from services.notifier import store
 from services.notifier.config import NotifierSettings
+from services.notifier.domain import retry_delay
 from shared.events import NotificationFailed, NotificationSent
 from shared.messaging import Outbox
+from shared.topology import DLX
 
-__all__ = ["MailSender", "backoff"]
+__all__ = ["DEAD_LETTER_KEY", "MailSender"]
+
+DEAD_LETTER_KEY = "notifier.events"  # routes to notifier.events.dlq on esign.dlx
 
 
 class PermanentFailure(Exception):
-    pass
-
-
-def backoff(attempts: int) -> timedelta:
-    """5 s, 10 s, 20 s ... capped at 15 minutes."""
-    return timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 900))
+    """The server refused this recipient or this message for good."""
 
 
 class MailSender:
@@ -43,6 +51,7 @@ class MailSender:
         clock: Callable[[], datetime],
         after_commit: Callable[[], None],
         poll_seconds: float = 1.0,
+        batch: int = 20,
     ) -> None:
         self._pool = pool
         self._outbox = outbox
@@ -50,86 +59,131 @@ class MailSender:
         self._clock = clock
         self._after_commit = after_commit
         self._poll = poll_seconds
+        self._batch = batch
         self._wake = asyncio.Event()
+        # Should the process die mid-attempt, the mail is due again after this.
+        self._lease = timedelta(seconds=settings.smtp_timeout_seconds * 3 + 10)
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
         while True:
-            sent = await self.send_due()
-            if sent == 0:
+            handled = await self.send_due()
+            if handled < self._batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
                 self._wake.clear()
 
-    async def send_due(self, limit: int = 20) -> int:
-        """Try every mail that is due once; return how many were handled."""
-        async with self._pool().acquire() as conn, conn.transaction():
-            mails = await store.due_mails(conn, self._clock(), limit)
-            for mail in mails:
-                await self._attempt(conn, mail)
-        if mails:
-            self._after_commit()
+    async def send_due(self) -> int:
+        """Try every mail that is due once; return how many were tried."""
+        now = self._clock()
+        async with self._pool().acquire() as conn:
+            mails = await store.claim_due(conn, now, now + self._lease, self._batch)
+        for mail in mails:
+            await self._attempt(mail)
         return len(mails)
 
-    async def _attempt(self, conn: asyncpg.Connection, mail: asyncpg.Record) -> None:
-        log = structlog.get_logger().bind(mail_id=str(mail["mail_id"]), document_id=str(mail["document_id"]), kind=mail["kind"])
+    async def _attempt(self, mail: asyncpg.Record) -> None:
+        log = structlog.get_logger().bind(
+            mail_id=str(mail["mail_id"]), document_id=str(mail["document_id"]), kind=mail["kind"]
+        )
+        attempts = mail["attempts"] + 1
         try:
             await self._deliver(mail)
         except PermanentFailure as exc:
-            await self._fail(conn, mail, str(exc))
+            await self._record(self._fail, mail, str(exc), attempts)
             log.warning("mail refused permanently", error=str(exc))
             return
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             error = f"{exc.__class__.__name__}: {exc}"
-            if mail["attempts"] + 1 >= self._settings.mail_max_attempts:
-                await self._fail(conn, mail, f"gave up after {mail['attempts'] + 1} attempts; last error {error}")
-                log.warning("mail given up", error=error)
+            if attempts >= self._settings.mail_max_attempts:
+                await self._record(self._fail, mail, f"gave up after {attempts} attempts; last error {error}", attempts)
+                log.warning("mail given up", error=error, attempts=attempts)
             else:
-                await store.mark_retry(conn, mail["mail_id"], error, self._clock() + backoff(mail["attempts"] + 1))
-                log.info("mail delivery failed; will retry", error=error, attempts=mail["attempts"] + 1)
+                delay = retry_delay(attempts, self._settings.mail_retry_seconds, self._settings.mail_retry_max_seconds)
+                async with self._pool().acquire() as conn:
+                    await store.mark_retry(conn, mail["mail_id"], error, self._clock() + delay)
+                log.info("mail delivery failed; will retry", error=error, attempts=attempts, retry_in=delay.total_seconds())
             return
-        await store.mark_sent(conn, mail["mail_id"], self._clock())
-        await self._outbox.add(
-            conn,
-            NotificationSent(
-                correlation_id=mail["document_id"],
-                causation_id=mail["mail_id"],
-                org=mail["org"],
-                kind=mail["kind"],
-                recipient=mail["recipient"],
-                subject=mail["subject"],
-            ),
-        )
+        await self._record(self._sent, mail, "", attempts)
         log.info("mail sent", recipient=mail["recipient"])
 
-    async def _fail(self, conn: asyncpg.Connection, mail: asyncpg.Record, reason: str) -> None:
+    async def _record(self, outcome: Callable, mail: asyncpg.Record, reason: str, attempts: int) -> None:
+        async with self._pool().acquire() as conn, conn.transaction():
+            await outcome(conn, mail, reason, attempts)
+        self._after_commit()
+
+    async def _sent(self, conn: asyncpg.Connection, mail: asyncpg.Record, _: str, __: int) -> None:
+        await store.mark_sent(conn, mail["mail_id"], self._clock())
+        for document_id in mail["related_documents"] or [mail["document_id"]]:
+            await self._outbox.add(
+                conn,
+                NotificationSent(
+                    correlation_id=document_id,
+                    causation_id=mail["mail_id"],
+                    org=mail["org"],
+                    kind=mail["kind"],
+                    recipient=mail["recipient"],
+                    subject=mail["subject"],
+                ),
+            )
+
+    async def _fail(self, conn: asyncpg.Connection, mail: asyncpg.Record, reason: str, attempts: int) -> None:
         await store.mark_failed(conn, mail["mail_id"], reason)
-        await self._outbox.add(
+        for document_id in mail["related_documents"] or [mail["document_id"]]:
+            await self._outbox.add(
+                conn,
+                NotificationFailed(
+                    correlation_id=document_id,
+                    causation_id=mail["mail_id"],
+                    org=mail["org"],
+                    kind=mail["kind"],
+                    recipient=mail["recipient"],
+                    reason=reason,
+                ),
+            )
+        # The mail as it would have gone out, kept where operators look for what could not be delivered.
+        intent = {
+            "mail_id": str(mail["mail_id"]),
+            "org": mail["org"],
+            "document_id": str(mail["document_id"]),
+            "kind": mail["kind"],
+            "recipient": mail["recipient"],
+            "subject": mail["subject"],
+            "text": mail["text_body"],
+            "html": mail["html_body"],
+            "attempts": attempts,
+            "reason": reason,
+            "failed_at": self._clock().isoformat(),
+        }
+        await self._outbox.add_raw(
             conn,
-            NotificationFailed(
-                correlation_id=mail["document_id"],
-                causation_id=mail["mail_id"],
-                org=mail["org"],
-                kind=mail["kind"],
-                recipient=mail["recipient"],
-                reason=reason,
-            ),
+            DLX.name,
+            DEAD_LETTER_KEY,
+            mail["mail_id"],
+            json.dumps(intent).encode(),
+            {"x-paraaf-reason": reason[:500], "x-paraaf-kind": mail["kind"], "x-paraaf-recipient": mail["recipient"]},
         )
+
+    def _message(self, mail: asyncpg.Record) -> EmailMessage:
+        message = EmailMessage()
+        message["From"] = self._settings.smtp_from
+        message["To"] = mail["recipient"]
+        message["Subject"] = mail["subject"]
+        message["Date"] = format_datetime(mail["created_at"])
+        message["Message-ID"] = make_msgid(idstring=str(mail["mail_id"]), domain="paraaf")
+        # RFC 3834: out-of-office replies (signers on leave) must not answer a machine.
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(mail["text_body"])
+        message.add_alternative(mail["html_body"], subtype="html")
+        return message
 
     async def _deliver(self, mail: asyncpg.Record) -> None:
         settings = self._settings
-        message = EmailMessage()
-        message["From"] = settings.smtp_from
-        message["To"] = mail["recipient"]
-        message["Subject"] = mail["subject"]
-        message["Message-ID"] = make_msgid(idstring=str(mail["mail_id"]), domain="paraaf")
-        message.set_content(mail["text_body"])
-        message.add_alternative(mail["html_body"], subtype="html")
         try:
             await aiosmtplib.send(
-                message,
+                self._message(mail),
                 hostname=settings.smtp_host or "127.0.0.1",
                 port=settings.smtp_port,
                 username=settings.smtp_user,
@@ -139,11 +193,12 @@ class MailSender:
                 timeout=settings.smtp_timeout_seconds,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [r.code for r in exc.recipients]
-            if all(500 <= code < 600 for code in codes):
+            if all(500 <= r.code < 600 for r in exc.recipients):
                 raise PermanentFailure(f"recipient refused: {'; '.join(str(r) for r in exc.recipients)}") from None
             raise
-        except aiosmtplib.SMTPResponseException as exc:
+        except (aiosmtplib.SMTPRecipientRefused, aiosmtplib.SMTPDataError) as exc:
+            # Only a refusal of this recipient or this message is final; a 5xx for our login
+            # or sender address is our configuration, which an operator can fix.
             if 500 <= exc.code < 600:
                 raise PermanentFailure(f"SMTP {exc.code}: {exc.message}") from None
             raise

@@ -1,0 +1,373 @@
+"""The notifier alone, in this process, on real RabbitMQ, PostgreSQL and SMTP:
+mail once per intent, reminders on working days, retries, refusals kept for
+operators, absence notices and operator alerts. The test plays the other
+services by publishing their commands and events."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
+
+import aio_pika
+import asyncpg
+import pytest
+from pydantic import BaseModel
+
+from shared.contract import SendSigningLink
+from shared.events import (
+    DocumentDeclined,
+    DocumentWithdrawn,
+    PersonRef,
+    RoutingUnresolved,
+    SignatureCancelled,
+    SignatureReassigned,
+    Signed,
+)
+from shared.topology import COMMANDS, EVENTS
+from tests.conftest import free_port
+from tests.support.notifier import FakeClock, Listener, notifier_settings, running_notifier
+from tests.support.smtp import SmtpServer
+
+BRUSSELS = ZoneInfo("Europe/Brussels")
+MONDAY = datetime(2026, 3, 2, 10, 0, tzinfo=BRUSSELS)
+ANN = PersonRef(id="ann.aerts", name="Ann Aerts", email="ann.aerts@example.org", language="nl")
+MARC = PersonRef(id="marc.maes", name="Marc Maes", email="marc.maes@example.org", language="fr", title="schepen")
+BART = PersonRef(id="bart.baert", name="Bart Baert", email="bart.baert@example.org", language="nl", title="burgemeester")
+SOFIE = PersonRef(id="sofie.smet", name="Sofie Smet", email="sofie.smet@example.org", language="nl")
+ELEN = PersonRef(id="elen.elaut", name="Elen Elaut", email="elen.elaut@example.org", language="en")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(MONDAY)
+
+
+@pytest.fixture
+def settings(database_url: str, amqp_url: str, smtp_server: SmtpServer):
+    return notifier_settings(database_url, amqp_url, smtp_server, free_port())
+
+
+@pytest.fixture
+async def notifier(settings, clock: FakeClock) -> AsyncIterator[None]:
+    async with running_notifier(settings, clock):
+        yield
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+async def publish(amqp_url: str, *messages: BaseModel) -> None:
+    """Publish as the other services' outbox relays do: persistent, on their exchange."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        for message in messages:
+            exchange = await channel.get_exchange(EVENTS.name if hasattr(message, "event_id") else COMMANDS.name)
+            await exchange.publish(
+                aio_pika.Message(message.model_dump_json().encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                message.routing_key,
+            )
+
+
+def link_command(clock: FakeClock, recipient: PersonRef = ANN, **changes) -> SendSigningLink:
+    request_id = changes.pop("request_id", uuid4())
+    return SendSigningLink(
+        correlation_id=changes.pop("correlation_id", uuid4()),
+        request_id=request_id,
+        recipient=recipient,
+        title=changes.pop("title", "Collegebesluit 42"),
+        submitted_by=ELEN,
+        step=1,
+        step_count=1,
+        action="sign",
+        link=f"http://127.0.0.1:8083/s/token-{request_id.hex}",
+        expires_at=clock() + timedelta(days=21),
+        **changes,
+    )
+
+
+def signed(command: SendSigningLink) -> Signed:
+    return Signed(
+        correlation_id=command.correlation_id,
+        request_id=command.request_id,
+        step=1,
+        action="sign",
+        signer=command.recipient,
+        signed_at=datetime.now(UTC),
+        pdf_sha256="0" * 64,
+        revision=1,
+    )
+
+
+async def quiet(seconds: float = 1.0) -> None:
+    """Give the scheduler (ticking every 0.1 s) time to act, before asserting it did not."""
+    await asyncio.sleep(seconds)
+
+
+async def test_a_command_delivered_twice_sends_one_mail_and_forgets_its_link(
+    notifier, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock, db: asyncpg.Connection
+) -> None:
+    """The same SendSigningLink twice: one mail with the link, one notification.sent, no link left in the database."""
+    command = link_command(clock)
+    async with Listener(amqp_url, EVENTS.name, ["notification.*"]) as events:
+        await publish(amqp_url, command, command)
+        [mail] = await smtp_server.wait_for_mail(ANN.email)
+        await events.wait("notification.sent")
+        await quiet(0.5)
+    assert mail.subject == "Ter ondertekening: Collegebesluit 42"
+    assert command.link in mail.text and command.link in mail.html
+    assert "Graag uiterlijk op 09-03-2026" in mail.text  # 5 working days after Monday 2 March
+    assert len(smtp_server.received) == 1
+    [sent] = events.bodies("notification.sent")
+    assert (sent["recipient"], sent["kind"], sent["correlation_id"]) == (
+        ANN.email, "signature_request", str(command.correlation_id)
+    )
+    leftovers = await db.fetchval("SELECT count(*) FROM notifier.mails WHERE text_body LIKE '%' || $1 || '%'", command.link)
+    assert leftovers == 0
+
+
+async def test_reminders_are_asked_of_the_signer_on_working_days_up_to_the_maximum(
+    notifier, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
+) -> None:
+    """Requested Monday 10:00: reminders asked Thursday, the next Monday and Wednesday, then no more."""
+    command = link_command(clock)
+    async with Listener(amqp_url, COMMANDS.name, ["signer.reissue-link"]) as signer:
+        await publish(amqp_url, command)
+        await smtp_server.wait_for_mail(ANN.email)
+        clock.move_to(datetime(2026, 3, 5, 9, 59, tzinfo=BRUSSELS))  # Thursday, a minute early
+        await quiet()
+        assert signer.received == []
+        clock.move_to(datetime(2026, 3, 5, 10, 1, tzinfo=BRUSSELS))
+        await signer.wait("signer.reissue-link", reminder=1)
+        clock.move_to(datetime(2026, 3, 9, 10, 2, tzinfo=BRUSSELS))  # Monday: 2 working days on
+        await signer.wait("signer.reissue-link", reminder=2)
+        clock.move_to(datetime(2026, 3, 11, 10, 3, tzinfo=BRUSSELS))  # Wednesday
+        await signer.wait("signer.reissue-link", reminder=3)
+        clock.move_to(datetime(2026, 4, 30, 10, 0, tzinfo=BRUSSELS))
+        await quiet()
+    asked = [body["reminder"] for _, body in signer.received]
+    assert asked == [1, 2, 3]
+    assert {body["request_id"] for _, body in signer.received} == {str(command.request_id)}
+    assert len({body["command_id"] for _, body in signer.received}) == 3
+
+
+async def test_no_reminder_for_a_request_that_was_signed_moved_or_cancelled_or_whose_document_ended(
+    notifier, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
+) -> None:
+    """Of five requests, only the one still open is reminded after 3 working days."""
+    commands = [link_command(clock, title=f"Besluit {n}") for n in range(5)]
+    done_signing, moved, cancelled, withdrawn, still_open = commands
+    async with Listener(amqp_url, COMMANDS.name, ["signer.reissue-link"]) as signer:
+        await publish(amqp_url, *commands)
+        await smtp_server.wait_for_mail(ANN.email, count=5)
+        await publish(
+            amqp_url,
+            signed(done_signing),
+            SignatureReassigned(
+                correlation_id=moved.correlation_id, request_id=moved.request_id, new_request_id=uuid4(),
+                from_person=ANN, to_person=SOFIE, reason="absent", title="Besluit 1",
+            ),
+            SignatureCancelled(correlation_id=cancelled.correlation_id, request_id=cancelled.request_id, reason="any"),
+            DocumentWithdrawn(correlation_id=withdrawn.correlation_id, withdrawn_by="elen.elaut", reason="wrong file"),
+        )
+        await quiet(1.5)  # the events are consumed
+        clock.advance(timedelta(days=3, minutes=1))  # Thursday
+        await signer.wait("signer.reissue-link", reminder=1)
+        await quiet()
+    assert [body["request_id"] for _, body in signer.received] == [str(still_open.request_id)]
+
+
+async def test_a_request_closed_before_its_mail_command_arrives_gets_no_mail(
+    notifier, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock, db: asyncpg.Connection
+) -> None:
+    """A signing link for a request already signed is not mailed and not reminded."""
+    late, other = link_command(clock), link_command(clock, SOFIE)
+    await publish(amqp_url, signed(late))
+    for _ in range(100):
+        if await db.fetchval("SELECT status FROM notifier.reminders WHERE request_id = $1", late.request_id):
+            break
+        await asyncio.sleep(0.05)
+    await publish(amqp_url, late, other)
+    await smtp_server.wait_for_mail(SOFIE.email)
+    await quiet(0.5)
+    assert [m.to for m in smtp_server.received] == [(SOFIE.email,)]
+
+
+async def test_the_reminder_schedule_survives_a_restart(
+    settings, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
+) -> None:
+    """A request made before the notifier stopped is reminded by the notifier started after it."""
+    command = link_command(clock)
+    async with running_notifier(settings, clock):
+        await publish(amqp_url, command)
+        await smtp_server.wait_for_mail(ANN.email)
+    clock.advance(timedelta(days=3, minutes=1))
+    async with Listener(amqp_url, COMMANDS.name, ["signer.reissue-link"]) as signer, running_notifier(settings, clock):
+        [asked] = await signer.wait("signer.reissue-link")
+    assert (asked["request_id"], asked["reminder"]) == (str(command.request_id), 1)
+
+
+async def test_a_mail_is_retried_while_the_server_answers_421_and_arrives_once(
+    notifier, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
+) -> None:
+    """Three 421 answers in a row delay the mail; the fourth attempt delivers it, and only once."""
+    smtp_server.fail_next(3)
+    async with Listener(amqp_url, EVENTS.name, ["notification.*"]) as events:
+        await publish(amqp_url, link_command(clock))
+        await smtp_server.wait_for_mail(ANN.email)
+        await events.wait("notification.sent")
+        await quiet(0.5)
+    assert smtp_server.attempts == 4
+    assert len(smtp_server.received) == 1
+    assert [key for key, _ in events.received] == ["notification.sent"]
+
+
+async def _dead_letters(amqp_url: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue("notifier.events.dlq", passive=True)
+        kept = []
+        while (message := await queue.get(fail=False, no_ack=True)) is not None:
+            kept.append(message)
+        return kept
+
+
+async def test_a_refused_recipient_fails_at_once_and_the_mail_is_kept_for_operators(
+    notifier, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
+) -> None:
+    """A 550 for the recipient publishes notification.failed and leaves the whole mail in notifier.events.dlq."""
+    smtp_server.refuse(MARC.email)
+    command = link_command(clock, MARC)
+    async with Listener(amqp_url, EVENTS.name, ["notification.*"]) as events:
+        await publish(amqp_url, command)
+        [failed] = await events.wait("notification.failed")
+        for _ in range(100):
+            if kept := await _dead_letters(amqp_url):
+                break
+            await asyncio.sleep(0.05)
+    assert failed["recipient"] == MARC.email and "550" in failed["reason"]
+    assert failed["correlation_id"] == str(command.correlation_id)
+    assert smtp_server.received == []
+    [message] = kept
+    intent = json.loads(message.body)
+    assert (intent["recipient"], intent["subject"]) == (MARC.email, "À signer : Collegebesluit 42")
+    assert command.link in intent["text"]
+    assert message.headers["x-paraaf-kind"] == "signature_request"
+
+
+async def test_a_mail_that_keeps_failing_is_given_up_after_the_retry_budget(
+    database_url: str, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
+) -> None:
+    """With 3 attempts allowed and a server that stays unavailable, the mail fails after exactly 3 tries."""
+    smtp_server.fail_next(1000)
+    settings = notifier_settings(database_url, amqp_url, smtp_server, free_port(), mail_max_attempts=3)
+    async with running_notifier(settings, clock), Listener(amqp_url, EVENTS.name, ["notification.*"]) as events:
+        await publish(amqp_url, link_command(clock))
+        [failed] = await events.wait("notification.failed")
+        await quiet(0.5)
+    assert failed["reason"].startswith("gave up after 3 attempts")
+    assert smtp_server.attempts == 3
+
+
+async def test_the_moves_of_one_absence_are_told_in_one_notice(
+    notifier, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
+) -> None:
+    """Three requests moved from Bart become one notice listing all three; Marc's move is his own notice, in French."""
+    moves = [
+        SignatureReassigned(
+            correlation_id=uuid4(), request_id=uuid4(), new_request_id=uuid4(), from_person=person,
+            to_person=SOFIE, reason="absent", title=title,
+        )
+        for person, title in [(BART, "Besluit A"), (BART, "Besluit B"), (MARC, "Besluit C"), (BART, "Besluit D")]
+    ]
+    async with Listener(amqp_url, EVENTS.name, ["notification.sent"]) as events:
+        await publish(amqp_url, *moves)
+        [bart] = await smtp_server.wait_for_mail(BART.email)
+        [marc] = await smtp_server.wait_for_mail(MARC.email)
+        await events.wait("notification.sent", count=4)
+        await quiet(1.5)  # past another gathering window: nothing more comes
+    assert bart.subject == "Tijdens uw afwezigheid overgedragen: 3 documenten"
+    assert all(f'"Besluit {x}" naar Sofie Smet' in bart.text for x in "ABD")
+    assert marc.subject == "Transmis pendant votre absence : 1 document"
+    assert len(smtp_server.received) == 2
+    # The audit trail of each moved document shows its absent signer was told.
+    told = {(body["correlation_id"], body["recipient"]) for body in events.bodies("notification.sent")}
+    assert told == {(str(m.correlation_id), m.from_person.email) for m in moves}
+
+
+@pytest.mark.parametrize(
+    ("language", "subject"),
+    [
+        ("nl", "Paraaf: geen vervanger beschikbaar voor Bart Baert"),
+        ("fr", "Paraaf : aucun remplaçant disponible pour Bart Baert"),
+        ("en", "Paraaf: no substitute available for Bart Baert"),
+    ],
+)
+async def test_a_routing_alert_reaches_every_operator_in_their_language(
+    database_url: str, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock, language: str, subject: str
+) -> None:
+    """routing.unresolved mails each address of PARAAF_OPERATOR_EMAILS, in PARAAF_OPERATOR_LANGUAGE."""
+    settings = notifier_settings(
+        database_url, amqp_url, smtp_server, free_port(),
+        operator_emails="ops@example.org, Duty@Example.org", operator_language=language,
+    )
+    alert = RoutingUnresolved(correlation_id=uuid4(), request_id=uuid4(), signer=BART, reason="no substitute available")
+    async with running_notifier(settings, clock):
+        await publish(amqp_url, alert, alert)
+        [ops] = await smtp_server.wait_for_mail("ops@example.org")
+        [duty] = await smtp_server.wait_for_mail("duty@example.org")
+        await quiet(0.5)
+    assert ops.subject == duty.subject == subject
+    assert str(alert.correlation_id) in ops.text and "no substitute available" in ops.text
+    assert len(smtp_server.received) == 2
+
+
+async def test_the_submitter_of_a_declined_document_is_told_who_declined_and_why(
+    notifier, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
+) -> None:
+    """document.declined mails the submitter, in their language, with the decliner and the reason."""
+    declined = DocumentDeclined(
+        correlation_id=uuid4(), declined_by=MARC, reason="Le montant est erroné", title="Besluit 7", submitted_by=ELEN
+    )
+    await publish(amqp_url, declined)
+    [mail] = await smtp_server.wait_for_mail(ELEN.email)
+    assert mail.subject == "Declined: Besluit 7"
+    assert "Marc Maes (schepen) declined" in mail.text and "Le montant est erroné" in mail.text
+
+
+async def _silent_server() -> tuple[asyncio.Server, int]:
+    """A TCP server that accepts connections and never says a word: an SMTP server that hangs."""
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_a_hanging_smtp_server_does_not_hold_up_the_events(
+    database_url: str, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock, db: asyncpg.Connection
+) -> None:
+    """While every SMTP attempt hangs for 5 s, requests and signatures are still taken in within a second or two."""
+    server, port = await _silent_server()
+    settings = notifier_settings(database_url, amqp_url, smtp_server, free_port(), smtp_timeout_seconds=5.0)
+    settings = settings.model_copy(update={"smtp_port": port})
+    commands = [link_command(clock, title=f"Besluit {n}") for n in range(3)]
+    async with server, running_notifier(settings, clock):
+        await publish(amqp_url, *commands)
+        await asyncio.sleep(0.5)  # the sender is now stuck on the first mail
+        started = asyncio.get_running_loop().time()
+        await publish(amqp_url, signed(commands[0]))
+        while await db.fetchval("SELECT status FROM notifier.reminders WHERE request_id = $1", commands[0].request_id) != "closed":
+            assert asyncio.get_running_loop().time() - started < 2.5, "the signature waited for SMTP"
+            await asyncio.sleep(0.05)
+        queued = await db.fetchval("SELECT count(*) FROM notifier.mails")
+    assert queued == 3
+    assert smtp_server.received == []
