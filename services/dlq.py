@@ -46,19 +46,27 @@ async def _depths(url: str) -> list[tuple[str, int | None]]:
         return depths
 
 
-async def replay(url: str, queue: str, limit: int | None = None) -> int:
-    """Move up to ``limit`` messages from ``<queue>.dlq`` back to ``queue``; return how many."""
+async def replay(url: str, queue: str, limit: int | None = None) -> tuple[int, int]:
+    """Move up to ``limit`` dead letters from ``<queue>.dlq`` back to ``queue``.
+
+    Returns (replayed, kept). Messages a service put there on purpose rather
+    than the broker dead-lettering a delivery (a mail that could not be
+    delivered) are kept: replaying them would only dead-letter them again.
+    """
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         dead = await channel.declare_queue(f"{queue}.dlq", passive=True)
-        moved = 0
-        while limit is None or moved < limit:
+        waiting = dead.declaration_result.message_count
+        moved, kept = 0, []
+        for _ in range(waiting if limit is None else min(waiting, limit)):
             message = await dead.get(fail=False, no_ack=False)
             if message is None:
                 break
+            if not _was_delivered(message):
+                kept.append(message)
+                continue
             headers = {k: v for k, v in (message.headers or {}).items() if not k.startswith("x-")}  # fresh delivery count
-            headers["x-paraaf-replayed-from"] = f"{queue}.dlq"
             headers[REPLAYED_ROUTING_KEY] = _original_routing_key(message)
             await channel.default_exchange.publish(
                 aio_pika.Message(
@@ -72,7 +80,14 @@ async def replay(url: str, queue: str, limit: int | None = None) -> int:
             )
             await message.ack()
             moved += 1
-        return moved
+        for message in kept:
+            await message.nack(requeue=True)
+        return moved, len(kept)
+
+
+def _was_delivered(message: aio_pika.abc.AbstractIncomingMessage) -> bool:
+    headers = message.headers or {}
+    return "x-death" in headers or REPLAYED_ROUTING_KEY in headers
 
 
 def _original_routing_key(message: aio_pika.abc.AbstractIncomingMessage) -> str:
@@ -101,5 +116,5 @@ def replay_command(
     """Send what QUEUE's dead-letter queue holds back to QUEUE."""
     if queue not in QUEUES:
         raise typer.BadParameter(f"`{queue}` is not a consuming queue; choose one of {', '.join(QUEUES)}")
-    moved = asyncio.run(replay(Settings().amqp_url, queue, limit))
-    typer.echo(json.dumps({"queue": queue, "replayed": moved}))
+    moved, kept = asyncio.run(replay(Settings().amqp_url, queue, limit))
+    typer.echo(json.dumps({"queue": queue, "replayed": moved, "kept": kept}))

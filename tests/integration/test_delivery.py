@@ -136,14 +136,14 @@ async def test_a_dead_lettered_message_replayed_after_the_fix_is_handled(probe: 
 
     await eventually(dead_lettered, timeout=30)
     probe.fail = False
-    assert await replay(amqp_url, "probe.events") == 1
+    assert await replay(amqp_url, "probe.events") == (1, 0)
     conn = await asyncpg.connect(database_url)
     try:
         async def took_effect() -> bool:
             return await conn.fetchval("SELECT count(*) FROM probe.effects WHERE event_id = $1", event.event_id) == 1
 
         await eventually(took_effect)
-        assert await replay(amqp_url, "probe.events") == 0
+        assert await replay(amqp_url, "probe.events") == (0, 0)
     finally:
         await conn.close()
 
@@ -173,3 +173,17 @@ async def test_a_message_nobody_listens_for_is_kept_in_unrouted(probe: Probe, ch
 
     await eventually(arrived)
     assert kept[0].routing_key == "nobody.listens"
+
+
+async def test_replay_keeps_what_a_service_parked_in_its_dead_letter_queue_on_purpose(probe: Probe, channel, amqp_url: str) -> None:
+    """A message put in <queue>.dlq by a service (not dead-lettered by the broker) stays there on replay."""
+    dlx = await channel.get_exchange("esign.dlx")
+    await dlx.publish(aio_pika.Message(b'{"undeliverable": "mail"}', delivery_mode=2), routing_key="probe.events")
+
+    async def parked() -> bool:
+        return (await channel.declare_queue("probe.events.dlq", passive=True)).declaration_result.message_count == 1
+
+    await eventually(parked)
+    assert await replay(amqp_url, "probe.events") == (0, 1)
+    assert await parked()
+    assert probe.calls == 0
