@@ -16,7 +16,10 @@ __all__ = [
     "insert_download",
     "insert_request",
     "insert_token",
+    "earlier_steps_open",
     "lock_document",
+    "save_placeholders",
+    "save_signature",
     "signed_before",
 ]
 
@@ -30,7 +33,8 @@ async def insert_request(conn: asyncpg.Connection, event: SignatureRequested) ->
     )
     await conn.execute(
         "INSERT INTO signer.requests (request_id, document_id, org, step, step_count, action, signer, on_behalf_of,"
-        " title, filename, submitted_by, confidential) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        " title, filename, submitted_by, confidential, signature_count)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         event.request_id,
         event.document_id,
         event.org,
@@ -43,6 +47,7 @@ async def insert_request(conn: asyncpg.Connection, event: SignatureRequested) ->
         event.filename,
         event.submitted_by.model_dump(),
         event.confidential,
+        event.signature_count,
     )
 
 
@@ -106,9 +111,38 @@ async def lock_document(conn: asyncpg.Connection, document_id: UUID) -> asyncpg.
 
 async def signed_before(conn: asyncpg.Connection | asyncpg.Pool, document_id: UUID) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT signer, on_behalf_of, action, decided_at FROM signer.requests"
+        "SELECT signer, on_behalf_of, action, step, decided_at FROM signer.requests"
         " WHERE document_id = $1 AND status = 'signed' ORDER BY decided_at",
         document_id,
+    )
+
+
+async def earlier_steps_open(conn: asyncpg.Connection | asyncpg.Pool, document_id: UUID, step: int) -> bool:
+    """Whether a request of an earlier step of this document still waits for its signer."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM signer.requests"
+            " WHERE document_id = $1 AND step < $2 AND status = 'pending')",
+            document_id,
+            step,
+        )
+    )
+
+
+async def save_signature(conn: asyncpg.Connection, document_id: UUID, pdf_sha256: str, revision: int) -> None:
+    await conn.execute(
+        "UPDATE signer.documents SET pdf_sha256 = $2, revision = $3, updated_at = now() WHERE document_id = $1",
+        document_id,
+        pdf_sha256,
+        revision,
+    )
+
+
+async def save_placeholders(conn: asyncpg.Connection, document_id: UUID, placeholders: list[dict]) -> None:
+    await conn.execute(
+        "UPDATE signer.documents SET placeholders = $2 WHERE document_id = $1 AND placeholders IS NULL",
+        document_id,
+        placeholders,
     )
 
 
