@@ -12,7 +12,7 @@ from services.signer import handlers
 from services.signer.config import SignerSettings
 from services.signer.http import SignerHttp, build_http
 from services.signer.keys import Keyring, key_secret
-from services.signer.pades import SigningPool
+from services.signer.pades import SigningPool, find_placeholders
 from services.signer.render import RenderPool
 from services.signer.signing import Stamping
 from shared.contract import ReissueSigningLink
@@ -59,6 +59,7 @@ def create_app(settings: SignerSettings | None = None) -> FastStream:
         renderers.append(RenderPool(settings.render_workers))
         async with service.pool.acquire() as conn:
             await keyring.authority(conn, settings.org)  # the CA exists from the first start
+        await workers[0].warm_up(settings.stamp_font)
 
     async def stop_workers() -> None:
         for pool in [*workers, *renderers]:
@@ -71,7 +72,11 @@ def create_app(settings: SignerSettings | None = None) -> FastStream:
         QUEUE,
         {
             SignatureRequested.routing_key: partial(
-                handlers.on_signature_requested, outbox=service.outbox, keyring=keyring, links=links
+                handlers.on_signature_requested,
+                outbox=service.outbox,
+                keyring=keyring,
+                links=links,
+                find_placeholders=lambda pdf: workers[0].run(find_placeholders, pdf),
             ),
             ReissueSigningLink.routing_key: partial(handlers.on_reissue_signing_link, outbox=service.outbox, links=links),
             SignatureCancelled.routing_key: handlers.on_signature_cancelled,

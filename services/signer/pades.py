@@ -18,10 +18,11 @@ validator then still reports any change that is not a signature.
 
 import asyncio
 import io
-from concurrent.futures import ProcessPoolExecutor
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from multiprocessing import get_context
+from typing import TypeVar
 
 import pypdfium2
 from asn1crypto import keys as asn1_keys
@@ -40,6 +41,7 @@ from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from services.signer.fonts import DEFAULT_FONT, stamp_font
+from services.signer.workers import WorkerPool
 from services.signer.stamps import (
     PLACEHOLDER,
     STAMP_HEIGHT,
@@ -61,6 +63,8 @@ __all__ = [
     "find_placeholders",
     "sign",
 ]
+
+T = TypeVar("T")
 
 # The CMS container is ~3.5 KB (RSA-2048 signer + RSA-3072 root); a
 # timestamp token adds the TSA's signature and chain, ~3-6 KB more. Reserving
@@ -244,18 +248,28 @@ def sign(job: SigningJob) -> SigningResult:
     return asyncio.run(_sign(job))
 
 
+def _warm_up(font_path: str) -> int:
+    """Import what signing needs and make the stamp font, so the first signer does not wait ~1 s for it."""
+    stamp_font(font_path)
+    return os.getpid()
+
+
 class SigningPool:
-    """Worker processes that sign, so the event loop never waits on a signature."""
+    """Worker processes that sign (and validate), so the event loop never waits on a signature."""
 
     def __init__(self, workers: int) -> None:
-        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        self._workers = workers
+        self._pool = WorkerPool(workers)
+
+    async def warm_up(self, font_path: str = DEFAULT_FONT) -> None:
+        await asyncio.gather(*(self._pool.run(_warm_up, font_path) for _ in range(self._workers)))
 
     async def sign(self, job: SigningJob) -> SigningResult:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, sign, job)
+        return await self._pool.run(sign, job)
 
-    async def run(self, function, *args):  # noqa: ANN001, ANN201 - any picklable CPU-bound call
-        """Run another CPU-bound function (validation) in the same workers."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+    async def run(self, function: Callable[..., T], *args: object) -> T:
+        """Another CPU-bound function (validation) in the same workers."""
+        return await self._pool.run(function, *args)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._pool.close()

@@ -7,13 +7,12 @@ small cache keeps recent pages, since a signer scrolls up and down and may
 reload the page.
 """
 
-import asyncio
 import io
 from collections import OrderedDict
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 
 import pypdfium2
+
+from services.signer.workers import WorkerPool
 
 __all__ = ["PAGE_WIDTH_PX", "RenderPool", "page_sizes", "render_page"]
 
@@ -53,14 +52,14 @@ class RenderPool:
     """A worker process that renders pages, with a cache of the latest ones by (document version, page)."""
 
     def __init__(self, workers: int = 1, cache_size: int = 64) -> None:
-        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        self._pool = WorkerPool(workers)
         self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._sizes: OrderedDict[str, list[tuple[int, int]]] = OrderedDict()
         self._cache_size = cache_size
 
     async def page_sizes(self, digest: str, pdf: bytes) -> list[tuple[int, int]]:
         if digest not in self._sizes:
-            self._sizes[digest] = await asyncio.get_running_loop().run_in_executor(self._executor, page_sizes, pdf)
+            self._sizes[digest] = await self._pool.run(page_sizes, pdf)
             while len(self._sizes) > 16 * self._cache_size:
                 self._sizes.popitem(last=False)
         return self._sizes[digest]
@@ -70,11 +69,11 @@ class RenderPool:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        png = await asyncio.get_running_loop().run_in_executor(self._executor, render_page, pdf, index)
+        png = await self._pool.run(render_page, pdf, index)
         self._cache[key] = png
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return png
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._pool.close()

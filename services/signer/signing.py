@@ -28,45 +28,49 @@ __all__ = ["Done", "LinkRefused", "Stamping", "check_link", "decline", "open_lin
 class LinkRefused(Exception):
     """The link cannot be used; ``code`` names why (the page says it in the reader's language)."""
 
-    def __init__(self, code: str, status: int = 410, detail: str | None = None) -> None:
+    def __init__(self, code: str, status: int = 410, detail: str | None = None, language: str = "nl") -> None:
         super().__init__(code)
         self.code = code
         self.status = status
         self.detail = detail
+        self.language = language  # the link's person's, to say it in their words
 
 
 def check_link(link: asyncpg.Record | None, now: datetime) -> asyncpg.Record:
     """The rules a link must pass before it shows a form or takes a signature."""
     if link is None:
         raise LinkRefused("unknown", status=404)
-    if link["person_id"] != PersonRef.model_validate(link["signer"]).id:
+    signer = PersonRef.model_validate(link["signer"])
+    if link["person_id"] != signer.id:
         raise LinkRefused("unknown", status=404)  # a token is only ever good for the person it was made for
-    if link["status"] == "reassigned":
-        raise LinkRefused("reassigned", detail=link["status_reason"])
-    if link["document_status"] in ("completed", "declined", "withdrawn"):
-        raise LinkRefused(link["document_status"])
-    if link["status"] == "cancelled":
-        raise LinkRefused("cancelled", detail=link["status_reason"])
-    if link["status"] == "declined":
-        raise LinkRefused("request_declined")
-    if link["status"] == "signed" or link["used_at"] is not None:
-        raise LinkRefused("used")
-    if link["expires_at"] <= now:
-        raise LinkRefused("expired")
+    code = _refusal(link, now)
+    if code is not None:
+        raise LinkRefused(code, status=409 if code == "not_yet" else 410, detail=link["status_reason"], language=signer.language)
     return link
 
 
-async def _usable(conn: asyncpg.Connection | asyncpg.Pool, token: str, now: datetime, *, lock: bool = False) -> asyncpg.Record:
-    link = check_link(await store.find_link(conn, hash_token(token), lock=lock), now)
+def _refusal(link: asyncpg.Record, now: datetime) -> str | None:
+    if link["status"] == "reassigned":
+        return "reassigned"
+    if link["document_status"] in ("completed", "declined", "withdrawn"):
+        return link["document_status"]
+    if link["status"] == "cancelled":
+        return "cancelled"
+    if link["status"] == "declined":
+        return "request_declined"
+    if link["status"] == "signed" or link["used_at"] is not None:
+        return "used"
+    if link["expires_at"] <= now:
+        return "expired"
     # Steps run in order. The router only asks the next step once the last one
     # is done, but the signer checks too, so no link can jump the queue.
-    if await store.earlier_steps_open(conn, link["document_id"], link["step"]):
-        raise LinkRefused("not_yet", status=409)
-    return link
+    if link.get("earlier_open"):
+        return "not_yet"
+    return None
 
 
 async def open_link(conn: asyncpg.Connection | asyncpg.Pool, token: str, now: datetime) -> asyncpg.Record:
-    return await _usable(conn, token, now)
+    return check_link(await store.find_link(conn, hash_token(token)), now)
 
 
 @dataclass(frozen=True)
@@ -102,13 +106,13 @@ async def sign(
     stamping: Stamping,
 ) -> Done:
     async with pool.acquire() as conn, conn.transaction():
-        link = await _usable(conn, token, utcnow(), lock=True)
-        document = await store.lock_document(conn, link["document_id"])
+        # One round trip checks the link and locks token, request and document.
+        link = check_link(await store.find_link(conn, hash_token(token), lock=True), utcnow())
         signer = PersonRef.model_validate(link["signer"])
         on_behalf_of = PersonRef.model_validate(link["on_behalf_of"]) if link["on_behalf_of"] else None
         signed_at = utcnow()
         field_name = None
-        pdf_sha256, revision = document["pdf_sha256"], document["revision"]
+        pdf_sha256, revision = link["document_pdf_sha256"], link["document_revision"]
         if link["action"] == "sign":
             credentials = await keyring.credentials(conn, link["org"], signer)
             result = await signing_pool.sign(
@@ -122,27 +126,28 @@ async def sign(
                     signer_name=signer.name,
                     reason=on_behalf_text(on_behalf_of) if on_behalf_of else "Ondertekend",
                     planned=link["signature_count"],
-                    placeholders=_placeholders(document["placeholders"]),
+                    placeholders=_placeholders(link["document_placeholders"]),
                     tsa_url=stamping.tsa_url,
                     font_path=stamping.font_path,
                 )
             )
             field_name = result.field_name
             pdf_sha256, revision = await put_blob(conn, result.pdf), revision + 1
-            await store.save_signature(conn, link["document_id"], pdf_sha256, revision)
-            if document["placeholders"] is None:
-                await store.save_placeholders(
-                    conn,
-                    link["document_id"],
-                    [{"number": p.number, "page": p.page, "box": list(p.box)} for p in result.placeholders],
-                )
-        await conn.execute(
-            "UPDATE signer.requests SET status = 'signed', field_name = $2, decided_at = $3 WHERE request_id = $1",
-            link["request_id"],
-            field_name,
-            signed_at,
-        )
-        await conn.execute("UPDATE signer.tokens SET used_at = $2 WHERE token_hash = $1", link["token_hash"], signed_at)
+            await store.record_signature(
+                conn,
+                document_id=link["document_id"],
+                pdf_sha256=pdf_sha256,
+                revision=revision,
+                placeholders=[{"number": p.number, "page": p.page, "box": list(p.box)} for p in result.placeholders],
+                request_id=link["request_id"],
+                token_hash=link["token_hash"],
+                field_name=field_name,
+                at=signed_at,
+            )
+        else:  # an approval (paraaf) is recorded, not signed into the PDF
+            await store.mark_decided(
+                conn, request_id=link["request_id"], token_hash=link["token_hash"], status="signed", at=signed_at
+            )
         await outbox.add(
             conn,
             Signed(
@@ -167,15 +172,12 @@ async def sign(
 
 async def decline(pool: asyncpg.Pool, token: str, reason: str, *, outbox: Outbox) -> Done:
     async with pool.acquire() as conn, conn.transaction():
-        link = await _usable(conn, token, utcnow(), lock=True)
-        now = utcnow()
-        await conn.execute(
-            "UPDATE signer.requests SET status = 'declined', status_reason = $2, decided_at = $3 WHERE request_id = $1",
-            link["request_id"],
-            reason,
-            now,
+        link = check_link(await store.find_link(conn, hash_token(token), lock=True), utcnow())
+        signer = PersonRef.model_validate(link["signer"])
+        await store.mark_decided(
+            conn, request_id=link["request_id"], token_hash=link["token_hash"], status="declined", at=utcnow(),
+            reason=reason,
         )
-        await conn.execute("UPDATE signer.tokens SET used_at = $2 WHERE token_hash = $1", link["token_hash"], now)
         await outbox.add(
             conn,
             SignatureDeclined(
@@ -183,9 +185,9 @@ async def decline(pool: asyncpg.Pool, token: str, reason: str, *, outbox: Outbox
                 org=link["org"],
                 request_id=link["request_id"],
                 step=link["step"],
-                signer=PersonRef.model_validate(link["signer"]),
+                signer=signer,
                 reason=reason,
             ),
         )
     structlog.get_logger().info("request declined", document_id=str(link["document_id"]))
-    return Done(action="decline", title=link["title"], language=PersonRef.model_validate(link["signer"]).language)
+    return Done(action="decline", title=link["title"], language=signer.language)

@@ -26,7 +26,7 @@ __all__ = [
 
 Box = tuple[int, int, int, int]  # llx, lly, urx, ury in PDF points
 
-STAMP_WIDTH, STAMP_HEIGHT, MARGIN, GAP = 180, 64, 28, 8
+STAMP_WIDTH, STAMP_HEIGHT, MARGIN, GAP = 170, 64, 28, 8  # three stamps a row on A4
 PLACEHOLDER = re.compile(r"\[SIG(\d{2})\]")
 
 # The words on the stamp, in the signer's language; "wnd." (waarnemend) is

@@ -1,10 +1,12 @@
 """The signing links and page on a real database with real signing workers:
 what a signer, a forger and an attacker get from each link."""
 
+import io
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pyhanko.pdf_utils.reader import PdfFileReader
 
 from services.signer import handlers
 from services.signer.pades import SigningPool
@@ -238,3 +240,30 @@ async def test_post_verify_reports_each_signature_and_flags_a_tampered_copy(sign
     )
     assert tampered.status_code == 200 and tampered.text.startswith("FAILED")
     assert "tampered" in tampered.text
+
+
+async def test_an_approval_step_is_recorded_without_touching_the_pdf(signer: SignerHarness) -> None:
+    """A paraaf (approve) step: the page offers Goedkeuren, and approving records it but leaves the PDF as it was."""
+    document = await signer.new_document(make_pdf())
+    _, link = await signer.request(document, ANN, action="approve")
+    page = await signer.client.get(link)
+    assert "Document goedkeuren (paraaf)" in page.text
+    done = await signer.client.post(f"{link}/sign", data={"csrf": csrf_of(page)})
+    assert done.status_code == 200 and "goedgekeurd" in done.text
+    (approved,) = await signer.published("signature.signed")
+    assert approved["action"] == "approve" and approved["field_name"] is None
+    revision, pdf = await signer.document(document[0])
+    assert revision == 0 and pdf == make_pdf()
+
+
+async def test_a_placeholder_is_found_when_the_request_arrives_and_carries_the_stamp(signer: SignerHarness) -> None:
+    """A PDF with [SIG01]: its position is known before anyone presses Sign, and the signature's field sits on it."""
+    document = await signer.new_document(make_pdf(2, placeholder="[SIG01]"))
+    _, link = await signer.request(document, ANN)
+    stored = await signer.pool.fetchval("SELECT placeholders FROM signer.documents WHERE document_id = $1", document[0])
+    assert [(p["number"], p["page"]) for p in stored] == [(1, 1)]
+    assert (await signer.sign(link)).status_code == 200
+    _, pdf = await signer.document(document[0])
+    (field,) = [f.get_object() for f in PdfFileReader(io.BytesIO(pdf), strict=False).root["/AcroForm"]["/Fields"]]
+    llx, lly, urx, ury = (float(v) for v in field["/Rect"])
+    assert llx <= 72 <= urx and lly < 746 < ury  # make_pdf's placeholder: x 72, baseline 746, last page

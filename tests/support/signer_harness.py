@@ -18,7 +18,7 @@ import httpx
 from services.signer import handlers
 from services.signer.http import SignerHttp, build_http
 from services.signer.keys import Keyring
-from services.signer.pades import SigningPool
+from services.signer.pades import SigningPool, find_placeholders
 from services.signer.render import RenderPool
 from services.signer.signing import Stamping
 from shared.blobs import get_blob, migrate_blobs, put_blob
@@ -113,7 +113,12 @@ class SignerHarness:
         )
         await self.in_transaction(
             lambda conn: handlers.on_signature_requested(
-                event, conn, outbox=self.outbox, keyring=self.keyring, links=links or self.links()
+                event,
+                conn,
+                outbox=self.outbox,
+                keyring=self.keyring,
+                links=links or self.links(),
+                find_placeholders=lambda pdf: self.signing_pool.run(find_placeholders, pdf),
             )
         )
         (command,) = [c for c in await self.published("notify.signing-link") if c["request_id"] == str(event.request_id)]

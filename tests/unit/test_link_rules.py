@@ -40,10 +40,11 @@ def test_an_open_link_of_its_own_person_passes() -> None:
         ({"document_status": "withdrawn"}, "withdrawn", 410),
         ({"expires_at": NOW}, "expired", 410),
         ({"person_id": "bart.baert"}, "unknown", 404),
+        ({"earlier_open": True}, "not_yet", 409),
     ],
 )
 def test_a_link_that_cannot_be_used_is_refused_with_its_reason(changes: dict, code: str, status: int) -> None:
-    """Reassigned, cancelled, declined, used, ended, expired or another person's token: refused, saying why."""
+    """Reassigned, cancelled, declined, used, ended, expired, another person's or a later step's token: refused, saying why."""
     with pytest.raises(LinkRefused) as refused:
         check_link(_link(**changes), NOW)
     assert (refused.value.code, refused.value.status) == (code, status)
@@ -54,3 +55,14 @@ def test_a_token_nobody_minted_is_not_found() -> None:
     with pytest.raises(LinkRefused) as refused:
         check_link(None, NOW)
     assert refused.value.status == 404
+
+
+def test_every_refusal_has_a_sentence_in_dutch_french_and_english() -> None:
+    """Each reason a link can be refused for is explained in all three languages, each in its own words."""
+    from services.signer.i18n import LANGUAGES, texts
+
+    codes = ["unknown", "reassigned", "cancelled", "request_declined", "used", "completed", "declined", "withdrawn",
+             "expired", "not_yet"]
+    for code in codes:
+        sentences = {texts(language)[f"gone_{code}"] for language in LANGUAGES}
+        assert len(sentences) == 3, code
