@@ -36,7 +36,7 @@ FIVE = [
 @pytest.fixture
 async def system(request: pytest.FixtureRequest, database_url: str, amqp_url: str, smtp_server: SmtpServer) -> AsyncIterator[System]:
     system = System(name=request.node.name, database_url=database_url, amqp_url=amqp_url, smtp=smtp_server)
-    system.cli("directory", "import", str(DEMO / "directory.yaml"))
+    system.cli("directory", "import", str(DEMO / "city.xlsx"))
     system.cli("flows", "load", str(DEMO / "flows"))
     await system.start()
     yield system
