@@ -20,7 +20,6 @@ __all__ = [
     "field_name",
     "on_behalf_text",
     "placeholder_box",
-    "placeholder_number",
     "stamp_text",
 ]
 
@@ -63,11 +62,6 @@ def stamp_text(signer: PersonRef, on_behalf_of: PersonRef | None, signed_at: dat
         lines.append(f"{wnd} {on_behalf_of.title or on_behalf_of.name}")
     lines.append(local.strftime("%d-%m-%Y %H:%M %Z"))
     return "\n".join(lines)
-
-
-def placeholder_number(text: str) -> int | None:
-    match = PLACEHOLDER.fullmatch(text)
-    return int(match.group(1)) if match else None
 
 
 def bottom_box(media_box: tuple[float, float, float, float], index: int) -> Box:
