@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Debian packages the test suite uses: poppler's pdfsig (independent signature
-# validator), NSS's certutil (its trust store) and Chromium (browser tests).
+# Debian packages Paraaf uses: DejaVu fonts (signature stamps, PARAAF_STAMP_FONT);
+# and for the test suite poppler's pdfsig (independent signature validator),
+# NSS's certutil (its trust store) and Chromium (browser tests).
 set -euo pipefail
 missing=()
 command -v pdfsig >/dev/null || missing+=(poppler-utils)
 command -v certutil >/dev/null || missing+=(libnss3-tools)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != "0" ]; then
   echo "Missing Debian packages: ${missing[*]}. Run: sudo apt-get install ${missing[*]}" >&2

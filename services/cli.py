@@ -9,7 +9,7 @@ import typer
 from services.audit.cli import audit_app
 from services.dlq import dlq_app
 from services.router.cli import absence_app, directory_app, document_app, flows_app
-from services.signer.cli import ca_app
+from services.signer.cli import ca_app, verify
 from services.supervisor import SERVICES, supervise
 from shared.logs import configure_logging
 
@@ -23,6 +23,7 @@ app.add_typer(document_app, name="document")
 app.add_typer(ca_app, name="ca")
 app.add_typer(audit_app, name="audit")
 app.add_typer(dlq_app, name="dlq")
+app.command("verify")(verify)
 
 
 @app.command("run")

@@ -173,6 +173,10 @@ class SignatureRequested(Event):
     pdf_sha256: str
     confidential: bool = False
     replaces: UUID | None = None  # the request this one takes over (reassigned to a substitute)
+    # PAdES signatures the finished document will hold (every `sign` signer of every
+    # step), when the router knows it: the signer then certifies the first
+    # signature and prepares a visible field for each later one.
+    signature_count: int | None = None
 
 
 class Signed(Event):

@@ -1,5 +1,6 @@
 from pydantic import SecretStr
 
+from services.signer.fonts import DEFAULT_FONT
 from shared.settings import Settings
 
 
@@ -9,3 +10,6 @@ class SignerSettings(Settings):
     key_secret: SecretStr | None = None
     link_ttl_hours: int = 24 * 21
     signing_workers: int = 2
+    render_workers: int = 1
+    tsa_url: str | None = None
+    stamp_font: str = DEFAULT_FONT

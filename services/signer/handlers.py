@@ -3,7 +3,7 @@ mailed; mail a fresh link for a reminder; close requests that were
 cancelled, reassigned or whose document ended; offer the submitter the
 signed PDF."""
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -12,7 +12,9 @@ import structlog
 
 from services.signer import store
 from services.signer.keys import Keyring
+from services.signer.pades import Placeholder
 from services.signer.tokens import mint_token
+from shared.blobs import get_blob
 from shared.contract import ReissueSigningLink, SendDownloadLink, SendSigningLink
 from shared.events import (
     DocumentCompleted,
@@ -27,6 +29,7 @@ from shared.messaging import Outbox
 
 __all__ = [
     "Links",
+    "PlaceholderFinder",
     "on_document_completed",
     "on_document_ended",
     "on_reissue_signing_link",
@@ -77,13 +80,28 @@ async def _mail_signing_link(
     )
 
 
+PlaceholderFinder = Callable[[bytes], Awaitable[tuple[Placeholder, ...]]]
+
+
 async def on_signature_requested(
-    event: SignatureRequested, conn: asyncpg.Connection, *, outbox: Outbox, keyring: Keyring, links: Links
+    event: SignatureRequested,
+    conn: asyncpg.Connection,
+    *,
+    outbox: Outbox,
+    keyring: Keyring,
+    links: Links,
+    find_placeholders: PlaceholderFinder | None = None,
 ) -> None:
     await store.insert_request(conn, event)
     if event.action == "sign":
-        # Issue the certificate now, so the signer does not wait for a key to be made.
+        # Issue the certificate now, so the signer does not wait for a key to be made,
+        # and find the [SIGnn] placeholders now, so pressing Sign does not wait for that either.
         await keyring.credentials(conn, event.org, event.signer)
+        if find_placeholders is not None and await store.placeholders_unknown(conn, event.document_id):
+            found = await find_placeholders(await get_blob(conn, event.pdf_sha256))
+            await store.save_placeholders(
+                conn, event.document_id, [{"number": p.number, "page": p.page, "box": list(p.box)} for p in found]
+            )
     request = await store.get_request(conn, event.request_id)
     kind = "reassigned" if event.replaces else "request"
     await _mail_signing_link(conn, request, kind=kind, reminder=0, cause=event, outbox=outbox, links=links)

@@ -1,28 +1,37 @@
-"""The signing page behind each emailed link, and the signer's public endpoints."""
+"""The signing page behind each emailed link, and the signer's public endpoints:
+the signed PDF for the submitter, the root certificate, and verification."""
 
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import asyncpg
-from fastapi import FastAPI, Form, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import FastAPI, Form, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from services.signer import signing, store
 from services.signer.i18n import texts
 from services.signer.keys import Keyring
 from services.signer.pades import SigningPool
+from services.signer.render import RenderPool
+from services.signer.stamps import on_behalf_text
 from services.signer.tokens import csrf_token, csrf_valid, hash_token
+from services.signer.verify import NotVerifiable, load_roots, verify_pdf
 from shared.blobs import get_blob
 from shared.events import PersonRef, utcnow
 from shared.http import base_app
 from shared.messaging import Outbox
 
-__all__ = ["SignerHttp", "build_http"]
+__all__ = ["MAX_VERIFY_BYTES", "SignerHttp", "build_http"]
 
 CSRF_COOKIE = "paraaf_csrf"
+MAX_VERIFY_BYTES = 64 * 1024 * 1024
+# Pages are for people, not frames: no scripts, no embedding (a framed Sign button invites clickjacking).
+_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
 
 
 @dataclass(frozen=True)
@@ -30,9 +39,10 @@ class SignerHttp:
     pool: Callable[[], asyncpg.Pool]
     keyring: Keyring
     signing_pool: Callable[[], SigningPool]
+    render_pool: Callable[[], RenderPool]
     outbox: Outbox
     csrf_secret: bytes
-    timezone: str
+    stamping: signing.Stamping
     org: str
     after_commit: Callable[[], None]
 
@@ -43,49 +53,83 @@ def build_http(deps: SignerHttp) -> FastAPI:
 
     def message(request: Request, language: str, heading_key: str, text: str, status: int) -> HTMLResponse:
         t = texts(language)
-        return pages.TemplateResponse(
+        response = pages.TemplateResponse(
             request, "message.html", {"lang": language, "heading": t[heading_key], "message": text}, status_code=status
         )
+        return _protected(response)
 
-    def refused(request: Request, error: signing.LinkRefused, language: str = "nl") -> HTMLResponse:
+    def refused(request: Request, error: signing.LinkRefused) -> HTMLResponse:
+        language = error.language
         return message(request, language, "sign_title", texts(language)[f"gone_{error.code}"], error.status)
 
     async def language_of(token: str) -> str:
         link = await store.find_link(deps.pool(), hash_token(token))
         return PersonRef.model_validate(link["signer"]).language if link else "nl"
 
-    @app.get("/s/{token}", response_class=HTMLResponse, tags=["signing"])
-    async def signing_page(request: Request, token: str) -> HTMLResponse:
-        """The page a signer opens from the mail: the document, Sign and Decline."""
-        try:
-            link = await signing.open_link(deps.pool(), token, utcnow())
-        except signing.LinkRefused as error:
-            return refused(request, error, await language_of(token))
+    def local(when: datetime) -> str:
+        return when.astimezone(ZoneInfo(deps.stamping.timezone)).strftime("%d-%m-%Y %H:%M")
+
+    async def document_of(link: asyncpg.Record) -> tuple[str, bytes]:
+        pool = deps.pool()
+        digest = await pool.fetchval("SELECT pdf_sha256 FROM signer.documents WHERE document_id = $1", link["document_id"])
+        return digest, await get_blob(pool, digest)
+
+    async def signing_page(
+        request: Request, token: str, link: asyncpg.Record, *, error: str | None = None, status: int = 200
+    ) -> HTMLResponse:
         signer = PersonRef.model_validate(link["signer"])
+        t = texts(signer.language)
         nonce = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(16)
-        before = await store.signed_before(deps.pool(), link["document_id"])
+        digest, pdf = await document_of(link)
+        sizes = await deps.render_pool().page_sizes(digest, pdf)
+        before = []
+        for row in await store.signed_before(deps.pool(), link["document_id"]):
+            person = PersonRef.model_validate(row["signer"])
+            on_behalf = PersonRef.model_validate(row["on_behalf_of"]) if row["on_behalf_of"] else None
+            before.append(
+                {
+                    "name": person.name,
+                    "title": person.title,
+                    "on_behalf": on_behalf_text(on_behalf, signer.language) if on_behalf else "",
+                    "when": local(row["decided_at"]),
+                }
+            )
         response = pages.TemplateResponse(
             request,
             "sign.html",
             {
                 "lang": signer.language,
-                "t": texts(signer.language),
+                "t": t,
                 "action": link["action"],
                 "request": link,
+                "error": error,
                 "submitted_by": PersonRef.model_validate(link["submitted_by"]),
                 "on_behalf_of": PersonRef.model_validate(link["on_behalf_of"]) if link["on_behalf_of"] else None,
-                "signed_before": [PersonRef.model_validate(r["signer"]) for r in before],
+                "signed_before": before,
+                "pages": [
+                    {"src": f"/s/{token}/pages/{number}.png", "width": width, "height": height}
+                    for number, (width, height) in enumerate(sizes, start=1)
+                ],
                 "csrf": csrf_token(deps.csrf_secret, hash_token(token), nonce),
                 "pdf_url": f"/s/{token}/document.pdf",
                 "sign_url": f"/s/{token}/sign",
                 "decline_url": f"/s/{token}/decline",
             },
+            status_code=status,
         )
         response.set_cookie(
             CSRF_COOKIE, nonce, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/s/"
         )
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        return _protected(response)
+
+    @app.get("/s/{token}", response_class=HTMLResponse, tags=["signing"])
+    async def open_signing_page(request: Request, token: str) -> HTMLResponse:
+        """The page a signer opens from the mail: the document, Sign and Decline."""
+        try:
+            link = await signing.open_link(deps.pool(), token, utcnow())
+        except signing.LinkRefused as error:
+            return refused(request, error)
+        return await signing_page(request, token, link)
 
     @app.get("/s/{token}/document.pdf", tags=["signing"])
     async def document_pdf(request: Request, token: str) -> Response:
@@ -93,17 +137,27 @@ def build_http(deps: SignerHttp) -> FastAPI:
         try:
             link = await signing.open_link(deps.pool(), token, utcnow())
         except signing.LinkRefused as error:
-            return refused(request, error, await language_of(token))
-        pool = deps.pool()
-        digest = await pool.fetchval("SELECT pdf_sha256 FROM signer.documents WHERE document_id = $1", link["document_id"])
+            return refused(request, error)
+        _, pdf = await document_of(link)
         return Response(
-            await get_blob(pool, digest),
+            pdf,
             media_type="application/pdf",
-            headers={
-                "Content-Disposition": f'inline; filename="{link["filename"]}"',
-                "Cache-Control": "no-store",
-            },
+            headers={"Content-Disposition": f'inline; filename="{link["filename"]}"', "Cache-Control": "no-store"},
         )
+
+    @app.get("/s/{token}/pages/{number}.png", tags=["signing"])
+    async def page_image(request: Request, token: str, number: int) -> Response:
+        """Page ``number`` (from 1) of the document as it stands now, as a picture for the signing page."""
+        try:
+            link = await signing.open_link(deps.pool(), token, utcnow())
+        except signing.LinkRefused as error:
+            return refused(request, error)
+        digest, pdf = await document_of(link)
+        sizes = await deps.render_pool().page_sizes(digest, pdf)
+        if not 1 <= number <= len(sizes):
+            return Response(status_code=404)
+        png = await deps.render_pool().page(digest, pdf, number - 1)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "private, no-store"})
 
     def csrf_ok(request: Request, token: str, presented: str) -> bool:
         return csrf_valid(deps.csrf_secret, hash_token(token), request.cookies.get(CSRF_COOKIE, ""), presented)
@@ -111,8 +165,8 @@ def build_http(deps: SignerHttp) -> FastAPI:
     @app.post("/s/{token}/sign", response_class=HTMLResponse, tags=["signing"])
     async def sign(request: Request, token: str, csrf: str = Form("")) -> HTMLResponse:
         """Sign (or approve) the request behind the link."""
-        language = await language_of(token)
         if not csrf_ok(request, token, csrf):
+            language = await language_of(token)
             return message(request, language, "sign_title", texts(language)["csrf"], 403)
         try:
             done = await signing.sign(
@@ -121,28 +175,35 @@ def build_http(deps: SignerHttp) -> FastAPI:
                 signing_pool=deps.signing_pool(),
                 keyring=deps.keyring,
                 outbox=deps.outbox,
-                timezone=deps.timezone,
+                stamping=deps.stamping,
             )
         except signing.LinkRefused as error:
-            return refused(request, error, language)
+            return refused(request, error)
         deps.after_commit()
         key = "signed_done" if done.action == "sign" else "approved_done"
-        return message(request, language, f"{done.action}_title", texts(language)[key].format(title=done.title), 200)
+        text = texts(done.language)[key].format(title=done.title)
+        return message(request, done.language, f"{done.action}_title", text, 200)
 
     @app.post("/s/{token}/decline", response_class=HTMLResponse, tags=["signing"])
     async def decline(request: Request, token: str, csrf: str = Form(""), reason: str = Form("")) -> HTMLResponse:
         """Decline the request behind the link; a reason is required."""
-        language = await language_of(token)
         if not csrf_ok(request, token, csrf):
+            language = await language_of(token)
             return message(request, language, "sign_title", texts(language)["csrf"], 403)
         if not reason.strip():
-            return message(request, language, "sign_title", texts(language)["reason_required"], 422)
+            try:
+                link = await signing.open_link(deps.pool(), token, utcnow())
+            except signing.LinkRefused as error:
+                return refused(request, error)
+            language = PersonRef.model_validate(link["signer"]).language
+            return await signing_page(request, token, link, error=texts(language)["reason_required"], status=422)
         try:
             done = await signing.decline(deps.pool(), token, reason.strip(), outbox=deps.outbox)
         except signing.LinkRefused as error:
-            return refused(request, error, language)
+            return refused(request, error)
         deps.after_commit()
-        return message(request, language, "sign_title", texts(language)["declined_done"].format(title=done.title), 200)
+        text = texts(done.language)["declined_done"].format(title=done.title)
+        return message(request, done.language, "sign_title", text, 200)
 
     @app.get("/d/{token}", tags=["documents"])
     async def download(request: Request, token: str) -> Response:
@@ -169,4 +230,50 @@ def build_http(deps: SignerHttp) -> FastAPI:
             cert_pem, _ = await deps.keyring.authority(conn, deps.org)
         return Response(cert_pem, media_type="application/x-pem-file")
 
+    @app.post("/verify", tags=["trust"])
+    async def verify(
+        request: Request,
+        format: str = Query("json", pattern="^(json|text)$", description="`json` or `text`"),  # noqa: A002
+    ) -> Response:
+        """Validate every signature of the PDF in the request body (raw, or a multipart field `file`).
+
+        Signatures are trusted when they chain to this installation's root
+        certificate. The report says per signature who signed, on whose
+        behalf, when, whether it is intact and trusted, and what changed
+        after it; `ok` is false when any signature fails (or there is none).
+        """
+        pdf = await _pdf_from(request)
+        if pdf is None:
+            return JSONResponse({"error": "send a PDF as the request body or as the multipart field `file`"}, 400)
+        if len(pdf) > MAX_VERIFY_BYTES:
+            return JSONResponse({"error": f"the PDF is larger than {MAX_VERIFY_BYTES // 2**20} MB"}, 413)
+        async with deps.pool().acquire() as conn:
+            cert_pem, _ = await deps.keyring.authority(conn, deps.org)
+        roots = tuple(c.dump() for c in load_roots(cert_pem.encode()))
+        try:
+            report = await deps.signing_pool().run(verify_pdf, pdf, roots)
+        except NotVerifiable as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        if format == "text" or "text/plain" in request.headers.get("accept", ""):
+            return PlainTextResponse(report.to_text(deps.stamping.timezone))
+        return JSONResponse(report.to_dict())
+
     return app
+
+
+def _protected(page: HTMLResponse) -> HTMLResponse:
+    """Headers every HTML page of the signer carries (set here rather than in a middleware, which costs ~1 ms a request)."""
+    page.headers["Content-Security-Policy"] = _CSP
+    page.headers["X-Frame-Options"] = "DENY"
+    page.headers["X-Content-Type-Options"] = "nosniff"
+    page.headers["Cache-Control"] = "no-store"
+    return page
+
+
+async def _pdf_from(request: Request) -> bytes | None:
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        return await upload.read() if upload is not None and hasattr(upload, "read") else None
+    body = await request.body()
+    return body or None

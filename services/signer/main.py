@@ -12,7 +12,9 @@ from services.signer import handlers
 from services.signer.config import SignerSettings
 from services.signer.http import SignerHttp, build_http
 from services.signer.keys import Keyring, key_secret
-from services.signer.pades import SigningPool
+from services.signer.pades import SigningPool, find_placeholders
+from services.signer.render import RenderPool
+from services.signer.signing import Stamping
 from shared.contract import ReissueSigningLink
 from shared.events import (
     DocumentCompleted,
@@ -50,14 +52,17 @@ def create_app(settings: SignerSettings | None = None) -> FastStream:
     secret = key_secret(settings)
     keyring = Keyring(secret, settings.organisation_name)
     workers: list[SigningPool] = []
+    renderers: list[RenderPool] = []
 
     async def start_workers() -> None:
         workers.append(SigningPool(settings.signing_workers))
+        renderers.append(RenderPool(settings.render_workers))
         async with service.pool.acquire() as conn:
             await keyring.authority(conn, settings.org)  # the CA exists from the first start
+        await workers[0].warm_up(settings.stamp_font)
 
     async def stop_workers() -> None:
-        for pool in workers:
+        for pool in [*workers, *renderers]:
             pool.close()
 
     service.app.on_startup(start_workers)
@@ -67,7 +72,11 @@ def create_app(settings: SignerSettings | None = None) -> FastStream:
         QUEUE,
         {
             SignatureRequested.routing_key: partial(
-                handlers.on_signature_requested, outbox=service.outbox, keyring=keyring, links=links
+                handlers.on_signature_requested,
+                outbox=service.outbox,
+                keyring=keyring,
+                links=links,
+                find_placeholders=lambda pdf: workers[0].run(find_placeholders, pdf),
             ),
             ReissueSigningLink.routing_key: partial(handlers.on_reissue_signing_link, outbox=service.outbox, links=links),
             SignatureCancelled.routing_key: handlers.on_signature_cancelled,
@@ -84,9 +93,10 @@ def create_app(settings: SignerSettings | None = None) -> FastStream:
                 pool=lambda: service.pool,
                 keyring=keyring,
                 signing_pool=lambda: workers[0],
+                render_pool=lambda: renderers[0],
                 outbox=service.outbox,
                 csrf_secret=hmac.new(secret, b"paraaf-csrf", hashlib.sha256).digest(),
-                timezone=settings.timezone,
+                stamping=Stamping(timezone=settings.timezone, tsa_url=settings.tsa_url, font_path=settings.stamp_font),
                 org=settings.org,
                 after_commit=service.wake_relay,
             )

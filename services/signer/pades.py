@@ -4,30 +4,80 @@
 returns the PDF with one more signature, added as an incremental update so
 every earlier signature stays valid. Each worker keeps the parsed key and
 certificate of every signer it has seen, so no key is parsed per signature.
+
+The content is locked from the first signature on: when the number of
+signatures the document will hold is known, the first one is a
+*certification* signature (DocMDP P=2: only form filling and signing may
+follow) and its revision already holds an empty, visible signature field for
+every later signer. Later signers fill their field. Creating them up front
+matters: pyHanko's validator (stricter than Acrobat) treats a new visible
+field after a certification signature as a forbidden change. When the number
+is not known, every signature is an approval signature in a new field; a
+validator then still reports any change that is not a signature.
 """
 
 import asyncio
-import hashlib
 import io
-from concurrent.futures import ProcessPoolExecutor
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from multiprocessing import get_context
+from typing import TypeVar
 
+import pypdfium2
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from pyhanko.pdf_utils.content import RawContent
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.layout import AxisAlignment, BoxConstraints, InnerScaling, Margins, SimpleBoxLayoutRule
+from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.sign import fields, signers
+from pyhanko.sign.fields import MDPPerm, SigFieldSpec
+from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-__all__ = ["SigningJob", "SigningPool", "sign"]
+from services.signer.fonts import DEFAULT_FONT, stamp_font
+from services.signer.workers import WorkerPool
+from services.signer.stamps import (
+    PLACEHOLDER,
+    STAMP_HEIGHT,
+    STAMP_WIDTH,
+    Box,
+    bottom_box,
+    field_name,
+    placeholder_box,
+)
 
-BYTES_RESERVED = 16384
-STAMP_WIDTH, STAMP_HEIGHT, MARGIN = 180, 64, 28
+__all__ = [
+    "BYTES_RESERVED",
+    "BYTES_RESERVED_TIMESTAMPED",
+    "CachedKeySigner",
+    "Placeholder",
+    "SigningJob",
+    "SigningPool",
+    "SigningResult",
+    "find_placeholders",
+    "sign",
+]
+
+T = TypeVar("T")
+
+# The CMS container is ~3.5 KB (RSA-2048 signer + RSA-3072 root); a
+# timestamp token adds the TSA's signature and chain, ~3-6 KB more. Reserving
+# enough means pyHanko signs once instead of once to measure and once for real.
+BYTES_RESERVED = 8192
+BYTES_RESERVED_TIMESTAMPED = 20480
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    number: int  # [SIG03] -> 3
+    page: int  # 0-based
+    box: Box
 
 
 @dataclass(frozen=True)
@@ -36,11 +86,22 @@ class SigningJob:
     key_der: bytes  # unencrypted PKCS#8; only ever in memory
     cert_der: bytes
     chain_der: tuple[bytes, ...]
-    field_name: str
+    number: int  # 1 for the first signature Paraaf puts in this document
     stamp_text: str
     signer_name: str
     reason: str
-    index: int  # 0 for the first signature; places the stamp
+    planned: int | None = None  # signatures the finished document will hold, when known
+    placeholders: tuple[Placeholder, ...] | None = None  # None: not looked for yet
+    tsa_url: str | None = None
+    font_path: str = DEFAULT_FONT
+
+
+@dataclass(frozen=True)
+class SigningResult:
+    pdf: bytes
+    field_name: str
+    certified: bool  # this signature is the document's certification signature
+    placeholders: tuple[Placeholder, ...]
 
 
 class CachedKeySigner(signers.SimpleSigner):
@@ -63,62 +124,152 @@ class CachedKeySigner(signers.SimpleSigner):
 @lru_cache(maxsize=512)
 def _signer(key_der: bytes, cert_der: bytes, chain_der: tuple[bytes, ...]) -> CachedKeySigner:
     key = serialization.load_der_private_key(key_der, password=None)
-    assert isinstance(key, RSAPrivateKey)
+    if not isinstance(key, RSAPrivateKey):
+        raise TypeError("signer keys are RSA")
     registry = SimpleCertificateStore.from_certs([asn1_x509.Certificate.load(c) for c in chain_der])
     return CachedKeySigner(asn1_x509.Certificate.load(cert_der), key, registry)
 
 
-def _stamp_box(writer: IncrementalPdfFileWriter, index: int) -> tuple[int, int, int, int]:
-    """Stamps fill the bottom of the last page left to right, then upwards."""
+def find_placeholders(pdf: bytes) -> tuple[Placeholder, ...]:
+    """Every ``[SIGnn]`` text in the document (the first occurrence of each number), with a stamp box on it."""
+    found: dict[int, Placeholder] = {}
+    document = pypdfium2.PdfDocument(pdf)
+    try:
+        for page_index in range(len(document)):
+            page = document[page_index]
+            text = page.get_textpage()
+            search = text.search("[SIG", match_case=True)
+            while (match := search.get_next()) is not None:
+                start, _ = match
+                number = PLACEHOLDER.fullmatch(text.get_text_range(start, 7))
+                if number is None or int(number.group(1)) in found:
+                    continue
+                left, _bottom, _right, top = text.get_charbox(start)
+                found[int(number.group(1))] = Placeholder(
+                    int(number.group(1)), page_index, placeholder_box(tuple(page.get_mediabox()), left, top)
+                )
+    finally:
+        document.close()
+    return tuple(sorted(found.values(), key=lambda p: p.number))
+
+
+def _slot(writer: IncrementalPdfFileWriter, number: int, placeholders: tuple[Placeholder, ...]) -> tuple[int, Box]:
+    """(page, box) of signature ``number``: its placeholder, else the next free slot at the bottom of the last page."""
+    for placeholder in placeholders:
+        if placeholder.number == number:
+            return placeholder.page, placeholder.box
+    taken = {p.number for p in placeholders}
+    index = sum(1 for n in range(1, number) if n not in taken)
     page_ref, _ = writer.find_page_for_modification(-1)
-    llx, lly, urx, _ury = (float(v) for v in page_ref.get_object()["/MediaBox"])
-    per_row = max(1, int((urx - llx - 2 * MARGIN) // (STAMP_WIDTH + 8)))
-    row, column = divmod(index, per_row)
-    x = int(llx + MARGIN + column * (STAMP_WIDTH + 8))
-    y = int(lly + MARGIN + row * (STAMP_HEIGHT + 8))
-    return (x, y, x + STAMP_WIDTH, y + STAMP_HEIGHT)
+    media_box = tuple(float(v) for v in page_ref.get_object()["/MediaBox"])
+    return -1, bottom_box(media_box, index)
 
 
-async def _sign(job: SigningJob) -> bytes:
+def _is_certified(writer: IncrementalPdfFileWriter) -> bool:
+    try:
+        return "/DocMDP" in writer.root["/Perms"]
+    except KeyError:
+        return False
+
+
+def _stamp_style(font_path: str) -> TextStampStyle:
+    font = stamp_font(font_path)
+    # An opaque white card, so a placeholder text under the stamp does not show through.
+    card = RawContent(
+        b"1 1 1 rg 0 0 %d %d re f" % (STAMP_WIDTH, STAMP_HEIGHT), box=BoxConstraints(STAMP_WIDTH, STAMP_HEIGHT)
+    )
+    return TextStampStyle(
+        stamp_text="%(paraaf)s",
+        border_width=1,
+        background=card,
+        background_opacity=1,
+        background_layout=SimpleBoxLayoutRule(
+            x_align=AxisAlignment.ALIGN_MIN,
+            y_align=AxisAlignment.ALIGN_MIN,
+            margins=Margins(0, 0, 0, 0),
+            inner_content_scaling=InnerScaling.STRETCH_FILL,
+        ),
+        inner_content_layout=SimpleBoxLayoutRule(
+            x_align=AxisAlignment.ALIGN_MIN, y_align=AxisAlignment.ALIGN_MID, margins=Margins(6, 6, 4, 4)
+        ),
+        text_box_style=TextBoxStyle(font=font, font_size=9) if font else TextBoxStyle(font_size=9),
+    )
+
+
+async def _sign(job: SigningJob) -> SigningResult:
     writer = IncrementalPdfFileWriter(io.BytesIO(job.pdf), strict=False)
+    placeholders = job.placeholders if job.placeholders is not None else find_placeholders(job.pdf)
+    name = field_name(job.number)
+    empty = {f[0] for f in fields.enumerate_sig_fields(writer.prev, filled_status=False)}
+    signed_before = any(True for _ in fields.enumerate_sig_fields(writer.prev, filled_status=True))
+    certify, new_field = False, None
+    if name in empty:
+        pass  # prepared by the certification signature: fill it
+    elif not signed_before and job.planned:
+        certify = True
+        last = max([job.planned, job.number, *(p.number for p in placeholders)])
+        for number in range(job.number, last + 1):
+            page, box = _slot(writer, number, placeholders)
+            fields.append_signature_field(writer, SigFieldSpec(field_name(number), on_page=page, box=box))
+    elif _is_certified(writer):
+        # More signers than planned: a new visible field would break the
+        # certification, so this signature goes in without a stamp.
+        new_field = SigFieldSpec(name, on_page=-1, box=None)
+    else:
+        page, box = _slot(writer, job.number, placeholders)
+        new_field = SigFieldSpec(name, on_page=page, box=box)
     pdf_signer = signers.PdfSigner(
         signers.PdfSignatureMetadata(
-            field_name=job.field_name,
+            field_name=name,
             md_algorithm="sha256",
             subfilter=fields.SigSeedSubFilter.PADES,
             name=job.signer_name,
             reason=job.reason,
+            certify=certify,
+            docmdp_permissions=MDPPerm.FILL_FORMS,
         ),
         signer=_signer(job.key_der, job.cert_der, job.chain_der),
-        stamp_style=TextStampStyle(stamp_text="%(paraaf)s", border_width=1),
-        new_field_spec=fields.SigFieldSpec(
-            sig_field_name=job.field_name, on_page=-1, box=_stamp_box(writer, job.index)
-        ),
+        timestamper=HTTPTimeStamper(job.tsa_url, timeout=30) if job.tsa_url else None,
+        stamp_style=_stamp_style(job.font_path),
+        new_field_spec=new_field,
     )
     output = io.BytesIO()
     await pdf_signer.async_sign_pdf(
-        writer, bytes_reserved=BYTES_RESERVED, appearance_text_params={"paraaf": job.stamp_text}, output=output
+        writer,
+        bytes_reserved=BYTES_RESERVED_TIMESTAMPED if job.tsa_url else BYTES_RESERVED,
+        appearance_text_params={"paraaf": job.stamp_text},
+        output=output,
     )
-    return output.getvalue()
+    return SigningResult(output.getvalue(), name, certify, placeholders)
 
 
-def sign(job: SigningJob) -> bytes:
-    """Worker entry point: the signed PDF."""
+def sign(job: SigningJob) -> SigningResult:
+    """Worker entry point: the PDF with one more signature."""
     return asyncio.run(_sign(job))
 
 
+def _warm_up(font_path: str) -> int:
+    """Import what signing needs and make the stamp font, so the first signer does not wait ~1 s for it."""
+    stamp_font(font_path)
+    return os.getpid()
+
+
 class SigningPool:
-    """Worker processes that sign, so the event loop never waits on a signature."""
+    """Worker processes that sign (and validate), so the event loop never waits on a signature."""
 
     def __init__(self, workers: int) -> None:
-        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        self._workers = workers
+        self._pool = WorkerPool(workers)
 
-    async def sign(self, job: SigningJob) -> bytes:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, sign, job)
+    async def warm_up(self, font_path: str = DEFAULT_FONT) -> None:
+        await asyncio.gather(*(self._pool.run(_warm_up, font_path) for _ in range(self._workers)))
+
+    async def sign(self, job: SigningJob) -> SigningResult:
+        return await self._pool.run(sign, job)
+
+    async def run(self, function: Callable[..., T], *args: object) -> T:
+        """Another CPU-bound function (validation) in the same workers."""
+        return await self._pool.run(function, *args)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
-
-
-def fingerprint(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+        self._pool.close()

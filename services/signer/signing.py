@@ -8,68 +8,92 @@ spent token and the ``signature.signed`` event are committed together.
 
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import asyncpg
 import structlog
 
 from services.signer import store
+from services.signer.fonts import DEFAULT_FONT
 from services.signer.keys import Keyring
-from services.signer.pades import SigningJob, SigningPool
+from services.signer.pades import Placeholder, SigningJob, SigningPool
+from services.signer.stamps import on_behalf_text, stamp_text
 from services.signer.tokens import hash_token
 from shared.blobs import get_blob, put_blob
 from shared.events import PersonRef, SignatureDeclined, Signed, utcnow
 from shared.messaging import Outbox
 
-__all__ = ["LinkRefused", "check_link", "decline", "open_link", "sign", "stamp_text"]
+__all__ = ["Done", "LinkRefused", "Stamping", "check_link", "decline", "open_link", "sign"]
 
 
 class LinkRefused(Exception):
     """The link cannot be used; ``code`` names why (the page says it in the reader's language)."""
 
-    def __init__(self, code: str, status: int = 410, detail: str | None = None) -> None:
+    def __init__(self, code: str, status: int = 410, detail: str | None = None, language: str = "nl") -> None:
         super().__init__(code)
         self.code = code
         self.status = status
         self.detail = detail
+        self.language = language  # the link's person's, to say it in their words
 
 
 def check_link(link: asyncpg.Record | None, now: datetime) -> asyncpg.Record:
     """The rules a link must pass before it shows a form or takes a signature."""
     if link is None:
         raise LinkRefused("unknown", status=404)
-    if link["status"] == "reassigned":
-        raise LinkRefused("reassigned", detail=link["status_reason"])
-    if link["status"] == "cancelled":
-        raise LinkRefused("cancelled", detail=link["status_reason"])
-    if link["status"] in ("signed", "declined") or link["used_at"] is not None:
-        raise LinkRefused("used")
-    if link["document_status"] != "active":
-        raise LinkRefused("ended")
-    if link["expires_at"] <= now:
-        raise LinkRefused("expired")
+    signer = PersonRef.model_validate(link["signer"])
+    if link["person_id"] != signer.id:
+        raise LinkRefused("unknown", status=404)  # a token is only ever good for the person it was made for
+    code = _refusal(link, now)
+    if code is not None:
+        raise LinkRefused(code, status=409 if code == "not_yet" else 410, detail=link["status_reason"], language=signer.language)
     return link
+
+
+def _refusal(link: asyncpg.Record, now: datetime) -> str | None:
+    if link["status"] == "reassigned":
+        return "reassigned"
+    if link["document_status"] in ("completed", "declined", "withdrawn"):
+        return link["document_status"]
+    if link["status"] == "cancelled":
+        return "cancelled"
+    if link["status"] == "declined":
+        return "request_declined"
+    if link["status"] == "signed" or link["used_at"] is not None:
+        return "used"
+    if link["expires_at"] <= now:
+        return "expired"
+    # Steps run in order. The router only asks the next step once the last one
+    # is done, but the signer checks too, so no link can jump the queue.
+    if link.get("earlier_open"):
+        return "not_yet"
+    return None
 
 
 async def open_link(conn: asyncpg.Connection | asyncpg.Pool, token: str, now: datetime) -> asyncpg.Record:
     return check_link(await store.find_link(conn, hash_token(token)), now)
 
 
-def stamp_text(signer: PersonRef, on_behalf_of: PersonRef | None, signed_at: datetime, timezone: str) -> str:
-    local = signed_at.astimezone(ZoneInfo(timezone))
-    lines = ["Digitaal ondertekend door", signer.name]
-    if on_behalf_of is not None:
-        lines.append(f"wnd. {on_behalf_of.title or on_behalf_of.name}")
-    elif signer.title:
-        lines.append(signer.title)
-    lines.append(local.strftime("%d-%m-%Y %H:%M %Z"))
-    return "\n".join(lines)
+@dataclass(frozen=True)
+class Stamping:
+    """How signatures look and what they carry beyond the signer's own: local time, a timestamp, the font."""
+
+    timezone: str = "Europe/Brussels"
+    tsa_url: str | None = None
+    font_path: str = DEFAULT_FONT
 
 
 @dataclass(frozen=True)
 class Done:
     action: str
     title: str
+    language: str = "nl"
+    field_name: str | None = None
+
+
+def _placeholders(stored: list[dict] | None) -> tuple[Placeholder, ...] | None:
+    if stored is None:
+        return None
+    return tuple(Placeholder(p["number"], p["page"], tuple(p["box"])) for p in stored)
 
 
 async def sign(
@@ -79,46 +103,51 @@ async def sign(
     signing_pool: SigningPool,
     keyring: Keyring,
     outbox: Outbox,
-    timezone: str,
+    stamping: Stamping,
 ) -> Done:
     async with pool.acquire() as conn, conn.transaction():
+        # One round trip checks the link and locks token, request and document.
         link = check_link(await store.find_link(conn, hash_token(token), lock=True), utcnow())
-        document = await store.lock_document(conn, link["document_id"])
         signer = PersonRef.model_validate(link["signer"])
         on_behalf_of = PersonRef.model_validate(link["on_behalf_of"]) if link["on_behalf_of"] else None
         signed_at = utcnow()
         field_name = None
-        pdf_sha256, revision = document["pdf_sha256"], document["revision"]
+        pdf_sha256, revision = link["document_pdf_sha256"], link["document_revision"]
         if link["action"] == "sign":
             credentials = await keyring.credentials(conn, link["org"], signer)
-            field_name = f"Signature{revision + 1}"
-            signed_pdf = await signing_pool.sign(
+            result = await signing_pool.sign(
                 SigningJob(
                     pdf=await get_blob(conn, pdf_sha256),
                     key_der=credentials.key_der,
                     cert_der=credentials.cert_der,
                     chain_der=credentials.chain_der,
-                    field_name=field_name,
-                    stamp_text=stamp_text(signer, on_behalf_of, signed_at, timezone),
+                    number=revision + 1,
+                    stamp_text=stamp_text(signer, on_behalf_of, signed_at, stamping.timezone),
                     signer_name=signer.name,
-                    reason=f"wnd. {on_behalf_of.title or on_behalf_of.name}" if on_behalf_of else "Ondertekend",
-                    index=revision,
+                    reason=on_behalf_text(on_behalf_of) if on_behalf_of else "Ondertekend",
+                    planned=link["signature_count"],
+                    placeholders=_placeholders(link["document_placeholders"]),
+                    tsa_url=stamping.tsa_url,
+                    font_path=stamping.font_path,
                 )
             )
-            pdf_sha256, revision = await put_blob(conn, signed_pdf), revision + 1
-            await conn.execute(
-                "UPDATE signer.documents SET pdf_sha256 = $2, revision = $3, updated_at = now() WHERE document_id = $1",
-                link["document_id"],
-                pdf_sha256,
-                revision,
+            field_name = result.field_name
+            pdf_sha256, revision = await put_blob(conn, result.pdf), revision + 1
+            await store.record_signature(
+                conn,
+                document_id=link["document_id"],
+                pdf_sha256=pdf_sha256,
+                revision=revision,
+                placeholders=[{"number": p.number, "page": p.page, "box": list(p.box)} for p in result.placeholders],
+                request_id=link["request_id"],
+                token_hash=link["token_hash"],
+                field_name=field_name,
+                at=signed_at,
             )
-        await conn.execute(
-            "UPDATE signer.requests SET status = 'signed', field_name = $2, decided_at = $3 WHERE request_id = $1",
-            link["request_id"],
-            field_name,
-            signed_at,
-        )
-        await conn.execute("UPDATE signer.tokens SET used_at = $2 WHERE token_hash = $1", link["token_hash"], signed_at)
+        else:  # an approval (paraaf) is recorded, not signed into the PDF
+            await store.mark_decided(
+                conn, request_id=link["request_id"], token_hash=link["token_hash"], status="signed", at=signed_at
+            )
         await outbox.add(
             conn,
             Signed(
@@ -138,20 +167,17 @@ async def sign(
     structlog.get_logger().info(
         "request signed", document_id=str(link["document_id"]), request_id=str(link["request_id"]), action=link["action"]
     )
-    return Done(action=link["action"], title=link["title"])
+    return Done(action=link["action"], title=link["title"], language=signer.language, field_name=field_name)
 
 
 async def decline(pool: asyncpg.Pool, token: str, reason: str, *, outbox: Outbox) -> Done:
     async with pool.acquire() as conn, conn.transaction():
         link = check_link(await store.find_link(conn, hash_token(token), lock=True), utcnow())
-        now = utcnow()
-        await conn.execute(
-            "UPDATE signer.requests SET status = 'declined', status_reason = $2, decided_at = $3 WHERE request_id = $1",
-            link["request_id"],
-            reason,
-            now,
+        signer = PersonRef.model_validate(link["signer"])
+        await store.mark_decided(
+            conn, request_id=link["request_id"], token_hash=link["token_hash"], status="declined", at=utcnow(),
+            reason=reason,
         )
-        await conn.execute("UPDATE signer.tokens SET used_at = $2 WHERE token_hash = $1", link["token_hash"], now)
         await outbox.add(
             conn,
             SignatureDeclined(
@@ -159,9 +185,9 @@ async def decline(pool: asyncpg.Pool, token: str, reason: str, *, outbox: Outbox
                 org=link["org"],
                 request_id=link["request_id"],
                 step=link["step"],
-                signer=PersonRef.model_validate(link["signer"]),
+                signer=signer,
                 reason=reason,
             ),
         )
     structlog.get_logger().info("request declined", document_id=str(link["document_id"]))
-    return Done(action="decline", title=link["title"])
+    return Done(action="decline", title=link["title"], language=signer.language)

@@ -16,7 +16,10 @@ __all__ = [
     "insert_download",
     "insert_request",
     "insert_token",
-    "lock_document",
+    "mark_decided",
+    "placeholders_unknown",
+    "record_signature",
+    "save_placeholders",
     "signed_before",
 ]
 
@@ -30,7 +33,8 @@ async def insert_request(conn: asyncpg.Connection, event: SignatureRequested) ->
     )
     await conn.execute(
         "INSERT INTO signer.requests (request_id, document_id, org, step, step_count, action, signer, on_behalf_of,"
-        " title, filename, submitted_by, confidential) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        " title, filename, submitted_by, confidential, signature_count)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         event.request_id,
         event.document_id,
         event.org,
@@ -43,6 +47,7 @@ async def insert_request(conn: asyncpg.Connection, event: SignatureRequested) ->
         event.filename,
         event.submitted_by.model_dump(),
         event.confidential,
+        event.signature_count,
     )
 
 
@@ -90,25 +95,100 @@ async def find_download(conn: asyncpg.Connection | asyncpg.Pool, token_hash: byt
     return await conn.fetchrow("SELECT * FROM signer.downloads WHERE token_hash = $1", token_hash)
 
 
-async def find_link(conn: asyncpg.Connection, token_hash: bytes, *, lock: bool = False) -> asyncpg.Record | None:
-    """The token with its request, or None when no such link was ever made."""
+async def find_link(conn: asyncpg.Connection | asyncpg.Pool, token_hash: bytes, *, lock: bool = False) -> asyncpg.Record | None:
+    """The token with its request and document, or None when no such link was ever made.
+
+    ``earlier_open``: a request of an earlier step still waits. ``lock`` locks
+    the token, the request and the document (signatures on one document are
+    made one after the other), all in this one round trip.
+    """
     return await conn.fetchrow(
-        "SELECT t.token_hash, t.expires_at, t.used_at, t.person_id, r.*, d.status AS document_status"
+        "SELECT t.token_hash, t.expires_at, t.used_at, t.person_id, r.*, d.status AS document_status,"
+        " d.pdf_sha256 AS document_pdf_sha256, d.revision AS document_revision,"
+        " d.placeholders AS document_placeholders,"
+        " EXISTS (SELECT 1 FROM signer.requests e WHERE e.document_id = r.document_id AND e.step < r.step"
+        "         AND e.status = 'pending') AS earlier_open"
         " FROM signer.tokens t JOIN signer.requests r USING (request_id) JOIN signer.documents d USING (document_id)"
-        " WHERE t.token_hash = $1" + (" FOR UPDATE OF t, r" if lock else ""),
+        " WHERE t.token_hash = $1" + (" FOR UPDATE OF t, r, d" if lock else ""),
         token_hash,
     )
 
 
-async def lock_document(conn: asyncpg.Connection, document_id: UUID) -> asyncpg.Record:
-    return await conn.fetchrow("SELECT * FROM signer.documents WHERE document_id = $1 FOR UPDATE", document_id)
-
-
 async def signed_before(conn: asyncpg.Connection | asyncpg.Pool, document_id: UUID) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT signer, on_behalf_of, action, decided_at FROM signer.requests"
+        "SELECT signer, on_behalf_of, action, step, decided_at FROM signer.requests"
         " WHERE document_id = $1 AND status = 'signed' ORDER BY decided_at",
         document_id,
+    )
+
+
+async def record_signature(
+    conn: asyncpg.Connection,
+    *,
+    document_id: UUID,
+    pdf_sha256: str,
+    revision: int,
+    placeholders: list[dict],
+    request_id: UUID,
+    token_hash: bytes,
+    field_name: str,
+    at: datetime,
+) -> None:
+    """The document's new version (placeholders kept from its first signature), the request signed and
+    its token spent: one statement, as this sits between the signature and the commit a signer waits for."""
+    await conn.execute(
+        "WITH document AS (UPDATE signer.documents SET pdf_sha256 = $2, revision = $3,"
+        "   placeholders = COALESCE(placeholders, $4), updated_at = now() WHERE document_id = $1),"
+        " decided AS (UPDATE signer.requests SET status = 'signed', field_name = $6, decided_at = $7"
+        "   WHERE request_id = $5)"
+        " UPDATE signer.tokens SET used_at = $7 WHERE token_hash = $8",
+        document_id,
+        pdf_sha256,
+        revision,
+        placeholders,
+        request_id,
+        field_name,
+        at,
+        token_hash,
+    )
+
+
+async def placeholders_unknown(conn: asyncpg.Connection, document_id: UUID) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT placeholders IS NULL FROM signer.documents WHERE document_id = $1 FOR UPDATE", document_id
+        )
+    )
+
+
+async def save_placeholders(conn: asyncpg.Connection, document_id: UUID, placeholders: list[dict]) -> None:
+    await conn.execute(
+        "UPDATE signer.documents SET placeholders = $2 WHERE document_id = $1 AND placeholders IS NULL",
+        document_id,
+        placeholders,
+    )
+
+
+async def mark_decided(
+    conn: asyncpg.Connection,
+    *,
+    request_id: UUID,
+    token_hash: bytes,
+    status: str,
+    at: datetime,
+    field_name: str | None = None,
+    reason: str | None = None,
+) -> None:
+    """The request signed or declined and its token spent, in one statement."""
+    await conn.execute(
+        "WITH decided AS (UPDATE signer.requests SET status = $2, field_name = $3, status_reason = $4, decided_at = $5"
+        " WHERE request_id = $1) UPDATE signer.tokens SET used_at = $5 WHERE token_hash = $6",
+        request_id,
+        status,
+        field_name,
+        reason,
+        at,
+        token_hash,
     )
 
 

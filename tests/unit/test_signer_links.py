@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.signer.i18n import LANGUAGES, texts
 from services.signer.signing import LinkRefused, check_link
 from services.signer.tokens import csrf_token, csrf_valid, hash_token, mint_token
 
@@ -12,6 +13,8 @@ NOW = datetime(2026, 7, 10, 9, 0, tzinfo=UTC)
 
 def link(**changes: object) -> dict:
     return {
+        "person_id": "ann.aerts",
+        "signer": {"id": "ann.aerts", "name": "Ann Aerts", "language": "nl"},
         "status": "pending",
         "status_reason": None,
         "used_at": None,
@@ -26,14 +29,19 @@ def link(**changes: object) -> dict:
     [
         ({"status": "reassigned", "status_reason": "absent"}, "reassigned", 410),
         ({"status": "cancelled"}, "cancelled", 410),
+        ({"status": "declined"}, "request_declined", 410),
         ({"status": "signed"}, "used", 410),
         ({"used_at": NOW}, "used", 410),
-        ({"document_status": "withdrawn"}, "ended", 410),
+        ({"document_status": "completed"}, "completed", 410),
+        ({"document_status": "declined"}, "declined", 410),
+        ({"document_status": "withdrawn"}, "withdrawn", 410),
         ({"expires_at": NOW}, "expired", 410),
+        ({"earlier_open": True}, "not_yet", 409),
+        ({"person_id": "bart.baert"}, "unknown", 404),
     ],
 )
 def test_a_link_that_cannot_be_used_says_why(changes: dict, code: str, status: int) -> None:
-    """Reassigned, cancelled, used, ended and expired links are refused, each with its own reason."""
+    """Reassigned, cancelled, declined, used, ended, expired, a later step's or another person's link: refused, each with its own reason."""
     with pytest.raises(LinkRefused) as caught:
         check_link(link(**changes), NOW)
     assert (caught.value.code, caught.value.status) == (code, status)
@@ -49,6 +57,14 @@ def test_an_unknown_link_is_not_found() -> None:
 def test_an_open_link_passes() -> None:
     """A pending request of an active document within its time is usable."""
     assert check_link(link(), NOW)["status"] == "pending"
+
+
+def test_every_refusal_has_a_sentence_in_dutch_french_and_english() -> None:
+    """Each reason a link can be refused for is explained in all three languages, each in its own words."""
+    codes = ["unknown", "reassigned", "cancelled", "request_declined", "used", "completed", "declined", "withdrawn",
+             "expired", "not_yet"]
+    for code in codes:
+        assert len({texts(language)[f"gone_{code}"] for language in LANGUAGES}) == 3, code
 
 
 def test_tokens_carry_256_random_bits_and_are_stored_hashed() -> None:

@@ -1,0 +1,252 @@
+"""Signatures per second: the signer service against a bare pyHanko loop, on
+the same 1-page and 30-page PDFs, in the same run.
+
+* **bare**: one process, one loop — pyHanko's ``PdfSigner`` with a cached
+  parsed key, ``bytes_reserved`` set, PAdES, and the same visible stamp in the
+  same embedded font the service draws (so the ratio measures what the
+  service adds, not a different signature). Also shown: the same loop with
+  an invisible signature, to see what the stamp itself costs.
+* **service**: ``python -m services.signer`` as its own process, on a fresh
+  database and RabbitMQ vhost; requests come in as ``signature.requested``
+  events, links are read from ``esign.commands`` as the notifier would, and
+  each signature is what a signer's browser does: POST ``/s/<token>/sign``
+  (the page itself is opened beforehand, untimed). One signature in flight
+  at a time, like the bare loop; then two in flight (the service has two
+  signing workers) as a throughput figure.
+
+The two sides take turns signature by signature and report medians, because
+the machine (2 cores) is shared and noisy. Run: ``python -m bench.signer`` (``--quick``
+for a short run). Needs PostgreSQL and RabbitMQ as the tests do.
+"""
+
+import argparse
+import asyncio
+import hashlib
+import io
+import json
+import os
+import re
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import aio_pika
+import asyncpg
+import httpx
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.text import TextBoxStyle
+from pyhanko.sign import fields, signers
+from pyhanko.stamp import TextStampStyle
+
+from services.signer import stamps
+from services.signer.fonts import DEFAULT_FONT, stamp_font
+from services.signer.pades import BYTES_RESERVED, _signer
+from shared.events import PersonRef, SignatureRequested
+from tests.support.pdfs import make_pdf
+from tests.support.signing import SigningCity
+
+__all__ = ["main"]
+
+LOCAL_DATABASE = os.environ.get("PARAAF_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+LOCAL_AMQP = os.environ.get("PARAAF_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+SIGNER = PersonRef(id="ann.aerts", name="Ann Aérts", email="ann.aerts@demo.paraaf.be", title="algemeen directeur")
+SUBMITTER = PersonRef(id="elen.elaut", name="Elen Elaut", email="elen.elaut@demo.paraaf.be")
+_CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+
+
+# --- the bare loop -----------------------------------------------------------------------------
+
+
+def _bare_once(pdf: bytes, credentials: tuple[bytes, bytes, tuple[bytes, ...]], *, visible: bool) -> bytes:
+    key, cert, chain = credentials
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
+    page_ref, _ = writer.find_page_for_modification(-1)
+    box = stamps.bottom_box(tuple(float(v) for v in page_ref.get_object()["/MediaBox"]), 0) if visible else None
+    pdf_signer = signers.PdfSigner(
+        signers.PdfSignatureMetadata(
+            field_name="Signature1", md_algorithm="sha256", subfilter=fields.SigSeedSubFilter.PADES, name=SIGNER.name
+        ),
+        signer=_signer(key, cert, chain),
+        stamp_style=TextStampStyle(stamp_text="%(paraaf)s", border_width=1, text_box_style=TextBoxStyle(font=stamp_font(DEFAULT_FONT), font_size=9)),
+        new_field_spec=fields.SigFieldSpec("Signature1", on_page=-1, box=box),
+    )
+    output = io.BytesIO()
+    text = stamps.stamp_text(SIGNER, None, datetime.now(UTC), "Europe/Brussels")
+    asyncio.run(
+        pdf_signer.async_sign_pdf(writer, bytes_reserved=BYTES_RESERVED, appearance_text_params={"paraaf": text}, output=output)
+    )
+    return output.getvalue()
+
+
+def bare_loop(pdf: bytes, credentials: tuple[bytes, bytes, tuple[bytes, ...]], count: int, *, visible: bool = True) -> list[float]:
+    """Seconds per signature, one after the other in this process."""
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        _bare_once(pdf, credentials, visible=visible)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+# --- the service -------------------------------------------------------------------------------
+
+
+class SignerUnderTest:
+    """The signer service as its own process on a fresh database and vhost."""
+
+    def __init__(self) -> None:
+        self.name = f"paraaf_bench_{uuid.uuid4().hex[:10]}"
+        self.links: asyncio.Queue[str] = asyncio.Queue()
+
+    async def __aenter__(self) -> "SignerUnderTest":
+        from tests.conftest import VhostAdmin
+        from tests.support.system import System
+
+        admin = await asyncpg.connect(LOCAL_DATABASE)
+        await admin.execute(f'CREATE DATABASE "{self.name}"')
+        await admin.close()
+        self.database_url = LOCAL_DATABASE.rsplit("/", 1)[0] + "/" + self.name
+        self._vhosts = VhostAdmin(LOCAL_AMQP)
+        self.amqp_url = await asyncio.to_thread(self._vhosts.create, self.name)
+        self.system = System(
+            name="bench-signer", database_url=self.database_url, amqp_url=self.amqp_url,
+            smtp=SimpleNamespace(host="127.0.0.1", port=1),
+        )
+        self.system.start_service("signer")
+        await self.system.wait_healthy(["signer"])
+        self._connection = await aio_pika.connect(self.amqp_url)
+        channel = await self._connection.channel(publisher_confirms=True)
+        commands = await channel.get_exchange("esign.commands", ensure=True)
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(commands, "notify.signing-link")
+        await queue.consume(self._on_link, no_ack=True)
+        self._events = await channel.get_exchange("esign.events", ensure=True)
+        self._db = await asyncpg.connect(self.database_url)
+        self.http = httpx.AsyncClient(base_url=self.system.url("signer"), timeout=60)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.aclose()
+        await self._db.close()
+        await self._connection.close()
+        self.system.stop()
+        admin = await asyncpg.connect(LOCAL_DATABASE)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        await admin.close()
+        await asyncio.to_thread(self._vhosts.delete, self.name)
+
+    async def _on_link(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        await self.links.put(httpx.URL(json.loads(message.body)["link"]).path)
+
+    async def requests(self, pdf: bytes, count: int) -> list[str]:
+        """``count`` open requests, one document each: their link paths."""
+        digest = hashlib.sha256(pdf).hexdigest()
+        await self._db.execute(
+            "INSERT INTO blobs.blob (sha256, size, data) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", digest, len(pdf), pdf
+        )
+        for _ in range(count):
+            event = SignatureRequested(
+                correlation_id=uuid.uuid4(), request_id=uuid.uuid4(), step=1, step_count=1, signer=SIGNER,
+                title="Benchmark", filename="bench.pdf", submitted_by=SUBMITTER, pdf_sha256=digest,
+            )
+            await self._events.publish(
+                aio_pika.Message(event.to_json(), content_type="application/json", message_id=str(event.event_id),
+                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=event.routing_key,
+            )
+        return [await asyncio.wait_for(self.links.get(), 60) for _ in range(count)]
+
+    async def open_pages(self, links: list[str]) -> list[tuple[httpx.AsyncClient, str, str]]:
+        """Each link opened in its own browser (cookie jar), as a signer would before pressing Sign."""
+        opened = []
+        for link in links:
+            browser = httpx.AsyncClient(base_url=self.system.url("signer"), timeout=60)
+            page = await browser.get(link)
+            page.raise_for_status()
+            opened.append((browser, link, _CSRF.search(page.text).group(1)))
+        return opened
+
+    async def sign_all(self, opened: list[tuple[httpx.AsyncClient, str, str]], in_flight: int) -> tuple[list[float], float]:
+        """(seconds per signature, wall time) pressing Sign on every page, ``in_flight`` at a time."""
+        times: list[float] = []
+        pending = list(opened)
+
+        async def press() -> None:
+            while pending:
+                browser, link, csrf = pending.pop()
+                started = time.perf_counter()
+                response = await browser.post(f"{link}/sign", data={"csrf": csrf})
+                times.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    raise RuntimeError(f"signing failed: {response.status_code} {response.text[:200]}")
+                await browser.aclose()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(press() for _ in range(in_flight)))
+        return times, time.perf_counter() - started
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+async def run(count: int, rounds: int) -> dict[str, dict[str, float]]:
+    city = SigningCity()
+    credentials = city.credentials(SIGNER.name, SIGNER.title)
+    files = {"1 page": make_pdf(1), "30 pages": make_pdf(30)}
+    results: dict[str, dict[str, list[float]]] = {
+        size: {"bare": [], "bare, invisible": [], "service": [], "service x2": []} for size in files
+    }
+    async with SignerUnderTest() as service:
+        for size, pdf in files.items():  # warm up: workers spawned, font reduced, keys cached, pages rendered
+            await asyncio.to_thread(bare_loop, pdf, credentials, 3)
+            await service.sign_all(await service.open_pages(await service.requests(pdf, 4)), 2)
+        for _ in range(rounds):
+            for size, pdf in files.items():
+                # One of each in turn, so a burst of load from elsewhere on the machine hits both sides alike.
+                opened = await service.open_pages(await service.requests(pdf, count))
+                for page in opened:
+                    results[size]["bare"] += await asyncio.to_thread(bare_loop, pdf, credentials, 1)
+                    results[size]["bare, invisible"] += await asyncio.to_thread(
+                        lambda pdf=pdf: bare_loop(pdf, credentials, 1, visible=False)
+                    )
+                    times, _ = await service.sign_all([page], 1)
+                    results[size]["service"] += times
+                opened = await service.open_pages(await service.requests(pdf, 2 * count))
+                _, wall = await service.sign_all(opened, 2)
+                results[size]["service x2"].append(wall / (2 * count))
+    return {size: {k: statistics.median(v) for k, v in by.items()} for size, by in results.items()}
+
+
+def report(medians: dict[str, dict[str, float]]) -> str:
+    lines = [
+        "signer: signatures per second (medians; RSA-2048, PAdES, visible stamp, reserved bytes, cached key)",
+        f"{'':10} {'bare loop':>11} {'service':>11} {'service/bare':>13} {'bare, no stamp':>15} {'service, 2 in flight':>21}",
+    ]
+    for size, m in medians.items():
+        lines.append(
+            f"{size:10} {1 / m['bare']:9.1f}/s {1 / m['service']:9.1f}/s {m['service'] / m['bare']:12.2f}x"
+            f" {1 / m['bare, invisible']:13.1f}/s {1 / m['service x2']:19.1f}/s"
+        )
+    lines.append("service/bare: time per signature of the service (one in flight) over the bare loop's; goal <= 1.3x")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.signer", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=30, help="signatures per side, size and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="10 signatures, 1 round")
+    parser.add_argument("--json", type=Path, help="also write the medians (seconds per signature) here")
+    args = parser.parse_args(argv)
+    count, rounds = (10, 1) if args.quick else (args.count, args.rounds)
+    medians = asyncio.run(run(count, rounds))
+    print(report(medians))
+    if args.json:
+        args.json.write_text(json.dumps(medians, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Worker processes for the signer's CPU-bound work: signing, validating and
+rendering PDFs must not stall the event loop (20–400 ms each), and PDFium is
+not thread-safe.
+
+Unlike ``ProcessPoolExecutor``, which hands each job to whichever worker the
+OS wakes first (so consecutive jobs alternate between workers), this pool
+reuses the worker that finished last: with one signature at a time, as on a
+normal day, the same process signs with warm caches (~3 ms a signature less,
+measured with bench/signer.py). Each worker has its own pipe; the event loop
+waits on it with ``add_reader``, without a helper thread.
+"""
+
+import asyncio
+import contextlib
+import multiprocessing
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+import structlog
+
+__all__ = ["WorkerDied", "WorkerPool"]
+
+
+class WorkerDied(RuntimeError):
+    """The worker process ended while it had a job (killed, or out of memory)."""
+
+
+def _serve(conn: Connection) -> None:
+    while True:
+        try:
+            function, args = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        try:
+            reply = (True, function(*args))
+        except Exception as exc:  # the job's failure goes back to the caller, the worker lives on
+            reply = (False, exc)
+        try:
+            conn.send(reply)
+        except Exception as exc:  # noqa: BLE001 - e.g. an exception that cannot be pickled
+            conn.send((False, RuntimeError(repr(exc))))
+
+
+class _Worker:
+    def __init__(self, context: multiprocessing.context.SpawnContext) -> None:
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child,), daemon=True, name="paraaf-worker")
+        self.process.start()
+        child.close()
+
+    def stop(self) -> None:
+        self.conn.close()
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+class WorkerPool:
+    def __init__(self, workers: int) -> None:
+        self._size = max(1, workers)
+        self._context = multiprocessing.get_context("spawn")
+        self._idle: list[_Worker] = []  # a stack: the last one to finish goes first
+        self._all: list[_Worker] = []
+        self._slots = asyncio.Semaphore(self._size)
+
+    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        """``function(*args)`` in a worker process; both must be picklable (module-level functions, plain data)."""
+        await self._slots.acquire()
+        worker = self._idle.pop() if self._idle else self._spawn()
+        healthy = False
+        try:
+            result = await self._call(worker, function, args)
+            healthy = True
+            return result
+        finally:
+            if healthy or worker.process.is_alive() and not _cancelled():
+                self._idle.append(worker)
+            else:
+                # Dead, or abandoned mid-job (its late answer would reach the next caller): replace it.
+                self._all.remove(worker)
+                worker.stop()
+            self._slots.release()
+
+    def _spawn(self) -> _Worker:
+        worker = _Worker(self._context)
+        self._all.append(worker)
+        return worker
+
+    async def _call(self, worker: _Worker, function: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        worker.conn.send((function, args))
+        loop.add_reader(worker.conn.fileno(), lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            loop.remove_reader(worker.conn.fileno())
+        try:
+            ok, value = worker.conn.recv()
+        except (EOFError, OSError):
+            structlog.get_logger().error("worker process died", exitcode=worker.process.exitcode)
+            raise WorkerDied(f"worker process ended with exit code {worker.process.exitcode}") from None
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        for worker in self._all:
+            with contextlib.suppress(OSError):
+                worker.stop()
+        self._all.clear()
+        self._idle.clear()
+
+
+def _cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

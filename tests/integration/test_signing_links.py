@@ -1,0 +1,269 @@
+"""The signing links and page on a real database with real signing workers:
+what a signer, a forger and an attacker get from each link."""
+
+import io
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pyhanko.pdf_utils.reader import PdfFileReader
+
+from services.signer import handlers
+from services.signer.pades import SigningPool
+from services.signer.render import RenderPool
+from services.signer.tokens import csrf_token, hash_token
+from shared.events import DocumentCompleted, DocumentDeclined, DocumentWithdrawn, PersonRef, SignatureReassigned
+from tests.support.pdfs import make_pdf
+from tests.support.signer_harness import SignerHarness, csrf_of
+from tests.support.signing import flip_signed_byte
+from tests.support.validate import pyhanko_validate
+
+ANN = PersonRef(id="ann.aerts", name="Ann Aerts", email="ann@x.be", title="algemeen directeur")
+BART = PersonRef(id="bart.baert", name="Bart Baert", email="bart@x.be", title="burgemeester")
+MARC = PersonRef(id="marc.maes", name="Marc Maes", email="marc@x.be", title="schepen", language="fr")
+DAVID = PersonRef(id="david.dewit", name="David De Wit", email="david@x.be", language="en")
+
+
+@pytest.fixture(scope="module")
+def signing_pool() -> Iterator[SigningPool]:
+    pool = SigningPool(1)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="module")
+def render_pool() -> Iterator[RenderPool]:
+    pool = RenderPool(1)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+async def signer(database_url: str, signing_pool: SigningPool, render_pool: RenderPool) -> AsyncIterator[SignerHarness]:
+    async with SignerHarness(database_url, signing_pool, render_pool) as harness:
+        yield harness
+
+
+async def _nothing_signed(signer: SignerHarness, document_id: object) -> bool:
+    revision, _ = await signer.document(document_id)
+    return revision == 0 and not await signer.published("signature.signed")
+
+
+async def test_a_signer_signs_by_link_and_the_pdf_gets_a_valid_trusted_signature(signer: SignerHarness) -> None:
+    """Open the link, press Sign: a confirmation, a signature.signed event and a PDF pyHanko calls valid and trusted."""
+    document = await signer.new_document(make_pdf(2))
+    _, link = await signer.request(document, ANN)
+    response = await signer.sign(link)
+    assert response.status_code == 200 and "U hebt “Collegebesluit 42” ondertekend" in response.text
+    (signed,) = await signer.published("signature.signed")
+    assert signed["field_name"] == "Signature1" and signed["revision"] == 1
+    _, pdf = await signer.document(document[0])
+    root = (await signer.client.get("/ca.pem")).content
+    (report,) = await pyhanko_validate(pdf, root)
+    assert (report.signer, report.intact, report.trusted) == ("Ann Aerts", True, True)
+
+
+async def test_a_forged_token_shows_no_form_and_signs_nothing(signer: SignerHarness) -> None:
+    """A made-up token: 404 with a sentence, no form; a POST to it adds no signature."""
+    document = await signer.new_document(make_pdf())
+    await signer.request(document, ANN)
+    forged = "/s/" + "A" * 43
+    page = await signer.client.get(forged)
+    assert page.status_code == 404 and "Deze link bestaat niet" in page.text and "<form" not in page.text
+    posted = await signer.client.post(f"{forged}/sign", data={"csrf": "0" * 64})
+    assert posted.status_code in (403, 404)
+    assert await _nothing_signed(signer, document[0])
+
+
+async def test_an_expired_link_is_refused_and_signs_nothing(signer: SignerHarness) -> None:
+    """A link minted 22 days ago with a 21-day lifetime: 410 saying it expired, and pressing Sign with an old form does nothing."""
+    document = await signer.new_document(make_pdf())
+    _, link = await signer.request(document, ANN, links=signer.links(minted_at=datetime.now(UTC) - timedelta(days=22)))
+    page = await signer.client.get(link)
+    assert page.status_code == 410 and "verlopen" in page.text and "<form" not in page.text
+    # a form kept open from before it expired: the CSRF value is valid, the link is not
+    await _post_with_valid_csrf(signer, link, expect=410)
+    assert await _nothing_signed(signer, document[0])
+
+
+async def _post_with_valid_csrf(signer: SignerHarness, link: str, *, expect: int) -> None:
+    """POST sign with a CSRF value made exactly as the page makes it, so only the link rules can refuse."""
+    token = link.rsplit("/", 1)[1]
+    signer.client.cookies.set("paraaf_csrf", "nonce-1", domain="signer.test", path="/s/")
+    response = await signer.client.post(
+        f"{link}/sign", data={"csrf": csrf_token(b"test-csrf-secret", hash_token(token), "nonce-1")}
+    )
+    assert response.status_code == expect, response.text
+    assert "<form" not in response.text
+
+
+async def test_a_used_link_cannot_sign_twice(signer: SignerHarness) -> None:
+    """After signing, the same link and the same form again: 410 "already used", still one signature."""
+    document = await signer.new_document(make_pdf())
+    _, link = await signer.request(document, ANN)
+    page = await signer.client.get(link)
+    csrf = csrf_of(page)
+    assert (await signer.client.post(f"{link}/sign", data={"csrf": csrf})).status_code == 200
+    again = await signer.client.post(f"{link}/sign", data={"csrf": csrf})
+    assert again.status_code == 410 and "al gebruikt" in again.text
+    assert (await signer.client.get(link)).status_code == 410
+    revision, _ = await signer.document(document[0])
+    assert revision == 1 and len(await signer.published("signature.signed")) == 1
+
+
+async def test_a_reassigned_link_answers_410_and_signs_nothing(signer: SignerHarness) -> None:
+    """The mayor went on leave and his request moved to a substitute: his link says so, without a form, and cannot sign."""
+    document = await signer.new_document(make_pdf())
+    request_id, link = await signer.request(document, BART)
+    page = await signer.client.get(link)
+    csrf = csrf_of(page)
+    moved = SignatureReassigned(
+        correlation_id=document[0], request_id=request_id, new_request_id=request_id, from_person=BART,
+        to_person=ANN, reason="absent",
+    )
+    await signer.in_transaction(lambda conn: handlers.on_signature_reassigned(moved, conn))
+    refused = await signer.client.get(link)
+    assert refused.status_code == 410 and "doorgegeven aan een vervanger" in refused.text and "<form" not in refused.text
+    assert (await signer.client.post(f"{link}/sign", data={"csrf": csrf})).status_code == 410
+    assert await _nothing_signed(signer, document[0])
+
+
+async def test_a_post_without_csrf_token_is_refused_and_signs_nothing(signer: SignerHarness) -> None:
+    """A cross-site form posting to a valid link without the page's CSRF value: 403, no signature."""
+    document = await signer.new_document(make_pdf())
+    _, link = await signer.request(document, ANN)
+    await signer.client.get(link)  # the victim has the cookie
+    assert (await signer.client.post(f"{link}/sign", data={})).status_code == 403
+    assert (await signer.client.post(f"{link}/decline", data={"reason": "no"})).status_code == 403
+    assert await _nothing_signed(signer, document[0])
+    assert not await signer.published("signature.declined")
+
+
+async def test_a_link_for_step_two_does_nothing_before_step_one_is_done(signer: SignerHarness) -> None:
+    """Even if a step-2 link existed while step 1 is open, it shows no form and cannot sign; once step 1 signed, it works."""
+    document = await signer.new_document(make_pdf())
+    _, first = await signer.request(document, ANN, step=1, step_count=2)
+    _, second = await signer.request(document, BART, step=2, step_count=2)
+    page = await signer.client.get(second)
+    assert page.status_code == 409 and "eerdere stap" in page.text and "<form" not in page.text
+    await _post_with_valid_csrf(signer, second, expect=409)
+    assert await _nothing_signed(signer, document[0])
+    assert (await signer.sign(first)).status_code == 200
+    assert (await signer.sign(second)).status_code == 200
+    revision, _ = await signer.document(document[0])
+    assert revision == 2
+
+
+@pytest.mark.parametrize(
+    ("ending", "sentence"),
+    [
+        ("completed", "al volledig ondertekend"),
+        ("declined", "werd geweigerd"),
+        ("withdrawn", "ingetrokken"),
+    ],
+)
+async def test_a_link_of_an_ended_document_says_why_without_a_form(signer: SignerHarness, ending: str, sentence: str) -> None:
+    """Completed, declined or withdrawn: the open link answers 410 with what happened, and cannot sign."""
+    document = await signer.new_document(make_pdf())
+    _, link = await signer.request(document, ANN)
+    csrf = csrf_of(await signer.client.get(link))
+    event = {
+        "completed": DocumentCompleted(correlation_id=document[0], pdf_sha256=document[1], signatures=[]),
+        "declined": DocumentDeclined(correlation_id=document[0], declined_by=BART, reason="fout bedrag"),
+        "withdrawn": DocumentWithdrawn(correlation_id=document[0], withdrawn_by="elen.elaut", reason="vergissing"),
+    }[ending]
+    await signer.in_transaction(lambda conn: handlers.on_document_ended(event, conn))
+    page = await signer.client.get(link)
+    assert page.status_code == 410 and sentence in page.text and "<form" not in page.text
+    assert (await signer.client.post(f"{link}/sign", data={"csrf": csrf})).status_code == 410
+    assert await _nothing_signed(signer, document[0])
+
+
+async def test_the_page_shows_title_submitter_step_earlier_signers_and_every_page_as_a_picture(signer: SignerHarness) -> None:
+    """Step 2 of 3 of a 3-page document: who submitted it, who signed step 1, and three page pictures that load."""
+    document = await signer.new_document(make_pdf(3))
+    _, first = await signer.request(document, ANN, step=1, step_count=3)
+    await signer.sign(first)
+    _, second = await signer.request(document, BART, step=2, step_count=3)
+    page = await signer.client.get(second)
+    assert page.status_code == 200
+    for words in ("Collegebesluit 42", "Ingediend door: Elen Elaut", "Stap 2 van 3", "Ann Aerts (algemeen directeur)"):
+        assert words in page.text, words
+    assert page.headers["content-security-policy"].endswith("frame-ancestors 'none'")
+    for number in (1, 2, 3):
+        picture = await signer.client.get(f"{second}/pages/{number}.png")
+        assert picture.status_code == 200 and picture.content.startswith(b"\x89PNG"), number
+        assert f'alt="Pagina {number} van 3"' in page.text
+    assert (await signer.client.get(f"{second}/pages/4.png")).status_code == 404
+
+
+async def test_the_page_speaks_french_or_english_by_the_signers_language(signer: SignerHarness) -> None:
+    """Marc (fr) sees « Signer le document », David (en) sees "Sign the document"."""
+    document = await signer.new_document(make_pdf())
+    _, marc = await signer.request(document, MARC)
+    _, david = await signer.request(document, DAVID)
+    french, english = await signer.client.get(marc), await signer.client.get(david)
+    assert '<html lang="fr">' in french.text and "Signer le document" in french.text and "Étape 1 sur 1" in french.text
+    assert '<html lang="en">' in english.text and "Sign the document" in english.text and "Step 1 of 1" in english.text
+
+
+async def test_declining_needs_a_reason_and_then_stops_with_it(signer: SignerHarness) -> None:
+    """An empty reason brings the form back with an error; a reason declines and the event carries it."""
+    document = await signer.new_document(make_pdf())
+    _, link = await signer.request(document, ANN)
+    csrf = csrf_of(await signer.client.get(link))
+    empty = await signer.client.post(f"{link}/decline", data={"csrf": csrf, "reason": "  "})
+    assert empty.status_code == 422 and 'role="alert"' in empty.text and "Geef een reden op" in empty.text
+    assert not await signer.published("signature.declined")
+    done = await signer.client.post(f"{link}/decline", data={"csrf": csrf, "reason": "Het bedrag klopt niet."})
+    assert done.status_code == 200 and "geweigerd" in done.text
+    (declined,) = await signer.published("signature.declined")
+    assert declined["reason"] == "Het bedrag klopt niet."
+    assert await _nothing_signed(signer, document[0])
+
+
+async def test_post_verify_reports_each_signature_and_flags_a_tampered_copy(signer: SignerHarness) -> None:
+    """POST /verify with a signed PDF: JSON says ok with the signer; the text form says FAILED for a copy with one byte flipped."""
+    document = await signer.new_document(make_pdf())
+    _, link = await signer.request(document, BART, on_behalf_of=ANN)
+    await signer.sign(link)
+    _, pdf = await signer.document(document[0])
+    report = (await signer.client.post("/verify", content=pdf, headers={"content-type": "application/pdf"})).json()
+    assert report["ok"] is True
+    (signature,) = report["signatures"]
+    assert (signature["signer"], signature["title"], signature["on_behalf_of"]) == (
+        "Bart Baert", "burgemeester", "algemeen directeur (Ann Aerts)"
+    )
+    assert signature["intact"] and signature["trusted"]
+    tampered = await signer.client.post(
+        "/verify?format=text", files={"file": ("besluit.pdf", flip_signed_byte(pdf), "application/pdf")}
+    )
+    assert tampered.status_code == 200 and tampered.text.startswith("FAILED")
+    assert "tampered" in tampered.text
+
+
+async def test_an_approval_step_is_recorded_without_touching_the_pdf(signer: SignerHarness) -> None:
+    """A paraaf (approve) step: the page offers Goedkeuren, and approving records it but leaves the PDF as it was."""
+    document = await signer.new_document(make_pdf())
+    _, link = await signer.request(document, ANN, action="approve")
+    page = await signer.client.get(link)
+    assert "Document goedkeuren (paraaf)" in page.text
+    done = await signer.client.post(f"{link}/sign", data={"csrf": csrf_of(page)})
+    assert done.status_code == 200 and "goedgekeurd" in done.text
+    (approved,) = await signer.published("signature.signed")
+    assert approved["action"] == "approve" and approved["field_name"] is None
+    revision, pdf = await signer.document(document[0])
+    assert revision == 0 and pdf == make_pdf()
+
+
+async def test_a_placeholder_is_found_when_the_request_arrives_and_carries_the_stamp(signer: SignerHarness) -> None:
+    """A PDF with [SIG01]: its position is known before anyone presses Sign, and the signature's field sits on it."""
+    document = await signer.new_document(make_pdf(2, placeholder="[SIG01]"))
+    _, link = await signer.request(document, ANN)
+    stored = await signer.pool.fetchval("SELECT placeholders FROM signer.documents WHERE document_id = $1", document[0])
+    assert [(p["number"], p["page"]) for p in stored] == [(1, 1)]
+    assert (await signer.sign(link)).status_code == 200
+    _, pdf = await signer.document(document[0])
+    (field,) = [f.get_object() for f in PdfFileReader(io.BytesIO(pdf), strict=False).root["/AcroForm"]["/Fields"]]
+    llx, lly, urx, ury = (float(v) for v in field["/Rect"])
+    assert llx <= 72 <= urx and lly < 746 < ury  # make_pdf's placeholder: x 72, baseline 746, last page

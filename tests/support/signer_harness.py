@@ -1,0 +1,147 @@
+"""The signer service's handlers and HTTP app in the test's process, on a real
+PostgreSQL database and real signing/rendering worker processes, without a
+broker: events go straight to the handlers (in a transaction, as the consumer
+edge runs them) and what the signer would publish is read from its outbox.
+"""
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+import httpx
+
+from services.signer import handlers
+from services.signer.http import SignerHttp, build_http
+from services.signer.keys import Keyring
+from services.signer.pades import SigningPool, find_placeholders
+from services.signer.render import RenderPool
+from services.signer.signing import Stamping
+from shared.blobs import get_blob, migrate_blobs, put_blob
+from shared.db import connect_pool, migrate
+from shared.events import PersonRef, SignatureRequested
+from shared.messaging import Outbox
+
+__all__ = ["SignerHarness", "csrf_of"]
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "signer" / "migrations"
+SUBMITTER = PersonRef(id="elen.elaut", name="Elen Elaut", email="elen.elaut@demo.paraaf.be")
+_CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+
+
+def csrf_of(page: httpx.Response) -> str:
+    match = _CSRF.search(page.text)
+    assert match is not None, f"no form on the page:\n{page.text}"
+    return match.group(1)
+
+
+class SignerHarness:
+    def __init__(self, database_url: str, signing_pool: SigningPool, render_pool: RenderPool) -> None:
+        self.database_url = database_url
+        self.signing_pool = signing_pool
+        self.render_pool = render_pool
+        self.outbox = Outbox("signer")
+        self.keyring = Keyring(b"test-key-secret", "Stad Testegem")
+        self.pool: asyncpg.Pool
+        self.client: httpx.AsyncClient
+
+    async def __aenter__(self) -> "SignerHarness":
+        self.pool = await connect_pool(self.database_url, max_size=4)
+        await migrate_blobs(self.pool)
+        await migrate(self.pool, "signer", [MIGRATIONS])
+        app = build_http(
+            SignerHttp(
+                pool=lambda: self.pool,
+                keyring=self.keyring,
+                signing_pool=lambda: self.signing_pool,
+                render_pool=lambda: self.render_pool,
+                outbox=self.outbox,
+                csrf_secret=b"test-csrf-secret",
+                stamping=Stamping(),
+                org="default",
+                after_commit=lambda: None,
+            )
+        )
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://signer.test")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.aclose()
+        await self.pool.close()
+
+    def links(self, *, minted_at: datetime | None = None, ttl: timedelta = timedelta(days=21)) -> handlers.Links:
+        return handlers.Links("http://signer.test", ttl, lambda: minted_at or datetime.now(UTC))
+
+    async def in_transaction(self, work: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await work(conn)
+
+    async def new_document(self, pdf: bytes) -> tuple[UUID, str]:
+        return uuid4(), await self.in_transaction(lambda conn: put_blob(conn, pdf))
+
+    async def request(
+        self,
+        document: tuple[UUID, str],
+        signer: PersonRef,
+        *,
+        step: int = 1,
+        step_count: int = 1,
+        action: str = "sign",
+        on_behalf_of: PersonRef | None = None,
+        signature_count: int | None = None,
+        links: handlers.Links | None = None,
+    ) -> tuple[UUID, str]:
+        """A signature.requested for ``signer``, handled; returns (request id, the path of the link mailed)."""
+        document_id, digest = document
+        event = SignatureRequested(
+            correlation_id=document_id,
+            request_id=uuid4(),
+            step=step,
+            step_count=step_count,
+            action=action,
+            signer=signer,
+            on_behalf_of=on_behalf_of,
+            title="Collegebesluit 42",
+            filename="besluit-42.pdf",
+            submitted_by=SUBMITTER,
+            pdf_sha256=digest,
+            signature_count=signature_count,
+        )
+        await self.in_transaction(
+            lambda conn: handlers.on_signature_requested(
+                event,
+                conn,
+                outbox=self.outbox,
+                keyring=self.keyring,
+                links=links or self.links(),
+                find_placeholders=lambda pdf: self.signing_pool.run(find_placeholders, pdf),
+            )
+        )
+        (command,) = [c for c in await self.published("notify.signing-link") if c["request_id"] == str(event.request_id)]
+        return event.request_id, httpx.URL(command["link"]).path
+
+    async def published(self, routing_key: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch("SELECT body FROM signer.outbox WHERE routing_key = $1 ORDER BY id", routing_key)
+        return [json.loads(r["body"]) for r in rows]
+
+    async def document(self, document_id: UUID) -> tuple[int, bytes]:
+        """(signatures Paraaf put in it, the current PDF)."""
+        row = await self.pool.fetchrow("SELECT revision, pdf_sha256 FROM signer.documents WHERE document_id = $1", document_id)
+        return row["revision"], await get_blob(self.pool, row["pdf_sha256"])
+
+    async def sign(self, link: str) -> httpx.Response:
+        """Open the page and press Sign, as a signer does."""
+        page = await self.client.get(link)
+        if page.status_code != 200:
+            return page
+        return await self.client.post(f"{link}/sign", data={"csrf": csrf_of(page)})
+
+    async def decline(self, link: str, reason: str) -> httpx.Response:
+        page = await self.client.get(link)
+        if page.status_code != 200:
+            return page
+        return await self.client.post(f"{link}/decline", data={"csrf": csrf_of(page), "reason": reason})

@@ -1,0 +1,67 @@
+"""Signing material for tests, made with Paraaf's own certificate authority
+code (services.signer.ca), and a way to tamper with a signed PDF."""
+
+import re
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from services.signer import ca
+from services.signer.pades import SigningJob
+
+__all__ = ["SigningCity", "flip_signed_byte"]
+
+SECRET = b"test-key-secret"
+
+
+@dataclass
+class SigningCity:
+    """A city's root and one certificate per signer, as the signer service would issue them."""
+
+    organisation: str = "Stad Testegem"
+    root_pem: bytes = b""
+    _root_key: object = None
+    _credentials: dict[tuple[str, str], tuple[bytes, bytes, tuple[bytes, ...]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        root = ca.new_authority(self.organisation, SECRET)
+        self.root_pem = root.cert_pem
+        self._root_key = ca.unlock(root.key_pem, SECRET)
+
+    def credentials(self, name: str, title: str = "") -> tuple[bytes, bytes, tuple[bytes, ...]]:
+        """(key DER, certificate DER, chain DERs) for ``name`` acting as ``title``."""
+        if (name, title) not in self._credentials:
+            issued = ca.issue_signer_certificate(
+                root_cert_pem=self.root_pem,
+                root_key=self._root_key,
+                organisation=self.organisation,
+                name=name,
+                title=title,
+                email="",
+                secret=SECRET,
+            )
+            key = ca.unlock(issued.key_pem, SECRET)
+            der = serialization.Encoding.DER
+            self._credentials[(name, title)] = (
+                key.private_bytes(der, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+                x509.load_pem_x509_certificate(issued.cert_pem).public_bytes(der),
+                (x509.load_pem_x509_certificate(self.root_pem).public_bytes(der),),
+            )
+        return self._credentials[(name, title)]
+
+    def job(self, pdf: bytes, number: int, name: str, title: str = "", **options: object) -> SigningJob:
+        key, cert, chain = self.credentials(name, title)
+        defaults = {"stamp_text": f"{name}\n{title}", "signer_name": name, "reason": "Ondertekend"}
+        return SigningJob(
+            pdf=pdf, key_der=key, cert_der=cert, chain_der=chain, number=number, **{**defaults, **options}
+        )
+
+
+def flip_signed_byte(pdf: bytes) -> bytes:
+    """The PDF with one byte changed inside the first signature's signed range (in the page text)."""
+    first_range = re.search(rb"/ByteRange\s*\[\s*(\d+)\s+(\d+)", pdf)
+    assert first_range is not None, "the PDF holds no signature"
+    start, length = int(first_range.group(1)), int(first_range.group(2))
+    position = pdf.index(b"Tj", start, start + length) - 3  # a letter of the first line of text
+    return pdf[:position] + bytes([pdf[position] ^ 0x01]) + pdf[position + 1 :]
