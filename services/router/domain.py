@@ -37,6 +37,7 @@ __all__ = [
     "check_steps",
     "is_absent",
     "parse_signer",
+    "planned_signatures",
     "plan_step",
     "reassign",
     "resolve",
@@ -283,3 +284,11 @@ def advance(
     if step_outcome(mode, slots, signed_slots) == "waiting":
         return "wait"
     return "next" if step_number < step_count else "complete"
+
+
+def planned_signatures(steps: Sequence[StepSpec]) -> int:
+    """How many PAdES signatures a finished document will hold: every signer of an
+    ``all`` signing step, one per ``any`` signing step; approvals sign nothing."""
+    return sum(
+        (1 if step.mode == "any" else len(dict.fromkeys(step.signers))) for step in steps if step.action == "sign"
+    )

@@ -9,7 +9,16 @@ import structlog
 
 from services.router import store
 from services.router.directory import DirectoryCache
-from services.router.domain import Assignment, Directory, RoutingError, advance, check_steps, plan_step, reassign
+from services.router.domain import (
+    Assignment,
+    Directory,
+    RoutingError,
+    advance,
+    check_steps,
+    plan_step,
+    planned_signatures,
+    reassign,
+)
 from shared.clock import Clock
 from shared.events import (
     Cause,
@@ -149,6 +158,7 @@ async def _request(
             pdf_sha256=document["pdf_sha256"],
             confidential=document["confidential"],
             replaces=replaces,
+            signature_count=planned_signatures([StepSpec.model_validate(s) for s in document["steps"]]),
         ),
     )
     if assignment.unresolved:

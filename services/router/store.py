@@ -161,7 +161,7 @@ async def pending_requests(conn: asyncpg.Connection, document_id: UUID) -> list[
 async def lock_pending_of(conn: asyncpg.Connection, org: str, person_id: str) -> list[asyncpg.Record]:
     """A person's open requests with what a new request needs of their document, locked."""
     return await conn.fetch(
-        "SELECT r.*, i.title, i.filename, i.submitted_by, i.pdf_sha256, i.confidential,"
+        "SELECT r.*, i.title, i.filename, i.submitted_by, i.pdf_sha256, i.confidential, i.steps,"
         " jsonb_array_length(i.steps) AS step_count"
         " FROM router.requests r JOIN router.instances i USING (document_id)"
         " WHERE r.org = $1 AND r.person_id = $2 AND r.status = 'pending' AND i.status = 'active'"

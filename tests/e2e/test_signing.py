@@ -92,6 +92,8 @@ async def test_five_signers_in_turn_each_leave_every_signature_so_far_valid_in_b
     (tmp_path / "tampered.pdf").write_bytes(flip_signed_byte(signed))
     verified = system.cli("verify", str(tmp_path / "signed.pdf"))
     assert verified.stdout.startswith("OK: 5 signature(s)"), verified.stdout
+    kinds = [line.split(":", 1)[1].strip() for line in verified.stdout.splitlines() if line.strip().startswith("kind:")]
+    assert kinds == ["certification (DocMDP)"] + ["approval"] * 4, "the first signature locks the document"
     assert not any(r.intact for r in await pyhanko_validate(flip_signed_byte(signed), root))
     assert not any(r.signature_valid for r in pdfsig(flip_signed_byte(signed), root))
     refused = system.cli("verify", str(tmp_path / "tampered.pdf"), check=False)

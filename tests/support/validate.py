@@ -86,6 +86,8 @@ def pdfsig(pdf: bytes, root_pem: bytes) -> list[PdfsigReport]:
     output = result.stdout
     reports = []
     for block in re.split(r"^Signature #\d+:", output, flags=re.M)[1:]:
+        if "The signature form field is not signed." in block:
+            continue  # a field prepared for a later signer, not a signature
         signer = re.search(r"Signer Certificate Common Name: (.*)", block)
         reports.append(
             PdfsigReport(

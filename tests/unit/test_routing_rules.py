@@ -17,6 +17,7 @@ from services.router.domain import (
     check_steps,
     is_absent,
     plan_step,
+    planned_signatures,
     reassign,
     resolve,
     step_outcome,
@@ -151,6 +152,16 @@ def test_unknown_signers_are_refused_with_their_step() -> None:
 def test_a_step_completes_by_its_mode(mode: str, slots: list[str], signed: list[str], state: str) -> None:
     """`all` waits for every slot, `any` completes at the first signature."""
     assert step_outcome(mode, slots, signed) == state  # type: ignore[arg-type]
+
+
+def test_the_planned_signature_count_leaves_out_approvals_and_counts_one_per_any_step() -> None:
+    """An approval adds no signature, an `any` step one, an `all` step one per distinct signer."""
+    steps = [
+        StepSpec(action="approve", signers=["person:clerk"]),
+        StepSpec(mode="any", signers=["role:schepen", "person:deputy"]),
+        StepSpec(mode="all", signers=["role:algemeen-directeur", "role:burgemeester", "role:burgemeester"]),
+    ]
+    assert planned_signatures(steps) == 3
 
 
 # Property-based: random directories of up to 12 people, random substitutes (cycles included), random absences.
