@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PARAAF_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: install infra run demo test unit bench clean
+.PHONY: install infra run demo test unit lint bench clean
 
 $(BIN)/paraaf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ test: install infra
 
 unit: $(BIN)/paraaf
 	$(BIN)/pytest tests/unit
+
+lint: $(BIN)/paraaf
+	$(BIN)/ruff check shared services tests bench deploy
 
 bench: install infra
 	$(BIN)/python -m bench

@@ -200,7 +200,7 @@ async def run(count: int, rounds: int) -> dict[str, dict[str, float]]:
         size: {"bare": [], "bare, invisible": [], "service": [], "service x2": []} for size in files
     }
     async with SignerUnderTest() as service:
-        for size, pdf in files.items():  # warm up: workers spawned, font reduced, keys cached, pages rendered
+        for pdf in files.values():  # warm up: workers spawned, font reduced, keys cached, pages rendered
             await asyncio.to_thread(bare_loop, pdf, credentials, 3)
             await service.sign_all(await service.open_pages(await service.requests(pdf, 4)), 2)
         for _ in range(rounds):

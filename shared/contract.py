@@ -18,6 +18,7 @@ from shared.events import PersonRef, SignatureRecord, StepSpec, utcnow
 
 __all__ = [
     "COMMAND_TYPES",
+    "Command",
     "OUTCOMES",
     "Outcome",
     "ReissueSigningLink",
@@ -100,16 +101,24 @@ class Outcome(BaseModel):
         return f"{self.source}.{self.status}"
 
 
-class SendSigningLink(BaseModel):
-    """Signer → notifier: mail this person the link to their request."""
+class Command(BaseModel):
+    """The envelope of a command: ``command_id`` (also the AMQP message id and the receiver's
+    inbox key), ``correlation_id`` (the document id), ``causation_id``, ``org``."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
-    routing_key: ClassVar[str] = "notify.signing-link"
+    routing_key: ClassVar[str]
 
     command_id: UUID = Field(default_factory=uuid4)
     correlation_id: UUID
     causation_id: UUID | None = None
     org: str = "default"
+
+
+class SendSigningLink(Command):
+    """Signer → notifier: mail this person the link to their request."""
+
+    routing_key: ClassVar[str] = "notify.signing-link"
+
     kind: Literal["request", "reminder", "reassigned"] = "request"
     reminder: int = 0  # which reminder this is, for kind "reminder"
     request_id: UUID
@@ -127,30 +136,20 @@ class SendSigningLink(BaseModel):
     due_at: datetime | None = None
 
 
-class ReissueSigningLink(BaseModel):
+class ReissueSigningLink(Command):
     """Notifier → signer: a reminder is due; mail the signer a fresh link if the request is still open."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
     routing_key: ClassVar[str] = "signer.reissue-link"
 
-    command_id: UUID = Field(default_factory=uuid4)
-    correlation_id: UUID
-    causation_id: UUID | None = None
-    org: str = "default"
     request_id: UUID
     reminder: int  # 1 for the first reminder
 
 
-class SendDownloadLink(BaseModel):
+class SendDownloadLink(Command):
     """Signer → notifier: the document is complete; mail the submitter a link to the signed PDF."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
     routing_key: ClassVar[str] = "notify.download-link"
 
-    command_id: UUID = Field(default_factory=uuid4)
-    correlation_id: UUID
-    causation_id: UUID | None = None
-    org: str = "default"
     recipient: PersonRef
     title: str
     signatures: list[SignatureRecord] = Field(default_factory=list)
@@ -158,6 +157,6 @@ class SendDownloadLink(BaseModel):
     expires_at: datetime
 
 
-COMMAND_TYPES: dict[str, type[BaseModel]] = {
+COMMAND_TYPES: dict[str, type[Command]] = {
     command.routing_key: command for command in (SendSigningLink, ReissueSigningLink, SendDownloadLink)
 }

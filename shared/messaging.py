@@ -10,7 +10,6 @@
 """
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from uuid import UUID
@@ -21,9 +20,10 @@ from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from pydantic import BaseModel, ValidationError
 
-from shared.contract import COMMAND_TYPES, Outcome
+from shared.contract import COMMAND_TYPES, Command, Outcome
 from shared.events import EVENT_TYPES, Event, UnknownEvent
 from shared.topology import COMMANDS, EVENTS, EXCHANGES, OUTCOMES
+from shared.wakeup import Wakeup
 
 __all__ = [
     "Handler",
@@ -52,7 +52,7 @@ def decode_message(routing_key: str, body: bytes) -> BaseModel:
     return message_type.model_validate_json(body)
 
 
-def message_key(message: BaseModel) -> UUID:
+def message_key(message: Event | Command) -> UUID:
     return message.event_id if isinstance(message, Event) else message.command_id
 
 
@@ -161,8 +161,10 @@ class Outbox:
             await self.add_raw(conn, EVENTS.name, message.routing_key, message.event_id, message.model_dump_json().encode())
         elif isinstance(message, Outcome):
             await self.add_raw(conn, OUTCOMES.name, message.routing_key, message.outcome_id, message.model_dump_json().encode())
-        else:
+        elif isinstance(message, Command):
             await self.add_raw(conn, COMMANDS.name, message.routing_key, message.command_id, message.model_dump_json().encode())
+        else:
+            raise TypeError(f"the outbox takes events, outcomes and commands, not {type(message).__name__}")
 
     async def add_raw(
         self,
@@ -196,7 +198,7 @@ class OutboxRelay:
         self._schema = schema
         self._batch = batch
         self._poll = poll_seconds
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
 
     def wake(self) -> None:
         self._wake.set()
@@ -214,9 +216,7 @@ class OutboxRelay:
                 await asyncio.sleep(min(0.5 * 2**failures, 10.0))
                 continue
             if sent < self._batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
-                self._wake.clear()
+                await self._wake.sleep(self._poll)
 
     async def publish_pending(self) -> int:
         async with self._pool.acquire() as conn, conn.transaction():

@@ -10,6 +10,7 @@ from services.audit.chain import Break, link_hash, verify_chain
 __all__ = ["Break", "append", "verify"]
 from shared.db import canonical_json
 
+
 async def append(conn: asyncpg.Connection, routing_key: str, event: dict[str, Any]) -> int:
     """Chain ``event`` onto the log; returns its sequence number."""
     payload = canonical_json({"routing_key": routing_key, "event": event})

@@ -14,8 +14,6 @@ server's acceptance and our commit; its Message-ID is derived from the intent,
 so a mail client shows even that rare second copy as the same message.
 """
 
-import asyncio
-import contextlib
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -32,6 +30,7 @@ from services.notifier.domain import retry_delay
 from shared.events import NotificationFailed, NotificationSent
 from shared.messaging import Outbox
 from shared.topology import DLX
+from shared.wakeup import Wakeup
 
 __all__ = ["DEAD_LETTER_KEY", "MailSender"]
 
@@ -60,7 +59,7 @@ class MailSender:
         self._after_commit = after_commit
         self._poll = poll_seconds
         self._batch = batch
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         # Should the process die mid-attempt, the mail is due again after this.
         self._lease = timedelta(seconds=settings.smtp_timeout_seconds * 3 + 10)
 
@@ -71,9 +70,7 @@ class MailSender:
         while True:
             handled = await self.send_due()
             if handled < self._batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
-                self._wake.clear()
+                await self._wake.sleep(self._poll)
 
     async def send_due(self) -> int:
         """Try every mail that is due once; return how many were tried."""

@@ -8,12 +8,12 @@ and row number; a source with any bad row imports nothing.
 
 import csv
 import re
-from datetime import datetime
-from zoneinfo import ZoneInfo
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import ValidationError

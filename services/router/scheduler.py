@@ -7,8 +7,6 @@ adds an absence (PostgreSQL NOTIFY). Each absence is applied once, in one
 transaction with the requests it moves; an absence that ends pulls nothing back.
 """
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -19,6 +17,7 @@ from services.router import handlers
 from services.router.directory import ABSENCES_CHANNEL, DirectoryCache
 from shared.clock import Clock
 from shared.messaging import Outbox
+from shared.wakeup import Wakeup
 
 __all__ = ["AbsenceScheduler"]
 
@@ -42,7 +41,7 @@ class AbsenceScheduler:
         self._outbox = outbox
         self._clock = clock
         self._after_commit = after_commit
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
 
     def wake(self) -> None:
         self._wake.set()
@@ -53,9 +52,7 @@ class AbsenceScheduler:
         try:
             while True:
                 await self.apply_due()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=await self._seconds_to_next())
-                self._wake.clear()
+                await self._wake.sleep(await self._seconds_to_next())
         finally:
             await listener.close()
 

@@ -41,7 +41,6 @@ from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from services.signer.fonts import DEFAULT_FONT, stamp_font
-from services.signer.workers import WorkerPool
 from services.signer.stamps import (
     PLACEHOLDER,
     STAMP_HEIGHT,
@@ -51,6 +50,7 @@ from services.signer.stamps import (
     field_name,
     placeholder_box,
 )
+from services.signer.workers import WorkerPool
 
 __all__ = [
     "BYTES_RESERVED",

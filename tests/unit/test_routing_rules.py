@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 from services.router.domain import (
     MAX_DEPTH,
     Absence,
-    advance,
     Directory,
     Person,
     Role,
     RoutingError,
+    advance,
     check_steps,
     is_absent,
     plan_step,
