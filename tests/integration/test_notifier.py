@@ -27,7 +27,8 @@ from shared.events import (
 )
 from shared.topology import COMMANDS, EVENTS
 from tests.conftest import free_port
-from tests.support.notifier import FakeClock, Listener, notifier_settings, running_notifier
+from tests.support.listener import Listener
+from tests.support.notifier import FakeClock, notifier_settings, running_notifier
 from tests.support.smtp import SmtpServer
 
 BRUSSELS = ZoneInfo("Europe/Brussels")

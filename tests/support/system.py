@@ -20,6 +20,7 @@ import aio_pika
 import asyncpg
 import httpx
 
+from tests.support.listener import Listener
 from tests.support.smtp import SmtpServer
 
 __all__ = ["Outcomes", "System", "follow_link", "submission"]
@@ -161,47 +162,18 @@ class System:
             return response.content
 
 
-class Outcomes:
-    """A source system's view: a queue bound to esign.outcomes, read as messages arrive."""
+class Outcomes(Listener):
+    """A source system's view: a queue bound to esign.outcomes."""
 
     def __init__(self, amqp_url: str, binding: str = "#") -> None:
-        self._url = amqp_url
-        self._binding = binding
-        self.received: list[tuple[str, dict[str, Any]]] = []
+        super().__init__(amqp_url, "esign.outcomes", [binding])
 
-    async def __aenter__(self) -> "Outcomes":
-        self._connection = await aio_pika.connect(self._url)
-        channel = await self._connection.channel()
-        exchange = await channel.get_exchange("esign.outcomes", ensure=True)
-        self._queue = await channel.declare_queue(exclusive=True)
-        await self._queue.bind(exchange, self._binding)
-        await self._queue.consume(self._on_message)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._connection.close()
-
-    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        async with message.process():
-            self.received.append((message.routing_key or "", json.loads(message.body)))
-
-    async def wait(
+    async def wait(  # type: ignore[override]
         self, routing_key: str, external_ref: str | None = None, *, code: str | None = None, timeout: float = 60.0
     ) -> dict[str, Any]:
         """The first outcome with this routing key (and external_ref, and code, when given)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for key, body in self.received:
-                if (
-                    key == routing_key
-                    and (external_ref is None or body.get("external_ref") == external_ref)
-                    and (code is None or body.get("code") == code)
-                ):
-                    return body
-            if time.monotonic() > deadline:
-                seen = [(k, b.get("external_ref"), b.get("reason")) for k, b in self.received]
-                raise AssertionError(f"no {routing_key} outcome for {external_ref} within {timeout}s; saw {seen}")
-            await asyncio.sleep(0.1)
+        fields = {k: v for k, v in (("external_ref", external_ref), ("code", code)) if v is not None}
+        return (await super().wait(routing_key, timeout=timeout, **fields))[0]
 
 
 _CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
