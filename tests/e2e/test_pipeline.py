@@ -5,7 +5,6 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aio_pika
 import httpx
@@ -13,28 +12,19 @@ import pytest
 
 from tests.support.pdfs import make_encrypted_pdf, make_pdf
 from tests.support.smtp import SmtpServer
-from tests.support.system import Outcomes, System, follow_link, submission
+from tests.support.system import Outcomes, System, demo_city, follow_link, submission
 from tests.support.validate import pdfsig, pyhanko_validate
 
 pytestmark = pytest.mark.e2e
 
-DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo"
 
 
 @pytest.fixture
 async def system(request: pytest.FixtureRequest, database_url: str, amqp_url: str, smtp_server: SmtpServer) -> AsyncIterator[System]:
-    system = System(
-        name=request.node.name,
-        database_url=database_url,
-        amqp_url=amqp_url,
-        smtp=smtp_server,
-        extra_env={"PARAAF_MAX_PDF_MB": "0.05"},
-    )
-    system.cli("directory", "import", str(DEMO / "city.xlsx"))
-    system.cli("flows", "load", str(DEMO / "flows"))
-    await system.start()
-    yield system
-    assert all(code == 0 for code in system.stop().values()), "a service did not stop cleanly"
+    async with demo_city(
+        request.node.name, database_url=database_url, amqp_url=amqp_url, smtp=smtp_server, PARAAF_MAX_PDF_MB="0.05"
+    ) as system:
+        yield system
 
 
 async def test_two_signers_sign_and_the_source_gets_a_pdf_both_validators_accept(

@@ -13,12 +13,11 @@ from playwright.async_api import Page, async_playwright, expect
 from tests.support.pdfs import make_pdf
 from tests.support.signing import flip_signed_byte
 from tests.support.smtp import SmtpServer
-from tests.support.system import Outcomes, System, follow_link, submission
+from tests.support.system import Outcomes, System, demo_city, follow_link, submission
 from tests.support.validate import pdfsig, pyhanko_validate
 
 pytestmark = pytest.mark.e2e
 
-DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo"
 # Debian's Chromium, never a downloaded one (STACK.md).
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -35,12 +34,8 @@ FIVE = [
 
 @pytest.fixture
 async def system(request: pytest.FixtureRequest, database_url: str, amqp_url: str, smtp_server: SmtpServer) -> AsyncIterator[System]:
-    system = System(name=request.node.name, database_url=database_url, amqp_url=amqp_url, smtp=smtp_server)
-    system.cli("directory", "import", str(DEMO / "city.xlsx"))
-    system.cli("flows", "load", str(DEMO / "flows"))
-    await system.start()
-    yield system
-    assert all(code == 0 for code in system.stop().values()), "a service did not stop cleanly"
+    async with demo_city(request.node.name, database_url=database_url, amqp_url=amqp_url, smtp=smtp_server) as system:
+        yield system
 
 
 @pytest.fixture

@@ -9,36 +9,26 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.pdfs import make_pdf
 from tests.support.smtp import SmtpServer
-from tests.support.system import Outcomes, System, follow_link, submission
+from tests.support.system import Outcomes, System, demo_city, follow_link, submission
 from tests.support.validate import pdfsig, pyhanko_validate
 
 pytestmark = pytest.mark.e2e
 
-DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo"
 TENTH_OF_JULY = "2026-07-10T09:00:00+02:00"
 
 
 @pytest.fixture
 async def july(request: pytest.FixtureRequest, database_url: str, amqp_url: str, smtp_server: SmtpServer) -> AsyncIterator[System]:
-    system = System(
-        name=request.node.name,
-        database_url=database_url,
-        amqp_url=amqp_url,
-        smtp=smtp_server,
-        extra_env={"PARAAF_CLOCK_START": TENTH_OF_JULY},
-    )
-    system.cli("directory", "import", str(DEMO / "city.xlsx"))
-    system.cli("flows", "load", str(DEMO / "flows"))
-    await system.start()
-    yield system
-    system.stop()
+    async with demo_city(
+        request.node.name, database_url=database_url, amqp_url=amqp_url, smtp=smtp_server, PARAAF_CLOCK_START=TENTH_OF_JULY
+    ) as system:
+        yield system
 
 
 def last_page_text(pdf: bytes) -> str:

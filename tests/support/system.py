@@ -12,7 +12,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import httpx
 from tests.support.listener import Listener
 from tests.support.smtp import SmtpServer
 
-__all__ = ["Outcomes", "System", "follow_link", "submission"]
+__all__ = ["DEMO", "Outcomes", "System", "demo_city", "follow_link", "submission"]
 
 SERVICES = ("intake", "router", "signer", "notifier", "audit")
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,6 +161,25 @@ class System:
             response = await client.get(self.url("signer", "/ca.pem"))
             response.raise_for_status()
             return response.content
+
+
+DEMO = ROOT / "deploy" / "demo"
+
+
+@asynccontextmanager
+async def demo_city(
+    name: str, *, database_url: str, amqp_url: str, smtp: SmtpServer, **extra_env: str
+) -> AsyncIterator[System]:
+    """The demo city (deploy/demo: city.xlsx and its flows) with every service its own process; stopped cleanly after."""
+    system = System(name=name, database_url=database_url, amqp_url=amqp_url, smtp=smtp, extra_env=extra_env)
+    system.cli("directory", "import", str(DEMO / "city.xlsx"))
+    system.cli("flows", "load", str(DEMO / "flows"))
+    await system.start()
+    try:
+        yield system
+    finally:
+        codes = system.stop()
+    assert all(code == 0 for code in codes.values()), f"a service did not stop cleanly: {codes}"
 
 
 class Outcomes(Listener):
