@@ -2,20 +2,28 @@
 
 import asyncio
 import os
+import sys
 from typing import Annotated
 
 import typer
 
+from services.admin.cli import broker_app, db_app, keys_app, setup, sources_app
 from services.audit.cli import audit_app
 from services.dlq import dlq_app
 from services.router.cli import absence_app, directory_app, document_app, flows_app
 from services.signer.cli import ca_app, verify
 from services.supervisor import SERVICES, supervise
 from shared.logs import configure_logging
+from shared.settings import CannotStart
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(help="Paraaf: document-signing workflows for public administrations.", no_args_is_help=True)
+app.command("setup")(setup)
+app.add_typer(db_app, name="db")
+app.add_typer(broker_app, name="broker")
+app.add_typer(sources_app, name="sources")
+app.add_typer(keys_app, name="keys")
 app.add_typer(directory_app, name="directory")
 app.add_typer(flows_app, name="flows")
 app.add_typer(absence_app, name="absence")
@@ -39,4 +47,8 @@ def run(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except CannotStart as exc:
+        print(f"paraaf: {exc}", file=sys.stderr)
+        sys.exit(2)

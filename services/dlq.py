@@ -1,9 +1,11 @@
 """``paraaf dlq``: what the dead-letter queues hold, and putting it back.
 
 A message lands in ``<queue>.dlq`` when its handler failed past the delivery
-limit, or at once when it can never be processed (malformed). Once the cause
-is fixed, ``replay`` sends the messages back to the queue they came from
-(handlers are idempotent, so replaying twice is harmless).
+limit, or at once when it can never be processed (malformed, or from a
+publisher not allowed to send it). Once the cause is fixed, ``replay`` sends
+the messages back to the queue they came from (handlers are idempotent, so
+replaying twice is harmless), as their original publisher: the operator's
+broker user may do that (RabbitMQ's ``impersonator`` tag), nobody else.
 """
 
 import asyncio
@@ -14,20 +16,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from shared.credentials import read_identity
 from shared.messaging import REPLAYED_ROUTING_KEY
 from shared.settings import Settings
+from shared.topology import HOLDING_QUEUES, OPERATOR, TOPOLOGY
 
 __all__ = ["QUEUES", "dlq_app", "replay"]
 
-QUEUES = (
-    "intake.submissions",
-    "intake.events",
-    "router.events",
-    "signer.events",
-    "notifier.events",
-    "audit.events",
-)
-HOLDING = ("intake.rejected", "unrouted")
+QUEUES = tuple(q.name for q in TOPOLOGY.queues)
+HOLDING = HOLDING_QUEUES
 
 dlq_app = typer.Typer(help="Dead-letter queues: list and replay.", no_args_is_help=True)
 
@@ -74,6 +71,7 @@ async def replay(url: str, queue: str, limit: int | None = None) -> tuple[int, i
                     headers=headers,
                     content_type=message.content_type,
                     message_id=message.message_id,
+                    user_id=message.user_id,
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 ),
                 routing_key=queue,
@@ -86,8 +84,8 @@ async def replay(url: str, queue: str, limit: int | None = None) -> tuple[int, i
 
 
 def _was_delivered(message: aio_pika.abc.AbstractIncomingMessage) -> bool:
-    headers = message.headers or {}
-    return "x-death" in headers or REPLAYED_ROUTING_KEY in headers
+    """Dead-lettered by the broker after failed deliveries, rather than parked on purpose with a reason."""
+    return "x-death" in (message.headers or {})
 
 
 def _original_routing_key(message: aio_pika.abc.AbstractIncomingMessage) -> str:
@@ -99,11 +97,15 @@ def _original_routing_key(message: aio_pika.abc.AbstractIncomingMessage) -> str:
     return str(keys[0]) if keys else message.routing_key or ""
 
 
+def _operator_url() -> str:
+    return read_identity(Settings(), OPERATOR, needs=("amqp_url",)).amqp_url
+
+
 @dlq_app.command("list")
 def list_queues() -> None:
     """How many messages each dead-letter and holding queue keeps."""
     table = Table("queue", "messages")
-    for name, depth in asyncio.run(_depths(Settings().amqp_url)):
+    for name, depth in asyncio.run(_depths(_operator_url())):
         table.add_row(name, "not declared" if depth is None else str(depth))
     Console().print(table)
 
@@ -116,5 +118,5 @@ def replay_command(
     """Send what QUEUE's dead-letter queue holds back to QUEUE."""
     if queue not in QUEUES:
         raise typer.BadParameter(f"`{queue}` is not a consuming queue; choose one of {', '.join(QUEUES)}")
-    moved, kept = asyncio.run(replay(Settings().amqp_url, queue, limit))
+    moved, kept = asyncio.run(replay(_operator_url(), queue, limit))
     typer.echo(json.dumps({"queue": queue, "replayed": moved, "kept": kept}))

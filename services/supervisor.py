@@ -1,5 +1,10 @@
 """``paraaf run all``: start the five services as their own processes, restart
 one that dies (with back-off), and stop them all cleanly on Ctrl-C or SIGTERM.
+
+Each child gets only what is its own: the administrator's credentials in
+PARAAF_AMQP_URL and PARAAF_DATABASE_URL are removed, PARAAF_KEY_SECRET goes
+to the signer alone, and another service's PARAAF_<SERVICE>_* credentials
+to nobody.
 """
 
 import asyncio
@@ -7,13 +12,35 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
-__all__ = ["SERVICES", "supervise"]
+from shared.credentials import FIELDS
+
+__all__ = ["SERVICES", "child_environment", "supervise"]
 
 SERVICES = ("intake", "router", "signer", "notifier", "audit")
+_ADMIN_URLS = ("PARAAF_AMQP_URL", "PARAAF_DATABASE_URL")
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))
+
+
+def child_environment(service: str, environment: Mapping[str, str]) -> dict[str, str]:
+    """What the process of ``service`` may see of the supervisor's environment."""
+    others = {f"PARAAF_{s.upper()}_{field.upper()}" for s in SERVICES if s != service for field in FIELDS}
+    if service != "signer":
+        others.add("PARAAF_KEY_SECRET")
+    child = {name: value for name, value in environment.items() if name not in others}
+    for name in _ADMIN_URLS:
+        if name in child:
+            child[name] = _without_credentials(child[name])
+    return child
 
 
 async def _run_one(name: str, stopping: asyncio.Event) -> None:
@@ -21,7 +48,9 @@ async def _run_one(name: str, stopping: asyncio.Event) -> None:
     failures = 0
     while not stopping.is_set():
         started = time.monotonic()
-        process = await asyncio.create_subprocess_exec(sys.executable, "-m", f"services.{name}", env=os.environ.copy())
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", f"services.{name}", env=child_environment(name, os.environ)
+        )
         log.info("service started", pid=process.pid)
         waiter = asyncio.create_task(process.wait())
         stopper = asyncio.create_task(stopping.wait())

@@ -3,7 +3,8 @@ that submit documents (``esign.intake`` in, ``esign.outcomes`` out) and the
 commands services send each other on ``esign.commands``.
 
 Commands are imperatives (``SendSigningLink``); they travel on their own
-exchange so a live signing link never enters the event stream or the audit log.
+exchange, apart from the audited event stream. None carries a link: links
+exist only in the signer (as hashes) and in the mail itself.
 """
 
 import base64
@@ -47,7 +48,7 @@ class SubmitDocument(BaseModel):
     pdf: bytes
     language: Literal["nl", "fr", "en"] = "nl"
     metadata: dict[str, Any] = Field(default_factory=dict)
-    org: str = Field(default="default", min_length=1)
+    org: str | None = Field(default=None, min_length=1)  # the source's own org when left out
 
     @field_validator("pdf", mode="before")
     @classmethod
@@ -115,7 +116,7 @@ class Command(BaseModel):
 
 
 class SendSigningLink(Command):
-    """Signer → notifier: mail this person the link to their request."""
+    """Signer → notifier: mail this person a link to their request (made by the signer at send time)."""
 
     routing_key: ClassVar[str] = "notify.signing-link"
 
@@ -129,7 +130,8 @@ class SendSigningLink(Command):
     step: int
     step_count: int
     action: str
-    link: str
+    # No link: the notifier asks the signer for one when it sends the mail. The link will
+    # work at least until this moment (it is made later, so it works a little longer).
     expires_at: datetime
     # When the request should be done by, if its flow names a date; without one the
     # notifier shows a default (PARAAF_DUE_AFTER working days after the request).
@@ -146,15 +148,15 @@ class ReissueSigningLink(Command):
 
 
 class SendDownloadLink(Command):
-    """Signer → notifier: the document is complete; mail the submitter a link to the signed PDF."""
+    """Signer → notifier: the document is complete; mail the submitter a link to the signed PDF
+    (made by the signer at send time)."""
 
     routing_key: ClassVar[str] = "notify.download-link"
 
     recipient: PersonRef
     title: str
     signatures: list[SignatureRecord] = Field(default_factory=list)
-    link: str
-    expires_at: datetime
+    expires_at: datetime  # the download link, made when the mail is sent, works at least until then
 
 
 COMMAND_TYPES: dict[str, type[Command]] = {

@@ -1,10 +1,12 @@
 """PostgreSQL access: the pool (with a jsonb codec), database creation and
-numbered SQL migrations applied per service schema at start-up.
+numbered SQL migrations per schema.
 
 Migrations are files ``NNN_name.sql`` in a service's ``migrations/`` folder.
-Each runs once, in its own transaction, under an advisory lock so that two
-replicas starting together do not race. The first migration of every schema
-is the messaging tables (inbox, outbox) this library needs.
+``paraaf db setup`` applies them, as the schema's owner, each once, under an
+advisory lock so that two setups running together do not race; the first
+migration of every service schema is the messaging tables (inbox, outbox)
+this library needs. A service only checks at start that its schemas are up
+to date (:func:`check_migrated`): it has no right to change them.
 """
 
 import json
@@ -18,7 +20,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import structlog
 
-__all__ = ["canonical_json", "connect_pool", "ensure_database", "migrate"]
+from shared.settings import CannotStart
+
+__all__ = ["NotMigrated", "canonical_json", "check_migrated", "connect_pool", "ensure_database", "migrate", "migrations_of"]
 
 _MIGRATION = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -78,23 +82,46 @@ def _messaging_sql() -> str:
     return files("shared").joinpath("messaging.sql").read_text()
 
 
-async def migrate(
-    pool: asyncpg.Pool, schema: str, directories: Iterable[Path], *, messaging: bool = True
-) -> list[str]:
-    """Apply what has not been applied yet; return the names applied now.
-
-    ``messaging`` adds the inbox and outbox tables as migration 000.
-    """
-    if not _SCHEMA.match(schema):
-        raise ValueError(f"schema name {schema!r} must be lower-case letters, digits and _")
-    log = structlog.get_logger()
+def migrations_of(directories: Iterable[Path], *, messaging: bool = True) -> list[tuple[int, str, str]]:
+    """(version, name, SQL) in order; ``messaging`` adds the inbox and outbox tables as migration 000."""
     migrations = [(0, "000_messaging", _messaging_sql())] if messaging else []
     for directory in directories:
         migrations += [(v, p.stem, p.read_text()) for v, p in _migration_files(directory)]
+    return migrations
+
+
+class NotMigrated(CannotStart):
+    """The database schema is older than this version of Paraaf expects."""
+
+
+async def check_migrated(conn: asyncpg.Connection | asyncpg.Pool, schema: str, directories: Iterable[Path], *, messaging: bool = True) -> None:
+    """Refuse to run against a schema that lacks migrations this code needs."""
+    wanted = {v for v, _, _ in migrations_of(directories, messaging=messaging)}
+    try:
+        done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {schema}.schema_migrations")}
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError, asyncpg.InsufficientPrivilegeError):
+        done = set()
+    if missing := sorted(wanted - done):
+        raise NotMigrated(
+            f"the database schema `{schema}` lacks migration(s) {', '.join(f'{v:03d}' for v in missing)}:"
+            " run `paraaf db setup`"
+        )
+
+
+async def migrate(
+    pool: asyncpg.Pool, schema: str, directories: Iterable[Path], *, messaging: bool = True, owner: str | None = None
+) -> list[str]:
+    """Apply what has not been applied yet, as ``owner`` when given; return the names applied now."""
+    if not _SCHEMA.match(schema):
+        raise ValueError(f"schema name {schema!r} must be lower-case letters, digits and _")
+    log = structlog.get_logger()
+    migrations = migrations_of(directories, messaging=messaging)
     applied_now = []
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"migrate:{schema}")
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        if owner is not None:
+            await conn.execute(f'SET LOCAL ROLE "{owner}"')
         await conn.execute(
             f"CREATE TABLE IF NOT EXISTS {schema}.schema_migrations ("
             " version int PRIMARY KEY, name text NOT NULL,"

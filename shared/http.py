@@ -1,24 +1,57 @@
-"""What every service's HTTP API starts from: a FastAPI app with ``/health``."""
+"""What every service's HTTP API starts from: a FastAPI app with ``/health``
+(no internal detail in its answer), OpenAPI pages only when asked for
+(``PARAAF_HTTP_DOCS``), and how a PDF is sent so that no browser runs it as
+anything else."""
 
+import unicodedata
 from collections.abc import Callable
+from urllib.parse import quote
 
 import asyncpg
+import structlog
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-__all__ = ["base_app"]
+__all__ = ["base_app", "content_disposition", "pdf_response"]
 
 
-def base_app(service: str, pool: Callable[[], asyncpg.Pool], **fastapi_args: object) -> FastAPI:
-    app = FastAPI(title=f"Paraaf {service}", **fastapi_args)
+def base_app(service: str, pool: Callable[[], asyncpg.Pool], *, docs: bool = False, **fastapi_args: object) -> FastAPI:
+    pages = {} if docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title=f"Paraaf {service}", **pages, **fastapi_args)  # type: ignore[arg-type]
 
     @app.get("/health", tags=["operations"])
     async def health() -> JSONResponse:
         """200 when the service is up and reaches its database."""
         try:
             await pool().fetchval("SELECT 1")
-        except (OSError, asyncpg.PostgresError) as exc:
-            return JSONResponse({"service": service, "status": "degraded", "database": str(exc)}, status_code=503)
+        except (OSError, asyncpg.PostgresError, RuntimeError) as exc:
+            structlog.get_logger().warning("health check: database unreachable", error=repr(exc))
+            return JSONResponse({"service": service, "status": "degraded"}, status_code=503)
         return JSONResponse({"service": service, "status": "ok"})
 
     return app
+
+
+def _ascii_fallback(filename: str) -> str:
+    plain = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
+    plain = "".join(c if c.isalnum() or c in "._- " else "_" for c in plain).strip() or "document.pdf"
+    return plain if plain.lower().endswith(".pdf") else plain + ".pdf"
+
+
+def content_disposition(disposition: str, filename: str) -> str:
+    """RFC 6266: an ASCII ``filename`` for old clients and the real one as ``filename*`` in UTF-8."""
+    return f"{disposition}; filename=\"{_ascii_fallback(filename)}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def pdf_response(pdf: bytes, filename: str, *, disposition: str = "attachment") -> Response:
+    """A PDF that is only ever a PDF: not sniffed as something else, scripts in a sandbox, never cached."""
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": content_disposition(disposition, filename),
+            "Content-Security-Policy": "sandbox",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+    )

@@ -1,12 +1,18 @@
-"""At-least-once delivery, exactly-once effects (DESIGN.md "Delivery guarantees").
+"""At-least-once delivery, exactly-once effects (DESIGN.md "Delivery guarantees"),
+and only from whom a message may come (DESIGN.md "Trust boundaries").
 
 * :func:`process` is the consumer edge: one transaction holds the inbox mark,
   the handler's state change and its outbox rows; the message is acked only
   after that transaction committed, nacked (with a short back-off) when the
-  handler failed, and dead-lettered at once when it can never be processed.
+  handler failed, and parked in the queue's dead-letter queue at once when it
+  can never be processed.
+* :func:`event_consumer` accepts a message type only from the broker user of
+  a service that owns it (RabbitMQ refuses a ``user_id`` that is not the
+  publisher's own); anything else is parked with reason ``untrusted publisher``.
 * :class:`Outbox` writes outgoing messages inside the caller's transaction.
-* :class:`OutboxRelay` publishes them, persistent and confirmed, with
-  ``message_id`` set so consumers can drop duplicates.
+* :class:`OutboxRelay` publishes them, persistent, confirmed, with
+  ``message_id`` set so consumers can drop duplicates and ``user_id`` set so
+  they know who sent them.
 """
 
 import asyncio
@@ -22,10 +28,13 @@ from pydantic import BaseModel, ValidationError
 
 from shared.contract import COMMAND_TYPES, Command, Outcome
 from shared.events import EVENT_TYPES, Event, UnknownEvent
-from shared.topology import COMMANDS, EVENTS, EXCHANGES, OUTCOMES
+from shared.topology import COMMANDS, DLX, EVENTS, EXCHANGES, OUTCOMES
 from shared.wakeup import Wakeup
 
 __all__ = [
+    "REPLAYED_ROUTING_KEY",
+    "UNTRUSTED",
+    "DeadLetters",
     "Handler",
     "Outbox",
     "OutboxRelay",
@@ -34,10 +43,12 @@ __all__ = [
     "event_consumer",
     "message_key",
     "process",
+    "publisher_of",
     "routing_key_of",
 ]
 
 Handler = Callable[[Any, asyncpg.Connection], Awaitable[None]]
+UNTRUSTED = "untrusted publisher"
 
 
 class PermanentError(Exception):
@@ -64,9 +75,50 @@ def routing_key_of(msg: RabbitMessage) -> str:
     return str((msg.headers or {}).get(REPLAYED_ROUTING_KEY) or msg.raw_message.routing_key or "")
 
 
+def publisher_of(msg: RabbitMessage) -> str | None:
+    """The broker user that published the message (RabbitMQ checked it), or None when it did not say."""
+    return msg.raw_message.user_id or None
+
+
 def _backoff(msg: RabbitMessage) -> float:
     deliveries = int((msg.headers or {}).get("x-delivery-count", 0) or 0)
     return min(0.2 * 2**deliveries, 5.0)
+
+
+class DeadLetters:
+    """Parks a message in its queue's dead-letter queue with the reason, then acks it."""
+
+    def __init__(self, broker: RabbitBroker, user_id: str) -> None:
+        self._broker = broker
+        self._user_id = user_id
+
+    async def park(self, msg: RabbitMessage, queue: str, reason: str) -> None:
+        raw = msg.raw_message
+        headers = {
+            **(msg.headers or {}),
+            "x-paraaf-reason": reason[:1000],
+            "x-paraaf-publisher": publisher_of(msg) or "",
+            "x-paraaf-exchange": raw.exchange or "",
+            REPLAYED_ROUTING_KEY: routing_key_of(msg),
+        }
+        try:
+            await self._broker.publish(
+                msg.body,
+                exchange=DLX,
+                routing_key=queue,
+                headers=headers,
+                persist=True,
+                message_id=msg.message_id,
+                content_type=msg.content_type,
+                user_id=self._user_id,
+                timeout=30,
+            )
+        except Exception:  # the edge: the broker is away; the message stays in its queue for another try
+            structlog.get_logger().exception("could not park the message; returned to the queue")
+            await asyncio.sleep(_backoff(msg))
+            await msg.nack(requeue=True)
+            return
+        await msg.ack()
 
 
 async def process(
@@ -77,6 +129,7 @@ async def process(
     schema: str,
     key: UUID,
     work: Callable[[asyncpg.Connection], Awaitable[None]],
+    dead_letters: DeadLetters,
     after_commit: Callable[[], None] = lambda: None,
 ) -> None:
     """Run ``work`` once per ``key`` in one transaction with the inbox mark; then ack."""
@@ -95,7 +148,7 @@ async def process(
                 log.info("duplicate ignored")
     except PermanentError as exc:
         log.error("message dead-lettered", reason=str(exc))
-        await msg.reject(requeue=False)
+        await dead_letters.park(msg, consumer, str(exc))
         return
     except Exception:
         # The edge: whatever went wrong, the message goes back for another try and,
@@ -114,25 +167,33 @@ def event_consumer(
     consumer: str,
     schema: str,
     handlers: Mapping[str, Handler],
+    trusted: Callable[[str], frozenset[str]],
+    dead_letters: DeadLetters,
     after_commit: Callable[[], None] = lambda: None,
 ) -> Callable[[RabbitMessage], Awaitable[None]]:
-    """A subscriber body dispatching events and commands by routing key to ``handlers``."""
+    """A subscriber body dispatching events and commands by routing key to ``handlers``,
+    each accepted only from a publisher ``trusted(routing_key)`` names."""
 
     async def on_message(msg: RabbitMessage) -> None:
         routing_key = routing_key_of(msg)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(routing_key=routing_key)
         log = structlog.get_logger()
+        publisher = publisher_of(msg)
+        if publisher not in trusted(routing_key):
+            log.warning(UNTRUSTED + "; dead-lettered", publisher=publisher, trusted=sorted(trusted(routing_key)))
+            await dead_letters.park(msg, consumer, UNTRUSTED)
+            return
         handler = handlers.get(routing_key)
         if handler is None:
             log.warning("no handler for routing key; dead-lettered")
-            await msg.reject(requeue=False)
+            await dead_letters.park(msg, consumer, f"no handler for routing key `{routing_key}`")
             return
         try:
             message = decode_message(routing_key, msg.body)
         except (ValidationError, UnknownEvent) as exc:
             log.error("malformed message dead-lettered", error=str(exc))
-            await msg.reject(requeue=False)
+            await dead_letters.park(msg, consumer, f"malformed: {exc}")
             return
         structlog.contextvars.bind_contextvars(
             event_id=str(message_key(message)), document_id=str(message.correlation_id)
@@ -144,6 +205,7 @@ def event_consumer(
             schema=schema,
             key=message_key(message),
             work=lambda conn: handler(message, conn),
+            dead_letters=dead_letters,
             after_commit=after_commit,
         )
 
@@ -175,7 +237,6 @@ class Outbox:
         body: bytes,
         headers: Mapping[str, Any] | None = None,
     ) -> None:
-        """``exchange`` "" is the default exchange: ``routing_key`` is then a queue name."""
         await conn.execute(
             f"INSERT INTO {self.schema}.outbox (message_id, exchange, routing_key, body, headers)"
             " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (message_id) DO NOTHING",
@@ -188,14 +249,22 @@ class Outbox:
 
 
 class OutboxRelay:
-    """Publishes outbox rows in order, persistent and confirmed, then deletes them."""
+    """Publishes outbox rows in order, persistent and confirmed, as ``user_id``, then deletes them."""
 
     def __init__(
-        self, pool: asyncpg.Pool, broker: RabbitBroker, schema: str, *, batch: int = 100, poll_seconds: float = 1.0
+        self,
+        pool: asyncpg.Pool,
+        broker: RabbitBroker,
+        schema: str,
+        *,
+        user_id: str,
+        batch: int = 100,
+        poll_seconds: float = 1.0,
     ) -> None:
         self._pool = pool
         self._broker = broker
         self._schema = schema
+        self._user_id = user_id
         self._batch = batch
         self._poll = poll_seconds
         self._wake = Wakeup()
@@ -236,12 +305,13 @@ class OutboxRelay:
     async def _publish(self, row: asyncpg.Record) -> None:
         await self._broker.publish(
             row["body"],
-            exchange=EXCHANGES.get(row["exchange"]),
+            exchange=EXCHANGES[row["exchange"]],
             routing_key=row["routing_key"],
             persist=True,
             mandatory=True,
             message_id=str(row["message_id"]),
             content_type="application/json",
             headers=row["headers"] or None,
+            user_id=self._user_id,
             timeout=30,
         )

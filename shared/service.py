@@ -1,17 +1,24 @@
 """The runtime every service shares: one FastStream app holding the broker,
-the database pool, migrations, topology, the outbox relay, the service's
-consumers, its HTTP server and its background loops.
+the database pool, the outbox relay, the service's consumers, its HTTP
+server and its background loops.
 
-A service's ``main.create_app`` describes *what* it consumes and serves;
-this module makes it run, and stop cleanly on SIGINT/SIGTERM.
+A service runs as itself: its own broker user and database role
+(shared/credentials.py), never ``guest`` or a superuser. It finds its
+queues where ``paraaf broker setup`` declared them and its schemas where
+``paraaf db setup`` migrated them, and says which command to run when
+they are not there. A service's ``main.create_app`` describes *what* it
+consumes and serves; this module makes it run, and stop cleanly on
+SIGINT/SIGTERM.
 """
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import asyncpg
 import structlog
 import uvicorn
@@ -19,14 +26,21 @@ from faststream import AckPolicy, FastStream
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
-from shared.blobs import migrate_blobs
-from shared.db import connect_pool, ensure_database, migrate
+from shared import apikeys, blobs
+from shared.credentials import read_identity
+from shared.db import check_migrated, connect_pool
 from shared.logs import configure_logging
-from shared.messaging import Handler, Outbox, OutboxRelay, event_consumer
-from shared.settings import Settings
-from shared.topology import QueueSpec, declare_topology, holding_queue
+from shared.messaging import DeadLetters, Handler, Outbox, OutboxRelay, event_consumer
+from shared.settings import CannotStart, Settings
+from shared.topology import TOPOLOGY, QueueSpec, Topology
 
-__all__ = ["Service", "run"]
+__all__ = ["NotSetUp", "Service", "open_database", "run"]
+
+_SHARED_SCHEMAS = {"blobs": (blobs.MIGRATIONS, False), "access": (apikeys.MIGRATIONS, False)}
+
+
+class NotSetUp(CannotStart):
+    """Something ``paraaf setup`` makes is missing: the service says what and stops."""
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -40,17 +54,28 @@ class _EmbeddedServer(uvicorn.Server):
 class Service:
     """Wiring for one service; ``app`` is what ``python -m services.<name>`` runs."""
 
-    def __init__(self, name: str, settings: Settings, *, migrations: Path, uses_blobs: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        *,
+        migrations: Path,
+        uses: Sequence[str] = (),
+        topology: Topology = TOPOLOGY,
+    ) -> None:
         configure_logging(name, settings.log_level, settings.log_format)
         self.name = name
         self.schema = name
         self.settings = settings
+        self.topology = topology
+        self.identity = read_identity(settings, name)
         self.outbox = Outbox(self.schema)
         self.broker = RabbitBroker(
-            settings.amqp_url,
+            self.identity.amqp_url,
             default_channel=Channel(publisher_confirms=True),
             logger=None,
         )
+        self.dead_letters = DeadLetters(self.broker, self.identity.broker_user)
         self.app = FastStream(
             self.broker,
             logger=structlog.get_logger(),
@@ -59,10 +84,8 @@ class Service:
             on_shutdown=[self._stop],
             after_shutdown=[self._close],
         )
-        self._migrations = migrations
-        self._uses_blobs = uses_blobs
+        self._schemas = [(self.schema, migrations, True), *((s, *_SHARED_SCHEMAS[s]) for s in uses)]
         self._queues: list[QueueSpec] = []
-        self._holding: list[str] = []
         self._pool: asyncpg.Pool | None = None
         self._relay: OutboxRelay | None = None
         self._loops: list[Callable[[], Awaitable[None]]] = []
@@ -80,6 +103,10 @@ class Service:
         if self._relay is not None:
             self._relay.wake()
 
+    def trusted(self, routing_key: str) -> frozenset[str]:
+        """The broker users whose messages with this routing key this service accepts."""
+        return self.topology.trusted_users(self.settings.broker_user_prefix, routing_key)
+
     def consume(
         self,
         spec: QueueSpec,
@@ -96,6 +123,8 @@ class Service:
                 consumer=spec.name,
                 schema=self.schema,
                 handlers=handlers,
+                trusted=self.trusted,
+                dead_letters=self.dead_letters,
                 after_commit=after_commit or self.wake_relay,
             ),
             prefetch=prefetch,
@@ -103,9 +132,11 @@ class Service:
 
     def subscribe(self, spec: QueueSpec, on_message: Callable[..., Awaitable[None]], *, prefetch: int | None = None) -> None:
         """Attach a raw subscriber body (it acks itself) to ``spec``."""
+        if spec not in self.topology.service(self.name).consumes:
+            raise ValueError(f"{self.name} does not consume {spec.name} in the topology")
         self._queues.append(spec)
         self.broker.subscriber(
-            spec.rabbit_queue(self.settings.delivery_limit),
+            spec.rabbit_queue(),
             spec.bindings[0].exchange,
             channel=Channel(prefetch_count=prefetch or self.settings.prefetch),
             ack_policy=AckPolicy.MANUAL,
@@ -113,10 +144,6 @@ class Service:
             decoder=_raw_body,
             title=spec.name,
         )(on_message)
-
-    def hold(self, queue: str) -> None:
-        """Declare a queue that only keeps messages for operators (e.g. ``intake.rejected``)."""
-        self._holding.append(queue)
 
     def serve_http(self, port: int, build: Callable[[], Any]) -> None:
         """Serve the ASGI app ``build()`` returns once the pool exists."""
@@ -127,18 +154,15 @@ class Service:
         self._loops.append(body)
 
     async def _start(self) -> None:
-        await ensure_database(self.settings.database_url)
-        self._pool = await connect_pool(self.settings.database_url, max_size=self.settings.db_pool_size)
-        if self._uses_blobs:
-            await migrate_blobs(self._pool)
-        await migrate(self._pool, self.schema, [self._migrations])
+        self._pool = await open_database(
+            self.settings, self.name, migrations=self._schemas[0][1], uses=[s for s, _, _ in self._schemas[1:]],
+            size=self.settings.db_pool_size,
+        )
         await self.broker.connect()
-        await declare_topology(self.broker, self._queues, delivery_limit=self.settings.delivery_limit)
-        for name in self._holding:
-            await self.broker.declare_queue(holding_queue(name))
+        await _check_queues(self.identity.amqp_url, self._queues)
 
     async def _after_start(self) -> None:
-        self._relay = OutboxRelay(self.pool, self.broker, self.schema)
+        self._relay = OutboxRelay(self.pool, self.broker, self.schema, user_id=self.identity.broker_user)
         for body in [self._relay.run, *self._loops]:
             self._tasks.append(asyncio.create_task(_forever(body), name=body.__qualname__))
         if self._http is not None:
@@ -164,6 +188,48 @@ class Service:
         structlog.get_logger().info("service stopped")
 
 
+async def open_database(
+    settings: Settings, service: str, *, migrations: Path, uses: Sequence[str] = (), size: int = 1
+) -> asyncpg.Pool:
+    """A pool as ``service``'s own role, once its schemas are known to be up to date: how a service
+    starts, and how an operator command acting for a service opens the database."""
+    pool = await _connect_database(read_identity(settings, service, needs=("database_url",)).database_url, size)
+    try:
+        await check_migrated(pool, service, [migrations])
+        for schema in uses:
+            directory, messaging = _SHARED_SCHEMAS[schema]
+            await check_migrated(pool, schema, [directory], messaging=messaging)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool
+
+
+async def _connect_database(url: str, size: int) -> asyncpg.Pool:
+    try:
+        pool = await connect_pool(url, max_size=size)
+    except asyncpg.InvalidCatalogNameError:
+        raise NotSetUp("the database does not exist: run `paraaf db setup`") from None
+    except asyncpg.InvalidAuthorizationSpecificationError as exc:
+        raise NotSetUp(f"the database refused this service's role ({exc}): run `paraaf db setup`") from None
+    if await pool.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+        await pool.close()
+        raise NotSetUp("a service never connects as a database superuser: run `paraaf db setup` and use its roles")
+    return pool
+
+
+async def _check_queues(amqp_url: str, queues: Sequence[QueueSpec]) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        for spec in queues:
+            channel = await connection.channel()
+            try:
+                await channel.declare_queue(spec.name, passive=True)
+            except aio_pika.exceptions.ChannelClosed:
+                raise NotSetUp(f"queue `{spec.name}` does not exist: run `paraaf broker setup`") from None
+            await channel.close()
+
+
 async def _raw_body(msg: RabbitMessage) -> bytes:
     return msg.body
 
@@ -184,6 +250,10 @@ async def _forever(body: Callable[[], Awaitable[None]]) -> None:
 
 def run(create_app: Callable[[], Service | FastStream]) -> None:
     """Entry point of ``python -m services.<name>``."""
-    made = create_app()
-    app = made.app if isinstance(made, Service) else made
-    asyncio.run(app.run())
+    try:
+        made = create_app()
+        app = made.app if isinstance(made, Service) else made
+        asyncio.run(app.run())
+    except CannotStart as exc:
+        structlog.get_logger().error("cannot start", reason=str(exc))
+        sys.exit(2)

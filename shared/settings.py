@@ -2,6 +2,12 @@
 
 Every service extends :class:`Settings` with its own fields; README.md lists
 them all (a test keeps that table honest).
+
+``amqp_url`` and ``database_url`` name the broker (with its vhost) and the
+database, with an administrator's credentials: only the setup commands
+(``paraaf db setup``, ``paraaf broker setup``, ``paraaf sources``,
+``paraaf keys``) use those credentials. Each service connects as its own
+user (shared/credentials.py).
 """
 
 from datetime import datetime
@@ -9,7 +15,11 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["CannotStart", "Settings"]
+
+
+class CannotStart(RuntimeError):
+    """A service cannot start as configured; the message says what to do."""
 
 
 class Settings(BaseSettings):
@@ -21,12 +31,24 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/paraaf"
     public_url: str = "http://127.0.0.1:8083"
     data_dir: Path = Path("var")
+    secrets_dir: Path | None = None  # where `paraaf setup` keeps the services' credentials; default DATA_DIR/secrets
+    broker_user_prefix: str = "paraaf"  # broker users are <prefix>.<service> and <prefix>.source.<source>
+    db_role_prefix: str = "paraaf"  # database roles are <prefix>_<service>
     org: str = "default"
     timezone: str = "Europe/Brussels"
     http_host: str = "127.0.0.1"
+    http_docs: bool = False  # serve /docs and /openapi.json
     log_level: str = "INFO"
     log_format: str = "json"
     prefetch: int = 16
     delivery_limit: int = 5
     db_pool_size: int = 5
     clock_start: datetime | None = None  # tests and demos only: run the clock from this instant
+
+    @property
+    def secrets_path(self) -> Path:
+        return self.secrets_dir or self.data_dir / "secrets"
+
+    @property
+    def public_https(self) -> bool:
+        return self.public_url.lower().startswith("https://")

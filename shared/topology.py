@@ -1,44 +1,81 @@
-"""The broker topology every service agrees on (DESIGN.md, "Infrastructure").
+"""The broker topology and who may do what on it (DESIGN.md "Infrastructure"
+and "Trust boundaries"), in one place: ``paraaf broker setup`` declares it
+and derives every user's permissions from it, and every consumer derives
+from it whose messages it accepts.
 
 Exchanges: ``esign.events`` (domain events), ``esign.intake`` (submissions),
 ``esign.outcomes`` (results for the sending systems), ``esign.commands``
-(service-to-service commands that must stay out of the audited event stream),
+(service-to-service commands kept out of the audited event stream),
 ``esign.dlx`` (dead letters). A message nobody is bound to receive is not
 lost: the topic exchanges name ``esign.unrouted`` as their alternate
 exchange, whose queue ``unrouted`` keeps it for an operator.
 
 Each consuming queue is a durable quorum queue with a delivery limit whose
-dead letters go to ``<queue>.dlq``.
+dead letters go to ``<queue>.dlq``. Services declare nothing: they find
+their queues (passively) where ``paraaf broker setup`` put them, so a
+service's broker user needs no right to create, bind or delete anything.
 """
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
-from aio_pika.abc import AbstractRobustExchange
-from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
+
+from shared.contract import ReissueSigningLink, SendDownloadLink, SendSigningLink
+from shared.events import (
+    DocumentAccepted,
+    DocumentCompleted,
+    DocumentDeclined,
+    DocumentRejected,
+    DocumentSubmitted,
+    DocumentWithdrawn,
+    NotificationFailed,
+    NotificationSent,
+    RoutingUnresolved,
+    SignatureCancelled,
+    SignatureDeclined,
+    SignatureReassigned,
+    SignatureRequested,
+    Signed,
+)
 
 __all__ = [
     "COMMANDS",
     "DLX",
     "EVENTS",
+    "EXCHANGES",
+    "HOLDING_QUEUES",
     "INTAKE",
     "OUTCOMES",
+    "OPERATOR",
+    "REJECTED_QUEUE",
+    "TOPOLOGY",
     "UNROUTED",
     "Binding",
     "QueueSpec",
-    "declare_topology",
-    "holding_queue",
+    "ServiceSpec",
+    "Topology",
+    "broker_user",
+    "outcomes_queue",
+    "source_of_user",
+    "source_user",
 ]
 
-UNROUTED = RabbitExchange("esign.unrouted", type=ExchangeType.FANOUT, durable=True)
+UNROUTED = RabbitExchange("esign.unrouted", type=ExchangeType.FANOUT, durable=True, declare=False)
 _ALTERNATE = {"alternate-exchange": UNROUTED.name}
-EVENTS = RabbitExchange("esign.events", type=ExchangeType.TOPIC, durable=True, arguments=_ALTERNATE)
-INTAKE = RabbitExchange("esign.intake", type=ExchangeType.TOPIC, durable=True, arguments=_ALTERNATE)
-OUTCOMES = RabbitExchange("esign.outcomes", type=ExchangeType.TOPIC, durable=True, arguments=_ALTERNATE)
-COMMANDS = RabbitExchange("esign.commands", type=ExchangeType.TOPIC, durable=True, arguments=_ALTERNATE)
-DLX = RabbitExchange("esign.dlx", type=ExchangeType.DIRECT, durable=True)
+EVENTS = RabbitExchange("esign.events", type=ExchangeType.TOPIC, durable=True, arguments=_ALTERNATE, declare=False)
+INTAKE = RabbitExchange("esign.intake", type=ExchangeType.TOPIC, durable=True, arguments=_ALTERNATE, declare=False)
+OUTCOMES = RabbitExchange("esign.outcomes", type=ExchangeType.TOPIC, durable=True, arguments=_ALTERNATE, declare=False)
+COMMANDS = RabbitExchange("esign.commands", type=ExchangeType.TOPIC, durable=True, arguments=_ALTERNATE, declare=False)
+DLX = RabbitExchange("esign.dlx", type=ExchangeType.DIRECT, durable=True, declare=False)
 
 EXCHANGES = {e.name: e for e in (UNROUTED, EVENTS, INTAKE, OUTCOMES, COMMANDS, DLX)}
+TOPIC_EXCHANGES = (EVENTS, INTAKE, OUTCOMES, COMMANDS)
+
+REJECTED_QUEUE = "intake.rejected"  # refused submissions, byte for byte, on esign.dlx with this key
+HOLDING_QUEUES = ("unrouted", REJECTED_QUEUE)
+OPERATOR = "operator"  # the broker identity of `paraaf dlq`: reads dead letters, replays them as their publisher
 
 
 @dataclass(frozen=True)
@@ -49,7 +86,7 @@ class Binding:
 
 @dataclass(frozen=True)
 class QueueSpec:
-    """A consuming queue and what it is bound to; the first binding is the subscriber's."""
+    """A consuming queue and what it is bound to."""
 
     name: str
     bindings: tuple[Binding, ...]
@@ -58,37 +95,193 @@ class QueueSpec:
     def dead_letter_queue(self) -> str:
         return f"{self.name}.dlq"
 
-    def rabbit_queue(self, delivery_limit: int) -> RabbitQueue:
-        return RabbitQueue(
-            self.name,
-            queue_type=QueueType.QUORUM,
-            durable=True,
-            arguments={
-                "x-delivery-limit": delivery_limit,
-                "x-dead-letter-exchange": DLX.name,
-                "x-dead-letter-routing-key": self.name,
-            },
-            routing_key=self.bindings[0].routing_key,
+    def arguments(self, delivery_limit: int) -> dict[str, object]:
+        return {
+            "x-queue-type": QueueType.QUORUM.value,
+            "x-delivery-limit": delivery_limit,
+            "x-dead-letter-exchange": DLX.name,
+            "x-dead-letter-routing-key": self.name,
+        }
+
+    def rabbit_queue(self) -> RabbitQueue:
+        """The queue as a consumer finds it: passively, never declaring or binding it."""
+        return RabbitQueue(self.name, durable=True, declare=False)
+
+
+def _events(*types: type) -> tuple[str, ...]:
+    return tuple(t.routing_key for t in types)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What one service consumes and what it may publish (exchange name -> routing-key patterns)."""
+
+    name: str
+    consumes: tuple[QueueSpec, ...] = ()
+    publishes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def may_publish(self, exchange: str, routing_key: str) -> bool:
+        return any(re.fullmatch(pattern, routing_key) for pattern in self.publishes.get(exchange, ()))
+
+
+def _exact(*keys: str) -> tuple[str, ...]:
+    return tuple(re.escape(k) for k in keys)
+
+
+SOURCE_NAME = r"[A-Za-z0-9_-]{1,64}"
+OUTCOME_KEY = rf"{SOURCE_NAME}\.(accepted|rejected|completed|declined|withdrawn)"
+
+
+def broker_user(prefix: str, service: str) -> str:
+    """The broker user of a Paraaf service (or of the operator tooling)."""
+    return f"{prefix}.{service}"
+
+
+def source_user(prefix: str, source: str) -> str:
+    """The broker user of an integrating source system."""
+    return f"{prefix}.source.{source}"
+
+
+def source_of_user(prefix: str, user: str | None) -> str | None:
+    """The source a broker user stands for, or None when it is not a source's user."""
+    marker = f"{prefix}.source."
+    if user and user.startswith(marker) and re.fullmatch(SOURCE_NAME, user[len(marker) :]):
+        return user[len(marker) :]
+    return None
+
+
+def outcomes_queue(source: str) -> QueueSpec:
+    """Where a source reads its own outcomes (declared by `paraaf sources add`)."""
+    return QueueSpec(f"outcomes.{source}", (Binding(OUTCOMES, f"{source}.*"),))
+
+
+@dataclass(frozen=True)
+class Topology:
+    services: tuple[ServiceSpec, ...]
+
+    def service(self, name: str) -> ServiceSpec:
+        for spec in self.services:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no service `{name}` in the topology")
+
+    @property
+    def queues(self) -> tuple[QueueSpec, ...]:
+        return tuple(q for s in self.services for q in s.consumes)
+
+    def owners(self, routing_key: str) -> tuple[str, ...]:
+        """The services that may publish a message with this routing key on esign.events or esign.commands."""
+        return tuple(
+            s.name
+            for s in self.services
+            if s.may_publish(EVENTS.name, routing_key) or s.may_publish(COMMANDS.name, routing_key)
         )
 
+    def trusted_users(self, prefix: str, routing_key: str) -> frozenset[str]:
+        return frozenset(broker_user(prefix, owner) for owner in self.owners(routing_key))
 
-def holding_queue(name: str) -> RabbitQueue:
-    """A queue that only keeps messages for operators (dead letters, rejects, unrouted)."""
-    return RabbitQueue(name, queue_type=QueueType.QUORUM, durable=True)
+    def with_services(self, *extra: ServiceSpec) -> "Topology":
+        return Topology(self.services + tuple(extra))
 
 
-async def declare_topology(
-    broker: RabbitBroker, queues: Iterable[QueueSpec] = (), *, delivery_limit: int = 5
-) -> None:
-    """Declare the exchanges, then each queue with its dead-letter queue and bindings."""
-    exchanges: dict[str, AbstractRobustExchange] = {
-        name: await broker.declare_exchange(ex) for name, ex in EXCHANGES.items()
-    }
-    unrouted = await broker.declare_queue(holding_queue("unrouted"))
-    await unrouted.bind(exchanges[UNROUTED.name])
-    for spec in queues:
-        dlq = await broker.declare_queue(holding_queue(spec.dead_letter_queue))
-        await dlq.bind(exchanges[DLX.name], routing_key=spec.name)
-        queue = await broker.declare_queue(spec.rabbit_queue(delivery_limit))
-        for binding in spec.bindings:
-            await queue.bind(exchanges[binding.exchange.name], routing_key=binding.routing_key)
+def _queue(name: str, bindings: Iterable[tuple[RabbitExchange, str]]) -> QueueSpec:
+    return QueueSpec(name, tuple(Binding(exchange, key) for exchange, key in bindings))
+
+
+INTAKE_SUBMISSIONS = _queue("intake.submissions", [(INTAKE, "submit.*")])
+INTAKE_EVENTS = _queue(
+    "intake.events",
+    [(EVENTS, k) for k in _events(DocumentAccepted, DocumentRejected, DocumentCompleted, DocumentDeclined, DocumentWithdrawn)],
+)
+ROUTER_EVENTS = _queue("router.events", [(EVENTS, k) for k in _events(DocumentSubmitted, Signed, SignatureDeclined)])
+SIGNER_EVENTS = _queue(
+    "signer.events",
+    [
+        *(
+            (EVENTS, k)
+            for k in _events(
+                SignatureRequested,
+                SignatureCancelled,
+                SignatureReassigned,
+                DocumentCompleted,
+                DocumentDeclined,
+                DocumentWithdrawn,
+                NotificationFailed,
+            )
+        ),
+        (COMMANDS, ReissueSigningLink.routing_key),
+    ],
+)
+NOTIFIER_EVENTS = _queue(
+    "notifier.events",
+    [
+        (COMMANDS, SendSigningLink.routing_key),
+        (COMMANDS, SendDownloadLink.routing_key),
+        *(
+            (EVENTS, k)
+            for k in _events(
+                Signed,
+                SignatureCancelled,
+                SignatureReassigned,
+                DocumentCompleted,
+                DocumentDeclined,
+                DocumentWithdrawn,
+                RoutingUnresolved,
+            )
+        ),
+    ],
+)
+AUDIT_EVENTS = _queue("audit.events", [(EVENTS, "#")])
+
+TOPOLOGY = Topology(
+    (
+        ServiceSpec(
+            "intake",
+            consumes=(INTAKE_SUBMISSIONS, INTAKE_EVENTS),
+            publishes={
+                EVENTS.name: _exact(*_events(DocumentSubmitted, DocumentRejected)),
+                OUTCOMES.name: (OUTCOME_KEY,),
+                DLX.name: (".*",),
+            },
+        ),
+        ServiceSpec(
+            "router",
+            consumes=(ROUTER_EVENTS,),
+            publishes={
+                EVENTS.name: _exact(
+                    *_events(
+                        DocumentAccepted,
+                        DocumentRejected,
+                        DocumentCompleted,
+                        DocumentDeclined,
+                        DocumentWithdrawn,
+                        SignatureRequested,
+                        SignatureReassigned,
+                        SignatureCancelled,
+                        RoutingUnresolved,
+                    )
+                ),
+                DLX.name: (".*",),
+            },
+        ),
+        ServiceSpec(
+            "signer",
+            consumes=(SIGNER_EVENTS,),
+            publishes={
+                EVENTS.name: _exact(*_events(Signed, SignatureDeclined)),
+                COMMANDS.name: _exact(SendSigningLink.routing_key, SendDownloadLink.routing_key),
+                DLX.name: (".*",),
+            },
+        ),
+        ServiceSpec(
+            "notifier",
+            consumes=(NOTIFIER_EVENTS,),
+            publishes={
+                EVENTS.name: _exact(*_events(NotificationSent, NotificationFailed)),
+                COMMANDS.name: _exact(ReissueSigningLink.routing_key),
+                DLX.name: (".*",),
+            },
+        ),
+        ServiceSpec("audit", consumes=(AUDIT_EVENTS,), publishes={DLX.name: (".*",)}),
+    )
+)

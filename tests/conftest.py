@@ -5,6 +5,11 @@ Broker and database URLs come from ``PARAAF_TEST_AMQP_URL`` and
 given, no local server answers and a Docker engine does, testcontainers
 starts them. Every test that needs them gets a fresh database and a fresh
 RabbitMQ vhost, so runs and tests never see each other's messages.
+
+``provision`` does what ``paraaf setup`` does for that database and vhost:
+roles, schemas, migrations, broker users, permissions and topology. Users
+and roles are global to their server, so a session names its own
+(``paraaf_t<pid>``), reuses them across its tests and removes them at its end.
 """
 
 import asyncio
@@ -22,6 +27,11 @@ import asyncpg
 import httpx
 import pytest
 
+from services.admin.broker import RabbitCtl, setup_broker
+from services.admin.config import AdminSettings
+from services.admin.database import SCHEMAS, SERVICES, setup_database
+from shared.topology import TOPOLOGY, Topology
+from tests.support.session import SESSION_PREFIX
 from tests.support.smtp import SmtpServer
 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
@@ -120,6 +130,79 @@ def infra() -> Iterator[Infra]:
 
 def fresh_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+
+
+@pytest.fixture(scope="session")
+def secrets_dir(tmp_path_factory: pytest.TempPathFactory, infra: Infra) -> Iterator[str]:
+    """Where every test's services find their credentials; the session's users and roles go at its end."""
+    yield str(tmp_path_factory.mktemp("secrets"))
+    _remove_session_accounts(infra)
+
+
+def _remove_session_accounts(infra: Infra) -> None:
+    users = subprocess.run(["rabbitmqctl", "list_users", "-q", "--no-table-headers"], capture_output=True, text=True)
+    for line in users.stdout.splitlines():
+        name = line.split("\t")[0]
+        if name.startswith(SESSION_PREFIX + "."):
+            subprocess.run(["rabbitmqctl", "delete_user", name], capture_output=True)
+
+    async def drop_roles() -> None:
+        admin = await asyncpg.connect(infra.database_url)
+        try:
+            for row in await admin.fetch("SELECT rolname FROM pg_roles WHERE rolname LIKE $1", SESSION_PREFIX + "\\_%"):
+                with contextlib.suppress(asyncpg.PostgresError):
+                    await admin.execute(f'DROP ROLE "{row["rolname"]}"')
+        finally:
+            await admin.close()
+
+    asyncio.run(drop_roles())
+
+
+def admin_settings(database_url: str, amqp_url: str, secrets: str, **changes: object) -> AdminSettings:
+    return AdminSettings(
+        database_url=database_url,
+        amqp_url=amqp_url,
+        secrets_dir=secrets,
+        broker_user_prefix=SESSION_PREFIX,
+        db_role_prefix=SESSION_PREFIX,
+        **changes,
+    )
+
+
+def operator_environment(settings: AdminSettings) -> dict[str, str]:
+    """An operator's shell on this machine after `paraaf setup`: the administrator's URLs and where the credentials are."""
+    return {
+        **os.environ,
+        "PARAAF_DATABASE_URL": settings.database_url,
+        "PARAAF_AMQP_URL": settings.amqp_url,
+        "PARAAF_SECRETS_DIR": str(settings.secrets_path),
+        "PARAAF_BROKER_USER_PREFIX": settings.broker_user_prefix,
+        "PARAAF_DB_ROLE_PREFIX": settings.db_role_prefix,
+        "COLUMNS": "200",
+    }
+
+
+@pytest.fixture
+async def shell(provision) -> dict[str, str]:
+    """The environment `paraaf` runs in on a machine where `paraaf setup` ran."""
+    return operator_environment(await provision())
+
+
+@pytest.fixture
+def provision(database_url: str, amqp_url: str, secrets_dir: str):
+    """``await provision(**settings)``: what `paraaf setup` makes, for this test's database and vhost; returns the settings."""
+
+    async def provisioned(
+        topology: Topology = TOPOLOGY, schemas: tuple = SCHEMAS, services: tuple = SERVICES, **changes: object
+    ) -> AdminSettings:
+        settings = admin_settings(database_url, amqp_url, secrets_dir, **changes)
+        await setup_database(settings, schemas, services)
+        await setup_broker(settings, topology, RabbitCtl())
+        return settings
+
+    return provisioned
 
 
 @pytest.fixture

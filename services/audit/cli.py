@@ -7,7 +7,7 @@ import typer
 
 from services.audit import store
 from services.audit.config import AuditSettings
-from shared.db import connect_pool, migrate
+from shared.service import open_database
 
 __all__ = ["audit_app"]
 
@@ -20,9 +20,8 @@ def verify() -> None:
     settings = AuditSettings()
 
     async def run() -> tuple[int, store.Break | None]:
-        pool = await connect_pool(settings.database_url, max_size=1)
+        pool = await open_database(settings, "audit", migrations=Path(__file__).parent / "migrations")
         try:
-            await migrate(pool, "audit", [Path(__file__).parent / "migrations"])
             async with pool.acquire() as conn:
                 return await store.verify(conn)
         finally:

@@ -12,8 +12,8 @@ from shared.http import base_app
 __all__ = ["build_http"]
 
 
-def build_http(pool: Callable[[], asyncpg.Pool]) -> FastAPI:
-    app = base_app("audit", pool)
+def build_http(pool: Callable[[], asyncpg.Pool], *, docs: bool = False) -> FastAPI:
+    app = base_app("audit", pool, docs=docs)
 
     @app.get("/chain", tags=["audit"])
     async def chain() -> dict:

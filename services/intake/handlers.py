@@ -17,8 +17,8 @@ import structlog
 from pydantic import ValidationError
 
 from services.intake import store
-from services.intake.domain import PdfRefused, inspect_pdf
-from shared.blobs import get_blob, put_blob
+from services.intake.domain import Forbidden, PdfRefused, authorise, inspect_pdf, safe_filename
+from shared.blobs import get_blob, put_blob, register_version, version_digests
 from shared.contract import Outcome, SubmitDocument, describe_validation_error
 from shared.events import (
     DocumentAccepted,
@@ -28,10 +28,10 @@ from shared.events import (
     DocumentSubmitted,
     DocumentWithdrawn,
 )
-from shared.messaging import Outbox
+from shared.messaging import Outbox, PermanentError
+from shared.topology import DLX, REJECTED_QUEUE
 
 __all__ = [
-    "REJECTED_QUEUE",
     "Examined",
     "Submission",
     "examine",
@@ -43,16 +43,20 @@ __all__ = [
     "on_submission",
 ]
 
-REJECTED_QUEUE = "intake.rejected"
 _SOURCE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass(frozen=True)
 class Submission:
-    """A message as it arrived on ``esign.intake``: nothing about it is trusted yet."""
+    """A message as it arrived on ``esign.intake``: nothing in its body is trusted yet.
+
+    ``publisher`` is the source whose broker user published it (RabbitMQ checked the
+    ``user_id``); None when the message did not carry one.
+    """
 
     routing_key: str
     body: bytes
+    publisher: str | None = None
 
 
 class Refused(Exception):
@@ -65,13 +69,21 @@ class Refused(Exception):
 def _source_of(submission: Submission, data: Any) -> str:
     named = data.get("source") if isinstance(data, dict) else None
     from_key = submission.routing_key.removeprefix("submit.")
-    for candidate in (named, from_key):
+    for candidate in (submission.publisher, from_key, named):
         if isinstance(candidate, str) and _SOURCE.match(candidate):
             return candidate
     return "unknown"
 
 
 def _parse(submission: Submission) -> SubmitDocument:
+    if submission.publisher is None:
+        source = submission.routing_key.removeprefix("submit.")
+        raise Refused(
+            "missing_user_id",
+            f"the message carries no user_id; publish with the AMQP property user_id set to your broker user"
+            f" (the user in your AMQP URL, e.g. `paraaf.source.{source}`): RabbitMQ checks it, and Paraaf accepts"
+            " a submission only from the source it names",
+        )
     try:
         data = json.loads(submission.body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -82,11 +94,12 @@ def _parse(submission: Submission) -> SubmitDocument:
         command = SubmitDocument.model_validate(data)
     except ValidationError as exc:
         raise Refused("invalid_message", describe_validation_error(exc)) from None
-    if submission.routing_key != f"submit.{command.source}":
+    if submission.routing_key != f"submit.{command.source}" or command.source != submission.publisher:
         raise Refused(
             "source_mismatch",
-            f"routing key `{submission.routing_key}` does not match source `{command.source}`;"
-            f" publish with routing key `submit.{command.source}`",
+            f"the message names source `{command.source}` but was published by `{submission.publisher}`"
+            f" with routing key `{submission.routing_key}`; a source submits only under its own name"
+            f" (`\"source\": \"{submission.publisher}\"`, routing key `submit.{submission.publisher}`)",
         )
     return command
 
@@ -113,30 +126,43 @@ def examine(submission: Submission, *, max_pdf_bytes: int) -> Examined:
 
 async def on_submission(examined: Examined, conn: asyncpg.Connection, *, outbox: Outbox) -> None:
     submission = examined.submission
-    if examined.refusal is not None:
-        data = _loads_or_none(submission.body)
-        org = data.get("org") if isinstance(data, dict) else None
+    data = _loads_or_none(submission.body)
+    source = _source_of(submission, data)
+    policy = await store.source_policy(conn, source)
+    refusal = examined.refusal
+    org = policy.org if policy else "default"
+    if refusal is None and policy is None:
+        refusal = Refused("unknown_source", f"source `{source}` is not registered; an administrator adds it with `paraaf sources add`")
+    elif refusal is None:
+        command = examined.command
+        try:
+            org = authorise(
+                policy, org=command.org, flow=command.flow, has_steps=command.steps is not None, submitted_by=command.submitted_by
+            )
+        except Forbidden as forbidden:
+            refusal = forbidden
+    if refusal is not None:
         await _reject(
             conn,
             outbox=outbox,
-            org=org if isinstance(org, str) and org else "default",
-            source=_source_of(submission, data),
+            org=org,
+            source=source,
             external_ref=_external_ref_of(data),
-            code=examined.refusal.code,
-            reason=examined.refusal.reason,
+            code=refusal.code,
+            reason=refusal.reason,
             original=submission.body,
             routing_key=submission.routing_key,
         )
         return
-    await _accept(conn, examined.command, examined.page_count, outbox=outbox, original=submission)
+    await _accept(conn, examined.command, examined.page_count, org=org, outbox=outbox, original=submission)
 
 
 async def _accept(
-    conn: asyncpg.Connection, command: SubmitDocument, page_count: int, *, outbox: Outbox, original: Submission
+    conn: asyncpg.Connection, command: SubmitDocument, page_count: int, *, org: str, outbox: Outbox, original: Submission
 ) -> None:
     log = structlog.get_logger()
     digest = await put_blob(conn, command.pdf)
-    existing = await store.find_document(conn, command.org, command.source, command.external_ref)
+    existing = await store.find_document(conn, org, command.source, command.external_ref)
     if existing is not None:
         if existing["pdf_sha256"] == digest:
             log.info("resubmission ignored", document_id=str(existing["document_id"]))
@@ -144,7 +170,7 @@ async def _accept(
         await _reject(
             conn,
             outbox=outbox,
-            org=command.org,
+            org=org,
             source=command.source,
             external_ref=command.external_ref,
             code="duplicate_ref",
@@ -155,13 +181,15 @@ async def _accept(
         )
         return
     document_id = uuid4()
-    await store.insert_document(conn, document_id, command, digest)
+    filename = safe_filename(command.filename)
+    await store.insert_document(conn, document_id, command, digest, org=org, filename=filename)
+    await register_version(conn, document_id, 0, org, digest)
     structlog.contextvars.bind_contextvars(document_id=str(document_id))
     await outbox.add(
         conn,
         DocumentSubmitted(
             correlation_id=document_id,
-            org=command.org,
+            org=org,
             source=command.source,
             external_ref=command.external_ref,
             title=command.title,
@@ -169,7 +197,7 @@ async def _accept(
             steps=command.steps,
             submitted_by=command.submitted_by,
             confidential=command.confidential,
-            filename=command.filename,
+            filename=filename,
             language=command.language,
             metadata=command.metadata,
             pdf_sha256=digest,
@@ -229,7 +257,7 @@ async def _reject(
         )
     await outbox.add_raw(
         conn,
-        "",
+        DLX.name,
         REJECTED_QUEUE,
         rejection_id,
         original,
@@ -266,6 +294,9 @@ async def on_document_rejected(event: DocumentRejected, conn: asyncpg.Connection
 
 
 async def on_document_completed(event: DocumentCompleted, conn: asyncpg.Connection, *, outbox: Outbox) -> None:
+    if event.pdf_sha256 not in await version_digests(conn, event.document_id, event.org):
+        # Only a PDF intake accepted, or a version the signer made of it, goes back to a source.
+        raise PermanentError(f"document.completed names PDF {event.pdf_sha256}, which is no version of document {event.document_id}")
     document = await store.set_status(conn, event.document_id, "completed", pdf_sha256=event.pdf_sha256)
     if document is None:
         return

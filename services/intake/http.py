@@ -1,5 +1,5 @@
 """Intake's HTTP API. Only health for now: document reads wait for the
-visibility rules (DESIGN.md "Visibility") and API keys."""
+visibility rules (DESIGN.md "Visibility")."""
 
 from collections.abc import Callable
 
@@ -11,5 +11,5 @@ from shared.http import base_app
 __all__ = ["build_http"]
 
 
-def build_http(pool: Callable[[], asyncpg.Pool]) -> FastAPI:
-    return base_app("intake", pool)
+def build_http(pool: Callable[[], asyncpg.Pool], *, docs: bool = False) -> FastAPI:
+    return base_app("intake", pool, docs=docs)

@@ -1,12 +1,59 @@
-"""Intake's tables: submitted documents and refused submissions."""
+"""Intake's tables: the sources allowed to submit, submitted documents and refused submissions."""
 
 from uuid import UUID
 
 import asyncpg
 
+from services.intake.domain import SourcePolicy
 from shared.contract import SubmitDocument
 
-__all__ = ["find_document", "insert_document", "insert_rejection", "set_status"]
+__all__ = [
+    "delete_source",
+    "find_document",
+    "insert_document",
+    "insert_rejection",
+    "list_sources",
+    "set_status",
+    "source_policy",
+    "upsert_source",
+]
+
+
+def _policy(row: asyncpg.Record) -> SourcePolicy:
+    return SourcePolicy(
+        source=row["source"],
+        org=row["org"],
+        flows=frozenset(row["flows"]) if row["flows"] is not None else None,
+        submitters=frozenset(row["submitters"]) if row["submitters"] is not None else None,
+        ad_hoc_steps=row["ad_hoc_steps"],
+    )
+
+
+async def source_policy(conn: asyncpg.Connection, source: str) -> SourcePolicy | None:
+    row = await conn.fetchrow("SELECT * FROM intake.sources WHERE source = $1", source)
+    return _policy(row) if row else None
+
+
+async def upsert_source(conn: asyncpg.Connection, policy: SourcePolicy) -> bool:
+    """Register or change a source; True when it is new."""
+    return await conn.fetchval(
+        "INSERT INTO intake.sources (source, org, flows, submitters, ad_hoc_steps) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (source) DO UPDATE SET org = $2, flows = $3, submitters = $4, ad_hoc_steps = $5, updated_at = now()"
+        " RETURNING xmax = 0",
+        policy.source,
+        policy.org,
+        sorted(policy.flows) if policy.flows is not None else None,
+        sorted(policy.submitters) if policy.submitters is not None else None,
+        policy.ad_hoc_steps,
+    )
+
+
+async def list_sources(conn: asyncpg.Connection) -> list[SourcePolicy]:
+    return [_policy(r) for r in await conn.fetch("SELECT * FROM intake.sources ORDER BY source")]
+
+
+async def delete_source(conn: asyncpg.Connection, source: str) -> bool:
+    return bool(await conn.fetchval("DELETE FROM intake.sources WHERE source = $1 RETURNING true", source))
 
 
 async def find_document(conn: asyncpg.Connection, org: str, source: str, external_ref: str) -> asyncpg.Record | None:
@@ -18,13 +65,15 @@ async def find_document(conn: asyncpg.Connection, org: str, source: str, externa
     )
 
 
-async def insert_document(conn: asyncpg.Connection, document_id: UUID, command: SubmitDocument, digest: str) -> None:
+async def insert_document(
+    conn: asyncpg.Connection, document_id: UUID, command: SubmitDocument, digest: str, *, org: str, filename: str
+) -> None:
     await conn.execute(
         "INSERT INTO intake.documents (document_id, org, source, external_ref, title, flow, steps, submitted_by,"
         " confidential, filename, language, metadata, pdf_sha256)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         document_id,
-        command.org,
+        org,
         command.source,
         command.external_ref,
         command.title,
@@ -32,7 +81,7 @@ async def insert_document(conn: asyncpg.Connection, document_id: UUID, command: 
         [s.model_dump() for s in command.steps] if command.steps else None,
         command.submitted_by,
         command.confidential,
-        command.filename,
+        filename,
         command.language,
         command.metadata,
         digest,

@@ -11,6 +11,7 @@ __all__ = ["NotifierSettings"]
 
 class NotifierSettings(Settings):
     notifier_port: int = 8084
+    signer_internal_url: str = "http://127.0.0.1:8083"  # where the notifier asks the signer for a mail's link
     smtp_host: str | None = None  # unset: the local mail catcher of `paraaf run all` (127.0.0.1:1025)
     smtp_port: int = 1025
     smtp_from: str = "Paraaf <paraaf@localhost>"

@@ -1,6 +1,7 @@
 """The notifier's handlers only queue mail and keep the reminder schedule;
 sender.py delivers the mail and scheduler.py acts on the schedule, so a dead
-SMTP server never holds up an event.
+SMTP server never holds up an event. A queued mail holds no link, only a
+placeholder the sender fills at send time.
 
 Each mail is keyed by the intent that asked for it (a command's or an
 event's id): the same intent handled twice queues one mail.
@@ -14,7 +15,7 @@ import structlog
 
 from services.notifier import store
 from services.notifier.domain import ReminderPolicy, operator_mail_id
-from services.notifier.render import MailRenderer
+from services.notifier.render import LINK, MailRenderer
 from shared.contract import SendDownloadLink, SendSigningLink
 from shared.events import (
     DocumentCompleted,
@@ -76,7 +77,7 @@ async def on_send_signing_link(
         step=command.step,
         step_count=command.step_count,
         action=command.action,
-        link=command.link,
+        link=LINK,
         expires_at=command.expires_at,
         due_at=due_at,
         overdue=due_at <= now,
@@ -93,6 +94,7 @@ async def on_send_signing_link(
         mail=mail,
         now=now,
         request_id=command.request_id,
+        link_kind="signing",
     )
 
 
@@ -109,7 +111,7 @@ async def on_send_download_link(
         recipient=command.recipient,
         title=command.title,
         signatures=command.signatures,
-        link=command.link,
+        link=LINK,
         expires_at=command.expires_at,
     )
     await store.queue_mail(
@@ -121,6 +123,8 @@ async def on_send_download_link(
         recipient=command.recipient.email,
         mail=mail,
         now=clock(),
+        link_kind="download",
+        link_person=command.recipient.id,
     )
 
 

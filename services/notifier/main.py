@@ -17,6 +17,7 @@ from faststream import FastStream
 from services.notifier import handlers
 from services.notifier.config import NotifierSettings
 from services.notifier.domain import ReminderPolicy
+from services.notifier.links import LinkSource, SignerLinks
 from services.notifier.render import MailRenderer
 from services.notifier.scheduler import Scheduler
 from services.notifier.sender import MailSender
@@ -33,35 +34,21 @@ from shared.events import (
 )
 from shared.http import base_app
 from shared.service import Service
-from shared.topology import COMMANDS, EVENTS, Binding, QueueSpec
+from shared.topology import NOTIFIER_EVENTS
 
-__all__ = ["QUEUE", "create_app"]
-
-QUEUE = QueueSpec(
-    "notifier.events",
-    (
-        Binding(COMMANDS, SendSigningLink.routing_key),
-        Binding(COMMANDS, SendDownloadLink.routing_key),
-        *(
-            Binding(EVENTS, e.routing_key)
-            for e in (
-                Signed,
-                SignatureCancelled,
-                SignatureReassigned,
-                DocumentCompleted,
-                DocumentDeclined,
-                DocumentWithdrawn,
-                RoutingUnresolved,
-            )
-        ),
-    ),
-)
+__all__ = ["create_app"]
 
 
-def create_app(settings: NotifierSettings | None = None, *, clock: Callable[[], datetime] | None = None) -> FastStream:
+def create_app(
+    settings: NotifierSettings | None = None,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    links: LinkSource | None = None,
+) -> FastStream:
     settings = settings or NotifierSettings()
     clock = clock or clock_from(settings)
     service = Service("notifier", settings, migrations=Path(__file__).parent / "migrations")
+    links = links or SignerLinks(settings.signer_internal_url, service.identity.signer_key)
     renderer = MailRenderer(settings.timezone)
     policy = ReminderPolicy(
         after=settings.reminder_after,
@@ -70,7 +57,9 @@ def create_app(settings: NotifierSettings | None = None, *, clock: Callable[[], 
         due_after=settings.due_after,
         timezone=settings.timezone,
     )
-    sender = MailSender(lambda: service.pool, service.outbox, settings, clock=clock, after_commit=service.wake_relay)
+    sender = MailSender(
+        lambda: service.pool, service.outbox, settings, clock=clock, after_commit=service.wake_relay, links=links
+    )
 
     def queued() -> None:
         service.wake_relay()
@@ -89,7 +78,7 @@ def create_app(settings: NotifierSettings | None = None, *, clock: Callable[[], 
     closed = partial(handlers.on_request_closed, clock=clock)
     ended = partial(handlers.on_document_ended, clock=clock)
     service.consume(
-        QUEUE,
+        NOTIFIER_EVENTS,
         {
             SendSigningLink.routing_key: partial(
                 handlers.on_send_signing_link, renderer=renderer, policy=policy, clock=clock
@@ -113,5 +102,5 @@ def create_app(settings: NotifierSettings | None = None, *, clock: Callable[[], 
     )
     service.loop(sender.run)
     service.loop(scheduler.run)
-    service.serve_http(settings.notifier_port, lambda: base_app("notifier", lambda: service.pool))
+    service.serve_http(settings.notifier_port, lambda: base_app("notifier", lambda: service.pool, docs=settings.http_docs))
     return service.app

@@ -16,9 +16,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, pas
 from jinja2.runtime import Context
 from markupsafe import Markup
 
-__all__ = ["KINDS", "LANGUAGES", "Mail", "MailRenderer"]
+__all__ = ["KINDS", "LANGUAGES", "LINK", "Mail", "MailRenderer"]
 
 LANGUAGES = ("nl", "fr", "en")
+# Where the link goes in a queued mail: the sender puts the real one there as it sends.
+LINK = "https://paraaf.invalid/link-made-when-sent"
 KINDS = ("request", "reminder", "reassigned", "moved", "completed", "declined", "routing_alert")
 
 _DAY = {"nl": "%d-%m-%Y", "fr": "%d/%m/%Y", "en": "%d %B %Y"}
@@ -30,6 +32,9 @@ class Mail:
     subject: str
     text: str
     html: str
+
+    def with_link(self, url: str) -> "Mail":
+        return Mail(self.subject, self.text.replace(LINK, url), self.html.replace(LINK, url))
 
 
 class MailRenderer:

@@ -1,5 +1,9 @@
 """Delivers the mail spool over SMTP, apart from event consumption.
 
+A mail that carries a link gets it now, from the signer (links.py): the
+spool holds only a placeholder. A request closed meanwhile gets no mail;
+when the signer cannot be asked, the mail waits like it would for SMTP.
+
 Mails are claimed in a short transaction and sent with no transaction open,
 so a slow SMTP server holds no database locks. Transient failures
 (connection refused, timeouts, 4xx, a refused login) are retried with
@@ -27,6 +31,8 @@ import structlog
 from services.notifier import store
 from services.notifier.config import NotifierSettings
 from services.notifier.domain import retry_delay
+from services.notifier.links import LinkGone, LinkSource
+from services.notifier.render import LINK
 from shared.events import NotificationFailed, NotificationSent
 from shared.messaging import Outbox
 from shared.topology import DLX
@@ -49,12 +55,14 @@ class MailSender:
         settings: NotifierSettings,
         clock: Callable[[], datetime],
         after_commit: Callable[[], None],
+        links: LinkSource,
         poll_seconds: float = 1.0,
         batch: int = 20,
     ) -> None:
         self._pool = pool
         self._outbox = outbox
         self._settings = settings
+        self._links = links
         self._clock = clock
         self._after_commit = after_commit
         self._poll = poll_seconds
@@ -87,7 +95,12 @@ class MailSender:
         )
         attempts = mail["attempts"] + 1
         try:
-            await self._deliver(mail)
+            await self._deliver(await self._message(mail))
+        except LinkGone as gone:
+            async with self._pool().acquire() as conn:
+                await store.mark_cancelled(conn, mail["mail_id"], f"not sent: {gone}")
+            log.info("mail not sent: the signer makes no link for it any more", reason=str(gone))
+            return
         except PermanentFailure as exc:
             await self._record(self._fail, mail, str(exc), attempts)
             log.warning("mail refused permanently", error=str(exc))
@@ -140,7 +153,7 @@ class MailSender:
                     reason=reason,
                 ),
             )
-        # The mail as it would have gone out, kept where operators look for what could not be delivered.
+        # The mail as it would have gone out (without its link), kept where operators look for what could not be delivered.
         intent = {
             "mail_id": str(mail["mail_id"]),
             "org": mail["org"],
@@ -148,8 +161,7 @@ class MailSender:
             "kind": mail["kind"],
             "recipient": mail["recipient"],
             "subject": mail["subject"],
-            "text": mail["text_body"],
-            "html": mail["html_body"],
+            "text": (mail["text_body"] or "").replace(LINK, "(link withheld)"),
             "attempts": attempts,
             "reason": reason,
             "failed_at": self._clock().isoformat(),
@@ -163,7 +175,17 @@ class MailSender:
             {"x-paraaf-reason": reason[:500], "x-paraaf-kind": mail["kind"], "x-paraaf-recipient": mail["recipient"]},
         )
 
-    def _message(self, mail: asyncpg.Record) -> EmailMessage:
+    async def _link(self, mail: asyncpg.Record) -> str | None:
+        if mail["link_kind"] == "signing":
+            return (await self._links.signing_link(mail["request_id"], mail["mail_id"])).url
+        if mail["link_kind"] == "download":
+            return (await self._links.download_link(mail["document_id"], mail["link_person"], mail["mail_id"])).url
+        return None
+
+    async def _message(self, mail: asyncpg.Record) -> EmailMessage:
+        text, html = mail["text_body"], mail["html_body"]
+        if (link := await self._link(mail)) is not None:
+            text, html = text.replace(LINK, link), html.replace(LINK, link)
         message = EmailMessage()
         message["From"] = self._settings.smtp_from
         message["To"] = mail["recipient"]
@@ -172,15 +194,15 @@ class MailSender:
         message["Message-ID"] = make_msgid(idstring=str(mail["mail_id"]), domain="paraaf")
         # RFC 3834: out-of-office replies (signers on leave) must not answer a machine.
         message["Auto-Submitted"] = "auto-generated"
-        message.set_content(mail["text_body"])
-        message.add_alternative(mail["html_body"], subtype="html")
+        message.set_content(text)
+        message.add_alternative(html, subtype="html")
         return message
 
-    async def _deliver(self, mail: asyncpg.Record) -> None:
+    async def _deliver(self, message: EmailMessage) -> None:
         settings = self._settings
         try:
             await aiosmtplib.send(
-                self._message(mail),
+                message,
                 hostname=settings.smtp_host or "127.0.0.1",
                 port=settings.smtp_port,
                 username=settings.smtp_user,

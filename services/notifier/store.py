@@ -17,6 +17,7 @@ __all__ = [
     "document_ended",
     "due_reminders",
     "end_document",
+    "mark_cancelled",
     "mark_failed",
     "mark_moves_told",
     "mark_retry",
@@ -46,12 +47,14 @@ async def queue_mail(
     now: datetime,
     request_id: UUID | None = None,
     related_documents: Sequence[UUID] | None = None,
+    link_kind: str | None = None,
+    link_person: str | None = None,
 ) -> bool:
     """Queue one mail per intent; False when this intent already has its mail."""
     queued = await conn.fetchval(
         "INSERT INTO notifier.mails (mail_id, org, document_id, kind, recipient, subject, text_body, html_body,"
-        " next_attempt_at, created_at, request_id, related_documents)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11) ON CONFLICT (mail_id) DO NOTHING RETURNING true",
+        " next_attempt_at, created_at, request_id, related_documents, link_kind, link_person)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13) ON CONFLICT (mail_id) DO NOTHING RETURNING true",
         mail_id,
         org,
         document_id,
@@ -63,6 +66,8 @@ async def queue_mail(
         now,
         request_id,
         list(related_documents) if related_documents else None,
+        link_kind,
+        link_person,
     )
     return bool(queued)
 
@@ -106,6 +111,15 @@ async def mark_failed(conn: asyncpg.Connection, mail_id: UUID, error: str) -> No
         " text_body = NULL, html_body = NULL WHERE mail_id = $1",
         mail_id,
         error,
+    )
+
+
+async def mark_cancelled(conn: asyncpg.Connection, mail_id: UUID, reason: str) -> None:
+    await conn.execute(
+        "UPDATE notifier.mails SET status = 'cancelled', last_error = $2, text_body = NULL, html_body = NULL"
+        " WHERE mail_id = $1 AND status = 'pending'",
+        mail_id,
+        reason,
     )
 
 

@@ -22,8 +22,8 @@ from services.router import handlers
 from services.router.config import RouterSettings
 from services.router.domain import FlowDefinition
 from services.router.importer import ImportError_, parse_moment, read_directory, read_flows, read_workbook
-from shared.db import connect_pool, ensure_database, migrate
 from shared.messaging import Outbox
+from shared.service import open_database
 
 __all__ = ["absence_app", "directory_app", "document_app", "flows_app"]
 
@@ -39,10 +39,8 @@ def _in_transaction(work: Callable[[asyncpg.Connection, RouterSettings], Awaitab
     settings = RouterSettings()
 
     async def run() -> T:
-        await ensure_database(settings.database_url)
-        pool = await connect_pool(settings.database_url, max_size=1)
+        pool = await open_database(settings, "router", migrations=MIGRATIONS)
         try:
-            await migrate(pool, "router", [MIGRATIONS])
             async with pool.acquire() as conn:
                 transaction = conn.transaction()
                 await transaction.start()
@@ -175,12 +173,15 @@ def withdraw(
     document_id: UUID = typer.Argument(...),
     reason: str = typer.Option(..., help="told to the source system"),
     by: str = typer.Option(None, help="the submitter's person id, or operator:<name> (default: operator:$USER)"),
+    org: str = typer.Option(None, help="organisation key (default: PARAAF_ORG)"),
 ) -> None:
     """Withdraw a document: cancel its open requests and tell its source."""
     who = by or f"operator:{getpass.getuser()}"
     try:
         _in_transaction(
-            lambda conn, s: handlers.withdraw(conn, document_id, by=who, reason=reason, outbox=Outbox("router"))
+            lambda conn, s: handlers.withdraw(
+                conn, document_id, org=org or s.org, by=who, reason=reason, outbox=Outbox("router")
+            )
         )
     except handlers.NotWithdrawable as exc:
         typer.echo(f"Not withdrawn: {exc.reason}", err=True)

@@ -291,10 +291,12 @@ class NotWithdrawable(Exception):
         self.status = status
 
 
-async def withdraw(conn: asyncpg.Connection, document_id: UUID, *, by: str, reason: str, outbox: Outbox) -> None:
-    """The submitter (their person id) or an operator (``operator:<name>``) stops a document."""
+async def withdraw(
+    conn: asyncpg.Connection, document_id: UUID, *, org: str, by: str, reason: str, outbox: Outbox
+) -> None:
+    """The submitter (their person id) or an operator (``operator:<name>``) of ``org`` stops a document."""
     instance = await store.lock_instance(conn, document_id)
-    if instance is None:
+    if instance is None or instance["org"] != org:
         raise NotWithdrawable(f"there is no document {document_id}", status=404)
     submitter = PersonRef.model_validate(instance["submitted_by"])
     if by != submitter.id and not by.startswith("operator:"):

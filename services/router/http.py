@@ -1,7 +1,8 @@
 """The router's HTTP API: absences, and withdrawing a document.
 
-Bound to PARAAF_HTTP_HOST (127.0.0.1 by default): it is an operator's API,
-to be put behind the city's authenticating proxy when exposed.
+Every endpoint needs an API key with the ``operate`` scope (``paraaf keys
+create``); the key's org is the org acted on, and the key's name is who
+acted. Bound to PARAAF_HTTP_HOST (127.0.0.1 by default).
 """
 
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.router import directory, handlers
 from services.router.importer import parse_moment
+from shared.apikeys import Principal, require_scope
 from shared.http import base_app
 from shared.messaging import Outbox
 
@@ -24,9 +26,9 @@ __all__ = ["RouterHttp", "build_http"]
 class RouterHttp:
     pool: Callable[[], asyncpg.Pool]
     outbox: Outbox
-    org: str
     timezone: str
     after_commit: Callable[[], None]
+    docs: bool = False
 
 
 class AbsenceIn(BaseModel):
@@ -39,15 +41,15 @@ class AbsenceIn(BaseModel):
 
 
 class WithdrawIn(BaseModel):
-    by: str = Field(min_length=1, description="the submitter's person id, or `operator:<name>`")
-    reason: str = Field(min_length=1)
+    reason: str = Field(min_length=1, description="told to the source system")
 
 
 def build_http(deps: RouterHttp) -> FastAPI:
-    app = base_app("router", deps.pool)
+    app = base_app("router", deps.pool, docs=deps.docs)
+    operator = require_scope(deps.pool, "operate")
 
     @app.post("/absences", status_code=201, tags=["absences"])
-    async def add_absence(absence: AbsenceIn) -> dict:
+    async def add_absence(absence: AbsenceIn, key: Principal = operator) -> dict:
         """Register an absence; open requests move to substitutes when it starts."""
         try:
             starts_at, ends_at = parse_moment(absence.starts, deps.timezone), parse_moment(absence.ends, deps.timezone)
@@ -56,7 +58,7 @@ def build_http(deps: RouterHttp) -> FastAPI:
         async with deps.pool().acquire() as conn, conn.transaction():
             try:
                 absence_id = await directory.add_absence(
-                    conn, deps.org, absence.person, starts_at, ends_at, absence.note
+                    conn, key.org, absence.person, starts_at, ends_at, absence.note or f"by {key.acting_as}"
                 )
             except directory.UnknownPerson as exc:
                 raise HTTPException(404, str(exc)) from None
@@ -65,24 +67,26 @@ def build_http(deps: RouterHttp) -> FastAPI:
         return {"id": str(absence_id), "person": absence.person, "from": starts_at, "to": ends_at}
 
     @app.get("/absences", tags=["absences"])
-    async def list_absences(person: str | None = None) -> list[dict]:
+    async def list_absences(person: str | None = None, key: Principal = operator) -> list[dict]:
         """Absences, optionally of one person, oldest first."""
-        return [dict(r) for r in await directory.list_absences(deps.pool(), deps.org, person)]
+        return [dict(r) for r in await directory.list_absences(deps.pool(), key.org, person)]
 
     @app.delete("/absences/{absence_id}", status_code=204, tags=["absences"])
-    async def remove_absence(absence_id: UUID) -> Response:
+    async def remove_absence(absence_id: UUID, key: Principal = operator) -> Response:
         """Remove an absence (work it already moved stays where it went)."""
         async with deps.pool().acquire() as conn, conn.transaction():
-            if not await directory.remove_absence(conn, deps.org, absence_id):
+            if not await directory.remove_absence(conn, key.org, absence_id):
                 raise HTTPException(404, f"no absence {absence_id}")
         return Response(status_code=204)
 
     @app.post("/documents/{document_id}/withdraw", status_code=202, tags=["documents"])
-    async def withdraw(document_id: UUID, body: WithdrawIn) -> dict:
+    async def withdraw(document_id: UUID, body: WithdrawIn, key: Principal = operator) -> dict:
         """Stop a document: its open requests are cancelled and its source is told."""
         async with deps.pool().acquire() as conn, conn.transaction():
             try:
-                await handlers.withdraw(conn, document_id, by=body.by, reason=body.reason, outbox=deps.outbox)
+                await handlers.withdraw(
+                    conn, document_id, org=key.org, by=key.acting_as, reason=body.reason, outbox=deps.outbox
+                )
             except handlers.NotWithdrawable as exc:
                 raise HTTPException(exc.status, exc.reason) from None
         deps.after_commit()

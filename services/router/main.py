@@ -13,22 +13,17 @@ from services.router.scheduler import AbsenceScheduler
 from shared.clock import clock_from
 from shared.events import DocumentSubmitted, SignatureDeclined, Signed
 from shared.service import Service
-from shared.topology import EVENTS, Binding, QueueSpec
-
-QUEUE = QueueSpec(
-    "router.events",
-    tuple(Binding(EVENTS, e.routing_key) for e in (DocumentSubmitted, Signed, SignatureDeclined)),
-)
+from shared.topology import ROUTER_EVENTS
 
 
 def create_app(settings: RouterSettings | None = None) -> FastStream:
     settings = settings or RouterSettings()
-    service = Service("router", settings, migrations=Path(__file__).parent / "migrations")
+    service = Service("router", settings, migrations=Path(__file__).parent / "migrations", uses=("access",))
     directories = DirectoryCache()
     clock = clock_from(settings)
     deps = {"outbox": service.outbox, "directories": directories, "clock": clock}
     service.consume(
-        QUEUE,
+        ROUTER_EVENTS,
         {
             DocumentSubmitted.routing_key: partial(handlers.on_document_submitted, **deps),
             Signed.routing_key: partial(handlers.on_signed, **deps),
@@ -37,7 +32,7 @@ def create_app(settings: RouterSettings | None = None) -> FastStream:
     )
     scheduler = AbsenceScheduler(
         lambda: service.pool,
-        database_url=settings.database_url,
+        database_url=service.identity.database_url,
         directories=directories,
         outbox=service.outbox,
         clock=clock,
@@ -50,9 +45,9 @@ def create_app(settings: RouterSettings | None = None) -> FastStream:
             RouterHttp(
                 pool=lambda: service.pool,
                 outbox=service.outbox,
-                org=settings.org,
                 timezone=settings.timezone,
                 after_commit=service.wake_relay,
+                docs=settings.http_docs,
             )
         ),
     )

@@ -1,9 +1,6 @@
 """The internal certificate authority: one root per organisation, one
-certificate per signer and function. Pure crypto, no storage.
-
-Private keys leave this module only as PKCS#8 encrypted with the key secret
-from settings; :func:`unlock` turns them back into key objects once, and the
-callers keep those.
+certificate per signer and function. Pure crypto, no storage: keys.py
+encrypts the private keys before they are stored.
 """
 
 from dataclasses import dataclass
@@ -14,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["Issued", "issue_signer_certificate", "new_authority", "unlock"]
+__all__ = ["Issued", "issue_signer_certificate", "new_authority", "unlock_legacy"]
 
 ROOT_YEARS = 20
 SIGNER_YEARS = 3
@@ -23,25 +20,18 @@ SIGNER_YEARS = 3
 @dataclass(frozen=True)
 class Issued:
     cert_pem: bytes
-    key_pem: bytes  # encrypted PKCS#8
+    key: rsa.RSAPrivateKey
 
 
-def _encrypt(key: rsa.RSAPrivateKey, secret: bytes) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(secret),
-    )
-
-
-def unlock(key_pem: bytes, secret: bytes) -> rsa.RSAPrivateKey:
+def unlock_legacy(key_pem: bytes, secret: bytes) -> rsa.RSAPrivateKey:
+    """A key stored by earlier versions (PKCS#8, encrypted with the key secret itself)."""
     key = serialization.load_pem_private_key(key_pem, password=secret)
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError("expected an RSA key")
     return key
 
 
-def new_authority(organisation: str, secret: bytes, *, now: datetime | None = None) -> Issued:
+def new_authority(organisation: str, *, now: datetime | None = None) -> Issued:
     """A self-signed root for ``organisation``'s signers."""
     now = now or datetime.now(UTC)
     key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
@@ -77,7 +67,7 @@ def new_authority(organisation: str, secret: bytes, *, now: datetime | None = No
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    return Issued(cert.public_bytes(serialization.Encoding.PEM), _encrypt(key, secret))
+    return Issued(cert.public_bytes(serialization.Encoding.PEM), key)
 
 
 def issue_signer_certificate(
@@ -88,7 +78,6 @@ def issue_signer_certificate(
     name: str,
     title: str,
     email: str,
-    secret: bytes,
     now: datetime | None = None,
 ) -> Issued:
     """A signing certificate: CN = the person's name, title = their function."""
@@ -132,4 +121,4 @@ def issue_signer_certificate(
     if email:
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
     cert = builder.sign(root_key, hashes.SHA256())
-    return Issued(cert.public_bytes(serialization.Encoding.PEM), _encrypt(key, secret))
+    return Issued(cert.public_bytes(serialization.Encoding.PEM), key)

@@ -9,13 +9,19 @@ import asyncpg
 import typer
 
 from services.signer.config import SignerSettings
-from services.signer.keys import Keyring, key_secret
+from services.signer.keys import Keyring, check_secret, key_secret
 from services.signer.verify import NotVerifiable, load_roots, verify_pdf_async
-from shared.db import connect_pool, ensure_database, migrate
+from shared.service import open_database
+from shared.settings import CannotStart
 
 __all__ = ["ca_app", "verify"]
 
-ca_app = typer.Typer(help="The internal certificate authority.", no_args_is_help=True)
+ca_app = typer.Typer(help="The internal certificate authority and its keys.", no_args_is_help=True)
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def _signer_pool(settings: SignerSettings) -> asyncpg.Pool:
+    return await open_database(settings, "signer", migrations=MIGRATIONS)
 
 
 @ca_app.command("export")
@@ -27,14 +33,12 @@ def export(
     settings = SignerSettings()
 
     async def run() -> str:
-        await ensure_database(settings.database_url)
-        pool = await connect_pool(settings.database_url, max_size=1)
+        pool = await _signer_pool(settings)
         try:
-            await migrate(pool, "signer", [Path(__file__).parent / "migrations"])
             async with pool.acquire() as conn:
-                cert_pem, _ = await Keyring(key_secret(settings), settings.organisation_name).authority(
-                    conn, org or settings.org
-                )
+                keyring = Keyring(key_secret(settings), settings.organisation_name)
+                await keyring.unlock(conn)
+                cert_pem, _ = await keyring.authority(conn, org or settings.org)
             return cert_pem
         finally:
             await pool.close()
@@ -76,7 +80,7 @@ def _installation_roots(org: str | None) -> list:
     settings = SignerSettings()
 
     async def run() -> str:
-        pool = await connect_pool(settings.database_url, max_size=1)
+        pool = await _signer_pool(settings)
         try:
             return await pool.fetchval("SELECT cert_pem FROM signer.authorities WHERE org = $1", org or settings.org)
         finally:
@@ -84,10 +88,34 @@ def _installation_roots(org: str | None) -> list:
 
     try:
         pem = asyncio.run(run())
-    except (OSError, asyncpg.PostgresError) as exc:
+    except (OSError, asyncpg.PostgresError, CannotStart) as exc:
         typer.echo(f"cannot read the root certificate from the database ({exc}); pass --trust root.pem", err=True)
         raise typer.Exit(2) from None
     if pem is None:
         typer.echo(f"organisation `{org or settings.org}` has no certificate authority yet; pass --trust root.pem", err=True)
         raise typer.Exit(2)
     return load_roots(pem.encode())
+
+
+@ca_app.command("rotate-secret")
+def rotate_secret(
+    new_secret_file: Path = typer.Option(
+        ..., "--new-secret-file", exists=True, dir_okay=False, help="a file holding the new PARAAF_KEY_SECRET"
+    ),
+) -> None:
+    """Encrypt every signing key under a new secret (stop the signer first; start it with the new secret after)."""
+    settings = SignerSettings()
+    new_secret = check_secret(new_secret_file.read_text().strip())
+
+    async def run() -> int:
+        pool = await _signer_pool(settings)
+        try:
+            async with pool.acquire() as conn:
+                keyring = Keyring(key_secret(settings), settings.organisation_name)
+                await keyring.unlock(conn)
+                return await keyring.rotate(conn, new_secret)
+        finally:
+            await pool.close()
+
+    count = asyncio.run(run())
+    typer.echo(f"{count} key(s) now encrypted under the new secret: set PARAAF_KEY_SECRET to it and start the signer")

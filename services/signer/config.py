@@ -1,4 +1,4 @@
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from services.signer.fonts import DEFAULT_FONT
 from shared.settings import Settings
@@ -9,7 +9,11 @@ class SignerSettings(Settings):
     organisation_name: str = "Paraaf demo city"
     key_secret: SecretStr | None = None
     link_ttl_hours: int = 24 * 21
+    download_ttl_hours: int = Field(default=24 * 7, ge=1)
     signing_workers: int = 2
     render_workers: int = 1
     tsa_url: str | None = None
     stamp_font: str = DEFAULT_FONT
+    verify_max_mb: float = Field(default=64.0, gt=0)
+    verify_seconds: float = Field(default=30.0, gt=0)
+    verify_per_minute: float = Field(default=12.0, gt=0)

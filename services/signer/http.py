@@ -1,19 +1,26 @@
 """The signing page behind each emailed link, and the signer's public endpoints:
-the signed PDF for the submitter, the root certificate, and verification."""
+the signed PDF for the submitter, the root certificate, and verification;
+and, for the notifier alone (a key with the ``links`` scope), the internal
+endpoint that makes the link a mail carries at the moment it is sent."""
 
 import secrets
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from fastapi import FastAPI, Form, Query, Request
+from fastapi import FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 
-from services.signer import signing, store
+from services.signer import handlers, signing, store
 from services.signer.i18n import texts
 from services.signer.keys import Keyring
 from services.signer.pades import SigningPool
@@ -21,17 +28,47 @@ from services.signer.render import RenderPool
 from services.signer.stamps import on_behalf_text
 from services.signer.tokens import csrf_token, csrf_valid, hash_token
 from services.signer.verify import NotVerifiable, load_roots, verify_pdf
+from services.signer.workers import WorkerDied, WorkerPool, WorkerTimedOut
+from shared.apikeys import Principal, require_scope
 from shared.blobs import get_blob
 from shared.events import PersonRef, utcnow
-from shared.http import base_app
+from shared.http import base_app, pdf_response
 from shared.messaging import Outbox
 
-__all__ = ["MAX_VERIFY_BYTES", "SignerHttp", "build_http"]
+__all__ = ["LinkRequest", "RateLimit", "SignerHttp", "VerifyLimits", "build_http"]
 
 CSRF_COOKIE = "paraaf_csrf"
-MAX_VERIFY_BYTES = 64 * 1024 * 1024
 # Pages are for people, not frames: no scripts, no embedding (a framed Sign button invites clickjacking).
 _CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+
+
+class RateLimit:
+    """At most ``per_minute`` requests per client address (a token bucket that refills continuously)."""
+
+    def __init__(self, per_minute: float, burst: int | None = None) -> None:
+        self._rate = per_minute / 60.0
+        self._burst = float(burst or max(1, int(per_minute)))
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, address: str) -> float:
+        """0 when allowed now, else the seconds until it would be."""
+        now = time.monotonic()
+        tokens, seen = self._buckets.get(address, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - seen) * self._rate)
+        if len(self._buckets) > 10_000:
+            self._buckets.clear()  # a flood of addresses must not grow this without end
+        if tokens >= 1:
+            self._buckets[address] = (tokens - 1, now)
+            return 0.0
+        self._buckets[address] = (tokens, now)
+        return (1 - tokens) / self._rate
+
+
+@dataclass(frozen=True)
+class VerifyLimits:
+    max_bytes: int = 64 * 1024 * 1024
+    seconds: float = 30.0
+    per_minute: float = 12.0
 
 
 @dataclass(frozen=True)
@@ -40,16 +77,32 @@ class SignerHttp:
     keyring: Keyring
     signing_pool: Callable[[], SigningPool]
     render_pool: Callable[[], RenderPool]
+    verify_pool: Callable[[], WorkerPool]
     outbox: Outbox
     csrf_secret: bytes
     stamping: signing.Stamping
+    links: handlers.Links
     org: str
     after_commit: Callable[[], None]
+    secure_cookies: bool = False
+    docs: bool = False
+    verify_limits: VerifyLimits = field(default_factory=VerifyLimits)
+
+
+class LinkRequest(BaseModel):
+    """The notifier asks for the link of one mail it is about to send."""
+
+    kind: Literal["signing", "download"]
+    mail_id: UUID
+    request_id: UUID | None = None  # signing
+    document_id: UUID | None = None  # download
+    person_id: str | None = None  # download
 
 
 def build_http(deps: SignerHttp) -> FastAPI:
-    app = base_app("signer", deps.pool)
+    app = base_app("signer", deps.pool, docs=deps.docs)
     pages = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+    verifications = RateLimit(deps.verify_limits.per_minute)
 
     def message(request: Request, language: str, heading_key: str, text: str, status: int) -> HTMLResponse:
         t = texts(language)
@@ -118,7 +171,7 @@ def build_http(deps: SignerHttp) -> FastAPI:
             status_code=status,
         )
         response.set_cookie(
-            CSRF_COOKIE, nonce, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/s/"
+            CSRF_COOKIE, nonce, httponly=True, samesite="strict", secure=deps.secure_cookies or request.url.scheme == "https", path="/s/"
         )
         return _protected(response)
 
@@ -139,11 +192,7 @@ def build_http(deps: SignerHttp) -> FastAPI:
         except signing.LinkRefused as error:
             return refused(request, error)
         _, pdf = await document_of(link)
-        return Response(
-            pdf,
-            media_type="application/pdf",
-            headers={"Content-Disposition": f'inline; filename="{link["filename"]}"', "Cache-Control": "no-store"},
-        )
+        return pdf_response(pdf, link["filename"], disposition="inline")
 
     @app.get("/s/{token}/pages/{number}.png", tags=["signing"])
     async def page_image(request: Request, token: str, number: int) -> Response:
@@ -212,16 +261,28 @@ def build_http(deps: SignerHttp) -> FastAPI:
         found = await store.find_download(pool, hash_token(token))
         if found is None:
             return message(request, "nl", "sign_title", texts("nl")["gone_unknown"], 404)
+        if found["revoked_at"] is not None:
+            return message(request, "nl", "sign_title", texts("nl")["gone_revoked"], 410)
         if found["expires_at"] <= utcnow():
             return message(request, "nl", "sign_title", texts("nl")["gone_expired"], 410)
-        return Response(
-            await get_blob(pool, found["pdf_sha256"]),
-            media_type="application/pdf",
-            headers={
-                "Content-Disposition": f'attachment; filename="{found["filename"]}"',
-                "Cache-Control": "no-store",
-            },
-        )
+        return pdf_response(await get_blob(pool, found["pdf_sha256"]), found["filename"])
+
+    @app.post("/internal/links", status_code=201, tags=["internal"])
+    async def make_link(body: LinkRequest, key: Principal = require_scope(deps.pool, "links")) -> dict:
+        """For the notifier: the link for one mail, made now (earlier links of the same request stop working)."""
+        async with deps.pool().acquire() as conn, conn.transaction():
+            try:
+                if body.kind == "signing" and body.request_id is not None:
+                    made = await handlers.mint_signing_link(conn, body.request_id, body.mail_id, links=deps.links)
+                elif body.kind == "download" and body.document_id is not None and body.person_id:
+                    made = await handlers.mint_download_link(
+                        conn, body.document_id, body.person_id, body.mail_id, links=deps.links
+                    )
+                else:
+                    raise HTTPException(422, "a signing link needs request_id; a download link document_id and person_id")
+            except handlers.LinkGone as gone:
+                raise HTTPException(410, str(gone)) from None
+        return {"url": made.url, "expires_at": made.expires_at.isoformat()}
 
     @app.get("/ca.pem", tags=["trust"])
     async def root_certificate() -> Response:
@@ -242,18 +303,33 @@ def build_http(deps: SignerHttp) -> FastAPI:
         behalf, when, whether it is intact and trusted, and what changed
         after it; `ok` is false when any signature fails (or there is none).
         """
-        pdf = await _pdf_from(request)
+        limits = deps.verify_limits
+        wait = verifications.allow(request.client.host if request.client else "?")
+        if wait:
+            return JSONResponse(
+                {"error": "too many verifications from your address; try again shortly"},
+                429,
+                headers={"Retry-After": str(int(wait) + 1)},
+            )
+        too_large = JSONResponse({"error": f"the PDF is larger than {limits.max_bytes // 2**20} MB"}, 413)
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limits.max_bytes):
+            return too_large  # refused before a byte of the body is read
+        try:
+            pdf = await _pdf_from(request, limits.max_bytes)
+        except _TooLarge:
+            return too_large
         if pdf is None:
             return JSONResponse({"error": "send a PDF as the request body or as the multipart field `file`"}, 400)
-        if len(pdf) > MAX_VERIFY_BYTES:
-            return JSONResponse({"error": f"the PDF is larger than {MAX_VERIFY_BYTES // 2**20} MB"}, 413)
         async with deps.pool().acquire() as conn:
             cert_pem, _ = await deps.keyring.authority(conn, deps.org)
         roots = tuple(c.dump() for c in load_roots(cert_pem.encode()))
         try:
-            report = await deps.signing_pool().run(verify_pdf, pdf, roots)
+            report = await deps.verify_pool().run(verify_pdf, pdf, roots, timeout=limits.seconds)
         except NotVerifiable as exc:
             return JSONResponse({"error": str(exc)}, 400)
+        except (WorkerTimedOut, WorkerDied):
+            return JSONResponse({"error": "this PDF could not be verified within the time and memory allowed"}, 422)
         if format == "text" or "text/plain" in request.headers.get("accept", ""):
             return PlainTextResponse(report.to_text(deps.stamping.timezone))
         return JSONResponse(report.to_dict())
@@ -270,10 +346,36 @@ def _protected(page: HTMLResponse) -> HTMLResponse:
     return page
 
 
-async def _pdf_from(request: Request) -> bytes | None:
+class _TooLarge(Exception):
+    pass
+
+
+async def _body(request: Request, cap: int) -> bytes:
+    """The request body, read as it streams in and abandoned once it passes ``cap`` bytes."""
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > cap:
+                raise _TooLarge
+    except ClientDisconnect:
+        pass
+    return bytes(body)
+
+
+async def _pdf_from(request: Request, cap: int) -> bytes | None:
+    body = await _body(request, cap)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form()
+        replayed = False
+
+        async def receive() -> dict:
+            nonlocal replayed
+            if replayed:
+                return {"type": "http.disconnect"}
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        form = await Request(request.scope, receive).form()
         upload = form.get("file")
         return await upload.read() if upload is not None and hasattr(upload, "read") else None
-    body = await request.body()
     return body or None

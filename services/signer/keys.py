@@ -1,8 +1,16 @@
 """The signer's keyring: certificate authorities and signer certificates,
-stored encrypted in the signer's schema, decrypted once and kept in memory.
+stored in the signer's schema with their private keys encrypted, decrypted
+once and kept in memory.
+
+A private key is stored encrypted with AES-256-GCM under a key-encryption
+key derived from PARAAF_KEY_SECRET with scrypt (n=2^16, r=8, p=1: about
+0.2 s and 64 MB, once per start), and bound to whose key it is (a stored
+key cannot be moved to another person's row). The secret is the signer's
+alone; a known placeholder or a short one is refused.
 """
 
 import asyncio
+import base64
 import os
 import secrets
 from dataclasses import dataclass
@@ -11,20 +19,49 @@ from pathlib import Path
 import asyncpg
 import structlog
 from cryptography import x509
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from services.signer import ca
 from services.signer.config import SignerSettings
 from shared.events import PersonRef
+from shared.settings import CannotStart
 
-__all__ = ["Credentials", "Keyring", "key_secret"]
+__all__ = ["Credentials", "KeyWrap", "Keyring", "WeakSecret", "WrongSecret", "check_secret", "key_secret"]
+
+MIN_SECRET_LENGTH = 16
+PLACEHOLDERS = frozenset(
+    {"change-me-in-production", "change-me", "changeme", "secret", "password", "paraaf", "test", "example", "replace-me"}
+)
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**16, 8, 1
+_CHECK = b"paraaf key-encryption check"
+_WRAPPED = "aesgcm:"
+
+
+class WeakSecret(CannotStart):
+    """PARAAF_KEY_SECRET is a placeholder or too short to protect signing keys."""
+
+
+class WrongSecret(CannotStart):
+    """PARAAF_KEY_SECRET does not open the keys stored in this database."""
+
+
+def check_secret(secret: str) -> bytes:
+    if secret.strip().lower() in PLACEHOLDERS or len(secret) < MIN_SECRET_LENGTH:
+        raise WeakSecret(
+            f"PARAAF_KEY_SECRET is a placeholder or shorter than {MIN_SECRET_LENGTH} characters; set a long random"
+            " secret (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`) and keep it safe"
+        )
+    return secret.encode()
 
 
 def key_secret(settings: SignerSettings) -> bytes:
     """PARAAF_KEY_SECRET, or (for a demo install) a secret kept in DATA_DIR."""
     if settings.key_secret is not None:
-        return settings.key_secret.get_secret_value().encode()
+        return check_secret(settings.key_secret.get_secret_value())
     path = Path(settings.data_dir) / "signer-key-secret"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,7 +72,35 @@ def key_secret(settings: SignerSettings) -> bytes:
             "PARAAF_KEY_SECRET is not set; generated one in the data directory. Set it in production.",
             path=str(path),
         )
-    return path.read_text().strip().encode()
+    return check_secret(path.read_text().strip())
+
+
+class KeyWrap:
+    """AES-256-GCM under a key derived from the secret with scrypt."""
+
+    def __init__(self, kek: bytes) -> None:
+        self._aead = AESGCM(kek)
+
+    @classmethod
+    def derive(cls, secret: bytes, salt: bytes, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> "KeyWrap":
+        return cls(Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(secret))
+
+    def seal(self, data: bytes, context: str) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, data, context.encode())
+
+    def open(self, sealed: bytes, context: str) -> bytes:
+        return self._aead.decrypt(sealed[:12], sealed[12:], context.encode())
+
+    def wrap(self, key: RSAPrivateKey, context: str) -> str:
+        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        return _WRAPPED + base64.b64encode(self.seal(der, context)).decode()
+
+    def unwrap(self, stored: str, context: str) -> RSAPrivateKey:
+        key = serialization.load_der_private_key(self.open(base64.b64decode(stored.removeprefix(_WRAPPED)), context), None)
+        if not isinstance(key, RSAPrivateKey):
+            raise ValueError("expected an RSA key")
+        return key
 
 
 @dataclass(frozen=True)
@@ -51,12 +116,105 @@ def _der(cert_pem: str) -> bytes:
     return x509.load_pem_x509_certificate(cert_pem.encode()).public_bytes(serialization.Encoding.DER)
 
 
+def _authority_context(org: str) -> str:
+    return f"authority:{org}"
+
+
+def _certificate_context(org: str, person_id: str, title: str) -> str:
+    return f"certificate:{org}:{person_id}:{title}"
+
+
+async def _derive(secret: bytes, row: asyncpg.Record) -> KeyWrap:
+    return await asyncio.to_thread(KeyWrap.derive, secret, row["salt"], row["n"], row["r"], row["p"])
+
+
 class Keyring:
     def __init__(self, secret: bytes, organisation: str) -> None:
         self._secret = secret
         self._organisation = organisation
+        self._wrap: KeyWrap | None = None
         self._authorities: dict[str, tuple[str, RSAPrivateKey]] = {}
         self._credentials: dict[tuple[str, str, str, str], Credentials] = {}
+
+    @property
+    def _keys(self) -> KeyWrap:
+        if self._wrap is None:
+            raise RuntimeError("the keyring is locked: call unlock() at start-up")
+        return self._wrap
+
+    async def unlock(self, conn: asyncpg.Connection) -> None:
+        """Derive the key-encryption key (once; the first start chooses its salt) and check the secret opens it.
+        Keys stored by earlier versions are encrypted anew on the way."""
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO signer.key_encryption (id, salt, n, r, p, check_value) VALUES (1, $1, $2, $3, $4, '')"
+                " ON CONFLICT DO NOTHING",
+                os.urandom(16),
+                SCRYPT_N,
+                SCRYPT_R,
+                SCRYPT_P,
+            )
+            row = await conn.fetchrow("SELECT * FROM signer.key_encryption WHERE id = 1 FOR UPDATE")
+            wrap = await _derive(self._secret, row)
+            if not row["check_value"]:
+                await conn.execute("UPDATE signer.key_encryption SET check_value = $1", wrap.seal(_CHECK, "check"))
+            else:
+                try:
+                    wrap.open(row["check_value"], "check")
+                except InvalidTag:
+                    raise WrongSecret("PARAAF_KEY_SECRET does not open the signing keys stored in this database") from None
+            await self._rewrap_legacy(conn, wrap)
+        self._wrap = wrap
+
+    async def _rewrap_legacy(self, conn: asyncpg.Connection, wrap: KeyWrap) -> None:
+        for row in await conn.fetch("SELECT org, key_pem FROM signer.authorities WHERE key_pem LIKE '-----BEGIN%'"):
+            key = await asyncio.to_thread(ca.unlock_legacy, row["key_pem"].encode(), self._secret)
+            await conn.execute(
+                "UPDATE signer.authorities SET key_pem = $2 WHERE org = $1", row["org"], wrap.wrap(key, _authority_context(row["org"]))
+            )
+        for row in await conn.fetch(
+            "SELECT org, person_id, title, key_pem FROM signer.certificates WHERE key_pem LIKE '-----BEGIN%'"
+        ):
+            key = await asyncio.to_thread(ca.unlock_legacy, row["key_pem"].encode(), self._secret)
+            await conn.execute(
+                "UPDATE signer.certificates SET key_pem = $4 WHERE org = $1 AND person_id = $2 AND title = $3",
+                row["org"],
+                row["person_id"],
+                row["title"],
+                wrap.wrap(key, _certificate_context(row["org"], row["person_id"], row["title"])),
+            )
+
+    async def rotate(self, conn: asyncpg.Connection, new_secret: bytes) -> int:
+        """Encrypt every stored key under ``new_secret`` (one transaction); returns how many keys."""
+        new = KeyWrap.derive(new_secret, salt := os.urandom(16))
+        count = 0
+        async with conn.transaction():
+            for row in await conn.fetch("SELECT org, key_pem FROM signer.authorities FOR UPDATE"):
+                context = _authority_context(row["org"])
+                key = self._keys.unwrap(row["key_pem"], context)
+                await conn.execute("UPDATE signer.authorities SET key_pem = $2 WHERE org = $1", row["org"], new.wrap(key, context))
+                count += 1
+            for row in await conn.fetch("SELECT org, person_id, title, key_pem FROM signer.certificates FOR UPDATE"):
+                context = _certificate_context(row["org"], row["person_id"], row["title"])
+                key = self._keys.unwrap(row["key_pem"], context)
+                await conn.execute(
+                    "UPDATE signer.certificates SET key_pem = $4 WHERE org = $1 AND person_id = $2 AND title = $3",
+                    row["org"],
+                    row["person_id"],
+                    row["title"],
+                    new.wrap(key, context),
+                )
+                count += 1
+            await conn.execute(
+                "UPDATE signer.key_encryption SET salt = $1, n = $2, r = $3, p = $4, check_value = $5",
+                salt,
+                SCRYPT_N,
+                SCRYPT_R,
+                SCRYPT_P,
+                new.seal(_CHECK, "check"),
+            )
+        self._secret, self._wrap = new_secret, new
+        return count
 
     async def authority(self, conn: asyncpg.Connection, org: str) -> tuple[str, RSAPrivateKey]:
         """The org's root (certificate PEM, key), created on first use."""
@@ -64,16 +222,16 @@ class Keyring:
             return self._authorities[org]
         row = await conn.fetchrow("SELECT cert_pem, key_pem FROM signer.authorities WHERE org = $1", org)
         if row is None:
-            issued = await asyncio.to_thread(ca.new_authority, self._organisation, self._secret)
+            issued = await asyncio.to_thread(ca.new_authority, self._organisation)
             await conn.execute(
                 "INSERT INTO signer.authorities (org, cert_pem, key_pem) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 org,
                 issued.cert_pem.decode(),
-                issued.key_pem.decode(),
+                self._keys.wrap(issued.key, _authority_context(org)),
             )
             row = await conn.fetchrow("SELECT cert_pem, key_pem FROM signer.authorities WHERE org = $1", org)
             structlog.get_logger().info("certificate authority created", org=org)
-        key = await asyncio.to_thread(ca.unlock, row["key_pem"].encode(), self._secret)
+        key = self._keys.unwrap(row["key_pem"], _authority_context(org))
         self._authorities[org] = (row["cert_pem"], key)
         return self._authorities[org]
 
@@ -83,6 +241,7 @@ class Keyring:
         if cache_key in self._credentials:
             return self._credentials[cache_key]
         root_pem, root_key = await self.authority(conn, org)
+        context = _certificate_context(org, person.id, person.title)
         row = await conn.fetchrow(
             "SELECT name, cert_pem, key_pem FROM signer.certificates WHERE org = $1 AND person_id = $2 AND title = $3",
             org,
@@ -98,7 +257,6 @@ class Keyring:
                     name=person.name,
                     title=person.title,
                     email=person.email,
-                    secret=self._secret,
                 )
             )
             row = await conn.fetchrow(
@@ -110,9 +268,9 @@ class Keyring:
                 person.title,
                 person.name,
                 issued.cert_pem.decode(),
-                issued.key_pem.decode(),
+                self._keys.wrap(issued.key, context),
             )
-        key = await asyncio.to_thread(ca.unlock, row["key_pem"].encode(), self._secret)
+        key = self._keys.unwrap(row["key_pem"], context)
         credentials = Credentials(
             key_der=key.private_bytes(
                 serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()

@@ -18,7 +18,7 @@ from services.signer.keys import Keyring
 from services.signer.pades import Placeholder, SigningJob, SigningPool
 from services.signer.stamps import on_behalf_text, stamp_text
 from services.signer.tokens import hash_token
-from shared.blobs import get_blob, put_blob
+from shared.blobs import get_blob, put_blob, register_version
 from shared.events import PersonRef, SignatureDeclined, Signed, utcnow
 from shared.messaging import Outbox
 
@@ -60,6 +60,8 @@ def _refusal(link: asyncpg.Record, now: datetime) -> str | None:
         return "request_declined"
     if link["status"] == "signed" or link["used_at"] is not None:
         return "used"
+    if link["revoked_at"] is not None:
+        return "revoked"
     if link["expires_at"] <= now:
         return "expired"
     # Steps run in order. The router only asks the next step once the last one
@@ -133,6 +135,7 @@ async def sign(
             )
             field_name = result.field_name
             pdf_sha256, revision = await put_blob(conn, result.pdf), revision + 1
+            await register_version(conn, link["document_id"], revision, link["org"], pdf_sha256)
             await store.record_signature(
                 conn,
                 document_id=link["document_id"],

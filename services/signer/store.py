@@ -9,28 +9,49 @@ from shared.events import SignatureRequested
 
 __all__ = [
     "cancel_pending",
+    "current_version",
+    "directory_person",
     "end_document",
     "find_download",
     "find_link",
     "get_request",
+    "grant_download",
+    "held_titles",
     "insert_download",
     "insert_request",
     "insert_token",
     "mark_decided",
     "placeholders_unknown",
     "record_signature",
+    "revoke_links_of_mail",
     "save_placeholders",
     "signed_before",
 ]
 
 
-async def insert_request(conn: asyncpg.Connection, event: SignatureRequested) -> None:
+async def current_version(conn: asyncpg.Connection, document_id: UUID, org: str, original: str) -> tuple[str, int]:
+    """The document's PDF as the signer has it (digest, revision); begun from intake's ``original`` the first time."""
     await conn.execute(
         "INSERT INTO signer.documents (document_id, org, pdf_sha256) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        event.document_id,
-        event.org,
-        event.pdf_sha256,
+        document_id,
+        org,
+        original,
     )
+    row = await conn.fetchrow("SELECT pdf_sha256, revision FROM signer.documents WHERE document_id = $1", document_id)
+    return row["pdf_sha256"], row["revision"]
+
+
+async def directory_person(conn: asyncpg.Connection, org: str, person_id: str) -> asyncpg.Record | None:
+    """The person as the router's directory has them (the signer may read people and roles)."""
+    return await conn.fetchrow("SELECT id, name, email FROM router.people WHERE org = $1 AND id = $2", org, person_id)
+
+
+async def held_titles(conn: asyncpg.Connection, org: str, person_id: str) -> set[str]:
+    rows = await conn.fetch("SELECT title FROM router.roles WHERE org = $1 AND $2 = ANY(holders)", org, person_id)
+    return {r["title"] for r in rows}
+
+
+async def insert_request(conn: asyncpg.Connection, event: SignatureRequested) -> None:
     await conn.execute(
         "INSERT INTO signer.requests (request_id, document_id, org, step, step_count, action, signer, on_behalf_of,"
         " title, filename, submitted_by, confidential, signature_count)"
@@ -52,43 +73,67 @@ async def insert_request(conn: asyncpg.Connection, event: SignatureRequested) ->
 
 
 async def insert_token(
-    conn: asyncpg.Connection, token_hash: bytes, request_id: UUID, person_id: str, expires_at: datetime
+    conn: asyncpg.Connection, token_hash: bytes, request_id: UUID, person_id: str, expires_at: datetime, mail_id: UUID
 ) -> None:
+    """The request's new link; every earlier one that was not used stops working."""
     await conn.execute(
-        "INSERT INTO signer.tokens (token_hash, request_id, person_id, expires_at) VALUES ($1, $2, $3, $4)",
+        "UPDATE signer.tokens SET revoked_at = now() WHERE request_id = $1 AND used_at IS NULL AND revoked_at IS NULL",
+        request_id,
+    )
+    await conn.execute(
+        "INSERT INTO signer.tokens (token_hash, request_id, person_id, expires_at, mail_id) VALUES ($1, $2, $3, $4, $5)",
         token_hash,
         request_id,
         person_id,
         expires_at,
+        mail_id,
     )
+
+
+async def revoke_links_of_mail(conn: asyncpg.Connection, mail_id: UUID) -> None:
+    """The links made for a mail that never arrived stop working."""
+    await conn.execute("UPDATE signer.tokens SET revoked_at = now() WHERE mail_id = $1 AND revoked_at IS NULL", mail_id)
+    await conn.execute("UPDATE signer.downloads SET revoked_at = now() WHERE mail_id = $1 AND revoked_at IS NULL", mail_id)
 
 
 async def get_request(conn: asyncpg.Connection, request_id: UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM signer.requests WHERE request_id = $1", request_id)
 
 
-async def insert_download(
-    conn: asyncpg.Connection,
-    token_hash: bytes,
-    *,
-    document_id: UUID,
-    org: str,
-    person_id: str,
-    pdf_sha256: str,
-    filename: str,
-    expires_at: datetime,
+async def grant_download(
+    conn: asyncpg.Connection, *, document_id: UUID, org: str, person_id: str, pdf_sha256: str, filename: str
 ) -> None:
     await conn.execute(
-        "INSERT INTO signer.downloads (token_hash, document_id, org, person_id, pdf_sha256, filename, expires_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        token_hash,
+        "INSERT INTO signer.download_grants (document_id, person_id, org, pdf_sha256, filename)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         document_id,
-        org,
         person_id,
+        org,
         pdf_sha256,
         filename,
-        expires_at,
     )
+
+
+async def insert_download(
+    conn: asyncpg.Connection, token_hash: bytes, *, document_id: UUID, person_id: str, expires_at: datetime, mail_id: UUID
+) -> bool:
+    """A download link for the person's grant (False when there is none); earlier ones stop working."""
+    await conn.execute(
+        "UPDATE signer.downloads SET revoked_at = now() WHERE document_id = $1 AND person_id = $2 AND revoked_at IS NULL",
+        document_id,
+        person_id,
+    )
+    inserted = await conn.fetchval(
+        "INSERT INTO signer.downloads (token_hash, document_id, org, person_id, pdf_sha256, filename, expires_at, mail_id)"
+        " SELECT $1, document_id, org, person_id, pdf_sha256, filename, $4, $5 FROM signer.download_grants"
+        " WHERE document_id = $2 AND person_id = $3 RETURNING true",
+        token_hash,
+        document_id,
+        person_id,
+        expires_at,
+        mail_id,
+    )
+    return bool(inserted)
 
 
 async def find_download(conn: asyncpg.Connection | asyncpg.Pool, token_hash: bytes) -> asyncpg.Record | None:
@@ -103,7 +148,7 @@ async def find_link(conn: asyncpg.Connection | asyncpg.Pool, token_hash: bytes, 
     made one after the other), all in this one round trip.
     """
     return await conn.fetchrow(
-        "SELECT t.token_hash, t.expires_at, t.used_at, t.person_id, r.*, d.status AS document_status,"
+        "SELECT t.token_hash, t.expires_at, t.used_at, t.revoked_at, t.person_id, r.*, d.status AS document_status,"
         " d.pdf_sha256 AS document_pdf_sha256, d.revision AS document_revision,"
         " d.placeholders AS document_placeholders,"
         " EXISTS (SELECT 1 FROM signer.requests e WHERE e.document_id = r.document_id AND e.step < r.step"

@@ -19,11 +19,15 @@ from typing import Any
 
 import structlog
 
-__all__ = ["WorkerDied", "WorkerPool"]
+__all__ = ["WorkerDied", "WorkerPool", "WorkerTimedOut"]
 
 
 class WorkerDied(RuntimeError):
     """The worker process ended while it had a job (killed, or out of memory)."""
+
+
+class WorkerTimedOut(TimeoutError):
+    """The job took longer than it was given; its worker was killed."""
 
 
 def _serve(conn: Connection) -> None:
@@ -56,6 +60,12 @@ class _Worker:
             self.process.kill()
             self.process.join()
 
+    def kill(self) -> None:
+        """End it now, whatever it is doing (abandoned or over its time)."""
+        self.process.kill()
+        self.process.join(timeout=5)
+        self.conn.close()
+
 
 class WorkerPool:
     def __init__(self, workers: int) -> None:
@@ -65,22 +75,29 @@ class WorkerPool:
         self._all: list[_Worker] = []
         self._slots = asyncio.Semaphore(self._size)
 
-    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
-        """``function(*args)`` in a worker process; both must be picklable (module-level functions, plain data)."""
+    async def run(self, function: Callable[..., Any], *args: Any, timeout: float | None = None) -> Any:
+        """``function(*args)`` in a worker process; both must be picklable (module-level functions, plain data).
+
+        With ``timeout``, a job still running after that many seconds has its worker
+        killed and raises :class:`WorkerTimedOut`.
+        """
         await self._slots.acquire()
         worker = self._idle.pop() if self._idle else self._spawn()
-        healthy = False
+        healthy, timed_out = False, False
         try:
-            result = await self._call(worker, function, args)
+            result = await asyncio.wait_for(self._call(worker, function, args), timeout)
             healthy = True
             return result
+        except TimeoutError:
+            timed_out = True
+            raise WorkerTimedOut(f"the job took longer than {timeout} s; its worker was stopped") from None
         finally:
-            if healthy or worker.process.is_alive() and not _cancelled():
+            if healthy or worker.process.is_alive() and not _cancelled() and not timed_out:
                 self._idle.append(worker)
             else:
-                # Dead, or abandoned mid-job (its late answer would reach the next caller): replace it.
+                # Dead, over its time, or abandoned mid-job (its late answer would reach the next caller): replace it.
                 self._all.remove(worker)
-                worker.stop()
+                worker.kill()
             self._slots.release()
 
     def _spawn(self) -> _Worker:

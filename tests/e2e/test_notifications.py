@@ -15,13 +15,11 @@ from typing import Any
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
-import aio_pika
 import asyncpg
 import httpx
 import pytest
 
 from shared.events import PersonRef, SignatureReassigned, SignatureRequested
-from shared.topology import EVENTS
 from tests.support.notifier import FakeClock, notifier_settings, running_notifier
 from tests.support.pdfs import make_pdf
 from tests.support.smtp import Received, SmtpServer
@@ -147,20 +145,14 @@ async def wait_for_audit(database_url: str, routing_key: str, count: int = 1, ti
     return found
 
 
-async def publish_events(amqp_url: str, *events: Any) -> None:
-    """Publish as the router's outbox relay does."""
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(EVENTS.name)
-        for event in events:
-            await exchange.publish(
-                aio_pika.Message(event.to_json(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT), event.routing_key
-            )
-
-
-def make_system(request: pytest.FixtureRequest, tmp_path: Path, database_url: str, amqp_url: str, smtp: SmtpServer, **env: str) -> System:
-    system = System(name=request.node.name, database_url=database_url, amqp_url=amqp_url, smtp=smtp, extra_env=env)
+def make_system(
+    request: pytest.FixtureRequest, tmp_path: Path, database_url: str, amqp_url: str, smtp: SmtpServer, secrets_dir: str, **env: str
+) -> System:
+    system = System(
+        name=request.node.name, database_url=database_url, amqp_url=amqp_url, smtp=smtp, secrets_dir=secrets_dir, extra_env=env
+    )
+    system.setup()
+    system.add_source("notula", "--org", "default", "--any-submitter", "--ad-hoc-steps")
     directory = tmp_path / "directory.yaml"
     directory.write_text(directory_yaml())
     system.cli("directory", "import", str(directory))
@@ -174,15 +166,24 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def city(
-    request: pytest.FixtureRequest, tmp_path: Path, database_url: str, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    database_url: str,
+    amqp_url: str,
+    smtp_server: SmtpServer,
+    secrets_dir: str,
+    clock: FakeClock,
 ) -> AsyncIterator[System]:
     """Intake, router, signer and audit as processes; the notifier in this process, on the test's clock."""
-    system = make_system(request, tmp_path, database_url, amqp_url, smtp_server)
+    system = make_system(request, tmp_path, database_url, amqp_url, smtp_server, secrets_dir)
     others = ["intake", "router", "signer", "audit"]
     for service in others:
         system.start_service(service)
     await system.wait_healthy(others)
-    async with running_notifier(notifier_settings(database_url, amqp_url, smtp_server, system.ports["notifier"]), clock):
+    settings = notifier_settings(
+        database_url, amqp_url, smtp_server, system.ports["notifier"], secrets_dir=secrets_dir, signer_internal_url=system.public_url
+    )
+    async with running_notifier(settings, clock):
         yield system
     assert all(code == 0 for code in system.stop().values()), "a service did not stop cleanly"
 
@@ -235,8 +236,8 @@ async def test_every_mail_kind_in_every_language_reaches_its_person_with_a_worki
     for lang in LANGUAGES:
         original = SignatureRequested.model_validate(asked[titles[lang, 1]])
         new_request = uuid4()
-        await publish_events(
-            city.amqp_url,
+        await city.publish_as(
+            "router",
             SignatureReassigned.caused_by(
                 original, request_id=original.request_id, new_request_id=new_request, from_person=original.signer,
                 to_person=substitute_of(lang), reason="absent", title=original.title,
@@ -302,11 +303,11 @@ async def test_reminders_follow_the_clock_and_stop_once_signed(
 
 @pytest.fixture
 async def processes(
-    request: pytest.FixtureRequest, tmp_path: Path, database_url: str, amqp_url: str, smtp_server: SmtpServer
+    request: pytest.FixtureRequest, tmp_path: Path, database_url: str, amqp_url: str, smtp_server: SmtpServer, secrets_dir: str
 ) -> AsyncIterator[System]:
     """All five services as processes; mail retried every 0.2-0.5 s so an outage passes quickly."""
     system = make_system(
-        request, tmp_path, database_url, amqp_url, smtp_server,
+        request, tmp_path, database_url, amqp_url, smtp_server, secrets_dir,
         PARAAF_MAIL_RETRY_SECONDS="0.2", PARAAF_MAIL_RETRY_MAX_SECONDS="0.5", PARAAF_MAIL_MAX_ATTEMPTS="1000",
     )
     await system.start()

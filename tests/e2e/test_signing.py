@@ -33,8 +33,8 @@ FIVE = [
 
 
 @pytest.fixture
-async def system(request: pytest.FixtureRequest, database_url: str, amqp_url: str, smtp_server: SmtpServer) -> AsyncIterator[System]:
-    async with demo_city(request.node.name, database_url=database_url, amqp_url=amqp_url, smtp=smtp_server) as system:
+async def system(request: pytest.FixtureRequest, database_url: str, amqp_url: str, smtp_server: SmtpServer, secrets_dir: str) -> AsyncIterator[System]:
+    async with demo_city(request.node.name, database_url=database_url, amqp_url=amqp_url, smtp=smtp_server, secrets_dir=secrets_dir) as system:
         yield system
 
 

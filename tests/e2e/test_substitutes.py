@@ -24,9 +24,9 @@ TENTH_OF_JULY = "2026-07-10T09:00:00+02:00"
 
 
 @pytest.fixture
-async def july(request: pytest.FixtureRequest, database_url: str, amqp_url: str, smtp_server: SmtpServer) -> AsyncIterator[System]:
+async def july(request: pytest.FixtureRequest, database_url: str, amqp_url: str, smtp_server: SmtpServer, secrets_dir: str) -> AsyncIterator[System]:
     async with demo_city(
-        request.node.name, database_url=database_url, amqp_url=amqp_url, smtp=smtp_server, PARAAF_CLOCK_START=TENTH_OF_JULY
+        request.node.name, database_url=database_url, amqp_url=amqp_url, smtp=smtp_server, secrets_dir=secrets_dir, PARAAF_CLOCK_START=TENTH_OF_JULY
     ) as system:
         yield system
 
@@ -117,12 +117,11 @@ async def test_with_the_whole_row_away_the_mayor_keeps_the_request_and_an_operat
 
 async def test_an_absence_that_starts_later_moves_the_work_at_its_start(july: System, smtp_server: SmtpServer) -> None:
     """An absence registered to start in a few seconds leaves the request alone until then, and moves it when it starts."""
-    started = time.monotonic()
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=july.operator_headers()) as client:
         await july.publish(submission(make_pdf(), external_ref="BESL-LATER"))
         await smtp_server.wait_for_mail("ann.aerts@demo.paraaf.be")
         # The services' clock began at 10 July 09:00 when they started; start the absence ~8 s from now.
-        starts = datetime.fromisoformat(TENTH_OF_JULY) + timedelta(seconds=time.monotonic() - started + 8)
+        starts = datetime.fromisoformat(TENTH_OF_JULY) + timedelta(seconds=time.monotonic() - july.started_at + 8)
         response = await client.post(
             july.url("router", "/absences"),
             json={"person": "ann.aerts", "from": starts.isoformat(), "to": "2026-07-20", "note": "conference"},
@@ -138,7 +137,7 @@ async def test_an_absence_that_starts_later_moves_the_work_at_its_start(july: Sy
 
 async def test_the_absence_api_says_what_is_wrong(july: System) -> None:
     """An unknown person is 404, an unreadable date or a `to` before `from` is 422, each with a sentence."""
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=july.operator_headers()) as client:
         unknown = await client.post(july.url("router", "/absences"), json={"person": "nobody", "from": "2026-07-01", "to": "2026-07-02"})
         bad_date = await client.post(july.url("router", "/absences"), json={"person": "ann.aerts", "from": "soon", "to": "2026-07-02"})
         backwards = await client.post(july.url("router", "/absences"), json={"person": "ann.aerts", "from": "2026-07-05", "to": "2026-07-02"})

@@ -49,10 +49,11 @@ def alive(pid: int) -> bool:
 
 
 async def test_run_all_supervises_the_five_services_and_stops_them_on_ctrl_c(
-    database_url: str, amqp_url: str, smtp_server: SmtpServer
+    database_url: str, amqp_url: str, smtp_server: SmtpServer, secrets_dir: str
 ) -> None:
-    """All five answer; a killed one comes back; SIGINT stops every process cleanly."""
-    system = System(name="run_all", database_url=database_url, amqp_url=amqp_url, smtp=smtp_server)
+    """After `paraaf setup`, all five answer; a killed one comes back; SIGINT stops every process cleanly."""
+    system = System(name="run_all", database_url=database_url, amqp_url=amqp_url, smtp=smtp_server, secrets_dir=secrets_dir)
+    system.setup()
     supervisor = subprocess.Popen(
         [sys.executable, "-m", "services", "run", "all"],
         env=system.env,

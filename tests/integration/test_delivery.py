@@ -1,5 +1,6 @@
 """Delivery guarantees of shared/messaging.py on real RabbitMQ and PostgreSQL:
-at-least-once delivery, exactly-once effects, nothing dropped silently."""
+at-least-once delivery, exactly-once effects, nothing dropped silently, and
+nothing accepted from a publisher that does not own the message."""
 
 import asyncio
 import json
@@ -12,21 +13,26 @@ import asyncpg
 import pytest
 from faststream import TestApp
 
+from services.admin.database import SCHEMAS, SERVICES, SchemaSpec
 from services.dlq import replay
+from shared.credentials import read_identity
 from shared.events import DocumentCompleted, DocumentWithdrawn
 from shared.service import Service
 from shared.settings import Settings
-from shared.topology import EVENTS, Binding, QueueSpec
+from shared.topology import DLX, EVENTS, OPERATOR, TOPOLOGY, Binding, QueueSpec, ServiceSpec
+from tests.support.bus import publish_as, publish_raw_as
 
 QUEUE = QueueSpec("probe.events", (Binding(EVENTS, DocumentWithdrawn.routing_key),))
+MIGRATIONS = Path(__file__).parent / "probe_migrations"
+PROBE = ServiceSpec("probe", consumes=(QUEUE,), publishes={EVENTS.name: (r"document\.completed",), DLX.name: (".*",)})
 
 
 class Probe:
     """A minimal service built with the shared runtime; its handler's behaviour is set per test."""
 
-    def __init__(self, database_url: str, amqp_url: str) -> None:
-        settings = Settings(database_url=database_url, amqp_url=amqp_url, delivery_limit=2, prefetch=4)
-        self.service = Service("probe", settings, migrations=Path(__file__).parent / "probe_migrations")
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.service = Service("probe", settings, migrations=MIGRATIONS, topology=TOPOLOGY.with_services(PROBE))
         self.calls = 0
         self.fail = False
         self.service.consume(QUEUE, {DocumentWithdrawn.routing_key: self.handle})
@@ -42,10 +48,21 @@ class Probe:
 
 
 @pytest.fixture
-async def probe(database_url: str, amqp_url: str) -> AsyncIterator[Probe]:
-    probe = Probe(database_url, amqp_url)
+async def probe(provision) -> AsyncIterator[Probe]:
+    settings = await provision(
+        TOPOLOGY.with_services(PROBE),
+        schemas=(*SCHEMAS, SchemaSpec("probe", "probe", (MIGRATIONS,))),
+        services=(*SERVICES, "probe"),
+        delivery_limit=2,
+        prefetch=4,
+    )
+    probe = Probe(settings)
     async with TestApp(probe.service.app):
         yield probe
+
+
+def operator_url(probe: Probe) -> str:
+    return read_identity(probe.settings, OPERATOR, needs=("amqp_url",)).amqp_url
 
 
 @pytest.fixture
@@ -55,9 +72,10 @@ async def channel(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
         yield await connection.channel(publisher_confirms=True)
 
 
-async def publish(channel: aio_pika.abc.AbstractChannel, routing_key: str, body: bytes) -> None:
+async def publish(channel: aio_pika.abc.AbstractChannel, routing_key: str, body: bytes, **properties: object) -> None:
+    """As the administrator (who may publish anything, but only as itself)."""
     exchange = await channel.get_exchange(EVENTS.name)
-    await exchange.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key)
+    await exchange.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, **properties), routing_key)
 
 
 async def eventually(check: Callable[[], object], timeout: float = 20.0) -> None:
@@ -92,8 +110,8 @@ async def test_an_event_delivered_twice_has_one_effect(probe: Probe, channel, da
     completed = await channel.declare_queue(exclusive=True)
     await completed.bind(EVENTS.name, DocumentCompleted.routing_key)
     event = withdrawn()
-    await publish(channel, event.routing_key, event.to_json())
-    await publish(channel, event.routing_key, event.to_json())
+    await publish_as(probe.settings, "router", event)
+    await publish_as(probe.settings, "router", event)
     outgoing = []
     await completed.consume(outgoing.append, no_ack=True)
     await eventually(lambda: len(outgoing) == 1)
@@ -105,6 +123,7 @@ async def test_an_event_delivered_twice_has_one_effect(probe: Probe, channel, da
     assert len(outgoing) == 1
     message = outgoing[0]
     assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert message.user_id == f"{probe.settings.broker_user_prefix}.probe"
     assert message.message_id == json.loads(message.body)["event_id"]
     assert json.loads(message.body)["causation_id"] == str(event.event_id)
 
@@ -113,7 +132,7 @@ async def test_a_handler_that_keeps_failing_sends_the_message_to_its_dead_letter
     """After the delivery limit, a message whose handler fails is kept in <queue>.dlq, not lost."""
     probe.fail = True
     event = withdrawn()
-    await publish(channel, event.routing_key, event.to_json())
+    await publish_as(probe.settings, "router", event)
     dead: list[aio_pika.abc.AbstractIncomingMessage] = []
 
     async def arrived() -> bool:
@@ -129,28 +148,28 @@ async def test_a_dead_lettered_message_replayed_after_the_fix_is_handled(probe: 
     """Once the cause is fixed, `paraaf dlq replay` sends the message back and it takes effect, once."""
     probe.fail = True
     event = withdrawn()
-    await publish(channel, event.routing_key, event.to_json())
+    await publish_as(probe.settings, "router", event)
 
     async def dead_lettered() -> bool:
         return (await channel.declare_queue("probe.events.dlq", passive=True)).declaration_result.message_count == 1
 
     await eventually(dead_lettered, timeout=30)
     probe.fail = False
-    assert await replay(amqp_url, "probe.events") == (1, 0)
+    assert await replay(operator_url(probe), "probe.events") == (1, 0)
     conn = await asyncpg.connect(database_url)
     try:
         async def took_effect() -> bool:
             return await conn.fetchval("SELECT count(*) FROM probe.effects WHERE event_id = $1", event.event_id) == 1
 
         await eventually(took_effect)
-        assert await replay(amqp_url, "probe.events") == (0, 0)
+        assert await replay(operator_url(probe), "probe.events") == (0, 0)
     finally:
         await conn.close()
 
 
 async def test_a_malformed_event_is_dead_lettered_without_retrying(probe: Probe, channel) -> None:
     """A body that is not the event its routing key names goes to the dead-letter queue at once."""
-    await publish(channel, DocumentWithdrawn.routing_key, b'{"not": "an event"}')
+    await publish_raw_as(probe.settings, "router", EVENTS.name, DocumentWithdrawn.routing_key, b'{"not": "an event"}')
     dead: list[aio_pika.abc.AbstractIncomingMessage] = []
 
     async def arrived() -> bool:
@@ -159,12 +178,14 @@ async def test_a_malformed_event_is_dead_lettered_without_retrying(probe: Probe,
 
     await eventually(arrived)
     assert dead[0].body == b'{"not": "an event"}'
+    assert dead[0].headers["x-paraaf-reason"].startswith("malformed")
     assert probe.calls == 0
 
 
 async def test_a_message_nobody_listens_for_is_kept_in_unrouted(probe: Probe, channel) -> None:
-    """An event whose routing key no queue is bound to lands in queue `unrouted`."""
-    await publish(channel, "nobody.listens", b"{}")
+    """A command whose routing key no queue is bound to lands in queue `unrouted` (every event has the audit log)."""
+    commands = await channel.get_exchange("esign.commands")
+    await commands.publish(aio_pika.Message(b"{}", delivery_mode=aio_pika.DeliveryMode.PERSISTENT), "nobody.listens")
     kept: list[aio_pika.abc.AbstractIncomingMessage] = []
 
     async def arrived() -> bool:
@@ -184,6 +205,27 @@ async def test_replay_keeps_what_a_service_parked_in_its_dead_letter_queue_on_pu
         return (await channel.declare_queue("probe.events.dlq", passive=True)).declaration_result.message_count == 1
 
     await eventually(parked)
-    assert await replay(amqp_url, "probe.events") == (0, 1)
+    assert await replay(operator_url(probe), "probe.events") == (0, 1)
     await eventually(parked)  # handed back (nack) rather than lost
     assert probe.calls == 0
+
+
+@pytest.mark.parametrize("user_id", [None, "guest"], ids=["without user_id", "as another user"])
+async def test_an_event_from_a_publisher_that_does_not_own_it_is_dead_lettered_untouched(
+    probe: Probe, channel, user_id: str | None
+) -> None:
+    """document.withdrawn is the router's: published by anyone else (here the broker's administrator, whose
+    permissions let it), it has no effect and waits in the dead-letter queue with reason `untrusted publisher`."""
+    event = withdrawn()
+    await publish(channel, event.routing_key, event.to_json(), user_id=user_id)
+    dead: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+    async def arrived() -> bool:
+        dead.extend(await drain(channel, "probe.events.dlq"))
+        return bool(dead)
+
+    await eventually(arrived)
+    assert dead[0].headers["x-paraaf-reason"] == "untrusted publisher"
+    assert dead[0].headers["x-paraaf-publisher"] == (user_id or "")
+    assert probe.calls == 0
+    assert await replay(operator_url(probe), "probe.events") == (0, 0), "nothing to replay: it was never delivered"

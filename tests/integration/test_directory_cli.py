@@ -1,6 +1,5 @@
 """`paraaf directory import` against a real database: all or nothing, and the same twice."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +11,8 @@ from tests.support.workbook import city_with, write
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def paraaf(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PARAAF_DATABASE_URL": database_url, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "services", *args], env=env, capture_output=True, text=True, cwd=ROOT)
+def paraaf(shell: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "services", *args], env=shell, capture_output=True, text=True, cwd=ROOT)
 
 
 async def count_people(database_url: str) -> int:
@@ -27,7 +25,7 @@ async def count_people(database_url: str) -> int:
         await conn.close()
 
 
-async def test_a_spreadsheet_with_bad_rows_imports_nothing_and_names_every_row(database_url: str, tmp_path: Path) -> None:
+async def test_a_spreadsheet_with_bad_rows_imports_nothing_and_names_every_row(database_url: str, shell: dict[str, str], tmp_path: Path) -> None:
     """Five kinds of bad rows: the command fails, prints each with its sheet and row, and the directory stays empty."""
     bad = write(
         tmp_path / "bad.xlsx",
@@ -37,7 +35,7 @@ async def test_a_spreadsheet_with_bad_rows_imports_nothing_and_names_every_row(d
             absences=[["sofie.smet", "next week", "2026-03-10"]],
         ),
     )
-    result = paraaf(database_url, "directory", "import", str(bad))
+    result = paraaf(shell, "directory", "import", str(bad))
     assert result.returncode == 1
     assert "Nothing imported: 5 problem(s)." in result.stdout
     for expected in (
@@ -51,30 +49,30 @@ async def test_a_spreadsheet_with_bad_rows_imports_nothing_and_names_every_row(d
     assert await count_people(database_url) == 0
 
 
-async def test_importing_the_same_spreadsheet_twice_changes_nothing_the_second_time(database_url: str, tmp_path: Path) -> None:
+async def test_importing_the_same_spreadsheet_twice_changes_nothing_the_second_time(database_url: str, shell: dict[str, str], tmp_path: Path) -> None:
     """The second import of the same file reports no additions, changes or removals."""
     city = write(tmp_path / "city.xlsx", city_with())
-    first = paraaf(database_url, "directory", "import", str(city))
-    second = paraaf(database_url, "directory", "import", str(city))
+    first = paraaf(shell, "directory", "import", str(city))
+    second = paraaf(shell, "directory", "import", str(city))
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert "Imported people: 9 added, 0 changed, 0 removed" in first.stdout
     assert second.stdout.count("0 added, 0 changed, 0 removed") == 5, second.stdout
     assert await count_people(database_url) == 9
 
 
-async def test_a_dry_run_reports_but_changes_nothing(database_url: str, tmp_path: Path) -> None:
+async def test_a_dry_run_reports_but_changes_nothing(database_url: str, shell: dict[str, str], tmp_path: Path) -> None:
     """--dry-run says what would change and leaves the directory as it was."""
-    result = paraaf(database_url, "directory", "import", "--dry-run", str(write(tmp_path / "city.xlsx", city_with())))
+    result = paraaf(shell, "directory", "import", "--dry-run", str(write(tmp_path / "city.xlsx", city_with())))
     assert "Would import people: 9 added" in result.stdout
     assert await count_people(database_url) == 0
 
 
-async def test_a_person_a_flow_still_names_cannot_be_removed(database_url: str, tmp_path: Path) -> None:
+async def test_a_person_a_flow_still_names_cannot_be_removed(database_url: str, shell: dict[str, str], tmp_path: Path) -> None:
     """Removing the mayor while a loaded flow names the burgemeester role is refused, and nothing changes."""
-    assert paraaf(database_url, "directory", "import", str(write(tmp_path / "city.xlsx", city_with()))).returncode == 0
-    assert paraaf(database_url, "flows", "load", str(ROOT / "deploy" / "demo" / "flows")).returncode == 0
+    assert paraaf(shell, "directory", "import", str(write(tmp_path / "city.xlsx", city_with()))).returncode == 0
+    assert paraaf(shell, "flows", "load", str(ROOT / "deploy" / "demo" / "flows")).returncode == 0
     smaller = city_with()
     smaller["roles"] = [row for row in smaller["roles"] if row[0] != "burgemeester"]
-    result = paraaf(database_url, "directory", "import", str(write(tmp_path / "smaller.xlsx", smaller)))
+    result = paraaf(shell, "directory", "import", str(write(tmp_path / "smaller.xlsx", smaller)))
     assert result.returncode == 1
     assert "flow `collegebesluit`: names role:burgemeester, which this import removes" in result.stdout

@@ -1,7 +1,8 @@
 """The notifier alone, in this process, on real RabbitMQ, PostgreSQL and SMTP:
 mail once per intent, reminders on working days, retries, refusals kept for
 operators, absence notices and operator alerts. The test plays the other
-services by publishing their commands and events."""
+services by publishing their commands and events as they would (their own
+broker users), and the signer's link API by :class:`FakeLinks`."""
 
 import asyncio
 import json
@@ -25,10 +26,11 @@ from shared.events import (
     SignatureReassigned,
     Signed,
 )
-from shared.topology import COMMANDS, EVENTS
+from shared.topology import COMMANDS, EVENTS, TOPOLOGY
 from tests.conftest import free_port
+from tests.support.bus import publish_as
 from tests.support.listener import Listener
-from tests.support.notifier import FakeClock, notifier_settings, running_notifier
+from tests.support.notifier import FakeClock, FakeLinks, notifier_settings, running_notifier
 from tests.support.smtp import SmtpServer
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
@@ -46,13 +48,19 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def settings(database_url: str, amqp_url: str, smtp_server: SmtpServer):
-    return notifier_settings(database_url, amqp_url, smtp_server, free_port())
+async def settings(provision, smtp_server: SmtpServer):
+    admin = await provision()
+    return notifier_settings(admin.database_url, admin.amqp_url, smtp_server, free_port(), secrets_dir=str(admin.secrets_dir))
 
 
 @pytest.fixture
-async def notifier(settings, clock: FakeClock) -> AsyncIterator[None]:
-    async with running_notifier(settings, clock):
+def links() -> FakeLinks:
+    return FakeLinks()
+
+
+@pytest.fixture
+async def notifier(settings, clock: FakeClock, links: FakeLinks) -> AsyncIterator[None]:
+    async with running_notifier(settings, clock, links):
         yield
 
 
@@ -63,17 +71,10 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     await conn.close()
 
 
-async def publish(amqp_url: str, *messages: BaseModel) -> None:
-    """Publish as the other services' outbox relays do: persistent, on their exchange."""
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        for message in messages:
-            exchange = await channel.get_exchange(EVENTS.name if hasattr(message, "event_id") else COMMANDS.name)
-            await exchange.publish(
-                aio_pika.Message(message.model_dump_json().encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                message.routing_key,
-            )
+async def publish(settings, *messages: BaseModel) -> None:
+    """Publish as the services that own them do: their own broker user, persistent, on their exchange."""
+    for message in messages:
+        await publish_as(settings, TOPOLOGY.owners(message.routing_key)[0], message)  # type: ignore[attr-defined]
 
 
 def link_command(clock: FakeClock, recipient: PersonRef = ANN, **changes) -> SendSigningLink:
@@ -87,7 +88,6 @@ def link_command(clock: FakeClock, recipient: PersonRef = ANN, **changes) -> Sen
         step=1,
         step_count=1,
         action="sign",
-        link=f"http://127.0.0.1:8083/s/token-{request_id.hex}",
         expires_at=clock() + timedelta(days=21),
         **changes,
     )
@@ -111,35 +111,37 @@ async def quiet(seconds: float = 1.0) -> None:
     await asyncio.sleep(seconds)
 
 
-async def test_a_command_delivered_twice_sends_one_mail_and_forgets_its_link(
-    notifier, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock, db: asyncpg.Connection
+async def test_a_command_delivered_twice_sends_one_mail_with_a_link_made_as_it_was_sent(
+    notifier, settings, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock, db: asyncpg.Connection, links: FakeLinks
 ) -> None:
-    """The same SendSigningLink twice: one mail with the link, one notification.sent, no link left in the database."""
+    """The same SendSigningLink twice: one mail, carrying the link the signer made when it went out; one notification.sent; no link in the database."""
     command = link_command(clock)
     async with Listener(amqp_url, EVENTS.name, ["notification.*"]) as events:
-        await publish(amqp_url, command, command)
+        await publish(settings, command, command)
         [mail] = await smtp_server.wait_for_mail(ANN.email)
         await events.wait("notification.sent")
         await quiet(0.5)
     assert mail.subject == "Ter ondertekening: Collegebesluit 42"
-    assert command.link in mail.text and command.link in mail.html
+    [(asked, mail_id)] = links.asked
+    assert asked == f"signing:{command.request_id}" and mail_id == command.command_id
+    assert mail.signing_link.startswith("http://signer.test/s/token0001") and mail.signing_link in mail.html
     assert "Graag uiterlijk op 09-03-2026" in mail.text  # 5 working days after Monday 2 March
     assert len(smtp_server.received) == 1
     [sent] = events.bodies("notification.sent")
     assert (sent["recipient"], sent["kind"], sent["correlation_id"]) == (
         ANN.email, "signature_request", str(command.correlation_id)
     )
-    leftovers = await db.fetchval("SELECT count(*) FROM notifier.mails WHERE text_body LIKE '%' || $1 || '%'", command.link)
-    assert leftovers == 0
+    leftovers = await db.fetch("SELECT text_body, html_body FROM notifier.mails")
+    assert not any("signer.test" in (r["text_body"] or "") + (r["html_body"] or "") for r in leftovers)
 
 
 async def test_reminders_are_asked_of_the_signer_on_working_days_up_to_the_maximum(
-    notifier, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
+    notifier, settings, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
 ) -> None:
     """Requested Monday 10:00: reminders asked Thursday, the next Monday and Wednesday, then no more."""
     command = link_command(clock)
     async with Listener(amqp_url, COMMANDS.name, ["signer.reissue-link"]) as signer:
-        await publish(amqp_url, command)
+        await publish(settings, command)
         await smtp_server.wait_for_mail(ANN.email)
         clock.move_to(datetime(2026, 3, 5, 9, 59, tzinfo=BRUSSELS))  # Thursday, a minute early
         await quiet()
@@ -159,16 +161,16 @@ async def test_reminders_are_asked_of_the_signer_on_working_days_up_to_the_maxim
 
 
 async def test_no_reminder_for_a_request_that_was_signed_moved_or_cancelled_or_whose_document_ended(
-    notifier, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
+    notifier, settings, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
 ) -> None:
     """Of five requests, only the one still open is reminded after 3 working days."""
     commands = [link_command(clock, title=f"Besluit {n}") for n in range(5)]
     done_signing, moved, cancelled, withdrawn, still_open = commands
     async with Listener(amqp_url, COMMANDS.name, ["signer.reissue-link"]) as signer:
-        await publish(amqp_url, *commands)
+        await publish(settings, *commands)
         await smtp_server.wait_for_mail(ANN.email, count=5)
         await publish(
-            amqp_url,
+            settings,
             signed(done_signing),
             SignatureReassigned(
                 correlation_id=moved.correlation_id, request_id=moved.request_id, new_request_id=uuid4(),
@@ -185,16 +187,16 @@ async def test_no_reminder_for_a_request_that_was_signed_moved_or_cancelled_or_w
 
 
 async def test_a_request_closed_before_its_mail_command_arrives_gets_no_mail(
-    notifier, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock, db: asyncpg.Connection
+    notifier, settings, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock, db: asyncpg.Connection
 ) -> None:
     """A signing link for a request already signed is not mailed and not reminded."""
     late, other = link_command(clock), link_command(clock, SOFIE)
-    await publish(amqp_url, signed(late))
+    await publish(settings, signed(late))
     for _ in range(100):
         if await db.fetchval("SELECT status FROM notifier.reminders WHERE request_id = $1", late.request_id):
             break
         await asyncio.sleep(0.05)
-    await publish(amqp_url, late, other)
+    await publish(settings, late, other)
     await smtp_server.wait_for_mail(SOFIE.email)
     await quiet(0.5)
     assert [m.to for m in smtp_server.received] == [(SOFIE.email,)]
@@ -205,22 +207,22 @@ async def test_the_reminder_schedule_survives_a_restart(
 ) -> None:
     """A request made before the notifier stopped is reminded by the notifier started after it."""
     command = link_command(clock)
-    async with running_notifier(settings, clock):
-        await publish(amqp_url, command)
+    async with running_notifier(settings, clock, FakeLinks()):
+        await publish(settings, command)
         await smtp_server.wait_for_mail(ANN.email)
     clock.advance(timedelta(days=3, minutes=1))
-    async with Listener(amqp_url, COMMANDS.name, ["signer.reissue-link"]) as signer, running_notifier(settings, clock):
+    async with Listener(amqp_url, COMMANDS.name, ["signer.reissue-link"]) as signer, running_notifier(settings, clock, FakeLinks()):
         [asked] = await signer.wait("signer.reissue-link")
     assert (asked["request_id"], asked["reminder"]) == (str(command.request_id), 1)
 
 
 async def test_a_mail_is_retried_while_the_server_answers_421_and_arrives_once(
-    notifier, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
+    notifier, settings, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
 ) -> None:
     """Three 421 answers in a row delay the mail; the fourth attempt delivers it, and only once."""
     smtp_server.fail_next(3)
     async with Listener(amqp_url, EVENTS.name, ["notification.*"]) as events:
-        await publish(amqp_url, link_command(clock))
+        await publish(settings, link_command(clock))
         await smtp_server.wait_for_mail(ANN.email)
         await events.wait("notification.sent")
         await quiet(0.5)
@@ -241,13 +243,13 @@ async def _dead_letters(amqp_url: str) -> list[aio_pika.abc.AbstractIncomingMess
 
 
 async def test_a_refused_recipient_fails_at_once_and_the_mail_is_kept_for_operators(
-    notifier, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
+    notifier, settings, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
 ) -> None:
     """A 550 for the recipient publishes notification.failed and leaves the whole mail in notifier.events.dlq."""
     smtp_server.refuse(MARC.email)
     command = link_command(clock, MARC)
     async with Listener(amqp_url, EVENTS.name, ["notification.*"]) as events:
-        await publish(amqp_url, command)
+        await publish(settings, command)
         [failed] = await events.wait("notification.failed")
         for _ in range(100):
             if kept := await _dead_letters(amqp_url):
@@ -259,18 +261,18 @@ async def test_a_refused_recipient_fails_at_once_and_the_mail_is_kept_for_operat
     [message] = kept
     intent = json.loads(message.body)
     assert (intent["recipient"], intent["subject"]) == (MARC.email, "À signer : Collegebesluit 42")
-    assert command.link in intent["text"]
+    assert "(link withheld)" in intent["text"] and "signer.test" not in message.body.decode()
     assert message.headers["x-paraaf-kind"] == "signature_request"
 
 
 async def test_a_mail_that_keeps_failing_is_given_up_after_the_retry_budget(
-    database_url: str, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
+    settings, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
 ) -> None:
     """With 3 attempts allowed and a server that stays unavailable, the mail fails after exactly 3 tries."""
     smtp_server.fail_next(1000)
-    settings = notifier_settings(database_url, amqp_url, smtp_server, free_port(), mail_max_attempts=3)
-    async with running_notifier(settings, clock), Listener(amqp_url, EVENTS.name, ["notification.*"]) as events:
-        await publish(amqp_url, link_command(clock))
+    settings = settings.model_copy(update={"mail_max_attempts": 3})
+    async with running_notifier(settings, clock, FakeLinks()), Listener(amqp_url, EVENTS.name, ["notification.*"]) as events:
+        await publish(settings, link_command(clock))
         [failed] = await events.wait("notification.failed")
         await quiet(0.5)
     assert failed["reason"].startswith("gave up after 3 attempts")
@@ -278,7 +280,7 @@ async def test_a_mail_that_keeps_failing_is_given_up_after_the_retry_budget(
 
 
 async def test_the_moves_of_one_absence_are_told_in_one_notice(
-    notifier, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
+    notifier, settings, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
 ) -> None:
     """Three requests moved from Bart become one notice listing all three; Marc's move is his own notice, in French."""
     moves = [
@@ -289,7 +291,7 @@ async def test_the_moves_of_one_absence_are_told_in_one_notice(
         for person, title in [(BART, "Besluit A"), (BART, "Besluit B"), (MARC, "Besluit C"), (BART, "Besluit D")]
     ]
     async with Listener(amqp_url, EVENTS.name, ["notification.sent"]) as events:
-        await publish(amqp_url, *moves)
+        await publish(settings, *moves)
         [bart] = await smtp_server.wait_for_mail(BART.email)
         [marc] = await smtp_server.wait_for_mail(MARC.email)
         await events.wait("notification.sent", count=4)
@@ -312,16 +314,13 @@ async def test_the_moves_of_one_absence_are_told_in_one_notice(
     ],
 )
 async def test_a_routing_alert_reaches_every_operator_in_their_language(
-    database_url: str, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock, language: str, subject: str
+    settings, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock, language: str, subject: str
 ) -> None:
     """routing.unresolved mails each address of PARAAF_OPERATOR_EMAILS, in PARAAF_OPERATOR_LANGUAGE."""
-    settings = notifier_settings(
-        database_url, amqp_url, smtp_server, free_port(),
-        operator_emails="ops@example.org, Duty@Example.org", operator_language=language,
-    )
+    settings = settings.model_copy(update={"operator_emails": "ops@example.org, Duty@Example.org", "operator_language": language})
     alert = RoutingUnresolved(correlation_id=uuid4(), request_id=uuid4(), signer=BART, reason="no substitute available")
-    async with running_notifier(settings, clock):
-        await publish(amqp_url, alert, alert)
+    async with running_notifier(settings, clock, FakeLinks()):
+        await publish(settings, alert, alert)
         [ops] = await smtp_server.wait_for_mail("ops@example.org")
         [duty] = await smtp_server.wait_for_mail("duty@example.org")
         await quiet(0.5)
@@ -331,13 +330,13 @@ async def test_a_routing_alert_reaches_every_operator_in_their_language(
 
 
 async def test_the_submitter_of_a_declined_document_is_told_who_declined_and_why(
-    notifier, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
+    notifier, settings, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
 ) -> None:
     """document.declined mails the submitter, in their language, with the decliner and the reason."""
     declined = DocumentDeclined(
         correlation_id=uuid4(), declined_by=MARC, reason="Le montant est erroné", title="Besluit 7", submitted_by=ELEN
     )
-    await publish(amqp_url, declined)
+    await publish(settings, declined)
     [mail] = await smtp_server.wait_for_mail(ELEN.email)
     assert mail.subject == "Declined: Besluit 7"
     assert "Marc Maes (schepen) declined" in mail.text and "Le montant est erroné" in mail.text
@@ -354,21 +353,66 @@ async def _silent_server() -> tuple[asyncio.Server, int]:
 
 
 async def test_a_hanging_smtp_server_does_not_hold_up_the_events(
-    database_url: str, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock, db: asyncpg.Connection
+    settings, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock, db: asyncpg.Connection
 ) -> None:
     """While every SMTP attempt hangs for 5 s, requests and signatures are still taken in within a second or two."""
     server, port = await _silent_server()
-    settings = notifier_settings(database_url, amqp_url, smtp_server, free_port(), smtp_timeout_seconds=5.0)
-    settings = settings.model_copy(update={"smtp_port": port})
+    settings = settings.model_copy(update={"smtp_timeout_seconds": 5.0, "smtp_port": port})
     commands = [link_command(clock, title=f"Besluit {n}") for n in range(3)]
-    async with server, running_notifier(settings, clock):
-        await publish(amqp_url, *commands)
+    async with server, running_notifier(settings, clock, FakeLinks()):
+        await publish(settings, *commands)
         await asyncio.sleep(0.5)  # the sender is now stuck on the first mail
         started = asyncio.get_running_loop().time()
-        await publish(amqp_url, signed(commands[0]))
+        await publish(settings, signed(commands[0]))
         while await db.fetchval("SELECT status FROM notifier.reminders WHERE request_id = $1", commands[0].request_id) != "closed":
             assert asyncio.get_running_loop().time() - started < 2.5, "the signature waited for SMTP"
             await asyncio.sleep(0.05)
         queued = await db.fetchval("SELECT count(*) FROM notifier.mails")
     assert queued == 3
     assert smtp_server.received == []
+
+
+async def test_a_mail_whose_request_closed_before_sending_goes_out_without_a_link_never(
+    settings, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock, db: asyncpg.Connection
+) -> None:
+    """When the signer makes no link (the request closed while the mail waited), the mail is not sent and says why."""
+    links = FakeLinks()
+    command = link_command(clock)
+    links.closed.add(command.request_id)
+    async with running_notifier(settings, clock, links), Listener(amqp_url, EVENTS.name, ["notification.*"]) as events:
+        await publish(settings, command)
+        for _ in range(100):
+            status = await db.fetchval("SELECT status FROM notifier.mails WHERE mail_id = $1", command.command_id)
+            if status == "cancelled":
+                break
+            await asyncio.sleep(0.05)
+        await quiet(0.3)
+    assert status == "cancelled"
+    assert smtp_server.received == [] and events.received == []
+
+
+class _SignerDown(FakeLinks):
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def signing_link(self, request_id, mail_id):  # type: ignore[no-untyped-def]
+        from services.notifier.links import LinkUnavailable
+
+        if self.failures:
+            self.failures -= 1
+            raise LinkUnavailable("connection refused")
+        return await super().signing_link(request_id, mail_id)
+
+
+async def test_a_mail_waits_while_the_signer_cannot_be_asked_for_its_link(
+    settings, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock
+) -> None:
+    """The signer's link API down for two attempts: the mail is retried like an SMTP outage and arrives once, with a link."""
+    links = _SignerDown(2)
+    async with running_notifier(settings, clock, links):
+        await publish(settings, link_command(clock))
+        [mail] = await smtp_server.wait_for_mail(ANN.email)
+        await quiet(0.5)
+    assert mail.signing_link.startswith("http://signer.test/s/")
+    assert len(smtp_server.received) == 1 and len(links.asked) == 1

@@ -1,18 +1,24 @@
 """The notifier inside the test process, with a clock the test moves: days
 pass when the test says so, while retries and timeouts still run in real
-time.
+time. Its links come from the real signer when one runs, or from
+:class:`FakeLinks`, a stand-in for the signer's link API that records what
+it was asked.
 """
 
+import itertools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from faststream import TestApp
 
+from services.notifier.links import LinkGone, MintedLink
+from tests.support.session import SESSION_PREFIX
 from tests.support.smtp import SmtpServer
 
-__all__ = ["FakeClock", "notifier_settings", "running_notifier"]
+__all__ = ["FakeClock", "FakeLinks", "notifier_settings", "running_notifier"]
 
 
 class FakeClock:
@@ -31,12 +37,38 @@ class FakeClock:
         self._offset = moment - datetime.now(UTC)
 
 
-def notifier_settings(database_url: str, amqp_url: str, smtp: SmtpServer, port: int, **changes: Any) -> Any:
+class FakeLinks:
+    """The signer's link API as the notifier sees it: a new link per call; none for a request marked closed."""
+
+    def __init__(self, base_url: str = "http://signer.test") -> None:
+        self._base = base_url
+        self._numbers = itertools.count(1)
+        self.closed: set[UUID] = set()
+        self.asked: list[tuple[str, UUID]] = []  # (what, mail id)
+
+    def _link(self, kind: str) -> MintedLink:
+        return MintedLink(f"{self._base}/{kind}/token{next(self._numbers):04d}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", datetime.now(UTC) + timedelta(days=21))
+
+    async def signing_link(self, request_id: UUID, mail_id: UUID) -> MintedLink:
+        self.asked.append((f"signing:{request_id}", mail_id))
+        if request_id in self.closed:
+            raise LinkGone(f"request {request_id} is not open")
+        return self._link("s")
+
+    async def download_link(self, document_id: UUID, person_id: str, mail_id: UUID) -> MintedLink:
+        self.asked.append((f"download:{document_id}:{person_id}", mail_id))
+        return self._link("d")
+
+
+def notifier_settings(database_url: str, amqp_url: str, smtp: SmtpServer, port: int, *, secrets_dir: str, **changes: Any) -> Any:
     from services.notifier.config import NotifierSettings
 
     return NotifierSettings(
         database_url=database_url,
         amqp_url=amqp_url,
+        secrets_dir=secrets_dir,
+        broker_user_prefix=SESSION_PREFIX,
+        db_role_prefix=SESSION_PREFIX,
         smtp_host=smtp.host,
         smtp_port=smtp.port,
         notifier_port=port,
@@ -49,8 +81,8 @@ def notifier_settings(database_url: str, amqp_url: str, smtp: SmtpServer, port: 
 
 
 @asynccontextmanager
-async def running_notifier(settings: Any, clock: Callable[[], datetime]) -> AsyncIterator[None]:
+async def running_notifier(settings: Any, clock: Callable[[], datetime], links: Any = None) -> AsyncIterator[None]:
     from services.notifier.main import create_app
 
-    async with TestApp(create_app(settings, clock=clock)):
+    async with TestApp(create_app(settings, clock=clock, links=links)):
         yield

@@ -2,6 +2,8 @@
 PostgreSQL database and real signing/rendering worker processes, without a
 broker: events go straight to the handlers (in a transaction, as the consumer
 edge runs them) and what the signer would publish is read from its outbox.
+The harness plays intake (a document's first version), the router's directory
+(the people it asks) and the notifier (asking the link API for a mail's link).
 """
 
 import json
@@ -21,14 +23,17 @@ from services.signer.keys import Keyring
 from services.signer.pades import SigningPool, find_placeholders
 from services.signer.render import RenderPool
 from services.signer.signing import Stamping
-from shared.blobs import get_blob, migrate_blobs, put_blob
+from services.signer.workers import WorkerPool
+from shared import apikeys, blobs
+from shared.blobs import get_blob, put_blob, register_version
 from shared.db import connect_pool, migrate
 from shared.events import PersonRef, SignatureRequested
 from shared.messaging import Outbox
 
 __all__ = ["SignerHarness", "csrf_of"]
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "signer" / "migrations"
+SERVICES = Path(__file__).resolve().parents[2] / "services"
+MIGRATIONS = SERVICES / "signer" / "migrations"
 SUBMITTER = PersonRef(id="elen.elaut", name="Elen Elaut", email="elen.elaut@demo.paraaf.be")
 _CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 
@@ -45,23 +50,32 @@ class SignerHarness:
         self.signing_pool = signing_pool
         self.render_pool = render_pool
         self.outbox = Outbox("signer")
-        self.keyring = Keyring(b"test-key-secret", "Stad Testegem")
+        self.keyring = Keyring(b"test-key-secret-long-enough", "Stad Testegem")
+        self.verify_pool = WorkerPool(1)
         self.pool: asyncpg.Pool
         self.client: httpx.AsyncClient
+        self.links_key = ""
 
     async def __aenter__(self) -> "SignerHarness":
         self.pool = await connect_pool(self.database_url, max_size=4)
-        await migrate_blobs(self.pool)
+        await migrate(self.pool, "blobs", [blobs.MIGRATIONS], messaging=False)
+        await migrate(self.pool, "access", [apikeys.MIGRATIONS], messaging=False)
+        await migrate(self.pool, "router", [SERVICES / "router" / "migrations"])
         await migrate(self.pool, "signer", [MIGRATIONS])
+        async with self.pool.acquire() as conn:
+            await self.keyring.unlock(conn)
+            _, self.links_key = await apikeys.create_key(conn, org="*", name="notifier", scopes=["links"])
         app = build_http(
             SignerHttp(
                 pool=lambda: self.pool,
                 keyring=self.keyring,
                 signing_pool=lambda: self.signing_pool,
                 render_pool=lambda: self.render_pool,
+                verify_pool=lambda: self.verify_pool,
                 outbox=self.outbox,
                 csrf_secret=b"test-csrf-secret",
                 stamping=Stamping(),
+                links=self.links(),
                 org="default",
                 after_commit=lambda: None,
             )
@@ -72,6 +86,7 @@ class SignerHarness:
     async def __aexit__(self, *exc: object) -> None:
         await self.client.aclose()
         await self.pool.close()
+        self.verify_pool.close()
 
     def links(self, *, minted_at: datetime | None = None, ttl: timedelta = timedelta(days=21)) -> handlers.Links:
         return handlers.Links("http://signer.test", ttl, lambda: minted_at or datetime.now(UTC))
@@ -81,7 +96,50 @@ class SignerHarness:
             return await work(conn)
 
     async def new_document(self, pdf: bytes) -> tuple[UUID, str]:
-        return uuid4(), await self.in_transaction(lambda conn: put_blob(conn, pdf))
+        """A PDF intake accepted: stored, and registered as the first version of a new document."""
+        document_id = uuid4()
+
+        async def accept(conn: asyncpg.Connection) -> str:
+            digest = await put_blob(conn, pdf)
+            await register_version(conn, document_id, 0, "default", digest)
+            return digest
+
+        return document_id, await self.in_transaction(accept)
+
+    async def in_directory(self, person: PersonRef, *, holds: str = "") -> None:
+        """The person as the router's directory has them (and holding the role titled ``holds``)."""
+
+        async def add(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO router.people (org, id, name, email) VALUES ('default', $1, $2, $3) ON CONFLICT DO NOTHING",
+                person.id,
+                person.name,
+                person.email,
+            )
+            if holds:
+                await conn.execute(
+                    "INSERT INTO router.roles (org, key, title, holders) VALUES ('default', $1, $2, $3)"
+                    " ON CONFLICT (org, key) DO UPDATE SET holders = array_append(router.roles.holders, $4)",
+                    holds.replace(" ", "-"),
+                    holds,
+                    [person.id],
+                    person.id,
+                )
+
+        await self.in_transaction(add)
+
+    async def link_for(self, request_id: UUID, links: handlers.Links | None = None) -> str:
+        """What the notifier does when it sends the mail: ask the signer for the link (returns its path)."""
+        if links is not None:
+            made = await self.in_transaction(lambda conn: handlers.mint_signing_link(conn, request_id, uuid4(), links=links))
+            return httpx.URL(made.url).path
+        answer = await self.client.post(
+            "/internal/links",
+            json={"kind": "signing", "request_id": str(request_id), "mail_id": str(uuid4())},
+            headers={"Authorization": f"Bearer {self.links_key}"},
+        )
+        assert answer.status_code == 201, answer.text
+        return httpx.URL(answer.json()["url"]).path
 
     async def request(
         self,
@@ -97,6 +155,9 @@ class SignerHarness:
     ) -> tuple[UUID, str]:
         """A signature.requested for ``signer``, handled; returns (request id, the path of the link mailed)."""
         document_id, digest = document
+        represented = on_behalf_of or signer
+        await self.in_directory(represented, holds=signer.title)
+        await self.in_directory(signer)
         event = SignatureRequested(
             correlation_id=document_id,
             request_id=uuid4(),
@@ -122,7 +183,8 @@ class SignerHarness:
             )
         )
         (command,) = [c for c in await self.published("notify.signing-link") if c["request_id"] == str(event.request_id)]
-        return event.request_id, httpx.URL(command["link"]).path
+        assert "link" not in command, "no link travels on the bus"
+        return event.request_id, await self.link_for(event.request_id, links)
 
     async def published(self, routing_key: str) -> list[dict[str, Any]]:
         rows = await self.pool.fetch("SELECT body FROM signer.outbox WHERE routing_key = $1 ORDER BY id", routing_key)

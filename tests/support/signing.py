@@ -12,9 +12,6 @@ from services.signer.pades import SigningJob
 
 __all__ = ["SigningCity", "flip_signed_byte"]
 
-SECRET = b"test-key-secret"
-
-
 @dataclass
 class SigningCity:
     """A city's root and one certificate per signer, as the signer service would issue them."""
@@ -25,9 +22,9 @@ class SigningCity:
     _credentials: dict[tuple[str, str], tuple[bytes, bytes, tuple[bytes, ...]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        root = ca.new_authority(self.organisation, SECRET)
+        root = ca.new_authority(self.organisation)
         self.root_pem = root.cert_pem
-        self._root_key = ca.unlock(root.key_pem, SECRET)
+        self._root_key = root.key
 
     def credentials(self, name: str, title: str = "") -> tuple[bytes, bytes, tuple[bytes, ...]]:
         """(key DER, certificate DER, chain DERs) for ``name`` acting as ``title``."""
@@ -39,9 +36,8 @@ class SigningCity:
                 name=name,
                 title=title,
                 email="",
-                secret=SECRET,
             )
-            key = ca.unlock(issued.key_pem, SECRET)
+            key = issued.key
             der = serialization.Encoding.DER
             self._credentials[(name, title)] = (
                 key.private_bytes(der, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),

@@ -1,5 +1,6 @@
 """The whole of Paraaf for end-to-end tests: each service its own OS process,
-against the test's own database, vhost and SMTP server; plus what an
+against the test's own database, vhost and SMTP server, set up the way an
+operator does it (``paraaf setup``, ``paraaf sources add``); plus what an
 integrating system and a signer would do from outside.
 """
 
@@ -8,6 +9,7 @@ import base64
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,7 +23,10 @@ import aio_pika
 import asyncpg
 import httpx
 
+from shared.settings import Settings
+from tests.support.bus import publish_as
 from tests.support.listener import Listener
+from tests.support.session import SESSION_PREFIX
 from tests.support.smtp import SmtpServer
 
 __all__ = ["DEMO", "Outcomes", "System", "demo_city", "follow_link", "submission"]
@@ -58,11 +63,20 @@ def submission(pdf: bytes, **fields: Any) -> dict[str, Any]:
 
 class System:
     def __init__(
-        self, *, name: str, database_url: str, amqp_url: str, smtp: SmtpServer, extra_env: Mapping[str, str] = {}
+        self,
+        *,
+        name: str,
+        database_url: str,
+        amqp_url: str,
+        smtp: SmtpServer,
+        secrets_dir: str,
+        extra_env: Mapping[str, str] = {},
     ) -> None:
         self.ports = {service: _free_port() for service in SERVICES}
         self.public_url = f"http://127.0.0.1:{self.ports['signer']}"
-        self.amqp_url = amqp_url
+        self.amqp_url = amqp_url  # the administrator's: tests observe with it, services never use it
+        self.source_urls: dict[str, str] = {}
+        self._keys: dict[str, str] = {}
         self.logs = ARTIFACTS / name
         self.logs.mkdir(parents=True, exist_ok=True)
         self.env = {
@@ -73,7 +87,11 @@ class System:
             "PARAAF_SMTP_PORT": str(smtp.port),
             "PARAAF_PUBLIC_URL": self.public_url,
             "PARAAF_DATA_DIR": str(self.logs / "data"),
-            "PARAAF_KEY_SECRET": "test-key-secret",
+            "PARAAF_SECRETS_DIR": secrets_dir,
+            "PARAAF_BROKER_USER_PREFIX": SESSION_PREFIX,
+            "PARAAF_DB_ROLE_PREFIX": SESSION_PREFIX,
+            "PARAAF_SIGNER_INTERNAL_URL": self.public_url,
+            "PARAAF_KEY_SECRET": secrets.token_urlsafe(24),
             **{f"PARAAF_{service.upper()}_PORT": str(port) for service, port in self.ports.items()},
             **extra_env,
         }
@@ -89,6 +107,7 @@ class System:
         )
 
     async def start(self, timeout: float = 90.0) -> None:
+        self.started_at = time.monotonic()  # the services' clocks (PARAAF_CLOCK_START) begin a moment after this
         for service in SERVICES:
             self.start_service(service)
         await self.wait_healthy(SERVICES, timeout)
@@ -131,15 +150,56 @@ class System:
             raise AssertionError(f"paraaf {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
 
-    async def publish(self, body: dict[str, Any] | bytes, routing_key: str = "submit.notula") -> None:
-        """Publish on esign.intake as an integrating system does: persistent, confirmed."""
+    @property
+    def settings(self) -> Settings:
+        """What an operator's shell holds: the administrator's URLs and where the services' credentials are."""
+        return Settings(
+            database_url=self.env["PARAAF_DATABASE_URL"],
+            amqp_url=self.amqp_url,
+            secrets_dir=self.env["PARAAF_SECRETS_DIR"],
+            broker_user_prefix=SESSION_PREFIX,
+            db_role_prefix=SESSION_PREFIX,
+        )
+
+    async def publish_as(self, service: str, *messages: Any) -> None:
+        """What ``service``'s outbox relay would publish (tests that play one service)."""
+        await publish_as(self.settings, service, *messages)
+
+    def operator_headers(self, scopes: str = "operate") -> dict[str, str]:
+        """An API key made with `paraaf keys create`, as an Authorization header."""
+        name = f"tests-{scopes.replace(',', '-')}"
+        if name not in self._keys:
+            self._keys[name] = self.cli("keys", "create", "--name", name, "--scopes", scopes).stdout.strip()
+        return {"Authorization": f"Bearer {self._keys[name]}"}
+
+    def setup(self) -> None:
+        """`paraaf setup`, as an operator runs it on a fresh install."""
+        self.cli("setup")
+
+    def add_source(self, source: str, *options: str) -> str:
+        """`paraaf sources add`; returns the source's own AMQP URL, as the command prints it."""
+        printed = self.cli("sources", "add", source, *options).stdout.strip().splitlines()
+        self.source_urls[source] = printed[-1]
+        return printed[-1]
+
+    async def publish(
+        self, body: dict[str, Any] | bytes, routing_key: str = "submit.notula", *, source: str = "notula", user_id: str | None = "own"
+    ) -> None:
+        """Publish on esign.intake as the integrating system ``source`` does: with its own user, persistent, confirmed."""
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-        connection = await aio_pika.connect(self.amqp_url)
+        url = self.source_urls[source]
+        connection = await aio_pika.connect(url)
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
-            exchange = await channel.get_exchange("esign.intake", ensure=True)
+            exchange = await channel.get_exchange("esign.intake", ensure=False)
+            own = aio_pika.connection.URL(url).user
             await exchange.publish(
-                aio_pika.Message(payload, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                aio_pika.Message(
+                    payload,
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    user_id=own if user_id == "own" else user_id,
+                ),
                 routing_key=routing_key,
             )
 
@@ -168,10 +228,15 @@ DEMO = ROOT / "deploy" / "demo"
 
 @asynccontextmanager
 async def demo_city(
-    name: str, *, database_url: str, amqp_url: str, smtp: SmtpServer, **extra_env: str
+    name: str, *, database_url: str, amqp_url: str, smtp: SmtpServer, secrets_dir: str, **extra_env: str
 ) -> AsyncIterator[System]:
-    """The demo city (deploy/demo: city.xlsx and its flows) with every service its own process; stopped cleanly after."""
-    system = System(name=name, database_url=database_url, amqp_url=amqp_url, smtp=smtp, extra_env=extra_env)
+    """The demo city (deploy/demo: city.xlsx and its flows) with every service its own process, set up as an operator
+    does on a fresh install, with source `notula` registered; stopped cleanly after."""
+    system = System(
+        name=name, database_url=database_url, amqp_url=amqp_url, smtp=smtp, secrets_dir=secrets_dir, extra_env=extra_env
+    )
+    system.setup()
+    system.add_source("notula", "--org", "default", "--any-submitter", "--ad-hoc-steps")
     system.cli("directory", "import", str(DEMO / "city.xlsx"))
     system.cli("flows", "load", str(DEMO / "flows"))
     await system.start()

@@ -45,16 +45,24 @@ def test_a_pdf_over_the_limit_says_both_sizes() -> None:
     assert "the limit is 0 KB" in error.reason
 
 
-def test_the_routing_key_must_name_the_same_source() -> None:
-    """A submission for `notula` published as `submit.permits` is refused with the right key to use."""
+def test_a_source_submits_only_under_its_own_name() -> None:
+    """A submission naming `notula`, published by source `permits` on `submit.permits`, is refused, saying what to send."""
     body = json.dumps(submission(make_pdf())).encode()
-    examined = examine(Submission("submit.permits", body), max_pdf_bytes=MB)
+    examined = examine(Submission("submit.permits", body, publisher="permits"), max_pdf_bytes=MB)
     assert examined.refusal is not None
     assert examined.refusal.code == "source_mismatch"
-    assert "submit.notula" in examined.refusal.reason
+    assert 'published by `permits`' in examined.refusal.reason and '"source": "permits"' in examined.refusal.reason
+
+
+def test_a_submission_without_user_id_is_told_to_set_it() -> None:
+    """A message that carries no AMQP user_id is refused with code missing_user_id, naming the property to set."""
+    body = json.dumps(submission(make_pdf())).encode()
+    examined = examine(Submission("submit.notula", body, publisher=None), max_pdf_bytes=MB)
+    assert examined.refusal is not None and examined.refusal.code == "missing_user_id"
+    assert "user_id" in examined.refusal.reason
 
 
 def test_a_json_array_is_refused() -> None:
     """Valid JSON that is not an object is still refused as a message."""
-    examined = examine(Submission("submit.notula", b"[1, 2]"), max_pdf_bytes=MB)
+    examined = examine(Submission("submit.notula", b"[1, 2]", publisher="notula"), max_pdf_bytes=MB)
     assert examined.refusal is not None and examined.refusal.code == "invalid_json"

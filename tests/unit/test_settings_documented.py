@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+from services.admin.config import AdminSettings
 from services.audit.config import AuditSettings
 from services.intake.config import IntakeSettings
 from services.notifier.config import NotifierSettings
@@ -17,7 +18,7 @@ def test_every_setting_has_a_row_in_the_readme() -> None:
     documented = set(re.findall(r"`(PARAAF_[A-Z0-9_]+)`", README.read_text()))
     settings = {
         f"PARAAF_{name.upper()}"
-        for cls in (IntakeSettings, RouterSettings, SignerSettings, NotifierSettings, AuditSettings)
+        for cls in (IntakeSettings, RouterSettings, SignerSettings, NotifierSettings, AuditSettings, AdminSettings)
         for name in cls.model_fields
     }
     assert settings - documented == set()

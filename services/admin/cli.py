@@ -1,0 +1,210 @@
+"""Setup commands, run with an administrator's credentials (PARAAF_DATABASE_URL,
+PARAAF_AMQP_URL): ``paraaf setup`` (database and broker), ``paraaf sources``
+(systems allowed to submit) and ``paraaf keys`` (API keys). Each can be run
+again and changes only what is not as it should be."""
+
+import asyncio
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.admin.broker import BrokerAdminError, admin_for, remove_source_user, setup_broker, setup_source_user
+from services.admin.config import AdminSettings
+from services.admin.database import setup_database
+from services.intake import store as intake_store
+from services.intake.domain import SourcePolicy
+from services.intake.main import MIGRATIONS
+from shared import apikeys
+from shared.db import connect_pool
+from shared.service import open_database
+from shared.topology import SOURCE_NAME, TOPOLOGY, source_user
+
+__all__ = ["broker_app", "db_app", "keys_app", "setup", "sources_app"]
+
+db_app = typer.Typer(help="The database: roles, schemas, migrations.", no_args_is_help=True)
+broker_app = typer.Typer(help="RabbitMQ: users, permissions, exchanges and queues.", no_args_is_help=True)
+sources_app = typer.Typer(help="The systems allowed to submit documents.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys for systems and scripts that call the HTTP APIs.", no_args_is_help=True)
+T = TypeVar("T")
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]{message}[/red]", markup=True, highlight=False)
+    raise typer.Exit(1)
+
+
+def _setup_database(settings: AdminSettings) -> None:
+    applied = asyncio.run(setup_database(settings))
+    err.print(f"Database ready: roles {settings.db_role_prefix}_<service>, {len(applied)} migration(s) applied now.")
+
+
+def _setup_broker(settings: AdminSettings) -> None:
+    try:
+        users = asyncio.run(setup_broker(settings, TOPOLOGY, admin_for(settings)))
+    except BrokerAdminError as exc:
+        _fail(str(exc))
+    err.print(f"Broker ready: users {', '.join(users)}; exchanges, queues and dead-letter queues declared.")
+
+
+@db_app.command("setup")
+def db_setup() -> None:
+    """Create the database, one role per service, their schemas; apply migrations; grant what crosses schemas."""
+    _setup_database(AdminSettings())
+
+
+@broker_app.command("setup")
+def broker_setup() -> None:
+    """Create one broker user per service with only the rights it needs, and declare the whole topology."""
+    _setup_broker(AdminSettings())
+
+
+def setup() -> None:
+    """Set up the database and the broker (`paraaf db setup` and `paraaf broker setup`); credentials go to PARAAF_SECRETS_DIR."""
+    settings = AdminSettings()
+    _setup_database(settings)
+    _setup_broker(settings)
+    err.print(f"Each service's credentials are in {settings.secrets_path} (one file per service, readable by you alone).")
+
+
+def _in_intake(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    settings = AdminSettings()
+
+    async def run() -> T:
+        pool = await open_database(settings, "intake", migrations=MIGRATIONS)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                return await work(conn)
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
+
+
+def _names(value: str | None) -> frozenset[str] | None:
+    return frozenset(n.strip() for n in value.split(",") if n.strip()) if value is not None else None
+
+
+@sources_app.command("add")
+def add_source(
+    source: str = typer.Argument(..., help="the system's name, as in its routing key submit.<source>"),
+    org: str = typer.Option(..., help="the one organisation it submits for"),
+    flows: str = typer.Option(None, help="comma-separated flow keys it may use (default: every flow of its org)"),
+    submitters: str = typer.Option(None, help="comma-separated person ids it may submit for"),
+    any_submitter: bool = typer.Option(False, "--any-submitter", help="it may submit for anyone in its org's directory"),
+    ad_hoc_steps: bool = typer.Option(False, "--ad-hoc-steps", help="it may send its own `steps` instead of a flow"),
+    new_password: bool = typer.Option(False, "--new-password", help="give an existing source a new password (and URL)"),
+) -> None:
+    """Register SOURCE (or change what it may do) and print the AMQP URL of its own broker user."""
+    if not re.fullmatch(SOURCE_NAME, source):
+        _fail("a source name is 1 to 64 letters, digits, _ or -")
+    if (submitters is None) == (not any_submitter):
+        _fail(f"say whom {source} may submit for: --submitters a,b or --any-submitter")
+    settings = AdminSettings()
+    policy = SourcePolicy(source, org, _names(flows), _names(submitters), ad_hoc_steps)
+    new = _in_intake(lambda conn: intake_store.upsert_source(conn, policy))
+    password = secrets.token_urlsafe(24) if new or new_password else None
+    try:
+        url = asyncio.run(setup_source_user(settings, admin_for(settings), source, password))
+    except BrokerAdminError as exc:
+        _fail(str(exc))
+    err.print(
+        f"Source `{source}` {'registered' if new else 'updated'}: org `{org}`, flows {', '.join(sorted(policy.flows)) if policy.flows else 'all'},"
+        f" submitters {', '.join(sorted(policy.submitters)) if policy.submitters is not None else 'any'},"
+        f" ad-hoc steps {'allowed' if ad_hoc_steps else 'refused'}. It publishes submit.{source} on esign.intake"
+        f" (with user_id {source_user(settings.broker_user_prefix, source)}) and reads queue outcomes.{source}."
+    )
+    if url is None:
+        err.print("Its password is unchanged (--new-password gives it a new one).")
+    else:
+        err.print("Its AMQP URL (shown once; give it to the system's administrator):")
+        typer.echo(url)
+
+
+@sources_app.command("list")
+def list_sources() -> None:
+    """Every registered source and what it may do."""
+    table = Table("source", "org", "flows", "submitters", "ad-hoc steps")
+    for p in _in_intake(intake_store.list_sources):
+        table.add_row(
+            p.source,
+            p.org,
+            ", ".join(sorted(p.flows)) if p.flows is not None else "all",
+            ", ".join(sorted(p.submitters)) if p.submitters is not None else "any",
+            "yes" if p.ad_hoc_steps else "no",
+        )
+    Console().print(table)
+
+
+@sources_app.command("remove")
+def remove_source(source: str = typer.Argument(...)) -> None:
+    """Unregister SOURCE and delete its broker user (its outcomes queue stays until it is empty)."""
+    settings = AdminSettings()
+    if not _in_intake(lambda conn: intake_store.delete_source(conn, source)):
+        _fail(f"no source `{source}`")
+    asyncio.run(remove_source_user(settings, admin_for(settings), source))
+    err.print(f"Source `{source}` removed; it can no longer publish or read.")
+
+
+def _as_admin(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    settings = AdminSettings()
+
+    async def run() -> T:
+        pool = await connect_pool(settings.database_url, max_size=1)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                return await work(conn)
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
+
+
+@keys_app.command("create")
+def create_key(
+    name: str = typer.Option(..., help="who will use it, e.g. the system's name"),
+    scopes: str = typer.Option(..., help="comma-separated: operate (absences, withdrawing) and/or admin"),
+    org: str = typer.Option(None, help="organisation key (default: PARAAF_ORG)"),
+) -> None:
+    """Create an API key and print it (once: only its hash is kept)."""
+    settings = AdminSettings()
+    try:
+        principal, key = _as_admin(
+            lambda conn: apikeys.create_key(conn, org=org or settings.org, name=name, scopes=sorted(_names(scopes) or ()))
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    err.print(f"Key `{principal.name}` for org `{principal.org}` with scopes {', '.join(sorted(principal.scopes))}:")
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def list_keys(org: str = typer.Option(None, help="only this organisation's keys")) -> None:
+    """Every key: name, org, scopes, created, revoked (never the key itself)."""
+    table = Table("name", "org", "scopes", "created", "revoked")
+    for row in _as_admin(lambda conn: apikeys.list_keys(conn, org)):
+        table.add_row(
+            row["name"],
+            row["org"],
+            ", ".join(row["scopes"]),
+            f"{row['created_at']:%Y-%m-%d %H:%M}",
+            f"{row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else "",
+        )
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def revoke_key(
+    name: str = typer.Argument(...), org: str = typer.Option(None, help="organisation key (default: PARAAF_ORG)")
+) -> None:
+    """Revoke the key NAME: it stops working at once."""
+    settings = AdminSettings()
+    if not _as_admin(lambda conn: apikeys.revoke_key(conn, org=org or settings.org, name=name)):
+        _fail(f"no live key `{name}` in org `{org or settings.org}`")
+    err.print(f"Key `{name}` revoked.")

@@ -1,0 +1,7 @@
+from shared.settings import Settings
+
+
+class AdminSettings(Settings):
+    """What the setup commands need beyond the administrator's URLs."""
+
+    broker_admin_api: str | None = None  # a remote broker's management API, http://USER:PASSWORD@HOST:15672/api
