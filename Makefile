@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PARAAF_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: install infra run demo test unit lint bench clean
+.PHONY: install infra setup run demo test unit lint bench clean
 
 $(BIN)/paraaf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,13 @@ install: $(BIN)/paraaf
 infra:
 	deploy/ensure-infra.sh
 
-demo: install infra
+setup: install infra
+	$(BIN)/paraaf setup
+
+demo: setup
 	$(BIN)/paraaf directory import deploy/demo/city.xlsx
 	$(BIN)/paraaf flows load deploy/demo/flows
+	PARAAF=$(BIN)/paraaf deploy/demo/sources.sh
 
 run: demo
 	$(BIN)/paraaf run all

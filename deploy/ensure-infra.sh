@@ -57,6 +57,18 @@ ensure_postgres() {
   wait_for "$host" "$port" || { echo "PostgreSQL did not come up on $host:$port." >&2; return 1; }
 }
 
+# The management plugin: operators' web view of queues, and the API `paraaf setup` uses for a broker
+# on another machine (PARAAF_BROKER_ADMIN_API); the test suite exercises that path against this broker.
+ensure_management() {
+  read -r host _ < <(host_port "$amqp_url" 5672)
+  is_local "$host" && as_root && command -v rabbitmq-plugins >/dev/null || return 0
+  answers "$host" 15672 && return 0
+  echo "Enabling RabbitMQ's management plugin..."
+  rabbitmq-plugins enable --quiet rabbitmq_management >/dev/null
+  wait_for "$host" 15672 || { echo "RabbitMQ's management API did not come up on $host:15672." >&2; return 1; }
+}
+
 ensure_rabbitmq
 ensure_postgres
+ensure_management
 echo "RabbitMQ and PostgreSQL answer."

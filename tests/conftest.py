@@ -20,6 +20,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -27,11 +28,11 @@ import asyncpg
 import httpx
 import pytest
 
-from services.admin.broker import RabbitCtl, setup_broker
+from services.admin.broker import ManagementApi, setup_broker
 from services.admin.config import AdminSettings
 from services.admin.database import SCHEMAS, SERVICES, setup_database
 from shared.topology import TOPOLOGY, Topology
-from tests.support.session import SESSION_PREFIX
+from tests.support.session import MANAGEMENT_API, SESSION_PREFIX
 from tests.support.smtp import SmtpServer
 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
@@ -199,15 +200,15 @@ def provision(database_url: str, amqp_url: str, secrets_dir: str):
     ) -> AdminSettings:
         settings = admin_settings(database_url, amqp_url, secrets_dir, **changes)
         await setup_database(settings, schemas, services)
-        await setup_broker(settings, topology, RabbitCtl())
+        await setup_broker(settings, topology, ManagementApi(MANAGEMENT_API))
         return settings
 
     return provisioned
 
 
-@pytest.fixture
-async def database_url(infra: Infra) -> AsyncIterator[str]:
-    """A new, empty database for this test; dropped afterwards."""
+@asynccontextmanager
+async def fresh_database(infra: Infra) -> AsyncIterator[str]:
+    """A new, empty database; dropped afterwards."""
     name = fresh_name("paraaf_test")
     admin = await asyncpg.connect(infra.database_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -218,13 +219,27 @@ async def database_url(infra: Infra) -> AsyncIterator[str]:
     await admin.close()
 
 
-@pytest.fixture
-async def amqp_url(infra: Infra) -> AsyncIterator[str]:
-    """A new RabbitMQ vhost for this test; deleted afterwards."""
+@asynccontextmanager
+async def fresh_vhost(infra: Infra) -> AsyncIterator[str]:
+    """A new RabbitMQ vhost; deleted afterwards."""
     name = fresh_name("paraaf-test")
     url = await asyncio.to_thread(infra.vhost_admin.create, name)
     yield url
     await asyncio.to_thread(infra.vhost_admin.delete, name)
+
+
+@pytest.fixture
+async def database_url(infra: Infra) -> AsyncIterator[str]:
+    """A new, empty database for this test; dropped afterwards."""
+    async with fresh_database(infra) as url:
+        yield url
+
+
+@pytest.fixture
+async def amqp_url(infra: Infra) -> AsyncIterator[str]:
+    """A new RabbitMQ vhost for this test; deleted afterwards."""
+    async with fresh_vhost(infra) as url:
+        yield url
 
 
 @pytest.fixture

@@ -25,14 +25,14 @@ from shared.db import connect_pool
 from shared.service import open_database
 from shared.topology import SOURCE_NAME, TOPOLOGY, source_user
 
-__all__ = ["broker_app", "db_app", "keys_app", "setup", "sources_app"]
+__all__ = ["broker_app", "db_app", "keys_app", "register_source", "setup", "sources_app"]
 
 db_app = typer.Typer(help="The database: roles, schemas, migrations.", no_args_is_help=True)
 broker_app = typer.Typer(help="RabbitMQ: users, permissions, exchanges and queues.", no_args_is_help=True)
 sources_app = typer.Typer(help="The systems allowed to submit documents.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys for systems and scripts that call the HTTP APIs.", no_args_is_help=True)
 T = TypeVar("T")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str) -> None:
@@ -73,18 +73,24 @@ def setup() -> None:
     err.print(f"Each service's credentials are in {settings.secrets_path} (one file per service, readable by you alone).")
 
 
+async def _as_intake(settings: AdminSettings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    pool = await open_database(settings, "intake", migrations=MIGRATIONS)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            return await work(conn)
+    finally:
+        await pool.close()
+
+
 def _in_intake(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    settings = AdminSettings()
+    return asyncio.run(_as_intake(AdminSettings(), work))
 
-    async def run() -> T:
-        pool = await open_database(settings, "intake", migrations=MIGRATIONS)
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                return await work(conn)
-        finally:
-            await pool.close()
 
-    return asyncio.run(run())
+async def register_source(settings: AdminSettings, policy: SourcePolicy, *, new_password: bool = False) -> tuple[bool, str | None]:
+    """Register a source or change its rights: (whether it is new, its AMQP URL when it got a password now)."""
+    new = await _as_intake(settings, lambda conn: intake_store.upsert_source(conn, policy))
+    password = secrets.token_urlsafe(24) if new or new_password else None
+    return new, await setup_source_user(settings, admin_for(settings), policy.source, password)
 
 
 def _names(value: str | None) -> frozenset[str] | None:
@@ -108,10 +114,8 @@ def add_source(
         _fail(f"say whom {source} may submit for: --submitters a,b or --any-submitter")
     settings = AdminSettings()
     policy = SourcePolicy(source, org, _names(flows), _names(submitters), ad_hoc_steps)
-    new = _in_intake(lambda conn: intake_store.upsert_source(conn, policy))
-    password = secrets.token_urlsafe(24) if new or new_password else None
     try:
-        url = asyncio.run(setup_source_user(settings, admin_for(settings), source, password))
+        new, url = asyncio.run(register_source(settings, policy, new_password=new_password))
     except BrokerAdminError as exc:
         _fail(str(exc))
     err.print(

@@ -25,7 +25,7 @@ from services.router.importer import ImportError_, parse_moment, read_directory,
 from shared.messaging import Outbox
 from shared.service import open_database
 
-__all__ = ["absence_app", "directory_app", "document_app", "flows_app"]
+__all__ = ["absence_app", "directory_app", "document_app", "flows_app", "import_directory_file", "load_flow_folder"]
 
 directory_app = typer.Typer(help="The organogram: people, roles, substitutes, absences, groups.", no_args_is_help=True)
 flows_app = typer.Typer(help="Signing flows, one YAML file per document type.", no_args_is_help=True)
@@ -35,63 +35,42 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 T = TypeVar("T")
 
 
-def _in_transaction(work: Callable[[asyncpg.Connection, RouterSettings], Awaitable[T]], *, commit: bool = True) -> T:
-    settings = RouterSettings()
-
-    async def run() -> T:
-        pool = await open_database(settings, "router", migrations=MIGRATIONS)
-        try:
-            async with pool.acquire() as conn:
-                transaction = conn.transaction()
-                await transaction.start()
-                try:
-                    result = await work(conn, settings)
-                except BaseException:
-                    await transaction.rollback()
-                    raise
-                await (transaction.commit() if commit else transaction.rollback())
-                return result
-        finally:
-            await pool.close()
-
-    return asyncio.run(run())
-
-
-def _fail(console: Console, error: ImportError_) -> None:
-    console.print(f"[red]Nothing imported: {len(error.problems)} problem(s).[/red]")
-    for problem in error.problems:
-        console.print(f"  {problem}", markup=False)
-    raise typer.Exit(1)
-
-
-@directory_app.command("import")
-def import_directory(
-    source: Path = typer.Argument(..., exists=True, help=".xlsx file, .yaml file or folder of .csv files"),
-    org: str = typer.Option(None, help="organisation key (default: PARAAF_ORG)"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="check and report, change nothing"),
-) -> None:
-    """Import the directory: all of it, or nothing when a row is bad."""
-    console = Console()
-    settings = RouterSettings()
+async def in_router_transaction(
+    settings: RouterSettings, work: Callable[[asyncpg.Connection, RouterSettings], Awaitable[T]], *, commit: bool = True
+) -> T:
+    """``work`` in one transaction as the router's own role (rolled back when ``commit`` is False)."""
+    pool = await open_database(settings, "router", migrations=MIGRATIONS)
     try:
-        directory = read_directory(read_workbook(source), settings.timezone)
-        summary = _in_transaction(
-            lambda conn, s: directory_store.apply_directory(conn, org or s.org, directory), commit=not dry_run
-        )
-    except ImportError_ as error:
-        _fail(console, error)
-    verb = "Would import" if dry_run else "Imported"
-    for kind, change in summary.items():
-        console.print(f"{verb} {kind}: {change.added} added, {change.changed} changed, {change.removed} removed")
+        async with pool.acquire() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                result = await work(conn, settings)
+            except BaseException:
+                await transaction.rollback()
+                raise
+            await (transaction.commit() if commit else transaction.rollback())
+            return result
+    finally:
+        await pool.close()
 
 
-@flows_app.command("load")
-def load_flows(
-    folder: Path = typer.Argument(..., exists=True, file_okay=False, help="folder of flow .yaml files"),
-    org: str = typer.Option(None, help="organisation key (default: PARAAF_ORG)"),
-) -> None:
-    """Load (add or replace) every flow in FOLDER, checked against the directory."""
-    console = Console()
+def _in_transaction(work: Callable[[asyncpg.Connection, RouterSettings], Awaitable[T]], *, commit: bool = True) -> T:
+    return asyncio.run(in_router_transaction(RouterSettings(), work, commit=commit))
+
+
+async def import_directory_file(
+    settings: RouterSettings, source: Path, org: str | None = None, *, dry_run: bool = False
+) -> dict[str, directory_store.Change]:
+    """The directory in ``source`` imported for ``org``: all of it, or nothing (ImportError_ names every bad row)."""
+    directory = read_directory(read_workbook(source), settings.timezone)
+    return await in_router_transaction(
+        settings, lambda conn, s: directory_store.apply_directory(conn, org or s.org, directory), commit=not dry_run
+    )
+
+
+async def load_flow_folder(settings: RouterSettings, folder: Path, org: str | None = None) -> list[FlowDefinition]:
+    """Every flow file in ``folder`` added or replaced for ``org``, checked against its directory."""
 
     async def load(conn: asyncpg.Connection, settings: RouterSettings) -> list[FlowDefinition]:
         known = await directory_store.load_directory(conn, org or settings.org)
@@ -111,8 +90,42 @@ def load_flows(
             )
         return flows
 
+    return await in_router_transaction(settings, load)
+
+
+def _fail(console: Console, error: ImportError_) -> None:
+    console.print(f"[red]Nothing imported: {len(error.problems)} problem(s).[/red]")
+    for problem in error.problems:
+        console.print(f"  {problem}", markup=False)
+    raise typer.Exit(1)
+
+
+@directory_app.command("import")
+def import_directory(
+    source: Path = typer.Argument(..., exists=True, help=".xlsx file, .yaml file or folder of .csv files"),
+    org: str = typer.Option(None, help="organisation key (default: PARAAF_ORG)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check and report, change nothing"),
+) -> None:
+    """Import the directory: all of it, or nothing when a row is bad."""
+    console = Console()
     try:
-        flows = _in_transaction(load)
+        summary = asyncio.run(import_directory_file(RouterSettings(), source, org, dry_run=dry_run))
+    except ImportError_ as error:
+        _fail(console, error)
+    verb = "Would import" if dry_run else "Imported"
+    for kind, change in summary.items():
+        console.print(f"{verb} {kind}: {change.added} added, {change.changed} changed, {change.removed} removed")
+
+
+@flows_app.command("load")
+def load_flows(
+    folder: Path = typer.Argument(..., exists=True, file_okay=False, help="folder of flow .yaml files"),
+    org: str = typer.Option(None, help="organisation key (default: PARAAF_ORG)"),
+) -> None:
+    """Load (add or replace) every flow in FOLDER, checked against the directory."""
+    console = Console()
+    try:
+        flows = asyncio.run(load_flow_folder(RouterSettings(), folder, org))
     except ImportError_ as error:
         _fail(console, error)
     console.print(f"Loaded {len(flows)} flow(s): {', '.join(f.key for f in flows)}")

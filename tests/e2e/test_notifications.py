@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
+from services.intake.domain import SourcePolicy
 from shared.events import PersonRef, SignatureReassigned, SignatureRequested
 from tests.support.notifier import FakeClock, notifier_settings, running_notifier
 from tests.support.pdfs import make_pdf
@@ -145,14 +146,14 @@ async def wait_for_audit(database_url: str, routing_key: str, count: int = 1, ti
     return found
 
 
-def make_system(
+async def make_system(
     request: pytest.FixtureRequest, tmp_path: Path, database_url: str, amqp_url: str, smtp: SmtpServer, secrets_dir: str, **env: str
 ) -> System:
     system = System(
         name=request.node.name, database_url=database_url, amqp_url=amqp_url, smtp=smtp, secrets_dir=secrets_dir, extra_env=env
     )
-    system.setup()
-    system.add_source("notula", "--org", "default", "--any-submitter", "--ad-hoc-steps")
+    await system.set_up()
+    await system.register(SourcePolicy("notula", "default", ad_hoc_steps=True))
     directory = tmp_path / "directory.yaml"
     directory.write_text(directory_yaml())
     system.cli("directory", "import", str(directory))
@@ -175,7 +176,7 @@ async def city(
     clock: FakeClock,
 ) -> AsyncIterator[System]:
     """Intake, router, signer and audit as processes; the notifier in this process, on the test's clock."""
-    system = make_system(request, tmp_path, database_url, amqp_url, smtp_server, secrets_dir)
+    system = await make_system(request, tmp_path, database_url, amqp_url, smtp_server, secrets_dir)
     others = ["intake", "router", "signer", "audit"]
     for service in others:
         system.start_service(service)
@@ -264,7 +265,7 @@ async def test_every_mail_kind_in_every_language_reaches_its_person_with_a_worki
 async def test_reminders_follow_the_clock_and_stop_once_signed(
     city: System, smtp_server: SmtpServer, clock: FakeClock
 ) -> None:
-    """Of two signers asked on Monday, the one who signed at once gets no reminder; the other gets reminders 1-3 on working days, each link works, and no 4th."""
+    """Of two signers asked on Monday, the one who signed at once gets no reminder; the other gets reminders 1-3 on working days, each link works until the next replaces it, and no 4th."""
     quick, slow, submitter = signer_of("nl"), signer_of("fr"), submitter_of("en")
     title = "Omgevingsvergunning 7"
     async with Outcomes(city.amqp_url, "notula.*") as outcomes:
@@ -292,6 +293,9 @@ async def test_reminders_follow_the_clock_and_stop_once_signed(
             reminders.append(reminder)
         clock.move_to(datetime(2026, 3, 20, 10, 0, tzinfo=BRUSSELS))  # well past a 4th reminder's time
         await asyncio.sleep(1.0)
+        # Each reminder's link replaced the one before: only the latest mail's link still works.
+        earlier = [mails_to(smtp_server, slow)[0], *reminders[:-1]]
+        assert [await opens(m.signing_link) for m in earlier] == [410] * len(earlier)
         async with httpx.AsyncClient() as browser:
             assert (await follow_link(browser, reminders[-1].signing_link)).status_code == 200
         await outcomes.wait("notula.completed", "REMIND-1")
@@ -306,7 +310,7 @@ async def processes(
     request: pytest.FixtureRequest, tmp_path: Path, database_url: str, amqp_url: str, smtp_server: SmtpServer, secrets_dir: str
 ) -> AsyncIterator[System]:
     """All five services as processes; mail retried every 0.2-0.5 s so an outage passes quickly."""
-    system = make_system(
+    system = await make_system(
         request, tmp_path, database_url, amqp_url, smtp_server, secrets_dir,
         PARAAF_MAIL_RETRY_SECONDS="0.2", PARAAF_MAIL_RETRY_MAX_SECONDS="0.5", PARAAF_MAIL_MAX_ATTEMPTS="1000",
     )

@@ -267,3 +267,60 @@ async def test_a_placeholder_is_found_when_the_request_arrives_and_carries_the_s
     (field,) = [f.get_object() for f in PdfFileReader(io.BytesIO(pdf), strict=False).root["/AcroForm"]["/Fields"]]
     llx, lly, urx, ury = (float(v) for v in field["/Rect"])
     assert llx <= 72 <= urx and lly < 746 < ury  # make_pdf's placeholder: x 72, baseline 746, last page
+
+
+async def test_each_new_link_for_a_request_revokes_the_one_before(signer: SignerHarness) -> None:
+    """A reminder's link (asked for by the notifier as it sends) makes the first mail's link answer 410 'use your latest mail'; the new one works."""
+    document = await signer.new_document(make_pdf())
+    request_id, first = await signer.request(document, ANN)
+    second = await signer.link_for(request_id)
+    old = await signer.client.get(first)
+    assert old.status_code == 410 and "nieuwere" in old.text and "<form" not in old.text
+    assert (await signer.sign(second)).status_code == 200
+
+
+async def test_the_link_api_answers_only_the_notifier_s_key(signer: SignerHarness) -> None:
+    """POST /internal/links without a key is 401, with a key lacking the `links` scope 403; for a closed request 410."""
+    from shared import apikeys
+
+    document = await signer.new_document(make_pdf())
+    request_id, link = await signer.request(document, ANN)
+    async with signer.pool.acquire() as conn:
+        _, operator = await apikeys.create_key(conn, org="default", name="ops", scopes=["operate"])
+    body = {"kind": "signing", "request_id": str(request_id), "mail_id": str(request_id)}
+    assert (await signer.client.post("/internal/links", json=body)).status_code == 401
+    assert (await signer.client.post("/internal/links", json=body, headers={"Authorization": f"Bearer {operator}"})).status_code == 403
+    await signer.sign(link)
+    closed = await signer.client.post("/internal/links", json=body, headers={"Authorization": f"Bearer {signer.links_key}"})
+    assert closed.status_code == 410
+
+
+async def test_behind_a_tls_proxy_the_csrf_cookie_is_secure(database_url: str, signing_pool: SigningPool, render_pool: RenderPool) -> None:
+    """With PARAAF_PUBLIC_URL on https the page's cookie is Secure even though the proxy speaks plain http to Paraaf."""
+    async with SignerHarness(database_url, signing_pool, render_pool, secure_cookies=True) as signer:
+        document = await signer.new_document(make_pdf())
+        _, link = await signer.request(document, ANN)
+        page = await signer.client.get(link)
+    cookie = page.headers["set-cookie"]
+    assert "paraaf_csrf=" in cookie and "Secure" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+
+
+async def test_verify_is_rate_limited_per_address(database_url: str, signing_pool: SigningPool, render_pool: RenderPool) -> None:
+    """With 3 verifications a minute allowed, the 4th from the same address is 429 with Retry-After."""
+    from services.signer.http import VerifyLimits
+
+    async with SignerHarness(database_url, signing_pool, render_pool, verify_limits=VerifyLimits(per_minute=3)) as signer:
+        answers = [
+            await signer.client.post("/verify", content=make_pdf(), headers={"Content-Type": "application/pdf"}) for _ in range(4)
+        ]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert int(answers[-1].headers["retry-after"]) >= 1
+
+
+async def test_a_verification_over_its_time_is_stopped(database_url: str, signing_pool: SigningPool, render_pool: RenderPool) -> None:
+    """Given 0.001 s, a verification is stopped (its worker killed) and answered 422 with a sentence."""
+    from services.signer.http import VerifyLimits
+
+    async with SignerHarness(database_url, signing_pool, render_pool, verify_limits=VerifyLimits(seconds=0.001)) as signer:
+        answer = await signer.client.post("/verify", content=make_pdf(), headers={"Content-Type": "application/pdf"})
+    assert answer.status_code == 422 and "within the time" in answer.json()["error"]

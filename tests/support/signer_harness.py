@@ -45,8 +45,9 @@ def csrf_of(page: httpx.Response) -> str:
 
 
 class SignerHarness:
-    def __init__(self, database_url: str, signing_pool: SigningPool, render_pool: RenderPool) -> None:
+    def __init__(self, database_url: str, signing_pool: SigningPool, render_pool: RenderPool, **http_options: Any) -> None:
         self.database_url = database_url
+        self.http_options = http_options
         self.signing_pool = signing_pool
         self.render_pool = render_pool
         self.outbox = Outbox("signer")
@@ -78,6 +79,7 @@ class SignerHarness:
                 links=self.links(),
                 org="default",
                 after_commit=lambda: None,
+                **self.http_options,
             )
         )
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://signer.test")

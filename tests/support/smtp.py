@@ -17,6 +17,7 @@ from aiosmtpd.controller import Controller
 __all__ = ["Received", "SmtpServer"]
 
 _LINK = re.compile(r"https?://[^\s<>\"]+/s/[A-Za-z0-9_-]+")
+_DOWNLOAD = re.compile(r"https?://[^\s<>\"]+/d/[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,13 @@ class Received:
         match = _LINK.search(self.text)
         if match is None:
             raise AssertionError(f"no signing link in mail {self.subject!r}:\n{self.text}")
+        return match.group(0)
+
+    @property
+    def download_link(self) -> str:
+        match = _DOWNLOAD.search(self.text)
+        if match is None:
+            raise AssertionError(f"no download link in mail {self.subject!r}:\n{self.text}")
         return match.group(0)
 
 

@@ -23,10 +23,18 @@ import aio_pika
 import asyncpg
 import httpx
 
+from services.admin.broker import admin_for, setup_broker
+from services.admin.cli import register_source
+from services.admin.config import AdminSettings
+from services.admin.database import setup_database
+from services.intake.domain import SourcePolicy
+from services.router.cli import import_directory_file, load_flow_folder
+from services.router.config import RouterSettings
 from shared.settings import Settings
+from shared.topology import TOPOLOGY
 from tests.support.bus import publish_as
 from tests.support.listener import Listener
-from tests.support.session import SESSION_PREFIX
+from tests.support.session import MANAGEMENT_API, SESSION_PREFIX
 from tests.support.smtp import SmtpServer
 
 __all__ = ["DEMO", "Outcomes", "System", "demo_city", "follow_link", "submission"]
@@ -176,6 +184,28 @@ class System:
         """`paraaf setup`, as an operator runs it on a fresh install."""
         self.cli("setup")
 
+    @property
+    def admin_settings(self) -> AdminSettings:
+        return AdminSettings(**self.settings.model_dump(), broker_admin_api=MANAGEMENT_API)
+
+    async def set_up(self) -> None:
+        """What `paraaf setup` does, done in this process (the CLI itself is tested on its own)."""
+        await setup_database(self.admin_settings)
+        await setup_broker(self.admin_settings, TOPOLOGY, admin_for(self.admin_settings))
+
+    async def register(self, policy: SourcePolicy) -> str:
+        """What `paraaf sources add` does, in this process; returns the source's URL."""
+        _, url = await register_source(self.admin_settings, policy, new_password=True)
+        assert url is not None
+        self.source_urls[policy.source] = url
+        return url
+
+    async def load_demo_city(self) -> None:
+        """What `paraaf directory import` and `paraaf flows load` do with the demo city, in this process."""
+        router = RouterSettings(**self.settings.model_dump())
+        await import_directory_file(router, DEMO / "city.xlsx")
+        await load_flow_folder(router, DEMO / "flows")
+
     def add_source(self, source: str, *options: str) -> str:
         """`paraaf sources add`; returns the source's own AMQP URL, as the command prints it."""
         printed = self.cli("sources", "add", source, *options).stdout.strip().splitlines()
@@ -230,15 +260,14 @@ DEMO = ROOT / "deploy" / "demo"
 async def demo_city(
     name: str, *, database_url: str, amqp_url: str, smtp: SmtpServer, secrets_dir: str, **extra_env: str
 ) -> AsyncIterator[System]:
-    """The demo city (deploy/demo: city.xlsx and its flows) with every service its own process, set up as an operator
-    does on a fresh install, with source `notula` registered; stopped cleanly after."""
+    """The demo city (deploy/demo: city.xlsx and its flows) with every service its own process, set up as `paraaf setup`
+    does on a fresh install, with source `notula` registered (any submitter, ad-hoc steps); stopped cleanly after."""
     system = System(
         name=name, database_url=database_url, amqp_url=amqp_url, smtp=smtp, secrets_dir=secrets_dir, extra_env=extra_env
     )
-    system.setup()
-    system.add_source("notula", "--org", "default", "--any-submitter", "--ad-hoc-steps")
-    system.cli("directory", "import", str(DEMO / "city.xlsx"))
-    system.cli("flows", "load", str(DEMO / "flows"))
+    await system.set_up()
+    await system.register(SourcePolicy("notula", "default", ad_hoc_steps=True))
+    await system.load_demo_city()
     await system.start()
     try:
         yield system

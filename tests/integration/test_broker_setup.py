@@ -1,0 +1,47 @@
+"""`paraaf broker setup` through RabbitMQ's management API, as for a broker on
+another machine: the same users, permissions and topology as through
+rabbitmqctl, and running it again changes nothing."""
+
+import aio_pika
+import aiormq
+import httpx
+import pytest
+
+from services.admin.broker import ManagementApi, setup_broker, vhost_of
+from services.admin.database import setup_database
+from shared.credentials import read_identity, stored
+from shared.topology import TOPOLOGY
+from tests.conftest import admin_settings
+from tests.support.session import MANAGEMENT_API as API
+
+
+async def test_setup_through_the_management_api_gives_each_service_only_its_own_rights(
+    database_url: str, amqp_url: str, secrets_dir: str
+) -> None:
+    """Each service's user gets configure nothing, write only its exchanges and read only its queues; the router can
+    read router.events and publish signature.requested, and is refused signature.signed; a second run keeps the passwords."""
+    settings = admin_settings(database_url, amqp_url, secrets_dir)
+    await setup_database(settings)
+    await setup_broker(settings, TOPOLOGY, ManagementApi(API))
+    first = {service: stored(settings, service)["amqp_url"] for service in ("router", "signer", "operator")}
+    await setup_broker(settings, TOPOLOGY, ManagementApi(API))
+    assert {service: stored(settings, service)["amqp_url"] for service in first} == first
+
+    vhost = vhost_of(amqp_url)
+    router = read_identity(settings, "router")
+    async with httpx.AsyncClient(auth=("guest", "guest")) as client:
+        permissions = (await client.get(f"http://127.0.0.1:15672/api/permissions/{vhost}/{router.broker_user}")).json()
+        topics = (await client.get(f"http://127.0.0.1:15672/api/users/{router.broker_user}/topic-permissions")).json()
+    assert (permissions["configure"], permissions["read"]) == ("^$", r"^(router\.events)$")
+    assert permissions["write"] == r"^(esign\.dlx|esign\.events)$"
+    events = next(t for t in topics if t["vhost"] == vhost and t["exchange"] == "esign.events")
+    assert "signature\\.requested" in events["write"] and "signature\\.signed" not in events["write"]
+
+    connection = await aio_pika.connect(router.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.declare_queue("router.events", passive=True)
+        exchange = await channel.get_exchange("esign.events", ensure=False)
+        await exchange.publish(aio_pika.Message(b"{}", user_id=router.broker_user), "signature.requested")
+        with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+            await exchange.publish(aio_pika.Message(b"{}", user_id=router.broker_user), "signature.signed")

@@ -1,0 +1,28 @@
+"""Every service's /health: it tells whether the service is up, never why inside."""
+
+import httpx
+
+from shared.http import base_app
+
+
+class _UnreachableDatabase:
+    async def fetchval(self, query: str) -> object:
+        raise OSError('connection to 10.0.0.5:5432 failed: password authentication failed for user "paraaf_router"')
+
+
+async def test_health_with_the_database_away_says_degraded_and_nothing_more() -> None:
+    """503 and `degraded`: no host, user or error text from inside reaches the caller."""
+    app = base_app("router", lambda: _UnreachableDatabase())  # type: ignore[arg-type, return-value]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router.test") as client:
+        answer = await client.get("/health")
+    assert answer.status_code == 503
+    assert answer.json() == {"service": "router", "status": "degraded"}
+
+
+async def test_no_openapi_pages_unless_asked_for() -> None:
+    """/docs and /openapi.json answer 404 by default and 200 with docs=True."""
+    hidden, shown = base_app("router", lambda: None), base_app("router", lambda: None, docs=True)  # type: ignore[arg-type]
+    for app, status in ((hidden, 404), (shown, 200)):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router.test") as client:
+            assert (await client.get("/docs")).status_code == status
+            assert (await client.get("/openapi.json")).status_code == status
