@@ -3,7 +3,9 @@
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import typer
@@ -18,10 +20,27 @@ __all__ = ["ca_app", "verify"]
 
 ca_app = typer.Typer(help="The internal certificate authority and its keys.", no_args_is_help=True)
 MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 
 
 async def _signer_pool(settings: SignerSettings) -> asyncpg.Pool:
     return await open_database(settings, "signer", migrations=MIGRATIONS)
+
+
+def _with_keyring(settings: SignerSettings, work: Callable[[asyncpg.Connection, Keyring], Awaitable[T]]) -> T:
+    """``work`` with the signer's keyring, unlocked with PARAAF_KEY_SECRET, as the signer's own role."""
+
+    async def run() -> T:
+        pool = await _signer_pool(settings)
+        try:
+            async with pool.acquire() as conn:
+                keyring = Keyring(key_secret(settings), settings.organisation_name)
+                await keyring.unlock(conn)
+                return await work(conn, keyring)
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
 
 
 @ca_app.command("export")
@@ -32,18 +51,11 @@ def export(
     """Print the root certificate signatures chain to (created if it does not exist yet)."""
     settings = SignerSettings()
 
-    async def run() -> str:
-        pool = await _signer_pool(settings)
-        try:
-            async with pool.acquire() as conn:
-                keyring = Keyring(key_secret(settings), settings.organisation_name)
-                await keyring.unlock(conn)
-                cert_pem, _ = await keyring.authority(conn, org or settings.org)
-            return cert_pem
-        finally:
-            await pool.close()
+    async def root(conn: asyncpg.Connection, keyring: Keyring) -> str:
+        cert_pem, _ = await keyring.authority(conn, org or settings.org)
+        return cert_pem
 
-    pem = asyncio.run(run())
+    pem = _with_keyring(settings, root)
     if output:
         output.write_text(pem)
     else:
@@ -106,16 +118,5 @@ def rotate_secret(
     """Encrypt every signing key under a new secret (stop the signer first; start it with the new secret after)."""
     settings = SignerSettings()
     new_secret = check_secret(new_secret_file.read_text().strip())
-
-    async def run() -> int:
-        pool = await _signer_pool(settings)
-        try:
-            async with pool.acquire() as conn:
-                keyring = Keyring(key_secret(settings), settings.organisation_name)
-                await keyring.unlock(conn)
-                return await keyring.rotate(conn, new_secret)
-        finally:
-            await pool.close()
-
-    count = asyncio.run(run())
+    count = _with_keyring(settings, lambda conn, keyring: keyring.rotate(conn, new_secret))
     typer.echo(f"{count} key(s) now encrypted under the new secret: set PARAAF_KEY_SECRET to it and start the signer")

@@ -1,4 +1,4 @@
-"""The attacks of issue 8 against one running demo city per module: every
+"""The attacks of issue 8 against one running demo city for the whole package: every
 service its own process, set up as an operator does, with two registered
 sources (``notula``: any submitter and ad-hoc steps; ``omgeving``: only its
 permit flow and one submitter) and a second city (``othercity``) in the same
@@ -40,13 +40,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(f"- {attack}\n    -> {answer}")
 
 
-@pytest.fixture(scope="module")
-async def city(infra: Infra, secrets_dir: str, request: pytest.FixtureRequest) -> AsyncIterator[System]:
+@pytest.fixture(scope="package")
+async def city(infra: Infra, secrets_dir: str) -> AsyncIterator[System]:
     smtp = SmtpServer()
     await smtp.start()
     async with fresh_database(infra) as database_url, fresh_vhost(infra) as amqp_url:
         async with demo_city(
-            f"security-{request.module.__name__.rsplit('.', 1)[-1]}",
+            "security",
             database_url=database_url,
             amqp_url=amqp_url,
             smtp=smtp,

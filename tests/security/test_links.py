@@ -73,26 +73,26 @@ async def run(city: System) -> AsyncIterator[dict[str, Any]]:
     found: dict[str, Any] = {}
     async with Capture(city.amqp_url) as capture, Outcomes(city.amqp_url, "notula.*") as outcomes, httpx.AsyncClient() as browser:
         # A: signed by both, completed, the submitter mailed a download link; its filename is not ASCII.
-        await city.publish(submission(make_pdf(pages=2), external_ref="A", title="Besluit A", filename=FILENAME))
-        director = await _mail_about(city, "ann.aerts@demo.paraaf.be", "Besluit A")
+        await city.publish(submission(make_pdf(pages=2), external_ref="A", title="Linktest A", filename=FILENAME))
+        director = await _mail_about(city, "ann.aerts@demo.paraaf.be", "Linktest A")
         found["document_pdf"] = await browser.get(f"{director.signing_link}/document.pdf")
         assert (await follow_link(browser, director.signing_link)).status_code == 200
-        mayor = await _mail_about(city, "bart.baert@demo.paraaf.be", "Besluit A")
+        mayor = await _mail_about(city, "bart.baert@demo.paraaf.be", "Linktest A")
         assert (await follow_link(browser, mayor.signing_link)).status_code == 200
         await outcomes.wait("notula.completed", "A")
-        found["download_mail"] = await _mail_about(city, "elen.elaut@demo.paraaf.be", "Besluit A")
+        found["download_mail"] = await _mail_about(city, "elen.elaut@demo.paraaf.be", "Linktest A")
         # B: the only signer's address is refused for good (550).
-        await city.publish(submission(make_pdf(), external_ref="B", title="Besluit B", flow=None,
+        await city.publish(submission(make_pdf(), external_ref="B", title="Linktest B", flow=None,
                                       steps=[{"action": "sign", "signers": ["person:lies.leys"]}]))
         found["refused"] = (await outcomes.wait("notula.accepted", "B"))["document_id"]
         # C: declined by the director.
-        await city.publish(submission(make_pdf(), external_ref="C", title="Besluit C"))
-        declined = await _mail_about(city, "ann.aerts@demo.paraaf.be", "Besluit C")
+        await city.publish(submission(make_pdf(), external_ref="C", title="Linktest C"))
+        declined = await _mail_about(city, "ann.aerts@demo.paraaf.be", "Linktest C")
         assert (await follow_link(browser, declined.signing_link, decline_reason="Niet volledig")).status_code == 200
         # D: moved to a substitute when its signer goes on leave.
-        await city.publish(submission(make_pdf(), external_ref="D", title="Besluit D", flow=None,
+        await city.publish(submission(make_pdf(), external_ref="D", title="Linktest D", flow=None,
                                       steps=[{"action": "sign", "signers": ["person:sofie.smet"]}]))
-        found["moved_from"] = await _mail_about(city, "sofie.smet@demo.paraaf.be", "Besluit D")
+        found["moved_from"] = await _mail_about(city, "sofie.smet@demo.paraaf.be", "Linktest D")
         now = datetime.now(UTC)
         answer = await browser.post(
             city.url("router", "/absences"),
@@ -100,7 +100,7 @@ async def run(city: System) -> AsyncIterator[dict[str, Any]]:
             headers=city.operator_headers(),
         )
         assert answer.status_code == 201, answer.text
-        found["moved_to"] = await _mail_about(city, "marc.maes@demo.paraaf.be", "Besluit D")
+        found["moved_to"] = await _mail_about(city, "marc.maes@demo.paraaf.be", "Linktest D")
         await outcomes.wait("notula.declined", "C")
         await settle(3.0)
     found["capture"] = capture

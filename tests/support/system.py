@@ -147,7 +147,18 @@ class System:
             return process.wait()
 
     def stop(self) -> dict[str, int]:
-        return {service: self.stop_service(service) for service in list(self.processes)}
+        """SIGTERM to every service at once, as systemd or `paraaf run all` stops them; their exit codes."""
+        stopping = {service: self.processes.pop(service) for service in list(self.processes)}
+        for process in stopping.values():
+            process.send_signal(signal.SIGTERM)
+        codes = {}
+        for service, process in stopping.items():
+            try:
+                codes[service] = process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes[service] = process.wait()
+        return codes
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``paraaf ARGS`` as an operator would, against this system."""
