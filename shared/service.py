@@ -168,7 +168,13 @@ class Service:
         if self._http is not None:
             port, build = self._http
             config = uvicorn.Config(
-                build(), host=self.settings.http_host, port=port, log_config=None, access_log=False, lifespan="on"
+                build(),
+                host=self.settings.http_host,
+                port=port,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=5,  # a request still open after this does not hold up the stop
             )
             self._server = _EmbeddedServer(config)
             self._tasks.append(asyncio.create_task(self._server.serve(), name="http"))
@@ -177,14 +183,22 @@ class Service:
     async def _stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
-        for task in self._tasks:
-            if task.get_name() != "http":
+        loops = {task for task in self._tasks if task.get_name() != "http"}
+        # Cancel until they end: on Python 3.11 a cancellation that meets a finishing
+        # asyncio.wait_for (aiosmtplib's timeouts) can be lost, and the loop would run on.
+        while loops:
+            for task in loops:
                 task.cancel()
+            _, loops = await asyncio.wait(loops, timeout=1.0)
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _close(self) -> None:
         if self._pool is not None:
-            await self._pool.close()
+            try:
+                await asyncio.wait_for(self._pool.close(), timeout=5)
+            except TimeoutError:
+                structlog.get_logger().warning("database connections still busy at stop; closed them")
+                self._pool.terminate()
         structlog.get_logger().info("service stopped")
 
 

@@ -229,3 +229,31 @@ async def test_an_event_from_a_publisher_that_does_not_own_it_is_dead_lettered_u
     assert dead[0].headers["x-paraaf-publisher"] == (user_id or "")
     assert probe.calls == 0
     assert await replay(operator_url(probe), "probe.events") == (0, 0), "nothing to replay: it was never delivered"
+
+
+async def test_a_loop_that_loses_a_cancellation_does_not_hold_up_the_stop(provision) -> None:
+    """A background loop that swallows the first cancellation (as a lost cancel in asyncio.wait_for does on 3.11)
+    is cancelled again: the service stops within seconds instead of hanging until it is killed."""
+    settings = await provision(
+        TOPOLOGY.with_services(PROBE),
+        schemas=(*SCHEMAS, SchemaSpec("probe", "probe", (MIGRATIONS,))),
+        services=(*SERVICES, "probe"),
+    )
+    probe = Probe(settings)
+    cancellations = []
+
+    async def stubborn() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancellations.append(1)
+                if len(cancellations) > 1:
+                    raise
+
+    probe.service.loop(stubborn)
+    async with TestApp(probe.service.app):
+        await asyncio.sleep(0.5)
+        stopping = asyncio.get_running_loop().time()
+    assert asyncio.get_running_loop().time() - stopping < 5
+    assert len(cancellations) == 2
