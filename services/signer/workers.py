@@ -83,32 +83,37 @@ class WorkerPool:
         """
         await self._slots.acquire()
         worker = self._idle.pop() if self._idle else self._spawn()
-        healthy, timed_out = False, False
+        answered = False  # the worker answered (with a result or the job's own exception): it can take the next job
         try:
-            result = await asyncio.wait_for(self._call(worker, function, args), timeout)
-            healthy = True
-            return result
+            ok, value = await asyncio.wait_for(self._call(worker, function, args), timeout)
+            answered = True
         except TimeoutError:
-            timed_out = True
             raise WorkerTimedOut(f"the job took longer than {timeout} s; its worker was stopped") from None
         finally:
-            if healthy or worker.process.is_alive() and not _cancelled() and not timed_out:
+            if answered and not _cancelled():
                 self._idle.append(worker)
             else:
                 # Dead, over its time, or abandoned mid-job (its late answer would reach the next caller): replace it.
                 self._all.remove(worker)
                 worker.kill()
             self._slots.release()
+        if not ok:
+            raise value
+        return value
 
     def _spawn(self) -> _Worker:
         worker = _Worker(self._context)
         self._all.append(worker)
         return worker
 
-    async def _call(self, worker: _Worker, function: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    async def _call(self, worker: _Worker, function: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
+        """(True, result) or (False, the job's exception); WorkerDied when the worker itself is gone."""
         loop = asyncio.get_running_loop()
         ready = loop.create_future()
-        worker.conn.send((function, args))
+        try:
+            worker.conn.send((function, args))
+        except OSError:
+            raise WorkerDied(f"worker process ended with exit code {worker.process.exitcode}") from None
         loop.add_reader(worker.conn.fileno(), lambda: ready.done() or ready.set_result(None))
         try:
             await ready
@@ -119,9 +124,7 @@ class WorkerPool:
         except (EOFError, OSError):
             structlog.get_logger().error("worker process died", exitcode=worker.process.exitcode)
             raise WorkerDied(f"worker process ended with exit code {worker.process.exitcode}") from None
-        if not ok:
-            raise value
-        return value
+        return ok, value
 
     def close(self) -> None:
         for worker in self._all:
