@@ -20,13 +20,14 @@ from pathlib import Path
 import asyncpg
 from faststream.rabbit import RabbitBroker
 
-from services.router import handlers, store
-from services.router.directory import load_directory
-from services.router.domain import Absence, Directory, Person, Role, plan_step
+from services.admin.broker import declare_topology
+from services.router import handlers
+from services.router.domain import Absence, Directory, Instance, Person, Request, Role, plan_step
+from services.router.store import PostgresRouterStore
 from shared.db import connect_pool, migrate
 from shared.events import PersonRef, StepSpec
 from shared.messaging import Outbox, OutboxRelay
-from shared.topology import declare_topology
+from shared.topology import TOPOLOGY
 
 PEOPLE, ROLES = 5_000, 500
 NOW = datetime(2026, 7, 10, 8, 0, tzinfo=UTC)
@@ -65,33 +66,24 @@ def bench_routing() -> None:
         print(f"  {label:26s} {rate:10,.0f}/s   ratio to baseline {rate / baseline:.2f}")
 
 
-async def _open_requests(conn: asyncpg.Connection, outbox: Outbox, person: PersonRef, count: int) -> None:
+async def _open_requests(store: PostgresRouterStore, person: PersonRef, count: int) -> None:
     """``count`` documents each waiting on ``person``: what the router writes when it opens a step."""
     for n in range(count):
         document_id = uuid.uuid4()
         await store.insert_instance(
-            conn,
-            document_id=document_id,
-            org="default",
-            flow=None,
-            title=f"Besluit {n}",
-            filename="besluit.pdf",
-            submitted_by=PersonRef(id="p00001", name="Person p00001"),
-            confidential=False,
-            steps=[StepSpec(signers=[f"person:{person.id}"])],
-            pdf_sha256="0" * 64,
+            Instance(
+                document_id=document_id,
+                org="default",
+                title=f"Besluit {n}",
+                filename="besluit.pdf",
+                submitted_by=PersonRef(id="p00001", name="Person p00001"),
+                confidential=False,
+                steps=(StepSpec(signers=[f"person:{person.id}"]),),
+                pdf_sha256="0" * 64,
+            )
         )
         await store.insert_request(
-            conn,
-            request_id=uuid.uuid4(),
-            document_id=document_id,
-            org="default",
-            step=1,
-            slot=f"person:{person.id}",
-            person=person,
-            on_behalf_of=None,
-            reason=None,
-            action="sign",
+            Request(uuid.uuid4(), document_id, "default", step=1, slot=f"person:{person.id}", person=person, action="sign")
         )
 
 
@@ -113,7 +105,7 @@ async def bench_reassignment(count: int = 1_000) -> None:
     try:
         await migrate(pool, "router", [MIGRATIONS])
         await broker.connect()
-        await declare_topology(broker)
+        await declare_topology(f"amqp://guest:guest@127.0.0.1:5672/{vhost}", TOPOLOGY, delivery_limit=5)
         outbox = Outbox("router")
         people = [("director", "Director"), ("deputy", "Deputy")]
         await pool.executemany(
@@ -122,8 +114,9 @@ async def bench_reassignment(count: int = 1_000) -> None:
         await pool.execute("INSERT INTO router.substitutes VALUES ('default', 'director', ARRAY['deputy'])")
         director = PersonRef(id="director", name="Director", email="director@stad.be")
         async with pool.acquire() as conn:
+            store = PostgresRouterStore(conn, outbox)
             async with conn.transaction():
-                opened = await _timed(lambda: _open_requests(conn, outbox, director, count))
+                opened = await _timed(lambda: _open_requests(store, director, count))
             await conn.execute(
                 "INSERT INTO router.absences (id, org, person_id, starts_at, ends_at, source)"
                 " VALUES ($1, 'default', 'director', $2, $3, 'api')",
@@ -131,17 +124,15 @@ async def bench_reassignment(count: int = 1_000) -> None:
                 NOW - timedelta(hours=1),
                 NOW + timedelta(days=14),
             )
-            away = await load_directory(conn, "default")
+            away = await store.load_directory("default")
 
             async def move() -> None:
                 async with conn.transaction():
-                    moved = await handlers.move_work_of(
-                        conn, "default", "director", away, NOW, absence_id=uuid.uuid4(), outbox=outbox
-                    )
+                    moved = await handlers.move_work_of(store, "default", "director", away, NOW, absence_id=uuid.uuid4())
                 assert moved == count, moved
 
             moving = await _timed(move)
-        relay = OutboxRelay(pool, broker, "router")
+        relay = OutboxRelay(pool, broker, "router", user_id="guest")
 
         async def publish_all() -> None:
             while await relay.publish_pending():

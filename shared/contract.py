@@ -19,8 +19,10 @@ from shared.events import PersonRef, SignatureRecord, StepSpec, utcnow
 
 __all__ = [
     "COMMAND_TYPES",
+    "LANGUAGES",
+    "SOURCE_NAME",
+    "Language",
     "Command",
-    "OUTCOMES",
     "Outcome",
     "ReissueSigningLink",
     "SendDownloadLink",
@@ -29,7 +31,9 @@ __all__ = [
     "describe_validation_error",
 ]
 
-OUTCOMES = ("accepted", "rejected", "completed", "declined", "withdrawn")
+SOURCE_NAME = r"[A-Za-z0-9_-]{1,64}"  # a source's name: its routing key is submit.<source>
+LANGUAGES = ("nl", "fr", "en")
+Language = Literal["nl", "fr", "en"]
 
 
 class SubmitDocument(BaseModel):
@@ -37,7 +41,7 @@ class SubmitDocument(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    source: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    source: str = Field(pattern=rf"^{SOURCE_NAME}$")
     external_ref: str = Field(min_length=1, max_length=200)
     title: str = Field(min_length=1, max_length=500)
     flow: str | None = Field(default=None, min_length=1)
@@ -46,7 +50,7 @@ class SubmitDocument(BaseModel):
     confidential: bool = False
     filename: str = Field(default="document.pdf", min_length=1, max_length=255)
     pdf: bytes
-    language: Literal["nl", "fr", "en"] = "nl"
+    language: Language = "nl"
     metadata: dict[str, Any] = Field(default_factory=dict)
     org: str | None = Field(default=None, min_length=1)  # the source's own org when left out
 

@@ -33,8 +33,6 @@ __all__ = [
     "SignatureRequested",
     "Signed",
     "StepSpec",
-    "UnknownEvent",
-    "parse_event",
     "utcnow",
 ]
 
@@ -292,16 +290,3 @@ EVENT_TYPES: dict[str, type[Event]] = {
         NotificationFailed,
     )
 }
-
-
-class UnknownEvent(LookupError):
-    """A message arrived with a routing key no event type answers to."""
-
-
-def parse_event(routing_key: str, body: bytes) -> Event:
-    """Validate a message body as the event its routing key names."""
-    try:
-        event_type = EVENT_TYPES[routing_key]
-    except KeyError:
-        raise UnknownEvent(routing_key) from None
-    return event_type.model_validate_json(body)

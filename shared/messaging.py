@@ -17,7 +17,8 @@ and only from whom a message may come (DESIGN.md "Trust boundaries").
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
@@ -26,25 +27,30 @@ from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from pydantic import BaseModel, ValidationError
 
-from shared.contract import COMMAND_TYPES, Command, Outcome
-from shared.events import EVENT_TYPES, Event, UnknownEvent
+from shared.contract import Command, Outcome
+from shared.events import Event
 from shared.topology import COMMANDS, DLX, EVENTS, EXCHANGES, OUTCOMES
 from shared.wakeup import Wakeup
 
 __all__ = [
     "REPLAYED_ROUTING_KEY",
     "UNTRUSTED",
+    "Consumer",
     "DeadLetters",
+    "Delivery",
     "Handler",
     "Outbox",
     "OutboxRelay",
     "PermanentError",
-    "decode_message",
-    "event_consumer",
+    "Store",
+    "StoreFactory",
+    "Unaccepted",
     "message_key",
     "process",
     "publisher_of",
     "routing_key_of",
+    "routes",
+    "with_delivery",
 ]
 
 Handler = Callable[[Any, asyncpg.Connection], Awaitable[None]]
@@ -53,14 +59,6 @@ UNTRUSTED = "untrusted publisher"
 
 class PermanentError(Exception):
     """A message that can never be processed: dead-letter it now, do not retry."""
-
-
-def decode_message(routing_key: str, body: bytes) -> BaseModel:
-    """The event or command a routing key names, validated."""
-    message_type = EVENT_TYPES.get(routing_key) or COMMAND_TYPES.get(routing_key)
-    if message_type is None:
-        raise UnknownEvent(routing_key)
-    return message_type.model_validate_json(body)
 
 
 def message_key(message: Event | Command) -> UUID:
@@ -161,55 +159,174 @@ async def process(
     after_commit()
 
 
-def event_consumer(
-    *,
-    pool: Callable[[], asyncpg.Pool],
-    consumer: str,
-    schema: str,
-    handlers: Mapping[str, Handler],
-    trusted: Callable[[str], frozenset[str]],
-    dead_letters: DeadLetters,
-    after_commit: Callable[[], None] = lambda: None,
-) -> Callable[[RabbitMessage], Awaitable[None]]:
-    """A subscriber body dispatching events and commands by routing key to ``handlers``,
-    each accepted only from a publisher ``trusted(routing_key)`` names."""
+class Store(Protocol):
+    """What every service's store offers its handlers beyond its own queries: sending messages with its changes."""
 
-    async def on_message(msg: RabbitMessage) -> None:
-        routing_key = routing_key_of(msg)
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(routing_key=routing_key)
-        log = structlog.get_logger()
-        publisher = publisher_of(msg)
-        if publisher not in trusted(routing_key):
-            log.warning(UNTRUSTED + "; dead-lettered", publisher=publisher, trusted=sorted(trusted(routing_key)))
-            await dead_letters.park(msg, consumer, UNTRUSTED)
-            return
-        handler = handlers.get(routing_key)
-        if handler is None:
-            log.warning("no handler for routing key; dead-lettered")
-            await dead_letters.park(msg, consumer, f"no handler for routing key `{routing_key}`")
-            return
-        try:
-            message = decode_message(routing_key, msg.body)
-        except (ValidationError, UnknownEvent) as exc:
-            log.error("malformed message dead-lettered", error=str(exc))
-            await dead_letters.park(msg, consumer, f"malformed: {exc}")
-            return
-        structlog.contextvars.bind_contextvars(
-            event_id=str(message_key(message)), document_id=str(message.correlation_id)
-        )
+    async def publish(self, message: BaseModel) -> None: ...
+
+
+Handler = Callable[..., Awaitable[None]]  # (the message, the service's store in the message's transaction[, its Delivery])
+StoreFactory = Callable[[asyncpg.Connection], Any]
+Unaccepted = Callable[["Consumer", RabbitMessage, str], Awaitable[None]]  # (the edge, the message, why): ack, nack or park it
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How a message arrived, for the handlers that need more than its body: intake's submissions."""
+
+    routing_key: str
+    body: bytes
+    publisher: str | None
+    message_id: str | None
+
+
+def delivery_of(msg: RabbitMessage) -> Delivery:
+    return Delivery(routing_key_of(msg), msg.body, publisher_of(msg), msg.message_id)
+
+
+def with_delivery(handler: Handler) -> Handler:
+    """Mark a handler that is called as ``handler(message, store, delivery)``."""
+    handler.wants_delivery = True  # type: ignore[attr-defined]
+    return handler
+
+
+def routes(message_type: type[BaseModel]) -> Callable[[str], bool]:
+    """Which routing keys carry ``message_type``: its own, or any ``submit.<source>`` for a submission."""
+    key = getattr(message_type, "routing_key", None)
+    return (lambda routing_key: routing_key == key) if key else (lambda routing_key: routing_key.startswith("submit."))
+
+
+def inbox_key(message: BaseModel, msg: RabbitMessage) -> UUID:
+    return message_key(message)  # type: ignore[arg-type]
+
+
+class Consumer:
+    """The edge of one queue. Each message type is its own typed handler (so the AsyncAPI document lists every
+    message with its payload); a message reaches it only when its publisher owns it and its body is that
+    message. Everything else goes to ``unaccepted``: by default parked in the queue's dead-letter queue with why."""
+
+    def __init__(
+        self,
+        *,
+        queue: str,
+        handlers: Mapping[type[BaseModel], Handler],
+        pool: Callable[[], asyncpg.Pool],
+        schema: str,
+        store: StoreFactory,
+        trusted: Callable[[str], frozenset[str]],
+        dead_letters: DeadLetters,
+        after_commit: Callable[[], None] = lambda: None,
+        key: Callable[[BaseModel, RabbitMessage], UUID] = inbox_key,
+        unaccepted: Unaccepted | None = None,
+    ) -> None:
+        self.queue = queue
+        self._handlers = handlers
+        self._pool = pool
+        self._schema = schema
+        self._store = store
+        self._trusted = trusted
+        self._dead_letters = dead_letters
+        self._after_commit = after_commit
+        self._key = key
+        self._unaccepted = unaccepted or _park
+        self._decoded: dict[int, BaseModel] = {}
+
+    def attach(self, subscriber: Any) -> None:
+        """Register one call per message type, then the call for everything else, on a FastStream subscriber."""
+        for message_type, handler in self._handlers.items():
+            subscriber(_typed(message_type, self._runner(handler)), filter=self._accepts(message_type), decoder=self._decoder)
+        # Its body is never decoded by FastStream: an unreadable one must reach us, not fail in a decoder.
+        subscriber(self._rest, decoder=_raw_body)
+
+    def _accepts(self, message_type: type[BaseModel]) -> Callable[[RabbitMessage], Awaitable[bool]]:
+        carried = routes(message_type)
+
+        async def accepts(msg: RabbitMessage) -> bool:
+            routing_key = routing_key_of(msg)
+            if not carried(routing_key) or publisher_of(msg) not in self._trusted(routing_key):
+                return False
+            try:
+                self._decoded[id(msg)] = message_type.model_validate_json(msg.body)
+            except ValidationError:
+                return False
+            return True
+
+        return accepts
+
+    async def _decoder(self, msg: RabbitMessage) -> BaseModel:
+        return self._decoded.pop(id(msg))
+
+    def _runner(self, handler: Handler) -> Callable[[BaseModel, RabbitMessage], Awaitable[None]]:
+        extra = (lambda msg: (delivery_of(msg),)) if getattr(handler, "wants_delivery", False) else (lambda msg: ())
+
+        async def run(message: BaseModel, msg: RabbitMessage) -> None:
+            key = self._key(message, msg)
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(
+                routing_key=routing_key_of(msg), event_id=str(key), document_id=str(getattr(message, "correlation_id", ""))
+            )
+            await self.once(msg, key, lambda store: handler(message, store, *extra(msg)))
+
+        return run
+
+    async def once(self, msg: RabbitMessage, key: UUID, work: Callable[[Any], Awaitable[None]]) -> None:
+        """``work(store)`` once per ``key``, in one transaction with the inbox mark; then ack (see :func:`process`)."""
         await process(
             msg,
-            pool=pool(),
-            consumer=consumer,
-            schema=schema,
-            key=message_key(message),
-            work=lambda conn: handler(message, conn),
-            dead_letters=dead_letters,
-            after_commit=after_commit,
+            pool=self._pool(),
+            consumer=self.queue,
+            schema=self._schema,
+            key=key,
+            work=lambda conn: work(self._store(conn)),
+            dead_letters=self._dead_letters,
+            after_commit=self._after_commit,
         )
 
-    return on_message
+    async def _rest(self, msg: RabbitMessage) -> None:
+        """Anything no typed handler took: from a publisher that does not own it, for no handler, or malformed."""
+        structlog.contextvars.clear_contextvars()
+        routing_key = routing_key_of(msg)
+        structlog.contextvars.bind_contextvars(routing_key=routing_key)
+        self._decoded.pop(id(msg), None)
+        await self._unaccepted(self, msg, self.why_unaccepted(msg))
+
+    def why_unaccepted(self, msg: RabbitMessage) -> str:
+        routing_key = routing_key_of(msg)
+        if publisher_of(msg) not in self._trusted(routing_key):
+            return UNTRUSTED
+        for message_type in self._handlers:
+            if routes(message_type)(routing_key):
+                try:
+                    message_type.model_validate_json(msg.body)
+                except ValidationError as exc:
+                    return f"malformed: {exc}"
+                return "malformed"
+        return f"no handler for routing key `{routing_key}`"
+
+    async def park(self, msg: RabbitMessage, reason: str) -> None:
+        structlog.get_logger().warning("message dead-lettered", reason=reason[:300], publisher=publisher_of(msg))
+        await self._dead_letters.park(msg, self.queue, reason)
+
+
+async def _raw_body(msg: RabbitMessage) -> bytes:
+    return msg.body
+
+
+async def _park(consumer: Consumer, msg: RabbitMessage, why: str) -> None:
+    await consumer.park(msg, why)
+
+
+def _typed(message_type: type[BaseModel], run: Callable[[BaseModel, RabbitMessage], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """A handler FastStream can document: its first parameter is ``message_type``."""
+
+    async def call(message: BaseModel, msg: RabbitMessage) -> None:
+        await run(message, msg)
+
+    call.__annotations__ = {"message": message_type, "msg": RabbitMessage, "return": None}
+    call.__name__ = message_type.__name__
+    call.__qualname__ = message_type.__name__
+    call.__doc__ = (message_type.__doc__ or message_type.__name__).strip()
+    return call
 
 
 class Outbox:

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import aio_pika
 import asyncpg
@@ -25,12 +26,13 @@ import uvicorn
 from faststream import AckPolicy, FastStream
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
+from pydantic import BaseModel
 
 from shared import apikeys, blobs
 from shared.credentials import read_identity
 from shared.db import check_migrated, connect_pool
 from shared.logs import configure_logging
-from shared.messaging import DeadLetters, Handler, Outbox, OutboxRelay, event_consumer
+from shared.messaging import Consumer, DeadLetters, Handler, Outbox, OutboxRelay, StoreFactory, Unaccepted
 from shared.settings import CannotStart, Settings
 from shared.topology import TOPOLOGY, QueueSpec, Topology
 
@@ -110,40 +112,42 @@ class Service:
     def consume(
         self,
         spec: QueueSpec,
-        handlers: Mapping[str, Handler],
+        handlers: Mapping[type[BaseModel], Handler],
         *,
+        store: StoreFactory,
         prefetch: int | None = None,
         after_commit: Callable[[], None] | None = None,
-    ) -> None:
-        """Consume the events and commands of ``spec`` with one handler per routing key."""
-        self.subscribe(
-            spec,
-            event_consumer(
-                pool=lambda: self.pool,
-                consumer=spec.name,
-                schema=self.schema,
-                handlers=handlers,
-                trusted=self.trusted,
-                dead_letters=self.dead_letters,
-                after_commit=after_commit or self.wake_relay,
-            ),
-            prefetch=prefetch,
-        )
-
-    def subscribe(self, spec: QueueSpec, on_message: Callable[..., Awaitable[None]], *, prefetch: int | None = None) -> None:
-        """Attach a raw subscriber body (it acks itself) to ``spec``."""
+        key: Callable[[BaseModel, RabbitMessage], UUID] | None = None,
+        unaccepted: Unaccepted | None = None,
+    ) -> Consumer:
+        """Consume ``spec``: one typed handler per message type, each called with the message and ``store(conn)``
+        in the message's transaction; ``unaccepted`` decides what happens to anything else (default: parked)."""
         if spec not in self.topology.service(self.name).consumes:
             raise ValueError(f"{self.name} does not consume {spec.name} in the topology")
         self._queues.append(spec)
-        self.broker.subscriber(
-            spec.rabbit_queue(),
-            spec.bindings[0].exchange,
-            channel=Channel(prefetch_count=prefetch or self.settings.prefetch),
-            ack_policy=AckPolicy.MANUAL,
-            # Bodies reach our code as bytes: FastStream must not parse JSON (and fail) before we can answer.
-            decoder=_raw_body,
-            title=spec.name,
-        )(on_message)
+        consumer = Consumer(
+            queue=spec.name,
+            handlers=handlers,
+            pool=lambda: self.pool,
+            schema=self.schema,
+            store=store,
+            trusted=self.trusted,
+            dead_letters=self.dead_letters,
+            after_commit=after_commit or self.wake_relay,
+            **({"key": key} if key else {}),
+            unaccepted=unaccepted,
+        )
+        consumer.attach(
+            self.broker.subscriber(
+                spec.rabbit_queue(),
+                spec.bindings[0].exchange,
+                channel=Channel(prefetch_count=prefetch or self.settings.prefetch),
+                ack_policy=AckPolicy.MANUAL,
+                title=spec.name,
+                description=spec.description,
+            )
+        )
+        return consumer
 
     def serve_http(self, port: int, build: Callable[[], Any]) -> None:
         """Serve the ASGI app ``build()`` returns once the pool exists."""
@@ -242,10 +246,6 @@ async def _check_queues(amqp_url: str, queues: Sequence[QueueSpec]) -> None:
             except aio_pika.exceptions.ChannelClosed:
                 raise NotSetUp(f"queue `{spec.name}` does not exist: run `paraaf broker setup`") from None
             await channel.close()
-
-
-async def _raw_body(msg: RabbitMessage) -> bytes:
-    return msg.body
 
 
 async def _forever(body: Callable[[], Awaitable[None]]) -> None:

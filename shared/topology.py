@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
 
-from shared.contract import ReissueSigningLink, SendDownloadLink, SendSigningLink
+from shared.contract import SOURCE_NAME, ReissueSigningLink, SendDownloadLink, SendSigningLink
 from shared.events import (
     DocumentAccepted,
     DocumentCompleted,
@@ -90,6 +90,7 @@ class QueueSpec:
 
     name: str
     bindings: tuple[Binding, ...]
+    description: str = ""
 
     @property
     def dead_letter_queue(self) -> str:
@@ -128,7 +129,6 @@ def _exact(*keys: str) -> tuple[str, ...]:
     return tuple(re.escape(k) for k in keys)
 
 
-SOURCE_NAME = r"[A-Za-z0-9_-]{1,64}"
 OUTCOME_KEY = rf"{SOURCE_NAME}\.(accepted|rejected|completed|declined|withdrawn)"
 
 
@@ -178,6 +178,9 @@ class Topology:
         )
 
     def trusted_users(self, prefix: str, routing_key: str) -> frozenset[str]:
+        """Whose messages with this routing key a consumer accepts: the owning services', or a source's own submissions."""
+        if routing_key.startswith("submit.") and re.fullmatch(SOURCE_NAME, source := routing_key.removeprefix("submit.")):
+            return frozenset({source_user(prefix, source)})
         return frozenset(broker_user(prefix, owner) for owner in self.owners(routing_key))
 
     def with_services(self, *extra: ServiceSpec) -> "Topology":

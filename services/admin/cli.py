@@ -17,11 +17,12 @@ from rich.table import Table
 from services.admin.broker import BrokerAdminError, admin_for, remove_source_user, setup_broker, setup_source_user
 from services.admin.config import AdminSettings
 from services.admin.database import setup_database
-from services.intake import store as intake_store
 from services.intake.domain import SourcePolicy
 from services.intake.main import MIGRATIONS
+from services.intake.store import PostgresIntakeStore
 from shared import apikeys
 from shared.db import connect_pool
+from shared.messaging import Outbox
 from shared.service import open_database
 from shared.topology import SOURCE_NAME, TOPOLOGY, source_user
 
@@ -73,22 +74,22 @@ def setup() -> None:
     err.print(f"Each service's credentials are in {settings.secrets_path} (one file per service, readable by you alone).")
 
 
-async def _as_intake(settings: AdminSettings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+async def _as_intake(settings: AdminSettings, work: Callable[[PostgresIntakeStore], Awaitable[T]]) -> T:
     pool = await open_database(settings, "intake", migrations=MIGRATIONS)
     try:
         async with pool.acquire() as conn, conn.transaction():
-            return await work(conn)
+            return await work(PostgresIntakeStore(conn, Outbox("intake")))
     finally:
         await pool.close()
 
 
-def _in_intake(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+def _in_intake(work: Callable[[PostgresIntakeStore], Awaitable[T]]) -> T:
     return asyncio.run(_as_intake(AdminSettings(), work))
 
 
 async def register_source(settings: AdminSettings, policy: SourcePolicy, *, new_password: bool = False) -> tuple[bool, str | None]:
     """Register a source or change its rights: (whether it is new, its AMQP URL when it got a password now)."""
-    new = await _as_intake(settings, lambda conn: intake_store.upsert_source(conn, policy))
+    new = await _as_intake(settings, lambda store: store.upsert_source(policy))
     password = secrets.token_urlsafe(24) if new or new_password else None
     return new, await setup_source_user(settings, admin_for(settings), policy.source, password)
 
@@ -135,7 +136,7 @@ def add_source(
 def list_sources() -> None:
     """Every registered source and what it may do."""
     table = Table("source", "org", "flows", "submitters", "ad-hoc steps")
-    for p in _in_intake(intake_store.list_sources):
+    for p in _in_intake(lambda store: store.sources()):
         table.add_row(
             p.source,
             p.org,
@@ -150,7 +151,7 @@ def list_sources() -> None:
 def remove_source(source: str = typer.Argument(...)) -> None:
     """Unregister SOURCE and delete its broker user (its outcomes queue stays until it is empty)."""
     settings = AdminSettings()
-    if not _in_intake(lambda conn: intake_store.delete_source(conn, source)):
+    if not _in_intake(lambda store: store.delete_source(source)):
         _fail(f"no source `{source}`")
     asyncio.run(remove_source_user(settings, admin_for(settings), source))
     err.print(f"Source `{source}` removed; it can no longer publish or read.")

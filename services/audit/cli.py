@@ -5,8 +5,10 @@ from pathlib import Path
 
 import typer
 
-from services.audit import store
+from services.audit import handlers
+from services.audit.chain import Break
 from services.audit.config import AuditSettings
+from services.audit.store import PostgresAuditStore
 from shared.service import open_database
 
 __all__ = ["audit_app"]
@@ -19,11 +21,11 @@ def verify() -> None:
     """Check every link of the hash chain; exit 1 at the first break."""
     settings = AuditSettings()
 
-    async def run() -> tuple[int, store.Break | None]:
+    async def run() -> tuple[int, Break | None]:
         pool = await open_database(settings, "audit", migrations=Path(__file__).parent / "migrations")
         try:
-            async with pool.acquire() as conn:
-                return await store.verify(conn)
+            async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+                return await handlers.verify(PostgresAuditStore(conn))
         finally:
             await pool.close()
 

@@ -1,29 +1,25 @@
-"""Audit's one handler: every event on ``esign.events``, whatever its type, joins the chain."""
+"""Audit's use cases: every event on ``esign.events`` that its owner published
+joins the chain, as published (fields the audit does not know are kept); and
+the whole chain can be checked."""
 
 import json
-import uuid
-from datetime import datetime
 
-import asyncpg
 import structlog
 
-from services.audit import store
-from shared.messaging import PermanentError
+from services.audit.chain import Break, verify_chain
+from services.audit.store import AuditStore
+from shared.events import Event
+from shared.messaging import Delivery
 
-__all__ = ["envelope_of", "on_event"]
-
-
-def envelope_of(body: bytes) -> dict:
-    """The event as JSON, checked to carry the envelope; PermanentError when it does not."""
-    try:
-        event = json.loads(body)
-        uuid.UUID(str(event["event_id"]))
-        datetime.fromisoformat(str(event["occurred_at"]))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PermanentError(f"not an event envelope: {exc!r}") from None
-    return event
+__all__ = ["on_event", "verify"]
 
 
-async def on_event(routing_key: str, event: dict, conn: asyncpg.Connection) -> None:
-    seq = await store.append(conn, routing_key, event)
+async def on_event(event: Event, store: AuditStore, delivery: Delivery) -> None:
+    seq = await store.append(event.routing_key, json.loads(delivery.body))
     structlog.get_logger().debug("event recorded", seq=seq)
+
+
+async def verify(store: AuditStore) -> tuple[int, Break | None]:
+    """Walk the whole chain: (entries checked, first break or None)."""
+    rows = [row async for row in store.rows()]
+    return len(rows), verify_chain(rows, await store.head())

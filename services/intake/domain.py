@@ -1,32 +1,44 @@
-"""Intake's rules, pure: what makes a submitted PDF acceptable (bytes in,
-verdict out), what a registered source may submit, and the filename a PDF
-is passed on under.
+"""Intake's rules, pure: how a submission is read and what it may be refused
+for (the message, the PDF, what its source may do), whether a second
+submission of a reference is the same one, and the filename a PDF is passed
+on under. Bytes and facts in, a verdict out.
 
 We parse the file with the same library that will sign it, so a PDF we accept
 is one we can sign.
 """
 
 import io
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Any, Literal
 
+from pydantic import ValidationError
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 
-__all__ = ["Forbidden", "PdfInfo", "PdfRefused", "SourcePolicy", "authorise", "inspect_pdf", "safe_filename"]
+from shared.contract import SOURCE_NAME, SubmitDocument, describe_validation_error
+from shared.errors import CodedError
 
+__all__ = [
+    "Examined",
+    "PdfInfo",
+    "SourcePolicy",
+    "Submission",
+    "authorise",
+    "examine",
+    "examine_command",
+    "inspect_pdf",
+    "read_submission",
+    "resubmission",
+    "safe_filename",
+    "source_of",
+]
 
 @dataclass(frozen=True)
 class PdfInfo:
     page_count: int
-
-
-class PdfRefused(ValueError):
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 def _size(n: int) -> str:
@@ -36,21 +48,21 @@ def _size(n: int) -> str:
 def inspect_pdf(data: bytes, *, max_bytes: int) -> PdfInfo:
     """Refuse what is not a readable, unencrypted PDF of at most ``max_bytes``."""
     if len(data) > max_bytes:
-        raise PdfRefused("too_large", f"the PDF is {_size(len(data))}; the limit is {_size(max_bytes)}")
+        raise CodedError("too_large", f"the PDF is {_size(len(data))}; the limit is {_size(max_bytes)}")
     if b"%PDF-" not in data[:1024]:
-        raise PdfRefused("not_pdf", "the file is not a PDF (it does not start with %PDF-)")
+        raise CodedError("not_pdf", "the file is not a PDF (it does not start with %PDF-)")
     try:
         reader = PdfFileReader(io.BytesIO(data), strict=False)
         if reader.encrypt_dict is not None:
-            raise PdfRefused("encrypted_pdf", "the PDF is encrypted or password-protected; send it unprotected")
+            raise CodedError("encrypted_pdf", "the PDF is encrypted or password-protected; send it unprotected")
         page_count = int(reader.root["/Pages"]["/Count"])
         reader.root["/Pages"]["/Kids"][0].get_object()
-    except PdfRefused:
+    except CodedError:
         raise
     except (PdfError, KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-        raise PdfRefused("broken_pdf", f"the PDF cannot be read ({exc.__class__.__name__}: {exc})") from None
+        raise CodedError("broken_pdf", f"the PDF cannot be read ({exc.__class__.__name__}: {exc})") from None
     if page_count < 1:
-        raise PdfRefused("broken_pdf", "the PDF has no pages")
+        raise CodedError("broken_pdf", "the PDF has no pages")
     return PdfInfo(page_count=page_count)
 
 
@@ -86,23 +98,126 @@ class SourcePolicy:
     ad_hoc_steps: bool = False
 
 
-class Forbidden(ValueError):
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
 def authorise(policy: SourcePolicy, *, org: str | None, flow: str | None, has_steps: bool, submitted_by: str) -> str:
-    """The org the submission goes to, or :class:`Forbidden` saying what the source may not do."""
+    """The org the submission goes to, or CodedError saying what the source may not do."""
     who = f"source `{policy.source}`"
     if org is not None and org != policy.org:
-        raise Forbidden("forbidden_org", f"{who} submits for organisation `{policy.org}`, not `{org}`; leave out `org` or ask an administrator")
+        raise CodedError("forbidden_org", f"{who} submits for organisation `{policy.org}`, not `{org}`; leave out `org` or ask an administrator")
     if has_steps and not policy.ad_hoc_steps:
-        raise Forbidden("forbidden_steps", f"{who} may not send its own `steps`; name one of its flows in `flow`")
+        raise CodedError("forbidden_steps", f"{who} may not send its own `steps`; name one of its flows in `flow`")
     if flow is not None and policy.flows is not None and flow not in policy.flows:
         allowed = ", ".join(f"`{f}`" for f in sorted(policy.flows)) or "none"
-        raise Forbidden("forbidden_flow", f"{who} may not use flow `{flow}`; its flows are {allowed}")
+        raise CodedError("forbidden_flow", f"{who} may not use flow `{flow}`; its flows are {allowed}")
     if policy.submitters is not None and submitted_by not in policy.submitters:
-        raise Forbidden("forbidden_submitter", f"{who} may not submit on behalf of `{submitted_by}`; ask an administrator to allow them")
+        raise CodedError("forbidden_submitter", f"{who} may not submit on behalf of `{submitted_by}`; ask an administrator to allow them")
     return policy.org
+
+
+# How a submission is read.
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A message as it arrived on ``esign.intake``: nothing in its body is trusted yet.
+
+    ``publisher`` is the source whose broker user published it (RabbitMQ checked the
+    ``user_id``); None when the message did not carry one.
+    """
+
+    routing_key: str
+    body: bytes
+    publisher: str | None = None
+
+
+@dataclass(frozen=True)
+class Examined:
+    """A submission after its (CPU-bound) checks: either a command with its PDF's facts, or a refusal."""
+
+    submission: Submission
+    command: SubmitDocument | None = None
+    page_count: int = 0
+    refusal: CodedError | None = None
+
+
+_SOURCE = re.compile(rf"^{SOURCE_NAME}$")
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def source_of(submission: Submission) -> str:
+    """Whom to answer: the publisher's source, else the routing key's, else the body's; `unknown` when none reads."""
+    data = _loads(submission.body)
+    named = data.get("source") if isinstance(data, dict) else None
+    for candidate in (submission.publisher, submission.routing_key.removeprefix("submit."), named):
+        if isinstance(candidate, str) and _SOURCE.match(candidate):
+            return candidate
+    return "unknown"
+
+
+def external_ref_of(submission: Submission) -> str | None:
+    data = _loads(submission.body)
+    ref = data.get("external_ref") if isinstance(data, dict) else None
+    return ref if isinstance(ref, str) and ref else None
+
+
+def _check_publisher(submission: Submission, command: SubmitDocument) -> SubmitDocument:
+    if submission.routing_key != f"submit.{command.source}" or command.source != submission.publisher:
+        raise CodedError(
+            "source_mismatch",
+            f"the message names source `{command.source}` but was published by `{submission.publisher}`"
+            f" with routing key `{submission.routing_key}`; a source submits only under its own name"
+            f" (`\"source\": \"{submission.publisher}\"`, routing key `submit.{submission.publisher}`)",
+        )
+    return command
+
+
+def read_submission(submission: Submission) -> SubmitDocument:
+    """The submission's command, or CodedError: missing_user_id, invalid_json, invalid_message, source_mismatch."""
+    if submission.publisher is None:
+        raise CodedError(
+            "missing_user_id",
+            "the message carries no user_id; publish with the AMQP property user_id set to your broker user"
+            f" (the user in your AMQP URL, e.g. `paraaf.source.{submission.routing_key.removeprefix('submit.')}`):"
+            " RabbitMQ checks it, and Paraaf accepts a submission only from the source it names",
+        )
+    try:
+        data = json.loads(submission.body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CodedError("invalid_json", f"the message is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CodedError("invalid_json", "the message must be a JSON object")
+    try:
+        command = SubmitDocument.model_validate(data)
+    except ValidationError as exc:
+        raise CodedError("invalid_message", describe_validation_error(exc)) from None
+    return _check_publisher(submission, command)
+
+
+def examine_command(submission: Submission, command: SubmitDocument, *, max_pdf_bytes: int) -> Examined:
+    """Check a command already read from ``submission``: its publisher, then its PDF."""
+    try:
+        info = inspect_pdf(_check_publisher(submission, command).pdf, max_bytes=max_pdf_bytes)
+    except CodedError as refusal:
+        return Examined(submission, refusal=refusal)
+    return Examined(submission, command=command, page_count=info.page_count)
+
+
+def examine(submission: Submission, *, max_pdf_bytes: int) -> Examined:
+    """Read and check a submission; pure, so it can run off the event loop."""
+    try:
+        command = read_submission(submission)
+    except CodedError as refusal:
+        return Examined(submission, refusal=refusal)
+    return examine_command(submission, command, max_pdf_bytes=max_pdf_bytes)
+
+
+def resubmission(stored_digest: str | None, digest: str) -> Literal["new", "same", "duplicate_ref"]:
+    """A reference seen before with the same PDF is the same submission; with another PDF it is refused."""
+    if stored_digest is None:
+        return "new"
+    return "same" if stored_digest == digest else "duplicate_ref"

@@ -1,25 +1,34 @@
-"""Intake's handlers: a submission in, and a document's end back out to its source.
+"""Intake's handlers: a submission in, and a document's end back out to its
+source. Each loads from an :class:`IntakeStore`, asks domain.py, and writes.
 
 Every refusal is answered: a ``<source>.rejected`` outcome whose reason says
 what was wrong, a ``document.rejected`` event for the audit log, and the
 original message kept in queue ``intake.rejected``.
 """
 
+import asyncio
 import base64
+import hashlib
 import json
-import re
-from dataclasses import dataclass
-from typing import Any
-from uuid import UUID, uuid4
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
-import asyncpg
 import structlog
-from pydantic import ValidationError
+from faststream.rabbit.annotations import RabbitMessage
 
-from services.intake import store
-from services.intake.domain import Forbidden, PdfRefused, authorise, inspect_pdf, safe_filename
-from shared.blobs import get_blob, put_blob, register_version, version_digests
-from shared.contract import Outcome, SubmitDocument, describe_validation_error
+from services.intake.domain import (
+    Examined,
+    Submission,
+    authorise,
+    examine,
+    examine_command,
+    external_ref_of,
+    resubmission,
+    safe_filename,
+    source_of,
+)
+from services.intake.store import Document, IntakeStore, Rejection
+from shared.contract import Outcome, SubmitDocument
+from shared.errors import CodedError
 from shared.events import (
     DocumentAccepted,
     DocumentCompleted,
@@ -28,14 +37,14 @@ from shared.events import (
     DocumentSubmitted,
     DocumentWithdrawn,
 )
-from shared.messaging import Outbox, PermanentError
-from shared.topology import DLX, REJECTED_QUEUE
+from shared.messaging import UNTRUSTED, Consumer, Delivery, PermanentError, delivery_of
+from shared.topology import source_of_user
 
 __all__ = [
-    "Examined",
-    "Submission",
-    "examine",
     "on_document_accepted",
+    "on_submit_document",
+    "on_unreadable_submission",
+    "submission_key",
     "on_document_completed",
     "on_document_declined",
     "on_document_rejected",
@@ -43,297 +52,201 @@ __all__ = [
     "on_submission",
 ]
 
-_SOURCE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+def submission_key(_: object, msg: RabbitMessage) -> UUID:
+    """A submission's inbox key: the same message delivered twice (same id, same bytes) is handled once."""
+    return uuid5(NAMESPACE_URL, f"{msg.message_id}:{hashlib.sha256(msg.body).hexdigest()}")
 
 
-@dataclass(frozen=True)
-class Submission:
-    """A message as it arrived on ``esign.intake``: nothing in its body is trusted yet.
-
-    ``publisher`` is the source whose broker user published it (RabbitMQ checked the
-    ``user_id``); None when the message did not carry one.
-    """
-
-    routing_key: str
-    body: bytes
-    publisher: str | None = None
+def _submission(delivery: Delivery, prefix: str) -> Submission:
+    return Submission(delivery.routing_key, delivery.body, source_of_user(prefix, delivery.publisher))
 
 
-class Refused(Exception):
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
-def _source_of(submission: Submission, data: Any) -> str:
-    named = data.get("source") if isinstance(data, dict) else None
-    from_key = submission.routing_key.removeprefix("submit.")
-    for candidate in (submission.publisher, from_key, named):
-        if isinstance(candidate, str) and _SOURCE.match(candidate):
-            return candidate
-    return "unknown"
-
-
-def _parse(submission: Submission) -> SubmitDocument:
-    if submission.publisher is None:
-        source = submission.routing_key.removeprefix("submit.")
-        raise Refused(
-            "missing_user_id",
-            f"the message carries no user_id; publish with the AMQP property user_id set to your broker user"
-            f" (the user in your AMQP URL, e.g. `paraaf.source.{source}`): RabbitMQ checks it, and Paraaf accepts"
-            " a submission only from the source it names",
-        )
-    try:
-        data = json.loads(submission.body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Refused("invalid_json", f"the message is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise Refused("invalid_json", "the message must be a JSON object")
-    try:
-        command = SubmitDocument.model_validate(data)
-    except ValidationError as exc:
-        raise Refused("invalid_message", describe_validation_error(exc)) from None
-    if submission.routing_key != f"submit.{command.source}" or command.source != submission.publisher:
-        raise Refused(
-            "source_mismatch",
-            f"the message names source `{command.source}` but was published by `{submission.publisher}`"
-            f" with routing key `{submission.routing_key}`; a source submits only under its own name"
-            f" (`\"source\": \"{submission.publisher}\"`, routing key `submit.{submission.publisher}`)",
-        )
-    return command
-
-
-@dataclass(frozen=True)
-class Examined:
-    """A submission after its (CPU-bound) checks: either a command with its PDF's facts, or a refusal."""
-
-    submission: Submission
-    command: SubmitDocument | None = None
-    page_count: int = 0
-    refusal: Refused | PdfRefused | None = None
-
-
-def examine(submission: Submission, *, max_pdf_bytes: int) -> Examined:
-    """Parse and check a submission; pure, so the consumer can run it off the event loop."""
-    try:
-        command = _parse(submission)
-        info = inspect_pdf(command.pdf, max_bytes=max_pdf_bytes)
-    except (Refused, PdfRefused) as refusal:
-        return Examined(submission, refusal=refusal)
-    return Examined(submission, command=command, page_count=info.page_count)
-
-
-async def on_submission(examined: Examined, conn: asyncpg.Connection, *, outbox: Outbox) -> None:
-    submission = examined.submission
-    data = _loads_or_none(submission.body)
-    source = _source_of(submission, data)
-    policy = await store.source_policy(conn, source)
-    refusal = examined.refusal
-    org = policy.org if policy else "default"
-    if refusal is None and policy is None:
-        refusal = Refused("unknown_source", f"source `{source}` is not registered; an administrator adds it with `paraaf sources add`")
-    elif refusal is None:
-        command = examined.command
-        try:
-            org = authorise(
-                policy, org=command.org, flow=command.flow, has_steps=command.steps is not None, submitted_by=command.submitted_by
-            )
-        except Forbidden as forbidden:
-            refusal = forbidden
-    if refusal is not None:
-        await _reject(
-            conn,
-            outbox=outbox,
-            org=org,
-            source=source,
-            external_ref=_external_ref_of(data),
-            code=refusal.code,
-            reason=refusal.reason,
-            original=submission.body,
-            routing_key=submission.routing_key,
-        )
-        return
-    await _accept(conn, examined.command, examined.page_count, org=org, outbox=outbox, original=submission)
-
-
-async def _accept(
-    conn: asyncpg.Connection, command: SubmitDocument, page_count: int, *, org: str, outbox: Outbox, original: Submission
+async def on_submit_document(
+    command: SubmitDocument, store: IntakeStore, delivery: Delivery, *, max_pdf_bytes: int, prefix: str
 ) -> None:
-    log = structlog.get_logger()
-    digest = await put_blob(conn, command.pdf)
-    existing = await store.find_document(conn, org, command.source, command.external_ref)
-    if existing is not None:
-        if existing["pdf_sha256"] == digest:
-            log.info("resubmission ignored", document_id=str(existing["document_id"]))
-            return
-        await _reject(
-            conn,
-            outbox=outbox,
-            org=org,
-            source=command.source,
-            external_ref=command.external_ref,
-            code="duplicate_ref",
-            reason=f"external_ref `{command.external_ref}` was already submitted with another PDF"
-            f" (document {existing['document_id']}); use a new external_ref",
-            original=original.body,
-            routing_key=original.routing_key,
-        )
+    """A well-formed submission from its own source: check its PDF (off the event loop), then accept or answer."""
+    submission = _submission(delivery, prefix)
+    await on_submission(await asyncio.to_thread(examine_command, submission, command, max_pdf_bytes=max_pdf_bytes), store)
+
+
+async def on_unreadable_submission(consumer: Consumer, msg: RabbitMessage, why: str, *, max_pdf_bytes: int, prefix: str) -> None:
+    """Anything else on intake.submissions: answered with what is wrong, unless someone else published it for the source."""
+    delivery = delivery_of(msg)
+    if why == UNTRUSTED and delivery.publisher is not None:
+        await consumer.park(msg, why)  # not the source's own user: no answer goes out in its name
         return
-    document_id = uuid4()
-    filename = safe_filename(command.filename)
-    await store.insert_document(conn, document_id, command, digest, org=org, filename=filename)
-    await register_version(conn, document_id, 0, org, digest)
-    structlog.contextvars.bind_contextvars(document_id=str(document_id))
-    await outbox.add(
-        conn,
-        DocumentSubmitted(
-            correlation_id=document_id,
-            org=org,
-            source=command.source,
-            external_ref=command.external_ref,
-            title=command.title,
-            flow=command.flow,
-            steps=command.steps,
-            submitted_by=command.submitted_by,
-            confidential=command.confidential,
-            filename=filename,
-            language=command.language,
-            metadata=command.metadata,
-            pdf_sha256=digest,
-            pdf_size=len(command.pdf),
-            page_count=page_count,
-        ),
-    )
-    log.info("document submitted", source=command.source, external_ref=command.external_ref)
+    examined = await asyncio.to_thread(examine, _submission(delivery, prefix), max_pdf_bytes=max_pdf_bytes)
+    await consumer.once(msg, submission_key(None, msg), lambda store: on_submission(examined, store))
 
 
-def _loads_or_none(body: bytes) -> Any:
+async def on_submission(examined: Examined, store: IntakeStore) -> None:
+    """Accept the examined submission for its source's org, or answer why not."""
+    submission = examined.submission
+    source = source_of(submission)
+    policy = await store.source_policy(source)
+    org = policy.org if policy else "default"
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
+        if examined.refusal is not None:
+            raise examined.refusal
+        if policy is None:
+            raise CodedError("unknown_source", f"source `{source}` is not registered; an administrator adds it with `paraaf sources add`")
+        command = examined.command
+        org = authorise(policy, org=command.org, flow=command.flow, has_steps=command.steps is not None, submitted_by=command.submitted_by)
+        await _accept(store, command, examined.page_count, org=org, original=submission.body)
+    except CodedError as refusal:
+        await _reject(store, org=org, source=source, external_ref=external_ref_of(submission), refusal=refusal, original=submission.body)
 
 
-def _external_ref_of(data: Any) -> str | None:
-    ref = data.get("external_ref") if isinstance(data, dict) else None
-    return ref if isinstance(ref, str) and ref else None
+async def _accept(store: IntakeStore, command: SubmitDocument, page_count: int, *, org: str, original: bytes) -> None:
+    digest = await store.put_pdf(command.pdf)
+    existing = await store.find_document(org, command.source, command.external_ref)
+    verdict = resubmission(existing.pdf_sha256 if existing else None, digest)
+    if verdict == "same":
+        structlog.get_logger().info("resubmission ignored", document_id=str(existing.document_id))
+        return
+    if verdict == "duplicate_ref":
+        raise CodedError(
+            "duplicate_ref",
+            f"external_ref `{command.external_ref}` was already submitted with another PDF"
+            f" (document {existing.document_id}); use a new external_ref",
+        )
+    document = _document(command, uuid4(), org, digest)
+    await store.insert_document(document)
+    await store.register_version(document.document_id, 0, org, digest)
+    structlog.contextvars.bind_contextvars(document_id=str(document.document_id))
+    await store.publish(_submitted(document, command, page_count))
+    structlog.get_logger().info("document submitted", source=command.source, external_ref=command.external_ref)
+
+
+def _document(command: SubmitDocument, document_id: UUID, org: str, digest: str) -> Document:
+    return Document(
+        document_id=document_id,
+        org=org,
+        source=command.source,
+        external_ref=command.external_ref,
+        title=command.title,
+        submitted_by=command.submitted_by,
+        filename=safe_filename(command.filename),
+        pdf_sha256=digest,
+        flow=command.flow,
+        steps=tuple(command.steps) if command.steps else None,
+        confidential=command.confidential,
+        language=command.language,
+        metadata=command.metadata,
+    )
+
+
+def _submitted(document: Document, command: SubmitDocument, page_count: int) -> DocumentSubmitted:
+    return DocumentSubmitted(
+        correlation_id=document.document_id,
+        org=document.org,
+        source=document.source,
+        external_ref=document.external_ref,
+        title=document.title,
+        flow=document.flow,
+        steps=command.steps,
+        submitted_by=document.submitted_by,
+        confidential=document.confidential,
+        filename=document.filename,
+        language=document.language,
+        metadata=command.metadata,
+        pdf_sha256=document.pdf_sha256,
+        pdf_size=len(command.pdf),
+        page_count=page_count,
+    )
 
 
 async def _reject(
-    conn: asyncpg.Connection,
+    store: IntakeStore,
     *,
-    outbox: Outbox,
     org: str,
     source: str,
     external_ref: str | None,
-    code: str,
-    reason: str,
+    refusal: CodedError,
     original: bytes,
-    routing_key: str,
     document_id: UUID | None = None,
     announce: bool = True,
 ) -> None:
     """Answer the source, keep the original for operators, and (``announce``) tell the audit log."""
-    rejection_id = uuid4()
-    await store.insert_rejection(conn, rejection_id, org, source, external_ref, document_id, code, reason)
-    await outbox.add(
-        conn,
-        Outcome(
-            source=source, external_ref=external_ref, document_id=document_id, status="rejected", code=code, reason=reason
-        ),
+    code, reason = refusal.code, refusal.reason
+    rejection = Rejection(uuid4(), org, source, external_ref, code, reason, document_id)
+    await store.insert_rejection(rejection)
+    await store.publish(
+        Outcome(source=source, external_ref=external_ref, document_id=document_id, status="rejected", code=code, reason=reason)
     )
     if announce:
-        await outbox.add(
-            conn,
+        await store.publish(
             DocumentRejected(
-                correlation_id=document_id or rejection_id,
-                org=org,
-                source=source,
-                external_ref=external_ref,
-                code=code,
-                reason=reason,
-            ),
+                correlation_id=document_id or rejection.id, org=org, source=source, external_ref=external_ref, code=code, reason=reason
+            )
         )
-    await outbox.add_raw(
-        conn,
-        DLX.name,
-        REJECTED_QUEUE,
-        rejection_id,
-        original,
-        headers={"x-paraaf-code": code, "x-paraaf-reason": reason, "x-paraaf-routing-key": routing_key},
-    )
+    routing_key = f"submit.{source}"
+    await store.keep_refused(rejection.id, original, {"x-paraaf-code": code, "x-paraaf-reason": reason, "x-paraaf-routing-key": routing_key})
     structlog.get_logger().info("submission rejected", source=source, external_ref=external_ref, code=code, reason=reason)
 
 
-async def on_document_accepted(event: DocumentAccepted, conn: asyncpg.Connection, *, outbox: Outbox) -> None:
-    document = await store.set_status(conn, event.document_id, "accepted")
+async def on_document_accepted(event: DocumentAccepted, store: IntakeStore) -> None:
+    document = await store.set_status(event.document_id, "accepted")
     if document is not None:
-        await outbox.add(conn, _outcome(document, "accepted"))
+        await store.publish(_outcome(document, "accepted"))
 
 
-async def on_document_rejected(event: DocumentRejected, conn: asyncpg.Connection, *, outbox: Outbox) -> None:
+async def on_document_rejected(event: DocumentRejected, store: IntakeStore) -> None:
     """The router refused a document we accepted (unknown flow or submitter)."""
-    document = await store.set_status(conn, event.document_id, "rejected", event.reason)
+    document = await store.set_status(event.document_id, "rejected", event.reason)
     if document is None:
         return  # a rejection intake itself published: already answered
-    pdf = await get_blob(conn, document["pdf_sha256"])
+    original = _rebuild_submission(document, await store.pdf(document.pdf_sha256))
     await _reject(
-        conn,
-        outbox=outbox,
-        org=document["org"],
-        source=document["source"],
-        external_ref=document["external_ref"],
-        code=event.code,
-        reason=event.reason,
-        original=_rebuild_submission(document, pdf),
-        routing_key=f"submit.{document['source']}",
+        store,
+        org=document.org,
+        source=document.source,
+        external_ref=document.external_ref,
+        refusal=CodedError(event.code, event.reason),
+        original=original,
         document_id=event.document_id,
         announce=False,
     )
 
 
-async def on_document_completed(event: DocumentCompleted, conn: asyncpg.Connection, *, outbox: Outbox) -> None:
-    if event.pdf_sha256 not in await version_digests(conn, event.document_id, event.org):
+async def on_document_completed(event: DocumentCompleted, store: IntakeStore) -> None:
+    if event.pdf_sha256 not in await store.version_digests(event.document_id, event.org):
         # Only a PDF intake accepted, or a version the signer made of it, goes back to a source.
         raise PermanentError(f"document.completed names PDF {event.pdf_sha256}, which is no version of document {event.document_id}")
-    document = await store.set_status(conn, event.document_id, "completed", pdf_sha256=event.pdf_sha256)
+    document = await store.set_status(event.document_id, "completed", signed_sha256=event.pdf_sha256)
     if document is None:
         return
-    pdf = await get_blob(conn, event.pdf_sha256)
-    outcome = _outcome(document, "completed").model_copy(
-        update={"pdf": base64.b64encode(pdf).decode(), "signatures": event.signatures}
-    )
-    await outbox.add(conn, outcome)
+    pdf = await store.pdf(event.pdf_sha256)
+    outcome = _outcome(document, "completed").model_copy(update={"pdf": base64.b64encode(pdf).decode(), "signatures": event.signatures})
+    await store.publish(outcome)
 
 
-async def on_document_declined(event: DocumentDeclined, conn: asyncpg.Connection, *, outbox: Outbox) -> None:
-    reason = f"declined by {event.declined_by.name}: {event.reason}"
-    document = await store.set_status(conn, event.document_id, "declined", reason)
+async def on_document_declined(event: DocumentDeclined, store: IntakeStore) -> None:
+    await _ended(store, event.document_id, "declined", f"declined by {event.declined_by.name}: {event.reason}")
+
+
+async def on_document_withdrawn(event: DocumentWithdrawn, store: IntakeStore) -> None:
+    await _ended(store, event.document_id, "withdrawn", f"withdrawn by {event.withdrawn_by}: {event.reason}")
+
+
+async def _ended(store: IntakeStore, document_id: UUID, status: str, reason: str) -> None:
+    document = await store.set_status(document_id, status, reason)
     if document is not None:
-        await outbox.add(conn, _outcome(document, "declined", reason))
+        await store.publish(_outcome(document, status, reason))
 
 
-async def on_document_withdrawn(event: DocumentWithdrawn, conn: asyncpg.Connection, *, outbox: Outbox) -> None:
-    reason = f"withdrawn by {event.withdrawn_by}: {event.reason}"
-    document = await store.set_status(conn, event.document_id, "withdrawn", reason)
-    if document is not None:
-        await outbox.add(conn, _outcome(document, "withdrawn", reason))
-
-
-def _outcome(document: asyncpg.Record, status: str, reason: str | None = None) -> Outcome:
+def _outcome(document: Document, status: str, reason: str | None = None) -> Outcome:
     return Outcome(
-        source=document["source"],
-        external_ref=document["external_ref"],
-        document_id=document["document_id"],
-        status=status,
-        reason=reason,
+        source=document.source, external_ref=document.external_ref, document_id=document.document_id, status=status, reason=reason
     )
 
 
-def _rebuild_submission(document: asyncpg.Record, pdf: bytes) -> bytes:
+def _rebuild_submission(document: Document, pdf: bytes) -> bytes:
     fields = {
-        key: document[key]
-        for key in ("source", "external_ref", "title", "flow", "steps", "submitted_by", "confidential", "filename", "language", "metadata", "org")
+        "source": document.source, "external_ref": document.external_ref, "title": document.title, "flow": document.flow,
+        "steps": [s.model_dump() for s in document.steps] if document.steps else None, "submitted_by": document.submitted_by,
+        "confidential": document.confidential, "filename": document.filename, "language": document.language,
+        "metadata": document.metadata or {}, "org": document.org,
     }
     return json.dumps({**fields, "pdf": base64.b64encode(pdf).decode()}).encode()

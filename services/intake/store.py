@@ -1,22 +1,79 @@
-"""Intake's tables: the sources allowed to submit, submitted documents and refused submissions."""
+"""Intake's tables behind one interface, :class:`IntakeStore`: the sources
+allowed to submit, submitted documents, refused submissions, the PDFs it
+keeps in the blob store, and the messages sent with each change.
+:class:`PostgresIntakeStore` keeps them in the intake and blobs schemas,
+inside the caller's transaction; tests use an in-memory fake of the same
+interface (tests/support/fakes.py)."""
 
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
+from pydantic import BaseModel
 
 from services.intake.domain import SourcePolicy
-from shared.contract import SubmitDocument
+from shared import blobs
+from shared.events import StepSpec
+from shared.messaging import Outbox
+from shared.topology import DLX, REJECTED_QUEUE
 
-__all__ = [
-    "delete_source",
-    "find_document",
-    "insert_document",
-    "insert_rejection",
-    "list_sources",
-    "set_status",
-    "source_policy",
-    "upsert_source",
-]
+__all__ = ["Document", "IntakeStore", "PostgresIntakeStore", "Rejection"]
+
+
+@dataclass(frozen=True)
+class Document:
+    """A submission intake accepted, and where it stands."""
+
+    document_id: UUID
+    org: str
+    source: str
+    external_ref: str
+    title: str
+    submitted_by: str
+    filename: str
+    pdf_sha256: str
+    flow: str | None = None
+    steps: tuple[StepSpec, ...] | None = None
+    confidential: bool = False
+    language: str = "nl"
+    metadata: dict[str, Any] | None = None
+    status: str = "submitted"
+    reason: str | None = None
+    signed_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    id: UUID
+    org: str
+    source: str
+    external_ref: str | None
+    code: str
+    reason: str
+    document_id: UUID | None = None
+
+
+class IntakeStore(Protocol):
+    async def publish(self, message: BaseModel) -> None: ...
+    async def keep_refused(self, rejection_id: UUID, original: bytes, headers: dict[str, str]) -> None: ...
+
+    async def source_policy(self, source: str) -> SourcePolicy | None: ...
+    async def upsert_source(self, policy: SourcePolicy) -> bool: ...
+    async def sources(self) -> list[SourcePolicy]: ...
+    async def delete_source(self, source: str) -> bool: ...
+
+    async def put_pdf(self, data: bytes) -> str: ...
+    async def pdf(self, digest: str) -> bytes: ...
+    async def register_version(self, document_id: UUID, revision: int, org: str, digest: str) -> None: ...
+    async def version_digests(self, document_id: UUID, org: str) -> list[str]: ...
+
+    async def find_document(self, org: str, source: str, external_ref: str) -> Document | None: ...
+    async def insert_document(self, document: Document) -> None: ...
+    async def set_status(
+        self, document_id: UUID, status: str, reason: str | None = None, *, signed_sha256: str | None = None
+    ) -> Document | None: ...
+    async def insert_rejection(self, rejection: Rejection) -> None: ...
 
 
 def _policy(row: asyncpg.Record) -> SourcePolicy:
@@ -29,97 +86,91 @@ def _policy(row: asyncpg.Record) -> SourcePolicy:
     )
 
 
-async def source_policy(conn: asyncpg.Connection, source: str) -> SourcePolicy | None:
-    row = await conn.fetchrow("SELECT * FROM intake.sources WHERE source = $1", source)
-    return _policy(row) if row else None
+def _document(row: asyncpg.Record) -> Document:
+    fields = {k: row[k] for k in Document.__dataclass_fields__ if k != "steps"}
+    steps = tuple(StepSpec.model_validate(s) for s in row["steps"]) if row["steps"] else None
+    return replace(Document(**fields), steps=steps)
 
 
-async def upsert_source(conn: asyncpg.Connection, policy: SourcePolicy) -> bool:
-    """Register or change a source; True when it is new."""
-    return await conn.fetchval(
-        "INSERT INTO intake.sources (source, org, flows, submitters, ad_hoc_steps) VALUES ($1, $2, $3, $4, $5)"
-        " ON CONFLICT (source) DO UPDATE SET org = $2, flows = $3, submitters = $4, ad_hoc_steps = $5, updated_at = now()"
-        " RETURNING xmax = 0",
-        policy.source,
-        policy.org,
-        sorted(policy.flows) if policy.flows is not None else None,
-        sorted(policy.submitters) if policy.submitters is not None else None,
-        policy.ad_hoc_steps,
-    )
+class PostgresIntakeStore:
+    """The intake and blobs schemas, through the connection of the transaction a message runs in."""
 
+    def __init__(self, conn: asyncpg.Connection, outbox: Outbox) -> None:
+        self._conn = conn
+        self._outbox = outbox
 
-async def list_sources(conn: asyncpg.Connection) -> list[SourcePolicy]:
-    return [_policy(r) for r in await conn.fetch("SELECT * FROM intake.sources ORDER BY source")]
+    async def publish(self, message: BaseModel) -> None:
+        await self._outbox.add(self._conn, message)
 
+    async def keep_refused(self, rejection_id: UUID, original: bytes, headers: dict[str, str]) -> None:
+        """The refused original, byte for byte, to queue intake.rejected (with the transaction)."""
+        await self._outbox.add_raw(self._conn, DLX.name, REJECTED_QUEUE, rejection_id, original, headers)
 
-async def delete_source(conn: asyncpg.Connection, source: str) -> bool:
-    return bool(await conn.fetchval("DELETE FROM intake.sources WHERE source = $1 RETURNING true", source))
+    async def source_policy(self, source: str) -> SourcePolicy | None:
+        row = await self._conn.fetchrow("SELECT * FROM intake.sources WHERE source = $1", source)
+        return _policy(row) if row else None
 
+    async def upsert_source(self, policy: SourcePolicy) -> bool:
+        """Register or change a source; True when it is new."""
+        return await self._conn.fetchval(
+            "INSERT INTO intake.sources (source, org, flows, submitters, ad_hoc_steps) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (source) DO UPDATE SET org = $2, flows = $3, submitters = $4, ad_hoc_steps = $5, updated_at = now()"
+            " RETURNING xmax = 0",
+            policy.source,
+            policy.org,
+            sorted(policy.flows) if policy.flows is not None else None,
+            sorted(policy.submitters) if policy.submitters is not None else None,
+            policy.ad_hoc_steps,
+        )
 
-async def find_document(conn: asyncpg.Connection, org: str, source: str, external_ref: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT document_id, pdf_sha256 FROM intake.documents WHERE org = $1 AND source = $2 AND external_ref = $3",
-        org,
-        source,
-        external_ref,
-    )
+    async def sources(self) -> list[SourcePolicy]:
+        return [_policy(r) for r in await self._conn.fetch("SELECT * FROM intake.sources ORDER BY source")]
 
+    async def delete_source(self, source: str) -> bool:
+        return bool(await self._conn.fetchval("DELETE FROM intake.sources WHERE source = $1 RETURNING true", source))
 
-async def insert_document(
-    conn: asyncpg.Connection, document_id: UUID, command: SubmitDocument, digest: str, *, org: str, filename: str
-) -> None:
-    await conn.execute(
-        "INSERT INTO intake.documents (document_id, org, source, external_ref, title, flow, steps, submitted_by,"
-        " confidential, filename, language, metadata, pdf_sha256)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        document_id,
-        org,
-        command.source,
-        command.external_ref,
-        command.title,
-        command.flow,
-        [s.model_dump() for s in command.steps] if command.steps else None,
-        command.submitted_by,
-        command.confidential,
-        filename,
-        command.language,
-        command.metadata,
-        digest,
-    )
+    async def put_pdf(self, data: bytes) -> str:
+        return await blobs.put_blob(self._conn, data)
 
+    async def pdf(self, digest: str) -> bytes:
+        return await blobs.get_blob(self._conn, digest)
 
-async def insert_rejection(
-    conn: asyncpg.Connection,
-    rejection_id: UUID,
-    org: str,
-    source: str,
-    external_ref: str | None,
-    document_id: UUID | None,
-    code: str,
-    reason: str,
-) -> None:
-    await conn.execute(
-        "INSERT INTO intake.rejections (id, org, source, external_ref, document_id, code, reason)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        rejection_id,
-        org,
-        source,
-        external_ref,
-        document_id,
-        code,
-        reason,
-    )
+    async def register_version(self, document_id: UUID, revision: int, org: str, digest: str) -> None:
+        await blobs.register_version(self._conn, document_id, revision, org, digest)
 
+    async def version_digests(self, document_id: UUID, org: str) -> list[str]:
+        return await blobs.version_digests(self._conn, document_id, org)
 
-async def set_status(
-    conn: asyncpg.Connection, document_id: UUID, status: str, reason: str | None = None, *, pdf_sha256: str | None = None
-) -> asyncpg.Record | None:
-    """Move a document to ``status``; None when intake does not know it."""
-    return await conn.fetchrow(
-        "UPDATE intake.documents SET status = $2, reason = $3, signed_sha256 = coalesce($4, signed_sha256),"
-        " updated_at = now() WHERE document_id = $1 RETURNING *",
-        document_id,
-        status,
-        reason,
-        pdf_sha256,
-    )
+    async def find_document(self, org: str, source: str, external_ref: str) -> Document | None:
+        row = await self._conn.fetchrow(
+            "SELECT * FROM intake.documents WHERE org = $1 AND source = $2 AND external_ref = $3", org, source, external_ref
+        )
+        return _document(row) if row else None
+
+    async def insert_document(self, document: Document) -> None:
+        d = document
+        await self._conn.execute(
+            "INSERT INTO intake.documents (document_id, org, source, external_ref, title, flow, steps, submitted_by,"
+            " confidential, filename, language, metadata, pdf_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            d.document_id, d.org, d.source, d.external_ref, d.title, d.flow,
+            [s.model_dump() for s in d.steps] if d.steps else None,
+            d.submitted_by, d.confidential, d.filename, d.language, d.metadata or {}, d.pdf_sha256,
+        )
+
+    async def set_status(
+        self, document_id: UUID, status: str, reason: str | None = None, *, signed_sha256: str | None = None
+    ) -> Document | None:
+        """Move a document to ``status``; None when intake does not know it."""
+        row = await self._conn.fetchrow(
+            "UPDATE intake.documents SET status = $2, reason = $3, signed_sha256 = coalesce($4, signed_sha256),"
+            " updated_at = now() WHERE document_id = $1 RETURNING *",
+            document_id, status, reason, signed_sha256,
+        )
+        return _document(row) if row else None
+
+    async def insert_rejection(self, rejection: Rejection) -> None:
+        r = rejection
+        await self._conn.execute(
+            "INSERT INTO intake.rejections (id, org, source, external_ref, document_id, code, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            r.id, r.org, r.source, r.external_ref, r.document_id, r.code, r.reason,
+        )

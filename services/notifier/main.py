@@ -80,17 +80,17 @@ def create_app(
     service.consume(
         NOTIFIER_EVENTS,
         {
-            SendSigningLink.routing_key: partial(
+            SendSigningLink: partial(
                 handlers.on_send_signing_link, renderer=renderer, policy=policy, clock=clock
             ),
-            SendDownloadLink.routing_key: partial(handlers.on_send_download_link, renderer=renderer, clock=clock),
-            Signed.routing_key: closed,
-            SignatureCancelled.routing_key: closed,
-            SignatureReassigned.routing_key: closed,
-            DocumentCompleted.routing_key: ended,
-            DocumentWithdrawn.routing_key: ended,
-            DocumentDeclined.routing_key: partial(handlers.on_document_declined, renderer=renderer, clock=clock),
-            RoutingUnresolved.routing_key: partial(
+            SendDownloadLink: partial(handlers.on_send_download_link, renderer=renderer, clock=clock),
+            Signed: closed,
+            SignatureCancelled: closed,
+            SignatureReassigned: closed,
+            DocumentCompleted: ended,
+            DocumentWithdrawn: ended,
+            DocumentDeclined: partial(handlers.on_document_declined, renderer=renderer, clock=clock),
+            RoutingUnresolved: partial(
                 handlers.on_routing_unresolved,
                 renderer=renderer,
                 operators=settings.operators,
@@ -98,6 +98,7 @@ def create_app(
                 clock=clock,
             ),
         },
+        store=lambda conn: conn,  # the handlers still take the connection itself
         after_commit=queued,
     )
     service.loop(sender.run)

@@ -1,8 +1,9 @@
 """Operator commands of the router: ``paraaf directory``, ``flows``, ``absence`` and ``document``.
 
-They work on the router's schema directly, in one transaction each; what
-they publish goes through the router's outbox, so the running router sends
-it (and its absence scheduler is woken by NOTIFY).
+Each opens the database as the router's own role, the way the router starts
+(``open_database``), and runs in one transaction on the router's store; what
+it publishes goes through the router's outbox, so the running router sends it
+(and its absence scheduler is woken by NOTIFY).
 """
 
 import asyncio
@@ -12,16 +13,16 @@ from pathlib import Path
 from typing import TypeVar
 from uuid import UUID
 
-import asyncpg
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.router import directory as directory_store
-from services.router import handlers
+from services.router import directory, handlers
 from services.router.config import RouterSettings
-from services.router.domain import FlowDefinition
-from services.router.importer import ImportError_, parse_moment, read_directory, read_flows, read_workbook
+from services.router.domain import Change, FlowDefinition, ImportRefused
+from services.router.importer import parse_moment, read_directory, read_flows, read_workbook
+from services.router.store import PostgresRouterStore
+from shared.errors import CodedError
 from shared.messaging import Outbox
 from shared.service import open_database
 
@@ -36,16 +37,16 @@ T = TypeVar("T")
 
 
 async def in_router_transaction(
-    settings: RouterSettings, work: Callable[[asyncpg.Connection, RouterSettings], Awaitable[T]], *, commit: bool = True
+    settings: RouterSettings, work: Callable[[PostgresRouterStore], Awaitable[T]], *, commit: bool = True
 ) -> T:
-    """``work`` in one transaction as the router's own role (rolled back when ``commit`` is False)."""
+    """``work`` on the router's store in one transaction, as the router's own role (rolled back unless ``commit``)."""
     pool = await open_database(settings, "router", migrations=MIGRATIONS)
     try:
         async with pool.acquire() as conn:
             transaction = conn.transaction()
             await transaction.start()
             try:
-                result = await work(conn, settings)
+                result = await work(PostgresRouterStore(conn, Outbox("router")))
             except BaseException:
                 await transaction.rollback()
                 raise
@@ -55,45 +56,33 @@ async def in_router_transaction(
         await pool.close()
 
 
-def _in_transaction(work: Callable[[asyncpg.Connection, RouterSettings], Awaitable[T]], *, commit: bool = True) -> T:
+def _in_transaction(work: Callable[[PostgresRouterStore], Awaitable[T]], *, commit: bool = True) -> T:
     return asyncio.run(in_router_transaction(RouterSettings(), work, commit=commit))
 
 
 async def import_directory_file(
     settings: RouterSettings, source: Path, org: str | None = None, *, dry_run: bool = False
-) -> dict[str, directory_store.Change]:
-    """The directory in ``source`` imported for ``org``: all of it, or nothing (ImportError_ names every bad row)."""
-    directory = read_directory(read_workbook(source), settings.timezone)
+) -> dict[str, Change]:
+    """The directory in ``source`` imported for ``org``: all of it, or nothing (ImportRefused names every problem)."""
+    read = read_directory(read_workbook(source), settings.timezone)
     return await in_router_transaction(
-        settings, lambda conn, s: directory_store.apply_directory(conn, org or s.org, directory), commit=not dry_run
+        settings, lambda store: directory.import_directory(store, org or settings.org, read), commit=not dry_run
     )
 
 
 async def load_flow_folder(settings: RouterSettings, folder: Path, org: str | None = None) -> list[FlowDefinition]:
     """Every flow file in ``folder`` added or replaced for ``org``, checked against its directory."""
 
-    async def load(conn: asyncpg.Connection, settings: RouterSettings) -> list[FlowDefinition]:
-        known = await directory_store.load_directory(conn, org or settings.org)
-        flows = read_flows(folder, known)
+    async def load(store: PostgresRouterStore) -> list[FlowDefinition]:
+        flows = read_flows(folder, await store.load_directory(org or settings.org))
         for flow in flows:
-            await conn.execute(
-                "INSERT INTO router.flows (org, key, title, department, group_key, confidential, steps)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (org, key) DO UPDATE SET title = $3,"
-                " department = $4, group_key = $5, confidential = $6, steps = $7, updated_at = now()",
-                org or settings.org,
-                flow.key,
-                flow.title,
-                flow.department,
-                flow.group,
-                flow.confidential,
-                [s.model_dump() for s in flow.steps],
-            )
+            await store.save_flow(org or settings.org, flow)
         return flows
 
     return await in_router_transaction(settings, load)
 
 
-def _fail(console: Console, error: ImportError_) -> None:
+def _fail(console: Console, error: ImportRefused) -> None:
     console.print(f"[red]Nothing imported: {len(error.problems)} problem(s).[/red]")
     for problem in error.problems:
         console.print(f"  {problem}", markup=False)
@@ -110,7 +99,7 @@ def import_directory(
     console = Console()
     try:
         summary = asyncio.run(import_directory_file(RouterSettings(), source, org, dry_run=dry_run))
-    except ImportError_ as error:
+    except ImportRefused as error:
         _fail(console, error)
     verb = "Would import" if dry_run else "Imported"
     for kind, change in summary.items():
@@ -126,7 +115,7 @@ def load_flows(
     console = Console()
     try:
         flows = asyncio.run(load_flow_folder(RouterSettings(), folder, org))
-    except ImportError_ as error:
+    except ImportRefused as error:
         _fail(console, error)
     console.print(f"Loaded {len(flows)} flow(s): {', '.join(f.key for f in flows)}")
 
@@ -145,10 +134,8 @@ def add_absence(
     except ValueError:
         raise typer.BadParameter("--from and --to must be dates like 2026-07-01 or 01/07/2026") from None
     try:
-        absence_id = _in_transaction(
-            lambda conn, s: directory_store.add_absence(conn, s.org, person, starts_at, ends_at, note)
-        )
-    except (directory_store.UnknownPerson, ValueError) as exc:
+        absence_id = _in_transaction(lambda store: directory.add_absence(store, settings.org, person, starts_at, ends_at, note=note))
+    except (directory.UnknownPerson, ValueError) as exc:
         typer.echo(f"Not added: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"Absence {absence_id}: {person} away from {starts_at:%Y-%m-%d %H:%M} until {ends_at:%Y-%m-%d %H:%M}")
@@ -157,17 +144,13 @@ def add_absence(
 @absence_app.command("list")
 def list_absences(person: str = typer.Argument(None, help="only this person")) -> None:
     """Absences, oldest first."""
-    rows = _in_transaction(lambda conn, s: directory_store.list_absences(conn, s.org, person), commit=False)
+    settings = RouterSettings()
     table = Table("id", "person", "from", "to", "source", "applied", "note")
-    for row in rows:
+    for stored in _in_transaction(lambda store: store.absences(settings.org, person), commit=False):
+        a = stored.absence
         table.add_row(
-            str(row["id"]),
-            row["person_id"],
-            f"{row['starts_at']:%Y-%m-%d %H:%M}",
-            f"{row['ends_at']:%Y-%m-%d %H:%M}",
-            row["source"],
-            "yes" if row["applied_at"] else "",
-            row["note"],
+            str(stored.id), a.person_id, f"{a.starts_at:%Y-%m-%d %H:%M}", f"{a.ends_at:%Y-%m-%d %H:%M}",
+            stored.source, "yes" if stored.applied_at else "", stored.note,
         )
     Console().print(table)
 
@@ -175,7 +158,8 @@ def list_absences(person: str = typer.Argument(None, help="only this person")) -
 @absence_app.command("remove")
 def remove_absence(absence_id: UUID = typer.Argument(..., help="id from `paraaf absence list`")) -> None:
     """Remove an absence (work it already moved stays where it went)."""
-    if not _in_transaction(lambda conn, s: directory_store.remove_absence(conn, s.org, absence_id)):
+    settings = RouterSettings()
+    if not _in_transaction(lambda store: store.remove_absence(settings.org, absence_id)):
         typer.echo(f"No absence {absence_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"Removed absence {absence_id}")
@@ -189,14 +173,11 @@ def withdraw(
     org: str = typer.Option(None, help="organisation key (default: PARAAF_ORG)"),
 ) -> None:
     """Withdraw a document: cancel its open requests and tell its source."""
+    settings = RouterSettings()
     who = by or f"operator:{getpass.getuser()}"
     try:
-        _in_transaction(
-            lambda conn, s: handlers.withdraw(
-                conn, document_id, org=org or s.org, by=who, reason=reason, outbox=Outbox("router")
-            )
-        )
-    except handlers.NotWithdrawable as exc:
-        typer.echo(f"Not withdrawn: {exc.reason}", err=True)
+        _in_transaction(lambda store: handlers.withdraw(store, document_id, org=org or settings.org, by=who, reason=reason))
+    except CodedError as refusal:
+        typer.echo(f"Not withdrawn: {refusal.reason}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"Withdrawn: {document_id}")

@@ -17,43 +17,64 @@ asked twice in one step.
 """
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
+from uuid import UUID
 
-from shared.events import StepSpec
+from shared.errors import CodedError
+from shared.events import PersonRef, SignatureRecord, StepSpec
 
 __all__ = [
     "MAX_DEPTH",
     "Absence",
-    "advance",
     "Assignment",
+    "Change",
     "Directory",
     "FlowDefinition",
     "Group",
+    "ImportRefused",
+    "Instance",
     "Person",
+    "Problem",
+    "Request",
     "Role",
-    "RoutingError",
+    "SignatureEffect",
+    "advance",
     "check_steps",
+    "check_withdrawal",
+    "directory_changes",
     "is_absent",
     "parse_signer",
-    "planned_signatures",
     "plan_step",
+    "planned_signatures",
     "reassign",
     "resolve",
+    "signature_effect",
     "step_outcome",
+    "still_named",
 ]
 
 MAX_DEPTH = 5
 
 
-class RoutingError(ValueError):
-    """A flow or a submission names something the directory does not have."""
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an imported file, and where: "sheet `people`, row 4: ..."."""
 
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+    where: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}"
+
+
+class ImportRefused(ValueError):
+    """A file has bad rows, or its import would remove someone still needed; nothing was imported."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = list(problems)
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,9 @@ class Role:
     holders: tuple[str, ...]
 
 
+AbsencePhase = Literal["ahead", "running", "over"]
+
+
 @dataclass(frozen=True)
 class Absence:
     """``person_id`` is away from ``starts_at`` (inclusive) until ``ends_at`` (exclusive)."""
@@ -82,8 +106,14 @@ class Absence:
     starts_at: datetime
     ends_at: datetime
 
+    def phase(self, now: datetime) -> AbsencePhase:
+        """The one definition of when an absence holds."""
+        if now < self.starts_at:
+            return "ahead"
+        return "running" if now < self.ends_at else "over"
+
     def covers(self, now: datetime) -> bool:
-        return self.starts_at <= now < self.ends_at
+        return self.phase(now) == "running"
 
 
 @dataclass(frozen=True)
@@ -132,23 +162,23 @@ def parse_signer(signer: str) -> tuple[Literal["person", "role"], str]:
     if not key:
         return "person", kind
     if kind not in ("person", "role"):
-        raise RoutingError("invalid_signer", f"signer `{signer}` must be `person:<id>` or `role:<key>`")
+        raise CodedError("invalid_signer", f"signer `{signer}` must be `person:<id>` or `role:<key>`")
     return kind, key  # type: ignore[return-value]
 
 
 def check_steps(steps: Iterable[StepSpec], directory: Directory) -> None:
-    """Raise RoutingError naming the first signer the directory does not know."""
+    """Raise CodedError naming the first signer the directory does not know."""
     for number, step in enumerate(steps, start=1):
         for signer in step.signers:
             kind, key = parse_signer(signer)
             if kind == "person" and key not in directory.people:
-                raise RoutingError("unknown_signer", f"step {number}: person `{key}` is not in the directory")
+                raise CodedError("unknown_signer", f"step {number}: person `{key}` is not in the directory")
             if kind == "role":
                 role = directory.roles.get(key)
                 if role is None:
-                    raise RoutingError("unknown_signer", f"step {number}: role `{key}` is not in the directory")
+                    raise CodedError("unknown_signer", f"step {number}: role `{key}` is not in the directory")
                 if not any(h in directory.people for h in role.holders):
-                    raise RoutingError("unknown_signer", f"step {number}: role `{key}` has no holder")
+                    raise CodedError("unknown_signer", f"step {number}: role `{key}` has no holder")
 
 
 def is_absent(person_id: str, directory: Directory, now: datetime) -> bool:
@@ -292,3 +322,147 @@ def planned_signatures(steps: Sequence[StepSpec]) -> int:
     return sum(
         (1 if step.mode == "any" else len(dict.fromkeys(step.signers))) for step in steps if step.action == "sign"
     )
+
+
+# A document under way and its requests, as the rules see them.
+
+InstanceStatus = Literal["active", "completed", "declined", "withdrawn"]
+RequestStatus = Literal["pending", "signed", "declined", "reassigned", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A document following its flow: the steps it runs, where it is, and what was signed."""
+
+    document_id: UUID
+    org: str
+    title: str
+    filename: str
+    submitted_by: PersonRef
+    confidential: bool
+    steps: tuple[StepSpec, ...]
+    pdf_sha256: str
+    flow_key: str | None = None
+    department: str | None = None
+    group: str | None = None
+    current_step: int = 0
+    status: InstanceStatus = "active"
+    revision: int = 0
+    signatures: tuple[SignatureRecord, ...] = ()
+
+    @property
+    def step_count(self) -> int:
+        return len(self.steps)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One person asked to sign (or approve) for one signer entry (``slot``) of one step."""
+
+    request_id: UUID
+    document_id: UUID
+    org: str
+    step: int
+    slot: str
+    person: PersonRef
+    action: str
+    on_behalf_of: PersonRef | None = None
+    reason: str | None = None
+    status: RequestStatus = "pending"
+    replaces: UUID | None = None
+
+
+@dataclass(frozen=True)
+class SignatureEffect:
+    """What a signature does to its document: nothing more than being recorded (``counts`` False: late),
+    or it settles its request, cancels the requests it makes needless, and waits, opens the next step or completes."""
+
+    counts: bool
+    raced: tuple[UUID, ...] = ()  # a substitute's request for the entry the signer signed just before the move
+    needless: tuple[UUID, ...] = ()  # the step's other open requests, once the step is complete
+    then: Progress = "wait"
+
+
+def signature_effect(instance: Instance, request: Request, step_requests: Sequence[Request]) -> SignatureEffect:
+    """A signature made through ``request``'s link, given the other requests of its step."""
+    raced: tuple[UUID, ...] = ()
+    if instance.status == "active" and request.status == "reassigned":
+        # Signed through the old link before the move reached the signer: it counts.
+        raced = tuple(r.request_id for r in step_requests if r.slot == request.slot and r.status == "pending")
+    elif request.status != "pending" or instance.status != "active":
+        return SignatureEffect(counts=False)
+    after = [
+        replace(r, status="signed" if r.request_id == request.request_id else "cancelled" if r.request_id in raced else r.status)
+        for r in step_requests
+    ]
+    live = [r for r in after if r.status != "reassigned"]
+    step = instance.steps[request.step - 1]
+    progress = advance(request.step, instance.step_count, step.mode, [r.slot for r in live], [r.slot for r in live if r.status == "signed"])
+    needless = () if progress == "wait" else tuple(r.request_id for r in live if r.status == "pending")
+    return SignatureEffect(counts=True, raced=raced, needless=needless, then=progress)
+
+
+def check_withdrawal(instance: Instance | None, org: str, by: str) -> None:
+    """The submitter (their person id) or an operator (``operator:<name>``) of the document's org may stop it while it runs."""
+    if instance is None or instance.org != org:
+        raise CodedError("unknown_document", "there is no such document")
+    if by != instance.submitted_by.id and not by.startswith("operator:"):
+        raise CodedError("not_allowed", f"only the submitter ({instance.submitted_by.id}) or an operator can withdraw")
+    if instance.status != "active":
+        raise CodedError("ended", f"the document is already {instance.status}")
+
+
+def _removed(signer: str, directory: Directory) -> bool:
+    kind, key = parse_signer(signer)
+    return (kind == "person" and key not in directory.people) or (kind == "role" and key not in directory.roles)
+
+
+def still_named(
+    users: Iterable[tuple[str, Sequence[StepSpec]]], waiting: Iterable[str], directory: Directory
+) -> list[Problem]:
+    """Whom a new ``directory`` would remove while a flow, a running ad-hoc flow (``users``: where, steps)
+    or an open request (``waiting``: person ids) still names them: such an import is refused."""
+    problems = [
+        Problem(where, f"names {signer}, which this import removes")
+        for where, steps in users
+        for step in steps
+        for signer in step.signers
+        if _removed(signer, directory)
+    ]
+    return problems + [
+        Problem(f"person `{person_id}`", "has requests waiting and cannot be removed yet")
+        for person_id in sorted(set(waiting))
+        if person_id not in directory.people
+    ]
+
+
+@dataclass(frozen=True)
+class Change:
+    added: int
+    changed: int
+    removed: int
+
+    @property
+    def none(self) -> bool:
+        return self == Change(0, 0, 0)
+
+
+def _diff(old: Mapping[str, object], new: Mapping[str, object]) -> Change:
+    return Change(
+        added=len(new.keys() - old.keys()),
+        changed=sum(1 for k in new.keys() & old.keys() if new[k] != old[k]),
+        removed=len(old.keys() - new.keys()),
+    )
+
+
+def directory_changes(before: Directory, after: Directory) -> dict[str, Change]:
+    """What importing ``after`` over ``before`` changes, per sheet (absences: the imported ones)."""
+    old = {(a.person_id, a.starts_at, a.ends_at) for items in before.absences.values() for a in items}
+    new = {(a.person_id, a.starts_at, a.ends_at) for items in after.absences.values() for a in items}
+    return {
+        "people": _diff(before.people, after.people),
+        "roles": _diff(before.roles, after.roles),
+        "substitutes": _diff(before.substitutes, after.substitutes),
+        "absences": Change(added=len(new - old), changed=0, removed=len(old - new)),
+        "groups": _diff(before.groups, after.groups),
+    }

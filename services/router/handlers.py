@@ -1,25 +1,28 @@
-"""The router's handlers and use cases: thin glue between events, the store
-and the rules in domain.py. Each runs inside the caller's transaction."""
+"""The router's handlers and use cases: load from the store, ask domain.py what
+to do, write it back and announce it. Each runs in the caller's transaction,
+on a :class:`RouterStore`."""
 
 from datetime import datetime
 from uuid import UUID, uuid4
 
-import asyncpg
 import structlog
 
-from services.router import store
 from services.router.directory import DirectoryCache
 from services.router.domain import (
     Assignment,
     Directory,
-    RoutingError,
-    advance,
+    Instance,
+    Request,
     check_steps,
+    check_withdrawal,
     plan_step,
     planned_signatures,
     reassign,
+    signature_effect,
 )
+from services.router.store import RouterStore, person_ref
 from shared.clock import Clock
+from shared.errors import CodedError
 from shared.events import (
     Cause,
     DocumentAccepted,
@@ -29,7 +32,6 @@ from shared.events import (
     DocumentSubmitted,
     DocumentWithdrawn,
     Event,
-    PersonRef,
     RoutingUnresolved,
     SignatureCancelled,
     SignatureDeclined,
@@ -37,179 +39,137 @@ from shared.events import (
     SignatureRecord,
     SignatureRequested,
     Signed,
-    StepSpec,
 )
-from shared.messaging import Outbox
 
-__all__ = [
-    "NotWithdrawable",
-    "move_work_of",
-    "on_document_submitted",
-    "on_signature_declined",
-    "on_signed",
-    "withdraw",
-]
+__all__ = ["move_work_of", "on_document_submitted", "on_signature_declined", "on_signed", "withdraw"]
 
 
 async def on_document_submitted(
-    event: DocumentSubmitted,
-    conn: asyncpg.Connection,
-    *,
-    outbox: Outbox,
-    directories: DirectoryCache,
-    clock: Clock,
+    event: DocumentSubmitted, store: RouterStore, *, directories: DirectoryCache, clock: Clock
 ) -> None:
-    directory = await directories.get(conn, event.org)
+    directory = await directories.get(store, event.org)
     try:
-        flow = None
-        if event.flow is not None:
-            flow = await store.find_flow(conn, event.org, event.flow)
-            if flow is None:
-                raise RoutingError("unknown_flow", f"flow `{event.flow}` does not exist; load it with `paraaf flows load`")
-        steps = list(flow.steps) if flow else list(event.steps or [])
-        submitter = directory.people.get(event.submitted_by)
-        if submitter is None:
-            raise RoutingError("unknown_submitter", f"submitter `{event.submitted_by}` is not in the directory")
-        check_steps(steps, directory)
-    except RoutingError as refusal:
-        await outbox.add(
-            conn,
-            DocumentRejected.caused_by(
-                event, source=event.source, external_ref=event.external_ref, code=refusal.code, reason=refusal.reason
-            ),
+        instance = await _new_instance(event, store, directory)
+    except CodedError as refusal:
+        await store.publish(
+            DocumentRejected.caused_by(event, source=event.source, external_ref=event.external_ref, code=refusal.code, reason=refusal.reason)
         )
         structlog.get_logger().info("document refused by router", code=refusal.code, reason=refusal.reason)
         return
-    await store.insert_instance(
-        conn,
+    await store.insert_instance(instance)
+    await store.publish(
+        DocumentAccepted.caused_by(event, flow=event.flow, step_count=instance.step_count, department=instance.department, group=instance.group)
+    )
+    await _start_step(store, instance, 1, directory, clock(), cause=event)
+
+
+async def _new_instance(event: DocumentSubmitted, store: RouterStore, directory: Directory) -> Instance:
+    """The document as the router will follow it, or CodedError saying why it cannot."""
+    flow = await store.flow(event.org, event.flow) if event.flow is not None else None
+    if event.flow is not None and flow is None:
+        raise CodedError("unknown_flow", f"flow `{event.flow}` does not exist; load it with `paraaf flows load`")
+    submitter = directory.people.get(event.submitted_by)
+    if submitter is None:
+        raise CodedError("unknown_submitter", f"submitter `{event.submitted_by}` is not in the directory")
+    steps = tuple(flow.steps if flow else event.steps or ())
+    check_steps(steps, directory)
+    return Instance(
         document_id=event.document_id,
         org=event.org,
-        flow=flow,
         title=event.title,
         filename=event.filename,
-        submitted_by=store.person_ref(submitter),
+        submitted_by=person_ref(submitter),
         confidential=event.confidential or (flow.confidential if flow else False),
         steps=steps,
         pdf_sha256=event.pdf_sha256,
+        flow_key=flow.key if flow else None,
+        department=flow.department if flow else None,
+        group=flow.group if flow else None,
     )
-    await outbox.add(
-        conn,
-        DocumentAccepted.caused_by(
-            event,
-            flow=event.flow,
-            step_count=len(steps),
-            department=flow.department if flow else None,
-            group=flow.group if flow else None,
-        ),
-    )
-    instance = await store.lock_instance(conn, event.document_id)
-    await _start_step(conn, instance, 1, directory, clock(), cause=event, outbox=outbox)
 
 
-def _refs(assignment: Assignment) -> tuple[PersonRef, PersonRef | None]:
-    signer = store.person_ref(assignment.person, assignment.title)
-    represented = store.person_ref(assignment.on_behalf_of, assignment.title) if assignment.on_behalf_of else None
-    return signer, represented
-
-
-async def _request(
-    conn: asyncpg.Connection,
-    document: asyncpg.Record,
-    *,
+async def _ask(
+    store: RouterStore,
+    instance: Instance,
     step: int,
-    step_count: int,
-    action: str,
-    slot: str,
     assignment: Assignment,
+    *,
     cause: Event | Cause,
-    outbox: Outbox,
     replaces: UUID | None = None,
-) -> UUID:
+) -> Request:
     """Open one request and announce it (and alert an operator when nobody could stand in)."""
-    request_id = uuid4()
-    signer, represented = _refs(assignment)
-    await store.insert_request(
-        conn,
-        request_id=request_id,
-        document_id=document["document_id"],
-        org=document["org"],
+    request = Request(
+        request_id=uuid4(),
+        document_id=instance.document_id,
+        org=instance.org,
         step=step,
-        slot=slot,
-        person=signer,
-        on_behalf_of=represented,
+        slot=assignment.slot,
+        person=person_ref(assignment.person, assignment.title),
+        action=instance.steps[step - 1].action,
+        on_behalf_of=person_ref(assignment.on_behalf_of, assignment.title) if assignment.on_behalf_of else None,
         reason=assignment.reason,
-        action=action,
         replaces=replaces,
     )
-    await outbox.add(
-        conn,
-        SignatureRequested.caused_by(
-            cause,
-            request_id=request_id,
-            step=step,
-            step_count=step_count,
-            action=action,
-            signer=signer,
-            on_behalf_of=represented,
-            reason=assignment.reason,
-            title=document["title"],
-            filename=document["filename"],
-            submitted_by=PersonRef.model_validate(document["submitted_by"]),
-            pdf_sha256=document["pdf_sha256"],
-            confidential=document["confidential"],
-            replaces=replaces,
-            signature_count=planned_signatures([StepSpec.model_validate(s) for s in document["steps"]]),
-        ),
-    )
+    await store.insert_request(request)
+    await store.publish(_requested(instance, request, cause))
     if assignment.unresolved:
-        await outbox.add(
-            conn, RoutingUnresolved.caused_by(cause, request_id=request_id, signer=signer, reason=assignment.reason or "")
+        await store.publish(
+            RoutingUnresolved.caused_by(cause, request_id=request.request_id, signer=request.person, reason=assignment.reason or "")
         )
-    return request_id
+    return request
+
+
+def _requested(instance: Instance, request: Request, cause: Event | Cause) -> SignatureRequested:
+    return SignatureRequested.caused_by(
+        cause,
+        request_id=request.request_id,
+        step=request.step,
+        step_count=instance.step_count,
+        action=request.action,
+        signer=request.person,
+        on_behalf_of=request.on_behalf_of,
+        reason=request.reason,
+        title=instance.title,
+        filename=instance.filename,
+        submitted_by=instance.submitted_by,
+        pdf_sha256=instance.pdf_sha256,
+        confidential=instance.confidential,
+        replaces=request.replaces,
+        signature_count=planned_signatures(instance.steps),
+    )
 
 
 async def _start_step(
-    conn: asyncpg.Connection,
-    instance: asyncpg.Record,
-    number: int,
-    directory: Directory,
-    now: datetime,
-    *,
-    cause: Event,
-    outbox: Outbox,
+    store: RouterStore, instance: Instance, number: int, directory: Directory, now: datetime, *, cause: Event
 ) -> None:
-    steps = [StepSpec.model_validate(s) for s in instance["steps"]]
-    step = steps[number - 1]
-    await store.update_instance(conn, instance["document_id"], current_step=number)
-    for assignment in plan_step(step, directory, now):
-        await _request(
-            conn,
-            instance,
-            step=number,
-            step_count=len(steps),
-            action=step.action,
-            slot=assignment.slot,
-            assignment=assignment,
-            cause=cause,
-            outbox=outbox,
-        )
+    await store.update_instance(instance.document_id, current_step=number)
+    for assignment in plan_step(instance.steps[number - 1], directory, now):
+        await _ask(store, instance, number, assignment, cause=cause)
 
 
-async def on_signed(
-    event: Signed,
-    conn: asyncpg.Connection,
-    *,
-    outbox: Outbox,
-    directories: DirectoryCache,
-    clock: Clock,
-) -> None:
-    log = structlog.get_logger()
-    instance = await store.lock_instance(conn, event.document_id)
-    request = await store.lock_request(conn, event.request_id)
+async def on_signed(event: Signed, store: RouterStore, *, directories: DirectoryCache, clock: Clock) -> None:
+    instance, request = await store.instance(event.document_id), await store.request(event.request_id)
     if instance is None or request is None:
-        log.warning("signature for an unknown request ignored", request_id=str(event.request_id))
+        structlog.get_logger().warning("signature for an unknown request ignored", request_id=str(event.request_id))
         return
-    signature = SignatureRecord(
+    # A signature in the PDF is a fact even when its request was no longer needed.
+    await store.record_signature(event.document_id, _record(event), event.pdf_sha256, event.revision)
+    effect = signature_effect(instance, request, await store.step_requests(event.document_id, request.step))
+    if not effect.counts:
+        structlog.get_logger().info("late signature recorded; flow unchanged", request_status=request.status)
+        return
+    await _cancel(store, effect.raced, f"{event.signer.name} signed before the request moved", cause=event)
+    await store.set_request_status([event.request_id], "signed")
+    await _cancel(store, effect.needless, "the step was completed by another signer", cause=event)
+    if effect.then == "next":
+        directory, instance = await directories.get(store, instance.org), await store.instance(event.document_id)
+        await _start_step(store, instance, request.step + 1, directory, clock(), cause=event)
+    elif effect.then == "complete":
+        await _complete(store, event)
+
+
+def _record(event: Signed) -> SignatureRecord:
+    return SignatureRecord(
         request_id=event.request_id,
         step=event.step,
         action=event.action,
@@ -218,108 +178,50 @@ async def on_signed(
         signed_at=event.signed_at,
         field_name=event.field_name,
     )
-    # A signature in the PDF is a fact even when its request was no longer needed.
-    await store.record_signature(conn, event.document_id, signature, event.pdf_sha256, event.revision)
-    if instance["status"] == "active" and request["status"] == "reassigned":
-        # Signed through the old link before the move reached the signer: the signature
-        # counts, and the substitute's request for the same entry is no longer needed.
-        replacement = [
-            r["request_id"]
-            for r in await store.step_requests(conn, event.document_id, request["step"])
-            if r["slot"] == request["slot"] and r["status"] == "pending"
-        ]
-        await _cancel(conn, replacement, f"{event.signer.name} signed before the request moved", cause=event, outbox=outbox)
-    elif request["status"] != "pending" or instance["status"] != "active":
-        log.info("late signature recorded; flow unchanged", request_status=request["status"])
-        return
-    await store.set_request_status(conn, [event.request_id], "signed")
-    steps = [StepSpec.model_validate(s) for s in instance["steps"]]
-    step = steps[request["step"] - 1]
-    requests = [r for r in await store.step_requests(conn, event.document_id, request["step"]) if r["status"] != "reassigned"]
-    signed = [r["slot"] for r in requests if r["status"] == "signed"]
-    progress = advance(request["step"], len(steps), step.mode, [r["slot"] for r in requests], signed)
-    if progress == "wait":
-        return
-    leftover = [r["request_id"] for r in requests if r["status"] == "pending"]
-    await _cancel(conn, leftover, "the step was completed by another signer", cause=event, outbox=outbox)
-    instance = await store.lock_instance(conn, event.document_id)
-    if progress == "next":
-        directory = await directories.get(conn, instance["org"])
-        await _start_step(conn, instance, request["step"] + 1, directory, clock(), cause=event, outbox=outbox)
-        return
-    await store.update_instance(conn, event.document_id, status="completed")
-    await outbox.add(
-        conn,
+
+
+async def _complete(store: RouterStore, event: Signed) -> None:
+    await store.update_instance(event.document_id, status="completed")
+    instance = await store.instance(event.document_id)
+    await store.publish(
         DocumentCompleted.caused_by(
             event,
-            pdf_sha256=instance["pdf_sha256"],
-            signatures=[SignatureRecord.model_validate(s) for s in instance["signatures"]],
-            title=instance["title"],
-            submitted_by=PersonRef.model_validate(instance["submitted_by"]),
-        ),
+            pdf_sha256=instance.pdf_sha256,
+            signatures=list(instance.signatures),
+            title=instance.title,
+            submitted_by=instance.submitted_by,
+        )
     )
-    log.info("document completed", signatures=len(instance["signatures"]))
+    structlog.get_logger().info("document completed", signatures=len(instance.signatures))
 
 
-async def on_signature_declined(event: SignatureDeclined, conn: asyncpg.Connection, *, outbox: Outbox) -> None:
-    instance = await store.lock_instance(conn, event.document_id)
-    request = await store.lock_request(conn, event.request_id)
-    if instance is None or request is None or request["status"] != "pending" or instance["status"] != "active":
+async def on_signature_declined(event: SignatureDeclined, store: RouterStore) -> None:
+    instance, request = await store.instance(event.document_id), await store.request(event.request_id)
+    if instance is None or request is None or request.status != "pending" or instance.status != "active":
         return
-    await store.set_request_status(conn, [event.request_id], "declined")
-    leftover = [r["request_id"] for r in await store.pending_requests(conn, event.document_id)]
-    await _cancel(conn, leftover, f"{event.signer.name} declined the document", cause=event, outbox=outbox)
-    await store.update_instance(conn, event.document_id, status="declined")
-    await outbox.add(
-        conn,
+    await store.set_request_status([event.request_id], "declined")
+    leftover = [r.request_id for r in await store.pending_requests(event.document_id)]
+    await _cancel(store, leftover, f"{event.signer.name} declined the document", cause=event)
+    await store.update_instance(event.document_id, status="declined")
+    await store.publish(
         DocumentDeclined.caused_by(
-            event,
-            declined_by=event.signer,
-            reason=event.reason,
-            title=instance["title"],
-            submitted_by=PersonRef.model_validate(instance["submitted_by"]),
-        ),
+            event, declined_by=event.signer, reason=event.reason, title=instance.title, submitted_by=instance.submitted_by
+        )
     )
 
 
-class NotWithdrawable(Exception):
-    """The document cannot be withdrawn (unknown, already ended, or asked by the wrong person)."""
-
-    def __init__(self, reason: str, status: int = 409) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-
-
-async def withdraw(
-    conn: asyncpg.Connection, document_id: UUID, *, org: str, by: str, reason: str, outbox: Outbox
-) -> None:
-    """The submitter (their person id) or an operator (``operator:<name>``) of ``org`` stops a document."""
-    instance = await store.lock_instance(conn, document_id)
-    if instance is None or instance["org"] != org:
-        raise NotWithdrawable(f"there is no document {document_id}", status=404)
-    submitter = PersonRef.model_validate(instance["submitted_by"])
-    if by != submitter.id and not by.startswith("operator:"):
-        raise NotWithdrawable(f"only the submitter ({submitter.id}) or an operator can withdraw", status=403)
-    if instance["status"] != "active":
-        raise NotWithdrawable(f"the document is already {instance['status']}")
-    pending = [r["request_id"] for r in await store.pending_requests(conn, document_id)]
-    await store.set_request_status(conn, pending, "cancelled")
-    await store.update_instance(conn, document_id, status="withdrawn")
-    await outbox.add(
-        conn, DocumentWithdrawn(correlation_id=document_id, org=instance["org"], withdrawn_by=by, reason=reason)
-    )
+async def withdraw(store: RouterStore, document_id: UUID, *, org: str, by: str, reason: str) -> None:
+    """Stop a document for its submitter or an operator: CodedError when it may not be (domain.check_withdrawal)."""
+    instance = await store.instance(document_id)
+    check_withdrawal(instance, org, by)
+    pending = [r.request_id for r in await store.pending_requests(document_id)]
+    await store.set_request_status(pending, "cancelled")
+    await store.update_instance(document_id, status="withdrawn")
+    await store.publish(DocumentWithdrawn(correlation_id=document_id, org=org, withdrawn_by=by, reason=reason))
 
 
 async def move_work_of(
-    conn: asyncpg.Connection,
-    org: str,
-    person_id: str,
-    directory: Directory,
-    now: datetime,
-    *,
-    absence_id: UUID,
-    outbox: Outbox,
+    store: RouterStore, org: str, person_id: str, directory: Directory, now: datetime, *, absence_id: UUID
 ) -> int:
     """A person's absence has started: move each of their open requests to the first available substitute.
 
@@ -327,56 +229,43 @@ async def move_work_of(
     person, and an operator is alerted.
     """
     moved = 0
-    for request in await store.lock_pending_of(conn, org, person_id):
-        represented = PersonRef.model_validate(request["on_behalf_of"]) if request["on_behalf_of"] else None
-        current = PersonRef.model_validate(request["person"])
-        taken = {
-            r["person_id"]
-            for r in await store.step_requests(conn, request["document_id"], request["step"])
-            if r["status"] in ("pending", "signed") and r["request_id"] != request["request_id"]
-        }
-        cause = Cause(event_id=absence_id, correlation_id=request["document_id"], org=org)
-        assignment = reassign(person_id, represented.id if represented else None, current.title, directory, now, taken)
-        if assignment is None:
-            await outbox.add(
-                conn,
-                RoutingUnresolved.caused_by(
-                    cause, request_id=request["request_id"], signer=current, reason="absent; no substitute is available"
-                ),
-            )
-            continue
-        await store.set_request_status(conn, [request["request_id"]], "reassigned")
-        new_request_id = await _request(
-            conn,
-            request,
-            step=request["step"],
-            step_count=request["step_count"],
-            action=request["action"],
-            slot=request["slot"],
-            assignment=assignment,
-            cause=cause,
-            outbox=outbox,
-            replaces=request["request_id"],
-        )
-        await outbox.add(
-            conn,
-            SignatureReassigned.caused_by(
-                cause,
-                request_id=request["request_id"],
-                new_request_id=new_request_id,
-                from_person=current,
-                to_person=store.person_ref(assignment.person, assignment.title),
-                reason=f"{current.name} is absent",
-                title=request["title"],
-            ),
-        )
-        moved += 1
+    for request in await store.pending_of(org, person_id):
+        cause = Cause(event_id=absence_id, correlation_id=request.document_id, org=org)
+        moved += await _move(store, request, directory, now, cause=cause)
     return moved
 
 
-async def _cancel(conn: asyncpg.Connection, request_ids: list, reason: str, *, cause: Event, outbox: Outbox) -> None:
+async def _move(store: RouterStore, request: Request, directory: Directory, now: datetime, *, cause: Cause) -> int:
+    taken = {r.person.id for r in await store.step_requests(request.document_id, request.step)
+             if r.status in ("pending", "signed") and r.request_id != request.request_id}
+    represented = request.on_behalf_of.id if request.on_behalf_of else None
+    assignment = reassign(request.person.id, represented, request.person.title, directory, now, taken)
+    if assignment is None:
+        await store.publish(
+            RoutingUnresolved.caused_by(cause, request_id=request.request_id, signer=request.person, reason="absent; no substitute is available")
+        )
+        return 0
+    await store.set_request_status([request.request_id], "reassigned")
+    instance = await store.instance(request.document_id)
+    slotted = Assignment(request.slot, assignment.person, assignment.title, assignment.on_behalf_of, assignment.reason)
+    new = await _ask(store, instance, request.step, slotted, cause=cause, replaces=request.request_id)
+    await store.publish(
+        SignatureReassigned.caused_by(
+            cause,
+            request_id=request.request_id,
+            new_request_id=new.request_id,
+            from_person=request.person,
+            to_person=new.person,
+            reason=f"{request.person.name} is absent",
+            title=instance.title,
+        )
+    )
+    return 1
+
+
+async def _cancel(store: RouterStore, request_ids: tuple[UUID, ...] | list[UUID], reason: str, *, cause: Event) -> None:
     if not request_ids:
         return
-    await store.set_request_status(conn, request_ids, "cancelled")
+    await store.set_request_status(list(request_ids), "cancelled")
     for request_id in request_ids:
-        await outbox.add(conn, SignatureCancelled.caused_by(cause, request_id=request_id, reason=reason))
+        await store.publish(SignatureCancelled.caused_by(cause, request_id=request_id, reason=reason))

@@ -5,7 +5,8 @@ create``); the key's org is the org acted on, and the key's name is who
 acted. Bound to PARAAF_HTTP_HOST (127.0.0.1 by default).
 """
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -15,20 +16,32 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.router import directory, handlers
 from services.router.importer import parse_moment
+from services.router.store import PostgresRouterStore, StoredAbsence
 from shared.apikeys import Principal, require_scope
+from shared.errors import CodedError
 from shared.http import base_app
 from shared.messaging import Outbox
 
-__all__ = ["RouterHttp", "build_http"]
+__all__ = ["RouterApiDeps", "build_http"]
+
+_STATUS = {"unknown_document": 404, "not_allowed": 403, "ended": 409}
 
 
 @dataclass(frozen=True)
-class RouterHttp:
+class RouterApiDeps:
+    """What the router's HTTP API is built from."""
+
     pool: Callable[[], asyncpg.Pool]
     outbox: Outbox
     timezone: str
     after_commit: Callable[[], None]
     docs: bool = False
+
+    @asynccontextmanager
+    async def store(self) -> AsyncIterator[PostgresRouterStore]:
+        """The router's store in a transaction of its own."""
+        async with self.pool().acquire() as conn, conn.transaction():
+            yield PostgresRouterStore(conn, self.outbox)
 
 
 class AbsenceIn(BaseModel):
@@ -44,21 +57,18 @@ class WithdrawIn(BaseModel):
     reason: str = Field(min_length=1, description="told to the source system")
 
 
-def build_http(deps: RouterHttp) -> FastAPI:
+def build_http(deps: RouterApiDeps) -> FastAPI:
     app = base_app("router", deps.pool, docs=deps.docs)
     operator = require_scope(deps.pool, "operate")
 
     @app.post("/absences", status_code=201, tags=["absences"])
     async def add_absence(absence: AbsenceIn, key: Principal = operator) -> dict:
         """Register an absence; open requests move to substitutes when it starts."""
-        try:
-            starts_at, ends_at = parse_moment(absence.starts, deps.timezone), parse_moment(absence.ends, deps.timezone)
-        except ValueError:
-            raise HTTPException(422, "`from` and `to` must be dates (2026-07-01) or date-times (2026-07-01T14:00)") from None
-        async with deps.pool().acquire() as conn, conn.transaction():
+        starts_at, ends_at = _moments(absence, deps.timezone)
+        async with deps.store() as store:
             try:
                 absence_id = await directory.add_absence(
-                    conn, key.org, absence.person, starts_at, ends_at, absence.note or f"by {key.acting_as}"
+                    store, key.org, absence.person, starts_at, ends_at, note=absence.note or f"by {key.acting_as}"
                 )
             except directory.UnknownPerson as exc:
                 raise HTTPException(404, str(exc)) from None
@@ -69,27 +79,40 @@ def build_http(deps: RouterHttp) -> FastAPI:
     @app.get("/absences", tags=["absences"])
     async def list_absences(person: str | None = None, key: Principal = operator) -> list[dict]:
         """Absences, optionally of one person, oldest first."""
-        return [dict(r) for r in await directory.list_absences(deps.pool(), key.org, person)]
+        async with deps.store() as store:
+            return [_absence_out(a) for a in await store.absences(key.org, person)]
 
     @app.delete("/absences/{absence_id}", status_code=204, tags=["absences"])
     async def remove_absence(absence_id: UUID, key: Principal = operator) -> Response:
         """Remove an absence (work it already moved stays where it went)."""
-        async with deps.pool().acquire() as conn, conn.transaction():
-            if not await directory.remove_absence(conn, key.org, absence_id):
+        async with deps.store() as store:
+            if not await store.remove_absence(key.org, absence_id):
                 raise HTTPException(404, f"no absence {absence_id}")
         return Response(status_code=204)
 
     @app.post("/documents/{document_id}/withdraw", status_code=202, tags=["documents"])
     async def withdraw(document_id: UUID, body: WithdrawIn, key: Principal = operator) -> dict:
         """Stop a document: its open requests are cancelled and its source is told."""
-        async with deps.pool().acquire() as conn, conn.transaction():
+        async with deps.store() as store:
             try:
-                await handlers.withdraw(
-                    conn, document_id, org=key.org, by=key.acting_as, reason=body.reason, outbox=deps.outbox
-                )
-            except handlers.NotWithdrawable as exc:
-                raise HTTPException(exc.status, exc.reason) from None
+                await handlers.withdraw(store, document_id, org=key.org, by=key.acting_as, reason=body.reason)
+            except CodedError as refusal:
+                detail = f"there is no document {document_id}" if refusal.code == "unknown_document" else refusal.reason
+                raise HTTPException(_STATUS[refusal.code], detail) from None
         deps.after_commit()
         return {"document_id": str(document_id), "status": "withdrawn"}
 
     return app
+
+
+def _moments(absence: AbsenceIn, timezone: str) -> tuple:
+    try:
+        return parse_moment(absence.starts, timezone), parse_moment(absence.ends, timezone)
+    except ValueError:
+        raise HTTPException(422, "`from` and `to` must be dates (2026-07-01) or date-times (2026-07-01T14:00)") from None
+
+
+def _absence_out(stored: StoredAbsence) -> dict:
+    a = stored.absence
+    return {"id": stored.id, "person_id": a.person_id, "starts_at": a.starts_at, "ends_at": a.ends_at,
+            "source": stored.source, "note": stored.note, "applied_at": stored.applied_at}

@@ -18,33 +18,17 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import ValidationError
 
-from services.router.domain import Absence, Directory, FlowDefinition, Group, Person, Role, RoutingError, check_steps
+from services.router.domain import Absence, Directory, FlowDefinition, Group, ImportRefused, Person, Problem, Role, check_steps
 from shared.contract import describe_validation_error
+from shared.errors import CodedError
 from shared.events import StepSpec
 
-__all__ = ["SHEETS", "ImportError_", "Problem", "parse_moment", "read_directory", "read_flows", "read_workbook"]
+__all__ = ["SHEETS", "parse_moment", "read_directory", "read_flows", "read_workbook"]
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 LANGUAGES = ("nl", "fr", "en")
 SHEETS = ("people", "roles", "substitutes", "absences", "groups")
-
-
-@dataclass(frozen=True)
-class Problem:
-    where: str  # "sheet `people`, row 4" or "flows/collegebesluit.yaml"
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.reason}"
-
-
-class ImportError_(ValueError):
-    """The source has bad rows; nothing was imported."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = list(problems)
 
 
 Row = dict[str, str]
@@ -101,7 +85,7 @@ def read_workbook(path: Path) -> Workbook:
                 for number, item in enumerate(items or [], start=1)
             ]
     else:
-        raise ImportError_([Problem(str(path), "expected an .xlsx file, a .yaml file or a folder of .csv files")])
+        raise ImportRefused([Problem(str(path), "expected an .xlsx file, a .yaml file or a folder of .csv files")])
     return book
 
 
@@ -242,7 +226,7 @@ def _groups(book: Workbook, problems: list[Problem]) -> dict[str, Group]:
 
 
 def read_directory(book: Workbook, timezone: str = "Europe/Brussels") -> Directory:
-    """Validate every sheet; raise ImportError_ listing every bad row, in sheet order."""
+    """Validate every sheet; raise ImportRefused listing every bad row, in sheet order."""
     problems: list[Problem] = []
     unknown_sheets = set(book.sheets) - set(SHEETS)
     for sheet in sorted(unknown_sheets):
@@ -256,7 +240,7 @@ def read_directory(book: Workbook, timezone: str = "Europe/Brussels") -> Directo
         groups=_groups(book, problems),
     )
     if problems:
-        raise ImportError_(problems)
+        raise ImportRefused(problems)
     return directory
 
 
@@ -266,25 +250,25 @@ def read_flows(directory_path: Path, directory: Directory) -> list[FlowDefinitio
     flows: dict[str, FlowDefinition] = {}
     paths = sorted([*directory_path.glob("*.yaml"), *directory_path.glob("*.yml")])
     if not paths:
-        raise ImportError_([Problem(str(directory_path), "no flow files (*.yaml) here")])
+        raise ImportRefused([Problem(str(directory_path), "no flow files (*.yaml) here")])
     for path in paths:
         try:
             flow = _read_flow(yaml.safe_load(path.read_text(encoding="utf-8")), directory)
-        except (yaml.YAMLError, ValidationError, RoutingError, ValueError) as exc:
+        except (yaml.YAMLError, ValidationError, CodedError, ValueError) as exc:
             problems.append(Problem(path.name, _describe(exc)))
             continue
         if flow.key in flows:
             problems.append(Problem(path.name, f"flow key `{flow.key}` is used by another file too"))
         flows[flow.key] = flow
     if problems:
-        raise ImportError_(problems)
+        raise ImportRefused(problems)
     return list(flows.values())
 
 
 def _describe(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return describe_validation_error(exc)
-    if isinstance(exc, RoutingError):
+    if isinstance(exc, CodedError):
         return exc.reason
     return str(exc)
 

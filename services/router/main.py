@@ -8,27 +8,29 @@ from faststream import FastStream
 from services.router import handlers
 from services.router.config import RouterSettings
 from services.router.directory import DirectoryCache
-from services.router.http import RouterHttp, build_http
+from services.router.http import RouterApiDeps, build_http
 from services.router.scheduler import AbsenceScheduler
+from services.router.store import PostgresRouterStore
 from shared.clock import clock_from
 from shared.events import DocumentSubmitted, SignatureDeclined, Signed
 from shared.service import Service
 from shared.topology import ROUTER_EVENTS
 
+MIGRATIONS = Path(__file__).parent / "migrations"
+
 
 def create_app(settings: RouterSettings | None = None) -> FastStream:
     settings = settings or RouterSettings()
-    service = Service("router", settings, migrations=Path(__file__).parent / "migrations", uses=("access",))
-    directories = DirectoryCache()
-    clock = clock_from(settings)
-    deps = {"outbox": service.outbox, "directories": directories, "clock": clock}
+    service = Service("router", settings, migrations=MIGRATIONS, uses=("access",))
+    directories, clock = DirectoryCache(), clock_from(settings)
     service.consume(
         ROUTER_EVENTS,
         {
-            DocumentSubmitted.routing_key: partial(handlers.on_document_submitted, **deps),
-            Signed.routing_key: partial(handlers.on_signed, **deps),
-            SignatureDeclined.routing_key: partial(handlers.on_signature_declined, outbox=service.outbox),
+            DocumentSubmitted: partial(handlers.on_document_submitted, directories=directories, clock=clock),
+            Signed: partial(handlers.on_signed, directories=directories, clock=clock),
+            SignatureDeclined: handlers.on_signature_declined,
         },
+        store=lambda conn: PostgresRouterStore(conn, service.outbox),
     )
     scheduler = AbsenceScheduler(
         lambda: service.pool,
@@ -39,16 +41,6 @@ def create_app(settings: RouterSettings | None = None) -> FastStream:
         after_commit=service.wake_relay,
     )
     service.loop(scheduler.run)
-    service.serve_http(
-        settings.router_port,
-        lambda: build_http(
-            RouterHttp(
-                pool=lambda: service.pool,
-                outbox=service.outbox,
-                timezone=settings.timezone,
-                after_commit=service.wake_relay,
-                docs=settings.http_docs,
-            )
-        ),
-    )
+    api = RouterApiDeps(lambda: service.pool, service.outbox, settings.timezone, service.wake_relay, settings.http_docs)
+    service.serve_http(settings.router_port, lambda: build_http(api))
     return service.app

@@ -1,39 +1,113 @@
-"""The router's tables: directory, flows, flow instances and their requests."""
+"""The router's tables behind one interface, :class:`RouterStore`: the directory,
+flows, absences, documents under way (instances) and their requests, and the
+messages sent with each change. :class:`PostgresRouterStore` keeps them in
+the router's schema, inside the caller's transaction; tests use an in-memory
+fake of the same interface (tests/support/fakes.py)."""
 
 from collections.abc import Sequence
-from typing import Any
-from uuid import UUID
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID, uuid4
 
 import asyncpg
+from pydantic import BaseModel
 
-from services.router.domain import FlowDefinition, Person
+from services.router.domain import Absence, Directory, FlowDefinition, Group, Instance, Person, Request, Role
 from shared.events import PersonRef, SignatureRecord, StepSpec
+from shared.messaging import Outbox
 
-__all__ = [
-    "find_flow",
-    "insert_instance",
-    "insert_request",
-    "lock_instance",
-    "lock_pending_of",
-    "lock_request",
-    "person_ref",
-    "set_request_status",
-    "step_requests",
-]
+__all__ = ["ABSENCES_CHANNEL", "PostgresRouterStore", "RouterStore", "StoredAbsence", "person_ref"]
+
+ABSENCES_CHANNEL = "router_absences"  # NOTIFY wakes the router's absence scheduler
 
 
 def person_ref(person: Person, title: str = "") -> PersonRef:
     return PersonRef(id=person.id, name=person.name, email=person.email, language=person.language, title=title)
 
 
-async def find_flow(conn: asyncpg.Connection, org: str, key: str) -> FlowDefinition | None:
-    row = await conn.fetchrow(
-        "SELECT key, title, department, group_key, confidential, steps FROM router.flows WHERE org = $1 AND key = $2",
-        org,
-        key,
+@dataclass(frozen=True)
+class StoredAbsence:
+    id: UUID
+    org: str
+    absence: Absence
+    source: str = "api"
+    note: str = ""
+    applied_at: datetime | None = None
+
+
+class RouterStore(Protocol):
+    async def publish(self, message: BaseModel) -> None: ...
+
+    # The directory and the flows.
+    async def directory_version(self, org: str) -> int: ...
+    async def load_directory(self, org: str, *, absences_from: Sequence[str] = ("import", "api")) -> Directory: ...
+    async def replace_directory(self, org: str, directory: Directory) -> None: ...
+    async def has_person(self, org: str, person_id: str) -> bool: ...
+    async def flow(self, org: str, key: str) -> FlowDefinition | None: ...
+    async def save_flow(self, org: str, flow: FlowDefinition) -> None: ...
+    async def flows(self, org: str) -> list[FlowDefinition]: ...
+
+    # Absences.
+    async def add_absence(self, org: str, absence: Absence, *, source: str, note: str = "") -> UUID: ...
+    async def remove_absence(self, org: str, absence_id: UUID) -> bool: ...
+    async def absences(self, org: str, person_id: str | None = None) -> list[StoredAbsence]: ...
+    async def unapplied_absences(self, started_by: datetime) -> list[StoredAbsence]: ...
+    async def mark_applied(self, absence_id: UUID, at: datetime) -> None: ...
+    async def next_absence_start(self, after: datetime) -> datetime | None: ...
+
+    # Documents under way and their requests.
+    async def insert_instance(self, instance: Instance) -> None: ...
+    async def instance(self, document_id: UUID) -> Instance | None: ...
+    async def update_instance(self, document_id: UUID, **fields: Any) -> None: ...
+    async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> None: ...
+    async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]: ...
+    async def insert_request(self, request: Request) -> None: ...
+    async def request(self, request_id: UUID) -> Request | None: ...
+    async def step_requests(self, document_id: UUID, step: int) -> list[Request]: ...
+    async def pending_requests(self, document_id: UUID) -> list[Request]: ...
+    async def pending_of(self, org: str, person_id: str) -> list[Request]: ...
+    async def people_waiting(self, org: str) -> set[str]: ...
+    async def set_request_status(self, request_ids: Sequence[UUID], status: str) -> None: ...
+
+
+def _instance(row: asyncpg.Record) -> Instance:
+    return Instance(
+        document_id=row["document_id"],
+        org=row["org"],
+        title=row["title"],
+        filename=row["filename"],
+        submitted_by=PersonRef.model_validate(row["submitted_by"]),
+        confidential=row["confidential"],
+        steps=tuple(StepSpec.model_validate(s) for s in row["steps"]),
+        pdf_sha256=row["pdf_sha256"],
+        flow_key=row["flow_key"],
+        department=row["department"],
+        group=row["group_key"],
+        current_step=row["current_step"],
+        status=row["status"],
+        revision=row["revision"],
+        signatures=tuple(SignatureRecord.model_validate(s) for s in row["signatures"]),
     )
-    if row is None:
-        return None
+
+
+def _request(row: asyncpg.Record) -> Request:
+    return Request(
+        request_id=row["request_id"],
+        document_id=row["document_id"],
+        org=row["org"],
+        step=row["step"],
+        slot=row["slot"],
+        person=PersonRef.model_validate(row["person"]),
+        action=row["action"],
+        on_behalf_of=PersonRef.model_validate(row["on_behalf_of"]) if row["on_behalf_of"] else None,
+        reason=row["reason"],
+        status=row["status"],
+        replaces=row["replaces"],
+    )
+
+
+def _flow(row: asyncpg.Record) -> FlowDefinition:
     return FlowDefinition(
         key=row["key"],
         title=row["title"],
@@ -44,128 +118,238 @@ async def find_flow(conn: asyncpg.Connection, org: str, key: str) -> FlowDefinit
     )
 
 
-async def insert_instance(
-    conn: asyncpg.Connection,
-    *,
-    document_id: UUID,
-    org: str,
-    flow: FlowDefinition | None,
-    title: str,
-    filename: str,
-    submitted_by: PersonRef,
-    confidential: bool,
-    steps: Sequence[StepSpec],
-    pdf_sha256: str,
-) -> None:
-    await conn.execute(
-        "INSERT INTO router.instances (document_id, org, flow_key, title, filename, submitted_by, confidential,"
-        " department, group_key, steps, pdf_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        document_id,
-        org,
-        flow.key if flow else None,
-        title,
-        filename,
-        submitted_by.model_dump(),
-        confidential,
-        flow.department if flow else None,
-        flow.group if flow else None,
-        [s.model_dump() for s in steps],
-        pdf_sha256,
+def _absence(row: asyncpg.Record) -> StoredAbsence:
+    return StoredAbsence(
+        id=row["id"],
+        org=row["org"],
+        absence=Absence(row["person_id"], row["starts_at"], row["ends_at"]),
+        source=row["source"],
+        note=row["note"],
+        applied_at=row["applied_at"],
     )
 
 
-async def lock_instance(conn: asyncpg.Connection, document_id: UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM router.instances WHERE document_id = $1 FOR UPDATE", document_id)
+class PostgresRouterStore:
+    """The router's schema, through the connection of the transaction a message or a command runs in."""
+
+    def __init__(self, conn: asyncpg.Connection, outbox: Outbox) -> None:
+        self._conn = conn
+        self._outbox = outbox
+
+    async def publish(self, message: BaseModel) -> None:
+        await self._outbox.add(self._conn, message)
+
+    # The directory and the flows.
+
+    async def directory_version(self, org: str) -> int:
+        return await self._conn.fetchval("SELECT version FROM router.directory_version WHERE org = $1", org) or 0
+
+    async def load_directory(self, org: str, *, absences_from: Sequence[str] = ("import", "api")) -> Directory:
+        conn = self._conn
+        people = await conn.fetch("SELECT id, name, email, department, language FROM router.people WHERE org = $1", org)
+        roles = await conn.fetch("SELECT key, title, holders FROM router.roles WHERE org = $1", org)
+        substitutes = await conn.fetch("SELECT person_id, substitutes FROM router.substitutes WHERE org = $1", org)
+        absences = await conn.fetch(
+            "SELECT person_id, starts_at, ends_at FROM router.absences WHERE org = $1 AND source = ANY($2::text[])"
+            " ORDER BY starts_at",
+            org,
+            list(absences_from),
+        )
+        groups = await conn.fetch("SELECT key, departments, shielded FROM router.groups WHERE org = $1", org)
+        by_person: dict[str, list[Absence]] = {}
+        for row in absences:
+            by_person.setdefault(row["person_id"], []).append(Absence(row["person_id"], row["starts_at"], row["ends_at"]))
+        return Directory(
+            people={r["id"]: Person(**dict(r)) for r in people},
+            roles={r["key"]: Role(key=r["key"], title=r["title"], holders=tuple(r["holders"])) for r in roles},
+            substitutes={r["person_id"]: tuple(r["substitutes"]) for r in substitutes},
+            absences={person_id: tuple(items) for person_id, items in by_person.items()},
+            groups={r["key"]: Group(key=r["key"], departments=tuple(r["departments"]), shielded=r["shielded"]) for r in groups},
+        )
+
+    async def has_person(self, org: str, person_id: str) -> bool:
+        return bool(await self._conn.fetchval("SELECT true FROM router.people WHERE org = $1 AND id = $2", org, person_id))
+
+    async def replace_directory(self, org: str, directory: Directory) -> None:
+        """People, roles, substitutes and groups become ``directory``'s; imported absences follow it
+        (unchanged ones keep their rows, so an applied absence is not applied twice); API absences stay."""
+        conn = self._conn
+        for table in ("roles", "people", "substitutes", "groups"):
+            await conn.execute(f"DELETE FROM router.{table} WHERE org = $1", org)
+        tables = {
+            "people": (["org", "id", "name", "email", "department", "language"], [(org, *asdict(p).values()) for p in directory.people.values()]),
+            "roles": (["org", "key", "title", "holders"], [(org, r.key, r.title, list(r.holders)) for r in directory.roles.values()]),
+            "substitutes": (["org", "person_id", "substitutes"], [(org, p, list(row)) for p, row in directory.substitutes.items()]),
+            "groups": (["org", "key", "departments", "shielded"], [(org, g.key, list(g.departments), g.shielded) for g in directory.groups.values()]),
+        }
+        for table, (columns, records) in tables.items():
+            await conn.copy_records_to_table(table, schema_name="router", columns=columns, records=records)
+        await self._replace_imported_absences(org, directory)
+        await self._bump(org)
+
+    async def _replace_imported_absences(self, org: str, directory: Directory) -> None:
+        before = {(a.person_id, a.starts_at, a.ends_at) for a in _all_absences(await self.load_directory(org, absences_from=["import"]))}
+        after = {(a.person_id, a.starts_at, a.ends_at) for a in _all_absences(directory)}
+        for person_id, starts_at, ends_at in before - after:
+            await self._conn.execute(
+                "DELETE FROM router.absences WHERE org = $1 AND source = 'import' AND person_id = $2 AND starts_at = $3 AND ends_at = $4",
+                org, person_id, starts_at, ends_at,
+            )
+        for person_id, starts_at, ends_at in after - before:
+            await self._conn.execute(
+                "INSERT INTO router.absences (id, org, person_id, starts_at, ends_at, source) VALUES ($1, $2, $3, $4, $5, 'import')",
+                uuid4(), org, person_id, starts_at, ends_at,
+            )
+
+    async def _bump(self, org: str) -> None:
+        await self._conn.execute(
+            "INSERT INTO router.directory_version (org, version) VALUES ($1, 1)"
+            " ON CONFLICT (org) DO UPDATE SET version = router.directory_version.version + 1",
+            org,
+        )
+        await self._conn.execute(f"NOTIFY {ABSENCES_CHANNEL}")
+
+    async def flow(self, org: str, key: str) -> FlowDefinition | None:
+        row = await self._conn.fetchrow(
+            "SELECT key, title, department, group_key, confidential, steps FROM router.flows WHERE org = $1 AND key = $2", org, key
+        )
+        return _flow(row) if row else None
+
+    async def flows(self, org: str) -> list[FlowDefinition]:
+        rows = await self._conn.fetch(
+            "SELECT key, title, department, group_key, confidential, steps FROM router.flows WHERE org = $1 ORDER BY key", org
+        )
+        return [_flow(r) for r in rows]
+
+    async def save_flow(self, org: str, flow: FlowDefinition) -> None:
+        await self._conn.execute(
+            "INSERT INTO router.flows (org, key, title, department, group_key, confidential, steps)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (org, key) DO UPDATE SET title = $3,"
+            " department = $4, group_key = $5, confidential = $6, steps = $7, updated_at = now()",
+            org, flow.key, flow.title, flow.department, flow.group, flow.confidential, [s.model_dump() for s in flow.steps],
+        )
+
+    # Absences.
+
+    async def add_absence(self, org: str, absence: Absence, *, source: str, note: str = "") -> UUID:
+        absence_id = uuid4()
+        await self._conn.execute(
+            "INSERT INTO router.absences (id, org, person_id, starts_at, ends_at, source, note) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            absence_id, org, absence.person_id, absence.starts_at, absence.ends_at, source, note,
+        )
+        await self._bump(org)
+        return absence_id
+
+    async def remove_absence(self, org: str, absence_id: UUID) -> bool:
+        removed = await self._conn.fetchval("DELETE FROM router.absences WHERE org = $1 AND id = $2 RETURNING true", org, absence_id)
+        if removed:
+            await self._bump(org)
+        return bool(removed)
+
+    async def absences(self, org: str, person_id: str | None = None) -> list[StoredAbsence]:
+        rows = await self._conn.fetch(
+            "SELECT * FROM router.absences WHERE org = $1 AND ($2::text IS NULL OR person_id = $2) ORDER BY starts_at", org, person_id
+        )
+        return [_absence(r) for r in rows]
+
+    async def unapplied_absences(self, started_by: datetime) -> list[StoredAbsence]:
+        """Absences that began by ``started_by`` and were not applied yet, locked (replicas skip each other's)."""
+        rows = await self._conn.fetch(
+            "SELECT * FROM router.absences WHERE applied_at IS NULL AND starts_at <= $1 ORDER BY starts_at FOR UPDATE SKIP LOCKED",
+            started_by,
+        )
+        return [_absence(r) for r in rows]
+
+    async def mark_applied(self, absence_id: UUID, at: datetime) -> None:
+        await self._conn.execute("UPDATE router.absences SET applied_at = $2 WHERE id = $1", absence_id, at)
+
+    async def next_absence_start(self, after: datetime) -> datetime | None:
+        return await self._conn.fetchval(
+            "SELECT min(starts_at) FROM router.absences WHERE applied_at IS NULL AND starts_at > $1", after
+        )
+
+    # Documents under way and their requests.
+
+    async def insert_instance(self, instance: Instance) -> None:
+        await self._conn.execute(
+            "INSERT INTO router.instances (document_id, org, flow_key, title, filename, submitted_by, confidential,"
+            " department, group_key, steps, pdf_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            instance.document_id, instance.org, instance.flow_key, instance.title, instance.filename,
+            instance.submitted_by.model_dump(), instance.confidential, instance.department, instance.group,
+            [s.model_dump() for s in instance.steps], instance.pdf_sha256,
+        )
+
+    async def instance(self, document_id: UUID) -> Instance | None:
+        """The document, locked for the rest of the transaction."""
+        row = await self._conn.fetchrow("SELECT * FROM router.instances WHERE document_id = $1 FOR UPDATE", document_id)
+        return _instance(row) if row else None
+
+    async def update_instance(self, document_id: UUID, **fields: Any) -> None:
+        columns = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, start=2))
+        await self._conn.execute(
+            f"UPDATE router.instances SET {columns}, updated_at = now() WHERE document_id = $1", document_id, *fields.values()
+        )
+
+    async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> None:
+        """Append the signature; the PDF moves only forward (signatures may be reported out of order)."""
+        await self._conn.execute(
+            "UPDATE router.instances SET signatures = signatures || $2::jsonb,"
+            " pdf_sha256 = CASE WHEN $4 > revision THEN $3 ELSE pdf_sha256 END,"
+            " revision = greatest(revision, $4), updated_at = now() WHERE document_id = $1",
+            document_id, [signature.model_dump(mode="json")], pdf_sha256, revision,
+        )
+
+    async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]:
+        rows = await self._conn.fetch(
+            "SELECT document_id, steps FROM router.instances WHERE org = $1 AND status = 'active' AND flow_key IS NULL", org
+        )
+        return [(r["document_id"], tuple(StepSpec.model_validate(s) for s in r["steps"])) for r in rows]
+
+    async def insert_request(self, request: Request) -> None:
+        await self._conn.execute(
+            "INSERT INTO router.requests (request_id, document_id, org, step, slot, person_id, person, on_behalf_of,"
+            " reason, action, replaces) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            request.request_id, request.document_id, request.org, request.step, request.slot, request.person.id,
+            request.person.model_dump(), request.on_behalf_of.model_dump() if request.on_behalf_of else None,
+            request.reason, request.action, request.replaces,
+        )
+
+    async def request(self, request_id: UUID) -> Request | None:
+        """The request, locked for the rest of the transaction."""
+        row = await self._conn.fetchrow("SELECT * FROM router.requests WHERE request_id = $1 FOR UPDATE", request_id)
+        return _request(row) if row else None
+
+    async def step_requests(self, document_id: UUID, step: int) -> list[Request]:
+        rows = await self._conn.fetch(
+            "SELECT * FROM router.requests WHERE document_id = $1 AND step = $2 ORDER BY created_at", document_id, step
+        )
+        return [_request(r) for r in rows]
+
+    async def pending_requests(self, document_id: UUID) -> list[Request]:
+        rows = await self._conn.fetch(
+            "SELECT * FROM router.requests WHERE document_id = $1 AND status = 'pending' ORDER BY created_at", document_id
+        )
+        return [_request(r) for r in rows]
+
+    async def pending_of(self, org: str, person_id: str) -> list[Request]:
+        """A person's open requests in documents still running, locked."""
+        rows = await self._conn.fetch(
+            "SELECT r.* FROM router.requests r JOIN router.instances i USING (document_id)"
+            " WHERE r.org = $1 AND r.person_id = $2 AND r.status = 'pending' AND i.status = 'active'"
+            " ORDER BY r.created_at FOR UPDATE OF r",
+            org, person_id,
+        )
+        return [_request(r) for r in rows]
+
+    async def people_waiting(self, org: str) -> set[str]:
+        rows = await self._conn.fetch("SELECT DISTINCT person_id FROM router.requests WHERE org = $1 AND status = 'pending'", org)
+        return {r["person_id"] for r in rows}
+
+    async def set_request_status(self, request_ids: Sequence[UUID], status: str) -> None:
+        await self._conn.execute(
+            "UPDATE router.requests SET status = $2, decided_at = now() WHERE request_id = ANY($1::uuid[])", list(request_ids), status
+        )
 
 
-async def update_instance(conn: asyncpg.Connection, document_id: UUID, **fields: Any) -> None:
-    columns = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, start=2))
-    await conn.execute(
-        f"UPDATE router.instances SET {columns}, updated_at = now() WHERE document_id = $1", document_id, *fields.values()
-    )
-
-
-async def record_signature(
-    conn: asyncpg.Connection, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int
-) -> None:
-    """Append the signature; the PDF moves only forward (signatures may be reported out of order)."""
-    await conn.execute(
-        "UPDATE router.instances SET signatures = signatures || $2::jsonb,"
-        " pdf_sha256 = CASE WHEN $4 > revision THEN $3 ELSE pdf_sha256 END,"
-        " revision = greatest(revision, $4), updated_at = now() WHERE document_id = $1",
-        document_id,
-        [signature.model_dump(mode="json")],
-        pdf_sha256,
-        revision,
-    )
-
-
-async def insert_request(
-    conn: asyncpg.Connection,
-    *,
-    request_id: UUID,
-    document_id: UUID,
-    org: str,
-    step: int,
-    slot: str,
-    person: PersonRef,
-    on_behalf_of: PersonRef | None,
-    reason: str | None,
-    action: str,
-    replaces: UUID | None = None,
-) -> None:
-    await conn.execute(
-        "INSERT INTO router.requests (request_id, document_id, org, step, slot, person_id, person, on_behalf_of,"
-        " reason, action, replaces) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        request_id,
-        document_id,
-        org,
-        step,
-        slot,
-        person.id,
-        person.model_dump(),
-        on_behalf_of.model_dump() if on_behalf_of else None,
-        reason,
-        action,
-        replaces,
-    )
-
-
-async def lock_request(conn: asyncpg.Connection, request_id: UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM router.requests WHERE request_id = $1 FOR UPDATE", request_id)
-
-
-async def set_request_status(conn: asyncpg.Connection, request_ids: Sequence[UUID], status: str) -> None:
-    await conn.execute(
-        "UPDATE router.requests SET status = $2, decided_at = now() WHERE request_id = ANY($1::uuid[])",
-        list(request_ids),
-        status,
-    )
-
-
-async def step_requests(conn: asyncpg.Connection, document_id: UUID, step: int) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT request_id, slot, status, person_id FROM router.requests WHERE document_id = $1 AND step = $2"
-        " ORDER BY created_at",
-        document_id,
-        step,
-    )
-
-
-async def pending_requests(conn: asyncpg.Connection, document_id: UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT request_id FROM router.requests WHERE document_id = $1 AND status = 'pending'", document_id
-    )
-
-
-async def lock_pending_of(conn: asyncpg.Connection, org: str, person_id: str) -> list[asyncpg.Record]:
-    """A person's open requests with what a new request needs of their document, locked."""
-    return await conn.fetch(
-        "SELECT r.*, i.title, i.filename, i.submitted_by, i.pdf_sha256, i.confidential, i.steps,"
-        " jsonb_array_length(i.steps) AS step_count"
-        " FROM router.requests r JOIN router.instances i USING (document_id)"
-        " WHERE r.org = $1 AND r.person_id = $2 AND r.status = 'pending' AND i.status = 'active'"
-        " ORDER BY r.created_at FOR UPDATE OF r",
-        org,
-        person_id,
-    )
+def _all_absences(directory: Directory) -> list[Absence]:
+    return [a for items in directory.absences.values() for a in items]

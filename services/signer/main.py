@@ -63,21 +63,22 @@ def create_app(settings: SignerSettings | None = None) -> FastStream:
     service.consume(
         SIGNER_EVENTS,
         {
-            SignatureRequested.routing_key: partial(
+            SignatureRequested: partial(
                 handlers.on_signature_requested,
                 outbox=service.outbox,
                 keyring=keyring,
                 links=links,
                 find_placeholders=lambda pdf: workers[0].run(find_placeholders, pdf),
             ),
-            ReissueSigningLink.routing_key: partial(handlers.on_reissue_signing_link, outbox=service.outbox, links=links),
-            SignatureCancelled.routing_key: handlers.on_signature_cancelled,
-            SignatureReassigned.routing_key: handlers.on_signature_reassigned,
-            DocumentCompleted.routing_key: partial(handlers.on_document_completed, outbox=service.outbox, links=links),
-            DocumentDeclined.routing_key: handlers.on_document_ended,
-            DocumentWithdrawn.routing_key: handlers.on_document_ended,
-            NotificationFailed.routing_key: handlers.on_notification_failed,
+            ReissueSigningLink: partial(handlers.on_reissue_signing_link, outbox=service.outbox, links=links),
+            SignatureCancelled: handlers.on_signature_cancelled,
+            SignatureReassigned: handlers.on_signature_reassigned,
+            DocumentCompleted: partial(handlers.on_document_completed, outbox=service.outbox, links=links),
+            DocumentDeclined: handlers.on_document_ended,
+            DocumentWithdrawn: handlers.on_document_ended,
+            NotificationFailed: handlers.on_notification_failed,
         },
+        store=lambda conn: conn,  # the handlers still take the connection itself
     )
     service.serve_http(
         settings.signer_port,

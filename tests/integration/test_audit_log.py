@@ -8,7 +8,8 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from services.audit import store
+from services.audit import handlers
+from services.audit.store import PostgresAuditStore
 from shared.db import connect_pool, migrate
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "audit" / "migrations"
@@ -27,14 +28,14 @@ async def record(pool: asyncpg.Pool, count: int) -> None:
         for n in range(count):
             async with conn.transaction():
                 event = {"event_id": str(uuid4()), "occurred_at": datetime.now(UTC).isoformat(), "n": n, "b": {"z": 1, "a": 2}}
-                await store.append(conn, "document.submitted", event)
+                await PostgresAuditStore(conn).append("document.submitted", event)
 
 
 async def test_a_written_log_verifies(pool: asyncpg.Pool) -> None:
     """Ten recorded events verify as an intact chain of ten."""
     await record(pool, 10)
-    async with pool.acquire() as conn:
-        assert await store.verify(conn) == (10, None)
+    async with pool.acquire() as conn, conn.transaction():
+        assert await handlers.verify(PostgresAuditStore(conn)) == (10, None)
 
 
 async def test_the_log_refuses_updates_and_deletes(pool: asyncpg.Pool) -> None:
@@ -52,7 +53,8 @@ async def test_tampering_past_the_guard_is_found_at_the_changed_entry(pool: asyn
     async with pool.acquire() as conn:
         await conn.execute("ALTER TABLE audit.log DISABLE TRIGGER log_append_only")
         await conn.execute("UPDATE audit.log SET payload = replace(payload, '\"n\":2', '\"n\":9') WHERE seq = 3")
-        entries, problem = await store.verify(conn)
+        async with conn.transaction():
+            entries, problem = await handlers.verify(PostgresAuditStore(conn))
     assert entries == 5
     assert problem is not None and problem.seq == 3
 
@@ -63,7 +65,8 @@ async def test_a_removed_last_entry_is_found(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         await conn.execute("ALTER TABLE audit.log DISABLE TRIGGER log_append_only")
         await conn.execute("DELETE FROM audit.log WHERE seq = 3")
-        _, problem = await store.verify(conn)
+        async with conn.transaction():
+            _, problem = await handlers.verify(PostgresAuditStore(conn))
     assert problem is not None and "removed" in problem.reason
 
 

@@ -35,7 +35,7 @@ class Probe:
         self.service = Service("probe", settings, migrations=MIGRATIONS, topology=TOPOLOGY.with_services(PROBE))
         self.calls = 0
         self.fail = False
-        self.service.consume(QUEUE, {DocumentWithdrawn.routing_key: self.handle})
+        self.service.consume(QUEUE, {DocumentWithdrawn: self.handle}, store=lambda conn: conn)
 
     async def handle(self, event: DocumentWithdrawn, conn: asyncpg.Connection) -> None:
         self.calls += 1

@@ -10,8 +10,9 @@ import asyncpg
 import pytest
 
 from services.router import handlers
-from services.router.directory import DirectoryCache, add_absence, apply_directory
+from services.router.directory import DirectoryCache, add_absence, import_directory
 from services.router.importer import read_directory, read_flows, read_workbook
+from services.router.store import PostgresRouterStore
 from shared.db import connect_pool, migrate
 from shared.events import DocumentSubmitted, PersonRef, Signed
 from shared.messaging import Outbox
@@ -27,12 +28,10 @@ async def pool(database_url: str, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]
     await migrate(pool, "router", [ROOT / "services" / "router" / "migrations"])
     directory = read_directory(read_workbook(write(tmp_path / "city.xlsx", city_with())))
     async with pool.acquire() as conn, conn.transaction():
-        await apply_directory(conn, "default", directory)
+        store = PostgresRouterStore(conn, Outbox("router"))
+        await import_directory(store, "default", directory)
         for flow in read_flows(ROOT / "deploy" / "demo" / "flows", directory):
-            await conn.execute(
-                "INSERT INTO router.flows (org, key, title, department, group_key, steps) VALUES ('default', $1, $2, $3, $4, $5)",
-                flow.key, flow.title, flow.department, flow.group, [s.model_dump() for s in flow.steps],
-            )
+            await store.save_flow("default", flow)
     yield pool
     await pool.close()
 
@@ -44,7 +43,7 @@ async def announced(pool: asyncpg.Pool) -> list[tuple[str, dict]]:
 
 async def run(pool: asyncpg.Pool, work) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        await work(conn)
+        await work(PostgresRouterStore(conn, Outbox("router")))
 
 
 def submitted(**changes: object) -> DocumentSubmitted:
@@ -65,22 +64,22 @@ def signed(requested: dict, revision: int) -> Signed:
 
 async def test_a_signature_through_the_old_link_before_the_move_counts_and_cancels_the_substitutes_request(pool: asyncpg.Pool) -> None:
     """The director signs in the instant her request moves: her signature counts, the substitute's request is cancelled, and step 2 opens."""
-    outbox, directories = Outbox("router"), DirectoryCache()
+    directories = DirectoryCache()
     event = submitted()
-    await run(pool, lambda c: handlers.on_document_submitted(event, c, outbox=outbox, directories=directories, clock=lambda: JULY_10))
+    await run(pool, lambda c: handlers.on_document_submitted(event, c, directories=directories, clock=lambda: JULY_10))
     [(_, first)] = [(k, b) for k, b in await announced(pool) if k == "signature.requested"]
     assert first["signer"]["id"] == "ann.aerts"
 
-    async def leave(conn: asyncpg.Connection) -> None:
-        await add_absence(conn, "default", "ann.aerts", JULY_10, datetime(2026, 7, 20, tzinfo=UTC))
-        away = await directories.get(conn, "default")
-        assert await handlers.move_work_of(conn, "default", "ann.aerts", away, JULY_10, absence_id=uuid4(), outbox=outbox) == 1
+    async def leave(store: PostgresRouterStore) -> None:
+        await add_absence(store, "default", "ann.aerts", JULY_10, datetime(2026, 7, 20, tzinfo=UTC))
+        away = await directories.get(store, "default")
+        assert await handlers.move_work_of(store, "default", "ann.aerts", away, JULY_10, absence_id=uuid4()) == 1
 
     await run(pool, leave)
     moved = [b for k, b in await announced(pool) if k == "signature.requested" and b["replaces"]]
     assert [(m["signer"]["id"], m["on_behalf_of"]["id"]) for m in moved] == [("david.dewit", "ann.aerts")]
 
-    await run(pool, lambda c: handlers.on_signed(signed(first, 1), c, outbox=outbox, directories=directories, clock=lambda: JULY_10))
+    await run(pool, lambda c: handlers.on_signed(signed(first, 1), c, directories=directories, clock=lambda: JULY_10))
     after = await announced(pool)
     cancelled = [b["request_id"] for k, b in after if k == "signature.cancelled"]
     assert cancelled == [moved[0]["request_id"]]
@@ -90,12 +89,12 @@ async def test_a_signature_through_the_old_link_before_the_move_counts_and_cance
 
 async def test_a_document_completes_with_the_newest_pdf_even_when_signatures_arrive_out_of_order(pool: asyncpg.Pool) -> None:
     """In a parallel step the later revision wins, whichever signature the router hears first."""
-    outbox, directories = Outbox("router"), DirectoryCache()
+    directories = DirectoryCache()
     event = submitted(flow=None, steps=[{"mode": "all", "signers": ["person:ann.aerts", "person:david.dewit"]}])
-    await run(pool, lambda c: handlers.on_document_submitted(event, c, outbox=outbox, directories=directories, clock=lambda: JULY_10))
+    await run(pool, lambda c: handlers.on_document_submitted(event, c, directories=directories, clock=lambda: JULY_10))
     first, second = [b for k, b in await announced(pool) if k == "signature.requested"]
-    await run(pool, lambda c: handlers.on_signed(signed(second, 2), c, outbox=outbox, directories=directories, clock=lambda: JULY_10))
-    await run(pool, lambda c: handlers.on_signed(signed(first, 1), c, outbox=outbox, directories=directories, clock=lambda: JULY_10))
+    await run(pool, lambda c: handlers.on_signed(signed(second, 2), c, directories=directories, clock=lambda: JULY_10))
+    await run(pool, lambda c: handlers.on_signed(signed(first, 1), c, directories=directories, clock=lambda: JULY_10))
     [completed] = [b for k, b in await announced(pool) if k == "document.completed"]
     assert completed["pdf_sha256"] == "2" * 64
     assert len(completed["signatures"]) == 2

@@ -6,14 +6,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.router.importer import ImportError_, parse_moment, read_directory, read_workbook
+from services.router.domain import ImportRefused
+from services.router.importer import parse_moment, read_directory, read_workbook
 from tests.support.workbook import CITY, city_with, write
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 
 
 def problems_of(path: Path) -> list[str]:
-    with pytest.raises(ImportError_) as caught:
+    with pytest.raises(ImportRefused) as caught:
         read_directory(read_workbook(path))
     return [str(p) for p in caught.value.problems]
 

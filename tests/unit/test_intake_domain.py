@@ -4,16 +4,16 @@ import json
 
 import pytest
 
-from services.intake.domain import PdfRefused, inspect_pdf
-from services.intake.handlers import Submission, examine
+from services.intake.domain import Submission, examine, inspect_pdf
+from shared.errors import CodedError
 from tests.support.pdfs import make_encrypted_pdf, make_pdf
 from tests.support.system import submission
 
 MB = 1_048_576
 
 
-def refusal(data: bytes, max_bytes: int = MB) -> PdfRefused:
-    with pytest.raises(PdfRefused) as caught:
+def refusal(data: bytes, max_bytes: int = MB) -> CodedError:
+    with pytest.raises(CodedError) as caught:
         inspect_pdf(data, max_bytes=max_bytes)
     return caught.value
 

@@ -2,16 +2,17 @@
 
 import pytest
 
-from services.intake.domain import Forbidden, SourcePolicy, authorise, safe_filename
+from services.intake.domain import SourcePolicy, authorise, safe_filename
+from shared.errors import CodedError
 from shared.http import content_disposition
 
 PERMITS = SourcePolicy("omgeving", "default", flows=frozenset({"omgevingsvergunning"}), submitters=frozenset({"elen.elaut"}))
 MINUTES = SourcePolicy("notula", "default", ad_hoc_steps=True)
 
 
-def refused(policy: SourcePolicy, **submission: object) -> Forbidden:
+def refused(policy: SourcePolicy, **submission: object) -> CodedError:
     arguments = {"org": None, "flow": "omgevingsvergunning", "has_steps": False, "submitted_by": "elen.elaut", **submission}
-    with pytest.raises(Forbidden) as caught:
+    with pytest.raises(CodedError) as caught:
         authorise(policy, **arguments)  # type: ignore[arg-type]
     return caught.value
 

@@ -12,7 +12,6 @@ from services.router.domain import (
     Directory,
     Person,
     Role,
-    RoutingError,
     advance,
     check_steps,
     is_absent,
@@ -22,6 +21,7 @@ from services.router.domain import (
     resolve,
     step_outcome,
 )
+from shared.errors import CodedError
 from shared.events import StepSpec
 
 NOW = datetime(2026, 7, 10, 8, 0, tzinfo=UTC)
@@ -136,7 +136,7 @@ def test_reassignment_with_nobody_available_gives_none() -> None:
 
 def test_unknown_signers_are_refused_with_their_step() -> None:
     """A flow naming somebody the directory lacks is refused, saying which step and whom."""
-    with pytest.raises(RoutingError, match="step 2: role `schepen-x` is not in the directory"):
+    with pytest.raises(CodedError, match="step 2: role `schepen-x` is not in the directory"):
         check_steps([step("person:mayor"), step("role:schepen-x")], city())
 
 
