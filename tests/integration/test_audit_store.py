@@ -1,0 +1,51 @@
+"""One contract, two stores: the in-memory FakeAuditStore chains exactly as PostgresAuditStore does."""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from services.audit.chain import GENESIS, verify_chain
+from services.audit.store import AuditStore, PostgresAuditStore
+from shared.db import connect_pool, migrate
+from tests.support.fakes.audit import FakeAuditStore
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "audit" / "migrations"
+
+
+@pytest.fixture(params=["fake", "postgres"])
+async def store(request: pytest.FixtureRequest, database_url: str) -> AsyncIterator[AuditStore]:
+    if request.param == "fake":
+        yield FakeAuditStore()
+        return
+    pool = await connect_pool(database_url)
+    await migrate(pool, "audit", [MIGRATIONS])
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        yield PostgresAuditStore(conn)
+        await transaction.rollback()
+    await pool.close()
+
+
+def event(n: int) -> dict:
+    return {"event_id": str(uuid4()), "occurred_at": datetime(2026, 3, 2, tzinfo=UTC).isoformat(), "n": n, "b": {"z": 1, "a": 2}}
+
+
+async def test_appended_events_chain_in_order_and_the_head_follows(store: AuditStore) -> None:
+    """Three appends: sequence 1-3, each linked to the one before from the genesis, the head on the last; the chain verifies."""
+    assert await store.head() == (0, GENESIS)
+    assert [await store.append("document.withdrawn", event(n)) for n in range(3)] == [1, 2, 3]
+    rows = [row async for row in store.rows()]
+    assert [r[0] for r in rows] == [1, 2, 3] and rows[0][2] == GENESIS and rows[1][2] == rows[0][3]
+    assert await store.head() == (3, rows[-1][3])
+    assert verify_chain(rows, await store.head()) is None
+
+
+async def test_the_payload_is_canonical_json_whatever_the_key_order(store: AuditStore) -> None:
+    """The hashed payload sorts keys, so the same event hashes the same wherever it was written."""
+    await store.append("document.withdrawn", event(1))
+    [(_, payload, _, _)] = [row async for row in store.rows()]
+    assert '"b":{"a":2,"z":1}' in payload and payload.startswith('{"event":')

@@ -1,0 +1,94 @@
+"""One contract, two stores: the in-memory FakeIntakeStore the unit tests use behaves as PostgresIntakeStore does."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from services.intake.domain import SourcePolicy
+from services.intake.store import Document, IntakeStore, PostgresIntakeStore, Rejection
+from shared import blobs
+from shared.blobs import BlobNotFound
+from shared.contract import Outcome
+from shared.db import connect_pool, migrate
+from shared.events import StepSpec
+from shared.messaging import Outbox
+from tests.support.fakes.intake import FakeIntakeStore
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "intake" / "migrations"
+
+
+@pytest.fixture(params=["fake", "postgres"])
+async def store(request: pytest.FixtureRequest, database_url: str) -> AsyncIterator[IntakeStore]:
+    if request.param == "fake":
+        yield FakeIntakeStore()
+        return
+    pool = await connect_pool(database_url)
+    await migrate(pool, "blobs", [blobs.MIGRATIONS], messaging=False)
+    await migrate(pool, "intake", [MIGRATIONS])
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        yield PostgresIntakeStore(conn, Outbox("intake"))
+        await transaction.rollback()
+    await pool.close()
+
+
+def document(**changes: object) -> Document:
+    fields = dict(document_id=uuid4(), org="default", source="notula", external_ref="R-1", title="Besluit",
+                  submitted_by="elen", filename="b.pdf", pdf_sha256="0" * 64, steps=(StepSpec(signers=["person:ann"]),),
+                  metadata={"k": "v"})
+    return Document(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+async def test_sources_are_registered_changed_listed_and_removed(store: IntakeStore) -> None:
+    """Registering tells whether the source is new; changing keeps one row; removing works once."""
+    policy = SourcePolicy("notula", "default", flows=frozenset({"college"}), submitters=None, ad_hoc_steps=True)
+    assert await store.upsert_source(policy) is True
+    assert await store.upsert_source(SourcePolicy("notula", "default")) is False
+    assert await store.source_policy("notula") == SourcePolicy("notula", "default")
+    assert [p.source for p in await store.sources()] == ["notula"]
+    assert await store.delete_source("notula") and not await store.delete_source("notula")
+    assert await store.source_policy("notula") is None
+
+
+async def test_pdfs_are_stored_once_and_versions_belong_to_their_document_and_org(store: IntakeStore) -> None:
+    """The same bytes give the same digest; versions come back in revision order, for the right org only."""
+    first, again = await store.put_pdf(b"%PDF-1 one"), await store.put_pdf(b"%PDF-1 one")
+    signed = await store.put_pdf(b"%PDF-1 two")
+    assert first == again and await store.pdf(first) == b"%PDF-1 one"
+    with pytest.raises(BlobNotFound):
+        await store.pdf("f" * 64)
+    document_id = uuid4()
+    await store.register_version(document_id, 1, "default", signed)
+    await store.register_version(document_id, 0, "default", first)
+    assert await store.version_digests(document_id, "default") == [first, signed]
+    assert await store.version_digests(document_id, "othercity") == []
+
+
+async def test_a_document_is_found_by_its_reference_and_its_status_moves(store: IntakeStore) -> None:
+    """A stored document reads back by (org, source, ref); a new status and signed PDF stick; an unknown document is None."""
+    original = document(pdf_sha256=await store.put_pdf(b"%PDF-1 x"))
+    await store.insert_document(original)
+    assert await store.find_document("default", "notula", "R-1") == original
+    assert await store.find_document("othercity", "notula", "R-1") is None
+    moved = await store.set_status(original.document_id, "completed", signed_sha256="1" * 64)
+    assert (moved.status, moved.reason, moved.signed_sha256) == ("completed", None, "1" * 64)
+    assert await store.set_status(uuid4(), "completed") is None
+
+
+async def test_refusals_and_their_originals_are_kept_with_their_answer(store: IntakeStore) -> None:
+    """A rejection row, its kept original and its outcome all land (rows, or the fake's lists)."""
+    rejection = Rejection(uuid4(), "default", "notula", "R-9", "invalid_json", "not JSON")
+    await store.insert_rejection(rejection)
+    await store.keep_refused(rejection.id, b"{nope", {"x-paraaf-code": "invalid_json"})
+    await store.publish(Outcome(source="notula", external_ref="R-9", document_id=None, status="rejected", code="invalid_json"))
+    if isinstance(store, FakeIntakeStore):
+        assert store.rejections == [rejection] and store.refused[0][1] == b"{nope" and len(store.published) == 1
+    else:
+        conn = store._conn
+        assert await conn.fetchval("SELECT code FROM intake.rejections WHERE id = $1", rejection.id) == "invalid_json"
+        rows = await conn.fetch("SELECT exchange, routing_key, body FROM intake.outbox ORDER BY id")
+        assert [(r["exchange"], r["routing_key"]) for r in rows] == [("esign.dlx", "intake.rejected"), ("esign.outcomes", "notula.rejected")]
+        assert rows[0]["body"] == b"{nope"

@@ -1,0 +1,127 @@
+"""One contract, two stores: the in-memory FakeRouterStore the unit tests use behaves as PostgresRouterStore does."""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from services.router.domain import Absence, Directory, FlowDefinition, Group, Instance, Person, Request, Role
+from services.router.store import PostgresRouterStore, RouterStore
+from shared.db import connect_pool, migrate
+from shared.events import DocumentWithdrawn, PersonRef, SignatureRecord, StepSpec
+from shared.messaging import Outbox
+from tests.support.fakes.router import FakeRouterStore
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "router" / "migrations"
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+ANN = PersonRef(id="ann", name="Ann Aerts", email="ann@x.be")
+DIRECTORY = Directory(
+    people={"ann": Person("ann", "Ann Aerts", "ann@x.be", "Secretariaat"), "bart": Person("bart", "Bart Baert", "bart@x.be")},
+    roles={"burgemeester": Role("burgemeester", "burgemeester", ("bart",))},
+    substitutes={"bart": ("ann",)},
+    absences={"bart": (Absence("bart", NOW, NOW + timedelta(days=5)),)},
+    groups={"bestuur": Group("bestuur", ("Secretariaat",))},
+)
+
+
+@pytest.fixture(params=["fake", "postgres"])
+async def store(request: pytest.FixtureRequest, database_url: str) -> AsyncIterator[RouterStore]:
+    if request.param == "fake":
+        yield FakeRouterStore()
+        return
+    pool = await connect_pool(database_url)
+    await migrate(pool, "router", [MIGRATIONS])
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        yield PostgresRouterStore(conn, Outbox("router"))
+        await transaction.rollback()
+    await pool.close()
+
+
+def instance(**changes: object) -> Instance:
+    fields = dict(
+        document_id=uuid4(), org="default", title="Besluit", filename="b.pdf", submitted_by=ANN, confidential=False,
+        steps=(StepSpec(signers=["person:ann"]), StepSpec(signers=["role:burgemeester"])), pdf_sha256="0" * 64,
+    )
+    return Instance(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def request(document: Instance, step: int = 1, person: PersonRef = ANN) -> Request:
+    return Request(uuid4(), document.document_id, "default", step, f"person:{person.id}", person, "sign")
+
+
+async def test_a_directory_replaced_reads_back_with_its_imported_absences_and_bumps_the_version(store: RouterStore) -> None:
+    """People, roles, substitutes, groups and imported absences come back as written; the version moves; API absences stay."""
+    before = await store.directory_version("default")
+    api = await store.add_absence("default", Absence("ann", NOW, NOW + timedelta(days=1)), source="api", note="congres")
+    await store.replace_directory("default", DIRECTORY)
+    read = await store.load_directory("default")
+    assert (read.people, read.roles, read.substitutes, read.groups) == (DIRECTORY.people, DIRECTORY.roles, DIRECTORY.substitutes, DIRECTORY.groups)
+    assert set(read.absences) == {"ann", "bart"}
+    assert (await store.load_directory("default", absences_from=["import"])).absences == DIRECTORY.absences
+    assert await store.directory_version("default") > before
+    assert await store.has_person("default", "ann") and not await store.has_person("othercity", "ann")
+    assert [a.id for a in await store.absences("default", "ann")] == [api]
+
+
+async def test_flows_are_saved_replaced_and_listed_per_org(store: RouterStore) -> None:
+    """Saving a flow twice keeps the last; another org does not see it."""
+    flow = FlowDefinition("college", "Collegebesluit", "Secretariaat", "bestuur", False, (StepSpec(signers=["person:ann"]),))
+    await store.save_flow("default", flow)
+    await store.save_flow("default", FlowDefinition(**{**flow.__dict__, "title": "College"}))
+    assert (await store.flow("default", "college")).title == "College"
+    assert await store.flow("othercity", "college") is None
+    assert [f.key for f in await store.flows("default")] == ["college"]
+
+
+async def test_absences_are_found_until_applied_and_the_next_start_is_known(store: RouterStore) -> None:
+    """An absence that began is unapplied until marked; one ahead is the next start; removing works once."""
+    begun = await store.add_absence("default", Absence("ann", NOW - timedelta(hours=1), NOW + timedelta(days=1)), source="api")
+    ahead = await store.add_absence("default", Absence("bart", NOW + timedelta(hours=2), NOW + timedelta(days=1)), source="api")
+    assert [a.id for a in await store.unapplied_absences(NOW)] == [begun]
+    assert await store.next_absence_start(NOW) == NOW + timedelta(hours=2)
+    await store.mark_applied(begun, NOW)
+    assert await store.unapplied_absences(NOW) == []
+    assert await store.remove_absence("default", ahead) and not await store.remove_absence("default", ahead)
+
+
+async def test_an_instance_reads_back_and_its_signatures_keep_the_newest_pdf(store: RouterStore) -> None:
+    """Signatures recorded out of order: both kept, the PDF of the higher revision wins."""
+    document = instance()
+    await store.insert_instance(document)
+    assert await store.instance(document.document_id) == document
+    record = SignatureRecord(request_id=uuid4(), step=1, action="sign", signer=ANN, signed_at=NOW)
+    await store.record_signature(document.document_id, record, "2" * 64, 2)
+    await store.record_signature(document.document_id, record, "1" * 64, 1)
+    await store.update_instance(document.document_id, current_step=2, status="completed")
+    read = await store.instance(document.document_id)
+    assert (read.pdf_sha256, read.revision, len(read.signatures), read.current_step, read.status) == ("2" * 64, 2, 2, 2, "completed")
+
+
+async def test_requests_are_found_by_step_by_person_and_by_status(store: RouterStore) -> None:
+    """Requests come back in the order they were opened; pending ones per document and per person; statuses change."""
+    document = instance(flow_key=None)
+    await store.insert_instance(document)
+    first, second = request(document), request(document, person=PersonRef(id="bart", name="Bart Baert"))
+    await store.insert_request(first)
+    await store.insert_request(second)
+    assert [r.request_id for r in await store.step_requests(document.document_id, 1)] == [first.request_id, second.request_id]
+    assert await store.request(first.request_id) == first
+    await store.set_request_status([first.request_id], "signed")
+    assert [r.request_id for r in await store.pending_requests(document.document_id)] == [second.request_id]
+    assert [r.request_id for r in await store.pending_of("default", "bart")] == [second.request_id]
+    assert await store.people_waiting("default") == {"bart"}
+    assert [d for d, _ in await store.running_ad_hoc_steps("default")] == [document.document_id]
+
+
+async def test_publishing_keeps_the_message(store: RouterStore) -> None:
+    """What a handler publishes is kept with its change (an outbox row, or the fake's list)."""
+    event = DocumentWithdrawn(correlation_id=uuid4(), withdrawn_by="elen", reason="r")
+    await store.publish(event)
+    if isinstance(store, FakeRouterStore):
+        assert store.published == [event]
+    else:
+        assert await store._conn.fetchval("SELECT count(*) FROM router.outbox WHERE message_id = $1", event.event_id) == 1

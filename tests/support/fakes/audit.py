@@ -1,0 +1,30 @@
+"""An in-memory :class:`AuditStore` for unit tests: the same chain as PostgresAuditStore."""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from services.audit.chain import GENESIS, Row, link_hash
+from shared.db import canonical_json
+
+__all__ = ["FakeAuditStore"]
+
+
+class FakeAuditStore:
+    def __init__(self) -> None:
+        self.entries: list[Row] = []
+        self.head_row: tuple[int, str] = (0, GENESIS)
+
+    async def append(self, routing_key: str, event: dict[str, Any]) -> int:
+        payload = canonical_json({"routing_key": routing_key, "event": event})
+        seq, prev = self.head_row[0] + 1, self.head_row[1]
+        digest = link_hash(prev, payload)
+        self.entries.append((seq, payload, prev, digest))
+        self.head_row = (seq, digest)
+        return seq
+
+    async def rows(self) -> AsyncIterator[Row]:
+        for row in self.entries:
+            yield row
+
+    async def head(self) -> tuple[int, str]:
+        return self.head_row

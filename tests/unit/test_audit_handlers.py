@@ -1,0 +1,38 @@
+"""Audit's use cases on an in-memory store: events join the chain as published, and the chain verifies."""
+
+import json
+from uuid import uuid4
+
+from services.audit import handlers
+from shared.events import DocumentWithdrawn
+from shared.messaging import Delivery
+from tests.support.fakes.audit import FakeAuditStore
+
+
+async def record(store: FakeAuditStore, body: dict) -> None:
+    event = DocumentWithdrawn.model_validate(body)
+    await handlers.on_event(event, store, Delivery(event.routing_key, json.dumps(body).encode(), "paraaf.router", None))
+
+
+def withdrawn(**extra: object) -> dict:
+    return {**DocumentWithdrawn(correlation_id=uuid4(), withdrawn_by="elen", reason="r").model_dump(mode="json"), **extra}
+
+
+async def test_an_event_is_chained_as_published_with_fields_the_audit_does_not_know() -> None:
+    """The entry holds the body as the owner published it, a field added by a newer producer included."""
+    store = FakeAuditStore()
+    await record(store, withdrawn(added_later="kept"))
+    [(_, payload, _, _)] = store.entries
+    assert json.loads(payload)["event"]["added_later"] == "kept"
+
+
+async def test_a_chain_of_events_verifies_and_a_changed_entry_is_found() -> None:
+    """Three events verify; editing the second one's payload breaks the chain there."""
+    store = FakeAuditStore()
+    for _ in range(3):
+        await record(store, withdrawn())
+    assert await handlers.verify(store) == (3, None)
+    seq, payload, prev, digest = store.entries[1]
+    store.entries[1] = (seq, payload.replace('"r"', '"x"'), prev, digest)
+    count, problem = await handlers.verify(store)
+    assert count == 3 and problem is not None and problem.seq == 2
