@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PARAAF_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: install infra setup run demo test unit lint bench clean
+.PHONY: install infra setup run demo test unit lint asyncapi shape bench clean
 
 $(BIN)/paraaf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ unit: $(BIN)/paraaf
 
 lint: $(BIN)/paraaf
 	$(BIN)/ruff check shared services tests bench deploy
+
+asyncapi: $(BIN)/paraaf
+	$(BIN)/python -m services.asyncapi > docs/asyncapi.yaml
+
+shape: $(BIN)/paraaf
+	$(BIN)/python -m tests.shape
 
 bench: install infra
 	$(BIN)/python -m bench

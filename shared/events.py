@@ -116,6 +116,8 @@ class SignatureRecord(Frozen):
 
 
 class DocumentSubmitted(Event):
+    """Intake accepted a submission: the document, its flow (or ad-hoc steps) and its PDF, for the router."""
+
     routing_key: ClassVar[str] = "document.submitted"
 
     source: str
@@ -156,6 +158,8 @@ class DocumentAccepted(Event):
 
 
 class SignatureRequested(Event):
+    """The router asks one person to sign (or approve) one step of a document, possibly on behalf of another."""
+
     routing_key: ClassVar[str] = "signature.requested"
 
     request_id: UUID
@@ -178,6 +182,8 @@ class SignatureRequested(Event):
 
 
 class Signed(Event):
+    """A person signed (or approved) through their link; the signer put the signature in the PDF."""
+
     routing_key: ClassVar[str] = "signature.signed"
 
     request_id: UUID
@@ -192,6 +198,8 @@ class Signed(Event):
 
 
 class SignatureDeclined(Event):
+    """A person declined to sign, with a reason; the flow stops."""
+
     routing_key: ClassVar[str] = "signature.declined"
 
     request_id: UUID
@@ -210,6 +218,8 @@ class SignatureCancelled(Event):
 
 
 class SignatureReassigned(Event):
+    """A request moved from an absent person to their substitute."""
+
     routing_key: ClassVar[str] = "signature.reassigned"
 
     request_id: UUID
@@ -221,6 +231,8 @@ class SignatureReassigned(Event):
 
 
 class DocumentCompleted(Event):
+    """Every step is done: the signed PDF and its signatures, for the source and the submitter."""
+
     routing_key: ClassVar[str] = "document.completed"
 
     pdf_sha256: str
@@ -230,6 +242,8 @@ class DocumentCompleted(Event):
 
 
 class DocumentDeclined(Event):
+    """A signer declined: the document stops here."""
+
     routing_key: ClassVar[str] = "document.declined"
 
     declined_by: PersonRef
@@ -239,6 +253,8 @@ class DocumentDeclined(Event):
 
 
 class DocumentWithdrawn(Event):
+    """The submitter or an operator stopped the document."""
+
     routing_key: ClassVar[str] = "document.withdrawn"
 
     withdrawn_by: str
@@ -256,6 +272,8 @@ class RoutingUnresolved(Event):
 
 
 class NotificationSent(Event):
+    """A mail was delivered (recipient, kind, subject; never its link)."""
+
     routing_key: ClassVar[str] = "notification.sent"
 
     kind: str
@@ -264,6 +282,8 @@ class NotificationSent(Event):
 
 
 class NotificationFailed(Event):
+    """A mail could not be delivered, for good; its link was revoked."""
+
     routing_key: ClassVar[str] = "notification.failed"
 
     kind: str

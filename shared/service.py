@@ -29,16 +29,23 @@ from faststream.rabbit.annotations import RabbitMessage
 from pydantic import BaseModel
 
 from shared import apikeys, blobs
+from shared.contract import COMMAND_TYPES, Outcome
 from shared.credentials import read_identity
 from shared.db import check_migrated, connect_pool
+from shared.events import EVENT_TYPES
 from shared.logs import configure_logging
 from shared.messaging import Consumer, DeadLetters, Handler, Outbox, OutboxRelay, StoreFactory, Unaccepted
 from shared.settings import CannotStart, Settings
-from shared.topology import TOPOLOGY, QueueSpec, Topology
+from shared.topology import COMMANDS, EVENTS, EXCHANGES, OUTCOMES, TOPOLOGY, QueueSpec, Topology
 
 __all__ = ["NotSetUp", "Service", "open_database", "run"]
 
 _SHARED_SCHEMAS = {"blobs": (blobs.MIGRATIONS, False), "access": (apikeys.MIGRATIONS, False)}
+PUBLISHABLE = [  # (exchange, message type, its routing key as documented, one it goes out with)
+    *((EVENTS.name, t, key, key) for key, t in EVENT_TYPES.items()),
+    *((COMMANDS.name, t, key, key) for key, t in COMMAND_TYPES.items()),
+    (OUTCOMES.name, Outcome, "<source>.<status>", "notula.completed"),
+]
 
 
 class NotSetUp(CannotStart):
@@ -87,6 +94,7 @@ class Service:
             after_shutdown=[self._close],
         )
         self._schemas = [(self.schema, migrations, True), *((s, *_SHARED_SCHEMAS[s]) for s in uses)]
+        self._describe_publications()
         self._queues: list[QueueSpec] = []
         self._pool: asyncpg.Pool | None = None
         self._relay: OutboxRelay | None = None
@@ -94,6 +102,20 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self._http: tuple[int, Callable[[], Any]] | None = None
         self._server: _EmbeddedServer | None = None
+
+    def _describe_publications(self) -> None:
+        """What this service publishes, for the AsyncAPI document (its outbox relay does the publishing)."""
+        spec = self.topology.service(self.name)
+        for exchange_name, message_type, key, example in PUBLISHABLE:
+            if spec.may_publish(exchange_name, example):
+                self.broker.publisher(
+                    exchange=EXCHANGES[exchange_name],
+                    routing_key=key,
+                    schema=message_type,
+                    title=f"{exchange_name}:{key}",
+                    description=(message_type.__doc__ or "").strip(),
+                    persist=True,
+                )
 
     @property
     def pool(self) -> asyncpg.Pool:
