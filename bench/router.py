@@ -83,7 +83,7 @@ async def _open_requests(store: PostgresRouterStore, person: PersonRef, count: i
             )
         )
         await store.insert_request(
-            Request(uuid.uuid4(), document_id, "default", step=1, slot=f"person:{person.id}", person=person, action="sign")
+            Request(uuid.uuid4(), document_id, "default", step=1, entry=f"person:{person.id}", person=person, action="sign")
         )
 
 

@@ -146,11 +146,11 @@ class FlowDefinition:
 
 @dataclass(frozen=True)
 class Assignment:
-    """Who to ask for one signer entry (``slot``) of a step, and why."""
+    """Who to ask for one signer entry (``entry``) of a step, and why."""
 
-    slot: str
+    entry: str
     person: Person
-    title: str  # the function the slot names ("burgemeester"), "" for a person slot
+    title: str  # the function the entry names ("burgemeester"), "" for a person entry
     on_behalf_of: Person | None = None
     reason: str | None = None
     unresolved: bool = False  # nobody available: the original keeps it; an operator is told
@@ -222,7 +222,7 @@ def _in_own_right(signer: str, directory: Directory, now: datetime, taken: Colle
     holders, title = _holders(signer, directory)
     for holder in holders:
         if _available(holder, directory, now, taken):
-            return Assignment(slot=signer, person=directory.people[holder], title=title)
+            return Assignment(entry=signer, person=directory.people[holder], title=title)
     return None
 
 
@@ -233,10 +233,10 @@ def _stand_in(signer: str, directory: Directory, now: datetime, taken: Collectio
     for candidate in _substitute_row(holders, directory):
         if _available(candidate, directory, now, taken):
             return Assignment(
-                slot=signer, person=directory.people[candidate], title=title, on_behalf_of=original, reason=reason
+                entry=signer, person=directory.people[candidate], title=title, on_behalf_of=original, reason=reason
             )
     return Assignment(
-        slot=signer, person=original, title=title, reason=f"{reason}; no substitute is available", unresolved=True
+        entry=signer, person=original, title=title, reason=f"{reason}; no substitute is available", unresolved=True
     )
 
 
@@ -270,7 +270,7 @@ def plan_step(step: StepSpec, directory: Directory, now: datetime) -> list[Assig
 
 
 def reassign(
-    original: str, on_behalf_of: str | None, slot_title: str, directory: Directory, now: datetime, taken: Collection[str]
+    original: str, on_behalf_of: str | None, entry_title: str, directory: Directory, now: datetime, taken: Collection[str]
 ) -> Assignment | None:
     """A new assignee for a pending request of ``original``, who just became absent.
 
@@ -283,11 +283,11 @@ def reassign(
         return None
     excluded = {*taken, original}
     if represented.id != original and _available(represented.id, directory, now, excluded):
-        return Assignment(slot="", person=represented, title=slot_title)
+        return Assignment(entry="", person=represented, title=entry_title)
     for candidate in _substitute_row((represented.id, original), directory):
         if _available(candidate, directory, now, excluded):
             return Assignment(
-                slot="", person=directory.people[candidate], title=slot_title, on_behalf_of=represented, reason="absent"
+                entry="", person=directory.people[candidate], title=entry_title, on_behalf_of=represented, reason="absent"
             )
     return None
 
@@ -296,22 +296,22 @@ StepState = Literal["waiting", "complete"]
 Progress = Literal["wait", "next", "complete"]
 
 
-def step_outcome(mode: Literal["all", "any"], slots: Sequence[str], signed_slots: Iterable[str]) -> StepState:
-    """``all``: every slot signed; ``any``: one signature completes the step."""
-    done = set(signed_slots)
+def step_outcome(mode: Literal["all", "any"], entries: Sequence[str], signed_entries: Iterable[str]) -> StepState:
+    """``all``: every entry signed; ``any``: one signature completes the step."""
+    done = set(signed_entries)
     if mode == "any":
         return "complete" if done else "waiting"
-    return "complete" if set(slots) <= done else "waiting"
+    return "complete" if set(entries) <= done else "waiting"
 
 
 def advance(
-    step_number: int, step_count: int, mode: Literal["all", "any"], slots: Sequence[str], signed_slots: Iterable[str]
+    step_number: int, step_count: int, mode: Literal["all", "any"], entries: Sequence[str], signed_entries: Iterable[str]
 ) -> Progress:
     """After a signature in step ``step_number``: wait, start the next step, or complete the document.
 
     The only way to a later step: the current one is complete by its mode.
     """
-    if step_outcome(mode, slots, signed_slots) == "waiting":
+    if step_outcome(mode, entries, signed_entries) == "waiting":
         return "wait"
     return "next" if step_number < step_count else "complete"
 
@@ -357,13 +357,13 @@ class Instance:
 
 @dataclass(frozen=True)
 class Request:
-    """One person asked to sign (or approve) for one signer entry (``slot``) of one step."""
+    """One person asked to sign (or approve) for one signer entry (``entry``) of one step."""
 
     request_id: UUID
     document_id: UUID
     org: str
     step: int
-    slot: str
+    entry: str
     person: PersonRef
     action: str
     on_behalf_of: PersonRef | None = None
@@ -388,7 +388,7 @@ def signature_effect(instance: Instance, request: Request, step_requests: Sequen
     raced: tuple[UUID, ...] = ()
     if instance.status == "active" and request.status == "reassigned":
         # Signed through the old link before the move reached the signer: it counts.
-        raced = tuple(r.request_id for r in step_requests if r.slot == request.slot and r.status == "pending")
+        raced = tuple(r.request_id for r in step_requests if r.entry == request.entry and r.status == "pending")
     elif request.status != "pending" or instance.status != "active":
         return SignatureEffect(counts=False)
     after = [
@@ -397,7 +397,7 @@ def signature_effect(instance: Instance, request: Request, step_requests: Sequen
     ]
     live = [r for r in after if r.status != "reassigned"]
     step = instance.steps[request.step - 1]
-    progress = advance(request.step, instance.step_count, step.mode, [r.slot for r in live], [r.slot for r in live if r.status == "signed"])
+    progress = advance(request.step, instance.step_count, step.mode, [r.entry for r in live], [r.entry for r in live if r.status == "signed"])
     needless = () if progress == "wait" else tuple(r.request_id for r in live if r.status == "pending")
     return SignatureEffect(counts=True, raced=raced, needless=needless, then=progress)
 

@@ -103,7 +103,7 @@ async def _ask(
         document_id=instance.document_id,
         org=instance.org,
         step=step,
-        slot=assignment.slot,
+        entry=assignment.entry,
         person=person_ref(assignment.person, assignment.title),
         action=instance.steps[step - 1].action,
         on_behalf_of=person_ref(assignment.on_behalf_of, assignment.title) if assignment.on_behalf_of else None,
@@ -247,8 +247,8 @@ async def _move(store: RouterStore, request: Request, directory: Directory, now:
         return 0
     await store.set_request_status([request.request_id], "reassigned")
     instance = await store.instance(request.document_id)
-    slotted = Assignment(request.slot, assignment.person, assignment.title, assignment.on_behalf_of, assignment.reason)
-    new = await _ask(store, instance, request.step, slotted, cause=cause, replaces=request.request_id)
+    placed = Assignment(request.entry, assignment.person, assignment.title, assignment.on_behalf_of, assignment.reason)
+    new = await _ask(store, instance, request.step, placed, cause=cause, replaces=request.request_id)
     await store.publish(
         SignatureReassigned.caused_by(
             cause,

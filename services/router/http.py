@@ -8,10 +8,11 @@ acted. Bound to PARAAF_HTTP_HOST (127.0.0.1 by default).
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import asyncpg
-from fastapi import FastAPI, HTTPException, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.router import directory, handlers
@@ -60,29 +61,35 @@ class WithdrawIn(BaseModel):
 def build_http(deps: RouterApiDeps) -> FastAPI:
     app = base_app("router", deps.pool, docs=deps.docs)
     operator = require_scope(deps.pool, "operate")
+    app.include_router(_absences(deps, operator))
+    app.include_router(_documents(deps, operator))
+    return app
 
-    @app.post("/absences", status_code=201, tags=["absences"])
+
+def _absences(deps: RouterApiDeps, operator: Any) -> APIRouter:
+    router = APIRouter(tags=["absences"])
+
+    @router.post("/absences", status_code=201)
     async def add_absence(absence: AbsenceIn, key: Principal = operator) -> dict:
         """Register an absence; open requests move to substitutes when it starts."""
         starts_at, ends_at = _moments(absence, deps.timezone)
+        note = absence.note or f"by {key.acting_as}"
         async with deps.store() as store:
             try:
-                absence_id = await directory.add_absence(
-                    store, key.org, absence.person, starts_at, ends_at, note=absence.note or f"by {key.acting_as}"
-                )
+                absence_id = await directory.add_absence(store, key.org, absence.person, starts_at, ends_at, note=note)
             except directory.UnknownPerson as exc:
                 raise HTTPException(404, str(exc)) from None
             except ValueError as exc:
                 raise HTTPException(422, str(exc)) from None
         return {"id": str(absence_id), "person": absence.person, "from": starts_at, "to": ends_at}
 
-    @app.get("/absences", tags=["absences"])
+    @router.get("/absences")
     async def list_absences(person: str | None = None, key: Principal = operator) -> list[dict]:
         """Absences, optionally of one person, oldest first."""
         async with deps.store() as store:
             return [_absence_out(a) for a in await store.absences(key.org, person)]
 
-    @app.delete("/absences/{absence_id}", status_code=204, tags=["absences"])
+    @router.delete("/absences/{absence_id}", status_code=204)
     async def remove_absence(absence_id: UUID, key: Principal = operator) -> Response:
         """Remove an absence (work it already moved stays where it went)."""
         async with deps.store() as store:
@@ -90,7 +97,13 @@ def build_http(deps: RouterApiDeps) -> FastAPI:
                 raise HTTPException(404, f"no absence {absence_id}")
         return Response(status_code=204)
 
-    @app.post("/documents/{document_id}/withdraw", status_code=202, tags=["documents"])
+    return router
+
+
+def _documents(deps: RouterApiDeps, operator: Any) -> APIRouter:
+    router = APIRouter(tags=["documents"])
+
+    @router.post("/documents/{document_id}/withdraw", status_code=202)
     async def withdraw(document_id: UUID, body: WithdrawIn, key: Principal = operator) -> dict:
         """Stop a document: its open requests are cancelled and its source is told."""
         async with deps.store() as store:
@@ -102,7 +115,7 @@ def build_http(deps: RouterApiDeps) -> FastAPI:
         deps.after_commit()
         return {"document_id": str(document_id), "status": "withdrawn"}
 
-    return app
+    return router
 
 
 def _moments(absence: AbsenceIn, timezone: str) -> tuple:

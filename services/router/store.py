@@ -97,7 +97,7 @@ def _request(row: asyncpg.Record) -> Request:
         document_id=row["document_id"],
         org=row["org"],
         step=row["step"],
-        slot=row["slot"],
+        entry=row["entry"],
         person=PersonRef.model_validate(row["person"]),
         action=row["action"],
         on_behalf_of=PersonRef.model_validate(row["on_behalf_of"]) if row["on_behalf_of"] else None,
@@ -307,9 +307,9 @@ class PostgresRouterStore:
 
     async def insert_request(self, request: Request) -> None:
         await self._conn.execute(
-            "INSERT INTO router.requests (request_id, document_id, org, step, slot, person_id, person, on_behalf_of,"
+            "INSERT INTO router.requests (request_id, document_id, org, step, entry, person_id, person, on_behalf_of,"
             " reason, action, replaces) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            request.request_id, request.document_id, request.org, request.step, request.slot, request.person.id,
+            request.request_id, request.document_id, request.org, request.step, request.entry, request.person.id,
             request.person.model_dump(), request.on_behalf_of.model_dump() if request.on_behalf_of else None,
             request.reason, request.action, request.replaces,
         )

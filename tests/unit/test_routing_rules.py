@@ -141,7 +141,7 @@ def test_unknown_signers_are_refused_with_their_step() -> None:
 
 
 @pytest.mark.parametrize(
-    ("mode", "slots", "signed", "state"),
+    ("mode", "entries", "signed", "state"),
     [
         ("all", ["a", "b"], ["a"], "waiting"),
         ("all", ["a", "b"], ["b", "a"], "complete"),
@@ -149,9 +149,9 @@ def test_unknown_signers_are_refused_with_their_step() -> None:
         ("any", ["a", "b"], ["b"], "complete"),
     ],
 )
-def test_a_step_completes_by_its_mode(mode: str, slots: list[str], signed: list[str], state: str) -> None:
-    """`all` waits for every slot, `any` completes at the first signature."""
-    assert step_outcome(mode, slots, signed) == state  # type: ignore[arg-type]
+def test_a_step_completes_by_its_mode(mode: str, entries: list[str], signed: list[str], state: str) -> None:
+    """`all` waits for every entry, `any` completes at the first signature."""
+    assert step_outcome(mode, entries, signed) == state  # type: ignore[arg-type]
 
 
 def test_the_planned_signature_count_leaves_out_approvals_and_counts_one_per_any_step() -> None:
@@ -229,8 +229,8 @@ def test_property_an_absent_person_is_asked_only_when_nobody_in_the_row_is_free(
     for assignment in assignments:
         if is_absent(assignment.person.id, directory, NOW):
             assert assignment.unresolved
-            free = {p for p in _row(directory, assignment.slot) if not is_absent(p, directory, NOW)}
-            assert free <= asked, f"{assignment.slot}: {free - asked} were free"
+            free = {p for p in _row(directory, assignment.entry) if not is_absent(p, directory, NOW)}
+            assert free <= asked, f"{assignment.entry}: {free - asked} were free"
 
 
 @settings(max_examples=400, deadline=None)
@@ -239,10 +239,10 @@ def test_property_every_present_signer_entry_gets_somebody(case: tuple[Directory
     """Each signer entry is either asked for, or covered by a person already asked in the step."""
     directory, spec = case
     assignments = plan_step(spec, directory, NOW)
-    slots = {a.slot for a in assignments}
+    entries = {a.entry for a in assignments}
     asked = {a.person.id for a in assignments}
     for signer in spec.signers:
-        assert signer in slots or _row(directory, signer) & asked
+        assert signer in entries or _row(directory, signer) & asked
 
 
 @settings(max_examples=200, deadline=None)
@@ -280,15 +280,15 @@ def test_property_steps_run_strictly_in_order(case: tuple[list[StepSpec], list[i
     for choice in choices:
         if completed:
             break
-        open_slots = [s for s in steps[current - 1].signers if s not in signed[current]]
+        open_entries = [s for s in steps[current - 1].signers if s not in signed[current]]
         # Only requests of the current step exist; a "late" pick re-delivers an older signature.
         if choice % 4 == 0 and late:
-            step_number, slot = late[choice % len(late)]
-            assert step_number < current or slot in signed[current]
+            step_number, entry = late[choice % len(late)]
+            assert step_number < current or entry in signed[current]
             continue
-        slot = open_slots[choice % len(open_slots)] if open_slots else steps[current - 1].signers[0]
-        signed[current].add(slot)
-        late.append((current, slot))
+        entry = open_entries[choice % len(open_entries)] if open_entries else steps[current - 1].signers[0]
+        signed[current].add(entry)
+        late.append((current, entry))
         progress = advance(current, len(steps), steps[current - 1].mode, steps[current - 1].signers, signed[current])
         if progress != "wait":
             assert step_outcome(steps[current - 1].mode, steps[current - 1].signers, signed[current]) == "complete"
