@@ -44,6 +44,7 @@ __all__ = [
     "PermanentError",
     "Store",
     "StoreFactory",
+    "TransactionStore",
     "Unaccepted",
     "message_key",
     "process",
@@ -363,6 +364,19 @@ class Outbox:
             body,
             dict(headers or {}),
         )
+
+
+class TransactionStore:
+    """Base of a service's PostgreSQL store: its queries run on the connection of the
+    transaction a message (or a command) runs in, and what it publishes goes into that
+    transaction's outbox, so state and messages commit together or not at all."""
+
+    def __init__(self, conn: asyncpg.Connection, outbox: Outbox) -> None:
+        self._conn = conn
+        self._outbox = outbox
+
+    async def publish(self, message: BaseModel) -> None:
+        await self._outbox.add(self._conn, message)
 
 
 class OutboxRelay:

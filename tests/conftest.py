@@ -251,7 +251,3 @@ async def smtp_server() -> AsyncIterator[SmtpServer]:
     await server.stop()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from services.intake.domain import SourcePolicy
 from shared import blobs
 from shared.events import StepSpec
-from shared.messaging import Outbox
+from shared.messaging import TransactionStore
 from shared.topology import DLX, REJECTED_QUEUE
 
 __all__ = ["Document", "IntakeStore", "PostgresIntakeStore", "Rejection"]
@@ -92,15 +92,8 @@ def _document(row: asyncpg.Record) -> Document:
     return replace(Document(**fields), steps=steps)
 
 
-class PostgresIntakeStore:
+class PostgresIntakeStore(TransactionStore):
     """The intake and blobs schemas, through the connection of the transaction a message runs in."""
-
-    def __init__(self, conn: asyncpg.Connection, outbox: Outbox) -> None:
-        self._conn = conn
-        self._outbox = outbox
-
-    async def publish(self, message: BaseModel) -> None:
-        await self._outbox.add(self._conn, message)
 
     async def keep_refused(self, rejection_id: UUID, original: bytes, headers: dict[str, str]) -> None:
         """The refused original, byte for byte, to queue intake.rejected (with the transaction)."""

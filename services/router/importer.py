@@ -19,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from services.router.domain import Absence, Directory, FlowDefinition, Group, ImportRefused, Person, Problem, Role, check_steps
-from shared.contract import describe_validation_error
+from shared.contract import LANGUAGES, describe_validation_error
 from shared.errors import CodedError
 from shared.events import StepSpec
 
@@ -27,7 +27,6 @@ __all__ = ["SHEETS", "parse_moment", "read_directory", "read_flows", "read_workb
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-LANGUAGES = ("nl", "fr", "en")
 SHEETS = ("people", "roles", "substitutes", "absences", "groups")
 
 

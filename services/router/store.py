@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from services.router.domain import Absence, Directory, FlowDefinition, Group, Instance, Person, Request, Role
 from shared.events import PersonRef, SignatureRecord, StepSpec
-from shared.messaging import Outbox
+from shared.messaging import TransactionStore
 
 __all__ = ["ABSENCES_CHANNEL", "PostgresRouterStore", "RouterStore", "StoredAbsence", "person_ref"]
 
@@ -129,15 +129,8 @@ def _absence(row: asyncpg.Record) -> StoredAbsence:
     )
 
 
-class PostgresRouterStore:
+class PostgresRouterStore(TransactionStore):
     """The router's schema, through the connection of the transaction a message or a command runs in."""
-
-    def __init__(self, conn: asyncpg.Connection, outbox: Outbox) -> None:
-        self._conn = conn
-        self._outbox = outbox
-
-    async def publish(self, message: BaseModel) -> None:
-        await self._outbox.add(self._conn, message)
 
     # The directory and the flows.
 

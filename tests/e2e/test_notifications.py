@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from services.intake.domain import SourcePolicy
+from shared.contract import LANGUAGES
 from shared.events import PersonRef, SignatureReassigned, SignatureRequested
 from tests.support.notifier import FakeClock, notifier_settings, running_notifier
 from tests.support.pdfs import make_pdf
@@ -30,7 +31,6 @@ pytestmark = pytest.mark.e2e
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 MONDAY = datetime(2026, 3, 2, 10, 0, tzinfo=BRUSSELS)
-LANGUAGES = ("nl", "fr", "en")
 
 # Per language: a signer, their substitute, a submitter.
 PEOPLE = {

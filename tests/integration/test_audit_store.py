@@ -9,8 +9,8 @@ import pytest
 
 from services.audit.chain import GENESIS, verify_chain
 from services.audit.store import AuditStore, PostgresAuditStore
-from shared.db import connect_pool, migrate
 from tests.support.fakes.audit import FakeAuditStore
+from tests.support.stores import in_rolled_back_transaction
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "audit" / "migrations"
 
@@ -20,14 +20,8 @@ async def store(request: pytest.FixtureRequest, database_url: str) -> AsyncItera
     if request.param == "fake":
         yield FakeAuditStore()
         return
-    pool = await connect_pool(database_url)
-    await migrate(pool, "audit", [MIGRATIONS])
-    async with pool.acquire() as conn:
-        transaction = conn.transaction()
-        await transaction.start()
+    async with in_rolled_back_transaction(database_url, ("audit", MIGRATIONS, True)) as conn:
         yield PostgresAuditStore(conn)
-        await transaction.rollback()
-    await pool.close()
 
 
 def event(n: int) -> dict:

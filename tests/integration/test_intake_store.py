@@ -11,10 +11,10 @@ from services.intake.store import Document, IntakeStore, PostgresIntakeStore, Re
 from shared import blobs
 from shared.blobs import BlobNotFound
 from shared.contract import Outcome
-from shared.db import connect_pool, migrate
 from shared.events import StepSpec
 from shared.messaging import Outbox
 from tests.support.fakes.intake import FakeIntakeStore
+from tests.support.stores import in_rolled_back_transaction
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "intake" / "migrations"
 
@@ -24,15 +24,8 @@ async def store(request: pytest.FixtureRequest, database_url: str) -> AsyncItera
     if request.param == "fake":
         yield FakeIntakeStore()
         return
-    pool = await connect_pool(database_url)
-    await migrate(pool, "blobs", [blobs.MIGRATIONS], messaging=False)
-    await migrate(pool, "intake", [MIGRATIONS])
-    async with pool.acquire() as conn:
-        transaction = conn.transaction()
-        await transaction.start()
+    async with in_rolled_back_transaction(database_url, ("blobs", blobs.MIGRATIONS, False), ("intake", MIGRATIONS, True)) as conn:
         yield PostgresIntakeStore(conn, Outbox("intake"))
-        await transaction.rollback()
-    await pool.close()
 
 
 def document(**changes: object) -> Document:

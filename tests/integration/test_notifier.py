@@ -27,9 +27,9 @@ from shared.events import (
     Signed,
 )
 from shared.topology import COMMANDS, EVENTS, TOPOLOGY
-from tests.conftest import free_port
 from tests.support.bus import publish_as
 from tests.support.listener import Listener
+from tests.support.net import free_port
 from tests.support.notifier import FakeClock, FakeLinks, notifier_settings, running_notifier
 from tests.support.smtp import SmtpServer
 

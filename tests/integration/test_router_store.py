@@ -9,10 +9,10 @@ import pytest
 
 from services.router.domain import Absence, Directory, FlowDefinition, Group, Instance, Person, Request, Role
 from services.router.store import PostgresRouterStore, RouterStore
-from shared.db import connect_pool, migrate
 from shared.events import DocumentWithdrawn, PersonRef, SignatureRecord, StepSpec
 from shared.messaging import Outbox
 from tests.support.fakes.router import FakeRouterStore
+from tests.support.stores import in_rolled_back_transaction
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "router" / "migrations"
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -31,14 +31,8 @@ async def store(request: pytest.FixtureRequest, database_url: str) -> AsyncItera
     if request.param == "fake":
         yield FakeRouterStore()
         return
-    pool = await connect_pool(database_url)
-    await migrate(pool, "router", [MIGRATIONS])
-    async with pool.acquire() as conn:
-        transaction = conn.transaction()
-        await transaction.start()
+    async with in_rolled_back_transaction(database_url, ("router", MIGRATIONS, True)) as conn:
         yield PostgresRouterStore(conn, Outbox("router"))
-        await transaction.rollback()
-    await pool.close()
 
 
 def instance(**changes: object) -> Instance:

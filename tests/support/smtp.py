@@ -6,13 +6,14 @@ server that is down) or refuse given recipients with 550.
 
 import asyncio
 import re
-import socket
 import time
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
+
+from tests.support.net import free_port
 
 __all__ = ["Received", "SmtpServer"]
 
@@ -78,16 +79,12 @@ class _Handler:
         return "250 OK"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class SmtpServer:
     def __init__(self) -> None:
         self.host = "127.0.0.1"
-        self.port = _free_port()
+        self.port = free_port()
         self._handler = _Handler()
         self._controller = Controller(self._handler, hostname=self.host, port=self.port)
 

@@ -34,6 +34,7 @@ from shared.settings import Settings
 from shared.topology import TOPOLOGY
 from tests.support.bus import publish_as
 from tests.support.listener import Listener
+from tests.support.net import free_port
 from tests.support.session import MANAGEMENT_API, SESSION_PREFIX
 from tests.support.smtp import SmtpServer
 
@@ -44,12 +45,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def submission(pdf: bytes, **fields: Any) -> dict[str, Any]:
@@ -80,7 +75,7 @@ class System:
         secrets_dir: str,
         extra_env: Mapping[str, str] = {},
     ) -> None:
-        self.ports = {service: _free_port() for service in SERVICES}
+        self.ports = {service: free_port() for service in SERVICES}
         self.public_url = f"http://127.0.0.1:{self.ports['signer']}"
         self.amqp_url = amqp_url  # the administrator's: tests observe with it, services never use it
         self.source_urls: dict[str, str] = {}

@@ -2,7 +2,6 @@
 and TSA certificate, pyHanko's reference token builder behind an aiohttp
 server on 127.0.0.1. Clients talk to it exactly as to a public TSA."""
 
-import socket
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
@@ -15,6 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 
+from tests.support.net import free_port
+
 __all__ = ["TimestampAuthority"]
 
 
@@ -22,10 +23,6 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class TimestampAuthority:
@@ -67,7 +64,7 @@ class TimestampAuthority:
             ),
             certs_to_embed=[asn1_x509.Certificate.load(root.public_bytes(der))],
         )
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/tsa"
         self.requests = 0
         self._runner: web.AppRunner | None = None
