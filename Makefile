@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PARAAF_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: install infra setup run demo test unit lint asyncapi shape bench clean
+.PHONY: install infra setup run demo test test-thorough unit lint asyncapi shape bench clean
 
 $(BIN)/paraaf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ run: demo
 
 test: install infra
 	$(BIN)/pytest
+
+# The property tests with 5000 examples each instead of CI's 150 (several minutes).
+test-thorough: $(BIN)/paraaf
+	PARAAF_HYPOTHESIS_PROFILE=thorough $(BIN)/pytest tests/unit
 
 unit: $(BIN)/paraaf
 	$(BIN)/pytest tests/unit

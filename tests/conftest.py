@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from services.admin.broker import ManagementApi, setup_broker
 from services.admin.config import AdminSettings
@@ -36,6 +37,10 @@ from tests.support.session import MANAGEMENT_API, SESSION_PREFIX
 from tests.support.smtp import SmtpServer
 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+# Property tests: a quick pass on every run; PARAAF_HYPOTHESIS_PROFILE=thorough for a long one (make test-thorough).
+hypothesis_settings.register_profile("ci", deadline=None, max_examples=150)
+hypothesis_settings.register_profile("thorough", deadline=None, max_examples=5000)
+hypothesis_settings.load_profile(os.environ.get("PARAAF_HYPOTHESIS_PROFILE", "ci"))
 LOCAL_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from services.router.domain import (
@@ -210,7 +210,6 @@ def _row(directory: Directory, signer: str) -> set[str]:
     return row
 
 
-@settings(max_examples=400, deadline=None)
 @given(directory_and_step())
 def test_property_nobody_is_asked_twice_in_a_step(case: tuple[Directory, StepSpec]) -> None:
     """Whatever the directory, a step never asks one person twice."""
@@ -219,7 +218,6 @@ def test_property_nobody_is_asked_twice_in_a_step(case: tuple[Directory, StepSpe
     assert len(asked) == len(set(asked))
 
 
-@settings(max_examples=400, deadline=None)
 @given(directory_and_step())
 def test_property_an_absent_person_is_asked_only_when_nobody_in_the_row_is_free(case: tuple[Directory, StepSpec]) -> None:
     """A request goes to an absent person only if everyone else in that signer's row is absent or already asked."""
@@ -233,7 +231,6 @@ def test_property_an_absent_person_is_asked_only_when_nobody_in_the_row_is_free(
             assert free <= asked, f"{assignment.entry}: {free - asked} were free"
 
 
-@settings(max_examples=400, deadline=None)
 @given(directory_and_step())
 def test_property_every_present_signer_entry_gets_somebody(case: tuple[Directory, StepSpec]) -> None:
     """Each signer entry is either asked for, or covered by a person already asked in the step."""
@@ -245,7 +242,6 @@ def test_property_every_present_signer_entry_gets_somebody(case: tuple[Directory
         assert signer in entries or _row(directory, signer) & asked
 
 
-@settings(max_examples=200, deadline=None)
 @given(directories(), st.sampled_from(IDS))
 def test_property_substitute_cycles_terminate(directory: Directory, start: str) -> None:
     """Resolving anyone in a directory full of substitute cycles, with everyone away, ends with an answer."""
@@ -269,7 +265,6 @@ def flows_and_signing_orders(draw: st.DrawFn) -> tuple[list[StepSpec], list[int]
     return steps, draw(st.lists(st.integers(min_value=0, max_value=99), min_size=1, max_size=60))
 
 
-@settings(max_examples=400, deadline=None)
 @given(flows_and_signing_orders())
 def test_property_steps_run_strictly_in_order(case: tuple[list[StepSpec], list[int]]) -> None:
     """Whatever order people sign in (duplicates and late signatures included), step k+1 opens only after step k is complete, and the document completes once, after the last step."""
