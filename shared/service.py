@@ -81,7 +81,7 @@ class Service:
         self.outbox = Outbox(self.schema)
         self.broker = RabbitBroker(
             self.identity.amqp_url,
-            default_channel=Channel(publisher_confirms=True),
+            default_channel=Channel(publisher_confirms=True, on_return_raises=True),  # the relay keeps what came back
             logger=None,
         )
         self.dead_letters = DeadLetters(self.broker, self.identity.broker_user)

@@ -32,6 +32,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import aio_pika
 import httpx
+from faststream.rabbit import RabbitExchange
 
 from shared.credentials import stored, write_identity
 from shared.settings import Settings
@@ -241,19 +242,40 @@ async def _connect_admin(admin_url: str) -> aio_pika.abc.AbstractConnection:
 
 
 async def declare_topology(admin_url: str, topology: Topology, *, delivery_limit: int) -> None:
-    """Every exchange, every queue with its dead-letter queue, and every binding."""
+    """Every exchange, every queue with its dead-letter queue, and every binding.
+
+    The order matters on a fresh broker, where an integrator publishes the moment ``esign.intake`` appears: first
+    the holding queues and the alternate exchange (nothing published from then on can vanish), then every consuming
+    queue, and the exchange sources publish on last, so whatever they send finds the whole pipeline in place.
+    """
     connection = await _connect_admin(admin_url)
     async with connection:
         channel = await connection.channel()
+        for exchange in (UNROUTED, DLX):
+            await _declare_exchange(channel, exchange)
+        await _declare_holding_queues(channel)
         for exchange in EXCHANGES.values():
-            await channel.declare_exchange(
-                exchange.name, exchange.type.value, durable=True, arguments=exchange.arguments or None
-            )
-        holding = {name: await channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"}) for name in HOLDING_QUEUES}
-        await holding["unrouted"].bind(UNROUTED.name)
-        await holding[REJECTED_QUEUE].bind(DLX.name, routing_key=REJECTED_QUEUE)
-        for spec in topology.queues:
+            if exchange not in (UNROUTED, DLX, INTAKE):
+                await _declare_exchange(channel, exchange)
+        for spec in _without_intake(topology.queues):
             await declare_queue(channel, spec, delivery_limit)
+        await _declare_exchange(channel, INTAKE)
+        for spec in topology.queues:  # declaring again is harmless; this binds the queues of esign.intake
+            await declare_queue(channel, spec, delivery_limit)
+
+
+def _without_intake(queues: Sequence[QueueSpec]) -> list[QueueSpec]:
+    return [q for q in queues if all(b.exchange is not INTAKE for b in q.bindings)]
+
+
+async def _declare_exchange(channel: aio_pika.abc.AbstractChannel, exchange: RabbitExchange) -> None:
+    await channel.declare_exchange(exchange.name, exchange.type.value, durable=True, arguments=exchange.arguments or None)
+
+
+async def _declare_holding_queues(channel: aio_pika.abc.AbstractChannel) -> None:
+    holding = {name: await channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"}) for name in HOLDING_QUEUES}
+    await holding["unrouted"].bind(UNROUTED.name)
+    await holding[REJECTED_QUEUE].bind(DLX.name, routing_key=REJECTED_QUEUE)
 
 
 def _password(settings: Settings, service: str) -> str:

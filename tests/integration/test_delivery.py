@@ -14,7 +14,7 @@ import pytest
 from faststream import TestApp
 
 from services.admin.database import SCHEMAS, SERVICES, SchemaSpec
-from services.dlq import replay
+from services.dlq import replay, replay_unrouted
 from shared.credentials import read_identity
 from shared.events import DocumentCompleted, DocumentWithdrawn
 from shared.service import Service
@@ -194,6 +194,57 @@ async def test_a_message_nobody_listens_for_is_kept_in_unrouted(probe: Probe, ch
 
     await eventually(arrived)
     assert kept[0].routing_key == "nobody.listens"
+
+
+async def test_replay_unrouted_publishes_again_where_it_was_first_published(probe: Probe, channel) -> None:
+    """A message that found no queue waits in `unrouted`; once a queue is bound for it, `paraaf dlq replay unrouted`
+    routes it on, to the same exchange and routing key, as its first publisher."""
+    commands = await channel.get_exchange("esign.commands")
+    body = b'{"sent": "before anyone listened"}'
+    await commands.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), "late.listener")
+
+    async def held() -> bool:
+        return (await channel.declare_queue("unrouted", passive=True)).declaration_result.message_count == 1
+
+    await eventually(held)
+    listener = await channel.declare_queue(exclusive=True)
+    await listener.bind("esign.commands", "late.listener")
+    assert await replay_unrouted(operator_url(probe)) == 1
+    routed: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+    async def arrived() -> bool:
+        routed.extend(await drain(channel, listener.name))
+        return bool(routed)
+
+    await eventually(arrived)
+    assert routed[0].body == body
+    assert routed[0].exchange == "esign.commands"
+    assert routed[0].routing_key == "late.listener"
+    assert await drain(channel, "unrouted") == []
+
+
+async def test_a_message_the_broker_returns_stays_in_the_outbox_until_it_is_routed(probe: Probe, channel, database_url: str) -> None:
+    """With no queue for it at all (here even `unrouted` is gone), the broker returns the relay's mandatory publish:
+    the row stays in the outbox and goes out once a queue is there again, instead of being deleted unsent."""
+    for name in ["unrouted", *(q.name for q in TOPOLOGY.queues)]:
+        await channel.queue_delete(name)
+    await publish_as(probe.settings, "router", withdrawn())
+    conn = await asyncpg.connect(database_url)
+    try:
+        await eventually(lambda: probe.calls == 1)
+        await asyncio.sleep(1.5)
+        assert await conn.fetchval("SELECT count(*) FROM probe.outbox") == 1
+        unrouted = await channel.declare_queue("unrouted", durable=True, arguments={"x-queue-type": "quorum"})
+        await unrouted.bind("esign.unrouted")
+
+        async def sent() -> bool:
+            return await conn.fetchval("SELECT count(*) FROM probe.outbox") == 0
+
+        await eventually(sent, timeout=30)
+    finally:
+        await conn.close()
+    kept = await drain(channel, "unrouted")
+    assert [m.routing_key for m in kept] == ["document.completed"]
 
 
 async def test_replay_keeps_what_a_service_parked_in_its_dead_letter_queue_on_purpose(probe: Probe, channel, amqp_url: str) -> None:
