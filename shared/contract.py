@@ -54,6 +54,14 @@ class SubmitDocument(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     org: str | None = Field(default=None, min_length=1)  # the source's own org when left out
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        """PostgreSQL cannot store U+0000 in text; refuse it here, as the sender's mistake, not retry it as ours."""
+        if (where := _nul_in(data)) is not None:
+            raise ValueError(f"field `{where}` contains a NUL character (\\u0000), which no text may hold; remove it")
+        return data
+
     @field_validator("pdf", mode="before")
     @classmethod
     def _decode_base64(cls, value: Any) -> bytes:
@@ -69,6 +77,20 @@ class SubmitDocument(BaseModel):
         if (self.flow is None) == (self.steps is None):
             raise ValueError("give exactly one of `flow` (a flow key) or `steps` (an ad-hoc flow)")
         return self
+
+
+def _nul_in(value: Any, where: str = "") -> str | None:
+    """The path of the first string (key or value) holding U+0000, or None."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        path = f"{where}.{key}".lstrip(".").replace("\x00", "\\u0000")
+        if isinstance(key, str) and "\x00" in key:
+            return path
+        if (found := _nul_in(item, path)) is not None:
+            return found
+    return None
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -49,3 +49,17 @@ def test_a_flow_and_steps_together_are_refused() -> None:
 def test_a_source_with_spaces_is_refused() -> None:
     """The source becomes a routing key, so it must be a plain word."""
     assert reason(source="the notula").startswith("field `source`")
+
+
+@pytest.mark.parametrize(
+    ("changes", "where"),
+    [
+        ({"title": "Besluit\x00 1"}, "title"),
+        ({"metadata": {"zaak": ["ok", "Z\x00"]}}, "metadata.zaak.1"),
+        ({"metadata": {"za\x00ak": 1}}, "metadata.za\\u0000ak"),
+    ],
+    ids=["title", "nested value", "key"],
+)
+def test_a_nul_character_anywhere_is_refused_naming_where(changes: dict, where: str) -> None:
+    """U+0000 cannot be stored, so it is the sender's error to fix: refused at once, naming the field."""
+    assert reason(**changes) == f"field `{where}` contains a NUL character (\\u0000), which no text may hold; remove it"
