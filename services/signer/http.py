@@ -28,12 +28,12 @@ from services.signer.render import RenderPool
 from services.signer.stamps import on_behalf_text
 from services.signer.tokens import csrf_token, csrf_valid, hash_token
 from services.signer.verify import NotVerifiable, load_roots, verify_pdf
-from services.signer.workers import WorkerDied, WorkerPool, WorkerTimedOut
 from shared.apikeys import Principal, require_scope
 from shared.blobs import get_blob
 from shared.events import PersonRef, utcnow
 from shared.http import base_app, pdf_response
 from shared.messaging import Outbox
+from shared.workers import WorkerDied, WorkerPool, WorkerTimedOut
 
 __all__ = ["LinkRequest", "RateLimit", "SignerHttp", "VerifyLimits", "build_http"]
 

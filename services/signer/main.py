@@ -15,7 +15,6 @@ from services.signer.keys import Keyring, key_secret
 from services.signer.pades import SigningPool, find_placeholders
 from services.signer.render import RenderPool
 from services.signer.signing import Stamping
-from services.signer.workers import WorkerPool
 from shared.contract import ReissueSigningLink
 from shared.events import (
     DocumentCompleted,
@@ -28,6 +27,7 @@ from shared.events import (
 )
 from shared.service import Service
 from shared.topology import SIGNER_EVENTS
+from shared.workers import WorkerPool
 
 
 def create_app(settings: SignerSettings | None = None) -> FastStream:

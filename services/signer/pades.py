@@ -50,7 +50,7 @@ from services.signer.stamps import (
     field_name,
     placeholder_box,
 )
-from services.signer.workers import WorkerPool
+from shared.workers import WorkerPool
 
 __all__ = [
     "BYTES_RESERVED",

@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 import pypdfium2
 
-from services.signer.workers import WorkerPool
+from shared.workers import WorkerPool
 
 __all__ = ["PAGE_WIDTH_PX", "RenderPool", "page_sizes", "render_page"]
 

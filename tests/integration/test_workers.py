@@ -1,12 +1,14 @@
-"""The signer's worker processes: failures come back to the caller, a dead worker is replaced."""
+"""Worker processes for PDF work: failures come back to the caller, a dead worker is replaced, a greedy job is
+stopped by its memory or time limit and the worker after it is fresh."""
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from services.signer.workers import WorkerDied, WorkerPool
+from shared.workers import WorkerDied, WorkerPool, WorkerTimedOut
 
 
 def _pid() -> int:
@@ -15,6 +17,14 @@ def _pid() -> int:
 
 def _refuse(reason: str) -> None:
     raise ValueError(reason)
+
+
+def _hog(megabytes: int) -> int:
+    return len(bytearray(megabytes * 1_048_576))
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 def _die() -> None:
@@ -49,3 +59,24 @@ async def test_a_worker_killed_mid_job_is_replaced(pool: WorkerPool) -> None:
         await pool.run(_die)
     after = await pool.run(_pid)
     assert after != before
+
+
+async def test_a_job_over_the_memory_limit_gets_memory_error_and_the_next_job_runs() -> None:
+    """With a 300 MB limit, a job that asks for 1 GB fails with MemoryError in the caller instead of taking the
+    machine's memory; the next job runs."""
+    pool = WorkerPool(1, memory_mb=300)
+    try:
+        assert await pool.run(_hog, 10) == 10 * 1_048_576
+        with pytest.raises(MemoryError):
+            await pool.run(_hog, 1024)
+        assert await pool.run(_hog, 10) == 10 * 1_048_576
+    finally:
+        pool.close()
+
+
+async def test_a_job_over_its_time_is_stopped_and_its_worker_replaced(pool: WorkerPool) -> None:
+    """A job still running after its timeout raises WorkerTimedOut; the next job runs in a new process."""
+    before = await pool.run(_pid)
+    with pytest.raises(WorkerTimedOut):
+        await pool.run(_sleep, 30, timeout=0.5)
+    assert await pool.run(_pid) != before

@@ -23,12 +23,12 @@ from services.signer.keys import Keyring
 from services.signer.pades import SigningPool, find_placeholders
 from services.signer.render import RenderPool
 from services.signer.signing import Stamping
-from services.signer.workers import WorkerPool
 from shared import apikeys, blobs
 from shared.blobs import get_blob, put_blob, register_version
 from shared.db import connect_pool, migrate
 from shared.events import PersonRef, SignatureRequested
 from shared.messaging import Outbox
+from shared.workers import WorkerPool
 
 __all__ = ["SignerHarness", "csrf_of"]
 

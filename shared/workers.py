@@ -1,6 +1,8 @@
-"""Worker processes for the signer's CPU-bound work: signing, validating and
-rendering PDFs must not stall the event loop (20–400 ms each), and PDFium is
-not thread-safe.
+"""Worker processes for CPU-bound work on PDFs: signing, validating and
+rendering (signer) and checking a submission (intake) must not stall the
+event loop (20–400 ms each), PDFium is not thread-safe, and a hostile PDF
+must not take its service down: a job runs with a time limit and, when
+given, a memory limit; a worker over either is killed and replaced.
 
 Unlike ``ProcessPoolExecutor``, which hands each job to whichever worker the
 OS wakes first (so consecutive jobs alternate between workers), this pool
@@ -13,6 +15,7 @@ waits on it with ``add_reader``, without a helper thread.
 import asyncio
 import contextlib
 import multiprocessing
+import resource
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -30,7 +33,9 @@ class WorkerTimedOut(TimeoutError):
     """The job took longer than it was given; its worker was killed."""
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Connection, memory_bytes: int | None) -> None:
+    if memory_bytes is not None:  # a job that wants more gets MemoryError, not the machine's memory
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     while True:
         try:
             function, args = conn.recv()
@@ -47,9 +52,9 @@ def _serve(conn: Connection) -> None:
 
 
 class _Worker:
-    def __init__(self, context: multiprocessing.context.SpawnContext) -> None:
+    def __init__(self, context: multiprocessing.context.SpawnContext, memory_bytes: int | None) -> None:
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child,), daemon=True, name="paraaf-worker")
+        self.process = context.Process(target=_serve, args=(child, memory_bytes), daemon=True, name="paraaf-worker")
         self.process.start()
         child.close()
 
@@ -68,8 +73,10 @@ class _Worker:
 
 
 class WorkerPool:
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, *, memory_mb: int | None = None) -> None:
+        """``memory_mb``: each worker's address-space limit (a job over it raises MemoryError in the caller)."""
         self._size = max(1, workers)
+        self._memory = memory_mb * 1_048_576 if memory_mb else None
         self._context = multiprocessing.get_context("spawn")
         self._idle: list[_Worker] = []  # a stack: the last one to finish goes first
         self._all: list[_Worker] = []
@@ -102,7 +109,7 @@ class WorkerPool:
         return value
 
     def _spawn(self) -> _Worker:
-        worker = _Worker(self._context)
+        worker = _Worker(self._context, self._memory)
         self._all.append(worker)
         return worker
 
