@@ -68,7 +68,19 @@ ensure_management() {
   wait_for "$host" 15672 || { echo "RabbitMQ's management API did not come up on $host:15672." >&2; return 1; }
 }
 
+# The broker refuses a message over 48 MiB before it reaches anyone: a submission carries at most a
+# 25 MB PDF in base64 (~34 MB). Set now (rabbitmqctl eval) and for every later start (rabbitmq.conf).
+MAX_MESSAGE_BYTES=50331648
+ensure_max_message_size() {
+  read -r host _ < <(host_port "$amqp_url" 5672)
+  is_local "$host" && as_root && command -v rabbitmqctl >/dev/null || return 0
+  local conf=/etc/rabbitmq/rabbitmq.conf
+  grep -q '^max_message_size' "$conf" 2>/dev/null || echo "max_message_size = $MAX_MESSAGE_BYTES" >> "$conf"
+  rabbitmqctl eval "application:set_env(rabbit, max_message_size, $MAX_MESSAGE_BYTES)." >/dev/null
+}
+
 ensure_rabbitmq
 ensure_postgres
 ensure_management
+ensure_max_message_size
 echo "RabbitMQ and PostgreSQL answer."

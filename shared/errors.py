@@ -10,3 +10,7 @@ class CodedError(ValueError):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+    def __reduce__(self) -> tuple[type["CodedError"], tuple[str, str]]:
+        """Picklable, so a refusal made in a worker process reaches the service as it was raised."""
+        return (CodedError, (self.code, self.reason))

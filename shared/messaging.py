@@ -179,10 +179,11 @@ class Delivery:
     body: bytes
     publisher: str | None
     message_id: str | None
+    content_type: str | None = None
 
 
 def delivery_of(msg: RabbitMessage) -> Delivery:
-    return Delivery(routing_key_of(msg), msg.body, publisher_of(msg), msg.message_id)
+    return Delivery(routing_key_of(msg), msg.body, publisher_of(msg), msg.message_id, msg.raw_message.content_type)
 
 
 def with_delivery(handler: Handler) -> Handler:
@@ -219,8 +220,10 @@ class Consumer:
         after_commit: Callable[[], None] = lambda: None,
         key: Callable[[BaseModel, RabbitMessage], UUID] = inbox_key,
         unaccepted: Unaccepted | None = None,
+        max_body: int | None = None,
     ) -> None:
         self.queue = queue
+        self._max_body = max_body  # a longer body goes to ``unaccepted`` unread: decoding it would double it in memory
         self._handlers = handlers
         self._pool = pool
         self._schema = schema
@@ -244,7 +247,7 @@ class Consumer:
 
         async def accepts(msg: RabbitMessage) -> bool:
             routing_key = routing_key_of(msg)
-            if not carried(routing_key) or publisher_of(msg) not in self._trusted(routing_key):
+            if not carried(routing_key) or publisher_of(msg) not in self._trusted(routing_key) or self._oversized(msg):
                 return False
             try:
                 self._decoded[id(msg)] = message_type.model_validate_json(msg.body)
@@ -253,6 +256,9 @@ class Consumer:
             return True
 
         return accepts
+
+    def _oversized(self, msg: RabbitMessage) -> bool:
+        return self._max_body is not None and len(msg.body) > self._max_body
 
     async def _decoder(self, msg: RabbitMessage) -> BaseModel:
         return self._decoded.pop(id(msg))
@@ -295,6 +301,8 @@ class Consumer:
         routing_key = routing_key_of(msg)
         if publisher_of(msg) not in self._trusted(routing_key):
             return UNTRUSTED
+        if self._oversized(msg):
+            return f"too large: {len(msg.body)} bytes, over the {self._max_body} this queue reads"
         for message_type in self._handlers:
             if routes(message_type)(routing_key):
                 try:

@@ -17,7 +17,6 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import aio_pika
 import asyncpg
@@ -25,7 +24,6 @@ import structlog
 import uvicorn
 from faststream import AckPolicy, FastStream
 from faststream.rabbit import Channel, RabbitBroker
-from faststream.rabbit.annotations import RabbitMessage
 from pydantic import BaseModel
 
 from shared import apikeys, blobs
@@ -34,7 +32,7 @@ from shared.credentials import read_identity
 from shared.db import check_migrated, connect_pool
 from shared.events import EVENT_TYPES
 from shared.logs import configure_logging
-from shared.messaging import Consumer, DeadLetters, Handler, Outbox, OutboxRelay, StoreFactory, Unaccepted
+from shared.messaging import Consumer, DeadLetters, Handler, Outbox, OutboxRelay, StoreFactory
 from shared.settings import CannotStart, Settings
 from shared.topology import COMMANDS, EVENTS, EXCHANGES, OUTCOMES, TOPOLOGY, QueueSpec, Topology
 
@@ -132,32 +130,19 @@ class Service:
         return self.topology.trusted_users(self.settings.broker_user_prefix, routing_key)
 
     def consume(
-        self,
-        spec: QueueSpec,
-        handlers: Mapping[type[BaseModel], Handler],
-        *,
-        store: StoreFactory,
-        prefetch: int | None = None,
-        after_commit: Callable[[], None] | None = None,
-        key: Callable[[BaseModel, RabbitMessage], UUID] | None = None,
-        unaccepted: Unaccepted | None = None,
+        self, spec: QueueSpec, handlers: Mapping[type[BaseModel], Handler], *, store: StoreFactory, prefetch: int | None = None,
+        **options: Any,
     ) -> Consumer:
         """Consume ``spec``: one typed handler per message type, each called with the message and ``store(conn)``
-        in the message's transaction; ``unaccepted`` decides what happens to anything else (default: parked)."""
+        in the message's transaction. ``options`` go to :class:`Consumer`: ``unaccepted`` decides what happens to
+        anything else (default: parked), ``key`` the inbox key, ``max_body`` the longest body read, ``after_commit``."""
         if spec not in self.topology.service(self.name).consumes:
             raise ValueError(f"{self.name} does not consume {spec.name} in the topology")
         self._queues.append(spec)
+        options.setdefault("after_commit", self.wake_relay)
         consumer = Consumer(
-            queue=spec.name,
-            handlers=handlers,
-            pool=lambda: self.pool,
-            schema=self.schema,
-            store=store,
-            trusted=self.trusted,
-            dead_letters=self.dead_letters,
-            after_commit=after_commit or self.wake_relay,
-            **({"key": key} if key else {}),
-            unaccepted=unaccepted,
+            queue=spec.name, handlers=handlers, pool=lambda: self.pool, schema=self.schema, store=store,
+            trusted=self.trusted, dead_letters=self.dead_letters, **options,
         )
         consumer.attach(
             self.broker.subscriber(

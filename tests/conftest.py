@@ -22,6 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
@@ -35,6 +36,9 @@ from services.admin.database import SCHEMAS, SERVICES, setup_database
 from shared.topology import TOPOLOGY, Topology
 from tests.support.session import MANAGEMENT_API, SESSION_PREFIX
 from tests.support.smtp import SmtpServer
+
+if TYPE_CHECKING:
+    from tests.support.system import System
 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 # Property tests: a quick pass on every run; PARAAF_HYPOTHESIS_PROFILE=thorough for a long one (make test-thorough).
@@ -231,6 +235,25 @@ async def fresh_vhost(infra: Infra) -> AsyncIterator[str]:
     url = await asyncio.to_thread(infra.vhost_admin.create, name)
     yield url
     await asyncio.to_thread(infra.vhost_admin.delete, name)
+
+
+@asynccontextmanager
+async def city_on_fresh_install(infra: Infra, secrets_dir: str, name: str, **env: str) -> AsyncIterator["System"]:
+    """The demo city on its own new database and vhost, every service its own process, with an SMTP server
+    (``system.smtp``); for a package of tests that share one running city."""
+    from tests.support.system import demo_city
+
+    smtp = SmtpServer()
+    await smtp.start()
+    try:
+        async with fresh_database(infra) as database_url, fresh_vhost(infra) as amqp_url:
+            async with demo_city(
+                name, database_url=database_url, amqp_url=amqp_url, smtp=smtp, secrets_dir=secrets_dir, **env
+            ) as system:
+                system.smtp = smtp  # type: ignore[attr-defined]
+                yield system
+    finally:
+        await smtp.stop()
 
 
 @pytest.fixture

@@ -4,3 +4,7 @@ from shared.settings import Settings
 class IntakeSettings(Settings):
     intake_port: int = 8081
     max_pdf_mb: float = 25.0
+    max_decoded_mb: float = 256.0  # what a PDF's compressed streams may unpack to, all together
+    pdf_check_seconds: float = 30.0
+    pdf_check_mb: int = 1024  # memory of the process that checks one PDF
+    pdf_check_workers: int = 2

@@ -7,7 +7,6 @@ We parse the file with the same library that will sign it, so a PDF we accept
 is one we can sign.
 """
 
-import io
 import json
 import re
 import unicodedata
@@ -15,56 +14,24 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import ValidationError
-from pyhanko.pdf_utils.misc import PdfError
-from pyhanko.pdf_utils.reader import PdfFileReader
 
+from services.intake.pdf import Limits, describe_size, inspect_pdf
 from shared.contract import SOURCE_NAME, SubmitDocument, describe_validation_error
 from shared.errors import CodedError
 
 __all__ = [
     "Examined",
-    "PdfInfo",
     "SourcePolicy",
     "Submission",
     "authorise",
     "examine",
     "examine_command",
-    "inspect_pdf",
+    "oversized",
     "read_submission",
     "resubmission",
     "safe_filename",
     "source_of",
 ]
-
-@dataclass(frozen=True)
-class PdfInfo:
-    page_count: int
-
-
-def _size(n: int) -> str:
-    return f"{n / 1_048_576:.1f} MB" if n >= 1_048_576 else f"{n / 1024:.0f} KB"
-
-
-def inspect_pdf(data: bytes, *, max_bytes: int) -> PdfInfo:
-    """Refuse what is not a readable, unencrypted PDF of at most ``max_bytes``."""
-    if len(data) > max_bytes:
-        raise CodedError("too_large", f"the PDF is {_size(len(data))}; the limit is {_size(max_bytes)}")
-    if b"%PDF-" not in data[:1024]:
-        raise CodedError("not_pdf", "the file is not a PDF (it does not start with %PDF-)")
-    try:
-        reader = PdfFileReader(io.BytesIO(data), strict=False)
-        if reader.encrypt_dict is not None:
-            raise CodedError("encrypted_pdf", "the PDF is encrypted or password-protected; send it unprotected")
-        page_count = int(reader.root["/Pages"]["/Count"])
-        reader.root["/Pages"]["/Kids"][0].get_object()
-    except CodedError:
-        raise
-    except (PdfError, KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-        raise CodedError("broken_pdf", f"the PDF cannot be read ({exc.__class__.__name__}: {exc})") from None
-    if page_count < 1:
-        raise CodedError("broken_pdf", "the PDF has no pages")
-    return PdfInfo(page_count=page_count)
-
 
 # Which filenames intake passes on.
 
@@ -127,6 +94,7 @@ class Submission:
     routing_key: str
     body: bytes
     publisher: str | None = None
+    content_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,7 +110,14 @@ class Examined:
 _SOURCE = re.compile(rf"^{SOURCE_NAME}$")
 
 
+_PARSED_AT_MOST = 1_048_576
+_NAMING_FIELD = re.compile(rb'"(source|external_ref)"\s*:\s*("(?:[^"\\]|\\.){0,200}")')
+
+
 def _loads(body: bytes) -> Any:
+    """The body as JSON; a large one only searched for its source and reference, so a refusal never doubles it."""
+    if len(body) > _PARSED_AT_MOST:
+        return {m[1].decode(): _loads(m[2]) for m in reversed(list(_NAMING_FIELD.finditer(body)))}
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -165,6 +140,16 @@ def external_ref_of(submission: Submission) -> str | None:
     return ref if isinstance(ref, str) and ref else None
 
 
+def _check_content_type(submission: Submission) -> None:
+    kind = (submission.content_type or "").split(";")[0].strip().lower()
+    if kind not in ("", "application/json"):
+        raise CodedError(
+            "invalid_content_type",
+            f"the message's content_type is `{submission.content_type}`; a submission is JSON:"
+            " publish it with content_type application/json (or none)",
+        )
+
+
 def _check_publisher(submission: Submission, command: SubmitDocument) -> SubmitDocument:
     if submission.routing_key != f"submit.{command.source}" or command.source != submission.publisher:
         raise CodedError(
@@ -177,7 +162,8 @@ def _check_publisher(submission: Submission, command: SubmitDocument) -> SubmitD
 
 
 def read_submission(submission: Submission) -> SubmitDocument:
-    """The submission's command, or CodedError: missing_user_id, invalid_json, invalid_message, source_mismatch."""
+    """The submission's command, or CodedError: missing_user_id, invalid_content_type, invalid_json,
+    invalid_message, source_mismatch."""
     if submission.publisher is None:
         raise CodedError(
             "missing_user_id",
@@ -185,6 +171,7 @@ def read_submission(submission: Submission) -> SubmitDocument:
             f" (the user in your AMQP URL, e.g. `paraaf.source.{submission.routing_key.removeprefix('submit.')}`):"
             " RabbitMQ checks it, and Paraaf accepts a submission only from the source it names",
         )
+    _check_content_type(submission)
     try:
         data = json.loads(submission.body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -198,22 +185,34 @@ def read_submission(submission: Submission) -> SubmitDocument:
     return _check_publisher(submission, command)
 
 
-def examine_command(submission: Submission, command: SubmitDocument, *, max_pdf_bytes: int) -> Examined:
+def examine_command(submission: Submission, command: SubmitDocument, limits: Limits) -> Examined:
     """Check a command already read from ``submission``: its publisher, then its PDF."""
     try:
-        info = inspect_pdf(_check_publisher(submission, command).pdf, max_bytes=max_pdf_bytes)
+        _check_content_type(submission)
+        info = inspect_pdf(_check_publisher(submission, command).pdf, limits)
     except CodedError as refusal:
         return Examined(submission, refusal=refusal)
     return Examined(submission, command=command, page_count=info.page_count)
 
 
-def examine(submission: Submission, *, max_pdf_bytes: int) -> Examined:
-    """Read and check a submission; pure, so it can run off the event loop."""
+def oversized(submission: Submission, limits: Limits) -> Examined | None:
+    """A message too long to hold a PDF within the limit, refused before anything reads it."""
+    if len(submission.body) <= limits.max_body_bytes:
+        return None
+    return Examined(submission, refusal=CodedError(
+        "too_large",
+        f"the message is {describe_size(len(submission.body))}; a submission's PDF may be at most"
+        f" {describe_size(limits.max_bytes)} (PARAAF_MAX_PDF_MB), its message at most {describe_size(limits.max_body_bytes)}",
+    ))
+
+
+def examine(submission: Submission, limits: Limits) -> Examined:
+    """Read and check a submission; pure, so it can run in a worker process."""
     try:
         command = read_submission(submission)
     except CodedError as refusal:
         return Examined(submission, refusal=refusal)
-    return examine_command(submission, command, max_pdf_bytes=max_pdf_bytes)
+    return examine_command(submission, command, limits)
 
 
 def resubmission(stored_digest: str | None, digest: str) -> Literal["new", "same", "duplicate_ref"]:

@@ -6,7 +6,6 @@ what was wrong, a ``document.rejected`` event for the audit log, and the
 original message kept in queue ``intake.rejected``.
 """
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -15,6 +14,7 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 import structlog
 from faststream.rabbit.annotations import RabbitMessage
 
+from services.intake.checks import SubmissionChecks
 from services.intake.domain import (
     Examined,
     Submission,
@@ -59,24 +59,23 @@ def submission_key(_: object, msg: RabbitMessage) -> UUID:
 
 
 def _submission(delivery: Delivery, prefix: str) -> Submission:
-    return Submission(delivery.routing_key, delivery.body, source_of_user(prefix, delivery.publisher))
+    return Submission(delivery.routing_key, delivery.body, source_of_user(prefix, delivery.publisher), delivery.content_type)
 
 
 async def on_submit_document(
-    command: SubmitDocument, store: IntakeStore, delivery: Delivery, *, max_pdf_bytes: int, prefix: str
+    command: SubmitDocument, store: IntakeStore, delivery: Delivery, *, checks: SubmissionChecks, prefix: str
 ) -> None:
-    """A well-formed submission from its own source: check its PDF (off the event loop), then accept or answer."""
-    submission = _submission(delivery, prefix)
-    await on_submission(await asyncio.to_thread(examine_command, submission, command, max_pdf_bytes=max_pdf_bytes), store)
+    """A well-formed submission from its own source: check its PDF (in a worker), then accept or answer."""
+    await on_submission(await checks(examine_command, _submission(delivery, prefix), command), store)
 
 
-async def on_unreadable_submission(consumer: Consumer, msg: RabbitMessage, why: str, *, max_pdf_bytes: int, prefix: str) -> None:
+async def on_unreadable_submission(consumer: Consumer, msg: RabbitMessage, why: str, *, checks: SubmissionChecks, prefix: str) -> None:
     """Anything else on intake.submissions: answered with what is wrong, unless someone else published it for the source."""
     delivery = delivery_of(msg)
     if why == UNTRUSTED and delivery.publisher is not None:
         await consumer.park(msg, why)  # not the source's own user: no answer goes out in its name
         return
-    examined = await asyncio.to_thread(examine, _submission(delivery, prefix), max_pdf_bytes=max_pdf_bytes)
+    examined = await checks(examine, _submission(delivery, prefix))
     await consumer.once(msg, submission_key(None, msg), lambda store: on_submission(examined, store))
 
 

@@ -6,8 +6,10 @@ from pathlib import Path
 from faststream import FastStream
 
 from services.intake import handlers
+from services.intake.checks import SubmissionChecks
 from services.intake.config import IntakeSettings
 from services.intake.http import build_http
+from services.intake.pdf import Limits
 from services.intake.store import PostgresIntakeStore
 from shared.contract import SubmitDocument
 from shared.events import DocumentAccepted, DocumentCompleted, DocumentDeclined, DocumentRejected, DocumentWithdrawn
@@ -22,7 +24,10 @@ def create_app(settings: IntakeSettings | None = None) -> FastStream:
     settings = settings or IntakeSettings()
     service = Service("intake", settings, migrations=MIGRATIONS, uses=("blobs",))
     store = lambda conn: PostgresIntakeStore(conn, service.outbox)  # noqa: E731
-    limits = {"max_pdf_bytes": int(settings.max_pdf_mb * 1_048_576), "prefix": settings.broker_user_prefix}
+    checks = _checks(settings)
+    service.app.on_startup(checks.start)
+    service.app.after_shutdown(checks.close)
+    limits = {"checks": checks, "prefix": settings.broker_user_prefix}
     service.consume(
         INTAKE_SUBMISSIONS,
         {SubmitDocument: with_delivery(partial(handlers.on_submit_document, **limits))},
@@ -30,6 +35,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastStream:
         prefetch=4,
         key=handlers.submission_key,
         unaccepted=partial(handlers.on_unreadable_submission, **limits),
+        max_body=checks.limits.max_body_bytes,
     )
     service.consume(
         INTAKE_EVENTS,
@@ -44,3 +50,10 @@ def create_app(settings: IntakeSettings | None = None) -> FastStream:
     )
     service.serve_http(settings.intake_port, lambda: build_http(lambda: service.pool, docs=settings.http_docs))
     return service.app
+
+
+def _checks(settings: IntakeSettings) -> SubmissionChecks:
+    limits = Limits(int(settings.max_pdf_mb * 1_048_576), int(settings.max_decoded_mb * 1_048_576))
+    return SubmissionChecks(
+        limits, workers=settings.pdf_check_workers, seconds=settings.pdf_check_seconds, memory_mb=settings.pdf_check_mb
+    )

@@ -20,9 +20,8 @@ import aio_pika
 import asyncpg
 import pytest
 
-from tests.conftest import Infra, fresh_database, fresh_vhost
-from tests.support.smtp import SmtpServer
-from tests.support.system import DEMO, System, demo_city
+from tests.conftest import Infra, city_on_fresh_install
+from tests.support.system import DEMO, System
 
 ATTACKS: list[tuple[str, str]] = []
 TOKEN = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
@@ -42,23 +41,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 @pytest.fixture(scope="package")
 async def city(infra: Infra, secrets_dir: str) -> AsyncIterator[System]:
-    smtp = SmtpServer()
-    await smtp.start()
-    async with fresh_database(infra) as database_url, fresh_vhost(infra) as amqp_url:
-        async with demo_city(
-            "security",
-            database_url=database_url,
-            amqp_url=amqp_url,
-            smtp=smtp,
-            secrets_dir=secrets_dir,
-            PARAAF_DOWNLOAD_TTL_HOURS="1",
-        ) as system:
-            system.smtp = smtp  # type: ignore[attr-defined]
-            system.add_source("omgeving", "--org", "default", "--flows", "omgevingsvergunning", "--submitters", "elen.elaut")
-            system.cli("directory", "import", "--org", "othercity", str(DEMO / "city.xlsx"))
-            system.cli("flows", "load", "--org", "othercity", str(DEMO / "flows"))
-            yield system
-    await smtp.stop()
+    async with city_on_fresh_install(infra, secrets_dir, "security", PARAAF_DOWNLOAD_TTL_HOURS="1") as system:
+        system.add_source("omgeving", "--org", "default", "--flows", "omgevingsvergunning", "--submitters", "elen.elaut")
+        system.cli("directory", "import", "--org", "othercity", str(DEMO / "city.xlsx"))
+        system.cli("flows", "load", "--org", "othercity", str(DEMO / "flows"))
+        yield system
 
 
 @dataclass(frozen=True)

@@ -219,7 +219,13 @@ class System:
         return printed[-1]
 
     async def publish(
-        self, body: dict[str, Any] | bytes, routing_key: str = "submit.notula", *, source: str = "notula", user_id: str | None = "own"
+        self,
+        body: dict[str, Any] | bytes,
+        routing_key: str = "submit.notula",
+        *,
+        source: str = "notula",
+        user_id: str | None = "own",
+        content_type: str = "application/json",
     ) -> None:
         """Publish on esign.intake as the integrating system ``source`` does: with its own user, persistent, confirmed."""
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -232,7 +238,7 @@ class System:
             await exchange.publish(
                 aio_pika.Message(
                     payload,
-                    content_type="application/json",
+                    content_type=content_type,
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                     user_id=own if user_id == "own" else user_id,
                 ),

@@ -1,11 +1,13 @@
 """The external contract: what a malformed submission is told."""
 
 import base64
+import pickle
 
 import pytest
 from pydantic import ValidationError
 
 from shared.contract import SubmitDocument, describe_validation_error
+from shared.errors import CodedError
 
 VALID = {
     "source": "notula",
@@ -63,3 +65,9 @@ def test_a_source_with_spaces_is_refused() -> None:
 def test_a_nul_character_anywhere_is_refused_naming_where(changes: dict, where: str) -> None:
     """U+0000 cannot be stored, so it is the sender's error to fix: refused at once, naming the field."""
     assert reason(**changes) == f"field `{where}` contains a NUL character (\\u0000), which no text may hold; remove it"
+
+
+def test_a_refusal_survives_the_trip_from_a_worker_process() -> None:
+    """A CodedError pickled and unpickled (as from a worker process) keeps its code and reason."""
+    again = pickle.loads(pickle.dumps(CodedError("active_content", "the PDF holds /JavaScript")))
+    assert (again.code, again.reason) == ("active_content", "the PDF holds /JavaScript")

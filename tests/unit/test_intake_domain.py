@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from services.intake.domain import Submission, examine, inspect_pdf
+from services.intake.domain import Submission, examine, external_ref_of, oversized
+from services.intake.pdf import Limits, inspect_pdf
 from shared.errors import CodedError
 from tests.support.pdfs import make_encrypted_pdf, make_pdf
 from tests.support.system import submission
@@ -14,13 +15,13 @@ MB = 1_048_576
 
 def refusal(data: bytes, max_bytes: int = MB) -> CodedError:
     with pytest.raises(CodedError) as caught:
-        inspect_pdf(data, max_bytes=max_bytes)
+        inspect_pdf(data, Limits(max_bytes))
     return caught.value
 
 
 def test_a_readable_pdf_is_accepted_with_its_page_count() -> None:
     """A plain three-page PDF passes and reports three pages."""
-    assert inspect_pdf(make_pdf(pages=3), max_bytes=MB).page_count == 3
+    assert inspect_pdf(make_pdf(pages=3), Limits(MB)).page_count == 3
 
 
 def test_text_is_not_a_pdf() -> None:
@@ -48,7 +49,7 @@ def test_a_pdf_over_the_limit_says_both_sizes() -> None:
 def test_a_source_submits_only_under_its_own_name() -> None:
     """A submission naming `notula`, published by source `permits` on `submit.permits`, is refused, saying what to send."""
     body = json.dumps(submission(make_pdf())).encode()
-    examined = examine(Submission("submit.permits", body, publisher="permits"), max_pdf_bytes=MB)
+    examined = examine(Submission("submit.permits", body, publisher="permits"), Limits(MB))
     assert examined.refusal is not None
     assert examined.refusal.code == "source_mismatch"
     assert 'published by `permits`' in examined.refusal.reason and '"source": "permits"' in examined.refusal.reason
@@ -57,12 +58,39 @@ def test_a_source_submits_only_under_its_own_name() -> None:
 def test_a_submission_without_user_id_is_told_to_set_it() -> None:
     """A message that carries no AMQP user_id is refused with code missing_user_id, naming the property to set."""
     body = json.dumps(submission(make_pdf())).encode()
-    examined = examine(Submission("submit.notula", body, publisher=None), max_pdf_bytes=MB)
+    examined = examine(Submission("submit.notula", body, publisher=None), Limits(MB))
     assert examined.refusal is not None and examined.refusal.code == "missing_user_id"
     assert "user_id" in examined.refusal.reason
 
 
 def test_a_json_array_is_refused() -> None:
     """Valid JSON that is not an object is still refused as a message."""
-    examined = examine(Submission("submit.notula", b"[1, 2]", publisher="notula"), max_pdf_bytes=MB)
+    examined = examine(Submission("submit.notula", b"[1, 2]", publisher="notula"), Limits(MB))
     assert examined.refusal is not None and examined.refusal.code == "invalid_json"
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json", "application/json; charset=utf-8"])
+def test_a_json_submission_with_or_without_its_content_type_is_read(content_type: str | None) -> None:
+    """content_type application/json, with parameters or left out, is what a submission may carry."""
+    body = json.dumps(submission(make_pdf())).encode()
+    examined = examine(Submission("submit.notula", body, "notula", content_type), Limits(MB))
+    assert examined.refusal is None and examined.page_count == 1
+
+
+def test_a_submission_that_says_it_is_not_json_is_refused_naming_its_content_type() -> None:
+    """A message with content_type application/pdf is refused as invalid_content_type, saying what to send."""
+    body = json.dumps(submission(make_pdf())).encode()
+    examined = examine(Submission("submit.notula", body, "notula", "application/pdf"), Limits(MB))
+    assert examined.refusal is not None and examined.refusal.code == "invalid_content_type"
+    assert "`application/pdf`" in examined.refusal.reason and "application/json" in examined.refusal.reason
+
+
+def test_a_message_too_long_for_any_allowed_pdf_is_refused_before_it_is_read() -> None:
+    """A 40 MB message for a 25 MB PDF limit is refused as too_large, naming both limits, and its source and reference
+    are still found to answer (searched for, not parsed)."""
+    body = json.dumps({**submission(make_pdf()), "pdf": "A" * (40 * MB)}).encode()
+    examined = oversized(Submission("submit.notula", body, "notula"), Limits(25 * MB))
+    assert examined is not None and examined.refusal is not None and examined.refusal.code == "too_large"
+    assert "at most 25.0 MB (PARAAF_MAX_PDF_MB)" in examined.refusal.reason
+    assert external_ref_of(examined.submission) == submission(make_pdf())["external_ref"]
+    assert oversized(Submission("submit.notula", json.dumps(submission(make_pdf())).encode(), "notula"), Limits(25 * MB)) is None

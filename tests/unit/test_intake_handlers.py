@@ -8,6 +8,7 @@ import pytest
 
 from services.intake import handlers
 from services.intake.domain import SourcePolicy, Submission, examine
+from services.intake.pdf import Limits
 from services.intake.store import Document
 from shared.contract import Outcome
 from shared.events import (
@@ -31,7 +32,7 @@ PERMITS = SourcePolicy("omgeving", "default", flows=frozenset({"omgevingsvergunn
 
 async def submit(store: FakeIntakeStore, body: dict | bytes, source: str = "notula", publisher: str | None = "notula") -> None:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    examined = examine(Submission(f"submit.{source}", raw, publisher), max_pdf_bytes=MB)
+    examined = examine(Submission(f"submit.{source}", raw, publisher), Limits(MB))
     await handlers.on_submission(examined, store)
 
 

@@ -1,0 +1,41 @@
+"""Where intake checks a submission: in a worker process with a time and a
+memory limit, so a hostile PDF (a bomb, a 100,000-deep array, an xref loop)
+ends in a refusal to its source, never in a stuck message or a dead service.
+"""
+
+from collections.abc import Callable
+
+from services.intake.domain import Examined, Submission, oversized
+from services.intake.pdf import Limits
+from shared.errors import CodedError
+from shared.workers import WorkerDied, WorkerPool, WorkerTimedOut
+
+__all__ = ["SubmissionChecks"]
+
+
+class SubmissionChecks:
+    """``await checks(examine, submission)`` or ``await checks(examine_command, submission, command)``."""
+
+    def __init__(self, limits: Limits, *, workers: int, seconds: float, memory_mb: int) -> None:
+        self.limits = limits
+        self._workers, self._seconds, self._memory_mb = workers, seconds, memory_mb
+        self._pool: WorkerPool | None = None
+
+    def start(self) -> None:
+        self._pool = WorkerPool(self._workers, memory_mb=self._memory_mb)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+
+    async def __call__(self, examine: Callable[..., Examined], submission: Submission, *args: object) -> Examined:
+        assert self._pool is not None, "start() first"
+        if (refused := oversized(submission, self.limits)) is not None:
+            return refused  # not even copied to a worker
+        try:
+            return await self._pool.run(examine, submission, *args, self.limits, timeout=self._seconds)
+        except WorkerTimedOut:
+            why = f"the PDF could not be checked within {self._seconds:g} s (PARAAF_PDF_CHECK_SECONDS)"
+        except WorkerDied:
+            why = f"checking the PDF took more than {self._memory_mb} MB of memory (PARAAF_PDF_CHECK_MB)"
+        return Examined(submission, refusal=CodedError("pdf_too_complex", f"{why}; send a simpler PDF"))

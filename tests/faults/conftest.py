@@ -1,0 +1,29 @@
+"""One running demo city for the fault tests of a package, and the report they print at the end of the run:
+what was done to Paraaf and what it did, so CI's log shows it."""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import Infra, city_on_fresh_install
+from tests.support.system import System
+
+REPORT: list[str] = []
+
+
+def report(line: str) -> None:
+    REPORT.append(line)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if REPORT:
+        terminalreporter.section("faults and hostile input: what Paraaf did")
+        for line in REPORT:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="package")
+async def city(infra: Infra, secrets_dir: str) -> AsyncIterator[System]:
+    async with city_on_fresh_install(infra, secrets_dir, "faults") as system:
+        yield system
