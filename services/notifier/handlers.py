@@ -1,21 +1,21 @@
 """The notifier's handlers only queue mail and keep the reminder schedule;
 sender.py delivers the mail and scheduler.py acts on the schedule, so a dead
 SMTP server never holds up an event. A queued mail holds no link, only a
-placeholder the sender fills at send time.
+placeholder the sender fills at send time. Each runs in the message's
+transaction, on a :class:`NotifierStore`; the rules are domain.py's.
 
 Each mail is keyed by the intent that asked for it (a command's or an
 event's id): the same intent handled twice queues one mail.
 """
 
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 
-import asyncpg
 import structlog
 
-from services.notifier import store
-from services.notifier.domain import ReminderPolicy, operator_mail_id
-from services.notifier.render import LINK, MailRenderer
+from services.notifier.domain import DueDate, Move, ReminderPolicy, Schedule, has_address, operator_mail_id, why_no_link_mail
+from services.notifier.render import LINK, Mail, MailRenderer
+from services.notifier.store import NotifierStore, SpooledMail
+from shared.clock import Clock
 from shared.contract import SendDownloadLink, SendSigningLink
 from shared.events import (
     DocumentCompleted,
@@ -36,38 +36,34 @@ __all__ = [
     "on_send_signing_link",
 ]
 
-Clock = Callable[[], datetime]
-
 
 async def on_send_signing_link(
-    command: SendSigningLink, conn: asyncpg.Connection, *, renderer: MailRenderer, policy: ReminderPolicy, clock: Clock
+    command: SendSigningLink, store: NotifierStore, *, renderer: MailRenderer, policy: ReminderPolicy, clock: Clock
 ) -> None:
     """Mail a request, reminder or reassigned request; a new request also starts its reminder schedule."""
     now = clock()
-    if not command.recipient.email:
-        structlog.get_logger().warning("no mail: the signer has no address", person=command.recipient.id)
-        return
-    if await store.document_ended(conn, command.correlation_id):
-        structlog.get_logger().info("no mail: the document ended", request_id=str(command.request_id))
+    ended = await store.document_ended(command.correlation_id)
+    if _withheld(command, why_no_link_mail(command.recipient.email, ended)):
         return
     if command.kind != "reminder":
-        await store.open_schedule(
-            conn,
-            request_id=command.request_id,
-            org=command.org,
-            document_id=command.correlation_id,
-            requested_at=now,
-            due_at=policy.due_date(now, command.expires_at, command.due_at),
-            next_at=policy.first_reminder(now),
-        )
+        opening = policy.opening(command.request_id, command.org, command.correlation_id, now, command.expires_at, command.due_at)
+        await store.open_schedule(opening)
     # Locked, so an event closing the request either sees this mail (and cancels it) or came first.
-    schedule = await store.schedule_of(conn, command.request_id, lock=True)
-    if schedule and schedule["status"] == "closed":
-        # Signed, moved or cancelled before this command arrived: its link would not work.
-        structlog.get_logger().info("no mail: the request is closed", request_id=str(command.request_id))
+    schedule = await store.schedule(command.request_id, lock=True)
+    if _withheld(command, why_no_link_mail(command.recipient.email, ended, schedule)):
         return
-    due_at = schedule["due_at"] if schedule and schedule["due_at"] else policy.due_date(now, command.expires_at, command.due_at)
-    mail = renderer.render(
+    due = policy.shown_due(schedule, now, command.expires_at, command.due_at)
+    await store.queue_mail(_signing_mail(command, _render_signing_link(command, renderer, due, schedule)), now)
+
+
+def _withheld(command: SendSigningLink, reason: str | None) -> bool:
+    if reason is not None:
+        structlog.get_logger().info(f"no mail: {reason}", request_id=str(command.request_id), person=command.recipient.id)
+    return reason is not None
+
+
+def _render_signing_link(command: SendSigningLink, renderer: MailRenderer, due: DueDate, schedule: Schedule | None) -> Mail:
+    return renderer.render(
         command.kind,
         command.recipient.language,
         recipient=command.recipient,
@@ -79,30 +75,29 @@ async def on_send_signing_link(
         action=command.action,
         link=LINK,
         expires_at=command.expires_at,
-        due_at=due_at,
-        overdue=due_at <= now,
-        requested_at=schedule["requested_at"] if schedule else None,
+        due_at=due.at,
+        overdue=due.overdue,
+        requested_at=schedule.requested_at if schedule else None,
         reminder=command.reminder,
     )
-    await store.queue_mail(
-        conn,
+
+
+def _signing_mail(command: SendSigningLink, mail: Mail) -> SpooledMail:
+    return SpooledMail(
         mail_id=command.command_id,
         org=command.org,
         document_id=command.correlation_id,
         kind=f"signature_{command.kind}",
-        recipient=command.recipient.email,
-        mail=mail,
-        now=now,
+        recipient=command.recipient.email or "",
+        content=mail,
         request_id=command.request_id,
         link_kind="signing",
     )
 
 
-async def on_send_download_link(
-    command: SendDownloadLink, conn: asyncpg.Connection, *, renderer: MailRenderer, clock: Clock
-) -> None:
+async def on_send_download_link(command: SendDownloadLink, store: NotifierStore, *, renderer: MailRenderer, clock: Clock) -> None:
     """Tell the submitter the document is signed, with the link to download it."""
-    if not command.recipient.email:
+    if not has_address(command.recipient):
         structlog.get_logger().warning("no mail: the submitter has no address", person=command.recipient.id)
         return
     mail = renderer.render(
@@ -114,82 +109,46 @@ async def on_send_download_link(
         link=LINK,
         expires_at=command.expires_at,
     )
-    await store.queue_mail(
-        conn,
-        mail_id=command.command_id,
-        org=command.org,
-        document_id=command.correlation_id,
-        kind="document_completed",
-        recipient=command.recipient.email,
-        mail=mail,
-        now=clock(),
-        link_kind="download",
-        link_person=command.recipient.id,
+    spooled = SpooledMail(
+        command.command_id, command.org, command.correlation_id, "document_completed", command.recipient.email or "", mail,
+        link_kind="download", link_person=command.recipient.id,
     )
+    await store.queue_mail(spooled, clock())
 
 
-async def on_request_closed(
-    event: Signed | SignatureCancelled | SignatureReassigned, conn: asyncpg.Connection, *, clock: Clock
-) -> None:
+async def on_request_closed(event: Signed | SignatureCancelled | SignatureReassigned, store: NotifierStore, *, clock: Clock) -> None:
     """A signed, cancelled or reassigned request gets no more reminders; the person a request
     moved away from is told later, in one notice for the whole absence."""
     now = clock()
-    await store.close_request(
-        conn,
-        request_id=event.request_id,
-        org=event.org,
-        document_id=event.correlation_id,
-        closed_by=event.routing_key,
-        now=now,
-    )
-    if isinstance(event, SignatureReassigned) and event.from_person.email:
-        await store.record_move(conn, event, now)
+    await store.close_request(event.request_id, event.org, event.correlation_id, closed_by=event.routing_key, now=now)
+    if isinstance(event, SignatureReassigned) and has_address(event.from_person):
+        await store.record_move(
+            Move(event.event_id, event.org, event.document_id, event.from_person, event.to_person, event.title, event.reason, now)
+        )
 
 
-async def on_document_ended(
-    event: DocumentCompleted | DocumentDeclined | DocumentWithdrawn, conn: asyncpg.Connection, *, clock: Clock
-) -> None:
-    await store.end_document(
-        conn,
-        document_id=event.correlation_id,
-        org=event.org,
-        status=event.routing_key.removeprefix("document."),
-        now=clock(),
-    )
+async def on_document_ended(event: DocumentCompleted | DocumentDeclined | DocumentWithdrawn, store: NotifierStore, *, clock: Clock) -> None:
+    """A completed, declined or withdrawn document gets no more reminders or link mails."""
+    await store.end_document(event.correlation_id, event.org, event.routing_key.removeprefix("document."), clock())
 
 
-async def on_document_declined(
-    event: DocumentDeclined, conn: asyncpg.Connection, *, renderer: MailRenderer, clock: Clock
-) -> None:
+async def on_document_declined(event: DocumentDeclined, store: NotifierStore, *, renderer: MailRenderer, clock: Clock) -> None:
     """Stop the document's reminders and tell the submitter who declined and why."""
-    await on_document_ended(event, conn, clock=clock)
+    await on_document_ended(event, store, clock=clock)
     submitter = event.submitted_by
-    if submitter is None or not submitter.email:
+    if submitter is None or not has_address(submitter):
         structlog.get_logger().warning("declined document has no submitter address; nobody mailed")
         return
     mail = renderer.render(
-        "declined",
-        submitter.language,
-        recipient=submitter,
-        title=event.title,
-        declined_by=event.declined_by,
-        reason=event.reason,
+        "declined", submitter.language, recipient=submitter, title=event.title, declined_by=event.declined_by, reason=event.reason
     )
-    await store.queue_mail(
-        conn,
-        mail_id=event.event_id,
-        org=event.org,
-        document_id=event.correlation_id,
-        kind="document_declined",
-        recipient=submitter.email,
-        mail=mail,
-        now=clock(),
-    )
+    spooled = SpooledMail(event.event_id, event.org, event.correlation_id, "document_declined", submitter.email or "", mail)
+    await store.queue_mail(spooled, clock())
 
 
 async def on_routing_unresolved(
     event: RoutingUnresolved,
-    conn: asyncpg.Connection,
+    store: NotifierStore,
     *,
     renderer: MailRenderer,
     operators: Sequence[str],
@@ -210,13 +169,5 @@ async def on_routing_unresolved(
         occurred_at=event.occurred_at,
     )
     for address in operators:
-        await store.queue_mail(
-            conn,
-            mail_id=operator_mail_id(event.event_id, address),
-            org=event.org,
-            document_id=event.correlation_id,
-            kind="routing_alert",
-            recipient=address,
-            mail=mail,
-            now=clock(),
-        )
+        spooled = SpooledMail(operator_mail_id(event.event_id, address), event.org, event.correlation_id, "routing_alert", address, mail)
+        await store.queue_mail(spooled, clock())

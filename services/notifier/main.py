@@ -1,14 +1,13 @@
 """Notifier's wiring: the only place its parts meet.
 
 Three things run side by side and meet only in the database: the consumer
-(handlers queue mail and keep the schedule), the scheduler (reminders and
-absence notices) and the sender (SMTP). ``clock`` is injectable so tests can
-move time forward by days without waiting for them; by default it is the
-services' clock (PARAAF_CLOCK_START).
+(handlers queue mail and keep the schedule), the reminder scheduler
+(reminders and absence notices) and the sender (SMTP). ``clock`` is
+injectable so tests can move time forward by days without waiting for them;
+by default it is the services' clock (PARAAF_CLOCK_START).
 """
 
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -19,9 +18,10 @@ from services.notifier.config import NotifierSettings
 from services.notifier.domain import ReminderPolicy
 from services.notifier.links import LinkSource, SignerLinks
 from services.notifier.render import MailRenderer
-from services.notifier.scheduler import Scheduler
+from services.notifier.scheduler import ReminderScheduler
 from services.notifier.sender import MailSender
-from shared.clock import clock_from
+from services.notifier.store import NotifierTransactions, PostgresNotifierStore
+from shared.clock import Clock, clock_from
 from shared.contract import SendDownloadLink, SendSigningLink
 from shared.events import (
     DocumentCompleted,
@@ -33,75 +33,72 @@ from shared.events import (
     Signed,
 )
 from shared.http import base_app
+from shared.messaging import Handler
 from shared.service import Service
 from shared.topology import NOTIFIER_EVENTS
 
 __all__ = ["create_app"]
 
+MIGRATIONS = Path(__file__).parent / "migrations"
 
-def create_app(
-    settings: NotifierSettings | None = None,
-    *,
-    clock: Callable[[], datetime] | None = None,
-    links: LinkSource | None = None,
-) -> FastStream:
+
+def create_app(settings: NotifierSettings | None = None, *, clock: Clock | None = None, links: LinkSource | None = None) -> FastStream:
     settings = settings or NotifierSettings()
     clock = clock or clock_from(settings)
-    service = Service("notifier", settings, migrations=Path(__file__).parent / "migrations")
+    service = Service("notifier", settings, migrations=MIGRATIONS)
+    renderer, policy = MailRenderer(settings.timezone), reminder_policy(settings)
+    transactions = NotifierTransactions(lambda: service.pool, service.outbox)
     links = links or SignerLinks(settings.signer_internal_url, service.identity.signer_key)
-    renderer = MailRenderer(settings.timezone)
-    policy = ReminderPolicy(
-        after=settings.reminder_after,
-        every=settings.reminder_every,
-        maximum=settings.reminder_max,
-        due_after=settings.due_after,
-        timezone=settings.timezone,
-    )
-    sender = MailSender(
-        lambda: service.pool, service.outbox, settings, clock=clock, after_commit=service.wake_relay, links=links
-    )
+    sender = MailSender(transactions, settings, clock=clock, after_commit=service.wake_relay, links=links)
 
     def queued() -> None:
         service.wake_relay()
         sender.wake()
 
-    scheduler = Scheduler(
-        lambda: service.pool,
-        service.outbox,
-        renderer,
-        policy,
-        notice_window=timedelta(seconds=settings.moved_notice_window_seconds),
-        clock=clock,
-        after_commit=queued,
-        poll_seconds=settings.scheduler_seconds,
+    scheduler = ReminderScheduler(
+        transactions, renderer, policy, notice_window=timedelta(seconds=settings.moved_notice_window_seconds),
+        clock=clock, after_commit=queued, poll_seconds=settings.scheduler_seconds,
     )
-    closed = partial(handlers.on_request_closed, clock=clock)
-    ended = partial(handlers.on_document_ended, clock=clock)
     service.consume(
         NOTIFIER_EVENTS,
-        {
-            SendSigningLink: partial(
-                handlers.on_send_signing_link, renderer=renderer, policy=policy, clock=clock
-            ),
-            SendDownloadLink: partial(handlers.on_send_download_link, renderer=renderer, clock=clock),
-            Signed: closed,
-            SignatureCancelled: closed,
-            SignatureReassigned: closed,
-            DocumentCompleted: ended,
-            DocumentWithdrawn: ended,
-            DocumentDeclined: partial(handlers.on_document_declined, renderer=renderer, clock=clock),
-            RoutingUnresolved: partial(
-                handlers.on_routing_unresolved,
-                renderer=renderer,
-                operators=settings.operators,
-                language=settings.operator_language,
-                clock=clock,
-            ),
-        },
-        store=lambda conn: conn,  # the handlers still take the connection itself
+        handlers_of(settings, renderer, policy, clock),
+        store=lambda conn: PostgresNotifierStore(conn, service.outbox),
         after_commit=queued,
     )
     service.loop(sender.run)
     service.loop(scheduler.run)
     service.serve_http(settings.notifier_port, lambda: base_app("notifier", lambda: service.pool, docs=settings.http_docs))
     return service.app
+
+
+def reminder_policy(settings: NotifierSettings) -> ReminderPolicy:
+    return ReminderPolicy(
+        after=settings.reminder_after,
+        every=settings.reminder_every,
+        maximum=settings.reminder_max,
+        due_after=settings.due_after,
+        timezone=settings.timezone,
+    )
+
+
+def handlers_of(settings: NotifierSettings, renderer: MailRenderer, policy: ReminderPolicy, clock: Clock) -> dict[type, Handler]:
+    """Which handler takes each message the notifier consumes, with its dependencies."""
+    closed = partial(handlers.on_request_closed, clock=clock)
+    ended = partial(handlers.on_document_ended, clock=clock)
+    return {
+        SendSigningLink: partial(handlers.on_send_signing_link, renderer=renderer, policy=policy, clock=clock),
+        SendDownloadLink: partial(handlers.on_send_download_link, renderer=renderer, clock=clock),
+        Signed: closed,
+        SignatureCancelled: closed,
+        SignatureReassigned: closed,
+        DocumentCompleted: ended,
+        DocumentWithdrawn: ended,
+        DocumentDeclined: partial(handlers.on_document_declined, renderer=renderer, clock=clock),
+        RoutingUnresolved: partial(
+            handlers.on_routing_unresolved,
+            renderer=renderer,
+            operators=settings.operators,
+            language=settings.operator_language,
+            clock=clock,
+        ),
+    }

@@ -16,9 +16,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, pas
 from jinja2.runtime import Context
 from markupsafe import Markup
 
+from shared.contract import LANGUAGES
+
 __all__ = ["KINDS", "LANGUAGES", "LINK", "Mail", "MailRenderer"]
 
-LANGUAGES = ("nl", "fr", "en")
 # Where the link goes in a queued mail: the sender puts the real one there as it sends.
 LINK = "https://paraaf.invalid/link-made-when-sent"
 KINDS = ("request", "reminder", "reassigned", "moved", "completed", "declined", "routing_alert")

@@ -7,114 +7,99 @@ the request is still open. Everything is read from and written to the
 database, so the schedule survives restarts and replicas share it.
 """
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-import asyncpg
 import structlog
 
-from services.notifier import store
-from services.notifier.domain import ReminderPolicy, reminder_command_id
+from services.notifier.domain import ReminderPolicy, Schedule, absence_notice
 from services.notifier.render import MailRenderer
+from services.notifier.store import NotifierStore, SpooledMail, Transaction
+from shared.clock import Clock
 from shared.contract import ReissueSigningLink
-from shared.events import PersonRef
-from shared.messaging import Outbox
+from shared.loops import BackgroundLoop
 
-__all__ = ["Scheduler"]
+__all__ = ["ReminderScheduler", "ask_due_reminders", "tell_moves"]
 
 
-class Scheduler:
+async def ask_due_reminders(store: NotifierStore, policy: ReminderPolicy, now: datetime, limit: int) -> int:
+    """Ask the signer for every reminder that fell due; return how many."""
+    due = await store.due_reminders(now, limit)
+    for schedule in due:
+        await _ask_reminder(store, policy, schedule, now)
+    if due:
+        structlog.get_logger().info("reminders due", count=len(due))
+    return len(due)
+
+
+async def _ask_reminder(store: NotifierStore, policy: ReminderPolicy, schedule: Schedule, now: datetime) -> None:
+    reminder = policy.reminder(schedule, now)
+    await store.publish(
+        ReissueSigningLink(
+            command_id=reminder.command_id,
+            correlation_id=schedule.document_id,
+            org=schedule.org,
+            request_id=schedule.request_id,
+            reminder=reminder.number,
+        )
+    )
+    await store.reminder_issued(schedule.request_id, reminder.number, reminder.next_at, now)
+
+
+async def tell_moves(store: NotifierStore, renderer: MailRenderer, moved_before: datetime, now: datetime) -> int:
+    """One notice per absent person, listing every request moved away from them since ``moved_before``; return how many."""
+    told = 0
+    for org, person_id in await store.moves_to_tell(moved_before):
+        moves = await store.waiting_moves(org, person_id)
+        if not moves:
+            continue  # another replica is telling them
+        notice = absence_notice(moves)
+        mail = renderer.render(
+            "moved",
+            notice.person.language,
+            recipient=notice.person,
+            moves=[{"title": m.title, "to_person": m.to_person, "reason": m.reason} for m in notice.moves],
+        )
+        spooled = SpooledMail(
+            notice.mail_id, org, notice.document_id, "signatures_moved", notice.person.email or "", mail, related_documents=notice.documents
+        )
+        await store.queue_mail(spooled, now)
+        await store.mark_moves_told([m.event_id for m in notice.moves], notice.mail_id)
+        told += 1
+    return told
+
+
+class ReminderScheduler(BackgroundLoop):
+    """Asks for due reminders and tells absent people, every ``poll_seconds``."""
+
     def __init__(
         self,
-        pool: Callable[[], asyncpg.Pool],
-        outbox: Outbox,
+        transaction: Transaction,
         renderer: MailRenderer,
         policy: ReminderPolicy,
         *,
         notice_window: timedelta,
-        clock: Callable[[], datetime],
+        clock: Clock,
         after_commit: Callable[[], None],
         poll_seconds: float,
         batch: int = 100,
     ) -> None:
-        self._pool = pool
-        self._outbox = outbox
+        super().__init__(poll_seconds)
+        self._transaction = transaction
         self._renderer = renderer
         self._policy = policy
         self._window = notice_window
         self._clock = clock
         self._after_commit = after_commit
-        self._poll = poll_seconds
         self._batch = batch
 
-    async def run(self) -> None:
-        while True:
-            await self.tick()
-            await asyncio.sleep(self._poll)
-
-    async def tick(self) -> int:
-        """Do what is due now; return how many reminders and notices were issued."""
-        done = await self.issue_reminders() + await self.tell_moves()
+    async def tick(self) -> bool:
+        """Do what is due now, each kind in a transaction of its own."""
+        async with self._transaction() as store:
+            done = await ask_due_reminders(store, self._policy, self._clock(), self._batch)
+        async with self._transaction() as store:
+            now = self._clock()
+            done += await tell_moves(store, self._renderer, now - self._window, now)
         if done:
             self._after_commit()
-        return done
-
-    async def issue_reminders(self) -> int:
-        now = self._clock()
-        async with self._pool().acquire() as conn, conn.transaction():
-            due = await store.due_reminders(conn, now, self._batch)
-            for row in due:
-                number = row["sent"] + 1
-                await self._outbox.add(
-                    conn,
-                    ReissueSigningLink(
-                        command_id=reminder_command_id(row["request_id"], number),
-                        correlation_id=row["document_id"],
-                        org=row["org"],
-                        request_id=row["request_id"],
-                        reminder=number,
-                    ),
-                )
-                await store.reminder_issued(
-                    conn, row["request_id"], number, self._policy.next_reminder(now, number), now
-                )
-        if due:
-            structlog.get_logger().info("reminders due", count=len(due))
-        return len(due)
-
-    async def tell_moves(self) -> int:
-        """One notice per absent person, listing every request moved away from them in the window."""
-        now = self._clock()
-        told = 0
-        async with self._pool().acquire() as conn, conn.transaction():
-            for org, person_id in await store.moves_to_tell(conn, now - self._window):
-                moves = await store.waiting_moves(conn, org, person_id)
-                if not moves:
-                    continue  # another replica is telling them
-                person = PersonRef.model_validate(moves[0]["from_person"])
-                mail = self._renderer.render(
-                    "moved",
-                    person.language,
-                    recipient=person,
-                    moves=[
-                        {"title": m["title"], "to_person": PersonRef.model_validate(m["to_person"]), "reason": m["reason"]}
-                        for m in moves
-                    ],
-                )
-                # The notice is keyed by the first move it lists: telling it again finds the same mail.
-                mail_id = moves[0]["event_id"]
-                await store.queue_mail(
-                    conn,
-                    mail_id=mail_id,
-                    org=org,
-                    document_id=moves[0]["document_id"],
-                    kind="signatures_moved",
-                    recipient=person.email,
-                    mail=mail,
-                    now=now,
-                    related_documents=list(dict.fromkeys(m["document_id"] for m in moves)),
-                )
-                await store.mark_moves_told(conn, [m["event_id"] for m in moves], mail_id)
-                told += 1
-        return told
+        return False

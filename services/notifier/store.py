@@ -1,272 +1,309 @@
-"""The notifier's tables: the mail spool, the reminder schedule (with the
-requests and documents that ended) and the moves waiting to be told."""
+"""The notifier's tables behind one interface, :class:`NotifierStore`: the mail
+spool, the reminder schedule (with the requests and documents that ended),
+the moves waiting to be told, and the messages sent with each change.
+:class:`PostgresNotifierStore` keeps them in the notifier's schema, inside
+the caller's transaction; tests use an in-memory fake of the same interface
+(tests/support/fakes/notifier.py)."""
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 from uuid import UUID
 
 import asyncpg
+from pydantic import BaseModel
 
+from services.notifier.domain import Move, Schedule
 from services.notifier.render import Mail
-from shared.events import SignatureReassigned
+from shared.events import PersonRef
+from shared.messaging import Outbox, TransactionStore
+from shared.topology import DLX, NOTIFIER_EVENTS
 
-__all__ = [
-    "cancel_link_mails",
-    "claim_due",
-    "close_request",
-    "document_ended",
-    "due_reminders",
-    "end_document",
-    "mark_cancelled",
-    "mark_failed",
-    "mark_moves_told",
-    "mark_retry",
-    "mark_sent",
-    "moves_to_tell",
-    "open_schedule",
-    "queue_mail",
-    "record_move",
-    "reminder_issued",
-    "schedule_of",
-    "waiting_moves",
-]
+__all__ = ["NotifierStore", "NotifierTransactions", "PostgresNotifierStore", "SpooledMail", "Transaction"]
 
 
-# The mail spool.
+@dataclass(frozen=True)
+class SpooledMail:
+    """One mail in the spool, keyed by the intent (a command's or an event's id) that asked for it.
+    A link mail holds no link: ``link_kind`` says which link the sender asks the signer for as it sends."""
+
+    mail_id: UUID
+    org: str
+    document_id: UUID
+    kind: str
+    recipient: str
+    content: Mail  # its text is cleared once the mail is sent, failed or cancelled
+    request_id: UUID | None = None  # of a signing-link mail
+    related_documents: tuple[UUID, ...] = ()  # of a notice about several documents
+    link_kind: str | None = None  # signing | download
+    link_person: str | None = None  # whose download link
+    created_at: datetime | None = None
+    status: str = "pending"  # pending | sent | failed | cancelled
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+    sent_at: datetime | None = None
+
+    @property
+    def documents(self) -> tuple[UUID, ...]:
+        """The documents whose trail shows this mail."""
+        return self.related_documents or (self.document_id,)
 
 
-async def queue_mail(
-    conn: asyncpg.Connection,
-    *,
-    mail_id: UUID,
-    org: str,
-    document_id: UUID,
-    kind: str,
-    recipient: str,
-    mail: Mail,
-    now: datetime,
-    request_id: UUID | None = None,
-    related_documents: Sequence[UUID] | None = None,
-    link_kind: str | None = None,
-    link_person: str | None = None,
-) -> bool:
-    """Queue one mail per intent; False when this intent already has its mail."""
-    queued = await conn.fetchval(
-        "INSERT INTO notifier.mails (mail_id, org, document_id, kind, recipient, subject, text_body, html_body,"
-        " next_attempt_at, created_at, request_id, related_documents, link_kind, link_person)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13) ON CONFLICT (mail_id) DO NOTHING RETURNING true",
-        mail_id,
-        org,
-        document_id,
-        kind,
-        recipient,
-        mail.subject,
-        mail.text,
-        mail.html,
-        now,
-        request_id,
-        list(related_documents) if related_documents else None,
-        link_kind,
-        link_person,
-    )
-    return bool(queued)
+class NotifierStore(Protocol):
+    async def publish(self, message: BaseModel) -> None: ...
+    async def keep_dead_letter(self, mail_id: UUID, body: bytes, headers: dict[str, str]) -> None: ...
+
+    # The mail spool.
+    async def queue_mail(self, mail: SpooledMail, now: datetime) -> bool: ...
+    async def mail(self, mail_id: UUID) -> SpooledMail | None: ...
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[SpooledMail]: ...
+    async def mark_sent(self, mail_id: UUID, now: datetime) -> None: ...
+    async def mark_retry(self, mail_id: UUID, error: str, next_attempt_at: datetime) -> None: ...
+    async def mark_failed(self, mail_id: UUID, error: str) -> None: ...
+    async def mark_cancelled(self, mail_id: UUID, reason: str) -> None: ...
+
+    # Requests, their reminders, and documents that ended.
+    async def document_ended(self, document_id: UUID) -> bool: ...
+    async def open_schedule(self, schedule: Schedule) -> None: ...
+    async def schedule(self, request_id: UUID, *, lock: bool = False) -> Schedule | None: ...
+    async def close_request(self, request_id: UUID, org: str, document_id: UUID, closed_by: str, now: datetime) -> None: ...
+    async def end_document(self, document_id: UUID, org: str, status: str, now: datetime) -> None: ...
+    async def due_reminders(self, now: datetime, limit: int) -> list[Schedule]: ...
+    async def reminder_issued(self, request_id: UUID, number: int, next_at: datetime | None, now: datetime) -> None: ...
+
+    # Moves away from an absent person.
+    async def record_move(self, move: Move) -> None: ...
+    async def moves_to_tell(self, moved_before: datetime) -> list[tuple[str, str]]: ...
+    async def waiting_moves(self, org: str, person_id: str) -> list[Move]: ...
+    async def mark_moves_told(self, event_ids: Sequence[UUID], mail_id: UUID) -> None: ...
 
 
-async def claim_due(conn: asyncpg.Connection, now: datetime, lease_until: datetime, limit: int) -> list[asyncpg.Record]:
-    """Take up to ``limit`` due mails for one attempt; they are due again at ``lease_until``
-    should this process die before it records how the attempt went."""
-    return await conn.fetch(
-        "UPDATE notifier.mails SET next_attempt_at = $2 WHERE mail_id IN ("
-        " SELECT mail_id FROM notifier.mails WHERE status = 'pending' AND next_attempt_at <= $1"
-        " ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING *",
-        now,
-        lease_until,
-        limit,
-    )
+Transaction = Callable[[], AbstractAsyncContextManager[NotifierStore]]
 
 
-async def mark_sent(conn: asyncpg.Connection, mail_id: UUID, now: datetime) -> None:
-    # No status condition: a mail cancelled while it was on the wire was still delivered.
-    await conn.execute(
-        "UPDATE notifier.mails SET status = 'sent', sent_at = $2, attempts = attempts + 1, last_error = NULL,"
-        " text_body = NULL, html_body = NULL WHERE mail_id = $1",
-        mail_id,
-        now,
-    )
-
-
-async def mark_retry(conn: asyncpg.Connection, mail_id: UUID, error: str, next_attempt_at: datetime) -> None:
-    await conn.execute(
-        "UPDATE notifier.mails SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3"
-        " WHERE mail_id = $1 AND status = 'pending'",
-        mail_id,
-        error,
-        next_attempt_at,
+def _mail(row: asyncpg.Record) -> SpooledMail:
+    return SpooledMail(
+        mail_id=row["mail_id"],
+        org=row["org"],
+        document_id=row["document_id"],
+        kind=row["kind"],
+        recipient=row["recipient"],
+        content=Mail(row["subject"], row["text_body"] or "", row["html_body"] or ""),
+        request_id=row["request_id"],
+        related_documents=tuple(row["related_documents"] or ()),
+        link_kind=row["link_kind"],
+        link_person=row["link_person"],
+        created_at=row["created_at"],
+        status=row["status"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        next_attempt_at=row["next_attempt_at"],
+        sent_at=row["sent_at"],
     )
 
 
-async def mark_failed(conn: asyncpg.Connection, mail_id: UUID, error: str) -> None:
-    await conn.execute(
-        "UPDATE notifier.mails SET status = 'failed', attempts = attempts + 1, last_error = $2,"
-        " text_body = NULL, html_body = NULL WHERE mail_id = $1",
-        mail_id,
-        error,
+def _schedule(row: asyncpg.Record) -> Schedule:
+    fields = ("request_id", "org", "document_id", "requested_at", "due_at", "next_at", "sent", "status", "closed_by")
+    return Schedule(**{name: row[name] for name in fields})
+
+
+def _move(row: asyncpg.Record) -> Move:
+    return Move(
+        event_id=row["event_id"],
+        org=row["org"],
+        document_id=row["document_id"],
+        from_person=PersonRef.model_validate(row["from_person"]),
+        to_person=PersonRef.model_validate(row["to_person"]),
+        title=row["title"],
+        reason=row["reason"],
+        moved_at=row["moved_at"],
     )
 
 
-async def mark_cancelled(conn: asyncpg.Connection, mail_id: UUID, reason: str) -> None:
-    await conn.execute(
-        "UPDATE notifier.mails SET status = 'cancelled', last_error = $2, text_body = NULL, html_body = NULL"
-        " WHERE mail_id = $1 AND status = 'pending'",
-        mail_id,
-        reason,
-    )
+class PostgresNotifierStore(TransactionStore):
+    """The notifier's schema, through the connection of the transaction a message or a loop's round runs in."""
+
+    async def keep_dead_letter(self, mail_id: UUID, body: bytes, headers: dict[str, str]) -> None:
+        """A mail that could not be delivered, kept in notifier.events.dlq (with the transaction)."""
+        await self._outbox.add_raw(self._conn, DLX.name, NOTIFIER_EVENTS.name, mail_id, body, headers)
+
+    # The mail spool.
+
+    async def queue_mail(self, mail: SpooledMail, now: datetime) -> bool:
+        """Queue one mail per intent; False when this intent already has its mail."""
+        queued = await self._conn.fetchval(
+            "INSERT INTO notifier.mails (mail_id, org, document_id, kind, recipient, subject, text_body, html_body,"
+            " next_attempt_at, created_at, request_id, related_documents, link_kind, link_person)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13) ON CONFLICT (mail_id) DO NOTHING RETURNING true",
+            mail.mail_id, mail.org, mail.document_id, mail.kind, mail.recipient,
+            mail.content.subject, mail.content.text, mail.content.html, now,
+            mail.request_id, list(mail.related_documents) or None, mail.link_kind, mail.link_person,
+        )
+        return bool(queued)
+
+    async def mail(self, mail_id: UUID) -> SpooledMail | None:
+        row = await self._conn.fetchrow("SELECT * FROM notifier.mails WHERE mail_id = $1", mail_id)
+        return _mail(row) if row else None
+
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[SpooledMail]:
+        """Take up to ``limit`` due mails for one attempt; they are due again at ``lease_until``
+        should this process die before it records how the attempt went."""
+        rows = await self._conn.fetch(
+            "UPDATE notifier.mails SET next_attempt_at = $2 WHERE mail_id IN ("
+            " SELECT mail_id FROM notifier.mails WHERE status = 'pending' AND next_attempt_at <= $1"
+            " ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING *",
+            now, lease_until, limit,
+        )
+        return [_mail(r) for r in rows]
+
+    async def mark_sent(self, mail_id: UUID, now: datetime) -> None:
+        # No status condition: a mail cancelled while it was on the wire was still delivered.
+        await self._conn.execute(
+            "UPDATE notifier.mails SET status = 'sent', sent_at = $2, attempts = attempts + 1, last_error = NULL,"
+            " text_body = NULL, html_body = NULL WHERE mail_id = $1",
+            mail_id, now,
+        )
+
+    async def mark_retry(self, mail_id: UUID, error: str, next_attempt_at: datetime) -> None:
+        await self._conn.execute(
+            "UPDATE notifier.mails SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3"
+            " WHERE mail_id = $1 AND status = 'pending'",
+            mail_id, error, next_attempt_at,
+        )
+
+    async def mark_failed(self, mail_id: UUID, error: str) -> None:
+        await self._conn.execute(
+            "UPDATE notifier.mails SET status = 'failed', attempts = attempts + 1, last_error = $2,"
+            " text_body = NULL, html_body = NULL WHERE mail_id = $1",
+            mail_id, error,
+        )
+
+    async def mark_cancelled(self, mail_id: UUID, reason: str) -> None:
+        await self._conn.execute(
+            "UPDATE notifier.mails SET status = 'cancelled', last_error = $2, text_body = NULL, html_body = NULL"
+            " WHERE mail_id = $1 AND status = 'pending'",
+            mail_id, reason,
+        )
+
+    async def _cancel_link_mails(self, *, request_id: UUID | None = None, document_id: UUID | None = None) -> None:
+        """Unsent signing-link mails of a closed request (or of every request of a document)
+        will not go out: their link no longer works."""
+        await self._conn.execute(
+            "UPDATE notifier.mails SET status = 'cancelled', text_body = NULL, html_body = NULL"
+            " WHERE status = 'pending' AND request_id IS NOT NULL AND (request_id = $1 OR document_id = $2)",
+            request_id, document_id,
+        )
+
+    # Requests, their reminders, and documents that ended.
+
+    async def document_ended(self, document_id: UUID) -> bool:
+        return bool(await self._conn.fetchval("SELECT true FROM notifier.ended_documents WHERE document_id = $1", document_id))
+
+    async def open_schedule(self, schedule: Schedule) -> None:
+        """Start following a request, unless it is followed (or closed) already."""
+        s = schedule
+        await self._conn.execute(
+            "INSERT INTO notifier.reminders (request_id, org, document_id, requested_at, due_at, next_at, status, updated_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $4) ON CONFLICT (request_id) DO NOTHING",
+            s.request_id, s.org, s.document_id, s.requested_at, s.due_at, s.next_at, s.status,
+        )
+
+    async def schedule(self, request_id: UUID, *, lock: bool = False) -> Schedule | None:
+        """The request's schedule; ``lock`` holds it so that closing the request waits for this transaction."""
+        row = await self._conn.fetchrow(
+            "SELECT * FROM notifier.reminders WHERE request_id = $1" + (" FOR UPDATE" if lock else ""), request_id
+        )
+        return _schedule(row) if row else None
+
+    async def close_request(self, request_id: UUID, org: str, document_id: UUID, closed_by: str, now: datetime) -> None:
+        """No more reminders or link mails for this request, even if its first command is still on its way."""
+        await self._conn.execute(
+            "INSERT INTO notifier.reminders (request_id, org, document_id, status, closed_by, updated_at)"
+            " VALUES ($1, $2, $3, 'closed', $4, $5)"
+            " ON CONFLICT (request_id) DO UPDATE SET status = 'closed', next_at = NULL, closed_by = $4, updated_at = $5"
+            " WHERE notifier.reminders.status <> 'closed'",
+            request_id, org, document_id, closed_by, now,
+        )
+        await self._cancel_link_mails(request_id=request_id)
+
+    async def end_document(self, document_id: UUID, org: str, status: str, now: datetime) -> None:
+        """The document ended (``status``: completed, declined, withdrawn): none of its requests is followed any more."""
+        await self._conn.execute(
+            "INSERT INTO notifier.ended_documents (document_id, org, status, ended_at) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (document_id) DO NOTHING",
+            document_id, org, status, now,
+        )
+        await self._conn.execute(
+            "UPDATE notifier.reminders SET status = 'closed', next_at = NULL, closed_by = $2, updated_at = $3"
+            " WHERE document_id = $1 AND status <> 'closed'",
+            document_id, f"document.{status}", now,
+        )
+        await self._cancel_link_mails(document_id=document_id)
+
+    async def due_reminders(self, now: datetime, limit: int) -> list[Schedule]:
+        """Open requests whose next reminder is due, locked (replicas skip each other's)."""
+        rows = await self._conn.fetch(
+            "SELECT * FROM notifier.reminders WHERE status = 'open' AND next_at <= $1"
+            " ORDER BY next_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+            now, limit,
+        )
+        return [_schedule(r) for r in rows]
+
+    async def reminder_issued(self, request_id: UUID, number: int, next_at: datetime | None, now: datetime) -> None:
+        """Reminder ``number`` was asked for; the next is due at ``next_at`` (None: it was the last)."""
+        await self._conn.execute(
+            "UPDATE notifier.reminders SET sent = $2, next_at = $3, updated_at = $4,"
+            " status = CASE WHEN $3::timestamptz IS NULL THEN 'exhausted' ELSE 'open' END WHERE request_id = $1",
+            request_id, number, next_at, now,
+        )
+
+    # Moves away from an absent person, told in one notice per absence.
+
+    async def record_move(self, move: Move) -> None:
+        m = move
+        await self._conn.execute(
+            "INSERT INTO notifier.moves (event_id, org, document_id, person_id, from_person, to_person, title, reason,"
+            " moved_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING",
+            m.event_id, m.org, m.document_id, m.person_id, m.from_person.model_dump(), m.to_person.model_dump(),
+            m.title, m.reason, m.moved_at,
+        )
+
+    async def moves_to_tell(self, moved_before: datetime) -> list[tuple[str, str]]:
+        """(org, person) whose first untold move happened before ``moved_before``."""
+        rows = await self._conn.fetch(
+            "SELECT org, person_id FROM notifier.moves WHERE mail_id IS NULL"
+            " GROUP BY org, person_id HAVING min(moved_at) <= $1",
+            moved_before,
+        )
+        return [(r["org"], r["person_id"]) for r in rows]
+
+    async def waiting_moves(self, org: str, person_id: str) -> list[Move]:
+        """A person's untold moves, oldest first, locked (another replica telling them skips them)."""
+        rows = await self._conn.fetch(
+            "SELECT * FROM notifier.moves WHERE org = $1 AND person_id = $2 AND mail_id IS NULL"
+            " ORDER BY moved_at, event_id FOR UPDATE SKIP LOCKED",
+            org, person_id,
+        )
+        return [_move(r) for r in rows]
+
+    async def mark_moves_told(self, event_ids: Sequence[UUID], mail_id: UUID) -> None:
+        await self._conn.execute(
+            "UPDATE notifier.moves SET mail_id = $2 WHERE event_id = ANY($1::uuid[])", list(event_ids), mail_id
+        )
 
 
-async def cancel_link_mails(conn: asyncpg.Connection, *, request_id: UUID | None = None, document_id: UUID | None = None) -> None:
-    """Unsent signing-link mails of a closed request (or of every request of a document)
-    will not go out: their link no longer works."""
-    await conn.execute(
-        "UPDATE notifier.mails SET status = 'cancelled', text_body = NULL, html_body = NULL"
-        " WHERE status = 'pending' AND request_id IS NOT NULL AND (request_id = $1 OR document_id = $2)",
-        request_id,
-        document_id,
-    )
+class NotifierTransactions:
+    """The notifier's store in a transaction of its own, for the loops that run apart from
+    the consumer (the sender and the reminder scheduler)."""
 
+    def __init__(self, pool: Callable[[], asyncpg.Pool], outbox: Outbox) -> None:
+        self._pool = pool
+        self._outbox = outbox
 
-# Requests, their reminders, and documents that ended.
-
-
-async def document_ended(conn: asyncpg.Connection, document_id: UUID) -> bool:
-    return bool(await conn.fetchval("SELECT true FROM notifier.ended_documents WHERE document_id = $1", document_id))
-
-
-async def open_schedule(
-    conn: asyncpg.Connection,
-    *,
-    request_id: UUID,
-    org: str,
-    document_id: UUID,
-    requested_at: datetime,
-    due_at: datetime,
-    next_at: datetime | None,
-) -> None:
-    await conn.execute(
-        "INSERT INTO notifier.reminders (request_id, org, document_id, requested_at, due_at, next_at, status, updated_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $4) ON CONFLICT (request_id) DO NOTHING",
-        request_id,
-        org,
-        document_id,
-        requested_at,
-        due_at,
-        next_at,
-        "open" if next_at is not None else "exhausted",
-    )
-
-
-async def schedule_of(conn: asyncpg.Connection, request_id: UUID, *, lock: bool = False) -> asyncpg.Record | None:
-    """The request's row; ``lock`` holds it so that closing the request waits for this transaction."""
-    return await conn.fetchrow(
-        "SELECT * FROM notifier.reminders WHERE request_id = $1" + (" FOR UPDATE" if lock else ""), request_id
-    )
-
-
-async def close_request(
-    conn: asyncpg.Connection, *, request_id: UUID, org: str, document_id: UUID, closed_by: str, now: datetime
-) -> None:
-    """No more reminders or link mails for this request, even if its first command is still on its way."""
-    await conn.execute(
-        "INSERT INTO notifier.reminders (request_id, org, document_id, status, closed_by, updated_at)"
-        " VALUES ($1, $2, $3, 'closed', $4, $5)"
-        " ON CONFLICT (request_id) DO UPDATE SET status = 'closed', next_at = NULL, closed_by = $4, updated_at = $5"
-        " WHERE notifier.reminders.status <> 'closed'",
-        request_id,
-        org,
-        document_id,
-        closed_by,
-        now,
-    )
-    await cancel_link_mails(conn, request_id=request_id)
-
-
-async def end_document(conn: asyncpg.Connection, *, document_id: UUID, org: str, status: str, now: datetime) -> None:
-    await conn.execute(
-        "INSERT INTO notifier.ended_documents (document_id, org, status, ended_at) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (document_id) DO NOTHING",
-        document_id,
-        org,
-        status,
-        now,
-    )
-    await conn.execute(
-        "UPDATE notifier.reminders SET status = 'closed', next_at = NULL, closed_by = $2, updated_at = $3"
-        " WHERE document_id = $1 AND status <> 'closed'",
-        document_id,
-        f"document.{status}",
-        now,
-    )
-    await cancel_link_mails(conn, document_id=document_id)
-
-
-async def due_reminders(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT * FROM notifier.reminders WHERE status = 'open' AND next_at <= $1"
-        " ORDER BY next_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-        now,
-        limit,
-    )
-
-
-async def reminder_issued(
-    conn: asyncpg.Connection, request_id: UUID, number: int, next_at: datetime | None, now: datetime
-) -> None:
-    await conn.execute(
-        "UPDATE notifier.reminders SET sent = $2, next_at = $3, updated_at = $4,"
-        " status = CASE WHEN $3::timestamptz IS NULL THEN 'exhausted' ELSE 'open' END WHERE request_id = $1",
-        request_id,
-        number,
-        next_at,
-        now,
-    )
-
-
-# Moves away from an absent person, told in one notice per absence.
-
-
-async def record_move(conn: asyncpg.Connection, event: SignatureReassigned, now: datetime) -> None:
-    await conn.execute(
-        "INSERT INTO notifier.moves (event_id, org, document_id, person_id, from_person, to_person, title, reason,"
-        " moved_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING",
-        event.event_id,
-        event.org,
-        event.document_id,
-        event.from_person.id,
-        event.from_person.model_dump(),
-        event.to_person.model_dump(),
-        event.title,
-        event.reason,
-        now,
-    )
-
-
-async def moves_to_tell(conn: asyncpg.Connection, moved_before: datetime) -> list[tuple[str, str]]:
-    """(org, person) whose first untold move happened before ``moved_before``."""
-    rows = await conn.fetch(
-        "SELECT org, person_id FROM notifier.moves WHERE mail_id IS NULL"
-        " GROUP BY org, person_id HAVING min(moved_at) <= $1",
-        moved_before,
-    )
-    return [(r["org"], r["person_id"]) for r in rows]
-
-
-async def waiting_moves(conn: asyncpg.Connection, org: str, person_id: str) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT * FROM notifier.moves WHERE org = $1 AND person_id = $2 AND mail_id IS NULL"
-        " ORDER BY moved_at, event_id FOR UPDATE SKIP LOCKED",
-        org,
-        person_id,
-    )
-
-
-async def mark_moves_told(conn: asyncpg.Connection, event_ids: Sequence[UUID], mail_id: UUID) -> None:
-    await conn.execute("UPDATE notifier.moves SET mail_id = $2 WHERE event_id = ANY($1::uuid[])", list(event_ids), mail_id)
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[NotifierStore]:
+        async with self._pool().acquire() as conn, conn.transaction():
+            yield PostgresNotifierStore(conn, self._outbox)

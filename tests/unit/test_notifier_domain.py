@@ -1,4 +1,5 @@
-"""The notifier's pure rules: working days in Brussels, the reminder schedule, due dates, retry delays."""
+"""The notifier's pure rules: working days in Brussels, the reminder schedule, due dates, when no mail goes out,
+the retry budget and which SMTP answers are final."""
 
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
@@ -6,7 +7,21 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.notifier.domain import ReminderPolicy, add_working_days, reminder_command_id, retry_delay
+from services.notifier.domain import (
+    GiveUp,
+    Move,
+    ReminderPolicy,
+    Retry,
+    RetryBudget,
+    Schedule,
+    absence_notice,
+    add_working_days,
+    final_refusal,
+    reminder_command_id,
+    retry_delay,
+    why_no_link_mail,
+)
+from shared.events import PersonRef
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 POLICY = ReminderPolicy(after=3, every=2, maximum=3, due_after=5, timezone="Europe/Brussels")
@@ -83,3 +98,82 @@ def test_retry_delays_double_up_to_the_cap() -> None:
     """A mail is retried after 60 s, 120 s, 240 s ... never more than an hour apart."""
     delays = [retry_delay(n, 60, 3600).total_seconds() for n in range(1, 9)]
     assert delays == [60, 120, 240, 480, 960, 1920, 3600, 3600]
+
+
+def test_the_retry_budget_retries_with_growing_delays_until_the_last_attempt() -> None:
+    """With 3 attempts allowed, failures 1 and 2 are retried after 60 s and 120 s; the 3rd gives up, saying why."""
+    budget = RetryBudget(max_attempts=3, first_seconds=60, max_seconds=3600)
+    assert budget.after_failure(1, "421 busy") == Retry(timedelta(seconds=60))
+    assert budget.after_failure(2, "421 busy") == Retry(timedelta(seconds=120))
+    assert budget.after_failure(3, "421 busy") == GiveUp("gave up after 3 attempts; last error 421 busy")
+
+
+@pytest.mark.parametrize(
+    ("refused", "codes", "final"),
+    [
+        ("recipient", [550], True),
+        ("recipient", [550, 553], True),
+        ("recipient", [550, 450], False),  # one recipient may still be reached later
+        ("recipient", [421], False),
+        ("message", [554], True),
+        ("message", [451], False),
+        ("sender", [550], False),  # our own sender address: an operator can fix it
+        ("login", [535], False),
+    ],
+)
+def test_only_a_5xx_refusal_of_the_recipients_or_the_message_is_final(refused: str, codes: list[int], final: bool) -> None:
+    """A 5xx for every recipient or for the message is final; 4xx answers and refusals of our own login or sender are not."""
+    assert final_refusal(refused, codes) is final
+
+
+def test_a_link_mail_goes_out_only_to_an_address_for_a_request_still_open() -> None:
+    """No address, an ended document or a closed request each withhold the mail, and say why."""
+    opened = Schedule(uuid4(), "default", uuid4())
+    closed = Schedule(uuid4(), "default", uuid4(), status="closed")
+    assert why_no_link_mail("ann@x.be", False, opened) is None
+    assert why_no_link_mail("ann@x.be", False) is None
+    assert why_no_link_mail(None, False) == "the signer has no address"
+    assert why_no_link_mail("ann@x.be", True) == "the document ended"
+    assert why_no_link_mail("ann@x.be", False, closed) == "the request is closed"
+
+
+def test_a_new_request_s_schedule_has_its_due_date_and_first_reminder() -> None:
+    """A request made Monday is due the next Monday and first reminded on Thursday; with reminders off it is exhausted at once."""
+    requested, request_id, document_id = local(2026, 3, 2, 9, 0), uuid4(), uuid4()
+    opened = POLICY.opening(request_id, "default", document_id, requested, requested + timedelta(days=21), None)
+    assert opened == Schedule(request_id, "default", document_id, requested, local(2026, 3, 9, 9, 0), local(2026, 3, 5, 9, 0))
+    off = ReminderPolicy(after=3, every=2, maximum=0, due_after=5, timezone="Europe/Brussels")
+    assert off.opening(request_id, "default", document_id, requested, requested + timedelta(days=21), None).status == "exhausted"
+
+
+def test_a_mail_shows_the_request_s_own_due_date_and_is_overdue_once_it_passed() -> None:
+    """The due date kept with the request wins over a newly computed one; at or after it, the mail says it is overdue."""
+    due = local(2026, 3, 9, 9, 0)
+    schedule = Schedule(uuid4(), "default", uuid4(), local(2026, 3, 2, 9, 0), due)
+    later = local(2026, 3, 12, 9, 0)
+    shown = POLICY.shown_due(schedule, later, later + timedelta(days=21), None)
+    assert (shown.at, shown.overdue) == (due, True)
+    assert POLICY.shown_due(schedule, local(2026, 3, 4, 9, 0), later, None).overdue is False
+    assert POLICY.shown_due(None, local(2026, 3, 2, 9, 0), later + timedelta(days=21), None).at == due
+
+
+def test_the_next_reminder_counts_from_the_ones_already_asked() -> None:
+    """A schedule that asked two reminders asks the third, with its own command id, and plans none after it."""
+    schedule = Schedule(uuid4(), "default", uuid4(), sent=2)
+    asked_at = local(2026, 3, 11, 10, 0)
+    reminder = POLICY.reminder(schedule, asked_at)
+    assert (reminder.number, reminder.command_id, reminder.next_at) == (3, reminder_command_id(schedule.request_id, 3), None)
+
+
+def test_an_absence_notice_lists_every_move_keyed_by_the_first_and_names_each_document_once() -> None:
+    """Three moves over two documents: one notice keyed by the first move, to the absent person, about two documents."""
+    bart = PersonRef(id="bart", name="Bart Baert", email="bart@x.be")
+    sofie = PersonRef(id="sofie", name="Sofie Smet")
+    first_document, second_document = uuid4(), uuid4()
+    moves = [
+        Move(uuid4(), "default", document, bart, sofie, "Besluit", "absent", local(2026, 3, 2, 9, minute))
+        for minute, document in ((0, first_document), (1, second_document), (2, first_document))
+    ]
+    notice = absence_notice(moves)
+    assert (notice.mail_id, notice.person, notice.document_id) == (moves[0].event_id, bart, first_document)
+    assert notice.documents == (first_document, second_document) and notice.moves == tuple(moves)

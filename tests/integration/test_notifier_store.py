@@ -1,0 +1,196 @@
+"""One contract, two stores: the in-memory FakeNotifierStore the unit tests use behaves as PostgresNotifierStore does."""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import pytest
+
+from services.notifier.domain import Move, Schedule
+from services.notifier.render import Mail
+from services.notifier.store import NotifierStore, PostgresNotifierStore, SpooledMail
+from shared.events import NotificationSent, PersonRef
+from shared.messaging import Outbox
+from tests.support.fakes.notifier import FakeNotifierStore
+from tests.support.stores import in_rolled_back_transaction
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "notifier" / "migrations"
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+BART = PersonRef(id="bart", name="Bart Baert", email="bart@x.be", title="burgemeester")
+SOFIE = PersonRef(id="sofie", name="Sofie Smet", email="sofie@x.be")
+
+
+@pytest.fixture(params=["fake", "postgres"])
+async def store(request: pytest.FixtureRequest, database_url: str) -> AsyncIterator[NotifierStore]:
+    if request.param == "fake":
+        yield FakeNotifierStore()
+        return
+    async with in_rolled_back_transaction(database_url, ("notifier", MIGRATIONS, True)) as conn:
+        yield PostgresNotifierStore(conn, Outbox("notifier"))
+
+
+def spooled(document_id: UUID | None = None, request_id: UUID | None = None, **changes: object) -> SpooledMail:
+    fields = dict(
+        mail_id=uuid4(), org="default", document_id=document_id or uuid4(), kind="signature_request", recipient="ann@x.be",
+        content=Mail("Ter ondertekening", "tekst", "<p>tekst</p>"), request_id=request_id,
+        link_kind="signing" if request_id else None,
+    )
+    return SpooledMail(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def schedule(document_id: UUID | None = None, **changes: object) -> Schedule:
+    fields = dict(
+        request_id=uuid4(), org="default", document_id=document_id or uuid4(), requested_at=NOW,
+        due_at=NOW + timedelta(days=7), next_at=NOW + timedelta(days=3),
+    )
+    return Schedule(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def move(at: datetime, person: PersonRef = BART, document_id: UUID | None = None) -> Move:
+    return Move(uuid4(), "default", document_id or uuid4(), person, SOFIE, "Besluit", "absent", at)
+
+
+async def test_a_mail_is_queued_once_per_intent_and_reads_back_pending(store: NotifierStore) -> None:
+    """The same mail id twice queues one mail, due at once, with its content and what it concerns."""
+    mail = spooled(related_documents=(uuid4(), uuid4()), link_kind="download", link_person="elen")
+    assert await store.queue_mail(mail, NOW) is True
+    assert await store.queue_mail(mail, NOW + timedelta(hours=1)) is False
+    read = await store.mail(mail.mail_id)
+    assert read == SpooledMail(**{**mail.__dict__, "created_at": NOW, "next_attempt_at": NOW})
+    assert await store.mail(uuid4()) is None
+
+
+async def test_due_mails_are_claimed_oldest_first_and_leased(store: NotifierStore) -> None:
+    """Only pending mails that are due are claimed, up to the limit; a claimed mail is not due again before its lease ends."""
+    older, newer, later = spooled(), spooled(), spooled()
+    await store.queue_mail(older, NOW - timedelta(minutes=2))
+    await store.queue_mail(newer, NOW - timedelta(minutes=1))
+    await store.queue_mail(later, NOW + timedelta(minutes=5))
+    lease = NOW + timedelta(minutes=2)
+    assert [m.mail_id for m in await store.claim_due(NOW, lease, 1)] == [older.mail_id]
+    assert [m.mail_id for m in await store.claim_due(NOW, lease, 10)] == [newer.mail_id]
+    assert await store.claim_due(NOW + timedelta(minutes=1), lease, 10) == []
+    assert {m.mail_id for m in await store.claim_due(lease + timedelta(minutes=5), lease, 10)} == {
+        older.mail_id, newer.mail_id, later.mail_id
+    }
+
+
+async def test_each_outcome_of_an_attempt_is_recorded(store: NotifierStore) -> None:
+    """Retry counts the attempt and moves the mail on; sent, failed and cancelled end it and drop its text."""
+    retried, sent, failed, cancelled = spooled(), spooled(), spooled(), spooled()
+    for mail in (retried, sent, failed, cancelled):
+        await store.queue_mail(mail, NOW)
+    await store.mark_retry(retried.mail_id, "421 busy", NOW + timedelta(minutes=1))
+    await store.mark_retry(sent.mail_id, "421 busy", NOW + timedelta(minutes=1))
+    await store.mark_sent(sent.mail_id, NOW)
+    await store.mark_failed(failed.mail_id, "550 no such user")
+    await store.mark_cancelled(cancelled.mail_id, "not sent: closed")
+    await store.mark_retry(cancelled.mail_id, "late", NOW)  # a mail no longer pending is not retried
+    outcomes = [await store.mail(m.mail_id) for m in (retried, sent, failed, cancelled)]
+    assert [(m.status, m.attempts, m.last_error) for m in outcomes] == [
+        ("pending", 1, "421 busy"), ("sent", 2, None), ("failed", 1, "550 no such user"), ("cancelled", 0, "not sent: closed"),
+    ]
+    assert outcomes[0].next_attempt_at == NOW + timedelta(minutes=1) and outcomes[1].sent_at == NOW
+    assert outcomes[0].content.text == "tekst" and {m.content.text for m in outcomes[1:]} == {""}
+
+
+async def test_a_mail_delivered_after_it_was_cancelled_counts_as_sent(store: NotifierStore) -> None:
+    """Cancelling a mail already on the wire does not stop it being recorded as sent; cancelling a sent mail changes nothing."""
+    mail = spooled()
+    await store.queue_mail(mail, NOW)
+    await store.mark_cancelled(mail.mail_id, "closed")
+    await store.mark_sent(mail.mail_id, NOW)
+    await store.mark_cancelled(mail.mail_id, "closed again")
+    assert (await store.mail(mail.mail_id)).status == "sent"
+
+
+async def test_a_schedule_opens_once_and_reads_back(store: NotifierStore) -> None:
+    """Opening a request's schedule twice keeps the first; an unknown request has none."""
+    first = schedule()
+    await store.open_schedule(first)
+    await store.open_schedule(schedule(request_id=first.request_id, document_id=first.document_id, due_at=NOW))
+    assert await store.schedule(first.request_id, lock=True) == first
+    assert await store.schedule(uuid4()) is None
+
+
+async def test_closing_a_request_ends_its_reminders_and_cancels_its_unsent_link_mails(store: NotifierStore) -> None:
+    """A closed request has no next reminder and its pending signing-link mails are cancelled; other mails stay."""
+    opened = schedule()
+    link, other_link, plain = (
+        spooled(opened.document_id, opened.request_id), spooled(opened.document_id, uuid4()), spooled(opened.document_id)
+    )
+    await store.open_schedule(opened)
+    for mail in (link, other_link, plain):
+        await store.queue_mail(mail, NOW)
+    await store.close_request(opened.request_id, "default", opened.document_id, "signature.signed", NOW)
+    await store.close_request(opened.request_id, "default", opened.document_id, "signature.cancelled", NOW)
+    closed = await store.schedule(opened.request_id)
+    assert (closed.status, closed.next_at, closed.closed_by, closed.due_at) == ("closed", None, "signature.signed", opened.due_at)
+    assert [(await store.mail(m.mail_id)).status for m in (link, other_link, plain)] == ["cancelled", "pending", "pending"]
+
+
+async def test_a_request_closed_before_it_was_opened_stays_closed(store: NotifierStore) -> None:
+    """Closing an unknown request leaves a closed schedule, which a late opening does not reopen."""
+    late = schedule()
+    await store.close_request(late.request_id, "default", late.document_id, "signature.signed", NOW)
+    await store.open_schedule(late)
+    read = await store.schedule(late.request_id)
+    assert (read.status, read.closed_by, read.requested_at, read.next_at) == ("closed", "signature.signed", None, None)
+
+
+async def test_an_ended_document_closes_its_requests_and_cancels_their_link_mails(store: NotifierStore) -> None:
+    """Every open request of the document closes as document.<status>; its link mails are cancelled; other documents are untouched."""
+    first, second, elsewhere = schedule(), schedule(), schedule()
+    second = Schedule(**{**second.__dict__, "document_id": first.document_id})
+    for s in (first, second, elsewhere):
+        await store.open_schedule(s)
+    link, plain, other = spooled(first.document_id, first.request_id), spooled(first.document_id), spooled(elsewhere.document_id, elsewhere.request_id)
+    for mail in (link, plain, other):
+        await store.queue_mail(mail, NOW)
+    await store.end_document(first.document_id, "default", "withdrawn", NOW)
+    assert await store.document_ended(first.document_id) and not await store.document_ended(elsewhere.document_id)
+    closed_by = [(await store.schedule(s.request_id)).closed_by for s in (first, second, elsewhere)]
+    assert closed_by == ["document.withdrawn", "document.withdrawn", None]
+    assert [(await store.mail(m.mail_id)).status for m in (link, plain, other)] == ["cancelled", "pending", "pending"]
+
+
+async def test_due_reminders_come_in_order_and_stop_when_the_last_is_issued(store: NotifierStore) -> None:
+    """Open schedules whose reminder is due are found oldest first; issuing the last one exhausts the schedule."""
+    soon, sooner, later = (schedule(next_at=NOW - timedelta(hours=h)) for h in (1, 2, -1))
+    for s in (soon, sooner, later):
+        await store.open_schedule(s)
+    assert [s.request_id for s in await store.due_reminders(NOW, 10)] == [sooner.request_id, soon.request_id]
+    await store.reminder_issued(sooner.request_id, 1, NOW + timedelta(days=2), NOW)
+    await store.reminder_issued(soon.request_id, 3, None, NOW)
+    assert [s.request_id for s in await store.due_reminders(NOW, 10)] == []
+    issued = [await store.schedule(s.request_id) for s in (sooner, soon)]
+    assert [(s.sent, s.status, s.next_at) for s in issued] == [(1, "open", NOW + timedelta(days=2)), (3, "exhausted", None)]
+
+
+async def test_moves_wait_per_person_until_told(store: NotifierStore) -> None:
+    """Moves are recorded once, found per person once the first is old enough, listed oldest first, and gone once told."""
+    first, second, marc = move(NOW - timedelta(minutes=5)), move(NOW - timedelta(minutes=1)), move(NOW, PersonRef(id="marc", name="Marc"))
+    for m in (second, first, first, marc):
+        await store.record_move(m)
+    assert await store.moves_to_tell(NOW - timedelta(minutes=2)) == [("default", "bart")]
+    assert set(await store.moves_to_tell(NOW)) == {("default", "bart"), ("default", "marc")}
+    assert await store.waiting_moves("default", "bart") == [first, second]
+    await store.mark_moves_told([first.event_id, second.event_id], first.event_id)
+    assert await store.waiting_moves("default", "bart") == []
+    assert await store.moves_to_tell(NOW) == [("default", "marc")]
+
+
+async def test_published_messages_and_dead_letters_are_kept_with_the_change(store: NotifierStore) -> None:
+    """What the notifier publishes and the mails it keeps for operators are kept with its change (outbox rows, or the fake's lists)."""
+    event = NotificationSent(correlation_id=uuid4(), causation_id=uuid4(), kind="signature_request", recipient="a@x.be", subject="s")
+    mail_id = uuid4()
+    await store.publish(event)
+    await store.keep_dead_letter(mail_id, b'{"mail": 1}', {"x-paraaf-reason": "550"})
+    if isinstance(store, FakeNotifierStore):
+        assert store.published == [event] and store.dead_letters == [(mail_id, b'{"mail": 1}', {"x-paraaf-reason": "550"})]
+    else:
+        rows = await store._conn.fetch("SELECT message_id, exchange, routing_key FROM notifier.outbox ORDER BY id")
+        assert [tuple(r) for r in rows] == [
+            (event.event_id, "esign.events", "notification.sent"), (mail_id, "esign.dlx", "notifier.events")
+        ]

@@ -1,0 +1,142 @@
+"""The mail sender on an in-memory store and a stand-in SMTP server: links made at send time, retries within the
+budget, final refusals and what operators are left with."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from uuid import uuid4
+
+import aiosmtplib
+import pytest
+
+from services.notifier.config import NotifierSettings
+from services.notifier.render import LINK, Mail
+from services.notifier.sender import MailSender, PermanentFailure, SmtpDelivery
+from services.notifier.store import SpooledMail
+from shared.events import NotificationFailed, NotificationSent
+from tests.support.fakes.notifier import FakeNotifierStore
+from tests.support.notifier import FakeLinks
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+SETTINGS = NotifierSettings(mail_max_attempts=3, mail_retry_seconds=60, mail_retry_max_seconds=3600)
+
+
+class Smtp:
+    """Accepts every message, after raising the failures it was given, one per attempt."""
+
+    def __init__(self, *failures: Exception) -> None:
+        self.failures = list(failures)
+        self.accepted: list[EmailMessage] = []
+
+    async def __call__(self, message: EmailMessage) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.accepted.append(message)
+
+
+def link_mail(**changes: object) -> SpooledMail:
+    fields = dict(
+        mail_id=uuid4(), org="default", document_id=uuid4(), kind="signature_request", recipient="ann@x.be",
+        content=Mail("Ter ondertekening", f"Open {LINK}", f'<a href="{LINK}">open</a>'), request_id=uuid4(), link_kind="signing",
+    )
+    return SpooledMail(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+async def sender_with(mail: SpooledMail, smtp: Smtp, links: FakeLinks | None = None) -> tuple[MailSender, FakeNotifierStore]:
+    store = FakeNotifierStore()
+    await store.queue_mail(mail, NOW)
+    sender = MailSender(store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=links or FakeLinks(), smtp=smtp)
+    return sender, store
+
+
+async def test_a_mail_goes_out_with_the_link_made_as_it_is_sent() -> None:
+    """The placeholder is replaced by the signer's link; the mail is marked sent and notification.sent is published."""
+    mail, smtp = link_mail(), Smtp()
+    sender, store = await sender_with(mail, smtp)
+    assert await sender.send_due() == 1
+    [message] = smtp.accepted
+    assert "http://signer.test/s/token0001" in message.get_body(("plain",)).get_content()
+    assert message["Auto-Submitted"] == "auto-generated" and str(mail.mail_id) in message["Message-ID"]
+    assert (await store.mail(mail.mail_id)).status == "sent"
+    [sent] = store.sent(NotificationSent)
+    assert (sent.correlation_id, sent.recipient, sent.kind) == (mail.document_id, "ann@x.be", "signature_request")
+
+
+async def test_a_notice_about_several_documents_is_told_in_each_document_s_trail() -> None:
+    """A mail concerning two documents publishes notification.sent for each."""
+    documents = (uuid4(), uuid4())
+    sender, store = await sender_with(link_mail(related_documents=documents, link_kind=None, request_id=None), Smtp())
+    await sender.send_due()
+    assert [e.correlation_id for e in store.sent(NotificationSent)] == list(documents)
+
+
+async def test_a_transient_failure_is_retried_later() -> None:
+    """A 421 answer counts the attempt and makes the mail due again a minute later; nothing is published."""
+    mail = link_mail()
+    sender, store = await sender_with(mail, Smtp(aiosmtplib.SMTPResponseException(421, "busy")))
+    await sender.send_due()
+    kept = await store.mail(mail.mail_id)
+    assert (kept.status, kept.attempts, kept.next_attempt_at) == ("pending", 1, NOW + timedelta(seconds=60))
+    assert store.published == []
+
+
+async def test_a_mail_that_keeps_failing_is_given_up_after_the_budget_and_kept_for_operators() -> None:
+    """The third failure of three allowed fails the mail, publishes notification.failed and keeps it, link withheld, for operators."""
+    mail, now = link_mail(), [NOW]
+    store = FakeNotifierStore()
+    await store.queue_mail(mail, NOW)
+    smtp = Smtp(*(OSError("connection refused") for _ in range(3)))
+    sender = MailSender(store.transaction, SETTINGS, clock=lambda: now[0], after_commit=lambda: None, links=FakeLinks(), smtp=smtp)
+    for _ in range(3):
+        assert await sender.send_due() == 1
+        now[0] += timedelta(hours=1)
+    assert (await store.mail(mail.mail_id)).status == "failed"
+    [failed] = store.sent(NotificationFailed)
+    assert failed.reason == "gave up after 3 attempts; last error OSError: connection refused"
+    [(mail_id, body, headers)] = store.dead_letters
+    intent = json.loads(body)
+    assert mail_id == mail.mail_id and intent["text"] == "Open (link withheld)" and intent["attempts"] == 3
+    assert headers["x-paraaf-kind"] == "signature_request" and headers["x-paraaf-recipient"] == "ann@x.be"
+
+
+async def test_a_final_refusal_fails_the_mail_at_once() -> None:
+    """A permanent refusal is not retried: the mail fails on its first attempt."""
+    mail = link_mail()
+    sender, store = await sender_with(mail, Smtp(PermanentFailure("SMTP 550: no such user")))
+    await sender.send_due()
+    assert ((await store.mail(mail.mail_id)).status, store.sent(NotificationFailed)[0].reason) == ("failed", "SMTP 550: no such user")
+
+
+async def test_a_mail_whose_request_closed_is_cancelled_unsent() -> None:
+    """When the signer makes no link any more, the mail is cancelled, nothing is sent and nothing published."""
+    mail, smtp, links = link_mail(), Smtp(), FakeLinks()
+    links.closed.add(mail.request_id)
+    sender, store = await sender_with(mail, smtp, links)
+    await sender.send_due()
+    assert (await store.mail(mail.mail_id)).status == "cancelled"
+    assert smtp.accepted == [] and store.published == []
+
+
+class _Refusing(SmtpDelivery):
+    def __init__(self, error: Exception) -> None:
+        super().__init__(SETTINGS)
+        self.error = error
+
+    async def _send(self, message: EmailMessage) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "final"),
+    [
+        (aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "no such user", "a@x.be")]), True),
+        (aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(450, "mailbox busy", "a@x.be")]), False),
+        (aiosmtplib.SMTPDataError(554, "message refused"), True),
+        (aiosmtplib.SMTPDataError(451, "try later"), False),
+        (aiosmtplib.SMTPSenderRefused(550, "sender refused", "paraaf@localhost"), False),
+    ],
+)
+async def test_only_a_5xx_refusal_of_the_recipient_or_the_message_is_final(error: Exception, final: bool) -> None:
+    """A 5xx for the recipient or the message is final; 4xx answers and a refused sender address may pass later."""
+    with pytest.raises(PermanentFailure if final else type(error)):
+        await _Refusing(error)(EmailMessage())
