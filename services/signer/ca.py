@@ -31,6 +31,31 @@ def unlock_legacy(key_pem: bytes, secret: bytes) -> rsa.RSAPrivateKey:
     return key
 
 
+_KEY_USAGES = (
+    "digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
+    "key_cert_sign", "crl_sign", "encipher_only", "decipher_only",
+)
+
+
+def _key_usage(*allowed: str) -> x509.KeyUsage:
+    """A KeyUsage with only ``allowed`` set."""
+    return x509.KeyUsage(**{usage: usage in allowed for usage in _KEY_USAGES})
+
+
+def _builder(subject: x509.Name, issuer: x509.Name, key: rsa.RSAPrivateKey, now: datetime, until: datetime) -> x509.CertificateBuilder:
+    """A certificate for ``key``, valid from a few minutes ago (clocks differ) until ``until``."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(until)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+
+
 def new_authority(organisation: str, *, now: datetime | None = None) -> Issued:
     """A self-signed root for ``organisation``'s signers."""
     now = now or datetime.now(UTC)
@@ -42,32 +67,21 @@ def new_authority(organisation: str, *, now: datetime | None = None) -> Issued:
         ]
     )
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=365 * ROOT_YEARS))
+        _builder(name, name, key, now, now + timedelta(days=365 * ROOT_YEARS))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(_key_usage("key_cert_sign", "crl_sign"), critical=True)
         .sign(key, hashes.SHA256())
     )
     return Issued(cert.public_bytes(serialization.Encoding.PEM), key)
+
+
+def _signer_name(organisation: str, name: str, title: str) -> x509.Name:
+    """CN = the person's name, title = their function (when they sign in one), O = the organisation."""
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, name)]
+    if title:
+        attributes.append(x509.NameAttribute(NameOID.TITLE, title))
+    attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation))
+    return x509.Name(attributes)
 
 
 def issue_signer_certificate(
@@ -84,39 +98,14 @@ def issue_signer_certificate(
     now = now or datetime.now(UTC)
     root = x509.load_pem_x509_certificate(root_cert_pem)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, name)]
-    if title:
-        attributes.append(x509.NameAttribute(NameOID.TITLE, title))
-    attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation))
+    until = min(now + timedelta(days=365 * SIGNER_YEARS), root.not_valid_after_utc)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name(attributes))
-        .issuer_name(root.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(min(now + timedelta(days=365 * SIGNER_YEARS), root.not_valid_after_utc))
+        _builder(_signer_name(organisation, name, title), root.subject, key, now, until)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage("digital_signature", "content_commitment"), critical=True)
         # poppler/NSS trusts document signers with emailProtection (STACK.md).
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)
     )
     if email:
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)

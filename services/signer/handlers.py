@@ -11,35 +11,26 @@ could not be delivered is revoked.
 """
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from uuid import UUID
 
-import asyncpg
 import structlog
 
-from services.signer import store
-from services.signer.keys import Keyring
+from services.signer.domain import LinkGone, Links, MintedLink, SigningRequest, check_request, ensure_mintable, request_from
 from services.signer.pades import Placeholder
+from services.signer.store import SignerStore
 from services.signer.tokens import mint_token
-from shared.blobs import get_blob, version_digests
 from shared.contract import ReissueSigningLink, SendDownloadLink, SendSigningLink
 from shared.events import (
     DocumentCompleted,
     DocumentDeclined,
     DocumentWithdrawn,
     NotificationFailed,
-    PersonRef,
     SignatureCancelled,
     SignatureReassigned,
     SignatureRequested,
 )
-from shared.messaging import Outbox, PermanentError
 
 __all__ = [
-    "LinkGone",
-    "Links",
-    "MintedLink",
     "PlaceholderFinder",
     "mint_download_link",
     "mint_signing_link",
@@ -52,197 +43,114 @@ __all__ = [
     "on_signature_requested",
 ]
 
-
-@dataclass(frozen=True)
-class Links:
-    """How links are made: where the page lives, how long a link works, what time it is."""
-
-    public_url: str
-    ttl: timedelta
-    clock: Callable[[], datetime]
-    download_ttl: timedelta = timedelta(days=7)
-
-    def url(self, kind: str, token: str) -> str:
-        return f"{self.public_url.rstrip('/')}/{kind}/{token}"
-
-
-@dataclass(frozen=True)
-class MintedLink:
-    url: str
-    expires_at: datetime
-
-
-class LinkGone(LookupError):
-    """No link can be made: the request is no longer open, or there is nothing to download."""
+PlaceholderFinder = Callable[[bytes], Awaitable[tuple[Placeholder, ...]]]
 
 
 def _cause_id(cause: object) -> UUID | None:
     return getattr(cause, "event_id", None) or getattr(cause, "command_id", None)
 
 
-async def _ask_mail(
-    conn: asyncpg.Connection, request: asyncpg.Record, *, kind: str, reminder: int, cause: object, outbox: Outbox, links: Links
-) -> None:
-    await outbox.add(
-        conn,
-        SendSigningLink(
-            correlation_id=request["document_id"],
-            causation_id=_cause_id(cause),
-            org=request["org"],
-            kind=kind,
-            reminder=reminder,
-            request_id=request["request_id"],
-            recipient=PersonRef.model_validate(request["signer"]),
-            on_behalf_of=PersonRef.model_validate(request["on_behalf_of"]) if request["on_behalf_of"] else None,
-            title=request["title"],
-            submitted_by=PersonRef.model_validate(request["submitted_by"]),
-            step=request["step"],
-            step_count=request["step_count"],
-            action=request["action"],
-            expires_at=links.clock() + links.ttl,
-        ),
+def _mail_request(request: SigningRequest, *, kind: str, reminder: int, cause: object, links: Links) -> SendSigningLink:
+    return SendSigningLink(
+        correlation_id=request.document_id, causation_id=_cause_id(cause), org=request.org, kind=kind,
+        reminder=reminder, request_id=request.request_id, recipient=request.signer, on_behalf_of=request.on_behalf_of,
+        title=request.title, submitted_by=request.submitted_by, step=request.step, step_count=request.step_count,
+        action=request.action, expires_at=links.signing_expiry(),
     )
 
 
-PlaceholderFinder = Callable[[bytes], Awaitable[tuple[Placeholder, ...]]]
-
-
-async def _check_person(conn: asyncpg.Connection, org: str, person: PersonRef, what: str) -> None:
-    found = await store.directory_person(conn, org, person.id)
-    if found is None:
-        raise PermanentError(f"{what} `{person.id}` is not in the directory of `{org}`")
-    if (found["name"], found["email"].lower()) != (person.name, person.email.lower()):
-        raise PermanentError(f"{what} `{person.id}` is not who the directory says (name or address differ)")
-
-
-async def _check_request(conn: asyncpg.Connection, event: SignatureRequested) -> str:
-    """Refuse a request the signer must not act on; the PDF intake accepted for the document otherwise."""
-    versions = await version_digests(conn, event.document_id, event.org)
-    if not versions:
-        raise PermanentError(f"document {event.document_id} was never accepted by intake for `{event.org}`")
-    if event.pdf_sha256 not in versions:
-        raise PermanentError(f"PDF {event.pdf_sha256} is no version of document {event.document_id}")
-    await _check_person(conn, event.org, event.signer, "signer")
+async def _checked_original(event: SignatureRequested, store: SignerStore) -> str:
+    """The PDF intake accepted for the document, once the request passes :func:`check_request`."""
+    versions = await store.version_digests(event.document_id, event.org)
     represented = event.on_behalf_of or event.signer
-    if event.on_behalf_of is not None:
-        await _check_person(conn, event.org, event.on_behalf_of, "represented person")
-    if event.signer.title and event.signer.title not in await store.held_titles(conn, event.org, represented.id):
-        raise PermanentError(f"`{represented.id}` holds no role titled `{event.signer.title}`")
-    return versions[0]
+    people = {p.id: await store.directory_person(event.org, p.id) for p in (event.signer, represented)}
+    titles = await store.held_titles(event.org, represented.id) if event.signer.title else set()
+    return check_request(event, versions, people, titles)
+
+
+async def _prepare_signing(event: SignatureRequested, store: SignerStore, pdf_sha256: str, find: PlaceholderFinder | None) -> None:
+    """Issue the certificate now, so the signer does not wait for a key to be made, and find the
+    [SIGnn] placeholders now, so pressing Sign does not wait for that either."""
+    await store.credentials(event.org, event.signer)
+    if find is not None and await store.placeholders_unknown(event.document_id):
+        await store.save_placeholders(event.document_id, await find(await store.blob(pdf_sha256)))
 
 
 async def on_signature_requested(
-    event: SignatureRequested,
-    conn: asyncpg.Connection,
-    *,
-    outbox: Outbox,
-    keyring: Keyring,
-    links: Links,
-    find_placeholders: PlaceholderFinder | None = None,
+    event: SignatureRequested, store: SignerStore, *, links: Links, find_placeholders: PlaceholderFinder | None = None
 ) -> None:
-    original = await _check_request(conn, event)
-    current, _ = await store.current_version(conn, event.document_id, event.org, original)
-    await store.insert_request(conn, event)
+    original = await _checked_original(event, store)
+    document = await store.begin_document(event.document_id, event.org, original)
+    request = request_from(event)
+    await store.insert_request(request)
     if event.action == "sign":
-        # Issue the certificate now, so the signer does not wait for a key to be made,
-        # and find the [SIGnn] placeholders now, so pressing Sign does not wait for that either.
-        await keyring.credentials(conn, event.org, event.signer)
-        if find_placeholders is not None and await store.placeholders_unknown(conn, event.document_id):
-            found = await find_placeholders(await get_blob(conn, current))
-            await store.save_placeholders(
-                conn, event.document_id, [{"number": p.number, "page": p.page, "box": list(p.box)} for p in found]
-            )
-    request = await store.get_request(conn, event.request_id)
+        await _prepare_signing(event, store, document.pdf_sha256, find_placeholders)
     kind = "reassigned" if event.replaces else "request"
-    await _ask_mail(conn, request, kind=kind, reminder=0, cause=event, outbox=outbox, links=links)
+    await store.publish(_mail_request(request, kind=kind, reminder=0, cause=event, links=links))
 
 
-async def on_reissue_signing_link(
-    command: ReissueSigningLink, conn: asyncpg.Connection, *, outbox: Outbox, links: Links
-) -> None:
+async def on_reissue_signing_link(command: ReissueSigningLink, store: SignerStore, *, links: Links) -> None:
     """A reminder for a request that is still open; nothing for one that is not."""
-    request = await store.get_request(conn, command.request_id)
-    if request is None or request["status"] != "pending":
+    request = await store.request(command.request_id)
+    if request is None or not request.open:
         structlog.get_logger().info("no reminder: request is not open", request_id=str(command.request_id))
         return
-    await _ask_mail(conn, request, kind="reminder", reminder=command.reminder, cause=command, outbox=outbox, links=links)
+    await store.publish(_mail_request(request, kind="reminder", reminder=command.reminder, cause=command, links=links))
 
 
-async def on_signature_cancelled(event: SignatureCancelled, conn: asyncpg.Connection) -> None:
-    await store.cancel_pending(conn, request_id=event.request_id, reason=event.reason)
+async def on_signature_cancelled(event: SignatureCancelled, store: SignerStore) -> None:
+    await store.cancel_pending(request_id=event.request_id, reason=event.reason)
 
 
-async def on_signature_reassigned(event: SignatureReassigned, conn: asyncpg.Connection) -> None:
-    await store.cancel_pending(conn, request_id=event.request_id, status="reassigned", reason=event.reason)
+async def on_signature_reassigned(event: SignatureReassigned, store: SignerStore) -> None:
+    await store.cancel_pending(request_id=event.request_id, status="reassigned", reason=event.reason)
 
 
-async def on_document_ended(
-    event: DocumentCompleted | DocumentDeclined | DocumentWithdrawn, conn: asyncpg.Connection
-) -> None:
+async def on_document_ended(event: DocumentCompleted | DocumentDeclined | DocumentWithdrawn, store: SignerStore) -> None:
     status = event.routing_key.removeprefix("document.")
-    await store.cancel_pending(conn, document_id=event.document_id, reason=f"the document was {status}")
-    await store.end_document(conn, event.document_id, status)
+    await store.cancel_pending(document_id=event.document_id, reason=f"the document was {status}")
+    await store.end_document(event.document_id, status)
 
 
-async def on_document_completed(
-    event: DocumentCompleted, conn: asyncpg.Connection, *, outbox: Outbox, links: Links
-) -> None:
+async def on_document_completed(event: DocumentCompleted, store: SignerStore, *, links: Links) -> None:
     """Close the document's links and offer the submitter the signed PDF."""
-    await on_document_ended(event, conn)
+    await on_document_ended(event, store)
     submitter = event.submitted_by
     if submitter is None or not submitter.email:
         return
-    filename = await conn.fetchval("SELECT filename FROM signer.requests WHERE document_id = $1 LIMIT 1", event.document_id)
     await store.grant_download(
-        conn,
-        document_id=event.document_id,
-        org=event.org,
-        person_id=submitter.id,
-        pdf_sha256=event.pdf_sha256,
-        filename=filename or "document.pdf",
+        document_id=event.document_id, org=event.org, person_id=submitter.id, pdf_sha256=event.pdf_sha256,
+        filename=await store.document_filename(event.document_id) or "document.pdf",
     )
-    await outbox.add(
-        conn,
+    await store.publish(
         SendDownloadLink(
-            correlation_id=event.correlation_id,
-            causation_id=event.event_id,
-            org=event.org,
-            recipient=submitter,
-            title=event.title,
-            signatures=event.signatures,
-            expires_at=links.clock() + links.download_ttl,
-        ),
+            correlation_id=event.correlation_id, causation_id=event.event_id, org=event.org, recipient=submitter,
+            title=event.title, signatures=event.signatures, expires_at=links.download_expiry(),
+        )
     )
 
 
-async def on_notification_failed(event: NotificationFailed, conn: asyncpg.Connection) -> None:
+async def on_notification_failed(event: NotificationFailed, store: SignerStore) -> None:
     """A mail that could not be delivered: the link made for it must not work for whoever holds it."""
     if event.causation_id is not None:
-        await store.revoke_links_of_mail(conn, event.causation_id)
+        await store.revoke_links_of_mail(event.causation_id)
 
 
-async def mint_signing_link(conn: asyncpg.Connection, request_id: UUID, mail_id: UUID, *, links: Links) -> MintedLink:
+async def mint_signing_link(store: SignerStore, request_id: UUID, mail_id: UUID, *, links: Links) -> MintedLink:
     """A fresh link for an open request, for the mail ``mail_id``; earlier links of the request stop working."""
-    request = await store.get_request(conn, request_id)
-    document_status = await conn.fetchval(
-        "SELECT status FROM signer.documents WHERE document_id = $1", request["document_id"]
-    ) if request else None
-    if request is None or request["status"] != "pending" or document_status != "active":
-        raise LinkGone(f"request {request_id} is not open")
+    found = await store.request(request_id)
+    request = ensure_mintable(found, await store.document(found.document_id) if found else None, request_id)
     token, token_hash = mint_token()
-    expires_at = links.clock() + links.ttl
-    signer = PersonRef.model_validate(request["signer"])
-    await store.insert_token(conn, token_hash, request_id, signer.id, expires_at, mail_id)
+    expires_at = links.signing_expiry()
+    await store.insert_token(token_hash, request_id, request.signer.id, expires_at, mail_id)
     return MintedLink(links.url("s", token), expires_at)
 
 
-async def mint_download_link(
-    conn: asyncpg.Connection, document_id: UUID, person_id: str, mail_id: UUID, *, links: Links
-) -> MintedLink:
+async def mint_download_link(store: SignerStore, document_id: UUID, person_id: str, mail_id: UUID, *, links: Links) -> MintedLink:
+    """A fresh link to the signed PDF for the person it was granted to; earlier ones stop working."""
     token, token_hash = mint_token()
-    expires_at = links.clock() + links.download_ttl
-    if not await store.insert_download(
-        conn, token_hash, document_id=document_id, person_id=person_id, expires_at=expires_at, mail_id=mail_id
-    ):
+    expires_at = links.download_expiry()
+    made = await store.insert_download(token_hash, document_id=document_id, person_id=person_id, expires_at=expires_at, mail_id=mail_id)
+    if not made:
         raise LinkGone(f"{person_id} may not download document {document_id}")
     return MintedLink(links.url("d", token), expires_at)

@@ -1,8 +1,8 @@
 """The signing page's words in Dutch (first), French and English."""
 
-__all__ = ["LANGUAGES", "texts"]
+from shared.contract import LANGUAGES
 
-LANGUAGES = ("nl", "fr", "en")
+__all__ = ["texts"]
 
 _TEXTS: dict[str, dict[str, str]] = {
     "nl": {
@@ -129,4 +129,6 @@ _TEXTS: dict[str, dict[str, str]] = {
 
 
 def texts(language: str | None) -> dict[str, str]:
-    return _TEXTS.get(language or "nl", _TEXTS["nl"])
+    """The words in ``language``; in the first of the contract's LANGUAGES (Dutch) when it has none or another."""
+    first = _TEXTS[LANGUAGES[0]]
+    return _TEXTS.get(language or LANGUAGES[0], first)

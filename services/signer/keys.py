@@ -249,27 +249,7 @@ class Keyring:
             person.title,
         )
         if row is None or row["name"] != person.name:
-            issued = await asyncio.to_thread(
-                lambda: ca.issue_signer_certificate(
-                    root_cert_pem=root_pem.encode(),
-                    root_key=root_key,
-                    organisation=self._organisation,
-                    name=person.name,
-                    title=person.title,
-                    email=person.email,
-                )
-            )
-            row = await conn.fetchrow(
-                "INSERT INTO signer.certificates (org, person_id, title, name, cert_pem, key_pem)"
-                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org, person_id, title) DO UPDATE"
-                " SET name = $4, cert_pem = $5, key_pem = $6, created_at = now() RETURNING name, cert_pem, key_pem",
-                org,
-                person.id,
-                person.title,
-                person.name,
-                issued.cert_pem.decode(),
-                self._keys.wrap(issued.key, context),
-            )
+            row = await self._issue(conn, org, person, root_pem, root_key)
         key = self._keys.unwrap(row["key_pem"], context)
         credentials = Credentials(
             key_der=key.private_bytes(
@@ -280,3 +260,29 @@ class Keyring:
         )
         self._credentials[cache_key] = credentials
         return credentials
+
+    async def _issue(
+        self, conn: asyncpg.Connection, org: str, person: PersonRef, root_pem: str, root_key: RSAPrivateKey
+    ) -> asyncpg.Record:
+        """A new certificate for the person (replacing one made under another name), stored with its key wrapped."""
+        issued = await asyncio.to_thread(
+            lambda: ca.issue_signer_certificate(
+                root_cert_pem=root_pem.encode(),
+                root_key=root_key,
+                organisation=self._organisation,
+                name=person.name,
+                title=person.title,
+                email=person.email,
+            )
+        )
+        return await conn.fetchrow(
+            "INSERT INTO signer.certificates (org, person_id, title, name, cert_pem, key_pem)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org, person_id, title) DO UPDATE"
+            " SET name = $4, cert_pem = $5, key_pem = $6, created_at = now() RETURNING name, cert_pem, key_pem",
+            org,
+            person.id,
+            person.title,
+            person.name,
+            issued.cert_pem.decode(),
+            self._keys.wrap(issued.key, _certificate_context(org, person.id, person.title)),
+        )

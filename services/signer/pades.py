@@ -196,31 +196,32 @@ def _stamp_style(font_path: str) -> TextStampStyle:
     )
 
 
-async def _sign(job: SigningJob) -> SigningResult:
-    writer = IncrementalPdfFileWriter(io.BytesIO(job.pdf), strict=False)
-    placeholders = job.placeholders if job.placeholders is not None else find_placeholders(job.pdf)
+def _field(writer: IncrementalPdfFileWriter, job: SigningJob, placeholders: tuple[Placeholder, ...]) -> tuple[bool, SigFieldSpec | None]:
+    """(certify?, the field to add) for signature ``job.number``; the first of a planned set certifies
+    and prepares a field for each signature to come."""
     name = field_name(job.number)
     empty = {f[0] for f in fields.enumerate_sig_fields(writer.prev, filled_status=False)}
     signed_before = any(True for _ in fields.enumerate_sig_fields(writer.prev, filled_status=True))
-    certify, new_field = False, None
     if name in empty:
-        pass  # prepared by the certification signature: fill it
-    elif not signed_before and job.planned:
-        certify = True
+        return False, None  # prepared by the certification signature: fill it
+    if not signed_before and job.planned:
         last = max([job.planned, job.number, *(p.number for p in placeholders)])
         for number in range(job.number, last + 1):
             page, box = _slot(writer, number, placeholders)
             fields.append_signature_field(writer, SigFieldSpec(field_name(number), on_page=page, box=box))
-    elif _is_certified(writer):
+        return True, None
+    if _is_certified(writer):
         # More signers than planned: a new visible field would break the
         # certification, so this signature goes in without a stamp.
-        new_field = SigFieldSpec(name, on_page=-1, box=None)
-    else:
-        page, box = _slot(writer, job.number, placeholders)
-        new_field = SigFieldSpec(name, on_page=page, box=box)
-    pdf_signer = signers.PdfSigner(
+        return False, SigFieldSpec(name, on_page=-1, box=None)
+    page, box = _slot(writer, job.number, placeholders)
+    return False, SigFieldSpec(name, on_page=page, box=box)
+
+
+def _pdf_signer(job: SigningJob, certify: bool, new_field: SigFieldSpec | None) -> signers.PdfSigner:
+    return signers.PdfSigner(
         signers.PdfSignatureMetadata(
-            field_name=name,
+            field_name=field_name(job.number),
             md_algorithm="sha256",
             subfilter=fields.SigSeedSubFilter.PADES,
             name=job.signer_name,
@@ -233,14 +234,20 @@ async def _sign(job: SigningJob) -> SigningResult:
         stamp_style=_stamp_style(job.font_path),
         new_field_spec=new_field,
     )
+
+
+async def _sign(job: SigningJob) -> SigningResult:
+    writer = IncrementalPdfFileWriter(io.BytesIO(job.pdf), strict=False)
+    placeholders = job.placeholders if job.placeholders is not None else find_placeholders(job.pdf)
+    certify, new_field = _field(writer, job, placeholders)
     output = io.BytesIO()
-    await pdf_signer.async_sign_pdf(
+    await _pdf_signer(job, certify, new_field).async_sign_pdf(
         writer,
         bytes_reserved=BYTES_RESERVED_TIMESTAMPED if job.tsa_url else BYTES_RESERVED,
         appearance_text_params={"paraaf": job.stamp_text},
         output=output,
     )
-    return SigningResult(output.getvalue(), name, certify, placeholders)
+    return SigningResult(output.getvalue(), field_name(job.number), certify, placeholders)
 
 
 def sign(job: SigningJob) -> SigningResult:

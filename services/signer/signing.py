@@ -3,76 +3,26 @@
 A signature is one transaction: the document row is locked (signatures on one
 document are made one after the other, each on top of the last), the PDF is
 signed in a worker process, and the new version, the request's new state, the
-spent token and the ``signature.signed`` event are committed together.
+spent token and the ``signature.signed`` event are committed together. The
+link is checked against the services' clock; the signature carries real time.
 """
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
-import asyncpg
 import structlog
 
-from services.signer import store
+from services.signer.domain import SigningLink, check_link, decline_reason
 from services.signer.fonts import DEFAULT_FONT
-from services.signer.keys import Keyring
-from services.signer.pades import Placeholder, SigningJob, SigningPool
+from services.signer.keys import Credentials
+from services.signer.pades import SigningJob, SigningResult
 from services.signer.stamps import on_behalf_text, stamp_text
+from services.signer.store import SignerStore
 from services.signer.tokens import hash_token
-from shared.blobs import get_blob, put_blob, register_version
-from shared.events import PersonRef, SignatureDeclined, Signed, utcnow
-from shared.messaging import Outbox
+from shared.events import SignatureDeclined, Signed, utcnow
 
-__all__ = ["Done", "LinkRefused", "Stamping", "check_link", "decline", "open_link", "sign"]
-
-
-class LinkRefused(Exception):
-    """The link cannot be used; ``code`` names why (the page says it in the reader's language)."""
-
-    def __init__(self, code: str, status: int = 410, detail: str | None = None, language: str = "nl") -> None:
-        super().__init__(code)
-        self.code = code
-        self.status = status
-        self.detail = detail
-        self.language = language  # the link's person's, to say it in their words
-
-
-def check_link(link: asyncpg.Record | None, now: datetime) -> asyncpg.Record:
-    """The rules a link must pass before it shows a form or takes a signature."""
-    if link is None:
-        raise LinkRefused("unknown", status=404)
-    signer = PersonRef.model_validate(link["signer"])
-    if link["person_id"] != signer.id:
-        raise LinkRefused("unknown", status=404)  # a token is only ever good for the person it was made for
-    code = _refusal(link, now)
-    if code is not None:
-        raise LinkRefused(code, status=409 if code == "not_yet" else 410, detail=link["status_reason"], language=signer.language)
-    return link
-
-
-def _refusal(link: asyncpg.Record, now: datetime) -> str | None:
-    if link["status"] == "reassigned":
-        return "reassigned"
-    if link["document_status"] in ("completed", "declined", "withdrawn"):
-        return link["document_status"]
-    if link["status"] == "cancelled":
-        return "cancelled"
-    if link["status"] == "declined":
-        return "request_declined"
-    if link["status"] == "signed" or link["used_at"] is not None:
-        return "used"
-    if link["revoked_at"] is not None:
-        return "revoked"
-    if link["expires_at"] <= now:
-        return "expired"
-    # Steps run in order. The router only asks the next step once the last one
-    # is done, but the signer checks too, so no link can jump the queue.
-    if link.get("earlier_open"):
-        return "not_yet"
-    return None
-
-
-async def open_link(conn: asyncpg.Connection | asyncpg.Pool, token: str, now: datetime) -> asyncpg.Record:
-    return check_link(await store.find_link(conn, hash_token(token)), now)
+__all__ = ["Decided", "PdfSigner", "Stamping", "decline", "open_link", "sign"]
 
 
 @dataclass(frozen=True)
@@ -85,112 +35,102 @@ class Stamping:
 
 
 @dataclass(frozen=True)
-class Done:
+class Decided:
+    """What the signer decided, for the page that thanks them."""
+
     action: str
     title: str
     language: str = "nl"
     field_name: str | None = None
 
 
-def _placeholders(stored: list[dict] | None) -> tuple[Placeholder, ...] | None:
-    if stored is None:
-        return None
-    return tuple(Placeholder(p["number"], p["page"], tuple(p["box"])) for p in stored)
+@dataclass(frozen=True)
+class _Version:
+    pdf_sha256: str
+    revision: int
+    field_name: str | None = None
 
 
-async def sign(
-    pool: asyncpg.Pool,
-    token: str,
-    *,
-    signing_pool: SigningPool,
-    keyring: Keyring,
-    outbox: Outbox,
-    stamping: Stamping,
-) -> Done:
-    async with pool.acquire() as conn, conn.transaction():
-        # One round trip checks the link and locks token, request and document.
-        link = check_link(await store.find_link(conn, hash_token(token), lock=True), utcnow())
-        signer = PersonRef.model_validate(link["signer"])
-        on_behalf_of = PersonRef.model_validate(link["on_behalf_of"]) if link["on_behalf_of"] else None
-        signed_at = utcnow()
-        field_name = None
-        pdf_sha256, revision = link["document_pdf_sha256"], link["document_revision"]
-        if link["action"] == "sign":
-            credentials = await keyring.credentials(conn, link["org"], signer)
-            result = await signing_pool.sign(
-                SigningJob(
-                    pdf=await get_blob(conn, pdf_sha256),
-                    key_der=credentials.key_der,
-                    cert_der=credentials.cert_der,
-                    chain_der=credentials.chain_der,
-                    number=revision + 1,
-                    stamp_text=stamp_text(signer, on_behalf_of, signed_at, stamping.timezone),
-                    signer_name=signer.name,
-                    reason=on_behalf_text(on_behalf_of) if on_behalf_of else "Ondertekend",
-                    planned=link["signature_count"],
-                    placeholders=_placeholders(link["document_placeholders"]),
-                    tsa_url=stamping.tsa_url,
-                    font_path=stamping.font_path,
-                )
-            )
-            field_name = result.field_name
-            pdf_sha256, revision = await put_blob(conn, result.pdf), revision + 1
-            await register_version(conn, link["document_id"], revision, link["org"], pdf_sha256)
-            await store.record_signature(
-                conn,
-                document_id=link["document_id"],
-                pdf_sha256=pdf_sha256,
-                revision=revision,
-                placeholders=[{"number": p.number, "page": p.page, "box": list(p.box)} for p in result.placeholders],
-                request_id=link["request_id"],
-                token_hash=link["token_hash"],
-                field_name=field_name,
-                at=signed_at,
-            )
-        else:  # an approval (paraaf) is recorded, not signed into the PDF
-            await store.mark_decided(
-                conn, request_id=link["request_id"], token_hash=link["token_hash"], status="signed", at=signed_at
-            )
-        await outbox.add(
-            conn,
-            Signed(
-                correlation_id=link["document_id"],
-                org=link["org"],
-                request_id=link["request_id"],
-                step=link["step"],
-                action=link["action"],
-                signer=signer,
-                on_behalf_of=on_behalf_of,
-                signed_at=signed_at,
-                pdf_sha256=pdf_sha256,
-                revision=revision,
-                field_name=field_name,
-            ),
-        )
-    structlog.get_logger().info(
-        "request signed", document_id=str(link["document_id"]), request_id=str(link["request_id"]), action=link["action"]
+class PdfSigner(Protocol):
+    async def sign(self, job: SigningJob) -> SigningResult: ...
+
+
+async def open_link(store: SignerStore, token: str, now: datetime) -> SigningLink:
+    return check_link(await store.find_link(hash_token(token)), now)
+
+
+async def _locked_link(store: SignerStore, token: str, now: datetime) -> SigningLink:
+    """One round trip checks the link and locks token, request and document."""
+    return check_link(await store.find_link(hash_token(token), lock=True), now)
+
+
+def _signing_job(link: SigningLink, credentials: Credentials, pdf: bytes, signed_at: datetime, stamping: Stamping) -> SigningJob:
+    request, document = link.request, link.document
+    signer, on_behalf_of = request.signer, request.on_behalf_of
+    return SigningJob(
+        pdf=pdf, key_der=credentials.key_der, cert_der=credentials.cert_der, chain_der=credentials.chain_der,
+        number=document.revision + 1, stamp_text=stamp_text(signer, on_behalf_of, signed_at, stamping.timezone),
+        signer_name=signer.name, reason=on_behalf_text(on_behalf_of) if on_behalf_of else "Ondertekend",
+        planned=request.signature_count, placeholders=document.placeholders, tsa_url=stamping.tsa_url,
+        font_path=stamping.font_path,
     )
-    return Done(action=link["action"], title=link["title"], language=signer.language, field_name=field_name)
 
 
-async def decline(pool: asyncpg.Pool, token: str, reason: str, *, outbox: Outbox) -> Done:
-    async with pool.acquire() as conn, conn.transaction():
-        link = check_link(await store.find_link(conn, hash_token(token), lock=True), utcnow())
-        signer = PersonRef.model_validate(link["signer"])
-        await store.mark_decided(
-            conn, request_id=link["request_id"], token_hash=link["token_hash"], status="declined", at=utcnow(),
-            reason=reason,
+async def _sign_pdf(store: SignerStore, link: SigningLink, signed_at: datetime, pdf_signer: PdfSigner, stamping: Stamping) -> _Version:
+    """The document's next version, signed by the link's person, stored and recorded."""
+    request = link.request
+    credentials = await store.credentials(request.org, request.signer)
+    pdf = await store.blob(link.document.pdf_sha256)
+    result = await pdf_signer.sign(_signing_job(link, credentials, pdf, signed_at, stamping))
+    version = _Version(await store.put_blob(result.pdf), link.document.revision + 1, result.field_name)
+    await store.register_version(request.document_id, version.revision, request.org, version.pdf_sha256)
+    await store.record_signature(
+        link, pdf_sha256=version.pdf_sha256, revision=version.revision, placeholders=result.placeholders,
+        field_name=result.field_name, at=signed_at,
+    )
+    return version
+
+
+async def _approve(store: SignerStore, link: SigningLink, at: datetime) -> _Version:
+    """An approval (paraaf) is recorded, not signed into the PDF."""
+    await store.mark_decided(link, status="signed", at=at)
+    return _Version(link.document.pdf_sha256, link.document.revision)
+
+
+def _signed(link: SigningLink, version: _Version, signed_at: datetime) -> Signed:
+    request = link.request
+    return Signed(
+        correlation_id=request.document_id, org=request.org, request_id=request.request_id, step=request.step,
+        action=request.action, signer=request.signer, on_behalf_of=request.on_behalf_of, signed_at=signed_at,
+        pdf_sha256=version.pdf_sha256, revision=version.revision, field_name=version.field_name,
+    )
+
+
+async def sign(store: SignerStore, token: str, *, now: datetime, pdf_signer: PdfSigner, stamping: Stamping) -> Decided:
+    """Sign (or approve) the request behind the link, in the caller's transaction."""
+    link = await _locked_link(store, token, now)
+    request, signed_at = link.request, utcnow()
+    if request.action == "sign":
+        version = await _sign_pdf(store, link, signed_at, pdf_signer, stamping)
+    else:
+        version = await _approve(store, link, signed_at)
+    await store.publish(_signed(link, version, signed_at))
+    structlog.get_logger().info(
+        "request signed", document_id=str(request.document_id), request_id=str(request.request_id), action=request.action
+    )
+    return Decided(action=request.action, title=request.title, language=request.signer.language, field_name=version.field_name)
+
+
+async def decline(store: SignerStore, token: str, reason: str, *, now: datetime) -> Decided:
+    """Decline the request behind the link, in the caller's transaction; a reason is required."""
+    link = await _locked_link(store, token, now)
+    request, given = link.request, decline_reason(link, reason)
+    await store.mark_decided(link, status="declined", at=utcnow(), reason=given)
+    await store.publish(
+        SignatureDeclined(
+            correlation_id=request.document_id, org=request.org, request_id=request.request_id, step=request.step,
+            signer=request.signer, reason=given,
         )
-        await outbox.add(
-            conn,
-            SignatureDeclined(
-                correlation_id=link["document_id"],
-                org=link["org"],
-                request_id=link["request_id"],
-                step=link["step"],
-                signer=signer,
-                reason=reason,
-            ),
-        )
-    structlog.get_logger().info("request declined", document_id=str(link["document_id"]))
-    return Done(action="decline", title=link["title"], language=signer.language)
+    )
+    structlog.get_logger().info("request declined", document_id=str(request.document_id))
+    return Decided(action="decline", title=request.title, language=request.signer.language)

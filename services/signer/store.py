@@ -1,257 +1,307 @@
-"""The signer's tables: documents being signed, requests and their link tokens."""
+"""The signer's tables behind one interface, :class:`SignerStore`: documents being
+signed, requests and their link tokens, download grants and links, the PDFs
+(the blob store it shares with intake), the directory it reads from the
+router, and the keys it signs with. :class:`PostgresSignerStore` keeps them
+in PostgreSQL, inside the caller's transaction; tests use an in-memory fake
+of the same interface (tests/support/fakes/signer.py)."""
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Protocol
 from uuid import UUID
 
 import asyncpg
+from pydantic import BaseModel
 
-from shared.events import SignatureRequested
+from services.signer.domain import DirectoryPerson, Download, SignerDocument, SigningLink, SigningRequest
+from services.signer.keys import Credentials, Keyring
+from services.signer.pades import Placeholder
+from shared import blobs
+from shared.events import PersonRef
+from shared.messaging import Outbox, TransactionStore
 
-__all__ = [
-    "cancel_pending",
-    "current_version",
-    "directory_person",
-    "end_document",
-    "find_download",
-    "find_link",
-    "get_request",
-    "grant_download",
-    "held_titles",
-    "insert_download",
-    "insert_request",
-    "insert_token",
-    "mark_decided",
-    "placeholders_unknown",
-    "record_signature",
-    "revoke_links_of_mail",
-    "save_placeholders",
-    "signed_before",
-]
+__all__ = ["PostgresSignerStore", "SignerStore"]
 
 
-async def current_version(conn: asyncpg.Connection, document_id: UUID, org: str, original: str) -> tuple[str, int]:
-    """The document's PDF as the signer has it (digest, revision); begun from intake's ``original`` the first time."""
-    await conn.execute(
-        "INSERT INTO signer.documents (document_id, org, pdf_sha256) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        document_id,
-        org,
-        original,
-    )
-    row = await conn.fetchrow("SELECT pdf_sha256, revision FROM signer.documents WHERE document_id = $1", document_id)
-    return row["pdf_sha256"], row["revision"]
+class SignerStore(Protocol):
+    async def publish(self, message: BaseModel) -> None: ...
+
+    # What others keep: intake's PDFs, the router's directory.
+    async def version_digests(self, document_id: UUID, org: str) -> list[str]: ...
+    async def blob(self, digest: str) -> bytes: ...
+    async def put_blob(self, data: bytes) -> str: ...
+    async def register_version(self, document_id: UUID, revision: int, org: str, digest: str) -> None: ...
+    async def directory_person(self, org: str, person_id: str) -> DirectoryPerson | None: ...
+    async def held_titles(self, org: str, person_id: str) -> set[str]: ...
+    async def credentials(self, org: str, person: PersonRef) -> Credentials: ...
+    async def authority_certificate(self, org: str) -> str: ...
+
+    # Documents and requests.
+    async def begin_document(self, document_id: UUID, org: str, original: str) -> SignerDocument: ...
+    async def document(self, document_id: UUID) -> SignerDocument | None: ...
+    async def placeholders_unknown(self, document_id: UUID) -> bool: ...
+    async def save_placeholders(self, document_id: UUID, placeholders: Sequence[Placeholder]) -> None: ...
+    async def end_document(self, document_id: UUID, status: str) -> None: ...
+    async def insert_request(self, request: SigningRequest) -> None: ...
+    async def request(self, request_id: UUID) -> SigningRequest | None: ...
+    async def document_filename(self, document_id: UUID) -> str | None: ...
+    async def signed_before(self, document_id: UUID) -> list[SigningRequest]: ...
+    async def cancel_pending(
+        self, *, document_id: UUID | None = None, request_id: UUID | None = None, status: str = "cancelled", reason: str
+    ) -> None: ...
+    async def record_signature(
+        self, link: SigningLink, *, pdf_sha256: str, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
+    ) -> None: ...
+    async def mark_decided(self, link: SigningLink, *, status: str, at: datetime, reason: str | None = None) -> None: ...
+
+    # Links.
+    async def insert_token(self, token_hash: bytes, request_id: UUID, person_id: str, expires_at: datetime, mail_id: UUID) -> None: ...
+    async def find_link(self, token_hash: bytes, *, lock: bool = False) -> SigningLink | None: ...
+    async def revoke_links_of_mail(self, mail_id: UUID) -> None: ...
+    async def grant_download(self, *, document_id: UUID, org: str, person_id: str, pdf_sha256: str, filename: str) -> None: ...
+    async def insert_download(
+        self, token_hash: bytes, *, document_id: UUID, person_id: str, expires_at: datetime, mail_id: UUID
+    ) -> bool: ...
+    async def find_download(self, token_hash: bytes) -> Download | None: ...
 
 
-async def directory_person(conn: asyncpg.Connection, org: str, person_id: str) -> asyncpg.Record | None:
-    """The person as the router's directory has them (the signer may read people and roles)."""
-    return await conn.fetchrow("SELECT id, name, email FROM router.people WHERE org = $1 AND id = $2", org, person_id)
+def _placeholders_json(placeholders: Sequence[Placeholder]) -> list[dict]:
+    return [{"number": p.number, "page": p.page, "box": list(p.box)} for p in placeholders]
 
 
-async def held_titles(conn: asyncpg.Connection, org: str, person_id: str) -> set[str]:
-    rows = await conn.fetch("SELECT title FROM router.roles WHERE org = $1 AND $2 = ANY(holders)", org, person_id)
-    return {r["title"] for r in rows}
+def _placeholders(stored: list[dict] | None) -> tuple[Placeholder, ...] | None:
+    if stored is None:
+        return None
+    return tuple(Placeholder(p["number"], p["page"], tuple(p["box"])) for p in stored)
 
 
-async def insert_request(conn: asyncpg.Connection, event: SignatureRequested) -> None:
-    await conn.execute(
-        "INSERT INTO signer.requests (request_id, document_id, org, step, step_count, action, signer, on_behalf_of,"
-        " title, filename, submitted_by, confidential, signature_count)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        event.request_id,
-        event.document_id,
-        event.org,
-        event.step,
-        event.step_count,
-        event.action,
-        event.signer.model_dump(),
-        event.on_behalf_of.model_dump() if event.on_behalf_of else None,
-        event.title,
-        event.filename,
-        event.submitted_by.model_dump(),
-        event.confidential,
-        event.signature_count,
-    )
+def _person(stored: dict | None) -> PersonRef | None:
+    return PersonRef.model_validate(stored) if stored else None
 
 
-async def insert_token(
-    conn: asyncpg.Connection, token_hash: bytes, request_id: UUID, person_id: str, expires_at: datetime, mail_id: UUID
-) -> None:
-    """The request's new link; every earlier one that was not used stops working."""
-    await conn.execute(
-        "UPDATE signer.tokens SET revoked_at = now() WHERE request_id = $1 AND used_at IS NULL AND revoked_at IS NULL",
-        request_id,
-    )
-    await conn.execute(
-        "INSERT INTO signer.tokens (token_hash, request_id, person_id, expires_at, mail_id) VALUES ($1, $2, $3, $4, $5)",
-        token_hash,
-        request_id,
-        person_id,
-        expires_at,
-        mail_id,
+def _request(row: asyncpg.Record) -> SigningRequest:
+    return SigningRequest(
+        request_id=row["request_id"], document_id=row["document_id"], org=row["org"], step=row["step"],
+        step_count=row["step_count"], action=row["action"], signer=PersonRef.model_validate(row["signer"]),
+        on_behalf_of=_person(row["on_behalf_of"]), title=row["title"], filename=row["filename"],
+        submitted_by=PersonRef.model_validate(row["submitted_by"]), confidential=row["confidential"],
+        signature_count=row["signature_count"], status=row["status"], status_reason=row["status_reason"],
+        field_name=row["field_name"], decided_at=row["decided_at"],
     )
 
 
-async def revoke_links_of_mail(conn: asyncpg.Connection, mail_id: UUID) -> None:
-    """The links made for a mail that never arrived stop working."""
-    await conn.execute("UPDATE signer.tokens SET revoked_at = now() WHERE mail_id = $1 AND revoked_at IS NULL", mail_id)
-    await conn.execute("UPDATE signer.downloads SET revoked_at = now() WHERE mail_id = $1 AND revoked_at IS NULL", mail_id)
-
-
-async def get_request(conn: asyncpg.Connection, request_id: UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM signer.requests WHERE request_id = $1", request_id)
-
-
-async def grant_download(
-    conn: asyncpg.Connection, *, document_id: UUID, org: str, person_id: str, pdf_sha256: str, filename: str
-) -> None:
-    await conn.execute(
-        "INSERT INTO signer.download_grants (document_id, person_id, org, pdf_sha256, filename)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        document_id,
-        person_id,
-        org,
-        pdf_sha256,
-        filename,
+def _document(row: asyncpg.Record, prefix: str = "") -> SignerDocument:
+    return SignerDocument(
+        document_id=row["document_id"], org=row["org"], pdf_sha256=row[f"{prefix}pdf_sha256"],
+        revision=row[f"{prefix}revision"], status=row[f"{prefix}status"],
+        placeholders=_placeholders(row[f"{prefix}placeholders"]),
     )
 
 
-async def insert_download(
-    conn: asyncpg.Connection, token_hash: bytes, *, document_id: UUID, person_id: str, expires_at: datetime, mail_id: UUID
-) -> bool:
-    """A download link for the person's grant (False when there is none); earlier ones stop working."""
-    await conn.execute(
-        "UPDATE signer.downloads SET revoked_at = now() WHERE document_id = $1 AND person_id = $2 AND revoked_at IS NULL",
-        document_id,
-        person_id,
-    )
-    inserted = await conn.fetchval(
-        "INSERT INTO signer.downloads (token_hash, document_id, org, person_id, pdf_sha256, filename, expires_at, mail_id)"
-        " SELECT $1, document_id, org, person_id, pdf_sha256, filename, $4, $5 FROM signer.download_grants"
-        " WHERE document_id = $2 AND person_id = $3 RETURNING true",
-        token_hash,
-        document_id,
-        person_id,
-        expires_at,
-        mail_id,
-    )
-    return bool(inserted)
-
-
-async def find_download(conn: asyncpg.Connection | asyncpg.Pool, token_hash: bytes) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM signer.downloads WHERE token_hash = $1", token_hash)
-
-
-async def find_link(conn: asyncpg.Connection | asyncpg.Pool, token_hash: bytes, *, lock: bool = False) -> asyncpg.Record | None:
-    """The token with its request and document, or None when no such link was ever made.
-
-    ``earlier_open``: a request of an earlier step still waits. ``lock`` locks
-    the token, the request and the document (signatures on one document are
-    made one after the other), all in this one round trip.
-    """
-    return await conn.fetchrow(
-        "SELECT t.token_hash, t.expires_at, t.used_at, t.revoked_at, t.person_id, r.*, d.status AS document_status,"
-        " d.pdf_sha256 AS document_pdf_sha256, d.revision AS document_revision,"
-        " d.placeholders AS document_placeholders,"
-        " EXISTS (SELECT 1 FROM signer.requests e WHERE e.document_id = r.document_id AND e.step < r.step"
-        "         AND e.status = 'pending') AS earlier_open"
-        " FROM signer.tokens t JOIN signer.requests r USING (request_id) JOIN signer.documents d USING (document_id)"
-        " WHERE t.token_hash = $1" + (" FOR UPDATE OF t, r, d" if lock else ""),
-        token_hash,
+def _link(row: asyncpg.Record) -> SigningLink:
+    return SigningLink(
+        token_hash=row["token_hash"], person_id=row["person_id"], expires_at=row["expires_at"],
+        request=_request(row), document=_document(row, "document_"), used_at=row["used_at"],
+        revoked_at=row["revoked_at"], open_steps=tuple(row["open_steps"]),
     )
 
 
-async def signed_before(conn: asyncpg.Connection | asyncpg.Pool, document_id: UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT signer, on_behalf_of, action, step, decided_at FROM signer.requests"
-        " WHERE document_id = $1 AND status = 'signed' ORDER BY decided_at",
-        document_id,
+def _download(row: asyncpg.Record) -> Download:
+    return Download(
+        token_hash=row["token_hash"], document_id=row["document_id"], org=row["org"], person_id=row["person_id"],
+        pdf_sha256=row["pdf_sha256"], filename=row["filename"], expires_at=row["expires_at"], revoked_at=row["revoked_at"],
     )
 
 
-async def record_signature(
-    conn: asyncpg.Connection,
-    *,
-    document_id: UUID,
-    pdf_sha256: str,
-    revision: int,
-    placeholders: list[dict],
-    request_id: UUID,
-    token_hash: bytes,
-    field_name: str,
-    at: datetime,
-) -> None:
-    """The document's new version (placeholders kept from its first signature), the request signed and
-    its token spent: one statement, as this sits between the signature and the commit a signer waits for."""
-    await conn.execute(
-        "WITH document AS (UPDATE signer.documents SET pdf_sha256 = $2, revision = $3,"
-        "   placeholders = COALESCE(placeholders, $4), updated_at = now() WHERE document_id = $1),"
-        " decided AS (UPDATE signer.requests SET status = 'signed', field_name = $6, decided_at = $7"
-        "   WHERE request_id = $5)"
-        " UPDATE signer.tokens SET used_at = $7 WHERE token_hash = $8",
-        document_id,
-        pdf_sha256,
-        revision,
-        placeholders,
-        request_id,
-        field_name,
-        at,
-        token_hash,
-    )
+class PostgresSignerStore(TransactionStore):
+    """The signer's schema (and what it may read of others'), through the connection of one transaction."""
 
+    def __init__(self, conn: asyncpg.Connection, outbox: Outbox, keyring: Keyring | None = None) -> None:
+        super().__init__(conn, outbox)
+        self._keyring = keyring
 
-async def placeholders_unknown(conn: asyncpg.Connection, document_id: UUID) -> bool:
-    return bool(
-        await conn.fetchval(
-            "SELECT placeholders IS NULL FROM signer.documents WHERE document_id = $1 FOR UPDATE", document_id
+    # What others keep.
+
+    async def version_digests(self, document_id: UUID, org: str) -> list[str]:
+        return await blobs.version_digests(self._conn, document_id, org)
+
+    async def blob(self, digest: str) -> bytes:
+        return await blobs.get_blob(self._conn, digest)
+
+    async def put_blob(self, data: bytes) -> str:
+        return await blobs.put_blob(self._conn, data)
+
+    async def register_version(self, document_id: UUID, revision: int, org: str, digest: str) -> None:
+        await blobs.register_version(self._conn, document_id, revision, org, digest)
+
+    async def directory_person(self, org: str, person_id: str) -> DirectoryPerson | None:
+        """The person as the router's directory has them (the signer may read people and roles)."""
+        row = await self._conn.fetchrow("SELECT id, name, email FROM router.people WHERE org = $1 AND id = $2", org, person_id)
+        return DirectoryPerson(row["id"], row["name"], row["email"]) if row else None
+
+    async def held_titles(self, org: str, person_id: str) -> set[str]:
+        rows = await self._conn.fetch("SELECT title FROM router.roles WHERE org = $1 AND $2 = ANY(holders)", org, person_id)
+        return {r["title"] for r in rows}
+
+    async def credentials(self, org: str, person: PersonRef) -> Credentials:
+        """The person's signing key and certificate, issued the first time they are asked for."""
+        return await self._keys().credentials(self._conn, org, person)
+
+    async def authority_certificate(self, org: str) -> str:
+        """The org's root certificate (PEM), made the first time it is asked for."""
+        cert_pem, _ = await self._keys().authority(self._conn, org)
+        return cert_pem
+
+    def _keys(self) -> Keyring:
+        if self._keyring is None:
+            raise RuntimeError("this store was made without the keyring")
+        return self._keyring
+
+    # Documents and requests.
+
+    async def begin_document(self, document_id: UUID, org: str, original: str) -> SignerDocument:
+        """The document's PDF as the signer has it; begun from intake's ``original`` the first time."""
+        await self._conn.execute(
+            "INSERT INTO signer.documents (document_id, org, pdf_sha256) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            document_id, org, original,
         )
-    )
+        return await self.document(document_id)  # type: ignore[return-value]
 
+    async def document(self, document_id: UUID) -> SignerDocument | None:
+        row = await self._conn.fetchrow("SELECT * FROM signer.documents WHERE document_id = $1", document_id)
+        return _document(row) if row else None
 
-async def save_placeholders(conn: asyncpg.Connection, document_id: UUID, placeholders: list[dict]) -> None:
-    await conn.execute(
-        "UPDATE signer.documents SET placeholders = $2 WHERE document_id = $1 AND placeholders IS NULL",
-        document_id,
-        placeholders,
-    )
+    async def placeholders_unknown(self, document_id: UUID) -> bool:
+        """Whether the document's placeholders were not looked for yet (locking it while they are)."""
+        sql = "SELECT placeholders IS NULL FROM signer.documents WHERE document_id = $1 FOR UPDATE"
+        return bool(await self._conn.fetchval(sql, document_id))
 
+    async def save_placeholders(self, document_id: UUID, placeholders: Sequence[Placeholder]) -> None:
+        await self._conn.execute(
+            "UPDATE signer.documents SET placeholders = $2 WHERE document_id = $1 AND placeholders IS NULL",
+            document_id, _placeholders_json(placeholders),
+        )
 
-async def mark_decided(
-    conn: asyncpg.Connection,
-    *,
-    request_id: UUID,
-    token_hash: bytes,
-    status: str,
-    at: datetime,
-    field_name: str | None = None,
-    reason: str | None = None,
-) -> None:
-    """The request signed or declined and its token spent, in one statement."""
-    await conn.execute(
-        "WITH decided AS (UPDATE signer.requests SET status = $2, field_name = $3, status_reason = $4, decided_at = $5"
-        " WHERE request_id = $1) UPDATE signer.tokens SET used_at = $5 WHERE token_hash = $6",
-        request_id,
-        status,
-        field_name,
-        reason,
-        at,
-        token_hash,
-    )
+    async def end_document(self, document_id: UUID, status: str) -> None:
+        sql = "UPDATE signer.documents SET status = $2, updated_at = now() WHERE document_id = $1"
+        await self._conn.execute(sql, document_id, status)
 
+    async def insert_request(self, request: SigningRequest) -> None:
+        r = request
+        await self._conn.execute(
+            "INSERT INTO signer.requests (request_id, document_id, org, step, step_count, action, signer, on_behalf_of,"
+            " title, filename, submitted_by, confidential, signature_count)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            r.request_id, r.document_id, r.org, r.step, r.step_count, r.action, r.signer.model_dump(),
+            r.on_behalf_of.model_dump() if r.on_behalf_of else None, r.title, r.filename, r.submitted_by.model_dump(),
+            r.confidential, r.signature_count,
+        )
 
-async def cancel_pending(
-    conn: asyncpg.Connection, *, document_id: UUID | None = None, request_id: UUID | None = None,
-    status: str = "cancelled", reason: str,
-) -> None:
-    await conn.execute(
-        "UPDATE signer.requests SET status = $3, status_reason = $4, decided_at = now()"
-        " WHERE status = 'pending' AND (document_id = $1 OR request_id = $2)",
-        document_id,
-        request_id,
-        status,
-        reason,
-    )
+    async def request(self, request_id: UUID) -> SigningRequest | None:
+        row = await self._conn.fetchrow("SELECT * FROM signer.requests WHERE request_id = $1", request_id)
+        return _request(row) if row else None
 
+    async def document_filename(self, document_id: UUID) -> str | None:
+        sql = "SELECT filename FROM signer.requests WHERE document_id = $1 LIMIT 1"
+        return await self._conn.fetchval(sql, document_id)
 
-async def end_document(conn: asyncpg.Connection, document_id: UUID, status: str) -> None:
-    await conn.execute(
-        "UPDATE signer.documents SET status = $2, updated_at = now() WHERE document_id = $1", document_id, status
-    )
+    async def signed_before(self, document_id: UUID) -> list[SigningRequest]:
+        """The document's signed requests, first signed first."""
+        sql = "SELECT * FROM signer.requests WHERE document_id = $1 AND status = 'signed' ORDER BY decided_at"
+        return [_request(r) for r in await self._conn.fetch(sql, document_id)]
+
+    async def cancel_pending(
+        self, *, document_id: UUID | None = None, request_id: UUID | None = None, status: str = "cancelled", reason: str
+    ) -> None:
+        await self._conn.execute(
+            "UPDATE signer.requests SET status = $3, status_reason = $4, decided_at = now()"
+            " WHERE status = 'pending' AND (document_id = $1 OR request_id = $2)",
+            document_id, request_id, status, reason,
+        )
+
+    async def record_signature(
+        self, link: SigningLink, *, pdf_sha256: str, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
+    ) -> None:
+        """The document's new version (placeholders kept from its first signature), the request signed and
+        its token spent: one statement, as this sits between the signature and the commit a signer waits for."""
+        await self._conn.execute(
+            "WITH document AS (UPDATE signer.documents SET pdf_sha256 = $2, revision = $3,"
+            "   placeholders = COALESCE(placeholders, $4), updated_at = now() WHERE document_id = $1),"
+            " decided AS (UPDATE signer.requests SET status = 'signed', field_name = $6, decided_at = $7"
+            "   WHERE request_id = $5)"
+            " UPDATE signer.tokens SET used_at = $7 WHERE token_hash = $8",
+            link.request.document_id, pdf_sha256, revision, _placeholders_json(placeholders),
+            link.request.request_id, field_name, at, link.token_hash,
+        )
+
+    async def mark_decided(self, link: SigningLink, *, status: str, at: datetime, reason: str | None = None) -> None:
+        """The request signed (approved) or declined and its token spent, in one statement."""
+        await self._conn.execute(
+            "WITH decided AS (UPDATE signer.requests SET status = $2, status_reason = $3, decided_at = $4"
+            " WHERE request_id = $1) UPDATE signer.tokens SET used_at = $4 WHERE token_hash = $5",
+            link.request.request_id, status, reason, at, link.token_hash,
+        )
+
+    # Links.
+
+    async def insert_token(self, token_hash: bytes, request_id: UUID, person_id: str, expires_at: datetime, mail_id: UUID) -> None:
+        """The request's new link; every earlier one that was not used stops working."""
+        await self._conn.execute(
+            "UPDATE signer.tokens SET revoked_at = now() WHERE request_id = $1 AND used_at IS NULL AND revoked_at IS NULL",
+            request_id,
+        )
+        await self._conn.execute(
+            "INSERT INTO signer.tokens (token_hash, request_id, person_id, expires_at, mail_id) VALUES ($1, $2, $3, $4, $5)",
+            token_hash, request_id, person_id, expires_at, mail_id,
+        )
+
+    async def find_link(self, token_hash: bytes, *, lock: bool = False) -> SigningLink | None:
+        """The token with its request and document, or None when no such link was ever made.
+
+        ``open_steps``: the steps of the document's open requests. ``lock`` locks the token, the
+        request and the document (signatures on one document are made one after the other), all
+        in this one round trip."""
+        row = await self._conn.fetchrow(
+            "SELECT t.token_hash, t.expires_at, t.used_at, t.revoked_at, t.person_id, r.*, d.status AS document_status,"
+            " d.pdf_sha256 AS document_pdf_sha256, d.revision AS document_revision,"
+            " d.placeholders AS document_placeholders,"
+            " ARRAY(SELECT e.step FROM signer.requests e WHERE e.document_id = r.document_id"
+            "       AND e.status = 'pending') AS open_steps"
+            " FROM signer.tokens t JOIN signer.requests r USING (request_id) JOIN signer.documents d USING (document_id)"
+            " WHERE t.token_hash = $1" + (" FOR UPDATE OF t, r, d" if lock else ""),
+            token_hash,
+        )
+        return _link(row) if row else None
+
+    async def revoke_links_of_mail(self, mail_id: UUID) -> None:
+        """The links made for a mail that never arrived stop working."""
+        for table in ("tokens", "downloads"):
+            sql = f"UPDATE signer.{table} SET revoked_at = now() WHERE mail_id = $1 AND revoked_at IS NULL"
+            await self._conn.execute(sql, mail_id)
+
+    async def grant_download(self, *, document_id: UUID, org: str, person_id: str, pdf_sha256: str, filename: str) -> None:
+        await self._conn.execute(
+            "INSERT INTO signer.download_grants (document_id, person_id, org, pdf_sha256, filename)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            document_id, person_id, org, pdf_sha256, filename,
+        )
+
+    async def insert_download(
+        self, token_hash: bytes, *, document_id: UUID, person_id: str, expires_at: datetime, mail_id: UUID
+    ) -> bool:
+        """A download link for the person's grant (False when there is none); earlier ones stop working."""
+        await self._conn.execute(
+            "UPDATE signer.downloads SET revoked_at = now() WHERE document_id = $1 AND person_id = $2 AND revoked_at IS NULL",
+            document_id, person_id,
+        )
+        inserted = await self._conn.fetchval(
+            "INSERT INTO signer.downloads (token_hash, document_id, org, person_id, pdf_sha256, filename, expires_at, mail_id)"
+            " SELECT $1, document_id, org, person_id, pdf_sha256, filename, $4, $5 FROM signer.download_grants"
+            " WHERE document_id = $2 AND person_id = $3 RETURNING true",
+            token_hash, document_id, person_id, expires_at, mail_id,
+        )
+        return bool(inserted)
+
+    async def find_download(self, token_hash: bytes) -> Download | None:
+        row = await self._conn.fetchrow("SELECT * FROM signer.downloads WHERE token_hash = $1", token_hash)
+        return _download(row) if row else None

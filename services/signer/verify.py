@@ -128,11 +128,9 @@ def _changed_after(status: PdfSignatureStatus, later: list[str]) -> tuple[str, s
     return described, None
 
 
-def _report(embedded: EmbeddedPdfSignature, status: PdfSignatureStatus, later: list[str]) -> SignatureReport:
-    subject = status.signing_cert.subject.native
+def _problems(status: PdfSignatureStatus, change_problem: str | None) -> list[str]:
+    """What is wrong with a signature, in words; empty when nothing is."""
     timestamp = status.timestamp_validity
-    when = timestamp.timestamp if timestamp is not None else status.signer_reported_dt
-    changed_after, change_problem = _changed_after(status, later)
     problems = []
     if not status.intact:
         problems.append("the signed bytes were changed: the document was tampered with")
@@ -145,6 +143,15 @@ def _report(embedded: EmbeddedPdfSignature, status: PdfSignatureStatus, later: l
         problems.append("the timestamp is not valid or not trusted")
     if change_problem:
         problems.append(change_problem)
+    return problems
+
+
+def _report(embedded: EmbeddedPdfSignature, status: PdfSignatureStatus, later: list[str]) -> SignatureReport:
+    subject = status.signing_cert.subject.native
+    timestamp = status.timestamp_validity
+    when = timestamp.timestamp if timestamp is not None else status.signer_reported_dt
+    changed_after, change_problem = _changed_after(status, later)
+    problems = _problems(status, change_problem)
     return SignatureReport(
         field=embedded.field_name,
         signer=subject.get("common_name", ""),

@@ -121,7 +121,7 @@ async def test_a_reassigned_link_answers_410_and_signs_nothing(signer: SignerHar
         correlation_id=document[0], request_id=request_id, new_request_id=request_id, from_person=BART,
         to_person=ANN, reason="absent",
     )
-    await signer.in_transaction(lambda conn: handlers.on_signature_reassigned(moved, conn))
+    await signer.in_store(lambda store: handlers.on_signature_reassigned(moved, store))
     refused = await signer.client.get(link)
     assert refused.status_code == 410 and "doorgegeven aan een vervanger" in refused.text and "<form" not in refused.text
     assert (await signer.client.post(f"{link}/sign", data={"csrf": csrf})).status_code == 410
@@ -172,7 +172,7 @@ async def test_a_link_of_an_ended_document_says_why_without_a_form(signer: Signe
         "declined": DocumentDeclined(correlation_id=document[0], declined_by=BART, reason="fout bedrag"),
         "withdrawn": DocumentWithdrawn(correlation_id=document[0], withdrawn_by="elen.elaut", reason="vergissing"),
     }[ending]
-    await signer.in_transaction(lambda conn: handlers.on_document_ended(event, conn))
+    await signer.in_store(lambda store: handlers.on_document_ended(event, store))
     page = await signer.client.get(link)
     assert page.status_code == 410 and sentence in page.text and "<form" not in page.text
     assert (await signer.client.post(f"{link}/sign", data={"csrf": csrf})).status_code == 410

@@ -18,11 +18,13 @@ import asyncpg
 import httpx
 
 from services.signer import handlers
-from services.signer.http import SignerHttp, build_http
+from services.signer.domain import Links
+from services.signer.http import SignerHttpDeps, build_http
 from services.signer.keys import Keyring
 from services.signer.pades import SigningPool, find_placeholders
 from services.signer.render import RenderPool
 from services.signer.signing import Stamping
+from services.signer.store import PostgresSignerStore
 from shared import apikeys, blobs
 from shared.blobs import get_blob, put_blob, register_version
 from shared.db import connect_pool, migrate
@@ -67,7 +69,7 @@ class SignerHarness:
             await self.keyring.unlock(conn)
             _, self.links_key = await apikeys.create_key(conn, org="*", name="notifier", scopes=["links"])
         app = build_http(
-            SignerHttp(
+            SignerHttpDeps(
                 pool=lambda: self.pool,
                 keyring=self.keyring,
                 signing_pool=lambda: self.signing_pool,
@@ -90,12 +92,16 @@ class SignerHarness:
         await self.pool.close()
         self.verify_pool.close()
 
-    def links(self, *, minted_at: datetime | None = None, ttl: timedelta = timedelta(days=21)) -> handlers.Links:
-        return handlers.Links("http://signer.test", ttl, lambda: minted_at or datetime.now(UTC))
+    def links(self, *, minted_at: datetime | None = None, ttl: timedelta = timedelta(days=21)) -> Links:
+        return Links("http://signer.test", ttl, lambda: minted_at or datetime.now(UTC))
 
     async def in_transaction(self, work: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
         async with self.pool.acquire() as conn, conn.transaction():
             return await work(conn)
+
+    async def in_store(self, work: Callable[[PostgresSignerStore], Awaitable[Any]]) -> Any:
+        """``work`` on the signer's store, in a transaction, as the consumer edge runs a handler."""
+        return await self.in_transaction(lambda conn: work(PostgresSignerStore(conn, self.outbox, self.keyring)))
 
     async def new_document(self, pdf: bytes) -> tuple[UUID, str]:
         """A PDF intake accepted: stored, and registered as the first version of a new document."""
@@ -130,10 +136,10 @@ class SignerHarness:
 
         await self.in_transaction(add)
 
-    async def link_for(self, request_id: UUID, links: handlers.Links | None = None) -> str:
+    async def link_for(self, request_id: UUID, links: Links | None = None) -> str:
         """What the notifier does when it sends the mail: ask the signer for the link (returns its path)."""
         if links is not None:
-            made = await self.in_transaction(lambda conn: handlers.mint_signing_link(conn, request_id, uuid4(), links=links))
+            made = await self.in_store(lambda store: handlers.mint_signing_link(store, request_id, uuid4(), links=links))
             return httpx.URL(made.url).path
         answer = await self.client.post(
             "/internal/links",
@@ -153,7 +159,7 @@ class SignerHarness:
         action: str = "sign",
         on_behalf_of: PersonRef | None = None,
         signature_count: int | None = None,
-        links: handlers.Links | None = None,
+        links: Links | None = None,
     ) -> tuple[UUID, str]:
         """A signature.requested for ``signer``, handled; returns (request id, the path of the link mailed)."""
         document_id, digest = document
@@ -174,12 +180,10 @@ class SignerHarness:
             pdf_sha256=digest,
             signature_count=signature_count,
         )
-        await self.in_transaction(
-            lambda conn: handlers.on_signature_requested(
+        await self.in_store(
+            lambda store: handlers.on_signature_requested(
                 event,
-                conn,
-                outbox=self.outbox,
-                keyring=self.keyring,
+                store,
                 links=links or self.links(),
                 find_placeholders=lambda pdf: self.signing_pool.run(find_placeholders, pdf),
             )

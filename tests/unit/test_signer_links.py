@@ -1,28 +1,30 @@
 """The rules a signing link must pass before it shows a form or takes a signature."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import pytest
 
-from services.signer.i18n import LANGUAGES, texts
-from services.signer.signing import LinkRefused, check_link
+from services.signer.domain import LinkRefused, SignerDocument, SigningLink, SigningRequest, check_link
+from services.signer.i18n import texts
 from services.signer.tokens import csrf_token, csrf_valid, hash_token, mint_token
+from shared.contract import LANGUAGES
+from shared.events import PersonRef
 
 NOW = datetime(2026, 7, 10, 9, 0, tzinfo=UTC)
+ANN = PersonRef(id="ann.aerts", name="Ann Aerts", email="ann.aerts@x.be", language="nl")
 
 
-def link(**changes: object) -> dict:
-    return {
-        "person_id": "ann.aerts",
-        "signer": {"id": "ann.aerts", "name": "Ann Aerts", "language": "nl"},
-        "status": "pending",
-        "status_reason": None,
-        "used_at": None,
-        "revoked_at": None,
-        "document_status": "active",
-        "expires_at": NOW + timedelta(days=1),
-        **changes,
-    }
+def link(**changes: object) -> SigningLink:
+    """An open link of step 2 for Ann, changed by ``changes`` (request fields, ``document_status``, ``earlier_open``)."""
+    request_fields = {k: changes.pop(k) for k in ("status", "status_reason") if k in changes}
+    document_id = uuid4()
+    request = SigningRequest(uuid4(), document_id, "default", 2, 2, "sign", ANN, None, "Besluit", "b.pdf", ANN, **request_fields)
+    document = SignerDocument(document_id, "default", "0" * 64, status=str(changes.pop("document_status", "active")))
+    open_steps = (1, 2) if changes.pop("earlier_open", False) else (2,)
+    fields = {"person_id": "ann.aerts", "expires_at": NOW + timedelta(days=1), **changes}
+    return replace(SigningLink(b"t", "ann.aerts", NOW, request, document, open_steps=open_steps), **fields)
 
 
 @pytest.mark.parametrize(
@@ -58,7 +60,7 @@ def test_an_unknown_link_is_not_found() -> None:
 
 def test_an_open_link_passes() -> None:
     """A pending request of an active document within its time is usable."""
-    assert check_link(link(), NOW)["status"] == "pending"
+    assert check_link(link(), NOW).request.status == "pending"
 
 
 def test_every_refusal_has_a_sentence_in_dutch_french_and_english() -> None:

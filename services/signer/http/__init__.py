@@ -1,0 +1,25 @@
+"""The signing page behind each emailed link, and the signer's public endpoints:
+the signed PDF for the submitter, the root certificate, and verification;
+and, for the notifier alone (a key with the ``links`` scope), the internal
+endpoint that makes the link a mail carries at the moment it is sent."""
+
+from fastapi import FastAPI
+
+from services.signer.http._deps import SignerHttpDeps, VerifyLimits
+from services.signer.http._internal import LinkRequest, internal_routes
+from services.signer.http._pages import Pages
+from services.signer.http._signing import download_routes, signing_routes
+from services.signer.http._verify import RateLimit, trust_routes
+from shared.http import base_app
+
+__all__ = ["LinkRequest", "RateLimit", "SignerHttpDeps", "VerifyLimits", "build_http"]
+
+
+def build_http(deps: SignerHttpDeps) -> FastAPI:
+    app = base_app("signer", deps.pool, docs=deps.docs)
+    pages = Pages(csrf_secret=deps.csrf_secret, timezone=deps.stamping.timezone, secure_cookies=deps.secure_cookies)
+    app.include_router(signing_routes(deps, pages))
+    app.include_router(download_routes(deps, pages))
+    app.include_router(internal_routes(deps))
+    app.include_router(trust_routes(deps))
+    return app

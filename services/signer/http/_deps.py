@@ -1,0 +1,64 @@
+"""What the signer's HTTP surface is built from."""
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+
+from services.signer.domain import Links
+from services.signer.keys import Keyring
+from services.signer.pades import SigningPool
+from services.signer.render import RenderPool
+from services.signer.signing import Stamping
+from services.signer.store import PostgresSignerStore
+from shared.messaging import Outbox
+from shared.workers import WorkerPool
+
+__all__ = ["SignerHttpDeps", "VerifyLimits"]
+
+
+@dataclass(frozen=True)
+class VerifyLimits:
+    max_bytes: int = 64 * 1024 * 1024
+    seconds: float = 30.0
+    per_minute: float = 12.0
+
+
+@dataclass(frozen=True)
+class SignerHttpDeps:
+    """The signer's HTTP dependencies: its database, keys, worker pools, links and page settings.
+
+    ``links.clock`` is the services' clock: it decides whether a link has expired and what
+    "now" is on a page (a signature's own time is real time)."""
+
+    pool: Callable[[], asyncpg.Pool]
+    keyring: Keyring
+    signing_pool: Callable[[], SigningPool]
+    render_pool: Callable[[], RenderPool]
+    verify_pool: Callable[[], WorkerPool]
+    outbox: Outbox
+    csrf_secret: bytes
+    stamping: Stamping
+    links: Links
+    org: str
+    after_commit: Callable[[], None]
+    secure_cookies: bool = False
+    docs: bool = False
+    verify_limits: VerifyLimits = field(default_factory=VerifyLimits)
+
+    def now(self) -> datetime:
+        return self.links.clock()
+
+    @asynccontextmanager
+    async def store(self) -> AsyncIterator[PostgresSignerStore]:
+        """The signer's store in a transaction of its own."""
+        async with self.pool().acquire() as conn, conn.transaction():
+            yield PostgresSignerStore(conn, self.outbox, self.keyring)
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[PostgresSignerStore]:
+        """The signer's store for reading, outside any transaction."""
+        async with self.pool().acquire() as conn:
+            yield PostgresSignerStore(conn, self.outbox, self.keyring)

@@ -1,0 +1,50 @@
+"""For the notifier alone (a key with the ``links`` scope): the endpoint that
+makes the link a mail carries, at the moment the mail is sent."""
+
+from typing import Literal
+from uuid import UUID
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
+
+from services.signer import handlers
+from services.signer.domain import LinkGone, MintedLink
+from services.signer.http._deps import SignerHttpDeps
+from services.signer.store import SignerStore
+from shared.apikeys import Principal, require_scope
+
+__all__ = ["LinkRequest", "internal_routes"]
+
+
+class LinkRequest(BaseModel):
+    """The notifier asks for the link of one mail it is about to send."""
+
+    kind: Literal["signing", "download"]
+    mail_id: UUID
+    request_id: UUID | None = None  # signing
+    document_id: UUID | None = None  # download
+    person_id: str | None = None  # download
+
+
+async def _mint(store: SignerStore, body: LinkRequest, deps: SignerHttpDeps) -> MintedLink:
+    if body.kind == "signing" and body.request_id is not None:
+        return await handlers.mint_signing_link(store, body.request_id, body.mail_id, links=deps.links)
+    if body.kind == "download" and body.document_id is not None and body.person_id:
+        return await handlers.mint_download_link(store, body.document_id, body.person_id, body.mail_id, links=deps.links)
+    raise HTTPException(422, "a signing link needs request_id; a download link document_id and person_id")
+
+
+def internal_routes(deps: SignerHttpDeps) -> APIRouter:
+    router = APIRouter(tags=["internal"])
+
+    @router.post("/internal/links", status_code=201)
+    async def make_link(body: LinkRequest, key: Principal = require_scope(deps.pool, "links")) -> dict:
+        """For the notifier: the link for one mail, made now (earlier links of the same request stop working)."""
+        try:
+            async with deps.store() as store:
+                made = await _mint(store, body, deps)
+        except LinkGone as gone:
+            raise HTTPException(410, str(gone)) from None
+        return {"url": made.url, "expires_at": made.expires_at.isoformat()}
+
+    return router

@@ -1,0 +1,142 @@
+"""The routes behind a signing link (the page, its PDF and page images, Sign and
+Decline) and behind a download link (the signed PDF for the submitter)."""
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+
+from services.signer import signing
+from services.signer.domain import LinkRefused, ReasonRequired, SigningLink, check_download
+from services.signer.http._deps import SignerHttpDeps
+from services.signer.http._pages import CSRF_COOKIE, Pages, SigningView
+from services.signer.i18n import texts
+from services.signer.tokens import csrf_valid, hash_token
+from shared.http import pdf_response
+
+__all__ = ["download_routes", "signing_routes"]
+
+
+class _SigningPages:
+    """What the signing routes share: opening a link, its document, and the pages they answer with."""
+
+    def __init__(self, deps: SignerHttpDeps, pages: Pages) -> None:
+        self.deps, self.pages = deps, pages
+
+    async def open(self, token: str) -> SigningLink:
+        async with self.deps.reader() as store:
+            return await signing.open_link(store, token, self.deps.now())
+
+    async def pdf(self, link: SigningLink) -> bytes:
+        async with self.deps.reader() as store:
+            return await store.blob(link.document.pdf_sha256)
+
+    async def page(self, request: Request, token: str, link: SigningLink, *, error: str | None = None, status: int = 200) -> HTMLResponse:
+        async with self.deps.reader() as store:
+            pdf = await store.blob(link.document.pdf_sha256)
+            signed_before = await store.signed_before(link.request.document_id)
+        sizes = await self.deps.render_pool().page_sizes(link.document.pdf_sha256, pdf)
+        nonce = self.pages.nonce(request)
+        view = SigningView(token, link, sizes, signed_before, self.pages.csrf(token, nonce), error)
+        return self.pages.signing(request, view, nonce, status)
+
+    async def csrf_refused(self, request: Request, token: str, presented: str) -> HTMLResponse | None:
+        """The 'form expired' page, in the link's person's language, unless the form's CSRF token is good."""
+        if csrf_valid(self.deps.csrf_secret, hash_token(token), request.cookies.get(CSRF_COOKIE, ""), presented):
+            return None
+        async with self.deps.reader() as store:
+            link = await store.find_link(hash_token(token))
+        language = link.request.signer.language if link else "nl"
+        return self.pages.message(request, language, "sign_title", texts(language)["csrf"], 403)
+
+    def done(self, request: Request, done: signing.Decided) -> HTMLResponse:
+        self.deps.after_commit()
+        key = {"sign": "signed_done", "approve": "approved_done"}.get(done.action, "declined_done")
+        heading = "sign_title" if done.action == "decline" else f"{done.action}_title"
+        return self.pages.message(request, done.language, heading, texts(done.language)[key].format(title=done.title), 200)
+
+
+def _viewing(router: APIRouter, shared: _SigningPages) -> None:
+    @router.get("/s/{token}", response_class=HTMLResponse)
+    async def open_signing_page(request: Request, token: str) -> HTMLResponse:
+        """The page a signer opens from the mail: the document, Sign and Decline."""
+        try:
+            link = await shared.open(token)
+        except LinkRefused as error:
+            return shared.pages.refused(request, error)
+        return await shared.page(request, token, link)
+
+    @router.get("/s/{token}/document.pdf")
+    async def document_pdf(request: Request, token: str) -> Response:
+        """The document as it stands now, for as long as the link is good."""
+        try:
+            link = await shared.open(token)
+        except LinkRefused as error:
+            return shared.pages.refused(request, error)
+        return pdf_response(await shared.pdf(link), link.request.filename, disposition="inline")
+
+    @router.get("/s/{token}/pages/{number}.png")
+    async def page_image(request: Request, token: str, number: int) -> Response:
+        """Page ``number`` (from 1) of the document as it stands now, as a picture for the signing page."""
+        try:
+            link = await shared.open(token)
+        except LinkRefused as error:
+            return shared.pages.refused(request, error)
+        digest, pdf, renderer = link.document.pdf_sha256, await shared.pdf(link), shared.deps.render_pool()
+        if not 1 <= number <= len(await renderer.page_sizes(digest, pdf)):
+            return Response(status_code=404)
+        png = await renderer.page(digest, pdf, number - 1)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "private, no-store"})
+
+
+def _deciding(router: APIRouter, shared: _SigningPages) -> None:
+    deps = shared.deps
+
+    @router.post("/s/{token}/sign", response_class=HTMLResponse)
+    async def sign(request: Request, token: str, csrf: str = Form("")) -> HTMLResponse:
+        """Sign (or approve) the request behind the link."""
+        if refused := await shared.csrf_refused(request, token, csrf):
+            return refused
+        try:
+            async with deps.store() as store:
+                done = await signing.sign(store, token, now=deps.now(), pdf_signer=deps.signing_pool(), stamping=deps.stamping)
+        except LinkRefused as error:
+            return shared.pages.refused(request, error)
+        return shared.done(request, done)
+
+    @router.post("/s/{token}/decline", response_class=HTMLResponse)
+    async def decline(request: Request, token: str, csrf: str = Form(""), reason: str = Form("")) -> HTMLResponse:
+        """Decline the request behind the link; a reason is required."""
+        if refused := await shared.csrf_refused(request, token, csrf):
+            return refused
+        try:
+            async with deps.store() as store:
+                done = await signing.decline(store, token, reason, now=deps.now())
+        except LinkRefused as error:
+            return shared.pages.refused(request, error)
+        except ReasonRequired as missing:
+            error = texts(missing.link.request.signer.language)["reason_required"]
+            return await shared.page(request, token, missing.link, error=error, status=422)
+        return shared.done(request, done)
+
+
+def signing_routes(deps: SignerHttpDeps, pages: Pages) -> APIRouter:
+    router = APIRouter(tags=["signing"])
+    shared = _SigningPages(deps, pages)
+    _viewing(router, shared)
+    _deciding(router, shared)
+    return router
+
+
+def download_routes(deps: SignerHttpDeps, pages: Pages) -> APIRouter:
+    router = APIRouter(tags=["documents"])
+
+    @router.get("/d/{token}")
+    async def download(request: Request, token: str) -> Response:
+        """The signed PDF, for the submitter the completion mail was sent to, while the link is good."""
+        async with deps.reader() as store:
+            try:
+                found = check_download(await store.find_download(hash_token(token)), deps.now())
+            except LinkRefused as error:
+                return pages.refused(request, error)
+            return pdf_response(await store.blob(found.pdf_sha256), found.filename)
+
+    return router

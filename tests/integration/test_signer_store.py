@@ -1,0 +1,185 @@
+"""One contract, two stores: the in-memory FakeSignerStore the unit tests use behaves as PostgresSignerStore does."""
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import pytest
+
+from services.signer.domain import SigningLink, SigningRequest, request_from
+from services.signer.pades import Placeholder
+from services.signer.store import PostgresSignerStore, SignerStore
+from shared.blobs import MIGRATIONS as BLOB_MIGRATIONS
+from shared.blobs import BlobNotFound
+from shared.events import PersonRef, SignatureRequested
+from shared.messaging import Outbox
+from tests.support.fakes.signer import FakeSignerStore
+from tests.support.stores import in_rolled_back_transaction
+
+SERVICES = Path(__file__).resolve().parents[2] / "services"
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+ANN = PersonRef(id="ann", name="Ann Aerts", email="ann@x.be", language="fr", title="schepen")
+ELEN = PersonRef(id="elen", name="Elen Elaut", email="elen@x.be")
+BOX = Placeholder(1, 0, (10.0, 10.0, 110.0, 60.0))
+
+
+@dataclass
+class Subject:
+    """A store under contract, and how to put a person in the router's directory it reads."""
+
+    store: SignerStore
+    in_directory: Callable[[PersonRef, str], Awaitable[None]]
+
+
+@pytest.fixture(params=["fake", "postgres"])
+async def subject(request: pytest.FixtureRequest, database_url: str) -> AsyncIterator[Subject]:
+    if request.param == "fake":
+        fake = FakeSignerStore()
+
+        async def add_to_fake(person: PersonRef, title: str) -> None:
+            fake.in_directory("default", person, title)
+
+        yield Subject(fake, add_to_fake)
+        return
+    schemas = (("blobs", BLOB_MIGRATIONS, False), ("router", SERVICES / "router" / "migrations", True), ("signer", SERVICES / "signer" / "migrations", True))
+    async with in_rolled_back_transaction(database_url, *schemas) as conn:
+
+        async def add_to_router(person: PersonRef, title: str) -> None:
+            await conn.execute("INSERT INTO router.people (org, id, name, email) VALUES ('default', $1, $2, $3)", person.id, person.name, person.email)
+            await conn.execute("INSERT INTO router.roles (org, key, title, holders) VALUES ('default', $1, $1, $2)", title, [person.id])
+
+        yield Subject(PostgresSignerStore(conn, Outbox("signer")), add_to_router)
+
+
+async def requested(store: SignerStore, step: int = 1, document_id: UUID | None = None) -> SigningRequest:
+    """A request stored on a document begun from an accepted PDF."""
+    document_id = document_id or uuid4()
+    digest = await store.put_blob(b"%PDF " + document_id.bytes)
+    await store.begin_document(document_id, "default", digest)
+    event = SignatureRequested(
+        correlation_id=document_id, request_id=uuid4(), step=step, step_count=2, signer=ANN, title="Besluit",
+        filename="besluit.pdf", submitted_by=ELEN, pdf_sha256=digest, signature_count=2,
+    )
+    await store.insert_request(request_from(event))
+    return request_from(event)
+
+
+async def linked(store: SignerStore, request: SigningRequest, mail_id: UUID | None = None) -> SigningLink:
+    token_hash = uuid4().bytes
+    await store.insert_token(token_hash, request.request_id, request.signer.id, NOW + timedelta(days=1), mail_id or uuid4())
+    return await store.find_link(token_hash)  # type: ignore[return-value]
+
+
+class TestSignerStore:
+    async def test_blobs_and_versions_read_back_in_revision_order(self, subject: Subject) -> None:
+        """A PDF is named by its digest; versions list revision 0 first; an unknown digest is not found."""
+        store, document_id = subject.store, uuid4()
+        first, second = await store.put_blob(b"one"), await store.put_blob(b"two")
+        await store.register_version(document_id, 1, "default", second)
+        await store.register_version(document_id, 0, "default", first)
+        assert await store.version_digests(document_id, "default") == [first, second]
+        assert await store.version_digests(document_id, "othercity") == []
+        assert await store.blob(second) == b"two"
+        with pytest.raises(BlobNotFound):
+            await store.blob("0" * 64)
+
+    async def test_the_directory_is_read_with_the_titles_a_person_holds(self, subject: Subject) -> None:
+        """A person in the router's directory is found with name and address, and their role titles; others are not."""
+        await subject.in_directory(ANN, "schepen")
+        person = await subject.store.directory_person("default", "ann")
+        assert (person.name, person.email) == ("Ann Aerts", "ann@x.be")
+        assert await subject.store.held_titles("default", "ann") == {"schepen"}
+        assert await subject.store.directory_person("default", "bart") is None
+
+    async def test_a_document_begins_once_and_keeps_its_first_placeholders(self, subject: Subject) -> None:
+        """Beginning twice keeps the first PDF; placeholders are unknown until saved, then kept; the status ends."""
+        store, document_id = subject.store, uuid4()
+        begun = await store.begin_document(document_id, "default", "a" * 64)
+        again = await store.begin_document(document_id, "default", "b" * 64)
+        assert (begun.pdf_sha256, again.pdf_sha256, begun.revision, begun.status) == ("a" * 64, "a" * 64, 0, "active")
+        assert await store.placeholders_unknown(document_id)
+        await store.save_placeholders(document_id, [BOX])
+        await store.save_placeholders(document_id, [])
+        await store.end_document(document_id, "withdrawn")
+        document = await store.document(document_id)
+        assert (document.placeholders, document.status, await store.placeholders_unknown(document_id)) == ((BOX,), "withdrawn", False)
+        assert await store.document(uuid4()) is None
+
+    async def test_a_request_reads_back_as_stored(self, subject: Subject) -> None:
+        """Every field of a request comes back; its filename is the document's."""
+        request = await requested(subject.store)
+        assert await subject.store.request(request.request_id) == request
+        assert await subject.store.document_filename(request.document_id) == "besluit.pdf"
+        assert await subject.store.request(uuid4()) is None
+
+    async def test_a_link_carries_its_request_document_and_the_open_steps(self, subject: Subject) -> None:
+        """A token is found with its request, document and the steps still open; a new token revokes the earlier."""
+        store = subject.store
+        first_step = await requested(store)
+        second_step = await requested(store, 2, first_step.document_id)
+        link = await linked(store, second_step)
+        assert (link.request, link.person_id, link.expires_at, link.used_at, link.revoked_at) == (second_step, "ann", NOW + timedelta(days=1), None, None)
+        assert (sorted(link.open_steps), link.document.document_id) == ([1, 2], first_step.document_id)
+        newer = await linked(store, second_step)
+        assert (await store.find_link(link.token_hash)).revoked_at is not None
+        assert (await store.find_link(newer.token_hash, lock=True)).revoked_at is None
+        assert await store.find_link(b"nobody made this") is None
+
+    async def test_pending_requests_are_cancelled_by_request_or_by_document(self, subject: Subject) -> None:
+        """Cancelling by request closes that one; by document the rest; a decided request keeps its state."""
+        store = subject.store
+        one = await requested(store)
+        two, three = await requested(store, 2, one.document_id), await requested(store, 3, one.document_id)
+        await store.mark_decided(await linked(store, three), status="declined", at=NOW, reason="nee")
+        await store.cancel_pending(request_id=one.request_id, status="reassigned", reason="absent")
+        await store.cancel_pending(document_id=one.document_id, reason="the document was withdrawn")
+        states = [(r.status, r.status_reason) for r in [await store.request(x.request_id) for x in (one, two, three)]]
+        assert states == [("reassigned", "absent"), ("cancelled", "the document was withdrawn"), ("declined", "nee")]
+
+    async def test_a_signature_moves_the_document_on_and_spends_the_link(self, subject: Subject) -> None:
+        """The new version and first placeholders are kept, the request signed with its field, the token used; signed_before lists it."""
+        store = subject.store
+        request = await requested(store)
+        link = await linked(store, request)
+        await store.record_signature(link, pdf_sha256="c" * 64, revision=1, placeholders=[BOX], field_name="Signature1", at=NOW)
+        document, signed = await store.document(request.document_id), await store.request(request.request_id)
+        assert (document.pdf_sha256, document.revision, document.placeholders) == ("c" * 64, 1, (BOX,))
+        assert (signed.status, signed.field_name, signed.decided_at) == ("signed", "Signature1", NOW)
+        assert (await store.find_link(link.token_hash)).used_at == NOW
+        assert [r.request_id for r in await store.signed_before(request.document_id)] == [request.request_id]
+
+    async def test_signed_before_lists_signatures_first_signed_first(self, subject: Subject) -> None:
+        """Two approvals recorded out of order come back in the order they were made."""
+        store = subject.store
+        first = await requested(store)
+        second = await requested(store, 2, first.document_id)
+        await store.mark_decided(await linked(store, second), status="signed", at=NOW + timedelta(hours=1))
+        await store.mark_decided(await linked(store, first), status="signed", at=NOW)
+        assert [r.step for r in await store.signed_before(first.document_id)] == [1, 2]
+
+    async def test_a_download_needs_a_grant_and_a_new_one_revokes_the_last(self, subject: Subject) -> None:
+        """Without a grant no link is made; with one the link carries the grant's PDF and name; the next revokes it."""
+        store, document_id = subject.store, uuid4()
+        made = dict(document_id=document_id, person_id="elen", expires_at=NOW, mail_id=uuid4())
+        assert not await store.insert_download(b"d-0", **made)  # type: ignore[arg-type]
+        await store.grant_download(document_id=document_id, org="default", person_id="elen", pdf_sha256="e" * 64, filename="b.pdf")
+        await store.grant_download(document_id=document_id, org="default", person_id="elen", pdf_sha256="f" * 64, filename="x.pdf")
+        assert await store.insert_download(b"d-1", **made)  # type: ignore[arg-type]
+        assert await store.insert_download(b"d-2", **made)  # type: ignore[arg-type]
+        first, second = await store.find_download(b"d-1"), await store.find_download(b"d-2")
+        assert (second.pdf_sha256, second.filename, second.org, second.expires_at, second.revoked_at) == ("e" * 64, "b.pdf", "default", NOW, None)
+        assert first.revoked_at is not None and await store.find_download(b"d-0") is None
+
+    async def test_the_links_of_a_failed_mail_are_revoked(self, subject: Subject) -> None:
+        """Signing and download links made for the mail are revoked; those of another mail are not."""
+        store, mail_id = subject.store, uuid4()
+        request = await requested(store)
+        failed, other = await linked(store, request, mail_id), await linked(store, await requested(store))
+        await store.grant_download(document_id=request.document_id, org="default", person_id="elen", pdf_sha256="e" * 64, filename="b.pdf")
+        await store.insert_download(b"d-1", document_id=request.document_id, person_id="elen", expires_at=NOW, mail_id=mail_id)
+        await store.revoke_links_of_mail(mail_id)
+        assert (await store.find_link(failed.token_hash)).revoked_at is not None
+        assert (await store.find_download(b"d-1")).revoked_at is not None
+        assert (await store.find_link(other.token_hash)).revoked_at is None
