@@ -25,7 +25,7 @@ __all__ = [
     "NotificationFailed",
     "NotificationSent",
     "PersonRef",
-    "RoutingUnresolved",
+    "RoutingFailed",
     "SignatureCancelled",
     "SignatureDeclined",
     "SignatureReassigned",
@@ -261,7 +261,7 @@ class DocumentWithdrawn(Event):
     reason: str
 
 
-class RoutingUnresolved(Event):
+class RoutingFailed(Event):
     """Nobody in a signer's row is available: an operator should look."""
 
     routing_key: ClassVar[str] = "routing.unresolved"
@@ -305,7 +305,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DocumentCompleted,
         DocumentDeclined,
         DocumentWithdrawn,
-        RoutingUnresolved,
+        RoutingFailed,
         NotificationSent,
         NotificationFailed,
     )

@@ -32,7 +32,7 @@ from shared.events import (
     DocumentWithdrawn,
     NotificationFailed,
     NotificationSent,
-    RoutingUnresolved,
+    RoutingFailed,
     SignatureCancelled,
     SignatureDeclined,
     SignatureReassigned,
@@ -229,7 +229,7 @@ NOTIFIER_EVENTS = _queue(
                 DocumentCompleted,
                 DocumentDeclined,
                 DocumentWithdrawn,
-                RoutingUnresolved,
+                RoutingFailed,
             )
         ),
     ],
@@ -261,7 +261,7 @@ TOPOLOGY = Topology(
                         SignatureRequested,
                         SignatureReassigned,
                         SignatureCancelled,
-                        RoutingUnresolved,
+                        RoutingFailed,
                     )
                 ),
                 DLX.name: (".*",),

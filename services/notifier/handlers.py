@@ -21,7 +21,7 @@ from shared.events import (
     DocumentCompleted,
     DocumentDeclined,
     DocumentWithdrawn,
-    RoutingUnresolved,
+    RoutingFailed,
     SignatureCancelled,
     SignatureReassigned,
     Signed,
@@ -31,7 +31,7 @@ __all__ = [
     "on_document_declined",
     "on_document_ended",
     "on_request_closed",
-    "on_routing_unresolved",
+    "on_routing_failed",
     "on_send_download_link",
     "on_send_signing_link",
 ]
@@ -146,8 +146,8 @@ async def on_document_declined(event: DocumentDeclined, store: NotifierStore, *,
     await store.queue_mail(spooled, clock())
 
 
-async def on_routing_unresolved(
-    event: RoutingUnresolved,
+async def on_routing_failed(
+    event: RoutingFailed,
     store: NotifierStore,
     *,
     renderer: MailRenderer,

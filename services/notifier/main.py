@@ -27,7 +27,7 @@ from shared.events import (
     DocumentCompleted,
     DocumentDeclined,
     DocumentWithdrawn,
-    RoutingUnresolved,
+    RoutingFailed,
     SignatureCancelled,
     SignatureReassigned,
     Signed,
@@ -94,8 +94,8 @@ def handlers_of(settings: NotifierSettings, renderer: MailRenderer, policy: Remi
         DocumentCompleted: ended,
         DocumentWithdrawn: ended,
         DocumentDeclined: partial(handlers.on_document_declined, renderer=renderer, clock=clock),
-        RoutingUnresolved: partial(
-            handlers.on_routing_unresolved,
+        RoutingFailed: partial(
+            handlers.on_routing_failed,
             renderer=renderer,
             operators=settings.operators,
             language=settings.operator_language,

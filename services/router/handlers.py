@@ -32,7 +32,7 @@ from shared.events import (
     DocumentSubmitted,
     DocumentWithdrawn,
     Event,
-    RoutingUnresolved,
+    RoutingFailed,
     SignatureCancelled,
     SignatureDeclined,
     SignatureReassigned,
@@ -114,7 +114,7 @@ async def _ask(
     await store.publish(_requested(instance, request, cause))
     if assignment.unresolved:
         await store.publish(
-            RoutingUnresolved.caused_by(cause, request_id=request.request_id, signer=request.person, reason=assignment.reason or "")
+            RoutingFailed.caused_by(cause, request_id=request.request_id, signer=request.person, reason=assignment.reason or "")
         )
     return request
 
@@ -242,7 +242,7 @@ async def _move(store: RouterStore, request: Request, directory: Directory, now:
     assignment = reassign(request.person.id, represented, request.person.title, directory, now, taken)
     if assignment is None:
         await store.publish(
-            RoutingUnresolved.caused_by(cause, request_id=request.request_id, signer=request.person, reason="absent; no substitute is available")
+            RoutingFailed.caused_by(cause, request_id=request.request_id, signer=request.person, reason="absent; no substitute is available")
         )
         return 0
     await store.set_request_status([request.request_id], "reassigned")

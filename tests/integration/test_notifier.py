@@ -21,7 +21,7 @@ from shared.events import (
     DocumentDeclined,
     DocumentWithdrawn,
     PersonRef,
-    RoutingUnresolved,
+    RoutingFailed,
     SignatureCancelled,
     SignatureReassigned,
     Signed,
@@ -318,7 +318,7 @@ async def test_a_routing_alert_reaches_every_operator_in_their_language(
 ) -> None:
     """routing.unresolved mails each address of PARAAF_OPERATOR_EMAILS, in PARAAF_OPERATOR_LANGUAGE."""
     settings = settings.model_copy(update={"operator_emails": "ops@example.org, Duty@Example.org", "operator_language": language})
-    alert = RoutingUnresolved(correlation_id=uuid4(), request_id=uuid4(), signer=BART, reason="no substitute available")
+    alert = RoutingFailed(correlation_id=uuid4(), request_id=uuid4(), signer=BART, reason="no substitute available")
     async with running_notifier(settings, clock, FakeLinks()):
         await publish(settings, alert, alert)
         [ops] = await smtp_server.wait_for_mail("ops@example.org")

@@ -13,7 +13,7 @@ from shared.events import (
     DocumentDeclined,
     DocumentWithdrawn,
     PersonRef,
-    RoutingUnresolved,
+    RoutingFailed,
     SignatureCancelled,
     SignatureReassigned,
     SignatureRecord,
@@ -192,14 +192,14 @@ async def test_a_declined_document_without_a_submitter_address_still_ends() -> N
     assert store.mails == {} and store.ended == {declined.correlation_id: "declined"}
 
 
-async def routing_alert(store: FakeNotifierStore, alert: RoutingUnresolved, operators: tuple[str, ...]) -> None:
-    await handlers.on_routing_unresolved(alert, store, renderer=RENDERER, operators=operators, language="en", clock=lambda: MONDAY)
+async def routing_alert(store: FakeNotifierStore, alert: RoutingFailed, operators: tuple[str, ...]) -> None:
+    await handlers.on_routing_failed(alert, store, renderer=RENDERER, operators=operators, language="en", clock=lambda: MONDAY)
 
 
 async def test_a_routing_alert_is_mailed_once_to_every_operator() -> None:
     """Each operator address gets one mail in the operators' language, however often the alert comes."""
     store = FakeNotifierStore()
-    alert = RoutingUnresolved(correlation_id=uuid4(), request_id=uuid4(), signer=BART, reason="no substitute available")
+    alert = RoutingFailed(correlation_id=uuid4(), request_id=uuid4(), signer=BART, reason="no substitute available")
     await routing_alert(store, alert, ("ops@x.be", "duty@x.be"))
     await routing_alert(store, alert, ("ops@x.be", "duty@x.be"))
     assert {m.mail_id: m.recipient for m in store.mails.values()} == {
@@ -211,5 +211,5 @@ async def test_a_routing_alert_is_mailed_once_to_every_operator() -> None:
 async def test_no_routing_alert_without_operator_addresses() -> None:
     """With PARAAF_OPERATOR_EMAILS empty, nothing is queued."""
     store = FakeNotifierStore()
-    await routing_alert(store, RoutingUnresolved(correlation_id=uuid4(), request_id=uuid4(), signer=BART, reason="r"), ())
+    await routing_alert(store, RoutingFailed(correlation_id=uuid4(), request_id=uuid4(), signer=BART, reason="r"), ())
     assert store.mails == {}

@@ -18,7 +18,7 @@ from shared.events import (
     DocumentSubmitted,
     DocumentWithdrawn,
     PersonRef,
-    RoutingUnresolved,
+    RoutingFailed,
     SignatureCancelled,
     SignatureDeclined,
     SignatureReassigned,
@@ -124,7 +124,7 @@ async def test_an_absent_signer_is_stood_in_for_and_nobody_available_alerts_an_o
     assert asked(fake) == [("david", "ann", 1)]
     await sign(fake, fake.sent(SignatureRequested)[0])
     assert asked(fake)[-1] == ("bart", None, 2)
-    [alert] = fake.sent(RoutingUnresolved)
+    [alert] = fake.sent(RoutingFailed)
     assert alert.correlation_id == first.document_id and "no substitute" in alert.reason
 
 
@@ -260,7 +260,7 @@ async def test_an_absence_moves_open_requests_and_keeps_what_nobody_can_take() -
     await submit(stuck)
     everyone_away = Directory(people=PEOPLE, roles=ROLES, substitutes=SUBSTITUTES, absences=away("ann", "david"))
     assert await handlers.move_work_of(stuck, "default", "ann", everyone_away, NOW, absence_id=uuid4()) == 0
-    assert stuck.sent(SignatureReassigned) == [] and len(stuck.sent(RoutingUnresolved)) == 1
+    assert stuck.sent(SignatureReassigned) == [] and len(stuck.sent(RoutingFailed)) == 1
 
 
 async def test_the_scheduler_applies_an_absence_that_runs_and_skips_one_that_is_over() -> None:
