@@ -12,6 +12,8 @@ class SignerSettings(Settings):
     download_ttl_hours: int = Field(default=24 * 7, ge=1)
     signing_workers: int = 2
     render_workers: int = 1
+    render_seconds: float = Field(default=20.0, gt=0)
+    render_mb: int = Field(default=1024, gt=0)
     tsa_url: str | None = None
     stamp_font: str = DEFAULT_FONT
     verify_max_mb: float = Field(default=64.0, gt=0)

@@ -53,7 +53,9 @@ class Workers:
 
     async def start(self) -> None:
         self._pools.update(
-            signing=SigningPool(self._settings.signing_workers), render=RenderPool(self._settings.render_workers), verify=WorkerPool(1)
+            signing=SigningPool(self._settings.signing_workers), render=RenderPool(
+                self._settings.render_workers, seconds=self._settings.render_seconds, memory_mb=self._settings.render_mb
+            ), verify=WorkerPool(1)
         )
 
     async def warm_up(self) -> None:

@@ -2,19 +2,24 @@
 PNG, while an embedded PDF viewer is missing on most of them.
 
 Pages are rendered with PDFium (pypdfium2) in a worker process: PDFium is not
-thread-safe, and rendering is CPU work the event loop must not wait on. A
+thread-safe, and rendering is CPU work the event loop must not wait on. The
+worker has a time and a memory limit, so a page built to exhaust a renderer
+costs one missing picture (the PDF itself still opens), never the signer. A
 small cache keeps recent pages, since a signer scrolls up and down and may
 reload the page.
 """
 
 import io
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
 
 import pypdfium2
+import structlog
 
-from shared.workers import WorkerPool
+from shared.workers import WorkerDied, WorkerPool, WorkerTimedOut
 
-__all__ = ["PAGE_WIDTH_PX", "RenderPool", "page_sizes", "render_page"]
+__all__ = ["PAGE_WIDTH_PX", "NotRendered", "RenderPool", "page_sizes", "render_page"]
 
 # 1000 px wide: sharp on a 390-point phone screen at 2.5x, still small (~100 KB).
 PAGE_WIDTH_PX = 1000
@@ -48,18 +53,23 @@ def render_page(pdf: bytes, index: int) -> bytes:
         document.close()
 
 
+class NotRendered(RuntimeError):
+    """The page could not be drawn within the renderer's time or memory."""
+
+
 class RenderPool:
     """A worker process that renders pages, with a cache of the latest ones by (document version, page)."""
 
-    def __init__(self, workers: int = 1, cache_size: int = 64) -> None:
-        self._pool = WorkerPool(workers)
+    def __init__(self, workers: int = 1, cache_size: int = 64, *, seconds: float = 20.0, memory_mb: int = 1024) -> None:
+        self._pool = WorkerPool(workers, memory_mb=memory_mb)
+        self._seconds = seconds
         self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._sizes: OrderedDict[str, list[tuple[int, int]]] = OrderedDict()
         self._cache_size = cache_size
 
     async def page_sizes(self, digest: str, pdf: bytes) -> list[tuple[int, int]]:
         if digest not in self._sizes:
-            self._sizes[digest] = await self._pool.run(page_sizes, pdf)
+            self._sizes[digest] = await self._run(page_sizes, pdf)
             while len(self._sizes) > 16 * self._cache_size:
                 self._sizes.popitem(last=False)
         return self._sizes[digest]
@@ -69,11 +79,18 @@ class RenderPool:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        png = await self._pool.run(render_page, pdf, index)
+        png = await self._run(render_page, pdf, index)
         self._cache[key] = png
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return png
+
+    async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return await self._pool.run(function, *args, timeout=self._seconds)
+        except (WorkerTimedOut, WorkerDied, MemoryError) as exc:
+            structlog.get_logger().warning("page not rendered", job=function.__name__, error=repr(exc))
+            raise NotRendered(str(exc)) from None
 
     def close(self) -> None:
         self._pool.close()

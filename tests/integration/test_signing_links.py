@@ -324,3 +324,23 @@ async def test_a_verification_over_its_time_is_stopped(database_url: str, signin
     async with SignerHarness(database_url, signing_pool, render_pool, verify_limits=VerifyLimits(seconds=0.001)) as signer:
         answer = await signer.client.post("/verify", content=make_pdf(), headers={"Content-Type": "application/pdf"})
     assert answer.status_code == 422 and "within the time" in answer.json()["error"]
+
+
+async def test_a_page_the_renderer_cannot_draw_in_time_leaves_the_pdf_and_the_buttons(
+    database_url: str, signing_pool: SigningPool
+) -> None:
+    """With drawing stopped after 1 ms, the signing page still opens with Sign and the PDF link, a page picture answers
+    422 with a sentence, and signing works."""
+    slow = RenderPool(1, seconds=0.001)
+    try:
+        async with SignerHarness(database_url, signing_pool, slow) as signer:
+            document = await signer.new_document(make_pdf(2))
+            _, link = await signer.request(document, ANN)
+            page = await signer.client.get(link)
+            picture = await signer.client.get(f"{link}/pages/1.png")
+            signed = await signer.sign(link)
+    finally:
+        slow.close()
+    assert page.status_code == 200 and "document.pdf" in page.text and "<form" in page.text
+    assert picture.status_code == 422 and "open the PDF" in picture.text
+    assert signed.status_code == 200

@@ -9,6 +9,7 @@ from services.signer.domain import LinkRefused, ReasonRequired, SigningLink, che
 from services.signer.http._deps import SignerHttpDeps
 from services.signer.http._pages import CSRF_COOKIE, Pages, SigningView
 from services.signer.i18n import texts
+from services.signer.render import NotRendered
 from services.signer.tokens import csrf_valid, hash_token
 from shared.http import pdf_response
 
@@ -33,7 +34,10 @@ class _SigningPages:
         async with self.deps.reader() as store:
             pdf = await store.blob(link.document.pdf_sha256)
             signed_before = await store.signed_before(link.request.document_id)
-        sizes = await self.deps.render_pool().page_sizes(link.document.pdf_sha256, pdf)
+        try:
+            sizes = await self.deps.render_pool().page_sizes(link.document.pdf_sha256, pdf)
+        except NotRendered:
+            sizes = []  # the page still offers the PDF itself, and Sign and Decline
         nonce = self.pages.nonce(request)
         view = SigningView(token, link, sizes, signed_before, self.pages.csrf(token, nonce), error)
         return self.pages.signing(request, view, nonce, status)
@@ -80,11 +84,20 @@ def _viewing(router: APIRouter, shared: _SigningPages) -> None:
             link = await shared.open(token)
         except LinkRefused as error:
             return shared.pages.refused(request, error)
-        digest, pdf, renderer = link.document.pdf_sha256, await shared.pdf(link), shared.deps.render_pool()
-        if not 1 <= number <= len(await renderer.page_sizes(digest, pdf)):
+        try:
+            png = await _page_png(shared, link, number)
+        except NotRendered:
+            return Response("This page cannot be shown as a picture; open the PDF.", status_code=422, media_type="text/plain")
+        if png is None:
             return Response(status_code=404)
-        png = await renderer.page(digest, pdf, number - 1)
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, no-store"})
+
+
+async def _page_png(shared: _SigningPages, link: SigningLink, number: int) -> bytes | None:
+    digest, pdf, renderer = link.document.pdf_sha256, await shared.pdf(link), shared.deps.render_pool()
+    if not 1 <= number <= len(await renderer.page_sizes(digest, pdf)):
+        return None
+    return await renderer.page(digest, pdf, number - 1)
 
 
 def _deciding(router: APIRouter, shared: _SigningPages) -> None:
