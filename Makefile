@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PARAAF_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: install infra setup run demo test test-thorough unit lint asyncapi shape bench clean
+.PHONY: install infra setup run demo test test-thorough fuzz unit lint asyncapi shape bench clean
 
 $(BIN)/paraaf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: install infra
 # The property tests with 5000 examples each instead of CI's 150 (several minutes).
 test-thorough: $(BIN)/paraaf
 	PARAAF_HYPOTHESIS_PROFILE=thorough $(BIN)/pytest tests/unit
+
+# Intake's fuzz tests with 10,000 examples each instead of CI's 500 (about two minutes; nightly).
+fuzz: $(BIN)/paraaf
+	PARAAF_FUZZ_EXAMPLES=10000 $(BIN)/pytest tests/unit/test_intake_fuzz.py
 
 unit: $(BIN)/paraaf
 	$(BIN)/pytest tests/unit
