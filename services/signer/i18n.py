@@ -43,6 +43,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "gone_revoked": "Deze link werkt niet meer: u kreeg intussen een nieuwere. Gebruik de link uit uw laatste e-mail.",
         "csrf": "Het formulier is verlopen. Open de link opnieuw en probeer het nog eens.",
         "reason_required": "Geef een reden op waarom u weigert.",
+        "unavailable": "Ondertekenen lukt nu even niet; er is niets ondertekend. Probeer het over enkele minuten opnieuw.",
         "wnd": "wnd.",
     },
     "fr": {
@@ -83,6 +84,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "gone_revoked": "Ce lien ne fonctionne plus : vous en avez reçu un plus récent. Utilisez le lien de votre dernier e-mail.",
         "csrf": "Le formulaire a expiré. Rouvrez le lien et réessayez.",
         "reason_required": "Indiquez pourquoi vous refusez.",
+        "unavailable": "La signature est momentanément impossible ; rien n'a été signé. Réessayez dans quelques minutes.",
         "wnd": "p.o.",
     },
     "en": {
@@ -123,6 +125,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "gone_revoked": "This link no longer works: you were sent a newer one since. Use the link from your latest email.",
         "csrf": "The form has expired. Open the link again and retry.",
         "reason_required": "Say why you decline.",
+        "unavailable": "Signing is not possible just now; nothing was signed. Try again in a few minutes.",
         "wnd": "on behalf of",
     },
 }

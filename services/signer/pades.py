@@ -37,6 +37,7 @@ from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.sign import fields, signers
 from pyhanko.sign.fields import MDPPerm, SigFieldSpec
 from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
+from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
@@ -50,9 +51,10 @@ from services.signer.stamps import (
     field_name,
     placeholder_box,
 )
-from shared.workers import WorkerPool
+from shared.workers import WorkerDied, WorkerPool, WorkerTimedOut
 
 __all__ = [
+    "SigningUnavailable",
     "BYTES_RESERVED",
     "BYTES_RESERVED_TIMESTAMPED",
     "CachedKeySigner",
@@ -250,9 +252,16 @@ async def _sign(job: SigningJob) -> SigningResult:
     return SigningResult(output.getvalue(), field_name(job.number), certify, placeholders)
 
 
+class SigningUnavailable(RuntimeError):
+    """Nothing was signed, for a reason that passes: the time-stamping service does not answer, a worker died."""
+
+
 def sign(job: SigningJob) -> SigningResult:
     """Worker entry point: the PDF with one more signature."""
-    return asyncio.run(_sign(job))
+    try:
+        return asyncio.run(_sign(job))
+    except (TimestampRequestError, OSError, TimeoutError) as exc:  # aiohttp's connection errors are OSErrors
+        raise SigningUnavailable(f"the time-stamping service {job.tsa_url} did not answer ({exc.__class__.__name__})") from None
 
 
 def _warm_up(font_path: str) -> int:
@@ -272,7 +281,10 @@ class SigningPool:
         await asyncio.gather(*(self._pool.run(_warm_up, font_path) for _ in range(self._workers)))
 
     async def sign(self, job: SigningJob) -> SigningResult:
-        return await self._pool.run(sign, job)
+        try:
+            return await self._pool.run(sign, job, timeout=120)
+        except (WorkerDied, WorkerTimedOut) as exc:
+            raise SigningUnavailable(f"the signing process stopped ({exc})") from None
 
     async def run(self, function: Callable[..., T], *args: object) -> T:
         """Another CPU-bound function (validation) in the same workers."""

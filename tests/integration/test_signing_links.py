@@ -11,8 +11,10 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from services.signer import handlers
 from services.signer.pades import SigningPool
 from services.signer.render import RenderPool
+from services.signer.signing import Stamping
 from services.signer.tokens import csrf_token, hash_token
 from shared.events import DocumentCompleted, DocumentDeclined, DocumentWithdrawn, PersonRef, SignatureReassigned
+from tests.support.net import free_port
 from tests.support.pdfs import make_pdf
 from tests.support.signer_harness import SignerHarness, csrf_of
 from tests.support.signing import flip_signed_byte
@@ -344,3 +346,18 @@ async def test_a_page_the_renderer_cannot_draw_in_time_leaves_the_pdf_and_the_bu
     assert page.status_code == 200 and "document.pdf" in page.text and "<form" in page.text
     assert picture.status_code == 422 and "open the PDF" in picture.text
     assert signed.status_code == 200
+
+
+async def test_with_the_time_stamping_service_down_nothing_is_signed_and_the_link_still_works(
+    database_url: str, signing_pool: SigningPool, render_pool: RenderPool
+) -> None:
+    """With PARAAF_TSA_URL on a port where nothing answers, pressing Sign shows 503 saying nothing was signed and to
+    try again; no signature is made, and the link still opens the signing page."""
+    down = Stamping(tsa_url=f"http://127.0.0.1:{free_port()}/tsa")
+    async with SignerHarness(database_url, signing_pool, render_pool, stamping=down) as signer:
+        document = await signer.new_document(make_pdf())
+        _, link = await signer.request(document, ANN)
+        answer = await signer.sign(link)
+        assert answer.status_code == 503 and "er is niets ondertekend" in answer.text and "<form" in answer.text
+        assert await _nothing_signed(signer, document[0])
+        assert (await signer.client.get(link)).status_code == 200

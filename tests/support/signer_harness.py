@@ -77,11 +77,13 @@ class SignerHarness:
                 verify_pool=lambda: self.verify_pool,
                 outbox=self.outbox,
                 csrf_secret=b"test-csrf-secret",
-                stamping=Stamping(),
-                links=self.links(),
-                org="default",
-                after_commit=lambda: None,
-                **self.http_options,
+                **{
+                    "stamping": Stamping(),
+                    "links": self.links(),
+                    "org": "default",
+                    "after_commit": lambda: None,
+                    **self.http_options,
+                },
             )
         )
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://signer.test")

@@ -1,6 +1,7 @@
 """The routes behind a signing link (the page, its PDF and page images, Sign and
 Decline) and behind a download link (the signed PDF for the submitter)."""
 
+import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
@@ -9,6 +10,7 @@ from services.signer.domain import LinkRefused, ReasonRequired, SigningLink, che
 from services.signer.http._deps import SignerHttpDeps
 from services.signer.http._pages import CSRF_COOKIE, Pages, SigningView
 from services.signer.i18n import texts
+from services.signer.pades import SigningUnavailable
 from services.signer.render import NotRendered
 from services.signer.tokens import csrf_valid, hash_token
 from shared.http import pdf_response
@@ -113,6 +115,10 @@ def _deciding(router: APIRouter, shared: _SigningPages) -> None:
                 done = await signing.sign(store, token, now=deps.now(), pdf_signer=deps.signing_pool(), stamping=deps.stamping)
         except LinkRefused as error:
             return shared.pages.refused(request, error)
+        except SigningUnavailable as error:  # rolled back: nothing signed, the link still works
+            structlog.get_logger().warning("signing unavailable", error=str(error))
+            link = await shared.open(token)
+            return await shared.page(request, token, link, error=texts(link.request.signer.language)["unavailable"], status=503)
         return shared.done(request, done)
 
     @router.post("/s/{token}/decline", response_class=HTMLResponse)
