@@ -15,6 +15,7 @@ waits on it with ``add_reader``, without a helper thread.
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import resource
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -33,7 +34,8 @@ class WorkerTimedOut(TimeoutError):
     """The job took longer than it was given; its worker was killed."""
 
 
-def _serve(conn: Connection, memory_bytes: int | None) -> None:
+def _serve(conn: Connection, memory_bytes: int | None, nice: int) -> None:
+    os.nice(nice)  # a lower priority: a hostile job must not starve the service's own process of CPU
     if memory_bytes is not None:  # a job that wants more gets MemoryError, not the machine's memory
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     while True:
@@ -52,9 +54,9 @@ def _serve(conn: Connection, memory_bytes: int | None) -> None:
 
 
 class _Worker:
-    def __init__(self, context: multiprocessing.context.SpawnContext, memory_bytes: int | None) -> None:
+    def __init__(self, context: multiprocessing.context.SpawnContext, memory_bytes: int | None, nice: int) -> None:
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, memory_bytes), daemon=True, name="paraaf-worker")
+        self.process = context.Process(target=_serve, args=(child, memory_bytes, nice), daemon=True, name="paraaf-worker")
         self.process.start()
         child.close()
 
@@ -73,9 +75,11 @@ class _Worker:
 
 
 class WorkerPool:
-    def __init__(self, workers: int, *, memory_mb: int | None = None) -> None:
-        """``memory_mb``: each worker's address-space limit (a job over it raises MemoryError in the caller)."""
+    def __init__(self, workers: int, *, memory_mb: int | None = None, nice: int = 0) -> None:
+        """``memory_mb``: each worker's address-space limit (a job over it raises MemoryError in the caller);
+        ``nice``: how much lower than the service the workers run (for untrusted input)."""
         self._size = max(1, workers)
+        self._nice = nice
         self._memory = memory_mb * 1_048_576 if memory_mb else None
         self._context = multiprocessing.get_context("spawn")
         self._idle: list[_Worker] = []  # a stack: the last one to finish goes first
@@ -109,7 +113,7 @@ class WorkerPool:
         return value
 
     def _spawn(self) -> _Worker:
-        worker = _Worker(self._context, self._memory)
+        worker = _Worker(self._context, self._memory, self._nice)
         self._all.append(worker)
         return worker
 

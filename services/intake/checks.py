@@ -22,7 +22,7 @@ class SubmissionChecks:
         self._pool: WorkerPool | None = None
 
     def start(self) -> None:
-        self._pool = WorkerPool(self._workers, memory_mb=self._memory_mb)
+        self._pool = WorkerPool(self._workers, memory_mb=self._memory_mb, nice=10)
 
     def close(self) -> None:
         if self._pool is not None:

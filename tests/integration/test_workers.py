@@ -80,3 +80,17 @@ async def test_a_job_over_its_time_is_stopped_and_its_worker_replaced(pool: Work
     with pytest.raises(WorkerTimedOut):
         await pool.run(_sleep, 30, timeout=0.5)
     assert await pool.run(_pid) != before
+
+
+def _niceness() -> int:
+    return os.nice(0)
+
+
+async def test_workers_for_untrusted_input_run_at_a_lower_priority() -> None:
+    """With nice=10, the worker runs 10 steps below the service, so a hostile PDF cannot starve the service's own
+    process of CPU."""
+    pool = WorkerPool(1, nice=10)
+    try:
+        assert await pool.run(_niceness) == min(os.nice(0) + 10, 19)
+    finally:
+        pool.close()
