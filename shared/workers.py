@@ -112,6 +112,11 @@ class WorkerPool:
             raise value
         return value
 
+    async def start_all(self, warm_up: Callable[[], object] = os.getpid) -> None:
+        """Start every worker now, running ``warm_up`` (a module-level function: its module is imported with it),
+        so no job waits for a process to start and import what it needs."""
+        await asyncio.gather(*(self.run(warm_up) for _ in range(self._size)))
+
     def _spawn(self) -> _Worker:
         worker = _Worker(self._context, self._memory, self._nice)
         self._all.append(worker)

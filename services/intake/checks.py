@@ -6,7 +6,7 @@ ends in a refusal to its source, never in a stuck message or a dead service.
 from collections.abc import Callable
 
 from services.intake.domain import Examined, Submission, oversized
-from services.intake.pdf import Limits
+from services.intake.pdf import Limits, ready
 from shared.errors import CodedError
 from shared.workers import WorkerDied, WorkerPool, WorkerTimedOut
 
@@ -21,8 +21,9 @@ class SubmissionChecks:
         self._workers, self._seconds, self._memory_mb = workers, seconds, memory_mb
         self._pool: WorkerPool | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._pool = WorkerPool(self._workers, memory_mb=self._memory_mb, nice=10)
+        await self._pool.start_all(ready)  # so the second submission at once does not wait for a process to start
 
     def close(self) -> None:
         if self._pool is not None:

@@ -19,7 +19,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 
 from shared.errors import CodedError
 
-__all__ = ["ACTIVE_ACTIONS", "ACTIVE_KEYS", "Limits", "PdfInfo", "describe_size", "inspect_pdf"]
+__all__ = ["ACTIVE_ACTIONS", "ACTIVE_KEYS", "Limits", "PdfInfo", "describe_size", "inspect_pdf", "ready"]
 
 # Keys and action types that make a PDF do something when opened or clicked, or carry other files.
 ACTIVE_KEYS = frozenset({"/JS", "/JavaScript", "/EmbeddedFiles", "/EF", "/RichMedia", "/XFA"})
@@ -41,6 +41,11 @@ class Limits:
 @dataclass(frozen=True)
 class PdfInfo:
     page_count: int
+
+
+def ready() -> bool:
+    """Run once in each worker at start, so this module and pyHanko are imported before the first submission."""
+    return True
 
 
 def describe_size(n: int) -> str:
