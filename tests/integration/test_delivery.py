@@ -5,55 +5,29 @@ nothing accepted from a publisher that does not own the message."""
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from uuid import UUID, uuid4
+from urllib.parse import quote, urlsplit
+from uuid import uuid4
 
 import aio_pika
 import asyncpg
+import httpx
 import pytest
 from faststream import TestApp
 
-from services.admin.database import SCHEMAS, SERVICES, SchemaSpec
 from services.dlq import drop, replay, replay_unrouted, show
 from shared.credentials import Identity, read_identity
 from shared.events import DocumentCompleted, DocumentWithdrawn
-from shared.service import Service
-from shared.settings import Settings
-from shared.topology import DLX, EVENTS, OPERATOR, TOPOLOGY, Binding, QueueSpec, ServiceSpec
+from shared.topology import EVENTS, OPERATOR, TOPOLOGY
 from tests.support.bus import publish_as, publish_raw_as
-
-QUEUE = QueueSpec("probe.events", (Binding(EVENTS, DocumentWithdrawn.routing_key),))
-MIGRATIONS = Path(__file__).parent / "probe_migrations"
-PROBE = ServiceSpec("probe", consumes=(QUEUE,), publishes={EVENTS.name: (r"document\.completed",), DLX.name: (".*",)})
-
-
-class Probe:
-    """A minimal service built with the shared runtime; its handler's behaviour is set per test."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.service = Service("probe", settings, migrations=MIGRATIONS, topology=TOPOLOGY.with_services(PROBE))
-        self.calls = 0
-        self.fail = False
-        self.poison: set[UUID] = set()  # events whose handling always fails
-        self.service.consume(QUEUE, {DocumentWithdrawn: self.handle}, store=lambda conn: conn)
-
-    async def handle(self, event: DocumentWithdrawn, conn: asyncpg.Connection) -> None:
-        self.calls += 1
-        if self.fail or event.event_id in self.poison:
-            raise RuntimeError("the handler's dependency is down")
-        await conn.execute("INSERT INTO probe.effects (event_id) VALUES ($1)", event.event_id)
-        await self.service.outbox.add(
-            conn, DocumentCompleted.caused_by(event, pdf_sha256="0" * 64, signatures=[], title="done")
-        )
+from tests.support.probe import PROBE_SCHEMAS, PROBE_SERVICES, PROBE_TOPOLOGY, Probe
 
 
 @pytest.fixture
 async def probe(provision) -> AsyncIterator[Probe]:
     settings = await provision(
-        TOPOLOGY.with_services(PROBE),
-        schemas=(*SCHEMAS, SchemaSpec("probe", "probe", (MIGRATIONS,))),
-        services=(*SERVICES, "probe"),
+        PROBE_TOPOLOGY,
+        schemas=PROBE_SCHEMAS,
+        services=PROBE_SERVICES,
         delivery_limit=2,
         prefetch=4,
     )
@@ -215,6 +189,29 @@ async def test_dropping_a_dead_letter_removes_it_and_publishes_who_dropped_what_
     assert await drop(operator(probe), "probe.events.dlq", "m-1", by="ops@town", reason="again") is None
 
 
+async def consumers(amqp_url: str) -> dict[str, list[int]]:
+    """What RabbitMQ's management API says each queue's consumers are allowed unacknowledged (prefetch_count)."""
+    vhost = quote(urlsplit(amqp_url).path[1:] or "/", safe="")
+    async with httpx.AsyncClient(auth=("guest", "guest")) as client:
+        response = await client.get(f"http://127.0.0.1:15672/api/consumers/{vhost}")
+    found: dict[str, list[int]] = {}
+    for consumer in response.raise_for_status().json():
+        found.setdefault(consumer["queue"]["name"], []).append(consumer["prefetch_count"])
+    return found
+
+
+async def test_the_consumer_runs_with_the_configured_prefetch(probe: Probe, amqp_url: str) -> None:
+    """PARAAF_PREFETCH (4 here) is what the broker holds the service's consumer to, not unlimited (0)."""
+    seen: dict[str, list[int]] = {}
+
+    async def listed() -> bool:  # the management API shows consumers a few seconds after they start
+        seen.update(await consumers(amqp_url))
+        return "probe.events" in seen
+
+    await eventually(listed, timeout=30)
+    assert seen["probe.events"] == [4]
+
+
 async def test_a_dead_lettered_message_replayed_after_the_fix_is_handled(probe: Probe, channel, amqp_url: str, database_url: str) -> None:
     """Once the cause is fixed, `paraaf dlq replay` sends the message back and it takes effect, once."""
     probe.fail = True
@@ -356,11 +353,7 @@ async def test_an_event_from_a_publisher_that_does_not_own_it_is_dead_lettered_u
 async def test_a_loop_that_loses_a_cancellation_does_not_hold_up_the_stop(provision) -> None:
     """A background loop that swallows the first cancellation (as a lost cancel in asyncio.wait_for does on 3.11)
     is cancelled again: the service stops within seconds instead of hanging until it is killed."""
-    settings = await provision(
-        TOPOLOGY.with_services(PROBE),
-        schemas=(*SCHEMAS, SchemaSpec("probe", "probe", (MIGRATIONS,))),
-        services=(*SERVICES, "probe"),
-    )
+    settings = await provision(PROBE_TOPOLOGY, schemas=PROBE_SCHEMAS, services=PROBE_SERVICES)
     probe = Probe(settings)
     cancellations = []
 
