@@ -135,3 +135,20 @@ async def test_a_service_started_before_postgresql_and_rabbitmq_waits_for_them_a
         assert await asyncio.to_thread(process.wait, 15) == 0
     waits = [line for line in log.read_text().splitlines() if "waiting for" in line]
     assert all("retry_in" in line for line in waits) and not any("Traceback" in line for line in waits)
+
+
+async def test_a_service_waiting_for_its_servers_stops_on_sigterm(settings, forwarders: tuple[Forwarder, Forwarder], tmp_path: Path) -> None:
+    """A service still waiting for PostgreSQL stops on SIGTERM within seconds, exit 0, as systemd expects."""
+    postgres, rabbitmq = forwarders
+    identity = read_identity(settings, "probe")
+    log = tmp_path / "probe.log"
+    environment = {
+        **operator_environment(settings),
+        "PARAAF_PROBE_DATABASE_URL": _through(identity.database_url, postgres), "PARAAF_PROBE_AMQP_URL": _through(identity.amqp_url, rabbitmq),
+    }
+    with probe_process(environment, log) as process:
+        await logged(log, "waiting for PostgreSQL", count=2)
+        stopping = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(process.wait, 15)
+    assert (code, time.monotonic() - stopping < 10) == (0, True), log.read_text()[-2000:]
