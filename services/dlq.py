@@ -1,11 +1,15 @@
-"""``paraaf dlq``: what the dead-letter queues hold, and putting it back.
+"""``paraaf dlq``: what the dead-letter queues hold, why, and putting it back or dropping it.
 
-A message lands in ``<queue>.dlq`` when its handler failed past the delivery
-limit, or at once when it can never be processed (malformed, or from a
-publisher not allowed to send it). Once the cause is fixed, ``replay`` sends
-the messages back to the queue they came from (handlers are idempotent, so
-replaying twice is harmless), as their original publisher: the operator's
-broker user may do that (RabbitMQ's ``impersonator`` tag), nobody else.
+A message lands in ``<queue>.dlq`` when its handler failed on every try the
+delivery limit allows (header ``x-paraaf-error`` keeps the last error), or at
+once when it can never be processed (malformed, or from a publisher not
+allowed to send it; header ``x-paraaf-reason`` says which). ``show`` prints
+one dead letter with why it is there. Once the cause is fixed, ``replay``
+sends the handler failures back to the queue they came from (handlers are
+idempotent, so replaying twice is harmless), as their original publisher:
+the operator's broker user may do that (RabbitMQ's ``impersonator`` tag),
+nobody else. ``drop`` removes one dead letter for good and says so in the
+audit log (event ``dead_letter.dropped``: who, which message, why).
 
 A message no queue was bound for waits in ``unrouted`` (the exchanges'
 alternate exchange); ``replay unrouted`` publishes it again on the exchange
@@ -14,25 +18,35 @@ back to ``unrouted``.
 """
 
 import asyncio
+import getpass
+import hashlib
 import json
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import aio_pika
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.credentials import read_identity
-from shared.messaging import REPLAYED_ROUTING_KEY
+from shared.credentials import Identity, read_identity
+from shared.events import DeadLetterDropped
+from shared.messaging import ERROR, REASON, REPLAYED_ROUTING_KEY
 from shared.settings import Settings
-from shared.topology import HOLDING_QUEUES, OPERATOR, TOPOLOGY
+from shared.topology import EVENTS, HOLDING_QUEUES, OPERATOR, TOPOLOGY
 
-__all__ = ["QUEUES", "UNROUTED_QUEUE", "dlq_app", "replay", "replay_unrouted"]
+__all__ = ["QUEUES", "UNROUTED_QUEUE", "describe", "dlq_app", "drop", "replay", "replay_unrouted", "show"]
+
+T = TypeVar("T")
+Held = list[aio_pika.abc.AbstractIncomingMessage]
 
 QUEUES = tuple(q.name for q in TOPOLOGY.queues)
 HOLDING = HOLDING_QUEUES
 UNROUTED_QUEUE = "unrouted"
 
-dlq_app = typer.Typer(help="Dead-letter queues: list and replay.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead-letter queues: list, show, replay and drop.", no_args_is_help=True)
 
 
 async def _depths(url: str) -> list[tuple[str, int | None]]:
@@ -66,12 +80,12 @@ async def replay(url: str, queue: str, limit: int | None = None) -> tuple[int, i
             message = await dead.get(fail=False, no_ack=False)
             if message is None:
                 break
-            if not _was_delivered(message):
+            if not _replayable(message):
                 kept.append(message)
                 continue
             headers = {k: v for k, v in (message.headers or {}).items() if not k.startswith("x-")}  # fresh delivery count
             headers[REPLAYED_ROUTING_KEY] = _original_routing_key(message)
-            await channel.default_exchange.publish(_again(message, headers), routing_key=queue)
+            await channel.default_exchange.publish(_again(message, headers, _publisher(message) or None), routing_key=queue)
             await message.ack()
             moved += 1
         for message in kept:
@@ -98,21 +112,29 @@ async def replay_unrouted(url: str, limit: int | None = None) -> int:
         return moved
 
 
-def _again(message: aio_pika.abc.AbstractIncomingMessage, headers: dict) -> aio_pika.Message:
+def _again(message: aio_pika.abc.AbstractIncomingMessage, headers: dict, publisher: str | None = None) -> aio_pika.Message:
     """The same message, persistent, from the same publisher."""
     return aio_pika.Message(
         message.body,
         headers=headers,
         content_type=message.content_type,
         message_id=message.message_id,
-        user_id=message.user_id,
+        user_id=publisher or message.user_id,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
 
 
-def _was_delivered(message: aio_pika.abc.AbstractIncomingMessage) -> bool:
-    """Dead-lettered by the broker after failed deliveries, rather than parked on purpose with a reason."""
-    return "x-death" in (message.headers or {})
+def _replayable(message: aio_pika.abc.AbstractIncomingMessage) -> bool:
+    """Its handler failed (the consumer kept the error, or the broker dead-lettered it past the delivery limit),
+    rather than parked on purpose because it can never be processed (untrusted, malformed, a mail refused for good)."""
+    headers = message.headers or {}
+    return ERROR in headers or "x-death" in headers
+
+
+def _publisher(message: aio_pika.abc.AbstractIncomingMessage) -> str:
+    """Who first published it: a consumer that parked it kept that in a header (it published the dead letter itself)."""
+    headers = message.headers or {}
+    return str(headers["x-paraaf-publisher"] if "x-paraaf-publisher" in headers else message.user_id or "")
 
 
 def _original_routing_key(message: aio_pika.abc.AbstractIncomingMessage) -> str:
@@ -124,8 +146,125 @@ def _original_routing_key(message: aio_pika.abc.AbstractIncomingMessage) -> str:
     return str(keys[0]) if keys else message.routing_key or ""
 
 
+def dead_letter_queue(queue: str) -> str:
+    """Where ``queue``'s dead letters are: ``router.events`` -> ``router.events.dlq``; holding queues are their own."""
+    if queue in QUEUES:
+        return f"{queue}.dlq"
+    if queue in HOLDING or queue.removesuffix(".dlq") in QUEUES:
+        return queue
+    raise typer.BadParameter(f"`{queue}` holds no dead letters; choose one of {', '.join([*QUEUES, *HOLDING])}")
+
+
+async def _holding(url: str, queue: str, work: Callable[[aio_pika.abc.AbstractChannel, Held], Awaitable[T]]) -> T:
+    """``work(channel, messages)`` with every message of ``queue`` taken (unacknowledged); what it did not ack goes back."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        held: Held = []
+        source = await channel.declare_queue(queue, passive=True)
+        while (message := await source.get(fail=False, no_ack=False)) is not None:
+            held.append(message)
+        try:
+            return await work(channel, held)
+        finally:
+            for message in held:
+                if not message.processed:
+                    await message.nack(requeue=True)
+
+
+def _find(held: Held, message_id: str) -> aio_pika.abc.AbstractIncomingMessage | None:
+    return next((m for m in held if m.message_id == message_id), None)
+
+
+def _why(headers: dict[str, Any]) -> str:
+    """Why a message is a dead letter: the reason a consumer gave, or the broker's (e.g. ``delivery_limit``)."""
+    if REASON in headers:
+        return str(headers[REASON]) + (f" ({headers[ERROR]})" if ERROR in headers else "")
+    deaths = headers.get("x-death") or []
+    return f"dead-lettered by the broker: {deaths[0].get('reason')}" if deaths else "unknown (no reason recorded)"
+
+
+def describe(queue: str, message: aio_pika.abc.AbstractIncomingMessage) -> dict[str, Any]:
+    """One dead letter as an operator reads it: what it is, who sent it, why it is here, and its body."""
+    headers = dict(message.headers or {})
+    return {
+        "queue": queue,
+        "message_id": message.message_id,
+        "routing_key": _original_routing_key(message),
+        "publisher": _publisher(message),
+        "reason": _why(headers),
+        "error": headers.get(ERROR),
+        "replayable": _replayable(message),
+        "headers": {k: v for k, v in headers.items()},
+        "body": message.body.decode("utf-8", errors="replace"),
+    }
+
+
+async def show(url: str, queue: str, message_id: str) -> dict[str, Any] | None:
+    """The dead letter ``message_id`` of ``queue`` (a dead-letter or holding queue), left where it is."""
+
+    async def look(_: aio_pika.abc.AbstractChannel, held: Held) -> dict[str, Any] | None:
+        found = _find(held, message_id)
+        return describe(queue, found) if found else None
+
+    return await _holding(url, queue, look)
+
+
+def _concerns(message: aio_pika.abc.AbstractIncomingMessage) -> uuid.UUID:
+    """The document a dead letter is about when its body names one; else its own id, as a UUID."""
+    try:
+        return uuid.UUID(str(json.loads(message.body)["correlation_id"]))
+    except (ValueError, KeyError, TypeError):
+        pass
+    try:
+        return uuid.UUID(str(message.message_id))
+    except ValueError:
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"paraaf:dead-letter:{message.message_id}")
+
+
+def dropped(queue: str, message: aio_pika.abc.AbstractIncomingMessage, by: str, reason: str) -> DeadLetterDropped:
+    return DeadLetterDropped(
+        correlation_id=_concerns(message), queue=queue, message_id=str(message.message_id),
+        original_routing_key=_original_routing_key(message), publisher=_publisher(message),
+        dead_lettered_because=_why(dict(message.headers or {}))[:2000],
+        body_sha256=hashlib.sha256(message.body).hexdigest(), dropped_by=by, reason=reason,
+    )
+
+
+async def drop(operator: Identity, queue: str, message_id: str, *, by: str, reason: str) -> DeadLetterDropped | None:
+    """Remove the dead letter ``message_id`` from ``queue`` for good, once ``dead_letter.dropped`` saying so is
+    confirmed by the broker (an unaudited drop cannot happen; a failed ack leaves it there, dropped again later)."""
+
+    async def remove(channel: aio_pika.abc.AbstractChannel, held: Held) -> DeadLetterDropped | None:
+        found = _find(held, message_id)
+        if found is None:
+            return None
+        event = dropped(queue, found, by, reason)
+        exchange = await channel.get_exchange(EVENTS.name, ensure=False)
+        await exchange.publish(_event_message(event, operator.broker_user), routing_key=event.routing_key)
+        await found.ack()
+        return event
+
+    return await _holding(operator.amqp_url, queue, remove)
+
+
+def _event_message(event: DeadLetterDropped, user_id: str) -> aio_pika.Message:
+    return aio_pika.Message(
+        event.to_json(), content_type="application/json", message_id=str(event.event_id), user_id=user_id,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def _operator() -> Identity:
+    return read_identity(Settings(), OPERATOR, needs=("amqp_url",))
+
+
 def _operator_url() -> str:
-    return read_identity(Settings(), OPERATOR, needs=("amqp_url",)).amqp_url
+    return _operator().amqp_url
+
+
+def _who() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 @dlq_app.command("list")
@@ -153,3 +292,31 @@ def replay_command(
         )
     moved, kept = asyncio.run(replay(_operator_url(), queue, limit))
     typer.echo(json.dumps({"queue": queue, "replayed": moved, "kept": kept}))
+
+
+@dlq_app.command("show")
+def show_command(
+    queue: str = typer.Argument(..., help="the consuming queue (its .dlq is read), or `unrouted`, `intake.rejected`"),
+    message_id: str = typer.Argument(..., help="the message's id (message_id), as `paraaf dlq show` or the logs give it"),
+) -> None:
+    """Print one dead letter: its routing key, publisher, why it is there (for a failed handler, its last error)
+    and its body. The message stays where it is."""
+    found = asyncio.run(show(_operator_url(), dead_letter_queue(queue), message_id))
+    if found is None:
+        typer.echo(f"no message with id {message_id} in {dead_letter_queue(queue)}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(found, indent=2, default=str, ensure_ascii=False))
+
+
+@dlq_app.command("drop")
+def drop_command(
+    queue: str = typer.Argument(..., help="the consuming queue (its .dlq), or `unrouted`, `intake.rejected`"),
+    message_id: str = typer.Argument(..., help="the message's id (message_id)"),
+    reason: str = typer.Option(..., help="why it is dropped, for the audit log"),
+) -> None:
+    """Remove one dead letter for good; the audit log records who dropped which message and why."""
+    event = asyncio.run(drop(_operator(), dead_letter_queue(queue), message_id, by=_who(), reason=reason))
+    if event is None:
+        typer.echo(f"no message with id {message_id} in {dead_letter_queue(queue)}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps({"queue": event.queue, "dropped": event.message_id, "audit_event": str(event.event_id)}))

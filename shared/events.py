@@ -21,6 +21,7 @@ __all__ = [
     "DocumentRejected",
     "DocumentSubmitted",
     "DocumentWithdrawn",
+    "DeadLetterDropped",
     "Event",
     "NotificationFailed",
     "NotificationSent",
@@ -291,6 +292,22 @@ class NotificationFailed(Event):
     reason: str
 
 
+class DeadLetterDropped(Event):
+    """An operator removed a dead letter for good (``paraaf dlq drop``): who, which message, and why.
+    ``correlation_id`` is the document the message concerned, or the message's own id when it names none."""
+
+    routing_key: ClassVar[str] = "dead_letter.dropped"
+
+    queue: str  # the dead-letter or holding queue it was taken from
+    message_id: str
+    original_routing_key: str
+    publisher: str  # the broker user that first published it ("" when it did not say)
+    dead_lettered_because: str  # its x-paraaf-reason (and x-paraaf-error), or the broker's x-death reason
+    body_sha256: str
+    dropped_by: str
+    reason: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.routing_key: cls
     for cls in (
@@ -308,5 +325,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RoutingFailed,
         NotificationSent,
         NotificationFailed,
+        DeadLetterDropped,
     )
 }

@@ -5,7 +5,10 @@ and only from whom a message may come (DESIGN.md "Trust boundaries").
   the handler's state change and its outbox rows; the message is acked only
   after that transaction committed, nacked (with a short back-off) when the
   handler failed, and parked in the queue's dead-letter queue at once when it
-  can never be processed.
+  can never be processed. A delivery that fails on the last try the delivery
+  limit allows is parked by the consumer itself, with the handler's error in
+  header ``x-paraaf-error`` (the broker's own dead-lettering would keep no
+  reason), so ``paraaf dlq show`` can say why and ``replay`` knows it may retry.
 * :func:`event_consumer` accepts a message type only from the broker user of
   a service that owns it (RabbitMQ refuses a ``user_id`` that is not the
   publisher's own); anything else is parked with reason ``untrusted publisher``.
@@ -33,6 +36,8 @@ from shared.topology import COMMANDS, DLX, EVENTS, EXCHANGES, OUTCOMES
 from shared.wakeup import Wakeup
 
 __all__ = [
+    "ERROR",
+    "REASON",
     "REPLAYED_ROUTING_KEY",
     "UNTRUSTED",
     "Consumer",
@@ -46,6 +51,7 @@ __all__ = [
     "StoreFactory",
     "TransactionStore",
     "Unaccepted",
+    "error_of",
     "message_key",
     "process",
     "publisher_of",
@@ -56,6 +62,8 @@ __all__ = [
 
 Handler = Callable[[Any, asyncpg.Connection], Awaitable[None]]
 UNTRUSTED = "untrusted publisher"
+REASON = "x-paraaf-reason"
+ERROR = "x-paraaf-error"  # set only when a handler failed: such a dead letter may be replayed once the cause is fixed
 
 
 class PermanentError(Exception):
@@ -79,9 +87,22 @@ def publisher_of(msg: RabbitMessage) -> str | None:
     return msg.raw_message.user_id or None
 
 
+def _redeliveries(msg: RabbitMessage) -> int:
+    """How often the broker delivered this message before (quorum queues count it in ``x-delivery-count``)."""
+    return int((msg.headers or {}).get("x-delivery-count", 0) or 0)
+
+
 def _backoff(msg: RabbitMessage) -> float:
-    deliveries = int((msg.headers or {}).get("x-delivery-count", 0) or 0)
-    return min(0.2 * 2**deliveries, 5.0)
+    return min(0.2 * 2 ** _redeliveries(msg), 5.0)
+
+
+def _last_try(msg: RabbitMessage, delivery_limit: int | None) -> bool:
+    """Whether the queue's delivery limit allows no further delivery after this one."""
+    return delivery_limit is not None and _redeliveries(msg) >= delivery_limit
+
+
+def error_of(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {exc}"[:1000]
 
 
 class DeadLetters:
@@ -91,11 +112,12 @@ class DeadLetters:
         self._broker = broker
         self._user_id = user_id
 
-    async def park(self, msg: RabbitMessage, queue: str, reason: str) -> None:
+    async def park(self, msg: RabbitMessage, queue: str, reason: str, *, error: str | None = None) -> None:
         raw = msg.raw_message
         headers = {
             **(msg.headers or {}),
-            "x-paraaf-reason": reason[:1000],
+            REASON: reason[:1000],
+            **({ERROR: error} if error else {}),
             "x-paraaf-publisher": publisher_of(msg) or "",
             "x-paraaf-exchange": raw.exchange or "",
             REPLAYED_ROUTING_KEY: routing_key_of(msg),
@@ -130,6 +152,7 @@ async def process(
     work: Callable[[asyncpg.Connection], Awaitable[None]],
     dead_letters: DeadLetters,
     after_commit: Callable[[], None] = lambda: None,
+    delivery_limit: int | None = None,
 ) -> None:
     """Run ``work`` once per ``key`` in one transaction with the inbox mark; then ack."""
     log = structlog.get_logger()
@@ -149,15 +172,24 @@ async def process(
         log.error("message dead-lettered", reason=str(exc))
         await dead_letters.park(msg, consumer, str(exc))
         return
-    except Exception:
-        # The edge: whatever went wrong, the message goes back for another try and,
-        # past the queue's delivery limit, to its dead-letter queue.
-        log.exception("handler failed; message returned to the queue")
-        await asyncio.sleep(_backoff(msg))
-        await msg.nack(requeue=True)
+    except Exception as exc:  # the edge: whatever went wrong, another try or, on the last, the dead-letter queue
+        await _failed(msg, exc, consumer, dead_letters, delivery_limit)
         return
     await msg.ack()
     after_commit()
+
+
+async def _failed(msg: RabbitMessage, exc: Exception, queue: str, dead_letters: DeadLetters, delivery_limit: int | None) -> None:
+    """Back to the queue for another try; on the last try the limit allows, parked with the error instead."""
+    log = structlog.get_logger()
+    if _last_try(msg, delivery_limit):
+        tries = _redeliveries(msg) + 1
+        log.exception("handler failed on its last try; message dead-lettered", tries=tries)
+        await dead_letters.park(msg, queue, f"handler failed {tries} times", error=error_of(exc))
+        return
+    log.exception("handler failed; message returned to the queue")
+    await asyncio.sleep(_backoff(msg))
+    await msg.nack(requeue=True)
 
 
 class Store(Protocol):
@@ -221,8 +253,10 @@ class Consumer:
         key: Callable[[BaseModel, RabbitMessage], UUID] = inbox_key,
         unaccepted: Unaccepted | None = None,
         max_body: int | None = None,
+        delivery_limit: int | None = None,
     ) -> None:
         self.queue = queue
+        self._delivery_limit = delivery_limit  # the queue's x-delivery-limit: its last try is parked here, with the error
         self._max_body = max_body  # a longer body goes to ``unaccepted`` unread: decoding it would double it in memory
         self._handlers = handlers
         self._pool = pool
@@ -287,6 +321,7 @@ class Consumer:
             work=lambda conn: work(self._store(conn)),
             dead_letters=self._dead_letters,
             after_commit=self._after_commit,
+            delivery_limit=self._delivery_limit,
         )
 
     async def _rest(self, msg: RabbitMessage) -> None:

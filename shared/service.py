@@ -8,7 +8,12 @@ queues where ``paraaf broker setup`` declared them and its schemas where
 ``paraaf db setup`` migrated them, and says which command to run when
 they are not there. A service's ``main.create_app`` describes *what* it
 consumes and serves; this module makes it run, and stop cleanly on
-SIGINT/SIGTERM.
+SIGINT/SIGTERM: the messages in hand are finished and acked first.
+
+A service started while RabbitMQ or PostgreSQL is not (yet) reachable waits
+for them, with back-off and a log line at each try, instead of exiting into
+a restart loop; what a server answers (no such database, a refused login)
+stops it at once, saying what to run.
 """
 
 import asyncio
@@ -16,7 +21,7 @@ import contextlib
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aio_pika
 import asyncpg
@@ -36,7 +41,11 @@ from shared.messaging import Consumer, DeadLetters, Handler, Outbox, OutboxRelay
 from shared.settings import CannotStart, Settings
 from shared.topology import COMMANDS, EVENTS, EXCHANGES, OUTCOMES, TOPOLOGY, QueueSpec, Topology
 
-__all__ = ["NotSetUp", "Service", "open_database", "run"]
+__all__ = ["GRACEFUL_SECONDS", "NotSetUp", "Service", "open_database", "run", "until_reachable"]
+
+T = TypeVar("T")
+# Seconds a stop waits for the messages in hand to be finished and acked; the whole stop stays within 10 s.
+GRACEFUL_SECONDS = 5.0
 
 _SHARED_SCHEMAS = {"blobs": (blobs.MIGRATIONS, False), "access": (apikeys.MIGRATIONS, False)}
 PUBLISHABLE = [  # (exchange, message type, its routing key as documented, one it goes out with)
@@ -81,6 +90,7 @@ class Service:
             self.identity.amqp_url,
             default_channel=Channel(publisher_confirms=True, on_return_raises=True),  # the relay keeps what came back
             logger=None,
+            graceful_timeout=GRACEFUL_SECONDS,
         )
         self.dead_letters = DeadLetters(self.broker, self.identity.broker_user)
         self.app = FastStream(
@@ -140,6 +150,7 @@ class Service:
             raise ValueError(f"{self.name} does not consume {spec.name} in the topology")
         self._queues.append(spec)
         options.setdefault("after_commit", self.wake_relay)
+        options.setdefault("delivery_limit", self.settings.delivery_limit)
         consumer = Consumer(
             queue=spec.name, handlers=handlers, pool=lambda: self.pool, schema=self.schema, store=store,
             trusted=self.trusted, dead_letters=self.dead_letters, **options,
@@ -165,10 +176,16 @@ class Service:
         self._loops.append(body)
 
     async def _start(self) -> None:
-        self._pool = await open_database(
+        self._pool = await until_reachable("PostgreSQL", self._open_database)
+        await until_reachable("RabbitMQ", self._connect_broker)
+
+    async def _open_database(self) -> asyncpg.Pool:
+        return await open_database(
             self.settings, self.name, migrations=self._schemas[0][1], uses=[s for s, _, _ in self._schemas[1:]],
             size=self.settings.db_pool_size,
         )
+
+    async def _connect_broker(self) -> None:
         await self.broker.connect()
         await _check_queues(self.identity.amqp_url, self._queues)
 
@@ -192,8 +209,16 @@ class Service:
         structlog.get_logger().info("service started", http_port=self._http[0] if self._http else None)
 
     async def _stop(self) -> None:
+        """Stop taking messages and let the handlers running finish and ack (up to GRACEFUL_SECONDS); stop the
+        loops; then send what those handlers wrote to the outbox, so nothing they caused waits for the next start."""
         if self._server is not None:
             self._server.should_exit = True
+        await asyncio.gather(*(subscriber.stop() for subscriber in self.broker.subscribers))
+        await self._stop_loops()
+        await self._flush_outbox()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _stop_loops(self) -> None:
         loops = {task for task in self._tasks if task.get_name() != "http"}
         # Cancel until they end: on Python 3.11 a cancellation that meets a finishing
         # asyncio.wait_for (aiosmtplib's timeouts) can be lost, and the loop would run on.
@@ -201,7 +226,14 @@ class Service:
             for task in loops:
                 task.cancel()
             _, loops = await asyncio.wait(loops, timeout=1.0)
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _flush_outbox(self) -> None:
+        if self._relay is None:
+            return
+        try:  # the relay's loop has ended, so none of its rows is locked by a publish it gave up
+            await asyncio.wait_for(self._relay.publish_pending(), timeout=2)
+        except Exception as exc:  # the stop's edge: what is not sent stays in the outbox for the next start
+            structlog.get_logger().warning("outbox not flushed at stop; sent at the next start", error=repr(exc))
 
     async def _close(self) -> None:
         if self._pool is not None:
@@ -211,6 +243,30 @@ class Service:
                 structlog.get_logger().warning("database connections still busy at stop; closed them")
                 self._pool.terminate()
         structlog.get_logger().info("service stopped")
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The server did not answer (down, starting, restarting), as opposed to answering no."""
+    amqp = aio_pika.exceptions
+    if isinstance(exc, amqp.AMQPError):  # all of them are OSErrors, but only a connection that failed is no answer
+        return isinstance(exc, amqp.AMQPConnectionError) and not isinstance(exc, amqp.ProbableAuthenticationError)
+    return isinstance(exc, OSError | asyncpg.CannotConnectNowError)
+
+
+async def until_reachable(what: str, attempt: Callable[[], Awaitable[T]], *, longest_wait: float = 5.0) -> T:
+    """``attempt()`` until ``what`` answers, waiting longer after each try (at most ``longest_wait``) and saying so."""
+    log = structlog.get_logger()
+    tries = 0
+    while True:
+        try:
+            return await attempt()
+        except Exception as exc:
+            if not _unreachable(exc):
+                raise
+            tries += 1
+            wait = min(0.5 * 2**tries, longest_wait)
+            log.warning(f"waiting for {what}", error=repr(exc), tries=tries, retry_in=wait)
+            await asyncio.sleep(wait)
 
 
 async def open_database(

@@ -24,6 +24,7 @@ from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQue
 
 from shared.contract import SOURCE_NAME, ReissueSigningLink, SendDownloadLink, SendSigningLink
 from shared.events import (
+    DeadLetterDropped,
     DocumentAccepted,
     DocumentCompleted,
     DocumentDeclined,
@@ -49,6 +50,7 @@ __all__ = [
     "INTAKE",
     "OUTCOMES",
     "OPERATOR",
+    "OPERATOR_SPEC",
     "REJECTED_QUEUE",
     "TOPOLOGY",
     "UNROUTED",
@@ -155,9 +157,14 @@ def outcomes_queue(source: str) -> QueueSpec:
     return QueueSpec(f"outcomes.{source}", (Binding(OUTCOMES, f"{source}.*"),))
 
 
+# What the operator's tooling publishes in its own name (replaying, it publishes as the original publisher).
+OPERATOR_SPEC = ServiceSpec(OPERATOR, publishes={EVENTS.name: _exact(DeadLetterDropped.routing_key)})
+
+
 @dataclass(frozen=True)
 class Topology:
     services: tuple[ServiceSpec, ...]
+    operator: ServiceSpec = OPERATOR_SPEC
 
     def service(self, name: str) -> ServiceSpec:
         for spec in self.services:
@@ -173,7 +180,7 @@ class Topology:
         """The services that may publish a message with this routing key on esign.events or esign.commands."""
         return tuple(
             s.name
-            for s in self.services
+            for s in (*self.services, self.operator)
             if s.may_publish(EVENTS.name, routing_key) or s.may_publish(COMMANDS.name, routing_key)
         )
 
@@ -184,7 +191,7 @@ class Topology:
         return frozenset(broker_user(prefix, owner) for owner in self.owners(routing_key))
 
     def with_services(self, *extra: ServiceSpec) -> "Topology":
-        return Topology(self.services + tuple(extra))
+        return Topology(self.services + tuple(extra), self.operator)
 
 
 def _queue(name: str, bindings: Iterable[tuple[RabbitExchange, str]]) -> QueueSpec:

@@ -5,7 +5,9 @@ spool holds only a placeholder. A request closed meanwhile gets no mail;
 when the signer cannot be asked, the mail waits like it would for SMTP.
 
 Mails are claimed in a short transaction and sent with no transaction open,
-so a slow SMTP server holds no database locks. Transient failures
+so a slow SMTP server holds no database locks. A claim is a lease: should the
+process die mid-attempt, the mail is due again when it ends; a stop gives
+back the claims of the mails not sent, so they go out at the next start. Transient failures
 (connection refused, timeouts, 4xx, a refused login) are retried with
 exponential back-off; a final refusal of the recipient or the message
 (domain.final_refusal) or an exhausted retry budget marks the mail failed,
@@ -18,6 +20,7 @@ server's acceptance and our commit; its Message-ID is derived from the intent,
 so a mail client shows even that rare second copy as the same message.
 """
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -110,9 +113,18 @@ class MailSender(BackgroundLoop):
         now = self._clock()
         async with self._transaction() as store:
             mails = await store.claim_due(now, now + self._lease, self._batch)
-        for mail in mails:
-            await self._attempt(mail)
+        for tried, mail in enumerate(mails):
+            try:
+                await self._attempt(mail)
+            except asyncio.CancelledError:  # stopping: what is not sent is due again at once, not after the lease
+                await asyncio.shield(self._release(mails[tried:]))
+                raise
         return len(mails)
+
+    async def _release(self, mails: list[SpooledMail]) -> None:
+        async with self._transaction() as store:
+            await store.release([m.mail_id for m in mails], self._clock())
+        structlog.get_logger().info("stopping: unsent mails released", mails=len(mails))
 
     async def _attempt(self, mail: SpooledMail) -> None:
         log = structlog.get_logger().bind(mail_id=str(mail.mail_id), document_id=str(mail.document_id), kind=mail.kind)

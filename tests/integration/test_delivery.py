@@ -5,54 +5,29 @@ nothing accepted from a publisher that does not own the message."""
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from urllib.parse import quote, urlsplit
 from uuid import uuid4
 
 import aio_pika
 import asyncpg
+import httpx
 import pytest
 from faststream import TestApp
 
-from services.admin.database import SCHEMAS, SERVICES, SchemaSpec
-from services.dlq import replay, replay_unrouted
-from shared.credentials import read_identity
+from services.dlq import drop, replay, replay_unrouted, show
+from shared.credentials import Identity, read_identity
 from shared.events import DocumentCompleted, DocumentWithdrawn
-from shared.service import Service
-from shared.settings import Settings
-from shared.topology import DLX, EVENTS, OPERATOR, TOPOLOGY, Binding, QueueSpec, ServiceSpec
+from shared.topology import EVENTS, OPERATOR, TOPOLOGY
 from tests.support.bus import publish_as, publish_raw_as
-
-QUEUE = QueueSpec("probe.events", (Binding(EVENTS, DocumentWithdrawn.routing_key),))
-MIGRATIONS = Path(__file__).parent / "probe_migrations"
-PROBE = ServiceSpec("probe", consumes=(QUEUE,), publishes={EVENTS.name: (r"document\.completed",), DLX.name: (".*",)})
-
-
-class Probe:
-    """A minimal service built with the shared runtime; its handler's behaviour is set per test."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.service = Service("probe", settings, migrations=MIGRATIONS, topology=TOPOLOGY.with_services(PROBE))
-        self.calls = 0
-        self.fail = False
-        self.service.consume(QUEUE, {DocumentWithdrawn: self.handle}, store=lambda conn: conn)
-
-    async def handle(self, event: DocumentWithdrawn, conn: asyncpg.Connection) -> None:
-        self.calls += 1
-        if self.fail:
-            raise RuntimeError("the handler's dependency is down")
-        await conn.execute("INSERT INTO probe.effects (event_id) VALUES ($1)", event.event_id)
-        await self.service.outbox.add(
-            conn, DocumentCompleted.caused_by(event, pdf_sha256="0" * 64, signatures=[], title="done")
-        )
+from tests.support.probe import PROBE_SCHEMAS, PROBE_SERVICES, PROBE_TOPOLOGY, Probe
 
 
 @pytest.fixture
 async def probe(provision) -> AsyncIterator[Probe]:
     settings = await provision(
-        TOPOLOGY.with_services(PROBE),
-        schemas=(*SCHEMAS, SchemaSpec("probe", "probe", (MIGRATIONS,))),
-        services=(*SERVICES, "probe"),
+        PROBE_TOPOLOGY,
+        schemas=PROBE_SCHEMAS,
+        services=PROBE_SERVICES,
         delivery_limit=2,
         prefetch=4,
     )
@@ -61,8 +36,12 @@ async def probe(provision) -> AsyncIterator[Probe]:
         yield probe
 
 
+def operator(probe: Probe) -> Identity:
+    return read_identity(probe.settings, OPERATOR, needs=("amqp_url",))
+
+
 def operator_url(probe: Probe) -> str:
-    return read_identity(probe.settings, OPERATOR, needs=("amqp_url",)).amqp_url
+    return operator(probe).amqp_url
 
 
 @pytest.fixture
@@ -142,6 +121,95 @@ async def test_a_handler_that_keeps_failing_sends_the_message_to_its_dead_letter
     await eventually(arrived, timeout=30)
     assert json.loads(dead[0].body)["event_id"] == str(event.event_id)
     assert probe.calls == 3  # one delivery and two redeliveries (x-delivery-limit 2)
+
+
+async def effects(database_url: str, *events: DocumentWithdrawn) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetchval("SELECT count(*) FROM probe.effects WHERE event_id = ANY($1::uuid[])", [e.event_id for e in events])
+    finally:
+        await conn.close()
+
+
+async def test_a_poison_event_ends_in_the_dead_letter_queue_with_its_error_while_the_others_flow(
+    probe: Probe, channel, database_url: str
+) -> None:
+    """An event whose handler always fails is parked in <queue>.dlq after the delivery limit with the handler's last
+    error in `x-paraaf-error`; the events published behind it take effect meanwhile, and `dlq show` says why."""
+    poison, behind = withdrawn(), [withdrawn() for _ in range(5)]
+    probe.poison.add(poison.event_id)
+    await publish_as(probe.settings, "router", poison, *behind)
+
+    async def all_behind_took_effect() -> bool:
+        return await effects(database_url, *behind) == 5
+
+    await eventually(all_behind_took_effect)
+    message_id = str(poison.event_id)
+
+    async def parked() -> dict | None:
+        return await show(operator_url(probe), "probe.events.dlq", message_id)
+
+    await eventually(parked, timeout=30)
+    shown = await parked()
+    assert shown is not None
+    assert shown["error"] == "RuntimeError: the handler's dependency is down"
+    assert shown["reason"].startswith("handler failed 3 times")
+    assert shown["routing_key"] == "document.withdrawn"
+    assert shown["publisher"] == f"{probe.settings.broker_user_prefix}.router"
+    assert json.loads(shown["body"])["event_id"] == message_id
+    assert await effects(database_url, poison) == 0
+
+
+async def test_dropping_a_dead_letter_removes_it_and_publishes_who_dropped_what_and_why(probe: Probe, channel) -> None:
+    """`paraaf dlq drop` takes exactly that message out of <queue>.dlq and publishes `dead_letter.dropped` as the
+    operator (the audit log's record of it); the other dead letters stay."""
+    await publish_raw_as(probe.settings, "router", EVENTS.name, DocumentWithdrawn.routing_key, b'{"not": "an event"}', message_id="m-1")
+    await publish_raw_as(probe.settings, "router", EVENTS.name, DocumentWithdrawn.routing_key, b'{"nor": "this"}', message_id="m-2")
+
+    async def both_parked() -> bool:
+        return (await channel.declare_queue("probe.events.dlq", passive=True)).declaration_result.message_count == 2
+
+    await eventually(both_parked)
+    audit = await channel.declare_queue(exclusive=True)
+    await audit.bind(EVENTS.name, "dead_letter.dropped")
+    event = await drop(operator(probe), "probe.events.dlq", "m-1", by="ops@town", reason="a partner's test message")
+    assert event is not None and event.reason == "a partner's test message" and event.dropped_by == "ops@town"
+    published: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+    async def announced() -> bool:
+        published.extend(await drain(channel, audit.name))
+        return bool(published)
+
+    await eventually(announced)
+    body = json.loads(published[0].body)
+    assert published[0].user_id == f"{probe.settings.broker_user_prefix}.operator"
+    assert (body["queue"], body["message_id"], body["dropped_by"]) == ("probe.events.dlq", "m-1", "ops@town")
+    assert body["dead_lettered_because"].startswith("malformed")
+    assert [m.message_id for m in await drain(channel, "probe.events.dlq")] == ["m-2"]
+    assert await drop(operator(probe), "probe.events.dlq", "m-1", by="ops@town", reason="again") is None
+
+
+async def consumers(amqp_url: str) -> dict[str, list[int]]:
+    """What RabbitMQ's management API says each queue's consumers are allowed unacknowledged (prefetch_count)."""
+    vhost = quote(urlsplit(amqp_url).path[1:] or "/", safe="")
+    async with httpx.AsyncClient(auth=("guest", "guest")) as client:
+        response = await client.get(f"http://127.0.0.1:15672/api/consumers/{vhost}")
+    found: dict[str, list[int]] = {}
+    for consumer in response.raise_for_status().json():
+        found.setdefault(consumer["queue"]["name"], []).append(consumer["prefetch_count"])
+    return found
+
+
+async def test_the_consumer_runs_with_the_configured_prefetch(probe: Probe, amqp_url: str) -> None:
+    """PARAAF_PREFETCH (4 here) is what the broker holds the service's consumer to, not unlimited (0)."""
+    seen: dict[str, list[int]] = {}
+
+    async def listed() -> bool:  # the management API shows consumers a few seconds after they start
+        seen.update(await consumers(amqp_url))
+        return "probe.events" in seen
+
+    await eventually(listed, timeout=30)
+    assert seen["probe.events"] == [4]
 
 
 async def test_a_dead_lettered_message_replayed_after_the_fix_is_handled(probe: Probe, channel, amqp_url: str, database_url: str) -> None:
@@ -285,11 +353,7 @@ async def test_an_event_from_a_publisher_that_does_not_own_it_is_dead_lettered_u
 async def test_a_loop_that_loses_a_cancellation_does_not_hold_up_the_stop(provision) -> None:
     """A background loop that swallows the first cancellation (as a lost cancel in asyncio.wait_for does on 3.11)
     is cancelled again: the service stops within seconds instead of hanging until it is killed."""
-    settings = await provision(
-        TOPOLOGY.with_services(PROBE),
-        schemas=(*SCHEMAS, SchemaSpec("probe", "probe", (MIGRATIONS,))),
-        services=(*SERVICES, "probe"),
-    )
+    settings = await provision(PROBE_TOPOLOGY, schemas=PROBE_SCHEMAS, services=PROBE_SERVICES)
     probe = Probe(settings)
     cancellations = []
 

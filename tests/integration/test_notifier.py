@@ -416,3 +416,34 @@ async def test_a_mail_waits_while_the_signer_cannot_be_asked_for_its_link(
         await quiet(0.5)
     assert mail.signing_link.startswith("http://signer.test/s/")
     assert len(smtp_server.received) == 1 and len(links.asked) == 1
+
+
+class StuckLinks(FakeLinks):
+    """The signer's link API hanging: the notifier is in the middle of sending a mail for as long as the test likes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked_once = asyncio.Event()
+
+    async def signing_link(self, request_id, mail_id):  # type: ignore[no-untyped-def]
+        self.asked_once.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_mail_being_sent_when_the_notifier_stops_goes_out_as_soon_as_it_starts_again(
+    settings, smtp_server: SmtpServer, clock: FakeClock, db: asyncpg.Connection
+) -> None:
+    """A graceful stop gives back the claim on the mail it was sending: the next notifier sends it at once,
+    not after the claim's lease (100 s with the default SMTP timeout) ran out."""
+    stuck = StuckLinks()
+    command = link_command(clock)
+    async with running_notifier(settings, clock, stuck):
+        await publish(settings, command)
+        await asyncio.wait_for(stuck.asked_once.wait(), timeout=20)
+    due = await db.fetchval("SELECT next_attempt_at FROM notifier.mails WHERE request_id = $1", command.request_id)
+    assert due <= clock() + timedelta(seconds=1), f"the stopped notifier kept its claim until {due}"
+    restarted = asyncio.get_running_loop().time()
+    async with running_notifier(settings, clock, FakeLinks()):
+        await smtp_server.wait_for_mail(ANN.email)
+    assert asyncio.get_running_loop().time() - restarted < 10
+    assert len(smtp_server.received) == 1

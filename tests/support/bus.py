@@ -29,7 +29,10 @@ async def publish_raw_as(
 
 
 async def publish_as(settings: Settings, service: str, *messages: BaseModel) -> None:
-    """Each event or command on its exchange, as ``service`` publishes it."""
+    """Each event or command on its exchange, as ``service``'s outbox relay publishes it (``message_id`` its id)."""
     for message in messages:
         exchange = EVENTS.name if hasattr(message, "event_id") else COMMANDS.name
-        await publish_raw_as(settings, service, exchange, message.routing_key, message.model_dump_json().encode())  # type: ignore[attr-defined]
+        key = getattr(message, "event_id", None) or getattr(message, "command_id")  # noqa: B009 - one or the other
+        await publish_raw_as(
+            settings, service, exchange, message.routing_key, message.model_dump_json().encode(), message_id=str(key)  # type: ignore[attr-defined]
+        )

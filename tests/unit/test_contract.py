@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from shared.contract import SubmitDocument, describe_validation_error
 from shared.errors import CodedError
+from shared.topology import TOPOLOGY
 
 VALID = {
     "source": "notula",
@@ -71,3 +72,9 @@ def test_a_refusal_survives_the_trip_from_a_worker_process() -> None:
     """A CodedError pickled and unpickled (as from a worker process) keeps its code and reason."""
     again = pickle.loads(pickle.dumps(CodedError("active_content", "the PDF holds /JavaScript")))
     assert (again.code, again.reason) == ("active_content", "the PDF holds /JavaScript")
+
+
+def test_only_the_operator_may_record_a_dropped_dead_letter() -> None:
+    """dead_letter.dropped is owned by the operator's broker user: the audit log takes it from `paraaf dlq drop` only."""
+    assert TOPOLOGY.trusted_users("paraaf", "dead_letter.dropped") == frozenset({"paraaf.operator"})
+    assert "paraaf.operator" not in TOPOLOGY.trusted_users("paraaf", "document.withdrawn")

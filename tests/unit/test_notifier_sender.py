@@ -1,6 +1,7 @@
 """The mail sender on an in-memory store and a stand-in SMTP server: links made at send time, retries within the
 budget, final refusals and what operators are left with."""
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -140,3 +141,29 @@ async def test_only_a_5xx_refusal_of_the_recipient_or_the_message_is_final(error
     """A 5xx for the recipient or the message is final; 4xx answers and a refused sender address may pass later."""
     with pytest.raises(PermanentFailure if final else type(error)):
         await _Refusing(error)(EmailMessage())
+
+
+class HangingSmtp:
+    """A server that takes the message and never answers, until the sender is stopped."""
+
+    def __init__(self) -> None:
+        self.called = asyncio.Event()
+
+    async def __call__(self, message: EmailMessage) -> None:
+        self.called.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_stop_mid_send_gives_back_the_claims_of_the_mails_not_sent() -> None:
+    """Stopped while sending the first of two claimed mails, the sender makes both due again now, not at the lease's end."""
+    first, second = link_mail(), link_mail()
+    smtp = HangingSmtp()
+    sender, store = await sender_with(first, smtp)  # type: ignore[arg-type]
+    await store.queue_mail(second, NOW)
+    sending = asyncio.create_task(sender.send_due())
+    await asyncio.wait_for(smtp.called.wait(), timeout=5)
+    assert (await store.mail(first.mail_id)).next_attempt_at > NOW + timedelta(seconds=60)  # claimed: leased
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    assert [(await store.mail(m.mail_id)).next_attempt_at for m in (first, second)] == [NOW, NOW]

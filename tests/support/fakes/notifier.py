@@ -63,6 +63,11 @@ class FakeNotifierStore:
         self.mails.update((m.mail_id, m) for m in claimed)
         return claimed
 
+    async def release(self, mail_ids: Sequence[UUID], now: datetime) -> None:
+        for mail_id in mail_ids:
+            if self.mails[mail_id].status == "pending":
+                self.mails[mail_id] = replace(self.mails[mail_id], next_attempt_at=now)
+
     async def mark_sent(self, mail_id: UUID, now: datetime) -> None:
         mail = self.mails[mail_id]
         self.mails[mail_id] = _cleared(mail, status="sent", sent_at=now, attempts=mail.attempts + 1, last_error=None)
