@@ -86,20 +86,11 @@ class Service:
         self.topology = topology
         self.identity = read_identity(settings, name)
         self.outbox = Outbox(self.schema)
-        self.broker = RabbitBroker(
-            self.identity.amqp_url,
-            default_channel=Channel(publisher_confirms=True, on_return_raises=True),  # the relay keeps what came back
-            logger=None,
-            graceful_timeout=GRACEFUL_SECONDS,
-        )
+        self.broker = _broker(self.identity.amqp_url)
         self.dead_letters = DeadLetters(self.broker, self.identity.broker_user)
         self.app = FastStream(
-            self.broker,
-            logger=structlog.get_logger(),
-            on_startup=[self._start],
-            after_startup=[self._after_start],
-            on_shutdown=[self._stop],
-            after_shutdown=[self._close],
+            self.broker, logger=structlog.get_logger(), on_startup=[self._start], after_startup=[self._after_start],
+            on_shutdown=[self._stop], after_shutdown=[self._close],
         )
         self._schemas = [(self.schema, migrations, True), *((s, *_SHARED_SCHEMAS[s]) for s in uses)]
         self._describe_publications()
@@ -309,6 +300,15 @@ async def _check_queues(amqp_url: str, queues: Sequence[QueueSpec]) -> None:
             except aio_pika.exceptions.ChannelClosed:
                 raise NotSetUp(f"queue `{spec.name}` does not exist: run `paraaf broker setup`") from None
             await channel.close()
+
+
+def _broker(amqp_url: str) -> RabbitBroker:
+    return RabbitBroker(
+        amqp_url,
+        default_channel=Channel(publisher_confirms=True, on_return_raises=True),  # the relay keeps what came back
+        logger=None,
+        graceful_timeout=GRACEFUL_SECONDS,
+    )
 
 
 async def _forever(body: Callable[[], Awaitable[None]]) -> None:
