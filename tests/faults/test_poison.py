@@ -7,7 +7,6 @@ import asyncio
 import json
 import statistics
 import time
-from urllib.parse import quote, urlsplit
 from uuid import uuid4
 
 import httpx
@@ -16,7 +15,7 @@ import pytest
 from shared.events import DocumentWithdrawn
 from shared.topology import EVENTS
 from tests.faults.conftest import report
-from tests.support.bus import publish_raw_as
+from tests.support.bus import consumer_prefetch, publish_raw_as
 from tests.support.pdfs import make_pdf
 from tests.support.system import Outcomes, System, follow_link, submission
 
@@ -102,23 +101,13 @@ async def _audited_drops(city: System, message_ids: set[str], *, expected: int, 
         await asyncio.sleep(0.3)
 
 
-async def _consumers(city: System) -> dict[str, list[int]]:
-    vhost = quote(urlsplit(city.amqp_url).path[1:] or "/", safe="")
-    async with httpx.AsyncClient(auth=("guest", "guest")) as client:
-        response = await client.get(f"http://127.0.0.1:15672/api/consumers/{vhost}")
-    found: dict[str, list[int]] = {}
-    for consumer in response.raise_for_status().json():
-        found.setdefault(consumer["queue"]["name"], []).append(consumer["prefetch_count"])
-    return found
-
-
 async def test_every_consumer_of_the_city_runs_with_its_prefetch(city: System) -> None:
     """RabbitMQ holds each service's consumer to PARAAF_PREFETCH (16), intake.submissions to its 4 and the audit log
     to its 64: none runs unlimited (prefetch 0), so a backlog cannot flood a service's memory."""
     expected = {"intake.submissions": [4], "intake.events": [16], "router.events": [16], "signer.events": [16],
                 "notifier.events": [16], "audit.events": [64]}
     deadline = time.monotonic() + 30
-    while (seen := await _consumers(city)).keys() < expected.keys() and time.monotonic() < deadline:
+    while (seen := await consumer_prefetch(city.amqp_url)).keys() < expected.keys() and time.monotonic() < deadline:
         await asyncio.sleep(0.5)  # the management API lists consumers a few seconds after they start
     report(f"- prefetch per consumer: {', '.join(f'{q} {p}' for q, p in sorted(seen.items()))}")
     assert {q: seen.get(q) for q in expected} == expected

@@ -5,12 +5,10 @@ nothing accepted from a publisher that does not own the message."""
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from urllib.parse import quote, urlsplit
 from uuid import uuid4
 
 import aio_pika
 import asyncpg
-import httpx
 import pytest
 from faststream import TestApp
 
@@ -18,7 +16,7 @@ from services.dlq import drop, replay, replay_unrouted, show
 from shared.credentials import Identity, read_identity
 from shared.events import DocumentCompleted, DocumentWithdrawn
 from shared.topology import EVENTS, OPERATOR, TOPOLOGY
-from tests.support.bus import publish_as, publish_raw_as
+from tests.support.bus import consumer_prefetch, publish_as, publish_raw_as
 from tests.support.probe import PROBE_SCHEMAS, PROBE_SERVICES, PROBE_TOPOLOGY, Probe
 
 
@@ -189,23 +187,12 @@ async def test_dropping_a_dead_letter_removes_it_and_publishes_who_dropped_what_
     assert await drop(operator(probe), "probe.events.dlq", "m-1", by="ops@town", reason="again") is None
 
 
-async def consumers(amqp_url: str) -> dict[str, list[int]]:
-    """What RabbitMQ's management API says each queue's consumers are allowed unacknowledged (prefetch_count)."""
-    vhost = quote(urlsplit(amqp_url).path[1:] or "/", safe="")
-    async with httpx.AsyncClient(auth=("guest", "guest")) as client:
-        response = await client.get(f"http://127.0.0.1:15672/api/consumers/{vhost}")
-    found: dict[str, list[int]] = {}
-    for consumer in response.raise_for_status().json():
-        found.setdefault(consumer["queue"]["name"], []).append(consumer["prefetch_count"])
-    return found
-
-
 async def test_the_consumer_runs_with_the_configured_prefetch(probe: Probe, amqp_url: str) -> None:
     """PARAAF_PREFETCH (4 here) is what the broker holds the service's consumer to, not unlimited (0)."""
     seen: dict[str, list[int]] = {}
 
     async def listed() -> bool:  # the management API shows consumers a few seconds after they start
-        seen.update(await consumers(amqp_url))
+        seen.update(await consumer_prefetch(amqp_url))
         return "probe.events" in seen
 
     await eventually(listed, timeout=30)

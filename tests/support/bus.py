@@ -2,14 +2,17 @@
 own broker user (from the secrets `paraaf setup` wrote) and ``user_id`` set,
 persistent and confirmed — the only way a consumer accepts its messages."""
 
+from urllib.parse import quote, urlsplit
+
 import aio_pika
+import httpx
 from pydantic import BaseModel
 
 from shared.credentials import read_identity
 from shared.settings import Settings
 from shared.topology import COMMANDS, EVENTS
 
-__all__ = ["publish_as", "publish_raw_as"]
+__all__ = ["consumer_prefetch", "publish_as", "publish_raw_as"]
 
 
 async def publish_raw_as(
@@ -36,3 +39,14 @@ async def publish_as(settings: Settings, service: str, *messages: BaseModel) -> 
         await publish_raw_as(
             settings, service, exchange, message.routing_key, message.model_dump_json().encode(), message_id=str(key)  # type: ignore[attr-defined]
         )
+
+
+async def consumer_prefetch(amqp_url: str) -> dict[str, list[int]]:
+    """What RabbitMQ's management API says each queue's consumers are allowed unacknowledged (prefetch_count)."""
+    vhost = quote(urlsplit(amqp_url).path[1:] or "/", safe="")
+    async with httpx.AsyncClient(auth=("guest", "guest")) as client:
+        response = await client.get(f"http://127.0.0.1:15672/api/consumers/{vhost}")
+    found: dict[str, list[int]] = {}
+    for consumer in response.raise_for_status().json():
+        found.setdefault(consumer["queue"]["name"], []).append(consumer["prefetch_count"])
+    return found
