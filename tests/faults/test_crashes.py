@@ -26,7 +26,7 @@ from shared.topology import TOPOLOGY
 from tests.conftest import Infra, city_on_fresh_install
 from tests.faults.conftest import report
 from tests.support.autosigner import AutoSigner
-from tests.support.faults import Faults, SourceInbox, broker_answers, restart_broker_app, wait_for_broker
+from tests.support.faults import Faults, SourceInbox, ensure_broker_running, restart_broker_app
 from tests.support.pdfs import make_pdf
 from tests.support.system import System, submission
 from tests.support.validate import pdfsig, pyhanko_validate
@@ -310,8 +310,6 @@ async def test_no_document_is_lost_or_doubled_when_rabbitmq_restarts(
         await asyncio.to_thread(restart_broker_app)
         faults.counts["RabbitMQ app restarted"] += 1
     finally:
-        if not broker_answers():
-            await asyncio.to_thread(restart_broker_app, 0)
-        await asyncio.to_thread(wait_for_broker)
+        await asyncio.to_thread(ensure_broker_running)
     await flow.wait_until_all_ended(timeout=120)
     await assert_nothing_lost_or_doubled("RabbitMQ restarted", flow, faults)

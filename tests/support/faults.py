@@ -22,7 +22,7 @@ from shared.topology import broker_user
 from tests.support.session import SESSION_PREFIX
 from tests.support.system import System
 
-__all__ = ["Faults", "Received", "SourceInbox", "broker_answers", "restart_broker_app"]
+__all__ = ["Faults", "Received", "SourceInbox", "broker_answers", "ensure_broker_running", "restart_broker_app"]
 
 MANAGEMENT = "http://127.0.0.1:15672/api"
 AUTH = ("guest", "guest")
@@ -98,6 +98,14 @@ def wait_for_broker(timeout: float = 120.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"RabbitMQ not answering on 5672 and 15672 within {timeout:.0f} s")
         time.sleep(0.5)
+
+
+def ensure_broker_running() -> None:
+    """Whatever happened before: RabbitMQ's application started and answering on 5672 and 15672 (other suites
+    share this broker)."""
+    if not broker_answers():
+        _rabbitmqctl("start_app")
+    wait_for_broker()
 
 
 def restart_broker_app(down_seconds: float = 3.0) -> None:
