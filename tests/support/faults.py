@@ -52,6 +52,7 @@ class Faults:
             names = [c["name"] for c in listed.json() if c.get("user") == user]
             for name in names:
                 await client.delete(f"{MANAGEMENT}/connections/{quote(name, safe='')}", headers={"X-Reason": "fault test"})
+        self.counts["service cut off by RabbitMQ"] += 1
         self.counts["broker connections closed"] += len(names)
         return len(names)
 
@@ -66,6 +67,7 @@ class Faults:
             )
         finally:
             await admin.close()
+        self.counts["database cut off by PostgreSQL"] += 1
         self.counts["database backends terminated"] += ended
         return ended
 
