@@ -19,7 +19,7 @@ _DONE_WITH = {410}
 
 
 class AutoSigner:
-    """Watches ``smtp`` and signs by every signing link in it, at most ``parallel`` at a time."""
+    """Watches ``smtp`` and signs by every signing link mailed from now on, at most ``parallel`` at a time."""
 
     def __init__(self, smtp: SmtpServer, *, parallel: int = 4, retry_seconds: float = 0.5) -> None:
         self._smtp = smtp
@@ -31,6 +31,7 @@ class AutoSigner:
         self.signed_at: dict[str, float] = {}
 
     async def __aenter__(self) -> "AutoSigner":
+        self._seen = len(self._smtp.received)  # links mailed before this signer sat down are someone else's business
         self._watcher = asyncio.create_task(self._watch())
         return self
 
