@@ -4,10 +4,11 @@ A mail that carries a link gets it now, from the signer (links.py): the
 spool holds only a placeholder. A request closed meanwhile gets no mail;
 when the signer cannot be asked, the mail waits like it would for SMTP.
 
-Mails are claimed in a short transaction and sent with no transaction open,
-so a slow SMTP server holds no database locks. A claim is a lease: should the
-process die mid-attempt, the mail is due again when it ends; a stop gives
-back the claims of the mails not sent, so they go out at the next start. Transient failures
+Mails are claimed one at a time in a short transaction and sent with no
+transaction open, so a slow SMTP server holds no database locks. A claim is a
+short lease, renewed while the mail is on its way: should the process die
+mid-attempt (SIGKILL), the mail is due again within LEASE; a stop gives back
+the claim of the mail not sent, so it goes out at the next start. Transient failures
 (connection refused, timeouts, 4xx, a refused login) are retried with
 exponential back-off; a final refusal of the recipient or the message
 (domain.final_refusal) or an exhausted retry budget marks the mail failed,
@@ -21,8 +22,9 @@ so a mail client shows even that rare second copy as the same message.
 """
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -39,7 +41,11 @@ from shared.clock import Clock
 from shared.events import NotificationFailed, NotificationSent
 from shared.loops import BackgroundLoop
 
-__all__ = ["MailSender", "PermanentFailure", "Smtp", "SmtpDelivery"]
+__all__ = ["LEASE", "MailSender", "PermanentFailure", "Smtp", "SmtpDelivery"]
+
+# How long a claimed mail stays with the notifier that claimed it, renewed every quarter of it while the mail is on
+# its way: after a SIGKILL, the mail is due again within this.
+LEASE = timedelta(seconds=20)
 
 Smtp = Callable[[EmailMessage], Awaitable[None]]  # hands one message to the mail server
 
@@ -92,6 +98,7 @@ class MailSender(BackgroundLoop):
         smtp: Smtp | None = None,
         poll_seconds: float = 1.0,
         batch: int = 20,
+        lease: timedelta = LEASE,
     ) -> None:
         super().__init__(poll_seconds)
         self._transaction = transaction
@@ -101,30 +108,53 @@ class MailSender(BackgroundLoop):
         self._clock = clock
         self._after_commit = after_commit
         self._batch = batch
+        self._lease = lease
         self._budget = RetryBudget(settings.mail_max_attempts, settings.mail_retry_seconds, settings.mail_retry_max_seconds)
-        # Should the process die mid-attempt, the mail is due again after this.
-        self._lease = timedelta(seconds=settings.smtp_timeout_seconds * 3 + 10)
 
     async def tick(self) -> bool:
         return await self.send_due() >= self._batch
 
     async def send_due(self) -> int:
-        """Try every mail that is due once; return how many were tried."""
+        """Try up to a batch of the mails that are due, once each; return how many were tried."""
+        for tried in range(self._batch):
+            if (mail := await self._claim_one()) is None:
+                return tried
+            try:
+                async with self._lease_renewed(mail):
+                    await self._attempt(mail)
+            except asyncio.CancelledError:  # stopping: the mail not sent is due again at once, not after the lease
+                await asyncio.shield(self._release(mail))
+                raise
+        return self._batch
+
+    async def _claim_one(self) -> SpooledMail | None:
         now = self._clock()
         async with self._transaction() as store:
-            mails = await store.claim_due(now, now + self._lease, self._batch)
-        for tried, mail in enumerate(mails):
-            try:
-                await self._attempt(mail)
-            except asyncio.CancelledError:  # stopping: what is not sent is due again at once, not after the lease
-                await asyncio.shield(self._release(mails[tried:]))
-                raise
-        return len(mails)
+            claimed = await store.claim_due(now, now + self._lease, 1)
+        return claimed[0] if claimed else None
 
-    async def _release(self, mails: list[SpooledMail]) -> None:
+    @contextlib.asynccontextmanager
+    async def _lease_renewed(self, mail: SpooledMail) -> AsyncIterator[None]:
+        """Keep the claim while the attempt runs, however long SMTP takes; a dead process stops renewing it."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self._lease.total_seconds() / 4)
+                async with self._transaction() as store:
+                    await store.renew_lease(mail, self._clock() + self._lease)
+
+        renewing = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await renewing
+
+    async def _release(self, mail: SpooledMail) -> None:
         async with self._transaction() as store:
-            await store.release([m.mail_id for m in mails], self._clock())
-        structlog.get_logger().info("stopping: unsent mails released", mails=len(mails))
+            await store.release([mail.mail_id], self._clock())
+        structlog.get_logger().info("stopping: unsent mail released", mail_id=str(mail.mail_id))
 
     async def _attempt(self, mail: SpooledMail) -> None:
         log = structlog.get_logger().bind(mail_id=str(mail.mail_id), document_id=str(mail.document_id), kind=mail.kind)

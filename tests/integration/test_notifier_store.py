@@ -76,6 +76,19 @@ async def test_due_mails_are_claimed_oldest_first_and_leased(store: NotifierStor
     }
 
 
+async def test_a_renewed_lease_keeps_the_claim_until_the_attempt_is_recorded(store: NotifierStore) -> None:
+    """Renewing moves the claimed mail's lease on; once its attempt was recorded (a retry), a late renewal from the
+    same claim changes nothing, so the retry's own time holds."""
+    mail = spooled()
+    await store.queue_mail(mail, NOW)
+    [claimed] = await store.claim_due(NOW, NOW + timedelta(seconds=20), 1)
+    await store.renew_lease(claimed, NOW + timedelta(seconds=40))
+    assert (await store.mail(mail.mail_id)).next_attempt_at == NOW + timedelta(seconds=40)
+    await store.mark_retry(mail.mail_id, "421 busy", NOW + timedelta(minutes=5))
+    await store.renew_lease(claimed, NOW + timedelta(seconds=60))
+    assert (await store.mail(mail.mail_id)).next_attempt_at == NOW + timedelta(minutes=5)
+
+
 async def test_each_outcome_of_an_attempt_is_recorded(store: NotifierStore) -> None:
     """Retry counts the attempt and moves the mail on; sent, failed and cancelled end it and drop its text."""
     retried, sent, failed, cancelled = spooled(), spooled(), spooled(), spooled()

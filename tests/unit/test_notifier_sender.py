@@ -12,7 +12,7 @@ import pytest
 
 from services.notifier.config import NotifierSettings
 from services.notifier.render import LINK, Mail
-from services.notifier.sender import MailSender, PermanentFailure, SmtpDelivery
+from services.notifier.sender import LEASE, MailSender, PermanentFailure, SmtpDelivery
 from services.notifier.store import SpooledMail
 from shared.events import NotificationFailed, NotificationSent
 from tests.support.fakes.notifier import FakeNotifierStore
@@ -155,15 +155,37 @@ class HangingSmtp:
 
 
 async def test_a_stop_mid_send_gives_back_the_claims_of_the_mails_not_sent() -> None:
-    """Stopped while sending the first of two claimed mails, the sender makes both due again now, not at the lease's end."""
+    """Stopped while sending the first of two due mails, the sender makes the one it claimed due again now, not at the
+    lease's end; the other was never claimed (one mail is claimed at a time)."""
     first, second = link_mail(), link_mail()
     smtp = HangingSmtp()
     sender, store = await sender_with(first, smtp)  # type: ignore[arg-type]
     await store.queue_mail(second, NOW)
     sending = asyncio.create_task(sender.send_due())
     await asyncio.wait_for(smtp.called.wait(), timeout=5)
-    assert (await store.mail(first.mail_id)).next_attempt_at > NOW + timedelta(seconds=60)  # claimed: leased
+    assert (await store.mail(first.mail_id)).next_attempt_at == NOW + LEASE  # claimed: leased
+    assert (await store.mail(second.mail_id)).next_attempt_at == NOW
     sending.cancel()
     with pytest.raises(asyncio.CancelledError):
         await sending
     assert [(await store.mail(m.mail_id)).next_attempt_at for m in (first, second)] == [NOW, NOW]
+
+
+async def test_a_mail_on_its_way_keeps_its_claim_however_long_smtp_takes() -> None:
+    """While a slow server holds the mail, the sender renews its short lease, so no other notifier takes it; a dead
+    sender stops renewing, and the mail is due again within one lease."""
+    mail, smtp, clock = link_mail(), HangingSmtp(), [NOW]
+    store = FakeNotifierStore()
+    await store.queue_mail(mail, NOW)
+    sender = MailSender(
+        store.transaction, SETTINGS, clock=lambda: clock[0], after_commit=lambda: None, links=FakeLinks(), smtp=smtp,
+        lease=timedelta(seconds=0.2),
+    )
+    sending = asyncio.create_task(sender.send_due())
+    await asyncio.wait_for(smtp.called.wait(), timeout=5)
+    clock[0] = NOW + timedelta(minutes=1)
+    await asyncio.sleep(0.2)
+    assert (await store.mail(mail.mail_id)).next_attempt_at == NOW + timedelta(minutes=1, seconds=0.2)
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending

@@ -68,6 +68,11 @@ class FakeNotifierStore:
             if self.mails[mail_id].status == "pending":
                 self.mails[mail_id] = replace(self.mails[mail_id], next_attempt_at=now)
 
+    async def renew_lease(self, mail: SpooledMail, until: datetime) -> None:
+        held = self.mails[mail.mail_id]
+        if held.status == "pending" and held.attempts == mail.attempts:
+            self.mails[mail.mail_id] = replace(held, next_attempt_at=until)
+
     async def mark_sent(self, mail_id: UUID, now: datetime) -> None:
         mail = self.mails[mail_id]
         self.mails[mail_id] = _cleared(mail, status="sent", sent_at=now, attempts=mail.attempts + 1, last_error=None)
