@@ -1,7 +1,9 @@
 """What every service's HTTP API starts from: a FastAPI app with ``/health``
 (no internal detail in its answer), OpenAPI pages only when asked for
-(``PARAAF_HTTP_DOCS``), and how a PDF is sent so that no browser runs it as
-anything else."""
+(``PARAAF_HTTP_DOCS``), a "try again in a moment" (503) instead of a 500 when
+the database connection was cut mid-request (its transaction was rolled
+back, so nothing happened), and how a PDF is sent so that no browser runs it
+as anything else."""
 
 import unicodedata
 from collections.abc import Callable
@@ -9,10 +11,23 @@ from urllib.parse import quote
 
 import asyncpg
 import structlog
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-__all__ = ["base_app", "content_disposition", "pdf_response"]
+__all__ = ["DATABASE_CUT", "base_app", "content_disposition", "pdf_response"]
+
+# The database went away mid-request: a restart, a failover, an operator ending connections.
+DATABASE_CUT = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+)
+_TRY_AGAIN = (
+    "Even geduld: probeer het zo meteen opnieuw. Er is niets gebeurd.\n"
+    "Un instant : réessayez dans un moment. Rien n'a été fait.\n"
+    "Please try again in a moment. Nothing was done.\n"
+)
 
 
 def base_app(service: str, pool: Callable[[], asyncpg.Pool], *, docs: bool = False, **fastapi_args: object) -> FastAPI:
@@ -29,7 +44,14 @@ def base_app(service: str, pool: Callable[[], asyncpg.Pool], *, docs: bool = Fal
             return JSONResponse({"service": service, "status": "degraded"}, status_code=503)
         return JSONResponse({"service": service, "status": "ok"})
 
+    for cut in DATABASE_CUT:
+        app.add_exception_handler(cut, _database_cut)
     return app
+
+
+async def _database_cut(request: Request, exc: Exception) -> Response:
+    structlog.get_logger().warning("request failed: database connection lost", path=request.url.path, error=repr(exc))
+    return PlainTextResponse(_TRY_AGAIN, status_code=503, headers={"Retry-After": "5"})
 
 
 def _ascii_fallback(filename: str) -> str:

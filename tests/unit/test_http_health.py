@@ -1,5 +1,6 @@
 """Every service's /health: it tells whether the service is up, never why inside."""
 
+import asyncpg
 import httpx
 
 from shared.http import base_app
@@ -26,3 +27,19 @@ async def test_no_openapi_pages_unless_asked_for() -> None:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router.test") as client:
             assert (await client.get("/docs")).status_code == status
             assert (await client.get("/openapi.json")).status_code == status
+
+
+async def test_a_database_connection_cut_mid_request_is_a_503_to_try_again_not_a_500() -> None:
+    """A request whose database connection PostgreSQL ended (a restart, pg_terminate_backend) answers 503 with
+    Retry-After and a sentence in three languages, without the database's error text."""
+    app = base_app("signer", lambda: None)  # type: ignore[arg-type]
+
+    @app.post("/s/{token}/sign")
+    async def sign(token: str) -> None:
+        raise asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command")
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://signer.test") as client:
+        answer = await client.post("/s/abc/sign")
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+    assert "probeer het zo meteen opnieuw" in answer.text and "Please try again" in answer.text
+    assert "administrator command" not in answer.text
