@@ -39,6 +39,7 @@ __all__ = [
     "Problem",
     "Request",
     "Role",
+    "Shield",
     "SignatureEffect",
     "advance",
     "check_steps",
@@ -50,6 +51,7 @@ __all__ = [
     "planned_signatures",
     "reassign",
     "resolve",
+    "shield_of",
     "signature_effect",
     "step_outcome",
     "still_named",
@@ -145,6 +147,45 @@ class FlowDefinition:
 
 
 @dataclass(frozen=True)
+class Shield:
+    """A document of a shielded group (discipline, OCMW): nobody outside the group may stand in for its signers."""
+
+    group: str
+    members: frozenset[str]
+
+    def admits(self, person_id: str) -> bool:
+        return person_id in self.members
+
+
+def shield_of(directory: Directory, group_key: str | None) -> Shield | None:
+    """The shield of a document whose flow's group is ``group_key``; None unless that group is shielded."""
+    group = directory.groups.get(group_key) if group_key else None
+    if group is None or not group.shielded:
+        return None
+    return Shield(group.key, frozenset(p.id for p in directory.people.values() if p.department in group.departments))
+
+
+def _first_admitted(
+    row: Iterable[str], directory: Directory, now: datetime, taken: Collection[str], shield: Shield | None
+) -> tuple[str | None, list[str]]:
+    """The first available person of ``row`` the shield admits, and the available ones it kept out, in order."""
+    kept_out: list[str] = []
+    for candidate in row:
+        if not _available(candidate, directory, now, taken):
+            continue
+        if shield is None or shield.admits(candidate):
+            return candidate, kept_out
+        kept_out.append(candidate)
+    return None, kept_out
+
+
+def _saying_who_was_kept_out(reason: str, kept_out: Sequence[str], shield: Shield | None) -> str:
+    if not kept_out or shield is None:
+        return reason
+    return f"{reason}; not asked, outside shielded group {shield.group}: {', '.join(kept_out)}"
+
+
+@dataclass(frozen=True)
 class Assignment:
     """Who to ask for one signer entry (``entry``) of a step, and why."""
 
@@ -226,26 +267,28 @@ def _in_own_right(signer: str, directory: Directory, now: datetime, taken: Colle
     return None
 
 
-def _stand_in(signer: str, directory: Directory, now: datetime, taken: Collection[str]) -> Assignment:
+def _stand_in(
+    signer: str, directory: Directory, now: datetime, taken: Collection[str], shield: Shield | None = None
+) -> Assignment:
     holders, title = _holders(signer, directory)
     original = directory.people[holders[0]]
-    reason = _reason(original.id, directory, now)
-    for candidate in _substitute_row(holders, directory):
-        if _available(candidate, directory, now, taken):
-            return Assignment(
-                entry=signer, person=directory.people[candidate], title=title, on_behalf_of=original, reason=reason
-            )
+    chosen, kept_out = _first_admitted(_substitute_row(holders, directory), directory, now, taken, shield)
+    reason = _saying_who_was_kept_out(_reason(original.id, directory, now), kept_out, shield)
+    if chosen is not None:
+        return Assignment(entry=signer, person=directory.people[chosen], title=title, on_behalf_of=original, reason=reason)
     return Assignment(
         entry=signer, person=original, title=title, reason=f"{reason}; no substitute is available", unresolved=True
     )
 
 
-def resolve(signer: str, directory: Directory, now: datetime, taken: Collection[str] = ()) -> Assignment:
+def resolve(
+    signer: str, directory: Directory, now: datetime, taken: Collection[str] = (), *, shield: Shield | None = None
+) -> Assignment:
     """The person to ask for ``signer`` at ``now``; ``taken`` are people already asked in this step."""
-    return _in_own_right(signer, directory, now, taken) or _stand_in(signer, directory, now, taken)
+    return _in_own_right(signer, directory, now, taken) or _stand_in(signer, directory, now, taken, shield)
 
 
-def plan_step(step: StepSpec, directory: Directory, now: datetime) -> list[Assignment]:
+def plan_step(step: StepSpec, directory: Directory, now: datetime, *, shield: Shield | None = None) -> list[Assignment]:
     """Who to ask for ``step``: one person per signer entry, never the same person twice.
 
     Entries whose own holder is available are settled first, so a substitute
@@ -263,14 +306,21 @@ def plan_step(step: StepSpec, directory: Directory, now: datetime) -> list[Assig
         holders, _ = _holders(signer, directory)
         if any(h in taken and not is_absent(h, directory, now) for h in holders):
             continue  # a present holder already signs this step for another entry: this one is covered
-        stand_in = _stand_in(signer, directory, now, taken)
+        stand_in = _stand_in(signer, directory, now, taken, shield)
         if stand_in.person.id not in taken:  # an unresolved entry whose original already signs here is covered
             chosen[index] = stand_in
     return [chosen[index] for index in sorted(chosen)]
 
 
 def reassign(
-    original: str, on_behalf_of: str | None, entry_title: str, directory: Directory, now: datetime, taken: Collection[str]
+    original: str,
+    on_behalf_of: str | None,
+    entry_title: str,
+    directory: Directory,
+    now: datetime,
+    taken: Collection[str],
+    *,
+    shield: Shield | None = None,
 ) -> Assignment | None:
     """A new assignee for a pending request of ``original``, who just became absent.
 
@@ -284,12 +334,12 @@ def reassign(
     excluded = {*taken, original}
     if represented.id != original and _available(represented.id, directory, now, excluded):
         return Assignment(entry="", person=represented, title=entry_title)
-    for candidate in _substitute_row((represented.id, original), directory):
-        if _available(candidate, directory, now, excluded):
-            return Assignment(
-                entry="", person=directory.people[candidate], title=entry_title, on_behalf_of=represented, reason="absent"
-            )
-    return None
+    row = _substitute_row((represented.id, original), directory)
+    chosen, kept_out = _first_admitted(row, directory, now, excluded, shield)
+    if chosen is None:
+        return None
+    reason = _saying_who_was_kept_out("absent", kept_out, shield)
+    return Assignment(entry="", person=directory.people[chosen], title=entry_title, on_behalf_of=represented, reason=reason)
 
 
 StepState = Literal["waiting", "complete"]

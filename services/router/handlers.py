@@ -18,6 +18,7 @@ from services.router.domain import (
     plan_step,
     planned_signatures,
     reassign,
+    shield_of,
     signature_effect,
 )
 from services.router.store import RouterStore, person_ref
@@ -143,7 +144,7 @@ async def _start_step(
     store: RouterStore, instance: Instance, number: int, directory: Directory, now: datetime, *, cause: Event
 ) -> None:
     await store.update_instance(instance.document_id, current_step=number)
-    for assignment in plan_step(instance.steps[number - 1], directory, now):
+    for assignment in plan_step(instance.steps[number - 1], directory, now, shield=shield_of(directory, instance.group)):
         await _ask(store, instance, number, assignment, cause=cause)
 
 
@@ -239,14 +240,15 @@ async def _move(store: RouterStore, request: Request, directory: Directory, now:
     taken = {r.person.id for r in await store.step_requests(request.document_id, request.step)
              if r.status in ("pending", "signed") and r.request_id != request.request_id}
     represented = request.on_behalf_of.id if request.on_behalf_of else None
-    assignment = reassign(request.person.id, represented, request.person.title, directory, now, taken)
+    instance = await store.instance(request.document_id)
+    shield = shield_of(directory, instance.group)
+    assignment = reassign(request.person.id, represented, request.person.title, directory, now, taken, shield=shield)
     if assignment is None:
-        await store.publish(
-            RoutingFailed.caused_by(cause, request_id=request.request_id, signer=request.person, reason="absent; no substitute is available")
-        )
+        inside = f" inside shielded group {shield.group}" if shield else ""
+        why = f"absent; no substitute{inside} is available"
+        await store.publish(RoutingFailed.caused_by(cause, request_id=request.request_id, signer=request.person, reason=why))
         return 0
     await store.set_request_status([request.request_id], "reassigned")
-    instance = await store.instance(request.document_id)
     placed = Assignment(request.entry, assignment.person, assignment.title, assignment.on_behalf_of, assignment.reason)
     new = await _ask(store, instance, request.step, placed, cause=cause, replaces=request.request_id)
     await store.publish(

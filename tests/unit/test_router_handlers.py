@@ -7,7 +7,7 @@ import pytest
 
 from services.router import handlers
 from services.router.directory import DirectoryCache
-from services.router.domain import Absence, Directory, FlowDefinition, Person, Role
+from services.router.domain import Absence, Directory, FlowDefinition, Group, Person, Role
 from services.router.scheduler import apply_started_absences
 from shared.errors import CodedError
 from shared.events import (
@@ -281,3 +281,19 @@ def test_person_ref_carries_the_function_a_person_signs_in() -> None:
     from services.router.store import person_ref
 
     assert person_ref(PEOPLE["bart"], "burgemeester") == PersonRef(id="bart", name="Bart Baert", email="bart@x.be", title="burgemeester")
+
+
+async def test_a_shielded_groups_document_is_never_given_to_a_substitute_outside_the_group() -> None:
+    """A social-welfare decision while the mayor is away: his first substitute (outside the shielded group) is passed
+    over for the next one inside it, and the request's reason says who was skipped."""
+    people = {**PEOPLE, "sofie": Person("sofie", "Sofie Smet", "sofie@x.be", department="Bestuur"),
+              "marc": Person("marc", "Marc Maes", "marc@x.be", department="OCMW")}
+    groups = {"sociaal": Group("sociaal", ("OCMW",), shielded=True)}
+    fake = FakeRouterStore(Directory(people=people, roles=ROLES, substitutes=SUBSTITUTES, absences=away("bart"), groups=groups))
+    fake.flow_definitions[("default", "welzijn")] = FlowDefinition(
+        "welzijn", "Welzijnsbesluit", "OCMW", "sociaal", False, (StepSpec(signers=["role:burgemeester"]),)
+    )
+    await submit(fake, flow="welzijn")
+    [request] = fake.sent(SignatureRequested)
+    assert (request.signer.id, request.on_behalf_of.id) == ("marc", "bart")
+    assert request.reason == "absent; not asked, outside shielded group sociaal: sofie"

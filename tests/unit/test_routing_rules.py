@@ -10,6 +10,7 @@ from services.router.domain import (
     MAX_DEPTH,
     Absence,
     Directory,
+    Group,
     Person,
     Role,
     advance,
@@ -19,6 +20,7 @@ from services.router.domain import (
     planned_signatures,
     reassign,
     resolve,
+    shield_of,
     step_outcome,
 )
 from shared.errors import CodedError
@@ -132,6 +134,44 @@ def test_reassignment_with_nobody_available_gives_none() -> None:
     """When every substitute is away, nothing moves (the caller alerts an operator)."""
     directory = city(absent=("director", "deputy"))
     assert reassign("director", None, "algemeen directeur", directory, NOW, taken=set()) is None
+
+
+def welfare_city(absent: tuple[str, ...]) -> Directory:
+    """The OCMW chair's substitutes: first an alderman outside the shielded social-welfare group, then one inside."""
+    people = {
+        "chair": Person("chair", "Chair", "chair@stad.be", department="OCMW"),
+        "alder1": Person("alder1", "Alder1", "alder1@stad.be", department="Bestuur"),
+        "social": Person("social", "Social", "social@stad.be", department="OCMW"),
+    }
+    return Directory(
+        people=people,
+        roles={"voorzitter-bcsd": Role("voorzitter-bcsd", "voorzitter BCSD", ("chair",))},
+        substitutes={"chair": ("alder1", "social")},
+        absences={p: (Absence(p, JULY.starts_at, JULY.ends_at),) for p in absent},
+        groups={"sociaal": Group("sociaal", ("OCMW",), shielded=True), "bestuur": Group("bestuur", ("Bestuur",))},
+    )
+
+
+def test_a_substitute_outside_a_shielded_group_is_skipped_and_the_reason_says_so() -> None:
+    """For a social-welfare document the absent chair's first substitute, an alderman outside the shielded group, is
+    not asked; the next one inside it is, and the reason names who was skipped and why."""
+    directory = welfare_city(absent=("chair",))
+    [assignment] = plan_step(step("role:voorzitter-bcsd"), directory, NOW, shield=shield_of(directory, "sociaal"))
+    assert assignment.person.id == "social"
+    assert assignment.reason == "absent; not asked, outside shielded group sociaal: alder1"
+    [unshielded] = plan_step(step("role:voorzitter-bcsd"), directory, NOW, shield=shield_of(directory, "bestuur"))
+    assert unshielded.person.id == "alder1"
+
+
+def test_with_only_outsiders_free_a_shielded_document_stays_with_its_signer_and_an_operator_is_told() -> None:
+    """When the only free substitute is outside the shielded group, the request is not moved (unresolved on
+    planning, None on reassignment) rather than shown to an outsider."""
+    directory = welfare_city(absent=("chair", "social"))
+    shield = shield_of(directory, "sociaal")
+    [assignment] = plan_step(step("role:voorzitter-bcsd"), directory, NOW, shield=shield)
+    assert (assignment.person.id, assignment.unresolved) == ("chair", True)
+    assert "outside shielded group sociaal: alder1" in (assignment.reason or "")
+    assert reassign("chair", None, "voorzitter BCSD", directory, NOW, taken=set(), shield=shield) is None
 
 
 def test_unknown_signers_are_refused_with_their_step() -> None:
