@@ -12,7 +12,7 @@ from uuid import UUID
 
 import httpx
 
-__all__ = ["LinkGone", "LinkSource", "LinkUnavailable", "MintedLink", "SignerLinks"]
+__all__ = ["LinkGone", "LinkSource", "LinkUnavailable", "MintedLink", "SignerLinks", "SignerNotAnswering"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,10 @@ class LinkGone(LookupError):
 
 class LinkUnavailable(ConnectionError):
     """The signer could not be asked now (down, or refusing the notifier's key): try again later."""
+
+
+class SignerNotAnswering(LinkUnavailable):
+    """The signer does not answer at all (restarting, most likely): the mail waits seconds, not an SMTP retry."""
 
 
 class LinkSource(Protocol):
@@ -48,7 +52,7 @@ class SignerLinks:
             async with httpx.AsyncClient(timeout=self._timeout) as client:
                 response = await client.post(self._url, json=body, headers=self._headers)
         except httpx.HTTPError as exc:
-            raise LinkUnavailable(f"the signer's link API does not answer: {exc!r}") from None
+            raise SignerNotAnswering(f"the signer's link API does not answer: {exc!r}") from None
         if response.status_code == 410:
             raise LinkGone(response.json().get("detail", "no link"))
         if response.status_code != 201:

@@ -34,14 +34,17 @@ import structlog
 
 from services.notifier.config import NotifierSettings
 from services.notifier.domain import GiveUp, RetryBudget, final_refusal
-from services.notifier.links import LinkGone, LinkSource
+from services.notifier.links import LinkGone, LinkSource, SignerNotAnswering
 from services.notifier.render import LINK
 from services.notifier.store import SpooledMail, Transaction
 from shared.clock import Clock
 from shared.events import NotificationFailed, NotificationSent
 from shared.loops import BackgroundLoop
 
-__all__ = ["LEASE", "MailSender", "PermanentFailure", "Smtp", "SmtpDelivery"]
+__all__ = ["LEASE", "SIGNER_RETRY", "MailSender", "PermanentFailure", "Smtp", "SmtpDelivery"]
+
+# How long a mail waits when the signer does not answer for its link (a restart takes seconds); not an attempt.
+SIGNER_RETRY = timedelta(seconds=5)
 
 # How long a claimed mail stays with the notifier that claimed it, renewed every quarter of it while the mail is on
 # its way: after a SIGKILL, the mail is due again within this.
@@ -123,7 +126,8 @@ class MailSender(BackgroundLoop):
                 async with self._lease_renewed(mail):
                     await self._attempt(mail)
             except asyncio.CancelledError:  # stopping: the mail not sent is due again at once, not after the lease
-                await asyncio.shield(self._release(mail))
+                await asyncio.shield(self._release(mail, self._clock()))
+                structlog.get_logger().info("stopping: unsent mail released", mail_id=str(mail.mail_id))
                 raise
         return self._batch
 
@@ -151,10 +155,10 @@ class MailSender(BackgroundLoop):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await renewing
 
-    async def _release(self, mail: SpooledMail) -> None:
+    async def _release(self, mail: SpooledMail, at: datetime) -> None:
+        """Give the claim back, the mail due again ``at``, without counting an attempt."""
         async with self._transaction() as store:
-            await store.release([mail.mail_id], self._clock())
-        structlog.get_logger().info("stopping: unsent mail released", mail_id=str(mail.mail_id))
+            await store.release([mail.mail_id], at)
 
     async def _attempt(self, mail: SpooledMail) -> None:
         log = structlog.get_logger().bind(mail_id=str(mail.mail_id), document_id=str(mail.document_id), kind=mail.kind)
@@ -166,6 +170,9 @@ class MailSender(BackgroundLoop):
         except PermanentFailure as exc:
             await self._give_up(mail, str(exc))
             log.warning("mail refused permanently", error=str(exc))
+        except SignerNotAnswering as exc:
+            await self._release(mail, self._clock() + SIGNER_RETRY)
+            log.info("mail waits: the signer does not answer for its link", error=str(exc), retry_in=SIGNER_RETRY.total_seconds())
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             await self._failed(mail, f"{exc.__class__.__name__}: {exc}", log)
         else:

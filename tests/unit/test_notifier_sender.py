@@ -11,8 +11,9 @@ import aiosmtplib
 import pytest
 
 from services.notifier.config import NotifierSettings
+from services.notifier.links import SignerNotAnswering
 from services.notifier.render import LINK, Mail
-from services.notifier.sender import LEASE, MailSender, PermanentFailure, SmtpDelivery
+from services.notifier.sender import LEASE, SIGNER_RETRY, MailSender, PermanentFailure, SmtpDelivery
 from services.notifier.store import SpooledMail
 from shared.events import NotificationFailed, NotificationSent
 from tests.support.fakes.notifier import FakeNotifierStore
@@ -189,3 +190,21 @@ async def test_a_mail_on_its_way_keeps_its_claim_however_long_smtp_takes() -> No
     sending.cancel()
     with pytest.raises(asyncio.CancelledError):
         await sending
+
+
+class _SignerRestarting(FakeLinks):
+    """The signer's link API that does not answer at all, as while the signer restarts."""
+
+    async def signing_link(self, request_id, mail_id):  # type: ignore[no-untyped-def]
+        raise SignerNotAnswering("the signer's link API does not answer: ConnectError('All connection attempts failed')")
+
+
+async def test_a_mail_whose_link_the_signer_cannot_make_yet_waits_seconds_and_counts_no_attempt() -> None:
+    """While the signer restarts, the mail is due again in SIGNER_RETRY (seconds, not the SMTP back-off of a minute),
+    its retry budget untouched and no notification.failed published."""
+    mail = link_mail()
+    sender, store = await sender_with(mail, Smtp(), _SignerRestarting())  # type: ignore[arg-type]
+    assert await sender.send_due() == 1
+    waiting = await store.mail(mail.mail_id)
+    assert (waiting.status, waiting.attempts, waiting.next_attempt_at) == ("pending", 0, NOW + SIGNER_RETRY)
+    assert store.sent(NotificationFailed) == []

@@ -63,10 +63,10 @@ class FakeNotifierStore:
         self.mails.update((m.mail_id, m) for m in claimed)
         return claimed
 
-    async def release(self, mail_ids: Sequence[UUID], now: datetime) -> None:
+    async def release(self, mail_ids: Sequence[UUID], at: datetime) -> None:
         for mail_id in mail_ids:
             if self.mails[mail_id].status == "pending":
-                self.mails[mail_id] = replace(self.mails[mail_id], next_attempt_at=now)
+                self.mails[mail_id] = replace(self.mails[mail_id], next_attempt_at=at)
 
     async def renew_lease(self, mail: SpooledMail, until: datetime) -> None:
         held = self.mails[mail.mail_id]
