@@ -30,7 +30,8 @@ class LinkUnavailable(ConnectionError):
 
 
 class SignerNotAnswering(LinkUnavailable):
-    """The signer does not answer at all (restarting, most likely): the mail waits seconds, not an SMTP retry."""
+    """The signer does not answer, or answers "try again" (restarting, its database cut): the mail waits seconds,
+    not an SMTP retry."""
 
 
 class LinkSource(Protocol):
@@ -55,6 +56,8 @@ class SignerLinks:
             raise SignerNotAnswering(f"the signer's link API does not answer: {exc!r}") from None
         if response.status_code == 410:
             raise LinkGone(response.json().get("detail", "no link"))
+        if response.status_code in (502, 503, 504):  # restarting, or its database just went away: seconds, not minutes
+            raise SignerNotAnswering(f"the signer's link API answered {response.status_code}: try again shortly")
         if response.status_code != 201:
             raise LinkUnavailable(f"the signer's link API answered {response.status_code}: {response.text[:200]}")
         answer = response.json()

@@ -27,7 +27,8 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, parseaddr
+from uuid import UUID
 
 import aiosmtplib
 import structlog
@@ -41,7 +42,7 @@ from shared.clock import Clock
 from shared.events import NotificationFailed, NotificationSent
 from shared.loops import BackgroundLoop
 
-__all__ = ["LEASE", "SIGNER_RETRY", "MailSender", "PermanentFailure", "Smtp", "SmtpDelivery"]
+__all__ = ["LEASE", "SIGNER_RETRY", "MailSender", "message_id", "PermanentFailure", "Smtp", "SmtpDelivery"]
 
 # How long a mail waits when the signer does not answer for its link (a restart takes seconds); not an attempt.
 SIGNER_RETRY = timedelta(seconds=5)
@@ -87,6 +88,12 @@ class SmtpDelivery:
             use_tls=False,
             timeout=settings.smtp_timeout_seconds,
         )
+
+
+def message_id(mail_id: UUID, sender: str) -> str:
+    """The same for every attempt of one mail, so a copy sent again after a crash is shown as the same message."""
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "paraaf.invalid"
+    return f"<{mail_id}@{domain}>"
 
 
 class MailSender(BackgroundLoop):
@@ -236,7 +243,7 @@ class MailSender(BackgroundLoop):
         message["To"] = mail.recipient
         message["Subject"] = content.subject
         message["Date"] = format_datetime(mail.created_at or self._clock())
-        message["Message-ID"] = make_msgid(idstring=str(mail.mail_id), domain="paraaf")
+        message["Message-ID"] = message_id(mail.mail_id, self._from)
         # RFC 3834: out-of-office replies (signers on leave) must not answer a machine.
         message["Auto-Submitted"] = "auto-generated"
         message.set_content(content.text)

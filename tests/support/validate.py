@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
-__all__ = ["PdfsigReport", "PyhankoReport", "pdfsig", "pyhanko_validate"]
+__all__ = ["PdfsigReport", "PyhankoReport", "pdfsig", "pdfsig_all", "pyhanko_validate"]
 
 
 @dataclass(frozen=True)
@@ -67,22 +68,34 @@ def pdfsig(pdf: bytes, root_pem: bytes) -> list[PdfsigReport]:
 
     pdfsig exits 0 even for a broken signature, so its text is parsed.
     """
+    return pdfsig_all([pdf], root_pem)[0]
+
+
+def pdfsig_all(pdfs: Sequence[bytes], root_pem: bytes) -> list[list[PdfsigReport]]:
+    """pdfsig on each PDF, with one NSS trust store for all of them (setting one up is most of pdfsig's cost)."""
     if shutil.which("pdfsig") is None or shutil.which("certutil") is None:
         raise RuntimeError("pdfsig and certutil are needed: apt-get install poppler-utils libnss3-tools")
     with tempfile.TemporaryDirectory() as tmp:
-        nss, root, document = Path(tmp) / "nss", Path(tmp) / "root.pem", Path(tmp) / "document.pdf"
-        nss.mkdir()
-        root.write_bytes(root_pem)
-        document.write_bytes(pdf)
-        subprocess.run(["certutil", "-N", "-d", f"sql:{nss}", "--empty-password"], check=True, capture_output=True)
-        subprocess.run(
-            ["certutil", "-A", "-d", f"sql:{nss}", "-n", "Paraaf Root", "-t", "C,C,C", "-a", "-i", str(root)],
-            check=True,
-            capture_output=True,
-        )
-        result = subprocess.run(
-            ["pdfsig", "-nssdir", f"sql:{nss}", str(document)], capture_output=True, text=True, check=False
-        )
+        nss = _nss_store(Path(tmp), root_pem)
+        return [_pdfsig_one(nss, Path(tmp) / "document.pdf", pdf) for pdf in pdfs]
+
+
+def _nss_store(tmp: Path, root_pem: bytes) -> Path:
+    nss, root = tmp / "nss", tmp / "root.pem"
+    nss.mkdir()
+    root.write_bytes(root_pem)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{nss}", "--empty-password"], check=True, capture_output=True)
+    subprocess.run(
+        ["certutil", "-A", "-d", f"sql:{nss}", "-n", "Paraaf Root", "-t", "C,C,C", "-a", "-i", str(root)],
+        check=True,
+        capture_output=True,
+    )
+    return nss
+
+
+def _pdfsig_one(nss: Path, document: Path, pdf: bytes) -> list[PdfsigReport]:
+    document.write_bytes(pdf)
+    result = subprocess.run(["pdfsig", "-nssdir", f"sql:{nss}", str(document)], capture_output=True, text=True, check=False)
     output = result.stdout
     reports = []
     for block in re.split(r"^Signature #\d+:", output, flags=re.M)[1:]:

@@ -13,7 +13,7 @@ import pytest
 from services.notifier.config import NotifierSettings
 from services.notifier.links import SignerNotAnswering
 from services.notifier.render import LINK, Mail
-from services.notifier.sender import LEASE, SIGNER_RETRY, MailSender, PermanentFailure, SmtpDelivery
+from services.notifier.sender import LEASE, SIGNER_RETRY, MailSender, PermanentFailure, SmtpDelivery, message_id
 from services.notifier.store import SpooledMail
 from shared.events import NotificationFailed, NotificationSent
 from tests.support.fakes.notifier import FakeNotifierStore
@@ -208,3 +208,12 @@ async def test_a_mail_whose_link_the_signer_cannot_make_yet_waits_seconds_and_co
     waiting = await store.mail(mail.mail_id)
     assert (waiting.status, waiting.attempts, waiting.next_attempt_at) == ("pending", 0, NOW + SIGNER_RETRY)
     assert store.sent(NotificationFailed) == []
+
+
+def test_every_attempt_of_a_mail_carries_the_same_message_id() -> None:
+    """A mail sent again after the notifier died mid-send has the Message-ID of the first copy, so a mail client
+    shows one message; it names the sending domain."""
+    mail_id = uuid4()
+    first, again = message_id(mail_id, "Paraaf <paraaf@stad.be>"), message_id(mail_id, "Paraaf <paraaf@stad.be>")
+    assert first == again == f"<{mail_id}@stad.be>"
+    assert message_id(uuid4(), "Paraaf <paraaf@stad.be>") != first
