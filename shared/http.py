@@ -16,11 +16,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 __all__ = ["DATABASE_CUT", "base_app", "content_disposition", "pdf_response"]
 
-# The database went away mid-request: a restart, a failover, an operator ending connections.
+# The database went away mid-request: a restart, a failover, an operator ending connections; or a pooled
+# connection left mid-operation by such a cut (asyncpg: "cannot switch to state ..., another operation is in
+# progress", seen in the fault suite after pg_terminate_backend).
 DATABASE_CUT = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     ConnectionError,
 )
 _TRY_AGAIN = (

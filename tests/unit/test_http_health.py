@@ -2,6 +2,7 @@
 
 import asyncpg
 import httpx
+import pytest
 
 from shared.http import base_app
 
@@ -29,17 +30,25 @@ async def test_no_openapi_pages_unless_asked_for() -> None:
             assert (await client.get("/openapi.json")).status_code == status
 
 
-async def test_a_database_connection_cut_mid_request_is_a_503_to_try_again_not_a_500() -> None:
+@pytest.mark.parametrize(
+    "cut",
+    [
+        asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
+        asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
+    ],
+    ids=["backend terminated", "pooled connection left mid-operation"],
+)
+async def test_a_database_connection_cut_mid_request_is_a_503_to_try_again_not_a_500(cut: Exception) -> None:
     """A request whose database connection PostgreSQL ended (a restart, pg_terminate_backend) answers 503 with
     Retry-After and a sentence in three languages, without the database's error text."""
     app = base_app("signer", lambda: None)  # type: ignore[arg-type]
 
     @app.post("/s/{token}/sign")
     async def sign(token: str) -> None:
-        raise asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command")
+        raise cut
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://signer.test") as client:
         answer = await client.post("/s/abc/sign")
     assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
     assert "probeer het zo meteen opnieuw" in answer.text and "Please try again" in answer.text
-    assert "administrator command" not in answer.text
+    assert str(cut) not in answer.text
