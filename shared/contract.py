@@ -26,6 +26,7 @@ __all__ = [
     "Outcome",
     "ReissueSigningLink",
     "SendDownloadLink",
+    "SendSignInLink",
     "SendSigningLink",
     "SubmitDocument",
     "describe_validation_error",
@@ -185,6 +186,16 @@ class SendDownloadLink(Command):
     expires_at: datetime  # the download link, made when the mail is sent, works at least until then
 
 
+class SendSignInLink(Command):
+    """Signer (the portal) → notifier: mail this person a one-time sign-in link (made by the signer at send time).
+    ``correlation_id`` is the sign-in attempt: the notifier asks the signer for that attempt's link."""
+
+    routing_key: ClassVar[str] = "notify.sign-in-link"
+
+    recipient: PersonRef
+    expires_at: datetime  # the link, made when the mail is sent, works at least until then (15 minutes)
+
+
 COMMAND_TYPES: dict[str, type[Command]] = {
-    command.routing_key: command for command in (SendSigningLink, ReissueSigningLink, SendDownloadLink)
+    command.routing_key: command for command in (SendSigningLink, ReissueSigningLink, SendDownloadLink, SendSignInLink)
 }

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
 
-from shared.contract import SOURCE_NAME, ReissueSigningLink, SendDownloadLink, SendSigningLink
+from shared.contract import SOURCE_NAME, ReissueSigningLink, SendDownloadLink, SendSignInLink, SendSigningLink
 from shared.events import (
     DeadLetterDropped,
     DocumentAccepted,
@@ -227,6 +227,7 @@ NOTIFIER_EVENTS = _queue(
     [
         (COMMANDS, SendSigningLink.routing_key),
         (COMMANDS, SendDownloadLink.routing_key),
+        (COMMANDS, SendSignInLink.routing_key),
         *(
             (EVENTS, k)
             for k in _events(
@@ -279,7 +280,7 @@ TOPOLOGY = Topology(
             consumes=(SIGNER_EVENTS,),
             publishes={
                 EVENTS.name: _exact(*_events(Signed, SignatureDeclined)),
-                COMMANDS.name: _exact(SendSigningLink.routing_key, SendDownloadLink.routing_key),
+                COMMANDS.name: _exact(SendSigningLink.routing_key, SendDownloadLink.routing_key, SendSignInLink.routing_key),
                 DLX.name: (".*",),
             },
         ),
