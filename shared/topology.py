@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
 
-from shared.contract import SOURCE_NAME, ReissueSigningLink, SendDownloadLink, SendSignInLink, SendSigningLink
+from shared.contract import SOURCE_NAME, ReissueSigningLink, SendDownloadLink, SendSigningLink, SendSignInLink
 from shared.events import (
     DeadLetterDropped,
     DocumentAccepted,
