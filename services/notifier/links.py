@@ -22,7 +22,8 @@ class MintedLink:
 
 
 class LinkGone(LookupError):
-    """The signer will make no link: the request is closed, or there is nothing to download."""
+    """The signer will make no link: the request is closed, there is nothing to download, or the sign-in attempt
+    is unknown, used or expired."""
 
 
 class LinkUnavailable(ConnectionError):
@@ -38,6 +39,8 @@ class LinkSource(Protocol):
     async def signing_link(self, request_id: UUID, mail_id: UUID) -> MintedLink: ...
 
     async def download_link(self, document_id: UUID, person_id: str, mail_id: UUID) -> MintedLink: ...
+
+    async def sign_in_link(self, attempt_id: UUID, mail_id: UUID) -> MintedLink: ...
 
 
 class SignerLinks:
@@ -70,3 +73,6 @@ class SignerLinks:
         return await self._ask(
             {"kind": "download", "document_id": str(document_id), "person_id": person_id, "mail_id": str(mail_id)}
         )
+
+    async def sign_in_link(self, attempt_id: UUID, mail_id: UUID) -> MintedLink:
+        return await self._ask({"kind": "sign_in", "request_id": str(attempt_id), "mail_id": str(mail_id)})

@@ -1,7 +1,8 @@
 """Delivers the mail spool over SMTP, apart from event consumption.
 
 A mail that carries a link gets it now, from the signer (links.py): the
-spool holds only a placeholder. A request closed meanwhile gets no mail;
+spool holds only a placeholder. A request closed meanwhile gets no mail, nor
+does a sign-in attempt the signer no longer knows (used or expired);
 when the signer cannot be asked, the mail waits like it would for SMTP.
 
 Mails are claimed one at a time in a short transaction and sent with no
@@ -232,6 +233,8 @@ class MailSender(BackgroundLoop):
             return (await self._links.signing_link(mail.request_id, mail.mail_id)).url
         if mail.link_kind == "download" and mail.link_person is not None:
             return (await self._links.download_link(mail.document_id, mail.link_person, mail.mail_id)).url
+        if mail.link_kind == "sign_in" and mail.request_id is not None:
+            return (await self._links.sign_in_link(mail.request_id, mail.mail_id)).url
         return None
 
     async def _message(self, mail: SpooledMail) -> EmailMessage:

@@ -35,9 +35,9 @@ class SpooledMail:
     kind: str
     recipient: str
     content: Mail  # its text is cleared once the mail is sent, failed or cancelled
-    request_id: UUID | None = None  # of a signing-link mail
+    request_id: UUID | None = None  # of a signing-link mail; of a sign-in mail, the sign-in attempt
     related_documents: tuple[UUID, ...] = ()  # of a notice about several documents
-    link_kind: str | None = None  # signing | download
+    link_kind: str | None = None  # signing | download | sign_in
     link_person: str | None = None  # whose download link
     created_at: datetime | None = None
     status: str = "pending"  # pending | sent | failed | cancelled

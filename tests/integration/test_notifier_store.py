@@ -61,6 +61,15 @@ async def test_a_mail_is_queued_once_per_intent_and_reads_back_pending(store: No
     assert await store.mail(uuid4()) is None
 
 
+async def test_a_sign_in_mail_reads_back_with_its_attempt(store: NotifierStore) -> None:
+    """A sign-in mail is kept with the sign-in attempt it asks the signer's link for."""
+    attempt_id = uuid4()
+    mail = spooled(document_id=attempt_id, request_id=attempt_id, kind="sign_in", link_kind="sign_in")
+    assert await store.queue_mail(mail, NOW) is True
+    read = await store.mail(mail.mail_id)
+    assert (read.kind, read.link_kind, read.request_id) == ("sign_in", "sign_in", attempt_id)
+
+
 async def test_due_mails_are_claimed_oldest_first_and_leased(store: NotifierStore) -> None:
     """Only pending mails that are due are claimed, up to the limit; a claimed mail is not due again before its lease ends."""
     older, newer, later = spooled(), spooled(), spooled()

@@ -38,7 +38,8 @@ class FakeClock:
 
 
 class FakeLinks:
-    """The signer's link API as the notifier sees it: a new link per call; none for a request marked closed."""
+    """The signer's link API as the notifier sees it: a new link per call; none for a request, or a sign-in attempt,
+    marked closed."""
 
     def __init__(self, base_url: str = "http://signer.test") -> None:
         self._base = base_url
@@ -58,6 +59,12 @@ class FakeLinks:
     async def download_link(self, document_id: UUID, person_id: str, mail_id: UUID) -> MintedLink:
         self.asked.append((f"download:{document_id}:{person_id}", mail_id))
         return self._link("d")
+
+    async def sign_in_link(self, attempt_id: UUID, mail_id: UUID) -> MintedLink:
+        self.asked.append((f"sign_in:{attempt_id}", mail_id))
+        if attempt_id in self.closed:
+            raise LinkGone(f"sign-in attempt {attempt_id} is unknown, used or expired")
+        return self._link("a")
 
 
 def notifier_settings(database_url: str, amqp_url: str, smtp: SmtpServer, port: int, *, secrets_dir: str, **changes: Any) -> Any:

@@ -119,6 +119,37 @@ async def test_a_mail_whose_request_closed_is_cancelled_unsent() -> None:
     assert smtp.accepted == [] and store.published == []
 
 
+def sign_in_mail() -> SpooledMail:
+    attempt_id = uuid4()
+    return link_mail(
+        document_id=attempt_id, kind="sign_in", content=Mail("Sign in to Paraaf", f"Sign in: {LINK}", f'<a href="{LINK}">Sign in</a>'),
+        request_id=attempt_id, link_kind="sign_in",
+    )
+
+
+async def test_a_sign_in_mail_goes_out_with_the_attempt_s_link() -> None:
+    """The sender asks the signer for the sign-in attempt's link, for this mail, and sends the mail with it."""
+    mail, smtp, links = sign_in_mail(), Smtp(), FakeLinks()
+    sender, store = await sender_with(mail, smtp, links)
+    await sender.send_due()
+    assert links.asked == [(f"sign_in:{mail.request_id}", mail.mail_id)]
+    [message] = smtp.accepted
+    assert "http://signer.test/a/token0001" in message.get_body(("plain",)).get_content()
+    assert LINK not in message.get_body(("html",)).get_content()
+    assert (await store.mail(mail.mail_id)).status == "sent"
+
+
+async def test_a_sign_in_mail_whose_attempt_the_signer_no_longer_knows_is_dropped() -> None:
+    """When the signer answers 410 (the attempt is unknown, used or expired), the mail is cancelled unsent and nothing is
+    published."""
+    mail, smtp, links = sign_in_mail(), Smtp(), FakeLinks()
+    links.closed.add(mail.request_id)
+    sender, store = await sender_with(mail, smtp, links)
+    await sender.send_due()
+    assert (await store.mail(mail.mail_id)).status == "cancelled"
+    assert smtp.accepted == [] and store.published == []
+
+
 class _Refusing(SmtpDelivery):
     def __init__(self, error: Exception) -> None:
         super().__init__(SETTINGS)
