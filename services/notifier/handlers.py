@@ -16,7 +16,7 @@ from services.notifier.domain import DueDate, Move, ReminderPolicy, Schedule, ha
 from services.notifier.render import LINK, Mail, MailRenderer
 from services.notifier.store import NotifierStore, SpooledMail
 from shared.clock import Clock
-from shared.contract import SendDownloadLink, SendSigningLink
+from shared.contract import SendDownloadLink, SendSigningLink, SendSignInLink
 from shared.events import (
     DocumentCompleted,
     DocumentDeclined,
@@ -33,6 +33,7 @@ __all__ = [
     "on_request_closed",
     "on_routing_failed",
     "on_send_download_link",
+    "on_send_sign_in_link",
     "on_send_signing_link",
 ]
 
@@ -112,6 +113,19 @@ async def on_send_download_link(command: SendDownloadLink, store: NotifierStore,
     spooled = SpooledMail(
         command.command_id, command.org, command.correlation_id, "document_completed", command.recipient.email or "", mail,
         link_kind="download", link_person=command.recipient.id,
+    )
+    await store.queue_mail(spooled, clock())
+
+
+async def on_send_sign_in_link(command: SendSignInLink, store: NotifierStore, *, renderer: MailRenderer, clock: Clock) -> None:
+    """Mail a person the one-time link that signs her in to the portal; the attempt (``correlation_id``) names the link."""
+    if not has_address(command.recipient):
+        structlog.get_logger().warning("no mail: the person signing in has no address", person=command.recipient.id)
+        return
+    mail = renderer.render("sign_in", command.recipient.language, recipient=command.recipient, link=LINK, expires_at=command.expires_at)
+    spooled = SpooledMail(
+        command.command_id, command.org, command.correlation_id, "sign_in", command.recipient.email or "", mail,
+        request_id=command.correlation_id, link_kind="sign_in",
     )
     await store.queue_mail(spooled, clock())
 

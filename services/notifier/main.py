@@ -22,7 +22,7 @@ from services.notifier.scheduler import ReminderScheduler
 from services.notifier.sender import MailSender
 from services.notifier.store import NotifierTransactions, PostgresNotifierStore
 from shared.clock import Clock, clock_from
-from shared.contract import SendDownloadLink, SendSigningLink
+from shared.contract import SendDownloadLink, SendSigningLink, SendSignInLink
 from shared.events import (
     DocumentCompleted,
     DocumentDeclined,
@@ -88,6 +88,7 @@ def handlers_of(settings: NotifierSettings, renderer: MailRenderer, policy: Remi
     return {
         SendSigningLink: partial(handlers.on_send_signing_link, renderer=renderer, policy=policy, clock=clock),
         SendDownloadLink: partial(handlers.on_send_download_link, renderer=renderer, clock=clock),
+        SendSignInLink: partial(handlers.on_send_sign_in_link, renderer=renderer, clock=clock),
         Signed: closed,
         SignatureCancelled: closed,
         SignatureReassigned: closed,

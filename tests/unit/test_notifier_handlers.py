@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 from services.notifier import handlers
 from services.notifier.domain import ReminderPolicy, operator_mail_id
 from services.notifier.render import LINK, MailRenderer
-from shared.contract import SendDownloadLink, SendSigningLink
+from shared.contract import SendDownloadLink, SendSigningLink, SendSignInLink
 from shared.events import (
     DocumentCompleted,
     DocumentDeclined,
@@ -170,6 +170,27 @@ async def test_no_download_link_mail_to_a_submitter_without_an_address() -> None
     store = FakeNotifierStore()
     command = SendDownloadLink(correlation_id=uuid4(), recipient=PersonRef(id="x", name="X"), title="B", expires_at=MONDAY)
     await handlers.on_send_download_link(command, store, renderer=RENDERER, clock=lambda: MONDAY)
+    assert store.mails == {}
+
+
+async def test_a_sign_in_link_mail_is_queued_once_per_command() -> None:
+    """SendSignInLink queues one sign_in mail, however often it arrives, that the sender completes with the attempt's link."""
+    store = FakeNotifierStore()
+    command = SendSignInLink(correlation_id=uuid4(), recipient=MARC, expires_at=MONDAY + timedelta(minutes=15))
+    for _ in range(2):
+        await handlers.on_send_sign_in_link(command, store, renderer=RENDERER, clock=lambda: MONDAY)
+    [mail] = store.mails.values()
+    assert (mail.mail_id, mail.kind, mail.recipient, mail.link_kind, mail.request_id) == (
+        command.command_id, "sign_in", MARC.email, "sign_in", command.correlation_id
+    )
+    assert mail.content.subject == "Connexion à Paraaf" and LINK in mail.content.text
+
+
+async def test_no_sign_in_link_mail_to_a_person_without_an_address() -> None:
+    """A person without an address gets no sign-in mail."""
+    store = FakeNotifierStore()
+    command = SendSignInLink(correlation_id=uuid4(), recipient=PersonRef(id="x", name="X"), expires_at=MONDAY)
+    await handlers.on_send_sign_in_link(command, store, renderer=RENDERER, clock=lambda: MONDAY)
     assert store.mails == {}
 
 

@@ -6,6 +6,7 @@ from uuid import uuid4
 import pytest
 
 from services.notifier.render import KINDS, LANGUAGES, MailRenderer
+from services.notifier.render import LINK as PLACEHOLDER
 from shared.events import PersonRef, SignatureRecord
 
 AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)  # 10:30 in Brussels
@@ -15,7 +16,7 @@ SUBMITTER = PersonRef(id="elen.elaut", name="Elen Elaut", email="elen@example.or
 ABSENT = PersonRef(id="bart.baert", name="Bart Baert", email="bart@example.org", title="burgemeester")
 TITLE = "Collegebesluit <42> & co"
 
-LINKED = {"request", "reminder", "reassigned", "completed"}
+LINKED = {"request", "reminder", "reassigned", "completed", "sign_in"}
 
 
 def values(kind: str) -> dict:
@@ -53,17 +54,21 @@ def values(kind: str) -> dict:
             "signer": ABSENT, "reason": "no substitute available", "document_id": uuid4(), "request_id": uuid4(),
             "occurred_at": AT,
         },
+        "sign_in": {"recipient": PERSON, "link": LINK, "expires_at": AT},
     }[kind]
 
 
 # One word per language that only a mail in that language carries in its subject.
 SUBJECT_WORDS = {
     "nl": {"request": "ondertekening", "reminder": "Herinnering", "reassigned": "overgedragen", "moved": "afwezigheid",
-           "completed": "Ondertekend", "declined": "Geweigerd", "routing_alert": "vervanger"},
+           "completed": "Ondertekend", "declined": "Geweigerd", "routing_alert": "vervanger",
+           "sign_in": "Aanmelden"},
     "fr": {"request": "signer", "reminder": "Rappel", "reassigned": "Transmis", "moved": "absence",
-           "completed": "Signé", "declined": "Refusé", "routing_alert": "remplaçant"},
+           "completed": "Signé", "declined": "Refusé", "routing_alert": "remplaçant",
+           "sign_in": "Connexion"},
     "en": {"request": "signature", "reminder": "Reminder", "reassigned": "Passed on", "moved": "away",
-           "completed": "Signed", "declined": "Declined", "routing_alert": "substitute"},
+           "completed": "Signed", "declined": "Declined", "routing_alert": "substitute",
+           "sign_in": "Sign in"},
 }
 
 
@@ -111,3 +116,25 @@ def test_the_absence_notice_lists_every_moved_document() -> None:
     mail = MailRenderer().render("moved", "en", **values("moved"))
     assert mail.subject == "Passed on while you are away: 2 documents"
     assert mail.text.count(f'"{TITLE}" to Ann Aerts') == 2
+
+
+@pytest.mark.parametrize(
+    ("language", "subject", "until", "ignore"),
+    [
+        ("nl", "Aanmelden bij Paraaf", "tot 02-03-2026 om 10:30", "Niemand kan zich aanmelden zonder deze mail."),
+        ("fr", "Connexion à Paraaf", "jusqu'au 02/03/2026 à 10:30", "Personne ne peut se connecter sans ce mail."),
+        ("en", "Sign in to Paraaf", "until 02 March 2026 at 10:30", "Nobody can sign in without this mail."),
+    ],
+)
+def test_a_sign_in_mail_carries_the_link_once_and_says_it_works_once_for_15_minutes(
+    language: str, subject: str, until: str, ignore: str
+) -> None:
+    """The sign-in mail's link, made at send time, replaces the placeholder in both parts; it tells how long the link
+    works, in Brussels time, and that a person who did not ask for it can ignore it."""
+    mail = MailRenderer("Europe/Brussels").render("sign_in", language, recipient=PERSON, link=PLACEHOLDER, expires_at=AT)
+    sent = mail.with_link(LINK)
+    assert sent.subject == subject
+    assert PLACEHOLDER not in sent.text + sent.html
+    assert sent.text.count(LINK) == 1 and sent.html.count(f'href="{LINK}"') == 1
+    assert "15" in sent.text and until in sent.text and until in sent.html
+    assert ignore in sent.text and ignore in sent.html
