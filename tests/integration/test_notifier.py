@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 from pydantic import BaseModel
 
-from shared.contract import SendSigningLink
+from shared.contract import SendSigningLink, SendSignInLink
 from shared.events import (
     DocumentDeclined,
     DocumentWithdrawn,
@@ -133,6 +133,24 @@ async def test_a_command_delivered_twice_sends_one_mail_with_a_link_made_as_it_w
     )
     leftovers = await db.fetch("SELECT text_body, html_body FROM notifier.mails")
     assert not any("signer.test" in (r["text_body"] or "") + (r["html_body"] or "") for r in leftovers)
+
+
+async def test_a_sign_in_command_delivered_twice_sends_one_mail_with_the_attempt_s_link(
+    notifier, settings, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock, links: FakeLinks
+) -> None:
+    """The portal's SendSignInLink twice: one mail in the person's language, carrying the link the signer made for the
+    sign-in attempt when it went out; notification.sent names the attempt."""
+    command = SendSignInLink(correlation_id=uuid4(), recipient=MARC, expires_at=clock() + timedelta(minutes=15))
+    async with Listener(amqp_url, EVENTS.name, ["notification.*"]) as events:
+        await publish(settings, command, command)
+        [mail] = await smtp_server.wait_for_mail(MARC.email)
+        await events.wait("notification.sent")
+        await quiet(0.5)
+    assert mail.subject == "Connexion à Paraaf" and len(smtp_server.received) == 1
+    assert links.asked == [(f"sign_in:{command.correlation_id}", command.command_id)]
+    assert "http://signer.test/a/token0001" in mail.text and 'href="http://signer.test/a/token0001' in mail.html
+    [sent] = events.bodies("notification.sent")
+    assert (sent["kind"], sent["correlation_id"]) == ("sign_in", str(command.correlation_id))
 
 
 async def test_reminders_are_asked_of_the_signer_on_working_days_up_to_the_maximum(
