@@ -34,6 +34,7 @@ from services.admin.broker import ManagementApi, setup_broker
 from services.admin.config import AdminSettings
 from services.admin.database import SCHEMAS, SERVICES, setup_database
 from shared.topology import TOPOLOGY, Topology
+from tests.support.oidc import OidcProvider, run_oidc_provider
 from tests.support.session import MANAGEMENT_API, SESSION_PREFIX
 from tests.support.smtp import SmtpServer
 
@@ -279,3 +280,9 @@ async def smtp_server() -> AsyncIterator[SmtpServer]:
     await server.stop()
 
 
+
+@pytest.fixture
+def oidc_provider() -> Iterator[OidcProvider]:
+    """A real OpenID Connect provider on the loopback (oidc-provider-mock), new for each test."""
+    with run_oidc_provider() as provider:
+        yield provider
