@@ -24,11 +24,13 @@ __all__ = [
     "Language",
     "Command",
     "Outcome",
+    "RegisterAbsence",
     "ReissueSigningLink",
     "SendDownloadLink",
     "SendSignInLink",
     "SendSigningLink",
     "SubmitDocument",
+    "WithdrawDocument",
     "describe_validation_error",
 ]
 
@@ -196,6 +198,30 @@ class SendSignInLink(Command):
     expires_at: datetime  # the link, made when the mail is sent, works at least until then (15 minutes)
 
 
+class WithdrawDocument(Command):
+    """Signer (the portal) → router: a signed-in person withdraws a document; the portal checked she is its
+    submitter or an operator, and the router checks it again. ``correlation_id`` is the document."""
+
+    routing_key: ClassVar[str] = "router.withdraw"
+
+    withdrawn_by: str  # her directory id, from her session (never a name typed in a form)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class RegisterAbsence(Command):
+    """Signer (the portal) → router: a person will be away; the portal checked who may say so (herself, or an
+    admin). ``correlation_id`` is the absence's own id."""
+
+    routing_key: ClassVar[str] = "router.register-absence"
+
+    person_id: str
+    starts_at: datetime
+    ends_at: datetime  # the first moment back
+    registered_by: str  # the signed-in person's directory id
+    note: str = Field(default="", max_length=500)
+
+
 COMMAND_TYPES: dict[str, type[Command]] = {
-    command.routing_key: command for command in (SendSigningLink, ReissueSigningLink, SendDownloadLink, SendSignInLink)
+    command.routing_key: command
+    for command in (SendSigningLink, ReissueSigningLink, SendDownloadLink, SendSignInLink, WithdrawDocument, RegisterAbsence)
 }

@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
 
-from shared.contract import SOURCE_NAME, ReissueSigningLink, SendDownloadLink, SendSigningLink, SendSignInLink
+from shared.contract import (
+    SOURCE_NAME,
+    RegisterAbsence,
+    ReissueSigningLink,
+    SendDownloadLink,
+    SendSigningLink,
+    SendSignInLink,
+    WithdrawDocument,
+)
 from shared.events import (
     DeadLetterDropped,
     DocumentAccepted,
@@ -203,7 +211,14 @@ INTAKE_EVENTS = _queue(
     "intake.events",
     [(EVENTS, k) for k in _events(DocumentAccepted, DocumentRejected, DocumentCompleted, DocumentDeclined, DocumentWithdrawn)],
 )
-ROUTER_EVENTS = _queue("router.events", [(EVENTS, k) for k in _events(DocumentSubmitted, Signed, SignatureDeclined)])
+ROUTER_EVENTS = _queue(
+    "router.events",
+    [
+        *((EVENTS, k) for k in _events(DocumentSubmitted, Signed, SignatureDeclined)),
+        (COMMANDS, WithdrawDocument.routing_key),
+        (COMMANDS, RegisterAbsence.routing_key),
+    ],
+)
 SIGNER_EVENTS = _queue(
     "signer.events",
     [
@@ -280,7 +295,13 @@ TOPOLOGY = Topology(
             consumes=(SIGNER_EVENTS,),
             publishes={
                 EVENTS.name: _exact(*_events(Signed, SignatureDeclined)),
-                COMMANDS.name: _exact(SendSigningLink.routing_key, SendDownloadLink.routing_key, SendSignInLink.routing_key),
+                COMMANDS.name: _exact(
+                    SendSigningLink.routing_key,
+                    SendDownloadLink.routing_key,
+                    SendSignInLink.routing_key,
+                    WithdrawDocument.routing_key,
+                    RegisterAbsence.routing_key,
+                ),
                 DLX.name: (".*",),
             },
         ),

@@ -18,7 +18,11 @@ person and document by document.
 from dataclasses import dataclass
 from enum import IntEnum
 
-__all__ = ["Access", "DocumentFacts", "Viewer", "access"]
+__all__ = ["ADMIN_ROLE", "OPERATOR_ROLE", "Access", "DocumentFacts", "Viewer", "access"]
+
+# Role keys in the directory (sheet `roles`) that give rights beyond one's own documents.
+OPERATOR_ROLE = "operator"  # sees every document's metadata and trail; withdraws for anyone
+ADMIN_ROLE = "admin"  # registers absences for anyone
 
 
 class Access(IntEnum):

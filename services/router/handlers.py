@@ -7,7 +7,7 @@ from uuid import UUID, uuid4
 
 import structlog
 
-from services.router.directory import DirectoryCache
+from services.router.directory import DirectoryCache, UnknownPerson, add_absence
 from services.router.domain import (
     Assignment,
     Directory,
@@ -23,6 +23,7 @@ from services.router.domain import (
 )
 from services.router.store import RouterStore, person_ref
 from shared.clock import Clock
+from shared.contract import RegisterAbsence, WithdrawDocument
 from shared.errors import CodedError
 from shared.events import (
     Cause,
@@ -41,8 +42,17 @@ from shared.events import (
     SignatureRequested,
     Signed,
 )
+from shared.visibility import OPERATOR_ROLE
 
-__all__ = ["move_work_of", "on_document_submitted", "on_signature_declined", "on_signed", "withdraw"]
+__all__ = [
+    "move_work_of",
+    "on_document_submitted",
+    "on_register_absence",
+    "on_signature_declined",
+    "on_signed",
+    "on_withdraw_document",
+    "withdraw",
+]
 
 
 async def on_document_submitted(
@@ -219,6 +229,31 @@ async def withdraw(store: RouterStore, document_id: UUID, *, org: str, by: str, 
     await store.set_request_status(pending, "cancelled")
     await store.update_instance(document_id, status="withdrawn")
     await store.publish(DocumentWithdrawn(correlation_id=document_id, org=org, withdrawn_by=by, reason=reason))
+
+
+async def on_withdraw_document(command: WithdrawDocument, store: RouterStore, *, directories: DirectoryCache) -> None:
+    """A person withdraws a document through the portal: the submitter, or an operator (a role in the directory)."""
+    by = command.withdrawn_by
+    if by.startswith("operator:"):
+        roles = (await directories.get(store, command.org)).roles
+        holder = by.removeprefix("operator:")
+        if OPERATOR_ROLE not in roles or holder not in roles[OPERATOR_ROLE].holders:
+            structlog.get_logger().warning("withdrawal refused: not an operator", by=by, document_id=str(command.correlation_id))
+            return
+    try:
+        await withdraw(store, command.correlation_id, org=command.org, by=by, reason=command.reason)
+    except CodedError as refusal:  # ended meanwhile, or not hers: nothing to do, and nothing to retry
+        structlog.get_logger().info("withdrawal not done", code=refusal.code, reason=refusal.reason)
+
+
+async def on_register_absence(command: RegisterAbsence, store: RouterStore) -> None:
+    """A person's absence registered through the portal (by herself or an admin: the portal checked)."""
+    try:
+        await add_absence(
+            store, command.org, command.person_id, command.starts_at, command.ends_at, note=command.note or f"by {command.registered_by}"
+        )
+    except (UnknownPerson, ValueError) as refusal:
+        structlog.get_logger().warning("absence not registered", person=command.person_id, reason=str(refusal))
 
 
 async def move_work_of(

@@ -12,6 +12,7 @@ from services.router.http import RouterApiDeps, build_http
 from services.router.scheduler import AbsenceScheduler
 from services.router.store import PostgresRouterStore
 from shared.clock import clock_from
+from shared.contract import RegisterAbsence, WithdrawDocument
 from shared.events import DocumentSubmitted, SignatureDeclined, Signed
 from shared.service import Service
 from shared.topology import ROUTER_EVENTS
@@ -29,6 +30,8 @@ def create_app(settings: RouterSettings | None = None) -> FastStream:
             DocumentSubmitted: partial(handlers.on_document_submitted, directories=directories, clock=clock),
             Signed: partial(handlers.on_signed, directories=directories, clock=clock),
             SignatureDeclined: handlers.on_signature_declined,
+            WithdrawDocument: partial(handlers.on_withdraw_document, directories=directories),
+            RegisterAbsence: handlers.on_register_absence,
         },
         store=lambda conn: PostgresRouterStore(conn, service.outbox),
     )
