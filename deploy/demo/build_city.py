@@ -19,6 +19,10 @@ SHEETS: dict[str, list[list[str]]] = {
         ["david.dewit", "David De Wit", "david.dewit@demo.paraaf.be", "Secretariaat", "en"],
         ["olga.omgeving", "Olga Oyen", "olga.oyen@demo.paraaf.be", "Omgeving", "nl"],
         ["pieter.peeters", "Pieter Peeters", "pieter.peeters@demo.paraaf.be", "Personeel", "nl"],
+        ["hilde.hendrickx", "Hilde Hendrickx", "hilde.hendrickx@demo.paraaf.be", "Personeel", "nl"],
+        ["karel.claes", "Karel Claes", "karel.claes@demo.paraaf.be", "Personeel", "nl"],
+        ["oscar.olbrechts", "Oscar Olbrechts", "oscar.olbrechts@demo.paraaf.be", "OCMW", "fr"],
+        ["iris.ilegems", "Iris Ilegems", "iris.ilegems@demo.paraaf.be", "ICT", "en"],
     ],
     "roles": [
         ["key", "title", "holders"],
@@ -28,6 +32,9 @@ SHEETS: dict[str, list[list[str]]] = {
         ["adjunct-directeur", "adjunct-algemeen directeur", "david.dewit"],
         ["diensthoofd-omgeving", "diensthoofd omgeving", "olga.omgeving"],
         ["hr-verantwoordelijke", "HR-verantwoordelijke", "pieter.peeters"],
+        ["diensthoofd-personeel", "diensthoofd personeel", "hilde.hendrickx"],
+        ["operator", "operator", "iris.ilegems"],  # sees every document's metadata and trail (never a confidential one's content)
+        ["admin", "beheerder", "iris.ilegems"],  # registers absences for anyone
     ],
     "substitutes": [
         ["person", "substitutes"],

@@ -20,13 +20,15 @@ from services.admin.database import setup_database
 from services.intake.domain import SourcePolicy
 from services.intake.main import MIGRATIONS
 from services.intake.store import PostgresIntakeStore
+from services.signer.uploads import PORTAL_SOURCE
 from shared import apikeys
+from shared.credentials import stored, write_identity
 from shared.db import connect_pool
 from shared.messaging import Outbox
 from shared.service import open_database
 from shared.topology import SOURCE_NAME, TOPOLOGY, source_user
 
-__all__ = ["broker_app", "db_app", "keys_app", "register_source", "setup", "sources_app"]
+__all__ = ["broker_app", "db_app", "keys_app", "register_source", "setup", "setup_portal", "sources_app"]
 
 db_app = typer.Typer(help="The database: roles, schemas, migrations.", no_args_is_help=True)
 broker_app = typer.Typer(help="RabbitMQ: users, permissions, exchanges and queues.", no_args_is_help=True)
@@ -71,6 +73,11 @@ def setup() -> None:
     settings = AdminSettings()
     _setup_database(settings)
     _setup_broker(settings)
+    try:
+        asyncio.run(setup_portal(settings))
+    except BrokerAdminError as exc:
+        _fail(str(exc))
+    err.print(f"Portal ready: people of org `{settings.org}` submit through intake as source `{PORTAL_SOURCE}`.")
     err.print(f"Each service's credentials are in {settings.secrets_path} (one file per service, readable by you alone).")
 
 
@@ -92,6 +99,16 @@ async def register_source(settings: AdminSettings, policy: SourcePolicy, *, new_
     new = await _as_intake(settings, lambda store: store.upsert_source(policy))
     password = secrets.token_urlsafe(24) if new or new_password else None
     return new, await setup_source_user(settings, admin_for(settings), policy.source, password)
+
+
+async def setup_portal(settings: AdminSettings) -> None:
+    """The portal's way into intake: source `portal` for PARAAF_ORG (for any of its people, with ad-hoc steps),
+    whose broker URL the signer keeps with its own credentials. Run again, it keeps the password it gave."""
+    known = stored(settings, "signer").get("portal_amqp_url")
+    policy = SourcePolicy(PORTAL_SOURCE, settings.org, None, None, ad_hoc_steps=True)
+    _, url = await register_source(settings, policy, new_password=known is None)
+    if url is not None:
+        write_identity(settings, "signer", portal_amqp_url=url)
 
 
 def _names(value: str | None) -> frozenset[str] | None:

@@ -15,7 +15,8 @@ Roles (``<prefix>`` is PARAAF_DB_ROLE_PREFIX):
 * ``<prefix>_access`` owns the API keys; the services with an HTTP API may
   read them; ``paraaf keys`` writes them as the administrator.
 * The signer may read the directory's people and roles (it checks whom it
-  issues a certificate to).
+  issues a certificate to), and, for its portal, the router's groups, flows,
+  documents and requests and intake's documents and refusals — read only.
 """
 
 import secrets
@@ -127,9 +128,14 @@ async def _grant(conn: asyncpg.Connection, settings: Settings) -> None:
         # API keys: read by the services that check them.
         f"GRANT USAGE ON SCHEMA access TO {r('intake')}, {r('router')}, {r('signer')}",
         f"GRANT SELECT ON ALL TABLES IN SCHEMA access TO {r('intake')}, {r('router')}, {r('signer')}",
-        # The signer checks whom it certifies against the directory.
+        # The signer checks whom it certifies against the directory; its portal shows people
+        # their documents as the router and intake have them (read only: it changes them only
+        # through messages).
         f"GRANT USAGE ON SCHEMA router TO {r('signer')}",
-        f"GRANT SELECT ON router.people, router.roles TO {r('signer')}",
+        f"GRANT SELECT ON router.people, router.roles, router.groups, router.flows, router.instances, router.requests,"
+        f" router.absences TO {r('signer')}",
+        f"GRANT USAGE ON SCHEMA intake TO {r('signer')}",
+        f"GRANT SELECT ON intake.documents, intake.rejections, intake.sources TO {r('signer')}",
     ]
     for statement in statements:
         await conn.execute(statement)

@@ -1,3 +1,5 @@
+from typing import Literal
+
 from pydantic import Field, SecretStr
 
 from services.signer.fonts import DEFAULT_FONT
@@ -19,3 +21,16 @@ class SignerSettings(Settings):
     verify_max_mb: float = Field(default=64.0, gt=0)
     verify_seconds: float = Field(default=30.0, gt=0)
     verify_per_minute: float = Field(default=12.0, gt=0)
+    # The portal's sign-in: an OpenID Connect provider (all three set), else one-time links by mail.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_claim: str = "email"  # the ID token claim that names the person
+    oidc_match: Literal["email", "id"] = "email"  # what in the directory that claim is compared with
+    session_idle_minutes: int = Field(default=30, ge=1)
+    session_hours: float = Field(default=10.0, gt=0)
+    upload_max_mb: float = Field(default=30.0, gt=0, le=34.0)  # base64 in a message must stay under the broker's 48 MiB
+
+    @property
+    def oidc_configured(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_client_secret)

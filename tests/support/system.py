@@ -24,7 +24,7 @@ import asyncpg
 import httpx
 
 from services.admin.broker import admin_for, setup_broker
-from services.admin.cli import register_source
+from services.admin.cli import register_source, setup_portal
 from services.admin.config import AdminSettings
 from services.admin.database import setup_database
 from services.intake.domain import SourcePolicy
@@ -198,6 +198,7 @@ class System:
         """What `paraaf setup` does, done in this process (the CLI itself is tested on its own)."""
         await setup_database(self.admin_settings)
         await setup_broker(self.admin_settings, TOPOLOGY, admin_for(self.admin_settings))
+        await setup_portal(self.admin_settings)
 
     async def register(self, policy: SourcePolicy) -> str:
         """What `paraaf sources add` does, in this process; returns the source's URL."""

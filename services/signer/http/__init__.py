@@ -1,5 +1,6 @@
-"""The signing page behind each emailed link, and the signer's public endpoints:
-the signed PDF for the submitter, the root certificate, and verification;
+"""The signing page behind each emailed link, the portal where people sign in
+to see, sign and submit their documents (/p/), and the signer's public
+endpoints: the signed PDF for the submitter, the root certificate, and verification;
 and, for the notifier alone (a key with the ``links`` scope), the internal
 endpoint that makes the link a mail carries at the moment it is sent."""
 
@@ -8,18 +9,23 @@ from fastapi import FastAPI
 from services.signer.http._deps import SignerHttpDeps, VerifyLimits
 from services.signer.http._internal import LinkRequest, internal_routes
 from services.signer.http._pages import Pages
+from services.signer.http._portal import portal_routes
+from services.signer.http._portal_auth import PortalAuth, PortalConfig, sign_in_routes
 from services.signer.http._signing import download_routes, signing_routes
 from services.signer.http._verify import RateLimit, trust_routes
 from shared.http import base_app
 
-__all__ = ["LinkRequest", "RateLimit", "SignerHttpDeps", "VerifyLimits", "build_http"]
+__all__ = ["LinkRequest", "PortalConfig", "RateLimit", "SignerHttpDeps", "VerifyLimits", "build_http"]
 
 
-def build_http(deps: SignerHttpDeps) -> FastAPI:
+def build_http(deps: SignerHttpDeps, portal: PortalConfig | None = None) -> FastAPI:
     app = base_app("signer", deps.pool, docs=deps.docs)
     pages = Pages(csrf_secret=deps.csrf_secret, timezone=deps.stamping.timezone, secure_cookies=deps.secure_cookies)
     app.include_router(signing_routes(deps, pages))
     app.include_router(download_routes(deps, pages))
     app.include_router(internal_routes(deps))
     app.include_router(trust_routes(deps))
+    auth = PortalAuth(deps, portal or PortalConfig())
+    app.include_router(sign_in_routes(auth))
+    app.include_router(portal_routes(auth))
     return app
