@@ -125,11 +125,6 @@ async def test_an_authorization_request_without_nonce_is_refused(
     assert callback_query(answer.headers["location"])["error"] == "invalid_request"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="oidc-provider-mock 0.3.4 registers its code grant without authlib's CodeChallenge: it ignores code_verifier",
-)
 async def test_a_code_exchanged_with_the_wrong_verifier_is_refused(
     oidc_provider: OidcProvider, http_client: httpx.AsyncClient, redirect_uri: str
 ):

@@ -12,7 +12,11 @@ users and codes. What it does and does not check (measured with 0.3.4):
   claims come from ``PUT /users/<sub>`` beforehand (``add_user``); a subject
   never put gets ``{"email": sub}``.
 - ``nonce`` is required here (``require_nonce=True``) and copied into the id_token.
-- PKCE is NOT checked: the mock accepts any ``code_verifier``, or none.
+- PKCE: the mock itself does not check it (0.3.4 registers its code grant
+  without authlib's CodeChallenge), so ``run_oidc_provider`` wraps it in
+  ``_RequirePkce``: an authorization request without an S256 challenge is
+  refused, and a code is exchanged only with the verifier of its own request —
+  as Keycloak or Entra ID do with PKCE required.
 
 For a browser (Playwright): the page at the authorization URL has
 ``SUBJECT_FIELD`` and the ``Authorize`` button (``AUTHORIZE_BUTTON``, or
@@ -20,12 +24,17 @@ For a browser (Playwright): the page at the authorization URL has
 sends the browser back with ``error=access_denied`` and, in 0.3.4, no ``state``.
 """
 
+import base64
+import hashlib
+import hmac
+import io
+import json
 import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import oidc_provider_mock
@@ -96,7 +105,7 @@ def run_oidc_provider(
     *, client_id: str = "paraaf-signer", client_secret: str = "not-checked-by-the-mock"
 ) -> Iterator[OidcProvider]:
     """A provider on 127.0.0.1 and a free port, for the ``with`` block; stopped with all its threads."""
-    app = oidc_provider_mock.app(require_nonce=True)
+    app = _RequirePkce(oidc_provider_mock.app(require_nonce=True))
     server = _Server("127.0.0.1", 0, app, handler=_QuietHandler)
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="oidc-provider")
     serving.start()
@@ -109,6 +118,58 @@ def run_oidc_provider(
         serving.join(timeout=5)
         if serving.is_alive():
             raise RuntimeError("the OIDC provider's server thread did not stop")
+
+
+class _RequirePkce:
+    """WSGI around the provider: remembers each code's S256 challenge from the redirect that hands the code out,
+    and refuses (400 invalid_grant) a token request whose verifier does not hash to it."""
+
+    def __init__(self, app) -> None:
+        self._app = app
+        self._challenges: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == "/oauth2/authorize":
+            return self._authorize(environ, start_response)
+        if path == "/oauth2/token" and environ.get("REQUEST_METHOD") == "POST":
+            return self._token(environ, start_response)
+        return self._app(environ, start_response)
+
+    def _authorize(self, environ, start_response):
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        challenge, method = query.get("code_challenge", [""])[0], query.get("code_challenge_method", [""])[0]
+        if not challenge or method != "S256":
+            return _refuse(start_response, "invalid_request", "PKCE (S256) is required")
+
+        def remember(status, headers, exc_info=None):
+            for name, value in headers:
+                if name.lower() == "location" and (code := parse_qs(urlsplit(value).query).get("code")):
+                    with self._lock:
+                        self._challenges[code[0]] = challenge
+            return start_response(status, headers, exc_info)
+
+        return self._app(environ, remember)
+
+    def _token(self, environ, start_response):
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        form = parse_qs(body.decode())
+        code, verifier = form.get("code", [""])[0], form.get("code_verifier", [""])[0]
+        with self._lock:
+            challenge = self._challenges.pop(code, None)
+        if form.get("grant_type", [""])[0] == "authorization_code":
+            expected = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+            if challenge is None or not verifier or not hmac.compare_digest(expected, challenge):
+                return _refuse(start_response, "invalid_grant", "the code_verifier does not match the code's challenge")
+        environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
+        return self._app(environ, start_response)
+
+
+def _refuse(start_response, error: str, description: str):
+    body = json.dumps({"error": error, "error_description": description}).encode()
+    start_response("400 Bad Request", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 class _Server(ThreadedWSGIServer):
