@@ -242,11 +242,17 @@ class PortalReader:
             " ORDER BY r.created_at",
             person.org, person.id,
         )
-        return [
+        waiting = [
             ToSign(r["request_id"], r["document_id"], r["title"], r["action"], r["step"], r["step_count"],
                    PersonRef.model_validate(r["submitted_by"]), _person_ref(r["on_behalf_of"]), r["created_at"], r["confidential"])
             for r in rows
         ]
+        return [w for w in waiting if await self.may_read(person, w.document_id)]
+
+    async def may_read(self, person: Person, document_id: UUID) -> bool:
+        """Whether the policy lets her see the document whole (title, PDF)."""
+        document = await self.document(person.org, document_id)
+        return document is not None and document.seen_by(person) >= Access.FULL
 
     async def absences(self, org: str, person_id: str | None, now: datetime) -> list[Absence]:
         """Absences not over yet: one person's, or (``None``) everyone's in the org."""

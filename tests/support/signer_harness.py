@@ -64,6 +64,7 @@ class SignerHarness:
         await migrate(self.pool, "blobs", [blobs.MIGRATIONS], messaging=False)
         await migrate(self.pool, "access", [apikeys.MIGRATIONS], messaging=False)
         await migrate(self.pool, "router", [SERVICES / "router" / "migrations"])
+        await migrate(self.pool, "intake", [SERVICES / "intake" / "migrations"])
         await migrate(self.pool, "signer", [MIGRATIONS])
         async with self.pool.acquire() as conn:
             await self.keyring.unlock(conn)

@@ -11,9 +11,11 @@ from services.signer.http._deps import SignerHttpDeps
 from services.signer.http._pages import CSRF_COOKIE, Pages, SigningView
 from services.signer.i18n import texts
 from services.signer.pades import SigningUnavailable
+from services.signer.portal import PortalReader
 from services.signer.render import NotRendered
 from services.signer.tokens import csrf_valid, hash_token
 from shared.http import pdf_response
+from shared.visibility import Access
 
 __all__ = ["download_routes", "signing_routes"]
 
@@ -26,7 +28,19 @@ class _SigningPages:
 
     async def open(self, token: str) -> SigningLink:
         async with self.deps.reader() as store:
-            return await signing.open_link(store, token, self.deps.now())
+            link = await signing.open_link(store, token, self.deps.now())
+        await self.check_policy(link)
+        return link
+
+    async def check_policy(self, link: SigningLink) -> None:
+        """A link is the capability to sign, but the visibility policy still holds: someone it keeps out (asked for a
+        shielded group's document from outside the group) is answered as if the link did not exist."""
+        request = link.request
+        async with self.deps.pool().acquire() as conn:
+            reader = PortalReader(conn)
+            person, document = await reader.person(request.org, request.signer.id), await reader.document(request.org, request.document_id)
+        if person is not None and document is not None and document.seen_by(person) < Access.FULL:
+            raise LinkRefused("unknown", status=404, language=request.signer.language)
 
     async def pdf(self, link: SigningLink) -> bytes:
         async with self.deps.reader() as store:
@@ -111,6 +125,7 @@ def _deciding(router: APIRouter, shared: _SigningPages) -> None:
         if refused := await shared.csrf_refused(request, token, csrf):
             return refused
         try:
+            await shared.open(token)
             async with deps.store() as store:
                 done = await signing.sign(store, token, now=deps.now(), pdf_signer=deps.signing_pool(), stamping=deps.stamping)
         except LinkRefused as error:
@@ -127,6 +142,7 @@ def _deciding(router: APIRouter, shared: _SigningPages) -> None:
         if refused := await shared.csrf_refused(request, token, csrf):
             return refused
         try:
+            await shared.open(token)
             async with deps.store() as store:
                 done = await signing.decline(store, token, reason, now=deps.now())
         except LinkRefused as error:
