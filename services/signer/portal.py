@@ -128,8 +128,10 @@ _DOCUMENT = """
 SELECT i.document_id, i.org, i.flow_key, i.title, i.filename, i.submitted_by, i.confidential, i.group_key,
        i.status, i.current_step, jsonb_array_length(i.steps) AS step_count, i.created_at, i.updated_at,
        coalesce(g.shielded, false) AS shielded,
-       coalesce((SELECT array_agg(DISTINCT r.person_id) FROM router.requests r WHERE r.document_id = i.document_id),
-                '{}') AS asked,
+       coalesce((SELECT array_agg(DISTINCT asked.person) FROM (
+                   SELECT r.person_id AS person FROM router.requests r WHERE r.document_id = i.document_id
+                   UNION SELECT s.signer->>'id' FROM signer.requests s WHERE s.document_id = i.document_id) asked),
+                '{}') AS asked,  -- the router's requests, and those it sent the signer (the same people, whichever came first)
        coalesce((SELECT array_agg(r.person->>'name' ORDER BY r.created_at) FROM router.requests r
                   WHERE r.document_id = i.document_id AND r.status = 'pending'), '{}') AS waiting_on
   FROM router.instances i LEFT JOIN router.groups g ON g.org = i.org AND g.key = i.group_key

@@ -39,8 +39,8 @@ async def test_a_spreadsheet_with_bad_rows_imports_nothing_and_names_every_row(d
     assert result.returncode == 1
     assert "Nothing imported: 5 problem(s)." in result.stdout
     for expected in (
-        "sheet `people`, row 11: duplicate id `bart.baert`",
-        "sheet `people`, row 12: person `jan.janssens` has no email",
+        "sheet `people`, row 15: duplicate id `bart.baert`",
+        "sheet `people`, row 16: person `jan.janssens` has no email",
         "sheet `substitutes`, row 7: person `nobody.here` is not in sheet `people`",
         "sheet `substitutes`, row 8: `lies.leys` is listed as their own substitute",
         "sheet `absences`, row 3: bad date in `from` ('next week')",
@@ -55,7 +55,7 @@ async def test_importing_the_same_spreadsheet_twice_changes_nothing_the_second_t
     first = paraaf(shell, "directory", "import", str(city))
     second = paraaf(shell, "directory", "import", str(city))
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
-    assert "Imported people: 9 added, 0 changed, 0 removed" in first.stdout
+    assert "Imported people: 13 added, 0 changed, 0 removed" in first.stdout
     assert second.stdout.count("0 added, 0 changed, 0 removed") == 5, second.stdout
     assert await count_people(database_url) == 13
 
@@ -63,7 +63,7 @@ async def test_importing_the_same_spreadsheet_twice_changes_nothing_the_second_t
 async def test_a_dry_run_reports_but_changes_nothing(database_url: str, shell: dict[str, str], tmp_path: Path) -> None:
     """--dry-run says what would change and leaves the directory as it was."""
     result = paraaf(shell, "directory", "import", "--dry-run", str(write(tmp_path / "city.xlsx", city_with())))
-    assert "Would import people: 9 added" in result.stdout
+    assert "Would import people: 13 added" in result.stdout
     assert await count_people(database_url) == 0
 
 

@@ -4,6 +4,7 @@ expected, forms without their CSRF token, an absence for someone else, a
 withdrawal by someone who may not. Each is refused with the right status, and
 nothing changed."""
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 
@@ -14,7 +15,7 @@ import pytest
 from services.signer.http._portal_auth import SESSION_COOKIE
 from services.signer.sessions import Sessions
 from tests.security.conftest import attempted, settle
-from tests.support.pdfs import make_pdf
+from tests.support.pdfs import hostile_pdf, make_pdf
 from tests.support.portal import ask_for_sign_in_link, csrf_on, sign_in_by_mail, sign_in_link_in
 from tests.support.system import Outcomes, System, submission
 
@@ -248,3 +249,26 @@ async def test_an_operator_sees_the_review_s_trail_not_its_title_and_may_withdra
             await iris.aclose()
         withdrawn = await outcomes.wait("notula.withdrawn", ref)
     assert withdrawn["reason"] == "withdrawn by operator:iris.ilegems: dubbel", "the person is recorded, from her session"
+
+
+async def test_a_hostile_pdf_uploaded_in_the_portal_is_refused_by_intake_with_its_sentence(city: System, hilde: httpx.AsyncClient) -> None:
+    """The portal's upload goes through intake like any system's: a PDF with JavaScript is refused there, and the
+    status page says why, in a sentence; a file that is no PDF is refused on the form itself."""
+    form = await hilde.get("/p/upload")
+    csrf, form_id = csrf_on(form), re.search(r'name="form_id" value="([0-9a-f-]+)"', form.text).group(1)  # type: ignore[union-attr]
+    data = {"csrf": csrf, "form_id": form_id, "title": "Nota met script", "signer_1": "pieter.peeters"}
+    not_pdf = await hilde.post("/p/upload", data=data, files={"pdf": ("nota.pdf", b"<html>hello</html>", "application/pdf")})
+    assert not_pdf.status_code == 422 and "Het bestand is geen PDF." in not_pdf.text
+    sent = await hilde.post("/p/upload", data=data, files={"pdf": ("nota.pdf", hostile_pdf("javascript"), "application/pdf")})
+    assert sent.status_code == 303 and sent.headers["location"] == f"/p/uploads/{form_id}"
+    again = await hilde.post("/p/upload", data=data, files={"pdf": ("nota.pdf", hostile_pdf("javascript"), "application/pdf")})
+    assert again.status_code == 303, "the same form sent twice is one upload"
+    for _ in range(150):
+        status = await hilde.get(sent.headers["location"])
+        if 'id="refusal"' in status.text:
+            break
+        assert 'http-equiv="refresh"' in status.text, "while it is checked, the page refreshes itself"
+        await settle(0.2)
+    assert "werd niet aanvaard" in status.text and "JavaScript" in status.text, status.text[-1500:]
+    assert await _fetchval(city, "SELECT count(*) FROM intake.rejections WHERE source = 'portal'") == 1
+    attempted("a PDF with JavaScript uploaded through the portal", "intake refuses it; the page says why")

@@ -19,7 +19,7 @@ import httpx
 
 from services.signer import handlers
 from services.signer.domain import Links
-from services.signer.http import SignerHttpDeps, build_http
+from services.signer.http import PortalConfig, SignerHttpDeps, build_http
 from services.signer.keys import Keyring
 from services.signer.pades import SigningPool, find_placeholders
 from services.signer.render import RenderPool
@@ -47,8 +47,12 @@ def csrf_of(page: httpx.Response) -> str:
 
 
 class SignerHarness:
-    def __init__(self, database_url: str, signing_pool: SigningPool, render_pool: RenderPool, **http_options: Any) -> None:
+    def __init__(
+        self, database_url: str, signing_pool: SigningPool, render_pool: RenderPool, *, portal: PortalConfig | None = None,
+        **http_options: Any,
+    ) -> None:
         self.database_url = database_url
+        self.portal = portal
         self.http_options = http_options
         self.signing_pool = signing_pool
         self.render_pool = render_pool
@@ -85,7 +89,8 @@ class SignerHarness:
                     "after_commit": lambda: None,
                     **self.http_options,
                 },
-            )
+            ),
+            self.portal,
         )
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://signer.test")
         return self
