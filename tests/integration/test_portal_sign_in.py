@@ -4,7 +4,7 @@ the link, as it does when the mail leaves) and with a real OIDC provider on
 the loopback; the session cookie's attributes; idle and absolute time-outs;
 sign-out; and the ways an OIDC callback can be wrong."""
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from uuid import uuid4
 
@@ -24,20 +24,6 @@ from tests.support.signer_harness import SignerHarness
 CALLBACK = "http://signer.test/p/auth/callback"
 
 
-@pytest.fixture(scope="module")
-def signing_pool() -> Iterator[SigningPool]:
-    pool = SigningPool(1)
-    yield pool
-    pool.close()
-
-
-@pytest.fixture(scope="module")
-def render_pool() -> Iterator[RenderPool]:
-    pool = RenderPool(1)
-    yield pool
-    pool.close()
-
-
 async def _people(signer: SignerHarness) -> None:
     await signer.pool.execute(
         "INSERT INTO router.people (org, id, name, email, department) VALUES"
@@ -48,7 +34,7 @@ async def _people(signer: SignerHarness) -> None:
 
 @pytest.fixture
 async def signer(database_url: str, signing_pool: SigningPool, render_pool: RenderPool) -> AsyncIterator[SignerHarness]:
-    async with SignerHarness(database_url, signing_pool, render_pool) as harness:
+    async with SignerHarness(database_url, signing_pool, render_pool) as harness:  # with two people in its directory
         await _people(harness)
         yield harness
 

@@ -14,14 +14,10 @@ PDF, the lists (to sign, submitted, signed, my department's, search), and
 the signing page reached from "To sign".
 """
 
-from collections.abc import AsyncIterator, Iterator
 
 import httpx
-import pytest
 
 from services.signer.http._portal_auth import SESSION_COOKIE
-from services.signer.pades import SigningPool
-from services.signer.render import RenderPool
 from tests.support.city import CITY_PEOPLE, DOCUMENTS, City, seed_city
 from tests.support.signer_harness import SignerHarness
 
@@ -65,26 +61,6 @@ EXPECTED: dict[str, dict[str, tuple[str, int, set[str]]]] = {
         "T": (TRAIL, 404, set()),
     },
 }
-
-
-@pytest.fixture(scope="module")
-def signing_pool() -> Iterator[SigningPool]:
-    pool = SigningPool(1)
-    yield pool
-    pool.close()
-
-
-@pytest.fixture(scope="module")
-def render_pool() -> Iterator[RenderPool]:
-    pool = RenderPool(1)
-    yield pool
-    pool.close()
-
-
-@pytest.fixture
-async def signer(database_url: str, signing_pool: SigningPool, render_pool: RenderPool) -> AsyncIterator[SignerHarness]:
-    async with SignerHarness(database_url, signing_pool, render_pool) as harness:
-        yield harness
 
 
 async def _page(client: httpx.AsyncClient, city: City, key: str) -> str:

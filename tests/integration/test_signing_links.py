@@ -2,7 +2,6 @@
 what a signer, a forger and an attacker get from each link."""
 
 import io
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,26 +23,6 @@ ANN = PersonRef(id="ann.aerts", name="Ann Aerts", email="ann@x.be", title="algem
 BART = PersonRef(id="bart.baert", name="Bart Baert", email="bart@x.be", title="burgemeester")
 MARC = PersonRef(id="marc.maes", name="Marc Maes", email="marc@x.be", title="schepen", language="fr")
 DAVID = PersonRef(id="david.dewit", name="David De Wit", email="david@x.be", language="en")
-
-
-@pytest.fixture(scope="module")
-def signing_pool() -> Iterator[SigningPool]:
-    pool = SigningPool(1)
-    yield pool
-    pool.close()
-
-
-@pytest.fixture(scope="module")
-def render_pool() -> Iterator[RenderPool]:
-    pool = RenderPool(1)
-    yield pool
-    pool.close()
-
-
-@pytest.fixture
-async def signer(database_url: str, signing_pool: SigningPool, render_pool: RenderPool) -> AsyncIterator[SignerHarness]:
-    async with SignerHarness(database_url, signing_pool, render_pool) as harness:
-        yield harness
 
 
 async def _nothing_signed(signer: SignerHarness, document_id: object) -> bool:
