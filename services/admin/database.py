@@ -135,7 +135,7 @@ async def _grant(conn: asyncpg.Connection, settings: Settings) -> None:
         f"GRANT SELECT ON router.people, router.roles, router.groups, router.flows, router.instances, router.requests,"
         f" router.absences TO {r('signer')}",
         f"GRANT USAGE ON SCHEMA intake TO {r('signer')}",
-        f"GRANT SELECT ON intake.documents, intake.rejections, intake.sources TO {r('signer')}",
+        f"GRANT SELECT ON intake.documents, intake.rejections TO {r('signer')}",
     ]
     for statement in statements:
         await conn.execute(statement)

@@ -34,6 +34,12 @@ FORBIDDEN_SQL = [
     ("signer", "UPDATE blobs.blob SET data = 'x'"),
     ("signer", "DELETE FROM blobs.versions"),
     ("intake", "SELECT * FROM router.instances"),
+    # The portal reads the router's documents and intake's refusals; it changes them only by messages.
+    ("signer", "UPDATE router.instances SET status = 'withdrawn'"),
+    ("signer", "INSERT INTO router.absences (id, org, person_id, starts_at, ends_at, source) VALUES (gen_random_uuid(), 'default', 'x', now(), now() + interval '1 day', 'api')"),
+    ("signer", "UPDATE router.people SET email = 'x'"),
+    ("signer", "DELETE FROM intake.rejections"),
+    ("signer", "SELECT * FROM intake.sources"),
 ]
 
 
