@@ -86,6 +86,7 @@ class Person:
     email: str
     department: str = ""
     language: str = "nl"
+    manager: str = ""  # the person she reports to, who may register her absences
 
 
 @dataclass(frozen=True)

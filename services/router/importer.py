@@ -132,8 +132,20 @@ def _people(book: Workbook, problems: list[Problem]) -> dict[str, Person]:
             problems.append(Problem(where, f"language `{language}` must be one of {', '.join(LANGUAGES)}"))
         else:
             people[person_id] = Person(
-                id=person_id, name=row["name"], email=email, department=row.get("department", ""), language=language
+                id=person_id, name=row["name"], email=email, department=row.get("department", ""), language=language,
+                manager=row.get("manager", "").lower(),
             )
+    return _with_known_managers(people, book, problems)
+
+
+def _with_known_managers(people: dict[str, Person], book: Workbook, problems: list[Problem]) -> dict[str, Person]:
+    """Each `manager` names another person of the sheet."""
+    for number, row in book.rows("people"):
+        person = people.get(row.get("id", "").lower())
+        if person is None or not person.manager:
+            continue
+        if person.manager not in people or person.manager == person.id:
+            problems.append(Problem(f"sheet `people`, row {number}", f"manager `{person.manager}` of `{person.id}` is not another person in sheet `people`"))
     return people
 
 

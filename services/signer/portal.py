@@ -7,6 +7,7 @@ The router owns documents and the directory; the portal reads them (read-only
 grants, services/admin/database.py) and changes them only through messages.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -37,6 +38,7 @@ class Person:
     language: str
     groups: frozenset[str]
     roles: frozenset[str]
+    reports: frozenset[str] = frozenset()  # the people whose manager she is
 
     @property
     def viewer(self) -> Viewer:
@@ -49,6 +51,10 @@ class Person:
     @property
     def operator(self) -> bool:
         return OPERATOR_ROLE in self.roles
+
+    def may_register_absence_of(self, person_id: str) -> bool:
+        """Her own, her reports' (she is their manager), or anyone's when she is an admin."""
+        return person_id == self.id or person_id in self.reports or self.admin
 
 
 @dataclass(frozen=True)
@@ -178,14 +184,15 @@ class PortalReader:
             "SELECT p.org, p.id, p.name, p.email, p.department, p.language,"
             " coalesce((SELECT array_agg(g.key) FROM router.groups g WHERE g.org = p.org AND p.department = ANY(g.departments)),"
             " '{}') AS groups,"
-            " coalesce((SELECT array_agg(r.key) FROM router.roles r WHERE r.org = p.org AND p.id = ANY(r.holders)), '{}') AS roles"
+            " coalesce((SELECT array_agg(r.key) FROM router.roles r WHERE r.org = p.org AND p.id = ANY(r.holders)), '{}') AS roles,"
+            " coalesce((SELECT array_agg(q.id) FROM router.people q WHERE q.org = p.org AND q.manager = p.id), '{}') AS reports"
             " FROM router.people p WHERE p.org = $1 AND p.id = $2",
             org, person_id,
         )
         if row is None:
             return None
         return Person(row["org"], row["id"], row["name"], row["email"], row["department"], row["language"],
-                      frozenset(row["groups"]), frozenset(row["roles"]))
+                      frozenset(row["groups"]), frozenset(row["roles"]), frozenset(row["reports"]))
 
     async def person_by_email(self, org: str, email: str) -> Person | None:
         """The directory person with this address (case does not matter), when exactly one has it."""
@@ -256,13 +263,14 @@ class PortalReader:
         document = await self.document(person.org, document_id)
         return document is not None and document.seen_by(person) >= Access.FULL
 
-    async def absences(self, org: str, person_id: str | None, now: datetime) -> list[Absence]:
-        """Absences not over yet: one person's, or (``None``) everyone's in the org."""
+    async def absences(self, org: str, people: Sequence[str] | None, now: datetime) -> list[Absence]:
+        """Absences not over yet: of these people, or (``None``) of everyone in the org."""
         rows = await self._conn.fetch(
             "SELECT a.person_id, p.name, a.starts_at, a.ends_at, a.note FROM router.absences a"
             " JOIN router.people p ON p.org = a.org AND p.id = a.person_id"
-            " WHERE a.org = $1 AND ($2::text IS NULL OR a.person_id = $2) AND a.ends_at > $3 ORDER BY a.starts_at LIMIT 200",
-            org, person_id, now,
+            " WHERE a.org = $1 AND ($2::text[] IS NULL OR a.person_id = ANY($2::text[])) AND a.ends_at > $3"
+            " ORDER BY a.starts_at LIMIT 200",
+            org, list(people) if people is not None else None, now,
         )
         return [Absence(r["person_id"], r["name"], r["starts_at"], r["ends_at"], r["note"]) for r in rows]
 

@@ -272,3 +272,20 @@ async def test_a_hostile_pdf_uploaded_in_the_portal_is_refused_by_intake_with_it
     assert "werd niet aanvaard" in status.text and "JavaScript" in status.text, status.text[-1500:]
     assert await _fetchval(city, "SELECT count(*) FROM intake.rejections WHERE source = 'portal'") == 1
     attempted("a PDF with JavaScript uploaded through the portal", "intake refuses it; the page says why")
+
+
+async def test_a_manager_registers_the_absence_of_those_who_report_to_her_and_no_one_else(city: System, hilde: httpx.AsyncClient) -> None:
+    """Hilde manages Karel (sheet `people`, column `manager`): his absence she may register, Olga's not."""
+    page = await hilde.get("/p/absences")
+    assert 'value="karel.claes"' in page.text and 'value="olga.omgeving"' not in page.text, "the form offers whom she may"
+    refused = await hilde.post("/p/absences", data={"csrf": csrf_on(page), "person": "olga.omgeving", "starts": "2027-05-03", "ends": "2027-05-04"})
+    assert refused.status_code == 403
+    done = await hilde.post("/p/absences", data={"csrf": csrf_on(page), "person": "karel.claes", "starts": "2027-05-03", "ends": "2027-05-04"})
+    assert done.status_code == 202
+    for _ in range(100):
+        rows = await _fetchval(city, "SELECT array_agg(person_id || ' ' || note) FROM router.absences WHERE starts_at BETWEEN '2027-05-02' AND '2027-05-04'")
+        if rows:
+            break
+        await settle(0.1)
+    assert rows == ["karel.claes by hilde.hendrickx"], rows
+    attempted("a manager registers absences for her report and for someone else", f"202 for her report; {refused.status_code} for the other")

@@ -85,3 +85,15 @@ def test_a_folder_of_csv_files_reads_like_the_workbook(tmp_path: Path) -> None:
 def test_dates_are_read_as_people_type_them(typed: str, expected: datetime) -> None:
     """ISO and Belgian day-month-year dates are local time unless they carry an offset."""
     assert parse_moment(typed) == expected
+
+
+def test_a_manager_must_be_another_person_of_the_sheet(tmp_path: Path) -> None:
+    """`manager` is optional; when given, it names someone else in sheet `people` (the demo: Hilde manages Karel)."""
+    assert read_directory(read_workbook(write(tmp_path / "city.xlsx"))).people["karel.claes"].manager == "hilde.hendrickx"
+    sheets = city_with(people=[["jan.janssens", "Jan Janssens", "jan@demo.paraaf.be", "Bestuur", "nl", "nobody.here"],
+                               ["els.eggers", "Els Eggers", "els@demo.paraaf.be", "Bestuur", "nl", "els.eggers"]])
+    rows = len(CITY["people"])
+    assert problems_of(write(tmp_path / "bad.xlsx", sheets)) == [
+        f"sheet `people`, row {rows + 1}: manager `nobody.here` of `jan.janssens` is not another person in sheet `people`",
+        f"sheet `people`, row {rows + 2}: manager `els.eggers` of `els.eggers` is not another person in sheet `people`",
+    ]

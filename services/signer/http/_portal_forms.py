@@ -1,7 +1,7 @@
 """The portal's forms that make something happen: submitting a document (it
 enters through intake as source ``portal``, like any system's submission, and
-its refusals come back as sentences) and registering an absence (one's own; an
-admin's for anyone). Each records the signed-in person, never a typed name.
+its refusals come back as sentences) and registering an absence (one's own, a
+manager's for her reports, an admin's for anyone). Each records the signed-in person, never a typed name.
 """
 
 import re
@@ -184,7 +184,8 @@ def _absence_pages(router: APIRouter, auth: PortalAuth) -> None:
         request: Request, csrf: str = Form(""), person: str = Form(""), starts: str = Form(""), ends: str = Form(""),
         note: str = Form(""),
     ) -> Response:
-        """Register an absence: for herself, or for anyone when she is an admin. The router moves the work when it starts."""
+        """Register an absence: for herself, for those she manages, or for anyone when she is an admin. The router moves
+        the work when it starts."""
 
         async def act(request: Request, visitor: Visitor) -> Response:
             return await _register_absence(auth, request, visitor, csrf, person.strip() or visitor.person.id, starts, ends, note)
@@ -197,8 +198,10 @@ async def _render_absences(auth: PortalAuth, request: Request, visitor: Visitor,
     person = visitor.person
     async with auth.deps.pool().acquire() as conn:
         reader = PortalReader(conn)
-        listed = await reader.absences(person.org, None if person.admin else person.id, auth.deps.now())
-        people = await reader.people(person.org) if person.admin else []
+        mine = None if person.admin else [person.id, *sorted(person.reports)]
+        listed = await reader.absences(person.org, mine, auth.deps.now())
+        everyone = await reader.people(person.org) if person.admin or person.reports else []
+        people = [p for p in everyone if person.may_register_absence_of(p.id)]
     return auth.page(request, "portal_absences.html", person.language, visitor=visitor, absences=listed, people=people,
                      done=done, error=error, status=status)
 
@@ -210,7 +213,7 @@ async def _register_absence(
     p = portal_texts(me.language)
     if not auth.csrf_ok(visitor, csrf):
         return auth.message(request, me.language, p["csrf"], visitor=visitor, status=403)
-    if who != me.id and not me.admin:
+    if not me.may_register_absence_of(who):
         return await _render_absences(auth, request, visitor, error=p["absence_not_allowed"], status=403)
     async with deps.pool().acquire() as conn:
         subject = await PortalReader(conn).person(me.org, who)
