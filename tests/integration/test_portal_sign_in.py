@@ -169,3 +169,17 @@ async def test_oidc_callbacks_that_cannot_be_trusted_make_no_session(with_oidc: 
     assert (await with_oidc.client.post("/p/sign-in", data={"email": "karel.claes@city.example"})).status_code == 404, (
         "with a provider, no mailed links"
     )
+
+
+async def test_after_signing_in_she_lands_where_she_was_going(signer: SignerHarness) -> None:
+    """A link to a page of the portal, opened signed out, leads to sign-in and then back to that page (never elsewhere)."""
+    first = await signer.client.get("/p/signed")
+    assert first.status_code == 303 and first.headers["location"] == "/p/sign-in?next=/p/signed"
+    await signer.client.get(first.headers["location"])
+    path = await _mailed_link(signer, "karel.claes@city.example")
+    assert path is not None
+    assert (await _use(signer, path)).headers["location"] == "/p/signed"
+    signer.client.cookies.clear()
+    await signer.client.get("/p/sign-in?next=https://evil.example/")
+    path = await _mailed_link(signer, "karel.claes@city.example")
+    assert path is not None and (await _use(signer, path)).headers["location"] == "/p/"

@@ -37,6 +37,7 @@ __all__ = ["PortalAuth", "PortalConfig", "Visitor", "sign_in_routes", "signed_in
 SESSION_COOKIE = "paraaf_session"
 OIDC_COOKIE = "paraaf_oidc"
 FORM_COOKIE = "paraaf_pcsrf"
+NEXT_COOKIE = "paraaf_next"
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,13 @@ class PortalAuth:
     def sign_in_first(self, request: Request) -> Response:
         return RedirectResponse(f"/p/sign-in?next={quote(request.url.path)}", status_code=303)
 
+    def signed_in(self, request: Request, token: str) -> Response:
+        """Off to where she was going (or her portal), with her new session."""
+        response = RedirectResponse(safe_next(request.cookies.get(NEXT_COOKIE)), status_code=303)
+        response.delete_cookie(NEXT_COOKIE, path="/p")
+        self.set_session(response, token)
+        return response
+
     def set_session(self, response: Response, token: str) -> None:
         response.set_cookie(
             SESSION_COOKIE, token, max_age=int(self.config.sessions.absolute.total_seconds()), httponly=True,
@@ -161,9 +169,11 @@ def _sign_in_form(router: APIRouter, auth: PortalAuth) -> None:
         nonce = request.cookies.get(FORM_COOKIE) or secrets.token_urlsafe(16)
         page = auth.page(
             request, "portal_signin.html", _language(request), oidc=auth.config.oidc is not None, sent=sent,
-            next=safe_next(next), form_csrf=auth.form_csrf(nonce),
+            form_csrf=auth.form_csrf(nonce),
         )
         page.set_cookie(FORM_COOKIE, nonce, httponly=True, samesite="strict", secure=auth.secure, path="/p")
+        if next != "/p/":  # where she was going, for after sign-in (in this browser)
+            page.set_cookie(NEXT_COOKIE, safe_next(next), max_age=1800, httponly=True, samesite="lax", secure=auth.secure, path="/p")
         return page
 
     @router.post("/p/sign-in", response_class=HTMLResponse)
@@ -209,9 +219,7 @@ def _mailed_link(router: APIRouter, auth: PortalAuth) -> None:
             if found is None or found[0] != deps.org:
                 return auth.message(request, language, portal_texts(language)["signin_link_gone"], status=410)
             session_token = await sessions.start(found[0], found[1], "mail", deps.now())
-        response = RedirectResponse("/p/", status_code=303)
-        auth.set_session(response, session_token)
-        return response
+        return auth.signed_in(request, session_token)
 
 
 def _oidc(router: APIRouter, auth: PortalAuth) -> None:
@@ -262,8 +270,7 @@ async def _oidc_session(request: Request, auth: PortalAuth, org: str, claim: str
             language = _language(request)
             return auth.message(request, language, portal_texts(language)["signin_unknown"], status=403)
         token = await Sessions(conn).start(org, person.id, "oidc", deps.now())
-    response = RedirectResponse("/p/", status_code=303)
-    auth.set_session(response, token)
+    response = auth.signed_in(request, token)
     response.delete_cookie(OIDC_COOKIE, path="/p/auth")
     return response
 
