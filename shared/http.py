@@ -1,5 +1,7 @@
 """What every service's HTTP API starts from: a FastAPI app with ``/health``
-(no internal detail in its answer), OpenAPI pages only when asked for
+(no internal detail in its answer), the operations endpoints ``/healthz``
+(the process answers), ``/readyz`` (what it needs is there: which check
+failed, never why) and ``/metrics`` (Prometheus; see shared/metrics.py), OpenAPI pages only when asked for
 (``PARAAF_HTTP_DOCS``), a "try again in a moment" (503) instead of a 500 when
 the database connection was cut mid-request (its transaction was rolled
 back, so nothing happened), and how a PDF is sent so that no browser runs it
@@ -13,6 +15,9 @@ import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+
+from shared.metrics import Probes, database_answers
 
 __all__ = ["DATABASE_CUT", "base_app", "content_disposition", "pdf_response"]
 
@@ -47,9 +52,32 @@ def base_app(service: str, pool: Callable[[], asyncpg.Pool], *, docs: bool = Fal
             return JSONResponse({"service": service, "status": "degraded"}, status_code=503)
         return JSONResponse({"service": service, "status": "ok"})
 
+    app.state.probes = Probes({"database": database_answers(pool)})  # the Service puts its own in their place
+    _operations(app, service)
     for cut in DATABASE_CUT:
         app.add_exception_handler(cut, _database_cut)
     return app
+
+
+def _operations(app: FastAPI, service: str) -> None:
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> JSONResponse:
+        """200 whenever the process answers: an orchestrator restarts it only when it does not."""
+        return JSONResponse({"service": service, "status": "alive"})
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz(request: Request) -> JSONResponse:
+        """200 when every check passes; 503 naming the checks that failed, so traffic waits until they pass."""
+        results = await request.app.state.probes.readiness()
+        failed = [name for name, passed in results.items() if not passed]
+        body = {"service": service, "status": "not ready" if failed else "ready", "failed": failed}
+        return JSONResponse(body, status_code=503 if failed else 200)
+
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def metrics(request: Request) -> Response:
+        """This process's metrics in Prometheus's text format, the database gauges read just now."""
+        await request.app.state.probes.refresh()
+        return Response(generate_latest(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
 async def _database_cut(request: Request, exc: Exception) -> Response:

@@ -19,6 +19,7 @@ and only from whom a message may come (DESIGN.md "Trust boundaries").
 """
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.contract import Command, Outcome
 from shared.events import Event
+from shared.metrics import HANDLER_SECONDS, MESSAGES_CONSUMED, MESSAGES_PUBLISHED
 from shared.topology import COMMANDS, DLX, EVENTS, EXCHANGES, OUTCOMES
 from shared.wakeup import Wakeup
 
@@ -112,7 +114,8 @@ class DeadLetters:
         self._broker = broker
         self._user_id = user_id
 
-    async def park(self, msg: RabbitMessage, queue: str, reason: str, *, error: str | None = None) -> None:
+    async def park(self, msg: RabbitMessage, queue: str, reason: str, *, error: str | None = None) -> bool:
+        """Whether it was parked; if the broker is away it goes back to its queue for another try instead."""
         raw = msg.raw_message
         headers = {
             **(msg.headers or {}),
@@ -138,8 +141,9 @@ class DeadLetters:
             structlog.get_logger().exception("could not park the message; returned to the queue")
             await asyncio.sleep(_backoff(msg))
             await msg.nack(requeue=True)
-            return
+            return False
         await msg.ack()
+        return True
 
 
 async def process(
@@ -153,8 +157,9 @@ async def process(
     dead_letters: DeadLetters,
     after_commit: Callable[[], None] = lambda: None,
     delivery_limit: int | None = None,
-) -> None:
-    """Run ``work`` once per ``key`` in one transaction with the inbox mark; then ack."""
+) -> str:
+    """Run ``work`` once per ``key`` in one transaction with the inbox mark; then ack. Returns the outcome
+    (one of ``metrics.OUTCOMES``) for the metrics."""
     log = structlog.get_logger()
     try:
         async with pool.acquire() as conn, conn.transaction():
@@ -170,26 +175,26 @@ async def process(
                 log.info("duplicate ignored")
     except PermanentError as exc:
         log.error("message dead-lettered", reason=str(exc))
-        await dead_letters.park(msg, consumer, str(exc))
-        return
+        return "parked" if await dead_letters.park(msg, consumer, str(exc)) else "retried"
     except Exception as exc:  # the edge: whatever went wrong, another try or, on the last, the dead-letter queue
-        await _failed(msg, exc, consumer, dead_letters, delivery_limit)
-        return
+        return await _failed(msg, exc, consumer, dead_letters, delivery_limit)
     await msg.ack()
     after_commit()
+    return "handled" if first_time else "duplicate"
 
 
-async def _failed(msg: RabbitMessage, exc: Exception, queue: str, dead_letters: DeadLetters, delivery_limit: int | None) -> None:
+async def _failed(msg: RabbitMessage, exc: Exception, queue: str, dead_letters: DeadLetters, delivery_limit: int | None) -> str:
     """Back to the queue for another try; on the last try the limit allows, parked with the error instead."""
     log = structlog.get_logger()
     if _last_try(msg, delivery_limit):
         tries = _redeliveries(msg) + 1
         log.exception("handler failed on its last try; message dead-lettered", tries=tries)
-        await dead_letters.park(msg, queue, f"handler failed {tries} times", error=error_of(exc))
-        return
+        parked = await dead_letters.park(msg, queue, f"handler failed {tries} times", error=error_of(exc))
+        return "dead_lettered" if parked else "retried"
     log.exception("handler failed; message returned to the queue")
     await asyncio.sleep(_backoff(msg))
     await msg.nack(requeue=True)
+    return "retried"
 
 
 class Store(Protocol):
@@ -306,13 +311,17 @@ class Consumer:
             structlog.contextvars.bind_contextvars(
                 routing_key=routing_key_of(msg), event_id=str(key), document_id=str(getattr(message, "correlation_id", ""))
             )
-            await self.once(msg, key, lambda store: handler(message, store, *extra(msg)))
+            await self.once(msg, key, lambda store: handler(message, store, *extra(msg)), message=type(message).__name__)
 
         return run
 
-    async def once(self, msg: RabbitMessage, key: UUID, work: Callable[[Any], Awaitable[None]]) -> None:
-        """``work(store)`` once per ``key``, in one transaction with the inbox mark; then ack (see :func:`process`)."""
-        await process(
+    async def once(
+        self, msg: RabbitMessage, key: UUID, work: Callable[[Any], Awaitable[None]], *, message: str = "unaccepted"
+    ) -> None:
+        """``work(store)`` once per ``key``, in one transaction with the inbox mark; then ack (see :func:`process`).
+        ``message`` names its type in the metrics."""
+        started = time.perf_counter()
+        outcome = await process(
             msg,
             pool=self._pool(),
             consumer=self.queue,
@@ -323,6 +332,8 @@ class Consumer:
             after_commit=self._after_commit,
             delivery_limit=self._delivery_limit,
         )
+        HANDLER_SECONDS.labels(self.queue, message).observe(time.perf_counter() - started)
+        MESSAGES_CONSUMED.labels(self.queue, message, outcome).inc()
 
     async def _rest(self, msg: RabbitMessage) -> None:
         """Anything no typed handler took: from a publisher that does not own it, for no handler, or malformed."""
@@ -349,7 +360,8 @@ class Consumer:
 
     async def park(self, msg: RabbitMessage, reason: str) -> None:
         structlog.get_logger().warning("message dead-lettered", reason=reason[:300], publisher=publisher_of(msg))
-        await self._dead_letters.park(msg, self.queue, reason)
+        parked = await self._dead_letters.park(msg, self.queue, reason)
+        MESSAGES_CONSUMED.labels(self.queue, "unaccepted", "parked" if parked else "retried").inc()
 
 
 async def _raw_body(msg: RabbitMessage) -> bytes:
@@ -489,3 +501,4 @@ class OutboxRelay:
             user_id=self._user_id,
             timeout=30,
         )
+        MESSAGES_PUBLISHED.labels(row["exchange"], row["routing_key"]).inc()

@@ -34,10 +34,11 @@ from pydantic import BaseModel
 from shared import apikeys, blobs
 from shared.contract import COMMAND_TYPES, Outcome
 from shared.credentials import read_identity
-from shared.db import check_migrated, connect_pool
+from shared.db import NotMigrated, check_migrated, connect_pool
 from shared.events import EVENT_TYPES
 from shared.logs import configure_logging
 from shared.messaging import Consumer, DeadLetters, Handler, Outbox, OutboxRelay, StoreFactory
+from shared.metrics import Probes, Scrape, database_answers, outbox_lag
 from shared.settings import CannotStart, Settings
 from shared.topology import COMMANDS, EVENTS, EXCHANGES, OUTCOMES, TOPOLOGY, QueueSpec, Topology
 
@@ -100,6 +101,7 @@ class Service:
         self._loops: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._http: tuple[int, Callable[[], Any]] | None = None
+        self._scrapes: list[Scrape] = [outbox_lag(lambda: self.pool, self.schema)]
         self._server: _EmbeddedServer | None = None
 
     def _describe_publications(self) -> None:
@@ -162,6 +164,26 @@ class Service:
         """Serve the ASGI app ``build()`` returns once the pool exists."""
         self._http = (port, build)
 
+    def scrape(self, read: Scrape) -> None:
+        """Run ``read`` (it sets gauges from the database) before each answer of ``/metrics``."""
+        self._scrapes.append(read)
+
+    def probes(self) -> Probes:
+        """``/readyz``: the database answers, the broker connection is open, every migration is applied."""
+        checks = {"database": database_answers(lambda: self.pool), "broker": self._broker_open, "migrations": self._migrated}
+        return Probes(checks, self._scrapes)
+
+    async def _broker_open(self) -> bool:
+        return await self.broker.ping(timeout=1.0)
+
+    async def _migrated(self) -> bool:
+        try:
+            for schema, directory, messaging in self._schemas:
+                await check_migrated(self.pool, schema, [directory], messaging=messaging)
+        except NotMigrated:
+            return False
+        return True
+
     def loop(self, body: Callable[[], Awaitable[None]]) -> None:
         """Run ``body`` as a background task for the life of the service."""
         self._loops.append(body)
@@ -186,8 +208,10 @@ class Service:
             self._tasks.append(asyncio.create_task(_forever(body), name=body.__qualname__))
         if self._http is not None:
             port, build = self._http
+            app = build()
+            app.state.probes = self.probes()  # base_app checks only the database; the service knows the rest
             config = uvicorn.Config(
-                build(),
+                app,
                 host=self.settings.http_host,
                 port=port,
                 log_config=None,

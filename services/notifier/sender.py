@@ -42,6 +42,7 @@ from services.notifier.store import SpooledMail, Transaction
 from shared.clock import Clock
 from shared.events import NotificationFailed, NotificationSent
 from shared.loops import BackgroundLoop
+from shared.metrics import MAILS_FAILED, MAILS_SENT
 
 __all__ = ["LEASE", "SIGNER_RETRY", "MailSender", "message_id", "PermanentFailure", "Smtp", "SmtpDelivery"]
 
@@ -177,6 +178,7 @@ class MailSender(BackgroundLoop):
             log.info("mail not sent: the signer makes no link for it any more", reason=str(gone))
         except PermanentFailure as exc:
             await self._give_up(mail, str(exc))
+            MAILS_FAILED.labels("given_up").inc()
             log.warning("mail refused permanently", error=str(exc))
         except SignerNotAnswering as exc:
             await self._release(mail, self._clock() + SIGNER_RETRY)
@@ -185,11 +187,13 @@ class MailSender(BackgroundLoop):
             await self._failed(mail, f"{exc.__class__.__name__}: {exc}", log)
         else:
             await self._sent(mail)
+            MAILS_SENT.inc()
             log.info("mail sent", recipient=mail.recipient)
 
     async def _failed(self, mail: SpooledMail, error: str, log: structlog.typing.FilteringBoundLogger) -> None:
         attempts = mail.attempts + 1
         outcome = self._budget.after_failure(attempts, error)
+        MAILS_FAILED.labels("given_up" if isinstance(outcome, GiveUp) else "retried").inc()
         if isinstance(outcome, GiveUp):
             await self._give_up(mail, outcome.reason)
             log.warning("mail given up", error=error, attempts=attempts)

@@ -1,5 +1,6 @@
 """Router's wiring: the only place its parts meet."""
 
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from services.router import handlers
 from services.router.config import RouterSettings
 from services.router.directory import DirectoryCache
 from services.router.http import RouterApiDeps, build_http
+from services.router.metrics import request_gauges
 from services.router.scheduler import AbsenceScheduler
 from services.router.store import PostgresRouterStore
 from shared.clock import clock_from
@@ -44,6 +46,7 @@ def create_app(settings: RouterSettings | None = None) -> FastStream:
         after_commit=service.wake_relay,
     )
     service.loop(scheduler.run)
+    service.scrape(request_gauges(lambda: service.pool, timedelta(days=settings.stuck_after_days)))
     api = RouterApiDeps(lambda: service.pool, service.outbox, settings.timezone, service.wake_relay, settings.http_docs)
     service.serve_http(settings.router_port, lambda: build_http(api))
     return service.app

@@ -15,6 +15,7 @@ from services.signer.portal import PortalReader
 from services.signer.render import NotRendered
 from services.signer.tokens import csrf_valid, hash_token
 from shared.http import pdf_response
+from shared.metrics import SIGNATURES
 from shared.visibility import Access
 
 __all__ = ["download_routes", "signing_routes"]
@@ -128,6 +129,7 @@ def _deciding(router: APIRouter, shared: _SigningPages) -> None:
             await shared.open(token)
             async with deps.store() as store:
                 done = await signing.sign(store, token, now=deps.now(), pdf_signer=deps.signing_pool(), stamping=deps.stamping)
+            SIGNATURES.labels(done.action).inc()  # committed: the transaction ended with the block
         except LinkRefused as error:
             return shared.pages.refused(request, error)
         except SigningUnavailable as error:  # rolled back: nothing signed, the link still works
