@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 import aio_pika
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from shared.topology import TOPOLOGY
 from tests.support.listener import Listener
 from tests.support.pdfs import make_encrypted_pdf, make_pdf
 from tests.support.smtp import SmtpServer
-from tests.support.system import Outcomes, System, demo_city, follow_link, submission
+from tests.support.system import SERVICES, Outcomes, System, demo_city, follow_link, submission
 from tests.support.validate import pdfsig, pyhanko_validate
 
 pytestmark = pytest.mark.e2e
@@ -53,6 +55,64 @@ async def test_two_signers_sign_and_the_source_gets_a_pdf_both_validators_accept
     poppler = pdfsig(signed_pdf, root)
     assert [r.signer for r in poppler] == ["Ann Aerts", "Bart Baert"]
     assert all(r.signature_valid and r.certificate_trusted for r in poppler), [r.raw for r in poppler]
+
+
+async def _sign_one_document(system: System, smtp_server: SmtpServer, ref: str) -> None:
+    async with Outcomes(system.amqp_url, "notula.*") as outcomes:
+        await system.publish(submission(make_pdf(), external_ref=ref))
+        async with httpx.AsyncClient() as director, httpx.AsyncClient() as mayor:
+            first = (await smtp_server.wait_for_mail("ann.aerts@demo.paraaf.be"))[0]
+            assert (await follow_link(director, first.signing_link)).status_code == 200
+            second = (await smtp_server.wait_for_mail("bart.baert@demo.paraaf.be"))[0]
+            assert (await follow_link(mayor, second.signing_link)).status_code == 200
+        await outcomes.wait("notula.completed", ref)
+
+
+async def _metrics(client: httpx.AsyncClient, url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    answer = await client.get(url)
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+
+
+def _handled(metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], queue: str) -> float:
+    return sum(
+        value for (name, labels), value in metrics.items()
+        if name == "paraaf_messages_consumed_total" and ("queue", queue) in labels and ("outcome", "handled") in labels
+    )
+
+
+async def _counted(system: System, client: httpx.AsyncClient, service: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The service's metrics once each of its queues counts a handled message (audit may trail the outcome)."""
+    queues = [spec.name for spec in TOPOLOGY.service(service).consumes]
+    for _ in range(100):
+        metrics = await _metrics(client, system.url(service, "/metrics"))
+        if all(_handled(metrics, queue) > 0 for queue in queues):
+            return metrics
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{service}: no handled message counted on {queues}")
+
+
+async def test_after_a_document_completes_every_service_is_ready_and_its_metrics_count_the_work(
+    system: System, smtp_server: SmtpServer
+) -> None:
+    """Once a 2-signer document completed, every service answers /readyz 200 and its /metrics count handled
+    messages on each of its queues; the signer counts 2 signatures, the notifier mails sent, the router none open."""
+    await _sign_one_document(system, smtp_server, "METRICS-1")
+    async with httpx.AsyncClient() as client:
+        for service in SERVICES:
+            ready = await client.get(system.url(service, "/readyz"))
+            assert ready.status_code == 200, (service, ready.text)
+            assert (await client.get(system.url(service, "/healthz"))).status_code == 200
+        counted = {service: await _counted(system, client, service) for service in SERVICES}
+    assert counted["signer"][("paraaf_signatures_total", frozenset({("action", "sign")}))] >= 2
+    assert counted["notifier"][("paraaf_mails_sent_total", frozenset())] >= 2
+    assert counted["router"][("paraaf_open_requests", frozenset())] == 0
+    assert any(name == "paraaf_messages_published_total" and value > 0 for (name, _), value in counted["router"].items())
+    assert all(("paraaf_outbox_lag_seconds", frozenset()) in metrics for metrics in counted.values())
 
 
 async def _rejected_originals(amqp_url: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
