@@ -9,6 +9,7 @@ it publishes goes through the router's outbox, so the running router sends it
 import asyncio
 import getpass
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 from uuid import UUID
@@ -19,6 +20,7 @@ from rich.table import Table
 
 from services.router import directory, handlers
 from services.router.config import RouterSettings
+from services.router.directory import DirectoryCache
 from services.router.domain import Change, FlowDefinition, ImportRefused
 from services.router.importer import parse_moment, read_directory, read_flows, read_workbook
 from services.router.store import PostgresRouterStore
@@ -181,3 +183,23 @@ def withdraw(
         typer.echo(f"Not withdrawn: {refusal.reason}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"Withdrawn: {document_id}")
+
+
+@document_app.command("reassign")
+def reassign_request(
+    request_id: UUID = typer.Argument(..., help="the request that waits (from `paraaf trail` or a routing.unresolved alert)"),
+    to: str = typer.Option(..., help="the person id who takes it over"),
+    reason: str = typer.Option(..., help="why; it is in the trail and the new signer's request"),
+    org: str = typer.Option(None, help="organisation key (default: PARAAF_ORG)"),
+) -> None:
+    """Move a waiting request to another person: she gets a new request and link, the old link stops working (410)."""
+    settings = RouterSettings()
+    who = f"operator:{getpass.getuser()}"
+    work = partial(handlers.reassign_by_operator, request_id=request_id, target=to, org=org or settings.org, by=who, why=reason,
+                   directories=DirectoryCache())
+    try:
+        new = _in_transaction(work)
+    except CodedError as refusal:
+        typer.echo(f"Not reassigned: {refusal.reason}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"Reassigned to {to}: new request {new.request_id} (the old link no longer works)")

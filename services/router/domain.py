@@ -26,6 +26,7 @@ from shared.errors import CodedError
 from shared.events import PersonRef, SignatureRecord, StepSpec
 
 __all__ = [
+    "operator_assignment",
     "MAX_DEPTH",
     "Absence",
     "Assignment",
@@ -517,3 +518,21 @@ def directory_changes(before: Directory, after: Directory) -> dict[str, Change]:
         "absences": Change(added=len(new - old), changed=0, removed=len(old - new)),
         "groups": _diff(before.groups, after.groups),
     }
+
+
+def operator_assignment(request: Request, target: str, directory: Directory, shield: Shield | None, *, by: str, why: str) -> Assignment:
+    """Who takes over a pending request when an operator moves it (an incident: nobody in the row was available, or
+    the person cannot sign): ``target``, for whom the request already stood (the original signer, or whom she
+    stood in for). CodedError when ``target`` cannot take it."""
+    if request.status != "pending":
+        raise CodedError("ended", f"request {request.request_id} is already {request.status}")
+    person = directory.people.get(target)
+    if person is None:
+        raise CodedError("unknown_person", f"`{target}` is not in the directory")
+    if target == request.person.id:
+        raise CodedError("same_person", f"the request is already {target}'s")
+    if shield is not None and not shield.admits(target):
+        raise CodedError("outside_shield", f"`{target}` is outside shielded group {shield.group}, whose documents this is one of")
+    represented = directory.people.get((request.on_behalf_of or request.person).id)
+    stands_in = represented if represented is not None and represented.id != target else None
+    return Assignment(request.entry, person, request.person.title, stands_in, f"reassigned by {by}: {why}")

@@ -15,6 +15,7 @@ from services.router.domain import (
     Request,
     check_steps,
     check_withdrawal,
+    operator_assignment,
     plan_step,
     planned_signatures,
     reassign,
@@ -51,6 +52,7 @@ __all__ = [
     "on_signature_declined",
     "on_signed",
     "on_withdraw_document",
+    "reassign_by_operator",
     "withdraw",
 ]
 
@@ -298,6 +300,31 @@ async def _move(store: RouterStore, request: Request, directory: Directory, now:
         )
     )
     return 1
+
+
+async def reassign_by_operator(
+    store: RouterStore, request_id: UUID, target: str, *, org: str, by: str, why: str, directories: DirectoryCache
+) -> Request:
+    """An operator moves a pending request to ``target``: a new request (and link) for her; the old link stops
+    working (the signer answers 410); the trail says who moved it and why. CodedError when it cannot be done."""
+    request = await store.request(request_id)
+    if request is None or request.org != org:
+        raise CodedError("unknown_request", f"there is no request {request_id}")
+    instance = await store.instance(request.document_id)
+    if instance is None or instance.status != "active":
+        raise CodedError("ended", "its document is no longer under way")
+    directory = await directories.get(store, org)
+    assignment = operator_assignment(request, target, directory, shield_of(directory, instance.group), by=by, why=why)
+    cause = Cause(event_id=uuid4(), correlation_id=request.document_id, org=org)
+    await store.set_request_status([request_id], "reassigned")
+    new = await _ask(store, instance, request.step, assignment, cause=cause, replaces=request_id)
+    await store.publish(
+        SignatureReassigned.caused_by(
+            cause, request_id=request_id, new_request_id=new.request_id, from_person=request.person, to_person=new.person,
+            reason=assignment.reason or "", title=instance.title,
+        )
+    )
+    return new
 
 
 async def _cancel(store: RouterStore, request_ids: tuple[UUID, ...] | list[UUID], reason: str, *, cause: Event) -> None:

@@ -101,7 +101,9 @@ async def test_an_absence_registered_while_a_request_waits_moves_it_and_the_old_
 async def test_with_the_whole_row_away_the_mayor_keeps_the_request_and_an_operator_is_alerted(
     july: System, smtp_server: SmtpServer
 ) -> None:
-    """Mayor and both substitutes away: the mayor is still asked (can sign from leave) and routing.unresolved is in the audit log."""
+    """Mayor and both substitutes away: the mayor is still asked (can sign from leave) and routing.unresolved is in the
+    audit log; an operator moves the request to an alderman who is in (`paraaf document reassign`), the mayor's link
+    stops working, the alderman signs on the mayor's behalf and the document completes."""
     for person in ("sofie.smet", "marc.maes"):
         july.cli("absence", "add", person, "--from", "2026-07-01", "--to", "2026-08-01")
     async with httpx.AsyncClient() as browser:
@@ -113,6 +115,19 @@ async def test_with_the_whole_row_away_the_mayor_keeps_the_request_and_an_operat
     [alert] = await july.audit_events("routing.unresolved")
     assert alert["signer"]["id"] == "bart.baert"
     assert "no substitute is available" in alert["reason"]
+
+    # The operator resolves the incident: the request goes to an alderman who is in, on behalf of the mayor.
+    moved = july.cli("document", "reassign", alert["request_id"], "--to", "lies.leys", "--reason", "burgemeester en vervangers met verlof")
+    assert "Reassigned to lies.leys" in moved.stdout
+    [alderman_mail] = await smtp_server.wait_for_mail("lies.leys@demo.paraaf.be")
+    async with httpx.AsyncClient() as browser:
+        assert (await browser.get(mayor_mail.signing_link)).status_code == 410, "the mayor's link no longer works"
+        assert (await follow_link(browser, alderman_mail.signing_link)).status_code == 200
+    [completed] = await july.audit_events("document.completed")
+    [reassigned] = await july.audit_events("signature.reassigned")
+    assert reassigned["reason"].startswith("reassigned by operator:") and reassigned["reason"].endswith("met verlof")
+    last = completed["signatures"][-1]
+    assert (last["signer"]["id"], last["on_behalf_of"]["id"]) == ("lies.leys", "bart.baert")
 
 
 async def test_an_absence_that_starts_later_moves_the_work_at_its_start(july: System, smtp_server: SmtpServer) -> None:

@@ -1,6 +1,7 @@
 """The routing rules of services/router/domain.py: who is asked, and instead of whom."""
 
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import pytest
 from hypothesis import given
@@ -12,10 +13,12 @@ from services.router.domain import (
     Directory,
     Group,
     Person,
+    Request,
     Role,
     advance,
     check_steps,
     is_absent,
+    operator_assignment,
     plan_step,
     planned_signatures,
     reassign,
@@ -24,7 +27,7 @@ from services.router.domain import (
     step_outcome,
 )
 from shared.errors import CodedError
-from shared.events import StepSpec
+from shared.events import PersonRef, StepSpec
 
 NOW = datetime(2026, 7, 10, 8, 0, tzinfo=UTC)
 JULY = Absence("", datetime(2026, 7, 1, tzinfo=UTC), datetime(2026, 8, 1, tzinfo=UTC))
@@ -172,6 +175,43 @@ def test_with_only_outsiders_free_a_shielded_document_stays_with_its_signer_and_
     assert (assignment.person.id, assignment.unresolved) == ("chair", True)
     assert "outside shielded group sociaal: alder1" in (assignment.reason or "")
     assert reassign("chair", None, "voorzitter BCSD", directory, NOW, taken=set(), shield=shield) is None
+
+
+def _waiting(person_id: str, *, title: str = "", on_behalf_of: str | None = None, status: str = "pending") -> Request:
+    ref = lambda pid, t="": PersonRef(id=pid, name=pid.title(), title=t)  # noqa: E731
+    return Request(uuid4(), uuid4(), "default", 2, "role:voorzitter-bcsd", ref(person_id, title), "sign",
+                   ref(on_behalf_of, title) if on_behalf_of else None, status=status)  # type: ignore[arg-type]
+
+
+def test_an_operator_moves_a_waiting_request_to_someone_who_signs_for_whom_it_stood() -> None:
+    """The chair's request goes to the social worker, on the chair's behalf, with the operator and reason said; a
+    request already held for the chair by a substitute stays on the chair's behalf."""
+    directory = welfare_city(absent=("chair",))
+    moved = operator_assignment(_waiting("chair", title="voorzitter BCSD"), "social", directory, None, by="operator:iris", why="ziek")
+    assert (moved.person.id, moved.on_behalf_of.id if moved.on_behalf_of else None) == ("social", "chair")
+    assert (moved.title, moved.reason, moved.entry) == ("voorzitter BCSD", "reassigned by operator:iris: ziek", "role:voorzitter-bcsd")
+    again = operator_assignment(_waiting("alder1", on_behalf_of="chair"), "social", directory, None, by="operator:iris", why="x")
+    assert again.on_behalf_of is not None and again.on_behalf_of.id == "chair"
+    back = operator_assignment(_waiting("social", on_behalf_of="chair"), "chair", directory, None, by="operator:iris", why="terug")
+    assert back.on_behalf_of is None, "back with the person it was for: in her own right"
+
+
+@pytest.mark.parametrize(
+    ("request_", "target", "code"),
+    [
+        (_waiting("chair"), "nobody", "unknown_person"),
+        (_waiting("chair"), "chair", "same_person"),
+        (_waiting("chair"), "alder1", "outside_shield"),
+        (_waiting("chair", status="signed"), "social", "ended"),
+    ],
+)
+def test_an_operator_cannot_move_a_request_to_nobody_to_herself_outside_the_shield_or_once_done(
+    request_: Request, target: str, code: str
+) -> None:
+    directory = welfare_city(absent=())
+    with pytest.raises(CodedError) as refused:
+        operator_assignment(request_, target, directory, shield_of(directory, "sociaal"), by="operator:iris", why="x")
+    assert refused.value.code == code
 
 
 def test_unknown_signers_are_refused_with_their_step() -> None:
