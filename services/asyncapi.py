@@ -38,6 +38,10 @@ def _settings_for(secrets: Path) -> dict[str, object]:
     """Credentials of no use to anyone: the apps need some to be built."""
     for service in SERVICES:
         identity = {"amqp_url": f"amqp://paraaf.{service}:docs@localhost/", "database_url": "postgresql://docs@localhost/docs"}
+        if service == "audit":
+            from services.audit.seal import new_sealing_key
+
+            identity["seal_key"] = new_sealing_key()
         (secrets / f"{service}.json").write_text(json.dumps(identity))
     return {"secrets_dir": secrets, "broker_user_prefix": "paraaf", "key_secret": "documentation-only-key-secret", "log_level": "ERROR"}
 

@@ -1,12 +1,13 @@
-"""Each service's own credentials: its broker user, its database role and
-(for the notifier) its key to the signer's link API.
+"""Each service's own credentials: its broker user, its database role,
+(for the notifier) its key to the signer's link API and (for the audit) its
+key that seals the chain's checkpoints.
 
 ``paraaf setup`` writes them, one JSON file per service in the secrets
 directory (``PARAAF_SECRETS_DIR``, default ``DATA_DIR/secrets``, mode 0600),
 and a service reads only its own. Where each service runs in its own
 container, give it its own instead through the environment:
 ``PARAAF_<SERVICE>_AMQP_URL``, ``PARAAF_<SERVICE>_DATABASE_URL`` and
-``PARAAF_NOTIFIER_SIGNER_KEY`` win over the file (and ``paraaf setup`` sets
+``PARAAF_NOTIFIER_SIGNER_KEY``, ``PARAAF_AUDIT_SEAL_KEY`` win over the file (and ``paraaf setup`` sets
 the users' and roles' passwords from them when they are given).
 """
 
@@ -21,7 +22,7 @@ from shared.topology import broker_user
 
 __all__ = ["FIELDS", "Identity", "MissingCredentials", "read_identity", "write_identity"]
 
-FIELDS = ("amqp_url", "database_url", "signer_key")
+FIELDS = ("amqp_url", "database_url", "signer_key", "seal_key")
 
 
 class MissingCredentials(CannotStart):

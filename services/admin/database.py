@@ -8,8 +8,9 @@ Roles (``<prefix>`` is PARAAF_DB_ROLE_PREFIX):
 * ``<prefix>_intake``, ``_router``, ``_signer``, ``_notifier``: log in and own
   their schema; nobody else may read it, except where granted below.
 * ``<prefix>_audit`` logs in but owns nothing: it may insert into and read
-  the log (not change or delete it, not disable its trigger), which
-  ``<prefix>_audit_owner`` owns.
+  the log and its sealed checkpoints (not change or delete them, not disable
+  their triggers), which ``<prefix>_audit_owner`` owns. ``paraaf db setup``
+  also gives the audit its sealing key (once; kept after).
 * ``<prefix>_blobs`` owns the blob store; intake and the signer may read
   and add blobs and versions, never change or delete one.
 * ``<prefix>_access`` owns the API keys; the services with an HTTP API may
@@ -28,6 +29,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import asyncpg
 
+from services.audit.seal import new_sealing_key
 from shared import apikeys, blobs
 from shared.credentials import stored, write_identity
 from shared.db import connect_pool, ensure_database, migrate
@@ -119,6 +121,7 @@ async def _grant(conn: asyncpg.Connection, settings: Settings) -> None:
         f"GRANT USAGE ON SCHEMA audit TO {r('audit')}",
         f"GRANT SELECT, INSERT ON audit.log, audit.inbox TO {r('audit')}",
         f"GRANT SELECT, UPDATE ON audit.head TO {r('audit')}",
+        f"GRANT SELECT, INSERT ON audit.checkpoints TO {r('audit')}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON audit.outbox TO {r('audit')}",
         f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA audit TO {r('audit')}",
         f"GRANT SELECT ON audit.schema_migrations TO {r('audit')}",
@@ -182,6 +185,8 @@ async def setup_database(
     for service, password in passwords.items():
         write_identity(settings, service, database_url=database_url_for(admin_url, role(settings, service), password))
     write_identity(settings, "notifier", signer_key=notifier_key)
+    if "audit" in passwords and not stored(settings, "audit").get("seal_key"):  # kept once made: checkpoints already sealed name its public half
+        write_identity(settings, "audit", seal_key=new_sealing_key())
     return applied
 
 

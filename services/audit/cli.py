@@ -1,36 +1,85 @@
-"""Operator commands of the audit log: ``paraaf audit ...``."""
+"""Operator commands of the audit log: ``paraaf audit ...``.
+
+``verify`` checks the chain against every checkpoint it can find: those in
+the database and, with ``--checkpoints FILE``, an export kept elsewhere —
+the one a database superuser cannot reach, so the one that catches a whole
+rewritten log. A checkpoint counts only when signed by the audit sealing key
+on file (its public half: the private key is not needed to verify)."""
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 
 from services.audit import handlers
 from services.audit.chain import Break
 from services.audit.config import AuditSettings
+from services.audit.seal import Checkpoint, load_sealing_key, public_key_of
 from services.audit.store import PostgresAuditStore
+from shared.credentials import stored
 from shared.service import open_database
 
 __all__ = ["audit_app"]
 
+T = TypeVar("T")
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+checkpoints_app = typer.Typer(help="The sealed checkpoints of the chain.", no_args_is_help=True)
+audit_app.add_typer(checkpoints_app, name="checkpoints")
+
+
+async def _read(settings: AuditSettings, work: Callable[[PostgresAuditStore], Awaitable[T]]) -> T:
+    """``work`` as the audit's own role, in one read-only snapshot (the cursor streams inside it)."""
+    pool = await open_database(settings, "audit", migrations=Path(__file__).parent / "migrations")
+    try:
+        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            return await work(PostgresAuditStore(conn))
+    finally:
+        await pool.close()
+
+
+def _trusted_key(settings: AuditSettings) -> str | None:
+    pem = stored(settings, "audit").get("seal_key")
+    return public_key_of(load_sealing_key(pem)) if pem else None
+
+
+def _load(path: Path) -> list[Checkpoint]:
+    try:
+        return [Checkpoint.from_json(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        typer.echo(f"cannot read checkpoints from {path}: {exc}; give a file `paraaf audit checkpoints export` wrote", err=True)
+        raise typer.Exit(2) from None
 
 
 @audit_app.command("verify")
-def verify() -> None:
-    """Check every link of the hash chain; exit 1 at the first break."""
+def verify(
+    checkpoints: Path = typer.Option(None, "--checkpoints", help="checkpoints exported earlier (JSON lines), kept apart"),
+) -> None:
+    """Check every link of the hash chain and every checkpoint; exit 1 at the first break."""
     settings = AuditSettings()
+    exported = _load(checkpoints) if checkpoints else []
+    trusted = _trusted_key(settings)
+    if trusted is None:
+        typer.echo("no audit sealing key on file: checkpoints are checked against the key they name", err=True)
+    entries, problem = asyncio.run(_read(settings, lambda store: handlers.verify(store, exported, trusted_key=trusted)))
+    _report(entries, problem, len(exported))
 
-    async def run() -> tuple[int, Break | None]:
-        pool = await open_database(settings, "audit", migrations=Path(__file__).parent / "migrations")
-        try:
-            async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-                return await handlers.verify(PostgresAuditStore(conn))
-        finally:
-            await pool.close()
 
-    entries, problem = asyncio.run(run())
+def _report(entries: int, problem: Break | None, exported: int) -> None:
     if problem is not None:
         typer.echo(f"BROKEN at entry {problem.seq}: {problem.reason} ({entries} entries checked)")
         raise typer.Exit(1)
-    typer.echo(f"intact: {entries} entries")
+    typer.echo(f"intact: {entries} entries" + (f", {exported} exported checkpoints match" if exported else ""))
+
+
+@checkpoints_app.command("export")
+def export(output: Path = typer.Option(None, "-o", "--output", help="write here instead of to standard output")) -> None:
+    """Every sealed checkpoint, one JSON object a line: keep the file away from the database's administrators."""
+    lines = [c.to_json() for c in asyncio.run(_read(AuditSettings(), lambda store: store.checkpoints()))]
+    text = "".join(line + "\n" for line in lines)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        typer.echo(f"{len(lines)} checkpoints written to {output}", err=True)

@@ -1,17 +1,24 @@
 """Audit's use cases: every event on ``esign.events`` that its owner published
-joins the chain, as published (fields the audit does not know are kept); and
-the whole chain can be checked."""
+joins the chain, as published (fields the audit does not know are kept); the
+chain's head is sealed into a signed checkpoint; and the whole chain can be
+checked, against the checkpoints too, in batches (a log of millions of
+entries is checked in the memory of one batch)."""
 
 import json
+from collections.abc import Iterable
+from datetime import datetime
 
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pyhanko.sign.timestamps.api import TimeStamper
 
-from services.audit.chain import Break, verify_chain
+from services.audit.chain import Break, ChainCheck, Sealed
+from services.audit.seal import Checkpoint, check_checkpoint, seal
 from services.audit.store import AuditStore
 from shared.events import Event
 from shared.messaging import Delivery
 
-__all__ = ["on_event", "verify"]
+__all__ = ["on_event", "seal_head", "verify"]
 
 
 async def on_event(event: Event, store: AuditStore, delivery: Delivery) -> None:
@@ -19,7 +26,40 @@ async def on_event(event: Event, store: AuditStore, delivery: Delivery) -> None:
     structlog.get_logger().debug("event recorded", seq=seq)
 
 
-async def verify(store: AuditStore) -> tuple[int, Break | None]:
-    """Walk the whole chain: (entries checked, first break or None)."""
-    rows = [row async for row in store.rows()]
-    return len(rows), verify_chain(rows, await store.head())
+async def seal_head(
+    store: AuditStore, key: Ed25519PrivateKey, now: datetime, timestamper: TimeStamper | None = None
+) -> Checkpoint | None:
+    """Seal the chain's head unless a checkpoint already covers it (an idle log needs no new seal)."""
+    seq, head_hash = await store.head()
+    sealed = await store.checkpoints()
+    if seq == 0 or (sealed and sealed[-1].seq == seq and sealed[-1].head_hash == head_hash):
+        return None
+    checkpoint = await seal(key, seq, head_hash, now, timestamper)
+    await store.add_checkpoint(checkpoint)
+    return checkpoint
+
+
+def _trusted(checkpoints: Iterable[Checkpoint], trusted_key: str | None) -> tuple[dict[int, Sealed], Break | None]:
+    """The checkpoints by entry, or the first one that cannot be trusted."""
+    by_seq: dict[int, Sealed] = {}
+    for checkpoint in checkpoints:
+        if why := check_checkpoint(checkpoint, trusted_key):
+            return {}, Break(checkpoint.seq, f"the checkpoint sealed at {checkpoint.sealed_at.isoformat()} {why}")
+        if by_seq.get(checkpoint.seq, checkpoint.sealed()).head_hash != checkpoint.head_hash:
+            return {}, Break(checkpoint.seq, "two checkpoints, both well signed, seal different hashes for this entry")
+        by_seq[checkpoint.seq] = checkpoint.sealed()
+    return by_seq, None
+
+
+async def verify(
+    store: AuditStore, checkpoints: Iterable[Checkpoint] = (), *, trusted_key: str | None = None
+) -> tuple[int, Break | None]:
+    """Walk the whole chain, checking it against the stored checkpoints and ``checkpoints`` (from an export):
+    (entries checked, first problem or None). Only checkpoints signed by ``trusted_key`` count, when it is given."""
+    sealed, problem = _trusted([*await store.checkpoints(), *checkpoints], trusted_key)
+    if problem is not None:
+        return 0, problem
+    check = ChainCheck(sealed)
+    async for batch in store.batches():
+        check.feed(batch)  # after a problem, the rest is only counted
+    return check.entries, check.finish(await store.head())

@@ -7,6 +7,7 @@ from faststream import FastStream
 from services.audit import handlers
 from services.audit.config import AuditSettings
 from services.audit.http import build_http
+from services.audit.sealing import sealing_key, sealing_loop
 from services.audit.store import PostgresAuditStore
 from shared.events import EVENT_TYPES
 from shared.messaging import with_delivery
@@ -26,5 +27,6 @@ def create_app(settings: AuditSettings | None = None) -> FastStream:
         store=PostgresAuditStore,
         prefetch=64,
     )
+    service.loop(sealing_loop(lambda: service.pool, sealing_key(settings), settings))
     service.serve_http(settings.audit_port, lambda: build_http(lambda: service.pool, docs=settings.http_docs))
     return service.app

@@ -1,13 +1,15 @@
 """The audit log's tables behind one interface, :class:`AuditStore`: appending to
-the chain and reading it back. :class:`PostgresAuditStore` works in the caller's
+the chain and reading it back (in batches, through a server-side cursor, so
+no reader ever holds the whole log), and its sealed checkpoints. :class:`PostgresAuditStore` works in the caller's
 transaction; tests use an in-memory fake of the same interface."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 import asyncpg
 
 from services.audit.chain import Row, link_hash
+from services.audit.seal import Checkpoint
 from shared.db import canonical_json
 
 __all__ = ["AuditStore", "PostgresAuditStore"]
@@ -16,7 +18,10 @@ __all__ = ["AuditStore", "PostgresAuditStore"]
 class AuditStore(Protocol):
     async def append(self, routing_key: str, event: dict[str, Any]) -> int: ...
     def rows(self) -> AsyncIterator[Row]: ...
+    def batches(self) -> AsyncIterator[Sequence[Row]]: ...
     async def head(self) -> tuple[int, str]: ...
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+    async def checkpoints(self) -> list[Checkpoint]: ...
 
 
 class PostgresAuditStore:
@@ -42,6 +47,28 @@ class PostgresAuditStore:
         async for row in self._conn.cursor("SELECT seq, payload, prev_hash, hash FROM audit.log ORDER BY seq", prefetch=batch):
             yield row["seq"], row["payload"], row["prev_hash"], row["hash"]
 
+    async def batches(self, size: int = 10_000) -> AsyncIterator[Sequence[Row]]:
+        """Every entry in order, ``size`` at a time (call inside a transaction: the cursor needs one)."""
+        cursor = await self._conn.cursor("SELECT seq, payload, prev_hash, hash FROM audit.log ORDER BY seq")
+        while batch := await cursor.fetch(size):
+            yield batch  # records unpack as (seq, payload, prev_hash, hash)
+
     async def head(self) -> tuple[int, str]:
         row = await self._conn.fetchrow("SELECT seq, hash FROM audit.head WHERE id = 1")
         return row["seq"], row["hash"]
+
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        await self._conn.execute(
+            "INSERT INTO audit.checkpoints (seq, head_hash, sealed_at, public_key, signature, timestamp_token)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            checkpoint.seq, checkpoint.head_hash, checkpoint.sealed_at, checkpoint.public_key, checkpoint.signature,
+            checkpoint.timestamp_token,
+        )
+
+    async def checkpoints(self) -> list[Checkpoint]:
+        """All of them, oldest first: one an hour is under 9,000 a year, small enough to hold."""
+        rows = await self._conn.fetch(
+            "SELECT seq, head_hash, sealed_at, public_key, signature, timestamp_token FROM audit.checkpoints"
+            " ORDER BY seq, sealed_at"
+        )
+        return [Checkpoint(**dict(row)) for row in rows]

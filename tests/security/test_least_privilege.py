@@ -31,6 +31,10 @@ FORBIDDEN_SQL = [
     ("audit", "DELETE FROM audit.log"),
     ("audit", "ALTER TABLE audit.log DISABLE TRIGGER log_append_only"),
     ("audit", "TRUNCATE audit.log"),
+    # Its sealed checkpoints: added, never changed or removed by the service itself.
+    ("audit", "UPDATE audit.checkpoints SET head_hash = 'x'"),
+    ("audit", "DELETE FROM audit.checkpoints"),
+    ("audit", "TRUNCATE audit.checkpoints"),
     ("signer", "UPDATE blobs.blob SET data = 'x'"),
     ("signer", "DELETE FROM blobs.versions"),
     ("intake", "SELECT * FROM router.instances"),

@@ -1,9 +1,11 @@
-"""Audit's use cases on an in-memory store: events join the chain as published, and the chain verifies."""
+"""Audit's use cases on an in-memory store: events join the chain as published, the head is sealed, and the chain verifies."""
 
 import json
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 from services.audit import handlers
+from services.audit.seal import load_sealing_key, new_sealing_key, public_key_of
 from shared.events import DocumentWithdrawn
 from shared.messaging import Delivery
 from tests.support.fakes.audit import FakeAuditStore
@@ -36,3 +38,15 @@ async def test_a_chain_of_events_verifies_and_a_changed_entry_is_found() -> None
     store.entries[1] = (seq, payload.replace('"r"', '"x"'), prev, digest)
     count, problem = await handlers.verify(store)
     assert count == 3 and problem is not None and problem.seq == 2
+
+
+async def test_the_head_is_sealed_once_until_the_chain_grows() -> None:
+    """A seal covers the head; sealing again with nothing new adds nothing; one more event, one more seal."""
+    store, key, now = FakeAuditStore(), load_sealing_key(new_sealing_key()), datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    assert await handlers.seal_head(store, key, now) is None  # an empty chain has nothing to vouch for
+    await record(store, withdrawn())
+    assert (await handlers.seal_head(store, key, now)).seq == 1
+    assert await handlers.seal_head(store, key, now + timedelta(hours=1)) is None
+    await record(store, withdrawn())
+    assert (await handlers.seal_head(store, key, now + timedelta(hours=2))).seq == 2
+    assert await handlers.verify(store, trusted_key=public_key_of(key)) == (2, None)

@@ -1,0 +1,55 @@
+"""The audit service's sealing loop: every PARAAF_SEAL_EVERY, and once more
+when the service stops, the chain's head becomes a signed checkpoint (see
+seal.py), so at most one period of entries is ever unsealed. The key comes
+from the audit's own secrets file, which ``paraaf setup`` writes."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import asyncpg
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
+
+from services.audit import handlers
+from services.audit.config import AuditSettings
+from services.audit.seal import load_sealing_key
+from services.audit.store import PostgresAuditStore
+from shared.credentials import stored
+from shared.service import NotSetUp
+
+__all__ = ["sealing_key", "sealing_loop"]
+
+
+def sealing_key(settings: AuditSettings) -> Ed25519PrivateKey:
+    """The audit sealing key on file (or in PARAAF_AUDIT_SEAL_KEY); the service does not start without one."""
+    pem = stored(settings, "audit").get("seal_key")
+    if not pem:
+        raise NotSetUp("audit has no sealing key of its own: run `paraaf setup` (or set PARAAF_AUDIT_SEAL_KEY)")
+    return load_sealing_key(pem)
+
+
+def sealing_loop(
+    pool: Callable[[], asyncpg.Pool], key: Ed25519PrivateKey, settings: AuditSettings
+) -> Callable[[], Awaitable[None]]:
+    """The loop's body for ``Service.loop``: seal, sleep, seal ...; cancelled (the service stops), seal once more."""
+    timestamper = HTTPTimeStamper(settings.tsa_url, timeout=30) if settings.tsa_url else None
+
+    async def seal_now() -> None:
+        # The wall clock, never PARAAF_CLOCK_START's: a seal says when it was made.
+        async with pool().acquire() as conn, conn.transaction():
+            checkpoint = await handlers.seal_head(PostgresAuditStore(conn), key, datetime.now(UTC), timestamper)
+        if checkpoint is not None:
+            structlog.get_logger().info("audit chain sealed", seq=checkpoint.seq, timestamped=bool(checkpoint.timestamp_token))
+
+    async def sealing() -> None:
+        try:
+            while True:
+                await asyncio.sleep(settings.seal_every.total_seconds())
+                await seal_now()
+        except asyncio.CancelledError:
+            await seal_now()
+            raise
+
+    return sealing
