@@ -91,7 +91,7 @@ def _behalf(event: Mapping[str, Any]) -> str:
 
 def _step(event: Mapping[str, Any]) -> str:
     total = f"/{event['step_count']}" if "step_count" in event else ""
-    return f"step {int(event.get('step', 0)) + 1}{total}"
+    return f"step {event.get('step')}{total}"  # steps are numbered from 1, as flows list them
 
 
 _ASKED = {"sign": "signature", "approve": "approval"}

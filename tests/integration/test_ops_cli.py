@@ -97,6 +97,7 @@ async def test_a_document_is_listed_waiting_on_its_signer_then_completed_and_its
     assert positions == sorted(positions), keys
     assert trail["title"] == "Collegebesluit ops 1"
     assert any("signed by Ann Aerts" in step["what"] for step in trail["steps"])
+    assert "signature requested of Ann Aerts, step 1/2" in [step["what"] for step in trail["steps"]]
     printed = (await cli(city, "trail", first["document_id"])).stdout
     assert "document.completed" in printed and "signed by Bart Baert" in printed
 

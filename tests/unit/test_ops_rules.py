@@ -122,7 +122,7 @@ def test_waiting_on_finds_a_person_by_id_or_part_of_her_name() -> None:
 def test_a_summary_says_who_did_what_and_never_carries_the_title_or_a_mail_subject() -> None:
     """Events of a confidential document carry its title; the printed line names the signer, not the title."""
     signer = {"id": "ann.aerts", "name": "Ann Aerts"}
-    requested = {"title": "Geheim", "signer": signer, "on_behalf_of": {"name": "Bart Baert"}, "step": 0, "step_count": 2}
+    requested = {"title": "Geheim", "signer": signer, "on_behalf_of": {"name": "Bart Baert"}, "step": 1, "step_count": 2}
     mail = {"kind": "request", "recipient": "ann@x.be", "subject": "Te tekenen: Geheim"}
     assert summary("signature.requested", requested) == "signature requested of Ann Aerts for Bart Baert, step 1/2"
     assert summary("notification.sent", mail) == "request mail sent to ann@x.be"
@@ -132,5 +132,5 @@ def test_a_summary_says_who_did_what_and_never_carries_the_title_or_a_mail_subje
 def test_a_tail_line_is_local_time_key_short_id_and_summary() -> None:
     """The time is on PARAAF_TIMEZONE's clock and the document id is cut to 8 characters."""
     event = {"occurred_at": "2026-03-02T08:00:00+00:00", "correlation_id": "1234567890abcdef", "signer": {"name": "Ann"},
-             "step": 1, "action": "sign"}
+             "step": 2, "action": "sign"}
     assert line(Seen("signature.signed", event), BRUSSELS) == ("2026-03-02 09:00:00", "signature.signed", "12345678", "signed by Ann, step 2")
