@@ -173,8 +173,9 @@ async def test_a_tail_of_signatures_prints_a_signature_made_while_it_runs_and_st
 
 
 async def test_a_confidential_title_shows_in_no_command(city: System) -> None:
-    """A confidential document is listed, trailed and tailed as (confidential); its title is in none of the outputs."""
-    async with Tail(city) as tail:
+    """A confidential document is listed, trailed and tailed (all types, its source's) as (confidential); its title
+    is in none of the outputs."""
+    async with Tail(city, "--source", "notula") as tail:  # every type; the source looked up per document
         document = await submitted(city, "OPS-SECRET", title=SECRET_TITLE, confidential=True)
         await tail.line_with("notification.sent", document["document_id"][:8])
     assert document["title"] == "(confidential)"
