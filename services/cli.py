@@ -10,6 +10,7 @@ import typer
 from services.admin.cli import broker_app, db_app, keys_app, setup, sources_app
 from services.audit.cli import audit_app
 from services.dlq import dlq_app
+from services.ops.cli import documents, tail, trail
 from services.router.cli import absence_app, directory_app, document_app, flows_app
 from services.signer.cli import ca_app, verify
 from services.supervisor import SERVICES, supervise
@@ -32,6 +33,9 @@ app.add_typer(ca_app, name="ca")
 app.add_typer(audit_app, name="audit")
 app.add_typer(dlq_app, name="dlq")
 app.command("verify")(verify)
+app.command("documents")(documents)
+app.command("trail")(trail)
+app.command("tail")(tail)
 
 
 @app.command("run")

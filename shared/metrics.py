@@ -57,7 +57,7 @@ MAILS_FAILED = Counter(
 )
 SIGNATURES = Counter("paraaf_signatures", "Requests decided on the signing page (action: sign or approve)", ["action"])
 OPEN_REQUESTS = Gauge("paraaf_open_requests", "Signature requests pending a decision")
-STUCK_REQUESTS = Gauge("paraaf_stuck_requests", "Signature requests pending for longer than the router's stuck_after_days")
+STUCK_REQUESTS = Gauge("paraaf_stuck_requests", "Signature requests pending for more than PARAAF_STUCK_AFTER working days")
 
 Check = Callable[[], Awaitable[bool]]
 Scrape = Callable[[], Awaitable[None]]

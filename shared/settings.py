@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     prefetch: int = 16
     delivery_limit: int = 5
     db_pool_size: int = 5
+    stuck_after: int = 5  # working days (Mon-Fri, TIMEZONE) a document may wait on one step before it counts as stuck
     clock_start: datetime | None = None  # tests and demos only: run the clock from this instant
 
     @property

@@ -4,9 +4,10 @@ topology, from shared/topology.py, idempotently.
 Every Paraaf service gets its own user ``<prefix>.<service>``: configure
 nothing, write only the exchanges it publishes on (and on a topic exchange
 only the routing keys it owns), read only its own queues. The operator's
-user (``<prefix>.operator``, for ``paraaf dlq``) reads dead-letter and
-holding queues and may replay a message as its original publisher
-(RabbitMQ's ``impersonator`` tag). A source's user may publish
+user (``<prefix>.operator``, for ``paraaf dlq`` and ``paraaf tail``) reads
+dead-letter and holding queues, may replay a message as its original
+publisher (RabbitMQ's ``impersonator`` tag), and may follow esign.events on a
+server-named queue of its own. A source's user may publish
 ``submit.<source>`` on esign.intake and read ``outcomes.<source>``; nothing
 else.
 
@@ -25,7 +26,7 @@ import secrets
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -38,6 +39,7 @@ from shared.credentials import stored, write_identity
 from shared.settings import Settings
 from shared.topology import (
     DLX,
+    EVENTS,
     EXCHANGES,
     HOLDING_QUEUES,
     INTAKE,
@@ -178,7 +180,8 @@ class _Account:
     configure: str
     write: str
     read: str
-    topics: dict[str, str]  # topic exchange -> write pattern (read is always nothing: nobody binds)
+    topics: dict[str, str]  # topic exchange -> write pattern
+    topic_reads: dict[str, str] = field(default_factory=dict)  # topic exchange -> binding keys allowed (default: none)
 
 
 def _service_account(spec: ServiceSpec, prefix: str, password: str) -> _Account:
@@ -194,7 +197,16 @@ def _operator_account(topology: Topology, prefix: str, password: str) -> _Accoun
     # back to the exchange it was first published on, as its first publisher.
     writes = ["amq.default", *(e.name for e in TOPIC_EXCHANGES)]
     topics = {e.name: ".*" for e in TOPIC_EXCHANGES}
-    return _Account(broker_user(prefix, OPERATOR), password, ("impersonator",), NOTHING, _escaped(*writes), _escaped(*kept), topics)
+    # `paraaf tail` follows esign.events on an exclusive, auto-delete, server-named queue: declaring it needs
+    # configure on `amq.gen-...`, binding it write on it and read on esign.events (with any binding key), consuming
+    # read on it. Only server-named queues: the operator still cannot create, bind to or delete any named queue.
+    tail = r"amq\.gen-.*"
+    configure = _any([tail])
+    write = _any([*(re.escape(w) for w in writes), tail])
+    read = _any([*(re.escape(k) for k in kept), re.escape(EVENTS.name), tail])
+    return _Account(
+        broker_user(prefix, OPERATOR), password, ("impersonator",), configure, write, read, topics, {EVENTS.name: ".*"}
+    )
 
 
 def _definitions(vhost: str, accounts: Sequence[_Account], *, users: bool = True) -> dict:
@@ -213,7 +225,7 @@ def _definitions(vhost: str, accounts: Sequence[_Account], *, users: bool = True
             {"user": a.user, "vhost": vhost, "configure": a.configure, "write": a.write, "read": a.read} for a in accounts
         ],
         "topic_permissions": [
-            {"user": a.user, "vhost": vhost, "exchange": exchange, "write": write, "read": NOTHING}
+            {"user": a.user, "vhost": vhost, "exchange": exchange, "write": write, "read": a.topic_reads.get(exchange, NOTHING)}
             for a in accounts
             for exchange, write in a.topics.items()
         ],

@@ -1,6 +1,5 @@
 """Router's wiring: the only place its parts meet."""
 
-from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -46,7 +45,7 @@ def create_app(settings: RouterSettings | None = None) -> FastStream:
         after_commit=service.wake_relay,
     )
     service.loop(scheduler.run)
-    service.scrape(request_gauges(lambda: service.pool, timedelta(days=settings.stuck_after_days)))
+    service.scrape(request_gauges(lambda: service.pool, settings.stuck_after, settings.timezone))
     api = RouterApiDeps(lambda: service.pool, service.outbox, settings.timezone, service.wake_relay, settings.http_docs)
     service.serve_http(settings.router_port, lambda: build_http(api))
     return service.app

@@ -45,3 +45,25 @@ async def test_setup_through_the_management_api_gives_each_service_only_its_own_
         await exchange.publish(aio_pika.Message(b"{}", user_id=router.broker_user), "signature.requested")
         with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
             await exchange.publish(aio_pika.Message(b"{}", user_id=router.broker_user), "signature.signed")
+
+
+async def test_the_operator_may_follow_esign_events_on_a_server_named_queue_and_create_nothing_else(
+    database_url: str, amqp_url: str, secrets_dir: str
+) -> None:
+    """`paraaf tail`'s rights: the operator declares an exclusive server-named queue, binds it to esign.events and
+    receives on it; declaring a named queue, or binding one to another exchange, is refused."""
+    settings = admin_settings(database_url, amqp_url, secrets_dir)
+    await setup_database(settings)
+    await setup_broker(settings, TOPOLOGY, ManagementApi(API))
+    operator = read_identity(settings, "operator", needs=("amqp_url",))
+    connection = await aio_pika.connect(operator.amqp_url)
+    async with connection:
+        queue = await (await connection.channel()).declare_queue(exclusive=True, auto_delete=True)
+        assert queue.name.startswith("amq.gen-")
+        await queue.bind("esign.events", routing_key="signature.*")
+        with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+            await (await connection.channel()).declare_queue("operator.own", exclusive=True)
+        channel = await connection.channel()
+        other = await channel.declare_queue(exclusive=True, auto_delete=True)
+        with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+            await other.bind("esign.intake", routing_key="#")

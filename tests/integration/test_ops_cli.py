@@ -1,0 +1,190 @@
+"""`paraaf documents`, `paraaf trail` and `paraaf tail` run as an operator runs them, against one running demo
+city (every service its own process): a document is listed with whom it waits on, then as completed once signed
+from the mailed link; its trail reads submitted → requested → mail sent → signed → completed; a tail sees a
+signature as it happens; and a confidential document's title shows in none of them."""
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.conftest import Infra, city_on_fresh_install
+from tests.support.pdfs import make_pdf
+from tests.support.smtp import Received, SmtpServer
+from tests.support.system import ROOT, System, follow_link, submission
+
+T = TypeVar("T")
+ANN, BART = "ann.aerts@demo.paraaf.be", "bart.baert@demo.paraaf.be"
+SECRET_TITLE = "Evaluatie Zjef Xyzzy"
+
+
+@pytest.fixture(scope="module")
+async def city(infra: Infra, secrets_dir: str) -> AsyncIterator[System]:
+    async with city_on_fresh_install(infra, secrets_dir, "ops-cli") as system:
+        system.env["COLUMNS"] = "250"  # rich wraps tables to the terminal; a wide one keeps each row on one line
+        yield system
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 30.0) -> T:
+    deadline = time.monotonic() + timeout
+    while (found := await probe()) is None or found is False:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        await asyncio.sleep(0.3)
+    return found
+
+
+async def cli(system: System, *args: str, check: bool = True) -> Any:
+    """`paraaf ARGS` in a thread, so this test's SMTP server keeps receiving meanwhile."""
+    return await asyncio.to_thread(system.cli, *args, check=check)
+
+
+async def listed(system: System, *args: str) -> list[dict[str, Any]]:
+    return json.loads((await cli(system, "documents", *args, "--json")).stdout)
+
+
+async def row(system: System, ref: str, *args: str) -> dict[str, Any] | None:
+    return next((r for r in await listed(system, *args) if r["external_ref"] == ref), None)
+
+
+async def submitted(system: System, ref: str, **fields: Any) -> dict[str, Any]:
+    """Publish a submission as notula does; its row once the router asked its first signer."""
+    await system.publish(submission(make_pdf(), external_ref=ref, **fields))
+    return await eventually(lambda: _waiting(system, ref), f"{ref} waiting on someone")
+
+
+async def _waiting(system: System, ref: str) -> dict[str, Any] | None:
+    found = await row(system, ref, "--source", "notula", "--ref", ref)
+    return found if found and found["waiting_on"] else None
+
+
+async def mail_about(smtp: SmtpServer, to: str, title: str) -> Received:
+    async def find() -> Received | None:
+        return next((m for m in smtp.received_by(to) if title in m.subject), None)
+
+    return await eventually(find, f"a mail to {to} about {title}")
+
+
+async def sign(smtp: SmtpServer, to: str, title: str) -> None:
+    async with httpx.AsyncClient() as signer:
+        assert (await follow_link(signer, (await mail_about(smtp, to, title)).signing_link)).status_code == 200
+
+
+async def test_a_document_is_listed_waiting_on_its_signer_then_completed_and_its_trail_tells_every_step(city: System) -> None:
+    """Listed waiting on Ann Aerts; once both sign from their mails, listed completed; its trail (by SOURCE/REF or id)
+    reads submitted → requested → mail sent → signed → completed in that order, in local time."""
+    smtp: SmtpServer = city.smtp  # type: ignore[attr-defined]
+    first = await submitted(city, "OPS-1", title="Collegebesluit ops 1")
+    assert first["status"] == "waiting" and first["waiting_on"] == ["Ann Aerts"]
+    assert "Ann Aerts" in (await cli(city, "documents", "--status", "waiting", "--waiting-on", "ann.aerts")).stdout
+    await sign(smtp, ANN, "Collegebesluit ops 1")
+    await sign(smtp, BART, "Collegebesluit ops 1")
+    done = await eventually(lambda: row(city, "OPS-1", "--status", "completed"), "OPS-1 completed")
+    assert done["document_id"] == first["document_id"] and done["waiting_on"] == []
+    assert await row(city, "OPS-1", "--status", "waiting") is None
+
+    trail = json.loads((await cli(city, "trail", "notula/OPS-1", "--json")).stdout)
+    keys = [step["event"] for step in trail["steps"]]
+    expected = ["document.submitted", "signature.requested", "notification.sent", "signature.signed", "document.completed"]
+    positions = [keys.index(key) for key in expected]
+    assert positions == sorted(positions), keys
+    assert trail["title"] == "Collegebesluit ops 1"
+    assert any("signed by Ann Aerts" in step["what"] for step in trail["steps"])
+    assert "signature requested of Ann Aerts, step 1/2" in [step["what"] for step in trail["steps"]]
+    printed = (await cli(city, "trail", first["document_id"])).stdout
+    assert "document.completed" in printed and "signed by Bart Baert" in printed
+
+
+async def test_an_unknown_document_has_no_trail_and_the_command_says_so(city: System) -> None:
+    """A document id or reference nobody knows: exit 1 with a sentence naming it."""
+    result = await cli(city, "trail", "00000000-0000-0000-0000-000000000042", check=False)
+    assert result.returncode == 1
+    assert "No document `00000000-0000-0000-0000-000000000042`" in result.stderr
+    assert (await cli(city, "trail", "notula/NOPE", check=False)).returncode == 1
+
+
+async def test_older_than_and_stuck_find_a_document_that_waited_too_long(city: System) -> None:
+    """A document waiting on one step for two weeks is `stuck` and older than 1w; one submitted just now is neither."""
+    old = await submitted(city, "OPS-OLD", title="Collegebesluit oud")
+    await submitted(city, "OPS-NEW", title="Collegebesluit nieuw")
+    conn = await asyncpg.connect(city.env["PARAAF_DATABASE_URL"])
+    try:  # two weeks pass for this one document
+        await conn.execute("UPDATE router.requests SET created_at = now() - interval '15 days' WHERE document_id = $1::uuid",
+                           old["document_id"])
+        await conn.execute("UPDATE router.instances SET created_at = now() - interval '15 days' WHERE document_id = $1::uuid",
+                           old["document_id"])
+    finally:
+        await conn.close()
+    assert {r["external_ref"] for r in await listed(city, "--status", "stuck")} == {"OPS-OLD"}
+    assert {r["external_ref"] for r in await listed(city, "--older-than", "1w")} == {"OPS-OLD"}
+    assert await listed(city, "--older-than", "3w") == []
+    assert "OPS-NEW" in {r["external_ref"] for r in await listed(city, "--status", "waiting", "--older-than", "0h")}
+    assert "stuck" in (await cli(city, "documents", "--ref", "OPS-OLD")).stdout
+    refused = await cli(city, "documents", "--older-than", "3 days", check=False)
+    assert refused.returncode == 2 and "12h, 3d, 2w" in refused.stderr
+
+
+class Tail:
+    """`paraaf tail ARGS` as a subprocess, its output read line by line."""
+
+    def __init__(self, system: System, *args: str) -> None:
+        self._system, self._args, self.lines = system, args, []  # type: ignore[var-annotated]
+
+    async def __aenter__(self) -> "Tail":
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services", "tail", *self._args, env=self._system.env, cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        ready = await asyncio.wait_for(self._process.stderr.readline(), 30)  # type: ignore[union-attr]
+        assert b"following esign.events" in ready, ready
+        return self
+
+    async def line_with(self, *words: str, timeout: float = 30.0) -> str:
+        async with asyncio.timeout(timeout):
+            while not any(all(w in line for w in words) for line in self.lines):
+                self.lines.append((await self._process.stdout.readline()).decode())  # type: ignore[union-attr]
+        return next(line for line in self.lines if all(w in line for w in words))
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._process.send_signal(signal.SIGINT)  # Ctrl-C
+        rest, errors = await asyncio.wait_for(self._process.communicate(), 30)
+        self.lines += rest.decode().splitlines()
+        self.returncode = self._process.returncode
+        assert self.returncode == 0, errors.decode()
+
+
+async def test_a_tail_of_signatures_prints_a_signature_made_while_it_runs_and_stops_on_ctrl_c(city: System) -> None:
+    """`paraaf tail --type 'signature.*'` prints the signature.signed of a document signed while it runs, with
+    the document's short id and who signed, nothing but signature events, and exits 0 on Ctrl-C."""
+    smtp: SmtpServer = city.smtp  # type: ignore[attr-defined]
+    async with Tail(city, "--type", "signature.*") as tail:
+        document = await submitted(city, "OPS-TAIL", title="Collegebesluit tail")
+        await sign(smtp, ANN, "Collegebesluit tail")
+        signed = await tail.line_with("signature.signed", document["document_id"][:8])
+    assert "signed by Ann Aerts" in signed
+    assert all(line.split()[2].startswith("signature.") for line in tail.lines if line.strip()), tail.lines
+
+
+async def test_a_confidential_title_shows_in_no_command(city: System) -> None:
+    """A confidential document is listed, trailed and tailed (all types, its source's) as (confidential); its title
+    is in none of the outputs."""
+    async with Tail(city, "--source", "notula") as tail:  # every type; the source looked up per document
+        document = await submitted(city, "OPS-SECRET", title=SECRET_TITLE, confidential=True)
+        await tail.line_with("notification.sent", document["document_id"][:8])
+    assert document["title"] == "(confidential)"
+    outputs = [
+        "\n".join(tail.lines),
+        (await cli(city, "documents")).stdout,
+        json.dumps(await listed(city)),
+        (await cli(city, "trail", "notula/OPS-SECRET")).stdout,
+        (await cli(city, "trail", document["document_id"], "--json")).stdout,
+    ]
+    assert "(confidential)" in outputs[1] and "(confidential)" in outputs[3]
+    assert not [out for out in outputs if "Xyzzy" in out]
