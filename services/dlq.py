@@ -37,7 +37,7 @@ from shared.messaging import ERROR, REASON, REPLAYED_ROUTING_KEY
 from shared.settings import Settings
 from shared.topology import EVENTS, HOLDING_QUEUES, OPERATOR, TOPOLOGY
 
-__all__ = ["QUEUES", "UNROUTED_QUEUE", "describe", "dlq_app", "drop", "replay", "replay_unrouted", "show"]
+__all__ = ["QUEUES", "UNROUTED_QUEUE", "depths", "describe", "dlq_app", "drop", "replay", "replay_unrouted", "show"]
 
 T = TypeVar("T")
 Held = list[aio_pika.abc.AbstractIncomingMessage]
@@ -49,7 +49,8 @@ UNROUTED_QUEUE = "unrouted"
 dlq_app = typer.Typer(help="Dead-letter queues: list, show, replay and drop.", no_args_is_help=True)
 
 
-async def _depths(url: str) -> list[tuple[str, int | None]]:
+async def depths(url: str) -> list[tuple[str, int | None]]:
+    """How many messages each dead-letter and holding queue keeps (None: not declared yet)."""
     connection = await aio_pika.connect(url)
     async with connection:
         depths = []
@@ -271,7 +272,7 @@ def _who() -> str:
 def list_queues() -> None:
     """How many messages each dead-letter and holding queue keeps."""
     table = Table("queue", "messages")
-    for name, depth in asyncio.run(_depths(_operator_url())):
+    for name, depth in asyncio.run(depths(_operator_url())):
         table.add_row(name, "not declared" if depth is None else str(depth))
     Console().print(table)
 

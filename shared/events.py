@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "EVENT_TYPES",
+    "IncidentDismissed",
     "Action",
     "Cause",
     "DocumentAccepted",
@@ -308,6 +309,17 @@ class DeadLetterDropped(Event):
     reason: str
 
 
+class IncidentDismissed(Event):
+    """An operator decided an incident needs nothing more (``paraaf incidents dismiss``): which, who, and why.
+    ``correlation_id`` is the incident's document, or a fixed id derived from the incident when it has none."""
+
+    routing_key: ClassVar[str] = "incident.dismissed"
+
+    incident: str  # e.g. routing:<request id>, mail:<event id>, stuck:<document id>, dead_letters:<queue>
+    dismissed_by: str
+    reason: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.routing_key: cls
     for cls in (
@@ -326,5 +338,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
         NotificationSent,
         NotificationFailed,
         DeadLetterDropped,
+        IncidentDismissed,
     )
 }

@@ -39,6 +39,7 @@ from shared.events import (
     DocumentRejected,
     DocumentSubmitted,
     DocumentWithdrawn,
+    IncidentDismissed,
     NotificationFailed,
     NotificationSent,
     RoutingFailed,
@@ -166,7 +167,7 @@ def outcomes_queue(source: str) -> QueueSpec:
 
 
 # What the operator's tooling publishes in its own name (replaying, it publishes as the original publisher).
-OPERATOR_SPEC = ServiceSpec(OPERATOR, publishes={EVENTS.name: _exact(DeadLetterDropped.routing_key)})
+OPERATOR_SPEC = ServiceSpec(OPERATOR, publishes={EVENTS.name: _exact(DeadLetterDropped.routing_key, IncidentDismissed.routing_key)})
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ started on 10 July 2026."""
 
 import asyncio
 import base64
+import json
 import subprocess
 import tempfile
 import time
@@ -116,7 +117,10 @@ async def test_with_the_whole_row_away_the_mayor_keeps_the_request_and_an_operat
     assert alert["signer"]["id"] == "bart.baert"
     assert "no substitute is available" in alert["reason"]
 
-    # The operator resolves the incident: the request goes to an alderman who is in, on behalf of the mayor.
+    # The operator sees the incident and resolves it: the request goes to an alderman who is in, for the mayor.
+    incident = f"routing:{alert['request_id']}"
+    [listed] = [i for i in json.loads(july.cli("incidents", "--json").stdout) if i["id"] == incident]
+    assert listed["fix"].startswith(f"paraaf document reassign {alert['request_id']}")
     moved = july.cli("document", "reassign", alert["request_id"], "--to", "lies.leys", "--reason", "burgemeester en vervangers met verlof")
     assert "Reassigned to lies.leys" in moved.stdout
     [alderman_mail] = await smtp_server.wait_for_mail("lies.leys@demo.paraaf.be")
@@ -128,6 +132,7 @@ async def test_with_the_whole_row_away_the_mayor_keeps_the_request_and_an_operat
     assert reassigned["reason"].startswith("reassigned by operator:") and reassigned["reason"].endswith("met verlof")
     last = completed["signatures"][-1]
     assert (last["signer"]["id"], last["on_behalf_of"]["id"]) == ("lies.leys", "bart.baert")
+    assert incident not in {i["id"] for i in json.loads(july.cli("incidents", "--json").stdout)}, "resolved: off the list"
 
 
 async def test_an_absence_that_starts_later_moves_the_work_at_its_start(july: System, smtp_server: SmtpServer) -> None:

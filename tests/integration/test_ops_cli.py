@@ -131,6 +131,37 @@ async def test_older_than_and_stuck_find_a_document_that_waited_too_long(city: S
     assert refused.returncode == 2 and "12h, 3d, 2w" in refused.stderr
 
 
+async def _incidents(system: System) -> dict[str, dict[str, Any]]:
+    return {i["id"]: i for i in json.loads((await cli(system, "incidents", "--json")).stdout)}
+
+
+async def test_a_stuck_document_is_an_incident_until_an_operator_dismisses_it_with_a_reason(city: System) -> None:
+    """`paraaf incidents` lists the stuck document with its cause and the commands that fix it; dismissed with a
+    reason, it leaves the list and the audit log keeps incident.dismissed naming the operator."""
+    stuck = await submitted(city, "OPS-INCIDENT", title="Collegebesluit vergeten")
+    conn = await asyncpg.connect(city.env["PARAAF_DATABASE_URL"])
+    try:
+        await conn.execute("UPDATE router.requests SET created_at = now() - interval '15 days' WHERE document_id = $1::uuid",
+                           stuck["document_id"])
+    finally:
+        await conn.close()
+    incident = f"stuck:{stuck['document_id']}"
+    listed_now = await _incidents(city)
+    assert incident in listed_now, list(listed_now)
+    assert "working days on Ann Aerts" in listed_now[incident]["cause"] and "paraaf document reassign" in listed_now[incident]["fix"]
+    unknown = await cli(city, "incidents", "dismiss", "stuck:nothing", "--reason", "x", check=False)
+    assert unknown.returncode == 1 and "No open incident" in unknown.stderr
+    await cli(city, "incidents", "dismiss", incident, "--reason", "Ann bevestigt: wacht op advies")
+    await eventually(lambda: _gone(city, incident), f"{incident} off the list once dismissed")
+    [dismissal] = await city.audit_events("incident.dismissed")
+    assert (dismissal["incident"], dismissal["reason"]) == (incident, "Ann bevestigt: wacht op advies")
+    assert dismissal["dismissed_by"].startswith("operator:") and dismissal["correlation_id"] == stuck["document_id"]
+
+
+async def _gone(system: System, incident: str) -> bool:
+    return incident not in await _incidents(system)
+
+
 class Tail:
     """`paraaf tail ARGS` as a subprocess, its output read line by line."""
 

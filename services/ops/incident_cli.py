@@ -1,0 +1,85 @@
+"""``paraaf incidents``: what needs a person, and ``paraaf incidents dismiss`` for one that needs nothing more
+(published as ``incident.dismissed`` by the operator's broker user, so the audit log keeps who and why)."""
+
+import asyncio
+import getpass
+import json
+import socket
+from datetime import UTC, datetime
+from typing import Annotated
+
+import aio_pika
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from services.dlq import depths
+from services.ops.cli import _age, _reading
+from services.ops.config import OpsSettings
+from services.ops.incidents import Incident, dead_letter_incidents, dismissed, incident_document, open_incidents, read_incidents
+from shared.credentials import read_identity
+from shared.events import IncidentDismissed
+from shared.topology import EVENTS, OPERATOR
+
+__all__ = ["incidents_app"]
+
+incidents_app = typer.Typer(help="What needs a person: list, and dismiss with a reason.", invoke_without_command=True)
+
+
+async def _all(settings: OpsSettings, now: datetime) -> list[Incident]:
+    found = await _reading(settings, lambda conn: read_incidents(conn, now, stuck_after=settings.stuck_after, timezone=settings.timezone))
+    operator = read_identity(settings, OPERATOR, needs=("amqp_url",))
+    held = dead_letter_incidents(await depths(operator.amqp_url))
+    gone = await _reading(settings, dismissed)
+    return open_incidents([*found, *held], gone)
+
+
+@incidents_app.callback()
+def incidents(
+    context: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON array, for scripts")] = False,
+) -> None:
+    """Every open incident: a request nobody can take, a mail that failed, a stuck document, dead letters."""
+    if context.invoked_subcommand is not None:
+        return
+    settings, now = OpsSettings(), datetime.now(UTC)
+    found = asyncio.run(_all(settings, now))
+    if as_json:
+        typer.echo(json.dumps([{**i.__dict__, "document_id": str(i.document_id) if i.document_id else None,
+                                "since": i.since.isoformat() if i.since else None} for i in found], indent=2))
+        return
+    table = Table("incident", "document", "cause", "age", "fix")
+    for i in found:
+        table.add_row(escape(i.id), str(i.document_id or ""), escape(i.cause), _age(i.since, now) if i.since else "", escape(i.fix))
+    Console(width=200).print(table if found else "No open incidents.")
+
+
+async def _publish(settings: OpsSettings, event: IncidentDismissed) -> None:
+    operator = read_identity(settings, OPERATOR, needs=("amqp_url",))
+    connection = await aio_pika.connect(operator.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(EVENTS.name, ensure=False)
+        message = aio_pika.Message(event.to_json(), content_type="application/json", message_id=str(event.event_id),
+                                   user_id=operator.broker_user, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        await exchange.publish(message, routing_key=event.routing_key)
+
+
+@incidents_app.command("dismiss")
+def dismiss(
+    incident: Annotated[str, typer.Argument(help="its id, as `paraaf incidents` lists it")],
+    reason: Annotated[str, typer.Option(help="why nothing more is needed; kept in the audit log")],
+) -> None:
+    """Dismiss an open incident with a reason: it leaves the list; the audit log keeps who and why."""
+    settings = OpsSettings()
+    found = {i.id: i for i in asyncio.run(_all(settings, datetime.now(UTC)))}.get(incident)
+    if found is None:
+        typer.echo(f"No open incident `{incident}` (see `paraaf incidents`).", err=True)
+        raise typer.Exit(1)
+    event = IncidentDismissed(
+        correlation_id=incident_document(found.id, found.document_id), org=settings.org, incident=found.id,
+        dismissed_by=f"operator:{getpass.getuser()}@{socket.gethostname()}", reason=reason,
+    )
+    asyncio.run(_publish(settings, event))
+    typer.echo(f"Dismissed {incident}; the audit log records it.")

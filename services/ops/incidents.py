@@ -1,0 +1,113 @@
+"""Incidents: what needs a person, each with its document, cause, age and the
+command that fixes it — a request nobody could stand in for
+(routing.unresolved, still waiting), a mail that could not be delivered on a
+document still under way, a document stuck past PARAAF_STUCK_AFTER working
+days, and messages waiting in a dead-letter or holding queue. An operator
+fixes one with that command, or dismisses it with a reason
+(``incident.dismissed``, in the audit log with her name); either way it leaves
+the list.
+"""
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from services.ops.documents import Filters, listed, read_documents
+
+__all__ = ["Incident", "dead_letter_incidents", "incident_document", "open_incidents", "read_incidents"]
+
+_NAMESPACE = uuid.UUID("6f0b7c62-3d0e-4f7e-9a55-7a1c2a0e5e11")
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: str  # <kind>:<what it is about>, stable from one listing to the next
+    kind: str  # routing, mail, stuck, dead_letters
+    document_id: uuid.UUID | None
+    cause: str
+    since: datetime | None
+    fix: str  # the command that fixes it
+
+
+def incident_document(incident_id: str, document_id: uuid.UUID | None) -> uuid.UUID:
+    """The id an incident's audit entries go under: its document's, or one derived from the incident."""
+    return document_id or uuid.uuid5(_NAMESPACE, incident_id)
+
+
+_UNRESOLVED = """
+SELECT l.document_id, l.occurred_at, e->>'request_id' AS request_id, e->'signer'->>'id' AS person, e->>'reason' AS reason
+  FROM audit.log l CROSS JOIN LATERAL (SELECT (l.payload::jsonb)->'event' AS e) x
+  JOIN router.requests r ON r.request_id = (e->>'request_id')::uuid AND r.status = 'pending'
+ WHERE l.routing_key = 'routing.unresolved' ORDER BY l.seq
+"""
+_UNDELIVERED = """
+SELECT l.document_id, l.occurred_at, l.event_id, e->>'recipient' AS recipient, e->>'reason' AS reason, e->>'kind' AS kind
+  FROM audit.log l CROSS JOIN LATERAL (SELECT (l.payload::jsonb)->'event' AS e) x
+  JOIN router.instances i ON i.document_id = l.document_id AND i.status = 'active'
+ WHERE l.routing_key = 'notification.failed' ORDER BY l.seq
+"""
+
+
+async def _unresolved(conn: asyncpg.Connection) -> list[Incident]:
+    return [
+        Incident(
+            f"routing:{r['request_id']}", "routing", r["document_id"],
+            f"nobody can stand in for {r['person']}: {r['reason']}", r["occurred_at"],
+            f"paraaf document reassign {r['request_id']} --to PERSON --reason '...'",
+        )
+        for r in await conn.fetch(_UNRESOLVED)
+    ]
+
+
+async def _undelivered(conn: asyncpg.Connection) -> list[Incident]:
+    return [
+        Incident(
+            f"mail:{r['event_id']}", "mail", r["document_id"], f"{r['kind']} mail to {r['recipient']} failed: {r['reason']}",
+            r["occurred_at"],
+            f"fix the address in the directory, then paraaf document reassign REQUEST --to PERSON, or paraaf document withdraw {r['document_id']}",
+        )
+        for r in await conn.fetch(_UNDELIVERED)
+    ]
+
+
+async def _stuck(conn: asyncpg.Connection, now: datetime, stuck_after: int, timezone: str) -> list[Incident]:
+    rows = listed(await read_documents(conn, Filters(status="stuck"), now), Filters(status="stuck"), now,
+                  stuck_after=stuck_after, timezone=timezone)
+    return [
+        Incident(
+            f"stuck:{row.document_id}", "stuck", row.document_id,
+            f"waiting more than {stuck_after} working days on {', '.join(row.waiting_on) or 'nobody'}", row.waiting_since,
+            f"paraaf trail {row.document_id}; then paraaf document reassign REQUEST --to PERSON, or paraaf document withdraw",
+        )
+        for row in rows
+    ]
+
+
+def dead_letter_incidents(depths: Iterable[tuple[str, int | None]]) -> list[Incident]:
+    """One incident per dead-letter or holding queue that holds messages."""
+    return [
+        Incident(f"dead_letters:{queue}", "dead_letters", None, f"{count} message(s) in {queue}", None,
+                 f"paraaf dlq show {queue.removesuffix('.dlq')} ID; then paraaf dlq replay or drop")
+        for queue, count in depths
+        if count
+    ]
+
+
+async def dismissed(conn: asyncpg.Connection) -> set[str]:
+    rows = await conn.fetch("SELECT (payload::jsonb)->'event'->>'incident' AS incident FROM audit.log WHERE routing_key = 'incident.dismissed'")
+    return {r["incident"] for r in rows}
+
+
+async def read_incidents(conn: asyncpg.Connection, now: datetime, *, stuck_after: int, timezone: str) -> list[Incident]:
+    """Everything the database says needs a person, dismissed ones left out (dead letters come from the broker)."""
+    found = [*await _unresolved(conn), *await _undelivered(conn), *await _stuck(conn, now, stuck_after, timezone)]
+    return open_incidents(found, await dismissed(conn))
+
+
+def open_incidents(incidents: Iterable[Incident], dismissed_ids: set[str]) -> list[Incident]:
+    """The incidents not dismissed, oldest first, each once."""
+    unique = {i.id: i for i in incidents if i.id not in dismissed_ids}
+    return sorted(unique.values(), key=lambda i: (i.since is None, i.since or datetime.min, i.id))

@@ -1,0 +1,33 @@
+"""Which incidents are open, and in what order: dismissed ones leave, each is listed once, the oldest first."""
+
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from services.ops.incidents import Incident, dead_letter_incidents, incident_document, open_incidents
+
+T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+
+def _incident(id_: str, hour: int | None) -> Incident:
+    return Incident(id_, id_.split(":")[0], None, "cause", T0.replace(hour=hour) if hour is not None else None, "fix")
+
+
+def test_open_incidents_leave_out_the_dismissed_and_list_the_oldest_first_each_once() -> None:
+    found = [_incident("stuck:b", 11), _incident("routing:a", 10), _incident("dead_letters:x.dlq", None), _incident("stuck:b", 11),
+             _incident("mail:c", 9)]
+    assert [i.id for i in open_incidents(found, {"mail:c"})] == ["routing:a", "stuck:b", "dead_letters:x.dlq"]
+
+
+def test_only_queues_that_hold_messages_are_incidents_and_their_fix_names_the_queue() -> None:
+    held = dead_letter_incidents([("router.events.dlq", 2), ("signer.events.dlq", 0), ("unrouted", None), ("unrouted", 1)])
+    assert [(i.id, i.cause) for i in held] == [
+        ("dead_letters:router.events.dlq", "2 message(s) in router.events.dlq"), ("dead_letters:unrouted", "1 message(s) in unrouted"),
+    ]
+    assert held[0].fix.startswith("paraaf dlq show router.events ID")
+
+
+def test_an_incident_without_a_document_is_audited_under_a_stable_id_of_its_own() -> None:
+    document = uuid4()
+    assert incident_document("stuck:x", document) == document
+    assert incident_document("dead_letters:unrouted", None) == incident_document("dead_letters:unrouted", None)
+    assert incident_document("dead_letters:unrouted", None) != incident_document("dead_letters:router.events.dlq", None)
