@@ -6,11 +6,9 @@ import asyncio
 import base64
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from uuid import uuid4
 
 import asyncpg
 import pytest
@@ -22,49 +20,33 @@ from services.audit.config import AuditSettings
 from services.audit.seal import Checkpoint, check_checkpoint, load_sealing_key, new_sealing_key, public_key_of
 from services.audit.sealing import sealing_key, sealing_loop
 from services.audit.store import PostgresAuditStore
-from shared.db import connect_pool, migrate
+from shared.db import connect_pool
+from tests.support.audit_log import record
 from tests.support.tsa import TimestampAuthority
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "audit" / "migrations"
 ROOT = Path(__file__).resolve().parents[2]
 KEY = load_sealing_key(new_sealing_key())
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await connect_pool(database_url)
-    await migrate(pool, "audit", [MIGRATIONS])
-    yield pool
-    await pool.close()
-
-
-async def record(pool: asyncpg.Pool, count: int) -> None:
-    async with pool.acquire() as conn:
-        for n in range(count):
-            async with conn.transaction():
-                event = {"event_id": str(uuid4()), "occurred_at": datetime.now(UTC).isoformat(), "n": n}
-                await PostgresAuditStore(conn).append("document.submitted", event)
-
-
-async def seal(pool: asyncpg.Pool, at: datetime = NOW, key=KEY) -> Checkpoint | None:
-    async with pool.acquire() as conn, conn.transaction():
+async def seal(audit_pool: asyncpg.Pool, at: datetime = NOW, key=KEY) -> Checkpoint | None:
+    async with audit_pool.acquire() as conn, conn.transaction():
         return await handlers.seal_head(PostgresAuditStore(conn), key, at)
 
 
-async def verify(pool: asyncpg.Pool, exported: list[Checkpoint] = ()) -> tuple[int, object]:
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+async def verify(audit_pool: asyncpg.Pool, exported: list[Checkpoint] = ()) -> tuple[int, object]:
+    async with audit_pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         return await handlers.verify(PostgresAuditStore(conn), exported, trusted_key=public_key_of(KEY))
 
 
-async def stored_checkpoints(pool: asyncpg.Pool) -> list[Checkpoint]:
-    async with pool.acquire() as conn:
+async def stored_checkpoints(audit_pool: asyncpg.Pool) -> list[Checkpoint]:
+    async with audit_pool.acquire() as conn:
         return await PostgresAuditStore(conn).checkpoints()
 
 
-async def rewrite_whole_log(pool: asyncpg.Pool, seq: int, old: str, new: str) -> None:
+async def rewrite_whole_log(audit_pool: asyncpg.Pool, seq: int, old: str, new: str) -> None:
     """What a superuser can do: change entry ``seq``, recompute every hash after it, move the head, drop the checkpoints."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with audit_pool.acquire() as conn, conn.transaction():
         await conn.execute("ALTER TABLE audit.log DISABLE TRIGGER log_append_only")
         rows = await conn.fetch("SELECT seq, payload FROM audit.log ORDER BY seq")
         prev, updates = GENESIS, []
@@ -79,84 +61,84 @@ async def rewrite_whole_log(pool: asyncpg.Pool, seq: int, old: str, new: str) ->
         await conn.execute("TRUNCATE audit.checkpoints")
 
 
-async def test_sealing_stores_a_signed_checkpoint_of_the_head_once(pool: asyncpg.Pool) -> None:
+async def test_sealing_stores_a_signed_checkpoint_of_the_head_once(audit_pool: asyncpg.Pool) -> None:
     """The head is sealed with a good signature; sealing an idle log again adds nothing; the log verifies."""
-    await record(pool, 4)
-    checkpoint = await seal(pool)
+    await record(audit_pool, 4)
+    checkpoint = await seal(audit_pool)
     assert checkpoint is not None and checkpoint.seq == 4
     assert check_checkpoint(checkpoint, public_key_of(KEY)) is None
-    assert await seal(pool, NOW + timedelta(hours=1)) is None
-    assert await stored_checkpoints(pool) == [checkpoint]
-    assert await verify(pool) == (4, None)
+    assert await seal(audit_pool, NOW + timedelta(hours=1)) is None
+    assert await stored_checkpoints(audit_pool) == [checkpoint]
+    assert await verify(audit_pool) == (4, None)
 
 
-async def test_the_checkpoints_table_refuses_updates(pool: asyncpg.Pool) -> None:
+async def test_the_checkpoints_table_refuses_updates(audit_pool: asyncpg.Pool) -> None:
     """A checkpoint, once stored, cannot be changed through SQL without disabling its guard."""
-    await record(pool, 1)
-    await seal(pool)
+    await record(audit_pool, 1)
+    await seal(audit_pool)
     with pytest.raises(asyncpg.RaiseError, match="append-only"):
-        await pool.execute("UPDATE audit.checkpoints SET head_hash = 'x'")
+        await audit_pool.execute("UPDATE audit.checkpoints SET head_hash = 'x'")
 
 
-async def test_one_payload_altered_by_a_superuser_is_named(pool: asyncpg.Pool) -> None:
+async def test_one_payload_altered_by_a_superuser_is_named(audit_pool: asyncpg.Pool) -> None:
     """Entry 3's payload changed with the trigger disabled: verify names entry 3."""
-    await record(pool, 5)
-    await seal(pool)
-    await pool.execute("ALTER TABLE audit.log DISABLE TRIGGER log_append_only")
-    await pool.execute("UPDATE audit.log SET payload = replace(payload, '\"n\":2', '\"n\":9') WHERE seq = 3")
-    entries, problem = await verify(pool)
+    await record(audit_pool, 5)
+    await seal(audit_pool)
+    await audit_pool.execute("ALTER TABLE audit.log DISABLE TRIGGER log_append_only")
+    await audit_pool.execute("UPDATE audit.log SET payload = replace(payload, '\"n\":2', '\"n\":9') WHERE seq = 3")
+    entries, problem = await verify(audit_pool)
     assert entries == 5 and problem is not None and problem.seq == 3
 
 
-async def test_a_consistent_rewrite_passes_the_chain_but_not_the_exported_checkpoints(pool: asyncpg.Pool) -> None:
+async def test_a_consistent_rewrite_passes_the_chain_but_not_the_exported_checkpoints(audit_pool: asyncpg.Pool) -> None:
     """Entry 5 rewritten with every hash recomputed and the stored checkpoints dropped: the chain alone says intact;
     with the checkpoints exported before, verify names the first checkpoint that differs and the entries since the last good one."""
     for hour in range(3):
-        await record(pool, 3)
-        await seal(pool, NOW + timedelta(hours=hour))
-    exported = [Checkpoint.from_json(c.to_json()) for c in await stored_checkpoints(pool)]
-    await rewrite_whole_log(pool, 5, '"n":1', '"n":7')
-    assert await verify(pool) == (9, None)
-    entries, problem = await verify(pool, exported)
+        await record(audit_pool, 3)
+        await seal(audit_pool, NOW + timedelta(hours=hour))
+    exported = [Checkpoint.from_json(c.to_json()) for c in await stored_checkpoints(audit_pool)]
+    await rewrite_whole_log(audit_pool, 5, '"n":1', '"n":7')
+    assert await verify(audit_pool) == (9, None)
+    entries, problem = await verify(audit_pool, exported)
     assert entries == 9 and problem is not None and problem.seq == 6
     assert "entries 4 to 6 were rewritten" in problem.reason
 
 
-async def test_a_rewrite_that_leaves_the_stored_checkpoints_is_caught_by_them(pool: asyncpg.Pool) -> None:
+async def test_a_rewrite_that_leaves_the_stored_checkpoints_is_caught_by_them(audit_pool: asyncpg.Pool) -> None:
     """Even without an export, checkpoints left in the database catch a rewrite: only the sealing key could re-seal."""
-    await record(pool, 3)
-    await seal(pool)
-    async with pool.acquire() as conn:
+    await record(audit_pool, 3)
+    await seal(audit_pool)
+    async with audit_pool.acquire() as conn:
         kept = await PostgresAuditStore(conn).checkpoints()
-    await rewrite_whole_log(pool, 2, '"n":1', '"n":8')
-    _, problem = await verify(pool, kept)
+    await rewrite_whole_log(audit_pool, 2, '"n":1', '"n":8')
+    _, problem = await verify(audit_pool, kept)
     assert problem is not None and problem.seq == 3 and "rewritten" in problem.reason
 
 
-async def test_removed_entries_are_caught_by_a_checkpoint_past_the_end(pool: asyncpg.Pool) -> None:
+async def test_removed_entries_are_caught_by_a_checkpoint_past_the_end(audit_pool: asyncpg.Pool) -> None:
     """The last two entries deleted and the head moved back: the checkpoint still vouches for them."""
-    await record(pool, 4)
-    await seal(pool)
-    exported = await stored_checkpoints(pool)
-    async with pool.acquire() as conn, conn.transaction():
+    await record(audit_pool, 4)
+    await seal(audit_pool)
+    exported = await stored_checkpoints(audit_pool)
+    async with audit_pool.acquire() as conn, conn.transaction():
         await conn.execute("ALTER TABLE audit.log DISABLE TRIGGER log_append_only")
         await conn.execute("DELETE FROM audit.log WHERE seq > 2")
         await conn.execute("UPDATE audit.head SET seq = 2, hash = (SELECT hash FROM audit.log WHERE seq = 2)")
         await conn.execute("TRUNCATE audit.checkpoints")
-    _, problem = await verify(pool, exported)
+    _, problem = await verify(audit_pool, exported)
     assert problem is not None and problem.seq == 3 and "entries 3 to 4 were removed" in problem.reason
 
 
-async def test_a_forged_checkpoint_is_reported(pool: asyncpg.Pool) -> None:
+async def test_a_forged_checkpoint_is_reported(audit_pool: asyncpg.Pool) -> None:
     """A checkpoint whose hash was changed after signing, or one signed by another key, is refused."""
-    await record(pool, 2)
-    good = await seal(pool)
+    await record(audit_pool, 2)
+    good = await seal(audit_pool)
     assert good is not None
     altered = replace(good, head_hash="f" * 64)
-    _, problem = await verify(pool, [altered])
+    _, problem = await verify(audit_pool, [altered])
     assert problem is not None and "does not match its contents" in problem.reason
     other = await handlers.seal_head(_Head(2, good.head_hash), load_sealing_key(new_sealing_key()), NOW)
-    _, problem = await verify(pool, [other])
+    _, problem = await verify(audit_pool, [other])
     assert problem is not None and "not the audit sealing key" in problem.reason
 
 
@@ -176,30 +158,30 @@ class _Head:
         return None
 
 
-async def test_the_loop_seals_every_period_and_once_more_when_stopped(pool: asyncpg.Pool) -> None:
+async def test_the_loop_seals_every_period_and_once_more_when_stopped(audit_pool: asyncpg.Pool) -> None:
     """PARAAF_SEAL_EVERY=0.2 s: the head is sealed while the loop runs, and what came after is sealed when it is cancelled."""
     settings = AuditSettings(seal_every=timedelta(seconds=0.2))
-    await record(pool, 2)
-    task = asyncio.create_task(sealing_loop(lambda: pool, KEY, settings)())
+    await record(audit_pool, 2)
+    task = asyncio.create_task(sealing_loop(lambda: audit_pool, KEY, settings)())
     for _ in range(50):
-        if await stored_checkpoints(pool):
+        if await stored_checkpoints(audit_pool):
             break
         await asyncio.sleep(0.1)
-    assert [c.seq for c in await stored_checkpoints(pool)] == [2]
-    await record(pool, 1)
+    assert [c.seq for c in await stored_checkpoints(audit_pool)] == [2]
+    await record(audit_pool, 1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert [c.seq for c in await stored_checkpoints(pool)] == [2, 3]
+    assert [c.seq for c in await stored_checkpoints(audit_pool)] == [2, 3]
 
 
-async def test_with_a_tsa_a_checkpoint_carries_a_timestamp_over_its_contents(pool: asyncpg.Pool) -> None:
+async def test_with_a_tsa_a_checkpoint_carries_a_timestamp_over_its_contents(audit_pool: asyncpg.Pool) -> None:
     """A checkpoint sealed with a TSA carries an RFC 3161 token whose imprint is the checkpoint's; it verifies."""
     tsa = TimestampAuthority()
     await tsa.start()
     try:
-        await record(pool, 1)
-        async with pool.acquire() as conn, conn.transaction():
+        await record(audit_pool, 1)
+        async with audit_pool.acquire() as conn, conn.transaction():
             stamped = await handlers.seal_head(PostgresAuditStore(conn), KEY, NOW, HTTPTimeStamper(tsa.url))
     finally:
         await tsa.stop()
