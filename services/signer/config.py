@@ -29,7 +29,7 @@ class SignerSettings(Settings):
     oidc_match: Literal["email", "id"] = "email"  # what in the directory that claim is compared with
     session_idle_minutes: int = Field(default=30, ge=1)
     session_hours: float = Field(default=10.0, gt=0)
-    upload_max_mb: float = Field(default=30.0, gt=0, le=34.0)  # base64 in a message must stay under the broker's 48 MiB
+    upload_max_mb: float = Field(default=25.0, gt=0, le=34.0)  # as intake's PARAAF_MAX_PDF_MB; base64 in one message stays under the broker's 48 MiB
 
     @property
     def oidc_configured(self) -> bool:

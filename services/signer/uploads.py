@@ -28,6 +28,10 @@ def portal_external_ref(form_id: str) -> str:
     return f"portal-{form_id}"
 
 
+def _message_body(command: dict) -> bytes:
+    return json.dumps({**command, "pdf": base64.b64encode(command["pdf"]).decode()}).encode()
+
+
 class PortalSubmitter:
     """Publishes uploads as source ``portal``, over one connection opened when first needed."""
 
@@ -51,7 +55,7 @@ class PortalSubmitter:
 
     async def submit(self, command: dict, message_id: str) -> None:
         """Publish one SubmitDocument (``pdf`` as bytes); returns when the broker confirmed it was routed and kept."""
-        body = json.dumps({**command, "pdf": base64.b64encode(command["pdf"]).decode()}).encode()
+        body = await asyncio.to_thread(_message_body, command)  # tens of MB of base64: not on the event loop
         channel = await self._channel()
         try:
             exchange = await channel.get_exchange(INTAKE.name, ensure=False)

@@ -48,7 +48,7 @@ class PortalConfig:
     oidc_match: str = "email"  # the claim is compared with the directory's `email` or `id`
     sessions: SessionPolicy = field(default_factory=SessionPolicy)
     submitter: PortalSubmitter = field(default_factory=lambda: PortalSubmitter(None, ""))
-    upload_max_bytes: int = 30 * 1_048_576
+    upload_max_bytes: int = 25 * 1_048_576
 
 
 @dataclass(frozen=True)
