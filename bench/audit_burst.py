@@ -1,0 +1,106 @@
+"""Audit under a burst: 20,000 events published at once on esign.events while
+the whole pipeline runs (every service its own process, the demo city on a
+fresh database and vhost, as the tests start it); how fast the audit service
+appends them to the hash chain, sustained, until the last one is in.
+
+    python -m bench.audit_burst [EVENTS]
+
+The events are ``notification.sent``, published as the notifier publishes
+them (its own broker user, persistent, confirmed): only the audit service
+consumes that key, so the burst measures the log, not the other services.
+Baseline, measured in the same run on the same database: the same number of
+appends made directly through the audit store in one connection, one
+transaction each (what the service does per message, minus the broker) —
+read the ratio; the machines are shared and noisy.
+"""
+
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+
+import aio_pika
+import asyncpg
+
+from services.audit.store import PostgresAuditStore
+from shared.credentials import read_identity
+from shared.events import NotificationSent
+from shared.topology import EVENTS
+from tests.conftest import LOCAL_AMQP, LOCAL_DATABASE, Infra, VhostAdmin, _remove_session_accounts, city_on_fresh_install
+from tests.support.system import System
+
+GOAL = 2_000  # appends per second, sustained, on a 2-core machine with the pipeline running
+
+
+def _event() -> NotificationSent:
+    return NotificationSent(correlation_id=uuid.uuid4(), kind="signature_request", recipient="a@stad.be", subject="Ter ondertekening")
+
+
+async def _count(database_url: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetchval("SELECT count(*) FROM audit.log")
+    finally:
+        await conn.close()
+
+
+async def _burst(system: System, events: int) -> float:
+    """Publish ``events`` as the notifier, then wait until the log holds them all: appends per second."""
+    notifier = read_identity(system.settings, "notifier", needs=("amqp_url",))
+    before = await _count(system.env["PARAAF_DATABASE_URL"])
+    connection = await aio_pika.connect(notifier.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(EVENTS.name, ensure=False)
+        started = time.perf_counter()
+        confirms = []
+        for _ in range(events):
+            event = _event()
+            message = aio_pika.Message(event.to_json(), message_id=str(event.event_id), user_id=notifier.broker_user,
+                                       content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+            confirms.append(exchange.publish(message, routing_key=event.routing_key))
+        await asyncio.gather(*confirms)
+        published = time.perf_counter() - started
+    while await _count(system.env["PARAAF_DATABASE_URL"]) < before + events:
+        await asyncio.sleep(0.2)
+    seconds = time.perf_counter() - started
+    print(f"burst: {events} events published in {published:.1f} s, all appended after {seconds:.1f} s", flush=True)
+    return events / seconds
+
+
+async def _baseline(database_url: str, events: int) -> float:
+    """The same appends straight through the audit store: one connection, one transaction each."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        started = time.perf_counter()
+        for _ in range(events):
+            async with conn.transaction():
+                event = _event().model_dump(mode="json")
+                await PostgresAuditStore(conn).append(NotificationSent.routing_key, event)
+        return events / (time.perf_counter() - started)
+    finally:
+        await conn.close()
+
+
+async def run(infra: Infra, events: int) -> None:
+    with tempfile.TemporaryDirectory() as secrets:
+        async with city_on_fresh_install(infra, secrets, "bench-audit-burst") as system:
+            burst = await _burst(system, events)
+            baseline = await _baseline(system.env["PARAAF_DATABASE_URL"], events)
+    print(f"audit appends under a burst, pipeline running: {burst:,.0f}/s (goal ≥ {GOAL:,}/s)")
+    print(f"baseline, direct appends in one connection:     {baseline:,.0f}/s")
+    print(f"ratio burst / baseline: {burst / baseline:.2f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    infra = Infra(LOCAL_AMQP, LOCAL_DATABASE, VhostAdmin(LOCAL_AMQP))
+    try:
+        asyncio.run(run(infra, int(args[0]) if args else 20_000))
+    finally:
+        _remove_session_accounts(infra)  # the run's broker users and database roles
+
+
+if __name__ == "__main__":
+    main()
