@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import aio_pika
+import asyncpg
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -28,10 +29,12 @@ incidents_app = typer.Typer(help="What needs a person: list, and dismiss with a 
 
 
 async def _all(settings: OpsSettings, now: datetime) -> list[Incident]:
-    found = await _reading(settings, lambda conn: read_incidents(conn, now, stuck_after=settings.stuck_after, timezone=settings.timezone))
-    operator = read_identity(settings, OPERATOR, needs=("amqp_url",))
-    held = dead_letter_incidents(await depths(operator.amqp_url))
-    gone = await _reading(settings, dismissed)
+    async def from_database(conn: asyncpg.Connection) -> tuple[list[Incident], set[str]]:
+        found = await read_incidents(conn, now, stuck_after=settings.stuck_after, timezone=settings.timezone)
+        return found, await dismissed(conn)
+
+    found, gone = await _reading(settings, from_database)
+    held = dead_letter_incidents(await depths(read_identity(settings, OPERATOR, needs=("amqp_url",)).amqp_url))
     return open_incidents([*found, *held], gone)
 
 

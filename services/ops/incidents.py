@@ -102,9 +102,8 @@ async def dismissed(conn: asyncpg.Connection) -> set[str]:
 
 
 async def read_incidents(conn: asyncpg.Connection, now: datetime, *, stuck_after: int, timezone: str) -> list[Incident]:
-    """Everything the database says needs a person, dismissed ones left out (dead letters come from the broker)."""
-    found = [*await _unresolved(conn), *await _undelivered(conn), *await _stuck(conn, now, stuck_after, timezone)]
-    return open_incidents(found, await dismissed(conn))
+    """Everything the database says needs a person, dismissed or not (dead letters come from the broker)."""
+    return [*await _unresolved(conn), *await _undelivered(conn), *await _stuck(conn, now, stuck_after, timezone)]
 
 
 def open_incidents(incidents: Iterable[Incident], dismissed_ids: set[str]) -> list[Incident]:

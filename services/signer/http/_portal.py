@@ -7,7 +7,6 @@ Every document shown, listed or downloaded has passed the visibility policy
 not see answers exactly like one that does not exist (404).
 """
 
-from collections.abc import Awaitable
 from uuid import UUID
 
 from fastapi import APIRouter, Form, Request
@@ -35,7 +34,7 @@ async def _document(auth: PortalAuth, visitor: Visitor, document_id: UUID) -> tu
 def _lists(router: APIRouter, auth: PortalAuth) -> None:
     @router.get("/p/", response_class=HTMLResponse)
     async def home(request: Request) -> Response:
-        return await signed_in(auth, request, lambda r, v: _redirect("/p/to-sign"))
+        return await signed_in(auth, request, _to_sign_first)
 
     @router.get("/p/to-sign", response_class=HTMLResponse)
     async def to_sign(request: Request) -> Response:
@@ -76,11 +75,9 @@ def _list_route(router: APIRouter, auth: PortalAuth, which: str) -> None:
     router.add_api_route(f"/p/{which}", listing, methods=["GET"], response_class=HTMLResponse, name=f"portal_{which}")
 
 
-def _redirect(to: str) -> Awaitable[Response]:
-    async def go() -> Response:
-        return RedirectResponse(to, status_code=303)
-
-    return go()
+async def _to_sign_first(request: Request, visitor: Visitor) -> Response:
+    """The portal opens on what waits for her."""
+    return RedirectResponse("/p/to-sign", status_code=303)
 
 
 def _documents(router: APIRouter, auth: PortalAuth) -> None:
