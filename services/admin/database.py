@@ -139,6 +139,10 @@ async def _grant(conn: asyncpg.Connection, settings: Settings) -> None:
         f" router.absences TO {r('signer')}",
         f"GRANT USAGE ON SCHEMA intake TO {r('signer')}",
         f"GRANT SELECT ON intake.documents, intake.rejections TO {r('signer')}",
+        # Its operator pages show a document's trail, the live stream and the figures from the audit
+        # log (read only: the audit log is written by the audit service alone).
+        f"GRANT USAGE ON SCHEMA audit TO {r('signer')}",
+        f"GRANT SELECT ON audit.log TO {r('signer')}",
     ]
     for statement in statements:
         await conn.execute(statement)
