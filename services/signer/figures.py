@@ -1,0 +1,399 @@
+"""The year in figures for operators (/p/ops/figures): documents and
+signatures per year, month, department, flow and source; median and p90 time
+from submission to completion and per step; pending requests per signer and
+their age; substitutions; declines and their reasons; mail failures.
+
+Everything is counted in SQL over what the router keeps (instances,
+requests), intake's documents (their source) and the audit log (decline
+reasons, mail failures), in the org's own rows, for one period in the city's
+time zone and optionally one department. Timestamps are the database's (the
+router's rows are stamped with its now()), so "now" is the database's too.
+
+Operators see metadata only. Counts are metadata, but a figure that names a
+person or repeats a signer's words can say more than a count: "pending for
+Karel" on a disciplinary file tells whoever reads the dashboard (or the CSV
+passed around after it) that Karel has a disciplinary file. So figures that
+name a person (pending per signer, substitutions for whom and by whom) and
+free text (decline reasons, mail failure reasons) come only from documents an
+operator may read in full; those of confidential documents and of shielded
+groups are counted together in one row without a name (key ``None``). The
+totals stay exact.
+"""
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+__all__ = [
+    "Figures", "FiguresReader", "Period", "PeriodRefused", "Row", "csv_text", "default_period", "months_between",
+    "parse_period", "short_duration", "unnamed", "with_every_month",
+]
+
+MAX_DAYS = 5 * 366  # a longer period is refused: the queries scan every row of it
+LIST_LIMIT = 100  # rows of a per-person or per-reason list
+TEXT_LIMIT = 200  # characters of a reason shown
+
+
+class PeriodRefused(ValueError):
+    """The period asked for cannot be shown (bad date, ends before it starts, too long)."""
+
+
+@dataclass(frozen=True)
+class Period:
+    """From ``start`` to ``end``, both days included, in the city's time zone."""
+
+    start: date
+    end: date
+
+    @property
+    def end_exclusive(self) -> date:
+        return self.end + timedelta(days=1)
+
+
+def default_period(today: date) -> Period:
+    """The last twelve months: from the first of the month eleven months back to today."""
+    month = today.year * 12 + today.month - 1 - 11
+    return Period(date(month // 12, month % 12 + 1, 1), today)
+
+
+def parse_period(start: str | None, end: str | None, today: date) -> Period:
+    """The period of the query's ``from`` and ``to`` (YYYY-MM-DD); what is missing comes from the default."""
+    default = default_period(today)
+    try:
+        first = date.fromisoformat(start) if start else default.start
+        last = date.fromisoformat(end) if end else (default.end if not start or first <= today else first)
+    except ValueError:
+        raise PeriodRefused("dates are written YYYY-MM-DD") from None
+    if last < first:
+        raise PeriodRefused("the period ends before it starts")
+    if (last - first).days >= MAX_DAYS:
+        raise PeriodRefused(f"a period is at most {MAX_DAYS} days")
+    return Period(first, last)
+
+
+def months_between(period: Period) -> list[str]:
+    """Every month the period touches, as YYYY-MM."""
+    months, at = [], period.start.year * 12 + period.start.month - 1
+    while at <= period.end.year * 12 + period.end.month - 1:
+        months.append(f"{at // 12:04d}-{at % 12 + 1:02d}")
+        at += 1
+    return months
+
+
+@dataclass(frozen=True)
+class Row:
+    """One bar of a chart, one line of a table: a key (a month, a department, a person's id...) and its figures.
+    ``key`` is None for rows without one: documents without a department (ad hoc steps), or the one row that
+    counts confidential and shielded documents without naming anyone."""
+
+    key: str | None
+    count: int
+    label: str | None = None  # a person's name beside her id
+    median_seconds: float | None = None
+    p90_seconds: float | None = None
+    oldest_seconds: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {name: value for name, value in asdict(self).items() if value is not None or name in ("key", "count")}
+
+
+def with_every_month(rows: Iterable[Row], months: Sequence[str]) -> list[Row]:
+    """One row per month of the period, in order, zero where nothing happened (a chart's gaps are real)."""
+    counted = {row.key: row for row in rows}
+    return [counted.get(month, Row(month, 0)) for month in months]
+
+
+@dataclass
+class Figures:
+    """The figures of one period (and department), as the page, the JSON and the CSV show them."""
+
+    org: str
+    period: Period
+    department: str | None
+    timezone: str
+    generated_at: datetime
+    departments: list[str] = field(default_factory=list)
+    series: dict[str, list[Row]] = field(default_factory=dict)  # "documents.by_month" -> rows
+
+    def total(self, name: str) -> int:
+        return sum(row.count for row in self.series.get(name, []))
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return {
+            "documents": self.total("documents.by_status"), "signatures": self.total("signatures.by_action"),
+            "completed": self.total("durations.completion"), "pending": self.total("pending.by_signer"),
+            "substitutions": self.total("substitutions.by_month"), "declines": self.total("declines.by_month"),
+            "mail_failures": self.total("mail_failures.by_month"),
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for name, rows in self.series.items():
+            section, figure = name.split(".", 1)
+            grouped.setdefault(section, {})[figure] = [row.as_json() for row in rows]
+        return {
+            "org": self.org, "from": self.period.start.isoformat(), "to": self.period.end.isoformat(),
+            "department": self.department, "timezone": self.timezone, "generated_at": self.generated_at.isoformat(),
+            "departments": self.departments, "totals": self.totals, **grouped,
+        }
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> str:
+    """A CSV cell a spreadsheet shows as text: free text (a decline reason) never runs as a formula."""
+    text = "" if value is None else (f"{value:.0f}" if isinstance(value, float) else str(value))
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+# The rows without a key in these figures count confidential and shielded documents; elsewhere they are
+# documents without one (ad hoc steps have no flow or department).
+_HIDING = ("pending.", "substitutions.for_whom", "substitutions.by_substitute", "declines.reasons", "mail_failures.reasons")
+
+
+def unnamed(series: str) -> str:
+    """What a row without a key stands for in ``series``: "hidden" (not named, on purpose) or "none"."""
+    return "hidden" if series.startswith(_HIDING) else "none"
+
+
+def csv_text(figures: Figures, labels: dict[str, str]) -> str:
+    """Every figure as one table: figure, key, label, count, median, p90, oldest (seconds); ``labels`` names the
+    rows without a key ("hidden", "none": see :func:`unnamed`)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["figure", "key", "label", "count", "median_seconds", "p90_seconds", "oldest_seconds"])
+    for name, rows in figures.series.items():
+        for row in rows:
+            label = row.label if row.label is not None else (labels[unnamed(name)] if row.key is None else "")
+            cells = (name, row.key, label, row.count, row.median_seconds, row.p90_seconds, row.oldest_seconds)
+            writer.writerow([_cell(cell) for cell in cells])
+    return out.getvalue()
+
+
+# $1 org, $2 start, $3 end (exclusive), $4 department or NULL, $5 time zone.
+_IN_DEPARTMENT = "($4::text IS NULL OR i.department = $4)"
+_HIDDEN = "(i.confidential OR coalesce(g.shielded, false))"
+_GROUP = "LEFT JOIN router.groups g ON g.org = i.org AND g.key = i.group_key"
+
+_DOCUMENTS = f"""
+SELECT GROUPING(year, month, i.department, i.flow_key, d.source, i.status) AS grouping,
+       year, month, i.department, i.flow_key, d.source, i.status, count(*) AS count
+  FROM router.instances i
+  LEFT JOIN intake.documents d ON d.document_id = i.document_id
+ CROSS JOIN LATERAL (SELECT to_char(i.created_at AT TIME ZONE $5, 'YYYY') AS year,
+                            to_char(i.created_at AT TIME ZONE $5, 'YYYY-MM') AS month) local
+ WHERE i.org = $1 AND i.created_at >= $2 AND i.created_at < $3 AND {_IN_DEPARTMENT}
+ GROUP BY GROUPING SETS ((year), (month), (i.department), (i.flow_key), (d.source), (i.status))
+"""
+
+_SIGNATURES = f"""
+SELECT GROUPING(year, month, i.department, i.flow_key, d.source, r.action) AS grouping,
+       year, month, i.department, i.flow_key, d.source, r.action, count(*) AS count
+  FROM router.requests r
+  JOIN router.instances i ON i.document_id = r.document_id
+  LEFT JOIN intake.documents d ON d.document_id = r.document_id
+ CROSS JOIN LATERAL (SELECT to_char(r.decided_at AT TIME ZONE $5, 'YYYY') AS year,
+                            to_char(r.decided_at AT TIME ZONE $5, 'YYYY-MM') AS month) local
+ WHERE r.org = $1 AND r.status = 'signed' AND r.decided_at >= $2 AND r.decided_at < $3 AND {_IN_DEPARTMENT}
+ GROUP BY GROUPING SETS ((year), (month), (i.department), (i.flow_key), (d.source), (r.action))
+"""
+
+_PERCENTILES = """count(*) AS count,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS median,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) AS p90"""
+
+# Completion is the last signature's decision: the router completes the document in that same transaction
+# (its updated_at moves again when a late signature is recorded).
+_COMPLETION = f"""
+WITH done AS (
+  SELECT i.flow_key, extract(epoch FROM max(r.decided_at) - i.created_at)::float8 AS seconds, max(r.decided_at) AS completed_at
+    FROM router.instances i JOIN router.requests r ON r.document_id = i.document_id AND r.status = 'signed'
+   WHERE i.org = $1 AND i.status = 'completed' AND i.updated_at >= $2 AND {_IN_DEPARTMENT}
+   GROUP BY i.document_id, i.flow_key, i.created_at)
+SELECT GROUPING(flow_key) AS grouping, flow_key, {_PERCENTILES}
+  FROM done WHERE completed_at >= $2 AND completed_at < $3
+ GROUP BY GROUPING SETS ((), (flow_key))
+"""
+
+# A step's time: from its first request to its last signature, for steps that are over (the document went on
+# past them, or completed). Requests moved to a substitute count from the first one.
+_STEPS = f"""
+WITH steps AS (
+  SELECT r.step, min(r.action) AS action,
+         extract(epoch FROM max(r.decided_at) FILTER (WHERE r.status = 'signed') - min(r.created_at))::float8 AS seconds,
+         max(r.decided_at) FILTER (WHERE r.status = 'signed') AS done_at
+    FROM router.requests r JOIN router.instances i ON i.document_id = r.document_id
+   WHERE r.org = $1 AND (i.status = 'completed' OR i.current_step > r.step) AND i.updated_at >= $2 AND {_IN_DEPARTMENT}
+   GROUP BY r.document_id, r.step)
+SELECT step, action, {_PERCENTILES}
+  FROM steps WHERE done_at >= $2 AND done_at < $3
+ GROUP BY step, action ORDER BY step, action
+"""
+
+_PENDING = f"""
+SELECT who, max(name) AS name, count(*) AS count,
+       extract(epoch FROM now() - min(created_at))::float8 AS oldest,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM now() - created_at)::float8) AS median
+  FROM (SELECT CASE WHEN {_HIDDEN} THEN NULL ELSE r.person_id END AS who,
+               CASE WHEN {_HIDDEN} THEN NULL ELSE r.person->>'name' END AS name, r.created_at
+          FROM router.requests r JOIN router.instances i ON i.document_id = r.document_id {_GROUP}
+         WHERE r.org = $1 AND r.status = 'pending' AND i.status = 'active' AND ($2::text IS NULL OR i.department = $2)) pending
+ GROUP BY who ORDER BY count(*) DESC, who NULLS LAST LIMIT {LIST_LIMIT}
+"""
+
+_SUBSTITUTIONS = f"""
+SELECT GROUPING(month, for_id, by_id) AS grouping, month, for_id, max(for_name) AS for_name, by_id,
+       max(by_name) AS by_name, count(*) AS count
+  FROM (SELECT to_char(r.created_at AT TIME ZONE $5, 'YYYY-MM') AS month,
+               CASE WHEN {_HIDDEN} THEN NULL ELSE r.on_behalf_of->>'id' END AS for_id,
+               CASE WHEN {_HIDDEN} THEN NULL ELSE r.on_behalf_of->>'name' END AS for_name,
+               CASE WHEN {_HIDDEN} THEN NULL ELSE r.person_id END AS by_id,
+               CASE WHEN {_HIDDEN} THEN NULL ELSE r.person->>'name' END AS by_name
+          FROM router.requests r JOIN router.instances i ON i.document_id = r.document_id {_GROUP}
+         WHERE r.org = $1 AND r.on_behalf_of IS NOT NULL AND r.created_at >= $2 AND r.created_at < $3
+           AND {_IN_DEPARTMENT}) substituted
+ GROUP BY GROUPING SETS ((month), (for_id), (by_id))
+"""
+
+# The reason is in the signer's signature.declined event (the router keeps only that it was declined).
+_DECLINES = f"""
+SELECT GROUPING(month, reason) AS grouping, month, reason, count(*) AS count
+  FROM (SELECT to_char(r.decided_at AT TIME ZONE $5, 'YYYY-MM') AS month,
+               CASE WHEN {_HIDDEN} THEN NULL ELSE left(btrim(coalesce(said.reason, '')), {TEXT_LIMIT}) END AS reason
+          FROM router.requests r JOIN router.instances i ON i.document_id = r.document_id {_GROUP}
+          LEFT JOIN LATERAL (
+                SELECT (l.payload::jsonb)->'event'->>'reason' AS reason FROM audit.log l
+                 WHERE l.document_id = r.document_id AND l.routing_key = 'signature.declined'
+                   AND (l.payload::jsonb)->'event'->>'request_id' = r.request_id::text
+                 ORDER BY l.seq LIMIT 1) said ON true
+         WHERE r.org = $1 AND r.status = 'declined' AND r.decided_at >= $2 AND r.decided_at < $3
+           AND {_IN_DEPARTMENT}) declined
+ GROUP BY GROUPING SETS ((month), (reason))
+"""
+
+_MAIL_FAILURES = f"""
+SELECT GROUPING(month, kind, reason) AS grouping, month, kind, reason, count(*) AS count
+  FROM (SELECT to_char(l.occurred_at AT TIME ZONE $5, 'YYYY-MM') AS month, e->>'kind' AS kind,
+               CASE WHEN {_HIDDEN} THEN NULL ELSE left(btrim(coalesce(e->>'reason', '')), {TEXT_LIMIT}) END AS reason
+          FROM audit.log l
+          LEFT JOIN router.instances i ON i.document_id = l.document_id {_GROUP}
+         CROSS JOIN LATERAL (SELECT (l.payload::jsonb)->'event' AS e) payload
+         WHERE l.routing_key = 'notification.failed' AND l.org = $1 AND l.occurred_at >= $2 AND l.occurred_at < $3
+           AND ($4::text IS NULL OR i.department = $4)) failed
+ GROUP BY GROUPING SETS ((month), (kind), (reason))
+"""
+
+
+def _grouped(rows: Iterable[asyncpg.Record], columns: Sequence[str]) -> dict[str, list[Row]]:
+    """Rows of a GROUPING SETS query, one list per column: GROUPING() has every bit set but the grouped column's."""
+    everything = (1 << len(columns)) - 1
+    found: dict[str, list[Row]] = {column: [] for column in columns}
+    for record in rows:
+        for position, column in enumerate(columns):
+            if record["grouping"] == everything ^ (1 << (len(columns) - 1 - position)):
+                found[column].append(Row(record[column], record["count"]))
+    return found
+
+
+def _largest_first(rows: list[Row], limit: int | None = None) -> list[Row]:
+    ordered = sorted(rows, key=lambda row: (-row.count, row.key is None, row.key or ""))
+    return ordered[:limit] if limit else ordered
+
+
+def _by_key(rows: list[Row]) -> list[Row]:
+    return sorted(rows, key=lambda row: row.key or "")
+
+
+class FiguresReader:
+    """The queries behind the figures, for one org; read-only, each bounded by the period."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def figures(self, org: str, period: Period, department: str | None, timezone: str) -> Figures:
+        """Every figure, read in one consistent snapshot (the dashboard's totals agree with each other)."""
+        async with self._conn.transaction(isolation="repeatable_read", readonly=True):
+            now = await self._conn.fetchval("SELECT now()")
+            start, end = await self._conn.fetchrow(
+                "SELECT ($1::date)::timestamp AT TIME ZONE $3, ($2::date)::timestamp AT TIME ZONE $3",
+                period.start, period.end_exclusive, timezone,
+            )
+            args = (org, start, end, department, timezone)
+            figures = Figures(org, period, department, timezone, now, departments=await self.departments(org))
+            months = months_between(period)
+            await self._documents(figures, args, months)
+            await self._durations(figures, args)
+            await self._people(figures, args, months)
+            await self._declines_and_mail(figures, args, months)
+        return figures
+
+    async def departments(self, org: str) -> list[str]:
+        rows = await self._conn.fetch("SELECT DISTINCT department FROM router.flows WHERE org = $1 ORDER BY department", org)
+        return [r["department"] for r in rows]
+
+    async def _documents(self, figures: Figures, args: tuple, months: list[str]) -> None:
+        columns = ("year", "month", "department", "flow_key", "source")
+        for name, query, last in (("documents", _DOCUMENTS, "status"), ("signatures", _SIGNATURES, "action")):
+            found = _grouped(await self._conn.fetch(query, *args), (*columns, last))
+            figures.series[f"{name}.by_year"] = _by_key(found["year"])
+            figures.series[f"{name}.by_month"] = with_every_month(found["month"], months)
+            figures.series[f"{name}.by_department"] = _largest_first(found["department"])
+            figures.series[f"{name}.by_flow"] = _largest_first(found["flow_key"])
+            figures.series[f"{name}.by_source"] = _largest_first(found["source"])
+            figures.series[f"{name}.by_{last}"] = _largest_first(found[last])
+
+    async def _durations(self, figures: Figures, args: tuple) -> None:
+        completion = await self._conn.fetch(_COMPLETION, *args[:4])
+        figures.series["durations.completion"] = [
+            Row("all", r["count"], median_seconds=r["median"], p90_seconds=r["p90"]) for r in completion if r["grouping"] == 1
+        ]
+        figures.series["durations.completion_by_flow"] = _largest_first([
+            Row(r["flow_key"], r["count"], median_seconds=r["median"], p90_seconds=r["p90"]) for r in completion if r["grouping"] == 0
+        ])
+        steps = await self._conn.fetch(_STEPS, *args[:4])
+        figures.series["durations.by_step"] = [
+            Row(f"{r['step']} {r['action']}", r["count"], median_seconds=r["median"], p90_seconds=r["p90"]) for r in steps
+        ]
+
+    async def _people(self, figures: Figures, args: tuple, months: list[str]) -> None:
+        pending = await self._conn.fetch(_PENDING, args[0], args[3])
+        figures.series["pending.by_signer"] = [
+            Row(r["who"], r["count"], label=r["name"], median_seconds=r["median"], oldest_seconds=r["oldest"]) for r in pending
+        ]
+        rows = await self._conn.fetch(_SUBSTITUTIONS, *args)
+        figures.series["substitutions.by_month"] = with_every_month(
+            [Row(r["month"], r["count"]) for r in rows if r["grouping"] == 3], months
+        )
+        figures.series["substitutions.for_whom"] = _largest_first(
+            [Row(r["for_id"], r["count"], label=r["for_name"]) for r in rows if r["grouping"] == 5], LIST_LIMIT
+        )
+        figures.series["substitutions.by_substitute"] = _largest_first(
+            [Row(r["by_id"], r["count"], label=r["by_name"]) for r in rows if r["grouping"] == 6], LIST_LIMIT
+        )
+
+    async def _declines_and_mail(self, figures: Figures, args: tuple, months: list[str]) -> None:
+        declines = _grouped(await self._conn.fetch(_DECLINES, *args), ("month", "reason"))
+        figures.series["declines.by_month"] = with_every_month(declines["month"], months)
+        figures.series["declines.reasons"] = _largest_first(declines["reason"], LIST_LIMIT)
+        failures = _grouped(await self._conn.fetch(_MAIL_FAILURES, *args), ("month", "kind", "reason"))
+        figures.series["mail_failures.by_month"] = with_every_month(failures["month"], months)
+        figures.series["mail_failures.by_kind"] = _largest_first(failures["kind"])
+        figures.series["mail_failures.reasons"] = _largest_first(failures["reason"], LIST_LIMIT)
+
+
+def short_duration(seconds: float | None, words: dict[str, str], decimal_comma: bool) -> str:
+    """A lead time as people read it: minutes under an hour, hours under two days, then days."""
+    if seconds is None:
+        return "–"
+    if seconds < 3600:
+        return words["fig_minutes"].format(n=round(seconds / 60))
+    value, unit = (seconds / 3600, "fig_hours") if seconds < 48 * 3600 else (seconds / 86400, "fig_days")
+    number = f"{value:.1f}"
+    return words[unit].format(n=number.replace(".", ",") if decimal_comma else number)
