@@ -2,7 +2,7 @@
 same figures as plain tables, readable without script), /p/ops/figures.json
 and /p/ops/figures.csv, all three with the same filters (``from``, ``to``:
 YYYY-MM-DD, both days included; ``department``); and the dashboard's two
-scripts — Chart.js, vendored in services/signer/static/vendor/chart.js, and
+scripts — Chart.js, vendored in services/signer/static/vendor/chartjs, and
 the page's own — served by Paraaf itself, never from elsewhere.
 
 Only a signed-in operator gets the figures. Anyone else signed in is answered
@@ -25,7 +25,7 @@ from services.signer.portal_texts import portal_texts
 __all__ = ["SECTIONS", "figures_routes", "row_label"]
 
 _STATIC = Path(__file__).resolve().parents[1] / "static"
-_ASSETS = {"chart.umd.min.js": "vendor/chart.js/chart.umd.min.js", "figures.js": "ops_figures.js"}
+_ASSETS = {"chart.umd.min.js": "vendor/chartjs/chart.umd.min.js", "figures.js": "ops_figures.js"}
 # The portal's policy plus scripts and fetches from this origin only: no inline script, nothing from elsewhere.
 _CSP = (
     "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self'; style-src 'unsafe-inline';"
