@@ -24,7 +24,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
@@ -265,6 +265,9 @@ async def test_the_dashboards_chart_totals_equal_the_api_and_a_sql_count_after_a
     assert sql_departments["Secretariaat"] == year.signatures_per_department["Secretariaat"] + 2  # REAL-1, by both
 
     page = await _signed_in_operator(chromium, system, smtp_server)
+    fetched, errors = [], []
+    page.on("request", lambda request: fetched.append(request.url))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     await page.locator("#nav-figures").click()
     await page.locator("#from").fill(start.isoformat())
     await page.locator("#to").fill(end.isoformat())
@@ -272,6 +275,10 @@ async def test_the_dashboards_chart_totals_equal_the_api_and_a_sql_count_after_a
     await expect(page.locator("#figures")).to_have_attribute("data-charts", "ready")
     await _shots(page, system.logs, "01-figures-year")
     charts = await page.evaluate(_CHARTS)
+    assert all(url.startswith(system.public_url + "/") for url in fetched), fetched  # Chart.js too: no CDN
+    assert errors == []  # nothing refused by the page's Content-Security-Policy
+    policy = (await page.request.get(page.url)).headers["content-security-policy"]
+    assert "script-src 'self';" in policy and "unsafe-eval" not in policy
     api = await (await page.request.get(f"{system.public_url}/p/ops/figures.json?from={start}&to={end}")).json()
 
     api_months = {r["key"]: r["count"] for r in api["documents"]["by_month"]}
