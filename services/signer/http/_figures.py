@@ -83,9 +83,10 @@ def _chart(series: str, kind: str, rows: list[Row], p: dict[str, str]) -> dict[s
     """What the page's script draws: labels and values (lead times in hours: median and p90)."""
     chart: dict[str, Any] = {"kind": kind, "labels": [row_label(series, row, p) for row in rows]}
     if kind == "times":
+        hours = p["fig_hours"].format(n="").strip()
         chart["datasets"] = [
-            {"label": p["fig_median"], "values": [round((row.median_seconds or 0) / 3600, 2) for row in rows]},
-            {"label": p["fig_p90"], "values": [round((row.p90_seconds or 0) / 3600, 2) for row in rows]},
+            {"label": f"{p['fig_median']} ({hours})", "values": [round((row.median_seconds or 0) / 3600, 2) for row in rows]},
+            {"label": f"{p['fig_p90']} ({hours})", "values": [round((row.p90_seconds or 0) / 3600, 2) for row in rows]},
         ]
     else:
         chart["datasets"] = [{"label": p["fig_count"], "values": [row.count for row in rows]}]
