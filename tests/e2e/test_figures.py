@@ -248,7 +248,8 @@ async def test_the_dashboards_chart_totals_equal_the_api_and_a_sql_count_after_a
 ) -> None:
     """After 3 real documents and 500 seeded over a year, the operator's dashboard (filtered on the year) draws
     documents per month and signatures per department whose totals equal the JSON API's and a SQL count's; the
-    tables say the same; the shielded group's signer and words appear nowhere; a non-operator gets 404."""
+    tables say the same; the shielded group's signer and words appear nowhere; a non-operator gets 404, a script
+    with an operator's API key the same JSON."""
     await _real_documents(system, smtp_server)
     conn = await asyncpg.connect(system.env["PARAAF_DATABASE_URL"])
     try:
@@ -325,3 +326,5 @@ async def test_the_dashboards_chart_totals_equal_the_api_and_a_sql_count_after_a
         finally:
             await karel.aclose()
         assert (await nobody.get("/p/ops/figures.json")).status_code == 401
+        script = await nobody.get(f"/p/ops/figures.json?from={start}&to={end}", headers=system.operator_headers("operate"))
+        assert script.status_code == 200 and script.json()["totals"] == api["totals"]  # a script with an operator's key

@@ -5,9 +5,10 @@ YYYY-MM-DD, both days included; ``department``); and the dashboard's two
 scripts — Chart.js, vendored in services/signer/static/vendor/chartjs, and
 the page's own — served by Paraaf itself, never from elsewhere.
 
-Only a signed-in operator gets the figures. Anyone else signed in is answered
-as for a page that does not exist (404); without a session the page sends her
-to sign in, and the JSON and the CSV answer 401.
+Only a signed-in operator gets the figures, and the JSON and CSV also a
+script with an API key of the ``operate`` scope (its org's figures). Anyone
+else signed in is answered as for a page that does not exist (404); without a
+session the page sends her to sign in, and the JSON and the CSV answer 401.
 """
 
 import functools
@@ -21,6 +22,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from services.signer.figures import Figures, FiguresReader, PeriodRefused, Row, csv_text, parse_period, short_duration, unnamed
 from services.signer.http._portal_auth import PortalAuth, Visitor
 from services.signer.portal_texts import portal_texts
+from shared.apikeys import find_key
+from shared.contract import LANGUAGES
 
 __all__ = ["SECTIONS", "figures_routes", "row_label"]
 
@@ -99,28 +102,48 @@ def _asset(name: str) -> bytes:
 
 
 Page = Callable[[Request, Visitor], Awaitable[Response]]
+Export = Callable[[Request, str, str], Awaitable[Response]]  # the request, the org, the language of its words
 
 
-async def _operators_only(auth: PortalAuth, request: Request, page: Page, *, api: bool = False) -> Response:
+async def _operators_only(auth: PortalAuth, request: Request, page: Page) -> Response:
+    """The page for a signed-in operator; sign-in first without a session; 404 for anyone else."""
     visitor = await auth.visitor(request)
     if visitor is None:
-        return PlainTextResponse("Sign in first.", status_code=401) if api else auth.sign_in_first(request)
+        return auth.sign_in_first(request)
     if not visitor.person.operator:
-        p = portal_texts(visitor.person.language)
-        if api:
-            return PlainTextResponse("Not found.", status_code=404)
-        return auth.message(request, visitor.person.language, p["fig_not_found"], visitor=visitor, status=404)
+        language = visitor.person.language
+        return auth.message(request, language, portal_texts(language)["fig_not_found"], visitor=visitor, status=404)
     return await page(request, visitor)
 
 
-async def _read(auth: PortalAuth, request: Request, visitor: Visitor) -> Figures:
+async def _for_operators(auth: PortalAuth, request: Request, export: Export) -> Response:
+    """An export for a script with an API key of the ``operate`` scope, or for a signed-in operator; 401 for
+    neither, 403 for a key without the scope, 404 for a signed-in person who is no operator."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and key.strip():
+        found = await find_key(auth.deps.pool(), key.strip())
+        if found is None or found.org != auth.deps.org:
+            return PlainTextResponse("Unknown or revoked API key.", status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        if not found.allows("operate"):
+            return PlainTextResponse(f"The key `{found.name}` lacks the `operate` scope.", status_code=403)
+        asked = request.query_params.get("lang", "")
+        return await export(request, found.org, asked if asked in LANGUAGES else LANGUAGES[0])
+    visitor = await auth.visitor(request)
+    if visitor is None:
+        return PlainTextResponse("Sign in first, or send an API key.", status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    if not visitor.person.operator:
+        return PlainTextResponse("Not found.", status_code=404)
+    return await export(request, visitor.person.org, visitor.person.language)
+
+
+async def _read(auth: PortalAuth, request: Request, org: str) -> Figures:
     """The figures the query asks for; PeriodRefused when its period cannot be shown."""
     query, timezone = request.query_params, auth.deps.stamping.timezone
     department = query.get("department", "").strip()[:200] or None
     async with auth.deps.pool().acquire() as conn:
         today = await conn.fetchval("SELECT (now() AT TIME ZONE $1)::date", timezone)
         period = parse_period(query.get("from"), query.get("to"), today)
-        return await FiguresReader(conn).figures(visitor.person.org, period, department, timezone)
+        return await FiguresReader(conn).figures(org, period, department, timezone)
 
 
 def _dashboard(router: APIRouter, auth: PortalAuth) -> None:
@@ -132,7 +155,7 @@ def _dashboard(router: APIRouter, auth: PortalAuth) -> None:
             language = visitor.person.language
             p = portal_texts(language)
             try:
-                figures = await _read(auth, request, visitor)
+                figures = await _read(auth, request, visitor.person.org)
             except PeriodRefused:
                 return auth.message(request, language, p["fig_bad_period"], visitor=visitor, status=400)
             comma = language in ("nl", "fr")
@@ -161,25 +184,27 @@ def _dashboard(router: APIRouter, auth: PortalAuth) -> None:
 def _exports(router: APIRouter, auth: PortalAuth) -> None:
     @router.get("/p/ops/figures.json")
     async def figures_json(request: Request) -> Response:
-        """The figures as JSON: the same filters as the page (from, to, department)."""
+        """The figures as JSON: the same filters as the page (from, to, department). For a signed-in operator, or a
+        script with an API key of the ``operate`` scope (`Authorization: Bearer <key>`)."""
 
-        async def answer(request: Request, visitor: Visitor) -> Response:
+        async def answer(request: Request, org: str, language: str) -> Response:
             try:
-                figures = await _read(auth, request, visitor)
+                figures = await _read(auth, request, org)
             except PeriodRefused as refused:
                 return JSONResponse({"error": str(refused)}, status_code=400)
             return JSONResponse(figures.as_json(), headers={"Cache-Control": "no-store"})
 
-        return await _operators_only(auth, request, answer, api=True)
+        return await _for_operators(auth, request, answer)
 
     @router.get("/p/ops/figures.csv")
     async def figures_csv(request: Request) -> Response:
-        """The figures as one CSV table (figure, key, label, count, median, p90, oldest), the same filters."""
+        """The figures as one CSV table (figure, key, label, count, median, p90, oldest), the same filters and callers
+        as the JSON (a key's words are in ``lang``: nl, fr or en)."""
 
-        async def answer(request: Request, visitor: Visitor) -> Response:
-            p = portal_texts(visitor.person.language)
+        async def answer(request: Request, org: str, language: str) -> Response:
+            p = portal_texts(language)
             try:
-                figures = await _read(auth, request, visitor)
+                figures = await _read(auth, request, org)
             except PeriodRefused as refused:
                 return PlainTextResponse(str(refused), status_code=400)
             text = csv_text(figures, {"hidden": p["fig_unnamed_hidden"], "none": p["fig_unnamed_none"]})
@@ -188,7 +213,7 @@ def _exports(router: APIRouter, auth: PortalAuth) -> None:
                        "X-Content-Type-Options": "nosniff"}
             return Response(text.encode(), media_type="text/csv; charset=utf-8", headers=headers)
 
-        return await _operators_only(auth, request, answer, api=True)
+        return await _for_operators(auth, request, answer)
 
 
 def figures_routes(auth: PortalAuth) -> APIRouter:
