@@ -3,9 +3,12 @@ spreadsheet opens safely, and how GROUPING SETS rows are told apart."""
 
 import csv
 import io
+import json
+import re
 from datetime import UTC, date, datetime
 
 import pytest
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from services.signer.figures import (
     Figures,
@@ -21,7 +24,9 @@ from services.signer.figures import (
     with_every_month,
 )
 from services.signer.figures.queries import grouped
-from services.signer.http._figures import row_label
+from services.signer.http._figures import SECTIONS, page_context, row_label
+from services.signer.http._pages import _TEMPLATES
+from services.signer.i18n import texts
 from services.signer.portal_texts import portal_texts
 
 TODAY = date(2026, 11, 30)
@@ -124,3 +129,26 @@ def test_lead_times_read_as_minutes_hours_or_days() -> None:
     assert short_duration(1500, nl, True) == "25 min"
     assert short_duration(5400, nl, True) == "1,5 u"
     assert short_duration(3 * 86400 + 43200, en, False) == "3.5 d"
+
+
+@pytest.mark.parametrize("language", ["nl", "fr", "en"])
+def test_the_page_reads_whole_in_each_language_and_its_charts_hold_the_tables_numbers(language: str) -> None:
+    """Every word of the dashboard exists in nl, fr and en (a missing one fails the render); each chart carries
+    the same numbers as the table beside it, and no row without a key is named after anyone."""
+    figures = _figures()
+    for _, _, parts in SECTIONS:
+        for series, _, _ in parts:
+            figures.series.setdefault(series, [])
+    figures.series["durations.by_step"] = [Row("1 approve", 3, median_seconds=3600.0, p90_seconds=7200.0)]
+    environment = Environment(loader=FileSystemLoader(str(_TEMPLATES)), autoescape=True, undefined=StrictUndefined)
+    html = environment.get_template("ops_figures.html").render(
+        lang=language, p=portal_texts(language), t=texts(language), visitor=None, csrf="", path="/p/ops/figures",
+        refresh=None, **page_context(figures, language, "from=2026-01-01"),
+    )
+    p = portal_texts(language)
+    assert p["fig_title"] in html and p["fig_unnamed_hidden"] in html and "Ann Aerts (ann.aerts)" in html
+    assert 'href="/p/ops/figures.csv?from=2026-01-01"' in html
+    charts = {m[0]: json.loads(m[1]) for m in re.findall(r'data-figure="([^"]+)" data-chart=\'([^\']*)\'', html)}
+    assert charts["documents.by_month"]["datasets"][0]["values"] == [7]
+    assert charts["pending.by_signer"]["labels"] == ["Ann Aerts (ann.aerts)", p["fig_unnamed_hidden"]]
+    assert charts["durations.by_step"]["datasets"][1]["values"] == [2.0]

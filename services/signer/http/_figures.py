@@ -25,7 +25,7 @@ from services.signer.portal_texts import portal_texts
 from shared.apikeys import find_key
 from shared.contract import LANGUAGES
 
-__all__ = ["SECTIONS", "figures_routes", "row_label"]
+__all__ = ["SECTIONS", "figures_routes", "page_context", "row_label"]
 
 _STATIC = Path(__file__).resolve().parents[1] / "static"
 _ASSETS = {"chart.umd.min.js": "vendor/chartjs/chart.umd.min.js", "figures.js": "ops_figures.js"}
@@ -96,6 +96,17 @@ def _chart(series: str, kind: str, rows: list[Row], p: dict[str, str]) -> dict[s
     return chart
 
 
+def page_context(figures: Figures, language: str, query: str) -> dict[str, Any]:
+    """What ops_figures.html shows besides the portal's own: the figures, how rows, charts and times read."""
+    p = portal_texts(language)
+    return {
+        "figures": figures, "sections": SECTIONS, "query": ("?" + query) if query else "",
+        "label": lambda series, row: row_label(series, row, p),
+        "chart": lambda series, kind: _chart(series, kind, figures.series[series], p),
+        "duration": lambda seconds: short_duration(seconds, p, language in ("nl", "fr")),
+    }
+
+
 @functools.cache
 def _asset(name: str) -> bytes:
     return (_STATIC / _ASSETS[name]).read_bytes()
@@ -158,15 +169,8 @@ def _dashboard(router: APIRouter, auth: PortalAuth) -> None:
                 figures = await _read(auth, request, visitor.person.org)
             except PeriodRefused:
                 return auth.message(request, language, p["fig_bad_period"], visitor=visitor, status=400)
-            comma = language in ("nl", "fr")
-            query = str(request.url.query)
-            response = auth.page(
-                request, "ops_figures.html", language, visitor=visitor, figures=figures, sections=SECTIONS,
-                label=lambda series, row: row_label(series, row, p),
-                chart=lambda series, kind: _chart(series, kind, figures.series[series], p),
-                duration=lambda seconds: short_duration(seconds, p, comma),
-                query=("?" + query) if query else "",
-            )
+            context = page_context(figures, language, str(request.url.query))
+            response = auth.page(request, "ops_figures.html", language, visitor=visitor, **context)
             response.headers["Content-Security-Policy"] = _CSP
             return response
 
