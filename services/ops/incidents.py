@@ -1,8 +1,10 @@
 """Incidents: what needs a person, each with its document, cause, age and the
 command that fixes it — a request nobody could stand in for
 (routing.unresolved, still waiting), a mail that could not be delivered on a
-document still under way, a document stuck past PARAAF_STUCK_AFTER working
-days, and messages waiting in a dead-letter or holding queue. An operator
+document still under way (until a later mail for its request went out), a
+signature the time-stamping service failed (until the request is signed), a
+document stuck past PARAAF_STUCK_AFTER working days, and messages waiting in
+a dead-letter or holding queue. An operator
 fixes one with that command, or dismisses it with a reason
 (``incident.dismissed``, in the audit log with her name); either way it leaves
 the list.
@@ -25,11 +27,12 @@ _NAMESPACE = uuid.UUID("6f0b7c62-3d0e-4f7e-9a55-7a1c2a0e5e11")
 @dataclass(frozen=True)
 class Incident:
     id: str  # <kind>:<what it is about>, stable from one listing to the next
-    kind: str  # routing, mail, stuck, dead_letters
+    kind: str  # routing, mail, timestamp, stuck, dead_letters
     document_id: uuid.UUID | None
     cause: str
     since: datetime | None
     fix: str  # the command that fixes it
+    request_id: uuid.UUID | None = None  # the waiting request the fix acts on, when there is one
 
 
 def incident_document(incident_id: str, document_id: uuid.UUID | None) -> uuid.UUID:
@@ -43,11 +46,28 @@ SELECT l.document_id, l.occurred_at, e->>'request_id' AS request_id, e->'signer'
   JOIN router.requests r ON r.request_id = (e->>'request_id')::uuid AND r.status = 'pending'
  WHERE l.routing_key = 'routing.unresolved' ORDER BY l.seq
 """
+# A failed mail about a request stays an incident while the request waits and no later mail about it went out.
 _UNDELIVERED = """
-SELECT l.document_id, l.occurred_at, l.event_id, e->>'recipient' AS recipient, e->>'reason' AS reason, e->>'kind' AS kind
+SELECT l.document_id, l.occurred_at, l.event_id, e->>'recipient' AS recipient, e->>'reason' AS reason, e->>'kind' AS kind,
+       (e->>'request_id')::uuid AS request_id
   FROM audit.log l CROSS JOIN LATERAL (SELECT (l.payload::jsonb)->'event' AS e) x
   JOIN router.instances i ON i.document_id = l.document_id AND i.status = 'active'
- WHERE l.routing_key = 'notification.failed' ORDER BY l.seq
+  LEFT JOIN router.requests r ON r.request_id = (e->>'request_id')::uuid
+ WHERE l.routing_key = 'notification.failed'
+   AND (e->>'request_id' IS NULL OR r.status = 'pending')
+   AND NOT EXISTS (SELECT 1 FROM audit.log s
+                    WHERE s.routing_key = 'notification.sent' AND s.document_id = l.document_id AND s.seq > l.seq
+                      AND (s.payload::jsonb)->'event'->>'request_id' = e->>'request_id')
+ ORDER BY l.seq
+"""
+_UNSTAMPED = """
+SELECT (e->>'request_id')::uuid AS request_id, (array_agg(l.document_id))[1] AS document_id, min(l.occurred_at) AS since,
+       count(*) AS times, (array_agg(e->>'tsa_url' ORDER BY l.seq DESC))[1] AS tsa_url,
+       (array_agg(e->>'reason' ORDER BY l.seq DESC))[1] AS reason
+  FROM audit.log l CROSS JOIN LATERAL (SELECT (l.payload::jsonb)->'event' AS e) x
+  JOIN router.requests r ON r.request_id = (e->>'request_id')::uuid AND r.status = 'pending'
+ WHERE l.routing_key = 'timestamp.failed'
+ GROUP BY 1 ORDER BY 3
 """
 
 
@@ -56,20 +76,39 @@ async def _unresolved(conn: asyncpg.Connection) -> list[Incident]:
         Incident(
             f"routing:{r['request_id']}", "routing", r["document_id"],
             f"nobody can stand in for {r['person']}: {r['reason']}", r["occurred_at"],
-            f"paraaf document reassign {r['request_id']} --to PERSON --reason '...'",
+            f"paraaf document reassign {r['request_id']} --to PERSON --reason '...'", uuid.UUID(r["request_id"]),
         )
         for r in await conn.fetch(_UNRESOLVED)
     ]
+
+
+def _mail_fix(request_id: uuid.UUID | None, document_id: uuid.UUID) -> str:
+    if request_id is None:
+        return f"fix the address in the directory (paraaf directory import), or paraaf document withdraw {document_id}"
+    return (f"fix the address in the directory (paraaf directory import), then paraaf document resend {request_id} "
+            f"--reason '...'; or paraaf document reassign {request_id} --to PERSON, or paraaf document withdraw {document_id}")
 
 
 async def _undelivered(conn: asyncpg.Connection) -> list[Incident]:
     return [
         Incident(
             f"mail:{r['event_id']}", "mail", r["document_id"], f"{r['kind']} mail to {r['recipient']} failed: {r['reason']}",
-            r["occurred_at"],
-            f"fix the address in the directory, then paraaf document reassign REQUEST --to PERSON, or paraaf document withdraw {r['document_id']}",
+            r["occurred_at"], _mail_fix(r["request_id"], r["document_id"]), r["request_id"],
         )
         for r in await conn.fetch(_UNDELIVERED)
+    ]
+
+
+async def _unstamped(conn: asyncpg.Connection) -> list[Incident]:
+    return [
+        Incident(
+            f"timestamp:{r['request_id']}", "timestamp", r["document_id"],
+            f"the time-stamping service {r['tsa_url']} failed {r['times']} signature attempt(s): {r['reason']}", r["since"],
+            f"make the time-stamping service answer (PARAAF_TSA_URL); then the signer presses Sign again (her link still "
+            f"works), or paraaf document resend {r['request_id']} --reason '...' reminds her",
+            r["request_id"],
+        )
+        for r in await conn.fetch(_UNSTAMPED)
     ]
 
 
@@ -103,7 +142,10 @@ async def dismissed(conn: asyncpg.Connection) -> set[str]:
 
 async def read_incidents(conn: asyncpg.Connection, now: datetime, *, stuck_after: int, timezone: str) -> list[Incident]:
     """Everything the database says needs a person, dismissed or not (dead letters come from the broker)."""
-    return [*await _unresolved(conn), *await _undelivered(conn), *await _stuck(conn, now, stuck_after, timezone)]
+    return [
+        *await _unresolved(conn), *await _undelivered(conn), *await _unstamped(conn),
+        *await _stuck(conn, now, stuck_after, timezone),
+    ]
 
 
 def open_incidents(incidents: Iterable[Incident], dismissed_ids: set[str]) -> list[Incident]:

@@ -21,7 +21,7 @@ from services.signer.signing import Stamping
 from services.signer.store import PostgresSignerStore
 from services.signer.uploads import PORTAL_SOURCE, PortalSubmitter
 from shared.clock import clock_from
-from shared.contract import ReissueSigningLink
+from shared.contract import ReissueSigningLink, ResendSigningMail
 from shared.credentials import stored
 from shared.events import (
     DocumentCompleted,
@@ -86,6 +86,7 @@ def _consume(service: Service, keyring: Keyring, links: Links, workers: Workers)
         {
             SignatureRequested: found,
             ReissueSigningLink: partial(handlers.on_reissue_signing_link, links=links),
+            ResendSigningMail: partial(handlers.on_resend_signing_mail, links=links),
             SignatureCancelled: handlers.on_signature_cancelled,
             SignatureReassigned: handlers.on_signature_reassigned,
             DocumentCompleted: partial(handlers.on_document_completed, links=links),

@@ -44,6 +44,11 @@ class SignerStore(Protocol):
     async def end_document(self, document_id: UUID, status: str) -> None: ...
     async def insert_request(self, request: SigningRequest) -> None: ...
     async def request(self, request_id: UUID) -> SigningRequest | None: ...
+    async def readdress(self, request_id: UUID, signer: PersonRef) -> None: ...
+    async def readdress(self, request_id: UUID, signer: PersonRef) -> None:
+        """The request's signer as the directory has her now: later mails (reminders too) go to this address."""
+        await self._conn.execute("UPDATE signer.requests SET signer = $2 WHERE request_id = $1", request_id, signer.model_dump())
+
     async def document_filename(self, document_id: UUID) -> str | None: ...
     async def signed_before(self, document_id: UUID) -> list[SigningRequest]: ...
     async def cancel_pending(
@@ -200,6 +205,10 @@ class PostgresSignerStore(TransactionStore):
     async def request(self, request_id: UUID) -> SigningRequest | None:
         row = await self._conn.fetchrow("SELECT * FROM signer.requests WHERE request_id = $1", request_id)
         return _request(row) if row else None
+
+    async def readdress(self, request_id: UUID, signer: PersonRef) -> None:
+        """The request's signer as the directory has her now: later mails (reminders too) go to this address."""
+        await self._conn.execute("UPDATE signer.requests SET signer = $2 WHERE request_id = $1", request_id, signer.model_dump())
 
     async def document_filename(self, document_id: UUID) -> str | None:
         sql = "SELECT filename FROM signer.requests WHERE document_id = $1 LIMIT 1"
