@@ -49,7 +49,7 @@ SELECT l.document_id, l.occurred_at, e->>'request_id' AS request_id, e->'signer'
 # A failed mail about a request stays an incident while the request waits and no later mail about it went out.
 _UNDELIVERED = """
 SELECT l.document_id, l.occurred_at, l.event_id, e->>'recipient' AS recipient, e->>'reason' AS reason, e->>'kind' AS kind,
-       (e->>'request_id')::uuid AS request_id
+       (e->>'request_id')::uuid AS request_id, e->>'causation_id' AS mail_id
   FROM audit.log l CROSS JOIN LATERAL (SELECT (l.payload::jsonb)->'event' AS e) x
   JOIN router.instances i ON i.document_id = l.document_id AND i.status = 'active'
   LEFT JOIN router.requests r ON r.request_id = (e->>'request_id')::uuid
@@ -82,18 +82,20 @@ async def _unresolved(conn: asyncpg.Connection) -> list[Incident]:
     ]
 
 
-def _mail_fix(request_id: uuid.UUID | None, document_id: uuid.UUID) -> str:
+def _mail_fix(request_id: uuid.UUID | None, document_id: uuid.UUID, mail_id: str | None) -> str:
+    kept = f"; its copy in notifier.events.dlq: paraaf dlq drop notifier.events {mail_id} --reason '...'" if mail_id else ""
     if request_id is None:
-        return f"fix the address in the directory (paraaf directory import), or paraaf document withdraw {document_id}"
+        return f"fix the address in the directory (paraaf directory import), or paraaf document withdraw {document_id}{kept}"
     return (f"fix the address in the directory (paraaf directory import), then paraaf document resend {request_id} "
-            f"--reason '...'; or paraaf document reassign {request_id} --to PERSON, or paraaf document withdraw {document_id}")
+            f"--reason '...'; or paraaf document reassign {request_id} --to PERSON, or paraaf document withdraw {document_id}"
+            f"{kept}")
 
 
 async def _undelivered(conn: asyncpg.Connection) -> list[Incident]:
     return [
         Incident(
             f"mail:{r['event_id']}", "mail", r["document_id"], f"{r['kind']} mail to {r['recipient']} failed: {r['reason']}",
-            r["occurred_at"], _mail_fix(r["request_id"], r["document_id"]), r["request_id"],
+            r["occurred_at"], _mail_fix(r["request_id"], r["document_id"], r["mail_id"]), r["request_id"],
         )
         for r in await conn.fetch(_UNDELIVERED)
     ]
@@ -112,17 +114,30 @@ async def _unstamped(conn: asyncpg.Connection) -> list[Incident]:
     ]
 
 
+_WAITING = "SELECT document_id, request_id FROM router.requests WHERE document_id = ANY($1::uuid[]) AND status = 'pending' ORDER BY created_at"
+
+
 async def _stuck(conn: asyncpg.Connection, now: datetime, stuck_after: int, timezone: str) -> list[Incident]:
     rows = listed(await read_documents(conn, Filters(status="stuck"), now), Filters(status="stuck"), now,
                   stuck_after=stuck_after, timezone=timezone)
-    return [
-        Incident(
-            f"stuck:{row.document_id}", "stuck", row.document_id,
-            f"waiting more than {stuck_after} working days on {', '.join(row.waiting_on) or 'nobody'}", row.waiting_since,
-            f"paraaf trail {row.document_id}; then paraaf document reassign REQUEST --to PERSON, or paraaf document withdraw",
-        )
-        for row in rows
-    ]
+    waiting: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for r in await conn.fetch(_WAITING, [row.document_id for row in rows]):
+        waiting.setdefault(r["document_id"], []).append(r["request_id"])
+    return [_stuck_incident(row.document_id, row.waiting_on, row.waiting_since, stuck_after, waiting.get(row.document_id, []))
+            for row in rows]
+
+
+def _stuck_incident(
+    document_id: uuid.UUID, waiting_on: tuple[str, ...], since: datetime | None, stuck_after: int, requests: list[uuid.UUID]
+) -> Incident:
+    """A stuck document's fix names its waiting request (the first, when a step waits on several)."""
+    request = requests[0] if requests else None
+    reassign = f"paraaf document reassign {request or 'REQUEST'} --to PERSON --reason '...'"
+    return Incident(
+        f"stuck:{document_id}", "stuck", document_id,
+        f"waiting more than {stuck_after} working days on {', '.join(waiting_on) or 'nobody'}", since,
+        f"paraaf trail {document_id}; then {reassign}, or paraaf document withdraw {document_id} --reason '...'", request,
+    )
 
 
 def dead_letter_incidents(depths: Iterable[tuple[str, int | None]]) -> list[Incident]:

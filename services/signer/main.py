@@ -127,7 +127,7 @@ def _portal(settings: SignerSettings) -> PortalConfig:
     return PortalConfig(
         oidc=oidc, oidc_match=settings.oidc_match, submitter=submitter,
         sessions=SessionPolicy(timedelta(minutes=settings.session_idle_minutes), timedelta(hours=settings.session_hours)),
-        upload_max_bytes=int(settings.upload_max_mb * 1_048_576),
+        upload_max_bytes=int(settings.upload_max_mb * 1_048_576), stuck_after=settings.stuck_after,
     )
 
 

@@ -7,6 +7,7 @@ endpoint that makes the link a mail carries at the moment it is sent."""
 from fastapi import FastAPI
 
 from services.signer.http._deps import SignerHttpDeps, VerifyLimits
+from services.signer.http._incidents import incident_routes
 from services.signer.http._internal import LinkRequest, internal_routes
 from services.signer.http._pages import Pages
 from services.signer.http._portal import portal_routes
@@ -28,4 +29,5 @@ def build_http(deps: SignerHttpDeps, portal: PortalConfig | None = None) -> Fast
     auth = PortalAuth(deps, portal or PortalConfig())
     app.include_router(sign_in_routes(auth))
     app.include_router(portal_routes(auth))
+    app.include_router(incident_routes(auth, stuck_after=auth.config.stuck_after))
     return app
