@@ -75,9 +75,7 @@ def _listing(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
         return await signed_in(auth, request, _operator_only(auth, None, page))
 
 
-def _acting(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
-    deps = auth.deps
-
+def _reassigning(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
     @router.post("/p/ops/incidents/reassign", response_class=HTMLResponse)
     async def reassign(request: Request, csrf: str = Form(""), request_id: str = Form(""), to: str = Form(""),
                        reason: str = Form("")) -> Response:
@@ -95,6 +93,10 @@ def _acting(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
             return auth.message(request, person.language, p["reassign_sent"].format(person=to.strip()[:200]), visitor=visitor, status=202)
 
         return await signed_in(auth, request, _operator_only(auth, csrf, act))
+
+
+def _resending(router: APIRouter, auth: PortalAuth) -> None:
+    deps = auth.deps
 
     @router.post("/p/ops/incidents/resend", response_class=HTMLResponse)
     async def resend(request: Request, csrf: str = Form(""), request_id: str = Form(""), reason: str = Form("")) -> Response:
@@ -119,6 +121,8 @@ def _acting(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
 
         return await signed_in(auth, request, _operator_only(auth, csrf, act))
 
+
+def _dismissing(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
     @router.post("/p/ops/incidents/dismiss", response_class=HTMLResponse)
     async def dismiss(request: Request, csrf: str = Form(""), incident: str = Form(""), reason: str = Form("")) -> Response:
         """Dismiss an open incident with a reason: it leaves the list; the audit log keeps who and why."""
@@ -140,5 +144,7 @@ def _acting(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
 def incident_routes(auth: PortalAuth, *, stuck_after: int) -> APIRouter:
     router = APIRouter(tags=["operators"])
     _listing(router, auth, stuck_after)
-    _acting(router, auth, stuck_after)
+    _reassigning(router, auth, stuck_after)
+    _resending(router, auth)
+    _dismissing(router, auth, stuck_after)
     return router
