@@ -123,7 +123,6 @@ async def test_a_refused_address_mended_in_the_directory_gets_the_mail_again_and
             signed = await follow_link(browser, (await mail_about(smtp, new, "Besluit adres")).signing_link)
         assert signed.status_code == 200
         await outcomes.wait("notula.completed", "INC-MAIL", timeout=60)
-    await eventually(lambda: gone(city, incident["id"]), "the mail incident off the list")
     steps = await trail(city, "INC-MAIL")
     [resend] = [s for s in steps if s["event"] == "signature.mail-resent"]
     assert f"by operator:{getpass.getuser()}@" in resend["what"] and new in resend["what"] and "adres verbeterd" in resend["what"]
@@ -133,7 +132,11 @@ async def test_a_refused_address_mended_in_the_directory_gets_the_mail_again_and
     assert again.returncode == 1 and "No waiting request" in again.stderr
     mail_id = re.search(r"paraaf dlq drop notifier\.events (\S+)", incident["fix"]).group(1)  # type: ignore[union-attr]
     await cli(city, "dlq", "drop", "notifier.events", mail_id, "--reason", "opnieuw verstuurd naar het nieuwe adres")
-    await eventually(lambda: gone(city, "dead_letters:notifier.events.dlq"), "the undelivered mail's copy dropped")
+
+    async def both_gone() -> bool:
+        return not {incident["id"], "dead_letters:notifier.events.dlq"} & set(await incidents(city))
+
+    await eventually(both_gone, "the mail incident and its undelivered copy off the list")
 
 
 async def test_a_time_stamping_service_that_is_down_is_an_incident_until_the_signature_succeeds(
@@ -168,8 +171,6 @@ async def test_a_poison_message_is_an_incident_until_an_operator_drops_it_and_th
                          message_id=message_id)
     incident = await eventually(lambda: _listed(city, "dead_letters:router.events.dlq"), "the poison listed")
     assert "paraaf dlq show router.events" in incident["fix"]
-    shown = json.loads((await cli(city, "dlq", "show", "router.events", message_id)).stdout)
-    assert shown["reason"].startswith("malformed"), shown
     await cli(city, "dlq", "drop", "router.events", message_id, "--reason", "kapot bericht van de signer")
     await eventually(lambda: gone(city, incident["id"]), "the poison's queue off the list")
     [dropped] = [e for e in await city.audit_events("dead_letter.dropped") if e["message_id"] == message_id]
