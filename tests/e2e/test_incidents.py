@@ -209,8 +209,8 @@ async def test_a_stuck_document_reassigned_by_the_operator_completes(city: Syste
 
 async def test_on_the_incidents_page_an_operator_reassigns_and_dismisses_and_nobody_else_may(city: System) -> None:
     """Iris (operator) sees a stuck document on /p/ops/incidents; a form without its CSRF token changes nothing;
-    she gives the request to Pieter there, who signs and the document completes; she dismisses another incident with
-    a reason; the trail and the audit log name operator:iris.ilegems. Elen (no operator) finds no such page."""
+    she gives the request to Pieter there, who signs and the document completes (resending the moved request is refused,
+    saying why); she dismisses another incident with a reason; the trail and the audit log name operator:iris.ilegems. Elen (no operator) finds no such page."""
     smtp: SmtpServer = city.smtp  # type: ignore[attr-defined]
     async with Outcomes(city.amqp_url, "notula.*") as outcomes:
         moving = await submitted(city, outcomes, "INC-WEB", "Besluit via portaal", "hilde.hendrickx")
@@ -235,6 +235,9 @@ async def test_on_the_incidents_page_an_operator_reassigns_and_dismisses_and_nob
                 link = (await mail_about(smtp, f"pieter.peeters@{DOMAIN}", "Besluit via portaal")).signing_link
                 assert (await follow_link(browser, link)).status_code == 200
             await outcomes.wait("notula.completed", "INC-WEB", timeout=60)
+            moved_away = {"request_id": request_id, "reason": "nog eens", "csrf": csrf_on(page)}
+            refused = await iris.post("/p/ops/incidents/resend", data=moved_away)
+            assert refused.status_code == 409 and "reassigned" in refused.text
             dismissal = {"incident": f"stuck:{waiting}", "reason": "wacht op advies", "csrf": csrf_on(page)}
             assert (await iris.post("/p/ops/incidents/dismiss", data=dismissal)).status_code == 202
 
