@@ -18,6 +18,7 @@ from datetime import datetime
 import asyncpg
 
 from services.ops.documents import Filters, listed, read_documents
+from services.ops.rules import is_stuck
 
 __all__ = ["Incident", "dead_letter_incidents", "incident_document", "open_incidents", "read_incidents"]
 
@@ -114,17 +115,25 @@ async def _unstamped(conn: asyncpg.Connection) -> list[Incident]:
     ]
 
 
-_WAITING = "SELECT document_id, request_id FROM router.requests WHERE document_id = ANY($1::uuid[]) AND status = 'pending' ORDER BY created_at"
+_WAITING = """
+SELECT document_id, request_id, created_at FROM router.requests
+ WHERE document_id = ANY($1::uuid[]) AND status = 'pending' ORDER BY created_at
+"""
 
 
 async def _stuck(conn: asyncpg.Connection, now: datetime, stuck_after: int, timezone: str) -> list[Incident]:
+    """Stuck documents whose waiting request has itself waited too long: once an operator gave the step to someone
+    else, the document may still be listed stuck by `paraaf documents`, but the incident is handled."""
     rows = listed(await read_documents(conn, Filters(status="stuck"), now), Filters(status="stuck"), now,
                   stuck_after=stuck_after, timezone=timezone)
-    waiting: dict[uuid.UUID, list[uuid.UUID]] = {}
+    waiting: dict[uuid.UUID, list[asyncpg.Record]] = {}
     for r in await conn.fetch(_WAITING, [row.document_id for row in rows]):
-        waiting.setdefault(r["document_id"], []).append(r["request_id"])
-    return [_stuck_incident(row.document_id, row.waiting_on, row.waiting_since, stuck_after, waiting.get(row.document_id, []))
-            for row in rows]
+        waiting.setdefault(r["document_id"], []).append(r)
+    return [
+        _stuck_incident(row.document_id, row.waiting_on, row.waiting_since, stuck_after, [r["request_id"] for r in requests])
+        for row in rows
+        if (requests := waiting.get(row.document_id, [])) and is_stuck(requests[0]["created_at"], now, stuck_after, timezone)
+    ]
 
 
 def _stuck_incident(
