@@ -11,7 +11,7 @@ from services.admin.cli import broker_app, db_app, keys_app, setup, sources_app
 from services.audit.cli import audit_app
 from services.dlq import dlq_app
 from services.ops.cli import documents, tail, trail
-from services.ops.incident_cli import incidents_app
+from services.ops.incident_cli import incidents_app, resend
 from services.router.cli import absence_app, directory_app, document_app, flows_app
 from services.signer.cli import ca_app, verify
 from services.supervisor import SERVICES, supervise
@@ -38,6 +38,7 @@ app.command("documents")(documents)
 app.command("trail")(trail)
 app.command("tail")(tail)
 app.add_typer(incidents_app, name="incidents")
+document_app.command("resend")(resend)  # the operator's (as her broker user), beside the router's reassign and withdraw
 
 
 @app.command("run")

@@ -24,8 +24,10 @@ __all__ = [
     "Language",
     "Command",
     "Outcome",
+    "ReassignRequest",
     "RegisterAbsence",
     "ReissueSigningLink",
+    "ResendSigningMail",
     "SendDownloadLink",
     "SendSignInLink",
     "SendSigningLink",
@@ -221,7 +223,31 @@ class RegisterAbsence(Command):
     note: str = Field(default="", max_length=500)
 
 
+class ResendSigningMail(Command):
+    """Operator (``paraaf document resend``, as the operator's broker user) → signer: mail this still-open request
+    again, to the address the directory holds now (after the operator mended it). ``correlation_id`` is the document."""
+
+    routing_key: ClassVar[str] = "signer.resend-mail"
+
+    request_id: UUID
+    resent_by: str  # operator:<who>
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ReassignRequest(Command):
+    """Signer (the portal's incidents page) → router: an operator moves a waiting request to another person; the
+    portal checked she is an operator, and the router checks it again. ``correlation_id`` is the document."""
+
+    routing_key: ClassVar[str] = "router.reassign"
+
+    request_id: UUID
+    to_person: str = Field(min_length=1, max_length=200)
+    reassigned_by: str  # operator:<her directory id>, from her session
+    reason: str = Field(min_length=1, max_length=2000)
+
+
 COMMAND_TYPES: dict[str, type[Command]] = {
     command.routing_key: command
-    for command in (SendSigningLink, ReissueSigningLink, SendDownloadLink, SendSignInLink, WithdrawDocument, RegisterAbsence)
+    for command in (SendSigningLink, ReissueSigningLink, SendDownloadLink, SendSignInLink, WithdrawDocument, RegisterAbsence,
+                    ResendSigningMail, ReassignRequest)
 }

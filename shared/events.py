@@ -33,8 +33,10 @@ __all__ = [
     "SignatureReassigned",
     "SignatureRecord",
     "SignatureRequested",
+    "SigningMailResent",
     "Signed",
     "StepSpec",
+    "TimestampFailed",
     "utcnow",
 ]
 
@@ -281,6 +283,7 @@ class NotificationSent(Event):
     kind: str
     recipient: str
     subject: str
+    request_id: UUID | None = None  # of a signing-link mail, so a later mail shows an earlier failure was mended
 
 
 class NotificationFailed(Event):
@@ -291,6 +294,7 @@ class NotificationFailed(Event):
     kind: str
     recipient: str
     reason: str
+    request_id: UUID | None = None  # of a signing-link mail: what `paraaf document resend` sends again
 
 
 class DeadLetterDropped(Event):
@@ -320,6 +324,29 @@ class IncidentDismissed(Event):
     reason: str
 
 
+class SigningMailResent(Event):
+    """An operator had a still-open request mailed again (``paraaf document resend``, or the incidents page), to
+    the address the directory holds now; the earlier links of the request stop working once the new mail's is made."""
+
+    routing_key: ClassVar[str] = "signature.mail-resent"
+
+    request_id: UUID
+    signer: PersonRef  # as the directory has her now: the address the mail goes to
+    resent_by: str  # operator:<who>
+    reason: str
+
+
+class TimestampFailed(Event):
+    """A signature could not be made because the time-stamping service (PARAAF_TSA_URL) failed: nothing was signed,
+    the signer's link still works; an operator should look at the TSA."""
+
+    routing_key: ClassVar[str] = "timestamp.failed"
+
+    request_id: UUID
+    tsa_url: str
+    reason: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.routing_key: cls
     for cls in (
@@ -339,5 +366,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         NotificationFailed,
         DeadLetterDropped,
         IncidentDismissed,
+        SigningMailResent,
+        TimestampFailed,
     )
 }

@@ -24,8 +24,10 @@ from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQue
 
 from shared.contract import (
     SOURCE_NAME,
+    ReassignRequest,
     RegisterAbsence,
     ReissueSigningLink,
+    ResendSigningMail,
     SendDownloadLink,
     SendSigningLink,
     SendSignInLink,
@@ -48,6 +50,8 @@ from shared.events import (
     SignatureReassigned,
     SignatureRequested,
     Signed,
+    SigningMailResent,
+    TimestampFailed,
 )
 
 __all__ = [
@@ -167,7 +171,13 @@ def outcomes_queue(source: str) -> QueueSpec:
 
 
 # What the operator's tooling publishes in its own name (replaying, it publishes as the original publisher).
-OPERATOR_SPEC = ServiceSpec(OPERATOR, publishes={EVENTS.name: _exact(DeadLetterDropped.routing_key, IncidentDismissed.routing_key)})
+OPERATOR_SPEC = ServiceSpec(
+    OPERATOR,
+    publishes={
+        EVENTS.name: _exact(DeadLetterDropped.routing_key, IncidentDismissed.routing_key),
+        COMMANDS.name: _exact(ResendSigningMail.routing_key),
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -218,6 +228,7 @@ ROUTER_EVENTS = _queue(
         *((EVENTS, k) for k in _events(DocumentSubmitted, Signed, SignatureDeclined)),
         (COMMANDS, WithdrawDocument.routing_key),
         (COMMANDS, RegisterAbsence.routing_key),
+        (COMMANDS, ReassignRequest.routing_key),
     ],
 )
 SIGNER_EVENTS = _queue(
@@ -236,6 +247,7 @@ SIGNER_EVENTS = _queue(
             )
         ),
         (COMMANDS, ReissueSigningLink.routing_key),
+        (COMMANDS, ResendSigningMail.routing_key),
     ],
 )
 NOTIFIER_EVENTS = _queue(
@@ -295,13 +307,15 @@ TOPOLOGY = Topology(
             "signer",
             consumes=(SIGNER_EVENTS,),
             publishes={
-                EVENTS.name: _exact(*_events(Signed, SignatureDeclined)),
+                # incident.dismissed: an operator dismissing one on the portal's incidents page
+                EVENTS.name: _exact(*_events(Signed, SignatureDeclined, SigningMailResent, TimestampFailed, IncidentDismissed)),
                 COMMANDS.name: _exact(
                     SendSigningLink.routing_key,
                     SendDownloadLink.routing_key,
                     SendSignInLink.routing_key,
                     WithdrawDocument.routing_key,
                     RegisterAbsence.routing_key,
+                    ReassignRequest.routing_key,
                 ),
                 DLX.name: (".*",),
             },

@@ -213,7 +213,7 @@ class MailSender(BackgroundLoop):
                 await store.publish(
                     NotificationSent(
                         correlation_id=document_id, causation_id=mail.mail_id, org=mail.org, kind=mail.kind,
-                        recipient=mail.recipient, subject=mail.content.subject,
+                        recipient=mail.recipient, subject=mail.content.subject, request_id=_signing_request(mail),
                     )
                 )
         self._after_commit()
@@ -226,7 +226,7 @@ class MailSender(BackgroundLoop):
                 await store.publish(
                     NotificationFailed(
                         correlation_id=document_id, causation_id=mail.mail_id, org=mail.org, kind=mail.kind,
-                        recipient=mail.recipient, reason=reason,
+                        recipient=mail.recipient, reason=reason, request_id=_signing_request(mail),
                     )
                 )
             await store.keep_dead_letter(mail.mail_id, _dead_letter(mail, reason, now), _dead_letter_headers(mail, reason))
@@ -256,6 +256,11 @@ class MailSender(BackgroundLoop):
         message.set_content(content.text)
         message.add_alternative(content.html, subtype="html")
         return message
+
+
+def _signing_request(mail: SpooledMail) -> UUID | None:
+    """The request a signing-link mail is about (a sign-in mail's request_id is its sign-in attempt: not told)."""
+    return mail.request_id if mail.link_kind == "signing" else None
 
 
 def _dead_letter(mail: SpooledMail, reason: str, failed_at: datetime) -> bytes:

@@ -1,5 +1,7 @@
 """``paraaf incidents``: what needs a person, and ``paraaf incidents dismiss`` for one that needs nothing more
-(published as ``incident.dismissed`` by the operator's broker user, so the audit log keeps who and why)."""
+(published as ``incident.dismissed`` by the operator's broker user, so the audit log keeps who and why); and
+``paraaf document resend``, which has the signer mail a still-open request again to the directory's address
+(``signer.resend-mail``, from the operator's broker user: the only one the signer takes it from)."""
 
 import asyncio
 import getpass
@@ -7,6 +9,7 @@ import json
 import socket
 from datetime import UTC, datetime
 from typing import Annotated
+from uuid import UUID
 
 import aio_pika
 import asyncpg
@@ -19,11 +22,12 @@ from services.dlq import depths
 from services.ops.cli import _age, _reading
 from services.ops.config import OpsSettings
 from services.ops.incidents import Incident, dead_letter_incidents, dismissed, incident_document, open_incidents, read_incidents
+from shared.contract import Command, ResendSigningMail
 from shared.credentials import read_identity
-from shared.events import IncidentDismissed
-from shared.topology import EVENTS, OPERATOR
+from shared.events import Event, IncidentDismissed
+from shared.topology import COMMANDS, EVENTS, OPERATOR
 
-__all__ = ["incidents_app"]
+__all__ = ["incidents_app", "resend"]
 
 incidents_app = typer.Typer(help="What needs a person: list, and dismiss with a reason.", invoke_without_command=True)
 
@@ -50,6 +54,7 @@ def incidents(
     found = asyncio.run(_all(settings, now))
     if as_json:
         typer.echo(json.dumps([{**i.__dict__, "document_id": str(i.document_id) if i.document_id else None,
+                                "request_id": str(i.request_id) if i.request_id else None,
                                 "since": i.since.isoformat() if i.since else None} for i in found], indent=2))
         return
     table = Table("incident", "document", "cause", "age", "fix")
@@ -58,15 +63,25 @@ def incidents(
     Console(width=200).print(table if found else "No open incidents.")
 
 
-async def _publish(settings: OpsSettings, event: IncidentDismissed) -> None:
+def _operator_name() -> str:
+    return f"operator:{getpass.getuser()}@{socket.gethostname()}"
+
+
+async def _publish(settings: OpsSettings, message: Event | Command) -> None:
+    """One persistent, confirmed message as the operator's broker user (RabbitMQ vouches for its user_id)."""
     operator = read_identity(settings, OPERATOR, needs=("amqp_url",))
+    is_event = isinstance(message, Event)
+    message_id = str(message.event_id if isinstance(message, Event) else message.command_id)
     connection = await aio_pika.connect(operator.amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(EVENTS.name, ensure=False)
-        message = aio_pika.Message(event.to_json(), content_type="application/json", message_id=str(event.event_id),
-                                   user_id=operator.broker_user, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
-        await exchange.publish(message, routing_key=event.routing_key)
+        exchange = await channel.get_exchange((EVENTS if is_event else COMMANDS).name, ensure=False)
+        body = message.to_json() if isinstance(message, Event) else message.model_dump_json().encode()
+        await exchange.publish(
+            aio_pika.Message(body, content_type="application/json", message_id=message_id, user_id=operator.broker_user,
+                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=message.routing_key,
+        )
 
 
 @incidents_app.command("dismiss")
@@ -82,7 +97,28 @@ def dismiss(
         raise typer.Exit(1)
     event = IncidentDismissed(
         correlation_id=incident_document(found.id, found.document_id), org=settings.org, incident=found.id,
-        dismissed_by=f"operator:{getpass.getuser()}@{socket.gethostname()}", reason=reason,
+        dismissed_by=_operator_name(), reason=reason,
     )
     asyncio.run(_publish(settings, event))
     typer.echo(f"Dismissed {incident}; the audit log records it.")
+
+
+_PENDING = "SELECT document_id, org, person->>'id' AS person FROM router.requests WHERE request_id = $1 AND status = 'pending'"
+
+
+def resend(
+    request_id: Annotated[UUID, typer.Argument(help="the request whose mail failed (from `paraaf incidents` or `paraaf trail`)")],
+    reason: Annotated[str, typer.Option(help="why; it is in the trail with your name")],
+) -> None:
+    """Mail a waiting request again, to the address the directory holds now (mend it first with `paraaf directory
+    import`): a fresh link; the earlier ones stop working."""
+    settings = OpsSettings()
+    found = asyncio.run(_reading(settings, lambda conn: conn.fetchrow(_PENDING, request_id)))
+    if found is None:
+        typer.echo(f"No waiting request {request_id}: it was signed, moved or ended (see `paraaf trail`).", err=True)
+        raise typer.Exit(1)
+    command = ResendSigningMail(
+        correlation_id=found["document_id"], org=found["org"], request_id=request_id, resent_by=_operator_name(), reason=reason,
+    )
+    asyncio.run(_publish(settings, command))
+    typer.echo(f"Asked the signer to mail request {request_id} again to {found['person']}'s address in the directory.")

@@ -1,8 +1,10 @@
 """Incidents: what needs a person, each with its document, cause, age and the
 command that fixes it — a request nobody could stand in for
 (routing.unresolved, still waiting), a mail that could not be delivered on a
-document still under way, a document stuck past PARAAF_STUCK_AFTER working
-days, and messages waiting in a dead-letter or holding queue. An operator
+document still under way (until a later mail for its request went out), a
+signature the time-stamping service failed (until the request is signed), a
+document stuck past PARAAF_STUCK_AFTER working days, and messages waiting in
+a dead-letter or holding queue. An operator
 fixes one with that command, or dismisses it with a reason
 (``incident.dismissed``, in the audit log with her name); either way it leaves
 the list.
@@ -16,6 +18,7 @@ from datetime import datetime
 import asyncpg
 
 from services.ops.documents import Filters, listed, read_documents
+from services.ops.rules import is_stuck
 
 __all__ = ["Incident", "dead_letter_incidents", "incident_document", "open_incidents", "read_incidents"]
 
@@ -25,11 +28,12 @@ _NAMESPACE = uuid.UUID("6f0b7c62-3d0e-4f7e-9a55-7a1c2a0e5e11")
 @dataclass(frozen=True)
 class Incident:
     id: str  # <kind>:<what it is about>, stable from one listing to the next
-    kind: str  # routing, mail, stuck, dead_letters
+    kind: str  # routing, mail, timestamp, stuck, dead_letters
     document_id: uuid.UUID | None
     cause: str
     since: datetime | None
     fix: str  # the command that fixes it
+    request_id: uuid.UUID | None = None  # the waiting request the fix acts on, when there is one
 
 
 def incident_document(incident_id: str, document_id: uuid.UUID | None) -> uuid.UUID:
@@ -43,11 +47,28 @@ SELECT l.document_id, l.occurred_at, e->>'request_id' AS request_id, e->'signer'
   JOIN router.requests r ON r.request_id = (e->>'request_id')::uuid AND r.status = 'pending'
  WHERE l.routing_key = 'routing.unresolved' ORDER BY l.seq
 """
+# A failed mail about a request stays an incident while the request waits and no later mail about it went out.
 _UNDELIVERED = """
-SELECT l.document_id, l.occurred_at, l.event_id, e->>'recipient' AS recipient, e->>'reason' AS reason, e->>'kind' AS kind
+SELECT l.document_id, l.occurred_at, l.event_id, e->>'recipient' AS recipient, e->>'reason' AS reason, e->>'kind' AS kind,
+       (e->>'request_id')::uuid AS request_id, e->>'causation_id' AS mail_id
   FROM audit.log l CROSS JOIN LATERAL (SELECT (l.payload::jsonb)->'event' AS e) x
   JOIN router.instances i ON i.document_id = l.document_id AND i.status = 'active'
- WHERE l.routing_key = 'notification.failed' ORDER BY l.seq
+  LEFT JOIN router.requests r ON r.request_id = (e->>'request_id')::uuid
+ WHERE l.routing_key = 'notification.failed'
+   AND (e->>'request_id' IS NULL OR r.status = 'pending')
+   AND NOT EXISTS (SELECT 1 FROM audit.log s
+                    WHERE s.routing_key = 'notification.sent' AND s.document_id = l.document_id AND s.seq > l.seq
+                      AND (s.payload::jsonb)->'event'->>'request_id' = e->>'request_id')
+ ORDER BY l.seq
+"""
+_UNSTAMPED = """
+SELECT (e->>'request_id')::uuid AS request_id, (array_agg(l.document_id))[1] AS document_id, min(l.occurred_at) AS since,
+       count(*) AS times, (array_agg(e->>'tsa_url' ORDER BY l.seq DESC))[1] AS tsa_url,
+       (array_agg(e->>'reason' ORDER BY l.seq DESC))[1] AS reason
+  FROM audit.log l CROSS JOIN LATERAL (SELECT (l.payload::jsonb)->'event' AS e) x
+  JOIN router.requests r ON r.request_id = (e->>'request_id')::uuid AND r.status = 'pending'
+ WHERE l.routing_key = 'timestamp.failed'
+ GROUP BY 1 ORDER BY 3
 """
 
 
@@ -56,34 +77,76 @@ async def _unresolved(conn: asyncpg.Connection) -> list[Incident]:
         Incident(
             f"routing:{r['request_id']}", "routing", r["document_id"],
             f"nobody can stand in for {r['person']}: {r['reason']}", r["occurred_at"],
-            f"paraaf document reassign {r['request_id']} --to PERSON --reason '...'",
+            f"paraaf document reassign {r['request_id']} --to PERSON --reason '...'", uuid.UUID(r["request_id"]),
         )
         for r in await conn.fetch(_UNRESOLVED)
     ]
+
+
+def _mail_fix(request_id: uuid.UUID | None, document_id: uuid.UUID, mail_id: str | None) -> str:
+    kept = f"; its copy in notifier.events.dlq: paraaf dlq drop notifier.events {mail_id} --reason '...'" if mail_id else ""
+    if request_id is None:
+        return f"fix the address in the directory (paraaf directory import), or paraaf document withdraw {document_id}{kept}"
+    return (f"fix the address in the directory (paraaf directory import), then paraaf document resend {request_id} "
+            f"--reason '...'; or paraaf document reassign {request_id} --to PERSON, or paraaf document withdraw {document_id}"
+            f"{kept}")
 
 
 async def _undelivered(conn: asyncpg.Connection) -> list[Incident]:
     return [
         Incident(
             f"mail:{r['event_id']}", "mail", r["document_id"], f"{r['kind']} mail to {r['recipient']} failed: {r['reason']}",
-            r["occurred_at"],
-            f"fix the address in the directory, then paraaf document reassign REQUEST --to PERSON, or paraaf document withdraw {r['document_id']}",
+            r["occurred_at"], _mail_fix(r["request_id"], r["document_id"], r["mail_id"]), r["request_id"],
         )
         for r in await conn.fetch(_UNDELIVERED)
     ]
 
 
-async def _stuck(conn: asyncpg.Connection, now: datetime, stuck_after: int, timezone: str) -> list[Incident]:
-    rows = listed(await read_documents(conn, Filters(status="stuck"), now), Filters(status="stuck"), now,
-                  stuck_after=stuck_after, timezone=timezone)
+async def _unstamped(conn: asyncpg.Connection) -> list[Incident]:
     return [
         Incident(
-            f"stuck:{row.document_id}", "stuck", row.document_id,
-            f"waiting more than {stuck_after} working days on {', '.join(row.waiting_on) or 'nobody'}", row.waiting_since,
-            f"paraaf trail {row.document_id}; then paraaf document reassign REQUEST --to PERSON, or paraaf document withdraw",
+            f"timestamp:{r['request_id']}", "timestamp", r["document_id"],
+            f"the time-stamping service {r['tsa_url']} failed {r['times']} signature attempt(s): {r['reason']}", r["since"],
+            f"make the time-stamping service answer (PARAAF_TSA_URL); then the signer presses Sign again (her link still "
+            f"works), or paraaf document resend {r['request_id']} --reason '...' reminds her",
+            r["request_id"],
         )
-        for row in rows
+        for r in await conn.fetch(_UNSTAMPED)
     ]
+
+
+_WAITING = """
+SELECT document_id, request_id, created_at FROM router.requests
+ WHERE document_id = ANY($1::uuid[]) AND status = 'pending' ORDER BY created_at
+"""
+
+
+async def _stuck(conn: asyncpg.Connection, now: datetime, stuck_after: int, timezone: str) -> list[Incident]:
+    """Stuck documents whose waiting request has itself waited too long: once an operator gave the step to someone
+    else, the document may still be listed stuck by `paraaf documents`, but the incident is handled."""
+    rows = listed(await read_documents(conn, Filters(status="stuck"), now), Filters(status="stuck"), now,
+                  stuck_after=stuck_after, timezone=timezone)
+    waiting: dict[uuid.UUID, list[asyncpg.Record]] = {}
+    for r in await conn.fetch(_WAITING, [row.document_id for row in rows]):
+        waiting.setdefault(r["document_id"], []).append(r)
+    return [
+        _stuck_incident(row.document_id, row.waiting_on, row.waiting_since, stuck_after, [r["request_id"] for r in requests])
+        for row in rows
+        if (requests := waiting.get(row.document_id, [])) and is_stuck(requests[0]["created_at"], now, stuck_after, timezone)
+    ]
+
+
+def _stuck_incident(
+    document_id: uuid.UUID, waiting_on: tuple[str, ...], since: datetime | None, stuck_after: int, requests: list[uuid.UUID]
+) -> Incident:
+    """A stuck document's fix names its waiting request (the first, when a step waits on several)."""
+    request = requests[0] if requests else None
+    reassign = f"paraaf document reassign {request or 'REQUEST'} --to PERSON --reason '...'"
+    return Incident(
+        f"stuck:{document_id}", "stuck", document_id,
+        f"waiting more than {stuck_after} working days on {', '.join(waiting_on) or 'nobody'}", since,
+        f"paraaf trail {document_id}; then {reassign}, or paraaf document withdraw {document_id} --reason '...'", request,
+    )
 
 
 def dead_letter_incidents(depths: Iterable[tuple[str, int | None]]) -> list[Incident]:
@@ -103,7 +166,10 @@ async def dismissed(conn: asyncpg.Connection) -> set[str]:
 
 async def read_incidents(conn: asyncpg.Connection, now: datetime, *, stuck_after: int, timezone: str) -> list[Incident]:
     """Everything the database says needs a person, dismissed or not (dead letters come from the broker)."""
-    return [*await _unresolved(conn), *await _undelivered(conn), *await _stuck(conn, now, stuck_after, timezone)]
+    return [
+        *await _unresolved(conn), *await _undelivered(conn), *await _unstamped(conn),
+        *await _stuck(conn, now, stuck_after, timezone),
+    ]
 
 
 def open_incidents(incidents: Iterable[Incident], dismissed_ids: set[str]) -> list[Incident]:

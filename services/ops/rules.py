@@ -114,6 +114,10 @@ _SUMMARIES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "routing.unresolved": lambda e: f"nobody available for {_person(e.get('signer'))}: {e.get('reason')}",
     "notification.sent": lambda e: f"{e.get('kind')} mail sent to {e.get('recipient')}",
     "notification.failed": lambda e: f"{e.get('kind')} mail to {e.get('recipient')} failed: {e.get('reason')}",
+    "signature.mail-resent": lambda e: f"request mailed again to {_person(e.get('signer'))} <{(e.get('signer') or {}).get('email')}>"
+    f" by {e.get('resent_by')}: {e.get('reason')}",
+    "timestamp.failed": lambda e: f"time-stamping service {e.get('tsa_url')} failed: {e.get('reason')}",
+    "incident.dismissed": lambda e: f"incident {e.get('incident')} dismissed by {e.get('dismissed_by')}: {e.get('reason')}",
     "dead_letter.dropped": lambda e: f"dead letter {e.get('original_routing_key')} dropped from {e.get('queue')}"
     f" by {e.get('dropped_by')}: {e.get('reason')}",
 }

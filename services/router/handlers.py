@@ -24,7 +24,7 @@ from services.router.domain import (
 )
 from services.router.store import RouterStore, person_ref
 from shared.clock import Clock
-from shared.contract import RegisterAbsence, WithdrawDocument
+from shared.contract import ReassignRequest, RegisterAbsence, WithdrawDocument
 from shared.errors import CodedError
 from shared.events import (
     Cause,
@@ -48,6 +48,7 @@ from shared.visibility import OPERATOR_ROLE
 __all__ = [
     "move_work_of",
     "on_document_submitted",
+    "on_reassign_request",
     "on_register_absence",
     "on_signature_declined",
     "on_signed",
@@ -236,16 +237,36 @@ async def withdraw(store: RouterStore, document_id: UUID, *, org: str, by: str, 
 async def on_withdraw_document(command: WithdrawDocument, store: RouterStore, *, directories: DirectoryCache) -> None:
     """A person withdraws a document through the portal: the submitter, or an operator (a role in the directory)."""
     by = command.withdrawn_by
-    if by.startswith("operator:"):
-        roles = (await directories.get(store, command.org)).roles
-        holder = by.removeprefix("operator:")
-        if OPERATOR_ROLE not in roles or holder not in roles[OPERATOR_ROLE].holders:
-            structlog.get_logger().warning("withdrawal refused: not an operator", by=by, document_id=str(command.correlation_id))
-            return
+    if by.startswith("operator:") and not await _is_operator(store, directories, command.org, by):
+        structlog.get_logger().warning("withdrawal refused: not an operator", by=by, document_id=str(command.correlation_id))
+        return
     try:
         await withdraw(store, command.correlation_id, org=command.org, by=by, reason=command.reason)
     except CodedError as refusal:  # ended meanwhile, or not hers: nothing to do, and nothing to retry
         structlog.get_logger().info("withdrawal not done", code=refusal.code, reason=refusal.reason)
+
+
+async def _is_operator(store: RouterStore, directories: DirectoryCache, org: str, by: str) -> bool:
+    """``operator:<id>`` from the portal: whether the directory (now) gives that person the operator role."""
+    roles = (await directories.get(store, org)).roles
+    holder = by.removeprefix("operator:")
+    return by.startswith("operator:") and OPERATOR_ROLE in roles and holder in roles[OPERATOR_ROLE].holders
+
+
+async def on_reassign_request(command: ReassignRequest, store: RouterStore, *, directories: DirectoryCache) -> None:
+    """An operator moves a waiting request from the portal's incidents page; the portal checked her role, and so
+    does the router, against its own directory."""
+    if not await _is_operator(store, directories, command.org, command.reassigned_by):
+        structlog.get_logger().warning("reassignment refused: not an operator", by=command.reassigned_by,
+                                       request_id=str(command.request_id))
+        return
+    try:
+        await reassign_by_operator(
+            store, command.request_id, command.to_person, org=command.org, by=command.reassigned_by, why=command.reason,
+            directories=directories,
+        )
+    except CodedError as refusal:  # moved, signed or ended meanwhile, or nobody to give it to: nothing to retry
+        structlog.get_logger().info("reassignment not done", code=refusal.code, reason=refusal.reason)
 
 
 async def on_register_absence(command: RegisterAbsence, store: RouterStore) -> None:

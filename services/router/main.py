@@ -13,7 +13,7 @@ from services.router.metrics import request_gauges
 from services.router.scheduler import AbsenceScheduler
 from services.router.store import PostgresRouterStore
 from shared.clock import clock_from
-from shared.contract import RegisterAbsence, WithdrawDocument
+from shared.contract import ReassignRequest, RegisterAbsence, WithdrawDocument
 from shared.events import DocumentSubmitted, SignatureDeclined, Signed
 from shared.service import Service
 from shared.topology import ROUTER_EVENTS
@@ -33,6 +33,7 @@ def create_app(settings: RouterSettings | None = None) -> FastStream:
             SignatureDeclined: handlers.on_signature_declined,
             WithdrawDocument: partial(handlers.on_withdraw_document, directories=directories),
             RegisterAbsence: handlers.on_register_absence,
+            ReassignRequest: partial(handlers.on_reassign_request, directories=directories),
         },
         store=lambda conn: PostgresRouterStore(conn, service.outbox),
     )

@@ -11,6 +11,7 @@ could not be delivered is revoked.
 """
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from uuid import UUID
 
 import structlog
@@ -19,7 +20,8 @@ from services.signer.domain import LinkGone, Links, MintedLink, SigningRequest, 
 from services.signer.pades import Placeholder
 from services.signer.store import SignerStore
 from services.signer.tokens import mint_token
-from shared.contract import ReissueSigningLink, SendDownloadLink, SendSigningLink
+from shared.contract import ReissueSigningLink, ResendSigningMail, SendDownloadLink, SendSigningLink
+from shared.errors import CodedError
 from shared.events import (
     DocumentCompleted,
     DocumentDeclined,
@@ -28,6 +30,7 @@ from shared.events import (
     SignatureCancelled,
     SignatureReassigned,
     SignatureRequested,
+    SigningMailResent,
 )
 
 __all__ = [
@@ -38,9 +41,11 @@ __all__ = [
     "on_document_ended",
     "on_notification_failed",
     "on_reissue_signing_link",
+    "on_resend_signing_mail",
     "on_signature_cancelled",
     "on_signature_reassigned",
     "on_signature_requested",
+    "resend_signing_mail",
 ]
 
 PlaceholderFinder = Callable[[bytes], Awaitable[tuple[Placeholder, ...]]]
@@ -96,6 +101,41 @@ async def on_reissue_signing_link(command: ReissueSigningLink, store: SignerStor
         structlog.get_logger().info("no reminder: request is not open", request_id=str(command.request_id))
         return
     await store.publish(_mail_request(request, kind="reminder", reminder=command.reminder, cause=command, links=links))
+
+
+async def resend_signing_mail(
+    store: SignerStore, request_id: UUID, *, org: str, by: str, reason: str, links: Links, cause: object = None
+) -> SigningRequest:
+    """An operator has a still-open request mailed again, to the address the directory holds now (she mended it):
+    ``signature.mail-resent`` names her; the new mail's link, made when it is sent, ends the earlier ones.
+    CodedError when there is nothing to resend."""
+    request = await store.request(request_id)
+    if request is None or request.org != org:
+        raise CodedError("unknown_request", f"there is no request {request_id}")
+    if not request.open:
+        raise CodedError("closed", f"request {request_id} is {request.status}: there is nothing to resend")
+    person = await store.directory_person(org, request.signer.id)
+    if person is None or not person.email:
+        raise CodedError("no_address", f"{request.signer.id} has no address in the directory: import the mended directory first")
+    signer = request.signer.model_copy(update={"email": person.email})
+    await store.readdress(request_id, signer)
+    resent = SigningMailResent(
+        correlation_id=request.document_id, causation_id=_cause_id(cause), org=org, request_id=request_id, signer=signer,
+        resent_by=by, reason=reason,
+    )
+    await store.publish(resent)
+    await store.publish(_mail_request(replace(request, signer=signer), kind="request", reminder=0, cause=resent, links=links))
+    return request
+
+
+async def on_resend_signing_mail(command: ResendSigningMail, store: SignerStore, *, links: Links) -> None:
+    """`paraaf document resend`, from the operator's broker user (the only publisher the signer accepts it from)."""
+    try:
+        await resend_signing_mail(
+            store, command.request_id, org=command.org, by=command.resent_by, reason=command.reason, links=links, cause=command
+        )
+    except CodedError as refusal:  # closed meanwhile, or no address: nothing to retry
+        structlog.get_logger().warning("mail not resent", code=refusal.code, reason=refusal.reason, request_id=str(command.request_id))
 
 
 async def on_signature_cancelled(event: SignatureCancelled, store: SignerStore) -> None:

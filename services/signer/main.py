@@ -21,7 +21,7 @@ from services.signer.signing import Stamping
 from services.signer.store import PostgresSignerStore
 from services.signer.uploads import PORTAL_SOURCE, PortalSubmitter
 from shared.clock import clock_from
-from shared.contract import ReissueSigningLink
+from shared.contract import ReissueSigningLink, ResendSigningMail
 from shared.credentials import stored
 from shared.events import (
     DocumentCompleted,
@@ -86,6 +86,7 @@ def _consume(service: Service, keyring: Keyring, links: Links, workers: Workers)
         {
             SignatureRequested: found,
             ReissueSigningLink: partial(handlers.on_reissue_signing_link, links=links),
+            ResendSigningMail: partial(handlers.on_resend_signing_mail, links=links),
             SignatureCancelled: handlers.on_signature_cancelled,
             SignatureReassigned: handlers.on_signature_reassigned,
             DocumentCompleted: partial(handlers.on_document_completed, links=links),
@@ -126,7 +127,7 @@ def _portal(settings: SignerSettings) -> PortalConfig:
     return PortalConfig(
         oidc=oidc, oidc_match=settings.oidc_match, submitter=submitter,
         sessions=SessionPolicy(timedelta(minutes=settings.session_idle_minutes), timedelta(hours=settings.session_hours)),
-        upload_max_bytes=int(settings.upload_max_mb * 1_048_576),
+        upload_max_bytes=int(settings.upload_max_mb * 1_048_576), stuck_after=settings.stuck_after,
     )
 
 

@@ -57,6 +57,7 @@ __all__ = [
     "SigningUnavailable",
     "BYTES_RESERVED",
     "BYTES_RESERVED_TIMESTAMPED",
+    "TimestampUnavailable",
     "CachedKeySigner",
     "Placeholder",
     "SigningJob",
@@ -256,12 +257,16 @@ class SigningUnavailable(RuntimeError):
     """Nothing was signed, for a reason that passes: the time-stamping service does not answer, a worker died."""
 
 
+class TimestampUnavailable(SigningUnavailable):
+    """Nothing was signed because the time-stamping service (PARAAF_TSA_URL) failed: an incident for an operator."""
+
+
 def sign(job: SigningJob) -> SigningResult:
     """Worker entry point: the PDF with one more signature."""
     try:
         return asyncio.run(_sign(job))
     except (TimestampRequestError, OSError, TimeoutError) as exc:  # aiohttp's connection errors are OSErrors
-        raise SigningUnavailable(f"the time-stamping service {job.tsa_url} did not answer ({exc.__class__.__name__})") from None
+        raise TimestampUnavailable(f"the time-stamping service {job.tsa_url} did not answer ({exc.__class__.__name__}: {exc})"[:500]) from None
 
 
 def _warm_up(font_path: str) -> int:

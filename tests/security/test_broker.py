@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 import pytest
 
-from shared.contract import ReissueSigningLink, SendDownloadLink, SendSigningLink
+from shared.contract import ReassignRequest, ReissueSigningLink, ResendSigningMail, SendDownloadLink, SendSigningLink
 from shared.events import (
     DocumentAccepted,
     DocumentCompleted,
@@ -34,6 +34,8 @@ from shared.events import (
     SignatureRecord,
     SignatureRequested,
     Signed,
+    SigningMailResent,
+    TimestampFailed,
 )
 from shared.topology import COMMANDS, EVENTS, TOPOLOGY
 from tests.security.conftest import State, attempted, drain, refusal, settle
@@ -166,6 +168,10 @@ def _every_internal_message(document_id, request_id) -> list:
                         submitted_by=SUBMITTER, step=1, step_count=1, action="sign", expires_at=now + timedelta(days=1)),
         SendDownloadLink(**common, recipient=MAYOR, title="Forged", expires_at=now + timedelta(days=1)),
         ReissueSigningLink(**common, request_id=request_id, reminder=1),
+        ResendSigningMail(**common, request_id=request_id, resent_by="operator:forged", reason="forged"),
+        ReassignRequest(**common, request_id=request_id, to_person="marc.maes", reassigned_by="operator:iris.ilegems", reason="forged"),
+        SigningMailResent(**common, request_id=request_id, signer=MAYOR, resent_by="operator:forged", reason="forged"),
+        TimestampFailed(**common, request_id=request_id, tsa_url="http://tsa.forged", reason="forged"),
     ]
 
 
@@ -192,7 +198,7 @@ def loosened(city: System) -> AsyncIterator[None]:
 async def test_with_loosened_permissions_every_forged_internal_message_is_dead_lettered_by_its_consumers(
     city: System, loosened: None, attacker: aio_pika.abc.AbstractConnection
 ) -> None:
-    """Even allowed to publish on esign.events and esign.commands, the partner system's 17 forged message types
+    """Even allowed to publish on esign.events and esign.commands, the partner system's 21 forged message types
     (signature.requested, signature.signed, SendSigningLink, ...) change nothing: each consumer parks them as
     `untrusted publisher`, no mail goes out, no certificate is issued and the audit log records none of them."""
     async with Outcomes(city.amqp_url, "notula.*") as outcomes:

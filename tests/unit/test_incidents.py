@@ -3,7 +3,14 @@
 from datetime import UTC, datetime
 from uuid import uuid4
 
-from services.ops.incidents import Incident, dead_letter_incidents, incident_document, open_incidents
+from services.ops.incidents import (
+    Incident,
+    _mail_fix,
+    _stuck_incident,
+    dead_letter_incidents,
+    incident_document,
+    open_incidents,
+)
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
@@ -31,3 +38,20 @@ def test_an_incident_without_a_document_is_audited_under_a_stable_id_of_its_own(
     assert incident_document("stuck:x", document) == document
     assert incident_document("dead_letters:unrouted", None) == incident_document("dead_letters:unrouted", None)
     assert incident_document("dead_letters:unrouted", None) != incident_document("dead_letters:router.events.dlq", None)
+
+
+def test_a_failed_signing_mail_points_to_resend_and_to_dropping_its_kept_copy() -> None:
+    """The fix of a failed mail about a request: mend the address, `paraaf document resend REQUEST`, drop its copy;
+    of one about no request (a routing alert), no resend."""
+    request, document = uuid4(), uuid4()
+    fix = _mail_fix(request, document, "m-1")
+    assert f"paraaf document resend {request} --reason" in fix and "paraaf dlq drop notifier.events m-1" in fix
+    assert "resend" not in _mail_fix(None, document, None)
+
+
+def test_a_stuck_document_names_its_first_waiting_request_in_its_fix() -> None:
+    """The reassign command of a stuck document names the request that waits (the first of several), ready to run."""
+    document, first, second = uuid4(), uuid4(), uuid4()
+    incident = _stuck_incident(document, ("Hilde Hendrickx",), T0, 5, [first, second])
+    assert incident.request_id == first and f"paraaf document reassign {first} --to PERSON" in incident.fix
+    assert _stuck_incident(document, (), T0, 5, []).request_id is None

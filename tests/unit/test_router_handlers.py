@@ -9,6 +9,7 @@ from services.router import handlers
 from services.router.directory import DirectoryCache
 from services.router.domain import Absence, Directory, FlowDefinition, Group, Person, Role
 from services.router.scheduler import apply_started_absences
+from shared.contract import ReassignRequest
 from shared.errors import CodedError
 from shared.events import (
     DocumentAccepted,
@@ -297,3 +298,20 @@ async def test_a_shielded_groups_document_is_never_given_to_a_substitute_outside
     [request] = fake.sent(SignatureRequested)
     assert (request.signer.id, request.on_behalf_of.id) == ("marc", "bart")
     assert request.reason == "absent; not asked, outside shielded group sociaal: sofie"
+
+
+async def test_a_reassignment_from_the_incidents_page_is_done_only_for_an_operator_in_the_directory() -> None:
+    """router.reassign from the portal: from someone without the operator role nothing moves; from an operator the
+    request moves to the person named, and the trail's reason names her."""
+    roles = {**ROLES, "operator": Role("operator", "operator", ("elen",))}
+    fake = FakeRouterStore(Directory(people=PEOPLE, roles=roles, substitutes=SUBSTITUTES, absences={}))
+    fake.flow_definitions[("default", "college")] = COLLEGE
+    event = await submit(fake)
+    [request] = fake.sent(SignatureRequested)
+    command = ReassignRequest(correlation_id=event.document_id, request_id=request.request_id, to_person="david",
+                              reassigned_by="operator:bart", reason="Ann is ziek")
+    await handlers.on_reassign_request(command, fake, directories=DirectoryCache())
+    assert fake.sent(SignatureReassigned) == []
+    await handlers.on_reassign_request(command.model_copy(update={"reassigned_by": "operator:elen"}), fake, directories=DirectoryCache())
+    [moved] = fake.sent(SignatureReassigned)
+    assert (moved.to_person.id, moved.reason) == ("david", "reassigned by operator:elen: Ann is ziek")

@@ -9,7 +9,7 @@ import pytest
 from services.signer import handlers, signing
 from services.signer.domain import LinkGone, LinkRefused, Links, ReasonRequired
 from services.signer.pades import Placeholder, SigningJob, SigningResult
-from shared.contract import ReissueSigningLink, SendDownloadLink, SendSigningLink
+from shared.contract import ReissueSigningLink, ResendSigningMail, SendDownloadLink, SendSigningLink
 from shared.events import (
     DocumentCompleted,
     DocumentDeclined,
@@ -21,6 +21,7 @@ from shared.events import (
     SignatureReassigned,
     SignatureRequested,
     Signed,
+    SigningMailResent,
 )
 from shared.messaging import PermanentError
 from tests.support.fakes.signer import FakeSignerStore
@@ -140,6 +141,23 @@ async def test_a_reminder_is_mailed_for_an_open_request_only() -> None:
     await handlers.on_reissue_signing_link(ReissueSigningLink(correlation_id=event.document_id, request_id=event.request_id, reminder=3), fake, links=LINKS)
     await handlers.on_reissue_signing_link(ReissueSigningLink(correlation_id=event.document_id, request_id=uuid4(), reminder=1), fake, links=LINKS)
     assert [(m.kind, m.reminder) for m in fake.sent(SendSigningLink)] == [("request", 0), ("reminder", 2)]
+
+
+async def test_an_operator_resend_mails_the_open_request_to_the_directory_address_and_names_her() -> None:
+    """After the directory's address for Ann changed, a resend mails the request there, keeps that address for later
+    mails, and announces signature.mail-resent with the operator; a resend of a closed request does nothing."""
+    fake = FakeSignerStore()
+    event = await opened(fake)
+    fake.in_directory("default", ANN.model_copy(update={"email": "ann@nieuw.be"}))
+    resend = ResendSigningMail(correlation_id=event.document_id, request_id=event.request_id, resent_by="operator:iris", reason="adres")
+    await handlers.on_resend_signing_mail(resend, fake, links=LINKS)
+    [announced] = fake.sent(SigningMailResent)
+    assert (announced.signer.email, announced.resent_by, announced.reason) == ("ann@nieuw.be", "operator:iris", "adres")
+    assert [(m.kind, m.recipient.email) for m in fake.sent(SendSigningLink)] == [("request", "ann@x.be"), ("request", "ann@nieuw.be")]
+    assert fake.requests[event.request_id].signer.email == "ann@nieuw.be"
+    await handlers.on_signature_cancelled(SignatureCancelled(correlation_id=event.document_id, request_id=event.request_id, reason="x"), fake)
+    await handlers.on_resend_signing_mail(resend.model_copy(update={"command_id": uuid4()}), fake, links=LINKS)
+    assert len(fake.sent(SendSigningLink)) == 2 and len(fake.sent(SigningMailResent)) == 1
 
 
 async def test_a_cancelled_request_keeps_its_reason_and_its_link_stops_working() -> None:

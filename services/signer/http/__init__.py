@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from services.signer.http._deps import SignerHttpDeps, VerifyLimits
 from services.signer.http._figures import figures_routes
+from services.signer.http._incidents import incident_routes
 from services.signer.http._internal import LinkRequest, internal_routes
 from services.signer.http._pages import Pages
 from services.signer.http._portal import portal_routes
@@ -30,4 +31,5 @@ def build_http(deps: SignerHttpDeps, portal: PortalConfig | None = None) -> Fast
     app.include_router(sign_in_routes(auth))
     app.include_router(portal_routes(auth))
     app.include_router(figures_routes(auth))
+    app.include_router(incident_routes(auth, stuck_after=auth.config.stuck_after))
     return app

@@ -10,10 +10,11 @@ from services.signer.domain import LinkRefused, ReasonRequired, SigningLink, che
 from services.signer.http._deps import SignerHttpDeps
 from services.signer.http._pages import CSRF_COOKIE, Pages, SigningView
 from services.signer.i18n import texts
-from services.signer.pades import SigningUnavailable
+from services.signer.pades import SigningUnavailable, TimestampUnavailable
 from services.signer.portal import PortalReader
 from services.signer.render import NotRendered
 from services.signer.tokens import csrf_valid, hash_token
+from shared.events import TimestampFailed
 from shared.http import pdf_response
 from shared.metrics import SIGNATURES
 from shared.visibility import Access
@@ -117,6 +118,19 @@ async def _page_png(shared: _SigningPages, link: SigningLink, number: int) -> by
     return await renderer.page(digest, pdf, number - 1)
 
 
+async def _timestamp_failed(deps: SignerHttpDeps, link: SigningLink, reason: str) -> None:
+    """The TSA failed a signer: ``timestamp.failed`` makes it an operator's incident until a signature succeeds."""
+    request = link.request
+    async with deps.store() as store:
+        await store.publish(
+            TimestampFailed(
+                correlation_id=request.document_id, org=request.org, request_id=request.request_id,
+                tsa_url=deps.stamping.tsa_url or "", reason=reason,
+            )
+        )
+    deps.after_commit()
+
+
 def _deciding(router: APIRouter, shared: _SigningPages) -> None:
     deps = shared.deps
 
@@ -135,6 +149,8 @@ def _deciding(router: APIRouter, shared: _SigningPages) -> None:
         except SigningUnavailable as error:  # rolled back: nothing signed, the link still works
             structlog.get_logger().warning("signing unavailable", error=str(error))
             link = await shared.open(token)
+            if isinstance(error, TimestampUnavailable):
+                await _timestamp_failed(deps, link, str(error))
             return await shared.page(request, token, link, error=texts(link.request.signer.language)["unavailable"], status=503)
         return shared.done(request, done)
 

@@ -122,6 +122,9 @@ class FakeSignerStore:
     async def request(self, request_id: UUID) -> SigningRequest | None:
         return self.requests.get(request_id)
 
+    async def readdress(self, request_id: UUID, signer: PersonRef) -> None:
+        self.requests[request_id] = replace(self.requests[request_id], signer=signer)
+
     async def document_filename(self, document_id: UUID) -> str | None:
         return next((r.filename for r in self.requests.values() if r.document_id == document_id), None)
 
