@@ -1,0 +1,160 @@
+"""What the operators' pages read (/p/ops/...): her org's documents with the
+filters of ``paraaf documents``, a document's timeline from the audit log as
+``paraaf trail`` tells it, and what one live stream shows of each new entry.
+
+The queries and rules are the CLI's (services/ops): one meaning of "stuck",
+one summary per event, and summaries never hold a title. Titles pass the
+visibility policy for the operator looking (shared/visibility.py): she sees
+that a confidential or shielded document exists and what happened to it,
+and its title only where she submitted it or was asked to sign it.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.ops.documents import DocumentRow, Filters, listed, read_documents, read_trail
+from services.ops.rules import HIDDEN_TITLE, local_time, summary, topic_matches
+from services.signer.live import LogEntry
+from services.signer.portal import Person, PortalReader
+from shared.visibility import Access, DocumentFacts, access
+
+__all__ = ["LIST_LIMIT", "LiveFilters", "LiveView", "OperatorReader", "Timeline", "TimelineStep", "tone", "viewer_title"]
+
+LIST_LIMIT = 500
+_FACTS_KEPT = 2000
+
+
+def viewer_title(person: Person, record: Mapping[str, Any]) -> str:
+    """A listed document's title as ``person`` may see it."""
+    facts = DocumentFacts(
+        org=record["org"], submitter=record["submitter"] or "", asked=frozenset(record["asked"]), group=record["group_key"],
+        confidential=record["confidential"], shielded=record["shielded"],
+    )
+    return record["title"] if access(person.viewer, facts) >= Access.FULL else HIDDEN_TITLE
+
+
+def tone(routing_key: str) -> str:
+    """How a step looks on the timeline: ``bad`` when something was refused or failed, ``good`` when it moved on."""
+    if routing_key.endswith(("declined", "failed", "rejected", "unresolved", "dropped", "withdrawn")):
+        return "bad"
+    return "good" if routing_key in ("signature.signed", "document.completed") else ""
+
+
+@dataclass(frozen=True)
+class TimelineStep:
+    at: str  # on the organisation's wall clock
+    event: str  # the routing key
+    what: str  # rules.summary: who did what, never a title
+    tone: str
+
+
+@dataclass(frozen=True)
+class Timeline:
+    document_id: UUID
+    title: str | None  # None: the router never took the document on
+    status: str | None
+    confidential: bool
+    steps: list[TimelineStep]
+
+
+class OperatorReader:
+    """Read-only queries behind the operator's document pages, for one signed-in operator."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def documents(
+        self, person: Person, filters: Filters, now: datetime, *, stuck_after: int, timezone: str
+    ) -> tuple[list[DocumentRow], int]:
+        """Her org's documents that pass ``filters``, newest first (at most LIST_LIMIT), and how many passed."""
+        async with self._conn.transaction(isolation="repeatable_read", readonly=True):
+            records = await read_documents(self._conn, filters, now, org=person.org)
+        rows = listed(records, filters, now, stuck_after=stuck_after, timezone=timezone, title=lambda r: viewer_title(person, r))
+        return rows[::-1][:LIST_LIMIT], len(rows)
+
+    async def timeline(self, person: Person, document_id: UUID, timezone: str) -> Timeline | None:
+        """Every step of the document in the audit log, in order; None when her org knows no such document."""
+        async with self._conn.transaction(isolation="repeatable_read", readonly=True):
+            trail = await read_trail(self._conn, document_id, person.org)
+            document = await PortalReader(self._conn).document(person.org, document_id)
+        if trail is None or (document is not None and document.seen_by(person) == Access.NONE):
+            return None
+        steps = [
+            TimelineStep(local_time(event["occurred_at"], timezone), key, summary(key, event), tone(key))
+            for key, event in trail.steps
+        ]
+        if document is None:
+            return Timeline(document_id, None, None, False, steps)
+        title = document.title if document.seen_by(person) >= Access.FULL else HIDDEN_TITLE
+        return Timeline(document_id, title, document.status, document.facts.confidential, steps)
+
+
+@dataclass(frozen=True)
+class LiveFilters:
+    """``paraaf tail``'s filters: routing keys as a topic pattern, a document (its id or the start of it), a source."""
+
+    type: str = "#"
+    document: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class _Known:
+    title: str  # "" until the router took the document on
+    source: str | None
+    ref: str | None
+    linked: bool = False  # intake or the router knows it (a sign-in mail's correlation id names no document)
+
+
+class LiveView:
+    """What one operator's stream shows of the log's entries: her org's, through her filters, titles by the policy.
+
+    What it learns of a document is kept for the stream's life: a document's confidentiality and group do not
+    change, and the people asked only grow, so a title kept hidden is never one she may no longer see."""
+
+    def __init__(self, person: Person, filters: LiveFilters, timezone: str, pool: asyncpg.Pool) -> None:
+        self._person, self._filters, self._timezone, self._pool = person, filters, timezone, pool
+        self._known: dict[UUID, _Known] = {}
+
+    async def shown(self, entry: LogEntry) -> dict[str, Any] | None:
+        """The entry as the stream sends it, or None when it is not hers to see or her filters leave it out."""
+        if entry.org != self._person.org or not topic_matches(self._filters.type or "#", entry.routing_key):
+            return None
+        document = str(entry.document_id or "")
+        if self._filters.document and not document.startswith(self._filters.document.lower()):
+            return None
+        known = await self._facts(entry) if entry.document_id else _Known("", None, None)
+        if self._filters.source and known.source != self._filters.source:
+            return None
+        event = entry.event
+        return {
+            "seq": entry.seq, "at": local_time(event["occurred_at"], self._timezone) if event.get("occurred_at") else "",
+            "type": entry.routing_key, "document": document, "title": "" if known.title == HIDDEN_TITLE else known.title,
+            "hidden": known.title == HIDDEN_TITLE, "source": known.source, "ref": known.ref, "linked": known.linked,
+            "what": summary(entry.routing_key, event), "tone": tone(entry.routing_key),
+        }
+
+    async def _facts(self, entry: LogEntry) -> _Known:
+        assert entry.document_id is not None
+        if (kept := self._known.get(entry.document_id)) is not None:
+            return kept
+        async with self._pool.acquire() as conn:
+            document = await PortalReader(conn).document(self._person.org, entry.document_id)
+            sent = await conn.fetchrow(
+                "SELECT source, external_ref FROM intake.documents WHERE document_id = $1 AND org = $2",
+                entry.document_id, self._person.org,
+            )
+        source = sent["source"] if sent else entry.event.get("source")
+        ref = sent["external_ref"] if sent else entry.event.get("external_ref")
+        if document is None:  # not routed (yet): nothing to decide a title by, so none; asked again next time
+            return _Known("", source, ref, linked=sent is not None)
+        title = document.title if document.seen_by(self._person) >= Access.FULL else HIDDEN_TITLE
+        if len(self._known) >= _FACTS_KEPT:
+            self._known.clear()
+        self._known[entry.document_id] = kept = _Known(title, source, ref, linked=True)
+        return kept
