@@ -278,3 +278,24 @@ async def test_a_reconnect_with_last_event_id_gets_exactly_the_events_missed(cit
     async with Stream(iris, {"document": document_id, "type": "signature.*"}) as typed:
         signature_events = await typed.until("signature.signed")
     assert {e["type"] for e in signature_events} <= {"signature.requested", "signature.signed"}
+
+
+async def test_stopping_the_signer_ends_open_streams_instead_of_waiting_on_them(city: System, iris: httpx.AsyncClient) -> None:
+    """With a live stream open, SIGTERM stops the signer cleanly (exit 0) well within uvicorn's 5 s grace for open
+    requests: the stream ends at once. Started again, the stream goes on from Last-Event-ID."""
+    async with Stream(iris, {}) as watching:
+        _, first = await watching.event()
+        started = time.monotonic()
+        code = await asyncio.to_thread(city.stop_service, "signer")
+        took = time.monotonic() - started
+        with pytest.raises((AssertionError, httpx.HTTPError)):
+            while True:
+                await watching.event(timeout=10)
+    print(f"\nsigner stopped in {took:.2f} s with a live stream open")
+    assert code == 0 and took < 4.0
+    city.start_service("signer")
+    await city.wait_healthy(["signer"])
+    assert isinstance(first, dict)
+    async with Stream(iris, {}, last_event_id=first["seq"]) as again:
+        event_id, _ = await again.event()
+    assert int(event_id) == first["seq"] + 1
