@@ -37,9 +37,11 @@ SELECT i.document_id, i.org, i.title, i.department, i.status, i.confidential, i.
   LEFT JOIN router.groups g ON g.org = i.org AND g.key = i.group_key
  WHERE ($1::text IS NULL OR d.source = $1) AND ($2::text IS NULL OR d.external_ref = $2)
    AND ($3::text IS NULL OR i.department = $3) AND ($4::timestamptz IS NULL OR i.created_at < $4)
-   AND ($5::text IS NULL OR i.org = $5)
- ORDER BY i.created_at, i.document_id
+   AND ($5::text IS NULL OR i.org = $5) AND ($6::text IS NULL OR i.status = $6)
+ ORDER BY i.created_at DESC, i.document_id DESC
+ LIMIT $7
 """
+_ROUTER_STATUS = {"waiting": "active", "stuck": "active"}  # stuck is worked out from the age of the current step
 
 
 @dataclass(frozen=True)
@@ -74,12 +76,14 @@ class DocumentRow:
 
 
 async def read_documents(
-    conn: asyncpg.Connection, filters: Filters, now: datetime, org: str | None = None
+    conn: asyncpg.Connection, filters: Filters, now: datetime, org: str | None = None, newest: int | None = None
 ) -> list[asyncpg.Record]:
-    """The documents the database-side filters let through (source, reference, department, age), of ``org`` or
-    (None: the administrator's view) of every org."""
+    """The documents the database-side filters let through (source, reference, department, age, status), oldest
+    first; of ``org`` or (None: the administrator's view) of every org; only the ``newest`` when given."""
     before = now - filters.older_than if filters.older_than else None
-    return await conn.fetch(_DOCUMENTS, filters.source, filters.ref, filters.department, before, org)
+    status = _ROUTER_STATUS.get(filters.status, filters.status) if filters.status else None
+    rows = await conn.fetch(_DOCUMENTS, filters.source, filters.ref, filters.department, before, org, status, newest)
+    return rows[::-1]
 
 
 def operator_title(record: Mapping[str, Any]) -> str:

@@ -125,7 +125,11 @@ async def sign(system: System, to: str, title: str) -> None:
 
 
 async def _shot(page: Page, folder: Path, name: str) -> None:
-    await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+    """The page whole, at desktop and at phone width."""
+    for width, height, label in ((1280, 900, "desktop"), (390, 844, "phone")):
+        await page.set_viewport_size({"width": width, "height": height})
+        await page.screenshot(path=str(folder / f"{name}-{label}.png"), full_page=True)
+    await page.set_viewport_size(DESKTOP["viewport"])
 
 
 async def test_the_timeline_of_a_signed_document_lists_every_step_in_order_as_paraaf_trail_does(

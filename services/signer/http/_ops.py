@@ -34,7 +34,7 @@ from services.ops.documents import Filters
 from services.ops.rules import HIDDEN_TITLE, STATUSES, parse_age
 from services.signer.http._portal_auth import SESSION_COOKIE, Page, PortalAuth, Visitor, signed_in
 from services.signer.live import AuditFeed
-from services.signer.operator import LiveFilters, LiveView, OperatorReader
+from services.signer.operator import SCAN_LIMIT, LiveFilters, LiveView, OperatorReader
 from services.signer.portal import Person, PortalReader
 from services.signer.sessions import Sessions
 
@@ -91,16 +91,16 @@ def _documents(router: APIRouter, auth: PortalAuth) -> None:
 
         async def page(request: Request, visitor: Visitor) -> Response:
             filters, problem = _filters(request)
-            rows, total = [], 0
+            rows, total, capped = [], 0, False
             if problem is None:
                 async with deps.pool().acquire() as conn:
-                    rows, total = await OperatorReader(conn).documents(
+                    rows, total, capped = await OperatorReader(conn).documents(
                         visitor.person, filters, deps.now(), stuck_after=deps.stuck_after, timezone=deps.stamping.timezone
                     )
             asked = {name: _field(request, name) for name in ("status", "source", "ref", "department", "waiting_on", "older_than")}
             return auth.page(
                 request, "ops_documents.html", visitor.person.language, visitor=visitor, rows=rows, total=total,
-                asked=asked, problem=problem, statuses=STATUSES, hidden=HIDDEN_TITLE,
+                capped=capped, scanned=SCAN_LIMIT, asked=asked, problem=problem, statuses=STATUSES, hidden=HIDDEN_TITLE,
             )
 
         return await _operator_only(auth, request, page)

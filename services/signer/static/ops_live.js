@@ -23,7 +23,7 @@
 
   function show(entry) {
     const row = body.insertRow(0);
-    row.className = "new";
+    if (Date.now() - opened > 1500) row.className = "new";  // not the entries a (re)connection starts with
     row.dataset.seq = entry.seq;
     row.dataset.type = entry.type;
     cell(row, entry.at, "mono");
@@ -42,8 +42,9 @@
     empty.hidden = true;
   }
 
+  let opened = Date.now();
   const source = new EventSource(table.dataset.stream);
-  source.onopen = function () { say(table.dataset.connected, "ok"); };
+  source.onopen = function () { opened = Date.now(); say(table.dataset.connected, "ok"); };
   source.onmessage = function (message) { show(JSON.parse(message.data)); };
   source.onerror = function () {
     if (source.readyState === EventSource.CLOSED) say(table.dataset.ended, "bad");
