@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 from uuid import UUID
 
+import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 
@@ -44,6 +45,7 @@ HEARTBEAT = 15.0  # seconds between keep-alive comments (proxies often cut a str
 BACKLOG = 50  # entries a new stream starts with
 RETRY_MS = 2000  # how soon EventSource reconnects after the stream ends
 _FIELD = 200  # longest filter value read
+_LAST_SEQ = 2**63 - 1  # a Last-Event-ID past any seq (bigint) asks only for what comes next
 _SCRIPT = Path(__file__).resolve().parents[1] / "static" / "ops_live.js"
 # The live page alone runs a script: Paraaf's own file, and it connects only to Paraaf.
 _LIVE_CSP = (
@@ -155,7 +157,7 @@ def _live(router: APIRouter, auth: PortalAuth, feed: AuditFeed) -> None:
         filters = LiveFilters(_field(request, "type") or "#", _field(request, "document"), _field(request, "source"))
         view = LiveView(visitor.person, filters, auth.deps.stamping.timezone, auth.deps.pool())
         last = request.headers.get("last-event-id", "").strip()
-        start = int(last) if last.isdigit() else max(0, await feed.latest(auth.deps.pool()) - BACKLOG)
+        start = min(int(last), _LAST_SEQ) if last.isdigit() and len(last) <= 19 else max(0, await feed.latest(auth.deps.pool()) - BACKLOG)
         token = request.cookies.get(SESSION_COOKIE, "")
         return StreamingResponse(
             _stream(auth, feed, view, visitor.person, token, start), media_type="text/event-stream",
@@ -178,6 +180,16 @@ def _event(shown: dict[str, object]) -> str:
 
 
 async def _stream(auth: PortalAuth, feed: AuditFeed, view: LiveView, person: Person, token: str, cursor: int) -> AsyncIterator[str]:
+    log = structlog.get_logger().bind(person=person.id, since=cursor)
+    log.info("live stream opened")
+    try:
+        async for chunk in _entries(auth, feed, view, person, token, cursor):
+            yield chunk
+    finally:  # also when the client went away (the response is cancelled) or the service stops
+        log.info("live stream closed")
+
+
+async def _entries(auth: PortalAuth, feed: AuditFeed, view: LiveView, person: Person, token: str, cursor: int) -> AsyncIterator[str]:
     pool = auth.deps.pool()
     yield f"retry: {RETRY_MS}\n\n"
     while not feed.closed:
