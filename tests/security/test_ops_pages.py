@@ -100,6 +100,7 @@ async def test_a_confidential_title_reaches_an_operator_in_no_page_and_no_event(
     await settle(1.0)
     pages = [(await iris.get(path)).text for path in (*PAGES, f"/p/ops/documents/{secret}", f"/p/ops/documents/{open_}")]
     assert [page for page in [stream, *pages] if "Plopsa" in page] == []
+    assert (await iris.get(f"/p/ops/documents/{uuid.uuid4()}")).status_code == 404  # a document nobody knows
     assert OPEN in pages[0] and OPEN in pages[-1] and "Confidential document" in pages[3]
     attempted("an operator reads /p/ops/documents, the timeline and the live stream of a confidential document she "
               "neither submitted nor signs", "its title is in none of them; the open document's title is")
