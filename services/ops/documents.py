@@ -1,8 +1,10 @@
 """Documents as an operator lists them (``paraaf documents``) and their trails
-(``paraaf trail``), read across schemas with the administrator's database URL:
-the router owns a document's state and who it waits on, intake its source and
-reference, the audit log every step. Read-only; titles an operator may not see
-are replaced before anything leaves this module.
+(``paraaf trail``), read across schemas with the administrator's database URL —
+and by the portal's operator pages (services/signer/operator.py) with the
+signer's read-only grants, one org at a time: the router owns a document's
+state and who it waits on, intake its source and reference, the audit log every
+step. Read-only; titles a viewer may not see are replaced before anything
+leaves this module (any operator's view by default, or the caller's ``title``).
 """
 
 import json
