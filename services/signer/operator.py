@@ -9,6 +9,7 @@ that a confidential or shielded document exists and what happened to it,
 and its title only where she submitted it or was asked to sign it.
 """
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +28,8 @@ __all__ = ["LIST_LIMIT", "SCAN_LIMIT", "LiveFilters", "LiveView", "OperatorReade
 
 LIST_LIMIT = 500  # rows a page shows
 SCAN_LIMIT = 5000  # newest documents a page looks through (a city signs ~97,000 a year: narrow by filters)
-_FACTS_KEPT = 2000
+_FACTS_KEPT = 2000  # documents a stream remembers what it looked up of
+_FACTS_SECONDS = 60.0  # ... and for how long
 
 
 def viewer_title(person: Person, record: Mapping[str, Any]) -> str:
@@ -116,12 +118,13 @@ class _Known:
 class LiveView:
     """What one operator's stream shows of the log's entries: her org's, through her filters, titles by the policy.
 
-    What it learns of a document is kept for the stream's life: a document's confidentiality and group do not
-    change, and the people asked only grow, so a title kept hidden is never one she may no longer see."""
+    What it learns of a document is kept for up to a minute, so a burst of one document's events costs one
+    lookup; a directory change (a group made shielded, a person moved) reaches an open stream within that minute."""
 
     def __init__(self, person: Person, filters: LiveFilters, timezone: str, pool: asyncpg.Pool) -> None:
         self._person, self._filters, self._timezone, self._pool = person, filters, timezone, pool
         self._known: dict[UUID, _Known] = {}
+        self._known_since = time.monotonic()
 
     async def shown(self, entry: LogEntry) -> dict[str, Any] | None:
         """The entry as the stream sends it, or None when it is not hers to see or her filters leave it out."""
@@ -143,6 +146,8 @@ class LiveView:
 
     async def _facts(self, entry: LogEntry) -> _Known:
         assert entry.document_id is not None
+        if len(self._known) >= _FACTS_KEPT or time.monotonic() - self._known_since > _FACTS_SECONDS:
+            self._known, self._known_since = {}, time.monotonic()
         if (kept := self._known.get(entry.document_id)) is not None:
             return kept
         async with self._pool.acquire() as conn:
@@ -156,7 +161,5 @@ class LiveView:
         if document is None:  # not routed (yet): nothing to decide a title by, so none; asked again next time
             return _Known("", source, ref, linked=sent is not None)
         title = document.title if document.seen_by(self._person) >= Access.FULL else HIDDEN_TITLE
-        if len(self._known) >= _FACTS_KEPT:
-            self._known.clear()
         self._known[entry.document_id] = kept = _Known(title, source, ref, linked=True)
         return kept
