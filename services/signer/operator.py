@@ -3,7 +3,8 @@ filters of ``paraaf documents``, a document's timeline from the audit log as
 ``paraaf trail`` tells it, and what one live stream shows of each new entry.
 
 The queries and rules are the CLI's (services/ops): one meaning of "stuck",
-one summary per event, and summaries never hold a title. Titles pass the
+and per event the sentence ``paraaf trail`` prints, in her language
+(event_words.py), which never holds a title. Titles pass the
 visibility policy for the operator looking (shared/visibility.py): she sees
 that a confidential or shielded document exists and what happened to it,
 and its title only where she submitted it or was asked to sign it.
@@ -19,9 +20,11 @@ from uuid import UUID
 import asyncpg
 
 from services.ops.documents import DocumentRow, Filters, listed, read_documents, read_trail
-from services.ops.rules import HIDDEN_TITLE, local_time, summary, topic_matches
+from services.ops.rules import HIDDEN_TITLE, local_time, topic_matches
+from services.signer.event_words import describe
 from services.signer.live import LogEntry
 from services.signer.portal import Person, PortalReader
+from services.signer.portal_texts import portal_texts
 from shared.visibility import Access, DocumentFacts, access
 
 __all__ = ["LIST_LIMIT", "SCAN_LIMIT", "LiveFilters", "LiveView", "OperatorReader", "Timeline", "TimelineStep", "tone", "viewer_title"]
@@ -52,7 +55,7 @@ def tone(routing_key: str) -> str:
 class TimelineStep:
     at: str  # on the organisation's wall clock
     event: str  # the routing key
-    what: str  # rules.summary: who did what, never a title
+    what: str  # who did what in her language (event_words.describe), never a title
     tone: str
 
 
@@ -88,8 +91,9 @@ class OperatorReader:
             document = await PortalReader(self._conn).document(person.org, document_id)
         if trail is None or (document is not None and document.seen_by(person) == Access.NONE):
             return None
+        words = portal_texts(person.language)
         steps = [
-            TimelineStep(local_time(event["occurred_at"], timezone), key, summary(key, event), tone(key))
+            TimelineStep(local_time(event["occurred_at"], timezone), key, describe(key, event, words), tone(key))
             for key, event in trail.steps
         ]
         if document is None:
@@ -123,6 +127,7 @@ class LiveView:
 
     def __init__(self, person: Person, filters: LiveFilters, timezone: str, pool: asyncpg.Pool) -> None:
         self._person, self._filters, self._timezone, self._pool = person, filters, timezone, pool
+        self._words = portal_texts(person.language)
         self._known: dict[UUID, _Known] = {}
         self._known_since = time.monotonic()
 
@@ -141,7 +146,7 @@ class LiveView:
             "seq": entry.seq, "at": local_time(event["occurred_at"], self._timezone) if event.get("occurred_at") else "",
             "type": entry.routing_key, "document": document, "title": "" if known.title == HIDDEN_TITLE else known.title,
             "hidden": known.title == HIDDEN_TITLE, "source": known.source, "ref": known.ref, "linked": known.linked,
-            "what": summary(entry.routing_key, event), "tone": tone(entry.routing_key),
+            "what": describe(entry.routing_key, event, self._words), "tone": tone(entry.routing_key),
         }
 
     async def _facts(self, entry: LogEntry) -> _Known:

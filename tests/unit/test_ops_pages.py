@@ -12,7 +12,9 @@ from uuid import uuid4
 import pytest
 from starlette.requests import Request
 
+from services.ops import rules
 from services.ops.rules import HIDDEN_TITLE
+from services.signer.event_words import describe
 from services.signer.http._ops import _filters
 from services.signer.live import LogEntry
 from services.signer.operator import LiveFilters, LiveView, tone, viewer_title
@@ -88,3 +90,23 @@ def test_every_word_the_operator_pages_use_exists_in_dutch_french_and_english() 
     used = {u for u in used if not u.endswith("_")} | {f"ops_status_{s}" for s in ("waiting", "stuck", "completed", "declined", "withdrawn")}
     for language, words in _TEXTS.items():
         assert used <= set(words), (language, used - set(words))
+
+
+_EVENT = {
+    "submitted_by": "elen.elaut", "source": "notula", "external_ref": "BESL-1", "flow": "collegebesluit", "step_count": 2,
+    "code": "not_pdf", "reason": "ziek", "signer": {"id": "ann", "name": "Ann Aerts"}, "step": 1, "action": "approve",
+    "on_behalf_of": {"id": "bart", "name": "Bart Baert"}, "from_person": {"id": "ann"}, "to_person": {"name": "David"},
+    "signatures": [{}, {}], "declined_by": {"name": "Bart Baert"}, "withdrawn_by": "operator:iris", "kind": "reminder",
+    "recipient": "ann@x.be", "original_routing_key": "signature.signed", "queue": "router.events", "dropped_by": "iris@host",
+}
+
+
+@pytest.mark.parametrize("routing_key", [*rules._SUMMARIES, "incident.dismissed"])
+@pytest.mark.parametrize("event", [_EVENT, {**_EVENT, "action": "sign", "on_behalf_of": None, "flow": None, "reason": None}])
+def test_each_events_line_is_paraaf_trails_in_english_and_said_in_dutch_and_french(routing_key: str, event: dict[str, Any]) -> None:
+    """English: word for word what `paraaf trail` prints; Dutch and French: their own words, every blank filled."""
+    assert describe(routing_key, event, _TEXTS["en"]) == rules.summary(routing_key, event)
+    dutch, french = describe(routing_key, event, _TEXTS["nl"]), describe(routing_key, event, _TEXTS["fr"])
+    assert "{" not in dutch + french
+    if routing_key in rules._SUMMARIES:
+        assert len({dutch, french, rules.summary(routing_key, event)}) == 3, (dutch, french)
