@@ -188,35 +188,46 @@ async def _browser_sign_in(page: Page, system: System) -> None:
 
 
 async def test_a_new_event_appears_in_the_live_view_within_two_seconds(city: System, chromium: Browser) -> None:
-    """With the live page open (no reload), the document.submitted of a document published now shows within 2 s of
-    its entry in the audit log, with the document's title; and the page runs under a CSP that allows only its own script."""
+    """With the live page open (no reload), the document.submitted of a document published now is on the page
+    within 2 s of its entry's commit to the audit log (the browser's clock against the database's, one machine),
+    later with the document's title; and the page runs under a CSP that allows only its own script."""
     page = await (await chromium.new_context(locale="en-GB", **DESKTOP)).new_page()
     await _browser_sign_in(page, city)
     opened = await page.goto(city.public_url + "/p/ops/live")
     assert opened is not None and "script-src 'self'" in opened.headers["content-security-policy"]
     await expect(page.locator("#live-status")).to_have_text(re.compile("Connected"))
+    await page.evaluate(SEEN_AT)
     await city.publish(submission(make_pdf(), external_ref="OPS-LIVE-1", title="Collegebesluit live"))
 
-    async def entry() -> int | None:
+    async def entry() -> asyncpg.Record | None:
         conn = await asyncpg.connect(city.env["PARAAF_DATABASE_URL"])
-        try:
-            return await conn.fetchval(
-                "SELECT seq FROM audit.log WHERE routing_key = 'document.submitted' AND payload LIKE '%OPS-LIVE-1%'"
+        try:  # recorded_at is the appending transaction's start: a little before its commit
+            return await conn.fetchrow(
+                "SELECT seq, extract(epoch FROM recorded_at)::float8 AS at FROM audit.log"
+                " WHERE routing_key = 'document.submitted' AND payload LIKE '%OPS-LIVE-1%'"
             )
         finally:
             await conn.close()
 
-    seq = await eventually(entry, "OPS-LIVE-1 in the audit log", timeout=60)
-    logged_at = time.monotonic()
-    row = page.locator(f'#live tr[data-seq="{seq}"]')
+    logged = await eventually(entry, "OPS-LIVE-1 in the audit log", timeout=60)
+    row = page.locator(f'#live tr[data-seq="{logged["seq"]}"]')
     await expect(row).to_be_visible(timeout=2_000)
-    took = time.monotonic() - logged_at
-    print(f"\nlive view: entry {seq} shown {took:.2f} s after the test saw it in the audit log")
-    assert took < 2.0
+    took = await page.evaluate("seq => window.seenAt[seq]", str(logged["seq"])) / 1000 - logged["at"]
+    print(f"\nlive view: entry {logged['seq']} on the page {took:.3f} s after it was appended")
+    assert 0 < took < 2.0
     await expect(row).to_contain_text("document.submitted")
     await expect(page.locator("#live")).to_contain_text("Collegebesluit live")  # once the router took it on
     await _shot(page, city.logs, "03-live")
     await page.context.close()
+
+
+# When each row arrived, by the browser's clock (a test probe; the page itself runs only its own script).
+SEEN_AT = """() => {
+  window.seenAt = {};
+  new MutationObserver(changes => changes.forEach(change => change.addedNodes.forEach(node => {
+    if (node.dataset && node.dataset.seq && !(node.dataset.seq in window.seenAt)) window.seenAt[node.dataset.seq] = Date.now();
+  }))).observe(document.querySelector("#live tbody"), {childList: true});
+}"""
 
 
 class Stream:
