@@ -81,3 +81,20 @@ async def test_a_stream_behind_what_the_feed_keeps_reads_the_log_and_gets_the_sa
     from_memory = await feed.after(audit_pool, start + 3)
     assert [e.seq for e in from_log] == list(range(start + 1, start + 7))
     assert [(e.seq, e.payload) for e in from_memory] == [(e.seq, e.payload) for e in from_log[3:]]
+
+
+async def test_without_notifications_the_feed_still_finds_new_entries_by_polling(audit_pool: asyncpg.Pool, database_url: str) -> None:
+    """With the log's trigger gone (a notification lost), a feed polling every 0.3 s still wakes its streams."""
+    await audit_pool.execute("DROP TRIGGER log_notify ON audit.log")
+    feed = AuditFeed(lambda: asyncpg.connect(database_url), poll=0.3)
+    running = asyncio.create_task(feed.run())
+    try:
+        await asyncio.sleep(0.5)
+        start, grew = await feed.latest(audit_pool), feed.grew
+        await record(audit_pool, 1)
+        await asyncio.wait_for(grew.wait(), 2)
+        assert [e.seq for e in await feed.after(audit_pool, start)] == [start + 1]
+    finally:
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
