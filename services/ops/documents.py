@@ -1,12 +1,15 @@
 """Documents as an operator lists them (``paraaf documents``) and their trails
-(``paraaf trail``), read across schemas with the administrator's database URL:
-the router owns a document's state and who it waits on, intake its source and
-reference, the audit log every step. Read-only; titles an operator may not see
-are replaced before anything leaves this module.
+(``paraaf trail``), read across schemas with the administrator's database URL —
+and by the portal's operator pages (services/signer/operator.py) with the
+signer's read-only grants, one org at a time: the router owns a document's
+state and who it waits on, intake its source and reference, the audit log every
+step. Read-only; titles a viewer may not see are replaced before anything
+leaves this module (any operator's view by default, or the caller's ``title``).
 """
 
 import json
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,11 +18,17 @@ import asyncpg
 
 from services.ops.rules import is_stuck, shown_title
 
-__all__ = ["DocumentRow", "Filters", "Trail", "listed", "read_documents", "read_trail", "resolve"]
+__all__ = [
+    "DocumentRow", "Filters", "Title", "Trail", "listed", "operator_title", "read_documents", "read_trail", "resolve",
+]
+
+Title = Callable[[Mapping[str, Any]], str]  # a listed document's title as the viewer may see it
 
 _DOCUMENTS = """
-SELECT i.document_id, i.title, i.department, i.status, i.confidential, i.created_at,
-       coalesce(g.shielded, false) AS shielded, d.source, d.external_ref,
+SELECT i.document_id, i.org, i.title, i.department, i.status, i.confidential, i.group_key, i.created_at,
+       i.submitted_by->>'id' AS submitter, coalesce(g.shielded, false) AS shielded, d.source, d.external_ref,
+       coalesce((SELECT array_agg(DISTINCT r.person_id) FROM router.requests r WHERE r.document_id = i.document_id),
+                '{}') AS asked,
        (SELECT min(r.created_at) FROM router.requests r
          WHERE r.document_id = i.document_id AND r.step = i.current_step) AS waiting_since,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('person', r.person, 'on_behalf_of', r.on_behalf_of)
@@ -30,8 +39,11 @@ SELECT i.document_id, i.title, i.department, i.status, i.confidential, i.created
   LEFT JOIN router.groups g ON g.org = i.org AND g.key = i.group_key
  WHERE ($1::text IS NULL OR d.source = $1) AND ($2::text IS NULL OR d.external_ref = $2)
    AND ($3::text IS NULL OR i.department = $3) AND ($4::timestamptz IS NULL OR i.created_at < $4)
- ORDER BY i.created_at, i.document_id
+   AND ($5::text IS NULL OR i.org = $5) AND ($6::text IS NULL OR i.status = $6)
+ ORDER BY i.created_at DESC, i.document_id DESC
+ LIMIT $7
 """
+_ROUTER_STATUS = {"waiting": "active", "stuck": "active"}  # stuck is worked out from the age of the current step
 
 
 @dataclass(frozen=True)
@@ -65,10 +77,20 @@ class DocumentRow:
         }
 
 
-async def read_documents(conn: asyncpg.Connection, filters: Filters, now: datetime) -> list[asyncpg.Record]:
-    """The documents the database-side filters let through (source, reference, department, age)."""
+async def read_documents(
+    conn: asyncpg.Connection, filters: Filters, now: datetime, org: str | None = None, newest: int | None = None
+) -> list[asyncpg.Record]:
+    """The documents the database-side filters let through (source, reference, department, age, status), oldest
+    first; of ``org`` or (None: the administrator's view) of every org; only the ``newest`` when given."""
     before = now - filters.older_than if filters.older_than else None
-    return await conn.fetch(_DOCUMENTS, filters.source, filters.ref, filters.department, before)
+    status = _ROUTER_STATUS.get(filters.status, filters.status) if filters.status else None
+    rows = await conn.fetch(_DOCUMENTS, filters.source, filters.ref, filters.department, before, org, status, newest)
+    return rows[::-1]
+
+
+def operator_title(record: Mapping[str, Any]) -> str:
+    """The title as any operator may see it: hidden when the document is confidential or shielded."""
+    return shown_title(record["title"], confidential=record["confidential"], shielded=record["shielded"])
 
 
 def _waiting_on(pending: list[dict[str, Any]]) -> tuple[str, ...]:
@@ -84,13 +106,12 @@ def _ids(pending: list[dict[str, Any]]) -> set[str]:
     return {str(r["person"].get(key) or "").lower() for r in pending for key in ("id", "name")}
 
 
-def _row(record: asyncpg.Record, now: datetime, stuck_after: int, timezone: str) -> DocumentRow:
+def _row(record: asyncpg.Record, now: datetime, stuck_after: int, timezone: str, title: Title) -> DocumentRow:
     status = "waiting" if record["status"] == "active" else record["status"]
     if status == "waiting" and is_stuck(record["waiting_since"], now, stuck_after, timezone):
         status = "stuck"
     return DocumentRow(
-        record["document_id"], record["source"], record["external_ref"],
-        shown_title(record["title"], confidential=record["confidential"], shielded=record["shielded"]),
+        record["document_id"], record["source"], record["external_ref"], title(record),
         record["department"], status, _waiting_on(record["pending"]), record["created_at"], record["waiting_since"],
     )
 
@@ -106,9 +127,12 @@ def _wanted(row: DocumentRow, record: asyncpg.Record, filters: Filters) -> bool:
     return True
 
 
-def listed(records: list[Any], filters: Filters, now: datetime, *, stuck_after: int, timezone: str) -> list[DocumentRow]:
-    """The rows ``paraaf documents`` shows: status worked out (stuck after ``stuck_after`` working days), filtered."""
-    rows = [(_row(r, now, stuck_after, timezone), r) for r in records]
+def listed(
+    records: list[Any], filters: Filters, now: datetime, *, stuck_after: int, timezone: str, title: Title = operator_title
+) -> list[DocumentRow]:
+    """The rows ``paraaf documents`` shows: status worked out (stuck after ``stuck_after`` working days), filtered;
+    each title as ``title`` lets the viewer see it (the operator's page asks the visibility policy per person)."""
+    rows = [(_row(r, now, stuck_after, timezone, title), r) for r in records]
     return [row for row, record in rows if _wanted(row, record, filters)]
 
 
@@ -131,13 +155,18 @@ class Trail:
     steps: list[tuple[str, dict[str, Any]]]  # (routing key, event), in the audit log's order
 
 
-async def read_trail(conn: asyncpg.Connection, document_id: uuid.UUID) -> Trail | None:
-    """Every audit-log entry of the document in order; None when neither the log nor the router knows it."""
-    entries = await conn.fetch("SELECT payload FROM audit.log WHERE document_id = $1 ORDER BY seq", document_id)
+async def read_trail(conn: asyncpg.Connection, document_id: uuid.UUID, org: str | None = None) -> Trail | None:
+    """Every audit-log entry of the document in order (of ``org``'s, when given); None when neither the log nor
+    the router knows it."""
+    entries = await conn.fetch(
+        "SELECT payload FROM audit.log WHERE document_id = $1 AND ($2::text IS NULL OR org = $2) ORDER BY seq",
+        document_id, org,
+    )
     facts = await conn.fetchrow(
         "SELECT i.title, i.confidential, coalesce(g.shielded, false) AS shielded FROM router.instances i"
-        " LEFT JOIN router.groups g ON g.org = i.org AND g.key = i.group_key WHERE i.document_id = $1",
-        document_id,
+        " LEFT JOIN router.groups g ON g.org = i.org AND g.key = i.group_key"
+        " WHERE i.document_id = $1 AND ($2::text IS NULL OR i.org = $2)",
+        document_id, org,
     )
     if not entries and facts is None:
         return None

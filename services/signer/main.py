@@ -6,6 +6,7 @@ from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
+import asyncpg
 from faststream import FastStream
 
 from services.signer import handlers
@@ -13,6 +14,7 @@ from services.signer.config import SignerSettings
 from services.signer.domain import Links
 from services.signer.http import PortalConfig, SignerHttpDeps, VerifyLimits, build_http
 from services.signer.keys import Keyring, key_secret
+from services.signer.live import AuditFeed
 from services.signer.oidc import OidcClient, OidcConfig
 from services.signer.pades import SigningPool, find_placeholders
 from services.signer.render import RenderPool
@@ -98,14 +100,16 @@ def _consume(service: Service, keyring: Keyring, links: Links, workers: Workers)
     )
 
 
-def _http_deps(settings: SignerSettings, service: Service, keyring: Keyring, links: Links, workers: Workers, secret: bytes) -> SignerHttpDeps:
+def _http_deps(
+    settings: SignerSettings, service: Service, keyring: Keyring, links: Links, workers: Workers, secret: bytes, feed: AuditFeed
+) -> SignerHttpDeps:
     return SignerHttpDeps(
         pool=lambda: service.pool, keyring=keyring, signing_pool=workers.signing, render_pool=workers.render,
         verify_pool=workers.verify, outbox=service.outbox,
         csrf_secret=hmac.new(secret, b"paraaf-csrf", hashlib.sha256).digest(),
         stamping=Stamping(timezone=settings.timezone, tsa_url=settings.tsa_url, font_path=settings.stamp_font),
         links=links, org=settings.org, after_commit=service.wake_relay, secure_cookies=settings.public_https,
-        docs=settings.http_docs,
+        docs=settings.http_docs, stuck_after=settings.stuck_after, audit_feed=feed,
         verify_limits=VerifyLimits(
             max_bytes=int(settings.verify_max_mb * 1_048_576), seconds=settings.verify_seconds, per_minute=settings.verify_per_minute
         ),
@@ -127,7 +131,7 @@ def _portal(settings: SignerSettings) -> PortalConfig:
     return PortalConfig(
         oidc=oidc, oidc_match=settings.oidc_match, submitter=submitter,
         sessions=SessionPolicy(timedelta(minutes=settings.session_idle_minutes), timedelta(hours=settings.session_hours)),
-        upload_max_bytes=int(settings.upload_max_mb * 1_048_576), stuck_after=settings.stuck_after,
+        upload_max_bytes=int(settings.upload_max_mb * 1_048_576),
     )
 
 
@@ -149,7 +153,9 @@ def create_app(settings: SignerSettings | None = None) -> FastStream:
     service.app.after_shutdown(workers.stop)
     service.app.after_shutdown(portal.submitter.close)
     _consume(service, keyring, links, workers)
+    feed = AuditFeed(lambda: asyncpg.connect(service.identity.database_url))  # one listener for every live stream
+    service.loop(feed.run)
     service.serve_http(
-        settings.signer_port, lambda: build_http(_http_deps(settings, service, keyring, links, workers, secret), portal)
+        settings.signer_port, lambda: build_http(_http_deps(settings, service, keyring, links, workers, secret, feed), portal)
     )
     return service.app

@@ -74,8 +74,8 @@ class Sessions:
         )
         return token
 
-    async def find(self, token: str, now: datetime, policy: SessionPolicy) -> Session | None:
-        """The live session behind a cookie (and it was used now), or None."""
+    async def find(self, token: str, now: datetime, policy: SessionPolicy, *, touch: bool = True) -> Session | None:
+        """The live session behind a cookie (and, with ``touch``, it was used now), or None."""
         if not token:
             return None
         row = await self._conn.fetchrow("SELECT * FROM signer.sessions WHERE id_hash = $1", hash_token(token))
@@ -84,7 +84,7 @@ class Sessions:
         session = Session(row["org"], row["person_id"], row["method"], row["created_at"], row["last_seen_at"], row["ended_at"], row["id_hash"])
         if not policy.alive(session, now):
             return None
-        if now - session.last_seen_at >= _TOUCH_EVERY:
+        if touch and now - session.last_seen_at >= _TOUCH_EVERY:
             await self._conn.execute("UPDATE signer.sessions SET last_seen_at = $2 WHERE id_hash = $1", session.id_hash, now)
         return session
 

@@ -269,6 +269,7 @@ async def test_the_dashboards_chart_totals_equal_the_api_and_a_sql_count_after_a
     fetched, errors = [], []
     page.on("request", lambda request: fetched.append(request.url))
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    await page.locator("#nav-ops").click()  # the portal's menu, then the operators' own
     await page.locator("#nav-figures").click()
     await page.locator("#from").fill(start.isoformat())
     await page.locator("#to").fill(end.isoformat())

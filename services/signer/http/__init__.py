@@ -2,7 +2,8 @@
 to see, sign and submit their documents (/p/), and the signer's public
 endpoints: the signed PDF for the submitter, the root certificate, and verification;
 and, for the notifier alone (a key with the ``links`` scope), the internal
-endpoint that makes the link a mail carries at the moment it is sent."""
+endpoint that makes the link a mail carries at the moment it is sent; and the
+operators' pages (/p/ops/): documents, a document's timeline, the live stream."""
 
 from fastapi import FastAPI
 
@@ -10,14 +11,20 @@ from services.signer.http._deps import SignerHttpDeps, VerifyLimits
 from services.signer.http._figures import figures_routes
 from services.signer.http._incidents import incident_routes
 from services.signer.http._internal import LinkRequest, internal_routes
+from services.signer.http._ops import ops_routes
 from services.signer.http._pages import Pages
 from services.signer.http._portal import portal_routes
 from services.signer.http._portal_auth import PortalAuth, PortalConfig, sign_in_routes
 from services.signer.http._signing import download_routes, signing_routes
 from services.signer.http._verify import RateLimit, trust_routes
+from services.signer.live import AuditFeed
 from shared.http import base_app
 
 __all__ = ["LinkRequest", "PortalConfig", "RateLimit", "SignerHttpDeps", "VerifyLimits", "build_http"]
+
+
+async def _no_listener() -> None:
+    raise RuntimeError("no audit feed: streams read the audit log at each heartbeat")
 
 
 def build_http(deps: SignerHttpDeps, portal: PortalConfig | None = None) -> FastAPI:
@@ -31,5 +38,6 @@ def build_http(deps: SignerHttpDeps, portal: PortalConfig | None = None) -> Fast
     app.include_router(sign_in_routes(auth))
     app.include_router(portal_routes(auth))
     app.include_router(figures_routes(auth))
-    app.include_router(incident_routes(auth, stuck_after=auth.config.stuck_after))
+    app.include_router(incident_routes(auth, stuck_after=deps.stuck_after))
+    app.include_router(ops_routes(auth, deps.audit_feed or AuditFeed(_no_listener)))
     return app

@@ -9,6 +9,7 @@ import asyncpg
 
 from services.signer.domain import Links
 from services.signer.keys import Keyring
+from services.signer.live import AuditFeed
 from services.signer.pades import SigningPool
 from services.signer.render import RenderPool
 from services.signer.signing import Stamping
@@ -47,6 +48,8 @@ class SignerHttpDeps:
     secure_cookies: bool = False
     docs: bool = False
     verify_limits: VerifyLimits = field(default_factory=VerifyLimits)
+    stuck_after: int = 5  # PARAAF_STUCK_AFTER: working days a document may wait on one step (the operator's pages)
+    audit_feed: AuditFeed | None = None  # the audit log as it grows, for the operators' live stream
 
     def now(self) -> datetime:
         return self.links.clock()

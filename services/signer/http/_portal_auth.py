@@ -49,7 +49,6 @@ class PortalConfig:
     sessions: SessionPolicy = field(default_factory=SessionPolicy)
     submitter: PortalSubmitter = field(default_factory=lambda: PortalSubmitter(None, ""))
     upload_max_bytes: int = 25 * 1_048_576
-    stuck_after: int = 5  # PARAAF_STUCK_AFTER working days, for the operators' incidents page
 
 
 @dataclass(frozen=True)
