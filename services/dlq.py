@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.credentials import Identity, read_identity
-from shared.events import DeadLetterDropped
+from shared.events import DeadLetterDropped, DeadLetterReplayed
 from shared.messaging import ERROR, REASON, REPLAYED_ROUTING_KEY
 from shared.settings import Settings
 from shared.topology import EVENTS, HOLDING_QUEUES, OPERATOR, TOPOLOGY
@@ -64,16 +64,18 @@ async def depths(url: str) -> list[tuple[str, int | None]]:
         return depths
 
 
-async def replay(url: str, queue: str, limit: int | None = None) -> tuple[int, int]:
-    """Move up to ``limit`` dead letters from ``<queue>.dlq`` back to ``queue``.
+async def replay(operator: Identity, queue: str, limit: int | None = None, *, by: str) -> tuple[int, int]:
+    """Move up to ``limit`` dead letters from ``<queue>.dlq`` back to ``queue``, each once ``dead_letter.replayed``
+    naming ``by`` is confirmed (an unaudited replay cannot happen).
 
     Returns (replayed, kept). Messages a service put there on purpose rather
     than the broker dead-lettering a delivery (a mail that could not be
     delivered) are kept: replaying them would only dead-letter them again.
     """
-    connection = await aio_pika.connect(url)
+    connection = await aio_pika.connect(operator.amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
+        events = await channel.get_exchange(EVENTS.name, ensure=False)
         dead = await channel.declare_queue(f"{queue}.dlq", passive=True)
         waiting = dead.declaration_result.message_count
         moved, kept = 0, []
@@ -84,6 +86,7 @@ async def replay(url: str, queue: str, limit: int | None = None) -> tuple[int, i
             if not _replayable(message):
                 kept.append(message)
                 continue
+            await _audit_replay(events, operator, f"{queue}.dlq", message, by)
             headers = {k: v for k, v in (message.headers or {}).items() if not k.startswith("x-")}  # fresh delivery count
             headers[REPLAYED_ROUTING_KEY] = _original_routing_key(message)
             await channel.default_exchange.publish(_again(message, headers, _publisher(message) or None), routing_key=queue)
@@ -94,11 +97,13 @@ async def replay(url: str, queue: str, limit: int | None = None) -> tuple[int, i
         return moved, len(kept)
 
 
-async def replay_unrouted(url: str, limit: int | None = None) -> int:
-    """Publish up to ``limit`` messages of ``unrouted`` again where they were first published. Returns how many."""
-    connection = await aio_pika.connect(url)
+async def replay_unrouted(operator: Identity, limit: int | None = None, *, by: str) -> int:
+    """Publish up to ``limit`` messages of ``unrouted`` again where they were first published, each audited as
+    ``dead_letter.replayed`` naming ``by``. Returns how many."""
+    connection = await aio_pika.connect(operator.amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
+        events = await channel.get_exchange(EVENTS.name, ensure=False)
         held = await channel.declare_queue(UNROUTED_QUEUE, passive=True)
         waiting = held.declaration_result.message_count
         moved = 0
@@ -106,11 +111,24 @@ async def replay_unrouted(url: str, limit: int | None = None) -> int:
             message = await held.get(fail=False, no_ack=False)
             if message is None:
                 break
+            await _audit_replay(events, operator, UNROUTED_QUEUE, message, by)
             exchange = await channel.get_exchange(message.exchange or "", ensure=False)
             await exchange.publish(_again(message, dict(message.headers or {})), routing_key=message.routing_key or "")
             await message.ack()
             moved += 1
         return moved
+
+
+async def _audit_replay(
+    events: aio_pika.abc.AbstractExchange, operator: Identity, queue: str, message: aio_pika.abc.AbstractIncomingMessage, by: str
+) -> None:
+    event = DeadLetterReplayed(
+        correlation_id=_concerns(message), queue=queue, message_id=str(message.message_id),
+        original_routing_key=_original_routing_key(message), publisher=_publisher(message),
+        dead_lettered_because=_why(dict(message.headers or {}))[:2000],
+        body_sha256=hashlib.sha256(message.body).hexdigest(), replayed_by=by,
+    )
+    await events.publish(_event_message(event, operator.broker_user), routing_key=event.routing_key)
 
 
 def _again(message: aio_pika.abc.AbstractIncomingMessage, headers: dict, publisher: str | None = None) -> aio_pika.Message:
@@ -249,7 +267,7 @@ async def drop(operator: Identity, queue: str, message_id: str, *, by: str, reas
     return await _holding(operator.amqp_url, queue, remove)
 
 
-def _event_message(event: DeadLetterDropped, user_id: str) -> aio_pika.Message:
+def _event_message(event: DeadLetterDropped | DeadLetterReplayed, user_id: str) -> aio_pika.Message:
     return aio_pika.Message(
         event.to_json(), content_type="application/json", message_id=str(event.event_id), user_id=user_id,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -285,13 +303,13 @@ def replay_command(
     """Send what QUEUE's dead-letter queue holds back to QUEUE; `unrouted`: publish what it holds again where it was
     first published (what is still unroutable comes back to `unrouted`)."""
     if queue == UNROUTED_QUEUE:
-        typer.echo(json.dumps({"queue": queue, "replayed": asyncio.run(replay_unrouted(_operator_url(), limit))}))
+        typer.echo(json.dumps({"queue": queue, "replayed": asyncio.run(replay_unrouted(_operator(), limit, by=_who()))}))
         return
     if queue not in QUEUES:
         raise typer.BadParameter(
             f"`{queue}` is not a consuming queue; choose `unrouted` or one of {', '.join(QUEUES)}"
         )
-    moved, kept = asyncio.run(replay(_operator_url(), queue, limit))
+    moved, kept = asyncio.run(replay(_operator(), queue, limit, by=_who()))
     typer.echo(json.dumps({"queue": queue, "replayed": moved, "kept": kept}))
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "DocumentSubmitted",
     "DocumentWithdrawn",
     "DeadLetterDropped",
+    "DeadLetterReplayed",
     "Event",
     "NotificationFailed",
     "NotificationSent",
@@ -313,6 +314,21 @@ class DeadLetterDropped(Event):
     reason: str
 
 
+class DeadLetterReplayed(Event):
+    """An operator sent a dead letter back to be handled again once its cause was fixed (``paraaf dlq replay``):
+    who, which message, and why it had failed. ``correlation_id`` as for :class:`DeadLetterDropped`."""
+
+    routing_key: ClassVar[str] = "dead_letter.replayed"
+
+    queue: str  # the dead-letter or holding queue it was taken from
+    message_id: str
+    original_routing_key: str
+    publisher: str
+    dead_lettered_because: str
+    body_sha256: str
+    replayed_by: str
+
+
 class IncidentDismissed(Event):
     """An operator decided an incident needs nothing more (``paraaf incidents dismiss``): which, who, and why.
     ``correlation_id`` is the incident's document, or a fixed id derived from the incident when it has none."""
@@ -365,6 +381,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         NotificationSent,
         NotificationFailed,
         DeadLetterDropped,
+        DeadLetterReplayed,
         IncidentDismissed,
         SigningMailResent,
         TimestampFailed,

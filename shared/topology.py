@@ -35,6 +35,7 @@ from shared.contract import (
 )
 from shared.events import (
     DeadLetterDropped,
+    DeadLetterReplayed,
     DocumentAccepted,
     DocumentCompleted,
     DocumentDeclined,
@@ -174,7 +175,7 @@ def outcomes_queue(source: str) -> QueueSpec:
 OPERATOR_SPEC = ServiceSpec(
     OPERATOR,
     publishes={
-        EVENTS.name: _exact(DeadLetterDropped.routing_key, IncidentDismissed.routing_key),
+        EVENTS.name: _exact(DeadLetterDropped.routing_key, DeadLetterReplayed.routing_key, IncidentDismissed.routing_key),
         COMMANDS.name: _exact(ResendSigningMail.routing_key),
     },
 )

@@ -67,6 +67,9 @@ _LINES: dict[str, Callable[[Event, Words], str]] = {
     "incident.dismissed": lambda e, w: w["ev_incident_dismissed"].format(
         incident=e.get("incident"), by=e.get("dismissed_by"), reason=e.get("reason")
     ),
+    "dead_letter.replayed": lambda e, w: w["ev_dead_letter_replayed"].format(
+        key=e.get("original_routing_key"), queue=e.get("queue"), by=e.get("replayed_by"), why=e.get("dead_lettered_because")
+    ),
     "dead_letter.dropped": lambda e, w: w["ev_dead_letter_dropped"].format(
         key=e.get("original_routing_key"), queue=e.get("queue"), by=e.get("dropped_by"), reason=e.get("reason")
     ),

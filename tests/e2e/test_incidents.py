@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 from uuid import uuid4
 
 import asyncpg
@@ -19,6 +20,7 @@ import httpx
 import pytest
 
 from shared.contract import WithdrawDocument
+from shared.credentials import read_identity
 from shared.topology import COMMANDS
 from tests.conftest import Infra, city_on_fresh_install
 from tests.support.bus import publish_raw_as
@@ -175,6 +177,38 @@ async def test_a_poison_message_is_an_incident_until_an_operator_drops_it_and_th
     await eventually(lambda: gone(city, incident["id"]), "the poison's queue off the list")
     [dropped] = [e for e in await city.audit_events("dead_letter.dropped") if e["message_id"] == message_id]
     assert dropped["dropped_by"].startswith(f"{getpass.getuser()}@") and dropped["reason"] == "kapot bericht van de signer"
+
+
+async def test_a_message_that_failed_until_its_cause_was_fixed_is_replayed_and_its_document_completes(city: System) -> None:
+    """The router's database role lost INSERT on its instances (a hand-made change gone wrong): the submission fails
+    on every delivery and lands in router.events.dlq with the error; `paraaf incidents` lists the queue; once the
+    grant is back, `paraaf dlq replay router.events` hands it over again, the signer signs, the document completes,
+    the incident leaves the list, and the document's trail says who replayed it and why it had failed."""
+    smtp: SmtpServer = city.smtp  # type: ignore[attr-defined]
+    role = urlsplit(read_identity(city.settings, "router", needs=("database_url",)).database_url).username
+    admin = await asyncpg.connect(city.env["PARAAF_DATABASE_URL"])
+    try:
+        await admin.execute(f'REVOKE INSERT ON router.instances FROM "{role}"')
+        async with Outcomes(city.amqp_url, "notula.*") as outcomes:
+            await city.publish(one_signer("INC-REPLAY", "Besluit na herstel", "sofie.smet"))
+            incident = await eventually(lambda: _listed(city, "dead_letters:router.events.dlq"), "the failed submission listed")
+            assert "paraaf dlq replay" in incident["fix"]
+            await admin.execute(f'GRANT INSERT ON router.instances TO "{role}"')  # the cause, fixed
+            replayed = json.loads((await cli(city, "dlq", "replay", "router.events")).stdout)
+            assert replayed["replayed"] == 1, replayed
+            mail = await mail_about(smtp, f"sofie.smet@{DOMAIN}", "Besluit na herstel")
+            async with httpx.AsyncClient() as browser:
+                assert (await follow_link(browser, mail.signing_link)).status_code == 200
+            await outcomes.wait("notula.completed", "INC-REPLAY", timeout=60)
+    finally:
+        await admin.execute(f'GRANT INSERT ON router.instances TO "{role}"')
+        await admin.close()
+    await eventually(lambda: gone(city, incident["id"]), "the dead-letter queue off the list")
+    steps = await trail(city, "INC-REPLAY")
+    keys = [s["event"] for s in steps]
+    assert keys.index("dead_letter.replayed") < keys.index("signature.requested") < keys.index("document.completed"), keys
+    [replay] = [s for s in steps if s["event"] == "dead_letter.replayed"]
+    assert f"by {getpass.getuser()}@" in replay["what"] and "permission denied" in replay["what"], replay
 
 
 async def _make_stuck(system: System, document_id: str) -> None:

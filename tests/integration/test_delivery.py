@@ -210,14 +210,14 @@ async def test_a_dead_lettered_message_replayed_after_the_fix_is_handled(probe: 
 
     await eventually(dead_lettered, timeout=30)
     probe.fail = False
-    assert await replay(operator_url(probe), "probe.events") == (1, 0)
+    assert await replay(operator(probe), "probe.events", by="ops@test") == (1, 0)
     conn = await asyncpg.connect(database_url)
     try:
         async def took_effect() -> bool:
             return await conn.fetchval("SELECT count(*) FROM probe.effects WHERE event_id = $1", event.event_id) == 1
 
         await eventually(took_effect)
-        assert await replay(operator_url(probe), "probe.events") == (0, 0)
+        assert await replay(operator(probe), "probe.events", by="ops@test") == (0, 0)
     finally:
         await conn.close()
 
@@ -264,7 +264,7 @@ async def test_replay_unrouted_publishes_again_where_it_was_first_published(prob
     await eventually(held)
     listener = await channel.declare_queue(exclusive=True)
     await listener.bind("esign.commands", "late.listener")
-    assert await replay_unrouted(operator_url(probe)) == 1
+    assert await replay_unrouted(operator(probe), by="ops@test") == 1
     routed: list[aio_pika.abc.AbstractIncomingMessage] = []
 
     async def arrived() -> bool:
@@ -311,7 +311,7 @@ async def test_replay_keeps_what_a_service_parked_in_its_dead_letter_queue_on_pu
         return (await channel.declare_queue("probe.events.dlq", passive=True)).declaration_result.message_count == 1
 
     await eventually(parked)
-    assert await replay(operator_url(probe), "probe.events") == (0, 1)
+    assert await replay(operator(probe), "probe.events", by="ops@test") == (0, 1)
     await eventually(parked)  # handed back (nack) rather than lost
     assert probe.calls == 0
 
@@ -334,7 +334,7 @@ async def test_an_event_from_a_publisher_that_does_not_own_it_is_dead_lettered_u
     assert dead[0].headers["x-paraaf-reason"] == "untrusted publisher"
     assert dead[0].headers["x-paraaf-publisher"] == (user_id or "")
     assert probe.calls == 0
-    assert await replay(operator_url(probe), "probe.events") == (0, 0), "nothing to replay: it was never delivered"
+    assert await replay(operator(probe), "probe.events", by="ops@test") == (0, 0), "nothing to replay: it was never delivered"
 
 
 async def test_a_loop_that_loses_a_cancellation_does_not_hold_up_the_stop(provision) -> None:
