@@ -9,6 +9,7 @@ from pathlib import Path
 import asyncpg
 from faststream import FastStream
 
+from services.dlq import depths
 from services.signer import handlers
 from services.signer.config import SignerSettings
 from services.signer.domain import Links
@@ -110,6 +111,7 @@ def _http_deps(
         stamping=Stamping(timezone=settings.timezone, tsa_url=settings.tsa_url, font_path=settings.stamp_font),
         links=links, org=settings.org, after_commit=service.wake_relay, secure_cookies=settings.public_https,
         docs=settings.http_docs, stuck_after=settings.stuck_after, audit_feed=feed,
+        queue_depths=lambda: depths(service.identity.amqp_url),
         verify_limits=VerifyLimits(
             max_bytes=int(settings.verify_max_mb * 1_048_576), seconds=settings.verify_seconds, per_minute=settings.verify_per_minute
         ),

@@ -1,6 +1,6 @@
 """What the signer's HTTP surface is built from."""
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,6 +50,9 @@ class SignerHttpDeps:
     verify_limits: VerifyLimits = field(default_factory=VerifyLimits)
     stuck_after: int = 5  # PARAAF_STUCK_AFTER: working days a document may wait on one step (the operator's pages)
     audit_feed: AuditFeed | None = None  # the audit log as it grows, for the operators' live stream
+    # How many messages each dead-letter and holding queue keeps, read with the signer's own broker user
+    # (a passive declare needs no permission on the queue); None: the incidents page cannot say.
+    queue_depths: Callable[[], Awaitable[list[tuple[str, int | None]]]] | None = None
 
     def now(self) -> datetime:
         return self.links.clock()

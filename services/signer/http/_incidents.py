@@ -4,18 +4,20 @@ operator role again), resend its mail (the signer owns requests and their mails:
 withdraw its document (the portal's withdraw form) and dismiss it with a reason (``incident.dismissed``). Every
 action names the signed-in operator, never a typed name; every form carries the session's CSRF token.
 
-Dead letters are not read here: their depths need the broker's management API, and the signer holds no broker
-credentials beyond its own. The page says so and points to `paraaf incidents` and `paraaf dlq`.
+Dead letters are listed by their queues' depths, read with the signer's own broker user (a passive declare
+needs no permission on the queue, so the portal gains no right to read or move them); replaying or dropping one
+stays with `paraaf dlq`, which the page names. When the broker cannot be asked, the page says so.
 """
 
 from collections.abc import Awaitable, Callable
 from uuid import UUID
 
+import aio_pika
 import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.ops.incidents import Incident, dismissed, incident_document, open_incidents, read_incidents
+from services.ops.incidents import Incident, dead_letter_incidents, dismissed, incident_document, open_incidents, read_incidents
 from services.signer.handlers import resend_signing_mail
 from services.signer.http._portal_auth import PortalAuth, Visitor, signed_in
 from services.signer.portal_texts import portal_texts
@@ -29,11 +31,24 @@ __all__ = ["incident_routes"]
 Act = Callable[[Request, Visitor], Awaitable[Response]]
 
 
-async def _open(auth: PortalAuth, stuck_after: int) -> list[Incident]:
-    """What needs a person now, as one consistent read (the signer may read the router's, intake's and audit's tables)."""
+async def _open(auth: PortalAuth, stuck_after: int) -> tuple[list[Incident], bool]:
+    """What needs a person now, as one consistent read (the signer may read the router's, intake's and audit's
+    tables), with the dead-letter queues that keep messages; and whether the broker could be asked."""
+    queues = await _dead_letters(auth)
     async with auth.deps.pool().acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         found = await read_incidents(conn, auth.deps.now(), stuck_after=stuck_after, timezone=auth.deps.stamping.timezone)
-        return open_incidents(found, await dismissed(conn))
+        return open_incidents([*found, *(queues or [])], await dismissed(conn)), queues is not None
+
+
+async def _dead_letters(auth: PortalAuth) -> list[Incident] | None:
+    """One incident per dead-letter or holding queue that keeps messages; None when the broker cannot be asked."""
+    if auth.deps.queue_depths is None:
+        return None
+    try:
+        return dead_letter_incidents(await auth.deps.queue_depths())
+    except (OSError, aio_pika.exceptions.AMQPError):
+        structlog.get_logger().warning("queue depths unavailable for the incidents page", exc_info=True)
+        return None
 
 
 def _request_id(value: str) -> UUID | None:
@@ -69,8 +84,9 @@ def _listing(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
         """The open incidents, oldest first, each with the actions that fix it (operators only)."""
 
         async def page(request: Request, visitor: Visitor) -> Response:
-            found = await _open(auth, stuck_after)
-            return auth.page(request, "ops_incidents.html", visitor.person.language, visitor=visitor, incidents=found)
+            found, queues_read = await _open(auth, stuck_after)
+            return auth.page(request, "ops_incidents.html", visitor.person.language, visitor=visitor, incidents=found,
+                             queues_read=queues_read)
 
         return await signed_in(auth, request, _operator_only(auth, None, page))
 
@@ -83,7 +99,7 @@ def _reassigning(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
 
         async def act(request: Request, visitor: Visitor) -> Response:
             person, p = visitor.person, portal_texts(visitor.person.language)
-            incident = next((i for i in await _open(auth, stuck_after) if i.request_id == _request_id(request_id)), None)
+            incident = next((i for i in (await _open(auth, stuck_after))[0] if i.request_id == _request_id(request_id)), None)
             if incident is None or incident.document_id is None or not to.strip() or not reason.strip():
                 return auth.message(request, person.language, p["incident_gone"], visitor=visitor, status=409)
             await _publish(auth, ReassignRequest(
@@ -129,7 +145,7 @@ def _dismissing(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
 
         async def act(request: Request, visitor: Visitor) -> Response:
             person, p = visitor.person, portal_texts(visitor.person.language)
-            found = next((i for i in await _open(auth, stuck_after) if i.id == incident), None)
+            found = next((i for i in (await _open(auth, stuck_after))[0] if i.id == incident), None)
             if found is None or not reason.strip():
                 return auth.message(request, person.language, p["incident_gone"], visitor=visitor, status=409)
             await _publish(auth, IncidentDismissed(
