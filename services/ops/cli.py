@@ -9,7 +9,7 @@ esign.events as the operator's broker user, like ``paraaf dlq``.
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeVar
 
 import asyncpg
@@ -67,6 +67,8 @@ def documents(
     department: Annotated[str | None, typer.Option()] = None,
     waiting_on: Annotated[str | None, typer.Option(help="a person's id, or part of her name")] = None,
     older_than: Annotated[str | None, typer.Option(help="submitted longer ago than this: 12h, 3d, 2w")] = None,
+    org: Annotated[str | None, typer.Option(help="only this organisation's documents (default: every one)")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="at most this many, the newest (a city's year is ~50,000)")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON array, for scripts")] = False,
 ) -> None:
     """Documents with their status and whom they wait on; `stuck`: waiting longer than PARAAF_STUCK_AFTER working days."""
@@ -77,13 +79,19 @@ def documents(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--older-than") from None
     settings, now = OpsSettings(), datetime.now(UTC)
+    if status == "stuck":  # stuck means waiting over N working days, so submitted over N days ago: the limit keeps those
+        age = max(age or timedelta(0), timedelta(days=settings.stuck_after))
     filters = Filters(status, source, ref, department, waiting_on, age)
-    records = asyncio.run(_reading(settings, lambda conn: read_documents(conn, filters, now)))
+    records = asyncio.run(_reading(settings, lambda conn: read_documents(conn, filters, now, org, newest=limit + 1)))
+    more = len(records) > limit
+    records = records[-limit:] if more else records
     rows = listed(records, filters, now, stuck_after=settings.stuck_after, timezone=settings.timezone)
     if as_json:
         typer.echo(json.dumps([row.as_json(now) for row in rows], ensure_ascii=False, indent=2))
     else:
         Console().print(_table(rows, now))
+    if more:
+        typer.echo(f"Only the newest {limit} documents were read: narrow the filters, or raise --limit.", err=True)
 
 
 async def _trail_of(conn: asyncpg.Connection, document: str) -> Trail | None:

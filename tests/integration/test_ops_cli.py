@@ -129,6 +129,11 @@ async def test_older_than_and_stuck_find_a_document_that_waited_too_long(city: S
     assert "stuck" in (await cli(city, "documents", "--ref", "OPS-OLD")).stdout
     refused = await cli(city, "documents", "--older-than", "3 days", check=False)
     assert refused.returncode == 2 and "12h, 3d, 2w" in refused.stderr
+    # A row limit keeps the newest, and says so; stuck documents are old, so a limit on the newest never hides them.
+    newest = await cli(city, "documents", "--limit", "1", "--json")
+    assert [r["external_ref"] for r in json.loads(newest.stdout)] == ["OPS-NEW"] and "Only the newest 1" in newest.stderr
+    assert [r["external_ref"] for r in await listed(city, "--status", "stuck", "--limit", "1")] == ["OPS-OLD"]
+    assert await listed(city, "--org", "elders") == [] and await listed(city, "--org", "default", "--ref", "OPS-OLD")
 
 
 async def _incidents(system: System) -> dict[str, dict[str, Any]]:
