@@ -131,3 +131,24 @@ async def test_the_signing_page_opens_from_to_sign_only_for_whoever_may_read_the
     mailed = await signer.link_for(city.requests[("T", "ann")])
     refused = await signer.client.get(mailed)
     assert refused.status_code == 404 and "Tuchtdossier" not in refused.text, "the shield holds on the mailed link too"
+
+
+async def test_a_search_reads_past_newer_documents_she_may_not_see(signer: SignerHarness) -> None:
+    """250 newer disciplinary files match the search too (more than one page of the list): the council decision
+    elen may see is still found, and none of the files is shown to her."""
+    city = await seed_city(signer)
+    async with signer.pool.acquire() as conn:
+        await conn.executemany(
+            "INSERT INTO router.instances (document_id, org, flow_key, title, filename, submitted_by, confidential,"
+            " department, group_key, steps, current_step, status, pdf_sha256, created_at, updated_at)"
+            " SELECT gen_random_uuid(), org, NULL, $1, filename, submitted_by, true, NULL, 'tucht', steps, 1, 'active',"
+            " pdf_sha256, now(), now() FROM router.instances WHERE document_id = $2",
+            [(f"Tuchtdossier 2026-{n}", city.documents["T"]) for n in range(100, 350)],
+        )
+    signer.client.cookies.set(SESSION_COOKIE, city.sessions["elen"], domain="signer.test", path="/p")
+    try:
+        found = await signer.client.get("/p/search?q=2026")
+    finally:
+        signer.client.cookies.clear()
+    assert found.status_code == 200 and "Collegebesluit 2026-17" in found.text
+    assert "Tuchtdossier" not in found.text
