@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pyhanko.sign.timestamps.api import TimeStamper
 
 from services.audit.chain import Break, ChainCheck, Sealed
-from services.audit.seal import Checkpoint, check_checkpoint, seal
+from services.audit.seal import Checkpoint, Trust, check_checkpoint, seal
 from services.audit.store import AuditStore
 from shared.events import Event
 from shared.messaging import Delivery
@@ -34,23 +34,28 @@ async def on_events(events: Sequence[tuple[Event, Delivery]], store: AuditStore)
 
 
 async def seal_head(
-    store: AuditStore, key: Ed25519PrivateKey, now: datetime, timestamper: TimeStamper | None = None
+    store: AuditStore,
+    key: Ed25519PrivateKey,
+    now: datetime,
+    timestamper: TimeStamper | None = None,
+    certificate: str | None = None,
 ) -> Checkpoint | None:
-    """Seal the chain's head unless a checkpoint already covers it (an idle log needs no new seal)."""
+    """Seal the chain's head unless a checkpoint already covers it (an idle log needs no new seal); the
+    checkpoint carries ``certificate``, the key's from the organisation's CA, when there is one."""
     seq, head_hash = await store.head()
     sealed = await store.checkpoints()
     if seq == 0 or (sealed and sealed[-1].seq == seq and sealed[-1].head_hash == head_hash):
         return None
-    checkpoint = await seal(key, seq, head_hash, now, timestamper)
+    checkpoint = await seal(key, seq, head_hash, now, timestamper, certificate)
     await store.add_checkpoint(checkpoint)
     return checkpoint
 
 
-def _trusted(checkpoints: Iterable[Checkpoint], trusted_key: str | None) -> tuple[dict[int, Sealed], Break | None]:
+async def _trusted(checkpoints: Iterable[Checkpoint], trust: Trust) -> tuple[dict[int, Sealed], Break | None]:
     """The checkpoints by entry, or the first one that cannot be trusted."""
     by_seq: dict[int, Sealed] = {}
     for checkpoint in checkpoints:
-        if why := check_checkpoint(checkpoint, trusted_key):
+        if why := await check_checkpoint(checkpoint, trust):
             return {}, Break(checkpoint.seq, f"the checkpoint sealed at {checkpoint.sealed_at.isoformat()} {why}")
         if by_seq.get(checkpoint.seq, checkpoint.sealed()).head_hash != checkpoint.head_hash:
             return {}, Break(checkpoint.seq, "two checkpoints, both well signed, seal different hashes for this entry")
@@ -59,11 +64,11 @@ def _trusted(checkpoints: Iterable[Checkpoint], trusted_key: str | None) -> tupl
 
 
 async def verify(
-    store: AuditStore, checkpoints: Iterable[Checkpoint] = (), *, trusted_key: str | None = None
+    store: AuditStore, checkpoints: Iterable[Checkpoint] = (), *, trust: Trust = Trust()
 ) -> tuple[int, Break | None]:
     """Walk the whole chain, checking it against the stored checkpoints and ``checkpoints`` (from an export):
-    (entries checked, first problem or None). Only checkpoints signed by ``trusted_key`` count, when it is given."""
-    sealed, problem = _trusted([*await store.checkpoints(), *checkpoints], trusted_key)
+    (entries checked, first problem or None). Only checkpoints ``trust`` vouches for count (seal.check_checkpoint)."""
+    sealed, problem = await _trusted([*await store.checkpoints(), *checkpoints], trust)
     if problem is not None:
         return 0, problem
     check = ChainCheck(sealed)

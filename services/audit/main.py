@@ -7,7 +7,7 @@ from faststream import FastStream
 from services.audit import handlers
 from services.audit.config import AuditSettings
 from services.audit.http import build_http
-from services.audit.sealing import sealing_key, sealing_loop
+from services.audit.sealing import sealing_certificate, sealing_key, sealing_loop
 from services.audit.store import PostgresAuditStore
 from shared.events import EVENT_TYPES
 from shared.messaging import Batching, with_delivery
@@ -32,6 +32,7 @@ def create_app(settings: AuditSettings | None = None) -> FastStream:
         prefetch=2 * BATCHING.size,
         batching=BATCHING,
     )
-    service.loop(sealing_loop(lambda: service.pool, sealing_key(settings), settings))
+    key = sealing_key(settings)
+    service.loop(sealing_loop(lambda: service.pool, key, settings, sealing_certificate(settings, key)))
     service.serve_http(settings.audit_port, lambda: build_http(lambda: service.pool, docs=settings.http_docs))
     return service.app

@@ -79,16 +79,16 @@ class PostgresAuditStore:
 
     async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
         await self._conn.execute(
-            "INSERT INTO audit.checkpoints (seq, head_hash, sealed_at, public_key, signature, timestamp_token)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO audit.checkpoints (seq, head_hash, sealed_at, public_key, signature, timestamp_token, certificate)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
             checkpoint.seq, checkpoint.head_hash, checkpoint.sealed_at, checkpoint.public_key, checkpoint.signature,
-            checkpoint.timestamp_token,
+            checkpoint.timestamp_token, checkpoint.certificate,
         )
 
     async def checkpoints(self) -> list[Checkpoint]:
         """All of them, oldest first: one an hour is under 9,000 a year, small enough to hold."""
         rows = await self._conn.fetch(
-            "SELECT seq, head_hash, sealed_at, public_key, signature, timestamp_token FROM audit.checkpoints"
+            "SELECT seq, head_hash, sealed_at, public_key, signature, timestamp_token, certificate FROM audit.checkpoints"
             " ORDER BY seq, sealed_at"
         )
         return [Checkpoint(**dict(row)) for row in rows]
