@@ -24,6 +24,7 @@ and only from whom a message may come (DESIGN.md "Trust boundaries").
 import asyncio
 import contextvars
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -423,20 +424,41 @@ _MARK_MANY = (
 _DELIVERED: contextvars.ContextVar[RabbitMessage] = contextvars.ContextVar("delivered")
 
 
+class _Settled:
+    """The delivery tags of one channel that were acked, rejected or parked: every one up to ``upto``, and
+    ``above``. RabbitMQ numbers a channel's deliveries 1, 2, 3 ...: an ack with ``multiple`` up to a tag is safe
+    only when every delivery before it is settled already."""
+
+    def __init__(self) -> None:
+        self.upto = 0
+        self.above: set[int] = set()
+
+    def add(self, *tags: int) -> int:
+        """Mark ``tags`` settled; returns the tag up to which every delivery now is."""
+        self.above.update(tags)
+        while self.upto + 1 in self.above:
+            self.upto += 1
+            self.above.discard(self.upto)
+        return self.upto
+
+
 class BatchingConsumer(Consumer):
     """A :class:`Consumer` that writes what its filters accepted in batches. One transaction holds a batch's
     inbox marks and ``batching.handler``'s changes for the messages marked the first time (a duplicate, in the
-    same batch or an earlier one, changes nothing); each message is acked after that commit. When a batch fails,
-    each of its messages is processed alone, exactly as a plain Consumer does, so a bad one is retried and
-    dead-lettered by itself and the others are written once. :meth:`run` writes the batches; ``Service.loop``
-    runs it. The queue's prefetch must exceed ``batching.size`` for batches to fill: each delivery is a task
-    of its own (aio-pika), and waits here until its batch is written."""
+    same batch or an earlier one, changes nothing); after that commit the batch is acked, with one ack for as
+    many of its messages as every delivery before them is settled (one ack per message costs a quorum queue
+    more than the rest of its work), each of the others alone. When a batch fails, each of its messages is
+    processed alone, exactly as a plain Consumer does, so a bad one is retried and dead-lettered by itself and
+    the others are written once. :meth:`run` writes the batches; ``Service.loop`` runs it. The queue's prefetch
+    must exceed ``batching.size`` for batches to fill: each delivery is a task of its own (aio-pika), and waits
+    here until its batch is written. An ``unaccepted`` option must settle (ack, reject or park) what it gets."""
 
     def __init__(self, *, batching: Batching, **options: Any) -> None:
         super().__init__(**options)
         self._batching = batching
         self._pending: asyncio.Queue[_Pending] = asyncio.Queue()
         self._gathered: list[_Pending] = []
+        self._settled: weakref.WeakKeyDictionary[Any, _Settled] = weakref.WeakKeyDictionary()  # by channel
 
     def attach(self, subscriber: Any) -> None:
         """As :meth:`Consumer.attach`, but the typed calls take the message alone: FastStream resolves a
@@ -448,6 +470,33 @@ class BatchingConsumer(Consumer):
                 _typed_alone(message_type, self._runner(handler)), filter=self._accepts(message_type), decoder=self._keep_delivery
             )
         subscriber(self._rest, decoder=_raw_body)
+
+    async def _rest(self, msg: RabbitMessage) -> None:
+        await super()._rest(msg)
+        self._settle(msg)
+
+    def _settle(self, msg: RabbitMessage, *more: RabbitMessage) -> int:
+        raw = msg.raw_message
+        settled = self._settled.setdefault(raw.channel, _Settled())
+        return settled.add(raw.delivery_tag, *(m.raw_message.delivery_tag for m in more))
+
+    async def _ack(self, batch: Sequence[_Pending]) -> None:
+        """Ack a written batch: up to the highest tag before which every delivery is settled with one ack, the
+        rest one by one. Should the channel be gone, the broker delivers them again and the inbox drops them."""
+        by_channel: dict[Any, list[RabbitMessage]] = {}
+        for pending in batch:
+            by_channel.setdefault(pending.msg.raw_message.channel, []).append(pending.msg)
+        try:
+            for messages in by_channel.values():
+                upto = self._settle(*messages)
+                covered = [m for m in messages if m.raw_message.delivery_tag <= upto]
+                if covered:
+                    await max(covered, key=lambda m: m.raw_message.delivery_tag).raw_message.ack(multiple=True)
+                for msg in messages:
+                    if msg.raw_message.delivery_tag > upto:
+                        await msg.ack()
+        except Exception:  # the ack's edge: a closed channel; its deliveries come again
+            structlog.get_logger().warning("batch written but not acked; its messages come again", exc_info=True)
 
     async def _keep_delivery(self, msg: RabbitMessage) -> BaseModel:
         _DELIVERED.set(msg)
@@ -462,9 +511,9 @@ class BatchingConsumer(Consumer):
             self._pending.put_nowait(pending)
             outcome = await pending.written
             if outcome is None:
-                await alone(message, msg)
+                await alone(message, msg)  # it settles the message, or raises and leaves it unsettled
+                self._settle(msg)
                 return
-            await msg.ack()
             HANDLER_SECONDS.labels(self.queue, type(message).__name__).observe(time.perf_counter() - started)
             MESSAGES_CONSUMED.labels(self.queue, type(message).__name__, outcome).inc()
 
@@ -507,6 +556,7 @@ class BatchingConsumer(Consumer):
             structlog.get_logger().warning("batch not written; its messages are processed one by one", messages=len(batch), exc_info=True)
             outcomes = [None] * len(batch)
         else:
+            await self._ack(batch)
             self._after_commit()
         for pending, outcome in zip(batch, outcomes, strict=True):
             if not pending.written.done():  # its task may have been cancelled meanwhile: then it is not acked

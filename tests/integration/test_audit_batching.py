@@ -116,7 +116,8 @@ async def verified(log: asyncpg.Connection) -> tuple[int, object]:
 
 async def test_a_burst_is_appended_many_events_per_transaction_and_the_chain_verifies(settings, log) -> None:
     """1,200 events waiting when the audit starts are appended once each, in far fewer transactions than events
-    (rows of one transaction share recorded_at), and the whole chain verifies."""
+    (rows of one transaction share recorded_at), each acked (none back in the queue once the audit stopped), and
+    the whole chain verifies."""
     burst = [sent() for _ in range(1200)]
     await publish(settings, "notifier", *as_published(*burst))
     async with TestApp(create_app(settings)):
@@ -124,7 +125,7 @@ async def test_a_burst_is_appended_many_events_per_transaction_and_the_chain_ver
     assert sorted(await appended(log, *burst)) == sorted(str(e.event_id) for e in burst)
     transactions = await log.fetchval("SELECT count(DISTINCT recorded_at) FROM audit.log")
     assert transactions <= 1200 // 10, f"{transactions} transactions for 1,200 events"
-    assert await verified(log) == (1200, None)
+    assert await verified(log) == (1200, None) and await waiting(settings) == 0
 
 
 async def _count(log: asyncpg.Connection, wanted: int) -> bool:
@@ -168,12 +169,13 @@ async def test_a_forged_or_malformed_event_in_a_burst_is_parked_and_never_append
     assert reasons[str(forged.event_id)] == UNTRUSTED
     assert reasons["m"].startswith("malformed")
     assert await appended(log, forged, malformed) == []
-    assert await verified(log) == (30, None)
+    assert await verified(log) == (30, None) and await waiting(settings) == 0
 
 
 async def test_an_event_that_cannot_be_appended_is_dead_lettered_alone_and_its_batch_is_written_once(settings, log) -> None:
     """A trusted event whose time the log cannot store (a number, which the event model accepts) fails its batch: the others of that batch are then appended
-    one by one, each once, and it alone is retried and parked with its error after the delivery limit."""
+    one by one, each once, and it alone is retried and parked with its error after the delivery limit; every
+    delivery is settled, the ones acked together after it included."""
     before, poison, after = [sent() for _ in range(10)], sent(), [sent() for _ in range(10)]
     await publish(
         settings, "notifier", *as_published(*before), (poison.routing_key, body(poison, occurred_at=1700000000), str(poison.event_id)),
@@ -192,4 +194,4 @@ async def test_an_event_that_cannot_be_appended_is_dead_lettered_alone_and_its_b
     assert "invalid input" in dead[0].headers[ERROR]
     assert sorted(await appended(log, *before, *after)) == sorted(str(e.event_id) for e in [*before, *after])
     assert await appended(log, poison) == []
-    assert await verified(log) == (20, None)
+    assert await verified(log) == (20, None) and await waiting(settings) == 0
