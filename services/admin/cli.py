@@ -17,7 +17,7 @@ from rich.table import Table
 from services.admin.broker import BrokerAdminError, admin_for, remove_source_user, setup_broker, setup_source_user
 from services.admin.config import AdminSettings
 from services.admin.database import setup_database
-from services.admin.sealing import certify_audit_seal
+from services.admin.sealing import NoKeySecret, certify_audit_seal
 from services.intake.domain import SourcePolicy
 from services.intake.main import MIGRATIONS
 from services.intake.store import PostgresIntakeStore
@@ -82,14 +82,19 @@ def setup() -> None:
     except BrokerAdminError as exc:
         _fail(str(exc))
     err.print(f"Portal ready: people of org `{settings.org}` submit through intake as source `{PORTAL_SOURCE}`.")
+    _certify_audit_seal(settings)
+    err.print(f"Each service's credentials are in {settings.secrets_path} (one file per service, readable by you alone).")
+
+
+def _certify_audit_seal(settings: AdminSettings) -> None:
     try:
         certified = asyncio.run(certify_audit_seal(SignerSettings()))
+    except NoKeySecret as exc:  # everything else is set up; the audit seals uncertified until this is done
+        err.print(f"[yellow]The audit sealing key was not certified: {exc}.[/yellow]", markup=True, highlight=False)
+        return
     except CannotStart as exc:
         _fail(f"the audit sealing key was not certified: {exc}")
-    err.print(
-        "Audit sealing key " + ("certified by" if certified else "already certified by") + f" the CA of org `{settings.org}`."
-    )
-    err.print(f"Each service's credentials are in {settings.secrets_path} (one file per service, readable by you alone).")
+    err.print(f"Audit sealing key {'certified by' if certified else 'already certified by'} the CA of org `{settings.org}`.")
 
 
 async def _as_intake(settings: AdminSettings, work: Callable[[PostgresIntakeStore], Awaitable[T]]) -> T:

@@ -7,10 +7,13 @@ the audit's secrets file receives only the sealing key's certificate and the
 CA's root certificate (the copy ``paraaf audit verify`` trusts, kept outside
 the database a superuser could rewrite). Run again, setup keeps a
 certificate that still fits: the same key, the same root, not about to
-expire.
+expire. Without the signer's secret at hand (PARAAF_KEY_SECRET, or the one
+a demo install keeps in DATA_DIR) setup certifies nothing rather than make a
+secret of its own, which would lock the signer out of its CA.
 """
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,10 +28,14 @@ from services.signer.main import MIGRATIONS as SIGNER_MIGRATIONS
 from shared.credentials import stored, write_identity
 from shared.service import NotSetUp, open_database
 
-__all__ = ["certify_audit_seal", "issue_sealing_certificate"]
+__all__ = ["NoKeySecret", "certify_audit_seal", "issue_sealing_certificate"]
 
 SEALING_YEARS = 3
 RENEW_BEFORE = timedelta(days=30)
+
+
+class NoKeySecret(NotSetUp):
+    """The signer's secret, which opens the organisation's CA, is not at hand."""
 
 
 def issue_sealing_certificate(
@@ -93,6 +100,11 @@ async def certify_audit_seal(settings: SignerSettings, *, now: datetime | None =
     if not pem:
         raise NotSetUp("the audit has no sealing key yet: run `paraaf db setup` first")
     public_key = load_sealing_key(pem).public_key()
+    if settings.key_secret is None and not (Path(settings.data_dir) / "signer-key-secret").exists():
+        raise NoKeySecret(
+            "PARAAF_KEY_SECRET is not set here, and only the signer's secret opens the organisation's CA: run"
+            " `paraaf setup` again with it set to certify the audit sealing key"
+        )
     root_pem, root_key = await _authority(settings)
     if _still_fits(settings, public_key, now) and stored(settings, "audit")["seal_root"] == root_pem:
         return False

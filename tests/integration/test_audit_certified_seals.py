@@ -50,9 +50,13 @@ def root_of(authority) -> tuple[x509.Certificate, ...]:
 async def test_setup_certifies_the_sealing_key_and_verify_checks_the_certificate_against_the_organisations_root(
     shell: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:
-    """After `paraaf setup` the audit's secrets hold its key's certificate from the organisation's CA (the root
-    `paraaf ca export` prints) and no other private key; a checkpoint sealed then carries it and verify says intact;
-    against another organisation's root, verify names the checkpoint whose certificate is not from that CA."""
+    """Without the signer's secret `paraaf setup` certifies nothing and makes no secret of its own; with it, the
+    audit's secrets hold its key's certificate from the organisation's CA (the root `paraaf ca export` prints) and no
+    other private key; a checkpoint sealed then carries it and verify says intact; against another organisation's
+    root, verify names the checkpoint whose certificate is not from that CA."""
+    without = paraaf({**shell, "PARAAF_DATA_DIR": str(tmp_path)}, "setup")
+    assert without.returncode == 0 and "was not certified: PARAAF_KEY_SECRET is not set" in without.stderr, without.stderr
+    assert not (tmp_path / "signer-key-secret").exists()
     operator = {**shell, "PARAAF_KEY_SECRET": "a-long-random-secret-for-this-test", "PARAAF_DATA_DIR": str(tmp_path)}
     done = paraaf(operator, "setup")
     assert done.returncode == 0 and "certified by the CA of org" in done.stderr, done.stdout + done.stderr
