@@ -77,11 +77,14 @@ async def _burst(system: System, events: int) -> float:
             confirms.append(exchange.publish(message, routing_key=event.routing_key))
         await asyncio.gather(*confirms)
         published = time.perf_counter() - started
+    while_publishing = await _count(system.env["PARAAF_DATABASE_URL"]) - before
     while await _count(system.env["PARAAF_DATABASE_URL"]) < before + events:
         await asyncio.sleep(0.2)
     seconds = time.perf_counter() - started
     audit_cpu = _cpu_seconds(audit_pid) - audit_cpu
-    print(f"burst: {events} events published in {published:.1f} s, all appended after {seconds:.1f} s;"
+    after = (events - while_publishing) / (seconds - published) if seconds > published else float("nan")
+    print(f"burst: {events} events published in {published:.1f} s, {while_publishing} of them appended by then"
+          f" ({while_publishing / published:,.0f}/s), the rest at {after:,.0f}/s; all appended after {seconds:.1f} s;"
           f" the audit process used {audit_cpu:.1f} s CPU ({audit_cpu / events * 1000:.3f} ms an event);"
           f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     return events / seconds

@@ -522,6 +522,7 @@ class BatchingConsumer(Consumer):
     async def run(self) -> None:
         """Gather a batch, write it, tell its messages; again. Cancelled, the messages waiting stay unacked
         (the broker delivers them again)."""
+        batch: list[_Pending] = []
         try:
             while True:
                 await self._gather()
@@ -530,8 +531,9 @@ class BatchingConsumer(Consumer):
         except asyncio.CancelledError:
             while not self._pending.empty():
                 self._gathered.append(self._pending.get_nowait())
-            for pending in self._gathered:
-                pending.written.cancel()
+            for pending in [*batch, *self._gathered]:
+                if not pending.written.done():
+                    pending.written.cancel()
             self._gathered = []
             raise
 

@@ -195,3 +195,17 @@ async def test_an_event_that_cannot_be_appended_is_dead_lettered_alone_and_its_b
     assert sorted(await appended(log, *before, *after)) == sorted(str(e.event_id) for e in [*before, *after])
     assert await appended(log, poison) == []
     assert await verified(log) == (20, None) and await waiting(settings) == 0
+
+
+async def test_stopped_and_started_again_in_the_middle_of_a_burst_each_event_is_appended_once(settings, log) -> None:
+    """The audit stopped while batches of a burst are in hand and started again: every event is in the log once
+    (what was written but not acked comes again and is dropped by the inbox), nothing waits in the queue."""
+    burst = [sent() for _ in range(2500)]
+    await publish(settings, "notifier", *as_published(*burst))
+    async with TestApp(create_app(settings)):
+        await eventually(lambda: _count(log, 1), timeout=30)
+    assert await log.fetchval("SELECT count(*) FROM audit.log") < 2500, "the stop came too late to interrupt the burst"
+    async with TestApp(create_app(settings)):
+        await eventually(lambda: _count(log, 2500))
+    assert sorted(await appended(log, *burst)) == sorted(str(e.event_id) for e in burst)
+    assert await verified(log) == (2500, None) and await waiting(settings) == 0
