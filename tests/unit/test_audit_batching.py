@@ -1,4 +1,5 @@
-"""Appending many events at once makes exactly the chain appending them one by one makes, in the order given."""
+"""Appending many events at once makes exactly the chain appending them one by one makes, in the order given; a batch
+is acked with one ack only as far as every earlier delivery is settled."""
 
 import json
 from uuid import uuid4
@@ -6,7 +7,7 @@ from uuid import uuid4
 from services.audit import handlers
 from services.audit.chain import link_hash, links
 from shared.events import DocumentWithdrawn
-from shared.messaging import Delivery
+from shared.messaging import Delivery, _Settled
 from tests.support.fakes.audit import FakeAuditStore
 
 
@@ -36,3 +37,12 @@ async def test_a_batch_is_chained_in_the_order_given_as_one_by_one() -> None:
     assert batched.entries == single.entries
     assert [json.loads(payload)["event"]["event_id"] for _, payload, _, _ in batched.entries] == [str(e.event_id) for e, _ in events]
     assert json.loads(batched.entries[1][1])["event"]["added_later"] == "kept"
+
+
+def test_one_ack_for_many_never_reaches_past_a_delivery_still_in_hand() -> None:
+    """Deliveries 1-3 and 5 written (4 still retried alone): an ack for many may cover 1-3, not 5; once 4 is
+    settled, everything up to 5 is."""
+    settled = _Settled()
+    assert settled.add(1, 2, 3, 5) == 3
+    assert settled.add(4) == 5
+    assert settled.add(7) == 5  # 6 not settled: 7 waits for its own ack
