@@ -472,8 +472,9 @@ class BatchingConsumer(Consumer):
         subscriber(self._rest, decoder=_raw_body)
 
     async def _rest(self, msg: RabbitMessage) -> None:
+        """Anything no typed handler took: from a publisher that does not own it, for no handler, or malformed."""
         await super()._rest(msg)
-        self._settle(msg)
+        self._settle(msg)  # only once it was settled: an exception leaves it unsettled
 
     def _settle(self, msg: RabbitMessage, *more: RabbitMessage) -> int:
         raw = msg.raw_message
