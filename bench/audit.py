@@ -26,7 +26,7 @@ import asyncpg
 
 from services.audit import handlers
 from services.audit.chain import GENESIS, link_hash
-from services.audit.seal import load_sealing_key, new_sealing_key, public_key_of, seal
+from services.audit.seal import Trust, load_sealing_key, new_sealing_key, public_key_of, seal
 from services.audit.store import PostgresAuditStore
 from shared.db import canonical_json, connect_pool, migrate
 
@@ -88,7 +88,7 @@ async def _verify(url: str, trusted_key: str) -> dict:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         started = time.perf_counter()
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            checked, problem = await handlers.verify(PostgresAuditStore(conn), trusted_key=trusted_key)
+            checked, problem = await handlers.verify(PostgresAuditStore(conn), trust=Trust(key=trusted_key))
         seconds = time.perf_counter() - started
     finally:
         await conn.close()

@@ -12,6 +12,9 @@ and only from whom a message may come (DESIGN.md "Trust boundaries").
 * :func:`event_consumer` accepts a message type only from the broker user of
   a service that owns it (RabbitMQ refuses a ``user_id`` that is not the
   publisher's own); anything else is parked with reason ``untrusted publisher``.
+* :class:`BatchingConsumer` is a :class:`Consumer` whose accepted messages are
+  written many at a time (one transaction for a whole batch), for a queue where
+  one transaction per message is the ceiling: the audit log's.
 * :class:`Outbox` writes outgoing messages inside the caller's transaction.
 * :class:`OutboxRelay` publishes them, persistent, confirmed, with
   ``message_id`` set so consumers can drop duplicates and ``user_id`` set so
@@ -19,8 +22,10 @@ and only from whom a message may come (DESIGN.md "Trust boundaries").
 """
 
 import asyncio
+import contextvars
 import time
-from collections.abc import Awaitable, Callable, Mapping
+import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
@@ -42,6 +47,9 @@ __all__ = [
     "REASON",
     "REPLAYED_ROUTING_KEY",
     "UNTRUSTED",
+    "BatchHandler",
+    "Batching",
+    "BatchingConsumer",
     "Consumer",
     "DeadLetters",
     "Delivery",
@@ -382,6 +390,208 @@ def _typed(message_type: type[BaseModel], run: Callable[[BaseModel, RabbitMessag
     call.__name__ = message_type.__name__
     call.__qualname__ = message_type.__name__
     call.__doc__ = (message_type.__doc__ or message_type.__name__).strip()
+    return call
+
+
+BatchHandler = Callable[[Sequence[tuple[Any, Delivery]], Any], Awaitable[None]]  # (new messages in order, each with its Delivery; the store)
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Accepted messages written together: at most ``size`` in one transaction, gathered for at most ``wait``
+    seconds after the first; ``handler`` makes the changes of a whole batch."""
+
+    handler: BatchHandler
+    size: int = 500
+    wait: float = 0.02
+
+
+@dataclass(frozen=True)
+class _Pending:
+    message: BaseModel
+    msg: RabbitMessage
+    key: UUID
+    written: "asyncio.Future[str | None]"  # its outcome once the batch committed; None: the batch failed
+
+
+_MARK_MANY = (
+    "WITH marked AS (INSERT INTO {schema}.inbox (consumer, event_id) SELECT $1, unnest($2::uuid[])"
+    " ON CONFLICT DO NOTHING RETURNING event_id) SELECT coalesce(array_agg(event_id), '{{}}') FROM marked"
+)
+
+
+# The message as delivered, from the decoder to the typed call of the same delivery (see BatchingConsumer.attach).
+_DELIVERED: contextvars.ContextVar[RabbitMessage] = contextvars.ContextVar("delivered")
+
+
+class _Settled:
+    """The delivery tags of one channel that were acked, rejected or parked: every one up to ``upto``, and
+    ``above``. RabbitMQ numbers a channel's deliveries 1, 2, 3 ...: an ack with ``multiple`` up to a tag is safe
+    only when every delivery before it is settled already."""
+
+    def __init__(self) -> None:
+        self.upto = 0
+        self.above: set[int] = set()
+
+    def add(self, *tags: int) -> int:
+        """Mark ``tags`` settled; returns the tag up to which every delivery now is."""
+        self.above.update(tags)
+        while self.upto + 1 in self.above:
+            self.upto += 1
+            self.above.discard(self.upto)
+        return self.upto
+
+
+class BatchingConsumer(Consumer):
+    """A :class:`Consumer` that writes what its filters accepted in batches. One transaction holds a batch's
+    inbox marks and ``batching.handler``'s changes for the messages marked the first time (a duplicate, in the
+    same batch or an earlier one, changes nothing); after that commit the batch is acked, with one ack for as
+    many of its messages as every delivery before them is settled (one ack per message costs a quorum queue
+    more than the rest of its work), each of the others alone. When a batch fails, each of its messages is
+    processed alone, exactly as a plain Consumer does, so a bad one is retried and dead-lettered by itself and
+    the others are written once. :meth:`run` writes the batches; ``Service.loop`` runs it. The queue's prefetch
+    must exceed ``batching.size`` for batches to fill: each delivery is a task of its own (aio-pika), and waits
+    here until its batch is written. An ``unaccepted`` option must settle (ack, reject or park) what it gets."""
+
+    def __init__(self, *, batching: Batching, **options: Any) -> None:
+        super().__init__(**options)
+        self._batching = batching
+        self._pending: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._gathered: list[_Pending] = []
+        self._settled: weakref.WeakKeyDictionary[Any, _Settled] = weakref.WeakKeyDictionary()  # by channel
+
+    def attach(self, subscriber: Any) -> None:
+        """As :meth:`Consumer.attach`, but the typed calls take the message alone: FastStream resolves a
+        ``RabbitMessage`` parameter with a synchronous function that fast_depends runs in a worker thread, a
+        thread hop per message that costs more than the rest of the batch's work for it. The decoder hands the
+        delivery to the call instead (both run in the delivery's task)."""
+        for message_type, handler in self._handlers.items():
+            subscriber(
+                _typed_alone(message_type, self._runner(handler)), filter=self._accepts(message_type), decoder=self._keep_delivery
+            )
+        subscriber(self._rest, decoder=_raw_body)
+
+    async def _rest(self, msg: RabbitMessage) -> None:
+        """Anything no typed handler took: from a publisher that does not own it, for no handler, or malformed."""
+        await super()._rest(msg)
+        self._settle(msg)  # only once it was settled: an exception leaves it unsettled
+
+    def _settle(self, msg: RabbitMessage, *more: RabbitMessage) -> int:
+        raw = msg.raw_message
+        settled = self._settled.setdefault(raw.channel, _Settled())
+        return settled.add(raw.delivery_tag, *(m.raw_message.delivery_tag for m in more))
+
+    async def _ack(self, batch: Sequence[_Pending]) -> None:
+        """Ack a written batch: up to the highest tag before which every delivery is settled with one ack, the
+        rest one by one. Should the channel be gone, the broker delivers them again and the inbox drops them."""
+        by_channel: dict[Any, list[RabbitMessage]] = {}
+        for pending in batch:
+            by_channel.setdefault(pending.msg.raw_message.channel, []).append(pending.msg)
+        try:
+            for messages in by_channel.values():
+                upto = self._settle(*messages)
+                covered = [m for m in messages if m.raw_message.delivery_tag <= upto]
+                if covered:
+                    await max(covered, key=lambda m: m.raw_message.delivery_tag).raw_message.ack(multiple=True)
+                for msg in messages:
+                    if msg.raw_message.delivery_tag > upto:
+                        await msg.ack()
+        except Exception:  # the ack's edge: a closed channel; its deliveries come again
+            structlog.get_logger().warning("batch written but not acked; its messages come again", exc_info=True)
+
+    async def _keep_delivery(self, msg: RabbitMessage) -> BaseModel:
+        _DELIVERED.set(msg)
+        return await self._decoder(msg)
+
+    def _runner(self, handler: Handler) -> Callable[[BaseModel, RabbitMessage], Awaitable[None]]:
+        alone = super()._runner(handler)
+
+        async def run(message: BaseModel, msg: RabbitMessage) -> None:
+            started = time.perf_counter()
+            pending = _Pending(message, msg, self._key(message, msg), asyncio.get_running_loop().create_future())
+            self._pending.put_nowait(pending)
+            outcome = await pending.written
+            if outcome is None:
+                await alone(message, msg)  # it settles the message, or raises and leaves it unsettled
+                self._settle(msg)
+                return
+            HANDLER_SECONDS.labels(self.queue, type(message).__name__).observe(time.perf_counter() - started)
+            MESSAGES_CONSUMED.labels(self.queue, type(message).__name__, outcome).inc()
+
+        return run
+
+    async def run(self) -> None:
+        """Gather a batch, write it, tell its messages; again. Cancelled, the messages waiting stay unacked
+        (the broker delivers them again)."""
+        batch: list[_Pending] = []
+        try:
+            while True:
+                await self._gather()
+                batch, self._gathered = self._gathered, []
+                await self._write(batch)
+        except asyncio.CancelledError:
+            while not self._pending.empty():
+                self._gathered.append(self._pending.get_nowait())
+            for pending in [*batch, *self._gathered]:
+                if not pending.written.done():
+                    pending.written.cancel()
+            self._gathered = []
+            raise
+
+    async def _gather(self) -> None:
+        """The first message to wait, then what waits or comes within ``wait`` of it, up to ``size``."""
+        loop = asyncio.get_running_loop()
+        self._gathered.append(await self._pending.get())
+        deadline = loop.time() + self._batching.wait
+        while len(self._gathered) < self._batching.size:
+            if not self._pending.empty():
+                self._gathered.append(self._pending.get_nowait())
+                continue
+            try:
+                self._gathered.append(await asyncio.wait_for(self._pending.get(), deadline - loop.time()))
+            except TimeoutError:
+                return
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        try:
+            outcomes: Sequence[str | None] = await self._commit(batch)
+        except Exception:  # the batch's edge: each of its messages is processed alone, with its own retries
+            structlog.get_logger().warning("batch not written; its messages are processed one by one", messages=len(batch), exc_info=True)
+            outcomes = [None] * len(batch)
+        else:
+            await self._ack(batch)
+            self._after_commit()
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if not pending.written.done():  # its task may have been cancelled meanwhile: then it is not acked
+                pending.written.set_result(outcome)
+
+    async def _commit(self, batch: list[_Pending]) -> list[str]:
+        """The batch in one transaction: the inbox marks, then the changes of the messages marked just now."""
+        async with self._pool().acquire() as conn, conn.transaction():
+            marked = set(await conn.fetchval(_MARK_MANY.format(schema=self._schema), self.queue, list({p.key: None for p in batch})))
+            new, outcomes = [], []
+            for pending in batch:
+                first = pending.key in marked
+                marked.discard(pending.key)  # a second copy in this very batch is a duplicate too
+                outcomes.append("handled" if first else "duplicate")
+                if first:
+                    new.append((pending.message, delivery_of(pending.msg)))
+            if new:
+                await self._batching.handler(new, self._store(conn))
+        if len(new) < len(batch):
+            structlog.get_logger().info("duplicates ignored", duplicates=len(batch) - len(new))
+        return outcomes
+
+
+def _typed_alone(message_type: type[BaseModel], run: Callable[[BaseModel, RabbitMessage], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """As :func:`_typed`, the delivery taken from the decoder rather than from FastStream's context."""
+
+    async def call(message: BaseModel) -> None:
+        await run(message, _DELIVERED.get())
+
+    documented = _typed(message_type, run)
+    call.__annotations__ = {"message": message_type, "return": None}
+    call.__name__, call.__qualname__, call.__doc__ = documented.__name__, documented.__qualname__, documented.__doc__
     return call
 
 

@@ -18,6 +18,7 @@ stops it at once, saying what to run.
 
 import asyncio
 import contextlib
+import functools
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -37,7 +38,7 @@ from shared.credentials import read_identity
 from shared.db import NotMigrated, check_migrated, connect_pool
 from shared.events import EVENT_TYPES
 from shared.logs import configure_logging
-from shared.messaging import Consumer, DeadLetters, Handler, Outbox, OutboxRelay, StoreFactory
+from shared.messaging import Batching, BatchingConsumer, Consumer, DeadLetters, Handler, Outbox, OutboxRelay, StoreFactory
 from shared.metrics import Probes, Scrape, database_answers, outbox_lag
 from shared.settings import CannotStart, Settings
 from shared.topology import COMMANDS, EVENTS, EXCHANGES, OUTCOMES, TOPOLOGY, QueueSpec, Topology
@@ -103,6 +104,8 @@ class Service:
         self._http: tuple[int, Callable[[], Any]] | None = None
         self._scrapes: list[Scrape] = [outbox_lag(lambda: self.pool, self.schema)]
         self._server: _EmbeddedServer | None = None
+        # Asked for every message a consumer takes: the answer depends on the routing key alone, so keep it.
+        self._trusted = functools.lru_cache(maxsize=256)(functools.partial(topology.trusted_users, settings.broker_user_prefix))
 
     def _describe_publications(self) -> None:
         """What this service publishes, for the AsyncAPI document (its outbox relay does the publishing)."""
@@ -130,24 +133,29 @@ class Service:
 
     def trusted(self, routing_key: str) -> frozenset[str]:
         """The broker users whose messages with this routing key this service accepts."""
-        return self.topology.trusted_users(self.settings.broker_user_prefix, routing_key)
+        return self._trusted(routing_key)
 
     def consume(
         self, spec: QueueSpec, handlers: Mapping[type[BaseModel], Handler], *, store: StoreFactory, prefetch: int | None = None,
-        **options: Any,
+        batching: Batching | None = None, **options: Any,
     ) -> Consumer:
         """Consume ``spec``: one typed handler per message type, each called with the message and ``store(conn)``
         in the message's transaction. ``options`` go to :class:`Consumer`: ``unaccepted`` decides what happens to
-        anything else (default: parked), ``key`` the inbox key, ``max_body`` the longest body read, ``after_commit``."""
+        anything else (default: parked), ``key`` the inbox key, ``max_body`` the longest body read, ``after_commit``.
+        With ``batching``, accepted messages are written in batches (:class:`BatchingConsumer`; ``handlers`` then
+        serve a message whose batch failed) and ``prefetch`` should exceed the batch size."""
         if spec not in self.topology.service(self.name).consumes:
             raise ValueError(f"{self.name} does not consume {spec.name} in the topology")
         self._queues.append(spec)
         options.setdefault("after_commit", self.wake_relay)
         options.setdefault("delivery_limit", self.settings.delivery_limit)
-        consumer = Consumer(
+        options.update(
             queue=spec.name, handlers=handlers, pool=lambda: self.pool, schema=self.schema, store=store,
-            trusted=self.trusted, dead_letters=self.dead_letters, **options,
+            trusted=self.trusted, dead_letters=self.dead_letters,
         )
+        consumer = Consumer(**options) if batching is None else BatchingConsumer(batching=batching, **options)
+        if isinstance(consumer, BatchingConsumer):
+            self.loop(consumer.run)
         consumer.attach(
             self.broker.subscriber(
                 spec.rabbit_queue(),

@@ -17,15 +17,18 @@ from rich.table import Table
 from services.admin.broker import BrokerAdminError, admin_for, remove_source_user, setup_broker, setup_source_user
 from services.admin.config import AdminSettings
 from services.admin.database import setup_database
+from services.admin.sealing import NoKeySecret, certify_audit_seal
 from services.intake.domain import SourcePolicy
 from services.intake.main import MIGRATIONS
 from services.intake.store import PostgresIntakeStore
+from services.signer.config import SignerSettings
 from services.signer.uploads import PORTAL_SOURCE
 from shared import apikeys
 from shared.credentials import stored, write_identity
 from shared.db import connect_pool
 from shared.messaging import Outbox
 from shared.service import open_database
+from shared.settings import CannotStart
 from shared.topology import SOURCE_NAME, TOPOLOGY, source_user
 
 __all__ = ["broker_app", "db_app", "keys_app", "register_source", "setup", "setup_portal", "sources_app"]
@@ -69,7 +72,8 @@ def broker_setup() -> None:
 
 
 def setup() -> None:
-    """Set up the database and the broker (`paraaf db setup` and `paraaf broker setup`); credentials go to PARAAF_SECRETS_DIR."""
+    """Set up the database and the broker (`paraaf db setup` and `paraaf broker setup`); credentials go to PARAAF_SECRETS_DIR.
+    The organisation's CA certifies the audit's sealing key (PARAAF_KEY_SECRET opens the CA, as for the signer)."""
     settings = AdminSettings()
     _setup_database(settings)
     _setup_broker(settings)
@@ -78,7 +82,19 @@ def setup() -> None:
     except BrokerAdminError as exc:
         _fail(str(exc))
     err.print(f"Portal ready: people of org `{settings.org}` submit through intake as source `{PORTAL_SOURCE}`.")
+    _certify_audit_seal(settings)
     err.print(f"Each service's credentials are in {settings.secrets_path} (one file per service, readable by you alone).")
+
+
+def _certify_audit_seal(settings: AdminSettings) -> None:
+    try:
+        certified = asyncio.run(certify_audit_seal(SignerSettings()))
+    except NoKeySecret as exc:  # everything else is set up; the audit seals uncertified until this is done
+        err.print(f"[yellow]The audit sealing key was not certified: {exc}.[/yellow]", markup=True, highlight=False)
+        return
+    except CannotStart as exc:
+        _fail(f"the audit sealing key was not certified: {exc}")
+    err.print(f"Audit sealing key {'certified by' if certified else 'already certified by'} the CA of org `{settings.org}`.")
 
 
 async def _as_intake(settings: AdminSettings, work: Callable[[PostgresIntakeStore], Awaitable[T]]) -> T:

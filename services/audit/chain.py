@@ -15,13 +15,31 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["GENESIS", "Break", "ChainCheck", "Sealed", "link_hash", "verify_chain"]
+__all__ = ["GENESIS", "Break", "ChainCheck", "Link", "Sealed", "link_hash", "links", "verify_chain"]
 
 GENESIS = "0" * 64
 
 
 def link_hash(prev_hash: str, payload: str) -> str:
     return hashlib.sha256(prev_hash.encode() + b"\n" + payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Link:
+    seq: int
+    prev_hash: str
+    hash: str
+
+
+def links(head: tuple[int, str], payloads: Iterable[str]) -> list[Link]:
+    """The links of ``payloads`` chained in order after ``head`` (its seq, its hash): what appending them makes."""
+    seq, prev_hash = head
+    made = []
+    for payload in payloads:
+        seq, digest = seq + 1, link_hash(prev_hash, payload)
+        made.append(Link(seq, prev_hash, digest))
+        prev_hash = digest
+    return made
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,11 @@
 ``verify`` checks the chain against every checkpoint it can find: those in
 the database and, with ``--checkpoints FILE``, an export kept elsewhere —
 the one a database superuser cannot reach, so the one that catches a whole
-rewritten log. A checkpoint counts only when signed by the audit sealing key
+rewritten log. A checkpoint counts only when its signature holds and its
+certificate chains to the organisation's CA root — the copy ``paraaf setup``
+filed with the audit's secrets, outside the database, or one given with
+``--trust`` — and its timestamp token's own signature holds. A checkpoint
+sealed before the key was certified counts when signed by the sealing key
 on file (its public half: the private key is not needed to verify)."""
 
 import asyncio
@@ -16,7 +20,7 @@ import typer
 from services.audit import handlers
 from services.audit.chain import Break
 from services.audit.config import AuditSettings
-from services.audit.seal import Checkpoint, load_sealing_key, public_key_of
+from services.audit.seal import Checkpoint, Trust, load_certificates, load_sealing_key, public_key_of
 from services.audit.store import PostgresAuditStore
 from shared.credentials import stored
 from shared.service import open_database
@@ -39,9 +43,30 @@ async def _read(settings: AuditSettings, work: Callable[[PostgresAuditStore], Aw
         await pool.close()
 
 
-def _trusted_key(settings: AuditSettings) -> str | None:
-    pem = stored(settings, "audit").get("seal_key")
-    return public_key_of(load_sealing_key(pem)) if pem else None
+def _trust(settings: AuditSettings, roots: Path | None, tsa_roots: Path | None) -> Trust:
+    """The organisation's CA root (given, or the one on file), the sealing key on file, the TSA roots if given."""
+    on_file = stored(settings, "audit")
+    root_pem = _read_pem(roots, "--trust") if roots else on_file.get("seal_root")
+    key = public_key_of(load_sealing_key(on_file["seal_key"])) if on_file.get("seal_key") else None
+    if not root_pem:
+        typer.echo(
+            "no organisation CA root on file: checkpoints' certificates are not checked; pass --trust root.pem"
+            " (`paraaf ca export` writes it)" + ("" if key else "; no audit sealing key either: checkpoints are"
+                                                 " checked against the key they name"),
+            err=True,
+        )
+    tsa = load_certificates(_read_pem(tsa_roots, "--tsa-trust")) if tsa_roots else ()
+    return Trust(roots=load_certificates(root_pem) if root_pem else (), key=key, tsa_roots=tsa)
+
+
+def _read_pem(path: Path, option: str) -> str:
+    try:
+        text = path.read_text()
+        load_certificates(text)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"cannot read certificates from {path} ({option}): {exc}; give a PEM file", err=True)
+        raise typer.Exit(2) from None
+    return text
 
 
 def _load(path: Path) -> list[Checkpoint]:
@@ -55,14 +80,16 @@ def _load(path: Path) -> list[Checkpoint]:
 @audit_app.command("verify")
 def verify(
     checkpoints: Path = typer.Option(None, "--checkpoints", help="checkpoints exported earlier (JSON lines), kept apart"),
+    trust: Path = typer.Option(
+        None, "--trust", help="the organisation's CA root (PEM) the checkpoints' certificates must chain to; default: the one on file"
+    ),
+    tsa_trust: Path = typer.Option(None, "--tsa-trust", help="roots (PEM) the timestamp tokens' authorities must chain to"),
 ) -> None:
     """Check every link of the hash chain and every checkpoint; exit 1 at the first break."""
     settings = AuditSettings()
     exported = _load(checkpoints) if checkpoints else []
-    trusted = _trusted_key(settings)
-    if trusted is None:
-        typer.echo("no audit sealing key on file: checkpoints are checked against the key they name", err=True)
-    entries, problem = asyncio.run(_read(settings, lambda store: handlers.verify(store, exported, trusted_key=trusted)))
+    trusted = _trust(settings, trust, tsa_trust)
+    entries, problem = asyncio.run(_read(settings, lambda store: handlers.verify(store, exported, trust=trusted)))
     _report(entries, problem, len(exported))
 
 

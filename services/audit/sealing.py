@@ -1,7 +1,8 @@
 """The audit service's sealing loop: every PARAAF_SEAL_EVERY, and once more
 when the service stops, the chain's head becomes a signed checkpoint (see
-seal.py), so at most one period of entries is ever unsealed. The key comes
-from the audit's own secrets file, which ``paraaf setup`` writes."""
+seal.py), so at most one period of entries is ever unsealed. The key and its
+certificate from the organisation's CA come from the audit's own secrets
+file, which ``paraaf setup`` writes."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -14,12 +15,12 @@ from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 
 from services.audit import handlers
 from services.audit.config import AuditSettings
-from services.audit.seal import load_sealing_key
+from services.audit.seal import load_certificates, load_sealing_key, public_key_of
 from services.audit.store import PostgresAuditStore
 from shared.credentials import stored
 from shared.service import NotSetUp
 
-__all__ = ["sealing_key", "sealing_loop"]
+__all__ = ["sealing_certificate", "sealing_key", "sealing_loop"]
 
 
 def sealing_key(settings: AuditSettings) -> Ed25519PrivateKey:
@@ -30,8 +31,24 @@ def sealing_key(settings: AuditSettings) -> Ed25519PrivateKey:
     return load_sealing_key(pem)
 
 
+def sealing_certificate(settings: AuditSettings, key: Ed25519PrivateKey) -> str | None:
+    """The key's certificate from the organisation's CA, as ``paraaf setup`` filed it; None (and a warning) on an
+    installation set up before setup certified the key. A certificate for another key stops the service."""
+    pem = stored(settings, "audit").get("seal_cert")
+    if not pem:
+        structlog.get_logger().warning(
+            "the audit sealing key has no certificate from the organisation's CA; checkpoints are sealed without one:"
+            " run `paraaf setup`"
+        )
+        return None
+    [certificate, *_] = load_certificates(pem)
+    if public_key_of(certificate.public_key()) != public_key_of(key):  # type: ignore[arg-type]
+        raise NotSetUp("the audit sealing certificate on file is for another key: run `paraaf setup` to certify this one")
+    return pem
+
+
 def sealing_loop(
-    pool: Callable[[], asyncpg.Pool], key: Ed25519PrivateKey, settings: AuditSettings
+    pool: Callable[[], asyncpg.Pool], key: Ed25519PrivateKey, settings: AuditSettings, certificate: str | None = None
 ) -> Callable[[], Awaitable[None]]:
     """The loop's body for ``Service.loop``: seal, sleep, seal ...; cancelled (the service stops), seal once more."""
     timestamper = HTTPTimeStamper(settings.tsa_url, timeout=30) if settings.tsa_url else None
@@ -39,9 +56,11 @@ def sealing_loop(
     async def seal_now() -> None:
         # The wall clock, never PARAAF_CLOCK_START's: a seal says when it was made.
         async with pool().acquire() as conn, conn.transaction():
-            checkpoint = await handlers.seal_head(PostgresAuditStore(conn), key, datetime.now(UTC), timestamper)
+            checkpoint = await handlers.seal_head(PostgresAuditStore(conn), key, datetime.now(UTC), timestamper, certificate)
         if checkpoint is not None:
-            structlog.get_logger().info("audit chain sealed", seq=checkpoint.seq, timestamped=bool(checkpoint.timestamp_token))
+            structlog.get_logger().info(
+                "audit chain sealed", seq=checkpoint.seq, timestamped=bool(checkpoint.timestamp_token), certified=bool(certificate)
+            )
 
     async def sealing() -> None:
         try:

@@ -1,5 +1,6 @@
 """The audit log's tables behind one interface, :class:`AuditStore`: appending to
-the chain and reading it back (in batches, through a server-side cursor, so
+the chain (many events at once: the head is locked and moved once, the rows
+go in with one statement) and reading it back (in batches, through a server-side cursor, so
 no reader ever holds the whole log), and its sealed checkpoints. :class:`PostgresAuditStore` works in the caller's
 transaction; tests use an in-memory fake of the same interface."""
 
@@ -8,7 +9,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from services.audit.chain import Row, link_hash
+from services.audit.chain import Row, links
 from services.audit.seal import Checkpoint
 from shared.db import canonical_json
 
@@ -17,6 +18,7 @@ __all__ = ["AuditStore", "PostgresAuditStore"]
 
 class AuditStore(Protocol):
     async def append(self, routing_key: str, event: dict[str, Any]) -> int: ...
+    async def append_many(self, events: Sequence[tuple[str, dict[str, Any]]]) -> list[int]: ...
     def rows(self) -> AsyncIterator[Row]: ...
     def batches(self) -> AsyncIterator[Sequence[Row]]: ...
     async def head(self) -> tuple[int, str]: ...
@@ -30,17 +32,35 @@ class PostgresAuditStore:
 
     async def append(self, routing_key: str, event: dict[str, Any]) -> int:
         """Chain ``event`` onto the log; returns its sequence number."""
-        payload = canonical_json({"routing_key": routing_key, "event": event})
+        [seq] = await self.append_many([(routing_key, event)])
+        return seq
+
+    async def append_many(self, events: Sequence[tuple[str, dict[str, Any]]]) -> list[int]:
+        """Chain ``(routing_key, event)`` pairs onto the log in this order; returns their sequence numbers."""
+        if not events:
+            return []
+        payloads = [canonical_json({"routing_key": routing_key, "event": event}) for routing_key, event in events]
         head = await self._conn.fetchrow("SELECT seq, hash FROM audit.head WHERE id = 1 FOR UPDATE")
-        seq, digest = head["seq"] + 1, link_hash(head["hash"], payload)
+        made = links((head["seq"], head["hash"]), payloads)
+        # One statement for the whole batch; occurred_at is cast from text as a single append always did.
         await self._conn.execute(
             "INSERT INTO audit.log (seq, event_id, routing_key, org, document_id, occurred_at, payload, prev_hash, hash)"
-            " VALUES ($1, $2, $3, $4, $5, $6::text::timestamptz, $7, $8, $9)",
-            seq, event["event_id"], routing_key, event.get("org", "default"), event.get("correlation_id"),
-            event["occurred_at"], payload, head["hash"], digest,
+            " SELECT seq, event_id, routing_key, org, document_id, occurred_at::timestamptz, payload, prev_hash, hash"
+            " FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::text[],"
+            " $8::text[], $9::text[]) AS batch(seq, event_id, routing_key, org, document_id, occurred_at, payload,"
+            " prev_hash, hash)",
+            [link.seq for link in made],
+            [event["event_id"] for _, event in events],
+            [routing_key for routing_key, _ in events],
+            [event.get("org", "default") for _, event in events],
+            [event.get("correlation_id") for _, event in events],
+            [event["occurred_at"] for _, event in events],
+            payloads,
+            [link.prev_hash for link in made],
+            [link.hash for link in made],
         )
-        await self._conn.execute("UPDATE audit.head SET seq = $1, hash = $2 WHERE id = 1", seq, digest)
-        return seq
+        await self._conn.execute("UPDATE audit.head SET seq = $1, hash = $2 WHERE id = 1", made[-1].seq, made[-1].hash)
+        return [link.seq for link in made]
 
     async def rows(self, batch: int = 5000) -> AsyncIterator[Row]:
         """Every entry in order (call inside a transaction: the cursor needs one)."""
@@ -59,16 +79,16 @@ class PostgresAuditStore:
 
     async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
         await self._conn.execute(
-            "INSERT INTO audit.checkpoints (seq, head_hash, sealed_at, public_key, signature, timestamp_token)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO audit.checkpoints (seq, head_hash, sealed_at, public_key, signature, timestamp_token, certificate)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
             checkpoint.seq, checkpoint.head_hash, checkpoint.sealed_at, checkpoint.public_key, checkpoint.signature,
-            checkpoint.timestamp_token,
+            checkpoint.timestamp_token, checkpoint.certificate,
         )
 
     async def checkpoints(self) -> list[Checkpoint]:
         """All of them, oldest first: one an hour is under 9,000 a year, small enough to hold."""
         rows = await self._conn.fetch(
-            "SELECT seq, head_hash, sealed_at, public_key, signature, timestamp_token FROM audit.checkpoints"
+            "SELECT seq, head_hash, sealed_at, public_key, signature, timestamp_token, certificate FROM audit.checkpoints"
             " ORDER BY seq, sealed_at"
         )
         return [Checkpoint(**dict(row)) for row in rows]

@@ -17,7 +17,7 @@ from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 from services.audit import handlers
 from services.audit.chain import GENESIS, link_hash
 from services.audit.config import AuditSettings
-from services.audit.seal import Checkpoint, check_checkpoint, load_sealing_key, new_sealing_key, public_key_of
+from services.audit.seal import Checkpoint, Trust, check_checkpoint, load_sealing_key, new_sealing_key, public_key_of
 from services.audit.sealing import sealing_key, sealing_loop
 from services.audit.store import PostgresAuditStore
 from shared.db import connect_pool
@@ -36,7 +36,7 @@ async def seal(audit_pool: asyncpg.Pool, at: datetime = NOW, key=KEY) -> Checkpo
 
 async def verify(audit_pool: asyncpg.Pool, exported: list[Checkpoint] = ()) -> tuple[int, object]:
     async with audit_pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        return await handlers.verify(PostgresAuditStore(conn), exported, trusted_key=public_key_of(KEY))
+        return await handlers.verify(PostgresAuditStore(conn), exported, trust=Trust(key=public_key_of(KEY)))
 
 
 async def stored_checkpoints(audit_pool: asyncpg.Pool) -> list[Checkpoint]:
@@ -66,7 +66,7 @@ async def test_sealing_stores_a_signed_checkpoint_of_the_head_once(audit_pool: a
     await record(audit_pool, 4)
     checkpoint = await seal(audit_pool)
     assert checkpoint is not None and checkpoint.seq == 4
-    assert check_checkpoint(checkpoint, public_key_of(KEY)) is None
+    assert await check_checkpoint(checkpoint, Trust(key=public_key_of(KEY))) is None
     assert await seal(audit_pool, NOW + timedelta(hours=1)) is None
     assert await stored_checkpoints(audit_pool) == [checkpoint]
     assert await verify(audit_pool) == (4, None)
@@ -186,8 +186,8 @@ async def test_with_a_tsa_a_checkpoint_carries_a_timestamp_over_its_contents(aud
     finally:
         await tsa.stop()
     assert stamped is not None and stamped.timestamp_token and tsa.requests == 1
-    assert check_checkpoint(stamped, public_key_of(KEY)) is None
-    assert "timestamp token for other contents" in check_checkpoint(replace(stamped, seq=2, signature=_resign(stamped)), None)
+    assert await check_checkpoint(stamped, Trust(key=public_key_of(KEY))) is None
+    assert "timestamp token for other contents" in await check_checkpoint(replace(stamped, seq=2, signature=_resign(stamped)), Trust())
 
 
 def _resign(checkpoint: Checkpoint) -> str:

@@ -1,5 +1,6 @@
 """One contract, two stores: the in-memory FakeAuditStore chains exactly as PostgresAuditStore does."""
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +37,19 @@ async def test_appended_events_chain_in_order_and_the_head_follows(store: AuditS
     assert [r[0] for r in rows] == [1, 2, 3] and rows[0][2] == GENESIS and rows[1][2] == rows[0][3]
     assert await store.head() == (3, rows[-1][3])
     assert verify_chain(rows, await store.head()) is None
+
+
+async def test_many_appended_at_once_follow_the_head_in_the_order_given(store: AuditStore) -> None:
+    """Two appends, then three at once: sequence 3-5 in the order given, linked on from entry 2; the chain verifies."""
+    await store.append("document.withdrawn", event(0))
+    await store.append("document.withdrawn", event(1))
+    batch = [event(n) for n in (2, 3, 4)]
+    assert await store.append_many([("document.withdrawn", e) for e in batch]) == [3, 4, 5]
+    rows = [row async for row in store.rows()]
+    assert [json.loads(payload)["event"]["n"] for _, payload, _, _ in rows] == [0, 1, 2, 3, 4]
+    assert rows[2][2] == rows[1][3] and await store.head() == (5, rows[-1][3])
+    assert verify_chain(rows, await store.head()) is None
+    assert await store.append_many([]) == [] and await store.head() == (5, rows[-1][3])
 
 
 async def test_the_payload_is_canonical_json_whatever_the_key_order(store: AuditStore) -> None:

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 from services.audit import handlers
-from services.audit.seal import load_sealing_key, new_sealing_key, public_key_of
+from services.audit.seal import Trust, load_sealing_key, new_sealing_key, public_key_of
 from shared.events import DocumentWithdrawn
 from shared.messaging import Delivery
 from tests.support.fakes.audit import FakeAuditStore
@@ -49,4 +49,4 @@ async def test_the_head_is_sealed_once_until_the_chain_grows() -> None:
     assert await handlers.seal_head(store, key, now + timedelta(hours=1)) is None
     await record(store, withdrawn())
     assert (await handlers.seal_head(store, key, now + timedelta(hours=2))).seq == 2
-    assert await handlers.verify(store, trusted_key=public_key_of(key)) == (2, None)
+    assert await handlers.verify(store, trust=Trust(key=public_key_of(key))) == (2, None)

@@ -24,6 +24,9 @@ class FakeAuditStore:
         self.head_row = (seq, digest)
         return seq
 
+    async def append_many(self, events: Sequence[tuple[str, dict[str, Any]]]) -> list[int]:
+        return [await self.append(routing_key, event) for routing_key, event in events]
+
     async def rows(self) -> AsyncIterator[Row]:
         for row in self.entries:
             yield row
