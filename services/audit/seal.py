@@ -59,8 +59,15 @@ def new_sealing_key() -> str:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
 
 
-def load_sealing_key(pem: str) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(pem.encode(), password=None)
+def load_sealing_key(text: str) -> Ed25519PrivateKey:
+    """The key as PEM (the secrets file), or as the base64 of its 32 raw bytes (one line, for an environment
+    variable such as docker-compose's PARAAF_AUDIT_SEAL_KEY)."""
+    if "-----BEGIN" not in text:
+        try:
+            return Ed25519PrivateKey.from_private_bytes(base64.b64decode(text.strip(), validate=True))
+        except ValueError:
+            raise ValueError("the audit sealing key is neither PEM nor the base64 of 32 raw Ed25519 bytes") from None
+    key = serialization.load_pem_private_key(text.encode(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError("the audit sealing key must be an Ed25519 key")
     return key

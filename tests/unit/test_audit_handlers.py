@@ -1,8 +1,13 @@
 """Audit's use cases on an in-memory store: events join the chain as published, the head is sealed, and the chain verifies."""
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.audit import handlers
 from services.audit.seal import Trust, load_sealing_key, new_sealing_key, public_key_of
@@ -50,3 +55,14 @@ async def test_the_head_is_sealed_once_until_the_chain_grows() -> None:
     await record(store, withdrawn())
     assert (await handlers.seal_head(store, key, now + timedelta(hours=2))).seq == 2
     assert await handlers.verify(store, trust=Trust(key=public_key_of(key))) == (2, None)
+
+
+def test_the_sealing_key_is_read_as_pem_or_as_one_line_of_base64_and_anything_else_is_refused_saying_so() -> None:
+    """docker-compose passes the key in an environment variable (one line); the secrets file holds PEM: the same key."""
+    key = Ed25519PrivateKey.generate()
+    raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    for text in (pem.decode(), base64.b64encode(raw).decode() + "\n"):
+        assert public_key_of(load_sealing_key(text)) == public_key_of(key)
+    with pytest.raises(ValueError, match="neither PEM nor the base64"):
+        load_sealing_key("not-a-key")
