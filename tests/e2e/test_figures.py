@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from services.audit.store import PostgresAuditStore
 from shared.events import NotificationFailed, PersonRef, SignatureDeclined
@@ -43,10 +43,6 @@ from tests.support.system import System, demo_city, follow_link, submission
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 ZONE = ZoneInfo("Europe/Brussels")  # the signer's default time zone: months are the city's months
 EMAIL = "{}@demo.paraaf.be"
 SEEDED = 500
@@ -69,14 +65,6 @@ NAMES = {
 async def system(request: pytest.FixtureRequest, database_url: str, amqp_url: str, smtp_server: SmtpServer, secrets_dir: str) -> AsyncIterator[System]:
     async with demo_city(request.node.name, database_url=database_url, amqp_url=amqp_url, smtp=smtp_server, secrets_dir=secrets_dir) as system:
         yield system
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        await browser.close()
 
 
 def _person(person: str) -> dict:

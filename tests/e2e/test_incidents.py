@@ -4,14 +4,12 @@ that is down, a poison message, a document past its stuck time — `paraaf incid
 the way she would (from the shell, or on the portal's incidents page), the document completes, the incident leaves
 the list, and the trail or the audit log names the operator."""
 
-import asyncio
 import getpass
 import json
 import re
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 from uuid import uuid4
 
@@ -29,10 +27,10 @@ from tests.support.portal import csrf_on, sign_in_by_mail
 from tests.support.smtp import Received, SmtpServer
 from tests.support.system import Outcomes, System, follow_link, submission
 from tests.support.tsa import TimestampAuthority
+from tests.support.waiting import cli, eventually
 from tests.support.workbook import CITY, city_with, write
 
 pytestmark = pytest.mark.e2e
-T = TypeVar("T")
 DOMAIN = "demo.paraaf.be"
 
 
@@ -48,20 +46,6 @@ async def tsa() -> AsyncIterator[TimestampAuthority]:
 async def city(infra: Infra, secrets_dir: str, tsa: TimestampAuthority) -> AsyncIterator[System]:
     async with city_on_fresh_install(infra, secrets_dir, "incidents", PARAAF_TSA_URL=tsa.url) as system:
         yield system
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 45.0) -> T:
-    deadline = time.monotonic() + timeout
-    while (found := await probe()) is None or found is False:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.3)
-    return found
-
-
-async def cli(system: System, *args: str, check: bool = True) -> Any:
-    """`paraaf ARGS` in a thread, so the SMTP server and the TSA in this process keep answering meanwhile."""
-    return await asyncio.to_thread(system.cli, *args, check=check)
 
 
 async def incidents(system: System) -> dict[str, dict[str, Any]]:

@@ -10,28 +10,24 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.conftest import Infra, city_on_fresh_install
 from tests.support.pdfs import make_pdf
 from tests.support.portal import sign_in_by_mail, sign_in_link_in
 from tests.support.smtp import SmtpServer
 from tests.support.system import System, follow_link, submission
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 DESKTOP = {"viewport": {"width": 1280, "height": 900}}
 IRIS, ANN, BART = "iris.ilegems@demo.paraaf.be", "ann.aerts@demo.paraaf.be", "bart.baert@demo.paraaf.be"
 
@@ -48,23 +44,6 @@ async def iris(city: System) -> AsyncIterator[httpx.AsyncClient]:
     client = await sign_in_by_mail(city.public_url, city.smtp, IRIS)  # type: ignore[attr-defined]
     yield client
     await client.aclose()
-
-
-@pytest.fixture(scope="module")
-async def chromium() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        await browser.close()
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while (found := await probe()) is None or found is False:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.2)
-    return found
 
 
 async def log_of(system: System, document_id: str) -> list[tuple[int, str]]:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
+from tests.support.browser import CHROMIUM_ARGS
 from tests.support.pdfs import make_pdf
 from tests.support.signing import flip_signed_byte
 from tests.support.smtp import SmtpServer
@@ -18,11 +19,6 @@ from tests.support.validate import pdfsig, pyhanko_validate
 
 pytestmark = pytest.mark.e2e
 
-# Debian's Chromium, never a downloaded one (STACK.md).
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 FIVE = [
     ("role:algemeen-directeur", "ann.aerts@demo.paraaf.be", "Ann Aerts"),
     ("role:burgemeester", "bart.baert@demo.paraaf.be", "Bart Baert"),

@@ -7,9 +7,8 @@ import asyncio
 import json
 import signal
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import httpx
@@ -19,8 +18,8 @@ from tests.conftest import Infra, city_on_fresh_install
 from tests.support.pdfs import make_pdf
 from tests.support.smtp import Received, SmtpServer
 from tests.support.system import ROOT, System, follow_link, submission
+from tests.support.waiting import cli, eventually
 
-T = TypeVar("T")
 ANN, BART = "ann.aerts@demo.paraaf.be", "bart.baert@demo.paraaf.be"
 SECRET_TITLE = "Evaluatie Zjef Xyzzy"
 
@@ -30,20 +29,6 @@ async def city(infra: Infra, secrets_dir: str) -> AsyncIterator[System]:
     async with city_on_fresh_install(infra, secrets_dir, "ops-cli") as system:
         system.env["COLUMNS"] = "250"  # rich wraps tables to the terminal; a wide one keeps each row on one line
         yield system
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while (found := await probe()) is None or found is False:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.3)
-    return found
-
-
-async def cli(system: System, *args: str, check: bool = True) -> Any:
-    """`paraaf ARGS` in a thread, so this test's SMTP server keeps receiving meanwhile."""
-    return await asyncio.to_thread(system.cli, *args, check=check)
 
 
 async def listed(system: System, *args: str) -> list[dict[str, Any]]:
