@@ -29,17 +29,16 @@ from tests.support.audit_log import record
 from tests.support.tsa import TimestampAuthority
 
 ROOT = Path(__file__).resolve().parents[2]
-NOW = datetime.now(UTC)
 
 
 def paraaf(shell: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "services", *args], env=shell, capture_output=True, text=True, cwd=ROOT)
 
 
-def certified(authority, key, *, organisation: str = "Stad Brugge", now: datetime = NOW) -> str:
+def certified(authority, key, *, organisation: str = "Stad Brugge", now: datetime | None = None) -> str:
     return issue_sealing_certificate(
         root_cert_pem=authority.cert_pem.decode(), root_key=authority.key, organisation=organisation,
-        public_key=key.public_key(), now=now,
+        public_key=key.public_key(), now=now or datetime.now(UTC),
     )
 
 
@@ -73,7 +72,9 @@ async def test_setup_certifies_the_sealing_key_and_verify_checks_the_certificate
     try:
         await record(admin, 3)
         async with admin.acquire() as conn, conn.transaction():
-            checkpoint = await handlers.seal_head(PostgresAuditStore(conn), key, NOW, None, sealing_certificate(settings, key))
+            checkpoint = await handlers.seal_head(
+                PostgresAuditStore(conn), key, datetime.now(UTC), None, sealing_certificate(settings, key)
+            )
     finally:
         await admin.close()
     assert checkpoint is not None and checkpoint.certificate == secrets["seal_cert"]
@@ -89,19 +90,20 @@ async def test_only_a_key_the_organisations_ca_certified_seals(audit_pool: async
     """A checkpoint certified by the organisation's CA verifies, also from a newer sealing key than the one on file;
     one a forger certified with a CA of his own, one whose certificate names another key, and one sealed outside
     its certificate's validity are refused, each with its reason."""
+    now = datetime.now(UTC)  # when the test runs, not when it was collected: certificates are issued now
     organisation, forger = new_authority("Stad Brugge"), new_authority("Stad Brugge")  # same name, other key
     on_file, newer, forged = (load_sealing_key(new_sealing_key()) for _ in range(3))
     trust = Trust(roots=root_of(organisation), key=public_key_of(on_file))
     await record(audit_pool, 2)
     async with audit_pool.acquire() as conn, conn.transaction():
         seq, head = await PostgresAuditStore(conn).head()
-    good = await seal(newer, seq, head, NOW, certificate=certified(organisation, newer))
+    good = await seal(newer, seq, head, now, certificate=certified(organisation, newer))
     assert await check_checkpoint(good, trust) is None
-    by_forger = await seal(forged, seq, head, NOW, certificate=certified(forger, forged))
+    by_forger = await seal(forged, seq, head, now, certificate=certified(forger, forged))
     assert "certificate not issued by the organisation's CA" in await check_checkpoint(by_forger, trust)
-    wrong_key = await seal(forged, seq, head, NOW, certificate=certified(organisation, newer))
+    wrong_key = await seal(forged, seq, head, now, certificate=certified(organisation, newer))
     assert "certificate for another key" in await check_checkpoint(wrong_key, trust)
-    too_late = await seal(newer, seq, head, NOW + timedelta(days=365 * 4), certificate=certified(organisation, newer))
+    too_late = await seal(newer, seq, head, now + timedelta(days=365 * 4), certificate=certified(organisation, newer))
     assert "outside the validity of its certificate" in await check_checkpoint(too_late, trust)
     async with audit_pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         assert await handlers.verify(PostgresAuditStore(conn), [good], trust=trust) == (2, None)
@@ -112,23 +114,25 @@ async def test_only_a_key_the_organisations_ca_certified_seals(audit_pool: async
 async def test_a_checkpoint_sealed_before_certification_counts_when_signed_by_the_key_on_file() -> None:
     """An older checkpoint without a certificate verifies against the sealing key on file; one without a
     certificate by any other key is refused; exported before, it still reads back."""
+    now = datetime.now(UTC)  # when the test runs, not when it was collected: certificates are issued now
     organisation = new_authority("Stad Brugge")
     on_file, other = load_sealing_key(new_sealing_key()), load_sealing_key(new_sealing_key())
-    old = await seal(on_file, 4, "a" * 64, NOW)
+    old = await seal(on_file, 4, "a" * 64, now)
     exported_before = {k: v for k, v in json.loads(old.to_json()).items() if k != "certificate"}  # no such field then
     assert Checkpoint.from_json(json.dumps(exported_before)) == old
     trust = Trust(roots=root_of(organisation), key=public_key_of(on_file))
     assert await check_checkpoint(old, trust) is None
-    assert "not the audit sealing key" in await check_checkpoint(await seal(other, 4, "a" * 64, NOW), trust)
+    assert "not the audit sealing key" in await check_checkpoint(await seal(other, 4, "a" * 64, now), trust)
 
 
 async def test_a_timestamp_token_counts_only_with_its_own_signature_intact() -> None:
     """A TSA's token verifies against that TSA's root; a token whose signature bytes were altered is refused, and
     so is one from an authority other than the trusted ones."""
+    now = datetime.now(UTC)  # when the test runs, not when it was collected: certificates are issued now
     tsa, key = TimestampAuthority(), load_sealing_key(new_sealing_key())
     await tsa.start()
     try:
-        stamped = await seal(key, 1, "b" * 64, NOW, HTTPTimeStamper(tsa.url))
+        stamped = await seal(key, 1, "b" * 64, now, HTTPTimeStamper(tsa.url))
     finally:
         await tsa.stop()
     tsa_root = x509.load_pem_x509_certificate(tsa.root_pem)
