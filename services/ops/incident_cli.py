@@ -21,7 +21,15 @@ from rich.table import Table
 from services.dlq import depths
 from services.ops.cli import _age, _reading
 from services.ops.config import OpsSettings
-from services.ops.incidents import Incident, dead_letter_incidents, dismissed, incident_document, open_incidents, read_incidents
+from services.ops.incidents import (
+    Incident,
+    dead_letter_incidents,
+    dismissed,
+    incident_document,
+    open_incidents,
+    read_incidents,
+    why_not_dismissed,
+)
 from shared.contract import Command, ResendSigningMail
 from shared.credentials import read_identity
 from shared.events import Event, IncidentDismissed
@@ -94,6 +102,9 @@ def dismiss(
     found = {i.id: i for i in asyncio.run(_all(settings, datetime.now(UTC)))}.get(incident)
     if found is None:
         typer.echo(f"No open incident `{incident}` (see `paraaf incidents`).", err=True)
+        raise typer.Exit(1)
+    if refused := why_not_dismissed(found):
+        typer.echo(f"`{incident}` is not dismissed: {refused}", err=True)
         raise typer.Exit(1)
     event = IncidentDismissed(
         correlation_id=incident_document(found.id, found.document_id), org=settings.org, incident=found.id,

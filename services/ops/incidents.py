@@ -20,7 +20,7 @@ import asyncpg
 from services.ops.documents import Filters, listed, read_documents
 from services.ops.rules import is_stuck
 
-__all__ = ["Incident", "dead_letter_incidents", "incident_document", "open_incidents", "read_incidents"]
+__all__ = ["Incident", "dead_letter_incidents", "incident_document", "open_incidents", "read_incidents", "why_not_dismissed"]
 
 _NAMESPACE = uuid.UUID("6f0b7c62-3d0e-4f7e-9a55-7a1c2a0e5e11")
 
@@ -157,6 +157,14 @@ def dead_letter_incidents(depths: Iterable[tuple[str, int | None]]) -> list[Inci
         for queue, count in depths
         if count
     ]
+
+
+def why_not_dismissed(incident: Incident) -> str | None:
+    """Why this incident cannot be dismissed, or None. A queue's dead letters are replayed or dropped (each
+    audited): dismissing `dead_letters:<queue>` would hide the queue's later messages from the list for good."""
+    if incident.kind == "dead_letters":
+        return f"dead letters are not dismissed but replayed or dropped, each audited: {incident.fix}"
+    return None
 
 
 async def dismissed(conn: asyncpg.Connection) -> set[str]:

@@ -10,6 +10,7 @@ from services.ops.incidents import (
     dead_letter_incidents,
     incident_document,
     open_incidents,
+    why_not_dismissed,
 )
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -55,3 +56,11 @@ def test_a_stuck_document_names_its_first_waiting_request_in_its_fix() -> None:
     incident = _stuck_incident(document, ("Hilde Hendrickx",), T0, 5, [first, second])
     assert incident.request_id == first and f"paraaf document reassign {first} --to PERSON" in incident.fix
     assert _stuck_incident(document, (), T0, 5, []).request_id is None
+
+
+def test_dead_letters_are_replayed_or_dropped_never_dismissed_and_everything_else_may_be() -> None:
+    """Dismissing a queue's incident would hide its later dead letters for good: refused, naming the commands."""
+    [queue] = dead_letter_incidents([("router.events.dlq", 1)])
+    refusal = why_not_dismissed(queue)
+    assert refusal is not None and "paraaf dlq show router.events" in refusal and "replayed or dropped" in refusal
+    assert why_not_dismissed(_incident("stuck:b", 11)) is None and why_not_dismissed(_incident("mail:c", 9)) is None

@@ -17,7 +17,15 @@ import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.ops.incidents import Incident, dead_letter_incidents, dismissed, incident_document, open_incidents, read_incidents
+from services.ops.incidents import (
+    Incident,
+    dead_letter_incidents,
+    dismissed,
+    incident_document,
+    open_incidents,
+    read_incidents,
+    why_not_dismissed,
+)
 from services.signer.handlers import resend_signing_mail
 from services.signer.http._portal_auth import PortalAuth, Visitor, signed_in
 from services.signer.portal_texts import portal_texts
@@ -146,7 +154,7 @@ def _dismissing(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
         async def act(request: Request, visitor: Visitor) -> Response:
             person, p = visitor.person, portal_texts(visitor.person.language)
             found = next((i for i in (await _open(auth, stuck_after))[0] if i.id == incident), None)
-            if found is None or not reason.strip():
+            if found is None or not reason.strip() or why_not_dismissed(found):
                 return auth.message(request, person.language, p["incident_gone"], visitor=visitor, status=409)
             await _publish(auth, IncidentDismissed(
                 correlation_id=incident_document(found.id, found.document_id), org=person.org, incident=found.id,
