@@ -18,10 +18,8 @@ back to ``unrouted``.
 """
 
 import asyncio
-import getpass
 import hashlib
 import json
-import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -31,7 +29,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.credentials import Identity, read_identity
+from shared.credentials import Identity, read_identity, shell_operator
 from shared.events import DeadLetterDropped, DeadLetterReplayed
 from shared.messaging import ERROR, REASON, REPLAYED_ROUTING_KEY
 from shared.settings import Settings
@@ -283,7 +281,7 @@ def _operator_url() -> str:
 
 
 def _who() -> str:
-    return f"{getpass.getuser()}@{socket.gethostname()}"
+    return shell_operator()
 
 
 @dlq_app.command("list")

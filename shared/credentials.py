@@ -11,8 +11,10 @@ container, give it its own instead through the environment:
 the users' and roles' passwords from them when they are given).
 """
 
+import getpass
 import json
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -20,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 from shared.settings import CannotStart, Settings
 from shared.topology import broker_user
 
-__all__ = ["FIELDS", "Identity", "MissingCredentials", "read_identity", "write_identity"]
+__all__ = ["FIELDS", "Identity", "MissingCredentials", "read_identity", "shell_operator", "write_identity"]
 
 FIELDS = ("amqp_url", "database_url", "signer_key", "seal_key")
 
@@ -91,3 +93,9 @@ def read_identity(settings: Settings, service: str, needs: tuple[str, ...] = ("a
             " every service has its own broker user (run `paraaf broker setup`)"
         )
     return identity
+
+
+def shell_operator() -> str:
+    """Who acts from this shell, as the audit log names an operator's command: ``operator:<user>@<host>``
+    (the portal names a signed-in operator ``operator:<her directory id>``)."""
+    return f"operator:{getpass.getuser()}@{socket.gethostname()}"

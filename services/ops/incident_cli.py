@@ -4,9 +4,7 @@
 (``signer.resend-mail``, from the operator's broker user: the only one the signer takes it from)."""
 
 import asyncio
-import getpass
 import json
-import socket
 from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
@@ -31,7 +29,7 @@ from services.ops.incidents import (
     why_not_dismissed,
 )
 from shared.contract import Command, ResendSigningMail
-from shared.credentials import read_identity
+from shared.credentials import read_identity, shell_operator
 from shared.events import Event, IncidentDismissed
 from shared.topology import COMMANDS, EVENTS, OPERATOR
 
@@ -72,7 +70,7 @@ def incidents(
 
 
 def _operator_name() -> str:
-    return f"operator:{getpass.getuser()}@{socket.gethostname()}"
+    return shell_operator()
 
 
 async def _publish(settings: OpsSettings, message: Event | Command) -> None:

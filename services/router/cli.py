@@ -7,7 +7,6 @@ it publishes goes through the router's outbox, so the running router sends it
 """
 
 import asyncio
-import getpass
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -24,6 +23,7 @@ from services.router.directory import DirectoryCache
 from services.router.domain import Change, FlowDefinition, ImportRefused
 from services.router.importer import parse_moment, read_directory, read_flows, read_workbook
 from services.router.store import PostgresRouterStore
+from shared.credentials import shell_operator
 from shared.errors import CodedError
 from shared.messaging import Outbox
 from shared.service import open_database
@@ -171,12 +171,12 @@ def remove_absence(absence_id: UUID = typer.Argument(..., help="id from `paraaf 
 def withdraw(
     document_id: UUID = typer.Argument(...),
     reason: str = typer.Option(..., help="told to the source system"),
-    by: str = typer.Option(None, help="the submitter's person id, or operator:<name> (default: operator:$USER)"),
+    by: str = typer.Option(None, help="the submitter's person id, or operator:<name> (default: operator:$USER@host)"),
     org: str = typer.Option(None, help="organisation key (default: PARAAF_ORG)"),
 ) -> None:
     """Withdraw a document: cancel its open requests and tell its source."""
     settings = RouterSettings()
-    who = by or f"operator:{getpass.getuser()}"
+    who = by or shell_operator()
     try:
         _in_transaction(lambda store: handlers.withdraw(store, document_id, org=org or settings.org, by=who, reason=reason))
     except CodedError as refusal:
@@ -194,7 +194,7 @@ def reassign_request(
 ) -> None:
     """Move a waiting request to another person: she gets a new request and link, the old link stops working (410)."""
     settings = RouterSettings()
-    who = f"operator:{getpass.getuser()}"
+    who = shell_operator()
     work = partial(handlers.reassign_by_operator, request_id=request_id, target=to, org=org or settings.org, by=who, why=reason,
                    directories=DirectoryCache())
     try:
