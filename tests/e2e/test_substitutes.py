@@ -1,6 +1,9 @@
 """Substitutes and absences across the whole pipeline, in July: the demo city
 imported from its .xlsx, every service its own process, the services' clock
-started on 10 July 2026."""
+started on 10 July 2026.
+
+Tests that register absences start a city each (an absence changes who is asked in every later test); the ones that leave
+the absences as imported share one city, `july_as_imported`."""
 
 import asyncio
 import base64
@@ -14,6 +17,7 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
+from tests.conftest import Infra, city_on_fresh_install
 from tests.support.pdfs import make_pdf
 from tests.support.smtp import SmtpServer
 from tests.support.system import Outcomes, System, demo_city, follow_link, submission
@@ -32,6 +36,14 @@ async def july(request: pytest.FixtureRequest, database_url: str, amqp_url: str,
         yield system
 
 
+@pytest.fixture(scope="module")
+async def july_as_imported(infra: Infra, secrets_dir: str) -> AsyncIterator[System]:
+    """One city in July for the tests that register no absence (those refused leave none): its SMTP server is
+    ``system.smtp``."""
+    async with city_on_fresh_install(infra, secrets_dir, "substitutes-july", PARAAF_CLOCK_START=TENTH_OF_JULY) as system:
+        yield system
+
+
 def last_page_text(pdf: bytes) -> str:
     with tempfile.NamedTemporaryFile(suffix=".pdf") as handle:
         handle.write(pdf)
@@ -40,14 +52,16 @@ def last_page_text(pdf: bytes) -> str:
 
 
 async def test_a_collegebesluit_in_july_is_signed_by_the_first_substitute_on_behalf_of_the_mayor(
-    july: System, smtp_server: SmtpServer
+    july_as_imported: System,
 ) -> None:
     """The mayor is away all July: on 10 July the mayor's first substitute signs, and mail, outcome and stamp say on whose behalf."""
+    july, title = july_as_imported, "Collegebesluit juli"
+    smtp_server: SmtpServer = july.smtp  # type: ignore[attr-defined]
     async with Outcomes(july.amqp_url, "notula.*") as outcomes, httpx.AsyncClient() as browser:
-        await july.publish(submission(make_pdf(pages=2), external_ref="BESL-JULY"))
-        [director_mail] = await smtp_server.wait_for_mail("ann.aerts@demo.paraaf.be")
+        await july.publish(submission(make_pdf(pages=2), external_ref="BESL-JULY", title=title))
+        [director_mail] = await smtp_server.wait_for_mail("ann.aerts@demo.paraaf.be", about=title)
         assert (await follow_link(browser, director_mail.signing_link)).status_code == 200
-        [substitute_mail] = await smtp_server.wait_for_mail("sofie.smet@demo.paraaf.be")
+        [substitute_mail] = await smtp_server.wait_for_mail("sofie.smet@demo.paraaf.be", about=title)
         assert "vervanger van Bart Baert (burgemeester)" in substitute_mail.text
         page = await browser.get(substitute_mail.signing_link)
         assert "vervanger van Bart Baert" in page.text
@@ -155,8 +169,9 @@ async def test_an_absence_that_starts_later_moves_the_work_at_its_start(july: Sy
     assert [(a["note"], a["applied_at"] is not None) for a in listed] == [("conference", True)]
 
 
-async def test_the_absence_api_says_what_is_wrong(july: System) -> None:
+async def test_the_absence_api_says_what_is_wrong(july_as_imported: System) -> None:
     """An unknown person is 404, an unreadable date or a `to` before `from` is 422, each with a sentence."""
+    july = july_as_imported
     async with httpx.AsyncClient(headers=july.operator_headers()) as client:
         unknown = await client.post(july.url("router", "/absences"), json={"person": "nobody", "from": "2026-07-01", "to": "2026-07-02"})
         bad_date = await client.post(july.url("router", "/absences"), json={"person": "ann.aerts", "from": "soon", "to": "2026-07-02"})

@@ -108,17 +108,21 @@ class SmtpServer:
     async def stop(self) -> None:
         await asyncio.to_thread(self._controller.stop)
 
-    def received_by(self, to: str) -> list[Received]:
-        return [m for m in self._handler.received if to.lower() in (t.lower() for t in m.to)]
+    def received_by(self, to: str, *, about: str | None = None) -> list[Received]:
+        """The mails to ``to`` (whose subject names ``about``, when given: tests sharing one server tell theirs apart so)."""
+        return [
+            m for m in self._handler.received
+            if to.lower() in (t.lower() for t in m.to) and (about is None or about in m.subject)
+        ]
 
-    async def wait_for_mail(self, to: str, *, count: int = 1, timeout: float = 30.0) -> list[Received]:
-        """The first ``count`` mails to ``to``, waiting for them to arrive."""
+    async def wait_for_mail(self, to: str, *, about: str | None = None, count: int = 1, timeout: float = 30.0) -> list[Received]:
+        """The first ``count`` mails to ``to`` (about ``about``), waiting for them to arrive."""
         deadline = time.monotonic() + timeout
         while True:
-            mails = self.received_by(to)
+            mails = self.received_by(to, about=about)
             if len(mails) >= count:
                 return mails[:count]
             if time.monotonic() > deadline:
                 seen = [(m.to, m.subject) for m in self._handler.received]
-                raise AssertionError(f"{len(mails)} of {count} mail(s) to {to} within {timeout}s; received: {seen}")
+                raise AssertionError(f"{len(mails)} of {count} mail(s) to {to} about {about!r} within {timeout}s; received: {seen}")
             await asyncio.sleep(0.1)
