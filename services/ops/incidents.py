@@ -45,7 +45,7 @@ _UNRESOLVED = """
 SELECT l.document_id, l.occurred_at, e->>'request_id' AS request_id, e->'signer'->>'id' AS person, e->>'reason' AS reason
   FROM audit.log l CROSS JOIN LATERAL (SELECT (l.payload::jsonb)->'event' AS e) x
   JOIN router.requests r ON r.request_id = (e->>'request_id')::uuid AND r.status = 'pending'
- WHERE l.routing_key = 'routing.unresolved' ORDER BY l.seq
+ WHERE l.routing_key = 'routing.unresolved' AND ($1::text IS NULL OR l.org = $1) ORDER BY l.seq
 """
 # A failed mail about a request stays an incident while the request waits and no later mail about it went out.
 _UNDELIVERED = """
@@ -54,7 +54,7 @@ SELECT l.document_id, l.occurred_at, l.event_id, e->>'recipient' AS recipient, e
   FROM audit.log l CROSS JOIN LATERAL (SELECT (l.payload::jsonb)->'event' AS e) x
   JOIN router.instances i ON i.document_id = l.document_id AND i.status = 'active'
   LEFT JOIN router.requests r ON r.request_id = (e->>'request_id')::uuid
- WHERE l.routing_key = 'notification.failed'
+ WHERE l.routing_key = 'notification.failed' AND ($1::text IS NULL OR l.org = $1)
    AND (e->>'request_id' IS NULL OR r.status = 'pending')
    AND NOT EXISTS (SELECT 1 FROM audit.log s
                     WHERE s.routing_key = 'notification.sent' AND s.document_id = l.document_id AND s.seq > l.seq
@@ -67,19 +67,19 @@ SELECT (e->>'request_id')::uuid AS request_id, (array_agg(l.document_id))[1] AS 
        (array_agg(e->>'reason' ORDER BY l.seq DESC))[1] AS reason
   FROM audit.log l CROSS JOIN LATERAL (SELECT (l.payload::jsonb)->'event' AS e) x
   JOIN router.requests r ON r.request_id = (e->>'request_id')::uuid AND r.status = 'pending'
- WHERE l.routing_key = 'timestamp.failed'
+ WHERE l.routing_key = 'timestamp.failed' AND ($1::text IS NULL OR l.org = $1)
  GROUP BY 1 ORDER BY 3
 """
 
 
-async def _unresolved(conn: asyncpg.Connection) -> list[Incident]:
+async def _unresolved(conn: asyncpg.Connection, org: str | None) -> list[Incident]:
     return [
         Incident(
             f"routing:{r['request_id']}", "routing", r["document_id"],
             f"nobody can stand in for {r['person']}: {r['reason']}", r["occurred_at"],
             f"paraaf document reassign {r['request_id']} --to PERSON --reason '...'", uuid.UUID(r["request_id"]),
         )
-        for r in await conn.fetch(_UNRESOLVED)
+        for r in await conn.fetch(_UNRESOLVED, org)
     ]
 
 
@@ -92,17 +92,17 @@ def _mail_fix(request_id: uuid.UUID | None, document_id: uuid.UUID, mail_id: str
             f"{kept}")
 
 
-async def _undelivered(conn: asyncpg.Connection) -> list[Incident]:
+async def _undelivered(conn: asyncpg.Connection, org: str | None) -> list[Incident]:
     return [
         Incident(
             f"mail:{r['event_id']}", "mail", r["document_id"], f"{r['kind']} mail to {r['recipient']} failed: {r['reason']}",
             r["occurred_at"], _mail_fix(r["request_id"], r["document_id"], r["mail_id"]), r["request_id"],
         )
-        for r in await conn.fetch(_UNDELIVERED)
+        for r in await conn.fetch(_UNDELIVERED, org)
     ]
 
 
-async def _unstamped(conn: asyncpg.Connection) -> list[Incident]:
+async def _unstamped(conn: asyncpg.Connection, org: str | None) -> list[Incident]:
     return [
         Incident(
             f"timestamp:{r['request_id']}", "timestamp", r["document_id"],
@@ -111,7 +111,7 @@ async def _unstamped(conn: asyncpg.Connection) -> list[Incident]:
             f"works), or paraaf document resend {r['request_id']} --reason '...' reminds her",
             r["request_id"],
         )
-        for r in await conn.fetch(_UNSTAMPED)
+        for r in await conn.fetch(_UNSTAMPED, org)
     ]
 
 
@@ -121,10 +121,10 @@ SELECT document_id, request_id, created_at FROM router.requests
 """
 
 
-async def _stuck(conn: asyncpg.Connection, now: datetime, stuck_after: int, timezone: str) -> list[Incident]:
+async def _stuck(conn: asyncpg.Connection, now: datetime, stuck_after: int, timezone: str, org: str | None) -> list[Incident]:
     """Stuck documents whose waiting request has itself waited too long: once an operator gave the step to someone
     else, the document may still be listed stuck by `paraaf documents`, but the incident is handled."""
-    rows = listed(await read_documents(conn, Filters(status="stuck"), now), Filters(status="stuck"), now,
+    rows = listed(await read_documents(conn, Filters(status="stuck"), now, org), Filters(status="stuck"), now,
                   stuck_after=stuck_after, timezone=timezone)
     waiting: dict[uuid.UUID, list[asyncpg.Record]] = {}
     for r in await conn.fetch(_WAITING, [row.document_id for row in rows]):
@@ -167,16 +167,24 @@ def why_not_dismissed(incident: Incident) -> str | None:
     return None
 
 
-async def dismissed(conn: asyncpg.Connection) -> set[str]:
-    rows = await conn.fetch("SELECT (payload::jsonb)->'event'->>'incident' AS incident FROM audit.log WHERE routing_key = 'incident.dismissed'")
+async def dismissed(conn: asyncpg.Connection, org: str | None = None) -> set[str]:
+    """The incidents dismissed (of ``org``'s, when given: a portal operator dismisses only her own org's)."""
+    rows = await conn.fetch(
+        "SELECT (payload::jsonb)->'event'->>'incident' AS incident FROM audit.log"
+        " WHERE routing_key = 'incident.dismissed' AND ($1::text IS NULL OR org = $1)",
+        org,
+    )
     return {r["incident"] for r in rows}
 
 
-async def read_incidents(conn: asyncpg.Connection, now: datetime, *, stuck_after: int, timezone: str) -> list[Incident]:
-    """Everything the database says needs a person, dismissed or not (dead letters come from the broker)."""
+async def read_incidents(
+    conn: asyncpg.Connection, now: datetime, *, stuck_after: int, timezone: str, org: str | None = None
+) -> list[Incident]:
+    """Everything the database says needs a person, dismissed or not (dead letters come from the broker); of
+    ``org``'s documents when given (the portal's operators), of every org's otherwise (the administrator's CLI)."""
     return [
-        *await _unresolved(conn), *await _undelivered(conn), *await _unstamped(conn),
-        *await _stuck(conn, now, stuck_after, timezone),
+        *await _unresolved(conn, org), *await _undelivered(conn, org), *await _unstamped(conn, org),
+        *await _stuck(conn, now, stuck_after, timezone, org),
     ]
 
 

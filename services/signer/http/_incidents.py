@@ -39,13 +39,16 @@ __all__ = ["incident_routes"]
 Act = Callable[[Request, Visitor], Awaitable[Response]]
 
 
-async def _open(auth: PortalAuth, stuck_after: int) -> tuple[list[Incident], bool]:
-    """What needs a person now, as one consistent read (the signer may read the router's, intake's and audit's
-    tables), with the dead-letter queues that keep messages; and whether the broker could be asked."""
-    queues = await _dead_letters(auth)
+async def _open(auth: PortalAuth, org: str, stuck_after: int, *, with_queues: bool = False) -> tuple[list[Incident], bool]:
+    """What needs a person now in ``org``, as one consistent read (the signer may read the router's, intake's and
+    audit's tables); with the dead-letter queues that keep messages when asked (the page, not its actions: a dead
+    letter is never acted on here); and whether the broker could be asked."""
+    queues = await _dead_letters(auth) if with_queues else None
     async with auth.deps.pool().acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        found = await read_incidents(conn, auth.deps.now(), stuck_after=stuck_after, timezone=auth.deps.stamping.timezone)
-        return open_incidents([*found, *(queues or [])], await dismissed(conn)), queues is not None
+        found = await read_incidents(
+            conn, auth.deps.now(), stuck_after=stuck_after, timezone=auth.deps.stamping.timezone, org=org
+        )
+        return open_incidents([*found, *(queues or [])], await dismissed(conn, org)), queues is not None
 
 
 async def _dead_letters(auth: PortalAuth) -> list[Incident] | None:
@@ -92,7 +95,7 @@ def _listing(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
         """The open incidents, oldest first, each with the actions that fix it (operators only)."""
 
         async def page(request: Request, visitor: Visitor) -> Response:
-            found, queues_read = await _open(auth, stuck_after)
+            found, queues_read = await _open(auth, visitor.person.org, stuck_after, with_queues=True)
             return auth.page(request, "ops_incidents.html", visitor.person.language, visitor=visitor, incidents=found,
                              queues_read=queues_read)
 
@@ -107,7 +110,7 @@ def _reassigning(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
 
         async def act(request: Request, visitor: Visitor) -> Response:
             person, p = visitor.person, portal_texts(visitor.person.language)
-            incident = next((i for i in (await _open(auth, stuck_after))[0] if i.request_id == _request_id(request_id)), None)
+            incident = next((i for i in (await _open(auth, visitor.person.org, stuck_after))[0] if i.request_id == _request_id(request_id)), None)
             if incident is None or incident.document_id is None or not to.strip() or not reason.strip():
                 return auth.message(request, person.language, p["incident_gone"], visitor=visitor, status=409)
             await _publish(auth, ReassignRequest(
@@ -153,7 +156,7 @@ def _dismissing(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
 
         async def act(request: Request, visitor: Visitor) -> Response:
             person, p = visitor.person, portal_texts(visitor.person.language)
-            found = next((i for i in (await _open(auth, stuck_after))[0] if i.id == incident), None)
+            found = next((i for i in (await _open(auth, visitor.person.org, stuck_after))[0] if i.id == incident), None)
             if found is None or not reason.strip() or why_not_dismissed(found):
                 return auth.message(request, person.language, p["incident_gone"], visitor=visitor, status=409)
             await _publish(auth, IncidentDismissed(
