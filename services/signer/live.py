@@ -64,6 +64,7 @@ class AuditFeed:
         self._floor: int | None = None  # what is kept covers every entry after this seq (None: not started)
         self._last = 0
         self._grew = asyncio.Event()
+        self.listening = asyncio.Event()  # set once a notification would reach it
         self.closed = False
 
     @property
@@ -77,6 +78,7 @@ class AuditFeed:
         woken = asyncio.Event()
         try:
             await conn.add_listener(CHANNEL, lambda *_: woken.set())
+            self.listening.set()
             if self._floor is None:  # streams read what came before the feed started from the log itself
                 self._floor = self._last = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM audit.log")
             while True:

@@ -13,6 +13,7 @@ import pytest
 
 from services.signer.live import CHANNEL, AuditFeed
 from tests.support.audit_log import record
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ async def feed(audit_pool: asyncpg.Pool, database_url: str) -> AsyncIterator[Aud
     """A feed that polls only every 30 s: within a test, only a notification wakes it."""
     feed = AuditFeed(lambda: asyncpg.connect(database_url), poll=30.0, keep=4)
     running = asyncio.create_task(feed.run())
-    await asyncio.sleep(0.5)  # connected and listening
+    await asyncio.wait_for(feed.listening.wait(), 10)
     yield feed
     waiting = feed.grew
     running.cancel()
@@ -43,7 +44,8 @@ async def test_one_insert_of_several_entries_is_one_notification_with_the_highes
         )
         await audit_pool.execute("UPDATE audit.head SET seq = 3")
         await record(audit_pool, 1)
-        await asyncio.sleep(0.3)
+        await eventually(lambda: asyncio.sleep(0, len(heard) >= 2), "both notifications")
+        await asyncio.sleep(0.3)  # and no third one
     finally:
         await listener.close()
     assert heard == ["3", "4"]

@@ -3,7 +3,7 @@
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from services.audit.chain import GENESIS, Row, link_hash
+from services.audit.chain import GENESIS, Row, links
 from services.audit.seal import Checkpoint
 from shared.db import canonical_json
 
@@ -17,15 +17,17 @@ class FakeAuditStore:
         self.sealed: list[Checkpoint] = []
 
     async def append(self, routing_key: str, event: dict[str, Any]) -> int:
-        payload = canonical_json({"routing_key": routing_key, "event": event})
-        seq, prev = self.head_row[0] + 1, self.head_row[1]
-        digest = link_hash(prev, payload)
-        self.entries.append((seq, payload, prev, digest))
-        self.head_row = (seq, digest)
+        [seq] = await self.append_many([(routing_key, event)])
         return seq
 
     async def append_many(self, events: Sequence[tuple[str, dict[str, Any]]]) -> list[int]:
-        return [await self.append(routing_key, event) for routing_key, event in events]
+        """As the real store: the payloads chained after the head by the product's own ``links``."""
+        payloads = [canonical_json({"routing_key": routing_key, "event": event}) for routing_key, event in events]
+        made = links(self.head_row, payloads)
+        self.entries += [(link.seq, payload, link.prev_hash, link.hash) for link, payload in zip(made, payloads, strict=True)]
+        if made:
+            self.head_row = (made[-1].seq, made[-1].hash)
+        return [link.seq for link in made]
 
     async def rows(self) -> AsyncIterator[Row]:
         for row in self.entries:
