@@ -74,8 +74,8 @@ def _person(person: str) -> dict:
 class Year:
     """500 documents over the past year, as the router and intake keep them; what was written, counted in Python."""
 
-    def __init__(self, now: datetime) -> None:
-        self.now, self.rng = now, random.Random(2026)
+    def __init__(self, now: datetime, *, count: int = SEEDED, name: str = "SEED") -> None:
+        self.now, self.rng, self.count, self.name = now, random.Random(2026), count, name
         self.instances: list[tuple] = []
         self.intake: list[tuple] = []
         self.requests: list[tuple] = []
@@ -85,7 +85,7 @@ class Year:
         self.signatures_per_department: Counter[str] = Counter()
 
     def build(self) -> "Year":
-        for n in range(SEEDED):
+        for n in range(self.count):
             flow = "tuchtdossier" if n % 40 == 7 else self.rng.choice(["collegebesluit", "collegebesluit", "omgevingsvergunning", "evaluatieverslag"])
             created = self.now - timedelta(days=self.rng.uniform(1, 364), minutes=self.rng.uniform(0, 600))
             self._document(n, flow, created)
@@ -126,7 +126,7 @@ class Year:
         ))
         source = self.rng.choice(["notula", "permits", "portal"])
         self.intake.append((
-            document_id, "default", source, f"SEED-{n}", f"Document {n}", flow, "elen.elaut", confidential, f"document-{n}.pdf",
+            document_id, "default", source, f"{self.name}-{n}", f"Document {n}", flow, "elen.elaut", confidential, f"document-{n}.pdf",
             "nl", "{}", "0" * 64, created,
         ))
         self.documents_per_month[created.astimezone(ZONE).strftime("%Y-%m")] += 1
@@ -244,6 +244,8 @@ async def test_the_dashboards_chart_totals_equal_the_api_and_a_sql_count_after_a
         now = await conn.fetchval("SELECT now()")
         year = Year(now).build()
         await year.write(conn)
+        # The year before the period asked for (401 to 764 days back): never counted in it.
+        await Year(now - timedelta(days=400), count=40, name="BEFORE").build().write(conn)
         start, end = (now - timedelta(days=366)).astimezone(ZONE).date(), now.astimezone(ZONE).date()
         sql_months, sql_departments = await _sql_counts(conn, start, end)
     finally:

@@ -169,6 +169,7 @@ async def test_a_message_that_failed_until_its_cause_was_fixed_is_replayed_and_i
     grant is back, `paraaf dlq replay router.events` hands it over again, the signer signs, the document completes,
     the incident leaves the list, and the document's trail says who replayed it and why it had failed."""
     smtp: SmtpServer = city.smtp  # type: ignore[attr-defined]
+    assert await gone(city, "dead_letters:router.events.dlq"), "the queue holds nothing yet: what is listed is this test's"
     role = urlsplit(read_identity(city.settings, "router", needs=("database_url",)).database_url).username
     admin = await asyncpg.connect(city.env["PARAAF_DATABASE_URL"])
     try:
