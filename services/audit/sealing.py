@@ -5,6 +5,7 @@ certificate from the organisation's CA come from the audit's own secrets
 file, which ``paraaf setup`` writes."""
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -55,7 +56,9 @@ def sealing_loop(
 
     async def seal_now() -> None:
         # The wall clock, never PARAAF_CLOCK_START's: a seal says when it was made.
-        async with pool().acquire() as conn, conn.transaction():
+        # No transaction around it: the time-stamping call may take its 30 s, and the head it reads and the
+        # checkpoint it adds are one row each.
+        async with pool().acquire() as conn:
             checkpoint = await handlers.seal_head(PostgresAuditStore(conn), key, datetime.now(UTC), timestamper, certificate)
         if checkpoint is not None:
             structlog.get_logger().info(
@@ -68,7 +71,13 @@ def sealing_loop(
                 await asyncio.sleep(settings.seal_every.total_seconds())
                 await seal_now()
         except asyncio.CancelledError:
-            await seal_now()
+            # The last seal is waited for: the service's stop cancels its loops again every second until they
+            # end, and a seal asking a slow time-stamping service must not be cut short by that.
+            final = asyncio.ensure_future(seal_now())
+            while not final.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(final)
+            final.result()
             raise
 
     return sealing
