@@ -5,7 +5,6 @@ certificate from the organisation's CA come from the audit's own secrets
 file, which ``paraaf setup`` writes."""
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -71,13 +70,7 @@ def sealing_loop(
                 await asyncio.sleep(settings.seal_every.total_seconds())
                 await seal_now()
         except asyncio.CancelledError:
-            # The last seal is waited for: the service's stop cancels its loops again every second until they
-            # end, and a seal asking a slow time-stamping service must not be cut short by that.
-            final = asyncio.ensure_future(seal_now())
-            while not final.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(final)
-            final.result()
+            await seal_now()
             raise
 
     return sealing
