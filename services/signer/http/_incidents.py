@@ -9,7 +9,7 @@ needs no permission on the queue, so the portal gains no right to read or move t
 stays with `paraaf dlq`, which the page names. When the broker cannot be asked, the page says so.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from uuid import UUID
 
 import aio_pika
@@ -69,6 +69,13 @@ def _request_id(value: str) -> UUID | None:
         return None
 
 
+def _missing(words: Mapping[str, str], reason: str, *, to: str | None = None) -> str | None:
+    """What the form left empty, said so she can fill it in; None when nothing is missing."""
+    if to is not None and not to.strip():
+        return words["incident_need_person"]
+    return None if reason.strip() else words["incident_need_reason"]
+
+
 def _operator_only(auth: PortalAuth, csrf: str | None, act: Act) -> Act:
     """``act`` for a signed-in operator whose form is her own (CSRF); anyone else finds no such page."""
 
@@ -110,8 +117,10 @@ def _reassigning(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
 
         async def act(request: Request, visitor: Visitor) -> Response:
             person, p = visitor.person, portal_texts(visitor.person.language)
+            if missing := _missing(p, reason, to=to):
+                return auth.message(request, person.language, missing, visitor=visitor, status=400)
             incident = next((i for i in (await _open(auth, visitor.person.org, stuck_after))[0] if i.request_id == _request_id(request_id)), None)
-            if incident is None or incident.document_id is None or not to.strip() or not reason.strip():
+            if incident is None or incident.document_id is None:
                 return auth.message(request, person.language, p["incident_gone"], visitor=visitor, status=409)
             await _publish(auth, ReassignRequest(
                 correlation_id=incident.document_id, org=person.org, request_id=incident.request_id, to_person=to.strip()[:200],
@@ -131,8 +140,10 @@ def _resending(router: APIRouter, auth: PortalAuth) -> None:
 
         async def act(request: Request, visitor: Visitor) -> Response:
             person, p = visitor.person, portal_texts(visitor.person.language)
+            if missing := _missing(p, reason):
+                return auth.message(request, person.language, missing, visitor=visitor, status=400)
             wanted = _request_id(request_id)
-            if wanted is None or not reason.strip():
+            if wanted is None:
                 return auth.message(request, person.language, p["incident_gone"], visitor=visitor, status=409)
             try:
                 async with deps.pool().acquire() as conn, conn.transaction():
@@ -156,8 +167,10 @@ def _dismissing(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
 
         async def act(request: Request, visitor: Visitor) -> Response:
             person, p = visitor.person, portal_texts(visitor.person.language)
+            if missing := _missing(p, reason):
+                return auth.message(request, person.language, missing, visitor=visitor, status=400)
             found = next((i for i in (await _open(auth, visitor.person.org, stuck_after))[0] if i.id == incident), None)
-            if found is None or not reason.strip() or why_not_dismissed(found):
+            if found is None or why_not_dismissed(found):
                 return auth.message(request, person.language, p["incident_gone"], visitor=visitor, status=409)
             await _publish(auth, IncidentDismissed(
                 correlation_id=incident_document(found.id, found.document_id), org=person.org, incident=found.id,
