@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import asyncpg
@@ -97,7 +97,7 @@ async def _city(conn: asyncpg.Connection, org: str) -> None:
 
 async def _read_year(conn: asyncpg.Connection, org: str) -> tuple[float, int]:
     started = time.perf_counter()
-    figures = await FiguresReader(conn).figures(org, Period(date(2025, 1, 1), date(2025, 12, 31)), None, "Europe/Brussels")
+    figures = await FiguresReader(conn).figures(org, Period(date(2025, 1, 1), date(2025, 12, 31)), None, "Europe/Brussels", datetime.now(UTC))
     return time.perf_counter() - started, figures.totals["signatures"]
 
 

@@ -15,8 +15,10 @@ from services.ops.incident_cli import incidents_app, resend
 from services.router.cli import absence_app, directory_app, document_app, flows_app
 from services.signer.cli import ca_app, verify
 from services.supervisor import SERVICES, supervise
+from shared import clock
+from shared.clock import clock_from
 from shared.logs import configure_logging
-from shared.settings import CannotStart
+from shared.settings import CannotStart, Settings
 
 __all__ = ["app", "main"]
 
@@ -55,6 +57,7 @@ def run(
 
 def main() -> None:
     try:
+        clock.install(clock_from(Settings()))  # what the operator's commands announce is stamped as the services' are
         app()
     except CannotStart as exc:
         print(f"paraaf: {exc}", file=sys.stderr)

@@ -5,11 +5,13 @@ additive and consumers ignore fields they do not know, so a producer can be
 upgraded before its consumers.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar, Literal, Self
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from shared import clock
 
 __all__ = [
     "EVENT_TYPES",
@@ -46,7 +48,8 @@ Mode = Literal["all", "any"]
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The services' clock (shared.clock): the wall clock unless a test or demo moved it."""
+    return clock.now()
 
 
 class Frozen(BaseModel):

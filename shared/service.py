@@ -32,7 +32,8 @@ from faststream import AckPolicy, FastStream
 from faststream.rabbit import Channel, RabbitBroker
 from pydantic import BaseModel
 
-from shared import apikeys, blobs
+from shared import apikeys, blobs, clock
+from shared.clock import clock_from
 from shared.contract import COMMAND_TYPES, Outcome
 from shared.credentials import read_identity
 from shared.db import NotMigrated, check_migrated, connect_pool
@@ -82,6 +83,7 @@ class Service:
         topology: Topology = TOPOLOGY,
     ) -> None:
         configure_logging(name, settings.log_level, settings.log_format)
+        clock.install(clock_from(settings))
         self.name = name
         self.schema = name
         self.settings = settings

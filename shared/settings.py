@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     db_pool_size: int = 5
     stuck_after: int = 5  # working days (Mon-Fri, TIMEZONE) a document may wait on one step before it counts as stuck
     clock_start: datetime | None = None  # tests and demos only: run the clock from this instant
+    clock_file: Path | None = None  # tests and demos only: the clock follows the instant written in this file
 
     @property
     def secrets_path(self) -> Path:

@@ -14,8 +14,10 @@ import asyncpg
 from pydantic import BaseModel
 
 from services.router.domain import Absence, Directory, FlowDefinition, Group, Instance, Person, Request, Role
+from shared.clock import Clock
+from shared.clock import now as services_now
 from shared.events import PersonRef, SignatureRecord, StepSpec
-from shared.messaging import TransactionStore
+from shared.messaging import Outbox, TransactionStore
 
 __all__ = ["ABSENCES_CHANNEL", "PostgresRouterStore", "RouterStore", "StoredAbsence", "person_ref"]
 
@@ -130,7 +132,14 @@ def _absence(row: asyncpg.Record) -> StoredAbsence:
 
 
 class PostgresRouterStore(TransactionStore):
-    """The router's schema, through the connection of the transaction a message or a command runs in."""
+    """The router's schema, through the connection of the transaction a message or a command runs in.
+
+    Rows are stamped with the services' clock (shared.clock), not the database's now(): the time the router
+    decided is the time its events say, also when a demo or a test moved the clock."""
+
+    def __init__(self, conn: asyncpg.Connection, outbox: Outbox, *, clock: Clock = services_now) -> None:
+        super().__init__(conn, outbox)
+        self._clock = clock
 
     # The directory and the flows.
 
@@ -269,10 +278,11 @@ class PostgresRouterStore(TransactionStore):
     async def insert_instance(self, instance: Instance) -> None:
         await self._conn.execute(
             "INSERT INTO router.instances (document_id, org, flow_key, title, filename, submitted_by, confidential,"
-            " department, group_key, steps, pdf_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            " department, group_key, steps, pdf_sha256, created_at, updated_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
             instance.document_id, instance.org, instance.flow_key, instance.title, instance.filename,
             instance.submitted_by.model_dump(), instance.confidential, instance.department, instance.group,
-            [s.model_dump() for s in instance.steps], instance.pdf_sha256,
+            [s.model_dump() for s in instance.steps], instance.pdf_sha256, self._clock(),
         )
 
     async def instance(self, document_id: UUID) -> Instance | None:
@@ -283,7 +293,8 @@ class PostgresRouterStore(TransactionStore):
     async def update_instance(self, document_id: UUID, **fields: Any) -> None:
         columns = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, start=2))
         await self._conn.execute(
-            f"UPDATE router.instances SET {columns}, updated_at = now() WHERE document_id = $1", document_id, *fields.values()
+            f"UPDATE router.instances SET {columns}, updated_at = ${len(fields) + 2} WHERE document_id = $1",
+            document_id, *fields.values(), self._clock(),
         )
 
     async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> None:
@@ -291,8 +302,8 @@ class PostgresRouterStore(TransactionStore):
         await self._conn.execute(
             "UPDATE router.instances SET signatures = signatures || $2::jsonb,"
             " pdf_sha256 = CASE WHEN $4 > revision THEN $3 ELSE pdf_sha256 END,"
-            " revision = greatest(revision, $4), updated_at = now() WHERE document_id = $1",
-            document_id, [signature.model_dump(mode="json")], pdf_sha256, revision,
+            " revision = greatest(revision, $4), updated_at = $5 WHERE document_id = $1",
+            document_id, [signature.model_dump(mode="json")], pdf_sha256, revision, self._clock(),
         )
 
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]:
@@ -304,10 +315,10 @@ class PostgresRouterStore(TransactionStore):
     async def insert_request(self, request: Request) -> None:
         await self._conn.execute(
             "INSERT INTO router.requests (request_id, document_id, org, step, entry, person_id, person, on_behalf_of,"
-            " reason, action, replaces) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            " reason, action, replaces, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             request.request_id, request.document_id, request.org, request.step, request.entry, request.person.id,
             request.person.model_dump(), request.on_behalf_of.model_dump() if request.on_behalf_of else None,
-            request.reason, request.action, request.replaces,
+            request.reason, request.action, request.replaces, self._clock(),
         )
 
     async def request(self, request_id: UUID) -> Request | None:
@@ -343,7 +354,8 @@ class PostgresRouterStore(TransactionStore):
 
     async def set_request_status(self, request_ids: Sequence[UUID], status: str) -> None:
         await self._conn.execute(
-            "UPDATE router.requests SET status = $2, decided_at = now() WHERE request_id = ANY($1::uuid[])", list(request_ids), status
+            "UPDATE router.requests SET status = $2, decided_at = $3 WHERE request_id = ANY($1::uuid[])",
+            list(request_ids), status, self._clock(),
         )
 
 

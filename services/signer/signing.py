@@ -20,7 +20,8 @@ from services.signer.pades import SigningJob, SigningResult
 from services.signer.stamps import on_behalf_text, stamp_text
 from services.signer.store import SignerStore
 from services.signer.tokens import hash_token
-from shared.events import SignatureDeclined, Signed, utcnow
+from shared.clock import wall_clock
+from shared.events import SignatureDeclined, Signed
 
 __all__ = ["Decided", "PdfSigner", "Stamping", "decline", "open_link", "sign"]
 
@@ -109,7 +110,7 @@ def _signed(link: SigningLink, version: _Version, signed_at: datetime) -> Signed
 async def sign(store: SignerStore, token: str, *, now: datetime, pdf_signer: PdfSigner, stamping: Stamping) -> Decided:
     """Sign (or approve) the request behind the link, in the caller's transaction."""
     link = await _locked_link(store, token, now)
-    request, signed_at = link.request, utcnow()
+    request, signed_at = link.request, wall_clock()  # the signature's own time is true time
     if request.action == "sign":
         version = await _sign_pdf(store, link, signed_at, pdf_signer, stamping)
     else:
@@ -125,7 +126,7 @@ async def decline(store: SignerStore, token: str, reason: str, *, now: datetime)
     """Decline the request behind the link, in the caller's transaction; a reason is required."""
     link = await _locked_link(store, token, now)
     request, given = link.request, decline_reason(link, reason)
-    await store.mark_decided(link, status="declined", at=utcnow(), reason=given)
+    await store.mark_decided(link, status="declined", at=now, reason=given)
     await store.publish(
         SignatureDeclined(
             correlation_id=request.document_id, org=request.org, request_id=request.request_id, step=request.step,

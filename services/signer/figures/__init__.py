@@ -6,8 +6,8 @@ their age; substitutions; declines and their reasons; mail failures.
 Everything is counted in SQL over what the router keeps (instances,
 requests), intake's documents (their source) and the audit log (decline
 reasons, mail failures), in the org's own rows, for one period in the city's
-time zone and optionally one department. Timestamps are the database's (the
-router's rows are stamped with its now()), so "now" is the database's too.
+time zone and optionally one department. Timestamps are the services' clock
+(the router stamps its rows with it), so "now" is the services' clock too.
 
 Operators see metadata only. Counts are metadata, but a figure that names a
 person or repeats a signer's words can say more than a count: "pending for

@@ -2,6 +2,7 @@
 rows and the period, the department when one is asked for; read-only, in one consistent snapshot."""
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 import asyncpg
 
@@ -74,8 +75,8 @@ SELECT step, action, {_PERCENTILES}
 
 _PENDING = f"""
 SELECT who, max(name) AS name, count(*) AS count,
-       extract(epoch FROM now() - min(created_at))::float8 AS oldest,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM now() - created_at)::float8) AS median
+       extract(epoch FROM $3 - min(created_at))::float8 AS oldest,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM $3 - created_at)::float8) AS median
   FROM (SELECT CASE WHEN {_HIDDEN} THEN NULL ELSE r.person_id END AS who,
                CASE WHEN {_HIDDEN} THEN NULL ELSE r.person->>'name' END AS name, r.created_at
           FROM router.requests r JOIN router.instances i ON i.document_id = r.document_id {_GROUP}
@@ -152,10 +153,10 @@ class FiguresReader:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
-    async def figures(self, org: str, period: Period, department: str | None, timezone: str) -> Figures:
-        """Every figure, read in one consistent snapshot (the dashboard's totals agree with each other)."""
+    async def figures(self, org: str, period: Period, department: str | None, timezone: str, now: datetime) -> Figures:
+        """Every figure, read in one consistent snapshot (the dashboard's totals agree with each other); ``now``
+        is the services' clock, which stamped the router's rows."""
         async with self._conn.transaction(isolation="repeatable_read", readonly=True):
-            now = await self._conn.fetchval("SELECT now()")
             start, end = await self._conn.fetchrow(
                 "SELECT ($1::date)::timestamp AT TIME ZONE $3, ($2::date)::timestamp AT TIME ZONE $3",
                 period.start, period.end_exclusive, timezone,
@@ -198,7 +199,7 @@ class FiguresReader:
         ]
 
     async def _people(self, figures: Figures, args: tuple, months: list[str]) -> None:
-        pending = await self._conn.fetch(_PENDING, args[0], args[3])
+        pending = await self._conn.fetch(_PENDING, args[0], args[3], figures.generated_at)
         figures.series["pending.by_signer"] = [
             Row(r["who"], r["count"], label=r["name"], median_seconds=r["median"], oldest_seconds=r["oldest"]) for r in pending
         ]

@@ -15,6 +15,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -151,10 +152,10 @@ async def _read(auth: PortalAuth, request: Request, org: str) -> Figures:
     """The figures the query asks for; PeriodRefused when its period cannot be shown."""
     query, timezone = request.query_params, auth.deps.stamping.timezone
     department = query.get("department", "").strip()[:200] or None
+    now = auth.deps.now()
+    period = parse_period(query.get("from"), query.get("to"), now.astimezone(ZoneInfo(timezone)).date())
     async with auth.deps.pool().acquire() as conn:
-        today = await conn.fetchval("SELECT (now() AT TIME ZONE $1)::date", timezone)
-        period = parse_period(query.get("from"), query.get("to"), today)
-        return await FiguresReader(conn).figures(org, period, department, timezone)
+        return await FiguresReader(conn).figures(org, period, department, timezone, now)
 
 
 def _dashboard(router: APIRouter, auth: PortalAuth) -> None:
