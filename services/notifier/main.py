@@ -48,7 +48,9 @@ def create_app(settings: NotifierSettings | None = None, *, clock: Clock | None 
     service = Service("notifier", settings, migrations=MIGRATIONS)
     renderer, policy = MailRenderer(settings.timezone), reminder_policy(settings)
     transactions = NotifierTransactions(lambda: service.pool, service.outbox)
-    links = links or SignerLinks(settings.signer_internal_url, service.identity.signer_key)
+    if links is None:
+        links = SignerLinks(settings.signer_internal_url, service.identity.signer_key)
+        service.app.after_shutdown(links.aclose)
     sender = MailSender(transactions, settings, clock=clock, after_commit=service.wake_relay, links=links)
 
     def queued() -> None:
