@@ -11,7 +11,6 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -20,6 +19,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.conftest import Infra, city_on_fresh_install
+from tests.support.browser import screenshots, seconds_to_live_row, watch_live_rows
 from tests.support.pdfs import make_pdf
 from tests.support.portal import sign_in_by_mail, sign_in_link_in
 from tests.support.smtp import SmtpServer
@@ -103,14 +103,6 @@ async def sign(system: System, to: str, title: str) -> None:
         assert (await follow_link(signer, found.signing_link)).status_code == 200
 
 
-async def _shot(page: Page, folder: Path, name: str) -> None:
-    """The page whole, at desktop and at phone width."""
-    for width, height, label in ((1280, 900, "desktop"), (390, 844, "phone")):
-        await page.set_viewport_size({"width": width, "height": height})
-        await page.screenshot(path=str(folder / f"{name}-{label}.png"), full_page=True)
-    await page.set_viewport_size(DESKTOP["viewport"])
-
-
 async def test_the_timeline_of_a_signed_document_lists_every_step_in_order_as_paraaf_trail_does(
     city: System, iris: httpx.AsyncClient, chromium: Browser
 ) -> None:
@@ -135,10 +127,10 @@ async def test_the_timeline_of_a_signed_document_lists_every_step_in_order_as_pa
     await page.get_by_label("Reference").fill("OPS-WEB-1")
     await page.get_by_role("button", name="Show").click()
     await expect(page.locator("#documents")).to_contain_text("Collegebesluit webtijdlijn")
-    await _shot(page, city.logs, "01-documents")
+    await screenshots(page, city.logs, "01-documents")
     await page.get_by_role("link", name=document_id[:8]).click()
     await expect(page.locator("#title")).to_have_text("Collegebesluit webtijdlijn")
-    await _shot(page, city.logs, "02-timeline")
+    await screenshots(page, city.logs, "02-timeline")
     shown = [
         (await item.get_attribute("data-event"), (await item.locator(".what").inner_text()).strip())
         for item in await page.locator("#timeline li").all()
@@ -175,38 +167,14 @@ async def test_a_new_event_appears_in_the_live_view_within_two_seconds(city: Sys
     opened = await page.goto(city.public_url + "/p/ops/live")
     assert opened is not None and "script-src 'self'" in opened.headers["content-security-policy"]
     await expect(page.locator("#live-status")).to_have_text(re.compile("Connected"))
-    await page.evaluate(SEEN_AT)
+    await watch_live_rows(page)
     await city.publish(submission(make_pdf(), external_ref="OPS-LIVE-1", title="Collegebesluit live"))
-
-    async def entry() -> asyncpg.Record | None:
-        conn = await asyncpg.connect(city.env["PARAAF_DATABASE_URL"])
-        try:  # recorded_at is the appending transaction's start: a little before its commit
-            return await conn.fetchrow(
-                "SELECT seq, extract(epoch FROM recorded_at)::float8 AS at FROM audit.log"
-                " WHERE routing_key = 'document.submitted' AND payload LIKE '%OPS-LIVE-1%'"
-            )
-        finally:
-            await conn.close()
-
-    logged = await eventually(entry, "OPS-LIVE-1 in the audit log", timeout=60)
-    row = page.locator(f'#live tr[data-seq="{logged["seq"]}"]')
-    await expect(row).to_be_visible(timeout=2_000)
-    took = await page.evaluate("seq => window.seenAt[seq]", str(logged["seq"])) / 1000 - logged["at"]
-    print(f"\nlive view: entry {logged['seq']} on the page {took:.3f} s after it was appended")
+    took = await seconds_to_live_row(page, city.env["PARAAF_DATABASE_URL"], "OPS-LIVE-1")
+    print(f"\nlive view: OPS-LIVE-1 on the page {took:.3f} s after it was appended")
     assert 0 < took < 2.0
-    await expect(row).to_contain_text("document.submitted")
     await expect(page.locator("#live")).to_contain_text("Collegebesluit live")  # once the router took it on
-    await _shot(page, city.logs, "03-live")
+    await screenshots(page, city.logs, "03-live")
     await page.context.close()
-
-
-# When each row arrived, by the browser's clock (a test probe; the page itself runs only its own script).
-SEEN_AT = """() => {
-  window.seenAt = {};
-  new MutationObserver(changes => changes.forEach(change => change.addedNodes.forEach(node => {
-    if (node.dataset && node.dataset.seq && !(node.dataset.seq in window.seenAt)) window.seenAt[node.dataset.seq] = Date.now();
-  }))).observe(document.querySelector("#live tbody"), {childList: true});
-}"""
 
 
 class Stream:

@@ -102,6 +102,10 @@ class SmtpServer:
     def refuse(self, address: str) -> None:
         self._handler.refused.add(address.lower())
 
+    def accept(self, address: str) -> None:
+        """Take mail for ``address`` again (after :meth:`refuse`)."""
+        self._handler.refused.discard(address.lower())
+
     async def start(self) -> None:
         await asyncio.to_thread(self._controller.start)
 

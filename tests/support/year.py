@@ -1,0 +1,175 @@
+"""A city's year, played through the running services in a few minutes.
+
+Every service reads its clock from one file (PARAAF_CLOCK_FILE), which this
+moves forward through the year, month by month. Each month the integrating
+systems submit that month's documents over the queue, and the signers act on
+the request mails as they arrive: most sign (in two waves, hours to days
+apart, so the times to completion differ), some decline with a reason, a few
+let a request wait. In one month the Omgeving head's mailbox refuses mail, so
+her requests fail to be delivered and those permits stay waiting. July is the
+mayor's holiday (the demo city's absence), so the router asks his substitute.
+Nothing is written into a table behind the services' backs: what the figures
+count afterwards is what the router, intake, notifier and audit recorded.
+"""
+
+import asyncio
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from shared.clock import FileClock
+from tests.support.pdfs import make_pdf
+from tests.support.smtp import Received, SmtpServer
+from tests.support.system import System, follow_link, submission
+
+__all__ = ["TUCHT_FLOW", "TUCHT_REASON", "Plan", "SimulatedYear"]
+
+ZONE = ZoneInfo("Europe/Brussels")
+TUCHT_REASON = "Betrokkene betwist de feiten van het tuchtdossier"
+REASONS = ("Bedrag klopt niet", "Verkeerde bijlage", "Eerst bespreken op het college")
+REFUSING = "olga.oyen@demo.paraaf.be"  # the Omgeving head's mailbox, full in the year's fifth month
+# The shielded group's flow, loaded beside the demo city's own.
+TUCHT_FLOW = """key: tuchtdossier
+title: Tuchtdossier
+department: Personeel
+group: tucht
+confidential: true
+steps:
+  - action: sign
+    signers: [person:karel.claes]
+"""
+STEPS = {"collegebesluit": 2, "omgevingsvergunning": 2, "evaluatieverslag": 2, "tuchtdossier": 1}
+SOURCES = ("notula", "permits", "portal")
+_REQUEST = re.compile(r"^(?:Ter ondertekening|Ter goedkeuring|For signature|For approval|À signer|À approuver) ?: (?P<title>.+)$")
+_STEP = re.compile(r"\((?:stap|step|étape) (\d+) (?:van|of|sur) \d+\)")
+
+
+@dataclass
+class Plan:
+    """One document of the year and what its signers will do."""
+
+    title: str
+    flow: str
+    source: str
+    month: int
+    outcome: str = "completed"  # or "declined" / "waiting" (at ``at_step``), "undelivered" (step 1's mail bounces)
+    at_step: int = 0
+    reason: str = ""
+
+
+class SimulatedYear:
+    def __init__(
+        self, system: System, smtp: SmtpServer, clock: Path, *, first: datetime, documents: int, months: int = 12, seed: int = 2026
+    ) -> None:
+        self.system, self.smtp, self.clock, self.first = system, smtp, clock, first.astimezone(ZONE)
+        self.rng, self.months, self.name = random.Random(seed), months, f"{seed}"
+        self.plans = [self._plan(n, documents) for n in range(documents)]
+        self.submitted_per_month: Counter[str] = Counter()  # "YYYY-MM" -> documents submitted (the services' clock)
+        self._mails: dict[tuple[str, int], Received] = {}
+        self._read = 0
+        self.answers: Counter[int] = Counter()
+        self.decided: Counter[str] = Counter()  # "signed" / "declined": what the signers did, as the router will record it
+
+    def _plan(self, n: int, total: int) -> Plan:
+        month = n * self.months // total
+        flow = "tuchtdossier" if n % 40 == 7 else self.rng.choice(["collegebesluit", "collegebesluit", "omgevingsvergunning", "evaluatieverslag"])
+        plan = Plan(f"{flow.capitalize()} {self.month_start(month):%Y-%m} nr {self.name}-{n}", flow, self.rng.choice(SOURCES), month)
+        last = STEPS[flow]
+        if flow == "tuchtdossier":
+            plan.outcome, plan.at_step = ("waiting", 1) if n % 80 == 47 else ("declined", 1)
+            plan.reason = TUCHT_REASON
+        elif month == 4 and flow == "omgevingsvergunning":
+            plan.outcome, plan.at_step = "undelivered", 1
+        else:
+            roll = self.rng.random()
+            if roll < 0.08:
+                plan.outcome, plan.at_step, plan.reason = "declined", self.rng.randint(1, last), self.rng.choice(REASONS)
+            elif roll < 0.08 + (0.25 if month >= self.months - 2 else 0.02):
+                plan.outcome, plan.at_step = "waiting", self.rng.randint(1, last)
+        return plan
+
+    def month_start(self, month: int) -> datetime:
+        year, index = divmod(self.first.month - 1 + month, 12)
+        return datetime.combine(self.first.date().replace(year=self.first.year + year, month=index + 1, day=2), time(9), ZONE)
+
+    async def play(self) -> None:
+        for month in range(self.months):
+            await self._month(month)
+
+    async def _month(self, month: int) -> None:
+        at = self.month_start(month)
+        FileClock.set(self.clock, at)
+        plans = [p for p in self.plans if p.month == month]
+        if month == 4:
+            self.smtp.refuse(REFUSING)
+        for source in SOURCES:
+            bodies = [self._submission(p) for p in plans if p.source == source]
+            await self.system.publish_many(bodies, source=source)
+        self.submitted_per_month[at.strftime("%Y-%m")] += len(plans)
+        going = [p for p in plans if p.outcome != "undelivered"]
+        for step in (1, 2):
+            asked = [p for p in going if STEPS[p.flow] >= step]
+            mails = await self._request_mails(asked, step)
+            for wave in (asked[i::2] for i in range(2)):
+                at += timedelta(hours=self.rng.uniform(2, 40))
+                FileClock.set(self.clock, at)
+                await self._act([(p, mails[p.title, step]) for p in wave], step)
+            going = [p for p in asked if p.outcome == "completed" or p.at_step > step]
+        if month == 4:
+            await self._bounced([p for p in plans if p.outcome == "undelivered"])
+            self.smtp.accept(REFUSING)
+
+    def _submission(self, plan: Plan) -> dict:
+        return submission(
+            make_pdf(), source=plan.source, external_ref=plan.title, title=plan.title, flow=plan.flow,
+            filename=f"{plan.title.lower().replace(' ', '-')}.pdf", confidential=plan.flow in ("evaluatieverslag", "tuchtdossier"),
+        )
+
+    async def _request_mails(self, plans: list[Plan], step: int, timeout: float = 120.0) -> dict[tuple[str, int], Received]:
+        """The request mail of each plan's ``step``, waiting for them to arrive."""
+        wanted = {(p.title, step) for p in plans}
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            received = self.smtp.received
+            for mail in received[self._read:]:
+                subject, steps = _REQUEST.match(mail.subject), _STEP.search(mail.text)
+                if subject and steps:
+                    self._mails.setdefault((subject["title"], int(steps[1])), mail)
+            self._read = len(received)
+            missing = wanted - self._mails.keys()
+            if not missing:
+                return {key: self._mails[key] for key in wanted}
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{len(missing)} request mails never came, e.g. {sorted(missing)[:3]}")
+            await asyncio.sleep(0.1)
+
+    async def _act(self, work: list[tuple[Plan, Received]], step: int) -> None:
+        slots = asyncio.Semaphore(8)
+
+        async def one(plan: Plan, mail: Received) -> None:
+            if plan.outcome == "waiting" and plan.at_step == step:
+                return
+            decline = plan.reason if plan.outcome == "declined" and plan.at_step == step else None
+            async with slots, httpx.AsyncClient(timeout=60) as browser:  # each signer in their own browser
+                answer = await follow_link(browser, mail.signing_link, decline_reason=decline)
+            self.answers[answer.status_code] += 1
+            assert answer.status_code == 200, f"{plan.title} step {step}: {answer.status_code} {answer.text[:300]}"
+            self.decided["declined" if decline else "signed"] += 1
+
+        await asyncio.gather(*(one(plan, mail) for plan, mail in work))
+
+    async def _bounced(self, plans: list[Plan], timeout: float = 60.0) -> None:
+        """Wait until the refused request mails failed (notification.failed reached the audit log)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(await self.system.audit_events("notification.failed", timeout=timeout)) < len(plans):
+            assert asyncio.get_running_loop().time() < deadline, "the refused mails were never reported as failed"
+            await asyncio.sleep(0.2)
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for p in self.plans if p.outcome == outcome)
