@@ -1,6 +1,8 @@
-"""The audit service's sealing loop: every PARAAF_SEAL_EVERY, and once more
-when the service stops, the chain's head becomes a signed checkpoint (see
-seal.py), so at most one period of entries is ever unsealed. The key and its
+"""The audit service's sealing loop: when the service starts, every
+PARAAF_SEAL_EVERY, and once more when it stops (within a few seconds, a
+silent time-stamping service's token left out), the chain's head becomes a
+signed checkpoint (see seal.py), so at most one period of entries is ever
+unsealed. The key and its
 certificate from the organisation's CA come from the audit's own secrets
 file, which ``paraaf setup`` writes."""
 
@@ -47,30 +49,68 @@ def sealing_certificate(settings: AuditSettings, key: Ed25519PrivateKey) -> str 
     return pem
 
 
+# At stop the last seal may take this long at most: a supervisor (or an orchestrator) waits some seconds before
+# it kills, and the stop cancels the loop again every second. The time-stamping service gets the first part of
+# it; if it has not answered by then, the head is sealed without a token, which the next seal's token covers.
+LAST_SEAL_SECONDS = 3.0
+LAST_SEAL_TSA_SECONDS = 2.0
+
+
 def sealing_loop(
     pool: Callable[[], asyncpg.Pool], key: Ed25519PrivateKey, settings: AuditSettings, certificate: str | None = None
 ) -> Callable[[], Awaitable[None]]:
-    """The loop's body for ``Service.loop``: seal, sleep, seal ...; cancelled (the service stops), seal once more."""
+    """The loop's body for ``Service.loop``: seal, sleep, seal ...; cancelled (the service stops), seal once more,
+    within LAST_SEAL_SECONDS however often the stop cancels again."""
     timestamper = HTTPTimeStamper(settings.tsa_url, timeout=30) if settings.tsa_url else None
+    log = structlog.get_logger()
 
-    async def seal_now() -> None:
-        # The wall clock, never PARAAF_CLOCK_START's: a seal says when it was made.
+    async def seal_now(timestamper: HTTPTimeStamper | None = timestamper) -> None:
+        # The wall clock, never the services' clock (PARAAF_CLOCK_START/FILE): a seal says when it was made.
         # No transaction around it: the time-stamping call may take its 30 s, and the head it reads and the
         # checkpoint it adds are one row each.
         async with pool().acquire() as conn:
             checkpoint = await handlers.seal_head(PostgresAuditStore(conn), key, datetime.now(UTC), timestamper, certificate)
         if checkpoint is not None:
-            structlog.get_logger().info(
-                "audit chain sealed", seq=checkpoint.seq, timestamped=bool(checkpoint.timestamp_token), certified=bool(certificate)
-            )
+            log.info("audit chain sealed", seq=checkpoint.seq, timestamped=bool(checkpoint.timestamp_token), certified=bool(certificate))
+
+    async def last_seal() -> None:
+        if timestamper is not None:
+            try:
+                return await asyncio.wait_for(seal_now(), LAST_SEAL_TSA_SECONDS)
+            except TimeoutError:
+                log.warning("stopping: the time-stamping service did not answer in time; the last seal has no timestamp")
+        await seal_now(None)
 
     async def sealing() -> None:
         try:
+            await seal_now()  # what an earlier stop could not seal (a head already sealed is left as it is)
             while True:
                 await asyncio.sleep(settings.seal_every.total_seconds())
                 await seal_now()
         except asyncio.CancelledError:
-            await seal_now()
+            await _finish(asyncio.ensure_future(last_seal()), LAST_SEAL_SECONDS)
             raise
 
     return sealing
+
+
+async def _finish(work: asyncio.Future[None], seconds: float) -> None:
+    """Let ``work`` run to its end or for ``seconds``, whichever comes first, through any cancellation of the
+    caller (the stop cancels again every second); the caller is cancelled anyway, so it stops after this."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not work.done():
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            break
+        try:
+            await asyncio.wait_for(asyncio.shield(work), remaining)
+        except asyncio.CancelledError:
+            continue  # the stop asked again: the last seal still has its time
+        except TimeoutError:
+            break
+        except Exception:
+            structlog.get_logger().exception("the last seal at stop failed; the next start seals the head")
+            return
+    if not work.done():
+        work.cancel()
+        structlog.get_logger().warning("the last seal at stop took too long; the next start seals the head")

@@ -18,7 +18,7 @@ from services.audit import handlers
 from services.audit.chain import GENESIS, link_hash
 from services.audit.config import AuditSettings
 from services.audit.seal import Checkpoint, Trust, check_checkpoint, load_sealing_key, new_sealing_key, public_key_of
-from services.audit.sealing import sealing_key, sealing_loop
+from services.audit.sealing import LAST_SEAL_SECONDS, sealing_key, sealing_loop
 from services.audit.store import PostgresAuditStore
 from shared.db import connect_pool
 from tests.support.audit_log import record
@@ -218,3 +218,64 @@ async def test_the_operator_exports_checkpoints_and_verify_catches_the_rewrite(
     assert alone.returncode == 0 and "intact: 4 entries" in alone.stdout, alone.stdout + alone.stderr
     caught = paraaf(shell, "audit", "verify", "--checkpoints", str(tmp_path / "seals.jsonl"))
     assert caught.returncode == 1 and "BROKEN at entry 4: entries 1 to 4 were rewritten" in caught.stdout, caught.stdout
+
+
+class SilentTsa:
+    """A time-stamping service that takes the connection and never answers."""
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._hold, "127.0.0.1", 0)
+        self._held: list[asyncio.StreamWriter] = []
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/"
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._held.append(writer)
+
+    async def __aexit__(self, *exc: object) -> None:
+        for writer in self._held:
+            writer.close()
+        self._server.close()
+
+
+async def stop_as_the_service_does(task: asyncio.Task) -> float:
+    """Cancel every second until the loop ends, as Service._stop_loops does; how long it took."""
+    began = asyncio.get_running_loop().time()
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    return asyncio.get_running_loop().time() - began
+
+
+async def test_a_stop_with_a_silent_tsa_still_seals_the_head_in_bounded_time_without_a_token(audit_pool: asyncpg.Pool) -> None:
+    """The time-stamping service takes the connection and never answers: the stop, cancelling again every
+    second, still ends with the head sealed (signed, no token) within the last seal's bound, not after the TSA's
+    30 s; the next start seals nothing twice."""
+    async with SilentTsa() as url:
+        settings = AuditSettings(seal_every=timedelta(hours=1), tsa_url=url)
+        await record(audit_pool, 3)
+        async with audit_pool.acquire() as conn:
+            started_sealed = await handlers.seal_head(PostgresAuditStore(conn), KEY, NOW)  # sealed before, without a TSA
+        assert started_sealed is not None and started_sealed.seq == 3
+        task = asyncio.create_task(sealing_loop(lambda: audit_pool, KEY, settings)())
+        await asyncio.sleep(0.2)  # the loop started: the head was sealed already, so nothing to do
+        await record(audit_pool, 2)
+        took = await stop_as_the_service_does(task)
+    assert took < LAST_SEAL_SECONDS + 1.0
+    last = (await stored_checkpoints(audit_pool))[-1]
+    assert last.seq == 5 and not last.timestamp_token
+    assert await check_checkpoint(last, Trust(key=public_key_of(KEY))) is None
+    assert [c.seq for c in await stored_checkpoints(audit_pool)] == [3, 5]
+
+
+async def test_what_a_stop_left_unsealed_is_sealed_when_the_loop_starts(audit_pool: asyncpg.Pool) -> None:
+    """Entries appended after the last seal (a stop that could not seal, a crash) are sealed at the next start,
+    not an hour later."""
+    await record(audit_pool, 2)
+    task = asyncio.create_task(sealing_loop(lambda: audit_pool, KEY, AuditSettings(seal_every=timedelta(hours=1)))())
+    for _ in range(50):
+        if await stored_checkpoints(audit_pool):
+            break
+        await asyncio.sleep(0.1)
+    assert [c.seq for c in await stored_checkpoints(audit_pool)] == [2]
+    await stop_as_the_service_does(task)
+    assert [c.seq for c in await stored_checkpoints(audit_pool)] == [2]  # nothing new: nothing sealed twice
