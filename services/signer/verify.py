@@ -25,25 +25,13 @@ from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils.misc import PdfReadError
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.ades.report import AdESPassed
 from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
-from pyhanko.sign.validation.ades import ades_lta_validation
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.errors import NoDSSFoundError, SignatureValidationError
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
-from pyhanko.sign.validation.policy_decl import (
-    CertificateFetchingRule,
-    PdfSignatureValidationSpec,
-    RevinfoOnlineFetchingRule,
-    RevocationInfoGatheringSpec,
-    SignatureValidationSpec,
-)
 from pyhanko.sign.validation.status import PdfSignatureStatus
 from pyhanko_certvalidator import ValidationContext
-from pyhanko_certvalidator.context import CertValidationPolicySpec
-from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy
-from pyhanko_certvalidator.registry import SimpleTrustManager
 
 __all__ = ["NotVerifiable", "Report", "SignatureReport", "load_roots", "verify_pdf", "verify_pdf_async"]
 
@@ -209,30 +197,17 @@ def _name(embedded: EmbeddedPdfSignature) -> str:
         return embedded.field_name
 
 
-def _dss_context(reader: PdfFileReader, roots: list[asn1_x509.Certificate]) -> ValidationContext:
-    """Trusting ``roots``, with the document's own validation data, fetching nothing."""
+def _dss_context(reader: PdfFileReader, roots: list[asn1_x509.Certificate], at: datetime | None = None) -> ValidationContext:
+    """Trusting ``roots``, with the document's own validation data, fetching nothing; ``at``: as of that moment,
+    with revocation data required wherever a certificate says where it is published (hard-fail)."""
+    options: dict = {"trust_roots": roots, "allow_fetching": False}
+    if at is not None:
+        options.update(moment=at, revocation_mode="hard-fail")
     try:
         dss = DocumentSecurityStore.read_dss(reader)
     except NoDSSFoundError:
-        return ValidationContext(trust_roots=roots, allow_fetching=False)
-    return dss.as_validation_context({"trust_roots": roots, "allow_fetching": False})
-
-
-def _long_term_spec(roots: list[asn1_x509.Certificate]) -> PdfSignatureValidationSpec:
-    """AdES long-term validation with what the document holds: revocation data is required where a certificate
-    names where to find it (hard-fail), and nothing is fetched, neither revocation data nor certificates."""
-    return PdfSignatureValidationSpec(
-        SignatureValidationSpec(
-            cert_validation_policy=CertValidationPolicySpec(
-                trust_manager=SimpleTrustManager.build(trust_roots=roots),
-                revinfo_policy=CertRevTrustPolicy(RevocationCheckingPolicy.from_legacy("hard-fail")),
-            ),
-            revinfo_gathering_policy=RevocationInfoGatheringSpec(
-                online_fetching_rule=RevinfoOnlineFetchingRule.LOCAL_ONLY,
-                certificate_fetching_rule=CertificateFetchingRule.NEVER_FETCH,
-            ),
-        )
-    )
+        return ValidationContext(**options)
+    return dss.as_validation_context(options)
 
 
 def _has_dss(reader: PdfFileReader) -> bool:
@@ -247,14 +222,23 @@ async def _level(
     reader: PdfFileReader, embedded: EmbeddedPdfSignature, status: PdfSignatureStatus, roots: list[asn1_x509.Certificate],
     archive_revisions: list[int],
 ) -> tuple[str, str | None]:
-    """The signature's PAdES level, and the problem when its long-term validation fails."""
-    if status.timestamp_validity is None:
+    """The signature's PAdES level, and the problem when the document's validation data does not validate it.
+
+    B-LT means: as of the time its timestamp proves, the chain and revocation data in the DSS alone show the
+    certificate good (this holds after the certificate expires or is revoked later)."""
+    timestamp = status.timestamp_validity
+    if timestamp is None:
         return "B-B", None
     if not _has_dss(reader):
         return "B-T", None
-    result = await ades_lta_validation(embedded, _long_term_spec(roots))
-    if not isinstance(result.ades_subindic, AdESPassed):
-        return "B-T", f"the validation data in the document does not validate this signature: {result.failure_msg}"
+    try:
+        then = await async_validate_pdf_signature(embedded, _dss_context(reader, roots, at=timestamp.timestamp))
+    except SignatureValidationError:
+        return "B-T", None  # reported by the validation as of now
+    if then.revoked:
+        return "B-T", "the validation data in the document shows the certificate revoked when it signed"
+    if not then.bottom_line:
+        return "B-T", None  # the document lacks (some of) the data: a signature without long-term data is B-T
     archived = any(revision > embedded.signed_revision for revision in archive_revisions)
     return ("B-LTA" if archived else "B-LT"), None
 

@@ -20,25 +20,40 @@ import pytest
 from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign import fields, signers
 from pyhanko.sign.ades.report import AdESPassed
+from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko.sign.validation.ades import ades_lta_validation
 from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko.sign.validation.policy_decl import (
+    CertificateFetchingRule,
+    PdfSignatureValidationSpec,
+    RevinfoOnlineFetchingRule,
+    RevocationInfoGatheringSpec,
+    SignatureValidationSpec,
+)
 from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.context import CertValidationPolicySpec
+from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy
+from pyhanko_certvalidator.registry import SimpleCertificateStore, SimpleTrustManager
 
 from services.signer import handlers
 from services.signer.ca import crl_url_of
-from services.signer.pades import SigningPool
+from services.signer.pades import CachedKeySigner, SigningPool, retimestamp, sign
 from services.signer.render import RenderPool
 from services.signer.signing import Stamping
-from services.signer.verify import _long_term_spec, load_roots, verify_pdf_async
+from services.signer.verify import load_roots, verify_pdf_async
 from shared.events import DocumentCompleted, PersonRef
 from tests.support.net import free_port, serving
 from tests.support.offline import network_cut
 from tests.support.pdfs import make_pdf
 from tests.support.signer_harness import KEY_SECRET, SignerHarness
+from tests.support.signing import SigningCity
 from tests.support.tsa import TimestampAuthority
 from tests.support.validate import pdfsig
 
@@ -73,6 +88,23 @@ async def _signed_by_two(signer: SignerHarness) -> tuple[object, bytes]:
 def _signer_certificates(pdf: bytes) -> dict[str, asn1_x509.Certificate]:
     reader = PdfFileReader(io.BytesIO(pdf), strict=False)
     return {s.signer_cert.subject.native["common_name"]: s.signer_cert for s in reader.embedded_regular_signatures}
+
+
+def _offline_ades(roots: list[asn1_x509.Certificate]) -> PdfSignatureValidationSpec:
+    """pyHanko's AdES long-term validation with what the document holds: revocation data required where a certificate
+    names where to find it, and nothing fetched, neither revocation data nor certificates."""
+    return PdfSignatureValidationSpec(
+        SignatureValidationSpec(
+            cert_validation_policy=CertValidationPolicySpec(
+                trust_manager=SimpleTrustManager.build(trust_roots=roots),
+                revinfo_policy=CertRevTrustPolicy(RevocationCheckingPolicy.from_legacy("hard-fail")),
+            ),
+            revinfo_gathering_policy=RevocationInfoGatheringSpec(
+                online_fetching_rule=RevinfoOnlineFetchingRule.LOCAL_ONLY,
+                certificate_fetching_rule=CertificateFetchingRule.NEVER_FETCH,
+            ),
+        )
+    )
 
 
 async def _audited(amqp_url: str, routing_key: str) -> list[dict]:
@@ -135,7 +167,7 @@ async def test_a_b_lta_document_validates_offline_after_its_signer_is_revoked_an
             {"trust_roots": roots, "allow_fetching": False, "revocation_mode": "hard-fail"}
         )
         statuses = [await async_validate_pdf_signature(s, embedded) for s in reader.embedded_regular_signatures]
-        long_term = [await ades_lta_validation(s, _long_term_spec(roots)) for s in reader.embedded_regular_signatures]
+        long_term = [await ades_lta_validation(s, _offline_ades(roots)) for s in reader.embedded_regular_signatures]
         report = await verify_pdf_async(pdf, roots)
     assert cut.attempts == [], f"validation tried the network: {cut.attempts}"
     assert [(s.intact, s.valid, s.trusted) for s in statuses] == [(True, True, True)] * 2
@@ -182,3 +214,36 @@ async def test_archive_retimestamp_renews_the_document_timestamp_of_completed_do
     signatures = [r for r in pdfsig(latest, root) if "ETSI.CAdES.detached" in r.raw]
     assert [(r.signature_valid, r.certificate_trusted) for r in signatures] == [(True, True)] * 2
 
+
+
+def _b_t_signature(city: SigningCity, pdf: bytes, tsa_url: str) -> bytes:
+    """A PAdES signature with a timestamp and no validation data, as a signer outside Paraaf makes one (B-T)."""
+    key, cert, chain = city.credentials("Carla Claes")
+    registry = SimpleCertificateStore.from_certs([asn1_x509.Certificate.load(c) for c in chain])
+    key_object = serialization.load_der_private_key(key, password=None)
+    signer = CachedKeySigner(asn1_x509.Certificate.load(cert), key_object, registry)  # type: ignore[arg-type]
+    meta = signers.PdfSignatureMetadata(field_name="Signature1", md_algorithm="sha256", subfilter=fields.SigSeedSubFilter.PADES)
+    output = io.BytesIO()
+    pdf_signer = signers.PdfSigner(meta, signer=signer, timestamper=HTTPTimeStamper(tsa_url))
+    asyncio.run(pdf_signer.async_sign_pdf(IncrementalPdfFileWriter(io.BytesIO(pdf)), output=output))
+    return output.getvalue()
+
+
+async def test_verify_names_each_signature_s_pades_level_without_touching_the_network(tsa: TimestampAuthority) -> None:
+    """With every connection refused, `paraaf verify`'s report says B-B for a signature without a timestamp, B-T for
+    one without validation data, B-LT for Paraaf's with a TSA, and B-LTA once `retimestamp` covers it."""
+    city = SigningCity(crl_url="http://127.0.0.1:9/ca/default.crl")
+    first = await asyncio.to_thread(sign, city.job(make_pdf(1), 1, "Ann Aerts", planned=2))
+    second = await asyncio.to_thread(
+        sign, city.job(first.pdf, 2, "Bart Baert", planned=2, placeholders=first.placeholders, tsa_url=tsa.url, crls_der=(city.crl(),))
+    )
+    root_der = load_roots(city.root_pem)[0].dump()
+    archived = await asyncio.to_thread(retimestamp, second.pdf, tsa.url, (root_der,))
+    outside = await asyncio.to_thread(_b_t_signature, city, make_pdf(1), tsa.url)
+    roots = load_roots(city.root_pem + tsa.root_pem)
+    with network_cut() as cut:
+        reports = [await verify_pdf_async(pdf, roots) for pdf in (second.pdf, archived, outside)]
+    assert cut.attempts == []
+    assert all(r.ok for r in reports), [r.to_text() for r in reports]
+    assert [[s.level for s in r.signatures] for r in reports] == [["B-B", "B-LT"], ["B-B", "B-LTA"], ["B-T"]]
+    assert "level:         PAdES B-LTA" in reports[1].to_text()
