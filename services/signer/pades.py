@@ -51,6 +51,7 @@ from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from services.signer.fonts import DEFAULT_FONT, stamp_font
@@ -355,6 +356,10 @@ def sign(job: SigningJob) -> SigningResult:
         return asyncio.run(_sign(job))
     except (TimestampRequestError, OSError, TimeoutError) as exc:  # aiohttp's connection errors are OSErrors
         raise TimestampUnavailable(f"the time-stamping service {job.tsa_url} did not answer ({exc.__class__.__name__}: {exc})"[:500]) from None
+    except (PathBuildingError, PathValidationError) as exc:  # only the TSA's chain is checked unwrapped (see _long_term)
+        raise TimestampUnavailable(
+            f"the certificate of the time-stamping service {job.tsa_url} does not chain to PARAAF_TSA_ROOTS or is revoked ({exc})"[:500]
+        ) from None
 
 
 def _warm_up(font_path: str) -> int:

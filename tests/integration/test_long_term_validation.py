@@ -44,7 +44,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore, SimpleTrustMa
 
 from services.signer import handlers
 from services.signer.ca import crl_url_of
-from services.signer.pades import CachedKeySigner, SigningPool, retimestamp, sign
+from services.signer.pades import CachedKeySigner, SigningPool, TimestampUnavailable, retimestamp, sign
 from services.signer.render import RenderPool
 from services.signer.signing import Stamping
 from services.signer.verify import load_roots, verify_pdf_async
@@ -247,3 +247,11 @@ async def test_verify_names_each_signature_s_pades_level_without_touching_the_ne
     assert all(r.ok for r in reports), [r.to_text() for r in reports]
     assert [[s.level for s in r.signatures] for r in reports] == [["B-B", "B-LT"], ["B-B", "B-LTA"], ["B-T"]]
     assert "level:         PAdES B-LTA" in reports[1].to_text()
+
+
+async def test_a_tsa_whose_certificate_is_not_from_the_configured_roots_signs_nothing(tsa: TimestampAuthority) -> None:
+    """PARAAF_TSA_ROOTS naming another root: signing stops with TimestampUnavailable (an incident), naming the TSA."""
+    city = SigningCity()
+    elsewhere = load_roots(TimestampAuthority().root_pem)[0].dump()
+    with pytest.raises(TimestampUnavailable, match="does not chain to PARAAF_TSA_ROOTS"):
+        await asyncio.to_thread(sign, city.job(make_pdf(1), 1, "Ann Aerts", tsa_url=tsa.url, tsa_roots_der=(elsewhere,)))
