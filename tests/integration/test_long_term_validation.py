@@ -255,3 +255,15 @@ async def test_a_tsa_whose_certificate_is_not_from_the_configured_roots_signs_no
     elsewhere = load_roots(TimestampAuthority().root_pem)[0].dump()
     with pytest.raises(TimestampUnavailable, match="does not chain to PARAAF_TSA_ROOTS"):
         await asyncio.to_thread(sign, city.job(make_pdf(1), 1, "Ann Aerts", tsa_url=tsa.url, tsa_roots_der=(elsewhere,)))
+
+
+async def test_the_crl_is_served_for_an_organisation_with_a_ca_and_no_ca_is_made_for_another(signer: SignerHarness) -> None:
+    """GET /ca/default.crl: a DER CRL signed by the root /ca.pem serves; /ca/elsewhere.crl: 404 naming the
+    organisation, and no certificate authority is created for it."""
+    root = x509.load_pem_x509_certificate((await signer.client.get("/ca.pem")).content)
+    served = await signer.client.get("/ca/default.crl")
+    assert served.status_code == 200 and served.headers["content-type"] == "application/pkix-crl"
+    assert x509.load_der_x509_crl(served.content).is_signature_valid(root.public_key())
+    unknown = await signer.client.get("/ca/elsewhere.crl")
+    assert unknown.status_code == 404 and "elsewhere" in unknown.json()["error"]
+    assert await signer.pool.fetchval("SELECT count(*) FROM signer.authorities") == 1
