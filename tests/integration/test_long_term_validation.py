@@ -129,17 +129,17 @@ async def test_a_b_lta_document_validates_offline_after_its_signer_is_revoked_an
     public_url = f"http://127.0.0.1:{port}"
     stamping = Stamping(tsa_url=tsa.url)
     async with SignerHarness(database_url, signing_pool, render_pool, public_url=public_url, stamping=stamping) as signer:
-        async with serving(signer.app, port):
+        async with serving(signer.app, port), httpx.AsyncClient() as http:
             _, pdf = await _signed_by_two(signer)
             ann = _signer_certificates(pdf)["Ann Aerts"]
             crl_url = crl_url_of(x509.load_der_x509_certificate(ann.dump()).public_bytes(Encoding.PEM))
             assert crl_url == f"{public_url}/ca/default.crl"
-            before = asn1_crl.CertificateList.load((await httpx.AsyncClient().get(crl_url)).content)
+            before = asn1_crl.CertificateList.load((await http.get(crl_url)).content)
 
             operator = {**shell, "PARAAF_KEY_SECRET": KEY_SECRET, "PARAAF_PUBLIC_URL": public_url}
             revoked = await asyncio.to_thread(paraaf, operator, "ca", "revoke", "ann.aerts", "--reason", "left the organisation")
             assert revoked.returncode == 0 and "Revoked certificate" in revoked.stdout, revoked.stdout + revoked.stderr
-            now_crl = asn1_crl.CertificateList.load((await httpx.AsyncClient().get(crl_url)).content)
+            now_crl = asn1_crl.CertificateList.load((await http.get(crl_url)).content)
         root = (await signer.client.get("/ca.pem")).content
 
     assert [e["serial_number"] for e in before["tbs_cert_list"]["revoked_certificates"].native or []] == []
