@@ -229,9 +229,12 @@ def _b_t_signature(city: SigningCity, pdf: bytes, tsa_url: str) -> bytes:
     return output.getvalue()
 
 
-async def test_verify_names_each_signature_s_pades_level_without_touching_the_network(tsa: TimestampAuthority) -> None:
+async def test_verify_names_each_signature_s_pades_level_without_touching_the_network(
+    tsa: TimestampAuthority, tmp_path: Path
+) -> None:
     """With every connection refused, `paraaf verify`'s report says B-B for a signature without a timestamp, B-T for
-    one without validation data, B-LT for Paraaf's with a TSA, and B-LTA once `retimestamp` covers it."""
+    one without validation data, B-LT for Paraaf's with a TSA, and B-LTA once `retimestamp` covers it; the command
+    itself, run in a network namespace with no interface at all, says the same."""
     city = SigningCity(crl_url="http://127.0.0.1:9/ca/default.crl")
     first = await asyncio.to_thread(sign, city.job(make_pdf(1), 1, "Ann Aerts", planned=2))
     second = await asyncio.to_thread(
@@ -247,6 +250,16 @@ async def test_verify_names_each_signature_s_pades_level_without_touching_the_ne
     assert all(r.ok for r in reports), [r.to_text() for r in reports]
     assert [[s.level for s in r.signatures] for r in reports] == [["B-B", "B-LT"], ["B-B", "B-LTA"], ["B-T"]]
     assert "level:         PAdES B-LTA" in reports[1].to_text()
+
+    (tmp_path / "archived.pdf").write_bytes(archived)
+    (tmp_path / "roots.pem").write_bytes(city.root_pem + tsa.root_pem)
+    command = [sys.executable, "-m", "services", "verify", str(tmp_path / "archived.pdf"), "--trust", str(tmp_path / "roots.pem"), "--json"]
+    offline = await asyncio.to_thread(subprocess.run, ["unshare", "--user", "--map-root-user", "--net", *command],
+                                      capture_output=True, text=True, cwd=ROOT)
+    if "unshare:" in offline.stderr:
+        pytest.skip(f"this machine gives no network namespace: {offline.stderr.strip()}")
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    assert [s["level"] for s in json.loads(offline.stdout)["signatures"]] == ["B-B", "B-LTA"]
 
 
 async def test_a_tsa_whose_certificate_is_not_from_the_configured_roots_signs_nothing(tsa: TimestampAuthority) -> None:
