@@ -13,7 +13,7 @@ from services.dlq import dlq_app
 from services.ops.cli import documents, tail, trail
 from services.ops.incident_cli import incidents_app, resend
 from services.router.cli import absence_app, directory_app, document_app, flows_app
-from services.signer.cli import ca_app, verify
+from services.signer.cli import archive_app, ca_app, verify
 from services.supervisor import SERVICES, supervise
 from shared import clock
 from shared.clock import clock_from
@@ -33,6 +33,7 @@ app.add_typer(flows_app, name="flows")
 app.add_typer(absence_app, name="absence")
 app.add_typer(document_app, name="document")
 app.add_typer(ca_app, name="ca")
+app.add_typer(archive_app, name="archive")
 app.add_typer(audit_app, name="audit")
 app.add_typer(dlq_app, name="dlq")
 app.command("verify")(verify)

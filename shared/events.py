@@ -18,6 +18,7 @@ __all__ = [
     "IncidentDismissed",
     "Action",
     "Cause",
+    "CertificateRevoked",
     "DocumentAccepted",
     "DocumentCompleted",
     "DocumentDeclined",
@@ -366,6 +367,20 @@ class TimestampFailed(Event):
     reason: str
 
 
+class CertificateRevoked(Event):
+    """An operator revoked a signer's certificate (``paraaf ca revoke``): the org's CRL lists it from now on;
+    signatures made with it before stay valid. ``correlation_id`` is derived from the certificate (no document)."""
+
+    routing_key: ClassVar[str] = "certificate.revoked"
+
+    person_id: str
+    title: str  # the function the certificate was for; "" for the person's own
+    name: str
+    serial: str  # hexadecimal, as certificate viewers show it
+    reason: str
+    revoked_by: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.routing_key: cls
     for cls in (
@@ -386,6 +401,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DeadLetterDropped,
         DeadLetterReplayed,
         IncidentDismissed,
+        CertificateRevoked,
         SigningMailResent,
         TimestampFailed,
     )

@@ -34,6 +34,7 @@ from shared.contract import (
     WithdrawDocument,
 )
 from shared.events import (
+    CertificateRevoked,
     DeadLetterDropped,
     DeadLetterReplayed,
     DocumentAccepted,
@@ -175,7 +176,10 @@ def outcomes_queue(source: str) -> QueueSpec:
 OPERATOR_SPEC = ServiceSpec(
     OPERATOR,
     publishes={
-        EVENTS.name: _exact(DeadLetterDropped.routing_key, DeadLetterReplayed.routing_key, IncidentDismissed.routing_key),
+        EVENTS.name: _exact(
+            DeadLetterDropped.routing_key, DeadLetterReplayed.routing_key, IncidentDismissed.routing_key,
+            CertificateRevoked.routing_key,
+        ),
         COMMANDS.name: _exact(ResendSigningMail.routing_key),
     },
 )

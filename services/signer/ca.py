@@ -1,8 +1,15 @@
 """The internal certificate authority: one root per organisation, one
-certificate per signer and function. Pure crypto, no storage: keys.py
-encrypts the private keys before they are stored.
+certificate per signer and function, and the root's certificate revocation
+list. Pure crypto, no storage: keys.py encrypts the private keys before they
+are stored and keeps the list of revoked certificates.
+
+A signer certificate names where its CRL is published (a CRL distribution
+point under PARAAF_PUBLIC_URL, served by the signer): validators that check
+revocation, and the signer itself when it embeds validation data (PAdES B-LT),
+find the list there.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -11,10 +18,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["Issued", "issue_signer_certificate", "new_authority", "unlock_legacy"]
+__all__ = [
+    "CRL_HOURS", "Issued", "Revoked", "build_crl", "crl_path", "crl_url_of", "issue_signer_certificate", "new_authority",
+    "unlock_legacy",
+]
 
 ROOT_YEARS = 20
 SIGNER_YEARS = 3
+CRL_HOURS = 24 * 7  # a CRL's nextUpdate: validators may cache it this long; a revocation is served at once regardless
 
 
 @dataclass(frozen=True)
@@ -92,9 +103,10 @@ def issue_signer_certificate(
     name: str,
     title: str,
     email: str,
+    crl_url: str | None = None,
     now: datetime | None = None,
 ) -> Issued:
-    """A signing certificate: CN = the person's name, title = their function."""
+    """A signing certificate: CN = the person's name, title = their function; ``crl_url`` where revocation is published."""
     now = now or datetime.now(UTC)
     root = x509.load_pem_x509_certificate(root_cert_pem)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -109,5 +121,49 @@ def issue_signer_certificate(
     )
     if email:
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
+    if crl_url:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
     cert = builder.sign(root_key, hashes.SHA256())
     return Issued(cert.public_bytes(serialization.Encoding.PEM), key)
+
+
+def crl_path(org: str) -> str:
+    """Where the signer's HTTP service serves ``org``'s CRL."""
+    return f"/ca/{org}.crl"
+
+
+def crl_url_of(cert_pem: bytes) -> str | None:
+    """The CRL distribution point a certificate names, or None (certificates issued before Paraaf published CRLs)."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    try:
+        points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except x509.ExtensionNotFound:
+        return None
+    return next((str(name.value) for point in points for name in point.full_name or ()), None)
+
+
+@dataclass(frozen=True)
+class Revoked:
+    serial: int
+    revoked_at: datetime
+
+
+def build_crl(root_cert_pem: bytes, root_key: rsa.RSAPrivateKey, revoked: Iterable[Revoked], *, now: datetime | None = None) -> bytes:
+    """The root's CRL (DER), listing ``revoked``; valid from a few minutes ago (clocks differ) for CRL_HOURS."""
+    now = now or datetime.now(UTC)
+    root = x509.load_pem_x509_certificate(root_cert_pem)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(root.subject)
+        .last_update(now - timedelta(minutes=5))
+        .next_update(now + timedelta(hours=CRL_HOURS))
+        # Increasing with time, as RFC 5280 asks, without a counter to keep.
+        .add_extension(x509.CRLNumber(int(now.timestamp() * 1000)), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)
+    )
+    for entry in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(entry.serial).revocation_date(entry.revoked_at).build()
+        )
+    return builder.sign(root_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)

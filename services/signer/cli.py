@@ -1,24 +1,33 @@
-"""Operator commands of the signer: ``paraaf ca ...`` and ``paraaf verify FILE.pdf``."""
+"""Operator commands of the signer: ``paraaf ca ...`` (the root, revoking a signer's certificate, the key
+secret), ``paraaf archive retimestamp`` and ``paraaf verify FILE.pdf``."""
 
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
 import typer
 
+from services.ops.incident_cli import _publish
 from services.signer.config import SignerSettings
-from services.signer.keys import Keyring, check_secret, key_secret
+from services.signer.keys import Keyring, NothingToRevoke, RevokedCertificate, check_secret, key_secret
+from services.signer.pades import TimestampUnavailable, archive_timestamp_expiry, retimestamp
 from services.signer.verify import NotVerifiable, load_roots, verify_pdf_async
+from shared import blobs
+from shared.credentials import shell_operator
+from shared.events import CertificateRevoked
 from shared.service import open_database
 from shared.settings import CannotStart
 
-__all__ = ["ca_app", "verify"]
+__all__ = ["archive_app", "ca_app", "verify"]
 
 ca_app = typer.Typer(help="The internal certificate authority and its keys.", no_args_is_help=True)
+archive_app = typer.Typer(help="Completed documents kept for the long term.", no_args_is_help=True)
 MIGRATIONS = Path(__file__).parent / "migrations"
 T = TypeVar("T")
 
@@ -34,7 +43,7 @@ def _with_keyring(settings: SignerSettings, work: Callable[[asyncpg.Connection, 
         pool = await _signer_pool(settings)
         try:
             async with pool.acquire() as conn:
-                keyring = Keyring(key_secret(settings), settings.organisation_name)
+                keyring = Keyring(key_secret(settings), settings.organisation_name, settings.public_url)
                 await keyring.unlock(conn)
                 return await work(conn, keyring)
         finally:
@@ -89,7 +98,9 @@ def verify(
 
 
 def _installation_roots(org: str | None) -> list:
+    """The org's root, and the TSA's roots (PARAAF_TSA_ROOTS) so its timestamps are trusted too."""
     settings = SignerSettings()
+    tsa_roots = [c for der in settings.tsa_roots_der() for c in load_roots(der)]
 
     async def run() -> str:
         pool = await _signer_pool(settings)
@@ -106,7 +117,7 @@ def _installation_roots(org: str | None) -> list:
     if pem is None:
         typer.echo(f"organisation `{org or settings.org}` has no certificate authority yet; pass --trust root.pem", err=True)
         raise typer.Exit(2)
-    return load_roots(pem.encode())
+    return load_roots(pem.encode()) + tsa_roots
 
 
 @ca_app.command("rotate-secret")
@@ -120,3 +131,99 @@ def rotate_secret(
     new_secret = check_secret(new_secret_file.read_text().strip())
     count = _with_keyring(settings, lambda conn, keyring: keyring.rotate(conn, new_secret))
     typer.echo(f"{count} key(s) now encrypted under the new secret: set PARAAF_KEY_SECRET to it and start the signer")
+
+
+def _revoked_event(org: str, revoked: RevokedCertificate, reason: str, by: str) -> CertificateRevoked:
+    return CertificateRevoked(
+        correlation_id=uuid.uuid5(uuid.NAMESPACE_URL, f"paraaf:certificate:{org}:{revoked.serial:x}"), org=org,
+        person_id=revoked.person_id, title=revoked.title, name=revoked.name, serial=f"{revoked.serial:x}", reason=reason,
+        revoked_by=by,
+    )
+
+
+@ca_app.command("revoke")
+def revoke(
+    person: str = typer.Argument(..., help="the person's id in the directory"),
+    reason: str = typer.Option(..., help="why (e.g. `left the organisation`, `key compromised`); kept in the audit log"),
+    title: str = typer.Option(None, help="only the certificate for this function (\"\" for their own); default: all of theirs"),
+    org: str = typer.Option(None, help="organisation key (default: PARAAF_ORG)"),
+) -> None:
+    """Revoke a person's signing certificate(s): the CRL lists them from now on and their next signature gets a new
+    certificate. Signatures they made before stay valid (their validation data is in the documents).
+
+    When someone leaves, run this without --title (and take them out of the directory). Audited as
+    certificate.revoked; if that cannot be published, nothing is revoked."""
+    settings = SignerSettings()
+    if not reason.strip():
+        raise typer.BadParameter("say why the certificate is revoked", param_hint="--reason")
+    org, by = org or settings.org, shell_operator()
+
+    async def work(conn: asyncpg.Connection, keyring: Keyring) -> list:
+        async with conn.transaction():  # published (confirmed) before the revocation commits
+            revoked = await keyring.revoke(conn, org, person, title=title, reason=reason, by=by, at=datetime.now(UTC))
+            for certificate in revoked:
+                await _publish(settings, _revoked_event(org, certificate, reason, by))
+        return revoked
+
+    try:
+        revoked = _with_keyring(settings, work)
+    except NothingToRevoke as exc:
+        typer.echo(f"{exc}; nothing revoked", err=True)
+        raise typer.Exit(1) from None
+    for certificate in revoked:
+        function = f" ({certificate.title})" if certificate.title else ""
+        typer.echo(f"Revoked certificate {certificate.serial:x} of {certificate.name}{function}; the audit log records it.")
+
+
+_COMPLETED = "SELECT document_id, org, pdf_sha256 FROM signer.documents WHERE status = 'completed' AND org = $1 ORDER BY updated_at"
+
+
+async def _retimestamp_one(
+    conn: asyncpg.Connection, row: asyncpg.Record, pdf: bytes, tsa_url: str, root: bytes, tsa_roots: tuple[bytes, ...]
+) -> None:
+    """A fresh document timestamp on the document's current version (``pdf``), stored as its next version."""
+    updated = await asyncio.to_thread(retimestamp, pdf, tsa_url, (root,), tsa_roots)
+    async with conn.transaction():
+        if await conn.fetchval("SELECT pdf_sha256 FROM signer.documents WHERE document_id = $1 FOR UPDATE", row["document_id"]) != row["pdf_sha256"]:
+            return  # changed meanwhile (another run): leave it to that one
+        digest = await blobs.put_blob(conn, updated)
+        revision = await conn.fetchval("SELECT max(revision) + 1 FROM blobs.versions WHERE document_id = $1", row["document_id"])
+        await blobs.register_version(conn, row["document_id"], revision, row["org"], digest)
+        await conn.execute("UPDATE signer.documents SET pdf_sha256 = $2, updated_at = now() WHERE document_id = $1", row["document_id"], digest)
+
+
+@archive_app.command("retimestamp")
+def retimestamp_archive(
+    before: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="renew the timestamps whose TSA certificate expires before this day"),
+    org: str = typer.Option(None, help="organisation key (default: PARAAF_ORG)"),
+) -> None:
+    """Add a fresh document timestamp (the DSS brought up to date first) to every completed document whose last
+    document timestamp's TSA certificate expires before BEFORE, or that has none yet: PAdES B-LTA, renewed.
+
+    Run it well before the TSA's certificate expires; each run is an incremental update, so every signature and
+    earlier timestamp stays valid."""
+    settings = SignerSettings()
+    if not settings.tsa_url:
+        typer.echo("PARAAF_TSA_URL is not set: a time-stamping authority is needed to renew timestamps", err=True)
+        raise typer.Exit(2)
+    deadline, org = before.replace(tzinfo=UTC), org or settings.org
+
+    async def work(conn: asyncpg.Connection, keyring: Keyring) -> tuple[int, int]:
+        root_pem, _ = await keyring.authority(conn, org)
+        root = load_roots(root_pem.encode())[0].dump()
+        renewed = rows = 0
+        for row in await conn.fetch(_COMPLETED, org):
+            rows += 1
+            pdf = await blobs.get_blob(conn, row["pdf_sha256"])
+            expiry = archive_timestamp_expiry(pdf)
+            if expiry is None or expiry < deadline:
+                await _retimestamp_one(conn, row, pdf, settings.tsa_url, root, settings.tsa_roots_der())
+                renewed += 1
+        return renewed, rows
+
+    try:
+        renewed, rows = _with_keyring(settings, work)
+    except TimestampUnavailable as exc:
+        typer.echo(f"{exc}; documents renewed before it are kept, run the command again", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{renewed} of {rows} completed document(s) got a fresh document timestamp; the others' last one lasts past {before:%Y-%m-%d}.")

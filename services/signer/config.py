@@ -1,9 +1,11 @@
+from pathlib import Path
 from typing import Literal
 
+from asn1crypto import pem as asn1_pem
 from pydantic import Field, SecretStr
 
 from services.signer.fonts import DEFAULT_FONT
-from shared.settings import Settings
+from shared.settings import CannotStart, Settings
 
 
 class SignerSettings(Settings):
@@ -17,6 +19,7 @@ class SignerSettings(Settings):
     render_seconds: float = Field(default=20.0, gt=0)
     render_mb: int = Field(default=1024, gt=0)
     tsa_url: str | None = None
+    tsa_roots: Path | None = None  # PEM: the TSA's root certificate(s), trusted for its timestamps by `paraaf verify`
     stamp_font: str = DEFAULT_FONT
     verify_max_mb: float = Field(default=64.0, gt=0)
     verify_seconds: float = Field(default=30.0, gt=0)
@@ -30,6 +33,19 @@ class SignerSettings(Settings):
     session_idle_minutes: int = Field(default=30, ge=1)
     session_hours: float = Field(default=10.0, gt=0)
     upload_max_mb: float = Field(default=25.0, gt=0, le=34.0)  # as intake's PARAAF_MAX_PDF_MB; base64 in one message stays under the broker's 48 MiB
+
+    def tsa_roots_der(self) -> tuple[bytes, ...]:
+        """The certificates in PARAAF_TSA_ROOTS (DER); none when it is unset."""
+        if self.tsa_roots is None:
+            return ()
+        try:
+            pem = self.tsa_roots.read_bytes()
+        except OSError as exc:
+            raise CannotStart(f"PARAAF_TSA_ROOTS: cannot read {self.tsa_roots} ({exc.strerror})") from None
+        found = tuple(der for _, _, der in asn1_pem.unarmor(pem, multiple=True)) if asn1_pem.detect(pem) else ()
+        if not found:
+            raise CannotStart(f"PARAAF_TSA_ROOTS: {self.tsa_roots} holds no PEM certificate")
+        return found
 
     @property
     def oidc_configured(self) -> bool:

@@ -64,6 +64,9 @@ _LINES: dict[str, Callable[[Event, Words], str]] = {
         person=_person(e.get("signer")), email=(e.get("signer") or {}).get("email"), by=e.get("resent_by"), reason=e.get("reason")
     ),
     "timestamp.failed": lambda e, w: w["ev_timestamp_failed"].format(tsa=e.get("tsa_url"), reason=e.get("reason")),
+    "certificate.revoked": lambda e, w: w["ev_certificate_revoked"].format(
+        serial=e.get("serial"), name=e.get("name"), by=e.get("revoked_by"), reason=e.get("reason")
+    ),
     "incident.dismissed": lambda e, w: w["ev_incident_dismissed"].format(
         incident=e.get("incident"), by=e.get("dismissed_by"), reason=e.get("reason")
     ),

@@ -7,13 +7,22 @@ key derived from PARAAF_KEY_SECRET with scrypt (n=2^16, r=8, p=1: about
 0.2 s and 64 MB, once per start), and bound to whose key it is (a stored
 key cannot be moved to another person's row). The secret is the signer's
 alone; a known placeholder or a short one is refused.
+
+Revocation: :meth:`Keyring.revoke` moves a person's certificate to
+``signer.revoked_certificates`` (their next signature gets a new one) and
+:meth:`Keyring.crl` is the root's CRL over that table, built in-process, both
+for the HTTP service that publishes it and for the signing workers that embed
+it (PAdES B-LT). Certificates issued before CRLs were published name no
+distribution point: they are reissued on their holder's next signature.
 """
 
 import asyncio
 import base64
 import os
 import secrets
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -30,7 +39,10 @@ from services.signer.config import SignerSettings
 from shared.events import PersonRef
 from shared.settings import CannotStart
 
-__all__ = ["Credentials", "KeyWrap", "Keyring", "WeakSecret", "WrongSecret", "check_secret", "key_secret"]
+__all__ = [
+    "Credentials", "KeyWrap", "Keyring", "NothingToRevoke", "RevokedCertificate", "WeakSecret", "WrongSecret", "check_secret",
+    "key_secret",
+]
 
 MIN_SECRET_LENGTH = 16
 PLACEHOLDERS = frozenset(
@@ -39,6 +51,20 @@ PLACEHOLDERS = frozenset(
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**16, 8, 1
 _CHECK = b"paraaf key-encryption check"
 _WRAPPED = "aesgcm:"
+CRL_REBUILD_SECONDS = 3600  # an unchanged CRL is signed anew this often, so the one served is never near its nextUpdate
+
+
+class NothingToRevoke(ValueError):
+    """The person holds no current certificate (in that function) to revoke."""
+
+
+@dataclass(frozen=True)
+class RevokedCertificate:
+    serial: int
+    person_id: str
+    title: str
+    name: str
+    revoked_at: datetime
 
 
 class WeakSecret(CannotStart):
@@ -129,12 +155,14 @@ async def _derive(secret: bytes, row: asyncpg.Record) -> KeyWrap:
 
 
 class Keyring:
-    def __init__(self, secret: bytes, organisation: str) -> None:
+    def __init__(self, secret: bytes, organisation: str, public_url: str | None = None) -> None:
         self._secret = secret
         self._organisation = organisation
+        self._public_url = public_url.rstrip("/") if public_url else None  # None: certificates name no CRL (tests of other things)
         self._wrap: KeyWrap | None = None
         self._authorities: dict[str, tuple[str, RSAPrivateKey]] = {}
-        self._credentials: dict[tuple[str, str, str, str], Credentials] = {}
+        self._credentials: dict[str, Credentials] = {}  # by certificate PEM: a reissued certificate is a new entry
+        self._crls: dict[str, tuple[frozenset[int], float, bytes]] = {}
 
     @property
     def _keys(self) -> KeyWrap:
@@ -235,11 +263,21 @@ class Keyring:
         self._authorities[org] = (row["cert_pem"], key)
         return self._authorities[org]
 
+    def crl_url(self, org: str) -> str | None:
+        return f"{self._public_url}{ca.crl_path(org)}" if self._public_url else None
+
+    def _current(self, row: asyncpg.Record | None, org: str, person: PersonRef) -> bool:
+        """Whether a stored certificate may still sign for ``person``: same name, and naming this installation's CRL."""
+        if row is None or row["name"] != person.name:
+            return False
+        return ca.crl_url_of(row["cert_pem"].encode()) == self.crl_url(org)
+
     async def credentials(self, conn: asyncpg.Connection, org: str, person: PersonRef) -> Credentials:
-        """The person's signing credentials for the function they sign in, issued on first use."""
-        cache_key = (org, person.id, person.title, person.name)
-        if cache_key in self._credentials:
-            return self._credentials[cache_key]
+        """The person's signing credentials for the function they sign in, issued on first use, and again when
+        theirs was revoked, was made under another name, or names no (or another) CRL.
+
+        The row is read on every call (one indexed read): a certificate revoked by `paraaf ca revoke` in
+        another process is never used again."""
         root_pem, root_key = await self.authority(conn, org)
         context = _certificate_context(org, person.id, person.title)
         row = await conn.fetchrow(
@@ -248,8 +286,10 @@ class Keyring:
             person.id,
             person.title,
         )
-        if row is None or row["name"] != person.name:
+        if not self._current(row, org, person):
             row = await self._issue(conn, org, person, root_pem, root_key)
+        if row["cert_pem"] in self._credentials:
+            return self._credentials[row["cert_pem"]]
         key = self._keys.unwrap(row["key_pem"], context)
         credentials = Credentials(
             key_der=key.private_bytes(
@@ -258,8 +298,50 @@ class Keyring:
             cert_der=_der(row["cert_pem"]),
             chain_der=(_der(root_pem),),
         )
-        self._credentials[cache_key] = credentials
+        self._credentials[row["cert_pem"]] = credentials
         return credentials
+
+    async def revoke(
+        self, conn: asyncpg.Connection, org: str, person_id: str, *, title: str | None, reason: str, by: str, at: datetime
+    ) -> list[RevokedCertificate]:
+        """Revoke the person's current certificate(s) (in one function, or in all when ``title`` is None), in one
+        transaction: they leave the keyring and join the CRL. Raises NothingToRevoke when there is none."""
+        async with conn.transaction():
+            rows = await conn.fetch(
+                "DELETE FROM signer.certificates WHERE org = $1 AND person_id = $2 AND ($3::text IS NULL OR title = $3)"
+                " RETURNING person_id, title, name, cert_pem",
+                org,
+                person_id,
+                title,
+            )
+            if not rows:
+                function = f" as `{title}`" if title is not None else ""
+                raise NothingToRevoke(f"`{person_id}` holds no certificate{function} in organisation `{org}`")
+            revoked = [
+                RevokedCertificate(
+                    x509.load_pem_x509_certificate(r["cert_pem"].encode()).serial_number, r["person_id"], r["title"], r["name"], at
+                )
+                for r in rows
+            ]
+            await conn.executemany(
+                "INSERT INTO signer.revoked_certificates (org, serial, person_id, title, name, revoked_at, reason, revoked_by)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                [(org, r.serial, r.person_id, r.title, r.name, r.revoked_at, reason, by) for r in revoked],
+            )
+        return revoked
+
+    async def crl(self, conn: asyncpg.Connection, org: str) -> bytes:
+        """The root's CRL (DER) as it stands now: rebuilt when a certificate was revoked, else at most hourly."""
+        rows = await conn.fetch("SELECT serial, revoked_at FROM signer.revoked_certificates WHERE org = $1", org)
+        revoked = [ca.Revoked(int(r["serial"]), r["revoked_at"]) for r in rows]
+        serials = frozenset(r.serial for r in revoked)
+        cached = self._crls.get(org)
+        if cached is not None and cached[0] == serials and time.monotonic() - cached[1] < CRL_REBUILD_SECONDS:
+            return cached[2]
+        root_pem, root_key = await self.authority(conn, org)
+        der = await asyncio.to_thread(ca.build_crl, root_pem.encode(), root_key, revoked)
+        self._crls[org] = (serials, time.monotonic(), der)
+        return der
 
     async def _issue(
         self, conn: asyncpg.Connection, org: str, person: PersonRef, root_pem: str, root_key: RSAPrivateKey
@@ -273,6 +355,7 @@ class Keyring:
                 name=person.name,
                 title=person.title,
                 email=person.email,
+                crl_url=self.crl_url(org),
             )
         )
         return await conn.fetchrow(

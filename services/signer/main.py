@@ -108,7 +108,10 @@ def _http_deps(
         pool=lambda: service.pool, keyring=keyring, signing_pool=workers.signing, render_pool=workers.render,
         verify_pool=workers.verify, outbox=service.outbox,
         csrf_secret=hmac.new(secret, b"paraaf-csrf", hashlib.sha256).digest(),
-        stamping=Stamping(timezone=settings.timezone, tsa_url=settings.tsa_url, font_path=settings.stamp_font),
+        stamping=Stamping(
+            timezone=settings.timezone, tsa_url=settings.tsa_url, font_path=settings.stamp_font,
+            tsa_roots_der=settings.tsa_roots_der(),
+        ),
         links=links, org=settings.org, after_commit=service.wake_relay, secure_cookies=settings.public_https,
         docs=settings.http_docs, stuck_after=settings.stuck_after, audit_feed=feed,
         queue_depths=lambda: depths(service.identity.amqp_url),
@@ -141,7 +144,7 @@ def create_app(settings: SignerSettings | None = None) -> FastStream:
     settings = settings or SignerSettings()
     service = Service("signer", settings, migrations=MIGRATIONS, uses=("blobs", "access"))
     secret = key_secret(settings)
-    keyring, links, workers = Keyring(secret, settings.organisation_name), _links(settings), Workers(settings)
+    keyring, links, workers = Keyring(secret, settings.organisation_name, settings.public_url), _links(settings), Workers(settings)
 
     async def start() -> None:
         await workers.start()

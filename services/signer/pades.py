@@ -14,13 +14,23 @@ matters: pyHanko's validator (stricter than Acrobat) treats a new visible
 field after a certification signature as a forbidden change. When the number
 is not known, every signature is an approval signature in a new field; a
 validator then still reports any change that is not a signature.
+
+Long-term validation (with a time-stamping service): every signature is
+PAdES B-LT: after it, an incremental update adds a document security store
+(DSS) with the chain and the CRL the job carries (the signer builds its own
+CRL in-process, see keys.py) and whatever revocation data the TSA's chain
+names. The signature that completes the document is B-LTA: a document
+timestamp follows the DSS. :func:`retimestamp` adds a fresh one later
+(``paraaf archive retimestamp``). See :func:`_long_term`.
 """
 
 import asyncio
+import dataclasses
 import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import TypeVar
 
@@ -33,12 +43,15 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from pyhanko.pdf_utils.content import RawContent
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.layout import AxisAlignment, BoxConstraints, InnerScaling, Margins, SimpleBoxLayoutRule
+from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.sign import fields, signers
 from pyhanko.sign.fields import MDPPerm, SigFieldSpec
 from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko.stamp import TextStampStyle
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from services.signer.fonts import DEFAULT_FONT, stamp_font
@@ -63,7 +76,9 @@ __all__ = [
     "SigningJob",
     "SigningPool",
     "SigningResult",
+    "archive_timestamp_expiry",
     "find_placeholders",
+    "retimestamp",
     "sign",
 ]
 
@@ -97,6 +112,11 @@ class SigningJob:
     placeholders: tuple[Placeholder, ...] | None = None  # None: not looked for yet
     tsa_url: str | None = None
     font_path: str = DEFAULT_FONT
+    # Long-term validation (only with tsa_url): the CRLs to embed, the TSA's trusted roots (none: the
+    # self-signed ones it sends), and whether this signature completes the document (B-LTA).
+    crls_der: tuple[bytes, ...] = ()
+    tsa_roots_der: tuple[bytes, ...] = ()
+    completes: bool = False
 
 
 @dataclass(frozen=True)
@@ -244,13 +264,82 @@ async def _sign(job: SigningJob) -> SigningResult:
     placeholders = job.placeholders if job.placeholders is not None else find_placeholders(job.pdf)
     certify, new_field = _field(writer, job, placeholders)
     output = io.BytesIO()
-    await _pdf_signer(job, certify, new_field).async_sign_pdf(
+    pdf_signer = _pdf_signer(job, certify, new_field)
+    await _long_term(pdf_signer, job)
+    await pdf_signer.async_sign_pdf(
         writer,
         bytes_reserved=BYTES_RESERVED_TIMESTAMPED if job.tsa_url else BYTES_RESERVED,
         appearance_text_params={"paraaf": job.stamp_text},
         output=output,
     )
     return SigningResult(output.getvalue(), field_name(job.number), certify, placeholders)
+
+
+def _self_signed(token: object) -> list[asn1_x509.Certificate]:
+    """The self-signed certificates a TSA sends along with its token (its roots, for most)."""
+    certs = token["content"]["certificates"] or []  # type: ignore[index]
+    return _self_signed_in([c.chosen for c in certs if c.name == "certificate"])
+
+
+async def _tsa_roots(timestamper: HTTPTimeStamper, roots_der: tuple[bytes, ...]) -> list[asn1_x509.Certificate]:
+    """The TSA's roots: those configured (PARAAF_TSA_ROOTS), else the ones it sends. Either way they only say
+    whose revocation data to collect; whoever validates the document decides whom to trust."""
+    if roots_der:
+        return [asn1_x509.Certificate.load(der) for der in roots_der]
+    return _self_signed(await timestamper.async_dummy_response("sha256"))
+
+
+async def _validation_context(job: SigningJob, timestamper: HTTPTimeStamper) -> ValidationContext:
+    """What the signer checks its own chain and the TSA's with before signing; what it collects goes into the DSS.
+
+    Paraaf's own CRL comes from the job, so no request goes to our own URL (reachable from the signer or not);
+    fetching stays allowed for the TSA's chain, which names its own CRL or OCSP responder."""
+    roots = [asn1_x509.Certificate.load(der) for der in job.chain_der] + await _tsa_roots(timestamper, job.tsa_roots_der)
+    return ValidationContext(trust_roots=roots, crls=list(job.crls_der), allow_fetching=True)
+
+
+async def _long_term(pdf_signer: signers.PdfSigner, job: SigningJob) -> None:
+    """Make ``pdf_signer`` PAdES B-LT (B-LTA when the signature completes the document), when a TSA is set."""
+    timestamper = pdf_signer.default_timestamper
+    if not isinstance(timestamper, HTTPTimeStamper):
+        return
+    pdf_signer.signature_meta = dataclasses.replace(
+        pdf_signer.signature_meta,
+        embed_validation_info=True,
+        validation_context=await _validation_context(job, timestamper),
+        use_pades_lta=job.completes,
+    )
+
+
+def archive_timestamp_expiry(pdf: bytes) -> datetime | None:
+    """When the certificate of the document's last document timestamp expires; None when it has none yet."""
+    reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+    timestamps = reader.embedded_timestamp_signatures
+    return timestamps[-1].signer_cert.not_valid_after if timestamps else None
+
+
+async def _retimestamp(pdf: bytes, tsa_url: str, org_roots_der: tuple[bytes, ...], tsa_roots_der: tuple[bytes, ...]) -> bytes:
+    reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+    timestamper = HTTPTimeStamper(tsa_url, timeout=30)
+    roots = [asn1_x509.Certificate.load(der) for der in org_roots_der] + await _tsa_roots(timestamper, tsa_roots_der)
+    if not tsa_roots_der:  # the last timestamp may come from another TSA (or its earlier root)
+        roots += [c for ts in reader.embedded_timestamp_signatures[-1:] for c in _self_signed_in(ts.other_embedded_certs)]
+    context = ValidationContext(trust_roots=roots, allow_fetching=True)
+    output = await signers.PdfTimeStamper(timestamper).async_update_archival_timestamp_chain(reader, context, in_place=False)
+    return output.getvalue()
+
+
+def _self_signed_in(certs: list[asn1_x509.Certificate]) -> list[asn1_x509.Certificate]:
+    return [c for c in certs if c.self_signed]
+
+
+def retimestamp(pdf: bytes, tsa_url: str, org_roots_der: tuple[bytes, ...], tsa_roots_der: tuple[bytes, ...] = ()) -> bytes:
+    """Worker entry point: ``pdf`` with its DSS brought up to date for its last document timestamp and a fresh
+    document timestamp after it (an incremental update: every signature and earlier timestamp stays valid)."""
+    try:
+        return asyncio.run(_retimestamp(pdf, tsa_url, org_roots_der, tsa_roots_der))
+    except (TimestampRequestError, OSError, TimeoutError) as exc:
+        raise TimestampUnavailable(f"the time-stamping service {tsa_url} did not answer ({exc.__class__.__name__}: {exc})"[:500]) from None
 
 
 class SigningUnavailable(RuntimeError):
@@ -267,6 +356,10 @@ def sign(job: SigningJob) -> SigningResult:
         return asyncio.run(_sign(job))
     except (TimestampRequestError, OSError, TimeoutError) as exc:  # aiohttp's connection errors are OSErrors
         raise TimestampUnavailable(f"the time-stamping service {job.tsa_url} did not answer ({exc.__class__.__name__}: {exc})"[:500]) from None
+    except (PathBuildingError, PathValidationError) as exc:  # only the TSA's chain is checked unwrapped (see _long_term)
+        raise TimestampUnavailable(
+            f"the certificate of the time-stamping service {job.tsa_url} does not chain to PARAAF_TSA_ROOTS or is revoked ({exc})"[:500]
+        ) from None
 
 
 def _warm_up(font_path: str) -> int:

@@ -647,6 +647,7 @@ _OPS_TEXTS: dict[str, dict[str, str]] = {
         "ev_dead_letter_replayed": "dode brief {key} opnieuw aangeboden uit {queue} door {by} (het faalde: {why})",
         "ev_mail_resent": "vraag opnieuw gemaild naar {person} <{email}> door {by}: {reason}",
         "ev_timestamp_failed": "tijdstempeldienst {tsa} faalde: {reason}",
+        "ev_certificate_revoked": "certificaat {serial} van {name} ingetrokken door {by}: {reason}",
         "ev_incident_dismissed": "incident {incident} afgesloten door {by}: {reason}",
     },
     "fr": {
@@ -722,6 +723,7 @@ _OPS_TEXTS: dict[str, dict[str, str]] = {
         "ev_dead_letter_replayed": "lettre morte {key} renvoyée depuis {queue} par {by} (elle avait échoué : {why})",
         "ev_mail_resent": "demande renvoyée par mail à {person} <{email}> par {by} : {reason}",
         "ev_timestamp_failed": "le service d'horodatage {tsa} a échoué : {reason}",
+        "ev_certificate_revoked": "certificat {serial} de {name} révoqué par {by} : {reason}",
         "ev_incident_dismissed": "incident {incident} classé par {by} : {reason}",
     },
     "en": {
@@ -797,6 +799,7 @@ _OPS_TEXTS: dict[str, dict[str, str]] = {
         "ev_dead_letter_replayed": "dead letter {key} replayed from {queue} by {by} (it had failed: {why})",
         "ev_mail_resent": "request mailed again to {person} <{email}> by {by}: {reason}",
         "ev_timestamp_failed": "time-stamping service {tsa} failed: {reason}",
+        "ev_certificate_revoked": "certificate {serial} of {name} revoked by {by}: {reason}",
         "ev_incident_dismissed": "incident {incident} dismissed by {by}: {reason}",
     },
 }

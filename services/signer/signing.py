@@ -33,6 +33,7 @@ class Stamping:
     timezone: str = "Europe/Brussels"
     tsa_url: str | None = None
     font_path: str = DEFAULT_FONT
+    tsa_roots_der: tuple[bytes, ...] = ()  # PARAAF_TSA_ROOTS
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,9 @@ async def _locked_link(store: SignerStore, token: str, now: datetime) -> Signing
     return check_link(await store.find_link(hash_token(token), lock=True), now)
 
 
-def _signing_job(link: SigningLink, credentials: Credentials, pdf: bytes, signed_at: datetime, stamping: Stamping) -> SigningJob:
+def _signing_job(
+    link: SigningLink, credentials: Credentials, pdf: bytes, signed_at: datetime, stamping: Stamping, crls: tuple[bytes, ...]
+) -> SigningJob:
     request, document = link.request, link.document
     signer, on_behalf_of = request.signer, request.on_behalf_of
     return SigningJob(
@@ -73,7 +76,8 @@ def _signing_job(link: SigningLink, credentials: Credentials, pdf: bytes, signed
         number=document.revision + 1, stamp_text=stamp_text(signer, on_behalf_of, signed_at, stamping.timezone),
         signer_name=signer.name, reason=on_behalf_text(on_behalf_of) if on_behalf_of else "Ondertekend",
         planned=request.signature_count, placeholders=document.placeholders, tsa_url=stamping.tsa_url,
-        font_path=stamping.font_path,
+        font_path=stamping.font_path, crls_der=crls, tsa_roots_der=stamping.tsa_roots_der,
+        completes=request.signature_count is not None and document.revision + 1 >= request.signature_count,
     )
 
 
@@ -82,7 +86,9 @@ async def _sign_pdf(store: SignerStore, link: SigningLink, signed_at: datetime, 
     request = link.request
     credentials = await store.credentials(request.org, request.signer)
     pdf = await store.blob(link.document.pdf_sha256)
-    result = await pdf_signer.sign(_signing_job(link, credentials, pdf, signed_at, stamping))
+    # With a TSA the signature is B-LT: the CRL as it stands now goes into the document (built here, not fetched).
+    crls = (await store.crl(request.org),) if stamping.tsa_url else ()
+    result = await pdf_signer.sign(_signing_job(link, credentials, pdf, signed_at, stamping, crls))
     version = _Version(await store.put_blob(result.pdf), link.document.revision + 1, result.field_name)
     await store.register_version(request.document_id, version.revision, request.org, version.pdf_sha256)
     await store.record_signature(

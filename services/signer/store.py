@@ -35,6 +35,7 @@ class SignerStore(Protocol):
     async def held_titles(self, org: str, person_id: str) -> set[str]: ...
     async def credentials(self, org: str, person: PersonRef) -> Credentials: ...
     async def authority_certificate(self, org: str) -> str: ...
+    async def crl(self, org: str) -> bytes: ...
 
     # Documents and requests.
     async def begin_document(self, document_id: UUID, org: str, original: str) -> SignerDocument: ...
@@ -152,6 +153,13 @@ class PostgresSignerStore(TransactionStore):
         """The org's root certificate (PEM), made the first time it is asked for."""
         cert_pem, _ = await self._keys().authority(self._conn, org)
         return cert_pem
+
+    async def has_authority(self, org: str) -> bool:
+        return bool(await self._conn.fetchval("SELECT true FROM signer.authorities WHERE org = $1", org))
+
+    async def crl(self, org: str) -> bytes:
+        """The org's CRL (DER) as it stands now."""
+        return await self._keys().crl(self._conn, org)
 
     def _keys(self) -> Keyring:
         if self._keyring is None:

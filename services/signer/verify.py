@@ -1,12 +1,21 @@
 """Validation reports: for every signature in a PDF, who signed (and on whose
 behalf), when, whether the signed bytes are intact, whether the certificate
-chains to a trusted root, and what changed in the document after it.
+chains to a trusted root, what changed in the document after it, and its
+PAdES level: B-B (a signature), B-T (with an RFC 3161 timestamp), B-LT (and
+the validation data to check it later is in the document), B-LTA (and a
+document timestamp covers that data).
+
+Nothing is fetched: a B-LT or B-LTA signature is validated with the chain,
+CRLs and OCSP responses in the document's security store (DSS) alone, at the
+time its timestamps prove, so it stays valid after its certificate expires or
+is revoked, with no network.
 
 :func:`verify_pdf` is CPU-bound (50–200 ms for a handful of signatures): the
 HTTP endpoint runs it in the signing workers, the command line in-process.
 """
 
 import asyncio
+import dataclasses
 import io
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -17,8 +26,9 @@ from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils.misc import PdfReadError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import ModificationLevel
-from pyhanko.sign.validation import async_validate_pdf_signature
-from pyhanko.sign.validation.errors import SignatureValidationError
+from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko.sign.validation.errors import NoDSSFoundError, SignatureValidationError
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.status import PdfSignatureStatus
 from pyhanko_certvalidator import ValidationContext
@@ -51,23 +61,30 @@ class SignatureReport:
     later_signatures: list[str]
     ok: bool
     problems: list[str] = field(default_factory=list)
+    level: str = "B-B"  # PAdES baseline level: B-B, B-T, B-LT or B-LTA
 
 
 @dataclass(frozen=True)
 class Report:
     signatures: list[SignatureReport]
     problems: list[str] = field(default_factory=list)  # about the file as a whole
+    document_timestamps: list[str] = field(default_factory=list)  # ISO 8601, UTC, oldest first
 
     @property
     def ok(self) -> bool:
         return bool(self.signatures) and not self.problems and all(s.ok for s in self.signatures)
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "problems": self.problems, "signatures": [asdict(s) for s in self.signatures]}
+        return {
+            "ok": self.ok, "problems": self.problems, "document_timestamps": self.document_timestamps,
+            "signatures": [asdict(s) for s in self.signatures],
+        }
 
     def to_text(self, timezone: str = "Europe/Brussels") -> str:
         lines = [f"{'OK' if self.ok else 'FAILED'}: {len(self.signatures)} signature(s)"]
         lines += [f"  ! {problem}" for problem in self.problems]
+        for stamped in self.document_timestamps:
+            lines.append(f"  document timestamp: {datetime.fromisoformat(stamped).astimezone(ZoneInfo(timezone)):%d-%m-%Y %H:%M:%S %Z}")
         for number, s in enumerate(self.signatures, start=1):
             who = s.signer + (f" ({s.title})" if s.title else "") + (f", {s.organisation}" if s.organisation else "")
             lines.append(f"\n#{number} {s.field}: {'OK' if s.ok else 'FAILED'}")
@@ -79,6 +96,7 @@ class Report:
                 source = "timestamp" if s.timestamped else "signer's clock"
                 lines.append(f"  signed at:     {local:%d-%m-%Y %H:%M:%S %Z} ({source})")
             lines.append(f"  kind:          {'certification (DocMDP)' if s.certification else 'approval'}")
+            lines.append(f"  level:         PAdES {s.level}")
             lines.append(f"  intact:        {_yes(s.intact)}")
             lines.append(f"  valid:         {_yes(s.valid)}")
             lines.append(f"  trusted:       {_yes(s.trusted)}")
@@ -179,25 +197,95 @@ def _name(embedded: EmbeddedPdfSignature) -> str:
         return embedded.field_name
 
 
+def _dss_context(reader: PdfFileReader, roots: list[asn1_x509.Certificate], at: datetime | None = None) -> ValidationContext:
+    """Trusting ``roots``, with the document's own validation data, fetching nothing; ``at``: as of that moment,
+    with revocation data required wherever a certificate says where it is published (hard-fail)."""
+    options: dict = {"trust_roots": roots, "allow_fetching": False}
+    if at is not None:
+        options.update(moment=at, revocation_mode="hard-fail")
+    try:
+        dss = DocumentSecurityStore.read_dss(reader)
+    except NoDSSFoundError:
+        return ValidationContext(**options)
+    return dss.as_validation_context(options)
+
+
+def _has_dss(reader: PdfFileReader) -> bool:
+    try:
+        DocumentSecurityStore.read_dss(reader)
+    except NoDSSFoundError:
+        return False
+    return True
+
+
+async def _level(
+    reader: PdfFileReader, embedded: EmbeddedPdfSignature, status: PdfSignatureStatus, roots: list[asn1_x509.Certificate],
+    archive_revisions: list[int],
+) -> tuple[str, str | None]:
+    """The signature's PAdES level, and the problem when the document's validation data does not validate it.
+
+    B-LT means: as of the time its timestamp proves, the chain and revocation data in the DSS alone show the
+    certificate good (this holds after the certificate expires or is revoked later)."""
+    timestamp = status.timestamp_validity
+    if timestamp is None:
+        return "B-B", None
+    if not _has_dss(reader):
+        return "B-T", None
+    try:
+        then = await async_validate_pdf_signature(embedded, _dss_context(reader, roots, at=timestamp.timestamp))
+    except SignatureValidationError:
+        return "B-T", None  # reported by the validation as of now
+    if then.revoked:
+        return "B-T", "the validation data in the document shows the certificate revoked when it signed"
+    if not then.bottom_line:
+        return "B-T", None  # the document lacks (some of) the data: a signature without long-term data is B-T
+    archived = any(revision > embedded.signed_revision for revision in archive_revisions)
+    return ("B-LTA" if archived else "B-LT"), None
+
+
+async def _document_timestamps(
+    timestamps: list[EmbeddedPdfSignature], context: ValidationContext
+) -> tuple[list[str], list[int], list[str]]:
+    """(times, revisions of the valid ones, problems) of the document timestamps."""
+    times, revisions, problems = [], [], []
+    for timestamp in timestamps:
+        try:
+            status = await async_validate_pdf_timestamp(timestamp, context)
+        except SignatureValidationError as exc:
+            problems.append(f"a document timestamp cannot be validated: {exc}")
+            continue
+        if not (status.intact and status.valid and status.trusted):
+            problems.append("a document timestamp is not valid or not trusted")
+            continue
+        times.append(status.timestamp.isoformat())
+        revisions.append(timestamp.signed_revision)
+    return times, revisions, problems
+
+
 async def verify_pdf_async(pdf: bytes, roots: list[asn1_x509.Certificate]) -> Report:
     try:
         reader = PdfFileReader(io.BytesIO(pdf), strict=False)
-        embedded = sorted(reader.embedded_signatures, key=lambda s: s.signed_revision)
+        embedded = sorted(reader.embedded_regular_signatures, key=lambda s: s.signed_revision)
+        timestamps = sorted(reader.embedded_timestamp_signatures, key=lambda s: s.signed_revision)
     except (PdfReadError, ValueError, KeyError) as exc:
         raise NotVerifiable(f"not a readable PDF: {exc}") from None
     if not embedded:
         return Report([], problems=["the document holds no signatures"])
+    stamped, archive_revisions, problems = await _document_timestamps(timestamps, _dss_context(reader, roots))
     reports = []
     for position, signature in enumerate(embedded):
-        context = ValidationContext(trust_roots=roots, allow_fetching=False)
         later = [_name(s) for s in embedded[position + 1 :]]
         try:
-            status = await async_validate_pdf_signature(signature, context)
+            status = await async_validate_pdf_signature(signature, _dss_context(reader, roots))
         except SignatureValidationError as exc:
             reports.append(_broken(signature, later, str(exc)))
             continue
-        reports.append(_report(signature, status, later))
-    return Report(reports)
+        level, long_term_problem = await _level(reader, signature, status, roots, archive_revisions)
+        report = _report(signature, status, later)
+        if long_term_problem:
+            report = dataclasses.replace(report, ok=False, problems=[*report.problems, long_term_problem])
+        reports.append(dataclasses.replace(report, level=level))
+    return Report(reports, problems=problems, document_timestamps=stamped)
 
 
 def _broken(embedded: EmbeddedPdfSignature, later: list[str], why: str) -> SignatureReport:

@@ -141,8 +141,10 @@ async def test_with_a_timestamp_authority_each_signature_carries_a_trusted_rfc31
         results = await asyncio.to_thread(_chain, city, make_pdf(1), 2, planned=2, tsa_url=tsa.url)
     finally:
         await tsa.stop()
-    assert tsa.requests == 2
+    # per signature: a first request that shows the TSA's certificates (their validation data goes in the DSS), and its token
+    assert tsa.requests == 4
     report = await verify_pdf_async(results[-1].pdf, load_roots(city.root_pem + tsa.root_pem))
     assert report.ok, report.to_text()
     assert all(s.timestamped for s in report.signatures)
+    assert [s.level for s in report.signatures] == ["B-LT", "B-LT"]
     assert all(r.signature_valid for r in pdfsig(results[-1].pdf, city.root_pem))

@@ -3,15 +3,17 @@ PARAAF_KEY_SECRET, opened only by that secret, bound to their row, and re-encryp
 when the secret is rotated or when a key was stored by an earlier version."""
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import pytest
+from cryptography import x509
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 
 from services.signer import ca
-from services.signer.keys import Keyring, WeakSecret, WrongSecret, check_secret
+from services.signer.keys import Keyring, NothingToRevoke, WeakSecret, WrongSecret, check_secret
 from shared.db import connect_pool, migrate
 from shared.events import PersonRef
 
@@ -104,3 +106,45 @@ def test_a_placeholder_or_short_secret_is_refused(secret: str) -> None:
     """Known placeholders and anything under 16 characters are refused with a sentence saying what to set."""
     with pytest.raises(WeakSecret, match="set a long random secret"):
         check_secret(secret)
+
+
+async def test_a_certificate_from_before_crls_were_published_is_replaced_at_the_next_signature(pool: asyncpg.Pool) -> None:
+    """Ann's certificate names no CRL (issued before): the keyring that publishes one gives her a new key and a
+    certificate naming its CRL; Bart's, already naming it, is kept."""
+    before = Keyring(SECRET, "Stad Testegem")
+    now = Keyring(SECRET, "Stad Testegem", "https://sign.stad.be/")
+    async with pool.acquire() as conn:
+        await before.unlock(conn)
+        await now.unlock(conn)
+        old = await before.credentials(conn, "default", ANN)
+        renewed = await now.credentials(conn, "default", ANN)
+        bart = await now.credentials(conn, "default", BART)
+        assert await now.credentials(conn, "default", BART) == bart
+        assert await now.credentials(conn, "default", ANN) == renewed
+    assert ca.crl_url_of(_pem(old.cert_der)) is None
+    assert ca.crl_url_of(_pem(renewed.cert_der)) == "https://sign.stad.be/ca/default.crl"
+    assert renewed.key_der != old.key_der
+
+
+async def test_a_revoked_certificate_is_on_the_crl_and_never_signs_again(pool: asyncpg.Pool) -> None:
+    """Revoking Ann's certificate lists its serial on the CRL (signed by the root, dated then) and her next
+    credentials are a new certificate; revoking again finds nothing."""
+    keyring = Keyring(SECRET, "Stad Testegem", "https://sign.stad.be")
+    async with pool.acquire() as conn:
+        await keyring.unlock(conn)
+        first = await keyring.credentials(conn, "default", ANN)
+        empty = x509.load_der_x509_crl(await keyring.crl(conn, "default"))
+        [revoked] = await keyring.revoke(conn, "default", "ann.aerts", title=None, reason="left", by="test", at=datetime.now(UTC))
+        listed = x509.load_der_x509_crl(await keyring.crl(conn, "default"))
+        second = await keyring.credentials(conn, "default", ANN)
+        with pytest.raises(NothingToRevoke):
+            await keyring.revoke(conn, "default", "bart.baert", title=None, reason="never signed", by="test", at=datetime.now(UTC))
+        root_pem, _ = await keyring.authority(conn, "default")
+    assert revoked.serial == x509.load_der_x509_certificate(first.cert_der).serial_number
+    assert len(empty) == 0 and listed.get_revoked_certificate_by_serial_number(revoked.serial) is not None
+    assert listed.is_signature_valid(x509.load_pem_x509_certificate(root_pem.encode()).public_key())
+    assert second.cert_der != first.cert_der
+
+
+def _pem(der: bytes) -> bytes:
+    return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)

@@ -32,11 +32,12 @@ from shared.events import PersonRef, SignatureRequested
 from shared.messaging import Outbox
 from shared.workers import WorkerPool
 
-__all__ = ["SignerHarness", "csrf_of"]
+__all__ = ["KEY_SECRET", "SignerHarness", "csrf_of"]
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 MIGRATIONS = SERVICES / "signer" / "migrations"
 SUBMITTER = PersonRef(id="elen.elaut", name="Elen Elaut", email="elen.elaut@demo.paraaf.be")
+KEY_SECRET = "test-key-secret-long-enough"  # PARAAF_KEY_SECRET, for a `paraaf` command on the harness's database
 _CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 
 
@@ -49,7 +50,7 @@ def csrf_of(page: httpx.Response) -> str:
 class SignerHarness:
     def __init__(
         self, database_url: str, signing_pool: SigningPool, render_pool: RenderPool, *, portal: PortalConfig | None = None,
-        **http_options: Any,
+        public_url: str | None = None, **http_options: Any,
     ) -> None:
         self.database_url = database_url
         self.portal = portal
@@ -57,7 +58,7 @@ class SignerHarness:
         self.signing_pool = signing_pool
         self.render_pool = render_pool
         self.outbox = Outbox("signer")
-        self.keyring = Keyring(b"test-key-secret-long-enough", "Stad Testegem")
+        self.keyring = Keyring(KEY_SECRET.encode(), "Stad Testegem", public_url)  # public_url: certificates name its CRL
         self.verify_pool = WorkerPool(1)
         self.pool: asyncpg.Pool
         self.client: httpx.AsyncClient
@@ -72,7 +73,7 @@ class SignerHarness:
         await migrate(self.pool, "signer", [MIGRATIONS])
         async with self.pool.acquire() as conn:
             await self.keyring.unlock(conn)
-            _, self.links_key = await apikeys.create_key(conn, org="*", name="notifier", scopes=["links"])
+            _, self.links_key = await apikeys.create_key(conn, org="*", name="test harness", scopes=["links"])
         app = build_http(
             SignerHttpDeps(
                 pool=lambda: self.pool,
@@ -92,6 +93,7 @@ class SignerHarness:
             ),
             self.portal,
         )
+        self.app = app  # to serve it on a real port too
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://signer.test")
         return self
 

@@ -17,6 +17,7 @@ class SigningCity:
     """A city's root and one certificate per signer, as the signer service would issue them."""
 
     organisation: str = "Stad Testegem"
+    crl_url: str | None = None  # the CRL distribution point its certificates name
     root_pem: bytes = b""
     _root_key: object = None
     _credentials: dict[tuple[str, str], tuple[bytes, bytes, tuple[bytes, ...]]] = field(default_factory=dict)
@@ -36,6 +37,7 @@ class SigningCity:
                 name=name,
                 title=title,
                 email="",
+                crl_url=self.crl_url,
             )
             key = issued.key
             der = serialization.Encoding.DER
@@ -45,6 +47,10 @@ class SigningCity:
                 (x509.load_pem_x509_certificate(self.root_pem).public_bytes(der),),
             )
         return self._credentials[(name, title)]
+
+    def crl(self) -> bytes:
+        """The root's CRL (DER), revoking nothing."""
+        return ca.build_crl(self.root_pem, self._root_key, [])  # type: ignore[arg-type]
 
     def job(self, pdf: bytes, number: int, name: str, title: str = "", **options: object) -> SigningJob:
         key, cert, chain = self.credentials(name, title)

@@ -1,4 +1,5 @@
-"""The signer's trust endpoints: the root certificate, and verification of any
+"""The signer's trust endpoints: the root certificate, its certificate
+revocation list (the URL signer certificates name), and verification of any
 PDF's signatures against it (rate-limited per address, size- and time-capped)."""
 
 import time
@@ -92,7 +93,7 @@ async def _root_certificate(deps: SignerHttpDeps) -> str:
 
 async def _report(deps: SignerHttpDeps, pdf: bytes) -> Report:
     cert_pem = await _root_certificate(deps)
-    roots = tuple(c.dump() for c in load_roots(cert_pem.encode()))
+    roots = tuple(c.dump() for c in load_roots(cert_pem.encode())) + deps.stamping.tsa_roots_der
     try:
         return await deps.verify_pool().run(verify_pdf, pdf, roots, timeout=deps.verify_limits.seconds)
     except NotVerifiable as exc:
@@ -115,6 +116,15 @@ def trust_routes(deps: SignerHttpDeps) -> APIRouter:
     async def root_certificate() -> Response:
         """The root certificate that signer certificates chain to (trust it to validate signatures)."""
         return Response(await _root_certificate(deps), media_type="application/x-pem-file")
+
+    @router.get("/ca/{org}.crl")
+    async def revocation_list(org: str) -> Response:
+        """The organisation's certificate revocation list (DER), signed by its root: the signer certificates it revoked."""
+        async with deps.reader() as store:
+            if not await store.has_authority(org):
+                return JSONResponse({"error": f"no certificate authority for organisation `{org}`"}, 404)
+            crl = await store.crl(org)
+        return Response(crl, media_type="application/pkix-crl", headers={"Cache-Control": "max-age=300"})
 
     @router.post("/verify")
     async def verify(

@@ -91,6 +91,9 @@ class FakeSignerStore:
         self.issued.append((org, person.id))
         return Credentials(key_der=b"key", cert_der=f"cert of {person.id}".encode(), chain_der=(b"root",))
 
+    async def crl(self, org: str) -> bytes:
+        return f"crl of {org}".encode()
+
     async def authority_certificate(self, org: str) -> str:
         return f"-----BEGIN CERTIFICATE-----\n{org}\n-----END CERTIFICATE-----\n"
 
