@@ -20,6 +20,7 @@ from services.signer.pades import SigningJob, SigningResult
 from services.signer.stamps import on_behalf_text, stamp_text
 from services.signer.store import SignerStore
 from services.signer.tokens import hash_token
+from services.signer.verification import footer_text, new_code, new_secret, secret_hash
 from shared.events import SignatureDeclined, Signed, utcnow
 
 __all__ = ["Decided", "PdfSigner", "Stamping", "decline", "open_link", "sign"]
@@ -27,11 +28,14 @@ __all__ = ["Decided", "PdfSigner", "Stamping", "decline", "open_link", "sign"]
 
 @dataclass(frozen=True)
 class Stamping:
-    """How signatures look and what they carry beyond the signer's own: local time, a timestamp, the font."""
+    """How signatures look and what they carry beyond the signer's own: local time, a timestamp, the font,
+    and (with ``check_url``) the verification code on every page, its secret hashed under ``check_key``."""
 
     timezone: str = "Europe/Brussels"
     tsa_url: str | None = None
     font_path: str = DEFAULT_FONT
+    check_url: str | None = None
+    check_key: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,9 @@ async def _locked_link(store: SignerStore, token: str, now: datetime) -> Signing
     return check_link(await store.find_link(hash_token(token), lock=True), now)
 
 
-def _signing_job(link: SigningLink, credentials: Credentials, pdf: bytes, signed_at: datetime, stamping: Stamping) -> SigningJob:
+def _signing_job(
+    link: SigningLink, credentials: Credentials, pdf: bytes, signed_at: datetime, stamping: Stamping, footer: str | None
+) -> SigningJob:
     request, document = link.request, link.document
     signer, on_behalf_of = request.signer, request.on_behalf_of
     return SigningJob(
@@ -72,8 +78,20 @@ def _signing_job(link: SigningLink, credentials: Credentials, pdf: bytes, signed
         number=document.revision + 1, stamp_text=stamp_text(signer, on_behalf_of, signed_at, stamping.timezone),
         signer_name=signer.name, reason=on_behalf_text(on_behalf_of) if on_behalf_of else "Ondertekend",
         planned=request.signature_count, placeholders=document.placeholders, tsa_url=stamping.tsa_url,
-        font_path=stamping.font_path,
+        font_path=stamping.font_path, footer=footer,
     )
+
+
+async def _verification_footer(store: SignerStore, link: SigningLink, stamping: Stamping) -> str | None:
+    """For the document's first signature: a new code and secret, kept (the secret only hashed), to be printed."""
+    if stamping.check_url is None or link.document.revision != 0:
+        return None
+    request = link.request
+    for _ in range(5):  # 10^15 codes: a second draw is already unlikely
+        code, secret = new_code(), new_secret()
+        if await store.register_verification_code(request.document_id, request.org, code, secret_hash(stamping.check_key, code, secret)):
+            return footer_text(request.signer.language, stamping.check_url, code, secret)
+    raise RuntimeError("no free verification code in 5 draws")
 
 
 async def _sign_pdf(store: SignerStore, link: SigningLink, signed_at: datetime, pdf_signer: PdfSigner, stamping: Stamping) -> _Version:
@@ -81,7 +99,10 @@ async def _sign_pdf(store: SignerStore, link: SigningLink, signed_at: datetime, 
     request = link.request
     credentials = await store.credentials(request.org, request.signer)
     pdf = await store.blob(link.document.pdf_sha256)
-    result = await pdf_signer.sign(_signing_job(link, credentials, pdf, signed_at, stamping))
+    footer = await _verification_footer(store, link, stamping)
+    result = await pdf_signer.sign(_signing_job(link, credentials, pdf, signed_at, stamping, footer))
+    if footer and not result.footer_stamped:  # signed before it came to Paraaf: a code no page shows is no use
+        await store.forget_verification_code(request.document_id)
     version = _Version(await store.put_blob(result.pdf), link.document.revision + 1, result.field_name)
     await store.register_version(request.document_id, version.revision, request.org, version.pdf_sha256)
     await store.record_signature(

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pypdfium2
 from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils.misc import PdfReadError
@@ -22,6 +23,8 @@ from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.status import PdfSignatureStatus
 from pyhanko_certvalidator import ValidationContext
+
+from services.signer.verification import CODE_ON_PAGE, read_code
 
 __all__ = ["NotVerifiable", "Report", "SignatureReport", "load_roots", "verify_pdf", "verify_pdf_async"]
 
@@ -57,17 +60,23 @@ class SignatureReport:
 class Report:
     signatures: list[SignatureReport]
     problems: list[str] = field(default_factory=list)  # about the file as a whole
+    verification_code: str | None = None  # as printed on the first page (the secret is never read out)
 
     @property
     def ok(self) -> bool:
         return bool(self.signatures) and not self.problems and all(s.ok for s in self.signatures)
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "problems": self.problems, "signatures": [asdict(s) for s in self.signatures]}
+        return {
+            "ok": self.ok, "problems": self.problems, "verification_code": self.verification_code,
+            "signatures": [asdict(s) for s in self.signatures],
+        }
 
     def to_text(self, timezone: str = "Europe/Brussels") -> str:
         lines = [f"{'OK' if self.ok else 'FAILED'}: {len(self.signatures)} signature(s)"]
         lines += [f"  ! {problem}" for problem in self.problems]
+        if self.verification_code:
+            lines.append(f"verification code: {self.verification_code} (check it with its secret at the address printed beside it)")
         for number, s in enumerate(self.signatures, start=1):
             who = s.signer + (f" ({s.title})" if s.title else "") + (f", {s.organisation}" if s.organisation else "")
             lines.append(f"\n#{number} {s.field}: {'OK' if s.ok else 'FAILED'}")
@@ -185,8 +194,9 @@ async def verify_pdf_async(pdf: bytes, roots: list[asn1_x509.Certificate]) -> Re
         embedded = sorted(reader.embedded_signatures, key=lambda s: s.signed_revision)
     except (PdfReadError, ValueError, KeyError) as exc:
         raise NotVerifiable(f"not a readable PDF: {exc}") from None
+    code = _printed_code(pdf)
     if not embedded:
-        return Report([], problems=["the document holds no signatures"])
+        return Report([], problems=["the document holds no signatures"], verification_code=code)
     reports = []
     for position, signature in enumerate(embedded):
         context = ValidationContext(trust_roots=roots, allow_fetching=False)
@@ -197,7 +207,23 @@ async def verify_pdf_async(pdf: bytes, roots: list[asn1_x509.Certificate]) -> Re
             reports.append(_broken(signature, later, str(exc)))
             continue
         reports.append(_report(signature, status, later))
-    return Report(reports)
+    return Report(reports, verification_code=code)
+
+
+def _printed_code(pdf: bytes) -> str | None:
+    """The verification code in the first page's text, when it is one (its check digit holds)."""
+    try:
+        document = pypdfium2.PdfDocument(pdf)
+    except pypdfium2.PdfiumError:
+        return None
+    try:
+        text = document[0].get_textpage().get_text_range() if len(document) else ""
+    finally:
+        document.close()
+    for match in CODE_ON_PAGE.finditer(text):
+        if read_code(match.group(1)):
+            return match.group(1)
+    return None
 
 
 def _broken(embedded: EmbeddedPdfSignature, later: list[str], why: str) -> SignatureReport:
