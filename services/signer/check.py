@@ -73,9 +73,11 @@ def client_scope(address: str) -> str:
         parsed = ipaddress.ip_address(address)
     except ValueError:
         return f"address:{address[:64]}"
-    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is None:
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return f"address:{parsed.ipv4_mapped}"
         return f"address:{ipaddress.IPv6Network((parsed, 64), strict=False)}"
-    return f"address:{parsed.ipv4_mapped or parsed}"
+    return f"address:{parsed}"
 
 
 _WINDOW = "date_bin($2::interval, now(), timestamptz '2000-01-01')"
