@@ -143,6 +143,10 @@ class SignerUnderTest:
         await admin.close()
         await asyncio.to_thread(self._vhosts.delete, self.name)
         self._secrets.cleanup()
+        from tests.conftest import _remove_session_accounts
+
+        # the broker users and database roles `paraaf setup` made for this run (named after this process)
+        await asyncio.to_thread(_remove_session_accounts, SimpleNamespace(database_url=LOCAL_DATABASE))
 
     async def _on_link(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         """What the notifier does with the command: ask the signer for the mail's link, at send time."""
