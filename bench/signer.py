@@ -27,6 +27,7 @@ import json
 import os
 import re
 import statistics
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ from pyhanko.stamp import TextStampStyle
 from services.signer import stamps
 from services.signer.fonts import DEFAULT_FONT, stamp_font
 from services.signer.pades import BYTES_RESERVED, _signer
+from shared import blobs
 from shared.events import PersonRef, SignatureRequested
 from tests.support.pdfs import make_pdf
 from tests.support.signing import SigningCity
@@ -52,7 +54,7 @@ __all__ = ["main"]
 
 LOCAL_DATABASE = os.environ.get("PARAAF_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 LOCAL_AMQP = os.environ.get("PARAAF_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-SIGNER = PersonRef(id="ann.aerts", name="Ann Aérts", email="ann.aerts@demo.paraaf.be", title="algemeen directeur")
+SIGNER = PersonRef(id="ann.aerts", name="Ann Aerts", email="ann.aerts@demo.paraaf.be", title="algemeen directeur")
 SUBMITTER = PersonRef(id="elen.elaut", name="Elen Elaut", email="elen.elaut@demo.paraaf.be")
 _CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 
@@ -111,10 +113,13 @@ class SignerUnderTest:
         self.database_url = LOCAL_DATABASE.rsplit("/", 1)[0] + "/" + self.name
         self._vhosts = VhostAdmin(LOCAL_AMQP)
         self.amqp_url = await asyncio.to_thread(self._vhosts.create, self.name)
+        self._secrets = tempfile.TemporaryDirectory(prefix="paraaf-bench-")
         self.system = System(
             name="bench-signer", database_url=self.database_url, amqp_url=self.amqp_url,
-            smtp=SimpleNamespace(host="127.0.0.1", port=1),
+            smtp=SimpleNamespace(host="127.0.0.1", port=1), secrets_dir=self._secrets.name,
         )
+        await self.system.set_up()  # the services' database roles and broker users, as `paraaf setup` makes them
+        await self.system.load_demo_city()  # the signer signs for directory people only
         self.system.start_service("signer")
         await self.system.wait_healthy(["signer"])
         self._connection = await aio_pika.connect(self.amqp_url)
@@ -122,10 +127,10 @@ class SignerUnderTest:
         commands = await channel.get_exchange("esign.commands", ensure=True)
         queue = await channel.declare_queue(exclusive=True)
         await queue.bind(commands, "notify.signing-link")
-        await queue.consume(self._on_link, no_ack=True)
-        self._events = await channel.get_exchange("esign.events", ensure=True)
         self._db = await asyncpg.connect(self.database_url)
         self.http = httpx.AsyncClient(base_url=self.system.url("signer"), timeout=60)
+        self._links_key = await asyncio.to_thread(self.system.operator_headers, "links")
+        await queue.consume(self._on_link, no_ack=True)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -137,9 +142,17 @@ class SignerUnderTest:
         await admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
         await admin.close()
         await asyncio.to_thread(self._vhosts.delete, self.name)
+        self._secrets.cleanup()
+        from tests.conftest import _remove_session_accounts
+
+        # the broker users and database roles `paraaf setup` made for this run (named after this process)
+        await asyncio.to_thread(_remove_session_accounts, SimpleNamespace(database_url=LOCAL_DATABASE))
 
     async def _on_link(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        await self.links.put(httpx.URL(json.loads(message.body)["link"]).path)
+        """What the notifier does with the command: ask the signer for the mail's link, at send time."""
+        body = {"kind": "signing", "request_id": json.loads(message.body)["request_id"], "mail_id": str(uuid.uuid4())}
+        made = await self.http.post("/internal/links", json=body, headers=self._links_key)
+        await self.links.put(httpx.URL(made.raise_for_status().json()["url"]).path)
 
     async def requests(self, pdf: bytes, count: int) -> list[str]:
         """``count`` open requests, one document each: their link paths."""
@@ -148,15 +161,13 @@ class SignerUnderTest:
             "INSERT INTO blobs.blob (sha256, size, data) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", digest, len(pdf), pdf
         )
         for _ in range(count):
+            document_id = uuid.uuid4()
+            await blobs.register_version(self._db, document_id, 0, "default", digest)  # as intake accepts a document
             event = SignatureRequested(
-                correlation_id=uuid.uuid4(), request_id=uuid.uuid4(), step=1, step_count=1, signer=SIGNER,
+                correlation_id=document_id, request_id=uuid.uuid4(), step=1, step_count=1, signer=SIGNER,
                 title="Benchmark", filename="bench.pdf", submitted_by=SUBMITTER, pdf_sha256=digest,
             )
-            await self._events.publish(
-                aio_pika.Message(event.to_json(), content_type="application/json", message_id=str(event.event_id),
-                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                routing_key=event.routing_key,
-            )
+            await self.system.publish_as("router", event)  # the signer takes requests from the router alone
         return [await asyncio.wait_for(self.links.get(), 60) for _ in range(count)]
 
     async def open_pages(self, links: list[str]) -> list[tuple[httpx.AsyncClient, str, str]]:

@@ -24,6 +24,10 @@ class SignerSettings(Settings):
     verify_max_mb: float = Field(default=64.0, gt=0)
     verify_seconds: float = Field(default=30.0, gt=0)
     verify_per_minute: float = Field(default=12.0, gt=0)
+    # The public check page (/check): wrong code-and-secret pairs per client address and for everyone, per window.
+    check_per_address: int = Field(default=10, ge=1)
+    check_overall: int = Field(default=1000, ge=1)
+    check_window_minutes: int = Field(default=15, ge=1)
     # The portal's sign-in: an OpenID Connect provider (all three set), else one-time links by mail.
     oidc_issuer: str | None = None
     oidc_client_id: str | None = None

@@ -11,6 +11,7 @@ from faststream import FastStream
 
 from services.dlq import depths
 from services.signer import handlers
+from services.signer.check import CheckLimits
 from services.signer.config import SignerSettings
 from services.signer.domain import Links
 from services.signer.http import PortalConfig, SignerHttpDeps, VerifyLimits, build_http
@@ -23,6 +24,7 @@ from services.signer.sessions import SessionPolicy
 from services.signer.signing import Stamping
 from services.signer.store import PostgresSignerStore
 from services.signer.uploads import PORTAL_SOURCE, PortalSubmitter
+from services.signer.verification import code_key
 from shared.clock import clock_from
 from shared.contract import ReissueSigningLink, ResendSigningMail
 from shared.credentials import stored
@@ -101,6 +103,14 @@ def _consume(service: Service, keyring: Keyring, links: Links, workers: Workers)
     )
 
 
+def _stamping(settings: SignerSettings, secret: bytes) -> Stamping:
+    return Stamping(
+        timezone=settings.timezone, tsa_url=settings.tsa_url, font_path=settings.stamp_font,
+        tsa_roots_der=settings.tsa_roots_der(),
+        check_url=settings.public_url.rstrip("/") + "/check", check_key=code_key(secret),
+    )
+
+
 def _http_deps(
     settings: SignerSettings, service: Service, keyring: Keyring, links: Links, workers: Workers, secret: bytes, feed: AuditFeed
 ) -> SignerHttpDeps:
@@ -108,9 +118,9 @@ def _http_deps(
         pool=lambda: service.pool, keyring=keyring, signing_pool=workers.signing, render_pool=workers.render,
         verify_pool=workers.verify, outbox=service.outbox,
         csrf_secret=hmac.new(secret, b"paraaf-csrf", hashlib.sha256).digest(),
-        stamping=Stamping(
-            timezone=settings.timezone, tsa_url=settings.tsa_url, font_path=settings.stamp_font,
-            tsa_roots_der=settings.tsa_roots_der(),
+        stamping=_stamping(settings, secret), check_limits=CheckLimits(
+            per_address=settings.check_per_address, overall=settings.check_overall,
+            window=timedelta(minutes=settings.check_window_minutes),
         ),
         links=links, org=settings.org, after_commit=service.wake_relay, secure_cookies=settings.public_https,
         docs=settings.http_docs, stuck_after=settings.stuck_after, audit_feed=feed,

@@ -54,6 +54,7 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from services.signer.code_stamp import stamp_footer
 from services.signer.fonts import DEFAULT_FONT, stamp_font
 from services.signer.stamps import (
     PLACEHOLDER,
@@ -117,6 +118,7 @@ class SigningJob:
     crls_der: tuple[bytes, ...] = ()
     tsa_roots_der: tuple[bytes, ...] = ()
     completes: bool = False
+    footer: str | None = None  # the verification footer for every page (first signature only)
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ class SigningResult:
     field_name: str
     certified: bool  # this signature is the document's certification signature
     placeholders: tuple[Placeholder, ...]
+    footer_stamped: bool = False
 
 
 class CachedKeySigner(signers.SimpleSigner):
@@ -259,8 +262,15 @@ def _pdf_signer(job: SigningJob, certify: bool, new_field: SigFieldSpec | None) 
     )
 
 
+def _verification_footer(writer: IncrementalPdfFileWriter, job: SigningJob) -> bool:
+    """The verification code on every page, in the revision this (first) signature signs, so it and
+    every later signature cover it; before any field is made, as part of the certified content."""
+    return job.footer is not None and stamp_footer(writer, job.footer)
+
+
 async def _sign(job: SigningJob) -> SigningResult:
     writer = IncrementalPdfFileWriter(io.BytesIO(job.pdf), strict=False)
+    footer_stamped = _verification_footer(writer, job)
     placeholders = job.placeholders if job.placeholders is not None else find_placeholders(job.pdf)
     certify, new_field = _field(writer, job, placeholders)
     output = io.BytesIO()
@@ -272,7 +282,7 @@ async def _sign(job: SigningJob) -> SigningResult:
         appearance_text_params={"paraaf": job.stamp_text},
         output=output,
     )
-    return SigningResult(output.getvalue(), field_name(job.number), certify, placeholders)
+    return SigningResult(output.getvalue(), field_name(job.number), certify, placeholders, footer_stamped)
 
 
 def _self_signed(token: object) -> list[asn1_x509.Certificate]:

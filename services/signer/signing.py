@@ -20,6 +20,7 @@ from services.signer.pades import SigningJob, SigningResult
 from services.signer.stamps import on_behalf_text, stamp_text
 from services.signer.store import SignerStore
 from services.signer.tokens import hash_token
+from services.signer.verification import footer_text, new_code, new_secret, secret_hash
 from shared.clock import wall_clock
 from shared.events import SignatureDeclined, Signed
 
@@ -28,12 +29,15 @@ __all__ = ["Decided", "PdfSigner", "Stamping", "decline", "open_link", "sign"]
 
 @dataclass(frozen=True)
 class Stamping:
-    """How signatures look and what they carry beyond the signer's own: local time, a timestamp, the font."""
+    """How signatures look and what they carry beyond the signer's own: local time, a timestamp, the font,
+    and (with ``check_url``) the verification code on every page, its secret hashed under ``check_key``."""
 
     timezone: str = "Europe/Brussels"
     tsa_url: str | None = None
     font_path: str = DEFAULT_FONT
     tsa_roots_der: tuple[bytes, ...] = ()  # PARAAF_TSA_ROOTS
+    check_url: str | None = None
+    check_key: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,8 @@ async def _locked_link(store: SignerStore, token: str, now: datetime) -> Signing
 
 
 def _signing_job(
-    link: SigningLink, credentials: Credentials, pdf: bytes, signed_at: datetime, stamping: Stamping, crls: tuple[bytes, ...]
+    link: SigningLink, credentials: Credentials, pdf: bytes, signed_at: datetime, stamping: Stamping,
+    crls: tuple[bytes, ...], footer: str | None,
 ) -> SigningJob:
     request, document = link.request, link.document
     signer, on_behalf_of = request.signer, request.on_behalf_of
@@ -77,8 +82,20 @@ def _signing_job(
         signer_name=signer.name, reason=on_behalf_text(on_behalf_of) if on_behalf_of else "Ondertekend",
         planned=request.signature_count, placeholders=document.placeholders, tsa_url=stamping.tsa_url,
         font_path=stamping.font_path, crls_der=crls, tsa_roots_der=stamping.tsa_roots_der,
-        completes=request.signature_count is not None and document.revision + 1 >= request.signature_count,
+        completes=request.signature_count is not None and document.revision + 1 >= request.signature_count, footer=footer,
     )
+
+
+async def _verification_footer(store: SignerStore, link: SigningLink, stamping: Stamping) -> str | None:
+    """For the document's first signature: a new code and secret, kept (the secret only hashed), to be printed."""
+    if stamping.check_url is None or link.document.revision != 0:
+        return None
+    request = link.request
+    for _ in range(5):  # 10^15 codes: a second draw is already unlikely
+        code, secret = new_code(), new_secret()
+        if await store.register_verification_code(request.document_id, request.org, code, secret_hash(stamping.check_key, code, secret)):
+            return footer_text(request.signer.language, stamping.check_url, code, secret)
+    raise RuntimeError("no free verification code in 5 draws")
 
 
 async def _sign_pdf(store: SignerStore, link: SigningLink, signed_at: datetime, pdf_signer: PdfSigner, stamping: Stamping) -> _Version:
@@ -88,7 +105,10 @@ async def _sign_pdf(store: SignerStore, link: SigningLink, signed_at: datetime, 
     pdf = await store.blob(link.document.pdf_sha256)
     # With a TSA the signature is B-LT: the CRL as it stands now goes into the document (built here, not fetched).
     crls = (await store.crl(request.org),) if stamping.tsa_url else ()
-    result = await pdf_signer.sign(_signing_job(link, credentials, pdf, signed_at, stamping, crls))
+    footer = await _verification_footer(store, link, stamping)
+    result = await pdf_signer.sign(_signing_job(link, credentials, pdf, signed_at, stamping, crls, footer))
+    if footer and not result.footer_stamped:  # signed before it came to Paraaf: a code no page shows is no use
+        await store.forget_verification_code(request.document_id)
     version = _Version(await store.put_blob(result.pdf), link.document.revision + 1, result.field_name)
     await store.register_version(request.document_id, version.revision, request.org, version.pdf_sha256)
     await store.record_signature(

@@ -13,6 +13,7 @@ from uuid import UUID
 import asyncpg
 from pydantic import BaseModel
 
+from services.signer import check
 from services.signer.domain import DirectoryPerson, Download, SignerDocument, SigningLink, SigningRequest
 from services.signer.keys import Credentials, Keyring
 from services.signer.pades import Placeholder
@@ -55,6 +56,8 @@ class SignerStore(Protocol):
         self, link: SigningLink, *, pdf_sha256: str, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
     ) -> None: ...
     async def mark_decided(self, link: SigningLink, *, status: str, at: datetime, reason: str | None = None) -> None: ...
+    async def register_verification_code(self, document_id: UUID, org: str, code: str, secret_hash: bytes) -> bool: ...
+    async def forget_verification_code(self, document_id: UUID) -> None: ...
 
     # Links.
     async def insert_token(self, token_hash: bytes, request_id: UUID, person_id: str, expires_at: datetime, mail_id: UUID) -> None: ...
@@ -254,6 +257,13 @@ class PostgresSignerStore(TransactionStore):
             " WHERE request_id = $1) UPDATE signer.tokens SET used_at = $4 WHERE token_hash = $5",
             link.request.request_id, status, reason, at, link.token_hash,
         )
+
+    async def register_verification_code(self, document_id: UUID, org: str, code: str, secret_hash: bytes) -> bool:
+        """The document's verification code and its secret's hash; False when the code is taken."""
+        return await check.register(self._conn, document_id, org, code, secret_hash)
+
+    async def forget_verification_code(self, document_id: UUID) -> None:
+        await self._conn.execute("DELETE FROM signer.verification_codes WHERE document_id = $1", document_id)
 
     # Links.
 

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pypdfium2
 from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils.misc import PdfReadError
@@ -32,6 +33,8 @@ from pyhanko.sign.validation.errors import NoDSSFoundError, SignatureValidationE
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.status import PdfSignatureStatus
 from pyhanko_certvalidator import ValidationContext
+
+from services.signer.verification import CODE_ON_PAGE, read_code
 
 __all__ = ["NotVerifiable", "Report", "SignatureReport", "load_roots", "verify_pdf", "verify_pdf_async"]
 
@@ -69,6 +72,7 @@ class Report:
     signatures: list[SignatureReport]
     problems: list[str] = field(default_factory=list)  # about the file as a whole
     document_timestamps: list[str] = field(default_factory=list)  # ISO 8601, UTC, oldest first
+    verification_code: str | None = None  # as printed on the first page (the secret is never read out)
 
     @property
     def ok(self) -> bool:
@@ -77,12 +81,15 @@ class Report:
     def to_dict(self) -> dict:
         return {
             "ok": self.ok, "problems": self.problems, "document_timestamps": self.document_timestamps,
+            "verification_code": self.verification_code,
             "signatures": [asdict(s) for s in self.signatures],
         }
 
     def to_text(self, timezone: str = "Europe/Brussels") -> str:
         lines = [f"{'OK' if self.ok else 'FAILED'}: {len(self.signatures)} signature(s)"]
         lines += [f"  ! {problem}" for problem in self.problems]
+        if self.verification_code:
+            lines.append(f"verification code: {self.verification_code} (check it with its secret at the address printed beside it)")
         for stamped in self.document_timestamps:
             lines.append(f"  document timestamp: {datetime.fromisoformat(stamped).astimezone(ZoneInfo(timezone)):%d-%m-%Y %H:%M:%S %Z}")
         for number, s in enumerate(self.signatures, start=1):
@@ -269,8 +276,9 @@ async def verify_pdf_async(pdf: bytes, roots: list[asn1_x509.Certificate]) -> Re
         timestamps = sorted(reader.embedded_timestamp_signatures, key=lambda s: s.signed_revision)
     except (PdfReadError, ValueError, KeyError) as exc:
         raise NotVerifiable(f"not a readable PDF: {exc}") from None
+    code = _printed_code(pdf)
     if not embedded:
-        return Report([], problems=["the document holds no signatures"])
+        return Report([], problems=["the document holds no signatures"], verification_code=code)
     stamped, archive_revisions, problems = await _document_timestamps(timestamps, _dss_context(reader, roots))
     reports = []
     for position, signature in enumerate(embedded):
@@ -285,7 +293,23 @@ async def verify_pdf_async(pdf: bytes, roots: list[asn1_x509.Certificate]) -> Re
         if long_term_problem:
             report = dataclasses.replace(report, ok=False, problems=[*report.problems, long_term_problem])
         reports.append(dataclasses.replace(report, level=level))
-    return Report(reports, problems=problems, document_timestamps=stamped)
+    return Report(reports, problems=problems, document_timestamps=stamped, verification_code=code)
+
+
+def _printed_code(pdf: bytes) -> str | None:
+    """The verification code in the first page's text, when it is one (its check digit holds)."""
+    try:
+        document = pypdfium2.PdfDocument(pdf)
+    except pypdfium2.PdfiumError:
+        return None
+    try:
+        text = document[0].get_textpage().get_text_range() if len(document) else ""
+    finally:
+        document.close()
+    for match in CODE_ON_PAGE.finditer(text):
+        if read_code(match.group(1)):
+            return match.group(1)
+    return None
 
 
 def _broken(embedded: EmbeddedPdfSignature, later: list[str], why: str) -> SignatureReport:

@@ -11,6 +11,7 @@ from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 
+from services.signer.code_stamp import stamp_footer
 from services.signer.pades import SigningResult, sign
 from services.signer.verify import load_roots, verify_pdf_async
 from tests.support.pdfs import make_pdf
@@ -148,3 +149,61 @@ async def test_with_a_timestamp_authority_each_signature_carries_a_trusted_rfc31
     assert all(s.timestamped for s in report.signatures)
     assert [s.level for s in report.signatures] == ["B-LT", "B-LT"]
     assert all(r.signature_valid for r in pdfsig(results[-1].pdf, city.root_pem))
+
+
+def _page_texts(pdf: bytes) -> list[str]:
+    document = pypdfium2.PdfDocument(pdf)
+    try:
+        return [document[i].get_textpage().get_text_range() for i in range(len(document))]
+    finally:
+        document.close()
+
+
+async def test_the_first_signature_prints_the_verification_footer_on_every_page_inside_what_it_certifies(city: SigningCity) -> None:
+    """The footer given to the first of three planned signatures is on each of 3 pages; afterwards pyHanko calls every
+    signature intact and trusted with nothing but later signatures after it, and pdfsig accepts all three."""
+    footer = "Check this document at https://paraaf.example/check with code 1234 5678 9012 3452 and secret K7QX-M2PA"
+    results = await asyncio.to_thread(_chain, city, make_pdf(3), 3, planned=3, footer=footer)
+    assert [r.footer_stamped for r in results] == [True, False, False]
+    assert all(footer in text for text in _page_texts(results[-1].pdf)), _page_texts(results[-1].pdf)
+    assert not any(footer in text for text in _page_texts(make_pdf(3)))
+    reports = await pyhanko_validate(results[-1].pdf, city.root_pem)
+    assert all(r.intact and r.valid and r.trusted for r in reports), reports
+    assert [r.modification_level for r in reports] == ["FORM_FILLING", "FORM_FILLING", "NONE"], reports
+    poppler = pdfsig(results[-1].pdf, city.root_pem)
+    assert len(poppler) == 3 and all(r.signature_valid and r.certificate_trusted for r in poppler), [r.raw for r in poppler]
+
+
+async def test_a_pdf_signed_before_it_came_to_paraaf_gets_no_footer_so_its_signature_stays_valid(city: SigningCity) -> None:
+    """A footer asked for on top of someone else's signature is not printed (new page content would break it)."""
+    outside = (await asyncio.to_thread(_chain, city, make_pdf(1), 1))[0].pdf
+    footer = "Check this document at https://paraaf.example/check with code 1234 5678 9012 3452 and secret K7QX-M2PA"
+    result = await asyncio.to_thread(sign, city.job(outside, 2, "Bart Baert", "burgemeester", footer=footer))
+    assert not result.footer_stamped and not any(footer in text for text in _page_texts(result.pdf))
+    reports = await pyhanko_validate(result.pdf, city.root_pem)
+    assert len(reports) == 2 and all(r.intact and r.valid and r.trusted for r in reports), reports
+
+
+@pytest.mark.parametrize("rotate", [0, 90, 180, 270])
+def test_the_footer_runs_along_the_bottom_of_the_page_as_it_is_shown_whatever_its_rotation(rotate: int) -> None:
+    """On a page turned by /Rotate, the footer is drawn upright along the bottom edge a reader sees: the bottom strip
+    of the rendered page holds a long horizontal run of ink, and the footer's text is on the page."""
+    writer = IncrementalPdfFileWriter(io.BytesIO(make_pdf(1)), strict=False)
+    page_ref, _ = writer.find_page_for_modification(0)
+    page_ref.get_object()[generic.pdf_name("/Rotate")] = generic.NumberObject(rotate)
+    writer.mark_update(page_ref)
+    rotated = io.BytesIO()
+    writer.write(rotated)
+    writer = IncrementalPdfFileWriter(io.BytesIO(rotated.getvalue()), strict=False)
+    footer = "Check this document at https://paraaf.example/check with code 1234 5678 9012 3452 and secret K7QX-M2PA"
+    assert stamp_footer(writer, footer)
+    stamped = io.BytesIO()
+    writer.write(stamped)
+    assert footer in _page_texts(stamped.getvalue())[0]
+    document = pypdfium2.PdfDocument(stamped.getvalue())
+    image = document[0].render(scale=1).to_pil().convert("L")
+    document.close()
+    width, height = image.size
+    strip = image.crop((0, height - 24, width, height))  # the footer's baseline is 12 pt above the shown bottom edge
+    inked = [x for x in range(width) if any(strip.getpixel((x, y)) < 160 for y in range(strip.height))]
+    assert inked and inked[0] < 60 and inked[-1] - inked[0] > 250, (rotate, inked[:3], inked[-3:])  # upright: ~340 pt long

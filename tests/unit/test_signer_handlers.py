@@ -1,6 +1,8 @@
 """The signer's handlers and signing use cases on an in-memory store: what each event does to
 requests, documents and links, what is announced, and what is refused."""
 
+import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -9,6 +11,7 @@ import pytest
 from services.signer import handlers, signing
 from services.signer.domain import LinkGone, LinkRefused, Links, ReasonRequired
 from services.signer.pades import Placeholder, SigningJob, SigningResult
+from services.signer.verification import secret_hash
 from shared.contract import ReissueSigningLink, ResendSigningMail, SendDownloadLink, SendSigningLink
 from shared.events import (
     DocumentCompleted,
@@ -264,6 +267,36 @@ async def test_signing_puts_a_new_version_in_the_document_and_announces_it() -> 
     assert (signed.revision, signed.pdf_sha256, pdf_signer.jobs[0].cert_der) == (1, document.pdf_sha256, b"cert of ann")
     with pytest.raises(LinkRefused, match="used"):
         await signing.open_link(fake, token, NOW)
+
+
+class FooterPrintingPdfSigner(FakePdfSigner):
+    """As the signing pool does when the PDF had no signature yet: the footer it was given is printed."""
+
+    async def sign(self, job: SigningJob) -> SigningResult:
+        return replace(await super().sign(job), footer_stamped=job.footer is not None)
+
+
+async def test_the_first_signature_prints_a_new_code_whose_secret_is_kept_only_as_a_keyed_hash() -> None:
+    """The first signature's job carries the footer (check address, code, secret; in the signer's French); the store
+    keeps the code for the document with the HMAC of the secret, and the secret nowhere."""
+    fake, pdf_signer = FakeSignerStore(), FooterPrintingPdfSigner()
+    event = await opened(fake)
+    stamping = signing.Stamping(check_url="https://sign.test/check", check_key=b"k" * 32)
+    await signing.sign(fake, await token_for(fake, event.request_id), now=NOW, pdf_signer=pdf_signer, stamping=stamping)
+    footer = pdf_signer.jobs[0].footer or ""
+    printed = re.fullmatch(r"Vérifier l'authenticité sur https://sign\.test/check avec le code ([\d ]{19}) et le secret (\S{9})", footer)
+    assert printed is not None, footer
+    code, secret = printed.group(1).replace(" ", ""), printed.group(2).replace("-", "")
+    assert fake.codes == {code: (event.document_id, secret_hash(b"k" * 32, code, secret))}
+
+
+async def test_a_code_the_worker_could_not_print_is_not_kept() -> None:
+    """When the PDF came signed by someone else (the worker prints no footer), no code is left for the document."""
+    fake, pdf_signer = FakeSignerStore(), FakePdfSigner()
+    event = await opened(fake)
+    stamping = signing.Stamping(check_url="https://sign.test/check", check_key=b"k" * 32)
+    await signing.sign(fake, await token_for(fake, event.request_id), now=NOW, pdf_signer=pdf_signer, stamping=stamping)
+    assert pdf_signer.jobs[0].footer is not None and fake.codes == {}
 
 
 async def test_approving_records_the_decision_without_touching_the_pdf() -> None:

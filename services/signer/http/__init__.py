@@ -1,12 +1,14 @@
 """The signing page behind each emailed link, the portal where people sign in
 to see, sign and submit their documents (/p/), and the signer's public
-endpoints: the signed PDF for the submitter, the root certificate, and verification;
+endpoints: the signed PDF for the submitter, the root certificate, verification, and the
+check page behind the verification code printed on every signed page;
 and, for the notifier alone (a key with the ``links`` scope), the internal
 endpoint that makes the link a mail carries at the moment it is sent; and the
 operators' pages (/p/ops/): documents, a document's timeline, the live stream."""
 
 from fastapi import FastAPI
 
+from services.signer.http._check import check_routes
 from services.signer.http._deps import SignerHttpDeps, VerifyLimits
 from services.signer.http._figures import figures_routes
 from services.signer.http._incidents import incident_routes
@@ -34,6 +36,7 @@ def build_http(deps: SignerHttpDeps, portal: PortalConfig | None = None) -> Fast
     app.include_router(download_routes(deps, pages))
     app.include_router(internal_routes(deps))
     app.include_router(trust_routes(deps))
+    app.include_router(check_routes(deps))
     auth = PortalAuth(deps, portal or PortalConfig())
     app.include_router(sign_in_routes(auth))
     app.include_router(portal_routes(auth))

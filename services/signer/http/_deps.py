@@ -7,6 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
+from services.signer.check import CheckLimits
 from services.signer.domain import Links
 from services.signer.keys import Keyring
 from services.signer.live import AuditFeed
@@ -53,6 +54,8 @@ class SignerHttpDeps:
     # How many messages each dead-letter and holding queue keeps, read with the signer's own broker user
     # (a passive declare needs no permission on the queue); None: the incidents page cannot say.
     queue_depths: Callable[[], Awaitable[list[tuple[str, int | None]]]] | None = None
+    # How many wrong code-and-secret pairs the public check page takes (the key is stamping.check_key).
+    check_limits: CheckLimits = field(default_factory=CheckLimits)
 
     def now(self) -> datetime:
         return self.links.clock()

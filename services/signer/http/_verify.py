@@ -6,13 +6,14 @@ import time
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.datastructures import FormData
 from starlette.requests import ClientDisconnect
 
 from services.signer.http._deps import SignerHttpDeps
 from services.signer.verify import NotVerifiable, Report, load_roots, verify_pdf
 from shared.workers import WorkerDied, WorkerTimedOut
 
-__all__ = ["RateLimit", "trust_routes"]
+__all__ = ["RateLimit", "capped_form", "trust_routes"]
 
 
 class RateLimit:
@@ -62,8 +63,8 @@ async def _body(request: Request, cap: int) -> bytes:
     return bytes(body)
 
 
-async def _form_file(request: Request, body: bytes) -> bytes | None:
-    """The multipart field ``file`` of a body already read."""
+async def _replayed_form(request: Request, body: bytes) -> FormData:
+    """The multipart form of a body already read."""
     replayed = False
 
     async def receive() -> dict:
@@ -73,8 +74,22 @@ async def _form_file(request: Request, body: bytes) -> bytes | None:
         replayed = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    upload = (await Request(request.scope, receive).form()).get("file")
+    return await Request(request.scope, receive).form()
+
+
+async def _form_file(request: Request, body: bytes) -> bytes | None:
+    """The multipart field ``file`` of a body already read."""
+    upload = (await _replayed_form(request, body)).get("file")
     return await upload.read() if upload is not None and hasattr(upload, "read") else None
+
+
+async def capped_form(request: Request, cap: int) -> FormData | None:
+    """A multipart form read as it streams in; None once it passes ``cap`` bytes."""
+    try:
+        body = await _body(request, cap)
+    except _Refused:
+        return None
+    return await _replayed_form(request, body)
 
 
 async def _pdf_from(request: Request, cap: int) -> bytes:

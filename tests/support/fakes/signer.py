@@ -51,6 +51,7 @@ class FakeSignerStore:
         self.grants: dict[tuple[UUID, str], _Grant] = {}
         self.downloads: dict[bytes, Download] = {}
         self.download_mails: dict[bytes, UUID] = {}
+        self.codes: dict[str, tuple[UUID, bytes]] = {}  # verification code -> (document, secret hash)
 
     def in_directory(self, org: str, person: PersonRef, *titles: str) -> None:
         """The person as the router's directory has them, holding the roles titled ``titles``."""
@@ -152,6 +153,15 @@ class FakeSignerStore:
 
     async def mark_decided(self, link: SigningLink, *, status: str, at: datetime, reason: str | None = None) -> None:
         await self._decide(link, status=status, at=at, status_reason=reason)
+
+    async def register_verification_code(self, document_id: UUID, org: str, code: str, secret_hash: bytes) -> bool:
+        if code in self.codes:
+            return False
+        self.codes[code] = (document_id, secret_hash)
+        return True
+
+    async def forget_verification_code(self, document_id: UUID) -> None:
+        self.codes = {code: kept for code, kept in self.codes.items() if kept[0] != document_id}
 
     async def _decide(self, link: SigningLink, *, at: datetime, **changes: Any) -> None:
         request = self.requests[link.request.request_id]
