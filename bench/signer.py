@@ -27,6 +27,7 @@ import json
 import os
 import re
 import statistics
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -105,6 +106,7 @@ class SignerUnderTest:
         from tests.conftest import VhostAdmin
         from tests.support.system import System
 
+        self._secrets = tempfile.TemporaryDirectory(prefix="paraaf-bench-secrets-")
         admin = await asyncpg.connect(LOCAL_DATABASE)
         await admin.execute(f'CREATE DATABASE "{self.name}"')
         await admin.close()
@@ -113,8 +115,9 @@ class SignerUnderTest:
         self.amqp_url = await asyncio.to_thread(self._vhosts.create, self.name)
         self.system = System(
             name="bench-signer", database_url=self.database_url, amqp_url=self.amqp_url,
-            smtp=SimpleNamespace(host="127.0.0.1", port=1),
+            smtp=SimpleNamespace(host="127.0.0.1", port=1), secrets_dir=self._secrets.name,
         )
+        await self.system.set_up()
         self.system.start_service("signer")
         await self.system.wait_healthy(["signer"])
         self._connection = await aio_pika.connect(self.amqp_url)
@@ -137,6 +140,10 @@ class SignerUnderTest:
         await admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
         await admin.close()
         await asyncio.to_thread(self._vhosts.delete, self.name)
+        from tests.conftest import _remove_session_accounts
+
+        await asyncio.to_thread(_remove_session_accounts, SimpleNamespace(database_url=LOCAL_DATABASE))
+        self._secrets.cleanup()
 
     async def _on_link(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         await self.links.put(httpx.URL(json.loads(message.body)["link"]).path)
