@@ -23,22 +23,14 @@ for a short run). Needs PostgreSQL and RabbitMQ as the tests do.
 
 import argparse
 import asyncio
-import hashlib
 import io
 import json
 import os
-import re
 import statistics
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 
-import aio_pika
-import asyncpg
-import httpx
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.sign import fields, signers
@@ -48,17 +40,14 @@ from services.signer import stamps
 from services.signer.fonts import DEFAULT_FONT, StampFont, reduced_font
 from services.signer.pades import BYTES_RESERVED, _signer
 from services.signer.pades import _stamp_style as pades_stamp_style
-from shared.events import PersonRef, SignatureRequested
 from tests.support.pdfs import make_pdf
+from tests.support.signer_process import SIGNER, SignerUnderTest
 from tests.support.signing import SigningCity
 
 __all__ = ["main"]
 
 LOCAL_DATABASE = os.environ.get("PARAAF_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 LOCAL_AMQP = os.environ.get("PARAAF_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-SIGNER = PersonRef(id="ann.aerts", name="Ann Aérts", email="ann.aerts@demo.paraaf.be", title="algemeen directeur")
-SUBMITTER = PersonRef(id="elen.elaut", name="Elen Elaut", email="elen.elaut@demo.paraaf.be")
-_CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 
 
 # --- the bare loop -----------------------------------------------------------------------------
@@ -109,107 +98,6 @@ def bare_loop(
 # --- the service -------------------------------------------------------------------------------
 
 
-class SignerUnderTest:
-    """The signer service as its own process on a fresh database and vhost."""
-
-    def __init__(self) -> None:
-        self.name = f"paraaf_bench_{uuid.uuid4().hex[:10]}"
-        self.links: asyncio.Queue[str] = asyncio.Queue()
-
-    async def __aenter__(self) -> "SignerUnderTest":
-        from tests.conftest import VhostAdmin
-        from tests.support.system import System
-
-        self._secrets = tempfile.TemporaryDirectory(prefix="paraaf-bench-secrets-")
-        admin = await asyncpg.connect(LOCAL_DATABASE)
-        await admin.execute(f'CREATE DATABASE "{self.name}"')
-        await admin.close()
-        self.database_url = LOCAL_DATABASE.rsplit("/", 1)[0] + "/" + self.name
-        self._vhosts = VhostAdmin(LOCAL_AMQP)
-        self.amqp_url = await asyncio.to_thread(self._vhosts.create, self.name)
-        self.system = System(
-            name="bench-signer", database_url=self.database_url, amqp_url=self.amqp_url,
-            smtp=SimpleNamespace(host="127.0.0.1", port=1), secrets_dir=self._secrets.name,
-        )
-        await self.system.set_up()
-        self.system.start_service("signer")
-        await self.system.wait_healthy(["signer"])
-        self._connection = await aio_pika.connect(self.amqp_url)
-        channel = await self._connection.channel(publisher_confirms=True)
-        commands = await channel.get_exchange("esign.commands", ensure=True)
-        queue = await channel.declare_queue(exclusive=True)
-        await queue.bind(commands, "notify.signing-link")
-        await queue.consume(self._on_link, no_ack=True)
-        self._events = await channel.get_exchange("esign.events", ensure=True)
-        self._db = await asyncpg.connect(self.database_url)
-        self.http = httpx.AsyncClient(base_url=self.system.url("signer"), timeout=60)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.http.aclose()
-        await self._db.close()
-        await self._connection.close()
-        self.system.stop()
-        admin = await asyncpg.connect(LOCAL_DATABASE)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        await admin.close()
-        await asyncio.to_thread(self._vhosts.delete, self.name)
-        from tests.conftest import _remove_session_accounts
-
-        await asyncio.to_thread(_remove_session_accounts, SimpleNamespace(database_url=LOCAL_DATABASE))
-        self._secrets.cleanup()
-
-    async def _on_link(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        await self.links.put(httpx.URL(json.loads(message.body)["link"]).path)
-
-    async def requests(self, pdf: bytes, count: int) -> list[str]:
-        """``count`` open requests, one document each: their link paths."""
-        digest = hashlib.sha256(pdf).hexdigest()
-        await self._db.execute(
-            "INSERT INTO blobs.blob (sha256, size, data) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", digest, len(pdf), pdf
-        )
-        for _ in range(count):
-            event = SignatureRequested(
-                correlation_id=uuid.uuid4(), request_id=uuid.uuid4(), step=1, step_count=1, signer=SIGNER,
-                title="Benchmark", filename="bench.pdf", submitted_by=SUBMITTER, pdf_sha256=digest,
-            )
-            await self._events.publish(
-                aio_pika.Message(event.to_json(), content_type="application/json", message_id=str(event.event_id),
-                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                routing_key=event.routing_key,
-            )
-        return [await asyncio.wait_for(self.links.get(), 60) for _ in range(count)]
-
-    async def open_pages(self, links: list[str]) -> list[tuple[httpx.AsyncClient, str, str]]:
-        """Each link opened in its own browser (cookie jar), as a signer would before pressing Sign."""
-        opened = []
-        for link in links:
-            browser = httpx.AsyncClient(base_url=self.system.url("signer"), timeout=60)
-            page = await browser.get(link)
-            page.raise_for_status()
-            opened.append((browser, link, _CSRF.search(page.text).group(1)))
-        return opened
-
-    async def sign_all(self, opened: list[tuple[httpx.AsyncClient, str, str]], in_flight: int) -> tuple[list[float], float]:
-        """(seconds per signature, wall time) pressing Sign on every page, ``in_flight`` at a time."""
-        times: list[float] = []
-        pending = list(opened)
-
-        async def press() -> None:
-            while pending:
-                browser, link, csrf = pending.pop()
-                started = time.perf_counter()
-                response = await browser.post(f"{link}/sign", data={"csrf": csrf})
-                times.append(time.perf_counter() - started)
-                if response.status_code != 200:
-                    raise RuntimeError(f"signing failed: {response.status_code} {response.text[:200]}")
-                await browser.aclose()
-
-        started = time.perf_counter()
-        await asyncio.gather(*(press() for _ in range(in_flight)))
-        return times, time.perf_counter() - started
-
-
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -221,7 +109,7 @@ async def run(count: int, rounds: int) -> dict[str, dict[str, float]]:
         size: {"bare": [], "bare, paraaf stamp": [], "bare, invisible": [], "service": [], "service x2": []}
         for size in files
     }
-    async with SignerUnderTest() as service:
+    async with SignerUnderTest(LOCAL_DATABASE, LOCAL_AMQP, remove_accounts=True) as service:
         for pdf in files.values():  # warm up: workers spawned, font reduced, keys cached, pages rendered
             for stamp in ("pyhanko", "paraaf", None):
                 await asyncio.to_thread(lambda pdf=pdf, stamp=stamp: bare_loop(pdf, credentials, 3, stamp=stamp))

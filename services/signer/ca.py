@@ -1,17 +1,56 @@
 """The internal certificate authority: one root per organisation, one
 certificate per signer and function. Pure crypto, no storage: keys.py
 encrypts the private keys before they are stored.
+
+A key is either a ``cryptography`` RSA key (file keys) or an
+:class:`ExternalKey` that signs elsewhere (a key in an HSM, hsm.py): for
+those, ``cryptography`` builds the certificate's to-be-signed part and the
+external key signs it.
 """
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Protocol, runtime_checkable
 
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["Issued", "issue_signer_certificate", "new_authority", "unlock_legacy"]
+__all__ = [
+    "ExternalKey", "Issued", "SigningKey", "issue_signer_certificate", "new_authority", "sign_certificate", "unlock_legacy",
+]
+
+
+@runtime_checkable
+class ExternalKey(Protocol):
+    """An RSA private key held elsewhere (a PKCS#11 token) that signs with PKCS#1 v1.5 and SHA-256."""
+
+    def public_key(self) -> rsa.RSAPublicKey: ...
+
+    def sign_pkcs1_sha256(self, data: bytes) -> bytes: ...
+
+
+SigningKey = rsa.RSAPrivateKey | ExternalKey
+
+
+@lru_cache(maxsize=1)
+def _stand_in() -> rsa.RSAPrivateKey:
+    """Signs the to-be-signed part once so ``cryptography`` emits it; that signature is thrown away."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def sign_certificate(builder: x509.CertificateBuilder, key: SigningKey) -> x509.Certificate:
+    """The certificate ``builder`` describes, signed by ``key`` with sha256WithRSAEncryption."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return builder.sign(key, hashes.SHA256())
+    tbs = asn1_x509.TbsCertificate.load(builder.sign(_stand_in(), hashes.SHA256()).tbs_certificate_bytes)
+    signed = asn1_x509.Certificate(
+        {"tbs_certificate": tbs, "signature_algorithm": tbs["signature"], "signature_value": key.sign_pkcs1_sha256(tbs.dump())}
+    )
+    return x509.load_der_x509_certificate(signed.dump())
 
 ROOT_YEARS = 20
 SIGNER_YEARS = 3
@@ -20,7 +59,7 @@ SIGNER_YEARS = 3
 @dataclass(frozen=True)
 class Issued:
     cert_pem: bytes
-    key: rsa.RSAPrivateKey
+    key: SigningKey
 
 
 def unlock_legacy(key_pem: bytes, secret: bytes) -> rsa.RSAPrivateKey:
@@ -42,7 +81,7 @@ def _key_usage(*allowed: str) -> x509.KeyUsage:
     return x509.KeyUsage(**{usage: usage in allowed for usage in _KEY_USAGES})
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, key: rsa.RSAPrivateKey, now: datetime, until: datetime) -> x509.CertificateBuilder:
+def _builder(subject: x509.Name, issuer: x509.Name, key: SigningKey, now: datetime, until: datetime) -> x509.CertificateBuilder:
     """A certificate for ``key``, valid from a few minutes ago (clocks differ) until ``until``."""
     return (
         x509.CertificateBuilder()
@@ -56,21 +95,21 @@ def _builder(subject: x509.Name, issuer: x509.Name, key: rsa.RSAPrivateKey, now:
     )
 
 
-def new_authority(organisation: str, *, now: datetime | None = None) -> Issued:
-    """A self-signed root for ``organisation``'s signers."""
+def new_authority(organisation: str, *, key: ExternalKey | None = None, now: datetime | None = None) -> Issued:
+    """A self-signed root for ``organisation``'s signers, with ``key`` (else a new RSA-3072 file key)."""
     now = now or datetime.now(UTC)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    key = key or rsa.generate_private_key(public_exponent=65537, key_size=3072)
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, f"{organisation} Paraaf Root CA"),
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
         ]
     )
-    cert = (
+    cert = sign_certificate(
         _builder(name, name, key, now, now + timedelta(days=365 * ROOT_YEARS))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage("key_cert_sign", "crl_sign"), critical=True)
-        .sign(key, hashes.SHA256())
+        .add_extension(_key_usage("key_cert_sign", "crl_sign"), critical=True),
+        key,
     )
     return Issued(cert.public_bytes(serialization.Encoding.PEM), key)
 
@@ -87,17 +126,18 @@ def _signer_name(organisation: str, name: str, title: str) -> x509.Name:
 def issue_signer_certificate(
     *,
     root_cert_pem: bytes,
-    root_key: rsa.RSAPrivateKey,
+    root_key: SigningKey,
     organisation: str,
     name: str,
     title: str,
     email: str,
+    key: ExternalKey | None = None,
     now: datetime | None = None,
 ) -> Issued:
-    """A signing certificate: CN = the person's name, title = their function."""
+    """A signing certificate: CN = the person's name, title = their function; for ``key`` (else a new RSA-2048 file key)."""
     now = now or datetime.now(UTC)
     root = x509.load_pem_x509_certificate(root_cert_pem)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
     until = min(now + timedelta(days=365 * SIGNER_YEARS), root.not_valid_after_utc)
     builder = (
         _builder(_signer_name(organisation, name, title), root.subject, key, now, until)
@@ -109,5 +149,5 @@ def issue_signer_certificate(
     )
     if email:
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
-    cert = builder.sign(root_key, hashes.SHA256())
+    cert = sign_certificate(builder, root_key)
     return Issued(cert.public_bytes(serialization.Encoding.PEM), key)

@@ -11,6 +11,7 @@ import asyncpg
 import typer
 
 from services.signer.config import SignerSettings
+from services.signer.hsm import token_config
 from services.signer.keys import Keyring, check_secret, key_secret
 from services.signer.verify import NotVerifiable, load_roots, verify_pdf_async
 from shared.service import open_database
@@ -34,7 +35,7 @@ def _with_keyring(settings: SignerSettings, work: Callable[[asyncpg.Connection, 
         pool = await _signer_pool(settings)
         try:
             async with pool.acquire() as conn:
-                keyring = Keyring(key_secret(settings), settings.organisation_name)
+                keyring = Keyring(key_secret(settings), settings.organisation_name, token_config(settings))
                 await keyring.unlock(conn)
                 return await work(conn, keyring)
         finally:

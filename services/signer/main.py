@@ -13,6 +13,7 @@ from services.dlq import depths
 from services.signer import handlers
 from services.signer.config import SignerSettings
 from services.signer.domain import Links
+from services.signer.hsm import token_config
 from services.signer.http import PortalConfig, SignerHttpDeps, VerifyLimits, build_http
 from services.signer.keys import Keyring, key_secret
 from services.signer.live import AuditFeed
@@ -141,7 +142,7 @@ def create_app(settings: SignerSettings | None = None) -> FastStream:
     settings = settings or SignerSettings()
     service = Service("signer", settings, migrations=MIGRATIONS, uses=("blobs", "access"))
     secret = key_secret(settings)
-    keyring, links, workers = Keyring(secret, settings.organisation_name), _links(settings), Workers(settings)
+    keyring, links, workers = Keyring(secret, settings.organisation_name, token_config(settings)), _links(settings), Workers(settings)
 
     async def start() -> None:
         await workers.start()

@@ -41,6 +41,7 @@ from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from services.signer import hsm
 from services.signer.fonts import DEFAULT_FONT, stamp_font
 from services.signer.stamps import (
     PLACEHOLDER,
@@ -97,6 +98,8 @@ class SigningJob:
     placeholders: tuple[Placeholder, ...] | None = None  # None: not looked for yet
     tsa_url: str | None = None
     font_path: str = DEFAULT_FONT
+    token: hsm.TokenConfig | None = None  # the key is in this PKCS#11 token (key_der empty) ...
+    token_key_id: bytes | None = None  # ... under this CKA_ID
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,13 @@ def _signer(key_der: bytes, cert_der: bytes, chain_der: tuple[bytes, ...]) -> Ca
         raise TypeError("signer keys are RSA")
     registry = SimpleCertificateStore.from_certs([asn1_x509.Certificate.load(c) for c in chain_der])
     return CachedKeySigner(asn1_x509.Certificate.load(cert_der), key, registry)
+
+
+def _job_signer(job: SigningJob) -> signers.Signer:
+    """The job's key: in the token (this worker's session, logged in once), else parsed from its bytes; kept per worker."""
+    if job.token is not None and job.token_key_id is not None:
+        return hsm.pdf_signer(job.token, job.token_key_id, job.cert_der, job.chain_der)
+    return _signer(job.key_der, job.cert_der, job.chain_der)
 
 
 def find_placeholders(pdf: bytes) -> tuple[Placeholder, ...]:
@@ -232,7 +242,7 @@ def _pdf_signer(job: SigningJob, certify: bool, new_field: SigFieldSpec | None) 
             certify=certify,
             docmdp_permissions=MDPPerm.FILL_FORMS,
         ),
-        signer=_signer(job.key_der, job.cert_der, job.chain_der),
+        signer=_job_signer(job),
         timestamper=HTTPTimeStamper(job.tsa_url, timeout=30) if job.tsa_url else None,
         stamp_style=_stamp_style(job.font_path),
         new_field_spec=new_field,

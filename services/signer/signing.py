@@ -72,7 +72,7 @@ def _signing_job(link: SigningLink, credentials: Credentials, pdf: bytes, signed
         number=document.revision + 1, stamp_text=stamp_text(signer, on_behalf_of, signed_at, stamping.timezone),
         signer_name=signer.name, reason=on_behalf_text(on_behalf_of) if on_behalf_of else "Ondertekend",
         planned=request.signature_count, placeholders=document.placeholders, tsa_url=stamping.tsa_url,
-        font_path=stamping.font_path,
+        font_path=stamping.font_path, token=credentials.token, token_key_id=credentials.token_key_id,
     )
 
 
