@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 
 from shared.blobs import get_blob, put_blob, register_version
+from shared.credentials import read_identity
 from shared.events import PersonRef, SignatureRequested
 from tests.support.bus import publish_as
 
@@ -30,10 +31,12 @@ class SignerUnderTest:
     """The signer service as its own process on a fresh database and vhost."""
 
     def __init__(
-        self, admin_database_url: str, admin_amqp_url: str, *, remove_accounts: bool = False, **extra_env: str
+        self, admin_database_url: str, admin_amqp_url: str, *, logs: str = "bench-signer", remove_accounts: bool = False,
+        **extra_env: str,
     ) -> None:
+        self._logs = logs  # tests/artifacts/<logs>/signer.log
         self.name = f"paraaf_signer_{uuid.uuid4().hex[:10]}"
-        self.links: asyncio.Queue[str] = asyncio.Queue()
+        self.mailed: asyncio.Queue[str] = asyncio.Queue()  # request ids of the links the notifier is asked to mail
         self._admin_database_url, self._admin_amqp_url = admin_database_url, admin_amqp_url
         self._remove_accounts = remove_accounts  # a bench's own process: its users and roles go with it
         self._extra_env = extra_env
@@ -50,7 +53,7 @@ class SignerUnderTest:
         self._vhosts = VhostAdmin(self._admin_amqp_url)
         self.amqp_url = await asyncio.to_thread(self._vhosts.create, self.name)
         self.system = System(
-            name="bench-signer", database_url=self.database_url, amqp_url=self.amqp_url,
+            name=self._logs, database_url=self.database_url, amqp_url=self.amqp_url,
             smtp=SimpleNamespace(host="127.0.0.1", port=1), secrets_dir=self._secrets.name, extra_env=self._extra_env,
         )
         await self.system.set_up()
@@ -62,13 +65,14 @@ class SignerUnderTest:
         queue = await channel.declare_queue(exclusive=True)
         await queue.bind(commands, "notify.signing-link")
         await queue.consume(self._on_link, no_ack=True)
-        self._db = await asyncpg.connect(self.database_url)
+        self.db = await asyncpg.connect(self.database_url)
+        await self._in_directory(SIGNER)
         self.http = httpx.AsyncClient(base_url=self.system.url("signer"), timeout=60)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.http.aclose()
-        await self._db.close()
+        await self.db.close()
         await self._connection.close()
         self.system.stop()
         admin = await asyncpg.connect(self._admin_database_url)
@@ -81,26 +85,47 @@ class SignerUnderTest:
             await asyncio.to_thread(_remove_session_accounts, SimpleNamespace(database_url=self._admin_database_url))
         self._secrets.cleanup()
 
+    async def _in_directory(self, person: PersonRef) -> None:
+        """The signer as the router's directory has them, holding the role of their function."""
+        await self.db.execute(
+            "INSERT INTO router.people (org, id, name, email) VALUES ('default', $1, $2, $3)", person.id, person.name, person.email
+        )
+        await self.db.execute(
+            "INSERT INTO router.roles (org, key, title, holders) VALUES ('default', $1, $2, $3)",
+            person.title.replace(" ", "-"), person.title, [person.id],
+        )
+
     async def _on_link(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        await self.links.put(httpx.URL(json.loads(message.body)["link"]).path)
+        await self.mailed.put(json.loads(message.body)["request_id"])
+
+    async def _link(self) -> str:
+        """What the notifier does when it sends the mail: ask the signer's link API for the link (returns its path)."""
+        request_id = await asyncio.wait_for(self.mailed.get(), 60)
+        key = read_identity(self.system.admin_settings, "notifier", needs=("signer_key",)).signer_key
+        answer = await self.http.post(
+            "/internal/links", json={"kind": "signing", "request_id": request_id, "mail_id": str(uuid.uuid4())},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        answer.raise_for_status()
+        return httpx.URL(answer.json()["url"]).path
 
     async def requests(self, pdf: bytes, count: int) -> list[str]:
         """``count`` open requests, one document each: their link paths."""
-        digest = await put_blob(self._db, pdf)
+        digest = await put_blob(self.db, pdf)
         for _ in range(count):
             document_id = uuid.uuid4()
-            await register_version(self._db, document_id, 0, "default", digest)  # as intake would have
+            await register_version(self.db, document_id, 0, "default", digest)  # as intake would have
             event = SignatureRequested(
                 correlation_id=document_id, request_id=uuid.uuid4(), step=1, step_count=1, signer=SIGNER,
                 title="Benchmark", filename="bench.pdf", submitted_by=SUBMITTER, pdf_sha256=digest,
             )
             await publish_as(self.system.admin_settings, "router", event)  # as the router would: its own broker user
-        return [await asyncio.wait_for(self.links.get(), 60) for _ in range(count)]
+        return [await self._link() for _ in range(count)]
 
     async def signed_pdf(self) -> bytes:
         """The latest version of the last document signed."""
-        digest = await self._db.fetchval("SELECT sha256 FROM blobs.versions WHERE revision > 0 ORDER BY created_at DESC LIMIT 1")
-        return await get_blob(self._db, digest)
+        digest = await self.db.fetchval("SELECT sha256 FROM blobs.versions WHERE revision > 0 ORDER BY created_at DESC LIMIT 1")
+        return await get_blob(self.db, digest)
 
     async def open_pages(self, links: list[str]) -> list[tuple[httpx.AsyncClient, str, str]]:
         """Each link opened in its own browser (cookie jar), as a signer would before pressing Sign."""
