@@ -28,7 +28,8 @@ from shared.settings import CannotStart
 __all__ = ["REFERENCE", "TokenConfig", "TokenKey", "TokenUnavailable", "WrongKey", "generate", "is_reference", "pdf_signer", "token_config"]
 
 REFERENCE = "pkcs11:id="
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # one session per token and process, used by one thread at a time
+_SESSIONS: dict["TokenConfig", pkcs11.Session] = {}
 
 
 class TokenUnavailable(CannotStart):
@@ -71,9 +72,15 @@ def token_config(settings: SignerSettings) -> TokenConfig | None:
     return TokenConfig(settings.pkcs11_module, settings.pkcs11_token, settings.pkcs11_slot, pin)
 
 
-@lru_cache(maxsize=4)
 def session(config: TokenConfig) -> pkcs11.Session:
-    """This process's session on the token, logged in as its user (once)."""
+    """This process's session on the token, logged in as its user (once: a second login would be refused)."""
+    with _LOCK:
+        if config not in _SESSIONS:
+            _SESSIONS[config] = _open(config)
+        return _SESSIONS[config]
+
+
+def _open(config: TokenConfig) -> pkcs11.Session:
     try:
         lib = pkcs11.lib(config.module)
         if config.token_label:

@@ -30,6 +30,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from pkcs11.exceptions import PKCS11Error
 from pyhanko.pdf_utils.content import RawContent
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.layout import AxisAlignment, BoxConstraints, InnerScaling, Margins, SimpleBoxLayoutRule
@@ -277,6 +278,8 @@ def sign(job: SigningJob) -> SigningResult:
         return asyncio.run(_sign(job))
     except (TimestampRequestError, OSError, TimeoutError) as exc:  # aiohttp's connection errors are OSErrors
         raise TimestampUnavailable(f"the time-stamping service {job.tsa_url} did not answer ({exc.__class__.__name__}: {exc})"[:500]) from None
+    except (PKCS11Error, hsm.TokenUnavailable) as exc:
+        raise SigningUnavailable(f"the PKCS#11 token did not sign ({exc.__class__.__name__}: {exc})"[:500]) from None
 
 
 def _warm_up(font_path: str) -> int:

@@ -143,3 +143,30 @@ def test_a_placeholder_or_short_secret_is_refused(secret: str) -> None:
     """Known placeholders and anything under 16 characters are refused with a sentence saying what to set."""
     with pytest.raises(WeakSecret, match="set a long random secret"):
         check_secret(secret)
+
+
+def test_token_settings_missing_a_token_or_pin_stop_the_signer_with_the_setting_to_set(tmp_path: Path) -> None:
+    """PARAAF_PKCS11_MODULE without a token (label or slot), or without a PIN, or with an unreadable PIN file, is refused
+    with the setting that is missing."""
+    from services.signer.config import SignerSettings
+
+    module = "/usr/lib/softhsm/libsofthsm2.so"
+    with pytest.raises(hsm.TokenUnavailable, match="PARAAF_PKCS11_TOKEN"):
+        hsm.token_config(SignerSettings(pkcs11_module=module, pkcs11_pin="1234"))
+    with pytest.raises(hsm.TokenUnavailable, match="PARAAF_PKCS11_PIN"):
+        hsm.token_config(SignerSettings(pkcs11_module=module, pkcs11_token="paraaf"))
+    with pytest.raises(hsm.TokenUnavailable, match="PARAAF_PKCS11_PIN_FILE"):
+        hsm.token_config(SignerSettings(pkcs11_module=module, pkcs11_token="paraaf", pkcs11_pin_file=tmp_path / "absent"))
+    (tmp_path / "pin").write_text("4321\n")
+    read = hsm.token_config(SignerSettings(pkcs11_module=module, pkcs11_slot=3, pkcs11_pin_file=tmp_path / "pin"))
+    assert read == hsm.TokenConfig(module, None, 3, "4321") and "4321" not in repr(read)
+    assert hsm.token_config(SignerSettings()) is None
+
+
+async def test_a_token_that_is_not_there_stops_the_signer_with_a_sentence_naming_it(pool: asyncpg.Pool, softhsm) -> None:  # type: ignore[no-untyped-def]
+    """A token label the module does not have: the keyring cannot make the CA and says which token of which module."""
+    absent = hsm.TokenConfig(softhsm.config.module, "no-such-token", pin=softhsm.config.pin)
+    keyring = await _keyring(pool, token=absent)
+    async with pool.acquire() as conn:
+        with pytest.raises(hsm.TokenUnavailable, match="no-such-token"):
+            await keyring.authority(conn, "default")
