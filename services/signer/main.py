@@ -67,7 +67,7 @@ class Workers:
         )
 
     async def warm_up(self) -> None:
-        await self.signing().warm_up(self._settings.stamp_font)
+        await self.signing().warm_up(self._settings.stamp_font, token_config(self._settings))
 
     async def stop(self) -> None:
         for pool in self._pools.values():

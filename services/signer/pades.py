@@ -282,9 +282,11 @@ def sign(job: SigningJob) -> SigningResult:
         raise SigningUnavailable(f"the PKCS#11 token did not sign ({exc.__class__.__name__}: {exc})"[:500]) from None
 
 
-def _warm_up(font_path: str) -> int:
-    """Import what signing needs and make the stamp font, so the first signer does not wait ~1 s for it."""
+def _warm_up(font_path: str, token: hsm.TokenConfig | None) -> int:
+    """Import what signing needs, make the stamp font and log in to the token, so the first signer does not wait for them."""
     stamp_font(font_path)
+    if token is not None:
+        hsm.session(token)
     return os.getpid()
 
 
@@ -295,8 +297,8 @@ class SigningPool:
         self._workers = workers
         self._pool = WorkerPool(workers)
 
-    async def warm_up(self, font_path: str = DEFAULT_FONT) -> None:
-        await asyncio.gather(*(self._pool.run(_warm_up, font_path) for _ in range(self._workers)))
+    async def warm_up(self, font_path: str = DEFAULT_FONT, token: hsm.TokenConfig | None = None) -> None:
+        await asyncio.gather(*(self._pool.run(_warm_up, font_path, token) for _ in range(self._workers)))
 
     async def sign(self, job: SigningJob) -> SigningResult:
         try:
