@@ -9,8 +9,10 @@ the same 1-page and 30-page PDFs, in the same run.
   parsed font and the subset per set of glyphs), and an invisible signature,
   to see what each stamp costs.
 * **service**: ``python -m services.signer`` as its own process, on a fresh
-  database and RabbitMQ vhost; requests come in as ``signature.requested``
-  events, links are read from ``esign.commands`` as the notifier would, and
+  database and RabbitMQ vhost set up as `paraaf setup` does
+  (tests/support/signer_process.py); requests come in as ``signature.requested``
+  events published as the router does, links are asked of the signer's link
+  API when ``esign.commands`` says to mail one, as the notifier does, and
   each signature is what a signer's browser does: POST ``/s/<token>/sign``
   (the page itself is opened beforehand, untimed). One signature in flight
   at a time, like the bare loop; then two in flight (the service has two
