@@ -2,8 +2,8 @@
 one that dies (with back-off), and stop them all cleanly on Ctrl-C or SIGTERM.
 
 Each child gets only what is its own: the administrator's credentials in
-PARAAF_AMQP_URL and PARAAF_DATABASE_URL are removed, PARAAF_KEY_SECRET goes
-to the signer alone, and another service's PARAAF_<SERVICE>_* credentials
+PARAAF_AMQP_URL and PARAAF_DATABASE_URL are removed, PARAAF_KEY_SECRET and
+the PKCS#11 token's PIN go to the signer alone, and another service's PARAAF_<SERVICE>_* credentials
 to nobody.
 """
 
@@ -23,6 +23,7 @@ __all__ = ["SERVICES", "child_environment", "supervise"]
 
 SERVICES = ("intake", "router", "signer", "notifier", "audit")
 _ADMIN_URLS = ("PARAAF_AMQP_URL", "PARAAF_DATABASE_URL")
+_SIGNER_ONLY = ("PARAAF_KEY_SECRET", "PARAAF_PKCS11_PIN")
 
 
 def _without_credentials(url: str) -> str:
@@ -35,7 +36,7 @@ def child_environment(service: str, environment: Mapping[str, str]) -> dict[str,
     """What the process of ``service`` may see of the supervisor's environment."""
     others = {f"PARAAF_{s.upper()}_{field.upper()}" for s in SERVICES if s != service for field in FIELDS}
     if service != "signer":
-        others.add("PARAAF_KEY_SECRET")
+        others.update(_SIGNER_ONLY)
     child = {name: value for name, value in environment.items() if name not in others}
     for name in _ADMIN_URLS:
         if name in child:

@@ -39,6 +39,7 @@ from tests.support.session import MANAGEMENT_API, SESSION_PREFIX
 from tests.support.smtp import SmtpServer
 
 if TYPE_CHECKING:
+    from tests.support.softhsm import SoftHsm
     from tests.support.system import System
 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
@@ -143,6 +144,14 @@ def fresh_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> "SoftHsm":
+    """The session's SoftHSM2 token (PARAAF_PKCS11_*); an error, never a skip, when softhsm2 is not installed."""
+    from tests.support.softhsm import SoftHsm
+
+    return SoftHsm(tmp_path_factory.mktemp("softhsm"))
 
 
 @pytest.fixture(scope="session")

@@ -16,13 +16,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.x509.oid import NameOID
 
 from services.audit.seal import certificate_problem, load_sealing_key, public_key_of
+from services.signer import ca
 from services.signer.config import SignerSettings
+from services.signer.hsm import token_config
 from services.signer.keys import Keyring, key_secret
 from services.signer.main import MIGRATIONS as SIGNER_MIGRATIONS
 from shared.credentials import stored, write_identity
@@ -39,7 +40,7 @@ class NoKeySecret(NotSetUp):
 
 
 def issue_sealing_certificate(
-    *, root_cert_pem: str, root_key: RSAPrivateKey, organisation: str, public_key: Ed25519PublicKey, now: datetime
+    *, root_cert_pem: str, root_key: ca.SigningKey, organisation: str, public_key: Ed25519PublicKey, now: datetime
 ) -> str:
     """A certificate for the audit's sealing key: signing only, no CA, at most as long as the root lasts."""
     root = x509.load_pem_x509_certificate(root_cert_pem.encode())
@@ -49,7 +50,7 @@ def issue_sealing_certificate(
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
         ]
     )
-    certificate = (
+    certificate = ca.sign_certificate(
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(root.subject)
@@ -62,18 +63,18 @@ def issue_sealing_certificate(
             x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True
         )  # digital signature and non-repudiation: a seal vouches for what it signs
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)
-        .sign(root_key, hashes.SHA256())
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False),
+        root_key,
     )
     return certificate.public_bytes(serialization.Encoding.PEM).decode()
 
 
-async def _authority(settings: SignerSettings) -> tuple[str, RSAPrivateKey]:
+async def _authority(settings: SignerSettings) -> tuple[str, ca.SigningKey]:
     """The organisation's root and its key, unlocked as the signer unlocks them (created if the signer has not yet)."""
     pool = await open_database(settings, "signer", migrations=SIGNER_MIGRATIONS)
     try:
         async with pool.acquire() as conn:
-            keyring = Keyring(key_secret(settings), settings.organisation_name)
+            keyring = Keyring(key_secret(settings), settings.organisation_name, token=token_config(settings))
             await keyring.unlock(conn)
             return await keyring.authority(conn, settings.org)
     finally:

@@ -15,6 +15,7 @@ import typer
 
 from services.ops.incident_cli import _publish
 from services.signer.config import SignerSettings
+from services.signer.hsm import token_config
 from services.signer.keys import Keyring, NothingToRevoke, RevokedCertificate, check_secret, key_secret
 from services.signer.pades import TimestampUnavailable, archive_timestamp_expiry, retimestamp
 from services.signer.verify import NotVerifiable, load_roots, verify_pdf_async
@@ -43,7 +44,7 @@ def _with_keyring(settings: SignerSettings, work: Callable[[asyncpg.Connection, 
         pool = await _signer_pool(settings)
         try:
             async with pool.acquire() as conn:
-                keyring = Keyring(key_secret(settings), settings.organisation_name, settings.public_url)
+                keyring = Keyring(key_secret(settings), settings.organisation_name, settings.public_url, token=token_config(settings))
                 await keyring.unlock(conn)
                 return await work(conn, keyring)
         finally:

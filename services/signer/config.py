@@ -12,6 +12,12 @@ class SignerSettings(Settings):
     signer_port: int = 8083
     organisation_name: str = "Paraaf demo city"
     key_secret: SecretStr | None = None
+    # Keys in a PKCS#11 token (HSM) instead of the database: the module, the token (label, else slot), its user PIN.
+    pkcs11_module: str | None = None
+    pkcs11_token: str | None = None
+    pkcs11_slot: int | None = None
+    pkcs11_pin: SecretStr | None = None
+    pkcs11_pin_file: Path | None = None
     link_ttl_hours: int = 24 * 21
     download_ttl_hours: int = Field(default=24 * 7, ge=1)
     signing_workers: int = 2

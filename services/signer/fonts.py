@@ -9,29 +9,43 @@ scripts and common punctuation only, no layout tables, no hinting. That copy
 is also rescaled to 1000 units per em: pyHanko 0.38 writes glyph widths in
 font units while PDF reads them as thousandths of an em, so a 2048-unit font
 such as DejaVu comes out letter-spaced.
+
+That still left the stamp costing as much as the signature itself: pyHanko
+parses the font anew for every signature and subsets and compresses it
+again (~9 ms). :class:`ReusedFont` parses it once per process, and the
+embedded subset is made once per set of glyphs: the digits and capitals a
+date and time zone use are always in it, so one person in one function gets
+the same subset every time, kept compressed and written as is.
 """
 
 import io
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import uharfbuzz
 from fontTools import subset, ttLib
 from fontTools.ttLib.scaleUpem import scale_upem
-from pyhanko.pdf_utils.font.api import FontEngineFactory
-from pyhanko.pdf_utils.font.opentype import GlyphAccumulator
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.font.api import FontEngine, FontEngineFactory
+from pyhanko.pdf_utils.font.opentype import CIDFontType2, GlyphAccumulator, _read_ps_name
 from pyhanko.pdf_utils.writer import BasePdfFileWriter
 
-__all__ = ["DEFAULT_FONT", "StampFont", "stamp_font"]
+__all__ = ["DEFAULT_FONT", "ReusedFont", "StampFont", "reduced_font", "stamp_font"]
 
 DEFAULT_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # Debian: fonts-dejavu-core
 
 # Basic Latin through Latin Extended-B (Dutch, French, German, Polish, Czech,
 # Turkish, Romanian names) plus the punctuation and symbols stamps use.
 _CODEPOINTS = [*range(0x20, 0x250), 0x2013, 0x2014, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2026, 0x20AC]
+# Always in a subset, whatever the text: what dates, times and time zones are written with.
+_ALWAYS = "0123456789-:+/. ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-def _reduced(path: str) -> bytes:
+@lru_cache(maxsize=4)
+def reduced_font(path: str) -> bytes:
+    """The reduced, rescaled copy of the font at ``path`` (once per process)."""
     options = subset.Options()
     options.hinting = False
     options.layout_features = []
@@ -50,7 +64,7 @@ def _reduced(path: str) -> bytes:
 
 @dataclass(frozen=True)
 class StampFont(FontEngineFactory):
-    """A font engine factory over font bytes held in memory."""
+    """pyHanko's own font engine over font bytes held in memory: parses and subsets per signature."""
 
     data: bytes
     font_size: int = 10
@@ -61,9 +75,98 @@ class StampFont(FontEngineFactory):
         return GlyphAccumulator(writer=writer, font_handle=io.BytesIO(self.data), font_size=self.font_size, obj_stream=obj_stream)
 
 
+class ReusedFont(FontEngineFactory):
+    """A font parsed once, whose embedded subsets are made once per set of glyphs."""
+
+    def __init__(self, data: bytes, font_size: int = 10) -> None:
+        self.data = data
+        self.font_size = font_size
+        self.tt = ttLib.TTFont(io.BytesIO(data))  # read only: subsets are made from fresh copies
+        self.hb_font = uharfbuzz.Font(uharfbuzz.Face(data))
+        self.ps_name = _read_ps_name(self.tt)
+        self.units_per_em = self.tt["head"].unitsPerEm
+        self.glyph_set = self.tt.getGlyphSet(preferCFF=True)
+        cmap = self.tt.getBestCmap()
+        self.always = tuple(self.tt.getGlyphID(cmap[ord(c)]) for c in _ALWAYS if ord(c) in cmap)
+        self._programs: dict[frozenset[int], bytes] = {}
+
+    def program(self, glyphs: frozenset[int]) -> bytes:
+        """The subset holding ``glyphs`` (glyph ids kept), deflated."""
+        if (found := self._programs.get(glyphs)) is not None:
+            return found
+        options = subset.Options(layout_closure=False)
+        options.drop_tables += ["GPOS", "GDEF", "GSUB"]
+        options.retain_gids = True  # pyHanko's CIDs are the glyph ids (CIDToGIDMap /Identity)
+        font = ttLib.TTFont(io.BytesIO(self.data))
+        subsetter = subset.Subsetter(options=options)
+        subsetter.populate(gids=sorted(glyphs))
+        subsetter.subset(font)
+        out = io.BytesIO()
+        font.save(out)
+        if len(self._programs) >= 256:  # people x functions seen by this process; a bound, not a policy
+            self._programs.pop(next(iter(self._programs)))
+        self._programs[glyphs] = program = zlib.compress(out.getvalue())
+        return program
+
+    def create_font_engine(self, writer: BasePdfFileWriter, obj_stream: object = None) -> "ReusedGlyphAccumulator":
+        if obj_stream is None and writer.stream_xrefs:
+            obj_stream = writer.prepare_object_stream()
+        return ReusedGlyphAccumulator(writer, self, obj_stream)
+
+
+class _PreparedCIDFont(CIDFontType2):
+    """A TrueType CID font whose program is the font's cached subset for the glyphs drawn."""
+
+    def __init__(self, font: ReusedFont, subset_prefix: str, glyphs: dict[int, tuple[int, int]]) -> None:
+        super().__init__(font.tt, font.ps_name, subset_prefix)
+        self._font = font
+        self._drawn = glyphs
+
+    def set_font_file(self, writer: BasePdfFileWriter) -> generic.IndirectObject:
+        stream = generic.StreamObject(
+            {generic.pdf_name("/Filter"): generic.pdf_name("/FlateDecode")},
+            encoded_data=self._font.program(frozenset(self._drawn)),
+        )
+        ref = writer.add_object(stream)
+        self._font_descriptor[generic.pdf_name("/FontFile2")] = ref
+        return ref
+
+
+class ReusedGlyphAccumulator(GlyphAccumulator):
+    """pyHanko's glyph accumulator over a font parsed once, embedding a cached subset.
+
+    Shaping, widths, the ToUnicode map and the PDF objects are pyHanko's own;
+    only the parse (in ``__init__``) and the subsetting (``prepare_write``) differ.
+    """
+
+    def __init__(self, writer: BasePdfFileWriter, font: ReusedFont, obj_stream: object = None) -> None:
+        FontEngine.__init__(self, writer, font.ps_name, embedded_subset=True, obj_stream=obj_stream, font_size=font.font_size)
+        self._font = font
+        self.hb_font = font.hb_font
+        self.tt = font.tt
+        self._font_ref = writer.allocate_placeholder()
+        self.cff_charset = None
+        self.use_raw_gids = True
+        self.features = None
+        self.units_per_em = font.units_per_em
+        self._glyphs: dict[int, tuple[int, int]] = {}
+        self._glyph_set = font.glyph_set
+        self._cid_to_unicode: dict[int, str] = {}
+        self._GlyphAccumulator__reverse_cmap = None
+        self.ot_language_tag = self.ot_script_tag = self.writing_direction = self.bcp47_lang_code = None
+        self.cidfont_obj = _PreparedCIDFont(font, self.subset_prefix, self._glyphs)
+        self._subset_created = True  # never subset the shared font: _PreparedCIDFont embeds the cached subset
+        self._write_prepared = False
+
+    def prepare_write(self) -> None:
+        for glyph in self._font.always:
+            self._get_cid_and_width(glyph)
+        super().prepare_write()
+
+
 @lru_cache(maxsize=4)
-def stamp_font(path: str = DEFAULT_FONT) -> StampFont | None:
+def stamp_font(path: str = DEFAULT_FONT) -> ReusedFont | None:
     """The stamp font of this process, or None when ``path`` does not exist (stamps then use Helvetica)."""
     if not path or not Path(path).is_file():
         return None
-    return StampFont(_reduced(path))
+    return ReusedFont(reduced_font(path))

@@ -14,6 +14,10 @@ Revocation: :meth:`Keyring.revoke` moves a person's certificate to
 for the HTTP service that publishes it and for the signing workers that embed
 it (PAdES B-LT). Certificates issued before CRLs were published name no
 distribution point: they are reissued on their holder's next signature.
+
+With PARAAF_PKCS11_MODULE set, new keys are made in a PKCS#11 token instead
+(hsm.py) and a row holds a reference to its key there. Keys made before the
+token was configured stay where they are (encrypted here) until reissued.
 """
 
 import asyncio
@@ -34,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from services.signer import ca
+from services.signer import ca, hsm
 from services.signer.config import SignerSettings
 from shared.events import PersonRef
 from shared.settings import CannotStart
@@ -131,11 +135,14 @@ class KeyWrap:
 
 @dataclass(frozen=True)
 class Credentials:
-    """What a signing worker needs, as bytes: key, certificate and its chain (DER)."""
+    """What a signing worker needs, as bytes: key, certificate and its chain (DER); for a key in a token,
+    no key but where it is."""
 
     key_der: bytes
     cert_der: bytes
     chain_der: tuple[bytes, ...]
+    token: hsm.TokenConfig | None = None
+    token_key_id: bytes | None = None
 
 
 def _der(cert_pem: str) -> bytes:
@@ -150,17 +157,24 @@ def _certificate_context(org: str, person_id: str, title: str) -> str:
     return f"certificate:{org}:{person_id}:{title}"
 
 
+def _token_label(context: str) -> str:
+    return f"paraaf {context}"
+
+
 async def _derive(secret: bytes, row: asyncpg.Record) -> KeyWrap:
     return await asyncio.to_thread(KeyWrap.derive, secret, row["salt"], row["n"], row["r"], row["p"])
 
 
 class Keyring:
-    def __init__(self, secret: bytes, organisation: str, public_url: str | None = None) -> None:
+    def __init__(
+        self, secret: bytes, organisation: str, public_url: str | None = None, *, token: hsm.TokenConfig | None = None
+    ) -> None:
         self._secret = secret
         self._organisation = organisation
         self._public_url = public_url.rstrip("/") if public_url else None  # None: certificates name no CRL (tests of other things)
+        self._token = token
         self._wrap: KeyWrap | None = None
-        self._authorities: dict[str, tuple[str, RSAPrivateKey]] = {}
+        self._authorities: dict[str, tuple[str, ca.SigningKey]] = {}
         self._credentials: dict[str, Credentials] = {}  # by certificate PEM: a reissued certificate is a new entry
         self._crls: dict[str, tuple[frozenset[int], float, bytes]] = {}
 
@@ -217,12 +231,14 @@ class Keyring:
         new = KeyWrap.derive(new_secret, salt := os.urandom(16))
         count = 0
         async with conn.transaction():
-            for row in await conn.fetch("SELECT org, key_pem FROM signer.authorities FOR UPDATE"):
+            for row in await conn.fetch(f"SELECT org, key_pem FROM signer.authorities WHERE key_pem LIKE '{_WRAPPED}%' FOR UPDATE"):
                 context = _authority_context(row["org"])
                 key = self._keys.unwrap(row["key_pem"], context)
                 await conn.execute("UPDATE signer.authorities SET key_pem = $2 WHERE org = $1", row["org"], new.wrap(key, context))
                 count += 1
-            for row in await conn.fetch("SELECT org, person_id, title, key_pem FROM signer.certificates FOR UPDATE"):
+            for row in await conn.fetch(
+                f"SELECT org, person_id, title, key_pem FROM signer.certificates WHERE key_pem LIKE '{_WRAPPED}%' FOR UPDATE"
+            ):
                 context = _certificate_context(row["org"], row["person_id"], row["title"])
                 key = self._keys.unwrap(row["key_pem"], context)
                 await conn.execute(
@@ -244,22 +260,39 @@ class Keyring:
         self._secret, self._wrap = new_secret, new
         return count
 
-    async def authority(self, conn: asyncpg.Connection, org: str) -> tuple[str, RSAPrivateKey]:
+    def _stored(self, issued: ca.Issued, context: str) -> str:
+        """What a row holds for ``issued``'s key: where it is in the token, else the key wrapped."""
+        if isinstance(issued.key, hsm.TokenKey):
+            return issued.key.reference
+        return self._keys.wrap(issued.key, context)
+
+    def _opened(self, stored: str, context: str) -> ca.SigningKey:
+        if hsm.is_reference(stored):
+            return hsm.TokenKey.at(self._token, stored, _token_label(context))
+        return self._keys.unwrap(stored, context)
+
+    def _new_key(self, context: str, bits: int) -> hsm.TokenKey | None:
+        """A new key in the token, labelled for its row, or None when keys are file keys (ca.py makes one)."""
+        return hsm.generate(self._token, _token_label(context), bits) if self._token else None
+
+    async def authority(self, conn: asyncpg.Connection, org: str) -> tuple[str, ca.SigningKey]:
         """The org's root (certificate PEM, key), created on first use."""
         if org in self._authorities:
             return self._authorities[org]
         row = await conn.fetchrow("SELECT cert_pem, key_pem FROM signer.authorities WHERE org = $1", org)
         if row is None:
-            issued = await asyncio.to_thread(ca.new_authority, self._organisation)
+            issued = await asyncio.to_thread(
+                lambda: ca.new_authority(self._organisation, key=self._new_key(_authority_context(org), 3072))
+            )
             await conn.execute(
                 "INSERT INTO signer.authorities (org, cert_pem, key_pem) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 org,
                 issued.cert_pem.decode(),
-                self._keys.wrap(issued.key, _authority_context(org)),
+                self._stored(issued, _authority_context(org)),
             )
             row = await conn.fetchrow("SELECT cert_pem, key_pem FROM signer.authorities WHERE org = $1", org)
-            structlog.get_logger().info("certificate authority created", org=org)
-        key = self._keys.unwrap(row["key_pem"], _authority_context(org))
+            structlog.get_logger().info("certificate authority created", org=org, in_token=self._token is not None)
+        key = self._opened(row["key_pem"], _authority_context(org))
         self._authorities[org] = (row["cert_pem"], key)
         return self._authorities[org]
 
@@ -290,14 +323,17 @@ class Keyring:
             row = await self._issue(conn, org, person, root_pem, root_key)
         if row["cert_pem"] in self._credentials:
             return self._credentials[row["cert_pem"]]
-        key = self._keys.unwrap(row["key_pem"], context)
-        credentials = Credentials(
-            key_der=key.private_bytes(
-                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            ),
-            cert_der=_der(row["cert_pem"]),
-            chain_der=(_der(root_pem),),
-        )
+        key = self._opened(row["key_pem"], context)
+        if isinstance(key, hsm.TokenKey):
+            credentials = Credentials(
+                b"", _der(row["cert_pem"]), (_der(root_pem),), token=key.config, token_key_id=key.key_id
+            )
+        else:
+            credentials = Credentials(
+                key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+                _der(row["cert_pem"]),
+                (_der(root_pem),),
+            )
         self._credentials[row["cert_pem"]] = credentials
         return credentials
 
@@ -344,9 +380,10 @@ class Keyring:
         return der
 
     async def _issue(
-        self, conn: asyncpg.Connection, org: str, person: PersonRef, root_pem: str, root_key: RSAPrivateKey
+        self, conn: asyncpg.Connection, org: str, person: PersonRef, root_pem: str, root_key: ca.SigningKey
     ) -> asyncpg.Record:
-        """A new certificate for the person (replacing one made under another name), stored with its key wrapped."""
+        """A new certificate for the person (replacing one made under another name), stored with its key wrapped
+        (or, in a token, where its key is)."""
         issued = await asyncio.to_thread(
             lambda: ca.issue_signer_certificate(
                 root_cert_pem=root_pem.encode(),
@@ -356,6 +393,7 @@ class Keyring:
                 title=person.title,
                 email=person.email,
                 crl_url=self.crl_url(org),
+                key=self._new_key(_certificate_context(org, person.id, person.title), 2048),
             )
         )
         return await conn.fetchrow(
@@ -367,5 +405,5 @@ class Keyring:
             person.title,
             person.name,
             issued.cert_pem.decode(),
-            self._keys.wrap(issued.key, _certificate_context(org, person.id, person.title)),
+            self._stored(issued, _certificate_context(org, person.id, person.title)),
         )

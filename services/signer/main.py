@@ -14,6 +14,7 @@ from services.signer import handlers
 from services.signer.check import CheckLimits
 from services.signer.config import SignerSettings
 from services.signer.domain import Links
+from services.signer.hsm import token_config
 from services.signer.http import PortalConfig, SignerHttpDeps, VerifyLimits, build_http
 from services.signer.keys import Keyring, key_secret
 from services.signer.live import AuditFeed
@@ -68,7 +69,7 @@ class Workers:
         )
 
     async def warm_up(self) -> None:
-        await self.signing().warm_up(self._settings.stamp_font)
+        await self.signing().warm_up(self._settings.stamp_font, token_config(self._settings))
 
     async def stop(self) -> None:
         for pool in self._pools.values():
@@ -154,7 +155,8 @@ def create_app(settings: SignerSettings | None = None) -> FastStream:
     settings = settings or SignerSettings()
     service = Service("signer", settings, migrations=MIGRATIONS, uses=("blobs", "access"))
     secret = key_secret(settings)
-    keyring, links, workers = Keyring(secret, settings.organisation_name, settings.public_url), _links(settings), Workers(settings)
+    keyring = Keyring(secret, settings.organisation_name, settings.public_url, token=token_config(settings))
+    links, workers = _links(settings), Workers(settings)
 
     async def start() -> None:
         await workers.start()

@@ -40,6 +40,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from pkcs11.exceptions import PKCS11Error
 from pyhanko.pdf_utils.content import RawContent
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.layout import AxisAlignment, BoxConstraints, InnerScaling, Margins, SimpleBoxLayoutRule
@@ -54,6 +55,7 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from services.signer import hsm
 from services.signer.code_stamp import stamp_footer
 from services.signer.fonts import DEFAULT_FONT, stamp_font
 from services.signer.stamps import (
@@ -119,6 +121,8 @@ class SigningJob:
     tsa_roots_der: tuple[bytes, ...] = ()
     completes: bool = False
     footer: str | None = None  # the verification footer for every page (first signature only)
+    token: hsm.TokenConfig | None = None  # the key is in this PKCS#11 token (key_der empty) ...
+    token_key_id: bytes | None = None  # ... under this CKA_ID
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,13 @@ def _signer(key_der: bytes, cert_der: bytes, chain_der: tuple[bytes, ...]) -> Ca
         raise TypeError("signer keys are RSA")
     registry = SimpleCertificateStore.from_certs([asn1_x509.Certificate.load(c) for c in chain_der])
     return CachedKeySigner(asn1_x509.Certificate.load(cert_der), key, registry)
+
+
+def _job_signer(job: SigningJob) -> signers.Signer:
+    """The job's key: in the token (this worker's session, logged in once), else parsed from its bytes; kept per worker."""
+    if job.token is not None and job.token_key_id is not None:
+        return hsm.pdf_signer(job.token, job.token_key_id, job.cert_der, job.chain_der)
+    return _signer(job.key_der, job.cert_der, job.chain_der)
 
 
 def find_placeholders(pdf: bytes) -> tuple[Placeholder, ...]:
@@ -255,7 +266,7 @@ def _pdf_signer(job: SigningJob, certify: bool, new_field: SigFieldSpec | None) 
             certify=certify,
             docmdp_permissions=MDPPerm.FILL_FORMS,
         ),
-        signer=_signer(job.key_der, job.cert_der, job.chain_der),
+        signer=_job_signer(job),
         timestamper=HTTPTimeStamper(job.tsa_url, timeout=30) if job.tsa_url else None,
         stamp_style=_stamp_style(job.font_path),
         new_field_spec=new_field,
@@ -370,11 +381,15 @@ def sign(job: SigningJob) -> SigningResult:
         raise TimestampUnavailable(
             f"the certificate of the time-stamping service {job.tsa_url} does not chain to PARAAF_TSA_ROOTS or is revoked ({exc})"[:500]
         ) from None
+    except (PKCS11Error, hsm.TokenUnavailable) as exc:
+        raise SigningUnavailable(f"the PKCS#11 token did not sign ({exc.__class__.__name__}: {exc})"[:500]) from None
 
 
-def _warm_up(font_path: str) -> int:
-    """Import what signing needs and make the stamp font, so the first signer does not wait ~1 s for it."""
+def _warm_up(font_path: str, token: hsm.TokenConfig | None) -> int:
+    """Import what signing needs, make the stamp font and log in to the token, so the first signer does not wait for them."""
     stamp_font(font_path)
+    if token is not None:
+        hsm.session(token)
     return os.getpid()
 
 
@@ -385,8 +400,8 @@ class SigningPool:
         self._workers = workers
         self._pool = WorkerPool(workers)
 
-    async def warm_up(self, font_path: str = DEFAULT_FONT) -> None:
-        await asyncio.gather(*(self._pool.run(_warm_up, font_path) for _ in range(self._workers)))
+    async def warm_up(self, font_path: str = DEFAULT_FONT, token: hsm.TokenConfig | None = None) -> None:
+        await asyncio.gather(*(self._pool.run(_warm_up, font_path, token) for _ in range(self._workers)))
 
     async def sign(self, job: SigningJob) -> SigningResult:
         try:

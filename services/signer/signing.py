@@ -83,6 +83,7 @@ def _signing_job(
         planned=request.signature_count, placeholders=document.placeholders, tsa_url=stamping.tsa_url,
         font_path=stamping.font_path, crls_der=crls, tsa_roots_der=stamping.tsa_roots_der,
         completes=request.signature_count is not None and document.revision + 1 >= request.signature_count, footer=footer,
+        token=credentials.token, token_key_id=credentials.token_key_id,
     )
 
 

@@ -28,9 +28,10 @@ SIGNERS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def city() -> SigningCity:
-    return SigningCity()
+@pytest.fixture(scope="module", params=["file keys", "SoftHSM2"])
+def city(request: pytest.FixtureRequest) -> SigningCity:
+    """Every test twice: keys as files, and keys made and used in a PKCS#11 token."""
+    return SigningCity(token=request.getfixturevalue("softhsm").config if request.param == "SoftHSM2" else None)
 
 
 def _chain(city: SigningCity, pdf: bytes, count: int, **options: object) -> list[SigningResult]:

@@ -131,10 +131,11 @@ async def test_signing_keys_rest_encrypted_under_a_scrypt_derived_key(city: Syst
 
 
 def test_the_key_secret_and_other_services_credentials_reach_only_their_own_process() -> None:
-    """`paraaf run all` gives PARAAF_KEY_SECRET to the signer alone, each service only its own credentials,
-    and no service the administrator's passwords."""
+    """`paraaf run all` gives PARAAF_KEY_SECRET and the token's PIN to the signer alone, each service only its own
+    credentials, and no service the administrator's passwords."""
     environment = {
         "PARAAF_KEY_SECRET": "s" * 32,
+        "PARAAF_PKCS11_PIN": "4321",
         "PARAAF_ROUTER_AMQP_URL": "amqp://paraaf.router:pw@h/",
         "PARAAF_SIGNER_DATABASE_URL": "postgresql://paraaf_signer:pw@h/paraaf",
         "PARAAF_NOTIFIER_SIGNER_KEY": "paraaf_x",
@@ -145,6 +146,7 @@ def test_the_key_secret_and_other_services_credentials_reach_only_their_own_proc
     }
     router, signer, notifier = (child_environment(s, environment) for s in ("router", "signer", "notifier"))
     assert "PARAAF_KEY_SECRET" not in router and signer["PARAAF_KEY_SECRET"] == "s" * 32
+    assert "PARAAF_PKCS11_PIN" not in router and "PARAAF_PKCS11_PIN" not in notifier and signer["PARAAF_PKCS11_PIN"] == "4321"
     assert "PARAAF_SIGNER_DATABASE_URL" not in router and "PARAAF_ROUTER_AMQP_URL" in router
     assert "PARAAF_NOTIFIER_SIGNER_KEY" not in signer and "PARAAF_NOTIFIER_SIGNER_KEY" in notifier
     assert notifier["PARAAF_SIGNER_INTERNAL_URL"] == "http://127.0.0.1:8083"
