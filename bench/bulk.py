@@ -65,12 +65,13 @@ async def _waiting(system: System, count: int) -> None:
 
 async def _forty(system: System, batch: str) -> None:
     pdf = make_pdf(pages=2)
+    bodies = []
     for n in range(40):
         signers = ["person:sofie.smet"] if n < 26 else ["role:burgemeester"]
-        body = submission(pdf, external_ref=f"{batch}-{n:02d}", title=f"{batch} besluit {n:02d}",
-                          steps=[{"action": "sign", "signers": signers}])
+        body = submission(pdf, external_ref=f"{batch}-{n:02d}", title=f"{batch} besluit {n:02d}", steps=[{"action": "sign", "signers": signers}])
         del body["flow"]
-        await system.publish(body)
+        bodies.append(body)
+    await system.publish_many(bodies)
     await _waiting(system, 40)
 
 

@@ -246,6 +246,20 @@ class System:
                 routing_key=routing_key,
             )
 
+    async def publish_many(self, bodies: list[dict[str, Any]], routing_key: str = "submit.notula", *, source: str = "notula") -> None:
+        """Several submissions over one connection, as a system sending a batch does: its own user, persistent, confirmed."""
+        url = self.source_urls[source]
+        own = aio_pika.connection.URL(url).user
+        connection = await aio_pika.connect(url)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await channel.get_exchange("esign.intake", ensure=False)
+            for body in bodies:
+                message = aio_pika.Message(
+                    json.dumps(body).encode(), content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT, user_id=own
+                )
+                await exchange.publish(message, routing_key=routing_key)
+
     async def audit_events(self, routing_key: str, timeout: float = 30.0) -> list[dict[str, Any]]:
         """The events of one kind in the audit log (waiting until there is at least one)."""
         deadline = time.monotonic() + timeout
