@@ -13,6 +13,7 @@ from typing import Protocol
 from uuid import UUID
 
 import asyncpg
+import structlog
 from pydantic import BaseModel
 
 from services.notifier.domain import Move, Schedule
@@ -314,8 +315,14 @@ class PostgresNotifierStore(TransactionStore):
     # Daily digests (services/notifier/digests.py).
 
     async def mail_preference(self, org: str, person_id: str) -> str:
-        """'individual' or 'digest', as the directory has it (individual for someone it no longer has)."""
-        found = await self._conn.fetchval("SELECT mails FROM router.people WHERE org = $1 AND id = $2", org, person_id)
+        """'individual' or 'digest', as the directory has it (individual for someone it no longer has, and on an
+        installation whose `paraaf db setup` has not yet granted the notifier the directory: mail goes on as before)."""
+        try:
+            async with self._conn.transaction():  # a savepoint: a refused read must not abort the message's transaction
+                found = await self._conn.fetchval("SELECT mails FROM router.people WHERE org = $1 AND id = $2", org, person_id)
+        except (asyncpg.InsufficientPrivilegeError, asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
+            structlog.get_logger().warning("mail preference unreadable: run `paraaf db setup`", error=str(exc))
+            return "individual"
         return found or "individual"
 
     async def note_recipient(self, request_id: UUID, recipient: PersonRef, title: str) -> None:
