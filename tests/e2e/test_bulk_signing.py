@@ -184,6 +184,8 @@ async def test_a_substitute_signs_38_of_40_waiting_decisions_in_one_go_and_the_o
     await expect(failed).to_contain_text("De indiener heeft dit document ingetrokken")
     await expect(page.locator("#bulk-progress")).to_have_attribute("value", "39")
     await shots(page, city.logs, "04-summary")
+    csp = (await page.request.get(page.url)).headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp  # the progress script is Paraaf's own file, no CDN
 
     signed_titles = [t for t in titles if t not in (skipped, withdrawn)]
     events = [
