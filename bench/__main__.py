@@ -1,9 +1,10 @@
 """Run every benchmark, one after the other: ``python -m bench``."""
 
-from bench import audit, audit_burst, router, signer
+from bench import audit, audit_burst, bulk, router, signer
 
 BENCHMARKS = {
     "router": router.main, "signer": lambda: signer.main([]), "audit": audit.main, "audit_burst": lambda: audit_burst.main([]),
+    "bulk": lambda: bulk.main([]),
 }
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ class NotifierSettings(Settings):
     operator_language: Literal["nl", "fr", "en"] = "nl"
     moved_notice_window_seconds: float = Field(default=120.0, ge=0)
     scheduler_seconds: float = Field(default=30.0, gt=0)
+    digest_hour: int = Field(default=8, ge=0, le=23)  # local time (TIMEZONE) from which the day's digests go out
 
     @property
     def operators(self) -> tuple[str, ...]:

@@ -9,9 +9,11 @@ event's id): the same intent handled twice queues one mail.
 """
 
 from collections.abc import Sequence
+from typing import cast
 
 import structlog
 
+from services.notifier.digests import DigestPolicy, DigestStore, held_for_digest
 from services.notifier.domain import DueDate, Move, ReminderPolicy, Schedule, has_address, operator_mail_id, why_no_link_mail
 from services.notifier.render import LINK, Mail, MailRenderer
 from services.notifier.store import NotifierStore, SpooledMail
@@ -39,9 +41,11 @@ __all__ = [
 
 
 async def on_send_signing_link(
-    command: SendSigningLink, store: NotifierStore, *, renderer: MailRenderer, policy: ReminderPolicy, clock: Clock
+    command: SendSigningLink, store: NotifierStore, *, renderer: MailRenderer, policy: ReminderPolicy, clock: Clock,
+    digests: DigestPolicy | None = None,
 ) -> None:
-    """Mail a request, reminder or reassigned request; a new request also starts its reminder schedule."""
+    """Mail a request, reminder or reassigned request; a new request also starts its reminder schedule. With
+    ``digests``, a new request for someone who asked for a digest and has many waiting is held for her digest."""
     now = clock()
     ended = await store.document_ended(command.correlation_id)
     if _withheld(command, why_no_link_mail(command.recipient.email, ended)):
@@ -52,6 +56,8 @@ async def on_send_signing_link(
     # Locked, so an event closing the request either sees this mail (and cancels it) or came first.
     schedule = await store.schedule(command.request_id, lock=True)
     if _withheld(command, why_no_link_mail(command.recipient.email, ended, schedule)):
+        return
+    if digests is not None and command.kind == "request" and await held_for_digest(cast(DigestStore, store), command, digests):
         return
     due = policy.shown_due(schedule, now, command.expires_at, command.due_at)
     await store.queue_mail(_signing_mail(command, _render_signing_link(command, renderer, due, schedule)), now)

@@ -15,6 +15,7 @@ from faststream import FastStream
 
 from services.notifier import handlers
 from services.notifier.config import NotifierSettings
+from services.notifier.digests import DigestPolicy
 from services.notifier.domain import ReminderPolicy
 from services.notifier.links import LinkSource, SignerLinks
 from services.notifier.render import MailRenderer
@@ -59,7 +60,7 @@ def create_app(settings: NotifierSettings | None = None, *, clock: Clock | None 
 
     scheduler = ReminderScheduler(
         transactions, renderer, policy, notice_window=timedelta(seconds=settings.moved_notice_window_seconds),
-        clock=clock, after_commit=queued, poll_seconds=settings.scheduler_seconds,
+        clock=clock, after_commit=queued, poll_seconds=settings.scheduler_seconds, digests=digest_policy(settings),
     )
     service.consume(
         NOTIFIER_EVENTS,
@@ -71,6 +72,13 @@ def create_app(settings: NotifierSettings | None = None, *, clock: Clock | None 
     service.loop(scheduler.run)
     service.serve_http(settings.notifier_port, lambda: base_app("notifier", lambda: service.pool, docs=settings.http_docs))
     return service.app
+
+
+def digest_policy(settings: NotifierSettings) -> DigestPolicy:
+    return DigestPolicy(
+        threshold=settings.digest_threshold, list_url=settings.public_url.rstrip("/") + "/p/to-sign", hour=settings.digest_hour,
+        timezone=settings.timezone,
+    )
 
 
 def reminder_policy(settings: NotifierSettings) -> ReminderPolicy:
@@ -88,7 +96,9 @@ def handlers_of(settings: NotifierSettings, renderer: MailRenderer, policy: Remi
     closed = partial(handlers.on_request_closed, clock=clock)
     ended = partial(handlers.on_document_ended, clock=clock)
     return {
-        SendSigningLink: partial(handlers.on_send_signing_link, renderer=renderer, policy=policy, clock=clock),
+        SendSigningLink: partial(
+            handlers.on_send_signing_link, renderer=renderer, policy=policy, clock=clock, digests=digest_policy(settings)
+        ),
         SendDownloadLink: partial(handlers.on_send_download_link, renderer=renderer, clock=clock),
         SendSignInLink: partial(handlers.on_send_sign_in_link, renderer=renderer, clock=clock),
         Signed: closed,

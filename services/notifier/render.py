@@ -22,7 +22,7 @@ __all__ = ["KINDS", "LANGUAGES", "LINK", "Mail", "MailRenderer"]
 
 # Where the link goes in a queued mail: the sender puts the real one there as it sends.
 LINK = "https://paraaf.invalid/link-made-when-sent"
-KINDS = ("request", "reminder", "reassigned", "moved", "completed", "declined", "routing_alert", "sign_in")
+KINDS = ("request", "reminder", "reassigned", "moved", "completed", "declined", "routing_alert", "sign_in", "digest")
 
 _DAY = {"nl": "%d-%m-%Y", "fr": "%d/%m/%Y", "en": "%d %B %Y"}
 _TIME = {"nl": " om %H:%M", "fr": " à %H:%M", "en": " at %H:%M"}

@@ -9,9 +9,11 @@ database, so the schedule survives restarts and replicas share it.
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import cast
 
 import structlog
 
+from services.notifier.digests import DigestPolicy, DigestStore, send_digests
 from services.notifier.domain import ReminderPolicy, Schedule, absence_notice
 from services.notifier.render import MailRenderer
 from services.notifier.store import NotifierStore, SpooledMail, Transaction
@@ -70,7 +72,7 @@ async def tell_moves(store: NotifierStore, renderer: MailRenderer, moved_before:
 
 
 class ReminderScheduler(BackgroundLoop):
-    """Asks for due reminders and tells absent people, every ``poll_seconds``."""
+    """Asks for due reminders, tells absent people and sends the daily digests, every ``poll_seconds``."""
 
     def __init__(
         self,
@@ -83,6 +85,7 @@ class ReminderScheduler(BackgroundLoop):
         after_commit: Callable[[], None],
         poll_seconds: float,
         batch: int = 100,
+        digests: DigestPolicy | None = None,
     ) -> None:
         super().__init__(poll_seconds)
         self._transaction = transaction
@@ -92,6 +95,7 @@ class ReminderScheduler(BackgroundLoop):
         self._clock = clock
         self._after_commit = after_commit
         self._batch = batch
+        self._digests = digests
 
     async def tick(self) -> bool:
         """Do what is due now, each kind in a transaction of its own."""
@@ -100,6 +104,9 @@ class ReminderScheduler(BackgroundLoop):
         async with self._transaction() as store:
             now = self._clock()
             done += await tell_moves(store, self._renderer, now - self._window, now)
+        if self._digests is not None:
+            async with self._transaction() as store:
+                done += await send_digests(cast(DigestStore, store), self._renderer, self._digests, self._clock())
         if done:
             self._after_commit()
         return False

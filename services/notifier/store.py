@@ -13,6 +13,7 @@ from typing import Protocol
 from uuid import UUID
 
 import asyncpg
+import structlog
 from pydantic import BaseModel
 
 from services.notifier.domain import Move, Schedule
@@ -309,6 +310,74 @@ class PostgresNotifierStore(TransactionStore):
     async def mark_moves_told(self, event_ids: Sequence[UUID], mail_id: UUID) -> None:
         await self._conn.execute(
             "UPDATE notifier.moves SET mail_id = $2 WHERE event_id = ANY($1::uuid[])", list(event_ids), mail_id
+        )
+
+    # Daily digests (services/notifier/digests.py).
+
+    async def mail_preference(self, org: str, person_id: str) -> str:
+        """'individual' or 'digest', as the directory has it (individual for someone it no longer has, and on an
+        installation whose `paraaf db setup` has not yet granted the notifier the directory: mail goes on as before)."""
+        try:
+            async with self._conn.transaction():  # a savepoint: a refused read must not abort the message's transaction
+                found = await self._conn.fetchval("SELECT mails FROM router.people WHERE org = $1 AND id = $2", org, person_id)
+        except (asyncpg.InsufficientPrivilegeError, asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
+            structlog.get_logger().warning("mail preference unreadable: run `paraaf db setup`", error=str(exc))
+            return "individual"
+        return found or "individual"
+
+    async def note_recipient(self, request_id: UUID, recipient: PersonRef, title: str) -> None:
+        await self._conn.execute(
+            "UPDATE notifier.reminders SET person_id = $2, recipient = $3, title = $4 WHERE request_id = $1",
+            request_id, recipient.id, recipient.model_dump(mode="json"), title,
+        )
+
+    async def waiting_for(self, org: str, person_id: str) -> int:
+        """Requests still open for her, on documents still under way."""
+        return await self._conn.fetchval(
+            "SELECT count(*) FROM notifier.reminders r WHERE r.org = $1 AND r.person_id = $2 AND r.status <> 'closed'"
+            " AND NOT EXISTS (SELECT 1 FROM notifier.ended_documents e WHERE e.document_id = r.document_id)",
+            org, person_id,
+        )
+
+    async def hold_for_digest(self, request_id: UUID) -> None:
+        await self._conn.execute("UPDATE notifier.reminders SET held_for_digest = true WHERE request_id = $1", request_id)
+
+    async def digests_due(self, since: datetime) -> list[tuple[str, str]]:
+        """(org, person) with a request held for a digest not sent yet, and no digest since ``since``."""
+        rows = await self._conn.fetch(
+            "SELECT DISTINCT r.org, r.person_id FROM notifier.reminders r"
+            " WHERE r.held_for_digest AND r.digest_mail_id IS NULL AND r.status <> 'closed'"
+            " AND NOT EXISTS (SELECT 1 FROM notifier.ended_documents e WHERE e.document_id = r.document_id)"
+            " AND NOT EXISTS (SELECT 1 FROM notifier.digests d WHERE d.org = r.org AND d.person_id = r.person_id"
+            "                 AND d.created_at >= $1)",
+            since,
+        )
+        return [(r["org"], r["person_id"]) for r in rows]
+
+    async def waiting_requests(self, org: str, person_id: str) -> list[tuple[UUID, UUID, PersonRef, str, bool]]:
+        """Her open requests, oldest first, locked (another replica sending her digest skips them):
+        (request, document, recipient, title, held for the digest)."""
+        rows = await self._conn.fetch(
+            "SELECT request_id, document_id, recipient, title, held_for_digest FROM notifier.reminders r"
+            " WHERE r.org = $1 AND r.person_id = $2 AND r.status <> 'closed' AND r.recipient IS NOT NULL"
+            " AND NOT EXISTS (SELECT 1 FROM notifier.ended_documents e WHERE e.document_id = r.document_id)"
+            " ORDER BY r.requested_at, r.request_id FOR UPDATE SKIP LOCKED",
+            org, person_id,
+        )
+        return [
+            (r["request_id"], r["document_id"], PersonRef.model_validate(r["recipient"]), r["title"] or "", r["held_for_digest"])
+            for r in rows
+        ]
+
+    async def record_digest(self, mail_id: UUID, org: str, person_id: str, requests: Sequence[UUID], waiting: int, now: datetime) -> None:
+        await self._conn.execute(
+            "INSERT INTO notifier.digests (mail_id, org, person_id, waiting, created_at) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT DO NOTHING",
+            mail_id, org, person_id, waiting, now,
+        )
+        await self._conn.execute(
+            "UPDATE notifier.reminders SET digest_mail_id = $2 WHERE request_id = ANY($1::uuid[]) AND held_for_digest",
+            list(requests), mail_id,
         )
 
 

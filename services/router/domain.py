@@ -88,6 +88,7 @@ class Person:
     department: str = ""
     language: str = "nl"
     manager: str = ""  # the person she reports to, who may register her absences
+    mails: str = "individual"  # individual | digest: a mail per request, or a daily digest above PARAAF_DIGEST_THRESHOLD
 
 
 @dataclass(frozen=True)

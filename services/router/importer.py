@@ -28,6 +28,7 @@ __all__ = ["SHEETS", "parse_moment", "read_directory", "read_flows", "read_workb
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SHEETS = ("people", "roles", "substitutes", "absences", "groups")
+MAIL_PREFERENCES = ("individual", "digest")  # sheet `people`, column `mails` (optional; individual when empty)
 
 
 Row = dict[str, str]
@@ -130,10 +131,12 @@ def _people(book: Workbook, problems: list[Problem]) -> dict[str, Person]:
             problems.append(Problem(where, f"email `{email}` of `{person_id}` is not an email address"))
         elif language not in LANGUAGES:
             problems.append(Problem(where, f"language `{language}` must be one of {', '.join(LANGUAGES)}"))
+        elif (mails := (row.get("mails") or "individual").lower()) not in MAIL_PREFERENCES:
+            problems.append(Problem(where, f"mails `{mails}` of `{person_id}` must be one of {', '.join(MAIL_PREFERENCES)}"))
         else:
             people[person_id] = Person(
                 id=person_id, name=row["name"], email=email, department=row.get("department", ""), language=language,
-                manager=row.get("manager", "").lower(),
+                manager=row.get("manager", "").lower(), mails=mails,
             )
     return _with_known_managers(people, book, problems)
 

@@ -148,7 +148,7 @@ class PostgresRouterStore(TransactionStore):
 
     async def load_directory(self, org: str, *, absences_from: Sequence[str] = ("import", "api")) -> Directory:
         conn = self._conn
-        people = await conn.fetch("SELECT id, name, email, department, language, manager FROM router.people WHERE org = $1", org)
+        people = await conn.fetch("SELECT id, name, email, department, language, manager, mails FROM router.people WHERE org = $1", org)
         roles = await conn.fetch("SELECT key, title, holders FROM router.roles WHERE org = $1", org)
         substitutes = await conn.fetch("SELECT person_id, substitutes FROM router.substitutes WHERE org = $1", org)
         absences = await conn.fetch(
@@ -180,7 +180,7 @@ class PostgresRouterStore(TransactionStore):
             await conn.execute(f"DELETE FROM router.{table} WHERE org = $1", org)
         tables = {
             "people": (
-                ["org", "id", "name", "email", "department", "language", "manager"],
+                ["org", "id", "name", "email", "department", "language", "manager", "mails"],
                 [(org, *asdict(p).values()) for p in directory.people.values()],
             ),
             "roles": (["org", "key", "title", "holders"], [(org, r.key, r.title, list(r.holders)) for r in directory.roles.values()]),

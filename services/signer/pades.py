@@ -400,6 +400,10 @@ class SigningPool:
         self._workers = workers
         self._pool = WorkerPool(workers)
 
+    @property
+    def workers(self) -> int:
+        return self._workers
+
     async def warm_up(self, font_path: str = DEFAULT_FONT, token: hsm.TokenConfig | None = None) -> None:
         await asyncio.gather(*(self._pool.run(_warm_up, font_path, token) for _ in range(self._workers)))
 

@@ -108,6 +108,7 @@ class ToSign:
     on_behalf_of: PersonRef | None
     asked_at: datetime
     confidential: bool
+    flow: str | None = None  # the flow's title; None for an ad-hoc one
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,9 @@ class PortalReader:
         """Requests waiting for her on documents still under way, oldest first."""
         rows = await self._conn.fetch(
             "SELECT r.request_id, r.document_id, r.title, r.action, r.step, r.step_count, r.submitted_by, r.on_behalf_of,"
-            " r.created_at, r.confidential"
+            " r.created_at, r.confidential,"
+            " (SELECT coalesce(f.title, i.flow_key) FROM router.instances i"
+            "   LEFT JOIN router.flows f ON f.org = i.org AND f.key = i.flow_key WHERE i.document_id = r.document_id) AS flow"
             " FROM signer.requests r JOIN signer.documents d USING (document_id)"
             " WHERE r.org = $1 AND r.signer->>'id' = $2 AND r.status = 'pending' AND d.status = 'active'"
             " ORDER BY r.created_at",
@@ -262,7 +265,8 @@ class PortalReader:
         )
         waiting = [
             ToSign(r["request_id"], r["document_id"], r["title"], r["action"], r["step"], r["step_count"],
-                   PersonRef.model_validate(r["submitted_by"]), _person_ref(r["on_behalf_of"]), r["created_at"], r["confidential"])
+                   PersonRef.model_validate(r["submitted_by"]), _person_ref(r["on_behalf_of"]), r["created_at"], r["confidential"],
+                   r["flow"])
             for r in rows
         ]
         readable = await self._readable(person, [w.document_id for w in waiting])

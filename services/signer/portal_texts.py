@@ -807,6 +807,85 @@ for _language, _words in _OPS_TEXTS.items():
     _TEXTS[_language].update(_words)
 
 
+# Bulk signing from "To sign": a selection, one confirmation, a progress bar, a summary.
+_BULK_TEXTS: dict[str, dict[str, str]] = {
+    "nl": {
+        "bulk_intro": "Open een document om het te lezen, of bekijk de eerste pagina en vink het aan. U tekent de selectie daarna in één keer; elk document krijgt zijn eigen handtekening. Weigeren doet u per document.",
+        "bulk_group": "{flow} · ingediend door {name}",
+        "bulk_ad_hoc": "Zonder vaste flow",
+        "bulk_select": "Selecteren: {title}",
+        "bulk_first_page": "Eerste pagina bekijken",
+        "bulk_first_page_alt": "Eerste pagina van {title}",
+        "bulk_review": "Selectie tekenen",
+        "bulk_none": "Vink eerst minstens één document aan.",
+        "bulk_gone": "Een of meer aangevinkte documenten wachten niet meer op u. Kijk de lijst opnieuw na.",
+        "bulk_confirm_title": "Selectie ondertekenen",
+        "bulk_confirm_lead": "U ondertekent deze {count} documenten, elk met een eigen handtekening op uw naam:",
+        "bulk_confirm_button": "{count} documenten ondertekenen",
+        "bulk_back": "Terug naar de lijst",
+        "bulk_run_title": "Ondertekenen van uw selectie",
+        "bulk_progress": "{done} van {count} verwerkt",
+        "bulk_summary": "Klaar: {signed} van {count} ondertekend.",
+        "bulk_summary_failed": "{failed} niet ondertekend; zie hieronder waarom.",
+        "bulk_waiting": "Wacht",
+        "bulk_signed": "Ondertekend",
+        "bulk_approved": "Goedgekeurd",
+        "bulk_failed": "Niet ondertekend",
+        "bulk_interrupted": "Niet ondertekend: het ondertekenen werd onderbroken. Probeer het opnieuw vanuit de lijst.",
+    },
+    "fr": {
+        "bulk_intro": "Ouvrez un document pour le lire, ou consultez sa première page et cochez-le. Vous signez ensuite la sélection en une fois ; chaque document reçoit sa propre signature. Un refus se fait document par document.",
+        "bulk_group": "{flow} · soumis par {name}",
+        "bulk_ad_hoc": "Sans circuit fixe",
+        "bulk_select": "Sélectionner : {title}",
+        "bulk_first_page": "Voir la première page",
+        "bulk_first_page_alt": "Première page de {title}",
+        "bulk_review": "Signer la sélection",
+        "bulk_none": "Cochez d’abord au moins un document.",
+        "bulk_gone": "Un ou plusieurs documents cochés ne vous attendent plus. Vérifiez à nouveau la liste.",
+        "bulk_confirm_title": "Signer la sélection",
+        "bulk_confirm_lead": "Vous signez ces {count} documents, chacun avec sa propre signature à votre nom :",
+        "bulk_confirm_button": "Signer {count} documents",
+        "bulk_back": "Retour à la liste",
+        "bulk_run_title": "Signature de votre sélection",
+        "bulk_progress": "{done} sur {count} traités",
+        "bulk_summary": "Terminé : {signed} sur {count} signés.",
+        "bulk_summary_failed": "{failed} non signés ; voyez pourquoi ci-dessous.",
+        "bulk_waiting": "En attente",
+        "bulk_signed": "Signé",
+        "bulk_approved": "Approuvé",
+        "bulk_failed": "Non signé",
+        "bulk_interrupted": "Non signé : la signature a été interrompue. Réessayez depuis la liste.",
+    },
+    "en": {
+        "bulk_intro": "Open a document to read it, or look at its first page and tick it. You then sign the selection in one go; each document gets its own signature. Declining is done per document.",
+        "bulk_group": "{flow} · submitted by {name}",
+        "bulk_ad_hoc": "No fixed flow",
+        "bulk_select": "Select: {title}",
+        "bulk_first_page": "Show the first page",
+        "bulk_first_page_alt": "First page of {title}",
+        "bulk_review": "Sign the selection",
+        "bulk_none": "Tick at least one document first.",
+        "bulk_gone": "One or more ticked documents no longer wait for you. Check the list again.",
+        "bulk_confirm_title": "Sign the selection",
+        "bulk_confirm_lead": "You are signing these {count} documents, each with its own signature in your name:",
+        "bulk_confirm_button": "Sign {count} documents",
+        "bulk_back": "Back to the list",
+        "bulk_run_title": "Signing your selection",
+        "bulk_progress": "{done} of {count} done",
+        "bulk_summary": "Done: {signed} of {count} signed.",
+        "bulk_summary_failed": "{failed} not signed; see why below.",
+        "bulk_waiting": "Waiting",
+        "bulk_signed": "Signed",
+        "bulk_approved": "Approved",
+        "bulk_failed": "Not signed",
+        "bulk_interrupted": "Not signed: signing was interrupted. Try again from the list.",
+    },
+}
+for _language, _words in _BULK_TEXTS.items():
+    _TEXTS[_language].update(_words)
+
+
 def portal_texts(language: str | None) -> dict[str, str]:
     """The portal's words in ``language``; in Dutch when it has none or another."""
     return _TEXTS.get(language or LANGUAGES[0], _TEXTS[LANGUAGES[0]])

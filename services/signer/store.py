@@ -268,9 +268,11 @@ class PostgresSignerStore(TransactionStore):
     # Links.
 
     async def insert_token(self, token_hash: bytes, request_id: UUID, person_id: str, expires_at: datetime, mail_id: UUID) -> None:
-        """The request's new link; every earlier one that was not used stops working."""
+        """The request's new mailed link; every earlier mailed one that was not used stops working. A link the portal
+        made (no mail) stays: it is in use on her screen, or a bulk run is about to sign with it."""
         await self._conn.execute(
-            "UPDATE signer.tokens SET revoked_at = now() WHERE request_id = $1 AND used_at IS NULL AND revoked_at IS NULL",
+            "UPDATE signer.tokens SET revoked_at = now()"
+            " WHERE request_id = $1 AND used_at IS NULL AND revoked_at IS NULL AND mail_id IS NOT NULL",
             request_id,
         )
         await self._conn.execute(

@@ -32,6 +32,7 @@ from tests.support.listener import Listener
 from tests.support.net import free_port
 from tests.support.notifier import FakeClock, FakeLinks, notifier_settings, running_notifier
 from tests.support.smtp import SmtpServer
+from tests.support.waiting import eventually
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 MONDAY = datetime(2026, 3, 2, 10, 0, tzinfo=BRUSSELS)
@@ -465,3 +466,55 @@ async def test_a_mail_being_sent_when_the_notifier_stops_goes_out_as_soon_as_it_
         await smtp_server.wait_for_mail(ANN.email)
     assert asyncio.get_running_loop().time() - restarted < 10
     assert len(smtp_server.received) == 1
+
+
+async def test_above_the_threshold_a_digest_person_gets_one_digest_a_day_instead_of_a_mail_per_request(
+    provision, smtp_server: SmtpServer, amqp_url: str, clock: FakeClock, links: FakeLinks, db: asyncpg.Connection
+) -> None:
+    """PARAAF_DIGEST_THRESHOLD 3, digests from 08:00: Sofie (`mails: digest` in the directory) gets her first 3
+    requests mailed; the next 2 wait for the 08:00 digest, which names all 5 with one link to her list, and no
+    second one comes that day; a request held on Tuesday makes Tuesday's digest. Ann (`individual`) gets all 5 of
+    hers, one by one."""
+    admin = await provision()
+    settings = notifier_settings(
+        admin.database_url, admin.amqp_url, smtp_server, free_port(), secrets_dir=str(admin.secrets_dir), digest_threshold=3,
+        digest_hour=8, public_url="https://paraaf.stad.test",
+    )
+    for person, mails in ((SOFIE, "digest"), (ANN, "individual")):
+        await db.execute(
+            "INSERT INTO router.people (org, id, name, email, department, mails) VALUES ('default', $1, $2, $3, 'Bestuur', $4)",
+            person.id, person.name, person.email, mails,
+        )
+    clock.move_to(MONDAY.replace(hour=6))
+    sofies = [link_command(clock, SOFIE, title=f"Schepenbesluit {n}") for n in range(1, 7)]
+    anns = [link_command(clock, ANN, title=f"Besluit {n}") for n in range(1, 6)]
+
+    async def held(count: int) -> bool:
+        return await db.fetchval("SELECT count(*) FROM notifier.reminders WHERE held_for_digest") == count
+
+    async with running_notifier(settings, clock, links):
+        await publish(settings, *sofies[:3])
+        individual = await smtp_server.wait_for_mail(SOFIE.email, count=3)
+        await publish(settings, *sofies[3:5], *anns)
+        await smtp_server.wait_for_mail(ANN.email, count=5)
+        await eventually(lambda: held(2), "Sofie's 4th and 5th requests held for her digest")
+        await quiet(0.5)
+        assert len(smtp_server.received_by(SOFIE.email)) == 3, "no digest before 08:00"
+
+        clock.move_to(MONDAY.replace(hour=8))
+        digest = (await smtp_server.wait_for_mail(SOFIE.email, count=4))[-1]
+        await quiet(1.0)
+        assert len(smtp_server.received_by(SOFIE.email)) == 4, "one digest a day, not one per tick"
+
+        await publish(settings, sofies[5])
+        await eventually(lambda: held(3), "Sofie's 6th request held for Tuesday's digest")
+        clock.move_to(MONDAY.replace(hour=8) + timedelta(days=1))
+        tuesday = (await smtp_server.wait_for_mail(SOFIE.email, count=5))[-1]
+
+    assert sorted(m.subject for m in individual) == [f"Ter ondertekening: Schepenbesluit {n}" for n in (1, 2, 3)]
+    assert digest.subject == "5 documenten wachten op uw handtekening"
+    assert all(f"- Schepenbesluit {n}" in digest.text for n in range(1, 6))
+    assert "https://paraaf.stad.test/p/to-sign" in digest.text and 'href="https://paraaf.stad.test/p/to-sign"' in digest.html
+    assert tuesday.subject == "6 documenten wachten op uw handtekening"
+    assert sorted(m.subject for m in smtp_server.received_by(ANN.email)) == [f"Ter ondertekening: Besluit {n}" for n in range(1, 6)]
+    assert await db.fetchval("SELECT count(*) FROM notifier.digests WHERE person_id = 'sofie.smet'") == 2

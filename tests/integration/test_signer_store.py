@@ -10,7 +10,9 @@ import pytest
 
 from services.signer.domain import SigningLink, SigningRequest, request_from
 from services.signer.pades import Placeholder
+from services.signer.sessions import Sessions
 from services.signer.store import PostgresSignerStore, SignerStore
+from services.signer.tokens import hash_token
 from shared.blobs import MIGRATIONS as BLOB_MIGRATIONS
 from shared.blobs import BlobNotFound
 from shared.events import PersonRef, SignatureRequested
@@ -183,3 +185,18 @@ class TestSignerStore:
         assert (await store.find_link(failed.token_hash)).revoked_at is not None
         assert (await store.find_download(b"d-1")).revoked_at is not None
         assert (await store.find_link(other.token_hash)).revoked_at is None
+
+
+async def test_a_mail_sent_meanwhile_retires_the_earlier_mailed_link_but_not_the_one_the_portal_made(database_url: str) -> None:
+    """A bulk run (or "Read and sign") signs with a link the portal made; the request's mail, sent in the meantime,
+    retires the earlier mailed link only, so the run does not fail on a link nobody replaced."""
+    schemas = (("blobs", BLOB_MIGRATIONS, False), ("router", SERVICES / "router" / "migrations", True), ("signer", SERVICES / "signer" / "migrations", True))
+    async with in_rolled_back_transaction(database_url, *schemas) as conn:
+        store = PostgresSignerStore(conn, Outbox("signer"))
+        request = await requested(store)
+        mailed = await linked(store, request)
+        portal = await Sessions(conn).signing_link_for(request.request_id, "ann", NOW)
+        newer = await linked(store, request)
+        assert (await store.find_link(mailed.token_hash)).revoked_at is not None  # type: ignore[union-attr]
+        assert (await store.find_link(hash_token(portal))).revoked_at is None  # type: ignore[union-attr]
+        assert newer.revoked_at is None

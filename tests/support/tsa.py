@@ -2,6 +2,7 @@
 and TSA certificate, pyHanko's reference token builder behind an aiohttp
 server on 127.0.0.1. Clients talk to it exactly as to a public TSA."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
@@ -67,12 +68,28 @@ class TimestampAuthority:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/tsa"
         self.requests = 0
+        self.held = 0  # requests waiting on hold() right now
+        self._open = asyncio.Event()
+        self._open.set()
         self._runner: web.AppRunner | None = None
+
+    def hold(self) -> None:
+        """Answer nothing until release(): each signature under way waits here, as on a slow public TSA."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
 
     async def _answer(self, request: web.Request) -> web.Response:
         if request.content_type != "application/timestamp-query":
             return web.Response(status=415, text="send application/timestamp-query")
         self.requests += 1
+        if not self._open.is_set():
+            self.held += 1
+            try:
+                await self._open.wait()
+            finally:
+                self.held -= 1
         query = tsp.TimeStampReq.load(await request.read())
         response = self._stamper.request_tsa_response(query)
         return web.Response(body=response.dump(), content_type="application/timestamp-reply")

@@ -97,3 +97,16 @@ def test_a_manager_must_be_another_person_of_the_sheet(tmp_path: Path) -> None:
         f"sheet `people`, row {rows + 1}: manager `nobody.here` of `jan.janssens` is not another person in sheet `people`",
         f"sheet `people`, row {rows + 2}: manager `els.eggers` of `els.eggers` is not another person in sheet `people`",
     ]
+
+
+def test_how_a_person_hears_of_requests_is_individual_unless_the_sheet_says_digest(tmp_path: Path) -> None:
+    """Column `mails` is optional: empty is `individual`, `digest` is kept, anything else is refused naming the row."""
+    sheets = city_with(people=[["jan.janssens", "Jan Janssens", "jan@demo.paraaf.be", "Bestuur", "nl", "", "Digest"],
+                               ["els.eggers", "Els Eggers", "els@demo.paraaf.be", "Bestuur", "nl", "", ""]])
+    sheets["people"][0] = [*sheets["people"][0], "mails"]
+    people = read_directory(read_workbook(write(tmp_path / "city.xlsx", sheets))).people
+    assert (people["jan.janssens"].mails, people["els.eggers"].mails, people["ann.aerts"].mails) == ("digest", "individual", "individual")
+    sheets["people"].append(["kim.kets", "Kim Kets", "kim@demo.paraaf.be", "Bestuur", "nl", "", "weekly"])
+    assert problems_of(write(tmp_path / "bad.xlsx", sheets)) == [
+        f"sheet `people`, row {len(sheets['people'])}: mails `weekly` of `kim.kets` must be one of individual, digest",
+    ]

@@ -55,6 +55,7 @@ def values(kind: str) -> dict:
             "occurred_at": AT,
         },
         "sign_in": {"recipient": PERSON, "link": LINK, "expires_at": AT},
+        "digest": {"recipient": PERSON, "count": 12, "titles": [TITLE] * 10, "link": "http://127.0.0.1:8083/p/to-sign"},
     }[kind]
 
 
@@ -62,13 +63,13 @@ def values(kind: str) -> dict:
 SUBJECT_WORDS = {
     "nl": {"request": "ondertekening", "reminder": "Herinnering", "reassigned": "overgedragen", "moved": "afwezigheid",
            "completed": "Ondertekend", "declined": "Geweigerd", "routing_alert": "vervanger",
-           "sign_in": "Aanmelden"},
+           "sign_in": "Aanmelden", "digest": "wachten"},
     "fr": {"request": "signer", "reminder": "Rappel", "reassigned": "Transmis", "moved": "absence",
            "completed": "Signé", "declined": "Refusé", "routing_alert": "remplaçant",
-           "sign_in": "Connexion"},
+           "sign_in": "Connexion", "digest": "attendent"},
     "en": {"request": "signature", "reminder": "Reminder", "reassigned": "Passed on", "moved": "away",
            "completed": "Signed", "declined": "Declined", "routing_alert": "substitute",
-           "sign_in": "Sign in"},
+           "sign_in": "Sign in", "digest": "waiting"},
 }
 
 

@@ -1,5 +1,5 @@
 """The portal's small rules: when a session ends, where a sign-in may lead, what an upload form must hold,
-and that every page's words exist in all three languages."""
+how "To sign" groups what waits, and that every page's words exist in all three languages."""
 
 import re
 from datetime import UTC, datetime, timedelta
@@ -8,10 +8,13 @@ from uuid import uuid4
 
 import pytest
 
+from services.signer.http._bulk import grouped
 from services.signer.http._portal_auth import safe_next
 from services.signer.http._portal_forms import UploadForm, _refusal
+from services.signer.portal import ToSign
 from services.signer.portal_texts import _TEXTS
 from services.signer.sessions import Session, SessionPolicy
+from shared.events import PersonRef
 
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 POLICY = SessionPolicy(idle=timedelta(minutes=30), absolute=timedelta(hours=10))
@@ -94,3 +97,18 @@ def test_every_word_the_portal_uses_exists_in_dutch_french_and_english() -> None
                              ("req_", {"pending", "signed", "approved", "declined", "reassigned", "cancelled"}),
                              ("read_and_", {"sign", "approve"})):
         assert prefix in prefixes and {prefix + e for e in expected} <= keys["nl"], prefix
+
+
+def test_to_sign_groups_by_flow_then_submitter_keeping_each_group_oldest_first() -> None:
+    """Requests of an ad-hoc flow fall under its label; groups sort by flow, then submitter; within one, the order asked."""
+    def asked(title: str, flow: str | None, submitter: str, minutes: int) -> ToSign:
+        return ToSign(uuid4(), uuid4(), title, "sign", 1, 1, PersonRef(id=submitter.lower(), name=submitter), None,
+                      datetime(2026, 7, 10, tzinfo=UTC) + timedelta(minutes=minutes), False, flow)
+
+    waiting = [asked("A", "Collegebesluit", "Elen", 1), asked("B", None, "Hilde", 2), asked("C", "Collegebesluit", "Elen", 3),
+               asked("D", None, "Elen", 4), asked("E", "Collegebesluit", "David", 5)]
+    shown = [(flow, name, [r.title for r in group]) for flow, name, group in grouped(waiting, "Zonder vaste flow")]
+    assert shown == [
+        ("Collegebesluit", "David", ["E"]), ("Collegebesluit", "Elen", ["A", "C"]),
+        ("Zonder vaste flow", "Elen", ["D"]), ("Zonder vaste flow", "Hilde", ["B"]),
+    ]

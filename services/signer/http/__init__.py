@@ -8,6 +8,7 @@ operators' pages (/p/ops/): documents, a document's timeline, the live stream.""
 
 from fastapi import FastAPI
 
+from services.signer.http._bulk import bulk_routes
 from services.signer.http._check import check_routes
 from services.signer.http._deps import SignerHttpDeps, VerifyLimits
 from services.signer.http._figures import figures_routes
@@ -17,7 +18,7 @@ from services.signer.http._ops import ops_routes
 from services.signer.http._pages import Pages
 from services.signer.http._portal import portal_routes
 from services.signer.http._portal_auth import PortalAuth, PortalConfig, sign_in_routes
-from services.signer.http._signing import download_routes, signing_routes
+from services.signer.http._signing import SigningPages, download_routes, signing_routes
 from services.signer.http._verify import RateLimit, trust_routes
 from services.signer.live import AuditFeed
 from shared.http import base_app
@@ -40,6 +41,7 @@ def build_http(deps: SignerHttpDeps, portal: PortalConfig | None = None) -> Fast
     auth = PortalAuth(deps, portal or PortalConfig())
     app.include_router(sign_in_routes(auth))
     app.include_router(portal_routes(auth))
+    app.include_router(bulk_routes(auth, SigningPages(deps, pages)))
     app.include_router(figures_routes(auth))
     app.include_router(incident_routes(auth, stuck_after=deps.stuck_after))
     app.include_router(ops_routes(auth, deps.audit_feed or AuditFeed(_no_listener)))

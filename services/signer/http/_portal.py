@@ -36,17 +36,6 @@ def _lists(router: APIRouter, auth: PortalAuth) -> None:
     async def home(request: Request) -> Response:
         return await signed_in(auth, request, _to_sign_first)
 
-    @router.get("/p/to-sign", response_class=HTMLResponse)
-    async def to_sign(request: Request) -> Response:
-        """What waits for her signature (her own requests and those she holds as substitute)."""
-
-        async def page(request: Request, visitor: Visitor) -> Response:
-            async with auth.deps.pool().acquire() as conn:
-                waiting = await PortalReader(conn).to_sign(visitor.person)
-            return auth.page(request, "portal_to_sign.html", visitor.person.language, visitor=visitor, requests=waiting)
-
-        return await signed_in(auth, request, page)
-
     for which in ("submitted", "signed", "department", "search"):
         _list_route(router, auth, which)
 
@@ -166,7 +155,7 @@ def _requests(router: APIRouter, auth: PortalAuth) -> None:
 
 def portal_routes(auth: PortalAuth) -> APIRouter:
     router = APIRouter(tags=["portal"])
-    _lists(router, auth)
+    _lists(router, auth)  # "To sign" is with bulk signing (_bulk.py)
     _documents(router, auth)
     _requests(router, auth)
     router.include_router(upload_routes(auth))

@@ -19,10 +19,10 @@ from shared.http import pdf_response
 from shared.metrics import SIGNATURES
 from shared.visibility import Access
 
-__all__ = ["download_routes", "signing_routes"]
+__all__ = ["SigningPages", "download_routes", "sign_once", "signing_routes"]
 
 
-class _SigningPages:
+class SigningPages:
     """What the signing routes share: opening a link, its document, and the pages they answer with."""
 
     def __init__(self, deps: SignerHttpDeps, pages: Pages) -> None:
@@ -76,7 +76,7 @@ class _SigningPages:
         return self.pages.message(request, done.language, heading, texts(done.language)[key].format(title=done.title), 200)
 
 
-def _viewing(router: APIRouter, shared: _SigningPages) -> None:
+def _viewing(router: APIRouter, shared: SigningPages) -> None:
     @router.get("/s/{token}", response_class=HTMLResponse)
     async def open_signing_page(request: Request, token: str) -> HTMLResponse:
         """The page a signer opens from the mail: the document, Sign and Decline."""
@@ -111,7 +111,7 @@ def _viewing(router: APIRouter, shared: _SigningPages) -> None:
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, no-store"})
 
 
-async def _page_png(shared: _SigningPages, link: SigningLink, number: int) -> bytes | None:
+async def _page_png(shared: SigningPages, link: SigningLink, number: int) -> bytes | None:
     digest, pdf, renderer = link.document.pdf_sha256, await shared.pdf(link), shared.deps.render_pool()
     if not 1 <= number <= len(await renderer.page_sizes(digest, pdf)):
         return None
@@ -131,7 +131,25 @@ async def _timestamp_failed(deps: SignerHttpDeps, link: SigningLink, reason: str
     deps.after_commit()
 
 
-def _deciding(router: APIRouter, shared: _SigningPages) -> None:
+async def sign_once(shared: SigningPages, token: str) -> signing.Decided:
+    """A signature over HTTP, as the signing page and the portal's bulk signing both make it: the link's rules and the
+    visibility policy, then one transaction of its own. Raises LinkRefused, or SigningUnavailable (rolled back, the
+    link still works) once a time-stamping failure has been reported."""
+    deps = shared.deps
+    await shared.open(token)
+    try:
+        async with deps.store() as store:
+            done = await signing.sign(store, token, now=deps.now(), pdf_signer=deps.signing_pool(), stamping=deps.stamping)
+    except SigningUnavailable as error:
+        structlog.get_logger().warning("signing unavailable", error=str(error))
+        if isinstance(error, TimestampUnavailable):
+            await _timestamp_failed(deps, await shared.open(token), str(error))
+        raise
+    SIGNATURES.labels(done.action).inc()  # committed: the transaction ended with the block
+    return done
+
+
+def _deciding(router: APIRouter, shared: SigningPages) -> None:
     deps = shared.deps
 
     @router.post("/s/{token}/sign", response_class=HTMLResponse)
@@ -140,17 +158,11 @@ def _deciding(router: APIRouter, shared: _SigningPages) -> None:
         if refused := await shared.csrf_refused(request, token, csrf):
             return refused
         try:
-            await shared.open(token)
-            async with deps.store() as store:
-                done = await signing.sign(store, token, now=deps.now(), pdf_signer=deps.signing_pool(), stamping=deps.stamping)
-            SIGNATURES.labels(done.action).inc()  # committed: the transaction ended with the block
+            done = await sign_once(shared, token)
         except LinkRefused as error:
             return shared.pages.refused(request, error)
-        except SigningUnavailable as error:  # rolled back: nothing signed, the link still works
-            structlog.get_logger().warning("signing unavailable", error=str(error))
+        except SigningUnavailable:  # rolled back: nothing signed, the link still works
             link = await shared.open(token)
-            if isinstance(error, TimestampUnavailable):
-                await _timestamp_failed(deps, link, str(error))
             return await shared.page(request, token, link, error=texts(link.request.signer.language)["unavailable"], status=503)
         return shared.done(request, done)
 
@@ -173,7 +185,7 @@ def _deciding(router: APIRouter, shared: _SigningPages) -> None:
 
 def signing_routes(deps: SignerHttpDeps, pages: Pages) -> APIRouter:
     router = APIRouter(tags=["signing"])
-    shared = _SigningPages(deps, pages)
+    shared = SigningPages(deps, pages)
     _viewing(router, shared)
     _deciding(router, shared)
     return router

@@ -172,7 +172,7 @@ class FakeSignerStore:
 
     async def insert_token(self, token_hash: bytes, request_id: UUID, person_id: str, expires_at: datetime, mail_id: UUID) -> None:
         for t in list(self.tokens.values()):
-            if t.request_id == request_id and t.used_at is None and t.revoked_at is None:
+            if t.request_id == request_id and t.used_at is None and t.revoked_at is None and t.mail_id is not None:
                 self.tokens[t.token_hash] = replace(t, revoked_at=datetime.now(UTC))
         self.tokens[token_hash] = _Token(token_hash, request_id, person_id, expires_at, mail_id)
 
