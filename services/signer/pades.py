@@ -28,6 +28,7 @@ import asyncio
 import dataclasses
 import io
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -267,10 +268,18 @@ def _pdf_signer(job: SigningJob, certify: bool, new_field: SigFieldSpec | None) 
             docmdp_permissions=MDPPerm.FILL_FORMS,
         ),
         signer=_job_signer(job),
-        timestamper=HTTPTimeStamper(job.tsa_url, timeout=30) if job.tsa_url else None,
+        timestamper=_timestamper(job.tsa_url, int(time.time() // 3600)) if job.tsa_url else None,
         stamp_style=_stamp_style(job.font_path),
         new_field_spec=new_field,
     )
+
+
+@lru_cache(maxsize=4)
+def _timestamper(tsa_url: str, hour: int) -> HTTPTimeStamper:
+    """One time-stamper per worker, TSA and hour: pyHanko keeps the TSA's certificates from its first (dummy)
+    answer in it, which B-LT otherwise asks the TSA for again before every signature; renewed hourly, so a TSA
+    that changes its certificate is seen within the hour."""
+    return HTTPTimeStamper(tsa_url, timeout=30)
 
 
 def _verification_footer(writer: IncrementalPdfFileWriter, job: SigningJob) -> bool:
