@@ -36,14 +36,6 @@ OWN, FOR_THE_MAYOR = 26, 14
 
 
 @pytest.fixture(scope="module")
-async def tsa() -> AsyncIterator[TimestampAuthority]:
-    authority = TimestampAuthority()
-    await authority.start()
-    yield authority
-    await authority.stop()
-
-
-@pytest.fixture(scope="module")
 async def city(infra: Infra, secrets_dir: str, tsa: TimestampAuthority) -> AsyncIterator[System]:
     async with city_on_fresh_install(infra, secrets_dir, "bulk-signing", PARAAF_CLOCK_START=TENTH_OF_JULY, PARAAF_TSA_URL=tsa.url) as system:
         yield system

@@ -35,14 +35,6 @@ DOMAIN = "demo.paraaf.be"
 
 
 @pytest.fixture(scope="module")
-async def tsa() -> AsyncIterator[TimestampAuthority]:
-    authority = TimestampAuthority()
-    await authority.start()
-    yield authority
-    await authority.stop()
-
-
-@pytest.fixture(scope="module")
 async def city(infra: Infra, secrets_dir: str, tsa: TimestampAuthority) -> AsyncIterator[System]:
     async with city_on_fresh_install(infra, secrets_dir, "incidents", PARAAF_TSA_URL=tsa.url) as system:
         yield system

@@ -230,36 +230,25 @@ class System:
     ) -> None:
         """Publish on esign.intake as the integrating system ``source`` does: with its own user, persistent, confirmed."""
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-        url = self.source_urls[source]
-        connection = await aio_pika.connect(url)
-        async with connection:
-            channel = await connection.channel(publisher_confirms=True)
-            exchange = await channel.get_exchange("esign.intake", ensure=False)
-            own = aio_pika.connection.URL(url).user
-            await exchange.publish(
-                aio_pika.Message(
-                    payload,
-                    content_type=content_type,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    user_id=own if user_id == "own" else user_id,
-                ),
-                routing_key=routing_key,
-            )
+        await self._publish([payload], routing_key, source, user_id, content_type)
 
     async def publish_many(self, bodies: list[dict[str, Any]], *, source: str = "notula") -> None:
         """Publish several submissions as ``source`` does, over one connection (each persistent and confirmed)."""
+        await self._publish([json.dumps(body).encode() for body in bodies], f"submit.{source}", source, "own", "application/json")
+
+    async def _publish(self, payloads: list[bytes], routing_key: str, source: str, user_id: str | None, content_type: str) -> None:
         url = self.source_urls[source]
+        own = aio_pika.connection.URL(url).user
         connection = await aio_pika.connect(url)
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
             exchange = await channel.get_exchange("esign.intake", ensure=False)
-            own = aio_pika.connection.URL(url).user
-            for body in bodies:
+            for payload in payloads:
                 message = aio_pika.Message(
-                    json.dumps(body).encode(), content_type="application/json",
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT, user_id=own,
+                    payload, content_type=content_type, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    user_id=own if user_id == "own" else user_id,
                 )
-                await exchange.publish(message, routing_key=f"submit.{source}")
+                await exchange.publish(message, routing_key=routing_key)
 
     async def audit_events(self, routing_key: str, timeout: float = 30.0) -> list[dict[str, Any]]:
         """The events of one kind in the audit log (waiting until there is at least one)."""
