@@ -137,9 +137,11 @@ async def _grant(conn: asyncpg.Connection, settings: Settings) -> None:
         f"GRANT USAGE ON SCHEMA router TO {r('signer')}",
         f"GRANT SELECT ON router.people, router.roles, router.groups, router.flows, router.instances, router.requests,"
         f" router.absences TO {r('signer')}",
-        # The notifier reads how each person wants to hear of requests (a mail each, or a daily digest).
+        # The notifier reads how each person wants to hear of requests (a mail each, or a daily digest):
+        # that column and the row's key, nothing else of the directory (a whole-table grant is taken back).
         f"GRANT USAGE ON SCHEMA router TO {r('notifier')}",
-        f"GRANT SELECT ON router.people TO {r('notifier')}",
+        f"REVOKE SELECT ON router.people FROM {r('notifier')}",
+        f"GRANT SELECT (org, id, mails) ON router.people TO {r('notifier')}",
         f"GRANT USAGE ON SCHEMA intake TO {r('signer')}",
         f"GRANT SELECT ON intake.documents, intake.rejections TO {r('signer')}",
         # Its operator pages show a document's trail, the live stream and the figures from the audit
