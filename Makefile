@@ -12,8 +12,14 @@ $(BIN)/paraaf: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-install: $(BIN)/paraaf
+install: $(BIN)/paraaf deploy/asyncapi/node_modules
 	deploy/system-packages.sh
+
+# AsyncAPI's own parser, which tests/unit/test_asyncapi.py runs on docs/asyncapi.yaml.
+deploy/asyncapi/node_modules: deploy/asyncapi/package-lock.json
+	deploy/system-packages.sh
+	npm ci --prefix deploy/asyncapi --ignore-scripts --no-audit --no-fund --silent
+	touch $@
 
 infra:
 	deploy/ensure-infra.sh

@@ -12,13 +12,16 @@ import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from faststream import FastStream
 from faststream.specification import AsyncAPI
 
 from shared.settings import Settings
 
-__all__ = ["docs", "specification"]
+__all__ = ["as_json", "docs", "specification"]
 
 SERVICES = ("intake", "router", "signer", "notifier", "audit")
 VERSION = "1.0.0"
@@ -66,7 +69,64 @@ def docs() -> FastStream:
 
 
 def specification() -> str:
-    return docs().schema.to_specification().to_yaml()
+    """The document as YAML, the same bytes on every run (so a stale copy is found by comparing bytes)."""
+    document = docs().schema.to_specification().to_jsonable()
+    return yaml.safe_dump(_sorted_names(_for_integrators(document)), sort_keys=False, allow_unicode=True, width=100)
+
+
+def as_json() -> bytes:
+    """The same document as JSON, as intake serves it at ``/asyncapi``."""
+    return json.dumps(yaml.safe_load(specification()), ensure_ascii=False, indent=1).encode()
+
+
+_SOURCE = {"description": "the integrating system's name, as registered with `paraaf sources add`"}
+_INTAKE_CHANNEL = {
+    "address": "submit.{source}",
+    "title": "Submissions",
+    "description": "An integrating system submits a document: publish SubmitDocument as JSON, persistent, with the AMQP "
+    "`user_id` of its own broker user, on exchange `esign.intake` with routing key `submit.<source>`. "
+    "Paraaf answers on `esign.outcomes` (the source's queue `outcomes.<source>`).",
+    "parameters": {"source": _SOURCE},
+    "messages": {"SubmitDocument": {"$ref": "#/components/messages/esign.intake:SubmitDocument"}},
+    "bindings": {"amqp": {"is": "routingKey", "bindingVersion": "0.3.0", "exchange": {
+        "name": "esign.intake", "type": "topic", "durable": True, "autoDelete": False, "vhost": "/"}}},
+}
+_INTAKE_OPERATION = {
+    "action": "receive",
+    "title": "Submit a document",
+    "summary": "Intake takes submissions from queue `intake.submissions`, bound to `esign.intake` with `submit.*`.",
+    "channel": {"$ref": "#/channels/esign.intake:submit.{source}"},
+    "messages": [{"$ref": "#/channels/esign.intake:submit.{source}/messages/SubmitDocument"}],
+}
+_OUTCOMES = "esign.outcomes:<source>.<status>"
+
+
+def _for_integrators(document: dict[str, Any]) -> dict[str, Any]:
+    """What an integrator codes against, named as she sees it: the exchange `esign.intake` she publishes on
+    (FastStream knows only intake's queue), and the outcomes' routing key with its two parameters."""
+    document["channels"]["esign.intake:submit.{source}"] = _INTAKE_CHANNEL
+    document["operations"]["esign.intake:submit"] = _INTAKE_OPERATION
+    document["components"]["messages"]["esign.intake:SubmitDocument"] = {
+        "title": "SubmitDocument", "contentType": "application/json", "payload": {"$ref": "#/components/schemas/SubmitDocument"},
+    }
+    outcomes = document["channels"][_OUTCOMES]
+    outcomes["address"] = "{source}.{status}"
+    outcomes["parameters"] = {"source": _SOURCE, "status": {
+        "enum": ["accepted", "rejected", "completed", "declined", "withdrawn"], "description": "what became of the submission"}}
+    return document
+
+
+def _sorted_names(document: dict[str, Any]) -> dict[str, Any]:
+    """FastStream lists channels, operations, messages and schemas in an order that changes from run to run
+    (it collects them in sets); sort those maps by name, leave every other map in its own order."""
+    for path in (("channels",), ("operations",), ("components", "messages"), ("components", "schemas")):
+        *parents, last = path
+        holder = document
+        for key in parents:
+            holder = holder.get(key, {})
+        if last in holder:
+            holder[last] = dict(sorted(holder[last].items()))
+    return document
 
 
 if __name__ == "__main__":
