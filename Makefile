@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PARAAF_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: install infra setup run demo test test-thorough fuzz unit lint asyncapi shape bench clean
+.PHONY: install infra setup run demo test test-thorough fuzz unit lint asyncapi openapi screenshots shape bench clean
 
 $(BIN)/paraaf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ lint: $(BIN)/paraaf
 
 asyncapi: $(BIN)/paraaf
 	$(BIN)/python -m services.asyncapi > docs/asyncapi.yaml
+
+# docs/openapi/<service>.json: each service's HTTP API, as FastAPI describes it.
+openapi: $(BIN)/paraaf
+	$(BIN)/python -m services.openapi
 
 shape: $(BIN)/paraaf
 	$(BIN)/python -m tests.shape

@@ -3,7 +3,8 @@ themselves: every queue each service consumes, with every message it
 accepts there and that message's payload schema (from the pydantic models).
 
 ``python -m services.asyncapi`` prints it (``make asyncapi`` writes
-docs/asyncapi.yaml; a test fails when that file is stale). The services are
+docs/asyncapi.yaml, which intake serves at ``/asyncapi``; a test fails when that file
+is stale: byte for byte, so the output is sorted where FastStream's is not). The services are
 built, not started: nothing connects to RabbitMQ or PostgreSQL.
 ``faststream docs gen services.asyncapi:docs`` gives the same document.
 """
@@ -21,7 +22,7 @@ from faststream.specification import AsyncAPI
 
 from shared.settings import Settings
 
-__all__ = ["as_json", "docs", "specification"]
+__all__ = ["built_apps", "docs", "specification"]
 
 SERVICES = ("intake", "router", "signer", "notifier", "audit")
 VERSION = "1.0.0"
@@ -49,15 +50,21 @@ def _settings_for(secrets: Path) -> dict[str, object]:
     return {"secrets_dir": secrets, "broker_user_prefix": "paraaf", "key_secret": "documentation-only-key-secret", "log_level": "ERROR"}
 
 
-def docs() -> FastStream:
-    """An app (never run) whose AsyncAPI document covers the five services' brokers."""
+def built_apps() -> dict[str, FastStream]:
+    """The five services' apps, built with documentation-only settings (HTTP docs on) and never started."""
     with tempfile.TemporaryDirectory() as directory:
-        common = _settings_for(Path(directory))
-        apps = []
+        common = {**_settings_for(Path(directory)), "http_docs": True}
+        apps = {}
         for name, create_app in _builders().items():
             config = __import__(f"services.{name}.config", fromlist=["x"])
             settings_class = next(v for k, v in vars(config).items() if k.endswith("Settings") and isinstance(v, type) and issubclass(v, Settings) and v is not Settings)
-            apps.append(create_app(settings_class(**common)))
+            apps[name] = create_app(settings_class(**common))
+    return apps
+
+
+def docs() -> FastStream:
+    """An app (never run) whose AsyncAPI document covers the five services' brokers."""
+    apps = built_apps().values()
     brokers = [app.broker for app in apps]
     specification = AsyncAPI(
         *brokers,
@@ -72,11 +79,6 @@ def specification() -> str:
     """The document as YAML, the same bytes on every run (so a stale copy is found by comparing bytes)."""
     document = docs().schema.to_specification().to_jsonable()
     return yaml.safe_dump(_sorted_names(_for_integrators(document)), sort_keys=False, allow_unicode=True, width=100)
-
-
-def as_json() -> bytes:
-    """The same document as JSON, as intake serves it at ``/asyncapi``."""
-    return json.dumps(yaml.safe_load(specification()), ensure_ascii=False, indent=1).encode()
 
 
 _SOURCE = {"description": "the integrating system's name, as registered with `paraaf sources add`"}

@@ -1,15 +1,38 @@
-"""Intake's HTTP API. Only health for now: document reads wait for the
-visibility rules (DESIGN.md "Visibility")."""
+"""Intake's HTTP API: health, and the contract integrators code against —
+the AsyncAPI document of the messages (``/asyncapi``, the copy kept in docs/,
+which a test keeps equal to what the services generate). Document reads wait
+for the visibility rules (DESIGN.md "Visibility")."""
 
 from collections.abc import Callable
+from pathlib import Path
 
 import asyncpg
+import yaml
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
 
 from shared.http import base_app
 
-__all__ = ["build_http"]
+__all__ = ["ASYNCAPI", "build_http"]
+
+ASYNCAPI = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
 
 
-def build_http(pool: Callable[[], asyncpg.Pool], *, docs: bool = False) -> FastAPI:
-    return base_app("intake", pool, docs=docs)
+def build_http(pool: Callable[[], asyncpg.Pool], *, docs: bool = False, asyncapi: Path = ASYNCAPI) -> FastAPI:
+    app = base_app("intake", pool, docs=docs)
+    _contract(app, asyncapi.read_text())
+    return app
+
+
+def _contract(app: FastAPI, document: str) -> None:
+    as_json = yaml.safe_load(document)
+
+    @app.get("/asyncapi", tags=["contract"], response_class=Response)
+    async def asyncapi_yaml() -> Response:
+        """The AsyncAPI 3.0 document of esign.intake, esign.outcomes and esign.events, as YAML."""
+        return Response(document, media_type="application/yaml")
+
+    @app.get("/asyncapi.json", tags=["contract"])
+    async def asyncapi_json() -> JSONResponse:
+        """The same document as JSON."""
+        return JSONResponse(as_json)
