@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from faststream import FastStream
 from faststream.specification import AsyncAPI
 
