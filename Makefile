@@ -59,6 +59,14 @@ asyncapi: $(BIN)/paraaf
 openapi: $(BIN)/paraaf
 	$(BIN)/python -m services.openapi
 
+# README's two pictures (docs/img/): the browser tests take them, tests/readme_images.py cuts them to size.
+SIGNING_PAGE_TEST := tests/e2e/test_signing.py::test_a_signer_on_a_phone_sees_the_document_signs_and_gets_a_confirmation
+FIGURES_TEST := tests/e2e/test_figures.py::test_after_a_year_played_through_the_services_the_dashboards_totals_equal_the_api_and_a_sql_count
+screenshots: install infra
+	rm -rf tests/artifacts/test_a_signer_on_a_phone_sees_* tests/artifacts/test_after_a_year_played_*
+	$(BIN)/pytest -q $(SIGNING_PAGE_TEST) $(FIGURES_TEST)
+	$(BIN)/python -m tests.readme_images
+
 shape: $(BIN)/paraaf
 	$(BIN)/python -m tests.shape
 
