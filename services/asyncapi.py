@@ -69,7 +69,12 @@ def docs() -> FastStream:
         *brokers,
         title="Paraaf",
         version=VERSION,
-        description="Document-signing workflows for public administrations: what each service consumes and publishes.",
+        description=(
+            "Document-signing workflows for public administrations: what each service consumes and publishes. "
+            "Integrators publish SubmitDocument on esign.intake (channel esign.intake:submit.{source}) and read Outcome "
+            "from esign.outcomes (their queue outcomes.<source>); see docs/integrating.md. Operators find every domain "
+            "event on esign.events, as the audit log records it."
+        ),
     )
     return FastStream(brokers[0], specification=specification)
 
