@@ -3,10 +3,13 @@ themselves: every queue each service consumes, with every message it
 accepts there and that message's payload schema (from the pydantic models).
 
 ``python -m services.asyncapi`` prints it (``make asyncapi`` writes
-docs/asyncapi.yaml, which intake serves at ``/asyncapi``; a test fails when that file
-is stale: byte for byte, so the output is sorted where FastStream's is not). The services are
-built, not started: nothing connects to RabbitMQ or PostgreSQL.
-``faststream docs gen services.asyncapi:docs`` gives the same document.
+docs/asyncapi.yaml, which intake serves at ``/asyncapi``; a test fails when
+that file is stale, byte for byte, so the output is sorted where FastStream's
+is not). To FastStream's document it adds what an integrator codes against
+and FastStream cannot see: the exchange ``esign.intake`` she publishes on.
+The services are built, not started: nothing connects to RabbitMQ or
+PostgreSQL. ``faststream docs serve services.asyncapi:docs`` shows
+FastStream's own rendering.
 """
 
 import json
