@@ -50,7 +50,7 @@ unit: $(BIN)/paraaf
 	$(BIN)/pytest tests/unit
 
 lint: $(BIN)/paraaf
-	$(BIN)/ruff check shared services tests bench deploy
+	$(BIN)/ruff check shared services tests bench deploy docs/examples
 
 asyncapi: $(BIN)/paraaf
 	$(BIN)/python -m services.asyncapi > docs/asyncapi.yaml
