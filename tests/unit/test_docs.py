@@ -1,7 +1,9 @@
 """README's first screen says what Paraaf is, its two commands and shows its two pictures; docs/integrating.md
 links every example client the e2e tests run."""
 
+import ast
 import re
+import sys
 from pathlib import Path
 
 from PIL import Image
@@ -28,3 +30,13 @@ def test_integrating_md_links_every_example_client() -> None:
     linked = set(re.findall(r"\]\((examples/[^)]+\.py)\)", guide))
     assert linked == {f"examples/{p.name}" for p in (ROOT / "docs" / "examples").glob("*.py")}
     assert linked == {"examples/minutes.py", "examples/permits.py", "examples/ecounter.py"}
+
+
+def test_the_example_clients_need_nothing_of_paraaf_but_aio_pika() -> None:
+    """An integrator runs the examples without Paraaf's code: they import only the standard library and aio-pika."""
+    allowed = set(sys.stdlib_module_names) | {"aio_pika"}
+    for example in (ROOT / "docs" / "examples").glob("*.py"):
+        tree = ast.parse(example.read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert imported <= allowed, f"{example.name} imports {imported - allowed}"
