@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PARAAF_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: install infra setup run demo test test-thorough fuzz unit lint asyncapi shape bench clean
+.PHONY: install infra setup run demo test test-thorough fuzz unit lint asyncapi openapi screenshots shape bench clean
 
 $(BIN)/paraaf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,8 +12,14 @@ $(BIN)/paraaf: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-install: $(BIN)/paraaf
+install: $(BIN)/paraaf deploy/asyncapi/node_modules
 	deploy/system-packages.sh
+
+# AsyncAPI's own parser, which tests/unit/test_asyncapi.py runs on docs/asyncapi.yaml.
+deploy/asyncapi/node_modules: deploy/asyncapi/package-lock.json
+	deploy/system-packages.sh
+	npm ci --prefix deploy/asyncapi --ignore-scripts --no-audit --no-fund --silent
+	touch $@
 
 infra:
 	deploy/ensure-infra.sh
@@ -44,10 +50,22 @@ unit: $(BIN)/paraaf
 	$(BIN)/pytest tests/unit
 
 lint: $(BIN)/paraaf
-	$(BIN)/ruff check shared services tests bench deploy
+	$(BIN)/ruff check shared services tests bench deploy docs/examples
 
 asyncapi: $(BIN)/paraaf
 	$(BIN)/python -m services.asyncapi > docs/asyncapi.yaml
+
+# docs/openapi/<service>.json: each service's HTTP API, as FastAPI describes it.
+openapi: $(BIN)/paraaf
+	$(BIN)/python -m services.openapi
+
+# README's two pictures (docs/img/): the browser tests take them, tests/readme_images.py cuts them to size.
+SIGNING_PAGE_TEST := tests/e2e/test_signing.py::test_a_signer_on_a_phone_sees_the_document_signs_and_gets_a_confirmation
+FIGURES_TEST := tests/e2e/test_figures.py::test_after_a_year_played_through_the_services_the_dashboards_totals_equal_the_api_and_a_sql_count
+screenshots: install infra
+	rm -rf tests/artifacts/test_a_signer_on_a_phone_sees_* tests/artifacts/test_after_a_year_played_*
+	$(BIN)/pytest -q $(SIGNING_PAGE_TEST) $(FIGURES_TEST)
+	$(BIN)/python -m tests.readme_images
 
 shape: $(BIN)/paraaf
 	$(BIN)/python -m tests.shape

@@ -44,7 +44,7 @@ from shared.metrics import Probes, Scrape, database_answers, outbox_lag
 from shared.settings import CannotStart, Settings
 from shared.topology import COMMANDS, EVENTS, EXCHANGES, OUTCOMES, TOPOLOGY, QueueSpec, Topology
 
-__all__ = ["GRACEFUL_SECONDS", "NotSetUp", "Service", "open_database", "run", "until_reachable"]
+__all__ = ["GRACEFUL_SECONDS", "NotSetUp", "Service", "http_api", "open_database", "run", "until_reachable"]
 
 T = TypeVar("T")
 # Seconds a stop waits for the messages in hand to be finished and acked; the whole stop stays within 10 s.
@@ -56,6 +56,12 @@ PUBLISHABLE = [  # (exchange, message type, its routing key as documented, one i
     *((COMMANDS.name, t, key, key) for key, t in COMMAND_TYPES.items()),
     (OUTCOMES.name, Outcome, "<source>.<status>", "notula.completed"),
 ]
+
+
+def http_api(app: FastStream) -> Any | None:
+    """The HTTP app of a service's ``create_app()``, built but not served (for its OpenAPI document); None without one."""
+    build = getattr(app, "http_api", None)
+    return build() if build is not None else None
 
 
 class NotSetUp(CannotStart):
@@ -173,6 +179,7 @@ class Service:
     def serve_http(self, port: int, build: Callable[[], Any]) -> None:
         """Serve the ASGI app ``build()`` returns once the pool exists."""
         self._http = (port, build)
+        self.app.http_api = build  # type: ignore[attr-defined]  # for http_api(): the OpenAPI documents in docs/
 
     def scrape(self, read: Scrape) -> None:
         """Run ``read`` (it sets gauges from the database) before each answer of ``/metrics``."""

@@ -52,3 +52,17 @@ async def test_a_database_connection_cut_mid_request_is_a_503_to_try_again_not_a
     assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
     assert "probeer het zo meteen opnieuw" in answer.text and "Please try again" in answer.text
     assert str(cut) not in answer.text
+
+
+async def test_intake_serves_the_kept_asyncapi_document_and_says_so_when_it_was_not_installed(tmp_path) -> None:
+    """/asyncapi answers docs/asyncapi.yaml as YAML (and /asyncapi.json as JSON); without the file, a 404 that says why."""
+    from services.intake.http import ASYNCAPI, build_http
+
+    for document, status in ((ASYNCAPI, 200), (tmp_path / "absent.yaml", 404)):
+        app = build_http(lambda: None, asyncapi=document)  # type: ignore[arg-type, return-value]
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake.test") as client:
+            as_yaml, as_json = await client.get("/asyncapi"), await client.get("/asyncapi.json")
+        assert (as_yaml.status_code, as_json.status_code) == (status, status)
+        if status == 200:
+            assert as_yaml.text == ASYNCAPI.read_text() and as_json.json()["asyncapi"] == "3.0.0"
+    assert "installed without docs/asyncapi.yaml" in as_yaml.text
