@@ -13,6 +13,7 @@ from typing import Any
 from uuid import uuid4
 
 import aio_pika
+import asyncpg
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -28,7 +29,7 @@ from tests.support.system import Outcomes, System, submission
 from tests.support.waiting import cli, eventually
 
 pytestmark = pytest.mark.e2e
-RETRY_SECONDS = 12  # PARAAF_WEBHOOK_RETRY_HOURS in this city, so a receiver down for good is given up within the test
+RETRY_SECONDS = 20  # PARAAF_WEBHOOK_RETRY_HOURS in this city, so a receiver down for good is given up within the test
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +100,16 @@ async def ask(city: System, source: str, body: dict[str, Any], *, as_source: str
                                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT, user_id=user)
         await exchange.publish(message, routing_key=source)
     return message_id
+
+
+async def tried_twice(city: System, source: str, count: int) -> bool:
+    """Whether ``count`` deliveries to the source's webhook are each still pending after two failed tries."""
+    conn = await asyncpg.connect(city.env["PARAAF_DATABASE_URL"])
+    try:
+        rows = await conn.fetch("SELECT attempts, state FROM intake.webhook_deliveries WHERE source = $1", source)
+    finally:
+        await conn.close()
+    return len(rows) == count and all(r["attempts"] >= 2 and r["state"] == "pending" for r in rows)
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +220,7 @@ async def test_a_receiver_down_for_a_while_gets_every_outcome_once_signed(city: 
         await outcomes.wait("kassa.accepted", "K-1")
         await outcomes.wait("kassa.accepted", "K-2")
         await outcomes.wait("kassa.status", "K-1")
-        await asyncio.sleep(1.5)  # the receiver stays down over several tries
+        await eventually(lambda: tried_twice(city, "kassa", 3), "every kassa delivery failed twice while its receiver was down")
         async with receiver.listening():
             await eventually(receiver.holding(3), "three deliveries to kassa's receiver")
             await asyncio.sleep(1.5)  # time for a second copy, were one sent
