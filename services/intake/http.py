@@ -16,7 +16,7 @@ from starlette.datastructures import UploadFile
 
 from services.intake import handlers
 from services.intake.checks import SubmissionChecks
-from services.intake.domain import Submission, examine
+from services.intake.domain import Examined, Submission, examine
 from services.intake.pdf import describe_size
 from services.intake.store import Document, PostgresIntakeStore, Rejection
 from shared.apikeys import Principal, require_scope
@@ -47,8 +47,7 @@ def build_http(
         source = await _own_source(pool(), store, key)
         body = await _body(request, source, checks.limits.max_body_bytes)
         examined = await checks(examine, Submission(f"submit.{source}", body, source, "application/json"))
-        async with pool().acquire() as conn, conn.transaction():
-            answer = await handlers.on_submission(examined, store(conn))
+        answer = await _submit(pool(), store, examined)
         after_commit()
         if isinstance(answer, Rejection):
             return JSONResponse({"code": answer.code, "reason": answer.reason, "external_ref": answer.external_ref}, status_code=422)
@@ -69,6 +68,18 @@ def build_http(
         return JSONResponse(_status(document))
 
     return app
+
+
+async def _submit(
+    pool: asyncpg.Pool, store: Callable[[asyncpg.Connection], PostgresIntakeStore], examined: Examined
+) -> Document | Rejection:
+    """Accept or refuse in one transaction; the same reference sent twice at once is, the second time, the same one."""
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            return await handlers.on_submission(examined, store(conn))
+    except asyncpg.UniqueViolationError:
+        async with pool.acquire() as conn, conn.transaction():
+            return await handlers.on_submission(examined, store(conn))
 
 
 def _status(document: Document) -> dict[str, Any]:
