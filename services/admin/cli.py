@@ -195,16 +195,21 @@ def redeliver(source: str = typer.Argument(...)) -> None:
 @sources_app.command("list")
 def list_sources() -> None:
     """Every registered source and what it may do."""
-    table = Table("source", "org", "flows", "submitters", "ad-hoc steps")
-    for p in _in_intake(lambda store: store.sources()):
+    table = Table("source", "org", "flows", "submitters", "ad-hoc steps", "webhook")
+    for p, webhook in _in_intake(_sources_with_webhooks):
         table.add_row(
             p.source,
             p.org,
             ", ".join(sorted(p.flows)) if p.flows is not None else "all",
             ", ".join(sorted(p.submitters)) if p.submitters is not None else "any",
             "yes" if p.ad_hoc_steps else "no",
+            webhook or "-",
         )
     Console().print(table)
+
+
+async def _sources_with_webhooks(store: PostgresIntakeStore) -> list[tuple[SourcePolicy, str | None]]:
+    return [(p, await store.webhook_url(p.source)) for p in await store.sources()]
 
 
 @sources_app.command("remove")
