@@ -128,7 +128,8 @@ async def given_up(city: System) -> AsyncIterator[dict[str, Any]]:
 
 
 async def test_a_source_asks_over_the_queue_where_its_document_stands(city: System, given_up: dict[str, Any]) -> None:
-    """status.<source> is answered in the source's outcomes as <source>.status, naming the question it answers."""
+    """status.<source> is answered in the source's outcomes as <source>.status, naming the question it answers; a
+    malformed question is answered with what is wrong."""
     async with Outcomes(city.amqp_url, "notula.*") as outcomes:
         await city.publish(submission(make_pdf(), external_ref="Q-1"))
         accepted = await outcomes.wait("notula.accepted", "Q-1")
@@ -136,8 +137,11 @@ async def test_a_source_asks_over_the_queue_where_its_document_stands(city: Syst
         report = await outcomes.wait("notula.status", "Q-1")
         unknown = await ask(city, "status.notula", {"source": "notula", "external_ref": "NEVER-SENT"})
         nothing = await outcomes.wait("notula.status", "NEVER-SENT")
+        await ask(city, "status.notula", {"source": 7, "external_ref": "NO-SOURCE"})
+        malformed = await outcomes.wait("notula.status", "NO-SOURCE", code="invalid_message")
     assert (report["status"], report["document_id"], report["in_reply_to"]) == ("accepted", accepted["document_id"], asked)
     assert (nothing["status"], nothing["document_id"], nothing["in_reply_to"]) == ("unknown", None, unknown)
+    assert "source" in malformed["reason"] and malformed["query"] == "status"
 
 
 async def test_a_source_withdraws_its_own_document_over_the_queue(city: System, given_up: dict[str, Any]) -> None:
