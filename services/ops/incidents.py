@@ -132,7 +132,7 @@ SELECT l.document_id, l.occurred_at, e->>'delivery_id' AS delivery_id, e->>'sour
 async def _abandoned(conn: asyncpg.Connection, org: str | None) -> list[Incident]:
     return [
         Incident(
-            f"webhook:{r['delivery_id']}", "webhook", r["document_id"],
+            f"webhook:{r['delivery_id']}", "webhook", r["document_id"] if str(r["document_id"]) != r["delivery_id"] else None,
             f"the webhook of source {r['source']} ({r['url']}) did not take an outcome in {r['attempts']} attempts: {r['reason']}",
             r["occurred_at"],
             f"make {r['url']} answer (or change it: paraaf sources add {r['source']} ... --webhook URL), then"
