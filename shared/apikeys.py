@@ -2,7 +2,8 @@
 prints a key once; only its SHA-256 is kept. A key belongs to one org and has
 scopes: ``operate`` (absences, withdrawing documents), ``admin`` (all that
 ``operate`` may, and more), ``links`` (the notifier asking the signer for a
-link at send time). Whoever calls with a key acts as ``operator:<key name>``:
+link at send time), ``submit`` (a source submitting and asking about its own
+documents over HTTP: the key's name is the source's, in the source's org). Whoever calls with a key acts as ``operator:<key name>``:
 who did something is never taken from a request body.
 """
 
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 MIGRATIONS = Path(str(files("shared").joinpath("access_migrations")))
-SCOPES = ("operate", "admin", "links")
+SCOPES = ("operate", "admin", "links", "submit")
 _IMPLIED = {"admin": frozenset({"operate"})}
 _PREFIX = "paraaf_"
 

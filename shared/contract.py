@@ -24,6 +24,7 @@ __all__ = [
     "Language",
     "Command",
     "Outcome",
+    "QueryStatus",
     "ReassignRequest",
     "RegisterAbsence",
     "ReissueSigningLink",
@@ -31,7 +32,9 @@ __all__ = [
     "SendDownloadLink",
     "SendSignInLink",
     "SendSigningLink",
+    "StatusReport",
     "SubmitDocument",
+    "WithdrawSubmission",
     "WithdrawDocument",
     "describe_validation_error",
 ]
@@ -45,6 +48,7 @@ class SubmitDocument(BaseModel):
     """What an integrating system publishes on ``esign.intake``, ``submit.<source>``."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    routing_prefix: ClassVar[str] = "submit."
 
     source: str = Field(pattern=rf"^{SOURCE_NAME}$")
     external_ref: str = Field(min_length=1, max_length=200)
@@ -131,6 +135,47 @@ class Outcome(BaseModel):
     @property
     def routing_key(self) -> str:
         return f"{self.source}.{self.status}"
+
+
+class WithdrawSubmission(BaseModel):
+    """What a source publishes on ``esign.intake``, ``withdraw.<source>``, to stop one of its own documents while it
+    is being signed. It is answered on ``esign.outcomes``: ``<source>.withdrawn`` once it is stopped, or
+    ``<source>.status`` (with ``code`` and ``reason``) when it cannot be."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    routing_prefix: ClassVar[str] = "withdraw."
+
+    source: str = Field(pattern=rf"^{SOURCE_NAME}$")
+    external_ref: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class QueryStatus(BaseModel):
+    """What a source publishes on ``esign.intake``, ``status.<source>``, to ask where one of its documents stands.
+    It is answered on ``esign.outcomes``, ``<source>.status`` (a :class:`StatusReport`), in the source's own
+    outcomes queue like every other answer; ``in_reply_to`` carries the question's AMQP message id."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    routing_prefix: ClassVar[str] = "status."
+
+    source: str = Field(pattern=rf"^{SOURCE_NAME}$")
+    external_ref: str = Field(min_length=1, max_length=200)
+
+
+class StatusReport(Outcome):
+    """Paraaf's answer to a :class:`QueryStatus` (``query`` "status") or to a :class:`WithdrawSubmission` it could not
+    carry out (``query`` "withdraw", with ``code`` and ``reason``), on ``esign.outcomes`` as ``<source>.status``.
+    ``status`` is where the document stands; ``unknown`` when the source never submitted that reference."""
+
+    status: Literal[  # type: ignore[assignment]
+        "submitted", "accepted", "rejected", "completed", "declined", "withdrawn", "unknown"
+    ]
+    query: Literal["status", "withdraw"] = "status"
+    in_reply_to: str | None = None
+
+    @property
+    def routing_key(self) -> str:
+        return f"{self.source}.status"
 
 
 class Command(BaseModel):

@@ -15,6 +15,8 @@ from shared import clock
 
 __all__ = [
     "EVENT_TYPES",
+    "WebhookAbandoned",
+    "WebhookDelivered",
     "IncidentDismissed",
     "Action",
     "Cause",
@@ -381,6 +383,30 @@ class CertificateRevoked(Event):
     revoked_by: str
 
 
+class WebhookAbandoned(Event):
+    """Intake gave up delivering an outcome to a source's webhook after PARAAF_WEBHOOK_RETRY_HOURS: the outcome
+    stays in the source's outcomes queue, and an operator redelivers it (``paraaf sources redeliver``) once the
+    receiver answers. ``correlation_id`` is the document (the delivery's id when the outcome names none)."""
+
+    routing_key: ClassVar[str] = "webhook.abandoned"
+
+    delivery_id: UUID
+    source: str
+    url: str
+    attempts: int
+    reason: str
+
+
+class WebhookDelivered(Event):
+    """A webhook delivery intake had given up on reached its receiver after an operator redelivered it."""
+
+    routing_key: ClassVar[str] = "webhook.delivered"
+
+    delivery_id: UUID
+    source: str
+    attempts: int
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.routing_key: cls
     for cls in (
@@ -404,5 +430,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CertificateRevoked,
         SigningMailResent,
         TimestampFailed,
+        WebhookAbandoned,
+        WebhookDelivered,
     )
 }

@@ -238,9 +238,13 @@ def with_delivery(handler: Handler) -> Handler:
 
 
 def routes(message_type: type[BaseModel]) -> Callable[[str], bool]:
-    """Which routing keys carry ``message_type``: its own, or any ``submit.<source>`` for a submission."""
+    """Which routing keys carry ``message_type``: its own, or any ``<prefix><source>`` for a source's request
+    (``submit.``, ``withdraw.``, ``status.``)."""
     key = getattr(message_type, "routing_key", None)
-    return (lambda routing_key: routing_key == key) if key else (lambda routing_key: routing_key.startswith("submit."))
+    if key:
+        return lambda routing_key: routing_key == key
+    prefix = getattr(message_type, "routing_prefix", "submit.")
+    return lambda routing_key: routing_key.startswith(prefix)
 
 
 def inbox_key(message: BaseModel, msg: RabbitMessage) -> UUID:

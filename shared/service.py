@@ -34,7 +34,7 @@ from pydantic import BaseModel
 
 from shared import apikeys, blobs, clock
 from shared.clock import clock_from
-from shared.contract import COMMAND_TYPES, Outcome
+from shared.contract import COMMAND_TYPES, Outcome, StatusReport
 from shared.credentials import read_identity
 from shared.db import NotMigrated, check_migrated, connect_pool
 from shared.events import EVENT_TYPES
@@ -55,6 +55,7 @@ PUBLISHABLE = [  # (exchange, message type, its routing key as documented, one i
     *((EVENTS.name, t, key, key) for key, t in EVENT_TYPES.items()),
     *((COMMANDS.name, t, key, key) for key, t in COMMAND_TYPES.items()),
     (OUTCOMES.name, Outcome, "<source>.<status>", "notula.completed"),
+    (OUTCOMES.name, StatusReport, "<source>.status", "notula.status"),
 ]
 
 

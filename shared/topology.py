@@ -54,6 +54,8 @@ from shared.events import (
     Signed,
     SigningMailResent,
     TimestampFailed,
+    WebhookAbandoned,
+    WebhookDelivered,
 )
 
 __all__ = [
@@ -67,6 +69,7 @@ __all__ = [
     "OPERATOR",
     "OPERATOR_SPEC",
     "REJECTED_QUEUE",
+    "SOURCE_REQUESTS",
     "TOPOLOGY",
     "UNROUTED",
     "Binding",
@@ -146,7 +149,10 @@ def _exact(*keys: str) -> tuple[str, ...]:
     return tuple(re.escape(k) for k in keys)
 
 
-OUTCOME_KEY = rf"{SOURCE_NAME}\.(accepted|rejected|completed|declined|withdrawn)"
+OUTCOME_KEY = rf"{SOURCE_NAME}\.(accepted|rejected|completed|declined|withdrawn|status)"
+# What a source may publish on esign.intake, each followed by its own name: submit a document, withdraw one of its
+# own, ask where one of its own stands.
+SOURCE_REQUESTS = ("submit", "withdraw", "status")
 
 
 def broker_user(prefix: str, service: str) -> str:
@@ -209,8 +215,9 @@ class Topology:
         )
 
     def trusted_users(self, prefix: str, routing_key: str) -> frozenset[str]:
-        """Whose messages with this routing key a consumer accepts: the owning services', or a source's own submissions."""
-        if routing_key.startswith("submit.") and re.fullmatch(SOURCE_NAME, source := routing_key.removeprefix("submit.")):
+        """Whose messages with this routing key a consumer accepts: the owning services', or a source's own requests."""
+        kind, _, source = routing_key.partition(".")
+        if kind in SOURCE_REQUESTS and re.fullmatch(SOURCE_NAME, source):
             return frozenset({source_user(prefix, source)})
         return frozenset(broker_user(prefix, owner) for owner in self.owners(routing_key))
 
@@ -223,6 +230,7 @@ def _queue(name: str, bindings: Iterable[tuple[RabbitExchange, str]]) -> QueueSp
 
 
 INTAKE_SUBMISSIONS = _queue("intake.submissions", [(INTAKE, "submit.*")])
+INTAKE_REQUESTS = _queue("intake.requests", [(INTAKE, "withdraw.*"), (INTAKE, "status.*")])
 INTAKE_EVENTS = _queue(
     "intake.events",
     [(EVENTS, k) for k in _events(DocumentAccepted, DocumentRejected, DocumentCompleted, DocumentDeclined, DocumentWithdrawn)],
@@ -281,10 +289,11 @@ TOPOLOGY = Topology(
     (
         ServiceSpec(
             "intake",
-            consumes=(INTAKE_SUBMISSIONS, INTAKE_EVENTS),
+            consumes=(INTAKE_SUBMISSIONS, INTAKE_REQUESTS, INTAKE_EVENTS),
             publishes={
-                EVENTS.name: _exact(*_events(DocumentSubmitted, DocumentRejected)),
+                EVENTS.name: _exact(*_events(DocumentSubmitted, DocumentRejected, WebhookAbandoned, WebhookDelivered)),
                 OUTCOMES.name: (OUTCOME_KEY,),
+                COMMANDS.name: _exact(WithdrawDocument.routing_key),  # a source withdrawing its own document
                 DLX.name: (".*",),
             },
         ),

@@ -8,8 +8,8 @@ user (``<prefix>.operator``, for ``paraaf dlq`` and ``paraaf tail``) reads
 dead-letter and holding queues, may replay a message as its original
 publisher (RabbitMQ's ``impersonator`` tag), and may follow esign.events on a
 server-named queue of its own. A source's user may publish
-``submit.<source>`` on esign.intake and read ``outcomes.<source>``; nothing
-else.
+``submit.<source>``, ``withdraw.<source>`` and ``status.<source>`` on
+esign.intake and read ``outcomes.<source>``; nothing else.
 
 Users and permissions go in as one definitions import: through
 ``rabbitmqctl`` on the broker's own machine, or through the management HTTP
@@ -45,6 +45,7 @@ from shared.topology import (
     INTAKE,
     OPERATOR,
     REJECTED_QUEUE,
+    SOURCE_REQUESTS,
     TOPIC_EXCHANGES,
     UNROUTED,
     QueueSpec,
@@ -322,7 +323,7 @@ async def setup_source_user(settings: Settings, admin: BrokerAdmin, source: str,
         NOTHING,
         _escaped(INTAKE.name),
         _escaped(queue.name),
-        {e.name: (rf"^submit\.{re.escape(source)}$" if e is INTAKE else NOTHING) for e in TOPIC_EXCHANGES},
+        {e.name: (_any(rf"{k}\.{re.escape(source)}" for k in SOURCE_REQUESTS) if e is INTAKE else NOTHING) for e in TOPIC_EXCHANGES},
     )
     connection = await _connect_admin(settings.amqp_url)
     async with connection:

@@ -140,6 +140,8 @@ def add_source(
     any_submitter: bool = typer.Option(False, "--any-submitter", help="it may submit for anyone in its org's directory"),
     ad_hoc_steps: bool = typer.Option(False, "--ad-hoc-steps", help="it may send its own `steps` instead of a flow"),
     new_password: bool = typer.Option(False, "--new-password", help="give an existing source a new password (and URL)"),
+    webhook: str = typer.Option(None, help="also deliver its outcomes by POST to this https URL (prints the signing secret once)"),
+    no_webhook: bool = typer.Option(False, "--no-webhook", help="stop delivering its outcomes by webhook"),
 ) -> None:
     """Register SOURCE (or change what it may do) and print the AMQP URL of its own broker user."""
     if not re.fullmatch(SOURCE_NAME, source):
@@ -147,11 +149,15 @@ def add_source(
     if (submitters is None) == (not any_submitter):
         _fail(f"say whom {source} may submit for: --submitters a,b or --any-submitter")
     settings = AdminSettings()
+    if webhook is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", webhook):
+        _fail(f"--webhook must be an http(s) URL, not `{webhook}`")
     policy = SourcePolicy(source, org, _names(flows), _names(submitters), ad_hoc_steps)
     try:
         new, url = asyncio.run(register_source(settings, policy, new_password=new_password))
     except BrokerAdminError as exc:
         _fail(str(exc))
+    if webhook is not None or no_webhook:
+        _set_webhook(settings, source, None if no_webhook else webhook)
     err.print(
         f"Source `{source}` {'registered' if new else 'updated'}: org `{org}`, flows {', '.join(sorted(policy.flows)) if policy.flows else 'all'},"
         f" submitters {', '.join(sorted(policy.submitters)) if policy.submitters is not None else 'any'},"
@@ -165,19 +171,45 @@ def add_source(
         typer.echo(url)
 
 
+def _set_webhook(settings: AdminSettings, source: str, url: str | None) -> None:
+    """A new signing secret with every URL: whoever had the old one cannot sign for the new receiver."""
+    secret = secrets.token_urlsafe(32) if url else None
+    asyncio.run(_as_intake(settings, lambda store: store.set_webhook(source, url, secret)))
+    if url is None:
+        err.print(f"Outcomes of `{source}` are no longer delivered by webhook (they stay in queue outcomes.{source}).")
+        return
+    err.print(
+        f"Outcomes of `{source}` are also POSTed to {url}, signed with this secret (shown once; the receiver checks"
+        " header Paraaf-Signature with it, README \"Webhooks\"):"
+    )
+    typer.echo(f"webhook secret: {secret}")
+
+
+@sources_app.command("redeliver")
+def redeliver(source: str = typer.Argument(...)) -> None:
+    """Try again the webhook deliveries of SOURCE given up on (once its receiver answers again)."""
+    count = _in_intake(lambda store: store.redeliver(source))
+    err.print(f"{count} webhook delivery(ies) of `{source}` will be tried again now, for another PARAAF_WEBHOOK_RETRY_HOURS.")
+
+
 @sources_app.command("list")
 def list_sources() -> None:
     """Every registered source and what it may do."""
-    table = Table("source", "org", "flows", "submitters", "ad-hoc steps")
-    for p in _in_intake(lambda store: store.sources()):
+    table = Table("source", "org", "flows", "submitters", "ad-hoc steps", "webhook")
+    for p, webhook in _in_intake(_sources_with_webhooks):
         table.add_row(
             p.source,
             p.org,
             ", ".join(sorted(p.flows)) if p.flows is not None else "all",
             ", ".join(sorted(p.submitters)) if p.submitters is not None else "any",
             "yes" if p.ad_hoc_steps else "no",
+            webhook or "-",
         )
     Console().print(table)
+
+
+async def _sources_with_webhooks(store: PostgresIntakeStore) -> list[tuple[SourcePolicy, str | None]]:
+    return [(p, await store.webhook_url(p.source)) for p in await store.sources()]
 
 
 @sources_app.command("remove")

@@ -8,3 +8,9 @@ class IntakeSettings(Settings):
     pdf_check_seconds: float = 30.0
     pdf_check_mb: int = 1024  # memory of the process that checks one PDF
     pdf_check_workers: int = 2
+    # Outcomes by webhook: how long a delivery is tried (then an incident), the first wait and the longest.
+    webhook_retry_hours: float = 24.0
+    webhook_first_retry_seconds: float = 10.0
+    webhook_longest_retry_seconds: float = 3600.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_poll_seconds: float = 1.0

@@ -27,7 +27,7 @@ from services.intake.domain import (
     source_of,
 )
 from services.intake.store import Document, IntakeStore, Rejection
-from shared.contract import Outcome, SubmitDocument
+from shared.contract import Outcome, QueryStatus, StatusReport, SubmitDocument, WithdrawDocument, WithdrawSubmission
 from shared.errors import CodedError
 from shared.events import (
     DocumentAccepted,
@@ -50,6 +50,10 @@ __all__ = [
     "on_document_rejected",
     "on_document_withdrawn",
     "on_submission",
+    "on_query_status",
+    "on_unreadable_request",
+    "on_withdraw_submission",
+    "status_of",
 ]
 
 
@@ -79,8 +83,9 @@ async def on_unreadable_submission(consumer: Consumer, msg: RabbitMessage, why: 
     await consumer.once(msg, submission_key(None, msg), lambda store: on_submission(examined, store))
 
 
-async def on_submission(examined: Examined, store: IntakeStore) -> None:
-    """Accept the examined submission for its source's org, or answer why not."""
+async def on_submission(examined: Examined, store: IntakeStore) -> Document | Rejection:
+    """Accept the examined submission for its source's org (the document, new or the same one again), or answer
+    why not (the rejection)."""
     submission = examined.submission
     source = source_of(submission)
     policy = await store.source_policy(source)
@@ -92,18 +97,20 @@ async def on_submission(examined: Examined, store: IntakeStore) -> None:
             raise CodedError("unknown_source", f"source `{source}` is not registered; an administrator adds it with `paraaf sources add`")
         command = examined.command
         org = authorise(policy, org=command.org, flow=command.flow, has_steps=command.steps is not None, submitted_by=command.submitted_by)
-        await _accept(store, command, examined.page_count, org=org, original=submission.body)
+        return await _accept(store, command, examined.page_count, org=org, original=submission.body)
     except CodedError as refusal:
-        await _reject(store, org=org, source=source, external_ref=external_ref_of(submission), refusal=refusal, original=submission.body)
+        return await _reject(
+            store, org=org, source=source, external_ref=external_ref_of(submission), refusal=refusal, original=submission.body
+        )
 
 
-async def _accept(store: IntakeStore, command: SubmitDocument, page_count: int, *, org: str, original: bytes) -> None:
+async def _accept(store: IntakeStore, command: SubmitDocument, page_count: int, *, org: str, original: bytes) -> Document:
     digest = await store.put_pdf(command.pdf)
     existing = await store.find_document(org, command.source, command.external_ref)
     verdict = resubmission(existing.pdf_sha256 if existing else None, digest)
     if verdict == "same":
         structlog.get_logger().info("resubmission ignored", document_id=str(existing.document_id))
-        return
+        return existing
     if verdict == "duplicate_ref":
         raise CodedError(
             "duplicate_ref",
@@ -116,6 +123,7 @@ async def _accept(store: IntakeStore, command: SubmitDocument, page_count: int, 
     structlog.contextvars.bind_contextvars(document_id=str(document.document_id))
     await store.publish(_submitted(document, command, page_count))
     structlog.get_logger().info("document submitted", source=command.source, external_ref=command.external_ref)
+    return document
 
 
 def _document(command: SubmitDocument, document_id: UUID, org: str, digest: str) -> Document:
@@ -166,7 +174,7 @@ async def _reject(
     original: bytes,
     document_id: UUID | None = None,
     announce: bool = True,
-) -> None:
+) -> Rejection:
     """Answer the source, keep the original for operators, and (``announce``) tell the audit log."""
     code, reason = refusal.code, refusal.reason
     rejection = Rejection(uuid4(), org, source, external_ref, code, reason, document_id)
@@ -183,6 +191,7 @@ async def _reject(
     routing_key = f"submit.{source}"
     await store.keep_refused(rejection.id, original, {"x-paraaf-code": code, "x-paraaf-reason": reason, "x-paraaf-routing-key": routing_key})
     structlog.get_logger().info("submission rejected", source=source, external_ref=external_ref, code=code, reason=reason)
+    return rejection
 
 
 async def on_document_accepted(event: DocumentAccepted, store: IntakeStore) -> None:
@@ -249,3 +258,85 @@ def _rebuild_submission(document: Document, pdf: bytes) -> bytes:
         "metadata": document.metadata or {}, "org": document.org,
     }
     return json.dumps({**fields, "pdf": base64.b64encode(pdf).decode()}).encode()
+
+
+# A source's requests about its own documents (esign.intake, withdraw.<source> and status.<source>).
+
+
+def _asking(delivery: Delivery) -> str:
+    """The source a request came from: its routing key's, which RabbitMQ let only that source's user publish."""
+    return delivery.routing_key.partition(".")[2]
+
+
+async def status_of(store: IntakeStore, source: str, external_ref: str) -> Document | None:
+    """The document ``source`` submitted under ``external_ref``, in the one org it submits for; None when none."""
+    policy = await store.source_policy(source)
+    return await store.find_document(policy.org, source, external_ref) if policy else None
+
+
+def _report(source: str, external_ref: str | None, document: Document | None, delivery: Delivery, **fields: object) -> StatusReport:
+    found = {"document_id": document.document_id, "status": document.status, "reason": document.reason} if document else {}
+    values = {"document_id": None, "status": "unknown", **found, **fields}
+    return StatusReport(source=source, external_ref=external_ref, in_reply_to=delivery.message_id, **values)  # type: ignore[arg-type]
+
+
+def _not_own(source: str, named: str) -> CodedError:
+    return CodedError(
+        "source_mismatch", f"the message names source `{named}` but came from source `{source}`; a source asks only about its own documents"
+    )
+
+
+async def on_query_status(query: QueryStatus, store: IntakeStore, delivery: Delivery) -> None:
+    """Answer where a source's document stands, in its own outcomes (``<source>.status``)."""
+    source = _asking(delivery)
+    if query.source != source:
+        refusal = _not_own(source, query.source)
+        await store.publish(_report(source, query.external_ref, None, delivery, code=refusal.code, reason=refusal.reason))
+        return
+    await store.publish(_report(source, query.external_ref, await status_of(store, source, query.external_ref), delivery))
+
+
+async def on_withdraw_submission(command: WithdrawSubmission, store: IntakeStore, delivery: Delivery) -> None:
+    """Ask the router to stop a source's own document; answer at once (``<source>.status``) when it cannot be."""
+    source = _asking(delivery)
+    document = await status_of(store, source, command.external_ref) if command.source == source else None
+    try:
+        _check_withdrawable(source, command, document)
+    except CodedError as refusal:
+        await store.publish(_report(source, command.external_ref, document, delivery, query="withdraw", code=refusal.code, reason=refusal.reason))
+        structlog.get_logger().info("withdrawal refused", source=source, external_ref=command.external_ref, code=refusal.code)
+        return
+    assert document is not None
+    await store.publish(
+        WithdrawDocument(correlation_id=document.document_id, org=document.org, withdrawn_by=f"source:{source}", reason=command.reason)
+    )
+    structlog.get_logger().info("withdrawal asked", source=source, document_id=str(document.document_id))
+
+
+def _check_withdrawable(source: str, command: WithdrawSubmission, document: Document | None) -> None:
+    if command.source != source:
+        raise _not_own(source, command.source)
+    if document is None:
+        raise CodedError("unknown_document", f"source `{source}` submitted no document with external_ref `{command.external_ref}`")
+    if document.status == "submitted":
+        raise CodedError("not_yet_accepted", "the document is not yet accepted for signing; withdraw it again in a moment")
+    if document.status != "accepted":
+        raise CodedError("ended", f"the document is already {document.status}; only a document being signed can be withdrawn")
+
+
+async def on_unreadable_request(consumer: Consumer, msg: RabbitMessage, why: str) -> None:
+    """A source's malformed request is answered with what is wrong; anyone else's is parked, unanswered."""
+    delivery = delivery_of(msg)
+    if why == UNTRUSTED:
+        await consumer.park(msg, why)
+        return
+    external_ref = external_ref_of(Submission(delivery.routing_key, delivery.body))
+    query = "withdraw" if delivery.routing_key.startswith("withdraw.") else "status"
+    report = _report(_asking(delivery), external_ref, None, delivery, query=query, code="invalid_message", reason=_why(why))
+    await consumer.once(msg, submission_key(None, msg), lambda store: store.publish(report))
+
+
+def _why(why: str) -> str:
+    """A consumer's reason in a source's words: pydantic's field errors, without their documentation links."""
+    lines = [line for line in why.removeprefix("malformed: ").splitlines() if "errors.pydantic.dev" not in line]
+    return "the message is not a valid request: " + " ".join(line.strip() for line in lines)[:1000]

@@ -1,8 +1,11 @@
 """Intake's wiring: the only place its parts meet."""
 
+from collections.abc import Callable
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
+import asyncpg
 from faststream import FastStream
 
 from services.intake import handlers
@@ -11,19 +14,20 @@ from services.intake.config import IntakeSettings
 from services.intake.http import build_http
 from services.intake.pdf import Limits
 from services.intake.store import PostgresIntakeStore
-from shared.contract import SubmitDocument
+from services.intake.webhooks import Backoff, WebhookSender
+from shared.contract import QueryStatus, SubmitDocument, WithdrawSubmission
 from shared.events import DocumentAccepted, DocumentCompleted, DocumentDeclined, DocumentRejected, DocumentWithdrawn
 from shared.messaging import with_delivery
 from shared.service import Service
-from shared.topology import INTAKE_EVENTS, INTAKE_SUBMISSIONS
+from shared.topology import INTAKE_EVENTS, INTAKE_REQUESTS, INTAKE_SUBMISSIONS
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastStream:
     settings = settings or IntakeSettings()
-    service = Service("intake", settings, migrations=MIGRATIONS, uses=("blobs",))
-    store = lambda conn: PostgresIntakeStore(conn, service.outbox)  # noqa: E731
+    service = Service("intake", settings, migrations=MIGRATIONS, uses=("blobs", "access"))
+    store: Callable[[asyncpg.Connection], PostgresIntakeStore] = lambda conn: PostgresIntakeStore(conn, service.outbox)  # noqa: E731
     checks = _checks(settings)
     service.app.on_startup(checks.start)
     service.app.after_shutdown(checks.close)
@@ -37,6 +41,31 @@ def create_app(settings: IntakeSettings | None = None) -> FastStream:
         unaccepted=partial(handlers.on_unreadable_submission, **limits),
         max_body=checks.limits.max_body_bytes,
     )
+    _consume_requests(service, store)
+    _consume_events(service, store)
+    service.loop(_webhooks(service, settings).run)
+    service.serve_http(
+        settings.intake_port,
+        lambda: build_http(lambda: service.pool, store=store, checks=checks, after_commit=service.wake_relay, docs=settings.http_docs),
+    )
+    return service.app
+
+
+def _consume_requests(service: Service, store: Callable[[asyncpg.Connection], PostgresIntakeStore]) -> None:
+    service.consume(
+        INTAKE_REQUESTS,
+        {
+            WithdrawSubmission: with_delivery(handlers.on_withdraw_submission),
+            QueryStatus: with_delivery(handlers.on_query_status),
+        },
+        store=store,
+        key=handlers.submission_key,
+        unaccepted=handlers.on_unreadable_request,
+        max_body=1_048_576,
+    )
+
+
+def _consume_events(service: Service, store: Callable[[asyncpg.Connection], PostgresIntakeStore]) -> None:
     service.consume(
         INTAKE_EVENTS,
         {
@@ -48,8 +77,16 @@ def create_app(settings: IntakeSettings | None = None) -> FastStream:
         },
         store=store,
     )
-    service.serve_http(settings.intake_port, lambda: build_http(lambda: service.pool, docs=settings.http_docs))
-    return service.app
+
+
+def _webhooks(service: Service, settings: IntakeSettings) -> WebhookSender:
+    backoff = Backoff(
+        settings.webhook_first_retry_seconds, settings.webhook_longest_retry_seconds, timedelta(hours=settings.webhook_retry_hours)
+    )
+    return WebhookSender(
+        lambda: service.pool, service.outbox, backoff, timeout=settings.webhook_timeout_seconds,
+        poll_seconds=settings.webhook_poll_seconds, after_commit=service.wake_relay,
+    )
 
 
 def _checks(settings: IntakeSettings) -> SubmissionChecks:

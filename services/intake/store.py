@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from services.intake.domain import SourcePolicy
 from shared import blobs
+from shared.contract import Outcome
 from shared.events import StepSpec
 from shared.messaging import TransactionStore
 from shared.topology import DLX, REJECTED_QUEUE
@@ -75,6 +76,10 @@ class IntakeStore(Protocol):
     ) -> Document | None: ...
     async def insert_rejection(self, rejection: Rejection) -> None: ...
 
+    async def set_webhook(self, source: str, url: str | None, secret: str | None) -> None: ...
+    async def webhook_url(self, source: str) -> str | None: ...
+    async def redeliver(self, source: str) -> int: ...
+
 
 def _policy(row: asyncpg.Record) -> SourcePolicy:
     return SourcePolicy(
@@ -94,6 +99,41 @@ def _document(row: asyncpg.Record) -> Document:
 
 class PostgresIntakeStore(TransactionStore):
     """The intake and blobs schemas, through the connection of the transaction a message runs in."""
+
+    async def publish(self, message: BaseModel) -> None:
+        """Send ``message`` with the transaction; an outcome for a source with a webhook is also kept for its sender."""
+        await super().publish(message)
+        if isinstance(message, Outcome):
+            await self._conn.execute(
+                "INSERT INTO intake.webhook_deliveries (delivery_id, source, event, document_id, org, body)"
+                " SELECT $1, w.source, $3, $4, s.org, $5 FROM intake.webhooks w JOIN intake.sources s USING (source)"
+                " WHERE w.source = $2 ON CONFLICT DO NOTHING",
+                message.outcome_id, message.source, message.routing_key, message.document_id, message.model_dump_json().encode(),
+            )
+
+    async def set_webhook(self, source: str, url: str | None, secret: str | None) -> None:
+        """Deliver ``source``'s outcomes to ``url`` signed with ``secret`` from now on; None: no longer by webhook."""
+        if url is None:
+            await self._conn.execute("DELETE FROM intake.webhooks WHERE source = $1", source)
+            await self._conn.execute("DELETE FROM intake.webhook_deliveries WHERE source = $1 AND state <> 'delivered'", source)
+            return
+        await self._conn.execute(
+            "INSERT INTO intake.webhooks (source, url, secret) VALUES ($1, $2, $3)"
+            " ON CONFLICT (source) DO UPDATE SET url = $2, secret = coalesce($3, intake.webhooks.secret)",
+            source, url, secret,
+        )
+
+    async def webhook_url(self, source: str) -> str | None:
+        return await self._conn.fetchval("SELECT url FROM intake.webhooks WHERE source = $1", source)
+
+    async def redeliver(self, source: str) -> int:
+        """Try the deliveries given up on again, from now, each for another PARAAF_WEBHOOK_RETRY_HOURS."""
+        done = await self._conn.execute(
+            "UPDATE intake.webhook_deliveries SET state = 'pending', attempts = 0, created_at = now(), next_attempt_at = now(),"
+            " redelivered = true WHERE source = $1 AND state = 'abandoned'",
+            source,
+        )
+        return int(done.split()[-1])
 
     async def keep_refused(self, rejection_id: UUID, original: bytes, headers: dict[str, str]) -> None:
         """The refused original, byte for byte, to queue intake.rejected (with the transaction)."""

@@ -3,8 +3,9 @@ command that fixes it — a request nobody could stand in for
 (routing.unresolved, still waiting), a mail that could not be delivered on a
 document still under way (until a later mail for its request went out), a
 signature the time-stamping service failed (until the request is signed), a
-document stuck past PARAAF_STUCK_AFTER working days, and messages waiting in
-a dead-letter or holding queue. An operator
+document stuck past PARAAF_STUCK_AFTER working days, an outcome a source's
+webhook did not take within PARAAF_WEBHOOK_RETRY_HOURS (until it is
+redelivered), and messages waiting in a dead-letter or holding queue. An operator
 fixes one with that command, or dismisses it with a reason
 (``incident.dismissed``, in the audit log with her name); either way it leaves
 the list.
@@ -28,7 +29,7 @@ _NAMESPACE = uuid.UUID("6f0b7c62-3d0e-4f7e-9a55-7a1c2a0e5e11")
 @dataclass(frozen=True)
 class Incident:
     id: str  # <kind>:<what it is about>, stable from one listing to the next
-    kind: str  # routing, mail, timestamp, stuck, dead_letters
+    kind: str  # routing, mail, timestamp, stuck, webhook, dead_letters
     document_id: uuid.UUID | None
     cause: str
     since: datetime | None
@@ -115,6 +116,32 @@ async def _unstamped(conn: asyncpg.Connection, org: str | None) -> list[Incident
     ]
 
 
+# A webhook delivery given up stays an incident until a later delivery of it reached its receiver.
+_ABANDONED = """
+SELECT l.document_id, l.occurred_at, e->>'delivery_id' AS delivery_id, e->>'source' AS source, e->>'url' AS url,
+       e->>'attempts' AS attempts, e->>'reason' AS reason
+  FROM audit.log l CROSS JOIN LATERAL (SELECT (l.payload::jsonb)->'event' AS e) x
+ WHERE l.routing_key = 'webhook.abandoned' AND ($1::text IS NULL OR l.org = $1)
+   AND NOT EXISTS (SELECT 1 FROM audit.log s
+                    WHERE s.routing_key = 'webhook.delivered' AND s.document_id = l.document_id AND s.seq > l.seq
+                      AND (s.payload::jsonb)->'event'->>'delivery_id' = e->>'delivery_id')
+ ORDER BY l.seq
+"""
+
+
+async def _abandoned(conn: asyncpg.Connection, org: str | None) -> list[Incident]:
+    return [
+        Incident(
+            f"webhook:{r['delivery_id']}", "webhook", r["document_id"] if str(r["document_id"]) != r["delivery_id"] else None,
+            f"the webhook of source {r['source']} ({r['url']}) did not take an outcome in {r['attempts']} attempts: {r['reason']}",
+            r["occurred_at"],
+            f"make {r['url']} answer (or change it: paraaf sources add {r['source']} ... --webhook URL), then"
+            f" paraaf sources redeliver {r['source']}",
+        )
+        for r in await conn.fetch(_ABANDONED, org)
+    ]
+
+
 _WAITING = """
 SELECT document_id, request_id, created_at FROM router.requests
  WHERE document_id = ANY($1::uuid[]) AND status = 'pending' ORDER BY created_at
@@ -184,7 +211,7 @@ async def read_incidents(
     ``org``'s documents when given (the portal's operators), of every org's otherwise (the administrator's CLI)."""
     return [
         *await _unresolved(conn, org), *await _undelivered(conn, org), *await _unstamped(conn, org),
-        *await _stuck(conn, now, stuck_after, timezone, org),
+        *await _stuck(conn, now, stuck_after, timezone, org), *await _abandoned(conn, org),
     ]
 
 

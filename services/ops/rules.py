@@ -118,6 +118,9 @@ _SUMMARIES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     f" by {e.get('resent_by')}: {e.get('reason')}",
     "timestamp.failed": lambda e: f"time-stamping service {e.get('tsa_url')} failed: {e.get('reason')}",
     "incident.dismissed": lambda e: f"incident {e.get('incident')} dismissed by {e.get('dismissed_by')}: {e.get('reason')}",
+    "webhook.abandoned": lambda e: f"webhook of {e.get('source')} ({e.get('url')}) given up after {e.get('attempts')} attempt(s):"
+    f" {e.get('reason')}",
+    "webhook.delivered": lambda e: f"webhook of {e.get('source')} delivered on redelivery",
     "certificate.revoked": lambda e: f"certificate {e.get('serial')} of {e.get('name')} revoked by {e.get('revoked_by')}: {e.get('reason')}",
     "dead_letter.replayed": lambda e: f"dead letter {e.get('original_routing_key')} replayed from {e.get('queue')}"
     f" by {e.get('replayed_by')} (it had failed: {e.get('dead_lettered_because')})",

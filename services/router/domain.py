@@ -456,10 +456,11 @@ def signature_effect(instance: Instance, request: Request, step_requests: Sequen
 
 
 def check_withdrawal(instance: Instance | None, org: str, by: str) -> None:
-    """The submitter (their person id) or an operator (``operator:<name>``) of the document's org may stop it while it runs."""
+    """The submitter (their person id), an operator (``operator:<name>``) of the document's org, or the source that
+    submitted it (``source:<name>``: intake checked it is that source's document) may stop it while it runs."""
     if instance is None or instance.org != org:
         raise CodedError("unknown_document", "there is no such document")
-    if by != instance.submitted_by.id and not by.startswith("operator:"):
+    if by != instance.submitted_by.id and not by.startswith(("operator:", "source:")):
         raise CodedError("not_allowed", f"only the submitter ({instance.submitted_by.id}) or an operator can withdraw")
     if instance.status != "active":
         raise CodedError("ended", f"the document is already {instance.status}")

@@ -43,6 +43,7 @@ from shared.events import (
     SignatureRequested,
     Signed,
 )
+from shared.messaging import Delivery
 from shared.visibility import OPERATOR_ROLE
 
 __all__ = [
@@ -234,9 +235,17 @@ async def withdraw(store: RouterStore, document_id: UUID, *, org: str, by: str, 
     await store.publish(DocumentWithdrawn(correlation_id=document_id, org=org, withdrawn_by=by, reason=reason))
 
 
-async def on_withdraw_document(command: WithdrawDocument, store: RouterStore, *, directories: DirectoryCache) -> None:
-    """A person withdraws a document through the portal: the submitter, or an operator (a role in the directory)."""
+async def on_withdraw_document(
+    command: WithdrawDocument, store: RouterStore, delivery: Delivery | None = None, *, directories: DirectoryCache,
+    intake_user: str | None = None,
+) -> None:
+    """A person withdraws a document through the portal (the submitter, or an operator: a role in the directory), or
+    a source withdraws its own through intake (``source:<name>``, taken only from intake's broker user)."""
     by = command.withdrawn_by
+    if by.startswith("source:") and (delivery is None or delivery.publisher != intake_user):
+        structlog.get_logger().warning("withdrawal refused: a source's withdrawal not from intake", by=by,
+                                       publisher=delivery.publisher if delivery else None)
+        return
     if by.startswith("operator:") and not await _is_operator(store, directories, command.org, by):
         structlog.get_logger().warning("withdrawal refused: not an operator", by=by, document_id=str(command.correlation_id))
         return

@@ -15,8 +15,9 @@ from services.router.store import PostgresRouterStore
 from shared.clock import clock_from
 from shared.contract import ReassignRequest, RegisterAbsence, WithdrawDocument
 from shared.events import DocumentSubmitted, SignatureDeclined, Signed
+from shared.messaging import with_delivery
 from shared.service import Service
-from shared.topology import ROUTER_EVENTS
+from shared.topology import ROUTER_EVENTS, broker_user
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -31,7 +32,9 @@ def create_app(settings: RouterSettings | None = None) -> FastStream:
             DocumentSubmitted: partial(handlers.on_document_submitted, directories=directories, clock=clock),
             Signed: partial(handlers.on_signed, directories=directories, clock=clock),
             SignatureDeclined: handlers.on_signature_declined,
-            WithdrawDocument: partial(handlers.on_withdraw_document, directories=directories),
+            WithdrawDocument: with_delivery(partial(
+                handlers.on_withdraw_document, directories=directories, intake_user=broker_user(settings.broker_user_prefix, "intake")
+            )),
             RegisterAbsence: handlers.on_register_absence,
             ReassignRequest: partial(handlers.on_reassign_request, directories=directories),
         },

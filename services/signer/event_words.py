@@ -64,6 +64,10 @@ _LINES: dict[str, Callable[[Event, Words], str]] = {
         person=_person(e.get("signer")), email=(e.get("signer") or {}).get("email"), by=e.get("resent_by"), reason=e.get("reason")
     ),
     "timestamp.failed": lambda e, w: w["ev_timestamp_failed"].format(tsa=e.get("tsa_url"), reason=e.get("reason")),
+    "webhook.abandoned": lambda e, w: w["ev_webhook_abandoned"].format(
+        source=e.get("source"), url=e.get("url"), attempts=e.get("attempts"), reason=e.get("reason")
+    ),
+    "webhook.delivered": lambda e, w: w["ev_webhook_delivered"].format(source=e.get("source")),
     "certificate.revoked": lambda e, w: w["ev_certificate_revoked"].format(
         serial=e.get("serial"), name=e.get("name"), by=e.get("revoked_by"), reason=e.get("reason")
     ),

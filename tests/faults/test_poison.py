@@ -105,7 +105,7 @@ async def test_every_consumer_of_the_city_runs_with_its_prefetch(city: System) -
     """RabbitMQ holds each service's consumer to PARAAF_PREFETCH (16), intake.submissions to its 4 and the audit log
     to 1,000 (two batches of 500 small events: one fills while the other is written): none runs unlimited (prefetch
     0), so a backlog cannot flood a service's memory."""
-    expected = {"intake.submissions": [4], "intake.events": [16], "router.events": [16], "signer.events": [16],
+    expected = {"intake.submissions": [4], "intake.requests": [16], "intake.events": [16], "router.events": [16], "signer.events": [16],
                 "notifier.events": [16], "audit.events": [1000]}
     deadline = time.monotonic() + 30
     while (seen := await consumer_prefetch(city.amqp_url)).keys() < expected.keys() and time.monotonic() < deadline:

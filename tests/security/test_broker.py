@@ -100,7 +100,7 @@ async def test_a_source_can_publish_only_its_own_submissions_as_itself(
     city: System, attacker: aio_pika.abc.AbstractConnection
 ) -> None:
     """With notula's credentials: a signature.requested on esign.events, a SendSigningLink on esign.commands,
-    an outcome on esign.outcomes, a submission as `omgeving`, or any message with another user_id — refused by RabbitMQ."""
+    an outcome on esign.outcomes, a submission, withdrawal or status question as `omgeving`, or any message with another user_id — refused by RabbitMQ."""
     before = await State.of(city)
     forged = _forged_request()
     steps = {
@@ -108,6 +108,8 @@ async def test_a_source_can_publish_only_its_own_submissions_as_itself(
         "publish SendSigningLink (a phishing mail to the mayor) on esign.commands": ("esign.commands", "notify.signing-link", None),
         "publish a completed outcome on esign.outcomes": ("esign.outcomes", "notula.completed", None),
         "publish submit.omgeving on esign.intake": ("esign.intake", "submit.omgeving", None),
+        "withdraw omgeving's documents (withdraw.omgeving on esign.intake)": ("esign.intake", "withdraw.omgeving", None),
+        "ask about omgeving's documents (status.omgeving on esign.intake)": ("esign.intake", "status.omgeving", None),
         "publish submit.notula with user_id of the router": ("esign.intake", "submit.notula", f"{city.settings.broker_user_prefix}.router"),
     }
     for step, (exchange, key, user_id) in steps.items():

@@ -45,6 +45,7 @@ FORBIDDEN_SQL = [
     ("signer", "UPDATE router.people SET email = 'x'"),
     ("signer", "DELETE FROM intake.rejections"),
     ("signer", "SELECT * FROM intake.sources"),
+    ("signer", "SELECT secret FROM intake.webhooks"),  # the webhook signing secrets are intake's alone
     # Its operator pages read the audit log; they cannot add to it, change it, or read its checkpoints' store.
     ("signer", "UPDATE audit.log SET payload = '{}' WHERE seq = 1"),
     ("signer", "INSERT INTO audit.head (id, seq, hash) VALUES (2, 0, 'x')"),

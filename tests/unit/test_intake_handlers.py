@@ -10,7 +10,7 @@ from services.intake import handlers
 from services.intake.domain import SourcePolicy, Submission, examine
 from services.intake.pdf import Limits
 from services.intake.store import Document
-from shared.contract import Outcome
+from shared.contract import Outcome, QueryStatus, StatusReport, WithdrawDocument, WithdrawSubmission
 from shared.events import (
     DocumentAccepted,
     DocumentCompleted,
@@ -20,7 +20,7 @@ from shared.events import (
     DocumentWithdrawn,
     PersonRef,
 )
-from shared.messaging import PermanentError
+from shared.messaging import Delivery, PermanentError
 from tests.support.fakes.intake import FakeIntakeStore
 from tests.support.pdfs import make_pdf
 from tests.support.system import submission
@@ -161,3 +161,58 @@ async def test_a_document_the_router_refused_is_answered_and_kept_once() -> None
     )
     assert outcomes(store) == [("rejected", "unknown_flow")]
     assert store.sent(DocumentRejected) == [] and len(store.refused) == 1
+
+
+# A source's requests about its own documents (withdraw.<source>, status.<source>).
+
+def _asked(routing_key: str) -> Delivery:
+    return Delivery(routing_key, b"{}", "paraaf.source.x", "question-1")
+
+
+async def _accepted(store: FakeIntakeStore, ref: str = "BESL-1") -> Document:
+    await submit(store, submission(make_pdf(), external_ref=ref))
+    document = next(d for d in store.documents.values() if d.external_ref == ref)
+    await handlers.on_document_accepted(DocumentAccepted(correlation_id=document.document_id, org="default", flow="collegebesluit", step_count=1), store)
+    return document
+
+
+async def test_a_source_withdrawing_its_accepted_document_asks_the_router_as_the_source() -> None:
+    """WithdrawDocument for that document, by `source:notula`, with the source's reason; no answer yet (the router's comes)."""
+    store = FakeIntakeStore(NOTULA)
+    document = await _accepted(store)
+    await handlers.on_withdraw_submission(
+        WithdrawSubmission(source="notula", external_ref="BESL-1", reason="moved"), store, _asked("withdraw.notula")
+    )
+    [command] = store.sent(WithdrawDocument)
+    assert (command.correlation_id, command.withdrawn_by, command.reason) == (document.document_id, "source:notula", "moved")
+    assert store.sent(StatusReport) == []
+
+
+@pytest.mark.parametrize(
+    ("routing_key", "named", "ref", "code"),
+    [
+        ("withdraw.omgeving", "omgeving", "BESL-1", "unknown_document"),  # notula's reference, asked by another source
+        ("withdraw.omgeving", "notula", "BESL-1", "source_mismatch"),  # another source's name in its own request
+        ("withdraw.notula", "notula", "BESL-2", "not_yet_accepted"),
+    ],
+)
+async def test_a_withdrawal_that_cannot_be_done_is_answered_with_why(routing_key: str, named: str, ref: str, code: str) -> None:
+    """Nothing goes to the router; the asking source gets <source>.status with query withdraw and the code."""
+    store = FakeIntakeStore(NOTULA, PERMITS)
+    await _accepted(store)
+    await submit(store, submission(make_pdf(2), external_ref="BESL-2"))
+    await handlers.on_withdraw_submission(WithdrawSubmission(source=named, external_ref=ref, reason="r"), store, _asked(routing_key))
+    [report] = store.sent(StatusReport)
+    assert store.sent(WithdrawDocument) == []
+    assert (report.routing_key, report.query, report.code) == (f"{routing_key.split('.')[1]}.status", "withdraw", code)
+
+
+async def test_a_status_question_is_answered_with_where_the_document_stands() -> None:
+    """<source>.status names the document, its status and the question's message id; another source's reference is unknown."""
+    store = FakeIntakeStore(NOTULA, PERMITS)
+    document = await _accepted(store)
+    await handlers.on_query_status(QueryStatus(source="notula", external_ref="BESL-1"), store, _asked("status.notula"))
+    await handlers.on_query_status(QueryStatus(source="omgeving", external_ref="BESL-1"), store, _asked("status.omgeving"))
+    mine, theirs = store.sent(StatusReport)
+    assert (mine.status, mine.document_id, mine.in_reply_to) == ("accepted", document.document_id, "question-1")
+    assert (theirs.routing_key, theirs.status, theirs.document_id) == ("omgeving.status", "unknown", None)

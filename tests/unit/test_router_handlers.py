@@ -9,7 +9,7 @@ from services.router import handlers
 from services.router.directory import DirectoryCache
 from services.router.domain import Absence, Directory, FlowDefinition, Group, Person, Role
 from services.router.scheduler import apply_started_absences
-from shared.contract import ReassignRequest
+from shared.contract import ReassignRequest, WithdrawDocument
 from shared.errors import CodedError
 from shared.events import (
     DocumentAccepted,
@@ -27,6 +27,7 @@ from shared.events import (
     Signed,
     StepSpec,
 )
+from shared.messaging import Delivery
 from tests.support.fakes.router import FakeRouterStore
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -245,6 +246,19 @@ async def test_a_withdrawal_cancels_what_waits_and_tells_the_source() -> None:
     assert await fake.pending_requests(event.document_id) == []
     with pytest.raises(CodedError, match="already withdrawn"):
         await handlers.withdraw(fake, event.document_id, org="default", by="elen", reason="again")
+
+
+@pytest.mark.parametrize(("publisher", "withdrawn"), [("paraaf.intake", True), ("paraaf.signer", False)])
+async def test_a_sources_withdrawal_is_taken_only_from_intake(publisher: str, withdrawn: bool) -> None:
+    """`source:<name>` (intake checked the document is that source's) stops the document; the same from any
+    other service (the portal) is ignored, the document still runs."""
+    fake = store()
+    event = await submit(fake)
+    command = WithdrawDocument(correlation_id=event.document_id, withdrawn_by="source:notula", reason="moved")
+    delivery = Delivery("router.withdraw", b"{}", publisher, str(command.command_id))
+    await handlers.on_withdraw_document(command, fake, delivery, directories=DirectoryCache(), intake_user="paraaf.intake")
+    assert [w.withdrawn_by for w in fake.sent(DocumentWithdrawn)] == (["source:notula"] if withdrawn else [])
+    assert fake.instances[event.document_id].status == ("withdrawn" if withdrawn else "active")
 
 
 async def test_an_absence_moves_open_requests_and_keeps_what_nobody_can_take() -> None:

@@ -84,3 +84,12 @@ class FakeIntakeStore:
 
     async def insert_rejection(self, rejection: Rejection) -> None:
         self.rejections.append(rejection)
+
+    async def set_webhook(self, source: str, url: str | None, secret: str | None) -> None:
+        self.webhooks = {**getattr(self, "webhooks", {}), source: (url, secret)}
+
+    async def webhook_url(self, source: str) -> str | None:
+        return getattr(self, "webhooks", {}).get(source, (None, None))[0]
+
+    async def redeliver(self, source: str) -> int:
+        return 0  # deliveries are the PostgreSQL store's (tests/e2e/test_source_requests.py)
