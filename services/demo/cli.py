@@ -19,6 +19,7 @@ def demo(
     mail_catcher: Annotated[str, typer.Option("--mail-catcher", help="the mail catcher's page (`paraaf run all`'s)")] = "http://127.0.0.1:8025/",
     outage_seconds: Annotated[float, typer.Option("--outage-seconds", help="how long the mail server is down")] = 10.0,
     timeout: Annotated[float, typer.Option("--timeout", help="give up after this many seconds")] = 600.0,
+    pace: Annotated[float, typer.Option("--pace", help="seconds between printing a link and using it (click it first!)")] = 1.0,
 ) -> None:
     """Play a story on the running demo city (`make run`, then this in another terminal): a batch of decisions, a permit,
     a confidential evaluation, a mayor on leave, a refusal, a mail server outage; signed through the mailed links."""
@@ -36,7 +37,7 @@ def demo(
     story = Demo(
         console=Console(), catcher_url=mail_catcher, public_url=settings.public_url, saved_in=settings.data_dir / "demo",
         source_urls={source: (folder / f"{source}.url").read_text().strip() for source in SOURCES},
-        outage_seconds=outage_seconds, paraaf=lambda *args: asyncio.to_thread(run_paraaf, *args),
+        outage_seconds=outage_seconds, pace=pace, parallel=3, paraaf=lambda *args: asyncio.to_thread(run_paraaf, *args),
     )
     try:
         ended_well = asyncio.run(asyncio.wait_for(story.play(), timeout))

@@ -57,6 +57,7 @@ class Expected:
     source: str
     document: Document
     outcome: str  # "completed" or "declined"
+    label: str  # how the story's lines name it
     decline_by: str | None = None  # the person who declines it, through her link
     last: Outcome | None = None
     saved: Path | None = None
@@ -76,6 +77,7 @@ def story(stamp: str) -> list[Expected]:
                 filename=f"collegebesluit-{number:02}.pdf", submitted_by="elen.elaut", flow="collegebesluit",
             ),
             "declined" if number == DECLINED else "completed",
+            f"Collegebesluit {number:02}",
             decline_by="ann.aerts" if number == DECLINED else None,
         )
         for number, subject in enumerate(DECISIONS, start=1)
@@ -92,6 +94,7 @@ def story(stamp: str) -> list[Expected]:
             filename="omgevingsvergunning-0815.pdf", submitted_by="olga.omgeving", flow="omgevingsvergunning",
         ),
         "completed",
+        "Vergunning 0815",
     )
     evaluation = Expected(
         "personeel",
@@ -101,6 +104,7 @@ def story(stamp: str) -> list[Expected]:
             filename="evaluatie-karel-claes.pdf", submitted_by="hilde.hendrickx", flow="evaluatieverslag",
         ),
         "completed",
+        "Evaluatie K. Claes",
     )
     return [*decisions, permit, evaluation]
 
@@ -108,8 +112,10 @@ def story(stamp: str) -> list[Expected]:
 class Demo:
     def __init__(
         self, *, console: Console, catcher_url: str, source_urls: dict[str, str], saved_in: Path, public_url: str,
-        outage_seconds: float, paraaf: Callable[..., Awaitable[str]],
+        outage_seconds: float, paraaf: Callable[..., Awaitable[str]], pace: float = 0.0, parallel: int = 1,
     ) -> None:
+        self.pace = pace
+        self._signing = asyncio.Semaphore(parallel)
         self.say = console.print
         self.console = console
         self.catcher = catcher_url.rstrip("/")
@@ -182,43 +188,43 @@ class Demo:
     async def _sign_as_mailed(self, http: httpx.AsyncClient) -> None:
         titles = {e.document.title: e for e in self.expected}
         refused_before = None
+        opening: set[asyncio.Task[None]] = set()
         while True:
             answer = (await http.get(f"{self.catcher}/mails.json", params={"after": self._mail_seen})).raise_for_status().json()
             if refused_before is None:
                 refused_before = answer["refused"]
             elif answer["refused"] > refused_before:
-                self.say(f"   [yellow]The mail server refused {answer['refused'] - refused_before} delivery(ies) so far;"
-                         " the notifier will try again.[/]")
+                self.say(f"   [yellow]The mail server refused {answer['refused'] - refused_before} more delivery(ies);"
+                         " the notifier keeps them and tries again.[/]")
                 refused_before = answer["refused"]
             for mail in answer["mails"]:
                 self._mail_seen = max(self._mail_seen, mail["number"])
-                link = _LINK.search(mail["text"])
-                if link is None:
+                if (link := _LINK.search(mail["text"])) is None:
                     continue
                 entry = next((e for t, e in titles.items() if t in mail["subject"] or t in mail["text"]), None)
-                await self._open(http, mail, link.group(0), entry)
+                task = asyncio.create_task(self._open(http, mail["to"], link.group(0), entry))
+                opening.add(task)
+                task.add_done_callback(opening.discard)
             await asyncio.sleep(0.5)
 
-    async def _open(self, http: httpx.AsyncClient, mail: dict, link: str, entry: Expected | None) -> None:
+    async def _open(self, http: httpx.AsyncClient, to: str, link: str, entry: Expected | None) -> None:
         """Open a mailed link as its reader would, and sign (or decline, when the story says so)."""
-        who = mail["to"]
-        declines = entry is not None and entry.decline_by is not None and who.startswith(entry.decline_by + "@")
-        self.say(f"   [dim]{mail['subject']}[/] → {who}\n     {link}")
-        page = await http.get(link)
-        if page.status_code != 200:
-            self.say(f"     [yellow]the link answers {page.status_code}: someone used it already, or the request moved on[/]")
-            return
-        csrf = _CSRF.search(page.text)
-        if csrf is None:
-            self.say("     [red]no form on the signing page[/]")
-            return
-        if declines:
-            done = await http.post(f"{link}/decline", data={"csrf": csrf.group(1), "reason": DECLINE_REASON})
-            verb = f"declines: “{DECLINE_REASON}”"
-        else:
-            done = await http.post(f"{link}/sign", data={"csrf": csrf.group(1)})
-            verb = "signs"
-        self.say(f"     {who.split('@')[0]} {verb}" + ("" if done.status_code == 200 else f" [red](answer {done.status_code})[/]"))
+        who, what = to.split("@")[0], entry.label if entry else "a document"
+        declines = entry is not None and entry.decline_by is not None and to.startswith(entry.decline_by + "@")
+        async with self._signing:
+            self.say(f"   {who:<15} {what:<18} {link}")
+            await asyncio.sleep(self.pace)  # time to click it yourself instead
+            page = await http.get(link)
+            if page.status_code != 200 or (csrf := _CSRF.search(page.text)) is None:
+                self.say(f"   {who:<15} {what:<18} [yellow]the link answers {page.status_code}: used already (by you?)[/]")
+                return
+            if declines:
+                done = await http.post(f"{link}/decline", data={"csrf": csrf.group(1), "reason": DECLINE_REASON})
+                verb = f"[yellow]declines[/]: {DECLINE_REASON}"
+            else:
+                done = await http.post(f"{link}/sign", data={"csrf": csrf.group(1)})
+                verb = "[green]signs[/]"
+        self.say(f"   {who:<15} {what:<18} {verb}" + ("" if done.status_code == 200 else f" [red](answer {done.status_code})[/]"))
 
     async def _follow(self, client: SourceClient, entry: Expected) -> None:
         while True:
@@ -230,24 +236,27 @@ class Demo:
             entry.saved = self.saved_in / entry.document.filename.replace(".pdf", "-signed.pdf")
             entry.saved.write_bytes(base64.b64decode(entry.last.pdf))
         style = "green" if entry.last.status == entry.outcome else "red"
-        self.say(f"   [{style}]outcome {entry.last.status}[/]: {entry.document.title}")
+        self.say(f"   [{style}]{entry.last.status}[/]: {entry.document.title} (outcome to {entry.source})")
 
     def _summary(self) -> None:
-        table = Table("document", "outcome", "signers", "time", "signed PDF", title="What came back", show_lines=False)
+        table = Table("document", "outcome", "signed by", "at", "signed PDF", title="What came back to the sources")
         zone = ZoneInfo("Europe/Brussels")
         for entry in self.expected:
             outcome = entry.last
-            signers = ", ".join(
-                s.signer.name + (f" (wnd. {s.on_behalf_of.title or s.on_behalf_of.name})" if s.on_behalf_of else "")
+            signers = "; ".join(
+                s.signer.name + (f" wnd. {s.on_behalf_of.title or s.on_behalf_of.name}" if s.on_behalf_of else "")
                 for s in (outcome.signatures if outcome else []) if s.action == "sign"
-            ) or (f"declined: {outcome.reason}" if outcome and outcome.status == "declined" else "")
+            ) or (outcome.reason or "" if outcome else "")
             when = f"{outcome.occurred_at.astimezone(zone):%H:%M:%S}" if outcome else ""
-            table.add_row(entry.document.title, outcome.status if outcome else "no answer", signers, when, _shown(entry.saved))
+            status = outcome.status if outcome else "no answer"
+            style = "green" if status == entry.outcome else "red"
+            table.add_row(entry.label, f"[{style}]{status}[/]", signers, when, entry.saved.name if entry.saved else "")
         self.console.print(table)
+        self.say(f"The signed PDFs are in {_shown(self.saved_in)}/ (check one: paraaf verify FILE).")
         self.say(
-            f"\nWhere to look: the mails in the mail catcher, {self.catcher}/ ; the portal, {self.public_url}/p/"
-            f" (sign in as ann.aerts: the link arrives in the mail catcher); the operator pages, {self.public_url}/p/ops/documents"
-            " (sign in as iris.ilegems)."
+            f"\nWhere to look: the mails, in the mail catcher {self.catcher}/ ; the portal, {self.public_url}/p/"
+            f" (sign in as ann.aerts: her sign-in link arrives in the mail catcher); the operator pages,"
+            f" {self.public_url}/p/ops/documents (sign in as iris.ilegems)."
         )
 
 
