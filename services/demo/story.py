@@ -66,7 +66,11 @@ class Expected:
 
 def story(stamp: str) -> list[Expected]:
     """The documents of one run: their refs carry ``stamp`` so every run is new to intake."""
-    decisions = [
+    return [*_decisions(stamp), _permit(stamp), _evaluation(stamp)]
+
+
+def _decisions(stamp: str) -> list[Expected]:
+    return [
         Expected(
             "notula",
             Document(
@@ -82,7 +86,10 @@ def story(stamp: str) -> list[Expected]:
         )
         for number, subject in enumerate(DECISIONS, start=1)
     ]
-    permit = Expected(
+
+
+def _permit(stamp: str) -> Expected:
+    return Expected(
         "omgeving",
         Document(
             external_ref=f"demo-{stamp}/vergunning-0815", title="Omgevingsvergunning 2026/0815: carport, Kerkstraat 12",
@@ -96,7 +103,10 @@ def story(stamp: str) -> list[Expected]:
         "completed",
         "Vergunning 0815",
     )
-    evaluation = Expected(
+
+
+def _evaluation(stamp: str) -> Expected:
+    return Expected(
         "personeel",
         Document(
             external_ref=f"demo-{stamp}/evaluatie-kc", title="Evaluatieverslag K. Claes", confidential=True,
@@ -106,7 +116,6 @@ def story(stamp: str) -> list[Expected]:
         "completed",
         "Evaluatie K. Claes",
     )
-    return [*decisions, permit, evaluation]
 
 
 class Demo:

@@ -105,16 +105,7 @@ def submit(
 ) -> None:
     """Submit documents as source SOURCE does, with its own credentials (PARAAF_AMQP_URL, printed by `paraaf sources add`);
     shows each document's progress and a summary; exits 1 naming each file intake refused, and why."""
-    settings = Settings()
-    own = source_of_url(settings.amqp_url, settings.broker_user_prefix)
-    if own != source:
-        typer.echo(
-            f"paraaf submit: PARAAF_AMQP_URL must be source `{source}`'s own URL (user"
-            f" {settings.broker_user_prefix}.source.{source}, printed by `paraaf sources add {source}`), not "
-            + (f"source `{own}`'s" if own else "an administrator's or a service's"),
-            err=True,
-        )
-        raise typer.Exit(2)
+    settings = _as_source(source)
     entries = _entries(
         path, _pdfs(path), ref=ref, title=title, flow=flow, submitted_by=submitted_by, confidential=confidential, language=language
     )
@@ -125,6 +116,26 @@ def submit(
             await _follow(client, entries, wait=wait, timeout=timeout, console=console)
 
     asyncio.run(run())
+    _report(entries, source, timeout, console)
+
+
+def _as_source(source: str) -> Settings:
+    """The settings, when PARAAF_AMQP_URL is ``source``'s own; else the command stops saying whose URL it needs."""
+    settings = Settings()
+    own = source_of_url(settings.amqp_url, settings.broker_user_prefix)
+    if own != source:
+        typer.echo(
+            f"paraaf submit: PARAAF_AMQP_URL must be source `{source}`'s own URL (user"
+            f" {settings.broker_user_prefix}.source.{source}, printed by `paraaf sources add {source}`), not "
+            + (f"source `{own}`'s" if own else "an administrator's or a service's"),
+            err=True,
+        )
+        raise typer.Exit(2)
+    return settings
+
+
+def _report(entries: list[_Entry], source: str, timeout: float, console: Console) -> None:
+    """The summary table; then each refused file (or one that got no answer) on stderr, and exit 1 if any."""
     table = Table("file", "external_ref", "outcome", "document", "detail", title=f"{len(entries)} document(s) from {source}")
     for entry in entries:
         status = entry.last.status if entry.last else "no answer"
