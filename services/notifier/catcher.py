@@ -93,7 +93,7 @@ class MailCatcher:
                 f" {m.received_at:%Y-%m-%d %H:%M:%S} UTC</p><pre>"
                 + _LINK.sub(r'<a href="\1">\1</a>', html.escape(m.text))
                 + "</pre></article>"
-                for m in self.mails
+                for m in self.mails.copy()  # the SMTP thread may add one meanwhile: iterate a snapshot
             )
             return (
                 "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Paraaf mail catcher</title>"
@@ -108,7 +108,7 @@ class MailCatcher:
         async def mails(after: int = Query(0, ge=0, description="only mails numbered above this")) -> dict[str, object]:
             """The mails received after number ``after``, oldest first, and how many deliveries the outage refused."""
             return {
-                "mails": [vars(m) for m in reversed(self.mails) if m.number > after],
+                "mails": [vars(m) for m in reversed(self.mails.copy()) if m.number > after],
                 "refused": self._handler.refused,
                 "down": time.monotonic() < self._handler.down_until,
             }

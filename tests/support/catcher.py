@@ -36,7 +36,7 @@ class CatcherMailbox:
 
     @property
     def received(self) -> list[_Mail]:
-        return [_Mail(m) for m in reversed(self.catcher.mails)]
+        return [_Mail(m) for m in reversed(self.catcher.mails.copy())]  # a snapshot: the SMTP thread appends
 
     async def start(self) -> None:
         await self.catcher.start()
