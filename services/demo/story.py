@@ -95,7 +95,7 @@ def _permit(stamp: str) -> Expected:
             external_ref=f"demo-{stamp}/vergunning-0815", title="Omgevingsvergunning 2026/0815: carport, Kerkstraat 12",
             pdf=letter("Omgevingsvergunning 2026/0815", [
                 "Carport aan de Kerkstraat 12", "", "De vergunning wordt verleend onder de gewone voorwaarden.", "",
-                "De algemeen directeur,                                  De burgemeester,", "",
+                "Voor het college van burgemeester en schepenen:", "",
                 "[SIG01]                                                         [SIG02]",
             ]),
             filename="omgevingsvergunning-0815.pdf", submitted_by="olga.omgeving", flow="omgevingsvergunning",

@@ -2,6 +2,8 @@
 `paraaf run all`'s mail catcher (the demo reads its links there, as on `make run`)."""
 
 import asyncio
+import shutil
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +16,7 @@ from tests.support.autosigner import AutoSigner
 from tests.support.catcher import CatcherMailbox
 from tests.support.pdfs import make_pdf
 from tests.support.system import ROOT, System, demo_city
+from tests.support.validate import pdfsig
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -87,6 +90,7 @@ async def test_the_demo_story(city: System, mailbox: CatcherMailbox) -> None:
         city.add_source(source, "--org", "default", *options, "--any-submitter")
     for source, url in city.source_urls.items():
         (sources / f"{source}.url").write_text(url + "\n")
+    shutil.rmtree(sources.parent / "demo", ignore_errors=True)  # an earlier run's signed PDFs (the folder outlives a city)
     code, out, err = await paraaf(city, "demo", "--mail-catcher", mailbox.web_url, "--outage-seconds", "3", "--pace", "0", columns=120)
     (city.logs / "demo.out").write_text(out)  # what a person watching saw (README shows one such run)
     assert code == 0, out + err
@@ -99,3 +103,8 @@ async def test_the_demo_story(city: System, mailbox: CatcherMailbox) -> None:
     assert [e["reason"] for e in await city.audit_events("signature.declined")]
     assert mailbox.catcher._handler.refused > 0  # the outage refused mail, and still every document came through
     assert "wnd. burgemeester" in out and "/s/" in out and mailbox.web_url in out
+    (permit,) = (Path(city.env["PARAAF_DATA_DIR"]) / "demo").glob("*/omgevingsvergunning-0815-signed.pdf")
+    reports = await asyncio.to_thread(pdfsig, permit.read_bytes(), await city.root_certificate())
+    assert sorted(r.signer for r in reports) == ["Ann Aerts", "Sofie Smet"] and all(r.signature_valid for r in reports)
+    stamps = subprocess.run(["pdftotext", str(permit), "-"], capture_output=True, text=True, check=True).stdout
+    assert "wnd. burgemeester" in stamps  # the substitute's stamp on the PDF the permits package got back
