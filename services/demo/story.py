@@ -136,11 +136,12 @@ class Demo:
         self.paraaf = paraaf
         self.expected = story(stamp)
         self._mail_seen = 0
+        self._refused = 0  # deliveries the mail catcher refused before the story began
 
     async def play(self) -> bool:
         """The whole story; whether every document ended as expected."""
         async with httpx.AsyncClient(timeout=30) as http, AsyncExitStack() as stack:
-            self._mail_seen = await self._last_mail_number(http)
+            await self._catcher_as_it_is(http)
             await self._mayor_on_leave()
             clients = {
                 source: await stack.enter_async_context(source_client(self.source_urls[source], source))
@@ -171,7 +172,7 @@ class Demo:
         self.say(f"\n[bold]2. The minutes package (source notula) sends a batch of {len(decisions)} college decisions.[/]")
         for entry in decisions:
             await clients["notula"].submit(entry.document)
-        await asyncio.sleep(1)
+        await asyncio.sleep(1)  # their first mails go out before the mail server goes down
         self.say(f"\n[bold]3. The mail server goes down for {self.outage_seconds:g} seconds[/] (the mail catcher answers"
                  " 421 'try again later'); the permits package sends a permit with signature markers [SIG01] [SIG02].")
         await self._outage()
@@ -190,31 +191,37 @@ class Demo:
     def _outage_over(self) -> None:
         self.say("   [green]The mail server is back[/]; the notifier delivers what it kept (it retries, it does not lose mail).")
 
-    async def _last_mail_number(self, http: httpx.AsyncClient) -> int:
-        mails = (await http.get(f"{self.catcher}/mails.json")).raise_for_status().json()["mails"]
-        return max((m["number"] for m in mails), default=0)
+    async def _catcher_as_it_is(self, http: httpx.AsyncClient) -> None:
+        """What the mail catcher held before the story: mails the story's signers leave alone, refusals it does not count."""
+        answer = (await http.get(f"{self.catcher}/mails.json")).raise_for_status().json()
+        self._mail_seen = max((m["number"] for m in answer["mails"]), default=0)
+        self._refused = answer["refused"]
 
     async def _sign_as_mailed(self, http: httpx.AsyncClient) -> None:
         titles = {e.document.title: e for e in self.expected}
-        refused_before = None
         opening: set[asyncio.Task[None]] = set()
-        while True:
-            answer = (await http.get(f"{self.catcher}/mails.json", params={"after": self._mail_seen})).raise_for_status().json()
-            if refused_before is None:
-                refused_before = answer["refused"]
-            elif answer["refused"] > refused_before:
-                self.say(f"   [yellow]The mail server refused {answer['refused'] - refused_before} more delivery(ies);"
-                         " the notifier keeps them and tries again.[/]")
-                refused_before = answer["refused"]
-            for mail in answer["mails"]:
-                self._mail_seen = max(self._mail_seen, mail["number"])
-                if (link := _LINK.search(mail["text"])) is None:
-                    continue
-                entry = next((e for t, e in titles.items() if t in mail["subject"] or t in mail["text"]), None)
-                task = asyncio.create_task(self._open(http, mail["to"], link.group(0), entry))
-                opening.add(task)
-                task.add_done_callback(opening.discard)
-            await asyncio.sleep(0.5)
+        try:
+            while True:
+                await self._open_new_mail(http, titles, opening)
+                await asyncio.sleep(0.5)
+        finally:
+            for task in opening:
+                task.cancel()
+
+    async def _open_new_mail(self, http: httpx.AsyncClient, titles: dict[str, Expected], opening: set[asyncio.Task[None]]) -> None:
+        answer = (await http.get(f"{self.catcher}/mails.json", params={"after": self._mail_seen})).raise_for_status().json()
+        if answer["refused"] > self._refused:
+            self.say(f"   [yellow]The mail server refused {answer['refused'] - self._refused} delivery(ies);"
+                     " the notifier keeps them and tries again.[/]")
+            self._refused = answer["refused"]
+        for mail in answer["mails"]:
+            self._mail_seen = max(self._mail_seen, mail["number"])
+            if (link := _LINK.search(mail["text"])) is None:
+                continue  # a completion or download mail: nothing to sign
+            entry = next((e for t, e in titles.items() if t in mail["subject"] or t in mail["text"]), None)
+            task = asyncio.create_task(self._open(http, mail["to"], link.group(0), entry))
+            opening.add(task)
+            task.add_done_callback(opening.discard)
 
     async def _open(self, http: httpx.AsyncClient, to: str, link: str, entry: Expected | None) -> None:
         """Open a mailed link as its reader would, and sign (or decline, when the story says so)."""

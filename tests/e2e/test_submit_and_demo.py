@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from services.intake.domain import SourcePolicy
 from tests.conftest import Infra, fresh_database, fresh_vhost
 from tests.support.autosigner import AutoSigner
 from tests.support.catcher import CatcherMailbox
@@ -36,6 +37,9 @@ async def city(infra: Infra, secrets_dir: str, mailbox: CatcherMailbox) -> Async
             "submit-and-demo", database_url=database_url, amqp_url=amqp_url, smtp=mailbox,  # type: ignore[arg-type]
             secrets_dir=secrets_dir, PARAAF_MAIL_RETRY_SECONDS="0.5", PARAAF_MAIL_RETRY_MAX_SECONDS="1",
         ) as system:
+            # The demo's other sources, as deploy/demo/sources.sh registers them (the CLI itself is tested elsewhere).
+            for source, flow in (("omgeving", "omgevingsvergunning"), ("personeel", "evaluatieverslag")):
+                await system.register(SourcePolicy(source, "default", frozenset({flow})))
             yield system
 
 
@@ -86,8 +90,6 @@ async def test_the_demo_story(city: System, mailbox: CatcherMailbox) -> None:
     """`paraaf demo` plays its story on the running city; every document ends as the story says, in the database."""
     sources = Path(city.env["PARAAF_DATA_DIR"]) / "sources"
     sources.mkdir(parents=True, exist_ok=True)
-    for source, options in (("omgeving", ("--flows", "omgevingsvergunning")), ("personeel", ("--flows", "evaluatieverslag"))):
-        city.add_source(source, "--org", "default", *options, "--any-submitter")
     for source, url in city.source_urls.items():
         (sources / f"{source}.url").write_text(url + "\n")
     shutil.rmtree(sources.parent / "demo", ignore_errors=True)  # an earlier run's signed PDFs (the folder outlives a city)
