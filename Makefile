@@ -33,7 +33,7 @@ demo: setup
 	PARAAF=$(BIN)/paraaf deploy/demo/sources.sh
 
 run: demo
-	$(BIN)/paraaf run all
+	PARAAF_LOG_FORMAT=$${PARAAF_LOG_FORMAT:-console} PARAAF_MAIL_RETRY_SECONDS=$${PARAAF_MAIL_RETRY_SECONDS:-5} $(BIN)/paraaf run all --log-file $(PARAAF_DATA_DIR)/paraaf.log
 
 test: install infra
 	$(BIN)/pytest

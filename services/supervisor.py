@@ -5,6 +5,9 @@ Each child gets only what is its own: the administrator's credentials in
 PARAAF_AMQP_URL and PARAAF_DATABASE_URL are removed, PARAAF_KEY_SECRET and
 the PKCS#11 token's PIN go to the signer alone, and another service's PARAAF_<SERVICE>_* credentials
 to nobody.
+
+With a log file the services' output goes there, and once every service answers
+on /health the terminal gets three lines: what to open and what to type next.
 """
 
 import asyncio
@@ -13,8 +16,10 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import structlog
 
 from shared.credentials import FIELDS
@@ -24,6 +29,7 @@ __all__ = ["SERVICES", "child_environment", "supervise"]
 SERVICES = ("intake", "router", "signer", "notifier", "audit")
 _ADMIN_URLS = ("PARAAF_AMQP_URL", "PARAAF_DATABASE_URL")
 _SIGNER_ONLY = ("PARAAF_KEY_SECRET", "PARAAF_PKCS11_PIN")
+_PORTS = {"intake": 8081, "router": 8082, "signer": 8083, "notifier": 8084, "audit": 8085}  # each config's default
 
 
 def _without_credentials(url: str) -> str:
@@ -44,13 +50,13 @@ def child_environment(service: str, environment: Mapping[str, str]) -> dict[str,
     return child
 
 
-async def _run_one(name: str, stopping: asyncio.Event) -> None:
+async def _run_one(name: str, stopping: asyncio.Event, output: IO[bytes] | None) -> None:
     log = structlog.get_logger().bind(child=name)
     failures = 0
     while not stopping.is_set():
         started = time.monotonic()
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", f"services.{name}", env=child_environment(name, os.environ)
+            sys.executable, "-m", f"services.{name}", env=child_environment(name, os.environ), stdout=output, stderr=output
         )
         log.info("service started", pid=process.pid)
         waiter = asyncio.create_task(process.wait())
@@ -76,12 +82,32 @@ async def _run_one(name: str, stopping: asyncio.Event) -> None:
             pass
 
 
-async def supervise(names: Sequence[str], *, mail_catcher: bool) -> None:
+async def _announce_when_up(names: Sequence[str], lines: Sequence[str], stopping: asyncio.Event) -> None:
+    """Print ``lines`` to the terminal once every service answers on /health."""
+    async with httpx.AsyncClient(timeout=2) as client:
+        for name in names:
+            port = int(os.environ.get(f"PARAAF_{name.upper()}_PORT", _PORTS[name]))
+            while not stopping.is_set():
+                try:
+                    if (await client.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.5)
+    if not stopping.is_set():
+        print("\n".join(lines), flush=True)
+
+
+async def supervise(
+    names: Sequence[str], *, mail_catcher: bool, output: IO[bytes] | None = None, when_up: Sequence[str] = ()
+) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
-    tasks = [asyncio.create_task(_run_one(name, stopping)) for name in names]
+    tasks = [asyncio.create_task(_run_one(name, stopping, output)) for name in names]
+    if when_up:
+        tasks.append(asyncio.create_task(_announce_when_up(names, when_up, stopping)))
     if mail_catcher:
         from services.notifier.catcher import MailCatcher
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo city's integrating systems: the minutes package (notula), the permits package
-# (omgeving) and the citizens' e-counter (loket). Each gets its own broker user; its AMQP
+# (omgeving), the HR package (personeel) and the citizens' e-counter (loket). Each gets its own broker user; its AMQP
 # URL is kept in $PARAAF_DATA_DIR/sources/<source>.url (printed once by `paraaf sources add`).
 set -euo pipefail
 paraaf="${PARAAF:-.venv/bin/paraaf}"
@@ -16,5 +16,6 @@ add() {
 }
 add notula --flows collegebesluit --any-submitter
 add omgeving --flows omgevingsvergunning --any-submitter
+add personeel --flows evaluatieverslag --any-submitter
 add loket --ad-hoc-steps --any-submitter
-echo "Demo sources: notula, omgeving, loket (their AMQP URLs are in $dir)."
+echo "Demo sources: notula, omgeving, personeel, loket (their AMQP URLs are in $dir)."

@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.smtp import SmtpServer
 from tests.support.system import ROOT, SERVICES, System
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -51,18 +52,25 @@ def alive(pid: int) -> bool:
 async def test_run_all_supervises_the_five_services_and_stops_them_on_ctrl_c(
     database_url: str, amqp_url: str, smtp_server: SmtpServer, secrets_dir: str
 ) -> None:
-    """After `paraaf setup`, all five answer; a killed one comes back; SIGINT stops every process cleanly."""
+    """After `paraaf setup`, all five answer; a killed one comes back; SIGINT stops every process cleanly. With
+    --log-file (as `make run` does) the terminal gets three lines saying what to do next, and the logs go to the file."""
     system = System(name="run_all", database_url=database_url, amqp_url=amqp_url, smtp=smtp_server, secrets_dir=secrets_dir)
     system.setup()
+    terminal, log_file = system.logs / "run-all.terminal", system.logs / "run-all.log"
+    log_file.unlink(missing_ok=True)
     supervisor = subprocess.Popen(
-        [sys.executable, "-m", "services", "run", "all"],
+        [sys.executable, "-m", "services", "run", "all", "--log-file", str(log_file)],
         env=system.env,
         cwd=ROOT,
-        stdout=(system.logs / "run-all.log").open("wb"),
+        stdout=terminal.open("wb"),
         stderr=subprocess.STDOUT,
     )
     try:
         await healthy(system)
+        shown = await eventually(lambda: asyncio.to_thread(lambda: "Paraaf is up" in terminal.read_text() and terminal.read_text()),
+                                 "the three lines of `paraaf run all --log-file`")
+        assert len(shown.splitlines()) == 3 and "paraaf demo" in shown and str(log_file) in shown, shown
+        assert "service started" in log_file.read_text()
         first = children(supervisor.pid)
         assert set(first) == {f"services.{s}" for s in SERVICES}
         os.kill(first["services.router"], signal.SIGKILL)

@@ -285,8 +285,8 @@ async def demo_city(
     await system.set_up()
     await system.register(SourcePolicy("notula", "default", ad_hoc_steps=True))
     await system.load_demo_city()
-    await system.start()
     try:
+        await system.start()  # inside: when one service fails to start, the others are stopped too, not left running
         yield system
     finally:
         codes = system.stop()
