@@ -35,10 +35,11 @@ def _root(root_pem: bytes) -> asn1_x509.Certificate:
 
 
 async def pyhanko_validate(pdf: bytes, root_pem: bytes) -> list[PyhankoReport]:
-    """pyHanko's verdict on every signature, trusting only ``root_pem``."""
+    """pyHanko's verdict on every signature, trusting only ``root_pem`` (a document timestamp, B-LTA's, is not
+    a person's signature: tests/integration/test_long_term_validation.py checks those)."""
     reader = PdfFileReader(io.BytesIO(pdf), strict=False)
     reports = []
-    for embedded in reader.embedded_signatures:
+    for embedded in reader.embedded_regular_signatures:
         context = ValidationContext(trust_roots=[_root(root_pem)], allow_fetching=False)
         status = await async_validate_pdf_signature(embedded, context)
         reports.append(
@@ -93,6 +94,9 @@ def _nss_store(tmp: Path, root_pem: bytes) -> Path:
     return nss
 
 
+_SIGNATURE_TYPES = {"ETSI.CAdES.detached", "adbe.pkcs7.detached", "adbe.pkcs7.sha1"}  # a person's signature, not a timestamp
+
+
 def _pdfsig_one(nss: Path, document: Path, pdf: bytes) -> list[PdfsigReport]:
     document.write_bytes(pdf)
     result = subprocess.run(["pdfsig", "-nssdir", f"sql:{nss}", str(document)], capture_output=True, text=True, check=False)
@@ -101,6 +105,9 @@ def _pdfsig_one(nss: Path, document: Path, pdf: bytes) -> list[PdfsigReport]:
     for block in re.split(r"^Signature #\d+:", output, flags=re.M)[1:]:
         if "The signature form field is not signed." in block:
             continue  # a field prepared for a later signer, not a signature
+        kind = re.search(r"Signature Type: (\S+)", block)
+        if kind and kind.group(1) not in _SIGNATURE_TYPES:
+            continue  # a document timestamp (B-LTA), which this pdfsig cannot validate; not a person's signature
         signer = re.search(r"Signer Certificate Common Name: (.*)", block)
         reports.append(
             PdfsigReport(
