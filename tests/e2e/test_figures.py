@@ -16,6 +16,7 @@ repeating what they wrote.
 Screenshots (desktop and phone) are kept in tests/artifacts/<test>/.
 """
 
+import json
 import re
 import time
 from collections.abc import AsyncIterator
@@ -35,7 +36,7 @@ from tests.support.pdfs import make_pdf
 from tests.support.portal import sign_in_by_mail
 from tests.support.smtp import SmtpServer
 from tests.support.system import System, submission
-from tests.support.waiting import eventually
+from tests.support.waiting import cli, eventually
 from tests.support.year import SOURCES, TUCHT_FLOW, TUCHT_REASON, SimulatedYear
 
 pytestmark = pytest.mark.e2e
@@ -221,6 +222,21 @@ async def test_after_a_year_played_through_the_services_the_dashboards_totals_eq
         script = await nobody.get(f"/p/ops/figures.json?from={start}&to={end}", headers=system.operator_headers("operate"))
         assert script.status_code == 200 and script.json()["totals"] == api["totals"]  # a script with an operator's key
 
+    # The documents and incidents pages after the year: the stuck documents as `paraaf documents` and
+    # `paraaf incidents` list them, confidential titles hidden.
+    stuck = {r["document_id"] for r in json.loads((await cli(system, "documents", "--status", "stuck", "--json")).stdout)}
+    assert len(stuck) >= year.count("undelivered")  # the permits whose mail bounced in the fifth month wait still
+    await page.goto(system.public_url + "/p/ops/documents?status=stuck")
+    listed = await page.locator("#documents tbody tr").evaluate_all("rows => rows.map(r => r.dataset.document)")
+    assert set(listed) == stuck
+    assert "Tuchtdossier" not in await page.locator("#documents").inner_text()  # the shielded group's titles hidden
+    await screenshots(page, system.logs, "03-documents-stuck")
+    incidents = json.loads((await cli(system, "incidents", "--json")).stdout)
+    await page.goto(system.public_url + "/p/ops/incidents")
+    shown = await page.locator("#incidents li").evaluate_all("items => items.map(i => i.dataset.incident)")
+    assert set(shown) == {i["id"] for i in incidents} and {f"stuck:{d}" for d in stuck} <= set(shown)
+    await screenshots(page, system.logs, "04-incidents")
+
     await page.goto(system.public_url + "/p/ops/live")
     await expect(page.locator("#live-status")).to_have_text(re.compile("Verbonden|Connected"))
     await watch_live_rows(page)
@@ -228,4 +244,4 @@ async def test_after_a_year_played_through_the_services_the_dashboards_totals_eq
     took = await seconds_to_live_row(page, system.env["PARAAF_DATABASE_URL"], "YEAR-LIVE-1")
     print(f"\nlive view after the year: YEAR-LIVE-1 on the page {took:.3f} s after it was appended")
     assert 0 < took < 2.0
-    await screenshots(page, system.logs, "03-live-after-the-year")
+    await screenshots(page, system.logs, "05-live-after-the-year")

@@ -58,6 +58,7 @@ class Plan:
     flow: str
     source: str
     month: int
+    ref: str = ""  # the source's own reference: a number, never the title (a confidential title stays hidden)
     outcome: str = "completed"  # or "declined" / "waiting" (at ``at_step``), "undelivered" (step 1's mail bounces)
     at_step: int = 0
     reason: str = ""
@@ -79,7 +80,10 @@ class SimulatedYear:
     def _plan(self, n: int, total: int) -> Plan:
         month = n * self.months // total
         flow = "tuchtdossier" if n % 40 == 7 else self.rng.choice(["collegebesluit", "collegebesluit", "omgevingsvergunning", "evaluatieverslag"])
-        plan = Plan(f"{flow.capitalize()} {self.month_start(month):%Y-%m} nr {self.name}-{n}", flow, self.rng.choice(SOURCES), month)
+        plan = Plan(
+            f"{flow.capitalize()} {self.month_start(month):%Y-%m} nr {self.name}-{n}", flow, self.rng.choice(SOURCES), month,
+            ref=f"Y{self.name}-{n:04d}",
+        )
         last = STEPS[flow]
         if flow == "tuchtdossier":
             plan.outcome, plan.at_step = ("waiting", 1) if n % 80 == 47 else ("declined", 1)
@@ -127,7 +131,7 @@ class SimulatedYear:
 
     def _submission(self, plan: Plan) -> dict:
         return submission(
-            make_pdf(), source=plan.source, external_ref=plan.title, title=plan.title, flow=plan.flow,
+            make_pdf(), source=plan.source, external_ref=plan.ref, title=plan.title, flow=plan.flow,
             filename=f"{plan.title.lower().replace(' ', '-')}.pdf", confidential=plan.flow in ("evaluatieverslag", "tuchtdossier"),
         )
 
