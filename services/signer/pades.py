@@ -88,10 +88,12 @@ __all__ = [
 
 T = TypeVar("T")
 
-# The CMS container is ~3.5 KB (RSA-2048 signer + RSA-3072 root); a
-# timestamp token adds the TSA's signature and chain, ~3-6 KB more. Reserving
-# enough means pyHanko signs once instead of once to measure and once for real.
-BYTES_RESERVED = 8192
+# The CMS container is ~3.5 KB (RSA-2048 signer + RSA-3072 root), ~4.1 KB
+# with a key in a PKCS#11 token and a certificate naming its CRL (8,208 hex
+# digits: over the 8,192 once reserved); a timestamp token adds the TSA's
+# signature and chain, ~3-6 KB more. Reserving enough means pyHanko signs once
+# instead of once to measure and once for real.
+BYTES_RESERVED = 12288
 BYTES_RESERVED_TIMESTAMPED = 20480
 
 
