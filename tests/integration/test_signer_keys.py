@@ -42,7 +42,7 @@ def token(request: pytest.FixtureRequest) -> hsm.TokenConfig | None:
 
 
 async def _keyring(pool: asyncpg.Pool, secret: bytes = SECRET, token: hsm.TokenConfig | None = None) -> Keyring:
-    keyring = Keyring(secret, "Stad Testegem", token)
+    keyring = Keyring(secret, "Stad Testegem", token=token)
     async with pool.acquire() as conn:
         await keyring.unlock(conn)
     return keyring
