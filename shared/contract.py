@@ -62,6 +62,9 @@ class SubmitDocument(BaseModel):
     language: Language = "nl"
     metadata: dict[str, Any] = Field(default_factory=dict)
     org: str | None = Field(default=None, min_length=1)  # the source's own org when left out
+    # When the signing should be done by: the mails show it and the reminders follow it. Intake refuses one
+    # that has passed or that falls after the link's lifetime (PARAAF_LINK_TTL_HOURS).
+    due_at: datetime | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -80,6 +83,13 @@ class SubmitDocument(BaseModel):
             return base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raise ValueError("is not valid base64") from None
+
+    @field_validator("due_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("must name its time zone, e.g. `2026-11-30T15:00:00+01:00` or `2026-11-30T14:00:00Z`")
+        return value
 
     @model_validator(mode="after")
     def _one_flow(self) -> "SubmitDocument":
@@ -209,7 +219,7 @@ class SendSigningLink(Command):
     # No link: the notifier asks the signer for one when it sends the mail. The link will
     # work at least until this moment (it is made later, so it works a little longer).
     expires_at: datetime
-    # When the request should be done by, if its flow names a date; without one the
+    # When the request should be done by, if its submission named a date; without one the
     # notifier shows a default (PARAAF_DUE_AFTER working days after the request).
     due_at: datetime | None = None
 

@@ -144,6 +144,7 @@ class DocumentSubmitted(Event):
     pdf_sha256: str
     pdf_size: int
     page_count: int
+    due_at: datetime | None = None  # when the submission asks it to be signed by; None: the notifier's default
 
 
 class DocumentRejected(Event):
@@ -190,6 +191,7 @@ class SignatureRequested(Event):
     # step), when the router knows it: the signer then certifies the first
     # signature and prepares a visible field for each later one.
     signature_count: int | None = None
+    due_at: datetime | None = None  # the document's due date, when its submission named one
 
 
 class Signed(Event):

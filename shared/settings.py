@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     delivery_limit: int = 5
     db_pool_size: int = 5
     digest_threshold: int = Field(default=10, ge=0)  # more requests than this waiting for a 'digest' person: one mail a day
+    link_ttl_hours: int = 24 * 21  # how long a signing link works (signer); the latest due date intake accepts
     stuck_after: int = 5  # working days (Mon-Fri, TIMEZONE) a document may wait on one step before it counts as stuck
     clock_start: datetime | None = None  # tests and demos only: run the clock from this instant
     clock_file: Path | None = None  # tests and demos only: the clock follows the instant written in this file

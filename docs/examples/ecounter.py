@@ -2,12 +2,10 @@
 certificate) needs one signature now, from one named person, while the
 citizen waits. There is no flow for it: the submission carries its own
 one-step flow (`steps`; the source needs `paraaf sources add ... --ad-hoc-steps`),
-and the e-counter waits for the outcome until the document is due, one hour
-from now.
-
-Paraaf's contract has no due-date field yet: the e-counter keeps the deadline
-itself (and records it in `metadata.due_at`); the signer's mail shows
-Paraaf's default due date.
+and a due date one hour from now (`due_at`): the signer's mail asks for the
+signature by that time, and the e-counter waits for the outcome until then.
+Paraaf refuses (`<source>.rejected`) a due date that has passed or that falls
+after the signing link stops working (PARAAF_LINK_TTL_HOURS).
 
     PARAAF_SOURCE_URL=$(cat var/sources/loket.url) python ecounter.py certificate.pdf
 
@@ -43,7 +41,8 @@ def certificate(pdf: Path, external_ref: str, source: str, due: datetime) -> dic
         "filename": pdf.name,
         "pdf": base64.b64encode(pdf.read_bytes()).decode(),
         "language": "nl",
-        "metadata": {"due_at": due.isoformat(), "counter": "loket 3"},
+        "due_at": due.isoformat(),  # an instant with its offset; the mail shows it in the city's time zone
+        "metadata": {"counter": "loket 3"},
     }
 
 
@@ -76,12 +75,12 @@ async def await_outcome(channel: aio_pika.abc.AbstractChannel, source: str, exte
 async def main(pdf: Path) -> int:
     url, source = os.environ["PARAAF_SOURCE_URL"], os.environ.get("PARAAF_SOURCE", "loket")
     now = datetime.now(UTC)
-    due, external_ref = now + timedelta(hours=1), f"LOKET-{now:%Y%m%d-%H%M%S}"
+    due, external_ref = (now + timedelta(hours=1)).replace(microsecond=0), f"LOKET-{now:%Y%m%d-%H%M%S}"
     connection = await aio_pika.connect_robust(url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         await submit(channel, connection.url.user, source, certificate(pdf, external_ref, source, due))
-        print(f"{external_ref}: submitted, due {due:%H:%M} UTC", flush=True)
+        print(f"{external_ref}: submitted, due {due.isoformat(timespec='seconds')}", flush=True)
         try:
             async with asyncio.timeout((due - datetime.now(UTC)).total_seconds()):
                 outcome = await await_outcome(channel, source, external_ref)

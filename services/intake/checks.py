@@ -4,9 +4,11 @@ ends in a refusal to its source, never in a stuck message or a dead service.
 """
 
 from collections.abc import Callable
+from datetime import timedelta
 
-from services.intake.domain import Examined, Submission, oversized
+from services.intake.domain import Examined, Submission, oversized, timely
 from services.intake.pdf import Limits, ready
+from shared.clock import now
 from shared.errors import CodedError
 from shared.workers import WorkerDied, WorkerPool, WorkerTimedOut
 
@@ -14,10 +16,15 @@ __all__ = ["SubmissionChecks"]
 
 
 class SubmissionChecks:
-    """``await checks(examine, submission)`` or ``await checks(examine_command, submission, command)``."""
+    """``await checks(examine, submission)`` or ``await checks(examine_command, submission, command)``.
 
-    def __init__(self, limits: Limits, *, workers: int, seconds: float, memory_mb: int) -> None:
+    The due date is checked here, not in the worker: against the services' clock, which this process installed."""
+
+    def __init__(
+        self, limits: Limits, *, workers: int, seconds: float, memory_mb: int, link_ttl: timedelta = timedelta(days=21)
+    ) -> None:
         self.limits = limits
+        self.link_ttl = link_ttl
         self._workers, self._seconds, self._memory_mb = workers, seconds, memory_mb
         self._pool: WorkerPool | None = None
 
@@ -34,7 +41,7 @@ class SubmissionChecks:
         if (refused := oversized(submission, self.limits)) is not None:
             return refused  # not even copied to a worker
         try:
-            return await self._pool.run(examine, submission, *args, self.limits, timeout=self._seconds)
+            return timely(await self._pool.run(examine, submission, *args, self.limits, timeout=self._seconds), now(), self.link_ttl)
         except WorkerTimedOut:
             why = f"the PDF could not be checked within {self._seconds:g} s (PARAAF_PDF_CHECK_SECONDS)"
         except WorkerDied:

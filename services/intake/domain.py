@@ -10,7 +10,8 @@ is one we can sign.
 import json
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -24,6 +25,7 @@ __all__ = [
     "SourcePolicy",
     "Submission",
     "authorise",
+    "check_due",
     "examine",
     "examine_command",
     "oversized",
@@ -31,6 +33,7 @@ __all__ = [
     "resubmission",
     "safe_filename",
     "source_of",
+    "timely",
 ]
 
 # Which filenames intake passes on.
@@ -213,6 +216,34 @@ def examine(submission: Submission, limits: Limits) -> Examined:
     except CodedError as refusal:
         return Examined(submission, refusal=refusal)
     return examine_command(submission, command, limits)
+
+
+def check_due(due_at: datetime | None, now: datetime, link_ttl: timedelta) -> None:
+    """CodedError when a submission's due date has passed or falls after its signing link stops working."""
+    if due_at is None:
+        return
+    if due_at <= now:
+        raise CodedError(
+            "due_passed", f"field `due_at` ({due_at.isoformat()}) is not in the future (it is now {now.isoformat()}); send a later one"
+        )
+    if due_at > now + link_ttl:
+        hours = link_ttl / timedelta(hours=1)
+        raise CodedError(
+            "due_too_late",
+            f"field `due_at` ({due_at.isoformat()}) is after {(now + link_ttl).isoformat()}: a signing link works"
+            f" {hours:g} hours (PARAAF_LINK_TTL_HOURS), so nobody could sign by then through it; send an earlier one",
+        )
+
+
+def timely(examined: Examined, now: datetime, link_ttl: timedelta) -> Examined:
+    """The examined submission, refused when its due date cannot be kept (see :func:`check_due`)."""
+    if examined.command is None:
+        return examined
+    try:
+        check_due(examined.command.due_at, now, link_ttl)
+    except CodedError as refusal:
+        return replace(examined, command=None, refusal=refusal)
+    return examined
 
 
 def resubmission(stored_digest: str | None, digest: str) -> Literal["new", "same", "duplicate_ref"]:

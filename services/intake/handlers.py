@@ -161,6 +161,7 @@ def _submitted(document: Document, command: SubmitDocument, page_count: int) -> 
         pdf_sha256=document.pdf_sha256,
         pdf_size=len(command.pdf),
         page_count=page_count,
+        due_at=command.due_at,
     )
 
 

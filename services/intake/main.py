@@ -92,5 +92,6 @@ def _webhooks(service: Service, settings: IntakeSettings) -> WebhookSender:
 def _checks(settings: IntakeSettings) -> SubmissionChecks:
     limits = Limits(int(settings.max_pdf_mb * 1_048_576), int(settings.max_decoded_mb * 1_048_576))
     return SubmissionChecks(
-        limits, workers=settings.pdf_check_workers, seconds=settings.pdf_check_seconds, memory_mb=settings.pdf_check_mb
+        limits, workers=settings.pdf_check_workers, seconds=settings.pdf_check_seconds, memory_mb=settings.pdf_check_mb,
+        link_ttl=timedelta(hours=settings.link_ttl_hours),
     )

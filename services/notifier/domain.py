@@ -77,6 +77,7 @@ class Schedule:
 class DueDate:
     at: datetime
     overdue: bool
+    timed: bool = False  # shown with its time of day, not just its day
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,12 @@ class ReminderPolicy:
         return Schedule(request_id, org, document_id, now, due_at, next_at, status="open" if next_at else "exhausted")
 
     def shown_due(self, schedule: Schedule | None, now: datetime, expires_at: datetime, named: datetime | None) -> DueDate:
-        """The due date a link mail shows: the request's own, kept since it was made; overdue once it has passed."""
+        """The due date a link mail shows: the request's own, kept since it was made; overdue once it has passed.
+        With its time when the submission named it, or when it is less than a day after the request: "by today"
+        would not tell the signer enough."""
         at = schedule.due_at if schedule and schedule.due_at else self.due_date(now, expires_at, named)
-        return DueDate(at, overdue=at <= now)
+        requested_at = schedule.requested_at if schedule else now
+        return DueDate(at, overdue=at <= now, timed=named is not None or at - requested_at < timedelta(days=1))
 
     def reminder(self, schedule: Schedule, now: datetime) -> ReminderDue:
         """The reminder that fell due for ``schedule``, asked for ``now``."""

@@ -83,6 +83,7 @@ def _render_signing_link(command: SendSigningLink, renderer: MailRenderer, due: 
         link=LINK,
         expires_at=command.expires_at,
         due_at=due.at,
+        due_timed=due.timed,
         overdue=due.overdue,
         requested_at=schedule.requested_at if schedule else None,
         reminder=command.reminder,

@@ -402,6 +402,7 @@ class Instance:
     status: InstanceStatus = "active"
     revision: int = 0
     signatures: tuple[SignatureRecord, ...] = ()
+    due_at: datetime | None = None  # when its submission asks it to be signed by; every request carries it
 
     @property
     def step_count(self) -> int:

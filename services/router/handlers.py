@@ -100,6 +100,7 @@ async def _new_instance(event: DocumentSubmitted, store: RouterStore, directory:
         flow_key=flow.key if flow else None,
         department=flow.department if flow else None,
         group=flow.group if flow else None,
+        due_at=event.due_at,
     )
 
 
@@ -151,6 +152,7 @@ def _requested(instance: Instance, request: Request, cause: Event | Cause) -> Si
         confidential=instance.confidential,
         replaces=request.replaces,
         signature_count=planned_signatures(instance.steps),
+        due_at=instance.due_at,
     )
 
 

@@ -90,6 +90,7 @@ def _instance(row: asyncpg.Record) -> Instance:
         status=row["status"],
         revision=row["revision"],
         signatures=tuple(SignatureRecord.model_validate(s) for s in row["signatures"]),
+        due_at=row["due_at"],
     )
 
 
@@ -278,11 +279,11 @@ class PostgresRouterStore(TransactionStore):
     async def insert_instance(self, instance: Instance) -> None:
         await self._conn.execute(
             "INSERT INTO router.instances (document_id, org, flow_key, title, filename, submitted_by, confidential,"
-            " department, group_key, steps, pdf_sha256, created_at, updated_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+            " department, group_key, steps, pdf_sha256, due_at, created_at, updated_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
             instance.document_id, instance.org, instance.flow_key, instance.title, instance.filename,
             instance.submitted_by.model_dump(), instance.confidential, instance.department, instance.group,
-            [s.model_dump() for s in instance.steps], instance.pdf_sha256, self._clock(),
+            [s.model_dump() for s in instance.steps], instance.pdf_sha256, instance.due_at, self._clock(),
         )
 
     async def instance(self, document_id: UUID) -> Instance | None:

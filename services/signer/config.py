@@ -18,7 +18,6 @@ class SignerSettings(Settings):
     pkcs11_slot: int | None = None
     pkcs11_pin: SecretStr | None = None
     pkcs11_pin_file: Path | None = None
-    link_ttl_hours: int = 24 * 21
     download_ttl_hours: int = Field(default=24 * 7, ge=1)
     signing_workers: int = 2
     render_workers: int = 1

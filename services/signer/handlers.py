@@ -12,6 +12,7 @@ could not be delivered is revoked.
 
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import datetime
 from uuid import UUID
 
 import structlog
@@ -55,12 +56,15 @@ def _cause_id(cause: object) -> UUID | None:
     return getattr(cause, "event_id", None) or getattr(cause, "command_id", None)
 
 
-def _mail_request(request: SigningRequest, *, kind: str, reminder: int, cause: object, links: Links) -> SendSigningLink:
+def _mail_request(
+    request: SigningRequest, *, kind: str, reminder: int, cause: object, links: Links, due_at: datetime | None = None
+) -> SendSigningLink:
+    """The mail for ``request``. Only its first mail names its due date: the notifier keeps it for the reminders."""
     return SendSigningLink(
         correlation_id=request.document_id, causation_id=_cause_id(cause), org=request.org, kind=kind,
         reminder=reminder, request_id=request.request_id, recipient=request.signer, on_behalf_of=request.on_behalf_of,
         title=request.title, submitted_by=request.submitted_by, step=request.step, step_count=request.step_count,
-        action=request.action, expires_at=links.signing_expiry(),
+        action=request.action, expires_at=links.signing_expiry(), due_at=due_at,
     )
 
 
@@ -91,7 +95,7 @@ async def on_signature_requested(
     if event.action == "sign":
         await _prepare_signing(event, store, document.pdf_sha256, find_placeholders)
     kind = "reassigned" if event.replaces else "request"
-    await store.publish(_mail_request(request, kind=kind, reminder=0, cause=event, links=links))
+    await store.publish(_mail_request(request, kind=kind, reminder=0, cause=event, links=links, due_at=event.due_at))
 
 
 async def on_reissue_signing_link(command: ReissueSigningLink, store: SignerStore, *, links: Links) -> None:

@@ -3,14 +3,17 @@ PARAAF_AMQP_URL, through esign.intake), and follow each document on the source's
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
+from services.ops.rules import parse_age
 from services.source.client import FINAL, Document, SourceClient, source_client, source_of_url
 from shared import clock
 from shared.contract import Outcome
@@ -53,6 +56,23 @@ def _entries(path: Path, files: list[Path], *, ref: str | None, title: str | Non
         _Entry(file, Document(external_ref=reference(file), title=titled(file), pdf=file.read_bytes(), filename=file.name, **fields))  # type: ignore[arg-type]
         for file in files
     ]
+
+
+def _due(text: str | None, timezone: str) -> datetime | None:
+    """``--due``: a while from now (``1h``, ``3d``, ``2w``) or an instant (ISO 8601; without an offset, the city's time)."""
+    if text is None:
+        return None
+    try:
+        return clock.now() + parse_age(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"`{text}` is neither a while (1h, 3d, 2w) nor an instant (2026-12-01T16:00, 2026-12-01T15:00:00Z)", param_hint="--due"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=ZoneInfo(timezone))
 
 
 def _detail(outcome: Outcome | None) -> str:
@@ -100,14 +120,19 @@ def submit(
     title: Annotated[str | None, typer.Option("--title", help="the title (a folder: TITLE: <file name>); default: the file name")] = None,
     confidential: Annotated[bool, typer.Option("--confidential", help="only the submitter and the signers see it")] = False,
     language: Annotated[str, typer.Option("--language", help="nl, fr or en")] = "nl",
+    due: Annotated[str | None, typer.Option(
+        "--due", help="when it should be signed by: a while from now (1h, 3d) or an instant (2026-12-01T16:00, the city's time)"
+    )] = None,
     wait: Annotated[bool, typer.Option("--wait", help="return after each document's outcome, not after intake took it")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for all answers")] = 3600.0,
 ) -> None:
     """Submit documents as source SOURCE does, with its own credentials (PARAAF_AMQP_URL, printed by `paraaf sources add`);
     shows each document's progress and a summary; exits 1 naming each file intake refused, and why."""
     settings = _as_source(source)
+    due_at = _due(due, settings.timezone)
     entries = _entries(
-        path, _pdfs(path), ref=ref, title=title, flow=flow, submitted_by=submitted_by, confidential=confidential, language=language
+        path, _pdfs(path), ref=ref, title=title, flow=flow, submitted_by=submitted_by, confidential=confidential, language=language,
+        due_at=due_at,
     )
     console = Console()
 

@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -40,6 +41,7 @@ class Document:
     confidential: bool = False
     language: str = "nl"
     metadata: dict[str, Any] = field(default_factory=dict)
+    due_at: datetime | None = None
 
 
 class SourceClient:
@@ -63,6 +65,7 @@ class SourceClient:
             "language": document.language,
             "metadata": document.metadata,
             **({"flow": document.flow} if document.flow else {"steps": document.steps}),
+            **({"due_at": document.due_at.isoformat()} if document.due_at else {}),
         }
         exchange = await self._channel.get_exchange(INTAKE.name, ensure=False)
         message = aio_pika.Message(

@@ -11,7 +11,9 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -94,13 +96,18 @@ async def test_the_permits_package_gets_the_approval_and_both_signatures_on_thei
 
 
 async def test_the_e_counter_awaits_its_one_signature_within_the_hour(city: System, tmp_path: Path) -> None:
-    """ecounter.py sends an ad-hoc one-signer flow due within the hour and waits: the outcome is the mayor's signature."""
+    """ecounter.py sends an ad-hoc one-signer flow due within the hour and waits: the mayor's mail asks for it by that
+    time (in the city's time zone), and the outcome is his signature."""
     (certificate := tmp_path / "attest.pdf").write_bytes(make_pdf(1, "Attest van woonst"))
     code, output = await run_example(city, "ecounter.py", "loket", [certificate], tmp_path)
     assert code == 0, output
-    assert re.search(r"^LOKET-\S+: submitted, due \d\d:\d\d UTC$", output, re.M), output
+    sent = re.search(r"^LOKET-\S+: submitted, due (\S+)$", output, re.M)
+    assert sent, output
     found = re.search(r"^(LOKET-\S+): signed by Bart Baert at \S+: (\S+)$", output, re.M)
     assert found, output
+    [mail] = city.smtp.received_by("bart.baert@demo.paraaf.be", about=f"Attest {found.group(1)}")  # type: ignore[attr-defined]
+    due = datetime.fromisoformat(sent.group(1)).astimezone(ZoneInfo(city.env.get("PARAAF_TIMEZONE", "Europe/Brussels")))
+    assert f"Graag uiterlijk op {due:%d-%m-%Y om %H:%M}." in mail.text, mail.text
     assert [r.signer for r in pdfsig_all([(tmp_path / found.group(2)).read_bytes()], await city.root_certificate())[0]] == ["Bart Baert"]
 
 

@@ -6,7 +6,9 @@ import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -64,19 +66,28 @@ async def statuses(system: System, source: str) -> dict[str, str]:
     return {r["external_ref"]: r["status"] for r in rows}
 
 
+async def due_dates(system: System) -> list[datetime]:
+    conn = await asyncpg.connect(system.env["PARAAF_DATABASE_URL"])
+    try:
+        return [r["due_at"] for r in await conn.fetch("SELECT DISTINCT due_at FROM router.instances")]
+    finally:
+        await conn.close()
+
+
 async def test_a_folder_of_fifty_pdfs_one_broken(city: System, mailbox: CatcherMailbox, tmp_path: Path) -> None:
-    """`paraaf submit DIR --wait` on 50 PDFs, one broken, returns after the last of 49 outcomes and exits 1 naming the
-    broken one (intake's reason with it)."""
+    """`paraaf submit DIR --wait --due 2d` on 50 PDFs, one broken, returns after the last of 49 outcomes and exits 1
+    naming the broken one (intake's reason with it); the signers' mails ask for each by the due date it sent."""
     for number in range(1, 50):
         (tmp_path / f"besluit-{number:02}.pdf").write_bytes(make_pdf(text=f"Collegebesluit {number}"))
     (tmp_path / "kapot.pdf").write_bytes(b"%PDF-1.7\nthis is no PDF, the scanner stopped halfway")
     async with AutoSigner(mailbox, parallel=6) as signer:  # type: ignore[arg-type]
         code, out, err = await paraaf(
             city, "submit", str(tmp_path), "--flow", "collegebesluit", "--source", "notula",
-            "--submitted-by", "elen.elaut", "--ref", "zitting-2026-11", "--wait",
+            "--submitted-by", "elen.elaut", "--ref", "zitting-2026-11", "--wait", "--due", "2d",
             amqp_url=city.source_urls["notula"],
         )
         at_return = await statuses(city, "notula")
+        [due] = await due_dates(city)
     (city.logs / "submit.out").write_text(out + err)
     assert code == 1, out + err
     refused = [line for line in err.splitlines() if line.startswith("refused:")]
@@ -84,6 +95,9 @@ async def test_a_folder_of_fifty_pdfs_one_broken(city: System, mailbox: CatcherM
     assert at_return == {f"zitting-2026-11/besluit-{n:02}.pdf": "completed" for n in range(1, 50)}
     assert signer.answers["signed"] == 98  # the director and the mayor on each, through their mailed links
     assert out.count("completed") >= 49 and "rejected" in out
+    local = due.astimezone(ZoneInfo(city.env.get("PARAAF_TIMEZONE", "Europe/Brussels")))
+    asked = [m for m in mailbox.received if f"uiterlijk op {local:%d-%m-%Y om %H:%M}" in m.text]
+    assert len(asked) == 98, [m.text for m in mailbox.received][:2]
 
 
 async def test_the_demo_story(city: System, mailbox: CatcherMailbox) -> None:

@@ -1,10 +1,11 @@
 """What intake accepts as a PDF, and what it tells the sender when it does not."""
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.intake.domain import Submission, examine, external_ref_of, oversized
+from services.intake.domain import Submission, examine, external_ref_of, oversized, timely
 from services.intake.pdf import Limits, inspect_pdf
 from shared.errors import CodedError
 from tests.support.pdfs import make_encrypted_pdf, make_pdf
@@ -94,3 +95,44 @@ def test_a_message_too_long_for_any_allowed_pdf_is_refused_before_it_is_read() -
     assert "at most 25.0 MB (PARAAF_MAX_PDF_MB)" in examined.refusal.reason
     assert external_ref_of(examined.submission) == submission(make_pdf())["external_ref"]
     assert oversized(Submission("submit.notula", json.dumps(submission(make_pdf())).encode(), "notula"), Limits(25 * MB)) is None
+
+
+NOON = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+THREE_WEEKS = timedelta(days=21)
+
+
+def examined_due(due_at: str, now: datetime = NOON) -> CodedError | None:
+    body = json.dumps(submission(make_pdf(), due_at=due_at)).encode()
+    examined = timely(examine(Submission("submit.notula", body, "notula"), Limits(MB)), now, THREE_WEEKS)
+    assert (examined.command is None) == (examined.refusal is not None)
+    return examined.refusal
+
+
+def test_a_due_date_within_the_links_lifetime_is_carried() -> None:
+    """A submission due in an hour is accepted with its due date as the instant it named."""
+    body = json.dumps(submission(make_pdf(), due_at="2026-11-30T14:00:00+01:00")).encode()
+    examined = timely(examine(Submission("submit.notula", body, "notula"), Limits(MB)), NOON, THREE_WEEKS)
+    assert examined.refusal is None and examined.command is not None
+    assert examined.command.due_at == NOON + timedelta(hours=1)
+
+
+def test_a_due_date_that_has_passed_is_refused() -> None:
+    """A due date a minute ago (by the services' clock) is refused as due_passed, naming the field and the time now."""
+    error = examined_due("2026-11-30T11:59:00Z")
+    assert error is not None and error.code == "due_passed"
+    assert "`due_at`" in error.reason and "2026-11-30T12:00:00+00:00" in error.reason
+
+
+def test_a_due_date_after_the_link_stops_working_is_refused() -> None:
+    """A due date four weeks ahead, with links that work three weeks, is refused as due_too_late, naming the setting."""
+    error = examined_due("2026-12-28T12:00:00Z")
+    assert error is not None and error.code == "due_too_late"
+    assert "504 hours (PARAAF_LINK_TTL_HOURS)" in error.reason and "2026-12-21T12:00:00+00:00" in error.reason
+    assert examined_due("2026-12-21T12:00:00Z") is None  # the last moment the link works is still a due date it can keep
+
+
+def test_a_due_date_without_a_time_zone_is_refused() -> None:
+    """`2026-11-30T15:00` could be any of the world's 3 p.m.s: it is refused, asking for an offset."""
+    examined = examine(Submission("submit.notula", json.dumps(submission(make_pdf(), due_at="2026-11-30T15:00")).encode(), "notula"), Limits(MB))
+    assert examined.refusal is not None and examined.refusal.code == "invalid_message"
+    assert "field `due_at` must name its time zone" in examined.refusal.reason

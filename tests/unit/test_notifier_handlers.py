@@ -1,6 +1,6 @@
 """The notifier's handlers on an in-memory store: which mail each command or event queues, and which it does not."""
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
@@ -71,6 +71,15 @@ async def test_a_signing_request_queues_one_mail_without_its_link_and_starts_the
     assert LINK in mail.content.text and "Graag uiterlijk op 09-03-2026" in mail.content.text
     schedule = store.schedules[command.request_id]
     assert (schedule.status, schedule.next_at) == ("open", datetime(2026, 3, 5, 10, 0, tzinfo=BRUSSELS))
+
+
+async def test_a_request_due_within_the_hour_shows_its_time_in_the_city_s_zone() -> None:
+    """A request due at 10:00 UTC (11:00 in Brussels), named by its submission, asks for it by that time, and keeps it."""
+    store, command = FakeNotifierStore(), link_command(due_at=datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
+    await send_link(store, command)
+    [mail] = store.mails.values()
+    assert "Graag uiterlijk op 02-03-2026 om 11:00." in mail.content.text
+    assert store.schedules[command.request_id].due_at == datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
 async def test_a_reminder_shows_the_request_s_own_due_date_and_says_when_it_passed() -> None:

@@ -31,6 +31,7 @@ def values(kind: str) -> dict:
         "link": LINK,
         "expires_at": AT,
         "due_at": AT,
+        "due_timed": False,
         "overdue": False,
         "requested_at": AT,
         "reminder": 2,

@@ -119,6 +119,19 @@ async def test_an_accepted_document_asks_its_first_step_only() -> None:
     assert fake.instances[event.document_id].current_step == 1
 
 
+async def test_every_request_of_a_document_carries_the_due_date_it_was_submitted_with() -> None:
+    """Due in an hour: the director's request and, after she signs, the mayor's name that instant; without one, none."""
+    due = NOW + timedelta(hours=1)
+    fake = store()
+    event = await submit(fake, due_at=due)
+    await sign(fake, fake.sent(SignatureRequested)[0])
+    assert [r.due_at for r in fake.sent(SignatureRequested)] == [due, due]
+    assert fake.instances[event.document_id].due_at == due
+    plain = store()
+    await submit(plain)
+    assert [r.due_at for r in plain.sent(SignatureRequested)] == [None]
+
+
 async def test_an_absent_signer_is_stood_in_for_and_nobody_available_alerts_an_operator() -> None:
     """With the director away her deputy signs for her; with the mayor's whole row away the mayor keeps it and routing.unresolved goes out."""
     fake = store("ann", "bart", "sofie", "marc")

@@ -91,6 +91,14 @@ async def test_a_request_is_stored_prepared_and_mailed() -> None:
     assert (mail.kind, mail.recipient, mail.expires_at, mail.causation_id) == ("request", ANN, NOW + LINKS.ttl, event.event_id)
 
 
+async def test_a_request_s_due_date_is_passed_on_to_its_mail() -> None:
+    """A request due in an hour asks the notifier for a mail naming that instant; one without names none."""
+    fake = FakeSignerStore()
+    await opened(fake, due_at=NOW + timedelta(hours=1))
+    await opened(fake)
+    assert [m.due_at for m in fake.sent(SendSigningLink)] == [NOW + timedelta(hours=1), None]
+
+
 async def test_an_approval_request_issues_no_certificate() -> None:
     """An approval (paraaf) is not signed into the PDF: no key is made and no placeholders are looked for."""
     fake = FakeSignerStore()

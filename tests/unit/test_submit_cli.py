@@ -1,12 +1,16 @@
 """`paraaf submit`'s own rules, before anything reaches the broker: which files, which refs and titles, whose URL."""
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+import typer
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.source.cli import _entries, _pdfs
+from services.source.cli import _due, _entries, _pdfs
 from services.source.client import source_of_url
+from shared import clock
 
 FIELDS = {"flow": "collegebesluit", "submitted_by": "elen.elaut", "confidential": False, "language": "nl"}
 
@@ -44,3 +48,15 @@ def test_submit_refuses_credentials_that_are_not_the_sources_own(tmp_path: Path)
     )
     assert result.exit_code == 2
     assert "paraaf.source.notula" in result.output
+
+
+def test_due_is_a_while_from_now_or_an_instant_in_the_city_s_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--due 1h` is an hour after the services' clock; `--due 2026-12-01T16:00` is 16:00 in the city; gibberish is refused."""
+    noon = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    monkeypatch.setattr(clock, "_installed", lambda: noon)
+    assert _due("1h", "Europe/Brussels") == noon + timedelta(hours=1)
+    assert _due("2026-12-01T16:00", "Europe/Brussels") == datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+    assert _due("2026-12-01T16:00Z", "Europe/Brussels") == datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
+    assert _due(None, "Europe/Brussels") is None
+    with pytest.raises(typer.BadParameter, match="neither a while"):
+        _due("tomorrow", "Europe/Brussels")
