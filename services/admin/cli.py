@@ -17,17 +17,15 @@ from rich.table import Table
 from services.admin.broker import BrokerAdminError, admin_for, remove_source_user, setup_broker, setup_source_user
 from services.admin.config import AdminSettings
 from services.admin.database import setup_database
-from services.admin.sealing import NoKeySecret, certify_audit_seal
+from services.intake.config import MIGRATIONS
 from services.intake.domain import SourcePolicy
-from services.intake.main import MIGRATIONS
 from services.intake.store import PostgresIntakeStore
 from services.signer.config import SignerSettings
 from services.signer.uploads import PORTAL_SOURCE
 from shared import apikeys
 from shared.credentials import stored, write_identity
-from shared.db import connect_pool
+from shared.db import connect_pool, open_database
 from shared.messaging import Outbox
-from shared.service import open_database
 from shared.settings import CannotStart
 from shared.topology import SOURCE_NAME, TOPOLOGY, source_user
 
@@ -87,6 +85,9 @@ def setup() -> None:
 
 
 def _certify_audit_seal(settings: AdminSettings) -> None:
+    # Here, not at the top: opening the CA takes the signer's key store and pyHanko, which no other command needs.
+    from services.admin.sealing import NoKeySecret, certify_audit_seal
+
     try:
         certified = asyncio.run(certify_audit_seal(SignerSettings()))
     except NoKeySecret as exc:  # everything else is set up; the audit seals uncertified until this is done

@@ -23,7 +23,7 @@ from services.audit.config import AuditSettings
 from services.audit.seal import Checkpoint, Trust, load_certificates, load_sealing_key, public_key_of
 from services.audit.store import PostgresAuditStore
 from shared.credentials import stored
-from shared.service import open_database
+from shared.db import open_database
 
 __all__ = ["audit_app"]
 

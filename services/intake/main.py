@@ -1,13 +1,12 @@
 """Intake's wiring: the only place its parts meet."""
 
 from functools import partial
-from pathlib import Path
 
 from faststream import FastStream
 
 from services.intake import handlers
 from services.intake.checks import SubmissionChecks
-from services.intake.config import IntakeSettings
+from services.intake.config import MIGRATIONS, IntakeSettings
 from services.intake.http import build_http
 from services.intake.pdf import Limits
 from services.intake.store import PostgresIntakeStore
@@ -16,8 +15,6 @@ from shared.events import DocumentAccepted, DocumentCompleted, DocumentDeclined,
 from shared.messaging import with_delivery
 from shared.service import Service
 from shared.topology import INTAKE_EVENTS, INTAKE_SUBMISSIONS
-
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastStream:
