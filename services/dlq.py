@@ -31,20 +31,26 @@ from rich.table import Table
 
 from shared.credentials import Identity, read_identity, shell_operator
 from shared.events import DeadLetterDropped, DeadLetterReplayed
-from shared.messaging import ERROR, REASON, REPLAYED_ROUTING_KEY
+from shared.names import ERROR, EVENTS_EXCHANGE, HOLDING_QUEUES, OPERATOR, REASON, REPLAYED_ROUTING_KEY
 from shared.settings import Settings
-from shared.topology import EVENTS, HOLDING_QUEUES, OPERATOR, TOPOLOGY
 
-__all__ = ["QUEUES", "UNROUTED_QUEUE", "depths", "describe", "dlq_app", "drop", "replay", "replay_unrouted", "show"]
+__all__ = ["UNROUTED_QUEUE", "consuming_queues", "depths", "describe", "dlq_app", "drop", "replay", "replay_unrouted", "show"]
 
 T = TypeVar("T")
 Held = list[aio_pika.abc.AbstractIncomingMessage]
 
-QUEUES = tuple(q.name for q in TOPOLOGY.queues)
 HOLDING = HOLDING_QUEUES
 UNROUTED_QUEUE = "unrouted"
 
 dlq_app = typer.Typer(help="Dead-letter queues: list, show, replay and drop.", no_args_is_help=True)
+
+
+def consuming_queues() -> tuple[str, ...]:
+    """The queues services consume from, each with its dead-letter queue ``<queue>.dlq``."""
+    # Here, not at the top: the topology is built of FastStream objects, which `paraaf --help` has no need to load.
+    from shared.topology import TOPOLOGY
+
+    return tuple(q.name for q in TOPOLOGY.queues)
 
 
 async def depths(url: str) -> list[tuple[str, int | None]]:
@@ -52,7 +58,7 @@ async def depths(url: str) -> list[tuple[str, int | None]]:
     connection = await aio_pika.connect(url)
     async with connection:
         depths = []
-        for name in [f"{q}.dlq" for q in QUEUES] + list(HOLDING):
+        for name in [f"{q}.dlq" for q in consuming_queues()] + list(HOLDING):
             channel = await connection.channel()
             try:
                 queue = await channel.declare_queue(name, passive=True)
@@ -73,7 +79,7 @@ async def replay(operator: Identity, queue: str, limit: int | None = None, *, by
     connection = await aio_pika.connect(operator.amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        events = await channel.get_exchange(EVENTS.name, ensure=False)
+        events = await channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
         dead = await channel.declare_queue(f"{queue}.dlq", passive=True)
         waiting = dead.declaration_result.message_count
         moved, kept = 0, []
@@ -101,7 +107,7 @@ async def replay_unrouted(operator: Identity, limit: int | None = None, *, by: s
     connection = await aio_pika.connect(operator.amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        events = await channel.get_exchange(EVENTS.name, ensure=False)
+        events = await channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
         held = await channel.declare_queue(UNROUTED_QUEUE, passive=True)
         waiting = held.declaration_result.message_count
         moved = 0
@@ -165,11 +171,12 @@ def _original_routing_key(message: aio_pika.abc.AbstractIncomingMessage) -> str:
 
 def dead_letter_queue(queue: str) -> str:
     """Where ``queue``'s dead letters are: ``router.events`` -> ``router.events.dlq``; holding queues are their own."""
-    if queue in QUEUES:
+    queues = consuming_queues()
+    if queue in queues:
         return f"{queue}.dlq"
-    if queue in HOLDING or queue.removesuffix(".dlq") in QUEUES:
+    if queue in HOLDING or queue.removesuffix(".dlq") in queues:
         return queue
-    raise typer.BadParameter(f"`{queue}` holds no dead letters; choose one of {', '.join([*QUEUES, *HOLDING])}")
+    raise typer.BadParameter(f"`{queue}` holds no dead letters; choose one of {', '.join([*queues, *HOLDING])}")
 
 
 async def _holding(url: str, queue: str, work: Callable[[aio_pika.abc.AbstractChannel, Held], Awaitable[T]]) -> T:
@@ -257,7 +264,7 @@ async def drop(operator: Identity, queue: str, message_id: str, *, by: str, reas
         if found is None:
             return None
         event = dropped(queue, found, by, reason)
-        exchange = await channel.get_exchange(EVENTS.name, ensure=False)
+        exchange = await channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
         await exchange.publish(_event_message(event, operator.broker_user), routing_key=event.routing_key)
         await found.ack()
         return event
@@ -303,9 +310,9 @@ def replay_command(
     if queue == UNROUTED_QUEUE:
         typer.echo(json.dumps({"queue": queue, "replayed": asyncio.run(replay_unrouted(_operator(), limit, by=_who()))}))
         return
-    if queue not in QUEUES:
+    if queue not in consuming_queues():
         raise typer.BadParameter(
-            f"`{queue}` is not a consuming queue; choose `unrouted` or one of {', '.join(QUEUES)}"
+            f"`{queue}` is not a consuming queue; choose `unrouted` or one of {', '.join(consuming_queues())}"
         )
     moved, kept = asyncio.run(replay(_operator(), queue, limit, by=_who()))
     typer.echo(json.dumps({"queue": queue, "replayed": moved, "kept": kept}))
