@@ -31,26 +31,19 @@ from rich.table import Table
 
 from shared.credentials import Identity, read_identity, shell_operator
 from shared.events import DeadLetterDropped, DeadLetterReplayed
-from shared.names import ERROR, EVENTS_EXCHANGE, HOLDING_QUEUES, OPERATOR, REASON, REPLAYED_ROUTING_KEY
+from shared.names import CONSUMING_QUEUES, ERROR, EVENTS_EXCHANGE, HOLDING_QUEUES, OPERATOR, REASON, REPLAYED_ROUTING_KEY
 from shared.settings import Settings
 
-__all__ = ["UNROUTED_QUEUE", "consuming_queues", "depths", "describe", "dlq_app", "drop", "replay", "replay_unrouted", "show"]
+__all__ = ["QUEUES", "UNROUTED_QUEUE", "depths", "describe", "dlq_app", "drop", "replay", "replay_unrouted", "show"]
 
 T = TypeVar("T")
 Held = list[aio_pika.abc.AbstractIncomingMessage]
 
+QUEUES = CONSUMING_QUEUES
 HOLDING = HOLDING_QUEUES
 UNROUTED_QUEUE = "unrouted"
 
 dlq_app = typer.Typer(help="Dead-letter queues: list, show, replay and drop.", no_args_is_help=True)
-
-
-def consuming_queues() -> tuple[str, ...]:
-    """The queues services consume from, each with its dead-letter queue ``<queue>.dlq``."""
-    # Here, not at the top: the topology is built of FastStream objects, which `paraaf --help` has no need to load.
-    from shared.topology import TOPOLOGY
-
-    return tuple(q.name for q in TOPOLOGY.queues)
 
 
 async def depths(url: str) -> list[tuple[str, int | None]]:
@@ -58,7 +51,7 @@ async def depths(url: str) -> list[tuple[str, int | None]]:
     connection = await aio_pika.connect(url)
     async with connection:
         depths = []
-        for name in [f"{q}.dlq" for q in consuming_queues()] + list(HOLDING):
+        for name in [f"{q}.dlq" for q in QUEUES] + list(HOLDING):
             channel = await connection.channel()
             try:
                 queue = await channel.declare_queue(name, passive=True)
@@ -171,12 +164,11 @@ def _original_routing_key(message: aio_pika.abc.AbstractIncomingMessage) -> str:
 
 def dead_letter_queue(queue: str) -> str:
     """Where ``queue``'s dead letters are: ``router.events`` -> ``router.events.dlq``; holding queues are their own."""
-    queues = consuming_queues()
-    if queue in queues:
+    if queue in QUEUES:
         return f"{queue}.dlq"
-    if queue in HOLDING or queue.removesuffix(".dlq") in queues:
+    if queue in HOLDING or queue.removesuffix(".dlq") in QUEUES:
         return queue
-    raise typer.BadParameter(f"`{queue}` holds no dead letters; choose one of {', '.join([*queues, *HOLDING])}")
+    raise typer.BadParameter(f"`{queue}` holds no dead letters; choose one of {', '.join([*QUEUES, *HOLDING])}")
 
 
 async def _holding(url: str, queue: str, work: Callable[[aio_pika.abc.AbstractChannel, Held], Awaitable[T]]) -> T:
@@ -310,9 +302,9 @@ def replay_command(
     if queue == UNROUTED_QUEUE:
         typer.echo(json.dumps({"queue": queue, "replayed": asyncio.run(replay_unrouted(_operator(), limit, by=_who()))}))
         return
-    if queue not in consuming_queues():
+    if queue not in QUEUES:
         raise typer.BadParameter(
-            f"`{queue}` is not a consuming queue; choose `unrouted` or one of {', '.join(consuming_queues())}"
+            f"`{queue}` is not a consuming queue; choose `unrouted` or one of {', '.join(QUEUES)}"
         )
     moved, kept = asyncio.run(replay(_operator(), queue, limit, by=_who()))
     typer.echo(json.dumps({"queue": queue, "replayed": moved, "kept": kept}))

@@ -10,6 +10,7 @@ from shared.contract import SOURCE_NAME
 
 __all__ = [
     "COMMANDS_EXCHANGE",
+    "CONSUMING_QUEUES",
     "DLX_EXCHANGE",
     "ERROR",
     "EVENTS_EXCHANGE",
@@ -34,6 +35,8 @@ OUTCOMES_EXCHANGE = "esign.outcomes"
 COMMANDS_EXCHANGE = "esign.commands"
 DLX_EXCHANGE = "esign.dlx"
 
+# The services' queues, in the topology's order: shared/topology.py binds them (a unit test keeps the two alike).
+CONSUMING_QUEUES = ("intake.submissions", "intake.events", "router.events", "signer.events", "notifier.events", "audit.events")
 REJECTED_QUEUE = "intake.rejected"  # refused submissions, byte for byte, on esign.dlx with this key
 HOLDING_QUEUES = ("unrouted", REJECTED_QUEUE)
 OPERATOR = "operator"  # the broker identity of `paraaf dlq`: reads dead letters, replays them as their publisher

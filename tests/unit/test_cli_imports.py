@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from shared.names import CONSUMING_QUEUES
+from shared.topology import TOPOLOGY
+
 ROOT = Path(__file__).resolve().parents[2]
 # `import services.cli` held 1689 modules when every sub-CLI imported whole services (694 once they did not).
 MODULE_BUDGET = 1689 // 2
@@ -31,3 +34,8 @@ def test_the_cli_loads_no_broker_web_or_pdf_stack_and_no_service_wiring() -> Non
     ]
     assert heavy == []
     assert len(modules) <= MODULE_BUDGET
+
+
+def test_the_queues_the_cli_names_are_the_queues_the_topology_declares() -> None:
+    """`paraaf dlq` and `paraaf incidents` look after exactly the queues `paraaf broker setup` declares, in its order."""
+    assert CONSUMING_QUEUES == tuple(q.name for q in TOPOLOGY.queues)
