@@ -6,7 +6,9 @@ Migrations are files ``NNN_name.sql`` in a service's ``migrations/`` folder.
 advisory lock so that two setups running together do not race; the first
 migration of every service schema is the messaging tables (inbox, outbox)
 this library needs. A service only checks at start that its schemas are up
-to date (:func:`check_migrated`): it has no right to change them.
+to date (:func:`check_migrated`): it has no right to change them;
+:func:`open_database` is how it (or an operator's command acting for it)
+connects, as its own role.
 """
 
 import json
@@ -28,7 +30,12 @@ __all__ = [
     "SHARED_SCHEMAS",
     "NotMigrated",
     "NotSetUp",
-    "canonical_json", "check_migrated", "connect_pool", "ensure_database", "migrate", "migrations_of",
+    "canonical_json",
+    "check_migrated",
+    "connect_pool",
+    "ensure_database",
+    "migrate",
+    "migrations_of",
     "open_database",
 ]
 

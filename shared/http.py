@@ -4,8 +4,9 @@
 failed, never why) and ``/metrics`` (Prometheus; see shared/metrics.py), OpenAPI pages only when asked for
 (``PARAAF_HTTP_DOCS``), a "try again in a moment" (503) instead of a 500 when
 the database connection was cut mid-request (its transaction was rolled
-back, so nothing happened), and how a PDF is sent so that no browser runs it
-as anything else."""
+back, so nothing happened), how a PDF is sent so that no browser runs it
+as anything else, and :func:`require_scope`, the API-key check of an endpoint
+(the keys themselves are shared/apikeys.py's, which needs no FastAPI)."""
 
 import unicodedata
 from collections.abc import Callable
