@@ -31,16 +31,15 @@ from rich.table import Table
 
 from shared.credentials import Identity, read_identity, shell_operator
 from shared.events import DeadLetterDropped, DeadLetterReplayed
-from shared.messaging import ERROR, REASON, REPLAYED_ROUTING_KEY
+from shared.names import CONSUMING_QUEUES, ERROR, EVENTS_EXCHANGE, HOLDING_QUEUES, OPERATOR, REASON, REPLAYED_ROUTING_KEY
 from shared.settings import Settings
-from shared.topology import EVENTS, HOLDING_QUEUES, OPERATOR, TOPOLOGY
 
 __all__ = ["QUEUES", "UNROUTED_QUEUE", "depths", "describe", "dlq_app", "drop", "replay", "replay_unrouted", "show"]
 
 T = TypeVar("T")
 Held = list[aio_pika.abc.AbstractIncomingMessage]
 
-QUEUES = tuple(q.name for q in TOPOLOGY.queues)
+QUEUES = CONSUMING_QUEUES
 HOLDING = HOLDING_QUEUES
 UNROUTED_QUEUE = "unrouted"
 
@@ -73,7 +72,7 @@ async def replay(operator: Identity, queue: str, limit: int | None = None, *, by
     connection = await aio_pika.connect(operator.amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        events = await channel.get_exchange(EVENTS.name, ensure=False)
+        events = await channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
         dead = await channel.declare_queue(f"{queue}.dlq", passive=True)
         waiting = dead.declaration_result.message_count
         moved, kept = 0, []
@@ -101,7 +100,7 @@ async def replay_unrouted(operator: Identity, limit: int | None = None, *, by: s
     connection = await aio_pika.connect(operator.amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        events = await channel.get_exchange(EVENTS.name, ensure=False)
+        events = await channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
         held = await channel.declare_queue(UNROUTED_QUEUE, passive=True)
         waiting = held.declaration_result.message_count
         moved = 0
@@ -257,7 +256,7 @@ async def drop(operator: Identity, queue: str, message_id: str, *, by: str, reas
         if found is None:
             return None
         event = dropped(queue, found, by, reason)
-        exchange = await channel.get_exchange(EVENTS.name, ensure=False)
+        exchange = await channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
         await exchange.publish(_event_message(event, operator.broker_user), routing_key=event.routing_key)
         await found.ack()
         return event

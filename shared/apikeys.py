@@ -9,14 +9,12 @@ who did something is never taken from a request body.
 
 import hashlib
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from uuid import UUID, uuid4
 
 import asyncpg
-from fastapi import Depends, HTTPException, Request
 
 __all__ = [
     "MIGRATIONS",
@@ -26,7 +24,6 @@ __all__ = [
     "find_key",
     "hash_key",
     "list_keys",
-    "require_scope",
     "revoke_key",
 ]
 
@@ -105,27 +102,3 @@ async def revoke_key(conn: asyncpg.Connection, *, org: str, name: str) -> bool:
         name,
     )
     return bool(revoked)
-
-
-def _bearer(request: Request) -> str | None:
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
-
-
-def require_scope(pool: Callable[[], asyncpg.Pool], scope: str) -> Callable[..., object]:
-    """A FastAPI dependency: the caller's key, which must grant ``scope`` (401 without a valid key, 403 without the scope)."""
-
-    async def principal(request: Request) -> Principal:
-        key = _bearer(request)
-        found = await find_key(pool(), key) if key else None
-        if found is None:
-            raise HTTPException(
-                401,
-                "send an API key: `Authorization: Bearer <key>` (`paraaf keys create` makes one)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if not found.allows(scope):
-            raise HTTPException(403, f"the key `{found.name}` lacks the `{scope}` scope")
-        return found
-
-    return Depends(principal)

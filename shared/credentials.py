@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from shared.names import broker_user
 from shared.settings import CannotStart, Settings
-from shared.topology import broker_user
 
 __all__ = ["FIELDS", "Identity", "MissingCredentials", "read_identity", "shell_operator", "write_identity"]
 

@@ -6,12 +6,14 @@ Migrations are files ``NNN_name.sql`` in a service's ``migrations/`` folder.
 advisory lock so that two setups running together do not race; the first
 migration of every service schema is the messaging tables (inbox, outbox)
 this library needs. A service only checks at start that its schemas are up
-to date (:func:`check_migrated`): it has no right to change them.
+to date (:func:`check_migrated`): it has no right to change them;
+:func:`open_database` is how it (or an operator's command acting for it)
+connects, as its own role.
 """
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,22 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import structlog
 
-from shared.settings import CannotStart
+from shared import apikeys, blobs
+from shared.credentials import read_identity
+from shared.settings import CannotStart, Settings
 
-__all__ = ["NotMigrated", "canonical_json", "check_migrated", "connect_pool", "ensure_database", "migrate", "migrations_of"]
+__all__ = [
+    "SHARED_SCHEMAS",
+    "NotMigrated",
+    "NotSetUp",
+    "canonical_json",
+    "check_migrated",
+    "connect_pool",
+    "ensure_database",
+    "migrate",
+    "migrations_of",
+    "open_database",
+]
 
 _MIGRATION = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -142,3 +157,41 @@ async def migrate(
     if applied_now:
         log.info("migrations applied", schema=schema, migrations=applied_now)
     return applied_now
+
+
+class NotSetUp(CannotStart):
+    """Something ``paraaf setup`` makes is missing: the service (or command) says what and stops."""
+
+
+# The schemas services share, each with its migrations and whether it has the messaging tables.
+SHARED_SCHEMAS = {"blobs": (blobs.MIGRATIONS, False), "access": (apikeys.MIGRATIONS, False)}
+
+
+async def open_database(
+    settings: Settings, service: str, *, migrations: Path, uses: Sequence[str] = (), size: int = 1
+) -> asyncpg.Pool:
+    """A pool as ``service``'s own role, once its schemas are known to be up to date: how a service
+    starts, and how an operator command acting for a service opens the database."""
+    pool = await _connect_database(read_identity(settings, service, needs=("database_url",)).database_url, size)
+    try:
+        await check_migrated(pool, service, [migrations])
+        for schema in uses:
+            directory, messaging = SHARED_SCHEMAS[schema]
+            await check_migrated(pool, schema, [directory], messaging=messaging)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool
+
+
+async def _connect_database(url: str, size: int) -> asyncpg.Pool:
+    try:
+        pool = await connect_pool(url, max_size=size)
+    except asyncpg.InvalidCatalogNameError:
+        raise NotSetUp("the database does not exist: run `paraaf db setup`") from None
+    except asyncpg.InvalidAuthorizationSpecificationError as exc:
+        raise NotSetUp(f"the database refused this service's role ({exc}): run `paraaf db setup`") from None
+    if await pool.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+        await pool.close()
+        raise NotSetUp("a service never connects as a database superuser: run `paraaf db setup` and use its roles")
+    return pool

@@ -4,8 +4,9 @@
 failed, never why) and ``/metrics`` (Prometheus; see shared/metrics.py), OpenAPI pages only when asked for
 (``PARAAF_HTTP_DOCS``), a "try again in a moment" (503) instead of a 500 when
 the database connection was cut mid-request (its transaction was rolled
-back, so nothing happened), and how a PDF is sent so that no browser runs it
-as anything else."""
+back, so nothing happened), how a PDF is sent so that no browser runs it
+as anything else, and :func:`require_scope`, the API-key check of an endpoint
+(the keys themselves are shared/apikeys.py's, which needs no FastAPI)."""
 
 import unicodedata
 from collections.abc import Callable
@@ -13,13 +14,14 @@ from urllib.parse import quote
 
 import asyncpg
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
+from shared.apikeys import Principal, find_key
 from shared.metrics import Probes, database_answers
 
-__all__ = ["DATABASE_CUT", "base_app", "content_disposition", "pdf_response"]
+__all__ = ["DATABASE_CUT", "base_app", "content_disposition", "pdf_response", "require_scope"]
 
 # The database went away mid-request: a restart, a failover, an operator ending connections; or a pooled
 # connection left mid-operation by such a cut (asyncpg: "cannot switch to state ..., another operation is in
@@ -108,3 +110,27 @@ def pdf_response(pdf: bytes, filename: str, *, disposition: str = "attachment") 
             "Cache-Control": "no-store",
         },
     )
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def require_scope(pool: Callable[[], asyncpg.Pool], scope: str) -> Callable[..., object]:
+    """A FastAPI dependency: the caller's key, which must grant ``scope`` (401 without a valid key, 403 without the scope)."""
+
+    async def principal(request: Request) -> Principal:
+        key = _bearer(request)
+        found = await find_key(pool(), key) if key else None
+        if found is None:
+            raise HTTPException(
+                401,
+                "send an API key: `Authorization: Bearer <key>` (`paraaf keys create` makes one)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not found.allows(scope):
+            raise HTTPException(403, f"the key `{found.name}` lacks the `{scope}` scope")
+        return found
+
+    return Depends(principal)

@@ -36,10 +36,12 @@ from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from pydantic import BaseModel, ValidationError
 
-from shared.contract import Command, Outcome
+from shared.contract import Command
 from shared.events import Event
 from shared.metrics import HANDLER_SECONDS, MESSAGES_CONSUMED, MESSAGES_PUBLISHED
-from shared.topology import COMMANDS, DLX, EVENTS, EXCHANGES, OUTCOMES
+from shared.names import ERROR, REASON, REPLAYED_ROUTING_KEY, UNTRUSTED
+from shared.outbox import Outbox, TransactionStore
+from shared.topology import DLX, EXCHANGES
 from shared.wakeup import Wakeup
 
 __all__ = [
@@ -71,9 +73,6 @@ __all__ = [
 ]
 
 Handler = Callable[[Any, asyncpg.Connection], Awaitable[None]]
-UNTRUSTED = "untrusted publisher"
-REASON = "x-paraaf-reason"
-ERROR = "x-paraaf-error"  # set only when a handler failed: such a dead letter may be replayed once the cause is fixed
 
 
 class PermanentError(Exception):
@@ -84,7 +83,6 @@ def message_key(message: Event | Command) -> UUID:
     return message.event_id if isinstance(message, Event) else message.command_id
 
 
-REPLAYED_ROUTING_KEY = "x-paraaf-original-routing-key"
 
 
 def routing_key_of(msg: RabbitMessage) -> str:
@@ -597,55 +595,6 @@ def _typed_alone(message_type: type[BaseModel], run: Callable[[BaseModel, Rabbit
     call.__annotations__ = {"message": message_type, "return": None}
     call.__name__, call.__qualname__, call.__doc__ = documented.__name__, documented.__qualname__, documented.__doc__
     return call
-
-
-class Outbox:
-    """Outgoing messages, written in the caller's transaction."""
-
-    def __init__(self, schema: str) -> None:
-        self.schema = schema
-
-    async def add(self, conn: asyncpg.Connection, message: BaseModel) -> None:
-        if isinstance(message, Event):
-            await self.add_raw(conn, EVENTS.name, message.routing_key, message.event_id, message.model_dump_json().encode())
-        elif isinstance(message, Outcome):
-            await self.add_raw(conn, OUTCOMES.name, message.routing_key, message.outcome_id, message.model_dump_json().encode())
-        elif isinstance(message, Command):
-            await self.add_raw(conn, COMMANDS.name, message.routing_key, message.command_id, message.model_dump_json().encode())
-        else:
-            raise TypeError(f"the outbox takes events, outcomes and commands, not {type(message).__name__}")
-
-    async def add_raw(
-        self,
-        conn: asyncpg.Connection,
-        exchange: str,
-        routing_key: str,
-        message_id: UUID,
-        body: bytes,
-        headers: Mapping[str, Any] | None = None,
-    ) -> None:
-        await conn.execute(
-            f"INSERT INTO {self.schema}.outbox (message_id, exchange, routing_key, body, headers)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (message_id) DO NOTHING",
-            message_id,
-            exchange,
-            routing_key,
-            body,
-            dict(headers or {}),
-        )
-
-
-class TransactionStore:
-    """Base of a service's PostgreSQL store: its queries run on the connection of the
-    transaction a message (or a command) runs in, and what it publishes goes into that
-    transaction's outbox, so state and messages commit together or not at all."""
-
-    def __init__(self, conn: asyncpg.Connection, outbox: Outbox) -> None:
-        self._conn = conn
-        self._outbox = outbox
-
-    async def publish(self, message: BaseModel) -> None:
-        await self._outbox.add(self._conn, message)
 
 
 class OutboxRelay:

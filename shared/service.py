@@ -32,11 +32,11 @@ from faststream import AckPolicy, FastStream
 from faststream.rabbit import Channel, RabbitBroker
 from pydantic import BaseModel
 
-from shared import apikeys, blobs, clock
+from shared import clock
 from shared.clock import clock_from
 from shared.contract import COMMAND_TYPES, Outcome, StatusReport
 from shared.credentials import read_identity
-from shared.db import NotMigrated, check_migrated, connect_pool
+from shared.db import SHARED_SCHEMAS, NotMigrated, NotSetUp, check_migrated, open_database
 from shared.events import EVENT_TYPES
 from shared.logs import configure_logging
 from shared.messaging import Batching, BatchingConsumer, Consumer, DeadLetters, Handler, Outbox, OutboxRelay, StoreFactory
@@ -50,7 +50,6 @@ T = TypeVar("T")
 # Seconds a stop waits for the messages in hand to be finished and acked; the whole stop stays within 10 s.
 GRACEFUL_SECONDS = 5.0
 
-_SHARED_SCHEMAS = {"blobs": (blobs.MIGRATIONS, False), "access": (apikeys.MIGRATIONS, False)}
 PUBLISHABLE = [  # (exchange, message type, its routing key as documented, one it goes out with)
     *((EVENTS.name, t, key, key) for key, t in EVENT_TYPES.items()),
     *((COMMANDS.name, t, key, key) for key, t in COMMAND_TYPES.items()),
@@ -63,10 +62,6 @@ def http_api(app: FastStream) -> Any | None:
     """The HTTP app of a service's ``create_app()``, built but not served (for its OpenAPI document); None without one."""
     build = getattr(app, "http_api", None)
     return build() if build is not None else None
-
-
-class NotSetUp(CannotStart):
-    """Something ``paraaf setup`` makes is missing: the service says what and stops."""
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -103,7 +98,7 @@ class Service:
             self.broker, logger=structlog.get_logger(), on_startup=[self._start], after_startup=[self._after_start],
             on_shutdown=[self._stop], after_shutdown=[self._close],
         )
-        self._schemas = [(self.schema, migrations, True), *((s, *_SHARED_SCHEMAS[s]) for s in uses)]
+        self._schemas = [(self.schema, migrations, True), *((s, *SHARED_SCHEMAS[s]) for s in uses)]
         self._describe_publications()
         self._queues: list[QueueSpec] = []
         self._pool: asyncpg.Pool | None = None
@@ -300,36 +295,6 @@ async def until_reachable(what: str, attempt: Callable[[], Awaitable[T]], *, lon
             wait = min(0.5 * 2**tries, longest_wait)
             log.warning(f"waiting for {what}", error=repr(exc), tries=tries, retry_in=wait)
             await asyncio.sleep(wait)
-
-
-async def open_database(
-    settings: Settings, service: str, *, migrations: Path, uses: Sequence[str] = (), size: int = 1
-) -> asyncpg.Pool:
-    """A pool as ``service``'s own role, once its schemas are known to be up to date: how a service
-    starts, and how an operator command acting for a service opens the database."""
-    pool = await _connect_database(read_identity(settings, service, needs=("database_url",)).database_url, size)
-    try:
-        await check_migrated(pool, service, [migrations])
-        for schema in uses:
-            directory, messaging = _SHARED_SCHEMAS[schema]
-            await check_migrated(pool, schema, [directory], messaging=messaging)
-    except BaseException:
-        await pool.close()
-        raise
-    return pool
-
-
-async def _connect_database(url: str, size: int) -> asyncpg.Pool:
-    try:
-        pool = await connect_pool(url, max_size=size)
-    except asyncpg.InvalidCatalogNameError:
-        raise NotSetUp("the database does not exist: run `paraaf db setup`") from None
-    except asyncpg.InvalidAuthorizationSpecificationError as exc:
-        raise NotSetUp(f"the database refused this service's role ({exc}): run `paraaf db setup`") from None
-    if await pool.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
-        await pool.close()
-        raise NotSetUp("a service never connects as a database superuser: run `paraaf db setup` and use its roles")
-    return pool
 
 
 async def _check_queues(amqp_url: str, queues: Sequence[QueueSpec]) -> None:

@@ -57,6 +57,20 @@ from shared.events import (
     WebhookAbandoned,
     WebhookDelivered,
 )
+from shared.names import (
+    COMMANDS_EXCHANGE,
+    DLX_EXCHANGE,
+    EVENTS_EXCHANGE,
+    HOLDING_QUEUES,
+    INTAKE_EXCHANGE,
+    OPERATOR,
+    OUTCOMES_EXCHANGE,
+    REJECTED_QUEUE,
+    UNROUTED_EXCHANGE,
+    broker_user,
+    source_of_user,
+    source_user,
+)
 
 __all__ = [
     "COMMANDS",
@@ -82,20 +96,17 @@ __all__ = [
     "source_user",
 ]
 
-UNROUTED = RabbitExchange("esign.unrouted", type=ExchangeType.FANOUT, durable=True, declare=False)
+UNROUTED = RabbitExchange(UNROUTED_EXCHANGE, type=ExchangeType.FANOUT, durable=True, declare=False)
 _ALTERNATE = {"alternate-exchange": UNROUTED.name}
-EVENTS = RabbitExchange("esign.events", type=ExchangeType.TOPIC, durable=True, arguments=_ALTERNATE, declare=False)
-INTAKE = RabbitExchange("esign.intake", type=ExchangeType.TOPIC, durable=True, arguments=_ALTERNATE, declare=False)
-OUTCOMES = RabbitExchange("esign.outcomes", type=ExchangeType.TOPIC, durable=True, arguments=_ALTERNATE, declare=False)
-COMMANDS = RabbitExchange("esign.commands", type=ExchangeType.TOPIC, durable=True, arguments=_ALTERNATE, declare=False)
-DLX = RabbitExchange("esign.dlx", type=ExchangeType.DIRECT, durable=True, declare=False)
+EVENTS = RabbitExchange(EVENTS_EXCHANGE, type=ExchangeType.TOPIC, durable=True, arguments=_ALTERNATE, declare=False)
+INTAKE = RabbitExchange(INTAKE_EXCHANGE, type=ExchangeType.TOPIC, durable=True, arguments=_ALTERNATE, declare=False)
+OUTCOMES = RabbitExchange(OUTCOMES_EXCHANGE, type=ExchangeType.TOPIC, durable=True, arguments=_ALTERNATE, declare=False)
+COMMANDS = RabbitExchange(COMMANDS_EXCHANGE, type=ExchangeType.TOPIC, durable=True, arguments=_ALTERNATE, declare=False)
+DLX = RabbitExchange(DLX_EXCHANGE, type=ExchangeType.DIRECT, durable=True, declare=False)
 
 EXCHANGES = {e.name: e for e in (UNROUTED, EVENTS, INTAKE, OUTCOMES, COMMANDS, DLX)}
 TOPIC_EXCHANGES = (EVENTS, INTAKE, OUTCOMES, COMMANDS)
 
-REJECTED_QUEUE = "intake.rejected"  # refused submissions, byte for byte, on esign.dlx with this key
-HOLDING_QUEUES = ("unrouted", REJECTED_QUEUE)
-OPERATOR = "operator"  # the broker identity of `paraaf dlq`: reads dead letters, replays them as their publisher
 
 
 @dataclass(frozen=True)
@@ -153,24 +164,6 @@ OUTCOME_KEY = rf"{SOURCE_NAME}\.(accepted|rejected|completed|declined|withdrawn|
 # What a source may publish on esign.intake, each followed by its own name: submit a document, withdraw one of its
 # own, ask where one of its own stands.
 SOURCE_REQUESTS = ("submit", "withdraw", "status")
-
-
-def broker_user(prefix: str, service: str) -> str:
-    """The broker user of a Paraaf service (or of the operator tooling)."""
-    return f"{prefix}.{service}"
-
-
-def source_user(prefix: str, source: str) -> str:
-    """The broker user of an integrating source system."""
-    return f"{prefix}.source.{source}"
-
-
-def source_of_user(prefix: str, user: str | None) -> str | None:
-    """The source a broker user stands for, or None when it is not a source's user."""
-    marker = f"{prefix}.source."
-    if user and user.startswith(marker) and re.fullmatch(SOURCE_NAME, user[len(marker) :]):
-        return user[len(marker) :]
-    return None
 
 
 def outcomes_queue(source: str) -> QueueSpec:

@@ -35,6 +35,7 @@ import aio_pika
 import httpx
 from faststream.rabbit import RabbitExchange
 
+from services.admin.config import BrokerAdminError
 from shared.credentials import stored, write_identity
 from shared.settings import Settings
 from shared.topology import (
@@ -58,6 +59,7 @@ from shared.topology import (
 
 __all__ = [
     "BrokerAdmin",
+    "BrokerAdminError",
     "ManagementApi",
     "RabbitCtl",
     "admin_for",
@@ -80,10 +82,6 @@ class BrokerAdmin(Protocol):
     def import_definitions(self, definitions: dict) -> None: ...
 
     def delete_users(self, names: Iterable[str]) -> None: ...
-
-
-class BrokerAdminError(RuntimeError):
-    """The broker refused or could not be reached for administration."""
 
 
 class RabbitCtl:

@@ -14,22 +14,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.admin.broker import BrokerAdminError, admin_for, remove_source_user, setup_broker, setup_source_user
-from services.admin.config import AdminSettings
+from services.admin.config import AdminSettings, BrokerAdminError
 from services.admin.database import setup_database
-from services.admin.sealing import NoKeySecret, certify_audit_seal
-from services.intake.domain import SourcePolicy
-from services.intake.main import MIGRATIONS
+from services.intake.config import MIGRATIONS
+from services.intake.sources import SourcePolicy
 from services.intake.store import PostgresIntakeStore
 from services.signer.config import SignerSettings
 from services.signer.uploads import PORTAL_SOURCE
 from shared import apikeys
+from shared.contract import SOURCE_NAME
 from shared.credentials import stored, write_identity
-from shared.db import connect_pool
-from shared.messaging import Outbox
-from shared.service import open_database
+from shared.db import connect_pool, open_database
+from shared.names import source_user
+from shared.outbox import Outbox
 from shared.settings import CannotStart
-from shared.topology import SOURCE_NAME, TOPOLOGY, source_user
 
 __all__ = ["broker_app", "db_app", "keys_app", "register_source", "setup", "setup_portal", "sources_app"]
 
@@ -52,6 +50,10 @@ def _setup_database(settings: AdminSettings) -> None:
 
 
 def _setup_broker(settings: AdminSettings) -> None:
+    # Here, not at the top: broker administration declares the topology with FastStream, which most commands never load.
+    from services.admin.broker import admin_for, setup_broker
+    from shared.topology import TOPOLOGY
+
     try:
         users = asyncio.run(setup_broker(settings, TOPOLOGY, admin_for(settings)))
     except BrokerAdminError as exc:
@@ -87,6 +89,9 @@ def setup() -> None:
 
 
 def _certify_audit_seal(settings: AdminSettings) -> None:
+    # Here, not at the top: opening the CA takes the signer's key store and pyHanko, which no other command needs.
+    from services.admin.sealing import NoKeySecret, certify_audit_seal
+
     try:
         certified = asyncio.run(certify_audit_seal(SignerSettings()))
     except NoKeySecret as exc:  # everything else is set up; the audit seals uncertified until this is done
@@ -112,6 +117,9 @@ def _in_intake(work: Callable[[PostgresIntakeStore], Awaitable[T]]) -> T:
 
 async def register_source(settings: AdminSettings, policy: SourcePolicy, *, new_password: bool = False) -> tuple[bool, str | None]:
     """Register a source or change its rights: (whether it is new, its AMQP URL when it got a password now)."""
+    # Here, not at the top: broker administration declares the topology with FastStream, which most commands never load.
+    from services.admin.broker import admin_for, setup_source_user
+
     new = await _as_intake(settings, lambda store: store.upsert_source(policy))
     password = secrets.token_urlsafe(24) if new or new_password else None
     return new, await setup_source_user(settings, admin_for(settings), policy.source, password)
@@ -215,6 +223,9 @@ async def _sources_with_webhooks(store: PostgresIntakeStore) -> list[tuple[Sourc
 @sources_app.command("remove")
 def remove_source(source: str = typer.Argument(...)) -> None:
     """Unregister SOURCE and delete its broker user (its outcomes queue stays until it is empty)."""
+    # Here, not at the top: broker administration declares the topology with FastStream, which most commands never load.
+    from services.admin.broker import admin_for, remove_source_user
+
     settings = AdminSettings()
     if not _in_intake(lambda store: store.delete_source(source)):
         _fail(f"no source `{source}`")

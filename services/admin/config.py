@@ -1,6 +1,10 @@
 from shared.settings import Settings
 
 
+class BrokerAdminError(RuntimeError):
+    """The broker refused or could not be reached for administration."""
+
+
 class AdminSettings(Settings):
     """What the setup commands need beyond the administrator's URLs."""
 

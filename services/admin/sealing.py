@@ -22,12 +22,12 @@ from cryptography.x509.oid import NameOID
 
 from services.audit.seal import certificate_problem, load_sealing_key, public_key_of
 from services.signer import ca
+from services.signer.config import MIGRATIONS as SIGNER_MIGRATIONS
 from services.signer.config import SignerSettings
 from services.signer.hsm import token_config
 from services.signer.keys import Keyring, key_secret
-from services.signer.main import MIGRATIONS as SIGNER_MIGRATIONS
 from shared.credentials import stored, write_identity
-from shared.service import NotSetUp, open_database
+from shared.db import NotSetUp, open_database
 
 __all__ = ["NoKeySecret", "certify_audit_seal", "issue_sealing_certificate"]
 

@@ -17,13 +17,12 @@ from typing import TypeVar
 
 import typer
 
-from services.audit import handlers
 from services.audit.chain import Break
 from services.audit.config import AuditSettings
 from services.audit.seal import Checkpoint, Trust, load_certificates, load_sealing_key, public_key_of
 from services.audit.store import PostgresAuditStore
 from shared.credentials import stored
-from shared.service import open_database
+from shared.db import open_database
 
 __all__ = ["audit_app"]
 
@@ -86,6 +85,9 @@ def verify(
     tsa_trust: Path = typer.Option(None, "--tsa-trust", help="roots (PEM) the timestamp tokens' authorities must chain to"),
 ) -> None:
     """Check every link of the hash chain and every checkpoint; exit 1 at the first break."""
+    # Here, not at the top: the handlers bring the service's messaging (FastStream), which only this command needs.
+    from services.audit import handlers
+
     settings = AuditSettings()
     exported = _load(checkpoints) if checkpoints else []
     trusted = _trust(settings, trust, tsa_trust)

@@ -8,16 +8,19 @@ entries is checked in the memory of one batch)."""
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pyhanko.sign.timestamps.api import TimeStamper
 
 from services.audit.chain import Break, ChainCheck, Sealed
 from services.audit.seal import Checkpoint, Trust, check_checkpoint, seal
 from services.audit.store import AuditStore
 from shared.events import Event
 from shared.messaging import Delivery
+
+if TYPE_CHECKING:  # only a type here: pyHanko is heavy, and `paraaf audit verify` imports this module
+    from pyhanko.sign.timestamps.api import TimeStamper
 
 __all__ = ["on_event", "on_events", "seal_head", "verify"]
 
@@ -37,7 +40,7 @@ async def seal_head(
     store: AuditStore,
     key: Ed25519PrivateKey,
     now: datetime,
-    timestamper: TimeStamper | None = None,
+    timestamper: "TimeStamper | None" = None,
     certificate: str | None = None,
 ) -> Checkpoint | None:
     """Seal the chain's head unless a checkpoint already covers it (an idle log needs no new seal); the

@@ -24,6 +24,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from asn1crypto import cms, tsp
 from asn1crypto import x509 as asn1_x509
@@ -31,12 +32,11 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pyhanko.sign.timestamps.api import TimeStamper
-from pyhanko.sign.validation.errors import SignatureValidationError
-from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
-from pyhanko_certvalidator import ValidationContext
 
 from services.audit.chain import Sealed
+
+if TYPE_CHECKING:
+    from pyhanko.sign.timestamps.api import TimeStamper
 
 __all__ = [
     "Checkpoint",
@@ -129,7 +129,7 @@ async def seal(
     seq: int,
     head_hash: str,
     sealed_at: datetime,
-    timestamper: TimeStamper | None = None,
+    timestamper: "TimeStamper | None" = None,
     certificate: str | None = None,
 ) -> Checkpoint:
     """Sign the head; with a ``timestamper``, have a TSA stamp the same bytes too; ``certificate`` (the key's,
@@ -206,6 +206,11 @@ def _issued_by(certificate: x509.Certificate, root: x509.Certificate) -> bool:
 
 
 async def _timestamp_problem(checkpoint: Checkpoint, tsa_roots: tuple[x509.Certificate, ...]) -> str | None:
+    # Here, not at the top: pyHanko's validator is heavy, and `paraaf setup` and every other command import this module.
+    from pyhanko.sign.validation.errors import SignatureValidationError
+    from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
+    from pyhanko_certvalidator import ValidationContext
+
     message = checkpoint.message()
     try:
         signed = cms.ContentInfo.load(base64.b64decode(checkpoint.timestamp_token or ""))["content"]

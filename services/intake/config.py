@@ -1,4 +1,8 @@
+from pathlib import Path
+
 from shared.settings import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 class IntakeSettings(Settings):

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from services.intake.pdf import Limits, describe_size, inspect_pdf
+from services.intake.sources import SourcePolicy
 from shared.contract import SOURCE_NAME, SubmitDocument, describe_validation_error
 from shared.errors import CodedError
 
@@ -54,18 +55,6 @@ def safe_filename(name: str) -> str:
 
 
 # Which submissions a source may make (`paraaf sources add`).
-
-
-@dataclass(frozen=True)
-class SourcePolicy:
-    """A registered source: the one org it submits for, the flows and submitters it may use
-    (None: any of its org's), and whether it may send ad-hoc steps instead of a flow."""
-
-    source: str
-    org: str
-    flows: frozenset[str] | None = None
-    submitters: frozenset[str] | None = None
-    ad_hoc_steps: bool = False
 
 
 def authorise(policy: SourcePolicy, *, org: str | None, flow: str | None, has_steps: bool, submitted_by: str) -> str:

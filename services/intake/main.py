@@ -3,14 +3,13 @@
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
-from pathlib import Path
 
 import asyncpg
 from faststream import FastStream
 
 from services.intake import handlers
 from services.intake.checks import SubmissionChecks
-from services.intake.config import IntakeSettings
+from services.intake.config import MIGRATIONS, IntakeSettings
 from services.intake.http import build_http
 from services.intake.pdf import Limits
 from services.intake.store import PostgresIntakeStore
@@ -20,8 +19,6 @@ from shared.events import DocumentAccepted, DocumentCompleted, DocumentDeclined,
 from shared.messaging import with_delivery
 from shared.service import Service
 from shared.topology import INTAKE_EVENTS, INTAKE_REQUESTS, INTAKE_SUBMISSIONS
-
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastStream:

@@ -12,12 +12,12 @@ from uuid import UUID
 import asyncpg
 from pydantic import BaseModel
 
-from services.intake.domain import SourcePolicy
+from services.intake.sources import SourcePolicy
 from shared import blobs
 from shared.contract import Outcome
 from shared.events import StepSpec
-from shared.messaging import TransactionStore
-from shared.topology import DLX, REJECTED_QUEUE
+from shared.names import DLX_EXCHANGE, REJECTED_QUEUE
+from shared.outbox import TransactionStore
 
 __all__ = ["Document", "IntakeStore", "PostgresIntakeStore", "Rejection"]
 
@@ -137,7 +137,7 @@ class PostgresIntakeStore(TransactionStore):
 
     async def keep_refused(self, rejection_id: UUID, original: bytes, headers: dict[str, str]) -> None:
         """The refused original, byte for byte, to queue intake.rejected (with the transaction)."""
-        await self._outbox.add_raw(self._conn, DLX.name, REJECTED_QUEUE, rejection_id, original, headers)
+        await self._outbox.add_raw(self._conn, DLX_EXCHANGE, REJECTED_QUEUE, rejection_id, original, headers)
 
     async def source_policy(self, source: str) -> SourcePolicy | None:
         row = await self._conn.fetchrow("SELECT * FROM intake.sources WHERE source = $1", source)

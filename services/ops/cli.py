@@ -24,7 +24,7 @@ from services.ops.rules import STATUSES, local_time, parse_age, summary
 from services.ops.tail import Seen, follow, line
 from shared.credentials import read_identity
 from shared.db import connect_pool
-from shared.topology import OPERATOR
+from shared.names import OPERATOR
 
 __all__ = ["documents", "tail", "trail"]
 

@@ -31,7 +31,7 @@ from services.ops.incidents import (
 from shared.contract import Command, ResendSigningMail
 from shared.credentials import read_identity, shell_operator
 from shared.events import Event, IncidentDismissed
-from shared.topology import COMMANDS, EVENTS, OPERATOR
+from shared.names import COMMANDS_EXCHANGE, EVENTS_EXCHANGE, OPERATOR
 
 __all__ = ["incidents_app", "resend"]
 
@@ -81,7 +81,7 @@ async def _publish(settings: OpsSettings, message: Event | Command) -> None:
     connection = await aio_pika.connect(operator.amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange((EVENTS if is_event else COMMANDS).name, ensure=False)
+        exchange = await channel.get_exchange(EVENTS_EXCHANGE if is_event else COMMANDS_EXCHANGE, ensure=False)
         body = message.to_json() if isinstance(message, Event) else message.model_dump_json().encode()
         await exchange.publish(
             aio_pika.Message(body, content_type="application/json", message_id=message_id, user_id=operator.broker_user,

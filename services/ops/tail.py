@@ -17,7 +17,7 @@ from typing import Any
 import aio_pika
 
 from services.ops.rules import local_time, summary, topic_matches
-from shared.topology import EVENTS
+from shared.names import EVENTS_EXCHANGE
 
 __all__ = ["Seen", "follow", "line"]
 
@@ -61,7 +61,7 @@ async def follow(
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(EVENTS.name, routing_key=pattern)
+        await queue.bind(EVENTS_EXCHANGE, routing_key=pattern)
         ready()
         try:
             async with asyncio.timeout(timeout), queue.iterator(no_ack=True) as messages:

@@ -24,9 +24,9 @@ from services.router.domain import Change, FlowDefinition, ImportRefused
 from services.router.importer import parse_moment, read_directory, read_flows, read_workbook
 from services.router.store import PostgresRouterStore
 from shared.credentials import shell_operator
+from shared.db import open_database
 from shared.errors import CodedError
-from shared.messaging import Outbox
-from shared.service import open_database
+from shared.outbox import Outbox
 
 __all__ = ["absence_app", "directory_app", "document_app", "flows_app", "import_directory_file", "load_flow_folder"]
 

@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.router import directory, handlers
 from services.router.importer import parse_moment
 from services.router.store import PostgresRouterStore, StoredAbsence
-from shared.apikeys import Principal, require_scope
+from shared.apikeys import Principal
 from shared.errors import CodedError
-from shared.http import base_app
+from shared.http import base_app, require_scope
 from shared.messaging import Outbox
 
 __all__ = ["RouterApiDeps", "build_http"]

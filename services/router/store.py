@@ -17,7 +17,7 @@ from services.router.domain import Absence, Directory, FlowDefinition, Group, In
 from shared.clock import Clock
 from shared.clock import now as services_now
 from shared.events import PersonRef, SignatureRecord, StepSpec
-from shared.messaging import Outbox, TransactionStore
+from shared.outbox import Outbox, TransactionStore
 
 __all__ = ["ABSENCES_CHANNEL", "PostgresRouterStore", "RouterStore", "StoredAbsence", "person_ref"]
 

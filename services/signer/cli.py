@@ -14,22 +14,19 @@ import asyncpg
 import typer
 
 from services.ops.incident_cli import _publish
-from services.signer.config import SignerSettings
+from services.signer.config import MIGRATIONS, SignerSettings
 from services.signer.hsm import token_config
 from services.signer.keys import Keyring, NothingToRevoke, RevokedCertificate, check_secret, key_secret
-from services.signer.pades import TimestampUnavailable, archive_timestamp_expiry, retimestamp
-from services.signer.verify import NotVerifiable, load_roots, verify_pdf_async
 from shared import blobs
 from shared.credentials import shell_operator
+from shared.db import open_database
 from shared.events import CertificateRevoked
-from shared.service import open_database
 from shared.settings import CannotStart
 
 __all__ = ["archive_app", "ca_app", "verify"]
 
 ca_app = typer.Typer(help="The internal certificate authority and its keys.", no_args_is_help=True)
 archive_app = typer.Typer(help="Completed documents kept for the long term.", no_args_is_help=True)
-MIGRATIONS = Path(__file__).parent / "migrations"
 T = TypeVar("T")
 
 
@@ -84,6 +81,9 @@ def verify(
 
     Exits 1 when any signature fails (or the PDF holds none), 2 when the file cannot be read.
     """
+    # Here, not at the top: pyHanko is heavy, and every `paraaf` command imports this module.
+    from services.signer.verify import NotVerifiable, load_roots, verify_pdf_async
+
     # pyHanko logs every validation failure with a traceback; the report already says what failed.
     logging.getLogger("pyhanko").setLevel(logging.CRITICAL)
     logging.getLogger("pyhanko_certvalidator").setLevel(logging.CRITICAL)
@@ -100,6 +100,9 @@ def verify(
 
 def _installation_roots(org: str | None) -> list:
     """The org's root, and the TSA's roots (PARAAF_TSA_ROOTS) so its timestamps are trusted too."""
+    # Here, not at the top: pyHanko is heavy, and every `paraaf` command imports this module.
+    from services.signer.verify import load_roots
+
     settings = SignerSettings()
     tsa_roots = [c for der in settings.tsa_roots_der() for c in load_roots(der)]
 
@@ -183,6 +186,9 @@ async def _retimestamp_one(
     conn: asyncpg.Connection, row: asyncpg.Record, pdf: bytes, tsa_url: str, root: bytes, tsa_roots: tuple[bytes, ...]
 ) -> None:
     """A fresh document timestamp on the document's current version (``pdf``), stored as its next version."""
+    # Here, not at the top: pyHanko is heavy, and every `paraaf` command imports this module.
+    from services.signer.pades import retimestamp
+
     updated = await asyncio.to_thread(retimestamp, pdf, tsa_url, (root,), tsa_roots)
     async with conn.transaction():
         if await conn.fetchval("SELECT pdf_sha256 FROM signer.documents WHERE document_id = $1 FOR UPDATE", row["document_id"]) != row["pdf_sha256"]:
@@ -203,6 +209,10 @@ def retimestamp_archive(
 
     Run it well before the TSA's certificate expires; each run is an incremental update, so every signature and
     earlier timestamp stays valid."""
+    # Here, not at the top: pyHanko is heavy, and every `paraaf` command imports this module.
+    from services.signer.pades import TimestampUnavailable, archive_timestamp_expiry
+    from services.signer.verify import load_roots
+
     settings = SignerSettings()
     if not settings.tsa_url:
         typer.echo("PARAAF_TSA_URL is not set: a time-stamping authority is needed to renew timestamps", err=True)

@@ -4,8 +4,10 @@ from typing import Literal
 from asn1crypto import pem as asn1_pem
 from pydantic import Field, SecretStr
 
-from services.signer.fonts import DEFAULT_FONT
 from shared.settings import CannotStart, Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+DEFAULT_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # Debian: fonts-dejavu-core
 
 
 class SignerSettings(Settings):

@@ -32,9 +32,10 @@ from pyhanko.pdf_utils.font.api import FontEngine, FontEngineFactory
 from pyhanko.pdf_utils.font.opentype import CIDFontType2, GlyphAccumulator, _read_ps_name
 from pyhanko.pdf_utils.writer import BasePdfFileWriter
 
+from services.signer.config import DEFAULT_FONT
+
 __all__ = ["DEFAULT_FONT", "ReusedFont", "StampFont", "reduced_font", "stamp_font"]
 
-DEFAULT_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # Debian: fonts-dejavu-core
 
 # Basic Latin through Latin Extended-B (Dutch, French, German, Polish, Czech,
 # Turkish, Romanian names) plus the punctuation and symbols stamps use.

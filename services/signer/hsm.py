@@ -14,16 +14,19 @@ import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pkcs11
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.exceptions import PKCS11Error
-from pyhanko.sign.pkcs11 import PKCS11Signer
 
 from services.signer.config import SignerSettings
 from shared.settings import CannotStart
+
+if TYPE_CHECKING:
+    from pyhanko.sign.pkcs11 import PKCS11Signer
 
 __all__ = ["REFERENCE", "TokenConfig", "TokenKey", "TokenUnavailable", "WrongKey", "generate", "is_reference", "pdf_signer", "token_config"]
 
@@ -154,8 +157,11 @@ def generate(config: TokenConfig, label: str, bits: int) -> TokenKey:
 
 
 @lru_cache(maxsize=512)
-def pdf_signer(config: TokenConfig, key_id: bytes, cert_der: bytes, chain_der: tuple[bytes, ...]) -> PKCS11Signer:
+def pdf_signer(config: TokenConfig, key_id: bytes, cert_der: bytes, chain_der: tuple[bytes, ...]) -> "PKCS11Signer":
     """pyHanko's PKCS#11 signer over this worker's session, kept per key like the file keys' signers."""
+    # Here, not at the top: only signing needs pyHanko, and the operator's `paraaf ca` commands import this module.
+    from pyhanko.sign.pkcs11 import PKCS11Signer
+
     return PKCS11Signer(
         session(config), key_id=key_id, signing_cert=asn1_x509.Certificate.load(cert_der),
         ca_chain=[asn1_x509.Certificate.load(c) for c in chain_der],

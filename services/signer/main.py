@@ -4,7 +4,6 @@ import hashlib
 import hmac
 from datetime import timedelta
 from functools import partial
-from pathlib import Path
 
 import asyncpg
 from faststream import FastStream
@@ -12,7 +11,7 @@ from faststream import FastStream
 from services.dlq import depths
 from services.signer import handlers
 from services.signer.check import CheckLimits
-from services.signer.config import SignerSettings
+from services.signer.config import MIGRATIONS, SignerSettings
 from services.signer.domain import Links
 from services.signer.hsm import token_config
 from services.signer.http import PortalConfig, SignerHttpDeps, VerifyLimits, build_http
@@ -41,8 +40,6 @@ from shared.events import (
 from shared.service import Service
 from shared.topology import SIGNER_EVENTS, source_user
 from shared.workers import WorkerPool
-
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 class Workers:

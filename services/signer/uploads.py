@@ -12,7 +12,7 @@ import json
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
-from shared.topology import INTAKE
+from shared.names import INTAKE_EXCHANGE
 
 __all__ = ["PORTAL_SOURCE", "PortalSubmitter", "UploadsClosed", "portal_external_ref"]
 
@@ -58,7 +58,7 @@ class PortalSubmitter:
         body = await asyncio.to_thread(_message_body, command)  # tens of MB of base64: not on the event loop
         channel = await self._channel()
         try:
-            exchange = await channel.get_exchange(INTAKE.name, ensure=False)
+            exchange = await channel.get_exchange(INTAKE_EXCHANGE, ensure=False)
             await exchange.publish(
                 aio_pika.Message(
                     body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, user_id=self._user, message_id=message_id,

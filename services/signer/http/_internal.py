@@ -13,7 +13,8 @@ from services.signer.domain import LinkGone, MintedLink
 from services.signer.http._deps import SignerHttpDeps
 from services.signer.sessions import Sessions
 from services.signer.store import SignerStore
-from shared.apikeys import Principal, require_scope
+from shared.apikeys import Principal
+from shared.http import require_scope
 
 __all__ = ["LinkRequest", "internal_routes"]
 
