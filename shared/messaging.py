@@ -37,6 +37,7 @@ from faststream.rabbit.annotations import RabbitMessage
 from pydantic import BaseModel, ValidationError
 
 from shared.contract import Command
+from shared.delivery import Delivery
 from shared.events import Event
 from shared.metrics import HANDLER_SECONDS, MESSAGES_CONSUMED, MESSAGES_PUBLISHED
 from shared.names import ERROR, REASON, REPLAYED_ROUTING_KEY, UNTRUSTED
@@ -212,17 +213,6 @@ class Store(Protocol):
 Handler = Callable[..., Awaitable[None]]  # (the message, the service's store in the message's transaction[, its Delivery])
 StoreFactory = Callable[[asyncpg.Connection], Any]
 Unaccepted = Callable[["Consumer", RabbitMessage, str], Awaitable[None]]  # (the edge, the message, why): ack, nack or park it
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """How a message arrived, for the handlers that need more than its body: intake's submissions."""
-
-    routing_key: str
-    body: bytes
-    publisher: str | None
-    message_id: str | None
-    content_type: str | None = None
 
 
 def delivery_of(msg: RabbitMessage) -> Delivery:

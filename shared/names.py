@@ -24,6 +24,7 @@ __all__ = [
     "UNROUTED_EXCHANGE",
     "UNTRUSTED",
     "broker_user",
+    "outcomes_queue_name",
     "source_of_user",
     "source_user",
 ]
@@ -36,9 +37,14 @@ COMMANDS_EXCHANGE = "esign.commands"
 DLX_EXCHANGE = "esign.dlx"
 
 # The services' queues, in the topology's order: shared/topology.py binds them (a unit test keeps the two alike).
-CONSUMING_QUEUES = ("intake.submissions", "intake.events", "router.events", "signer.events", "notifier.events", "audit.events")
+CONSUMING_QUEUES = ("intake.submissions", "intake.requests", "intake.events", "router.events", "signer.events", "notifier.events", "audit.events")
 REJECTED_QUEUE = "intake.rejected"  # refused submissions, byte for byte, on esign.dlx with this key
 HOLDING_QUEUES = ("unrouted", REJECTED_QUEUE)
+
+
+def outcomes_queue_name(source: str) -> str:
+    """Where a source reads its own outcomes (declared by `paraaf sources add`; topology.outcomes_queue)."""
+    return f"outcomes.{source}"
 OPERATOR = "operator"  # the broker identity of `paraaf dlq`: reads dead letters, replays them as their publisher
 
 UNTRUSTED = "untrusted publisher"

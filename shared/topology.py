@@ -68,6 +68,7 @@ from shared.names import (
     REJECTED_QUEUE,
     UNROUTED_EXCHANGE,
     broker_user,
+    outcomes_queue_name,
     source_of_user,
     source_user,
 )
@@ -168,7 +169,7 @@ SOURCE_REQUESTS = ("submit", "withdraw", "status")
 
 def outcomes_queue(source: str) -> QueueSpec:
     """Where a source reads its own outcomes (declared by `paraaf sources add`)."""
-    return QueueSpec(f"outcomes.{source}", (Binding(OUTCOMES, f"{source}.*"),))
+    return QueueSpec(outcomes_queue_name(source), (Binding(OUTCOMES, f"{source}.*"),))
 
 
 # What the operator's tooling publishes in its own name (replaying, it publishes as the original publisher).

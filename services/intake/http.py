@@ -26,8 +26,8 @@ from services.intake.checks import SubmissionChecks
 from services.intake.domain import Examined, Submission, examine
 from services.intake.pdf import describe_size
 from services.intake.store import Document, PostgresIntakeStore, Rejection
-from shared.apikeys import Principal, require_scope
-from shared.http import base_app
+from shared.apikeys import Principal
+from shared.http import base_app, require_scope
 
 __all__ = ["ASYNCAPI", "build_http"]
 

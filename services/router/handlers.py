@@ -25,6 +25,7 @@ from services.router.domain import (
 from services.router.store import RouterStore, person_ref
 from shared.clock import Clock
 from shared.contract import ReassignRequest, RegisterAbsence, WithdrawDocument
+from shared.delivery import Delivery
 from shared.errors import CodedError
 from shared.events import (
     Cause,
@@ -43,7 +44,6 @@ from shared.events import (
     SignatureRequested,
     Signed,
 )
-from shared.messaging import Delivery
 from shared.visibility import OPERATOR_ROLE
 
 __all__ = [

@@ -20,7 +20,7 @@ import aio_pika
 from pydantic import ValidationError
 
 from shared.contract import Outcome
-from shared.topology import INTAKE, outcomes_queue
+from shared.names import INTAKE_EXCHANGE, outcomes_queue_name
 
 __all__ = ["FINAL", "Document", "SourceClient", "source_client", "source_of_url"]
 
@@ -67,7 +67,7 @@ class SourceClient:
             **({"flow": document.flow} if document.flow else {"steps": document.steps}),
             **({"due_at": document.due_at.isoformat()} if document.due_at else {}),
         }
-        exchange = await self._channel.get_exchange(INTAKE.name, ensure=False)
+        exchange = await self._channel.get_exchange(INTAKE_EXCHANGE, ensure=False)
         message = aio_pika.Message(
             json.dumps(body).encode(), content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT, user_id=self._user,
@@ -106,6 +106,6 @@ async def source_client(amqp_url: str, source: str, *, follow_outcomes: bool = T
         client = SourceClient(source, unquote(urlsplit(amqp_url).username or ""), channel)
         if follow_outcomes:
             await channel.set_qos(prefetch_count=1000)  # others' outcomes are held, not acked: leave room for ours
-            queue = await channel.get_queue(outcomes_queue(source).name, ensure=False)
+            queue = await channel.get_queue(outcomes_queue_name(source), ensure=False)
             await queue.consume(client._on_outcome)
         yield client
