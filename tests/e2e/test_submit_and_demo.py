@@ -1,5 +1,7 @@
-"""`paraaf submit` and `paraaf demo` as an operator types them, against one running demo city whose mail goes to
-`paraaf run all`'s mail catcher (the demo reads its links there, as on `make run`)."""
+"""`paraaf submit` and `paraaf demo` as an operator types them, each against a running demo city of its own whose
+mail goes to `paraaf run all`'s mail catcher (the demo reads its links there, as on `make run`). The demo gets a
+city of its own, as a newcomer's `make run` is: after the 50-document submit run in the same city it hung past
+its 240 s (not yet understood; see the note on issue 14)."""
 
 import asyncio
 import shutil
@@ -24,7 +26,7 @@ from tests.support.validate import pdfsig
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def mailbox() -> AsyncIterator[CatcherMailbox]:
     mailbox = CatcherMailbox()
     await mailbox.start()
@@ -32,7 +34,7 @@ async def mailbox() -> AsyncIterator[CatcherMailbox]:
     await mailbox.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def city(infra: Infra, secrets_dir: str, mailbox: CatcherMailbox) -> AsyncIterator[System]:
     async with fresh_database(infra) as database_url, fresh_vhost(infra) as amqp_url:
         async with demo_city(
