@@ -17,7 +17,7 @@ from services.ops.incident_cli import incidents_app, resend
 from services.router.cli import absence_app, directory_app, document_app, flows_app
 from services.signer.cli import archive_app, ca_app, verify
 from services.source.cli import submit
-from services.supervisor import SERVICES, supervise
+from services.supervisor import SERVICES, parse_scale, supervise
 from shared import clock
 from shared.clock import clock_from
 from shared.logs import configure_logging
@@ -53,21 +53,30 @@ document_app.command("resend")(resend)  # the operator's (as her broker user), b
 def run(
     which: Annotated[str, typer.Argument(help="`all`, or one of " + ", ".join(SERVICES))] = "all",
     log_file: Annotated[Path | None, typer.Option("--log-file", help="the services' logs go here, not to the terminal")] = None,
+    scale: Annotated[
+        str, typer.Option("--scale", help="processes per service, e.g. signer=3,router=2 (they share the work and the port)")
+    ] = "",
 ) -> None:
     """Start the services as separate processes and keep them running; Ctrl-C stops them."""
     names = SERVICES if which == "all" else (which,)
     if which != "all" and which not in SERVICES:
         raise typer.BadParameter(f"`{which}` is not a service; choose all or one of {', '.join(SERVICES)}")
+    try:
+        counts = parse_scale(scale, names)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scale") from None
     catcher = which == "all" and not os.environ.get("PARAAF_SMTP_HOST")
     level, fmt = os.environ.get("PARAAF_LOG_LEVEL", "INFO"), os.environ.get("PARAAF_LOG_FORMAT", "json")
     if log_file is None:
         configure_logging("supervisor", level, fmt)
-        asyncio.run(supervise(names, mail_catcher=catcher))
+        asyncio.run(supervise(names, mail_catcher=catcher, scale=counts))
         return
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab", buffering=0) as output:
         configure_logging("supervisor", level, fmt, stream=open(output.fileno(), "w", buffering=1, closefd=False))  # noqa: SIM115
-        asyncio.run(supervise(names, mail_catcher=catcher, output=output, when_up=_next_steps(log_file, catcher)))
+        asyncio.run(
+            supervise(names, mail_catcher=catcher, output=output, when_up=_next_steps(log_file, catcher), scale=counts)
+        )
 
 
 def _next_steps(log_file: Path, catcher: bool) -> list[str]:

@@ -6,6 +6,13 @@ PARAAF_AMQP_URL and PARAAF_DATABASE_URL are removed, PARAAF_KEY_SECRET and
 the PKCS#11 token's PIN go to the signer alone, and another service's PARAAF_<SERVICE>_* credentials
 to nobody.
 
+With ``scale`` (``paraaf run all --scale signer=3,router=2``) a service runs as
+several processes that compete for its queues' messages; a scaled service's
+processes share its HTTP port (SO_REUSEPORT, see shared/service.py), so the
+signer's public pages stay at PARAAF_PUBLIC_URL. Each replica is restarted on
+its own. What only one process may do at a time (schedulers, sealing, relays)
+the services coordinate in PostgreSQL, not here.
+
 With a log file the services' output goes there, and once every service answers
 on /health the terminal gets three lines: what to open and what to type next.
 """
@@ -24,7 +31,7 @@ import structlog
 
 from shared.credentials import FIELDS
 
-__all__ = ["SERVICES", "child_environment", "supervise"]
+__all__ = ["SERVICES", "child_environment", "parse_scale", "replica_environment", "supervise"]
 
 SERVICES = ("intake", "router", "signer", "notifier", "audit")
 _ADMIN_URLS = ("PARAAF_AMQP_URL", "PARAAF_DATABASE_URL")
@@ -50,13 +57,48 @@ def child_environment(service: str, environment: Mapping[str, str]) -> dict[str,
     return child
 
 
-async def _run_one(name: str, stopping: asyncio.Event, output: IO[bytes] | None) -> None:
-    log = structlog.get_logger().bind(child=name)
+def parse_scale(text: str, running: Sequence[str] = SERVICES) -> dict[str, int]:
+    """``signer=3,router=2`` -> {"signer": 3, "router": 2}; a clear ValueError for anything else."""
+    scale: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, equals, count = part.partition("=")
+        name = name.strip()
+        if not equals:
+            raise ValueError(f"`{part}`: write SERVICE=N, e.g. signer=3")
+        if name not in SERVICES:
+            raise ValueError(f"`{name}` is not a service; choose from {', '.join(SERVICES)}")
+        if name not in running:
+            raise ValueError(f"`{name}` is not among the services being run ({', '.join(running)})")
+        if name in scale:
+            raise ValueError(f"`{name}` is scaled twice")
+        try:
+            scale[name] = int(count)
+        except ValueError:
+            raise ValueError(f"`{part}`: the number of processes must be a whole number, e.g. {name}=2") from None
+        if scale[name] < 1:
+            raise ValueError(f"`{part}`: a service runs as at least 1 process")
+    return scale
+
+
+def replica_environment(service: str, replica: int, replicas: int, environment: Mapping[str, str]) -> dict[str, str]:
+    """A replica's environment: its service's, plus port sharing when the service runs as more than one process."""
+    child = child_environment(service, environment)
+    child["PARAAF_REPLICA"] = str(replica)
+    if replicas > 1:
+        child["PARAAF_HTTP_REUSE_PORT"] = "true"
+    return child
+
+
+async def _run_one(
+    name: str, stopping: asyncio.Event, output: IO[bytes] | None, replica: int = 1, replicas: int = 1
+) -> None:
+    log = structlog.get_logger().bind(child=name, **({"replica": replica} if replicas > 1 else {}))
     failures = 0
     while not stopping.is_set():
         started = time.monotonic()
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", f"services.{name}", env=child_environment(name, os.environ), stdout=output, stderr=output
+            sys.executable, "-m", f"services.{name}", env=replica_environment(name, replica, replicas, os.environ),
+            stdout=output, stderr=output,
         )
         log.info("service started", pid=process.pid)
         waiter = asyncio.create_task(process.wait())
@@ -99,13 +141,23 @@ async def _announce_when_up(names: Sequence[str], lines: Sequence[str], stopping
 
 
 async def supervise(
-    names: Sequence[str], *, mail_catcher: bool, output: IO[bytes] | None = None, when_up: Sequence[str] = ()
+    names: Sequence[str],
+    *,
+    mail_catcher: bool,
+    output: IO[bytes] | None = None,
+    when_up: Sequence[str] = (),
+    scale: Mapping[str, int] | None = None,
 ) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
-    tasks = [asyncio.create_task(_run_one(name, stopping, output)) for name in names]
+    counts = {name: (scale or {}).get(name, 1) for name in names}
+    tasks = [
+        asyncio.create_task(_run_one(name, stopping, output, replica, counts[name]))
+        for name in names
+        for replica in range(1, counts[name] + 1)
+    ]
     if when_up:
         tasks.append(asyncio.create_task(_announce_when_up(names, when_up, stopping)))
     if mail_catcher:

@@ -18,12 +18,17 @@ __all__ = ["configure_logging"]
 _QUIET = {"pyhanko": logging.ERROR, "mail.log": logging.WARNING, "uvicorn.error": logging.WARNING}
 
 
-def configure_logging(service: str, level: str = "INFO", fmt: str = "json", stream: TextIO | None = None) -> None:
-    """Logs as ``fmt`` (json, or console for people) to ``stream`` (default: standard output)."""
+def configure_logging(
+    service: str, level: str = "INFO", fmt: str = "json", stream: TextIO | None = None, *, replica: int | None = None
+) -> None:
+    """Logs as ``fmt`` (json, or console for people) to ``stream`` (default: standard output); with ``replica``,
+    every line says which of the service's processes wrote it."""
     out = stream or sys.stdout
 
     def add_service(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         event.setdefault("service", service)
+        if replica is not None:
+            event.setdefault("replica", replica)
         return event
 
     shared = [

@@ -19,6 +19,7 @@ stops it at once, saying what to run.
 import asyncio
 import contextlib
 import functools
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -84,7 +85,7 @@ class Service:
         uses: Sequence[str] = (),
         topology: Topology = TOPOLOGY,
     ) -> None:
-        configure_logging(name, settings.log_level, settings.log_format)
+        configure_logging(name, settings.log_level, settings.log_format, replica=settings.replica)
         clock.install(clock_from(settings))
         self.name = name
         self.schema = name
@@ -233,7 +234,8 @@ class Service:
                 timeout_graceful_shutdown=5,  # a request still open after this does not hold up the stop
             )
             self._server = _EmbeddedServer(config)
-            self._tasks.append(asyncio.create_task(self._server.serve(), name="http"))
+            sockets = [_shared_socket(self.settings.http_host, port)] if self.settings.http_reuse_port else None
+            self._tasks.append(asyncio.create_task(self._server.serve(sockets=sockets), name="http"))
         structlog.get_logger().info("service started", http_port=self._http[0] if self._http else None)
 
     async def _stop(self) -> None:
@@ -307,6 +309,20 @@ async def _check_queues(amqp_url: str, queues: Sequence[QueueSpec]) -> None:
             except aio_pika.exceptions.ChannelClosed:
                 raise NotSetUp(f"queue `{spec.name}` does not exist: run `paraaf broker setup`") from None
             await channel.close()
+
+
+def _shared_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other processes of this service (same user) may bind too: the kernel hands each
+    new connection to one of them, so replicas serve one port (the signer's public pages at PARAAF_PUBLIC_URL)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CannotStart(f"cannot listen on {host}:{port}: {exc.strerror} (is a process without PARAAF_HTTP_REUSE_PORT on it?)") from None
+    return sock
 
 
 def _broker(amqp_url: str) -> RabbitBroker:

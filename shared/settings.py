@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     org: str = "default"
     timezone: str = "Europe/Brussels"
     http_host: str = "127.0.0.1"
+    # Several processes of one service share its port (SO_REUSEPORT; the kernel spreads connections over them):
+    # `paraaf run all --scale` sets it for a scaled service. Off, a second process on the port fails to start.
+    http_reuse_port: bool = False
+    replica: int | None = None  # which process of its service this is (`paraaf run all --scale`): in every log line
     http_docs: bool = False  # serve /docs and /openapi.json
     log_level: str = "INFO"
     log_format: str = "json"
