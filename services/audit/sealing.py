@@ -17,12 +17,16 @@ from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 
 from services.audit import handlers
 from services.audit.config import AuditSettings
-from services.audit.seal import load_certificates, load_sealing_key, public_key_of
+from services.audit.seal import Checkpoint, load_certificates, load_sealing_key, public_key_of
 from services.audit.store import PostgresAuditStore
 from shared.credentials import stored
 from shared.service import NotSetUp
 
-__all__ = ["sealing_certificate", "sealing_key", "sealing_loop"]
+__all__ = ["seal_once", "sealing_certificate", "sealing_key", "sealing_loop"]
+
+# Held while a process seals: the audit service's replicas take turns, so one head is sealed once, not once each.
+_SEALING_LOCK = "SELECT pg_advisory_lock(hashtext('paraaf-audit-sealing'))"
+_SEALING_UNLOCK = "SELECT pg_advisory_unlock(hashtext('paraaf-audit-sealing'))"
 
 
 def sealing_key(settings: AuditSettings) -> Ed25519PrivateKey:
@@ -66,10 +70,7 @@ def sealing_loop(
 
     async def seal_now(timestamper: HTTPTimeStamper | None = timestamper) -> None:
         # The wall clock, never the services' clock (PARAAF_CLOCK_START/FILE): a seal says when it was made.
-        # No transaction around it: the time-stamping call may take its 30 s, and the head it reads and the
-        # checkpoint it adds are one row each.
-        async with pool().acquire() as conn:
-            checkpoint = await handlers.seal_head(PostgresAuditStore(conn), key, datetime.now(UTC), timestamper, certificate)
+        checkpoint = await seal_once(pool, key, datetime.now(UTC), timestamper, certificate)
         if checkpoint is not None:
             log.info("audit chain sealed", seq=checkpoint.seq, timestamped=bool(checkpoint.timestamp_token), certified=bool(certificate))
 
@@ -92,6 +93,25 @@ def sealing_loop(
             raise
 
     return sealing
+
+
+async def seal_once(
+    pool: Callable[[], asyncpg.Pool],
+    key: Ed25519PrivateKey,
+    now: datetime,
+    timestamper: HTTPTimeStamper | None = None,
+    certificate: str | None = None,
+) -> Checkpoint | None:
+    """Seal the head unless a checkpoint covers it, one process at a time: a replica that waited for another's seal
+    then finds the head sealed (or seals what was appended meanwhile). No transaction around it: the time-stamping
+    call may take its 30 s, and the head it reads and the checkpoint it adds are one row each; the lock is the
+    session's, and goes with the connection should the process die."""
+    async with pool().acquire() as conn:
+        await conn.execute(_SEALING_LOCK)
+        try:
+            return await handlers.seal_head(PostgresAuditStore(conn), key, now, timestamper, certificate)
+        finally:
+            await conn.execute(_SEALING_UNLOCK)
 
 
 async def _finish(work: asyncio.Future[None], seconds: float) -> None:

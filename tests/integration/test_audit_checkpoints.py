@@ -18,7 +18,7 @@ from services.audit import handlers
 from services.audit.chain import GENESIS, link_hash
 from services.audit.config import AuditSettings
 from services.audit.seal import Checkpoint, Trust, check_checkpoint, load_sealing_key, new_sealing_key, public_key_of
-from services.audit.sealing import LAST_SEAL_SECONDS, sealing_key, sealing_loop
+from services.audit.sealing import LAST_SEAL_SECONDS, seal_once, sealing_key, sealing_loop
 from services.audit.store import PostgresAuditStore
 from shared.db import connect_pool
 from tests.support.audit_log import record
@@ -279,3 +279,17 @@ async def test_what_a_stop_left_unsealed_is_sealed_when_the_loop_starts(audit_po
     assert [c.seq for c in await stored_checkpoints(audit_pool)] == [2]
     await stop_as_the_service_does(task)
     assert [c.seq for c in await stored_checkpoints(audit_pool)] == [2]  # nothing new: nothing sealed twice
+
+
+async def test_two_audit_processes_sealing_at_once_seal_the_head_once(audit_pool: asyncpg.Pool) -> None:
+    """Two replicas of the audit service sealing at the same moment (a time-stamping service in between) leave one
+    checkpoint of the head, not one each."""
+    await record(audit_pool, 3)
+    tsa = TimestampAuthority()
+    await tsa.start()
+    try:
+        made = await asyncio.gather(*(seal_once(lambda: audit_pool, KEY, NOW, HTTPTimeStamper(tsa.url)) for _ in range(2)))
+    finally:
+        await tsa.stop()
+    assert sum(checkpoint is not None for checkpoint in made) == 1
+    assert [c.seq for c in await stored_checkpoints(audit_pool)] == [3]
