@@ -320,7 +320,7 @@ class Keyring:
             person.title,
         )
         if not self._current(row, org, person):
-            row = await self._issue(conn, org, person, root_pem, root_key)
+            row = await self._issue(conn, org, person, root_pem, root_key, replacing=row["cert_pem"] if row else None)
         if row["cert_pem"] in self._credentials:
             return self._credentials[row["cert_pem"]]
         key = self._opened(row["key_pem"], context)
@@ -380,10 +380,13 @@ class Keyring:
         return der
 
     async def _issue(
-        self, conn: asyncpg.Connection, org: str, person: PersonRef, root_pem: str, root_key: ca.SigningKey
+        self, conn: asyncpg.Connection, org: str, person: PersonRef, root_pem: str, root_key: ca.SigningKey,
+        *, replacing: str | None,
     ) -> asyncpg.Record:
-        """A new certificate for the person (replacing one made under another name), stored with its key wrapped
-        (or, in a token, where its key is)."""
+        """A new certificate for the person (replacing ``replacing``, one made under another name), stored with its
+        key wrapped (or, in a token, where its key is). Should another signer process have stored one meanwhile
+        (two of her documents signed at once), that one is hers and this one is never used: a certificate that
+        signed must stay on file, where `paraaf ca revoke` finds it."""
         issued = await asyncio.to_thread(
             lambda: ca.issue_signer_certificate(
                 root_cert_pem=root_pem.encode(),
@@ -396,14 +399,23 @@ class Keyring:
                 key=self._new_key(_certificate_context(org, person.id, person.title), 2048),
             )
         )
-        return await conn.fetchrow(
+        stored = await conn.fetchrow(
             "INSERT INTO signer.certificates (org, person_id, title, name, cert_pem, key_pem)"
             " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org, person_id, title) DO UPDATE"
-            " SET name = $4, cert_pem = $5, key_pem = $6, created_at = now() RETURNING name, cert_pem, key_pem",
+            " SET name = $4, cert_pem = $5, key_pem = $6, created_at = now()"
+            " WHERE signer.certificates.cert_pem IS NOT DISTINCT FROM $7 RETURNING name, cert_pem, key_pem",
             org,
             person.id,
             person.title,
             person.name,
             issued.cert_pem.decode(),
             self._stored(issued, _certificate_context(org, person.id, person.title)),
+            replacing,
         )
+        if stored is None:
+            structlog.get_logger().info("certificate issued by another signer process meanwhile; using it", person_id=person.id)
+            stored = await conn.fetchrow(
+                "SELECT name, cert_pem, key_pem FROM signer.certificates WHERE org = $1 AND person_id = $2 AND title = $3",
+                org, person.id, person.title,
+            )
+        return stored

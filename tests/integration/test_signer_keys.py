@@ -4,6 +4,7 @@ when the secret is rotated or when a key was stored by an earlier version.
 The same tests run with PARAAF_PKCS11_MODULE (a SoftHSM2 token): then the keys
 are made in the token, never leave it, and a row holds only where its key is."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -213,3 +214,23 @@ async def test_a_token_that_is_not_there_stops_the_signer_with_a_sentence_naming
     async with pool.acquire() as conn:
         with pytest.raises(hsm.TokenUnavailable, match="no-such-token"):
             await keyring.authority(conn, "default")
+
+
+async def test_two_signer_processes_issuing_a_first_certificate_at_once_agree_on_one(pool: asyncpg.Pool) -> None:
+    """Two replicas of the signer meeting a new signer at the same moment (two of her documents at once) sign with
+    one certificate, the one on file: no second certificate that the table forgot and a revocation would miss."""
+    first, second = await _keyring(pool), await _keyring(pool)
+    async with pool.acquire() as conn:  # the organisation's root exists since the first start
+        await first.authority(conn, "default")
+        await second.authority(conn, "default")
+
+    async def credentials(keyring: Keyring):
+        async with pool.acquire() as conn, conn.transaction():
+            return await keyring.credentials(conn, "default", ANN)
+
+    made = await asyncio.gather(credentials(first), credentials(second))
+    on_file = await pool.fetch("SELECT cert_pem FROM signer.certificates WHERE person_id = 'ann.aerts'")
+    assert made[0].cert_der == made[1].cert_der
+    assert [x509.load_pem_x509_certificate(r["cert_pem"].encode()).public_bytes(serialization.Encoding.DER) for r in on_file] == [
+        made[0].cert_der
+    ]
