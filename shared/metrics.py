@@ -1,7 +1,9 @@
 """What a service tells Prometheus and its orchestrator about itself.
 
 Each service is its own OS process, so each has one registry (prometheus-client's
-default) and serves it on its own HTTP port at ``/metrics``. Counters are kept where
+default) and serves it on its own HTTP port at ``/metrics``; several processes of
+one service (``paraaf run all --scale``) share that port, and ``paraaf_process``
+says which one answered a scrape (sum their counters). Counters are kept where
 the thing happens (the consumer edge, the outbox relay, the mail sender, the signing
 page); gauges that are facts in the database (outbox lag, open requests) are read at
 scrape time by :class:`Probes`, each query bounded by a timeout so a slow database
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 import structlog
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 __all__ = [
     "HANDLER_SECONDS",
@@ -29,6 +31,7 @@ __all__ = [
     "OPEN_REQUESTS",
     "OUTBOX_LAG",
     "OUTCOMES",
+    "PROCESS",
     "SIGNATURES",
     "STUCK_REQUESTS",
     "Check",
@@ -50,6 +53,7 @@ HANDLER_SECONDS = Histogram(
 MESSAGES_PUBLISHED = Counter(
     "paraaf_messages_published", "Outbox rows the broker confirmed", ["exchange", "routing_key"]
 )
+PROCESS = Info("paraaf_process", "Which process of its service answered this scrape: its replica number and pid")
 OUTBOX_LAG = Gauge("paraaf_outbox_lag_seconds", "Age of the oldest outbox row not yet published (0 when none waits)")
 MAILS_SENT = Counter("paraaf_mails_sent", "Mails the SMTP server accepted")
 MAILS_FAILED = Counter(

@@ -19,6 +19,7 @@ stops it at once, saying what to run.
 import asyncio
 import contextlib
 import functools
+import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -41,7 +42,7 @@ from shared.db import SHARED_SCHEMAS, NotMigrated, NotSetUp, check_migrated, ope
 from shared.events import EVENT_TYPES
 from shared.logs import configure_logging
 from shared.messaging import Batching, BatchingConsumer, Consumer, DeadLetters, Handler, Outbox, OutboxRelay, StoreFactory
-from shared.metrics import Probes, Scrape, database_answers, outbox_lag
+from shared.metrics import PROCESS, Probes, Scrape, database_answers, outbox_lag
 from shared.settings import CannotStart, Settings
 from shared.topology import COMMANDS, EVENTS, EXCHANGES, OUTCOMES, TOPOLOGY, QueueSpec, Topology
 
@@ -236,6 +237,7 @@ class Service:
             self._server = _EmbeddedServer(config)
             sockets = [_shared_socket(self.settings.http_host, port)] if self.settings.http_reuse_port else None
             self._tasks.append(asyncio.create_task(self._server.serve(sockets=sockets), name="http"))
+        PROCESS.info({"replica": str(self.settings.replica or 1), "pid": str(os.getpid())})
         structlog.get_logger().info("service started", http_port=self._http[0] if self._http else None)
 
     async def _stop(self) -> None:

@@ -19,7 +19,7 @@ import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -248,9 +248,11 @@ async def fresh_vhost(infra: Infra) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def city_on_fresh_install(infra: Infra, secrets_dir: str, name: str, **env: str) -> AsyncIterator["System"]:
-    """The demo city on its own new database and vhost, every service its own process, with an SMTP server
-    (``system.smtp``); for a package of tests that share one running city."""
+async def city_on_fresh_install(
+    infra: Infra, secrets_dir: str, name: str, *, scale: Mapping[str, int] = {}, **env: str
+) -> AsyncIterator["System"]:
+    """The demo city on its own new database and vhost, every service its own process (``scale``: several of some),
+    with an SMTP server (``system.smtp``); for a package of tests that share one running city."""
     from tests.support.system import demo_city
 
     smtp = SmtpServer()
@@ -258,7 +260,7 @@ async def city_on_fresh_install(infra: Infra, secrets_dir: str, name: str, **env
     try:
         async with fresh_database(infra) as database_url, fresh_vhost(infra) as amqp_url:
             async with demo_city(
-                name, database_url=database_url, amqp_url=amqp_url, smtp=smtp, secrets_dir=secrets_dir, **env
+                name, database_url=database_url, amqp_url=amqp_url, smtp=smtp, secrets_dir=secrets_dir, scale=scale, **env
             ) as system:
                 system.smtp = smtp  # type: ignore[attr-defined]
                 yield system

@@ -1,5 +1,8 @@
 """The whole pipeline, each service its own OS process, on real RabbitMQ,
-PostgreSQL and SMTP: what an integrating system and two signers see.
+PostgreSQL and SMTP: what an integrating system and two signers see. The city runs
+scaled out (router ×2, signer ×3, notifier ×2, audit ×2, tests/support/system.py
+SCALED): after the module, no step was opened twice, no document ended twice, no
+request was signed or mailed twice, and the audit chain verifies.
 
 The tests share one running city (starting one costs seconds): each submits its own document, with its own title and
 external_ref, and finds its mails by that title and its outcomes by that ref, so each passes alone and in any order."""
@@ -17,10 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shared.topology import TOPOLOGY
 from tests.conftest import Infra, city_on_fresh_install
+from tests.support.invariants import assert_each_effect_once
 from tests.support.listener import Listener
 from tests.support.pdfs import make_encrypted_pdf, make_pdf
 from tests.support.smtp import SmtpServer
-from tests.support.system import SERVICES, Outcomes, System, follow_link, submission
+from tests.support.system import SCALED, SERVICES, Outcomes, System, follow_link, submission
 from tests.support.validate import pdfsig, pyhanko_validate
 
 pytestmark = pytest.mark.e2e
@@ -29,8 +33,9 @@ ANN, BART = "ann.aerts@demo.paraaf.be", "bart.baert@demo.paraaf.be"
 
 @pytest.fixture(scope="module")
 async def system(infra: Infra, secrets_dir: str) -> AsyncIterator[System]:
-    async with city_on_fresh_install(infra, secrets_dir, "pipeline", PARAAF_MAX_PDF_MB="0.05") as system:
+    async with city_on_fresh_install(infra, secrets_dir, "pipeline", scale=SCALED, PARAAF_MAX_PDF_MB="0.05") as system:
         yield system
+        await assert_each_effect_once(system)
 
 
 @pytest.fixture
@@ -78,7 +83,10 @@ async def _sign_one_document(system: System, smtp_server: SmtpServer, ref: str, 
         return (await outcomes.wait("notula.completed", ref))["document_id"]
 
 
-async def _metrics(client: httpx.AsyncClient, url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+Metrics = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def _metrics(client: httpx.AsyncClient, url: str) -> Metrics:
     answer = await client.get(url)
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
     return {
@@ -88,6 +96,29 @@ async def _metrics(client: httpx.AsyncClient, url: str) -> dict[tuple[str, froze
     }
 
 
+def _pid(metrics: Metrics) -> str:
+    [pid] = [dict(labels)["pid"] for name, labels in metrics if name == "paraaf_process_info"]
+    return pid
+
+
+async def _all_metrics(system: System, service: str) -> Metrics:
+    """The service's metrics summed over its processes: they share one port, so each scrape on a new connection
+    reaches one of them (the kernel chooses), until every one answered (`paraaf_process_info` says which)."""
+    seen: dict[str, Metrics] = {}
+    for _ in range(300):
+        async with httpx.AsyncClient() as client:  # a new connection: maybe another process
+            metrics = await _metrics(client, system.url(service, "/metrics"))
+        seen[_pid(metrics)] = metrics
+        if len(seen) == system.scale[service]:
+            break
+    assert len(seen) == system.scale[service], f"{service}: {len(seen)} of its {system.scale[service]} processes answered"
+    summed: Metrics = {}
+    for metrics in seen.values():
+        for key, value in metrics.items():
+            summed[key] = summed.get(key, 0.0) + value
+    return summed
+
+
 def _handled(metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], queue: str) -> float:
     return sum(
         value for (name, labels), value in metrics.items()
@@ -95,19 +126,17 @@ def _handled(metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], queue
     )
 
 
-Metrics = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
 def _value(metrics: Metrics, name: str, **labels: str) -> float:
     return metrics.get((name, frozenset(labels.items())), 0.0)
 
 
-async def _counted(system: System, client: httpx.AsyncClient, service: str, before: Metrics) -> Metrics:
-    """The service's metrics once each of its queues counts more handled messages than ``before`` (audit may trail
-    the outcome); one completed document passes through every queue but a source's questions and withdrawals."""
+async def _counted(system: System, service: str, before: Metrics) -> Metrics:
+    """The service's metrics (summed over its processes) once each of its queues counts more handled messages than
+    ``before`` (audit may trail the outcome); one completed document passes through every queue but a source's
+    questions and withdrawals."""
     queues = [spec.name for spec in TOPOLOGY.service(service).consumes if spec.name != "intake.requests"]
     for _ in range(100):
-        metrics = await _metrics(client, system.url(service, "/metrics"))
+        metrics = await _all_metrics(system, service)
         if all(_handled(metrics, queue) > _handled(before, queue) for queue in queues):
             return metrics
         await asyncio.sleep(0.2)
@@ -117,17 +146,17 @@ async def _counted(system: System, client: httpx.AsyncClient, service: str, befo
 async def test_after_a_document_completes_every_service_is_ready_and_its_metrics_count_the_work(
     system: System, smtp_server: SmtpServer
 ) -> None:
-    """Once a 2-signer document completed, every service answers /readyz 200 and its /metrics count handled
-    messages on each of its queues; the signer counts 2 more signatures, the notifier 2 more mails sent, and the
+    """Once a 2-signer document completed, every service answers /readyz 200 and its /metrics (summed over its
+    processes) count handled messages on each of its queues; the signer counts 2 more signatures, the notifier 2 more mails sent, and the
     router's open requests are the pending ones in its table, none of them this document's."""
     async with httpx.AsyncClient() as client:
-        before = {service: await _metrics(client, system.url(service, "/metrics")) for service in SERVICES}
+        before = {service: await _all_metrics(system, service) for service in SERVICES}
         document_id = await _sign_one_document(system, smtp_server, "METRICS-1", "Besluit metingen")
         for service in SERVICES:
             ready = await client.get(system.url(service, "/readyz"))
             assert ready.status_code == 200, (service, ready.text)
             assert (await client.get(system.url(service, "/healthz"))).status_code == 200
-        counted = {service: await _counted(system, client, service, before[service]) for service in SERVICES}
+        counted = {service: await _counted(system, service, before[service]) for service in SERVICES}
     signatures = ("paraaf_signatures_total", {"action": "sign"})
     assert _value(counted["signer"], signatures[0], **signatures[1]) - _value(before["signer"], signatures[0], **signatures[1]) >= 2
     assert _value(counted["notifier"], "paraaf_mails_sent_total") - _value(before["notifier"], "paraaf_mails_sent_total") >= 2
@@ -141,7 +170,8 @@ async def test_after_a_document_completes_every_service_is_ready_and_its_metrics
         )
     finally:
         await conn.close()
-    assert counted["router"][("paraaf_open_requests", frozenset())] == requests["open"]
+    # A gauge read from the database at scrape time: each router process says the same.
+    assert counted["router"][("paraaf_open_requests", frozenset())] == requests["open"] * system.scale["router"]
     assert (requests["asked"], requests["still_open"]) == (2, 0)
     assert any(name == "paraaf_messages_published_total" and value > 0 for (name, _), value in counted["router"].items())
     assert all(("paraaf_outbox_lag_seconds", frozenset()) in metrics for metrics in counted.values())

@@ -1,4 +1,4 @@
-"""Crashes while documents flow: the five services as processes on the real RabbitMQ and PostgreSQL, documents of
+"""Crashes while documents flow: the five services as processes (several of four of them) on the real RabbitMQ and PostgreSQL, documents of
 2 and 3 signature steps in flight, and a signer who follows every mailed link. Meanwhile each service is killed
 with SIGKILL and started again, RabbitMQ closes the services' connections, PostgreSQL terminates their backends
 (and, when PARAAF_FAULTS_RESTART_BROKER=1, RabbitMQ itself is stopped and started once). Afterwards every document
@@ -27,8 +27,9 @@ from tests.conftest import Infra, city_on_fresh_install
 from tests.faults.conftest import report
 from tests.support.autosigner import AutoSigner
 from tests.support.faults import Faults, SourceInbox, ensure_broker_running, restart_broker_app
+from tests.support.invariants import assert_each_effect_once
 from tests.support.pdfs import make_pdf
-from tests.support.system import System, submission
+from tests.support.system import SCALED, System, submission
 from tests.support.validate import PdfsigReport, pdfsig_all, pyhanko_validate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
@@ -97,9 +98,11 @@ def plan(prefix: str, count: int) -> list[Document]:
 
 @pytest.fixture(scope="module")
 async def crashing_city(infra: Infra, secrets_dir: str) -> AsyncIterator[System]:
-    """A demo city of its own (its own database and vhost): these tests kill its processes and cut its connections."""
-    async with city_on_fresh_install(infra, secrets_dir, "crashes") as system:
+    """A demo city of its own (its own database and vhost), scaled out (router ×2, signer ×3, notifier ×2, audit ×2):
+    these tests kill its processes, each replica in turn while the others work on, and cut its connections."""
+    async with city_on_fresh_install(infra, secrets_dir, "crashes", scale=SCALED) as system:
         yield system
+        await assert_each_effect_once(system)
 
 
 @pytest.fixture

@@ -104,11 +104,16 @@ async def _audited_drops(city: System, message_ids: set[str], *, expected: int, 
 async def test_every_consumer_of_the_city_runs_with_its_prefetch(city: System) -> None:
     """RabbitMQ holds each service's consumer to PARAAF_PREFETCH (16), intake.submissions to its 4 and the audit log
     to 1,000 (two batches of 500 small events: one fills while the other is written): none runs unlimited (prefetch
-    0), so a backlog cannot flood a service's memory."""
-    expected = {"intake.submissions": [4], "intake.requests": [16], "intake.events": [16], "router.events": [16], "signer.events": [16],
-                "notifier.events": [16], "audit.events": [1000]}
+    0), so a backlog cannot flood a service's memory. A scaled service's processes each consume its queue."""
+    each = {"intake.submissions": 4, "intake.requests": 16, "intake.events": 16, "router.events": 16, "signer.events": 16,
+            "notifier.events": 16, "audit.events": 1000}
+    expected = {queue: [prefetch] * city.scale[queue.partition(".")[0]] for queue, prefetch in each.items()}
+
+    def all_there(seen: dict[str, list[int]]) -> bool:
+        return all(len(seen.get(queue, [])) >= len(wanted) for queue, wanted in expected.items())
+
     deadline = time.monotonic() + 30
-    while (seen := await consumer_prefetch(city.amqp_url)).keys() < expected.keys() and time.monotonic() < deadline:
+    while not all_there(seen := await consumer_prefetch(city.amqp_url)) and time.monotonic() < deadline:
         await asyncio.sleep(0.5)  # the management API lists consumers a few seconds after they start
     report(f"- prefetch per consumer: {', '.join(f'{q} {p}' for q, p in sorted(seen.items()))}")
     assert {q: seen.get(q) for q in expected} == expected

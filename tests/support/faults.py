@@ -34,15 +34,20 @@ class Faults:
     def __init__(self, system: System) -> None:
         self.system = system
         self.counts: Counter[str] = Counter()
+        self._kills: Counter[str] = Counter()
         self.vhost = unquote(urlsplit(system.amqp_url).path.lstrip("/"))
         self.database = urlsplit(system.env["PARAAF_DATABASE_URL"]).path.lstrip("/")
 
     async def kill(self, service: str) -> None:
-        """SIGKILL ``service``, start it again at once, and wait until it answers /health."""
-        await asyncio.to_thread(self.system.stop_service, service, signal.SIGKILL)
-        self.system.start_service(service)
+        """SIGKILL one process of ``service`` (each of its replicas in turn; the others go on working), start it
+        again at once, and wait until it answers /health."""
+        replicas = self.system.replicas(service)
+        name = replicas[self._kills[service] % len(replicas)]
+        self._kills[service] += 1
+        await asyncio.to_thread(self.system.stop_service, name, signal.SIGKILL)
+        self.system.start_service(name)
         self.counts["SIGKILL and restart"] += 1
-        await self.system.wait_healthy([service], timeout=60)
+        await self.system.wait_healthy([name], timeout=60)
 
     async def close_broker_connections(self, service: str) -> int:
         """RabbitMQ closes every connection of ``service``'s broker user in this vhost; how many it closed."""

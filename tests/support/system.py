@@ -38,9 +38,11 @@ from tests.support.net import free_port
 from tests.support.session import MANAGEMENT_API, SESSION_PREFIX
 from tests.support.smtp import SmtpServer
 
-__all__ = ["DEMO", "Outcomes", "System", "demo_city", "follow_link", "submission"]
+__all__ = ["DEMO", "SCALED", "Outcomes", "System", "demo_city", "follow_link", "submission"]
 
 SERVICES = ("intake", "router", "signer", "notifier", "audit")
+# How the pipeline and fault suites run (issue 15): every service that has competitors for its work more than once.
+SCALED: Mapping[str, int] = {"router": 2, "signer": 3, "notifier": 2, "audit": 2}
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
@@ -74,7 +76,11 @@ class System:
         smtp: SmtpServer,
         secrets_dir: str,
         extra_env: Mapping[str, str] = {},
+        scale: Mapping[str, int] = {},
     ) -> None:
+        """``scale``: processes per service (default one), as `paraaf run all --scale` starts them; replica ``i`` > 1
+        of service ``s`` is named ``s-i`` in ``processes`` and its log is ``s-i.log``."""
+        self.scale = {service: scale.get(service, 1) for service in SERVICES}
         self.ports = {service: free_port() for service in SERVICES}
         self.public_url = f"http://127.0.0.1:{self.ports['signer']}"
         self.amqp_url = amqp_url  # the administrator's: tests observe with it, services never use it
@@ -99,37 +105,57 @@ class System:
             **extra_env,
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._starts: dict[str, int] = {}
 
     def url(self, service: str, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
 
-    def start_service(self, service: str) -> None:
-        log = (self.logs / f"{service}.log").open("ab")
-        self.processes[service] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{service}"], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+    def replicas(self, service: str) -> list[str]:
+        """The process names of ``service``: ``signer``, ``signer-2``, ``signer-3`` when it runs as three."""
+        return [service] + [f"{service}-{i}" for i in range(2, self.scale[service] + 1)]
+
+    @property
+    def process_names(self) -> list[str]:
+        return [name for service in SERVICES for name in self.replicas(service)]
+
+    def start_service(self, name: str) -> None:
+        """Start ``name`` (a service, or one replica of it such as ``signer-2``) with the environment
+        `paraaf run all --scale` gives it (services/supervisor.py)."""
+        service, _, number = name.partition("-")
+        env = dict(self.env)
+        if self.scale[service] > 1:
+            env.update(PARAAF_HTTP_REUSE_PORT="true", PARAAF_REPLICA=number or "1")
+        log = self.logs / f"{name}.log"
+        self._starts[name] = _started_lines(log)
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service}"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT
         )
 
     async def start(self, timeout: float = 90.0) -> None:
         self.started_at = time.monotonic()  # the services' clocks (PARAAF_CLOCK_START) begin a moment after this
-        for service in SERVICES:
-            self.start_service(service)
-        await self.wait_healthy(SERVICES, timeout)
+        for name in self.process_names:
+            self.start_service(name)
+        await self.wait_healthy(self.process_names, timeout)
 
     async def wait_healthy(self, services: tuple[str, ...] | list[str], timeout: float = 90.0) -> None:
+        """Each named process runs and its service answers /health; a replica of a scaled service (its port shared,
+        so /health may be another replica's answer) has also logged that it started, since it was last started."""
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient() as client:
-            for service in services:
+            for name in services:
+                service = name.partition("-")[0]
                 while True:
-                    process = self.processes[service]
+                    process = self.processes[name]
                     if process.poll() is not None:
-                        raise AssertionError(f"{service} exited with {process.returncode}; see {self.logs}/{service}.log")
+                        raise AssertionError(f"{name} exited with {process.returncode}; see {self.logs}/{name}.log")
                     try:
-                        if (await client.get(self.url(service, "/health"))).status_code == 200:
-                            break
+                        answered = (await client.get(self.url(service, "/health"))).status_code == 200
                     except httpx.TransportError:
-                        pass
+                        answered = False
+                    if answered and (self.scale[service] == 1 or _started_lines(self.logs / f"{name}.log") > self._starts[name]):
+                        break
                     if time.monotonic() > deadline:
-                        raise AssertionError(f"{service} not healthy within {timeout}s; see {self.logs}/{service}.log")
+                        raise AssertionError(f"{name} not healthy within {timeout}s; see {self.logs}/{name}.log")
                     await asyncio.sleep(0.2)
 
     def stop_service(self, service: str, sig: int = signal.SIGTERM) -> int:
@@ -273,14 +299,31 @@ class System:
 DEMO = ROOT / "deploy" / "demo"
 
 
+def _started_lines(log: Path) -> int:
+    """How often the process logging to ``log`` said it started (Service logs "service started" once it serves)."""
+    try:
+        return log.read_text(errors="replace").count('"event": "service started"')
+    except FileNotFoundError:
+        return 0
+
+
 @asynccontextmanager
 async def demo_city(
-    name: str, *, database_url: str, amqp_url: str, smtp: SmtpServer, secrets_dir: str, **extra_env: str
+    name: str,
+    *,
+    database_url: str,
+    amqp_url: str,
+    smtp: SmtpServer,
+    secrets_dir: str,
+    scale: Mapping[str, int] = {},
+    **extra_env: str,
 ) -> AsyncIterator[System]:
-    """The demo city (deploy/demo: city.xlsx and its flows) with every service its own process, set up as `paraaf setup`
-    does on a fresh install, with source `notula` registered (any submitter, ad-hoc steps); stopped cleanly after."""
+    """The demo city (deploy/demo: city.xlsx and its flows) with every service its own process (``scale``: several
+    of some), set up as `paraaf setup` does on a fresh install, with source `notula` registered (any submitter,
+    ad-hoc steps); stopped cleanly after."""
     system = System(
-        name=name, database_url=database_url, amqp_url=amqp_url, smtp=smtp, secrets_dir=secrets_dir, extra_env=extra_env
+        name=name, database_url=database_url, amqp_url=amqp_url, smtp=smtp, secrets_dir=secrets_dir, extra_env=extra_env,
+        scale=scale,
     )
     await system.set_up()
     await system.register(SourcePolicy("notula", "default", ad_hoc_steps=True))
