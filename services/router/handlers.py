@@ -299,7 +299,12 @@ async def move_work_of(
     person, and an operator is alerted.
     """
     moved = 0
-    for request in await store.pending_of(org, person_id):
+    for seen in await store.pending_of(org, person_id):
+        # The document first, then its request, as the handlers lock them (a router handling a signature on this
+        # document meanwhile, in another process, would otherwise wait for us while we wait for it); then look again.
+        instance, request = await store.instance(seen.document_id), await store.request(seen.request_id)
+        if instance is None or instance.status != "active" or request is None or request.status != "pending":
+            continue  # signed, moved or ended while we waited
         cause = Cause(event_id=absence_id, correlation_id=request.document_id, org=org)
         moved += await _move(store, request, directory, now, cause=cause)
     return moved
@@ -339,11 +344,12 @@ async def reassign_by_operator(
 ) -> Request:
     """An operator moves a pending request to ``target``: a new request (and link) for her; the old link stops
     working (the signer answers 410); the trail says who moved it and why. CodedError when it cannot be done."""
-    request = await store.request(request_id)
-    if request is None or request.org != org:
+    seen = await store.request(request_id, lock=False)
+    if seen is None or seen.org != org:
         raise CodedError("unknown_request", f"there is no request {request_id}")
-    instance = await store.instance(request.document_id)
-    if instance is None or instance.status != "active":
+    instance = await store.instance(seen.document_id)  # the document first, as every handler locks it
+    request = await store.request(request_id)
+    if request is None or instance is None or instance.status != "active":
         raise CodedError("ended", "its document is no longer under way")
     directory = await directories.get(store, org)
     assignment = operator_assignment(request, target, directory, shield_of(directory, instance.group), by=by, why=why)

@@ -65,7 +65,7 @@ class RouterStore(Protocol):
     async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> None: ...
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]: ...
     async def insert_request(self, request: Request) -> None: ...
-    async def request(self, request_id: UUID) -> Request | None: ...
+    async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None: ...
     async def step_requests(self, document_id: UUID, step: int) -> list[Request]: ...
     async def pending_requests(self, document_id: UUID) -> list[Request]: ...
     async def pending_of(self, org: str, person_id: str) -> list[Request]: ...
@@ -322,9 +322,10 @@ class PostgresRouterStore(TransactionStore):
             request.reason, request.action, request.replaces, self._clock(),
         )
 
-    async def request(self, request_id: UUID) -> Request | None:
-        """The request, locked for the rest of the transaction."""
-        row = await self._conn.fetchrow("SELECT * FROM router.requests WHERE request_id = $1 FOR UPDATE", request_id)
+    async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None:
+        """The request, locked for the rest of the transaction (``lock``: lock its document first)."""
+        sql = "SELECT * FROM router.requests WHERE request_id = $1" + (" FOR UPDATE" if lock else "")
+        row = await self._conn.fetchrow(sql, request_id)
         return _request(row) if row else None
 
     async def step_requests(self, document_id: UUID, step: int) -> list[Request]:
@@ -340,11 +341,12 @@ class PostgresRouterStore(TransactionStore):
         return [_request(r) for r in rows]
 
     async def pending_of(self, org: str, person_id: str) -> list[Request]:
-        """A person's open requests in documents still running, locked."""
+        """A person's open requests in documents still running, not locked: whoever changes one locks its document
+        first, then the request, in the order every handler does."""
         rows = await self._conn.fetch(
             "SELECT r.* FROM router.requests r JOIN router.instances i USING (document_id)"
             " WHERE r.org = $1 AND r.person_id = $2 AND r.status = 'pending' AND i.status = 'active'"
-            " ORDER BY r.created_at FOR UPDATE OF r",
+            " ORDER BY r.created_at",
             org, person_id,
         )
         return [_request(r) for r in rows]

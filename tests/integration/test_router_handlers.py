@@ -1,5 +1,6 @@
 """The router's handlers on real PostgreSQL: what they record and what they announce (the outbox)."""
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ import pytest
 from services.router import handlers
 from services.router.directory import DirectoryCache, add_absence, import_directory
 from services.router.importer import read_directory, read_flows, read_workbook
+from services.router.scheduler import apply_started_absences
 from services.router.store import PostgresRouterStore
 from shared.db import connect_pool, migrate
 from shared.events import DocumentSubmitted, PersonRef, Signed
@@ -98,3 +100,36 @@ async def test_a_document_completes_with_the_newest_pdf_even_when_signatures_arr
     [completed] = [b for k, b in await announced(pool) if k == "document.completed"]
     assert completed["pdf_sha256"] == "2" * 64
     assert len(completed["signatures"]) == 2
+
+
+async def _waiting_for_a_lock(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+    """Until the backend of ``conn`` waits for a row lock (polled in pg_stat_activity, not timed)."""
+    pid = conn.get_server_pid()
+    while await pool.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid) != "Lock":
+        await asyncio.sleep(0.05)
+
+
+async def test_an_absence_applied_in_one_router_while_another_handles_the_document_locks_in_the_same_order(
+    pool: asyncpg.Pool,
+) -> None:
+    """Router replicas: while one holds a document (handling a signature on it), the other applying an absence
+    waits for the document before it takes the absent signer's request, so the first can still take that request:
+    both finish, instead of each waiting for the other until PostgreSQL kills one as a deadlock."""
+    directories = DirectoryCache()
+    event = submitted()
+    await run(pool, lambda c: handlers.on_document_submitted(event, c, directories=directories, clock=lambda: JULY_10))
+    [first] = [b for k, b in await announced(pool) if k == "signature.requested"]
+    await run(pool, lambda c: add_absence(c, "default", "ann.aerts", JULY_10, datetime(2026, 7, 20, tzinfo=UTC)))
+
+    async with pool.acquire() as handling, pool.acquire() as applying:
+        async with handling.transaction():
+            await handling.execute("SELECT 1 FROM router.instances WHERE document_id = $1 FOR UPDATE", event.document_id)
+
+            async def apply() -> int:
+                async with applying.transaction():
+                    return await apply_started_absences(PostgresRouterStore(applying, Outbox("router")), directories, JULY_10)
+
+            applied = asyncio.create_task(apply())
+            await asyncio.wait_for(_waiting_for_a_lock(pool, applying), 30)
+            await handling.execute("SELECT 1 FROM router.requests WHERE request_id = $1 FOR UPDATE NOWAIT", first["request_id"])
+        assert await asyncio.wait_for(applied, 30) == 1

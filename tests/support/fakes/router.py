@@ -143,7 +143,7 @@ class FakeRouterStore:
         self.requests[request.request_id] = request
         self._order.append(request.request_id)
 
-    async def request(self, request_id: UUID) -> Request | None:
+    async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None:
         return self.requests.get(request_id)
 
     def _in_order(self) -> list[Request]:
