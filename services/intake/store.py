@@ -5,6 +5,7 @@ keeps in the blob store, and the messages sent with each change.
 inside the caller's transaction; tests use an in-memory fake of the same
 interface (tests/support/fakes.py)."""
 
+import json
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 from uuid import UUID
@@ -175,6 +176,11 @@ class PostgresIntakeStore(TransactionStore):
         return await blobs.version_digests(self._conn, document_id, org)
 
     async def find_document(self, org: str, source: str, external_ref: str) -> Document | None:
+        """The document of this reference; the reference is locked for the rest of the transaction, so a copy of the
+        same submission handled at the same moment (by this intake or another process of it) waits, then finds it."""
+        await self._conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", json.dumps(["intake.submission", org, source, external_ref])
+        )
         row = await self._conn.fetchrow(
             "SELECT * FROM intake.documents WHERE org = $1 AND source = $2 AND external_ref = $3", org, source, external_ref
         )

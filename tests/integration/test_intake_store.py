@@ -1,20 +1,27 @@
 """One contract, two stores: the in-memory FakeIntakeStore the unit tests use behaves as PostgresIntakeStore does."""
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
 
-from services.intake.domain import SourcePolicy
+from services.intake import handlers
+from services.intake.domain import SourcePolicy, Submission, examine
+from services.intake.pdf import Limits
 from services.intake.store import Document, IntakeStore, PostgresIntakeStore, Rejection
 from shared import blobs
 from shared.blobs import BlobNotFound
 from shared.contract import Outcome
+from shared.db import connect_pool, migrate
 from shared.events import StepSpec
 from shared.messaging import Outbox
 from tests.support.fakes.intake import FakeIntakeStore
+from tests.support.pdfs import make_pdf
 from tests.support.stores import in_rolled_back_transaction
+from tests.support.system import submission
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "intake" / "migrations"
 
@@ -85,3 +92,28 @@ async def test_refusals_and_their_originals_are_kept_with_their_answer(store: In
         rows = await conn.fetch("SELECT exchange, routing_key, body FROM intake.outbox ORDER BY id")
         assert [(r["exchange"], r["routing_key"]) for r in rows] == [("esign.dlx", "intake.rejected"), ("esign.outcomes", "notula.rejected")]
         assert rows[0]["body"] == b"{nope"
+
+
+async def test_two_submissions_of_one_reference_handled_at_once_are_answered_as_one_after_the_other(database_url: str) -> None:
+    """A source sends one reference twice, the second time with another PDF, and both are taken at the same moment
+    (two intake processes, or one with several messages in hand): one document, and the other answered
+    `duplicate_ref`, as if they had come one after the other; neither fails into a redelivery."""
+    first, second = (json.dumps(submission(make_pdf(text=text), external_ref="TWICE-1")).encode() for text in ("one", "two"))
+    pool = await connect_pool(database_url)
+    try:
+        await migrate(pool, "blobs", [blobs.MIGRATIONS], messaging=False)
+        await migrate(pool, "intake", [MIGRATIONS], messaging=True)
+        async with pool.acquire() as conn:
+            await PostgresIntakeStore(conn, Outbox("intake")).upsert_source(SourcePolicy("notula", "default", ad_hoc_steps=True))
+
+        async def handle(raw: bytes) -> Document | Rejection:
+            examined = examine(Submission("submit.notula", raw, "notula"), Limits(1_048_576))
+            async with pool.acquire() as conn, conn.transaction():
+                return await handlers.on_submission(examined, PostgresIntakeStore(conn, Outbox("intake")))
+
+        made = await asyncio.gather(handle(first), handle(second))
+        assert sorted(type(m).__name__ for m in made) == ["Document", "Rejection"]
+        assert next(m for m in made if isinstance(m, Rejection)).code == "duplicate_ref"
+        assert await pool.fetchval("SELECT count(*) FROM intake.documents WHERE external_ref = 'TWICE-1'") == 1
+    finally:
+        await pool.close()
