@@ -278,11 +278,12 @@ class Service:
 
 
 def _unreachable(exc: BaseException) -> bool:
-    """The server did not answer (down, starting, restarting), as opposed to answering no."""
+    """The server did not answer (down, starting, restarting), or answered "not now" (every connection slot taken:
+    more processes than max_connections was sized for, e.g. replicas starting), as opposed to answering no."""
     amqp = aio_pika.exceptions
     if isinstance(exc, amqp.AMQPError):  # all of them are OSErrors, but only a connection that failed is no answer
         return isinstance(exc, amqp.AMQPConnectionError) and not isinstance(exc, amqp.ProbableAuthenticationError)
-    return isinstance(exc, OSError | asyncpg.CannotConnectNowError)
+    return isinstance(exc, OSError | asyncpg.CannotConnectNowError | asyncpg.TooManyConnectionsError)
 
 
 async def until_reachable(what: str, attempt: Callable[[], Awaitable[T]], *, longest_wait: float = 5.0) -> T:
