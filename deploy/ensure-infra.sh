@@ -36,6 +36,17 @@ ensure_rabbitmq() {
   wait_for "$host" "$port" || { echo "RabbitMQ did not come up on $host:$port." >&2; return 1; }
 }
 
+# Every process of a service holds a pool of up to PARAAF_DB_POOL_SIZE connections (and one or two listeners):
+# five services, some run as several processes (`paraaf run all --scale`), and test cities side by side need more
+# than PostgreSQL's default 100. Written before a local cluster starts; one already running keeps its setting.
+MAX_CONNECTIONS=300
+ensure_connection_slots() {
+  as_root || return 0
+  local conf_d; conf_d="$(ls -d /etc/postgresql/*/main | head -1)/conf.d"
+  [ -d "$conf_d" ] && [ ! -f "$conf_d/paraaf.conf" ] || return 0
+  echo "max_connections = $MAX_CONNECTIONS  # paraaf: services run as several processes" > "$conf_d/paraaf.conf"
+}
+
 ensure_postgres() {
   read -r host port < <(host_port "$db_url" 5432)
   answers "$host" "$port" && return 0
@@ -47,6 +58,7 @@ ensure_postgres() {
     grep -q "paraaf-local-trust" "$hba" || sed -i '1i host all all 127.0.0.1/32 trust # paraaf-local-trust' "$hba"
   fi
   if ls /etc/postgresql/*/main >/dev/null 2>&1 && command -v pg_ctlcluster >/dev/null; then
+    ensure_connection_slots
     echo "Starting PostgreSQL..."
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
   elif docker_engine; then
