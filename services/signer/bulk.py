@@ -3,6 +3,11 @@ requests; each item says what became of one of them (waiting, signed, approved,
 or failed and why). The signatures themselves are made one by one through the
 same path as a single link (services/signer/http/_signing.py ``sign_once``);
 this only keeps what the progress page and the summary show.
+
+A run goes on in the signer process that started it, which holds the run's
+lease (a PostgreSQL advisory lock on a connection of its own) until it ends:
+every process of the signer can tell a run still going from one cut off by
+its process's end, whichever of them the progress page reaches.
 """
 
 from collections.abc import Sequence
@@ -12,7 +17,25 @@ from uuid import UUID
 
 import asyncpg
 
-__all__ = ["BulkItem", "BulkRun", "BulkRuns"]
+__all__ = ["BulkItem", "BulkRun", "BulkRuns", "hold_run", "release_run", "run_going_on"]
+
+_LEASE = "hashtextextended('paraaf-bulk-run:' || $1::uuid::text, 0)"
+
+
+async def hold_run(conn: asyncpg.Connection, run_id: UUID) -> None:
+    """Take the run's lease on ``conn`` (a connection kept for the run): it lasts until ``release_run`` or until the
+    connection ends (the process died)."""
+    await conn.execute(f"SELECT pg_advisory_lock({_LEASE})", run_id)
+
+
+async def release_run(conn: asyncpg.Connection, run_id: UUID) -> None:
+    await conn.execute(f"SELECT pg_advisory_unlock({_LEASE})", run_id)
+
+
+async def run_going_on(conn: asyncpg.Connection, run_id: UUID) -> bool:
+    """Whether some signer process holds the run's lease (asked on any other connection)."""
+    async with conn.transaction():
+        return not await conn.fetchval(f"SELECT pg_try_advisory_xact_lock({_LEASE})", run_id)
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,12 @@ those, sending the confirmation twice is one run, and a run is hers alone."""
 
 import re
 from typing import Any
+from uuid import UUID, uuid4
 
+import asyncpg
 import httpx
 
+from services.signer.bulk import hold_run, release_run, run_going_on
 from services.signer.http._portal_auth import SESSION_COOKIE
 from tests.support.city import City, seed_city
 from tests.support.portal import csrf_on
@@ -66,3 +69,27 @@ async def test_a_selection_holds_only_what_waits_for_her_and_she_may_read_and_on
     bart = as_person(signer, city, "bart")
     assert (await bart.get(first.headers["location"])).status_code == 404
     assert (await bart.get(first.headers["location"] + "/progress")).status_code == 404
+
+
+async def test_every_signer_process_tells_a_run_going_on_from_one_cut_off(database_url: str) -> None:
+    """A run is going on, for any process of the signer that is asked (the progress page may reach any of them),
+    while the process running it holds its lease; it is over once that process lets go, or dies."""
+    run_id = uuid4()
+    running, asked = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
+    try:
+        assert not await run_going_on(asked, run_id)
+        await hold_run(running, run_id)
+        assert await run_going_on(asked, run_id) and await run_going_on(asked, run_id)  # asking takes nothing away
+        await release_run(running, run_id)
+        assert not await run_going_on(asked, run_id)
+        await hold_run(running, run_id)
+        running.terminate()  # the process running it died
+        await eventually(lambda: _over(asked, run_id), "the run seen as cut off")
+    finally:
+        await asked.close()
+        if not running.is_closed():
+            await running.close()
+
+
+async def _over(conn: asyncpg.Connection, run_id: UUID) -> bool:
+    return not await run_going_on(conn, run_id)

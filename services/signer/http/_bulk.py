@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from uuid import UUID, uuid4
 
+import asyncpg
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from services.signer.bulk import BulkItem, BulkRun, BulkRuns
+from services.signer.bulk import BulkItem, BulkRun, BulkRuns, hold_run, release_run, run_going_on
 from services.signer.domain import LinkRefused
 from services.signer.http._portal_auth import PortalAuth, Visitor, signed_in
 from services.signer.http._signing import SigningPages, sign_once
@@ -52,19 +53,40 @@ def grouped(waiting: Sequence[ToSign], ad_hoc: str) -> list[tuple[str, str, list
 
 
 class _Runs:
-    """The runs under way in this process, each an asyncio task over its items."""
+    """The runs under way in this process, each an asyncio task over its items holding the run's lease (bulk.py), so
+    that every process of the signer knows whether a run goes on."""
 
     def __init__(self, shared: SigningPages) -> None:
         self.shared, self.deps = shared, shared.deps
         self._tasks: dict[UUID, asyncio.Task[None]] = {}
 
-    def running(self, run_id: UUID) -> bool:
-        return run_id in self._tasks
+    async def running(self, run_id: UUID) -> bool:
+        if run_id in self._tasks:
+            return True
+        async with self.deps.pool().acquire() as conn:
+            return await run_going_on(conn, run_id)
 
-    def start(self, run: BulkRun) -> None:
-        task = asyncio.create_task(self._run(run), name=f"bulk {run.run_id}")
+    async def start(self, run: BulkRun) -> None:
+        """Begin the run; it holds its lease before this returns, so the page it leads to finds it going on in
+        any process."""
+        lease = await self.deps.pool().acquire()
+        try:
+            await hold_run(lease, run.run_id)
+        except BaseException:
+            await self.deps.pool().release(lease)
+            raise
+        task = asyncio.create_task(self._leased(run, lease), name=f"bulk {run.run_id}")
         self._tasks[run.run_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(run.run_id, None))
+
+    async def _leased(self, run: BulkRun, lease: asyncpg.Connection) -> None:
+        try:
+            await self._run(run)
+        finally:
+            try:
+                await release_run(lease, run.run_id)
+            finally:
+                await self.deps.pool().release(lease)
 
     async def _run(self, run: BulkRun) -> None:
         log = structlog.get_logger().bind(run_id=str(run.run_id), person=run.person_id)
@@ -211,7 +233,7 @@ def _confirming(router: APIRouter, auth: PortalAuth, runs: _Runs) -> None:
                                      problem=problem or portal_texts(person.language)["bulk_gone"], status=422)
                 items = [(w.request_id, w.title) for w in chosen]
                 if await BulkRuns(conn).start(run_id, person.org, person.id, items, auth.deps.now()):
-                    runs.start(await BulkRuns(conn).run(person.org, person.id, run_id))  # type: ignore[arg-type]
+                    await runs.start(await BulkRuns(conn).run(person.org, person.id, run_id))  # type: ignore[arg-type]
             return RedirectResponse(f"/p/bulk/{run_id}", status_code=303)
 
         return await signed_in(auth, request, act)
@@ -230,7 +252,7 @@ def _following(router: APIRouter, auth: PortalAuth, runs: _Runs) -> None:
             run = await her_run(visitor, run_id)
             if run is None:
                 return auth.not_found(request, visitor)
-            language, live = visitor.person.language, runs.running(run_id)
+            language, live = visitor.person.language, await runs.running(run_id)
             answer = auth.page(
                 request, "portal_bulk_run.html", language, visitor=visitor, run=run, progress=_progress(run, language, live),
             )
@@ -247,7 +269,7 @@ def _following(router: APIRouter, auth: PortalAuth, runs: _Runs) -> None:
             run = await her_run(visitor, run_id)
             if run is None:
                 return JSONResponse({"error": "no such run"}, status_code=404)
-            body = _progress(run, visitor.person.language, runs.running(run_id))
+            body = _progress(run, visitor.person.language, await runs.running(run_id))
             return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
         return await signed_in(auth, request, answer)
