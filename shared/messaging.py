@@ -560,7 +560,10 @@ class BatchingConsumer(Consumer):
     async def _commit(self, batch: list[_Pending]) -> list[str]:
         """The batch in one transaction: the inbox marks, then the changes of the messages marked just now."""
         async with self._pool().acquire() as conn, conn.transaction():
-            marked = set(await conn.fetchval(_MARK_MANY.format(schema=self._schema), self.queue, list({p.key: None for p in batch})))
+            # Marked in key order: two processes writing batches that share redelivered copies lock the same
+            # inbox rows in the same order, and wait for each other instead of deadlocking.
+            keys = sorted({p.key for p in batch})
+            marked = set(await conn.fetchval(_MARK_MANY.format(schema=self._schema), self.queue, keys))
             new, outcomes = [], []
             for pending in batch:
                 first = pending.key in marked
