@@ -125,6 +125,9 @@ class System:
         env = dict(self.env)
         if self.scale[service] > 1:
             env.update(PARAAF_HTTP_REUSE_PORT="true", PARAAF_REPLICA=number or "1")
+            # Replicas share the work, so each gets a smaller pool: a scaled city holds about as many PostgreSQL
+            # connections as a single one, and cities side by side stay within one server's max_connections.
+            env.setdefault("PARAAF_DB_POOL_SIZE", str(max(2, 5 // self.scale[service])))
         log = self.logs / f"{name}.log"
         self._starts[name] = _started_lines(log)
         self.processes[name] = subprocess.Popen(
