@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -84,3 +85,64 @@ async def test_run_all_supervises_the_five_services_and_stops_them_on_ctrl_c(
     finally:
         if supervisor.poll() is None:
             supervisor.kill()
+
+
+def listening_pids(port: int) -> set[int]:
+    """The processes listening on ``port`` (ss names each socket's owner)."""
+    listing = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+    return {int(pid) for pid in re.findall(r"pid=(\d+)", listing)}
+
+
+async def test_run_all_with_scale_runs_replicas_that_share_the_signers_port(
+    database_url: str, amqp_url: str, smtp_server: SmtpServer, secrets_dir: str
+) -> None:
+    """`paraaf run all --scale signer=2,router=2`: seven processes; both signers listen on the one public port; a
+    killed signer replica comes back beside the other, which answered meanwhile; a wrong scale starts nothing."""
+    system = System(name="run_scaled", database_url=database_url, amqp_url=amqp_url, smtp=smtp_server, secrets_dir=secrets_dir)
+    system.setup()
+    wrong = subprocess.run([sys.executable, "-m", "services", "run", "all", "--scale", "singer=2"], env=system.env, cwd=ROOT,
+                           capture_output=True, text=True)
+    assert wrong.returncode == 2 and "`singer` is not a service" in wrong.stderr
+    log_file = system.logs / "run-scaled.log"
+    log_file.unlink(missing_ok=True)
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "services", "run", "all", "--scale", "signer=2,router=2", "--log-file", str(log_file)],
+        env=system.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )
+    try:
+        await healthy(system)
+        signers = await eventually(
+            lambda: asyncio.to_thread(signers_listening, supervisor.pid, system.ports["signer"]),
+            "two signer processes listening on the signer's port",
+        )
+        assert len(sibling_pids(supervisor.pid, "services.router")) == 2
+        assert len(sibling_pids(supervisor.pid, "services.intake")) == 1
+        killed, kept = sorted(signers)
+        os.kill(killed, signal.SIGKILL)
+        async with httpx.AsyncClient() as client:  # the other replica serves the port while the killed one restarts
+            assert (await client.get(system.url("signer", "/health"))).status_code == 200
+        back = await eventually(
+            lambda: asyncio.to_thread(signers_listening, supervisor.pid, system.ports["signer"], killed),
+            "the killed signer replica back and listening",
+        )
+        assert kept in back
+        logged = log_file.read_text()
+        assert '"replica": 2' in logged and '"replica": 1' in logged
+        supervisor.send_signal(signal.SIGINT)
+        assert supervisor.wait(timeout=60) == 0
+        assert not any(alive(pid) for pid in back), "a replica outlived its supervisor"
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+
+
+def sibling_pids(supervisor: int, module: str) -> set[int]:
+    """The pids of the supervisor's children running ``module`` (several when it is scaled)."""
+    listing = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(supervisor)], capture_output=True, text=True).stdout
+    return {int(line.split()[0]) for line in listing.splitlines() if line.split()[-1] == module}
+
+
+def signers_listening(supervisor: int, port: int, gone: int | None = None) -> set[int] | None:
+    """The two signer processes' pids once both listen on ``port`` (and ``gone`` is not among them); else None."""
+    pids = sibling_pids(supervisor, "services.signer")
+    return pids if len(pids) == 2 and gone not in pids and pids <= listening_pids(port) else None
