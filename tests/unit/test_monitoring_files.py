@@ -11,7 +11,7 @@ from shared import metrics
 
 MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
 _NAME = re.compile(r"\b((?:paraaf|rabbitmq)_[a-z_]+)\b")
-_SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
+_SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count"), "info": ("_info",)}
 
 
 def _exposed() -> set[str]:
