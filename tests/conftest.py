@@ -99,11 +99,13 @@ class VhostAdmin:
             self._ctl("set_permissions", "-p", name, self._user, ".*", ".*", ".*")
         else:
             api, auth = self._api()
-            httpx.put(f"{api}/vhosts/{quote(name, safe='')}", auth=auth).raise_for_status()
+            # A busy broker takes its time over a vhost (tens of seconds seen with many being made and deleted).
+            httpx.put(f"{api}/vhosts/{quote(name, safe='')}", auth=auth, timeout=120).raise_for_status()
             httpx.put(
                 f"{api}/permissions/{quote(name, safe='')}/{self._user}",
                 auth=auth,
                 json={"configure": ".*", "write": ".*", "read": ".*"},
+                timeout=120,
             ).raise_for_status()
         return urlunsplit(self._url._replace(path="/" + quote(name, safe="")))
 
@@ -113,7 +115,7 @@ class VhostAdmin:
                 self._ctl("delete_vhost", name)
         else:
             api, auth = self._api()
-            httpx.delete(f"{api}/vhosts/{quote(name, safe='')}", auth=auth)
+            httpx.delete(f"{api}/vhosts/{quote(name, safe='')}", auth=auth, timeout=120)
 
 
 @pytest.fixture(scope="session")
