@@ -81,11 +81,11 @@ def parse_scale(text: str, running: Sequence[str] = SERVICES) -> dict[str, int]:
 
 
 def replica_environment(service: str, replica: int, replicas: int, environment: Mapping[str, str]) -> dict[str, str]:
-    """A replica's environment: its service's, plus port sharing when the service runs as more than one process."""
+    """A replica's environment: its service's, plus, when the service runs as more than one process, port sharing
+    and which of them it is."""
     child = child_environment(service, environment)
-    child["PARAAF_REPLICA"] = str(replica)
     if replicas > 1:
-        child["PARAAF_HTTP_REUSE_PORT"] = "true"
+        child.update(PARAAF_HTTP_REUSE_PORT="true", PARAAF_REPLICA=str(replica))
     return child
 
 

@@ -50,4 +50,4 @@ def test_replicas_of_a_scaled_service_share_its_port_and_say_which_they_are() ->
     assert second["PARAAF_HTTP_REUSE_PORT"] == "true" and second["PARAAF_REPLICA"] == "2"
     assert second["PARAAF_AMQP_URL"] == "amqp://rabbit/"  # still without the administrator's credentials
     alone = replica_environment("router", 1, 1, environment)
-    assert "PARAAF_HTTP_REUSE_PORT" not in alone and "PARAAF_KEY_SECRET" not in alone
+    assert "PARAAF_HTTP_REUSE_PORT" not in alone and "PARAAF_REPLICA" not in alone and "PARAAF_KEY_SECRET" not in alone
