@@ -99,14 +99,8 @@ class VhostAdmin:
             self._ctl("set_permissions", "-p", name, self._user, ".*", ".*", ".*")
         else:
             api, auth = self._api()
-            # A busy broker takes its time over a vhost (tens of seconds seen with many being made and deleted).
-            httpx.put(f"{api}/vhosts/{quote(name, safe='')}", auth=auth, timeout=120).raise_for_status()
-            httpx.put(
-                f"{api}/permissions/{quote(name, safe='')}/{self._user}",
-                auth=auth,
-                json={"configure": ".*", "write": ".*", "read": ".*"},
-                timeout=120,
-            ).raise_for_status()
+            _put(f"{api}/vhosts/{quote(name, safe='')}", auth)
+            _put(f"{api}/permissions/{quote(name, safe='')}/{self._user}", auth, {"configure": ".*", "write": ".*", "read": ".*"})
         return urlunsplit(self._url._replace(path="/" + quote(name, safe="")))
 
     def delete(self, name: str) -> None:
@@ -116,6 +110,18 @@ class VhostAdmin:
         else:
             api, auth = self._api()
             httpx.delete(f"{api}/vhosts/{quote(name, safe='')}", auth=auth, timeout=120)
+
+
+def _put(url: str, auth: tuple[str, str], body: dict[str, str] | None = None) -> None:
+    """A PUT to the management API, which a busy broker may answer only after tens of seconds, or drop (its own
+    request timeout): a PUT makes the same vhost or grant again, so it is tried again."""
+    for attempt in range(3):
+        try:
+            httpx.put(url, auth=auth, json=body, timeout=120).raise_for_status()
+            return
+        except httpx.TransportError:
+            if attempt == 2:
+                raise
 
 
 @pytest.fixture(scope="session")
