@@ -8,6 +8,7 @@ import aio_pika
 import httpx
 from pydantic import BaseModel
 
+from shared import amqp
 from shared.credentials import read_identity
 from shared.settings import Settings
 from shared.topology import COMMANDS, EVENTS
@@ -19,7 +20,7 @@ async def publish_raw_as(
     settings: Settings, service: str, exchange: str, routing_key: str, body: bytes, **properties: object
 ) -> None:
     identity = read_identity(settings, service, needs=("amqp_url",))
-    connection = await aio_pika.connect(identity.amqp_url)
+    connection = await amqp.connect(identity.amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         target = await channel.get_exchange(exchange, ensure=False)

@@ -18,6 +18,7 @@ import aio_pika
 import asyncpg
 import httpx
 
+from shared import amqp
 from shared.topology import broker_user
 from tests.support.session import SESSION_PREFIX
 from tests.support.system import System
@@ -138,7 +139,7 @@ class SourceInbox:
         self.received: list[Received] = []
 
     async def __aenter__(self) -> "SourceInbox":
-        self._connection = await aio_pika.connect_robust(self._url, reconnect_interval=1)
+        self._connection = await amqp.connect_robust(self._url, reconnect_interval=1)
         channel = await self._connection.channel()
         queue = await channel.declare_queue(self._queue, passive=True)
         await queue.consume(self._keep)

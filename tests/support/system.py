@@ -30,6 +30,7 @@ from services.admin.database import setup_database
 from services.intake.domain import SourcePolicy
 from services.router.cli import import_directory_file, load_flow_folder
 from services.router.config import RouterSettings
+from shared import amqp
 from shared.settings import Settings
 from shared.topology import TOPOLOGY
 from tests.support.bus import publish_as
@@ -239,7 +240,7 @@ class System:
     async def _publish(self, payloads: list[bytes], routing_key: str, source: str, user_id: str | None, content_type: str) -> None:
         url = self.source_urls[source]
         own = aio_pika.connection.URL(url).user
-        connection = await aio_pika.connect(url)
+        connection = await amqp.connect(url)
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
             exchange = await channel.get_exchange("esign.intake", ensure=False)
