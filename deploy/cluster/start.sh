@@ -19,11 +19,6 @@ wait_until() {  # wait_until SECONDS WHAT COMMAND...
   echo "$what not within ${seconds}s" >&2; return 1
 }
 
-start_node() {
-  local n=$1
-  env $(node_env "$n") rabbitmq-server -detached >/dev/null 2>&1
-  wait_until 120 "node $n answering" ctl "$n" await_startup
-}
 
 mkdir -p "$CLUSTER_DIR/rabbitmq"
 chmod 755 "$CLUSTER_DIR" "$CLUSTER_DIR/rabbitmq"
@@ -40,7 +35,7 @@ CONF
   echo "[rabbitmq_management]." > "$d/enabled_plugins"
   chown -R rabbitmq:rabbitmq "$d"
 done
-for n in "${RABBIT_NODES[@]}"; do start_node "$n"; done
+for n in "${RABBIT_NODES[@]}"; do "$here/start-node.sh" "$n"; done
 first=${RABBIT_NODES[0]}
 for n in "${RABBIT_NODES[@]:1}"; do
   { ctl "$n" stop_app && ctl "$n" reset && ctl "$n" join_cluster "$(node_name "$first")" && ctl "$n" start_app; } \

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import asyncpg
@@ -239,7 +240,7 @@ class System:
 
     async def _publish(self, payloads: list[bytes], routing_key: str, source: str, user_id: str | None, content_type: str) -> None:
         url = self.source_urls[source]
-        own = aio_pika.connection.URL(url).user
+        own = unquote(urlsplit(url).username or "")  # also in a URL listing several nodes
         connection = await amqp.connect(url)
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
