@@ -18,14 +18,16 @@ import functools
 import random
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aio_pika
 import structlog
 from aio_pika import RobustConnection
-from faststream.rabbit import RabbitBroker
 from yarl import URL
+
+if TYPE_CHECKING:  # the CLI imports this module and must not load FastStream (tests/unit/test_cli_imports.py)
+    from faststream.rabbit import RabbitBroker
 
 __all__ = ["FailoverConnection", "broker", "connect", "connect_robust", "nodes", "with_user"]
 
@@ -125,20 +127,28 @@ async def connect_robust(url: str, **options: Any) -> aio_pika.abc.AbstractRobus
     return await aio_pika.connect_robust(order[0], connection_class=functools.partial(FailoverConnection, nodes=order), **options)
 
 
-class _ClusterBroker(RabbitBroker):
-    """A RabbitBroker that starts on a node that answers and moves to the next one each time it reconnects."""
+@functools.cache
+def _cluster_broker() -> type:
+    from faststream.rabbit import RabbitBroker
 
-    def __init__(self, url: str, **options: Any) -> None:
-        super().__init__(nodes(url)[0], **options)
-        self._cluster_url = url
+    class ClusterBroker(RabbitBroker):
+        """A RabbitBroker that starts on a node that answers and moves to the next one each time it reconnects."""
 
-    async def _connect(self) -> Any:
-        order = await _in_order(self._cluster_url)
-        self._connection_kwargs["url"] = order[0]
-        self._connection_kwargs["connection_class"] = functools.partial(FailoverConnection, nodes=order)
-        return await super()._connect()
+        def __init__(self, url: str, **options: Any) -> None:
+            super().__init__(nodes(url)[0], **options)
+            self._cluster_url = url
+
+        async def _connect(self) -> Any:
+            order = await _in_order(self._cluster_url)
+            self._connection_kwargs["url"] = order[0]
+            self._connection_kwargs["connection_class"] = functools.partial(FailoverConnection, nodes=order)
+            return await super()._connect()
+
+    return ClusterBroker
 
 
-def broker(url: str, **options: Any) -> RabbitBroker:
+def broker(url: str, **options: Any) -> "RabbitBroker":
     """The FastStream broker for ``url``: with one node a plain ``RabbitBroker``, with several one that fails over."""
-    return RabbitBroker(url, **options) if len(nodes(url)) == 1 else _ClusterBroker(url, **options)
+    from faststream.rabbit import RabbitBroker
+
+    return RabbitBroker(url, **options) if len(nodes(url)) == 1 else _cluster_broker()(url, **options)

@@ -21,14 +21,26 @@ node_env() {
     RABBITMQ_PID_FILE="$d/pid" RABBITMQ_ENABLED_PLUGINS_FILE="$d/enabled_plugins"
 }
 
+# rabbitmqctl's own Erlang node listens on one port of a small range (35672-35682 beside a broker on 5672), shared by
+# every rabbitmqctl on this machine: CLI calls that hang hold theirs and the next ones fail with "nodistribution".
+# The cluster's CLI calls get a range of their own.
+export RABBITMQ_CTL_DIST_PORT_MIN="${RABBITMQ_CTL_DIST_PORT_MIN:-35781}"
+export RABBITMQ_CTL_DIST_PORT_MAX="${RABBITMQ_CTL_DIST_PORT_MAX:-35799}"
+
 ctl() { local n=$1; shift; rabbitmqctl -q -n "$(node_name "$n")" "$@"; }
 
 answers() { timeout 2 bash -c "</dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
-# Kill a node's Erlang VM by its pid file (only the nodes of this cluster, never the default broker).
+# Kill a node's Erlang VM by its pid file: only when that process still is this node's VM, started with this node's
+# data directory (a pid file outlives its process, and the number may belong to another process by now); never the
+# default broker.
 kill_node() {
-  local pidfile="$CLUSTER_DIR/rabbitmq/$1/pid"
-  if [ -s "$pidfile" ]; then kill -9 "$(cat "$pidfile")" 2>/dev/null || true; fi
+  local pidfile="$CLUSTER_DIR/rabbitmq/$1/pid" pid
+  [ -s "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "RABBITMQ_MNESIA_BASE=$CLUSTER_DIR/rabbitmq/$1/mnesia"; then
+    kill -9 "$pid"
+  fi
 }
 
 amqp_url() {

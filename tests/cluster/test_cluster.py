@@ -77,14 +77,17 @@ async def test_every_paraaf_queue_is_a_quorum_queue_on_the_three_nodes(cluster: 
 class Stall:
     fault: str
     at: float  # time.monotonic() when it was done
-    reconnected: float | None = None  # seconds until every service was connected again (database: took writes)
+    reconnected: float | None = None  # seconds until every service was connected again (database: a host took writes)
+    repaired: float | None = None  # seconds until the node ran again with every queue whole (database: = reconnected)
     next_outcome: float | None = None  # seconds until the source received its next outcome
+    stalled: float | None = None  # the longest the source waited for an outcome from the fault until after its repair
 
     def line(self) -> str:
         def seconds(value: float | None) -> str:
             return f"{value:.1f} s" if value is not None else "never"
 
-        return f"  {self.fault}: services connected again after {seconds(self.reconnected)}, next outcome after {seconds(self.next_outcome)}"
+        return (f"  {self.fault}: connected again after {seconds(self.reconnected)}, repaired after {seconds(self.repaired)};"
+                f" flow stalled {seconds(self.stalled)} (no outcome for that long), next outcome after {seconds(self.next_outcome)}")
 
 
 async def eventually(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> float:
@@ -93,7 +96,7 @@ async def eventually(condition: Callable[[], bool], what: str, timeout: float = 
     while not await asyncio.to_thread(condition):
         if time.monotonic() - started > timeout:
             raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
     return time.monotonic() - started
 
 
@@ -124,6 +127,7 @@ async def stop_each_services_node(cluster: LocalCluster, stalls: list[Stall]) ->
         hit.update(services)
         await asyncio.to_thread(cluster.start_app, node)
         await asyncio.to_thread(cluster.wait_whole)
+        stall.repaired = time.monotonic() - stall.at
 
 
 async def kill_a_node(cluster: LocalCluster, stalls: list[Stall]) -> None:
@@ -136,6 +140,7 @@ async def kill_a_node(cluster: LocalCluster, stalls: list[Stall]) -> None:
     stalls.append(stall)
     await asyncio.to_thread(cluster.start_node, node)
     await asyncio.to_thread(cluster.wait_whole)
+    stall.repaired = time.monotonic() - stall.at
 
 
 async def fail_over_postgresql(cluster: LocalCluster, system: ClusterSystem, stalls: list[Stall]) -> None:
@@ -148,7 +153,7 @@ async def fail_over_postgresql(cluster: LocalCluster, system: ClusterSystem, sta
         if time.monotonic() - started > 120:
             raise AssertionError("the promoted standby takes no writes within 120 s")
         await asyncio.sleep(0.2)
-    stall.reconnected = time.monotonic() - stall.at
+    stall.reconnected = stall.repaired = time.monotonic() - stall.at
     stalls.append(stall)
 
 
@@ -177,10 +182,19 @@ async def publish_resending(flow: Flow, seconds: float) -> None:
         await asyncio.sleep(seconds / len(flow.documents))
 
 
-def next_outcomes(flow: Flow, stalls: list[Stall]) -> None:
+def stalls_of(flow: Flow, stalls: list[Stall]) -> None:
+    """Per fault: when the next outcome came, and the longest the source waited for one from the fault until the first
+    outcome after its repair."""
     arrivals = sorted(r.at for r in flow.inbox.received)
     for stall in stalls:
-        stall.next_outcome = next((at - stall.at for at in arrivals if at > stall.at), None)
+        after = [at for at in arrivals if at > stall.at]
+        stall.next_outcome = after[0] - stall.at if after else None
+        end = stall.at + (stall.repaired or 0.0)
+        first_after_repair = next((at for at in after if at > end), None)
+        if first_after_repair is None:
+            continue
+        points = [stall.at, *(at for at in after if at <= end), first_after_repair]
+        stall.stalled = max(b - a for a, b in zip(points, points[1:], strict=False))
 
 
 async def dead_letters(system: ClusterSystem) -> dict[str, int]:
@@ -220,7 +234,7 @@ async def test_no_document_is_lost_or_doubled_when_broker_nodes_and_the_database
         finally:
             publishing.cancel()
         await flow.wait_until_all_ended(timeout=300)
-        next_outcomes(flow, stalls)
+        stalls_of(flow, stalls)
         lost, doubled = lost_and_doubled(flow)
         waits = held_up(flow) or {"none": 0.0}
         report(f"- {len(flow.documents)} documents on 3 RabbitMQ nodes and a PostgreSQL primary with its standby;"

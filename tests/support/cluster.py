@@ -23,8 +23,16 @@ PG_VERSION = os.environ.get("PARAAF_CLUSTER_PG_VERSION") or max(os.listdir("/usr
 PG_PRIMARY, PG_STANDBY = ("paraaf-a", 5442), ("paraaf-b", 5443)
 
 
+# rabbitmqctl's own Erlang node takes a port of a range every rabbitmqctl on this machine shares (35672-35682 beside
+# the default broker): the cluster's calls use a range of their own (as deploy/cluster/common.sh does), so CLI calls
+# hanging elsewhere cannot make ours fail with "nodistribution".
+CTL_ENV = {**os.environ, "RABBITMQ_CTL_DIST_PORT_MIN": "35781", "RABBITMQ_CTL_DIST_PORT_MAX": "35799"}
+
+
 def _run(*args: str, timeout: float = 180) -> str:
-    result = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+    # GNU timeout ends the whole process group on expiry: rabbitmqctl runs as su -> sh -> erl, and killing only the
+    # first would leave the Erlang node running, holding its port.
+    result = subprocess.run(["timeout", "-k", "5", str(int(timeout)), *args], capture_output=True, text=True, env=CTL_ENV)
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result.stdout
@@ -132,8 +140,8 @@ class LocalCluster:
         self.down.discard(node)
 
     def kill(self, node: str) -> None:
-        """SIGKILL the node's Erlang VM (by its own pid file: never the default broker)."""
-        pid = int((self.directory / "rabbitmq" / node / "pid").read_text().strip())
+        """SIGKILL the node's Erlang VM (the process the node itself names: never the default broker)."""
+        pid = int(self.ctl("eval", "list_to_integer(os:getpid()).", node=node).strip())  # the node says which it is
         self.down.add(node)
         os.kill(pid, 9)
         self.counts["node killed (kill -9)"] += 1
