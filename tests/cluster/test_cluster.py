@@ -78,6 +78,7 @@ class Stall:
     fault: str
     at: float  # time.monotonic() when it was done
     reconnected: float | None = None  # seconds until every service was connected again (database: a host took writes)
+    again: str = "every service connected again"
     repaired: float | None = None  # seconds until the node ran again with every queue whole (database: = reconnected)
     next_outcome: float | None = None  # seconds until the source received its next outcome
     stalled: float | None = None  # the longest the source waited for an outcome from the fault until after its repair
@@ -86,7 +87,7 @@ class Stall:
         def seconds(value: float | None) -> str:
             return f"{value:.1f} s" if value is not None else "never"
 
-        return (f"  {self.fault}: connected again after {seconds(self.reconnected)}, repaired after {seconds(self.repaired)};"
+        return (f"  {self.fault}: {self.again} after {seconds(self.reconnected)}, repaired after {seconds(self.repaired)};"
                 f" flow stalled {seconds(self.stalled)} (no outcome for that long), next outcome after {seconds(self.next_outcome)}")
 
 
@@ -145,7 +146,7 @@ async def kill_a_node(cluster: LocalCluster, stalls: list[Stall]) -> None:
 
 async def fail_over_postgresql(cluster: LocalCluster, system: ClusterSystem, stalls: list[Stall]) -> None:
     """Stop the primary (for good), promote the standby; the services find it through their multi-host URL."""
-    stall = Stall("PostgreSQL primary stopped, standby promoted", time.monotonic())
+    stall = Stall("PostgreSQL primary stopped, standby promoted", time.monotonic(), again="the URL's hosts took writes again")
     await asyncio.to_thread(cluster.stop_primary)
     await asyncio.to_thread(cluster.promote_standby)
     started = time.monotonic()

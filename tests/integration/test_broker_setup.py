@@ -13,6 +13,7 @@ from shared.credentials import read_identity, stored
 from shared.topology import GROUP_SIZE, QUORUM_NODES, TOPOLOGY
 from tests.conftest import admin_settings
 from tests.support.session import MANAGEMENT_API as API
+from tests.support.session import MANAGEMENT_BASE
 
 
 async def test_setup_through_the_management_api_gives_each_service_only_its_own_rights(
@@ -30,8 +31,8 @@ async def test_setup_through_the_management_api_gives_each_service_only_its_own_
     vhost = vhost_of(amqp_url)
     router = read_identity(settings, "router")
     async with httpx.AsyncClient(auth=("guest", "guest")) as client:
-        permissions = (await client.get(f"http://127.0.0.1:15672/api/permissions/{vhost}/{router.broker_user}")).json()
-        topics = (await client.get(f"http://127.0.0.1:15672/api/users/{router.broker_user}/topic-permissions")).json()
+        permissions = (await client.get(f"{MANAGEMENT_BASE}/permissions/{vhost}/{router.broker_user}")).json()
+        topics = (await client.get(f"{MANAGEMENT_BASE}/users/{router.broker_user}/topic-permissions")).json()
     assert (permissions["configure"], permissions["read"]) == ("^$", r"^(router\.events)$")
     assert permissions["write"] == r"^(esign\.dlx|esign\.events)$"
     events = next(t for t in topics if t["vhost"] == vhost and t["exchange"] == "esign.events")
@@ -85,7 +86,7 @@ async def test_setup_again_over_queues_an_earlier_version_declared_without_a_gro
         await channel.default_exchange.publish(aio_pika.Message(b"kept", delivery_mode=aio_pika.DeliveryMode.PERSISTENT), "router.events")
         await setup_broker(settings, TOPOLOGY, ManagementApi(API))
         async with httpx.AsyncClient(auth=("guest", "guest")) as client:
-            queues = {q["name"]: q for q in (await client.get(f"http://127.0.0.1:15672/api/queues/{vhost_of(amqp_url)}")).json()}
+            queues = {q["name"]: q for q in (await client.get(f"{MANAGEMENT_BASE}/queues/{vhost_of(amqp_url)}")).json()}
         assert GROUP_SIZE not in queues[old.name]["arguments"]
         assert queues["signer.events"]["arguments"][GROUP_SIZE] == QUORUM_NODES
         channel = await connection.channel()

@@ -20,12 +20,12 @@ import httpx
 
 from shared import amqp
 from shared.topology import broker_user
-from tests.support.session import SESSION_PREFIX
+from tests.support.session import MANAGEMENT_BASE, SESSION_PREFIX
 from tests.support.system import System
 
 __all__ = ["Faults", "Received", "SourceInbox", "broker_answers", "ensure_broker_running", "restart_broker_app"]
 
-MANAGEMENT = "http://127.0.0.1:15672/api"
+MANAGEMENT = MANAGEMENT_BASE
 AUTH = ("guest", "guest")
 
 
