@@ -30,8 +30,9 @@ CTL_ENV = {**os.environ, "RABBITMQ_CTL_DIST_PORT_MIN": "35781", "RABBITMQ_CTL_DI
 
 
 def _run(*args: str, timeout: float = 180) -> str:
-    # GNU timeout ends the whole process group on expiry: rabbitmqctl runs as su -> sh -> erl, and killing only the
-    # first would leave the Erlang node running, holding its port.
+    # GNU timeout ends its process group on expiry. rabbitmqctl runs as su -> sh -> erl, and su starts sh in a group of
+    # its own, so a CLI node that hangs may outlive the timeout, holding its port: the range of our own above keeps
+    # such leftovers (ours or anyone's) from failing the next calls.
     result = subprocess.run(["timeout", "-k", "5", str(int(timeout)), *args], capture_output=True, text=True, env=CTL_ENV)
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
