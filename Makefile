@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PARAAF_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: install infra setup run demo test test-thorough fuzz unit lint asyncapi openapi screenshots shape bench clean
+.PHONY: cluster cluster-stop install infra setup run demo test test-thorough fuzz unit lint asyncapi openapi screenshots shape bench clean
 
 $(BIN)/paraaf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ run: demo
 
 test: install infra
 	$(BIN)/pytest
+
+# A three-node RabbitMQ cluster and a PostgreSQL primary with its standby on this machine (root); prints the
+# PARAAF_* settings that point Paraaf at it. `make cluster-stop` removes it (docs/operations.md, "Running on a cluster").
+cluster:
+	deploy/cluster/start.sh
+
+cluster-stop:
+	deploy/cluster/stop.sh
 
 # The property tests with 5000 examples each instead of CI's 150 (several minutes).
 test-thorough: $(BIN)/paraaf

@@ -9,7 +9,10 @@ amqp_url="${PARAAF_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"
 db_url="${PARAAF_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/paraaf}"
 host_port() { python3 - "$1" "$2" <<'PY'
 import sys, urllib.parse
-u = urllib.parse.urlsplit(sys.argv[1]); print(u.hostname or "127.0.0.1", u.port or int(sys.argv[2]))
+u = urllib.parse.urlsplit(sys.argv[1])
+first = u.netloc.rpartition("@")[2].split(",")[0]  # a cluster's URL lists several host:port; its first will do
+host, _, port = first.rpartition(":") if first.rpartition(":")[2].isdigit() else (first, "", "")
+print(host or "127.0.0.1", port or sys.argv[2])
 PY
 }
 answers() { timeout 2 bash -c "</dev/tcp/$1/$2" 2>/dev/null; }

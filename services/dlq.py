@@ -29,6 +29,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from shared import amqp
 from shared.credentials import Identity, read_identity, shell_operator
 from shared.events import DeadLetterDropped, DeadLetterReplayed
 from shared.names import CONSUMING_QUEUES, ERROR, EVENTS_EXCHANGE, HOLDING_QUEUES, OPERATOR, REASON, REPLAYED_ROUTING_KEY
@@ -48,7 +49,7 @@ dlq_app = typer.Typer(help="Dead-letter queues: list, show, replay and drop.", n
 
 async def depths(url: str) -> list[tuple[str, int | None]]:
     """How many messages each dead-letter and holding queue keeps (None: not declared yet)."""
-    connection = await aio_pika.connect(url)
+    connection = await amqp.connect(url)
     async with connection:
         depths = []
         for name in [f"{q}.dlq" for q in QUEUES] + list(HOLDING):
@@ -69,7 +70,7 @@ async def replay(operator: Identity, queue: str, limit: int | None = None, *, by
     than the broker dead-lettering a delivery (a mail that could not be
     delivered) are kept: replaying them would only dead-letter them again.
     """
-    connection = await aio_pika.connect(operator.amqp_url)
+    connection = await amqp.connect(operator.amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         events = await channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
@@ -97,7 +98,7 @@ async def replay(operator: Identity, queue: str, limit: int | None = None, *, by
 async def replay_unrouted(operator: Identity, limit: int | None = None, *, by: str) -> int:
     """Publish up to ``limit`` messages of ``unrouted`` again where they were first published, each audited as
     ``dead_letter.replayed`` naming ``by``. Returns how many."""
-    connection = await aio_pika.connect(operator.amqp_url)
+    connection = await amqp.connect(operator.amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         events = await channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
@@ -173,7 +174,7 @@ def dead_letter_queue(queue: str) -> str:
 
 async def _holding(url: str, queue: str, work: Callable[[aio_pika.abc.AbstractChannel, Held], Awaitable[T]]) -> T:
     """``work(channel, messages)`` with every message of ``queue`` taken (unacknowledged); what it did not ack goes back."""
-    connection = await aio_pika.connect(url)
+    connection = await amqp.connect(url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         held: Held = []

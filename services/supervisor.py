@@ -41,8 +41,7 @@ _PORTS = {"intake": 8081, "router": 8082, "signer": 8083, "notifier": 8084, "aud
 
 def _without_credentials(url: str) -> str:
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    return urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))  # every host:port a cluster's URL lists
 
 
 def child_environment(service: str, environment: Mapping[str, str]) -> dict[str, str]:

@@ -184,10 +184,46 @@ async def process(
         log.error("message dead-lettered", reason=str(exc))
         return "parked" if await dead_letters.park(msg, consumer, str(exc)) else "retried"
     except Exception as exc:  # the edge: whatever went wrong, another try or, on the last, the dead-letter queue
+        if database_away(exc):  # a try spent while no database answers would be lost: the message waits for it
+            await until_database_answers(pool)
         return await _failed(msg, exc, consumer, dead_letters, delivery_limit)
     await msg.ack()
     after_commit()
     return "handled" if first_time else "duplicate"
+
+
+# What PostgreSQL going away looks like to a handler: its connection broken or refused, the server shutting down or
+# still starting, or (a failover under way) no host of PARAAF_DATABASE_URL that takes writes yet.
+_DATABASE_AWAY = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
+)
+
+
+def database_away(exc: BaseException) -> bool:
+    return isinstance(exc, _DATABASE_AWAY)
+
+
+async def until_database_answers(pool: asyncpg.Pool, *, longest_wait: float = 2.0) -> float:
+    """Wait until a connection of ``pool`` writes again (after a restart, or a standby's promotion); the seconds waited."""
+    started, tries = time.monotonic(), 0
+    while True:
+        try:
+            async with pool.acquire(timeout=10) as conn:
+                if not await conn.fetchval("SELECT pg_is_in_recovery()"):
+                    return time.monotonic() - started
+        except Exception as exc:  # the wait's edge: anything but an answer means not yet
+            if not database_away(exc) and not isinstance(exc, TimeoutError | asyncpg.InterfaceError):
+                raise
+        tries += 1
+        if tries == 1:
+            structlog.get_logger().warning("the database does not answer; messages wait for it")
+        await asyncio.sleep(min(0.1 * 2**tries, longest_wait))
 
 
 async def _failed(msg: RabbitMessage, exc: Exception, queue: str, dead_letters: DeadLetters, delivery_limit: int | None) -> str:

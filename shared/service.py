@@ -34,7 +34,7 @@ from faststream import AckPolicy, FastStream
 from faststream.rabbit import Channel, RabbitBroker
 from pydantic import BaseModel
 
-from shared import clock
+from shared import amqp, clock
 from shared.clock import clock_from
 from shared.contract import COMMAND_TYPES, Outcome, StatusReport
 from shared.credentials import read_identity
@@ -51,6 +51,8 @@ __all__ = ["GRACEFUL_SECONDS", "NotSetUp", "Service", "http_api", "open_database
 T = TypeVar("T")
 # Seconds a stop waits for the messages in hand to be finished and acked; the whole stop stays within 10 s.
 GRACEFUL_SECONDS = 5.0
+# Seconds between two tries to reach RabbitMQ (the next node of a cluster) once the connection was lost.
+RECONNECT_SECONDS = 1.0
 
 PUBLISHABLE = [  # (exchange, message type, its routing key as documented, one it goes out with)
     *((EVENTS.name, t, key, key) for key, t in EVENT_TYPES.items()),
@@ -303,7 +305,7 @@ async def until_reachable(what: str, attempt: Callable[[], Awaitable[T]], *, lon
 
 
 async def _check_queues(amqp_url: str, queues: Sequence[QueueSpec]) -> None:
-    connection = await aio_pika.connect(amqp_url)
+    connection = await amqp.connect(amqp_url)
     async with connection:
         for spec in queues:
             channel = await connection.channel()
@@ -329,11 +331,12 @@ def _shared_socket(host: str, port: int) -> socket.socket:
 
 
 def _broker(amqp_url: str) -> RabbitBroker:
-    return RabbitBroker(
-        amqp_url,
+    return amqp.broker(
+        amqp_url,  # one node, or a cluster's nodes: then a lost node's connection moves to another (shared/amqp.py)
         default_channel=Channel(publisher_confirms=True, on_return_raises=True),  # the relay keeps what came back
         logger=None,
         graceful_timeout=GRACEFUL_SECONDS,
+        reconnect_interval=RECONNECT_SECONDS,
     )
 
 

@@ -78,11 +78,14 @@ __all__ = [
     "DLX",
     "EVENTS",
     "EXCHANGES",
+    "GROUP_SIZE",
     "HOLDING_QUEUES",
     "INTAKE",
     "OUTCOMES",
     "OPERATOR",
     "OPERATOR_SPEC",
+    "QUORUM",
+    "QUORUM_NODES",
     "REJECTED_QUEUE",
     "SOURCE_REQUESTS",
     "TOPOLOGY",
@@ -109,6 +112,12 @@ EXCHANGES = {e.name: e for e in (UNROUTED, EVENTS, INTAKE, OUTCOMES, COMMANDS, D
 TOPIC_EXCHANGES = (EVENTS, INTAKE, OUTCOMES, COMMANDS)
 
 
+# Every queue is a quorum queue replicated on three nodes of a cluster (on fewer, on as many as there are): a
+# publisher's confirm comes once a majority of them holds the message, and a queue survives the loss of one node.
+GROUP_SIZE = "x-quorum-initial-group-size"
+QUORUM_NODES = 3
+QUORUM: dict[str, object] = {"x-queue-type": QueueType.QUORUM.value, GROUP_SIZE: QUORUM_NODES}
+
 
 @dataclass(frozen=True)
 class Binding:
@@ -130,7 +139,7 @@ class QueueSpec:
 
     def arguments(self, delivery_limit: int) -> dict[str, object]:
         return {
-            "x-queue-type": QueueType.QUORUM.value,
+            **QUORUM,
             "x-delivery-limit": delivery_limit,
             "x-dead-letter-exchange": DLX.name,
             "x-dead-letter-routing-key": self.name,

@@ -29,22 +29,25 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aio_pika
 import httpx
 from faststream.rabbit import RabbitExchange
 
 from services.admin.config import BrokerAdminError
+from shared import amqp
 from shared.credentials import stored, write_identity
 from shared.settings import Settings
 from shared.topology import (
     DLX,
     EVENTS,
     EXCHANGES,
+    GROUP_SIZE,
     HOLDING_QUEUES,
     INTAKE,
     OPERATOR,
+    QUORUM,
     REJECTED_QUEUE,
     SOURCE_REQUESTS,
     TOPIC_EXCHANGES,
@@ -152,10 +155,8 @@ def vhost_of(amqp_url: str) -> str:
 
 
 def user_url(admin_url: str, user: str, password: str) -> str:
-    """The admin URL's broker and vhost, as ``user``."""
-    parts = urlsplit(admin_url)
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The admin URL's broker (every node it lists) and vhost, as ``user``."""
+    return amqp.with_user(admin_url, user, password)
 
 
 def _password_in(url: str | None) -> str | None:
@@ -233,16 +234,28 @@ def _definitions(vhost: str, accounts: Sequence[_Account], *, users: bool = True
 
 async def declare_queue(channel: aio_pika.abc.AbstractChannel, spec: QueueSpec, delivery_limit: int) -> None:
     """A consuming queue, its dead-letter queue, and their bindings."""
-    dlq = await channel.declare_queue(spec.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"})
+    dlq = await _quorum_queue(channel, spec.dead_letter_queue, QUORUM)
     await dlq.bind(DLX.name, routing_key=spec.name)
-    queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments(delivery_limit))
+    queue = await _quorum_queue(channel, spec.name, spec.arguments(delivery_limit))
     for binding in spec.bindings:
         await queue.bind(binding.exchange.name, routing_key=binding.routing_key)
 
 
+async def _quorum_queue(channel: aio_pika.abc.AbstractChannel, name: str, arguments: dict) -> aio_pika.abc.AbstractQueue:
+    """Declare a quorum queue; one an earlier version declared without an initial group size keeps the members it has
+    (RabbitMQ refuses to declare it again with a different argument; ``rabbitmq-queues grow`` adds members)."""
+    try:
+        return await channel.declare_queue(name, durable=True, arguments=arguments)
+    except aio_pika.exceptions.ChannelPreconditionFailed as exc:
+        if GROUP_SIZE not in str(exc):
+            raise
+    await channel.reopen()
+    return await channel.declare_queue(name, durable=True, arguments={k: v for k, v in arguments.items() if k != GROUP_SIZE})
+
+
 async def _connect_admin(admin_url: str) -> aio_pika.abc.AbstractConnection:
     try:
-        return await aio_pika.connect(admin_url)
+        return await amqp.connect(admin_url)
     except (OSError, aio_pika.exceptions.AMQPConnectionError) as exc:
         vhost = vhost_of(admin_url)
         raise BrokerAdminError(
@@ -284,7 +297,7 @@ async def _declare_exchange(channel: aio_pika.abc.AbstractChannel, exchange: Rab
 
 
 async def _declare_holding_queues(channel: aio_pika.abc.AbstractChannel) -> None:
-    holding = {name: await channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"}) for name in HOLDING_QUEUES}
+    holding = {name: await _quorum_queue(channel, name, QUORUM) for name in HOLDING_QUEUES}
     await holding["unrouted"].bind(UNROUTED.name)
     await holding[REJECTED_QUEUE].bind(DLX.name, routing_key=REJECTED_QUEUE)
 

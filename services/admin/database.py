@@ -74,8 +74,8 @@ def _literal(value: str) -> str:
 
 def database_url_for(admin_url: str, user: str, password: str) -> str:
     parts = urlsplit(admin_url)
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    hosts = parts.netloc.rpartition("@")[2]  # every host a primary/standby URL lists, with its port
+    return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{hosts}"))
 
 
 def _password(settings: Settings, service: str) -> str:

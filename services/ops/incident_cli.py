@@ -28,6 +28,7 @@ from services.ops.incidents import (
     read_incidents,
     why_not_dismissed,
 )
+from shared import amqp
 from shared.contract import Command, ResendSigningMail
 from shared.credentials import read_identity, shell_operator
 from shared.events import Event, IncidentDismissed
@@ -78,7 +79,7 @@ async def _publish(settings: OpsSettings, message: Event | Command) -> None:
     operator = read_identity(settings, OPERATOR, needs=("amqp_url",))
     is_event = isinstance(message, Event)
     message_id = str(message.event_id if isinstance(message, Event) else message.command_id)
-    connection = await aio_pika.connect(operator.amqp_url)
+    connection = await amqp.connect(operator.amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(EVENTS_EXCHANGE if is_event else COMMANDS_EXCHANGE, ensure=False)

@@ -17,6 +17,7 @@ from typing import Any
 import aio_pika
 
 from services.ops.rules import local_time, summary, topic_matches
+from shared import amqp
 from shared.names import EVENTS_EXCHANGE
 
 __all__ = ["Seen", "follow", "line"]
@@ -57,7 +58,7 @@ async def follow(
     """Pass each event on esign.events matching ``pattern`` to ``show`` until ``count`` were shown or ``timeout``
     seconds passed (neither: until cancelled, e.g. Ctrl-C). Returns how many were shown."""
     shown = 0
-    connection = await aio_pika.connect(amqp_url)
+    connection = await amqp.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)

@@ -12,6 +12,7 @@ import json
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
+from shared import amqp
 from shared.names import INTAKE_EXCHANGE
 
 __all__ = ["PORTAL_SOURCE", "PortalSubmitter", "UploadsClosed", "portal_external_ref"]
@@ -50,7 +51,7 @@ class PortalSubmitter:
             raise UploadsClosed("no broker credentials for source `portal`; run `paraaf setup`")
         async with self._lock:
             if self._connection is None or self._connection.is_closed:
-                self._connection = await aio_pika.connect_robust(self._url, timeout=10)
+                self._connection = await amqp.connect_robust(self._url, timeout=10)
         return await self._connection.channel(publisher_confirms=True, on_return_raises=True)
 
     async def submit(self, command: dict, message_id: str) -> None:

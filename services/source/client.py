@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 import aio_pika
 from pydantic import ValidationError
 
+from shared import amqp
 from shared.contract import Outcome
 from shared.names import INTAKE_EXCHANGE, outcomes_queue_name
 
@@ -100,7 +101,7 @@ def source_of_url(amqp_url: str, prefix: str) -> str | None:
 @asynccontextmanager
 async def source_client(amqp_url: str, source: str, *, follow_outcomes: bool = True) -> AsyncIterator[SourceClient]:
     """A connection as ``source`` (its own URL, from `paraaf sources add`), reading ``outcomes.<source>``."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await amqp.connect(amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         client = SourceClient(source, unquote(urlsplit(amqp_url).username or ""), channel)

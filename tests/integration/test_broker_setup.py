@@ -10,9 +10,10 @@ import pytest
 from services.admin.broker import ManagementApi, setup_broker, vhost_of
 from services.admin.database import setup_database
 from shared.credentials import read_identity, stored
-from shared.topology import TOPOLOGY
+from shared.topology import GROUP_SIZE, QUORUM_NODES, TOPOLOGY
 from tests.conftest import admin_settings
 from tests.support.session import MANAGEMENT_API as API
+from tests.support.session import MANAGEMENT_BASE
 
 
 async def test_setup_through_the_management_api_gives_each_service_only_its_own_rights(
@@ -30,8 +31,8 @@ async def test_setup_through_the_management_api_gives_each_service_only_its_own_
     vhost = vhost_of(amqp_url)
     router = read_identity(settings, "router")
     async with httpx.AsyncClient(auth=("guest", "guest")) as client:
-        permissions = (await client.get(f"http://127.0.0.1:15672/api/permissions/{vhost}/{router.broker_user}")).json()
-        topics = (await client.get(f"http://127.0.0.1:15672/api/users/{router.broker_user}/topic-permissions")).json()
+        permissions = (await client.get(f"{MANAGEMENT_BASE}/permissions/{vhost}/{router.broker_user}")).json()
+        topics = (await client.get(f"{MANAGEMENT_BASE}/users/{router.broker_user}/topic-permissions")).json()
     assert (permissions["configure"], permissions["read"]) == ("^$", r"^(router\.events)$")
     assert permissions["write"] == r"^(esign\.dlx|esign\.events)$"
     events = next(t for t in topics if t["vhost"] == vhost and t["exchange"] == "esign.events")
@@ -67,3 +68,28 @@ async def test_the_operator_may_follow_esign_events_on_a_server_named_queue_and_
         other = await channel.declare_queue(exclusive=True, auto_delete=True)
         with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
             await other.bind("esign.intake", routing_key="#")
+
+
+async def test_setup_again_over_queues_an_earlier_version_declared_without_a_group_size_keeps_them(
+    database_url: str, amqp_url: str, secrets_dir: str
+) -> None:
+    """Queues declared before they asked for three quorum members (RabbitMQ refuses to declare them again with the new
+    argument) stay as they are, with what they hold, and setup completes; a new queue asks for three members."""
+    settings = admin_settings(database_url, amqp_url, secrets_dir)
+    await setup_database(settings)
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        spec = next(q for q in TOPOLOGY.queues if q.name == "router.events")
+        before = {k: v for k, v in spec.arguments(settings.delivery_limit).items() if k != GROUP_SIZE}
+        old = await channel.declare_queue(spec.name, durable=True, arguments=before)
+        await channel.default_exchange.publish(aio_pika.Message(b"kept", delivery_mode=aio_pika.DeliveryMode.PERSISTENT), "router.events")
+        await setup_broker(settings, TOPOLOGY, ManagementApi(API))
+        async with httpx.AsyncClient(auth=("guest", "guest")) as client:
+            queues = {q["name"]: q for q in (await client.get(f"{MANAGEMENT_BASE}/queues/{vhost_of(amqp_url)}")).json()}
+        assert GROUP_SIZE not in queues[old.name]["arguments"]
+        assert queues["signer.events"]["arguments"][GROUP_SIZE] == QUORUM_NODES
+        channel = await connection.channel()
+        message = await (await channel.declare_queue("router.events", passive=True)).get(timeout=5)
+        assert message.body == b"kept"
+        await message.ack()

@@ -15,7 +15,7 @@ from faststream import TestApp
 from services.dlq import drop, replay, replay_unrouted, show
 from shared.credentials import Identity, read_identity
 from shared.events import DocumentCompleted, DocumentWithdrawn
-from shared.topology import EVENTS, OPERATOR, TOPOLOGY
+from shared.topology import EVENTS, OPERATOR, QUORUM, TOPOLOGY
 from tests.support.bus import consumer_prefetch, publish_as, publish_raw_as
 from tests.support.probe import PROBE_SCHEMAS, PROBE_SERVICES, PROBE_TOPOLOGY, Probe
 
@@ -289,7 +289,7 @@ async def test_a_message_the_broker_returns_stays_in_the_outbox_until_it_is_rout
         await eventually(lambda: probe.calls == 1)
         await asyncio.sleep(1.5)
         assert await conn.fetchval("SELECT count(*) FROM probe.outbox") == 1
-        unrouted = await channel.declare_queue("unrouted", durable=True, arguments={"x-queue-type": "quorum"})
+        unrouted = await channel.declare_queue("unrouted", durable=True, arguments=QUORUM)
         await unrouted.bind("esign.unrouted")
 
         async def sent() -> bool:

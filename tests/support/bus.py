@@ -8,9 +8,11 @@ import aio_pika
 import httpx
 from pydantic import BaseModel
 
+from shared import amqp
 from shared.credentials import read_identity
 from shared.settings import Settings
 from shared.topology import COMMANDS, EVENTS
+from tests.support.session import MANAGEMENT_BASE
 
 __all__ = ["consumer_prefetch", "publish_as", "publish_raw_as"]
 
@@ -19,7 +21,7 @@ async def publish_raw_as(
     settings: Settings, service: str, exchange: str, routing_key: str, body: bytes, **properties: object
 ) -> None:
     identity = read_identity(settings, service, needs=("amqp_url",))
-    connection = await aio_pika.connect(identity.amqp_url)
+    connection = await amqp.connect(identity.amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         target = await channel.get_exchange(exchange, ensure=False)
@@ -45,7 +47,7 @@ async def consumer_prefetch(amqp_url: str) -> dict[str, list[int]]:
     """What RabbitMQ's management API says each queue's consumers are allowed unacknowledged (prefetch_count)."""
     vhost = quote(urlsplit(amqp_url).path[1:] or "/", safe="")
     async with httpx.AsyncClient(auth=("guest", "guest")) as client:
-        response = await client.get(f"http://127.0.0.1:15672/api/consumers/{vhost}")
+        response = await client.get(f"{MANAGEMENT_BASE}/consumers/{vhost}")
     found: dict[str, list[int]] = {}
     for consumer in response.raise_for_status().json():
         found.setdefault(consumer["queue"]["name"], []).append(consumer["prefetch_count"])

@@ -18,13 +18,14 @@ import aio_pika
 import asyncpg
 import httpx
 
+from shared import amqp
 from shared.topology import broker_user
-from tests.support.session import SESSION_PREFIX
+from tests.support.session import MANAGEMENT_BASE, SESSION_PREFIX
 from tests.support.system import System
 
 __all__ = ["Faults", "Received", "SourceInbox", "broker_answers", "ensure_broker_running", "restart_broker_app"]
 
-MANAGEMENT = "http://127.0.0.1:15672/api"
+MANAGEMENT = MANAGEMENT_BASE
 AUTH = ("guest", "guest")
 
 
@@ -143,7 +144,7 @@ class SourceInbox:
         self.received: list[Received] = []
 
     async def __aenter__(self) -> "SourceInbox":
-        self._connection = await aio_pika.connect_robust(self._url, reconnect_interval=1)
+        self._connection = await amqp.connect_robust(self._url, reconnect_interval=1)
         channel = await self._connection.channel()
         queue = await channel.declare_queue(self._queue, passive=True)
         await queue.consume(self._keep)

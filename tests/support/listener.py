@@ -9,6 +9,8 @@ from typing import Any
 
 import aio_pika
 
+from shared import amqp
+
 __all__ = ["Listener"]
 
 
@@ -22,7 +24,7 @@ class Listener:
         self.received: list[tuple[str, dict[str, Any]]] = []
 
     async def __aenter__(self) -> "Listener":
-        self._connection = await aio_pika.connect(self._url)
+        self._connection = await amqp.connect(self._url)
         channel = await self._connection.channel()
         exchange = await channel.get_exchange(self._exchange, ensure=True)
         queue = await channel.declare_queue(exclusive=True)

@@ -3,9 +3,11 @@ and how it reaches the broker's administration."""
 
 import os
 
-__all__ = ["MANAGEMENT_API", "SESSION_PREFIX"]
+__all__ = ["MANAGEMENT_API", "MANAGEMENT_BASE", "SESSION_PREFIX"]
 
 SESSION_PREFIX = f"paraaf_t{os.getpid()}"
 # How tests set up their brokers: as for a remote broker, through the management API (faster than
 # rabbitmqctl, which `paraaf setup` uses on this machine and which the CLI tests go through).
-MANAGEMENT_API = "http://guest:guest@127.0.0.1:15672/api"
+# PARAAF_TEST_MANAGEMENT_API points them at another broker's (a node of deploy/cluster's: 15681).
+MANAGEMENT_API = os.environ.get("PARAAF_TEST_MANAGEMENT_API", "http://guest:guest@127.0.0.1:15672/api")
+MANAGEMENT_BASE = MANAGEMENT_API.replace("guest:guest@", "")  # the same API, credentials given apart

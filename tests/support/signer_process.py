@@ -15,6 +15,7 @@ import aio_pika
 import asyncpg
 import httpx
 
+from shared import amqp
 from shared.blobs import get_blob, put_blob, register_version
 from shared.credentials import read_identity
 from shared.events import PersonRef, SignatureRequested
@@ -59,7 +60,7 @@ class SignerUnderTest:
         await self.system.set_up()
         self.system.start_service("signer")
         await self.system.wait_healthy(["signer"])
-        self._connection = await aio_pika.connect(self.amqp_url)
+        self._connection = await amqp.connect(self.amqp_url)
         channel = await self._connection.channel(publisher_confirms=True)
         commands = await channel.get_exchange("esign.commands", ensure=True)
         queue = await channel.declare_queue(exclusive=True)

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import asyncpg
@@ -30,6 +31,7 @@ from services.admin.database import setup_database
 from services.intake.domain import SourcePolicy
 from services.router.cli import import_directory_file, load_flow_folder
 from services.router.config import RouterSettings
+from shared import amqp
 from shared.settings import Settings
 from shared.topology import TOPOLOGY
 from tests.support.bus import publish_as
@@ -267,8 +269,8 @@ class System:
 
     async def _publish(self, payloads: list[bytes], routing_key: str, source: str, user_id: str | None, content_type: str) -> None:
         url = self.source_urls[source]
-        own = aio_pika.connection.URL(url).user
-        connection = await aio_pika.connect(url)
+        own = unquote(urlsplit(url).username or "")  # also in a URL listing several nodes
+        connection = await amqp.connect(url)
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
             exchange = await channel.get_exchange("esign.intake", ensure=False)
