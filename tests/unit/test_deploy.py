@@ -378,8 +378,9 @@ def test_each_service_runs_the_compose_image_and_command_and_takes_traffic_once_
         assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
         assert service["spec"]["ports"][0]["port"] == port
     job = _one(manifests, "Job", "paraaf-setup")["spec"]["template"]["spec"]
-    paraaf = [c for c in job["initContainers"] + job["containers"] if c["image"].startswith("paraaf:")]
+    paraaf = [c for c in job["initContainers"] + job["containers"] if c["command"][0] == "paraaf"]
     assert [(c["image"], c["command"]) for c in paraaf] == [(IMAGE, compose["services"]["setup"]["command"])]
+    assert {c["image"] for c in job["initContainers"] if c["image"].startswith("paraaf")} == {IMAGE}
     assert _allowed(compose["services"]["setup"]["command"], _readme_commands())
 
 
