@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import tomllib
 from pathlib import Path
@@ -129,7 +130,7 @@ def test_each_service_is_healthy_only_while_its_readyz_answers_200(compose: dict
             probe = test[3].replace(f"127.0.0.1:{port}", f"127.0.0.1:{server.server_port}")
             for status, healthy in ((503, False), (200, True)):
                 _Probe.status = status
-                ran = subprocess.run(["python3", "-c", probe], capture_output=True, timeout=30)
+                ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=30)
                 assert (ran.returncode == 0) is healthy, f"{name}'s healthcheck with /readyz answering {status}"
     finally:
         server.shutdown()
