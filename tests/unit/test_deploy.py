@@ -2,6 +2,7 @@
 file, kubernetes-validate (strict) accepts every Kubernetes manifest, the operators' own CRD schemas (vendored in
 deploy/kubernetes/schemas/) accept their resources, and what the files run is what README and the Makefile run."""
 
+import fnmatch
 import hashlib
 import http.server
 import os
@@ -105,6 +106,15 @@ def test_every_paraaf_container_runs_the_image_deploy_dockerfile_builds(compose:
     for sources in copied:
         for source in sources.split():
             assert (ROOT / source).exists(), f"deploy/Dockerfile copies {source}, which is not in the repository"
+
+
+def test_the_build_context_leaves_out_the_env_file_but_nothing_the_dockerfile_copies() -> None:
+    """.dockerignore keeps .env (every password) and local installs out of the image; no COPY source is ignored."""
+    ignored = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
+    assert {".env", ".venv", ".git"} <= set(ignored)
+    copied = re.findall(r"^COPY (.+) \S+$", (ROOT / "deploy" / "Dockerfile").read_text(), re.MULTILINE)
+    for source in (source for sources in copied for source in sources.split()):
+        assert not any(fnmatch.fnmatch(source, pattern) or source.startswith(f"{pattern}/") for pattern in ignored), source
 
 
 class _Probe(http.server.BaseHTTPRequestHandler):
