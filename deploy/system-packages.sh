@@ -3,7 +3,8 @@
 # SoftHSM2 (a PKCS#11 token: PARAAF_PKCS11_MODULE is tested against it);
 # and for the test suite poppler's pdfsig (independent signature validator),
 # NSS's certutil (its trust store), Chromium (browser tests) and Node.js with npm
-# (AsyncAPI's own parser checks docs/asyncapi.yaml: deploy/asyncapi/).
+# (AsyncAPI's own parser checks docs/asyncapi.yaml: deploy/asyncapi/), and docker-compose 1.29, whose
+# `docker-compose config` checks docker-compose.yml without a Docker engine (tests/unit/test_deploy.py).
 set -euo pipefail
 missing=()
 command -v pdfsig >/dev/null || missing+=(poppler-utils)
@@ -12,6 +13,7 @@ command -v certutil >/dev/null || missing+=(libnss3-tools)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 command -v softhsm2-util >/dev/null || missing+=(softhsm2)
 command -v npm >/dev/null || missing+=(nodejs npm)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != "0" ]; then
   echo "Missing Debian packages: ${missing[*]}. Run: sudo apt-get install ${missing[*]}" >&2
