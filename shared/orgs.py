@@ -4,14 +4,16 @@ the portal URL its people use (the signer tells organisations apart by the Host
 a page is asked on; links in mails point there). ``paraaf org create`` adds one;
 ``paraaf setup`` registers the installation's own (PARAAF_ORG)."""
 
+import asyncio
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
 import asyncpg
+import structlog
 
-__all__ = ["ORG_KEY", "Org", "UnknownOrg", "check_key", "check_portal_url", "create_org", "find_org", "list_orgs", "portal_host", "require_org"]
+__all__ = ["ORG_KEY", "Org", "OrgPortals", "UnknownOrg", "check_key", "check_portal_url", "create_org", "find_org", "list_orgs", "portal_host", "require_org"]
 
 ORG_KEY = r"[a-z0-9][a-z0-9-]{1,39}"
 
@@ -88,3 +90,47 @@ async def require_org(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> Org:
         known = ", ".join(o.key for o in await list_orgs(conn)) or "none"
         raise UnknownOrg(f"no organisation `{key}` (known: {known}); create it with `paraaf org create {key} --name \"...\"`")
     return found
+
+
+@dataclass(frozen=True)
+class _Known:
+    by_host: dict[str, str]
+    urls: dict[str, str]
+    names: dict[str, str]
+
+
+class OrgPortals:
+    """Which organisation a page is asked for (by its Host: a provider points every city's host at one signer,
+    through a proxy that keeps the Host header; any other Host is PARAAF_ORG's), where each one's portal is, and
+    its name; re-read from the registry every few seconds, so a new organisation works without a restart."""
+
+    def __init__(self, home: str, public_url: str, *, every: float = 5.0) -> None:
+        self.home = home
+        self._public_url = public_url.rstrip("/")
+        self._every = every
+        self._known = _Known({}, {}, {})
+
+    def org_at(self, host: str | None) -> str:
+        """The organisation whose portal is at ``host`` (a request's Host header); else the installation's own."""
+        return self._known.by_host.get((host or "").lower(), self.home)
+
+    def url_of(self, org: str) -> str:
+        """Where ``org``'s portal and links live: its portal URL, else PARAAF_PUBLIC_URL."""
+        return self._known.urls.get(org, self._public_url)
+
+    def name_of(self, org: str) -> str | None:
+        return self._known.names.get(org)
+
+    async def refresh(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:
+        rows = await conn.fetch("SELECT key, name, portal_url FROM access.orgs")
+        urls = {r["key"]: r["portal_url"].rstrip("/") for r in rows if r["portal_url"]}
+        self._known = _Known({portal_host(url): key for key, url in urls.items()}, urls, {r["key"]: r["name"] for r in rows})
+
+    async def run(self, pool: asyncpg.Pool) -> None:
+        """Re-read the registry every few seconds, for the life of the service."""
+        while True:
+            try:
+                await self.refresh(pool)
+            except (OSError, asyncpg.PostgresError) as exc:  # keep the portals known so far; try again
+                structlog.get_logger().warning("organisations not re-read", error=repr(exc))
+            await asyncio.sleep(self._every)

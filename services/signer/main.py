@@ -18,7 +18,6 @@ from services.signer.http import PortalConfig, SignerHttpDeps, VerifyLimits, bui
 from services.signer.keys import Keyring, key_secret
 from services.signer.live import AuditFeed
 from services.signer.oidc import OidcClient, OidcConfig
-from services.signer.orgs import OrgPortals
 from services.signer.pades import SigningPool, find_placeholders
 from services.signer.render import RenderPool
 from services.signer.sessions import SessionPolicy
@@ -38,6 +37,7 @@ from shared.events import (
     SignatureReassigned,
     SignatureRequested,
 )
+from shared.orgs import OrgPortals
 from shared.service import Service
 from shared.topology import SIGNER_EVENTS, source_user
 from shared.workers import WorkerPool

@@ -12,12 +12,12 @@ from services.signer.check import CheckLimits
 from services.signer.domain import Links
 from services.signer.keys import Keyring
 from services.signer.live import AuditFeed
-from services.signer.orgs import OrgPortals
 from services.signer.pades import SigningPool
 from services.signer.render import RenderPool
 from services.signer.signing import Stamping
 from services.signer.store import PostgresSignerStore
 from shared.messaging import Outbox
+from shared.orgs import OrgPortals
 from shared.workers import WorkerPool
 
 __all__ = ["SignerHttpDeps", "VerifyLimits"]
