@@ -15,7 +15,8 @@ completion) and its ratio, database size and broker objects (queues, users) per 
   whatever else runs on the machine: memory figures are deltas of the whole node, so noisy.
 
 Run: ``python -m bench.orgs [--orgs 50] [--docs 20] [--single 1000] [--vhosts 50]``. Needs PostgreSQL and
-RabbitMQ (management API on 15672) as the tests do (PARAAF_TEST_DATABASE_URL: another PostgreSQL).
+RabbitMQ (management API on 15672) as the tests do (PARAAF_TEST_DATABASE_URL: another PostgreSQL;
+PARAAF_TEST_AMQP_URL with PARAAF_BENCH_MANAGEMENT_API: another RabbitMQ, e.g. a node of its own).
 """
 
 import argparse
@@ -42,6 +43,7 @@ from services.router.config import RouterSettings
 from shared import orgs
 from shared.topology import TOPOLOGY
 from tests.conftest import LOCAL_AMQP, LOCAL_DATABASE, Infra, VhostAdmin, _remove_session_accounts, fresh_database, fresh_vhost
+from tests.support import system as system_module
 from tests.support.autosigner import AutoSigner
 from tests.support.forwarder import Forwarder
 from tests.support.pdfs import make_pdf
@@ -52,8 +54,22 @@ from tests.support.towns import Town, town_directory, town_flows
 
 __all__ = ["main"]
 
-API = "http://127.0.0.1:15672/api"
+AMQP = os.environ.get("PARAAF_TEST_AMQP_URL", LOCAL_AMQP)
+API = os.environ.get("PARAAF_BENCH_MANAGEMENT_API", "http://127.0.0.1:15672/api")  # the management API of that broker
 AUTH = ("guest", "guest")
+
+
+class _ApiVhosts(VhostAdmin):
+    """Vhosts through the management API of the broker measured (which need not be this machine's default node)."""
+
+    def create(self, name: str) -> str:
+        httpx.put(f"{API}/vhosts/{quote(name, safe='')}", auth=AUTH).raise_for_status()
+        httpx.put(f"{API}/permissions/{quote(name, safe='')}/guest", auth=AUTH,
+                  json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+        return urlunsplit(urlsplit(AMQP)._replace(path="/" + quote(name, safe="")))
+
+    def delete(self, name: str) -> None:
+        httpx.delete(f"{API}/vhosts/{quote(name, safe='')}", auth=AUTH)
 
 
 @dataclass
@@ -185,7 +201,7 @@ async def _vhosts(infra: Infra, count: int) -> None:
                 (await client.put(f"{API}/vhosts/{quote(name, safe='')}")).raise_for_status()
                 (await client.put(f"{API}/permissions/{quote(name, safe='')}/guest",
                                   json={"configure": ".*", "write": ".*", "read": ".*"})).raise_for_status()
-                url = urlunsplit(urlsplit(LOCAL_AMQP)._replace(path="/" + quote(name, safe="")))
+                url = urlunsplit(urlsplit(AMQP)._replace(path="/" + quote(name, safe="")))
                 await declare_topology(url, TOPOLOGY, delivery_limit=5)
             declared = time.perf_counter() - started
             with_topology = await _node_memory(client)
@@ -193,7 +209,7 @@ async def _vhosts(infra: Infra, count: int) -> None:
             for name in names:
                 queues += len((await client.get(f"{API}/queues/{quote(name, safe='')}", params={"columns": "name"})).json())
             for name in names:
-                url = urlunsplit(urlsplit(LOCAL_AMQP)._replace(path="/" + quote(name, safe="")))
+                url = urlunsplit(urlsplit(AMQP)._replace(path="/" + quote(name, safe="")))
                 connections += [await aio_pika.connect(url) for _ in range(5)]
             with_connections = await _node_memory(client)
         finally:
@@ -227,6 +243,8 @@ def _report(many: Phase, one: Phase) -> None:
 async def run(infra: Infra, args: argparse.Namespace) -> None:
     if args.vhosts:
         await _vhosts(infra, args.vhosts)
+    if not args.orgs:
+        return
     many, one = Phase(args.orgs, args.docs), Phase(1, args.single)
     with tempfile.TemporaryDirectory() as secrets:
         await _flow(infra, secrets, "many", many)
@@ -236,12 +254,13 @@ async def run(infra: Infra, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.orgs", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--orgs", type=int, default=50)
+    parser.add_argument("--orgs", type=int, default=50, help="0: measure the vhosts only")
     parser.add_argument("--docs", type=int, default=20, help="documents per org in the many-orgs run")
     parser.add_argument("--single", type=int, default=1000, help="documents of the one org")
     parser.add_argument("--vhosts", type=int, default=50, help="per-org vhosts to measure (0: skip)")
     args = parser.parse_args(argv)
-    infra = Infra(LOCAL_AMQP, os.environ.get("PARAAF_TEST_DATABASE_URL", LOCAL_DATABASE), VhostAdmin(LOCAL_AMQP))
+    infra = Infra(AMQP, os.environ.get("PARAAF_TEST_DATABASE_URL", LOCAL_DATABASE), _ApiVhosts(AMQP))
+    system_module.MANAGEMENT_API = API.replace("://", "://guest:guest@", 1)  # where System sets up broker users
     try:
         asyncio.run(run(infra, args))
     finally:
