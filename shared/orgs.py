@@ -15,7 +15,7 @@ import structlog
 
 __all__ = ["ORG_KEY", "Org", "OrgPortals", "UnknownOrg", "check_key", "check_portal_url", "create_org", "find_org", "list_orgs", "portal_host", "require_org"]
 
-ORG_KEY = r"[a-z0-9][a-z0-9-]{1,39}"
+ORG_KEY = r"[a-z0-9][a-z0-9_-]{1,39}"
 
 
 class UnknownOrg(LookupError):
@@ -32,7 +32,7 @@ class Org:
 
 def check_key(key: str) -> str:
     if not re.fullmatch(ORG_KEY, key):
-        raise ValueError(f"`{key}` is not an organisation key: 2 to 40 lower-case letters, digits or -, starting with a letter or digit")
+        raise ValueError(f"`{key}` is not an organisation key: 2 to 40 lower-case letters, digits, _ or -, starting with a letter or digit")
     return key
 
 

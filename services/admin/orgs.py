@@ -81,7 +81,7 @@ def _has_key_secret(settings: AdminSettings) -> bool:
 
 @org_app.command("create")
 def create(
-    key: str = typer.Argument(..., help="the organisation's key: 2 to 40 lower-case letters, digits or -, e.g. aalst"),
+    key: str = typer.Argument(..., help="the organisation's key: 2 to 40 lower-case letters, digits, _ or -, e.g. aalst"),
     name: str = typer.Option(..., help="its name on pages, mails and certificates, e.g. \"Stad Aalst\""),
     portal_url: str = typer.Option(
         None, "--portal-url", help="where its people's portal lives, e.g. https://aalst.paraaf.example (a host of its own)"
