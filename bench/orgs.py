@@ -57,6 +57,7 @@ __all__ = ["main"]
 AMQP = os.environ.get("PARAAF_TEST_AMQP_URL", LOCAL_AMQP)
 API = os.environ.get("PARAAF_BENCH_MANAGEMENT_API", "http://127.0.0.1:15672/api")  # the management API of that broker
 AUTH = ("guest", "guest")
+FRESH = httpx.Limits(max_keepalive_connections=0)  # the management API drops idle connections: a new one per request
 
 
 class _ApiVhosts(VhostAdmin):
@@ -153,7 +154,7 @@ async def _completed(database_url: str, total: int, timeout: float) -> None:
 
 async def _broker_objects(system: System, name: str) -> tuple[int, int]:
     vhost = urlsplit(system.amqp_url).path.lstrip("/")
-    async with httpx.AsyncClient(auth=AUTH) as client:
+    async with httpx.AsyncClient(auth=AUTH, limits=FRESH) as client:
         queues = (await client.get(f"{API}/queues/{quote(vhost, safe='')}", params={"columns": "name"})).json()
         users = (await client.get(f"{API}/users", params={"columns": "name"})).json()
     return len(queues), sum(1 for u in users if u["name"].startswith(f"{SESSION_PREFIX}.source.bron-{name}-"))
@@ -193,7 +194,7 @@ async def _vhosts(infra: Infra, count: int) -> None:
     """The cost of giving each org a vhost of its own: the whole topology in each, and one connection per service."""
     names = [f"paraaf-bench-org-{os.getpid()}-{n:03d}" for n in range(count)]
     connections: list[aio_pika.abc.AbstractConnection] = []
-    async with httpx.AsyncClient(auth=AUTH, timeout=60) as client:
+    async with httpx.AsyncClient(auth=AUTH, timeout=60, limits=FRESH) as client:
         before = await _node_memory(client)
         started = time.perf_counter()
         try:
