@@ -185,46 +185,55 @@ async def _flow(infra: Infra, secrets: str, name: str, phase: Phase) -> None:
         phase.queues, phase.users = await _broker_objects(system, name)
 
 
-async def _node_memory(client: httpx.AsyncClient) -> int:
-    await asyncio.sleep(3)  # let the node's memory settle after a burst
-    return sum(node["mem_used"] for node in (await client.get(f"{API}/nodes")).json())
+async def _node(client: httpx.AsyncClient) -> tuple[int, int, int]:
+    """The broker's memory, file descriptors in use and their limit (all nodes), once it settled after a burst."""
+    await asyncio.sleep(6)  # the management API samples every 5 s
+    nodes = (await client.get(f"{API}/nodes", params={"columns": "mem_used,fd_used,fd_total"})).json()
+    return sum(n["mem_used"] for n in nodes), sum(n["fd_used"] for n in nodes), sum(n["fd_total"] for n in nodes)
 
 
 async def _vhosts(infra: Infra, count: int) -> None:
     """The cost of giving each org a vhost of its own: the whole topology in each, and one connection per service."""
     names = [f"paraaf-bench-org-{os.getpid()}-{n:03d}" for n in range(count)]
+    made: list[str] = []
     connections: list[aio_pika.abc.AbstractConnection] = []
     async with httpx.AsyncClient(auth=AUTH, timeout=60, limits=FRESH) as client:
-        before = await _node_memory(client)
+        (mem0, fd0, fds) = await _node(client)
         started = time.perf_counter()
         try:
             for name in names:
                 (await client.put(f"{API}/vhosts/{quote(name, safe='')}")).raise_for_status()
+                made.append(name)
                 (await client.put(f"{API}/permissions/{quote(name, safe='')}/guest",
                                   json={"configure": ".*", "write": ".*", "read": ".*"})).raise_for_status()
-                url = urlunsplit(urlsplit(AMQP)._replace(path="/" + quote(name, safe="")))
-                await declare_topology(url, TOPOLOGY, delivery_limit=5)
-            declared = time.perf_counter() - started
-            with_topology = await _node_memory(client)
+                await declare_topology(urlunsplit(urlsplit(AMQP)._replace(path="/" + quote(name, safe=""))), TOPOLOGY, delivery_limit=5)
+        except (httpx.HTTPError, aio_pika.exceptions.AMQPError, OSError) as exc:
+            print(f"per-org vhosts: the broker stopped taking new vhosts at number {len(made)}: {exc!r}")
+            made = made[:-1]
+        declared = time.perf_counter() - started
+        try:
+            (mem1, fd1, _) = await _node(client)
             queues = 0
-            for name in names:
+            for name in made:
                 queues += len((await client.get(f"{API}/queues/{quote(name, safe='')}", params={"columns": "name"})).json())
-            for name in names:
+            for name in made:
                 url = urlunsplit(urlsplit(AMQP)._replace(path="/" + quote(name, safe="")))
                 connections += [await aio_pika.connect(url) for _ in range(5)]
-            with_connections = await _node_memory(client)
+            (mem2, fd2, _) = await _node(client)
         finally:
             for connection in connections:
                 with suppress(Exception):
                     await connection.close()
             for name in names:
-                await client.delete(f"{API}/vhosts/{quote(name, safe='')}")
-    mib = 1024 * 1024
-    print(f"per-org vhosts, {count}: topology declared in {declared:.1f} s ({declared / count:.2f} s per vhost); {queues} queues"
-          f" ({queues // count} per vhost)")
-    print(f"  broker memory: +{(with_topology - before) / mib:.0f} MiB with the topologies"
-          f" ({(with_topology - before) / count / mib:.2f} MiB per vhost), +{(with_connections - with_topology) / mib:.0f} MiB"
-          f" more with {len(connections)} connections (5 per vhost)")
+                with suppress(httpx.HTTPError):
+                    await client.delete(f"{API}/vhosts/{quote(name, safe='')}")
+    n, mib = max(len(made), 1), 1024 * 1024
+    print(f"per-org vhosts, {len(made)}: topology declared in {declared:.1f} s ({declared / n:.2f} s per vhost); {queues} queues"
+          f" ({queues / n:.0f} per vhost)")
+    print(f"  broker memory +{(mem1 - mem0) / mib:.0f} MiB ({(mem1 - mem0) / n / mib:.2f} MiB per vhost), file descriptors"
+          f" {fd0} -> {fd1} of {fds} ({(fd1 - fd0) / n:.1f} per vhost)")
+    print(f"  with {len(connections)} connections (5 per vhost, one per service): memory +{(mem2 - mem1) / mib:.0f} MiB more,"
+          f" file descriptors {fd2}")
 
 
 def _report(many: Phase, one: Phase) -> None:
