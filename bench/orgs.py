@@ -45,12 +45,11 @@ from shared.topology import TOPOLOGY
 from tests.conftest import LOCAL_AMQP, LOCAL_DATABASE, Infra, VhostAdmin, _remove_session_accounts, fresh_database, fresh_vhost
 from tests.support import system as system_module
 from tests.support.autosigner import AutoSigner
-from tests.support.forwarder import Forwarder
 from tests.support.pdfs import make_pdf
 from tests.support.session import SESSION_PREFIX
 from tests.support.smtp import SmtpServer
 from tests.support.system import System, submission
-from tests.support.towns import Town, town_directory, town_flows
+from tests.support.towns import Town, portal_in_front_of, town_directory, town_flows
 
 __all__ = ["main"]
 
@@ -124,7 +123,8 @@ async def _installation(infra: Infra, secrets: str, name: str, count: int, phase
             os.environ["PARAAF_KEY_SECRET"] = system.env["PARAAF_KEY_SECRET"]  # opens each org's new CA, as the signer does
             os.environ["PARAAF_DATA_DIR"] = system.env["PARAAF_DATA_DIR"]
             await system.set_up()
-            towns = [Town(f"{name}-{n:03d}", f"Stad {n:03d}", Forwarder("127.0.0.1", system.ports["signer"])) for n in range(count)]
+            taken = set(system.ports.values())
+            towns = [Town(f"{name}-{n:03d}", f"Stad {n:03d}", portal_in_front_of(system.ports["signer"], taken)) for n in range(count)]
             flows = town_flows(folder)
             for town in towns:
                 await town.portal.start()

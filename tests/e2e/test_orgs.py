@@ -19,7 +19,7 @@ from tests.support.pdfs import make_pdf
 from tests.support.portal import sign_in_by_mail
 from tests.support.smtp import SmtpServer
 from tests.support.system import Outcomes, System, follow_link, submission
-from tests.support.towns import Town, town_directory, town_flows
+from tests.support.towns import Town, portal_in_front_of, town_directory, town_flows
 from tests.support.validate import pyhanko_validate
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,8 @@ async def towns(infra: Infra, secrets_dir: str, tmp_path_factory: pytest.TempPat
                 extra_env={"PARAAF_DB_POOL_SIZE": "2"},  # a machine shared with other test runs: PostgreSQL has 100 slots
             )
             system.smtp = smtp  # type: ignore[attr-defined]
-            towns = {key: Town(key, name, Forwarder("127.0.0.1", system.ports["signer"])) for key, name in TOWNS}
+            taken = set(system.ports.values())
+            towns = {key: Town(key, name, portal_in_front_of(system.ports["signer"], taken)) for key, name in TOWNS}
             await system.set_up()
             flows = town_flows(folder)
             for town in towns.values():

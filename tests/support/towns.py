@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.support.forwarder import Forwarder
 from tests.support.workbook import write
 
-__all__ = ["Town", "town_directory", "town_flows"]
+__all__ = ["Town", "portal_in_front_of", "town_directory", "town_flows"]
 
 FLOW = """key: besluit
 title: Besluit
@@ -45,6 +45,14 @@ class Town:
     @property
     def operator(self) -> str:
         return self.email("operator")
+
+
+def portal_in_front_of(signer_port: int, taken: set[int]) -> Forwarder:
+    """A forwarder to the signer on a port none of the services was given (they bind theirs only when they start)."""
+    while (forwarder := Forwarder("127.0.0.1", signer_port)).port in taken:
+        pass
+    taken.add(forwarder.port)
+    return forwarder
 
 
 def town_directory(folder: Path, town: Town) -> Path:
