@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from services.admin.cli import broker_app, db_app, keys_app, setup, sources_app
+from services.admin.orgs import org_app
 from services.audit.cli import audit_app
 from services.demo.cli import demo
 from services.dlq import dlq_app
@@ -27,6 +28,7 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(help="Paraaf: document-signing workflows for public administrations.", no_args_is_help=True)
 app.command("setup")(setup)
+app.add_typer(org_app, name="org")
 app.add_typer(db_app, name="db")
 app.add_typer(broker_app, name="broker")
 app.add_typer(sources_app, name="sources")

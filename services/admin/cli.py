@@ -16,6 +16,7 @@ from rich.table import Table
 
 from services.admin.config import AdminSettings, BrokerAdminError
 from services.admin.database import setup_database
+from services.admin.orgs import known_org
 from services.intake.config import MIGRATIONS
 from services.intake.sources import SourcePolicy
 from services.intake.store import PostgresIntakeStore
@@ -157,6 +158,7 @@ def add_source(
     if (submitters is None) == (not any_submitter):
         _fail(f"say whom {source} may submit for: --submitters a,b or --any-submitter")
     settings = AdminSettings()
+    known_org(settings, org)
     if webhook is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", webhook):
         _fail(f"--webhook must be an http(s) URL, not `{webhook}`")
     policy = SourcePolicy(source, org, _names(flows), _names(submitters), ad_hoc_steps)
@@ -255,6 +257,7 @@ def create_key(
 ) -> None:
     """Create an API key and print it (once: only its hash is kept)."""
     settings = AdminSettings()
+    org = known_org(settings, org)
     try:
         principal, key = _as_admin(
             lambda conn: apikeys.create_key(conn, org=org or settings.org, name=name, scopes=sorted(_names(scopes) or ()))

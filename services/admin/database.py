@@ -13,8 +13,9 @@ Roles (``<prefix>`` is PARAAF_DB_ROLE_PREFIX):
   also gives the audit its sealing key (once; kept after).
 * ``<prefix>_blobs`` owns the blob store; intake and the signer may read
   and add blobs and versions, never change or delete one.
-* ``<prefix>_access`` owns the API keys; the services with an HTTP API may
-  read them; ``paraaf keys`` writes them as the administrator.
+* ``<prefix>_access`` owns the API keys and the organisations; the services
+  with an HTTP API may read them (the notifier the organisations alone);
+  ``paraaf keys`` and ``paraaf org`` write them as the administrator.
 * The signer may read the directory's people and roles (it checks whom it
   issues a certificate to), and, for its portal, the router's groups, flows,
   documents and requests and intake's documents and refusals — read only.
@@ -30,7 +31,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import asyncpg
 
 from services.audit.seal import new_sealing_key
-from shared import apikeys, blobs
+from shared import apikeys, blobs, orgs
 from shared.credentials import stored, write_identity
 from shared.db import connect_pool, ensure_database, migrate
 from shared.settings import Settings
@@ -131,6 +132,9 @@ async def _grant(conn: asyncpg.Connection, settings: Settings) -> None:
         # API keys: read by the services that check them.
         f"GRANT USAGE ON SCHEMA access TO {r('intake')}, {r('router')}, {r('signer')}",
         f"GRANT SELECT ON ALL TABLES IN SCHEMA access TO {r('intake')}, {r('router')}, {r('signer')}",
+        # The organisations' names and portals: for the notifier, where a mail's portal links point.
+        f"GRANT USAGE ON SCHEMA access TO {r('notifier')}",
+        f"GRANT SELECT ON access.orgs TO {r('notifier')}",
         # The signer checks whom it certifies against the directory; its portal shows people
         # their documents as the router and intake have them (read only: it changes them only
         # through messages).
@@ -189,6 +193,7 @@ async def setup_database(
         async with pool.acquire() as conn, conn.transaction():
             await _grant(conn, settings)
             notifier_key = await _links_key(conn, settings)
+            await _home_org(conn, settings)
     finally:
         await pool.close()
     for service, password in passwords.items():
@@ -197,6 +202,14 @@ async def setup_database(
     if "audit" in passwords and not stored(settings, "audit").get("seal_key"):  # kept once made: checkpoints already sealed name its public half
         write_identity(settings, "audit", seal_key=new_sealing_key())
     return applied
+
+
+async def _home_org(conn: asyncpg.Connection, settings: Settings) -> None:
+    """The installation's own organisation (PARAAF_ORG), its portal at PARAAF_PUBLIC_URL: registered once, kept after."""
+    if await orgs.find_org(conn, settings.org) is None:
+        free = await conn.fetchval("SELECT NOT EXISTS (SELECT 1 FROM access.orgs WHERE portal_url = $1)", settings.public_url.rstrip("/"))
+        name = getattr(settings, "organisation_name", None) or settings.org
+        await orgs.create_org(conn, settings.org, name, settings.public_url if free else None)
 
 
 async def _links_key(conn: asyncpg.Connection, settings: Settings) -> str:

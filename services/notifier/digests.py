@@ -9,7 +9,7 @@ declining stay per document.
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Protocol
@@ -35,6 +35,11 @@ class DigestPolicy:
     list_url: str  # the portal's "To sign", from PARAAF_PUBLIC_URL
     hour: int = 8  # PARAAF_DIGEST_HOUR
     timezone: str = "Europe/Brussels"
+    portal_of: Callable[[str], str] | None = None  # an organisation's own portal (many cities on one installation)
+
+    def list_url_of(self, org: str) -> str:
+        """The "To sign" list on ``org``'s own portal, where its people's sessions work."""
+        return self.portal_of(org).rstrip("/") + "/p/to-sign" if self.portal_of is not None else self.list_url
 
     def todays(self, now: datetime) -> datetime:
         """When today's digests go out (today in the city's time zone)."""
@@ -86,7 +91,7 @@ async def send_digests(store: DigestStore, renderer: MailRenderer, policy: Diges
         recipient: PersonRef = waiting[-1][2]  # as the latest request named her
         titles = [title for *_, title, _ in waiting]
         mail = renderer.render(
-            "digest", recipient.language, recipient=recipient, count=len(waiting), titles=titles[:_TITLES_SHOWN], link=policy.list_url
+            "digest", recipient.language, recipient=recipient, count=len(waiting), titles=titles[:_TITLES_SHOWN], link=policy.list_url_of(org)
         )
         mail_id = digest_mail_id(org, person_id, todays)
         documents = tuple(dict.fromkeys(document for _, document, *_ in waiting))

@@ -35,6 +35,7 @@ from shared.events import (
 )
 from shared.http import base_app
 from shared.messaging import Handler
+from shared.orgs import OrgPortals
 from shared.service import Service
 from shared.topology import NOTIFIER_EVENTS
 
@@ -58,9 +59,10 @@ def create_app(settings: NotifierSettings | None = None, *, clock: Clock | None 
         service.wake_relay()
         sender.wake()
 
+    portals = OrgPortals(settings.org, settings.public_url)  # a digest's link goes to its person's own city's portal
     scheduler = ReminderScheduler(
         transactions, renderer, policy, notice_window=timedelta(seconds=settings.moved_notice_window_seconds),
-        clock=clock, after_commit=queued, poll_seconds=settings.scheduler_seconds, digests=digest_policy(settings),
+        clock=clock, after_commit=queued, poll_seconds=settings.scheduler_seconds, digests=digest_policy(settings, portals),
     )
     service.consume(
         NOTIFIER_EVENTS,
@@ -70,14 +72,15 @@ def create_app(settings: NotifierSettings | None = None, *, clock: Clock | None 
     )
     service.loop(sender.run)
     service.loop(scheduler.run)
+    service.loop(lambda: portals.run(service.pool))
     service.serve_http(settings.notifier_port, lambda: base_app("notifier", lambda: service.pool, docs=settings.http_docs))
     return service.app
 
 
-def digest_policy(settings: NotifierSettings) -> DigestPolicy:
+def digest_policy(settings: NotifierSettings, portals: OrgPortals | None = None) -> DigestPolicy:
     return DigestPolicy(
         threshold=settings.digest_threshold, list_url=settings.public_url.rstrip("/") + "/p/to-sign", hour=settings.digest_hour,
-        timezone=settings.timezone,
+        timezone=settings.timezone, portal_of=portals.url_of if portals is not None else None,
     )
 
 

@@ -23,6 +23,7 @@ from services.router.directory import DirectoryCache
 from services.router.domain import Change, FlowDefinition, ImportRefused
 from services.router.importer import parse_moment, read_directory, read_flows, read_workbook
 from services.router.store import PostgresRouterStore
+from shared import orgs
 from shared.credentials import shell_operator
 from shared.db import open_database
 from shared.errors import CodedError
@@ -39,15 +40,18 @@ T = TypeVar("T")
 
 
 async def in_router_transaction(
-    settings: RouterSettings, work: Callable[[PostgresRouterStore], Awaitable[T]], *, commit: bool = True
+    settings: RouterSettings, work: Callable[[PostgresRouterStore], Awaitable[T]], *, commit: bool = True, org: str | None = None
 ) -> T:
-    """``work`` on the router's store in one transaction, as the router's own role (rolled back unless ``commit``)."""
+    """``work`` on the router's store in one transaction, as the router's own role (rolled back unless ``commit``);
+    refused with UnknownOrg when ``org`` is given and no ``paraaf org create`` made it."""
     pool = await open_database(settings, "router", migrations=MIGRATIONS)
     try:
         async with pool.acquire() as conn:
             transaction = conn.transaction()
             await transaction.start()
             try:
+                if org is not None:
+                    await orgs.require_org(conn, org)
                 result = await work(PostgresRouterStore(conn, Outbox("router")))
             except BaseException:
                 await transaction.rollback()
@@ -68,7 +72,8 @@ async def import_directory_file(
     """The directory in ``source`` imported for ``org``: all of it, or nothing (ImportRefused names every problem)."""
     read = read_directory(read_workbook(source), settings.timezone)
     return await in_router_transaction(
-        settings, lambda store: directory.import_directory(store, org or settings.org, read), commit=not dry_run
+        settings, lambda store: directory.import_directory(store, org or settings.org, read), commit=not dry_run,
+        org=org or settings.org,
     )
 
 
@@ -81,13 +86,18 @@ async def load_flow_folder(settings: RouterSettings, folder: Path, org: str | No
             await store.save_flow(org or settings.org, flow)
         return flows
 
-    return await in_router_transaction(settings, load)
+    return await in_router_transaction(settings, load, org=org or settings.org)
 
 
 def _fail(console: Console, error: ImportRefused) -> None:
     console.print(f"[red]Nothing imported: {len(error.problems)} problem(s).[/red]")
     for problem in error.problems:
         console.print(f"  {problem}", markup=False)
+    raise typer.Exit(1)
+
+
+def _unknown(console: Console, unknown: orgs.UnknownOrg) -> None:
+    console.print(f"[red]Nothing imported: {unknown}[/red]", highlight=False)
     raise typer.Exit(1)
 
 
@@ -103,6 +113,8 @@ def import_directory(
         summary = asyncio.run(import_directory_file(RouterSettings(), source, org, dry_run=dry_run))
     except ImportRefused as error:
         _fail(console, error)
+    except orgs.UnknownOrg as unknown:
+        _unknown(console, unknown)
     verb = "Would import" if dry_run else "Imported"
     for kind, change in summary.items():
         console.print(f"{verb} {kind}: {change.added} added, {change.changed} changed, {change.removed} removed")
@@ -119,6 +131,8 @@ def load_flows(
         flows = asyncio.run(load_flow_folder(RouterSettings(), folder, org))
     except ImportRefused as error:
         _fail(console, error)
+    except orgs.UnknownOrg as unknown:
+        _unknown(console, unknown)
     console.print(f"Loaded {len(flows)} flow(s): {', '.join(f.key for f in flows)}")
 
 

@@ -117,9 +117,12 @@ class Links:
     ttl: timedelta
     clock: Callable[[], datetime]
     download_ttl: timedelta = timedelta(days=7)
+    portal_of: Callable[[str], str] | None = None  # an organisation's own portal URL (many cities on one signer)
 
-    def url(self, kind: str, token: str) -> str:
-        return f"{self.public_url.rstrip('/')}/{kind}/{token}"
+    def url(self, kind: str, token: str, org: str | None = None) -> str:
+        """The link, on the portal of ``org`` when it has one of its own (its pages refuse another org's links)."""
+        base = self.portal_of(org) if org is not None and self.portal_of is not None else self.public_url
+        return f"{base.rstrip('/')}/{kind}/{token}"
 
     def signing_expiry(self) -> datetime:
         return self.clock() + self.ttl

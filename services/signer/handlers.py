@@ -187,7 +187,7 @@ async def mint_signing_link(store: SignerStore, request_id: UUID, mail_id: UUID,
     token, token_hash = mint_token()
     expires_at = links.signing_expiry()
     await store.insert_token(token_hash, request_id, request.signer.id, expires_at, mail_id)
-    return MintedLink(links.url("s", token), expires_at)
+    return MintedLink(links.url("s", token, request.org), expires_at)
 
 
 async def mint_download_link(store: SignerStore, document_id: UUID, person_id: str, mail_id: UUID, *, links: Links) -> MintedLink:
@@ -197,4 +197,5 @@ async def mint_download_link(store: SignerStore, document_id: UUID, person_id: s
     made = await store.insert_download(token_hash, document_id=document_id, person_id=person_id, expires_at=expires_at, mail_id=mail_id)
     if not made:
         raise LinkGone(f"{person_id} may not download document {document_id}")
-    return MintedLink(links.url("d", token), expires_at)
+    document = await store.document(document_id)
+    return MintedLink(links.url("d", token, document.org if document else None), expires_at)

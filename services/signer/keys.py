@@ -275,14 +275,21 @@ class Keyring:
         """A new key in the token, labelled for its row, or None when keys are file keys (ca.py makes one)."""
         return hsm.generate(self._token, _token_label(context), bits) if self._token else None
 
+    async def organisation(self, conn: asyncpg.Connection, org: str) -> str:
+        """The name certificates of ``org`` carry (O=): its registered name (`paraaf org create`), else PARAAF_ORGANISATION_NAME."""
+        if not await conn.fetchval("SELECT to_regclass('access.orgs') IS NOT NULL"):  # a signer store without the access schema
+            return self._organisation
+        return await conn.fetchval("SELECT name FROM access.orgs WHERE key = $1", org) or self._organisation
+
     async def authority(self, conn: asyncpg.Connection, org: str) -> tuple[str, ca.SigningKey]:
         """The org's root (certificate PEM, key), created on first use."""
         if org in self._authorities:
             return self._authorities[org]
         row = await conn.fetchrow("SELECT cert_pem, key_pem FROM signer.authorities WHERE org = $1", org)
         if row is None:
+            organisation = await self.organisation(conn, org)
             issued = await asyncio.to_thread(
-                lambda: ca.new_authority(self._organisation, key=self._new_key(_authority_context(org), 3072))
+                lambda: ca.new_authority(organisation, key=self._new_key(_authority_context(org), 3072))
             )
             await conn.execute(
                 "INSERT INTO signer.authorities (org, cert_pem, key_pem) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -387,11 +394,12 @@ class Keyring:
         key wrapped (or, in a token, where its key is). Should another signer process have stored one meanwhile
         (two of her documents signed at once), that one is hers and this one is never used: a certificate that
         signed must stay on file, where `paraaf ca revoke` finds it."""
+        organisation = await self.organisation(conn, org)
         issued = await asyncio.to_thread(
             lambda: ca.issue_signer_certificate(
                 root_cert_pem=root_pem.encode(),
                 root_key=root_key,
-                organisation=self._organisation,
+                organisation=organisation,
                 name=person.name,
                 title=person.title,
                 email=person.email,

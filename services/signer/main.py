@@ -37,6 +37,7 @@ from shared.events import (
     SignatureReassigned,
     SignatureRequested,
 )
+from shared.orgs import OrgPortals
 from shared.service import Service
 from shared.topology import SIGNER_EVENTS, source_user
 from shared.workers import WorkerPool
@@ -73,12 +74,13 @@ class Workers:
             pool.close()
 
 
-def _links(settings: SignerSettings) -> Links:
+def _links(settings: SignerSettings, portals: OrgPortals) -> Links:
     return Links(
         settings.public_url,
         timedelta(hours=settings.link_ttl_hours),
         clock_from(settings),
         download_ttl=timedelta(hours=settings.download_ttl_hours),
+        portal_of=portals.url_of,
     )
 
 
@@ -110,7 +112,8 @@ def _stamping(settings: SignerSettings, secret: bytes) -> Stamping:
 
 
 def _http_deps(
-    settings: SignerSettings, service: Service, keyring: Keyring, links: Links, workers: Workers, secret: bytes, feed: AuditFeed
+    settings: SignerSettings, service: Service, keyring: Keyring, links: Links, workers: Workers, secret: bytes, feed: AuditFeed,
+    portals: OrgPortals,
 ) -> SignerHttpDeps:
     return SignerHttpDeps(
         pool=lambda: service.pool, keyring=keyring, signing_pool=workers.signing, render_pool=workers.render,
@@ -120,7 +123,7 @@ def _http_deps(
             per_address=settings.check_per_address, overall=settings.check_overall,
             window=timedelta(minutes=settings.check_window_minutes),
         ),
-        links=links, org=settings.org, after_commit=service.wake_relay, secure_cookies=settings.public_https,
+        links=links, org=settings.org, portals=portals, after_commit=service.wake_relay, secure_cookies=settings.public_https,
         docs=settings.http_docs, stuck_after=settings.stuck_after, audit_feed=feed,
         queue_depths=lambda: depths(service.identity.amqp_url),
         verify_limits=VerifyLimits(
@@ -153,13 +156,15 @@ def create_app(settings: SignerSettings | None = None) -> FastStream:
     service = Service("signer", settings, migrations=MIGRATIONS, uses=("blobs", "access"))
     secret = key_secret(settings)
     keyring = Keyring(secret, settings.organisation_name, settings.public_url, token=token_config(settings))
-    links, workers = _links(settings), Workers(settings)
+    portals = OrgPortals(settings.org, settings.public_url)
+    links, workers = _links(settings, portals), Workers(settings)
 
     async def start() -> None:
         await workers.start()
         async with service.pool.acquire() as conn:
             await keyring.unlock(conn)
             await keyring.authority(conn, settings.org)  # the CA exists from the first start
+            await portals.refresh(conn)
         await workers.warm_up()
 
     service.app.on_startup(start)
@@ -169,7 +174,8 @@ def create_app(settings: SignerSettings | None = None) -> FastStream:
     _consume(service, keyring, links, workers)
     feed = AuditFeed(lambda: asyncpg.connect(service.identity.database_url))  # one listener for every live stream
     service.loop(feed.run)
+    service.loop(lambda: portals.run(service.pool))
     service.serve_http(
-        settings.signer_port, lambda: build_http(_http_deps(settings, service, keyring, links, workers, secret, feed), portal)
+        settings.signer_port, lambda: build_http(_http_deps(settings, service, keyring, links, workers, secret, feed, portals), portal)
     )
     return service.app

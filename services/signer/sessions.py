@@ -108,17 +108,17 @@ class Sessions:
         )
         return attempt
 
-    async def mint_sign_in(self, attempt: UUID, now: datetime) -> tuple[str, datetime] | None:
-        """The attempt's link token, made as its mail leaves (a resent mail gets a new one; the old stops working);
-        None when the attempt is unknown, used, or older than the link would live."""
+    async def mint_sign_in(self, attempt: UUID, now: datetime) -> tuple[str, datetime, str] | None:
+        """The attempt's link token, made as its mail leaves (a resent mail gets a new one; the old stops working),
+        and its org (whose portal the link goes to); None when the attempt is unknown, used, or older than the link would live."""
         token, token_hash = mint_token()
         expires_at = now + SIGN_IN_TTL
-        made = await self._conn.fetchval(
+        org = await self._conn.fetchval(
             "UPDATE signer.sign_in_attempts SET token_hash = $2, expires_at = $3"
-            " WHERE id = $1 AND used_at IS NULL AND created_at > $4 RETURNING id",
+            " WHERE id = $1 AND used_at IS NULL AND created_at > $4 RETURNING org",
             attempt, token_hash, expires_at, now - SIGN_IN_TTL,
         )
-        return (token, expires_at) if made else None
+        return (token, expires_at, org) if org else None
 
     async def redeem(self, token: str, now: datetime) -> tuple[str, str] | None:
         """(org, person) of a good sign-in link, which is then used up; None for an unknown, used or expired one."""

@@ -43,6 +43,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 async def city(infra: Infra, secrets_dir: str) -> AsyncIterator[System]:
     async with city_on_fresh_install(infra, secrets_dir, "security", PARAAF_DOWNLOAD_TTL_HOURS="1") as system:
         system.add_source("omgeving", "--org", "default", "--flows", "omgevingsvergunning", "--submitters", "elen.elaut")
+        system.cli("org", "create", "othercity", "--name", "Another city")
         system.cli("directory", "import", "--org", "othercity", str(DEMO / "city.xlsx"))
         system.cli("flows", "load", "--org", "othercity", str(DEMO / "flows"))
         yield system

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
+from starlette.requests import HTTPConnection
 
 from services.signer.check import CheckLimits
 from services.signer.domain import Links
@@ -16,6 +17,7 @@ from services.signer.render import RenderPool
 from services.signer.signing import Stamping
 from services.signer.store import PostgresSignerStore
 from shared.messaging import Outbox
+from shared.orgs import OrgPortals
 from shared.workers import WorkerPool
 
 __all__ = ["SignerHttpDeps", "VerifyLimits"]
@@ -56,6 +58,12 @@ class SignerHttpDeps:
     queue_depths: Callable[[], Awaitable[list[tuple[str, int | None]]]] | None = None
     # How many wrong code-and-secret pairs the public check page takes (the key is stamping.check_key).
     check_limits: CheckLimits = field(default_factory=CheckLimits)
+    # Many cities on one signer: the organisation a page is for, by the Host it is asked on; None: always ``org``.
+    portals: OrgPortals | None = None
+
+    def org_at(self, request: HTTPConnection) -> str:
+        """The organisation whose portal ``request`` was made on (its Host); the installation's own (``org``) for any other."""
+        return self.portals.org_at(request.headers.get("host")) if self.portals is not None else self.org
 
     def now(self) -> datetime:
         return self.links.clock()

@@ -134,7 +134,7 @@ async def _for_operators(auth: PortalAuth, request: Request, export: Export) -> 
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and key.strip():
         found = await find_key(auth.deps.pool(), key.strip())
-        if found is None or found.org != auth.deps.org:
+        if found is None or found.org != auth.deps.org_at(request):
             return PlainTextResponse("Unknown or revoked API key.", status_code=401, headers={"WWW-Authenticate": "Bearer"})
         if not found.allows("operate"):
             return PlainTextResponse(f"The key `{found.name}` lacks the `operate` scope.", status_code=403)

@@ -44,7 +44,7 @@ async def _sign_in_link(deps: SignerHttpDeps, body: LinkRequest) -> MintedLink:
         made = await Sessions(conn).mint_sign_in(body.request_id, deps.now())
     if made is None:
         raise LinkGone(f"sign-in attempt {body.request_id} is unknown, used or too old")
-    return MintedLink(deps.links.url("p/sign-in", made[0]), made[1])
+    return MintedLink(deps.links.url("p/sign-in", made[0], made[2]), made[1])
 
 
 def internal_routes(deps: SignerHttpDeps) -> APIRouter:

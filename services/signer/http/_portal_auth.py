@@ -88,6 +88,11 @@ class PortalAuth:
     def secure(self) -> bool:
         return self.deps.secure_cookies
 
+    def org_name(self, request: Request) -> str | None:
+        """The name of the organisation whose portal this is (by the Host it is asked on), for the top of its pages."""
+        portals = self.deps.portals
+        return portals.name_of(self.deps.org_at(request)) if portals is not None else None
+
     async def visitor(self, request: Request) -> Visitor | None:
         """The signed-in person, when the request carries a live session of this portal's org."""
         token = request.cookies.get(SESSION_COOKIE, "")
@@ -95,7 +100,7 @@ class PortalAuth:
             return None
         async with self.deps.pool().acquire() as conn:
             session = await Sessions(conn).find(token, self.deps.now(), self.config.sessions)
-            if session is None or session.org != self.deps.org:
+            if session is None or session.org != self.deps.org_at(request):  # another city's session: not signed in here
                 return None
             person = await PortalReader(conn).person(session.org, session.person_id)
         return Visitor(session, person) if person else None
@@ -117,7 +122,7 @@ class PortalAuth:
              status: int = 200, **context: Any) -> HTMLResponse:
         """A portal page in ``language``, with the menu when someone is signed in."""
         common = {"lang": language, "p": portal_texts(language), "t": texts(language), "visitor": visitor,
-                  "csrf": self.csrf(visitor) if visitor else "", "path": request.url.path}
+                  "csrf": self.csrf(visitor) if visitor else "", "path": request.url.path, "org_name": self.org_name(request)}
         response = self.templates.TemplateResponse(request, template, {**common, **context}, status_code=status)
         return _protected(response)
 
@@ -184,12 +189,13 @@ def _sign_in_form(router: APIRouter, auth: PortalAuth) -> None:
             return auth.message(request, language, portal_texts(language)["not_allowed"], status=404)
         if not auth.form_csrf_ok(request, csrf):
             return auth.message(request, language, portal_texts(language)["csrf"], status=403)
+        org = deps.org_at(request)
         async with deps.pool().acquire() as conn, conn.transaction():
-            person = await PortalReader(conn).person_by_email(deps.org, email[:320])
-            attempt = await Sessions(conn).new_attempt(deps.org, person.id, deps.now()) if person else None
+            person = await PortalReader(conn).person_by_email(org, email[:320])
+            attempt = await Sessions(conn).new_attempt(org, person.id, deps.now()) if person else None
             if person and attempt:
                 recipient = PersonRef(id=person.id, name=person.name, email=person.email, language=person.language)
-                command = SendSignInLink(correlation_id=attempt, org=deps.org, recipient=recipient, expires_at=deps.now() + SIGN_IN_TTL)
+                command = SendSignInLink(correlation_id=attempt, org=org, recipient=recipient, expires_at=deps.now() + SIGN_IN_TTL)
                 await deps.outbox.add(conn, command)
         deps.after_commit()
         structlog.get_logger().info("sign-in link asked for", known=person is not None, sent=attempt is not None)
@@ -216,7 +222,7 @@ def _mailed_link(router: APIRouter, auth: PortalAuth) -> None:
         async with deps.pool().acquire() as conn, conn.transaction():
             sessions = Sessions(conn)
             found = await sessions.redeem(token, deps.now())
-            if found is None or found[0] != deps.org:
+            if found is None or found[0] != deps.org_at(request):
                 return auth.message(request, language, portal_texts(language)["signin_link_gone"], status=410)
             session_token = await sessions.start(found[0], found[1], "mail", deps.now())
         return auth.signed_in(request, session_token)
@@ -237,7 +243,7 @@ def _oidc(router: APIRouter, auth: PortalAuth) -> None:
             language = _language(request)
             return auth.message(request, language, portal_texts(language)["signin_failed"], status=503)
         async with deps.pool().acquire() as conn:
-            await Sessions(conn).begin_oidc(login.state, deps.org, login.code_verifier, login.nonce, deps.now())
+            await Sessions(conn).begin_oidc(login.state, deps.org_at(request), login.code_verifier, login.nonce, deps.now())
         response = RedirectResponse(login.url, status_code=303)
         response.set_cookie(OIDC_COOKIE, login.state, max_age=600, httponly=True, samesite="lax", secure=auth.secure, path="/p/auth")
         return response

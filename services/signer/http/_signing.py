@@ -28,9 +28,13 @@ class SigningPages:
     def __init__(self, deps: SignerHttpDeps, pages: Pages) -> None:
         self.deps, self.pages = deps, pages
 
-    async def open(self, token: str) -> SigningLink:
+    async def open(self, token: str, asked: Request | None = None) -> SigningLink:
+        """The link's request, once its rules and the visibility policy hold; asked on another organisation's
+        portal (``asked``'s Host) it is answered as if it did not exist."""
         async with self.deps.reader() as store:
             link = await signing.open_link(store, token, self.deps.now())
+        if asked is not None and link.request.org != self.deps.org_at(asked):
+            raise LinkRefused("unknown", status=404, language=link.request.signer.language)
         await self.check_policy(link)
         return link
 
@@ -81,7 +85,7 @@ def _viewing(router: APIRouter, shared: SigningPages) -> None:
     async def open_signing_page(request: Request, token: str) -> HTMLResponse:
         """The page a signer opens from the mail: the document, Sign and Decline."""
         try:
-            link = await shared.open(token)
+            link = await shared.open(token, request)
         except LinkRefused as error:
             return shared.pages.refused(request, error)
         return await shared.page(request, token, link)
@@ -90,7 +94,7 @@ def _viewing(router: APIRouter, shared: SigningPages) -> None:
     async def document_pdf(request: Request, token: str) -> Response:
         """The document as it stands now, for as long as the link is good."""
         try:
-            link = await shared.open(token)
+            link = await shared.open(token, request)
         except LinkRefused as error:
             return shared.pages.refused(request, error)
         return pdf_response(await shared.pdf(link), link.request.filename, disposition="inline")
@@ -99,7 +103,7 @@ def _viewing(router: APIRouter, shared: SigningPages) -> None:
     async def page_image(request: Request, token: str, number: int) -> Response:
         """Page ``number`` (from 1) of the document as it stands now, as a picture for the signing page."""
         try:
-            link = await shared.open(token)
+            link = await shared.open(token, request)
         except LinkRefused as error:
             return shared.pages.refused(request, error)
         try:
@@ -131,12 +135,12 @@ async def _timestamp_failed(deps: SignerHttpDeps, link: SigningLink, reason: str
     deps.after_commit()
 
 
-async def sign_once(shared: SigningPages, token: str) -> signing.Decided:
+async def sign_once(shared: SigningPages, token: str, asked: Request | None = None) -> signing.Decided:
     """A signature over HTTP, as the signing page and the portal's bulk signing both make it: the link's rules and the
     visibility policy, then one transaction of its own. Raises LinkRefused, or SigningUnavailable (rolled back, the
     link still works) once a time-stamping failure has been reported."""
     deps = shared.deps
-    await shared.open(token)
+    await shared.open(token, asked)
     try:
         async with deps.store() as store:
             done = await signing.sign(store, token, now=deps.now(), pdf_signer=deps.signing_pool(), stamping=deps.stamping)
@@ -158,11 +162,11 @@ def _deciding(router: APIRouter, shared: SigningPages) -> None:
         if refused := await shared.csrf_refused(request, token, csrf):
             return refused
         try:
-            done = await sign_once(shared, token)
+            done = await sign_once(shared, token, request)
         except LinkRefused as error:
             return shared.pages.refused(request, error)
         except SigningUnavailable:  # rolled back: nothing signed, the link still works
-            link = await shared.open(token)
+            link = await shared.open(token, request)
             return await shared.page(request, token, link, error=texts(link.request.signer.language)["unavailable"], status=503)
         return shared.done(request, done)
 
@@ -172,7 +176,7 @@ def _deciding(router: APIRouter, shared: SigningPages) -> None:
         if refused := await shared.csrf_refused(request, token, csrf):
             return refused
         try:
-            await shared.open(token)
+            await shared.open(token, request)
             async with deps.store() as store:
                 done = await signing.decline(store, token, reason, now=deps.now())
         except LinkRefused as error:
@@ -200,6 +204,8 @@ def download_routes(deps: SignerHttpDeps, pages: Pages) -> APIRouter:
         async with deps.reader() as store:
             try:
                 found = check_download(await store.find_download(hash_token(token)), deps.now())
+                if found.org != deps.org_at(request):  # another organisation's portal: as if the link did not exist
+                    raise LinkRefused("unknown", status=404)
             except LinkRefused as error:
                 return pages.refused(request, error)
             return pdf_response(await store.blob(found.pdf_sha256), found.filename)

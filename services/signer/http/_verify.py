@@ -101,13 +101,13 @@ async def _pdf_from(request: Request, cap: int) -> bytes:
     return pdf
 
 
-async def _root_certificate(deps: SignerHttpDeps) -> str:
+async def _root_certificate(deps: SignerHttpDeps, org: str) -> str:
     async with deps.reader() as store:
-        return await store.authority_certificate(deps.org)
+        return await store.authority_certificate(org)
 
 
-async def _report(deps: SignerHttpDeps, pdf: bytes) -> Report:
-    cert_pem = await _root_certificate(deps)
+async def _report(deps: SignerHttpDeps, pdf: bytes, org: str) -> Report:
+    cert_pem = await _root_certificate(deps, org)
     roots = tuple(c.dump() for c in load_roots(cert_pem.encode())) + deps.stamping.tsa_roots_der
     try:
         return await deps.verify_pool().run(verify_pdf, pdf, roots, timeout=deps.verify_limits.seconds)
@@ -128,9 +128,10 @@ def trust_routes(deps: SignerHttpDeps) -> APIRouter:
     verifications = RateLimit(deps.verify_limits.per_minute)
 
     @router.get("/ca.pem")
-    async def root_certificate() -> Response:
-        """The root certificate that signer certificates chain to (trust it to validate signatures)."""
-        return Response(await _root_certificate(deps), media_type="application/x-pem-file")
+    async def root_certificate(request: Request) -> Response:
+        """The root certificate that signer certificates of this portal's organisation chain to (trust it to validate
+        their signatures)."""
+        return Response(await _root_certificate(deps, deps.org_at(request)), media_type="application/x-pem-file")
 
     @router.get("/ca/{org}.crl")
     async def revocation_list(org: str) -> Response:
@@ -155,7 +156,7 @@ def trust_routes(deps: SignerHttpDeps) -> APIRouter:
         """
         try:
             _rate_limited(verifications, request)
-            report = await _report(deps, await _pdf_from(request, deps.verify_limits.max_bytes))
+            report = await _report(deps, await _pdf_from(request, deps.verify_limits.max_bytes), deps.org_at(request))
         except _Refused as refused:
             return refused.response
         if format == "text" or "text/plain" in request.headers.get("accept", ""):
