@@ -30,6 +30,7 @@ RabbitMQ as the tests do.
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import math
 import os
@@ -41,9 +42,10 @@ from dataclasses import asdict, dataclass, field
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import aio_pika
+import asyncpg
 import httpx
 from aiosmtpd.controller import Controller
 
@@ -78,6 +80,23 @@ SIGNATURES_PER_DOCUMENT = sum(len(signers) for _, signers in KINDS) / len(KINDS)
 _TITLE = re.compile(r"PIPE-\d{6}")
 _LINK = re.compile(r"https?://[^\s<>\"]+/s/[A-Za-z0-9_-]+")
 _CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+_FIRST_PAGE = re.compile(r'<img src="([^"]+)"')  # the page's first picture loads at once; the others lazily
+
+
+class ApiVhosts(VhostAdmin):
+    """Vhosts made and removed over the management API: ``rabbitmqctl`` fails while the other runs on this machine hold
+    every port of its distribution range (35672-35682), the API does not."""
+
+    def create(self, name: str) -> str:
+        api, auth = self._api()
+        httpx.put(f"{api}/vhosts/{quote(name, safe='')}", auth=auth).raise_for_status()
+        httpx.put(f"{api}/permissions/{quote(name, safe='')}/{self._user}", auth=auth,
+                  json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+        return urlunsplit(self._url._replace(path="/" + quote(name, safe="")))
+
+    def delete(self, name: str) -> None:
+        api, auth = self._api()
+        httpx.delete(f"{api}/vhosts/{quote(name, safe='')}", auth=auth)
 
 
 def kind_of(number: int) -> tuple[tuple[str, ...], int]:
@@ -194,7 +213,8 @@ class Load:
         task.add_done_callback(self._tasks.discard)
 
     async def _sign(self, document: Document, step: int, link: str) -> None:
-        """What the signer's browser does: open the link's page, press Sign, get the confirmation page."""
+        """What the signer's browser does: open the link's page (with its first page's picture), press Sign, get the
+        confirmation page."""
         async with self._slots, httpx.AsyncClient(timeout=60) as browser:
             try:
                 page = await browser.get(link)
@@ -202,6 +222,8 @@ class Load:
                 if page.status_code != 200 or csrf is None:
                     document.failures.append(f"step {step + 1}: the page answered {page.status_code}")
                     return
+                if picture := _FIRST_PAGE.search(page.text):
+                    await browser.get(httpx.URL(link).join(picture.group(1)))
                 document.clicks[step] = time.monotonic()
                 answer = await browser.post(f"{link}/sign", data={"csrf": csrf.group(1)})
                 document.confirmed[step] = time.monotonic()
@@ -248,6 +270,7 @@ class Load:
 
     async def open_loop(self, phase: str, per_second: float, seconds: float) -> tuple[float, float]:
         """A document every 1/``per_second`` s for ``seconds``, whatever happens to the earlier ones."""
+        per_second = max(per_second, 1 / seconds)  # at least one document, even after a peak that signed nothing
         started = time.monotonic()
         for n in range(max(1, round(per_second * seconds))):
             await asyncio.sleep(max(0.0, started + n / per_second - time.monotonic()))
@@ -302,6 +325,42 @@ def phase_figures(load: Load, name: str, window: tuple[float, float], before: di
     )
 
 
+class Backlog:
+    """Where work waits, sampled every second: each queue's messages (ready and unacked, from the management API),
+    each service's outbox rows not yet published, and the notifier's mails not yet sent."""
+
+    def __init__(self, system: System) -> None:
+        self._system = system
+        self._vhost = quote(unquote(urlsplit(system.amqp_url).path[1:]), safe="")
+        self.samples: list[dict[str, int]] = []
+
+    async def _sample(self, conn: asyncpg.Connection, client: httpx.AsyncClient) -> dict[str, int]:
+        found: dict[str, int] = {}
+        queues = await client.get(f"http://127.0.0.1:15672/api/queues/{self._vhost}?columns=name,messages")
+        for queue in queues.json():
+            if not queue["name"].endswith(".dlq") and not queue["name"].startswith(("amq.", "outcomes.")):  # a source reads its own
+                found[f"queue {queue['name']}"] = int(queue.get("messages") or 0)
+        for schema in ("intake", "router", "signer", "notifier", "audit"):
+            found[f"outbox {schema}"] = await conn.fetchval(f"SELECT count(*) FROM {schema}.outbox")
+        found["mails to send"] = await conn.fetchval("SELECT count(*) FROM notifier.mails WHERE status = 'pending'")
+        return found
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        conn = await asyncpg.connect(self._system.env["PARAAF_DATABASE_URL"])
+        try:
+            async with httpx.AsyncClient(auth=("guest", "guest"), timeout=10) as client:
+                while not stop.is_set():
+                    self.samples.append(await self._sample(conn, client))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=1.0)
+        finally:
+            await conn.close()
+
+    def means(self) -> dict[str, float]:
+        names = {name for sample in self.samples for name in sample}
+        return {name: sum(s.get(name, 0) for s in self.samples) / len(self.samples) for name in sorted(names)} if self.samples else {}
+
+
 def usages(system: System) -> dict[str, Usage]:
     return {service: usage(system.processes[service].pid) for service in SERVICES}
 
@@ -325,11 +384,12 @@ class Results:
     peak_rss: dict[str, Usage]
     messages_per_signature: float
     bench_cpu_seconds: float
+    backlog: dict[str, float]  # mean over the peak phase
     profiles: dict[str, list[str]]
 
 
 async def run(args: argparse.Namespace) -> Results:
-    infra = Infra(LOCAL_AMQP, LOCAL_DATABASE, VhostAdmin(LOCAL_AMQP))
+    infra = Infra(LOCAL_AMQP, LOCAL_DATABASE, ApiVhosts(LOCAL_AMQP))
     documents = [(make_pdf(kind_of(n)[1], text=f"Paraaf bench, {kind_of(n)[1]} page(s)"), len(kind_of(n)[0]))
                  for n in range(len(KINDS) * len(PAGES))]
     city = SigningCity()
@@ -358,7 +418,11 @@ async def _measure(system: System, mailbox: Mailbox, args: argparse.Namespace, p
         if args.profile:
             profiler.start({s: system.processes[s].pid for s in SERVICES})
         before = usages(system)
+        backlog, stop_watching = Backlog(system), asyncio.Event()
+        watching = asyncio.create_task(backlog.watch(stop_watching))
         started, end = await load.closed_loop("peak", args.in_flight, args.peak_seconds)
+        stop_watching.set()
+        await watching
         await load.drain(120)
         after_peak = usages(system)
         profiler.stop()
@@ -377,7 +441,7 @@ async def _measure(system: System, mailbox: Mailbox, args: argparse.Namespace, p
         pyhanko, broker, peak, half, offered,
         {s: (after_half[s].cpu_seconds - before[s].cpu_seconds) / max(1, signatures) for s in SERVICES},
         after_half, messages / max(1, signatures),
-        bench_used.user + bench_used.system - bench_started.user - bench_started.system,
+        bench_used.user + bench_used.system - bench_started.user - bench_started.system, backlog.means(),
         {s: summarise(PROFILES / f"{s}.txt") for s in SERVICES if args.profile and (PROFILES / f"{s}.txt").exists()},
     )
 
@@ -419,6 +483,8 @@ def report(r: Results, args: argparse.Namespace) -> str:
     lines.append(f"reference city's year ({YEAR_SIGNATURES:,} signatures) at the peak rate: {year_minutes:.0f} minutes"
                  f" (goal <= {GOALS['year minutes']:.0f}) {goal_mark(year_minutes, GOALS['year minutes'], at_most=True)};"
                  f" extrapolated from a {args.peak_seconds:.0f}-second run")
+    lines.append("where work waited during the peak phase (mean of 1-second samples; 0 omitted):")
+    lines += [f"  {name:<40} {mean:6.1f}" for name, mean in r.backlog.items() if mean >= 0.05]
     for name, phase in (("peak", peak), ("half", half)):
         if phase.unfinished or phase.failures:
             lines.append(f"{name}: {phase.unfinished} document(s) without an outcome; {len(phase.failures)} failure(s): {phase.failures[:5]}")
@@ -445,7 +511,7 @@ def main(argv: list[str] | None = None) -> Results:
     try:
         results = asyncio.run(run(args))
     finally:
-        _remove_session_accounts(Infra(LOCAL_AMQP, LOCAL_DATABASE, VhostAdmin(LOCAL_AMQP)))
+        _remove_session_accounts(Infra(LOCAL_AMQP, LOCAL_DATABASE, ApiVhosts(LOCAL_AMQP)))
     print(report(results, args), flush=True)
     if args.json:
         args.json.write_text(json.dumps(asdict(results), indent=1, default=str))
