@@ -89,14 +89,14 @@ class ApiVhosts(VhostAdmin):
 
     def create(self, name: str) -> str:
         api, auth = self._api()
-        httpx.put(f"{api}/vhosts/{quote(name, safe='')}", auth=auth).raise_for_status()
+        httpx.put(f"{api}/vhosts/{quote(name, safe='')}", auth=auth, timeout=60).raise_for_status()
         httpx.put(f"{api}/permissions/{quote(name, safe='')}/{self._user}", auth=auth,
-                  json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+                  json={"configure": ".*", "write": ".*", "read": ".*"}, timeout=60).raise_for_status()
         return urlunsplit(self._url._replace(path="/" + quote(name, safe="")))
 
     def delete(self, name: str) -> None:
         api, auth = self._api()
-        httpx.delete(f"{api}/vhosts/{quote(name, safe='')}", auth=auth)
+        httpx.delete(f"{api}/vhosts/{quote(name, safe='')}", auth=auth, timeout=60)
 
 
 def kind_of(number: int) -> tuple[tuple[str, ...], int]:
@@ -368,7 +368,7 @@ def usages(system: System) -> dict[str, Usage]:
 def published(amqp_url: str) -> int:
     """Messages published in the vhost so far, as the management API counts them (refreshed every ~5 s)."""
     vhost = quote(unquote(urlsplit(amqp_url).path[1:]), safe="")
-    answer = httpx.get(f"http://127.0.0.1:15672/api/vhosts/{vhost}", auth=("guest", "guest"))
+    answer = httpx.get(f"http://127.0.0.1:15672/api/vhosts/{vhost}", auth=("guest", "guest"), timeout=60)
     answer.raise_for_status()
     return int(answer.json().get("message_stats", {}).get("publish", 0))
 

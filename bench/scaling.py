@@ -41,24 +41,26 @@ def _seconds(work: Callable[[], object], repeat: int = 3) -> float:
     return statistics.median(times)
 
 
-def measure() -> list[tuple[int, int, float, float, list[float], int]]:
-    """(pages, signers, intake's check s, placeholder search s, seconds of each signature in order, final bytes)."""
+def measure(repeat: int = 3) -> list[tuple[int, int, float, float, list[float], int]]:
+    """(pages, signers, intake's check s, placeholder search s, seconds of each signature in order, final bytes);
+    each figure the median of ``repeat`` runs."""
     credentials = SigningCity().credentials("Ann Aerts", "algemeen directeur")
     signed_chain(make_pdf(1), 1, credentials)  # warm up: the font, the key
     rows = []
     for pages in PAGES:
         pdf = make_pdf(pages, text="Paraaf scaling bench")
-        check = _seconds(lambda pdf=pdf: inspect_pdf(pdf, Limits(max_bytes=50 * 1_048_576)))
-        search = _seconds(lambda pdf=pdf: find_placeholders(pdf))
+        check = _seconds(lambda pdf=pdf: inspect_pdf(pdf, Limits(max_bytes=50 * 1_048_576)), repeat)
+        search = _seconds(lambda pdf=pdf: find_placeholders(pdf), repeat)
         for signers in SIGNERS:
-            times, final = signed_chain(pdf, signers, credentials)
-            rows.append((pages, signers, check, search, times, len(final)))
+            chains = [signed_chain(pdf, signers, credentials) for _ in range(repeat)]
+            times = [statistics.median(chain[0][n] for chain in chains) for n in range(signers)]
+            rows.append((pages, signers, check, search, times, len(chains[0][1])))
     return rows
 
 
 def report(rows: list[tuple[int, int, float, float, list[float], int]]) -> str:
     lines = [
-        "scaling: CPU work on the PDF per document (one process, this machine; ms)",
+        "scaling: CPU work on the PDF per document (one process, this machine; ms, medians of 3)",
         f"{'pages':>5} {'signers':>7} {'intake check':>12} {'placeholders':>12} {'1st signature':>13} {'last signature':>14}"
         f" {'all signatures':>14} {'per signature':>13} {'final size':>10}",
     ]
