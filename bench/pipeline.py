@@ -479,7 +479,7 @@ def report(r: Results, args: argparse.Namespace) -> str:
                      f"   peak phase {peak.cpu[service]:6.1f} s, half phase {half.cpu[service]:6.1f} s"
                      f"   RSS {used.peak_rss_mib:6.0f} MiB; {used.peak_rss_tree_mib:6.0f} MiB in {used.processes} process(es)")
     lines.append(f"  {'all':<9} {sum(r.cpu_per_signature.values()) * 1000:7.1f} ms CPU/signature"
-                 f" (bare pyHanko loop: {1000 / r.bare_pyhanko:.1f} ms)")
+                 f" (bare pyHanko loop: {1000 / r.bare_pyhanko:.1f} ms of wall time a signature)")
     lines.append(f"reference city's year ({YEAR_SIGNATURES:,} signatures) at the peak rate: {year_minutes:.0f} minutes"
                  f" (goal <= {GOALS['year minutes']:.0f}) {goal_mark(year_minutes, GOALS['year minutes'], at_most=True)};"
                  f" extrapolated from a {args.peak_seconds:.0f}-second run")
