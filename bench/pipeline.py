@@ -55,6 +55,7 @@ from bench.stats import goal_mark, latency_line, rate_in_window, ratio_line
 from tests.conftest import LOCAL_AMQP, LOCAL_DATABASE, Infra, VhostAdmin, _remove_session_accounts, fresh_database, fresh_vhost
 from tests.support.net import free_port
 from tests.support.pdfs import make_pdf
+from tests.support.session import MANAGEMENT_API
 from tests.support.signing import SigningCity
 from tests.support.system import SERVICES, System, demo_city, submission
 
@@ -62,6 +63,10 @@ __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "var" / "bench" / "profiles"
+# The broker: the tests' (PARAAF_TEST_AMQP_URL and PARAAF_TEST_MANAGEMENT_API, else the local one).
+AMQP = os.environ.get("PARAAF_TEST_AMQP_URL", LOCAL_AMQP)
+_API = urlsplit(MANAGEMENT_API)
+API, API_AUTH = urlunsplit(_API._replace(netloc=_API.hostname + (f":{_API.port}" if _API.port else ""))), (_API.username or "guest", _API.password or "guest")
 TENTH_OF_JULY = "2026-07-10T09:00:00+02:00"  # the mayor is away all July (deploy/demo/city.xlsx)
 YEAR_SIGNATURES = 96_607  # the reference city's year
 GOALS = {"ratio to bare pyHanko": 0.5, "click → confirmation p95": 0.3, "click → next mail p95": 1.0, "year minutes": 60.0}
@@ -86,6 +91,9 @@ _FIRST_PAGE = re.compile(r'<img src="([^"]+)"')  # the page's first picture load
 class ApiVhosts(VhostAdmin):
     """Vhosts made and removed over the management API: ``rabbitmqctl`` fails while the other runs on this machine hold
     every port of its distribution range (35672-35682), the API does not."""
+
+    def _api(self) -> tuple[str, tuple[str, str]]:
+        return API, API_AUTH
 
     def create(self, name: str) -> str:
         api, auth = self._api()
@@ -336,7 +344,7 @@ class Backlog:
 
     async def _sample(self, conn: asyncpg.Connection, client: httpx.AsyncClient) -> dict[str, int]:
         found: dict[str, int] = {}
-        queues = await client.get(f"http://127.0.0.1:15672/api/queues/{self._vhost}?columns=name,messages")
+        queues = await client.get(f"{API}/queues/{self._vhost}?columns=name,messages")
         for queue in queues.json():
             if not queue["name"].endswith(".dlq") and not queue["name"].startswith(("amq.", "outcomes.")):  # a source reads its own
                 found[f"queue {queue['name']}"] = int(queue.get("messages") or 0)
@@ -348,7 +356,7 @@ class Backlog:
     async def watch(self, stop: asyncio.Event) -> None:
         conn = await asyncpg.connect(self._system.env["PARAAF_DATABASE_URL"])
         try:
-            async with httpx.AsyncClient(auth=("guest", "guest"), timeout=10) as client:
+            async with httpx.AsyncClient(auth=API_AUTH, timeout=10) as client:
                 while not stop.is_set():
                     self.samples.append(await self._sample(conn, client))
                     with contextlib.suppress(TimeoutError):
@@ -368,7 +376,7 @@ def usages(system: System) -> dict[str, Usage]:
 def published(amqp_url: str) -> int:
     """Messages published in the vhost so far, as the management API counts them (refreshed every ~5 s)."""
     vhost = quote(unquote(urlsplit(amqp_url).path[1:]), safe="")
-    answer = httpx.get(f"http://127.0.0.1:15672/api/vhosts/{vhost}", auth=("guest", "guest"), timeout=60)
+    answer = httpx.get(f"{API}/vhosts/{vhost}", auth=API_AUTH, timeout=60)
     answer.raise_for_status()
     return int(answer.json().get("message_stats", {}).get("publish", 0))
 
@@ -389,7 +397,7 @@ class Results:
 
 
 async def run(args: argparse.Namespace) -> Results:
-    infra = Infra(LOCAL_AMQP, LOCAL_DATABASE, ApiVhosts(LOCAL_AMQP))
+    infra = Infra(AMQP, LOCAL_DATABASE, ApiVhosts(AMQP))
     documents = [(make_pdf(kind_of(n)[1], text=f"Paraaf bench, {kind_of(n)[1]} page(s)"), len(kind_of(n)[0]))
                  for n in range(len(KINDS) * len(PAGES))]
     city = SigningCity()
@@ -511,7 +519,7 @@ def main(argv: list[str] | None = None) -> Results:
     try:
         results = asyncio.run(run(args))
     finally:
-        _remove_session_accounts(Infra(LOCAL_AMQP, LOCAL_DATABASE, ApiVhosts(LOCAL_AMQP)))
+        _remove_session_accounts(Infra(AMQP, LOCAL_DATABASE, ApiVhosts(AMQP)))
     print(report(results, args), flush=True)
     if args.json:
         args.json.write_text(json.dumps(asdict(results), indent=1, default=str))
