@@ -393,6 +393,7 @@ class Results:
     messages_per_signature: float
     bench_cpu_seconds: float
     backlog: dict[str, float]  # mean over the peak phase
+    load: tuple[float, float]  # the machine's 1-minute load average as the peak began and as the half phase ended
     profiles: dict[str, list[str]]
 
 
@@ -425,7 +426,7 @@ async def _measure(system: System, mailbox: Mailbox, args: argparse.Namespace, p
         profiler = Profiler(PROFILES)
         if args.profile:
             profiler.start({s: system.processes[s].pid for s in SERVICES})
-        before = usages(system)
+        before, load_before = usages(system), os.getloadavg()[0]
         backlog, stop_watching = Backlog(system), asyncio.Event()
         watching = asyncio.create_task(backlog.watch(stop_watching))
         started, end = await load.closed_loop("peak", args.in_flight, args.peak_seconds)
@@ -450,6 +451,7 @@ async def _measure(system: System, mailbox: Mailbox, args: argparse.Namespace, p
         {s: (after_half[s].cpu_seconds - before[s].cpu_seconds) / max(1, signatures) for s in SERVICES},
         after_half, messages / max(1, signatures),
         bench_used.user + bench_used.system - bench_started.user - bench_started.system, backlog.means(),
+        (load_before, os.getloadavg()[0]),
         {s: summarise(PROFILES / f"{s}.txt") for s in SERVICES if args.profile and (PROFILES / f"{s}.txt").exists()},
     )
 
@@ -459,7 +461,7 @@ def report(r: Results, args: argparse.Namespace) -> str:
     year_minutes = YEAR_SIGNATURES / peak.signatures_per_second / 60 if peak.signatures_per_second else math.nan
     lines = [
         f"pipeline: 5 services, demo city in July, {os.cpu_count()} cores shared with this load generator"
-        f" (it used {r.bench_cpu_seconds:.0f} CPU s); mix: {', '.join(k for k, _ in KINDS)}; 1- and 30-page PDFs",
+        f" (it used {r.bench_cpu_seconds:.0f} CPU s; load average {r.load[0]:.1f} at the start, {r.load[1]:.1f} at the end); mix: {', '.join(k for k, _ in KINDS)}; 1- and 30-page PDFs",
         f"peak ({args.in_flight} documents in flight, {args.peak_seconds:.0f} s, counted over the last {peak.window:.0f} s):"
         f" {peak.signatures_per_second:.2f} signatures/s, {peak.documents_per_second:.2f} documents/s"
         f" ({peak.documents} documents, {peak.signatures} signatures)",
