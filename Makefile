@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PARAAF_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: cluster cluster-stop install infra setup run demo test test-thorough fuzz unit lint asyncapi openapi screenshots shape bench clean
+.PHONY: cluster cluster-stop install infra setup run demo test test-thorough fuzz unit lint asyncapi openapi screenshots shape bench bench-year clean
 
 $(BIN)/paraaf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -78,8 +78,13 @@ screenshots: install infra
 shape: $(BIN)/paraaf
 	$(BIN)/python -m tests.shape
 
+# Every bench, one after the other; the pipeline's (bench/pipeline.py) ends it with its figures and ratios
+# (docs/performance.md). bench-year: the pipeline's peak held 10 minutes, to extrapolate a city's year from.
 bench: install infra
 	$(BIN)/python -m bench
+
+bench-year: install infra
+	$(BIN)/python -m bench.pipeline --minutes 10 --profile
 
 clean:
 	rm -rf $(VENV) var tests/artifacts

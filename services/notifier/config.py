@@ -23,6 +23,7 @@ class NotifierSettings(Settings):
     mail_max_attempts: int = Field(default=12, ge=1)
     mail_retry_seconds: float = Field(default=60.0, gt=0)
     mail_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    mail_parallel: int = Field(default=8, ge=1)  # mails on their way at once
     reminder_after: int = Field(default=3, ge=1)  # working days (Mon-Fri) after the request
     reminder_every: int = Field(default=2, ge=1)  # working days between reminders
     reminder_max: int = Field(default=3, ge=0)

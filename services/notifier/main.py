@@ -53,7 +53,8 @@ def create_app(settings: NotifierSettings | None = None, *, clock: Clock | None 
     if links is None:
         links = SignerLinks(settings.signer_internal_url, service.identity.signer_key)
         service.app.after_shutdown(links.aclose)
-    sender = MailSender(transactions, settings, clock=clock, after_commit=service.wake_relay, links=links)
+    sender = MailSender(transactions, settings, clock=clock, after_commit=service.wake_relay, links=links,
+                         parallel=settings.mail_parallel)
 
     def queued() -> None:
         service.wake_relay()

@@ -6,7 +6,11 @@ does a sign-in attempt the signer no longer knows (used or expired);
 when the signer cannot be asked, the mail waits like it would for SMTP.
 
 Mails are claimed one at a time in a short transaction and sent with no
-transaction open, so a slow SMTP server holds no database locks. A claim is a
+transaction open, so a slow SMTP server holds no database locks; up to
+``parallel`` of them are on their way at once (PARAAF_MAIL_PARALLEL), since
+each spends most of its time waiting on the signer's link API, the SMTP
+server and the database, and one at a time capped the whole pipeline at
+what one mail's round trips allow (bench/pipeline.py, docs/performance.md). A claim is a
 short lease, renewed while the mail is on its way: should the process die
 mid-attempt (SIGKILL), the mail is due again within LEASE; a stop gives back
 the claim of the mail not sent, so it goes out at the next start. Transient failures
@@ -111,6 +115,7 @@ class MailSender(BackgroundLoop):
         poll_seconds: float = 1.0,
         batch: int = 20,
         lease: timedelta = LEASE,
+        parallel: int = 1,
     ) -> None:
         super().__init__(poll_seconds)
         self._transaction = transaction
@@ -120,6 +125,7 @@ class MailSender(BackgroundLoop):
         self._clock = clock
         self._after_commit = after_commit
         self._batch = batch
+        self._parallel = parallel
         self._lease = lease
         self._budget = RetryBudget(settings.mail_max_attempts, settings.mail_retry_seconds, settings.mail_retry_max_seconds)
 
@@ -127,18 +133,35 @@ class MailSender(BackgroundLoop):
         return await self.send_due() >= self._batch
 
     async def send_due(self) -> int:
-        """Try up to a batch of the mails that are due, once each; return how many were tried."""
-        for tried in range(self._batch):
-            if (mail := await self._claim_one()) is None:
-                return tried
-            try:
-                async with self._lease_renewed(mail):
-                    await self._attempt(mail)
-            except asyncio.CancelledError:  # stopping: the mail not sent is due again at once, not after the lease
-                await asyncio.shield(self._release(mail, self._clock()))
-                structlog.get_logger().info("stopping: unsent mail released", mail_id=str(mail.mail_id))
-                raise
-        return self._batch
+        """Try up to a batch of the mails that are due, once each, up to ``parallel`` on their way at a time;
+        return how many were tried."""
+        tried = 0
+
+        async def one_after_another() -> None:
+            nonlocal tried
+            while tried < self._batch:
+                tried += 1  # counted before the claim, so the senders together claim no more than a batch
+                if (mail := await self._claim_one()) is None:
+                    tried -= 1
+                    return
+                await self._send(mail)
+
+        if self._parallel == 1:
+            await one_after_another()
+        else:
+            async with asyncio.TaskGroup() as senders:  # stopped: each sender gives back the mail it had claimed
+                for _ in range(self._parallel):
+                    senders.create_task(one_after_another())
+        return tried
+
+    async def _send(self, mail: SpooledMail) -> None:
+        try:
+            async with self._lease_renewed(mail):
+                await self._attempt(mail)
+        except asyncio.CancelledError:  # stopping: the mail not sent is due again at once, not after the lease
+            await asyncio.shield(self._release(mail, self._clock()))
+            structlog.get_logger().info("stopping: unsent mail released", mail_id=str(mail.mail_id))
+            raise
 
     async def _claim_one(self) -> SpooledMail | None:
         now = self._clock()

@@ -410,10 +410,19 @@ class SigningPool:
     def __init__(self, workers: int) -> None:
         self._workers = workers
         self._pool = WorkerPool(workers)
+        self._turns: asyncio.Semaphore | None = None
 
     @property
     def workers(self) -> int:
         return self._workers
+
+    def turn(self) -> asyncio.Semaphore:
+        """One of ``workers`` turns at signing, taken before the caller opens its transaction: a signer waiting for a
+        worker then holds no database connection. Without it, under load the waiting signatures held every connection
+        of the pool, and the signing pages, the notifier's link API and the outbox relay waited behind them."""
+        if self._turns is None:
+            self._turns = asyncio.Semaphore(self._workers)
+        return self._turns
 
     async def warm_up(self, font_path: str = DEFAULT_FONT, token: hsm.TokenConfig | None = None) -> None:
         await asyncio.gather(*(self._pool.run(_warm_up, font_path, token) for _ in range(self._workers)))

@@ -248,3 +248,34 @@ def test_every_attempt_of_a_mail_carries_the_same_message_id() -> None:
     first, again = message_id(mail_id, "Paraaf <paraaf@stad.be>"), message_id(mail_id, "Paraaf <paraaf@stad.be>")
     assert first == again == f"<{mail_id}@stad.be>"
     assert message_id(uuid4(), "Paraaf <paraaf@stad.be>") != first
+
+
+class MeetingSmtp:
+    """Accepts a message only once ``together`` messages are being handed over at the same moment."""
+
+    def __init__(self, together: int) -> None:
+        self.together = together
+        self.arrived = 0
+        self.met = asyncio.Event()
+        self.accepted: list[EmailMessage] = []
+
+    async def __call__(self, message: EmailMessage) -> None:
+        self.arrived += 1
+        if self.arrived == self.together:
+            self.met.set()
+        await self.met.wait()
+        self.accepted.append(message)
+
+
+async def test_several_due_mails_are_on_their_way_at_once() -> None:
+    """With ``parallel`` 3, three due mails are handed to the SMTP server at the same time (one at a time, the first
+    would wait for the other two for ever) and each is marked sent."""
+    mails, smtp = [link_mail() for _ in range(3)], MeetingSmtp(3)
+    sender, store = await sender_with(mails[0], smtp)  # type: ignore[arg-type]
+    for mail in mails[1:]:
+        await store.queue_mail(mail, NOW)
+    sender = MailSender(store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=FakeLinks(), smtp=smtp,
+                        parallel=3)
+    assert await asyncio.wait_for(sender.send_due(), timeout=5) == 3
+    assert len(smtp.accepted) == 3
+    assert {(await store.mail(m.mail_id)).status for m in mails} == {"sent"}

@@ -142,7 +142,7 @@ async def sign_once(shared: SigningPages, token: str, asked: Request | None = No
     deps = shared.deps
     await shared.open(token, asked)
     try:
-        async with deps.store() as store:
+        async with deps.signing_pool().turn(), deps.store() as store:
             done = await signing.sign(store, token, now=deps.now(), pdf_signer=deps.signing_pool(), stamping=deps.stamping)
     except SigningUnavailable as error:
         structlog.get_logger().warning("signing unavailable", error=str(error))
