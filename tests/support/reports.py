@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["Lines", "add", "gathered", "load", "merge", "now_running", "save"]
+__all__ = ["Lines", "add", "combined", "gathered", "load", "merge", "now_running", "printable", "save"]
 
 Lines = dict[str, list[tuple[int, int, str]]]  # section -> (position of the test, order within it, line)
 
