@@ -44,8 +44,8 @@ TEST_WORKERS ?= 2
 TEST_REPORTS := tests/artifacts/reports.json
 test: install infra
 	@rm -f $(TEST_REPORTS); \
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not serial" --reports-file $(TEST_REPORTS) --hold-reports; parallel=$$?; \
-	$(BIN)/pytest -m serial --reports-file $(TEST_REPORTS); serial=$$?; \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not serial" --reports-file=$(TEST_REPORTS) --hold-reports; parallel=$$?; \
+	$(BIN)/pytest -m serial --reports-file=$(TEST_REPORTS); serial=$$?; \
 	[ $$serial -eq 5 ] && serial=0; \
 	[ $$parallel -eq 0 ] && [ $$serial -eq 0 ]
 
