@@ -39,7 +39,8 @@ run: demo
 # processes (a package or module that shares a running city stays on one: tests/support/distribution.py), then
 # the tests marked `serial` one at a time (the RabbitMQ restart of tests/faults). Fails when either fails; a serial
 # pass that selects nothing (exit 5) is fine. The faults and security reports of both passes print at the end.
-# TEST_WORKERS=2 on CI's 2 cores: measured against 3 in README's Tests section.
+# TEST_WORKERS=2: one per core on CI's 2-core machine (what -n auto picks there); each worker runs a city of its own
+# (README, Tests).
 TEST_WORKERS ?= 2
 TEST_REPORTS := tests/artifacts/reports.json
 test: install infra
