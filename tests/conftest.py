@@ -22,6 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -34,6 +35,7 @@ from services.admin.broker import ManagementApi, setup_broker
 from services.admin.config import AdminSettings
 from services.admin.database import SCHEMAS, SERVICES, setup_database
 from shared.topology import TOPOLOGY, Topology
+from tests.support import distribution, reports
 from tests.support.oidc import OidcProvider, run_oidc_provider
 from tests.support.session import MANAGEMENT_API, SESSION_PREFIX
 from tests.support.smtp import SmtpServer
@@ -48,6 +50,73 @@ hypothesis_settings.register_profile("ci", deadline=None, max_examples=150)
 hypothesis_settings.register_profile("thorough", deadline=None, max_examples=5000)
 hypothesis_settings.load_profile(os.environ.get("PARAAF_HYPOTHESIS_PROFILE", "ci"))
 LOCAL_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+# ---- how the suite runs: xdist groups, the serial pass, the reports printed at the end (make test)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("paraaf", "Paraaf's reports at the end of a run")
+    group.addoption(
+        "--reports-file",
+        metavar="PATH",
+        help="a run in several passes (make test): add this pass's reports to PATH and print them with the earlier passes'",
+    )
+    group.addoption("--hold-reports", action="store_true", help="only add this pass's reports to --reports-file; a later pass prints them")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    distribution.heaviest_first(config, items)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    distribution.share_groups(node)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reports its collection to the controller
+def pytest_collection_finish(session: pytest.Session) -> None:
+    distribution.write_groups(session)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    return distribution.scheduler(config, log) if config.getvalue("dist") == "loadgroup" else None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if hasattr(config, "_paraaf_groups"):
+        shutil.rmtree(config._paraaf_groups.parent, ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> None:
+    reports.now_running(item.session.items.index(item))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller prints
+        session.config.workeroutput["paraaf_reports"] = reports.gathered()  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    reports.merge(getattr(node, "workeroutput", {}).get("paraaf_reports", {}))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    path = config.getoption("reports_file")
+    sections = reports.combined(reports.load(Path(path)) if path else {}, reports.gathered())
+    if path:
+        reports.save(Path(path), sections)
+    if config.getoption("hold_reports"):
+        return
+    for section, lines in reports.printable(sections):
+        terminalreporter.section(section)
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def _answers(url: str, default_port: int) -> bool:

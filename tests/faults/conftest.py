@@ -3,26 +3,18 @@ notifier ×2, audit ×2), and the report they print at the end of the run: what 
 so CI's log shows it."""
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
 from tests.conftest import Infra, city_on_fresh_install
+from tests.support import reports
 from tests.support.invariants import assert_each_effect_once
 from tests.support.system import SCALED, System
 
-REPORT: list[str] = []
-
 
 def report(line: str) -> None:
-    REPORT.append(line)
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if REPORT:
-        terminalreporter.section("faults and hostile input: what Paraaf did")
-        for line in REPORT:
-            terminalreporter.write_line(line)
+    """Add a line to the report at the end of the run (tests/support/reports.py: printed whichever worker ran the test)."""
+    reports.add("faults and hostile input: what Paraaf did", line)
 
 
 @pytest.fixture(scope="package")

@@ -325,6 +325,7 @@ async def test_no_document_is_lost_or_doubled_while_services_are_killed_and_cut_
     await assert_nothing_lost_or_doubled("services killed and cut off", flow, faults)
 
 
+@pytest.mark.serial
 @pytest.mark.skipif(
     os.environ.get("PARAAF_FAULTS_RESTART_BROKER") != "1", reason="restarts the shared RabbitMQ: set PARAAF_FAULTS_RESTART_BROKER=1"
 )

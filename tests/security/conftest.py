@@ -21,22 +21,15 @@ import asyncpg
 import pytest
 
 from tests.conftest import Infra, city_on_fresh_install
+from tests.support import reports
 from tests.support.system import DEMO, System
 
-ATTACKS: list[tuple[str, str]] = []
 TOKEN = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
 
 
 def attempted(attack: str, answer: str) -> None:
-    """Record an attack and what Paraaf answered, for the summary at the end of the run."""
-    ATTACKS.append((attack, answer))
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if ATTACKS:
-        terminalreporter.section("attacks tried against the running system, and the answers")
-        for attack, answer in ATTACKS:
-            terminalreporter.write_line(f"- {attack}\n    -> {answer}")
+    """Record an attack and what Paraaf answered, for the summary at the end of the run (tests/support/reports.py)."""
+    reports.add("attacks tried against the running system, and the answers", f"- {attack}\n    -> {answer}")
 
 
 @pytest.fixture(scope="package")
