@@ -41,18 +41,29 @@ ensure_rabbitmq() {
 
 # Every process of a service holds a pool of up to PARAAF_DB_POOL_SIZE connections (and one or two listeners):
 # five services, some run as several processes (`paraaf run all --scale`), and test cities side by side need more
-# than PostgreSQL's default 100. Written before a local cluster starts; one already running keeps its setting.
+# than PostgreSQL's default 100. Written before a local cluster starts; a local one already running with fewer
+# slots is restarted once with the new setting (as root: the suite's scaled cities side by side need them).
 MAX_CONNECTIONS=300
 ensure_connection_slots() {
   as_root || return 0
-  local conf_d; conf_d="$(ls -d /etc/postgresql/*/main | head -1)/conf.d"
+  local conf_d; conf_d="$(ls -d /etc/postgresql/*/main 2>/dev/null | head -1)/conf.d"
   [ -d "$conf_d" ] && [ ! -f "$conf_d/paraaf.conf" ] || return 0
   echo "max_connections = $MAX_CONNECTIONS  # paraaf: services run as several processes" > "$conf_d/paraaf.conf"
+}
+raise_connection_slots() {
+  local host="$1" port="$2" slots
+  is_local "$host" && as_root && command -v pg_ctlcluster >/dev/null && command -v psql >/dev/null || return 0
+  slots=$(psql -h "$host" -p "$port" -U postgres -Atc "show max_connections" 2>/dev/null) || return 0
+  [ -n "$slots" ] && [ "$slots" -lt "$MAX_CONNECTIONS" ] || return 0
+  ensure_connection_slots
+  echo "PostgreSQL allows $slots connections; restarting it with $MAX_CONNECTIONS..."
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main restart || true
+  wait_for "$host" "$port" || { echo "PostgreSQL did not come back on $host:$port." >&2; return 1; }
 }
 
 ensure_postgres() {
   read -r host port < <(host_port "$db_url" 5432)
-  answers "$host" "$port" && return 0
+  if answers "$host" "$port"; then raise_connection_slots "$host" "$port"; return; fi
   is_local "$host" || { echo "PostgreSQL at $host:$port does not answer; start it (PARAAF_DATABASE_URL=$db_url)." >&2; return 1; }
   if ! ls /etc/postgresql/*/main >/dev/null 2>&1 && as_root; then
     echo "Installing PostgreSQL from Debian's packages..."; apt_install postgresql
