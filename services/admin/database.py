@@ -205,11 +205,12 @@ async def setup_database(
 
 
 async def _home_org(conn: asyncpg.Connection, settings: Settings) -> None:
-    """The installation's own organisation (PARAAF_ORG), its portal at PARAAF_PUBLIC_URL: registered once, kept after."""
+    """The installation's own organisation (PARAAF_ORG): registered once, kept after. Its portal is wherever the
+    running signer's PARAAF_PUBLIC_URL says, not what the URL was when setup ran (a portal moved, or setup run
+    with another environment, must not send its people's links to an address nobody serves)."""
     if await orgs.find_org(conn, settings.org) is None:
-        free = await conn.fetchval("SELECT NOT EXISTS (SELECT 1 FROM access.orgs WHERE portal_url = $1)", settings.public_url.rstrip("/"))
         name = getattr(settings, "organisation_name", None) or settings.org
-        await orgs.create_org(conn, settings.org, name, settings.public_url if free else None)
+        await orgs.create_org(conn, settings.org, name, None)
 
 
 async def _links_key(conn: asyncpg.Connection, settings: Settings) -> str:

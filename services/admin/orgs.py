@@ -91,6 +91,8 @@ def create(
     settings = AdminSettings()
     try:
         orgs.check_key(key)
+        if portal_url and orgs.portal_host(orgs.check_portal_url(portal_url)) == orgs.portal_host(settings.public_url):
+            raise ValueError(f"{portal_url} is the installation's own portal (PARAAF_PUBLIC_URL); give {key} a host of its own, or none")
         org, new = asyncio.run(as_admin(settings, lambda conn: orgs.create_org(conn, key, name, portal_url)))
     except (ValueError, CannotStart) as exc:
         _fail(str(exc))
