@@ -101,7 +101,11 @@ async def test_hostile_input_is_refused_and_what_follows_is_not_held_up(
     report(f"- {name}: {rejected['code']} ({rejected['reason'][:110]}); valid one behind it {behind:.2f} s, quiet {quiet:.2f} s")
     assert rejected["code"] == code and words in rejected["reason"], rejected
     assert await _kept_original(city.amqp_url, code, body)
-    assert behind <= quiet + 1.0, f"the valid submission behind waited {behind:.2f} s, {quiet:.2f} s on a quiet system"
+    # Not held up: no wait behind the hostile one's checks or retries. A 40 MB message still costs intake the reading
+    # and parsing of 40 MB on the one event loop before it can refuse it, which on a 2-core machine running the suite
+    # in parallel took 1.2 s (seen in CI): that case gets 3 s, the others 1 s.
+    allowance = 3.0 if name == "message of 40 MB" else 1.0
+    assert behind <= quiet + allowance, f"the valid submission behind waited {behind:.2f} s, {quiet:.2f} s on a quiet system"
 
 
 async def test_a_200_mb_message_is_refused_by_the_broker_before_paraaf_holds_it(city: System, quiet: float) -> None:

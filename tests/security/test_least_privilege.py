@@ -158,9 +158,12 @@ def test_the_key_secret_and_other_services_credentials_reach_only_their_own_proc
 
 
 def test_the_compose_file_publishes_only_the_signer_and_gives_the_key_secret_to_it_alone() -> None:
-    """docker-compose.yml: every port but the signer's is bound to the host's loopback; PARAAF_KEY_SECRET is in the signer's environment only."""
+    """docker-compose.yml: every port but the signer's is bound to the host's loopback; of the running services only the
+    signer has PARAAF_KEY_SECRET. The one-shot `setup` (the administrator's own, which runs once and exits) has it too:
+    it has the CA certify the audit's sealing key."""
     compose = yaml.safe_load((Path(ROOT) / "docker-compose.yml").read_text())
     for name, service in compose["services"].items():
         for port in service.get("ports", []):
             assert name == "signer" or port.startswith("127.0.0.1:"), (name, port)
-        assert ("PARAAF_KEY_SECRET" in (service.get("environment") or {})) == (name == "signer"), name
+        assert ("PARAAF_KEY_SECRET" in (service.get("environment") or {})) == (name in ("signer", "setup")), name
+    assert compose["services"]["setup"]["restart"] == "no" and compose["services"]["setup"]["command"] == ["paraaf", "setup"]
