@@ -20,21 +20,21 @@ import asyncpg
 import pytest
 
 from services.admin.database import SERVICES
-from shared import amqp
 from shared.names import HOLDING_QUEUES, outcomes_queue_name
 from shared.topology import TOPOLOGY
 from tests.cluster.conftest import ClusterSystem, city_on_cluster, report
 from tests.faults.test_crashes import (
     Flow,
     audit_problems,
+    dead_letters,
     dead_services,
     duplicate_mails,
     held_up,
     lost_and_doubled,
+    outbox_left_stale,
     plan,
     redelivered_copies,
     signature_problems,
-    stale_outbox_rows,
 )
 from tests.support.autosigner import AutoSigner
 from tests.support.cluster import NODES, LocalCluster
@@ -198,24 +198,6 @@ def stalls_of(flow: Flow, stalls: list[Stall]) -> None:
         stall.stalled = max(b - a for a, b in zip(points, points[1:], strict=False))
 
 
-async def dead_letters(system: ClusterSystem) -> dict[str, int]:
-    """Messages in each dead-letter queue and in `unrouted`, those holding any."""
-    names = [q.dead_letter_queue for q in TOPOLOGY.queues] + ["unrouted"]
-    connection = await amqp.connect(system.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        counts = {name: (await channel.declare_queue(name, passive=True)).declaration_result.message_count for name in names}
-    return {name: n for name, n in counts.items() if n}
-
-
-async def outbox_rows(system: ClusterSystem, timeout: float = 60.0) -> dict[str, int]:
-    """Outbox rows older than 10 s once the relays had time to catch up."""
-    deadline = time.monotonic() + timeout
-    while (stale := await stale_outbox_rows(system)) and time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
-    return stale
-
-
 async def test_no_document_is_lost_or_doubled_when_broker_nodes_and_the_database_primary_go(
     cluster: LocalCluster, city: ClusterSystem
 ) -> None:
@@ -253,6 +235,6 @@ async def test_no_document_is_lost_or_doubled_when_broker_nodes_and_the_database
     assert not (problems := await signature_problems(flow)), problems
     assert not (problems := await audit_problems(flow)), problems
     assert not (held := await dead_letters(city)), f"dead letters the test did not put there: {held}"
-    assert not (stale := await outbox_rows(city)), f"outbox rows unpublished: {stale}"
+    assert not (stale := await outbox_left_stale(city, timeout=60.0)), f"outbox rows unpublished: {stale}"
     assert not (mails := duplicate_mails(city)), f"mailed twice: {mails}"
 

@@ -17,11 +17,11 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-import aio_pika
 import asyncpg
 import pytest
 
 from services.admin.database import SERVICES
+from shared import amqp
 from shared.topology import TOPOLOGY
 from tests.conftest import Infra, city_on_fresh_install
 from tests.faults.conftest import report
@@ -226,7 +226,7 @@ async def _audited_once(conn: asyncpg.Connection, flow: Flow, document: Document
 async def dead_letters(system: System) -> dict[str, int]:
     """Messages in each dead-letter queue and in `unrouted`, those holding any."""
     names = [q.dead_letter_queue for q in TOPOLOGY.queues] + ["unrouted"]
-    connection = await aio_pika.connect(system.amqp_url)
+    connection = await amqp.connect(system.amqp_url)  # any live node of a cluster's URL (tests/cluster uses it too)
     async with connection:
         channel = await connection.channel()
         counts = {name: (await channel.declare_queue(name, passive=True)).declaration_result.message_count for name in names}
