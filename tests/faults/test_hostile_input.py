@@ -1,6 +1,9 @@
 """Hostile input on esign.intake, sent as a partner system would: each message is refused with its code and a
 sentence, its original is kept in intake.rejected, nothing crashes or loops, and a valid submission sent right
-behind it is accepted about as fast as on a quiet system (both times are printed)."""
+behind it is accepted about as fast as a valid one sent just before it (both times, and a quiet system's, are
+printed). The one before is the yardstick because it meets the same load on a shared machine at the same moment; a
+quiet time measured earlier does not (CI once saw 2.1 s behind a /JavaScript PDF against 0.19 s quiet: the other
+worker was busy, not intake)."""
 
 import asyncio
 import base64
@@ -49,10 +52,19 @@ def _body(external_ref: str, changes: dict[str, Any]) -> tuple[bytes, str]:
 
 async def _accepted_after(system: System, outcomes: Outcomes, external_ref: str) -> float:
     """Seconds from publishing a valid submission to its accepted outcome."""
-    started = time.monotonic()
+    return await _accepted(outcomes, external_ref, await _published(system, external_ref))
+
+
+async def _published(system: System, external_ref: str) -> float:
+    """Publish a valid submission; the moment it was confirmed."""
     await system.publish(submission(make_pdf(), external_ref=external_ref))
+    return time.monotonic()
+
+
+async def _accepted(outcomes: Outcomes, external_ref: str, published: float) -> float:
+    """Seconds from ``published`` to the accepted outcome of ``external_ref``."""
     await outcomes.wait("notula.accepted", external_ref, timeout=60)
-    return time.monotonic() - started
+    return outcomes.arrival("notula.accepted", external_ref=external_ref) - published
 
 
 @pytest.fixture
@@ -91,32 +103,49 @@ async def test_hostile_input_is_refused_and_what_follows_is_not_held_up(
     city: System, quiet: float, name: str, changes: dict[str, Any], code: str, words: str
 ) -> None:
     """The hostile message gets a rejected outcome with its code and reason and is kept byte for byte; the valid
-    submission published right behind it is accepted within a second of the quiet time."""
+    submission published right behind it is accepted within a second of the one published right before it."""
     ref = f"HOSTILE-{HOSTILE.index((name, changes, code, words))}"
     body, content_type = _body(ref, changes)
     async with Outcomes(city.amqp_url, "notula.*") as outcomes:
+        before_published = await _published(city, f"BEFORE-{ref}")
         await city.publish(body, content_type=content_type)
-        behind = await _accepted_after(city, outcomes, f"BEHIND-{ref}")
+        behind_published = await _published(city, f"BEHIND-{ref}")
+        before, behind = await asyncio.gather(
+            _accepted(outcomes, f"BEFORE-{ref}", before_published), _accepted(outcomes, f"BEHIND-{ref}", behind_published)
+        )
         rejected = await outcomes.wait("notula.rejected", ref, timeout=60)
-    report(f"- {name}: {rejected['code']} ({rejected['reason'][:110]}); valid one behind it {behind:.2f} s, quiet {quiet:.2f} s")
+        await asyncio.sleep(0.5)  # a second answer to the one message would come right behind the first
+        answers = outcomes.bodies("notula.rejected", external_ref=ref) + outcomes.bodies("notula.accepted", external_ref=ref)
+    report(
+        f"- {name}: {rejected['code']} ({rejected['reason'][:110]}); valid one behind it {behind:.2f} s, "
+        f"one just before it {before:.2f} s, quiet {quiet:.2f} s"
+    )
     assert rejected["code"] == code and words in rejected["reason"], rejected
+    assert len(answers) == 1, f"the hostile message was answered {len(answers)} times: {answers}"
     assert await _kept_original(city.amqp_url, code, body)
-    # Not held up: no wait behind the hostile one's checks or retries. A 40 MB message still costs intake the reading
-    # and parsing of 40 MB on the one event loop before it can refuse it, which on a 2-core machine running the suite
-    # in parallel took 1.2 s (seen in CI): that case gets 3 s, the others 1 s.
+    # Not held up: no wait behind the hostile one's checks or retries (a retry alone waits 0.2 s, then 0.4, 0.8, ...).
+    # A 40 MB message still costs intake the reading and parsing of 40 MB on the one event loop before it can refuse
+    # it, which on a 2-core machine running the suite in parallel took 1.2 s (seen in CI): that case gets 3 s.
     allowance = 3.0 if name == "message of 40 MB" else 1.0
-    assert behind <= quiet + allowance, f"the valid submission behind waited {behind:.2f} s, {quiet:.2f} s on a quiet system"
+    assert behind <= before + allowance, f"the valid submission behind waited {behind:.2f} s, the one before it {before:.2f} s"
 
 
 async def test_a_200_mb_message_is_refused_by_the_broker_before_paraaf_holds_it(city: System, quiet: float) -> None:
     """The broker's max_message_size (48 MiB, deploy/ensure-infra.sh) refuses a 200 MB publish to the publisher
-    itself; intake never sees it, and the next submission is accepted as fast as on a quiet system."""
+    itself; intake never sees it, and the next submission is accepted as fast as one sent just before it."""
     huge = b'{"source": "notula", "pdf": "' + b"A" * (200 * 1_048_576) + b'"}'
-    with pytest.raises((aio_pika.exceptions.ChannelClosed, aio_pika.exceptions.ConnectionClosed)) as refused:
-        await city.publish(huge)
-    del huge
     async with Outcomes(city.amqp_url, "notula.*") as outcomes:
-        behind = await _accepted_after(city, outcomes, "BEHIND-200MB")
-    report(f"- message of 200 MB: refused by RabbitMQ ({str(refused.value)[:90]}); valid one after {behind:.2f} s, quiet {quiet:.2f} s")
+        before_published = await _published(city, "BEFORE-200MB")
+        with pytest.raises((aio_pika.exceptions.ChannelClosed, aio_pika.exceptions.ConnectionClosed)) as refused:
+            await city.publish(huge)
+        del huge
+        behind_published = await _published(city, "BEHIND-200MB")
+        before, behind = await asyncio.gather(
+            _accepted(outcomes, "BEFORE-200MB", before_published), _accepted(outcomes, "BEHIND-200MB", behind_published)
+        )
+    report(
+        f"- message of 200 MB: refused by RabbitMQ ({str(refused.value)[:90]}); valid one after {behind:.2f} s, "
+        f"one just before it {before:.2f} s, quiet {quiet:.2f} s"
+    )
     assert "max" in str(refused.value).lower() or "size" in str(refused.value).lower(), refused.value
-    assert behind <= quiet + 1.0
+    assert behind <= before + 1.0, f"the valid submission after waited {behind:.2f} s, the one before it {before:.2f} s"

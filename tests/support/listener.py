@@ -22,6 +22,7 @@ class Listener:
         self._exchange = exchange
         self._keys = tuple(keys)
         self.received: list[tuple[str, dict[str, Any]]] = []
+        self.arrived: list[float] = []  # time.monotonic() as each of ``received`` came in
 
     async def __aenter__(self) -> "Listener":
         self._connection = await amqp.connect(self._url)
@@ -39,6 +40,7 @@ class Listener:
     async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         async with message.process():
             self.received.append((message.routing_key or "", json.loads(message.body)))
+            self.arrived.append(time.monotonic())
 
     def bodies(self, routing_key: str, **fields: Any) -> list[dict[str, Any]]:
         return [
@@ -46,6 +48,13 @@ class Listener:
             for key, body in self.received
             if key == routing_key and all(body.get(name) == value for name, value in fields.items())
         ]
+
+    def arrival(self, routing_key: str, **fields: Any) -> float:
+        """When the first message with this routing key (and these field values) came in (time.monotonic())."""
+        for (key, body), moment in zip(self.received, self.arrived, strict=True):
+            if key == routing_key and all(body.get(name) == value for name, value in fields.items()):
+                return moment
+        raise LookupError(f"no {routing_key} {fields} came in")
 
     async def wait(self, routing_key: str, *, count: int = 1, timeout: float = 30.0, **fields: Any) -> list[dict[str, Any]]:
         """The first ``count`` messages with this routing key (and these field values)."""
