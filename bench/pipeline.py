@@ -50,7 +50,7 @@ import httpx
 from aiosmtpd.controller import Controller
 
 from bench.limits import bare_broker, bare_pyhanko
-from bench.procs import Profiler, Usage, summarise, usage
+from bench.procs import Machine, Profiler, Usage, machine, summarise, usage
 from bench.stats import goal_mark, latency_line, rate_in_window, ratio_line
 from tests.conftest import LOCAL_AMQP, LOCAL_DATABASE, Infra, VhostAdmin, _remove_session_accounts, fresh_database, fresh_vhost
 from tests.support.net import free_port
@@ -395,6 +395,7 @@ class Results:
     backlog: dict[str, float]  # mean over the peak phase
     load: tuple[float, float]  # the machine's 1-minute load average as the peak began and as the half phase ended
     profiles: dict[str, list[str]]
+    machine: dict[str, float]  # CPU seconds per signature during the peak phase, by who used them
 
 
 async def run(args: argparse.Namespace) -> Results:
@@ -427,13 +428,14 @@ async def _measure(system: System, mailbox: Mailbox, args: argparse.Namespace, p
         if args.profile:
             profiler.start({s: system.processes[s].pid for s in SERVICES})
         before, load_before = usages(system), os.getloadavg()[0]
+        machine_before, bench_before = machine(), os.times()
         backlog, stop_watching = Backlog(system), asyncio.Event()
         watching = asyncio.create_task(backlog.watch(stop_watching))
         started, end = await load.closed_loop("peak", args.in_flight, args.peak_seconds)
         stop_watching.set()
         await watching
         await load.drain(120)
-        after_peak = usages(system)
+        after_peak, machine_after, bench_after = usages(system), machine(), os.times()
         profiler.stop()
         settle = min(10.0, args.peak_seconds / 4)
         peak = phase_figures(load, "peak", (started + settle, end), before, after_peak)
@@ -453,7 +455,22 @@ async def _measure(system: System, mailbox: Mailbox, args: argparse.Namespace, p
         bench_used.user + bench_used.system - bench_started.user - bench_started.system, backlog.means(),
         (load_before, os.getloadavg()[0]),
         {s: summarise(PROFILES / f"{s}.txt") for s in SERVICES if args.profile and (PROFILES / f"{s}.txt").exists()},
+        machine_shares(peak, machine_before, machine_after, bench_after.user + bench_after.system - bench_before.user - bench_before.system),
     )
+
+
+def machine_shares(peak: Phase, before: Machine, after: Machine, bench_cpu: float) -> dict[str, float]:
+    """Where the machine's CPU went during the peak phase (from its start until its documents drained), in
+    seconds per signature confirmed in it: Paraaf's services, this load generator, PostgreSQL, RabbitMQ, the rest
+    of the machine, and idle."""
+    signatures = max(1, peak.signatures)
+    services = sum(peak.cpu.values())
+    programs = {name: after.programs[name] - before.programs[name] for name in after.programs}
+    busy = after.busy - before.busy
+    shares = {"Paraaf's services": services, "load generator (this bench)": bench_cpu, **programs}
+    shares["everything else"] = max(0.0, busy - sum(shares.values()))
+    shares["idle"] = (after.total - before.total) - busy
+    return {name: seconds / signatures for name, seconds in shares.items()}
 
 
 def report(r: Results, args: argparse.Namespace) -> str:
@@ -490,6 +507,11 @@ def report(r: Results, args: argparse.Namespace) -> str:
                      f"   RSS {used.peak_rss_mib:6.0f} MiB; {used.peak_rss_tree_mib:6.0f} MiB in {used.processes} process(es)")
     lines.append(f"  {'all':<9} {sum(r.cpu_per_signature.values()) * 1000:7.1f} ms CPU/signature"
                  f" (bare pyHanko loop: {1000 / r.bare_pyhanko:.1f} ms of wall time a signature)")
+    if r.machine:
+        cores = sum(r.machine.values())
+        lines.append(f"where the machine's {os.cpu_count()} cores went during the peak phase (CPU ms per signature;"
+                     f" PostgreSQL and RabbitMQ machine-wide, with anyone else using them):")
+        lines += [f"  {name:<30} {seconds * 1000:7.1f} ms  {seconds / cores:6.1%}" for name, seconds in r.machine.items()]
     lines.append(f"reference city's year ({YEAR_SIGNATURES:,} signatures) at the peak rate: {year_minutes:.0f} minutes"
                  f" (goal <= {GOALS['year minutes']:.0f}) {goal_mark(year_minutes, GOALS['year minutes'], at_most=True)};"
                  f" extrapolated from a {args.peak_seconds:.0f}-second run")

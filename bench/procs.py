@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Profiler", "Usage", "usage"]
+__all__ = ["Machine", "Profiler", "Usage", "machine", "usage"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -71,6 +71,36 @@ def usage(pid: int) -> Usage:
         main = peak if member == pid else main
         count += 1
     return Usage(cpu, main / 1024, hwm / 1024, count)
+
+
+@dataclass(frozen=True)
+class Machine:
+    """CPU seconds used so far: by the whole machine (every core), and by the processes of each program that the
+    pipeline leans on but that are not Paraaf's (PostgreSQL, RabbitMQ), machine-wide: whoever else uses them on a
+    shared machine is counted too."""
+
+    busy: float  # every core's non-idle time
+    total: float  # every core's time, idle included
+    programs: dict[str, float]  # "PostgreSQL", "RabbitMQ" -> CPU seconds of their processes (reaped ones included)
+
+
+_PROGRAMS = {"postgres": "PostgreSQL", "beam.smp": "RabbitMQ"}
+
+
+def machine() -> Machine:
+    cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(v) for v in cpu[:8]]  # user nice system idle iowait irq softirq steal
+    idle = ticks[3] + ticks[4]
+    programs = dict.fromkeys(_PROGRAMS.values(), 0.0)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                name = Path(f"/proc/{entry}/comm").read_text().strip()
+                if name in _PROGRAMS:
+                    programs[_PROGRAMS[name]] += _cpu(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue  # gone between the listing and the read
+    return Machine((sum(ticks) - idle) / _TICKS, sum(ticks) / _TICKS, programs)
 
 
 def _py_spy() -> str:
