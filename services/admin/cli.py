@@ -116,7 +116,9 @@ def _in_intake(work: Callable[[PostgresIntakeStore], Awaitable[T]]) -> T:
     return asyncio.run(_as_intake(AdminSettings(), work))
 
 
-async def register_source(settings: AdminSettings, policy: SourcePolicy, *, new_password: bool = False) -> tuple[bool, str | None]:
+async def register_source(
+    settings: AdminSettings, policy: SourcePolicy, *, new_password: bool = False
+) -> tuple[bool, str | None]:
     """Register a source or change its rights: (whether it is new, its AMQP URL when it got a password now)."""
     # Here, not at the top: broker administration declares the topology with FastStream, which most commands never load.
     from services.admin.broker import admin_for, setup_source_user
@@ -149,7 +151,9 @@ def add_source(
     any_submitter: bool = typer.Option(False, "--any-submitter", help="it may submit for anyone in its org's directory"),
     ad_hoc_steps: bool = typer.Option(False, "--ad-hoc-steps", help="it may send its own `steps` instead of a flow"),
     new_password: bool = typer.Option(False, "--new-password", help="give an existing source a new password (and URL)"),
-    webhook: str = typer.Option(None, help="also deliver its outcomes by POST to this https URL (prints the signing secret once)"),
+    webhook: str = typer.Option(
+        None, help="also deliver its outcomes by POST to this https URL (prints the signing secret once)"
+    ),
     no_webhook: bool = typer.Option(False, "--no-webhook", help="stop delivering its outcomes by webhook"),
 ) -> None:
     """Register SOURCE (or change what it may do) and print the AMQP URL of its own broker user."""
@@ -190,7 +194,7 @@ def _set_webhook(settings: AdminSettings, source: str, url: str | None) -> None:
         return
     err.print(
         f"Outcomes of `{source}` are also POSTed to {url}, signed with this secret (shown once; the receiver checks"
-        " header Paraaf-Signature with it, README \"Webhooks\"):"
+        ' header Paraaf-Signature with it, README "Webhooks"):'
     )
     typer.echo(f"webhook secret: {secret}")
 

@@ -60,13 +60,26 @@ def incidents(
     settings, now = OpsSettings(), datetime.now(UTC)
     found = asyncio.run(_all(settings, now))
     if as_json:
-        typer.echo(json.dumps([{**i.__dict__, "document_id": str(i.document_id) if i.document_id else None,
-                                "request_id": str(i.request_id) if i.request_id else None,
-                                "since": i.since.isoformat() if i.since else None} for i in found], indent=2))
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        **i.__dict__,
+                        "document_id": str(i.document_id) if i.document_id else None,
+                        "request_id": str(i.request_id) if i.request_id else None,
+                        "since": i.since.isoformat() if i.since else None,
+                    }
+                    for i in found
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table("incident", "document", "cause", "age", "fix")
     for i in found:
-        table.add_row(escape(i.id), str(i.document_id or ""), escape(i.cause), _age(i.since, now) if i.since else "", escape(i.fix))
+        table.add_row(
+            escape(i.id), str(i.document_id or ""), escape(i.cause), _age(i.since, now) if i.since else "", escape(i.fix)
+        )
     Console(width=200).print(table if found else "No open incidents.")
 
 
@@ -85,8 +98,13 @@ async def _publish(settings: OpsSettings, message: Event | Command) -> None:
         exchange = await channel.get_exchange(EVENTS_EXCHANGE if is_event else COMMANDS_EXCHANGE, ensure=False)
         body = message.to_json() if isinstance(message, Event) else message.model_dump_json().encode()
         await exchange.publish(
-            aio_pika.Message(body, content_type="application/json", message_id=message_id, user_id=operator.broker_user,
-                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            aio_pika.Message(
+                body,
+                content_type="application/json",
+                message_id=message_id,
+                user_id=operator.broker_user,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
             routing_key=message.routing_key,
         )
 
@@ -106,8 +124,11 @@ def dismiss(
         typer.echo(f"`{incident}` is not dismissed: {refused}", err=True)
         raise typer.Exit(1)
     event = IncidentDismissed(
-        correlation_id=incident_document(found.id, found.document_id), org=settings.org, incident=found.id,
-        dismissed_by=_operator_name(), reason=reason,
+        correlation_id=incident_document(found.id, found.document_id),
+        org=settings.org,
+        incident=found.id,
+        dismissed_by=_operator_name(),
+        reason=reason,
     )
     asyncio.run(_publish(settings, event))
     typer.echo(f"Dismissed {incident}; the audit log records it.")
@@ -128,7 +149,11 @@ def resend(
         typer.echo(f"No waiting request {request_id}: it was signed, moved or ended (see `paraaf trail`).", err=True)
         raise typer.Exit(1)
     command = ResendSigningMail(
-        correlation_id=found["document_id"], org=found["org"], request_id=request_id, resent_by=_operator_name(), reason=reason,
+        correlation_id=found["document_id"],
+        org=found["org"],
+        request_id=request_id,
+        resent_by=_operator_name(),
+        reason=reason,
     )
     asyncio.run(_publish(settings, command))
     typer.echo(f"Asked the signer to mail request {request_id} again to {found['person']}'s address in the directory.")

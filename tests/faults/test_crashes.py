@@ -214,9 +214,7 @@ async def audit_problems(flow: Flow) -> list[str]:
 
 async def _audited_once(conn: asyncpg.Connection, flow: Flow, document: Document) -> list[str]:
     document_id = next(r.body["document_id"] for r in flow.inbox.of(document.external_ref))
-    counts = dict(
-        await conn.fetch("SELECT routing_key, count(*) FROM audit.log WHERE document_id = $1 GROUP BY 1", document_id)
-    )
+    counts = dict(await conn.fetch("SELECT routing_key, count(*) FROM audit.log WHERE document_id = $1 GROUP BY 1", document_id))
     wanted = {"document.submitted": 1, "document.completed": 1, "signature.signed": len(document.signers)}
     if any(counts.get(key, 0) != n for key, n in wanted.items()):
         return [f"{document.external_ref}: audit log holds {counts}, expected {wanted}"]
@@ -291,8 +289,10 @@ def report_run(title: str, flow: Flow, faults: Faults, lost: list[str], doubled:
     report(f"  faults injected: {kinds}")
     completed = sum(bool(flow.outcomes(d, "completed")) for d in flow.documents)
     report(f"  completed {completed}, duplicates {len(doubled)}, lost {len(lost)}, redelivered copies {redelivered_copies(flow)}")
-    report(f"  held up (published to completed): longest {waits[longest]:.1f} s ({longest}),"
-           f" median {statistics.median(waits.values()):.1f} s")
+    report(
+        f"  held up (published to completed): longest {waits[longest]:.1f} s ({longest}),"
+        f" median {statistics.median(waits.values()):.1f} s"
+    )
     report(f"  the signer's tries: {dict(flow.signer.answers)}; mails resent with their Message-ID: {resent_mails(flow.system)}")
     report(f"  took {time.monotonic() - flow.started:.0f} s")
 
@@ -327,7 +327,8 @@ async def test_no_document_is_lost_or_doubled_while_services_are_killed_and_cut_
 
 @pytest.mark.serial
 @pytest.mark.skipif(
-    os.environ.get("PARAAF_FAULTS_RESTART_BROKER") != "1", reason="restarts the shared RabbitMQ: set PARAAF_FAULTS_RESTART_BROKER=1"
+    os.environ.get("PARAAF_FAULTS_RESTART_BROKER") != "1",
+    reason="restarts the shared RabbitMQ: set PARAAF_FAULTS_RESTART_BROKER=1",
 )
 async def test_no_document_is_lost_or_doubled_when_rabbitmq_restarts(
     crashing_city: System, flowing: Callable[[list[Document]], Awaitable[Flow]]
