@@ -37,8 +37,11 @@ def paraaf(shell: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 def certified(authority, key, *, organisation: str = "Stad Brugge", now: datetime | None = None) -> str:
     return issue_sealing_certificate(
-        root_cert_pem=authority.cert_pem.decode(), root_key=authority.key, organisation=organisation,
-        public_key=key.public_key(), now=now or datetime.now(UTC),
+        root_cert_pem=authority.cert_pem.decode(),
+        root_key=authority.key,
+        organisation=organisation,
+        public_key=key.public_key(),
+        now=now or datetime.now(UTC),
     )
 
 
@@ -64,7 +67,10 @@ async def test_setup_certifies_the_sealing_key_and_verify_checks_the_certificate
     assert secrets["seal_root"] == exported.stdout
     assert [name for name, value in secrets.items() if "PRIVATE KEY" in str(value)] == ["seal_key"]
     again = paraaf(operator, "setup")
-    assert "already certified" in again.stderr and json.loads((Path(shell["PARAAF_SECRETS_DIR"]) / "audit.json").read_text()) == secrets
+    assert (
+        "already certified" in again.stderr
+        and json.loads((Path(shell["PARAAF_SECRETS_DIR"]) / "audit.json").read_text()) == secrets
+    )
 
     settings = AuditSettings(secrets_dir=shell["PARAAF_SECRETS_DIR"])
     key = sealing_key(settings)

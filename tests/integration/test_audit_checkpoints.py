@@ -187,7 +187,9 @@ async def test_with_a_tsa_a_checkpoint_carries_a_timestamp_over_its_contents(aud
         await tsa.stop()
     assert stamped is not None and stamped.timestamp_token and tsa.requests == 1
     assert await check_checkpoint(stamped, Trust(key=public_key_of(KEY))) is None
-    assert "timestamp token for other contents" in await check_checkpoint(replace(stamped, seq=2, signature=_resign(stamped)), Trust())
+    assert "timestamp token for other contents" in await check_checkpoint(
+        replace(stamped, seq=2, signature=_resign(stamped)), Trust()
+    )
 
 
 def _resign(checkpoint: Checkpoint) -> str:
