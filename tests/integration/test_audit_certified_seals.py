@@ -6,8 +6,6 @@ organisation's root — and its timestamp token's own signature holds."""
 
 import base64
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,13 +24,8 @@ from services.audit.store import PostgresAuditStore
 from services.signer.ca import new_authority
 from shared.db import connect_pool
 from tests.support.audit_log import record
+from tests.support.commands import paraaf
 from tests.support.tsa import TimestampAuthority
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def paraaf(shell: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services", *args], env=shell, capture_output=True, text=True, cwd=ROOT)
 
 
 def certified(authority, key, *, organisation: str = "Stad Brugge", now: datetime | None = None) -> str:

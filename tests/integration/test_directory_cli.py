@@ -1,18 +1,13 @@
 """`paraaf directory import` against a real database: all or nothing, and the same twice."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
 
+from tests.support.commands import paraaf
 from tests.support.workbook import city_with, write
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def paraaf(shell: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services", *args], env=shell, capture_output=True, text=True, cwd=ROOT)
 
 
 async def count_people(database_url: str) -> int:

@@ -49,6 +49,7 @@ from services.signer.render import RenderPool
 from services.signer.signing import Stamping
 from services.signer.verify import load_roots, verify_pdf_async
 from shared.events import DocumentCompleted, PersonRef
+from tests.support.commands import paraaf
 from tests.support.net import free_port, serving
 from tests.support.offline import network_cut
 from tests.support.pdfs import make_pdf
@@ -68,10 +69,6 @@ async def tsa() -> AsyncIterator[TimestampAuthority]:
     await authority.start()
     yield authority
     await authority.stop()
-
-
-def paraaf(shell: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services", *args], env=shell, capture_output=True, text=True, cwd=ROOT)
 
 
 async def _signed_by_two(signer: SignerHarness) -> tuple[object, bytes]:

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from shared.blobs import get_blob
 from tests.conftest import Infra
-from tests.integration.test_audit_certified_seals import paraaf
+from tests.support.commands import paraaf
 from tests.support.pdfs import make_pdf
 from tests.support.signer_process import SIGNER, SignerUnderTest
 from tests.support.softhsm import SoftHsm
