@@ -23,22 +23,11 @@ from services.admin.database import SERVICES
 from shared.names import HOLDING_QUEUES, outcomes_queue_name
 from shared.topology import TOPOLOGY
 from tests.cluster.conftest import ClusterSystem, city_on_cluster, report
-from tests.faults.test_crashes import (
-    Flow,
-    audit_problems,
-    dead_letters,
-    dead_services,
-    duplicate_mails,
-    held_up,
-    lost_and_doubled,
-    outbox_left_stale,
-    plan,
-    redelivered_copies,
-    signature_problems,
-)
 from tests.support.autosigner import AutoSigner
 from tests.support.cluster import NODES, LocalCluster
 from tests.support.faults import SourceInbox
+from tests.support.flow import Flow, audit_problems, held_up, lost_and_doubled, plan, redelivered_copies, signature_problems
+from tests.support.invariants import dead_letters, dead_services, duplicate_mails, outbox_left_stale
 
 # Starting the cluster (about two minutes on a busy machine) counts toward the first test's time.
 pytestmark = [pytest.mark.cluster, pytest.mark.serial, pytest.mark.e2e, pytest.mark.timeout(1200)]
