@@ -18,7 +18,7 @@ from services.admin.config import AdminSettings, BrokerAdminError
 from services.admin.database import setup_database
 from services.admin.orgs import known_org
 from services.intake.config import MIGRATIONS
-from services.intake.sources import SourcePolicy
+from services.intake.sources import SourcePolicy, webhook_url_problem
 from services.intake.store import PostgresIntakeStore
 from services.signer.config import SignerSettings
 from services.signer.uploads import PORTAL_SOURCE
@@ -162,9 +162,9 @@ def add_source(
     if (submitters is None) == (not any_submitter):
         _fail(f"say whom {source} may submit for: --submitters a,b or --any-submitter")
     settings = AdminSettings()
+    if webhook is not None and (problem := webhook_url_problem(webhook, allow_http=settings.webhook_allow_http)):
+        _fail(problem)
     known_org(settings, org)
-    if webhook is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", webhook):
-        _fail(f"--webhook must be an http(s) URL, not `{webhook}`")
     policy = SourcePolicy(source, org, _names(flows), _names(submitters), ad_hoc_steps)
     try:
         new, url = asyncio.run(register_source(settings, policy, new_password=new_password))
