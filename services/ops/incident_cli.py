@@ -10,7 +10,6 @@ from typing import Annotated
 from uuid import UUID
 
 import aio_pika
-import asyncpg
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -19,15 +18,7 @@ from rich.table import Table
 from services.dlq import depths
 from services.ops.cli import _age, _reading
 from services.ops.config import OpsSettings
-from services.ops.incidents import (
-    Incident,
-    dead_letter_incidents,
-    dismissed,
-    incident_document,
-    open_incidents,
-    read_incidents,
-    why_not_dismissed,
-)
+from services.ops.incidents import Incident, incident_document, incidents_now, why_not_dismissed
 from shared import amqp
 from shared.contract import Command, ResendSigningMail
 from shared.credentials import read_identity, shell_operator
@@ -40,13 +31,10 @@ incidents_app = typer.Typer(help="What needs a person: list, and dismiss with a 
 
 
 async def _all(settings: OpsSettings, now: datetime) -> list[Incident]:
-    async def from_database(conn: asyncpg.Connection) -> tuple[list[Incident], set[str]]:
-        found = await read_incidents(conn, now, stuck_after=settings.stuck_after, timezone=settings.timezone)
-        return found, await dismissed(conn)
-
-    found, gone = await _reading(settings, from_database)
-    held = dead_letter_incidents(await depths(read_identity(settings, OPERATOR, needs=("amqp_url",)).amqp_url))
-    return open_incidents([*found, *held], gone)
+    queues = await depths(read_identity(settings, OPERATOR, needs=("amqp_url",)).amqp_url)
+    return await _reading(
+        settings, lambda conn: incidents_now(conn, now, queues, stuck_after=settings.stuck_after, timezone=settings.timezone)
+    )
 
 
 @incidents_app.callback()

@@ -21,7 +21,14 @@ import asyncpg
 from services.ops.documents import Filters, listed, read_documents
 from services.ops.rules import is_stuck
 
-__all__ = ["Incident", "dead_letter_incidents", "incident_document", "open_incidents", "read_incidents", "why_not_dismissed"]
+__all__ = [
+    "Incident",
+    "dead_letter_incidents",
+    "incident_document",
+    "incidents_now",
+    "open_incidents",
+    "why_not_dismissed",
+]
 
 _NAMESPACE = uuid.UUID("6f0b7c62-3d0e-4f7e-9a55-7a1c2a0e5e11")
 
@@ -253,3 +260,19 @@ def open_incidents(incidents: Iterable[Incident], dismissed_ids: set[str]) -> li
     """The incidents not dismissed, oldest first, each once."""
     unique = {i.id: i for i in incidents if i.id not in dismissed_ids}
     return sorted(unique.values(), key=lambda i: (i.since is None, i.since or datetime.min, i.id))
+
+
+async def incidents_now(
+    conn: asyncpg.Connection,
+    now: datetime,
+    queues: Iterable[tuple[str, int | None]],
+    *,
+    stuck_after: int,
+    timezone: str,
+    org: str | None = None,
+) -> list[Incident]:
+    """What needs a person now: the database's incidents and the ``queues`` (name, depth) that hold messages, less
+    those dismissed, oldest first. `paraaf incidents` prints it and the operators' page shows it (``org``'s), so the
+    two cannot disagree; call it in one read-only transaction, so the list is one moment across the schemas."""
+    found = await read_incidents(conn, now, stuck_after=stuck_after, timezone=timezone, org=org)
+    return open_incidents([*found, *dead_letter_incidents(queues)], await dismissed(conn, org))

@@ -17,15 +17,7 @@ import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.ops.incidents import (
-    Incident,
-    dead_letter_incidents,
-    dismissed,
-    incident_document,
-    open_incidents,
-    read_incidents,
-    why_not_dismissed,
-)
+from services.ops.incidents import Incident, incident_document, incidents_now, why_not_dismissed
 from services.signer.handlers import resend_signing_mail
 from services.signer.http._portal_auth import PortalAuth, Visitor, signed_in
 from services.signer.portal_texts import portal_texts
@@ -40,23 +32,23 @@ Act = Callable[[Request, Visitor], Awaitable[Response]]
 
 
 async def _open(auth: PortalAuth, org: str, stuck_after: int, *, with_queues: bool = False) -> tuple[list[Incident], bool]:
-    """What needs a person now in ``org``, as one consistent read (the signer may read the router's, intake's and
-    audit's tables); with the dead-letter queues that keep messages when asked (the page, not its actions: a dead
-    letter is never acted on here); and whether the broker could be asked."""
-    queues = await _dead_letters(auth) if with_queues else None
+    """What needs a person now in ``org``, as `paraaf incidents` lists it, in one consistent read (the signer may read
+    the router's, intake's and audit's tables); with the dead-letter queues that keep messages when asked (the page,
+    not its actions: a dead letter is never acted on here); and whether the broker could be asked."""
+    queues = await _queue_depths(auth) if with_queues else None
     async with auth.deps.pool().acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        found = await read_incidents(
-            conn, auth.deps.now(), stuck_after=stuck_after, timezone=auth.deps.stamping.timezone, org=org
+        found = await incidents_now(
+            conn, auth.deps.now(), queues or [], stuck_after=stuck_after, timezone=auth.deps.stamping.timezone, org=org
         )
-        return open_incidents([*found, *(queues or [])], await dismissed(conn, org)), queues is not None
+        return found, queues is not None
 
 
-async def _dead_letters(auth: PortalAuth) -> list[Incident] | None:
-    """One incident per dead-letter or holding queue that keeps messages; None when the broker cannot be asked."""
+async def _queue_depths(auth: PortalAuth) -> list[tuple[str, int | None]] | None:
+    """Each dead-letter and holding queue with the messages it keeps; None when the broker cannot be asked."""
     if auth.deps.queue_depths is None:
         return None
     try:
-        return dead_letter_incidents(await auth.deps.queue_depths())
+        return await auth.deps.queue_depths()
     except (OSError, aio_pika.exceptions.AMQPError):
         structlog.get_logger().warning("queue depths unavailable for the incidents page", exc_info=True)
         return None
