@@ -81,11 +81,11 @@ def read_identity(settings: Settings, service: str, needs: tuple[str, ...] = ("a
     missing = [f for f in needs if not values.get(f)]
     if missing:
         raise MissingCredentials(
-            f"{service} has no {' or '.join(missing)} of its own: run `paraaf setup` (or set "
+            f"{service} has no {' or '.join(missing)} of its own in {_file(settings, service)}: run `paraaf setup` (or set "
             + " and ".join(f"PARAAF_{service.upper()}_{f.upper()}" for f in missing)
             + ")"
         )
-    identity = Identity(service, values["amqp_url"], values.get("database_url", ""), values.get("signer_key"))
+    identity = Identity(service, values.get("amqp_url", ""), values.get("database_url", ""), values.get("signer_key"))
     expected = broker_user(settings.broker_user_prefix, service)
     if "amqp_url" in needs and identity.broker_user != expected:
         raise MissingCredentials(

@@ -18,7 +18,7 @@ from services.admin.config import AdminSettings, BrokerAdminError
 from services.admin.database import setup_database
 from services.admin.orgs import known_org
 from services.intake.config import MIGRATIONS
-from services.intake.sources import SourcePolicy
+from services.intake.sources import SourcePolicy, webhook_url_problem
 from services.intake.store import PostgresIntakeStore
 from services.signer.config import SignerSettings
 from services.signer.uploads import PORTAL_SOURCE
@@ -116,7 +116,9 @@ def _in_intake(work: Callable[[PostgresIntakeStore], Awaitable[T]]) -> T:
     return asyncio.run(_as_intake(AdminSettings(), work))
 
 
-async def register_source(settings: AdminSettings, policy: SourcePolicy, *, new_password: bool = False) -> tuple[bool, str | None]:
+async def register_source(
+    settings: AdminSettings, policy: SourcePolicy, *, new_password: bool = False
+) -> tuple[bool, str | None]:
     """Register a source or change its rights: (whether it is new, its AMQP URL when it got a password now)."""
     # Here, not at the top: broker administration declares the topology with FastStream, which most commands never load.
     from services.admin.broker import admin_for, setup_source_user
@@ -149,7 +151,9 @@ def add_source(
     any_submitter: bool = typer.Option(False, "--any-submitter", help="it may submit for anyone in its org's directory"),
     ad_hoc_steps: bool = typer.Option(False, "--ad-hoc-steps", help="it may send its own `steps` instead of a flow"),
     new_password: bool = typer.Option(False, "--new-password", help="give an existing source a new password (and URL)"),
-    webhook: str = typer.Option(None, help="also deliver its outcomes by POST to this https URL (prints the signing secret once)"),
+    webhook: str = typer.Option(
+        None, help="also deliver its outcomes by POST to this https URL (prints the signing secret once)"
+    ),
     no_webhook: bool = typer.Option(False, "--no-webhook", help="stop delivering its outcomes by webhook"),
 ) -> None:
     """Register SOURCE (or change what it may do) and print the AMQP URL of its own broker user."""
@@ -158,9 +162,9 @@ def add_source(
     if (submitters is None) == (not any_submitter):
         _fail(f"say whom {source} may submit for: --submitters a,b or --any-submitter")
     settings = AdminSettings()
+    if webhook is not None and (problem := webhook_url_problem(webhook, allow_http=settings.webhook_allow_http)):
+        _fail(problem)
     known_org(settings, org)
-    if webhook is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", webhook):
-        _fail(f"--webhook must be an http(s) URL, not `{webhook}`")
     policy = SourcePolicy(source, org, _names(flows), _names(submitters), ad_hoc_steps)
     try:
         new, url = asyncio.run(register_source(settings, policy, new_password=new_password))
@@ -190,7 +194,7 @@ def _set_webhook(settings: AdminSettings, source: str, url: str | None) -> None:
         return
     err.print(
         f"Outcomes of `{source}` are also POSTed to {url}, signed with this secret (shown once; the receiver checks"
-        " header Paraaf-Signature with it, README \"Webhooks\"):"
+        ' header Paraaf-Signature with it, README "Webhooks"):'
     )
     typer.echo(f"webhook secret: {secret}")
 

@@ -10,7 +10,6 @@ from typing import Annotated
 from uuid import UUID
 
 import aio_pika
-import asyncpg
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -19,15 +18,7 @@ from rich.table import Table
 from services.dlq import depths
 from services.ops.cli import _age, _reading
 from services.ops.config import OpsSettings
-from services.ops.incidents import (
-    Incident,
-    dead_letter_incidents,
-    dismissed,
-    incident_document,
-    open_incidents,
-    read_incidents,
-    why_not_dismissed,
-)
+from services.ops.incidents import Incident, incident_document, incidents_now, why_not_dismissed
 from shared import amqp
 from shared.contract import Command, ResendSigningMail
 from shared.credentials import read_identity, shell_operator
@@ -40,13 +31,10 @@ incidents_app = typer.Typer(help="What needs a person: list, and dismiss with a 
 
 
 async def _all(settings: OpsSettings, now: datetime) -> list[Incident]:
-    async def from_database(conn: asyncpg.Connection) -> tuple[list[Incident], set[str]]:
-        found = await read_incidents(conn, now, stuck_after=settings.stuck_after, timezone=settings.timezone)
-        return found, await dismissed(conn)
-
-    found, gone = await _reading(settings, from_database)
-    held = dead_letter_incidents(await depths(read_identity(settings, OPERATOR, needs=("amqp_url",)).amqp_url))
-    return open_incidents([*found, *held], gone)
+    queues = await depths(read_identity(settings, OPERATOR, needs=("amqp_url",)).amqp_url)
+    return await _reading(
+        settings, lambda conn: incidents_now(conn, now, queues, stuck_after=settings.stuck_after, timezone=settings.timezone)
+    )
 
 
 @incidents_app.callback()
@@ -60,13 +48,26 @@ def incidents(
     settings, now = OpsSettings(), datetime.now(UTC)
     found = asyncio.run(_all(settings, now))
     if as_json:
-        typer.echo(json.dumps([{**i.__dict__, "document_id": str(i.document_id) if i.document_id else None,
-                                "request_id": str(i.request_id) if i.request_id else None,
-                                "since": i.since.isoformat() if i.since else None} for i in found], indent=2))
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        **i.__dict__,
+                        "document_id": str(i.document_id) if i.document_id else None,
+                        "request_id": str(i.request_id) if i.request_id else None,
+                        "since": i.since.isoformat() if i.since else None,
+                    }
+                    for i in found
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table("incident", "document", "cause", "age", "fix")
     for i in found:
-        table.add_row(escape(i.id), str(i.document_id or ""), escape(i.cause), _age(i.since, now) if i.since else "", escape(i.fix))
+        table.add_row(
+            escape(i.id), str(i.document_id or ""), escape(i.cause), _age(i.since, now) if i.since else "", escape(i.fix)
+        )
     Console(width=200).print(table if found else "No open incidents.")
 
 
@@ -85,8 +86,13 @@ async def _publish(settings: OpsSettings, message: Event | Command) -> None:
         exchange = await channel.get_exchange(EVENTS_EXCHANGE if is_event else COMMANDS_EXCHANGE, ensure=False)
         body = message.to_json() if isinstance(message, Event) else message.model_dump_json().encode()
         await exchange.publish(
-            aio_pika.Message(body, content_type="application/json", message_id=message_id, user_id=operator.broker_user,
-                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            aio_pika.Message(
+                body,
+                content_type="application/json",
+                message_id=message_id,
+                user_id=operator.broker_user,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
             routing_key=message.routing_key,
         )
 
@@ -106,8 +112,11 @@ def dismiss(
         typer.echo(f"`{incident}` is not dismissed: {refused}", err=True)
         raise typer.Exit(1)
     event = IncidentDismissed(
-        correlation_id=incident_document(found.id, found.document_id), org=settings.org, incident=found.id,
-        dismissed_by=_operator_name(), reason=reason,
+        correlation_id=incident_document(found.id, found.document_id),
+        org=settings.org,
+        incident=found.id,
+        dismissed_by=_operator_name(),
+        reason=reason,
     )
     asyncio.run(_publish(settings, event))
     typer.echo(f"Dismissed {incident}; the audit log records it.")
@@ -128,7 +137,11 @@ def resend(
         typer.echo(f"No waiting request {request_id}: it was signed, moved or ended (see `paraaf trail`).", err=True)
         raise typer.Exit(1)
     command = ResendSigningMail(
-        correlation_id=found["document_id"], org=found["org"], request_id=request_id, resent_by=_operator_name(), reason=reason,
+        correlation_id=found["document_id"],
+        org=found["org"],
+        request_id=request_id,
+        resent_by=_operator_name(),
+        reason=reason,
     )
     asyncio.run(_publish(settings, command))
     typer.echo(f"Asked the signer to mail request {request_id} again to {found['person']}'s address in the directory.")

@@ -21,7 +21,14 @@ import asyncpg
 from services.ops.documents import Filters, listed, read_documents
 from services.ops.rules import is_stuck
 
-__all__ = ["Incident", "dead_letter_incidents", "incident_document", "open_incidents", "read_incidents", "why_not_dismissed"]
+__all__ = [
+    "Incident",
+    "dead_letter_incidents",
+    "incident_document",
+    "incidents_now",
+    "open_incidents",
+    "why_not_dismissed",
+]
 
 _NAMESPACE = uuid.UUID("6f0b7c62-3d0e-4f7e-9a55-7a1c2a0e5e11")
 
@@ -76,9 +83,13 @@ SELECT (e->>'request_id')::uuid AS request_id, (array_agg(l.document_id))[1] AS 
 async def _unresolved(conn: asyncpg.Connection, org: str | None) -> list[Incident]:
     return [
         Incident(
-            f"routing:{r['request_id']}", "routing", r["document_id"],
-            f"nobody can stand in for {r['person']}: {r['reason']}", r["occurred_at"],
-            f"paraaf document reassign {r['request_id']} --to PERSON --reason '...'", uuid.UUID(r["request_id"]),
+            f"routing:{r['request_id']}",
+            "routing",
+            r["document_id"],
+            f"nobody can stand in for {r['person']}: {r['reason']}",
+            r["occurred_at"],
+            f"paraaf document reassign {r['request_id']} --to PERSON --reason '...'",
+            uuid.UUID(r["request_id"]),
         )
         for r in await conn.fetch(_UNRESOLVED, org)
     ]
@@ -88,16 +99,23 @@ def _mail_fix(request_id: uuid.UUID | None, document_id: uuid.UUID, mail_id: str
     kept = f"; its copy in notifier.events.dlq: paraaf dlq drop notifier.events {mail_id} --reason '...'" if mail_id else ""
     if request_id is None:
         return f"fix the address in the directory (paraaf directory import), or paraaf document withdraw {document_id}{kept}"
-    return (f"fix the address in the directory (paraaf directory import), then paraaf document resend {request_id} "
-            f"--reason '...'; or paraaf document reassign {request_id} --to PERSON, or paraaf document withdraw {document_id}"
-            f"{kept}")
+    return (
+        f"fix the address in the directory (paraaf directory import), then paraaf document resend {request_id} "
+        f"--reason '...'; or paraaf document reassign {request_id} --to PERSON, or paraaf document withdraw {document_id}"
+        f"{kept}"
+    )
 
 
 async def _undelivered(conn: asyncpg.Connection, org: str | None) -> list[Incident]:
     return [
         Incident(
-            f"mail:{r['event_id']}", "mail", r["document_id"], f"{r['kind']} mail to {r['recipient']} failed: {r['reason']}",
-            r["occurred_at"], _mail_fix(r["request_id"], r["document_id"], r["mail_id"]), r["request_id"],
+            f"mail:{r['event_id']}",
+            "mail",
+            r["document_id"],
+            f"{r['kind']} mail to {r['recipient']} failed: {r['reason']}",
+            r["occurred_at"],
+            _mail_fix(r["request_id"], r["document_id"], r["mail_id"]),
+            r["request_id"],
         )
         for r in await conn.fetch(_UNDELIVERED, org)
     ]
@@ -106,8 +124,11 @@ async def _undelivered(conn: asyncpg.Connection, org: str | None) -> list[Incide
 async def _unstamped(conn: asyncpg.Connection, org: str | None) -> list[Incident]:
     return [
         Incident(
-            f"timestamp:{r['request_id']}", "timestamp", r["document_id"],
-            f"the time-stamping service {r['tsa_url']} failed {r['times']} signature attempt(s): {r['reason']}", r["since"],
+            f"timestamp:{r['request_id']}",
+            "timestamp",
+            r["document_id"],
+            f"the time-stamping service {r['tsa_url']} failed {r['times']} signature attempt(s): {r['reason']}",
+            r["since"],
             f"make the time-stamping service answer (PARAAF_TSA_URL); then the signer presses Sign again (her link still "
             f"works), or paraaf document resend {r['request_id']} --reason '...' reminds her",
             r["request_id"],
@@ -132,7 +153,9 @@ SELECT l.document_id, l.occurred_at, e->>'delivery_id' AS delivery_id, e->>'sour
 async def _abandoned(conn: asyncpg.Connection, org: str | None) -> list[Incident]:
     return [
         Incident(
-            f"webhook:{r['delivery_id']}", "webhook", r["document_id"] if str(r["document_id"]) != r["delivery_id"] else None,
+            f"webhook:{r['delivery_id']}",
+            "webhook",
+            r["document_id"] if str(r["document_id"]) != r["delivery_id"] else None,
             f"the webhook of source {r['source']} ({r['url']}) did not take an outcome in {r['attempts']} attempts: {r['reason']}",
             r["occurred_at"],
             f"make {r['url']} answer (or change it: paraaf sources add {r['source']} ... --webhook URL), then"
@@ -151,8 +174,13 @@ SELECT document_id, request_id, created_at FROM router.requests
 async def _stuck(conn: asyncpg.Connection, now: datetime, stuck_after: int, timezone: str, org: str | None) -> list[Incident]:
     """Stuck documents whose waiting request has itself waited too long: once an operator gave the step to someone
     else, the document may still be listed stuck by `paraaf documents`, but the incident is handled."""
-    rows = listed(await read_documents(conn, Filters(status="stuck"), now, org), Filters(status="stuck"), now,
-                  stuck_after=stuck_after, timezone=timezone)
+    rows = listed(
+        await read_documents(conn, Filters(status="stuck"), now, org),
+        Filters(status="stuck"),
+        now,
+        stuck_after=stuck_after,
+        timezone=timezone,
+    )
     waiting: dict[uuid.UUID, list[asyncpg.Record]] = {}
     for r in await conn.fetch(_WAITING, [row.document_id for row in rows]):
         waiting.setdefault(r["document_id"], []).append(r)
@@ -170,17 +198,27 @@ def _stuck_incident(
     request = requests[0] if requests else None
     reassign = f"paraaf document reassign {request or 'REQUEST'} --to PERSON --reason '...'"
     return Incident(
-        f"stuck:{document_id}", "stuck", document_id,
-        f"waiting more than {stuck_after} working days on {', '.join(waiting_on) or 'nobody'}", since,
-        f"paraaf trail {document_id}; then {reassign}, or paraaf document withdraw {document_id} --reason '...'", request,
+        f"stuck:{document_id}",
+        "stuck",
+        document_id,
+        f"waiting more than {stuck_after} working days on {', '.join(waiting_on) or 'nobody'}",
+        since,
+        f"paraaf trail {document_id}; then {reassign}, or paraaf document withdraw {document_id} --reason '...'",
+        request,
     )
 
 
 def dead_letter_incidents(depths: Iterable[tuple[str, int | None]]) -> list[Incident]:
     """One incident per dead-letter or holding queue that holds messages."""
     return [
-        Incident(f"dead_letters:{queue}", "dead_letters", None, f"{count} message(s) in {queue}", None,
-                 f"paraaf dlq show {queue.removesuffix('.dlq')} ID; then paraaf dlq replay or drop")
+        Incident(
+            f"dead_letters:{queue}",
+            "dead_letters",
+            None,
+            f"{count} message(s) in {queue}",
+            None,
+            f"paraaf dlq show {queue.removesuffix('.dlq')} ID; then paraaf dlq replay or drop",
+        )
         for queue, count in depths
         if count
     ]
@@ -210,8 +248,11 @@ async def read_incidents(
     """Everything the database says needs a person, dismissed or not (dead letters come from the broker); of
     ``org``'s documents when given (the portal's operators), of every org's otherwise (the administrator's CLI)."""
     return [
-        *await _unresolved(conn, org), *await _undelivered(conn, org), *await _unstamped(conn, org),
-        *await _stuck(conn, now, stuck_after, timezone, org), *await _abandoned(conn, org),
+        *await _unresolved(conn, org),
+        *await _undelivered(conn, org),
+        *await _unstamped(conn, org),
+        *await _stuck(conn, now, stuck_after, timezone, org),
+        *await _abandoned(conn, org),
     ]
 
 
@@ -219,3 +260,19 @@ def open_incidents(incidents: Iterable[Incident], dismissed_ids: set[str]) -> li
     """The incidents not dismissed, oldest first, each once."""
     unique = {i.id: i for i in incidents if i.id not in dismissed_ids}
     return sorted(unique.values(), key=lambda i: (i.since is None, i.since or datetime.min, i.id))
+
+
+async def incidents_now(
+    conn: asyncpg.Connection,
+    now: datetime,
+    queues: Iterable[tuple[str, int | None]],
+    *,
+    stuck_after: int,
+    timezone: str,
+    org: str | None = None,
+) -> list[Incident]:
+    """What needs a person now: the database's incidents and the ``queues`` (name, depth) that hold messages, less
+    those dismissed, oldest first. `paraaf incidents` prints it and the operators' page shows it (``org``'s), so the
+    two cannot disagree; call it in one read-only transaction, so the list is one moment across the schemas."""
+    found = await read_incidents(conn, now, stuck_after=stuck_after, timezone=timezone, org=org)
+    return open_incidents([*found, *dead_letter_incidents(queues)], await dismissed(conn, org))

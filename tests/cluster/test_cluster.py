@@ -23,22 +23,11 @@ from services.admin.database import SERVICES
 from shared.names import HOLDING_QUEUES, outcomes_queue_name
 from shared.topology import TOPOLOGY
 from tests.cluster.conftest import ClusterSystem, city_on_cluster, report
-from tests.faults.test_crashes import (
-    Flow,
-    audit_problems,
-    dead_letters,
-    dead_services,
-    duplicate_mails,
-    held_up,
-    lost_and_doubled,
-    outbox_left_stale,
-    plan,
-    redelivered_copies,
-    signature_problems,
-)
 from tests.support.autosigner import AutoSigner
 from tests.support.cluster import NODES, LocalCluster
 from tests.support.faults import SourceInbox
+from tests.support.flow import Flow, audit_problems, held_up, lost_and_doubled, plan, redelivered_copies, signature_problems
+from tests.support.invariants import dead_letters, dead_services, duplicate_mails, outbox_left_stale
 
 # Starting the cluster (about two minutes on a busy machine) counts toward the first test's time.
 pytestmark = [pytest.mark.cluster, pytest.mark.serial, pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -55,8 +44,14 @@ async def city(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) 
 
 def paraaf_queues() -> list[str]:
     """Every queue `paraaf broker setup` and `paraaf sources add notula` declare."""
-    return sorted({*(q.name for q in TOPOLOGY.queues), *(q.dead_letter_queue for q in TOPOLOGY.queues), *HOLDING_QUEUES,
-                   outcomes_queue_name("notula")})
+    return sorted(
+        {
+            *(q.name for q in TOPOLOGY.queues),
+            *(q.dead_letter_queue for q in TOPOLOGY.queues),
+            *HOLDING_QUEUES,
+            outcomes_queue_name("notula"),
+        }
+    )
 
 
 async def test_every_paraaf_queue_is_a_quorum_queue_on_the_three_nodes(cluster: LocalCluster, city: ClusterSystem) -> None:
@@ -66,7 +61,11 @@ async def test_every_paraaf_queue_is_a_quorum_queue_on_the_three_nodes(cluster: 
         report(f"  {line}")
     queues = await asyncio.to_thread(cluster.queues)
     everyone = tuple(sorted(f"{n}@localhost" for n in NODES))
-    wrong = {name: queues.get(name) for name in paraaf_queues() if name not in queues or (queues[name].type, queues[name].members) != ("quorum", everyone)}
+    wrong = {
+        name: queues.get(name)
+        for name in paraaf_queues()
+        if name not in queues or (queues[name].type, queues[name].members) != ("quorum", everyone)
+    }
     assert not wrong, f"not a quorum queue on {everyone}: {wrong}"
 
 
@@ -87,8 +86,10 @@ class Stall:
         def seconds(value: float | None) -> str:
             return f"{value:.1f} s" if value is not None else "never"
 
-        return (f"  {self.fault}: {self.again} after {seconds(self.reconnected)}, repaired after {seconds(self.repaired)};"
-                f" flow stalled {seconds(self.stalled)} (no outcome for that long), next outcome after {seconds(self.next_outcome)}")
+        return (
+            f"  {self.fault}: {self.again} after {seconds(self.reconnected)}, repaired after {seconds(self.repaired)};"
+            f" flow stalled {seconds(self.stalled)} (no outcome for that long), next outcome after {seconds(self.next_outcome)}"
+        )
 
 
 async def eventually(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> float:
@@ -118,7 +119,9 @@ async def stop_each_services_node(cluster: LocalCluster, stalls: list[Stall]) ->
     """Until every service has lost its node once: stop the application of the node most services not yet hit are
     connected to, wait for them on another node, start it again, wait until every queue has its three members."""
     hit: set[str] = set()
-    while todo := {s: nodes for s, nodes in (await asyncio.to_thread(cluster.nodes_of_services, SERVICES)).items() if s not in hit}:
+    while todo := {
+        s: nodes for s, nodes in (await asyncio.to_thread(cluster.nodes_of_services, SERVICES)).items() if s not in hit
+    }:
         node, _ = Counter(n for nodes in todo.values() for n in nodes).most_common(1)[0]
         services = sorted(s for s, nodes in todo.items() if node in nodes)
         stall = Stall(f"stop_app {node} (connected to it: {', '.join(services)})", time.monotonic())
@@ -220,14 +223,20 @@ async def test_no_document_is_lost_or_doubled_when_broker_nodes_and_the_database
         stalls_of(flow, stalls)
         lost, doubled = lost_and_doubled(flow)
         waits = held_up(flow) or {"none": 0.0}
-        report(f"- {len(flow.documents)} documents on 3 RabbitMQ nodes and a PostgreSQL primary with its standby;"
-               f" {len(inbox.received)} outcomes received")
+        report(
+            f"- {len(flow.documents)} documents on 3 RabbitMQ nodes and a PostgreSQL primary with its standby;"
+            f" {len(inbox.received)} outcomes received"
+        )
         report(f"  faults: {', '.join(f'{kind} {n}' for kind, n in sorted(cluster.counts.items()))}")
         for stall in stalls:
             report(stall.line())
         completed = sum(bool(flow.outcomes(d, "completed")) for d in flow.documents)
-        report(f"  completed {completed}, duplicates {len(doubled)}, lost {len(lost)}, redelivered copies {redelivered_copies(flow)}")
-        report(f"  held up (published to completed): longest {max(waits.values()):.1f} s; the signer's tries: {dict(signer.answers)}")
+        report(
+            f"  completed {completed}, duplicates {len(doubled)}, lost {len(lost)}, redelivered copies {redelivered_copies(flow)}"
+        )
+        report(
+            f"  held up (published to completed): longest {max(waits.values()):.1f} s; the signer's tries: {dict(signer.answers)}"
+        )
         report(f"  took {time.monotonic() - flow.started:.0f} s")
     assert not lost and not doubled, f"lost {lost}; more than one terminal outcome {doubled}"
     assert cluster.counts["node stopped (stop_app)"] >= 1 and cluster.counts["node killed (kill -9)"] == 1
@@ -237,4 +246,3 @@ async def test_no_document_is_lost_or_doubled_when_broker_nodes_and_the_database
     assert not (held := await dead_letters(city)), f"dead letters the test did not put there: {held}"
     assert not (stale := await outbox_left_stale(city, timeout=60.0)), f"outbox rows unpublished: {stale}"
     assert not (mails := duplicate_mails(city)), f"mailed twice: {mails}"
-

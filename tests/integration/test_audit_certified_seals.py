@@ -6,8 +6,6 @@ organisation's root — and its timestamp token's own signature holds."""
 
 import base64
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,19 +24,17 @@ from services.audit.store import PostgresAuditStore
 from services.signer.ca import new_authority
 from shared.db import connect_pool
 from tests.support.audit_log import record
+from tests.support.commands import paraaf
 from tests.support.tsa import TimestampAuthority
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def paraaf(shell: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services", *args], env=shell, capture_output=True, text=True, cwd=ROOT)
 
 
 def certified(authority, key, *, organisation: str = "Stad Brugge", now: datetime | None = None) -> str:
     return issue_sealing_certificate(
-        root_cert_pem=authority.cert_pem.decode(), root_key=authority.key, organisation=organisation,
-        public_key=key.public_key(), now=now or datetime.now(UTC),
+        root_cert_pem=authority.cert_pem.decode(),
+        root_key=authority.key,
+        organisation=organisation,
+        public_key=key.public_key(),
+        now=now or datetime.now(UTC),
     )
 
 
@@ -64,7 +60,10 @@ async def test_setup_certifies_the_sealing_key_and_verify_checks_the_certificate
     assert secrets["seal_root"] == exported.stdout
     assert [name for name, value in secrets.items() if "PRIVATE KEY" in str(value)] == ["seal_key"]
     again = paraaf(operator, "setup")
-    assert "already certified" in again.stderr and json.loads((Path(shell["PARAAF_SECRETS_DIR"]) / "audit.json").read_text()) == secrets
+    assert (
+        "already certified" in again.stderr
+        and json.loads((Path(shell["PARAAF_SECRETS_DIR"]) / "audit.json").read_text()) == secrets
+    )
 
     settings = AuditSettings(secrets_dir=shell["PARAAF_SECRETS_DIR"])
     key = sealing_key(settings)

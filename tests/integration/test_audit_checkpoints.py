@@ -4,8 +4,6 @@ checkpoints, and a forged checkpoint is refused."""
 
 import asyncio
 import base64
-import subprocess
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +20,7 @@ from services.audit.sealing import LAST_SEAL_SECONDS, seal_once, sealing_key, se
 from services.audit.store import PostgresAuditStore
 from shared.db import connect_pool
 from tests.support.audit_log import record
+from tests.support.commands import paraaf
 from tests.support.tsa import TimestampAuthority
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,16 +186,14 @@ async def test_with_a_tsa_a_checkpoint_carries_a_timestamp_over_its_contents(aud
         await tsa.stop()
     assert stamped is not None and stamped.timestamp_token and tsa.requests == 1
     assert await check_checkpoint(stamped, Trust(key=public_key_of(KEY))) is None
-    assert "timestamp token for other contents" in await check_checkpoint(replace(stamped, seq=2, signature=_resign(stamped)), Trust())
+    assert "timestamp token for other contents" in await check_checkpoint(
+        replace(stamped, seq=2, signature=_resign(stamped)), Trust()
+    )
 
 
 def _resign(checkpoint: Checkpoint) -> str:
     """The signature a holder of the key would make for entry 2: only the timestamp token gives the change away."""
     return base64.b64encode(KEY.sign(replace(checkpoint, seq=2).message())).decode()
-
-
-def paraaf(shell: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services", *args], env=shell, capture_output=True, text=True, cwd=ROOT)
 
 
 async def test_the_operator_exports_checkpoints_and_verify_catches_the_rewrite(

@@ -1,18 +1,13 @@
 """`paraaf directory import` against a real database: all or nothing, and the same twice."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
 
+from tests.support.commands import paraaf
 from tests.support.workbook import city_with, write
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def paraaf(shell: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services", *args], env=shell, capture_output=True, text=True, cwd=ROOT)
 
 
 async def count_people(database_url: str) -> int:
@@ -25,7 +20,9 @@ async def count_people(database_url: str) -> int:
         await conn.close()
 
 
-async def test_a_spreadsheet_with_bad_rows_imports_nothing_and_names_every_row(database_url: str, shell: dict[str, str], tmp_path: Path) -> None:
+async def test_a_spreadsheet_with_bad_rows_imports_nothing_and_names_every_row(
+    database_url: str, shell: dict[str, str], tmp_path: Path
+) -> None:
     """Five kinds of bad rows: the command fails, prints each with its sheet and row, and the directory stays empty."""
     bad = write(
         tmp_path / "bad.xlsx",
@@ -49,7 +46,9 @@ async def test_a_spreadsheet_with_bad_rows_imports_nothing_and_names_every_row(d
     assert await count_people(database_url) == 0
 
 
-async def test_importing_the_same_spreadsheet_twice_changes_nothing_the_second_time(database_url: str, shell: dict[str, str], tmp_path: Path) -> None:
+async def test_importing_the_same_spreadsheet_twice_changes_nothing_the_second_time(
+    database_url: str, shell: dict[str, str], tmp_path: Path
+) -> None:
     """The second import of the same file reports no additions, changes or removals."""
     city = write(tmp_path / "city.xlsx", city_with())
     first = paraaf(shell, "directory", "import", str(city))

@@ -49,6 +49,7 @@ from services.signer.render import RenderPool
 from services.signer.signing import Stamping
 from services.signer.verify import load_roots, verify_pdf_async
 from shared.events import DocumentCompleted, PersonRef
+from tests.support.commands import paraaf
 from tests.support.net import free_port, serving
 from tests.support.offline import network_cut
 from tests.support.pdfs import make_pdf
@@ -68,10 +69,6 @@ async def tsa() -> AsyncIterator[TimestampAuthority]:
     await authority.start()
     yield authority
     await authority.stop()
-
-
-def paraaf(shell: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services", *args], env=shell, capture_output=True, text=True, cwd=ROOT)
 
 
 async def _signed_by_two(signer: SignerHarness) -> tuple[object, bytes]:
@@ -145,7 +142,11 @@ async def test_a_b_lta_document_validates_offline_after_its_signer_is_revoked_an
     assert [e["serial_number"] for e in before["tbs_cert_list"]["revoked_certificates"].native or []] == []
     assert ann.serial_number in [e["user_certificate"] for e in now_crl["tbs_cert_list"]["revoked_certificates"].native]
     [audited] = await _audited(shell["PARAAF_AMQP_URL"], "certificate.revoked")
-    assert (audited["person_id"], audited["reason"], audited["serial"]) == ("ann.aerts", "left the organisation", f"{ann.serial_number:x}")
+    assert (audited["person_id"], audited["reason"], audited["serial"]) == (
+        "ann.aerts",
+        "left the organisation",
+        f"{ann.serial_number:x}",
+    )
     again = await asyncio.to_thread(paraaf, operator, "ca", "revoke", "ann.aerts", "--reason", "twice")
     assert again.returncode == 1 and "holds no certificate" in again.stderr
 
@@ -177,7 +178,8 @@ async def test_a_b_lta_document_validates_offline_after_its_signer_is_revoked_an
 
     signatures = [r for r in pdfsig(pdf, root) if "ETSI.CAdES.detached" in r.raw]
     assert [(r.signer, r.signature_valid, r.certificate_trusted) for r in signatures] == [
-        ("Ann Aerts", True, True), ("Bart Baert", True, True)
+        ("Ann Aerts", True, True),
+        ("Bart Baert", True, True),
     ], [r.raw for r in signatures]
 
 
@@ -187,7 +189,9 @@ async def test_archive_retimestamp_renews_the_document_timestamp_of_completed_do
     """`paraaf archive retimestamp --before D` adds a second document timestamp (kept as the next version) when the
     first's TSA certificate expires before D, none when it lasts past D; every signature stays B-LTA and valid."""
     stamping = Stamping(tsa_url=tsa.url)
-    async with SignerHarness(database_url, signing_pool, render_pool, public_url="http://127.0.0.1:9", stamping=stamping) as signer:
+    async with SignerHarness(
+        database_url, signing_pool, render_pool, public_url="http://127.0.0.1:9", stamping=stamping
+    ) as signer:
         document_id, pdf = await _signed_by_two(signer)
         [signed] = [s for s in await signer.published("signature.signed") if s["revision"] == 2]
         completed = DocumentCompleted(correlation_id=document_id, org="default", pdf_sha256=signed["pdf_sha256"], signatures=[])
@@ -215,7 +219,6 @@ async def test_archive_retimestamp_renews_the_document_timestamp_of_completed_do
     assert [(r.signature_valid, r.certificate_trusted) for r in signatures] == [(True, True)] * 2
 
 
-
 def _b_t_signature(city: SigningCity, pdf: bytes, tsa_url: str) -> bytes:
     """A PAdES signature with a timestamp and no validation data, as a signer outside Paraaf makes one (B-T)."""
     key, cert, chain = city.credentials("Carla Claes")
@@ -238,7 +241,8 @@ async def test_verify_names_each_signature_s_pades_level_without_touching_the_ne
     city = SigningCity(crl_url="http://127.0.0.1:9/ca/default.crl")
     first = await asyncio.to_thread(sign, city.job(make_pdf(1), 1, "Ann Aerts", planned=2))
     second = await asyncio.to_thread(
-        sign, city.job(first.pdf, 2, "Bart Baert", planned=2, placeholders=first.placeholders, tsa_url=tsa.url, crls_der=(city.crl(),))
+        sign,
+        city.job(first.pdf, 2, "Bart Baert", planned=2, placeholders=first.placeholders, tsa_url=tsa.url, crls_der=(city.crl(),)),
     )
     root_der = load_roots(city.root_pem)[0].dump()
     archived = await asyncio.to_thread(retimestamp, second.pdf, tsa.url, (root_der,))
@@ -253,9 +257,19 @@ async def test_verify_names_each_signature_s_pades_level_without_touching_the_ne
 
     (tmp_path / "archived.pdf").write_bytes(archived)
     (tmp_path / "roots.pem").write_bytes(city.root_pem + tsa.root_pem)
-    command = [sys.executable, "-m", "services", "verify", str(tmp_path / "archived.pdf"), "--trust", str(tmp_path / "roots.pem"), "--json"]
-    offline = await asyncio.to_thread(subprocess.run, ["unshare", "--user", "--map-root-user", "--net", *command],
-                                      capture_output=True, text=True, cwd=ROOT)
+    command = [
+        sys.executable,
+        "-m",
+        "services",
+        "verify",
+        str(tmp_path / "archived.pdf"),
+        "--trust",
+        str(tmp_path / "roots.pem"),
+        "--json",
+    ]
+    offline = await asyncio.to_thread(
+        subprocess.run, ["unshare", "--user", "--map-root-user", "--net", *command], capture_output=True, text=True, cwd=ROOT
+    )
     if "unshare:" in offline.stderr:
         pytest.skip(f"this machine gives no network namespace: {offline.stderr.strip()}")
     assert offline.returncode == 0, offline.stdout + offline.stderr

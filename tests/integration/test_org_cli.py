@@ -1,23 +1,21 @@
 """`paraaf org create` and `paraaf org list` against a real database, and every `--org` refusing a key no
 `paraaf org create` made."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from tests.support.commands import paraaf
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "deploy" / "demo"
 
 
-def paraaf(shell: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services", *args], env=shell, capture_output=True, text=True, cwd=ROOT)
-
-
-async def test_an_org_is_created_listed_and_gets_a_ca_in_its_own_name(database_url: str, shell: dict[str, str], tmp_path: Path) -> None:
+async def test_an_org_is_created_listed_and_gets_a_ca_in_its_own_name(
+    database_url: str, shell: dict[str, str], tmp_path: Path
+) -> None:
     """`paraaf org create aalst --name "Stad Aalst"` registers it with its portal and makes a root CA whose O= is its name."""
     env = {**shell, "PARAAF_KEY_SECRET": "a-long-enough-secret-for-this-test-only", "PARAAF_DATA_DIR": str(tmp_path)}
     made = paraaf(env, "org", "create", "aalst", "--name", "Stad Aalst", "--portal-url", "https://aalst.paraaf.example")

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from shared.blobs import get_blob
 from tests.conftest import Infra
-from tests.integration.test_audit_certified_seals import paraaf
+from tests.support.commands import paraaf
 from tests.support.pdfs import make_pdf
 from tests.support.signer_process import SIGNER, SignerUnderTest
 from tests.support.softhsm import SoftHsm
@@ -45,12 +45,19 @@ async def test_with_the_ca_in_a_token_setup_certifies_the_audit_sealing_key_ther
 ) -> None:
     """An operator with PARAAF_PKCS11_* set runs `paraaf setup`: the organisation's CA is made in the token, the audit's
     sealing certificate is signed there and chains to the root `paraaf ca export` prints; no CA key is in the database."""
-    operator = {**shell, **softhsm.env(), "PARAAF_KEY_SECRET": "a-long-random-secret-for-this-test", "PARAAF_DATA_DIR": str(tmp_path)}
+    operator = {
+        **shell,
+        **softhsm.env(),
+        "PARAAF_KEY_SECRET": "a-long-random-secret-for-this-test",
+        "PARAAF_DATA_DIR": str(tmp_path),
+    }
     done = paraaf(operator, "setup")
     assert done.returncode == 0 and "certified by the CA of org" in done.stderr, done.stdout + done.stderr
     exported = paraaf(operator, "ca", "export")
     assert exported.returncode == 0, exported.stderr
-    sealing = x509.load_pem_x509_certificate(json.loads((Path(shell["PARAAF_SECRETS_DIR"]) / "audit.json").read_text())["seal_cert"].encode())
+    sealing = x509.load_pem_x509_certificate(
+        json.loads((Path(shell["PARAAF_SECRETS_DIR"]) / "audit.json").read_text())["seal_cert"].encode()
+    )
     root = x509.load_pem_x509_certificate(exported.stdout.encode())
     root.public_key().verify(sealing.signature, sealing.tbs_certificate_bytes, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr, call-arg]
     conn = await asyncpg.connect(shell["PARAAF_DATABASE_URL"])

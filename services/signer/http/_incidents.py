@@ -17,15 +17,7 @@ import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.ops.incidents import (
-    Incident,
-    dead_letter_incidents,
-    dismissed,
-    incident_document,
-    open_incidents,
-    read_incidents,
-    why_not_dismissed,
-)
+from services.ops.incidents import Incident, incident_document, incidents_now, why_not_dismissed
 from services.signer.handlers import resend_signing_mail
 from services.signer.http._portal_auth import PortalAuth, Visitor, signed_in
 from services.signer.portal_texts import portal_texts
@@ -40,23 +32,23 @@ Act = Callable[[Request, Visitor], Awaitable[Response]]
 
 
 async def _open(auth: PortalAuth, org: str, stuck_after: int, *, with_queues: bool = False) -> tuple[list[Incident], bool]:
-    """What needs a person now in ``org``, as one consistent read (the signer may read the router's, intake's and
-    audit's tables); with the dead-letter queues that keep messages when asked (the page, not its actions: a dead
-    letter is never acted on here); and whether the broker could be asked."""
-    queues = await _dead_letters(auth) if with_queues else None
+    """What needs a person now in ``org``, as `paraaf incidents` lists it, in one consistent read (the signer may read
+    the router's, intake's and audit's tables); with the dead-letter queues that keep messages when asked (the page,
+    not its actions: a dead letter is never acted on here); and whether the broker could be asked."""
+    queues = await _queue_depths(auth) if with_queues else None
     async with auth.deps.pool().acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        found = await read_incidents(
-            conn, auth.deps.now(), stuck_after=stuck_after, timezone=auth.deps.stamping.timezone, org=org
+        found = await incidents_now(
+            conn, auth.deps.now(), queues or [], stuck_after=stuck_after, timezone=auth.deps.stamping.timezone, org=org
         )
-        return open_incidents([*found, *(queues or [])], await dismissed(conn, org)), queues is not None
+        return found, queues is not None
 
 
-async def _dead_letters(auth: PortalAuth) -> list[Incident] | None:
-    """One incident per dead-letter or holding queue that keeps messages; None when the broker cannot be asked."""
+async def _queue_depths(auth: PortalAuth) -> list[tuple[str, int | None]] | None:
+    """Each dead-letter and holding queue with the messages it keeps; None when the broker cannot be asked."""
     if auth.deps.queue_depths is None:
         return None
     try:
-        return dead_letter_incidents(await auth.deps.queue_depths())
+        return await auth.deps.queue_depths()
     except (OSError, aio_pika.exceptions.AMQPError):
         structlog.get_logger().warning("queue depths unavailable for the incidents page", exc_info=True)
         return None
@@ -103,30 +95,44 @@ def _listing(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
 
         async def page(request: Request, visitor: Visitor) -> Response:
             found, queues_read = await _open(auth, visitor.person.org, stuck_after, with_queues=True)
-            return auth.page(request, "ops_incidents.html", visitor.person.language, visitor=visitor, incidents=found,
-                             queues_read=queues_read)
+            return auth.page(
+                request, "ops_incidents.html", visitor.person.language, visitor=visitor, incidents=found, queues_read=queues_read
+            )
 
         return await signed_in(auth, request, _operator_only(auth, None, page))
 
 
 def _reassigning(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
     @router.post("/p/ops/incidents/reassign", response_class=HTMLResponse)
-    async def reassign(request: Request, csrf: str = Form(""), request_id: str = Form(""), to: str = Form(""),
-                       reason: str = Form("")) -> Response:
+    async def reassign(
+        request: Request, csrf: str = Form(""), request_id: str = Form(""), to: str = Form(""), reason: str = Form("")
+    ) -> Response:
         """Move an incident's waiting request to another person (the router checks the role and the person)."""
 
         async def act(request: Request, visitor: Visitor) -> Response:
             person, p = visitor.person, portal_texts(visitor.person.language)
             if missing := _missing(p, reason, to=to):
                 return auth.message(request, person.language, missing, visitor=visitor, status=400)
-            incident = next((i for i in (await _open(auth, visitor.person.org, stuck_after))[0] if i.request_id == _request_id(request_id)), None)
+            incident = next(
+                (i for i in (await _open(auth, visitor.person.org, stuck_after))[0] if i.request_id == _request_id(request_id)),
+                None,
+            )
             if incident is None or incident.document_id is None:
                 return auth.message(request, person.language, p["incident_gone"], visitor=visitor, status=409)
-            await _publish(auth, ReassignRequest(
-                correlation_id=incident.document_id, org=person.org, request_id=incident.request_id, to_person=to.strip()[:200],
-                reassigned_by=f"operator:{person.id}", reason=reason.strip()[:2000],
-            ))
-            return auth.message(request, person.language, p["reassign_sent"].format(person=to.strip()[:200]), visitor=visitor, status=202)
+            await _publish(
+                auth,
+                ReassignRequest(
+                    correlation_id=incident.document_id,
+                    org=person.org,
+                    request_id=incident.request_id,
+                    to_person=to.strip()[:200],
+                    reassigned_by=f"operator:{person.id}",
+                    reason=reason.strip()[:2000],
+                ),
+            )
+            return auth.message(
+                request, person.language, p["reassign_sent"].format(person=to.strip()[:200]), visitor=visitor, status=202
+            )
 
         return await signed_in(auth, request, _operator_only(auth, csrf, act))
 
@@ -148,12 +154,14 @@ def _resending(router: APIRouter, auth: PortalAuth) -> None:
             try:
                 async with deps.pool().acquire() as conn, conn.transaction():
                     store = PostgresSignerStore(conn, deps.outbox, deps.keyring)
-                    await resend_signing_mail(store, wanted, org=person.org, by=f"operator:{person.id}",
-                                              reason=reason.strip()[:2000], links=deps.links)
+                    await resend_signing_mail(
+                        store, wanted, org=person.org, by=f"operator:{person.id}", reason=reason.strip()[:2000], links=deps.links
+                    )
             except CodedError as refusal:
                 structlog.get_logger().info("mail not resent", code=refusal.code, reason=refusal.reason)
-                return auth.message(request, person.language, p["resend_refused"].format(reason=refusal.reason),
-                                    visitor=visitor, status=409)
+                return auth.message(
+                    request, person.language, p["resend_refused"].format(reason=refusal.reason), visitor=visitor, status=409
+                )
             deps.after_commit()
             return auth.message(request, person.language, p["resend_done"], visitor=visitor, status=202)
 
@@ -172,10 +180,16 @@ def _dismissing(router: APIRouter, auth: PortalAuth, stuck_after: int) -> None:
             found = next((i for i in (await _open(auth, visitor.person.org, stuck_after))[0] if i.id == incident), None)
             if found is None or why_not_dismissed(found):
                 return auth.message(request, person.language, p["incident_gone"], visitor=visitor, status=409)
-            await _publish(auth, IncidentDismissed(
-                correlation_id=incident_document(found.id, found.document_id), org=person.org, incident=found.id,
-                dismissed_by=f"operator:{person.id}", reason=reason.strip()[:2000],
-            ))
+            await _publish(
+                auth,
+                IncidentDismissed(
+                    correlation_id=incident_document(found.id, found.document_id),
+                    org=person.org,
+                    incident=found.id,
+                    dismissed_by=f"operator:{person.id}",
+                    reason=reason.strip()[:2000],
+                ),
+            )
             return auth.message(request, person.language, p["dismiss_done"], visitor=visitor, status=202)
 
         return await signed_in(auth, request, _operator_only(auth, csrf, act))
