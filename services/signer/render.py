@@ -12,10 +12,12 @@ reload the page.
 import io
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import pypdfium2
 import structlog
+from PIL import Image, ImageChops
 
 from shared.workers import WorkerDied, WorkerPool, WorkerTimedOut
 
@@ -40,17 +42,39 @@ def page_sizes(pdf: bytes) -> list[tuple[int, int]]:
 
 def render_page(pdf: bytes, index: int) -> bytes:
     """Page ``index`` (0-based) as a PNG ``PAGE_WIDTH_PX`` wide, with signature stamps drawn."""
+    _reuse_image_memory()
     document = pypdfium2.PdfDocument(pdf)
     try:
         document.init_forms()  # without it PDFium leaves out form fields, i.e. the signature stamps
         page = document[index]
         width, _ = page.get_size()
-        image = page.render(scale=PAGE_WIDTH_PX / width, may_draw_forms=True).to_pil()
-        out = io.BytesIO()
-        image.save(out, format="PNG", compress_level=1)
-        return out.getvalue()
+        return _png(page.render(scale=PAGE_WIDTH_PX / width, may_draw_forms=True).to_pil())
     finally:
         document.close()
+
+
+def _png(image: Image.Image) -> bytes:
+    """The picture as PNG, lossless. A page without colour (black text on white, most of them) goes as 8-bit grey:
+    the same pixels, a third of the bytes to filter and compress (an A4 text page: 12 ms of CPU and 30 KB as RGB,
+    4 ms and 13 KB grey)."""
+    if _colourless(image):
+        image = image.convert("L")  # exact: PIL's weights sum to one, so grey r = g = b becomes r
+    out = io.BytesIO()
+    image.save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+@cache
+def _reuse_image_memory() -> None:
+    """Let PIL keep a few freed memory blocks for the next picture instead of giving them back: each page-sized image
+    otherwise faults in fresh memory, and the colour check's images cost more than the grey encoding saved (a render
+    with both: 9 ms of CPU instead of 16)."""
+    Image.core.set_blocks_max(4)
+
+
+def _colourless(image: Image.Image) -> bool:
+    red, green, blue = image.split()
+    return ImageChops.difference(red, green).getbbox() is None and ImageChops.difference(green, blue).getbbox() is None
 
 
 class NotRendered(RuntimeError):
