@@ -91,6 +91,17 @@ class RenderPool:
         self._sizes: OrderedDict[str, list[tuple[int, int]]] = OrderedDict()
         self._cache_size = cache_size
 
+    def known_sizes(self, digest: str) -> list[tuple[int, int]] | None:
+        """The version's page sizes when they are at hand, so a caller need not fetch its PDF to learn them."""
+        return self._sizes.get(digest)
+
+    def known_page(self, digest: str, index: int) -> bytes | None:
+        """The version's page picture when it is at hand, so a caller need not fetch its PDF to show it."""
+        key = (digest, index)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+        return self._cache.get(key)
+
     async def page_sizes(self, digest: str, pdf: bytes) -> list[tuple[int, int]]:
         if digest not in self._sizes:
             self._sizes[digest] = await self._run(page_sizes, pdf)
@@ -99,12 +110,10 @@ class RenderPool:
         return self._sizes[digest]
 
     async def page(self, digest: str, pdf: bytes, index: int) -> bytes:
-        key = (digest, index)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        if (known := self.known_page(digest, index)) is not None:
+            return known
         png = await self._run(render_page, pdf, index)
-        self._cache[key] = png
+        self._cache[(digest, index)] = png
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return png
