@@ -10,6 +10,7 @@ reload the page.
 """
 
 import io
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import cache
@@ -48,7 +49,8 @@ def render_page(pdf: bytes, index: int) -> bytes:
         document.init_forms()  # without it PDFium leaves out form fields, i.e. the signature stamps
         page = document[index]
         width, _ = page.get_size()
-        return _png(page.render(scale=PAGE_WIDTH_PX / width, may_draw_forms=True).to_pil())
+        # rev_byteorder: PDFium draws RGB itself, so PIL takes its buffer without reordering every pixel.
+        return _png(page.render(scale=PAGE_WIDTH_PX / width, may_draw_forms=True, rev_byteorder=True).to_pil())
     finally:
         document.close()
 
@@ -60,7 +62,8 @@ def _png(image: Image.Image) -> bytes:
     if _colourless(image):
         image = image.convert("L")  # exact: PIL's weights sum to one, so grey r = g = b becomes r
     out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=1)
+    # Run-length deflate: as fast as level 1 on these pictures, and a third smaller (long runs of white).
+    image.save(out, format="PNG", compress_level=1, compress_type=zlib.Z_RLE)
     return out.getvalue()
 
 
