@@ -22,10 +22,10 @@ def _as_drawn(pdf: bytes) -> Image.Image:
 
 
 def test_a_page_without_colour_is_a_grey_picture_with_the_same_pixels() -> None:
-    """Black text on white comes as an 8-bit grey PNG, pixel for pixel what PDFium drew."""
+    """Black text on white comes as a PNG of 8-bit greys (a palette, no RGB), pixel for pixel what PDFium drew."""
     pdf = make_pdf(1, text="Black on white")
     picture = Image.open(io.BytesIO(render_page(pdf, 0)))
-    assert picture.mode == "L"
+    assert picture.mode == "P" and len(picture.getpalette() or []) == 3 * 256
     assert ImageChops.difference(picture.convert("RGB"), _as_drawn(pdf)).getbbox() is None
 
 
