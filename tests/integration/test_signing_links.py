@@ -5,12 +5,14 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from PIL import Image
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from services.signer import handlers
 from services.signer.pades import SigningPool
-from services.signer.render import RenderPool
+from services.signer.render import PAGE_WIDTH_PX, RenderPool
 from services.signer.signing import Stamping
+from services.signer.stamps import bottom_box
 from services.signer.tokens import csrf_token, hash_token
 from shared.events import DocumentCompleted, DocumentDeclined, DocumentWithdrawn, PersonRef, SignatureReassigned
 from tests.support.net import free_port
@@ -99,8 +101,12 @@ async def test_a_reassigned_link_answers_410_and_signs_nothing(signer: SignerHar
     page = await signer.client.get(link)
     csrf = csrf_of(page)
     moved = SignatureReassigned(
-        correlation_id=document[0], request_id=request_id, new_request_id=request_id, from_person=BART,
-        to_person=ANN, reason="absent",
+        correlation_id=document[0],
+        request_id=request_id,
+        new_request_id=request_id,
+        from_person=BART,
+        to_person=ANN,
+        reason="absent",
     )
     await signer.in_store(lambda store: handlers.on_signature_reassigned(moved, store))
     refused = await signer.client.get(link)
@@ -213,7 +219,9 @@ async def test_post_verify_reports_each_signature_and_flags_a_tampered_copy(sign
     assert report["ok"] is True
     (signature,) = report["signatures"]
     assert (signature["signer"], signature["title"], signature["on_behalf_of"]) == (
-        "Bart Baert", "burgemeester", "algemeen directeur (Ann Aerts)"
+        "Bart Baert",
+        "burgemeester",
+        "algemeen directeur (Ann Aerts)",
     )
     assert signature["intact"] and signature["trusted"]
     tampered = await signer.client.post(
@@ -270,13 +278,35 @@ async def test_the_link_api_answers_only_the_notifier_s_key(signer: SignerHarnes
         _, operator = await apikeys.create_key(conn, org="default", name="ops", scopes=["operate"])
     body = {"kind": "signing", "request_id": str(request_id), "mail_id": str(request_id)}
     assert (await signer.client.post("/internal/links", json=body)).status_code == 401
-    assert (await signer.client.post("/internal/links", json=body, headers={"Authorization": f"Bearer {operator}"})).status_code == 403
+    assert (
+        await signer.client.post("/internal/links", json=body, headers={"Authorization": f"Bearer {operator}"})
+    ).status_code == 403
     await signer.sign(link)
     closed = await signer.client.post("/internal/links", json=body, headers={"Authorization": f"Bearer {signer.links_key}"})
     assert closed.status_code == 410
 
 
-async def test_behind_a_tls_proxy_the_csrf_cookie_is_secure(database_url: str, signing_pool: SigningPool, render_pool: RenderPool) -> None:
+async def test_the_next_signer_sees_the_stamp_of_the_one_before_in_the_page_picture(signer: SignerHarness) -> None:
+    """Step 1 sees a blank foot of the page; after Sign, step 2's picture of the same page carries step 1's stamp
+    there (a new version is drawn anew, never served from the picture of the one before)."""
+    document = await signer.new_document(make_pdf(1))
+    _, first = await signer.request(document, ANN, step=1, step_count=2)
+    await signer.client.get(first)
+    before = Image.open(io.BytesIO((await signer.client.get(f"{first}/pages/1.png")).content))
+    await signer.sign(first)
+    _, second = await signer.request(document, BART, step=2, step_count=2)
+    await signer.client.get(second)
+    after = Image.open(io.BytesIO((await signer.client.get(f"{second}/pages/1.png")).content))
+    scale = PAGE_WIDTH_PX / 595
+    left, bottom, right, top = bottom_box((0, 0, 595, 842), 0)
+    stamp = tuple(round(v * scale) for v in (left, 842 - top, right, 842 - bottom))
+    assert before.convert("L").crop(stamp).getextrema()[0] > 200, "no ink where the stamp goes before it is signed"
+    assert after.convert("L").crop(stamp).getextrema()[0] < 100, "the stamp's ink in the next signer's picture"
+
+
+async def test_behind_a_tls_proxy_the_csrf_cookie_is_secure(
+    database_url: str, signing_pool: SigningPool, render_pool: RenderPool
+) -> None:
     """With PARAAF_PUBLIC_URL on https the page's cookie is Secure even though the proxy speaks plain http to Paraaf."""
     async with SignerHarness(database_url, signing_pool, render_pool, secure_cookies=True) as signer:
         document = await signer.new_document(make_pdf())
@@ -298,7 +328,9 @@ async def test_verify_is_rate_limited_per_address(database_url: str, signing_poo
     assert int(answers[-1].headers["retry-after"]) >= 1
 
 
-async def test_a_verification_over_its_time_is_stopped(database_url: str, signing_pool: SigningPool, render_pool: RenderPool) -> None:
+async def test_a_verification_over_its_time_is_stopped(
+    database_url: str, signing_pool: SigningPool, render_pool: RenderPool
+) -> None:
     """Given 0.001 s, a verification is stopped (its worker killed) and answered 422 with a sentence."""
     from services.signer.http import VerifyLimits
 

@@ -49,7 +49,10 @@ def grouped(waiting: Sequence[ToSign], ad_hoc: str) -> list[tuple[str, str, list
     groups: dict[tuple[str, str], list[ToSign]] = {}
     for request in waiting:
         groups.setdefault((request.flow or ad_hoc, request.submitted_by.name), []).append(request)
-    return [(flow, name, requests) for (flow, name), requests in sorted(groups.items(), key=lambda g: (g[0][0].lower(), g[0][1].lower()))]
+    return [
+        (flow, name, requests)
+        for (flow, name), requests in sorted(groups.items(), key=lambda g: (g[0][0].lower(), g[0][1].lower()))
+    ]
 
 
 class _Runs:
@@ -130,12 +133,15 @@ def _reason(language: str, item: BulkItem, live: bool) -> str:
     if item.outcome != "failed":
         return p[f"bulk_{item.outcome}"]
     said = t.get(f"gone_{item.reason}") or t["unavailable"]
-    return f'{p["bulk_failed"]}: {said}'
+    return f"{p['bulk_failed']}: {said}"
 
 
 def _progress(run: BulkRun, language: str, live: bool) -> dict[str, object]:
     return {
-        "count": len(run.items), "done": run.done, "signed": run.signed, "finished": run.finished_at is not None or not live,
+        "count": len(run.items),
+        "done": run.done,
+        "signed": run.signed,
+        "finished": run.finished_at is not None or not live,
         "said": portal_texts(language)["bulk_progress"].format(done=run.done, count=len(run.items)),
         "items": [{"position": i.position, "outcome": i.outcome, "said": _reason(language, i, live)} for i in run.items],
     }
@@ -168,7 +174,9 @@ def _listing(router: APIRouter, auth: PortalAuth) -> None:
             async with auth.deps.pool().acquire() as conn:
                 waiting = await PortalReader(conn).to_sign(visitor.person)
             groups = grouped(waiting, portal_texts(visitor.person.language)["bulk_ad_hoc"])
-            return auth.page(request, "portal_to_sign.html", visitor.person.language, visitor=visitor, requests=waiting, groups=groups)
+            return auth.page(
+                request, "portal_to_sign.html", visitor.person.language, visitor=visitor, requests=waiting, groups=groups
+            )
 
         return await signed_in(auth, request, page)
 
@@ -185,11 +193,14 @@ def _listing(router: APIRouter, auth: PortalAuth) -> None:
                 if mine is None or document is None:
                     return Response(status_code=404)
                 digest = (await blobs.version_digests(conn, document.document_id, person.org))[-1]
-                pdf = await reader.latest_pdf(document)
+                png = auth.deps.render_pool().known_page(digest, 0)
+                pdf = await reader.latest_pdf(document) if png is None else None  # the PDF only to draw it
             try:
-                png = await auth.deps.render_pool().page(digest, pdf, 0)
+                png = await auth.deps.render_pool().page(digest, pdf, 0) if pdf is not None else png
             except NotRendered:
-                return Response("This page cannot be shown as a picture; open the document.", status_code=422, media_type="text/plain")
+                return Response(
+                    "This page cannot be shown as a picture; open the document.", status_code=422, media_type="text/plain"
+                )
             return Response(png, media_type="image/png", headers={"Cache-Control": "private, no-store"})
 
         return await signed_in(auth, request, picture)
@@ -229,8 +240,14 @@ def _confirming(router: APIRouter, auth: PortalAuth, runs: _Runs) -> None:
                 if started_before:  # the same confirmation sent twice: one run
                     return RedirectResponse(f"/p/bulk/{run_id}", status_code=303)
                 if problem or run_id is None:
-                    return auth.page(request, "portal_bulk_problem.html", person.language, visitor=visitor,
-                                     problem=problem or portal_texts(person.language)["bulk_gone"], status=422)
+                    return auth.page(
+                        request,
+                        "portal_bulk_problem.html",
+                        person.language,
+                        visitor=visitor,
+                        problem=problem or portal_texts(person.language)["bulk_gone"],
+                        status=422,
+                    )
                 items = [(w.request_id, w.title) for w in chosen]
                 if await BulkRuns(conn).start(run_id, person.org, person.id, items, auth.deps.now()):
                     await runs.start(await BulkRuns(conn).run(person.org, person.id, run_id))  # type: ignore[arg-type]
@@ -254,7 +271,12 @@ def _following(router: APIRouter, auth: PortalAuth, runs: _Runs) -> None:
                 return auth.not_found(request, visitor)
             language, live = visitor.person.language, await runs.running(run_id)
             answer = auth.page(
-                request, "portal_bulk_run.html", language, visitor=visitor, run=run, progress=_progress(run, language, live),
+                request,
+                "portal_bulk_run.html",
+                language,
+                visitor=visitor,
+                run=run,
+                progress=_progress(run, language, live),
             )
             answer.headers["Content-Security-Policy"] = _BULK_CSP
             return answer
@@ -277,7 +299,8 @@ def _following(router: APIRouter, auth: PortalAuth, runs: _Runs) -> None:
     @router.get("/p/bulk.js", include_in_schema=False)
     async def script() -> Response:
         return Response(
-            _SCRIPT.read_bytes(), media_type="text/javascript",
+            _SCRIPT.read_bytes(),
+            media_type="text/javascript",
             headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
         )
 

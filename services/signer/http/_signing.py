@@ -1,6 +1,7 @@
 """The routes behind a signing link (the page, its PDF and page images, Sign and
 Decline) and behind a download link (the signed PDF for the submitter)."""
 
+import asyncpg
 import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
@@ -13,6 +14,7 @@ from services.signer.i18n import texts
 from services.signer.pades import SigningUnavailable, TimestampUnavailable
 from services.signer.portal import PortalReader
 from services.signer.render import NotRendered
+from services.signer.store import PostgresSignerStore
 from services.signer.tokens import csrf_valid, hash_token
 from shared.events import TimestampFailed
 from shared.http import pdf_response
@@ -31,20 +33,22 @@ class SigningPages:
     async def open(self, token: str, asked: Request | None = None) -> SigningLink:
         """The link's request, once its rules and the visibility policy hold; asked on another organisation's
         portal (``asked``'s Host) it is answered as if it did not exist."""
-        async with self.deps.reader() as store:
-            link = await signing.open_link(store, token, self.deps.now())
-        if asked is not None and link.request.org != self.deps.org_at(asked):
-            raise LinkRefused("unknown", status=404, language=link.request.signer.language)
-        await self.check_policy(link)
+        async with self.deps.pool().acquire() as conn:  # one connection for both: each one taken is a reset query
+            link = await signing.open_link(PostgresSignerStore(conn, self.deps.outbox, self.deps.keyring), token, self.deps.now())
+            if asked is not None and link.request.org != self.deps.org_at(asked):
+                raise LinkRefused("unknown", status=404, language=link.request.signer.language)
+            await self.check_policy(conn, link)
         return link
 
-    async def check_policy(self, link: SigningLink) -> None:
+    @staticmethod
+    async def check_policy(conn: asyncpg.Connection, link: SigningLink) -> None:
         """A link is the capability to sign, but the visibility policy still holds: someone it keeps out (asked for a
         shielded group's document from outside the group) is answered as if the link did not exist."""
-        request = link.request
-        async with self.deps.pool().acquire() as conn:
-            reader = PortalReader(conn)
-            person, document = await reader.person(request.org, request.signer.id), await reader.document(request.org, request.document_id)
+        request, reader = link.request, PortalReader(conn)
+        person, document = (
+            await reader.person(request.org, request.signer.id),
+            await reader.document(request.org, request.document_id),
+        )
         if person is not None and document is not None and document.seen_by(person) < Access.FULL:
             raise LinkRefused("unknown", status=404, language=request.signer.language)
 
@@ -52,14 +56,19 @@ class SigningPages:
         async with self.deps.reader() as store:
             return await store.blob(link.document.pdf_sha256)
 
-    async def page(self, request: Request, token: str, link: SigningLink, *, error: str | None = None, status: int = 200) -> HTMLResponse:
+    async def page(
+        self, request: Request, token: str, link: SigningLink, *, error: str | None = None, status: int = 200
+    ) -> HTMLResponse:
+        digest, renderer = link.document.pdf_sha256, self.deps.render_pool()
+        sizes = renderer.known_sizes(digest)
         async with self.deps.reader() as store:
-            pdf = await store.blob(link.document.pdf_sha256)
             signed_before = await store.signed_before(link.request.document_id)
-        try:
-            sizes = await self.deps.render_pool().page_sizes(link.document.pdf_sha256, pdf)
-        except NotRendered:
-            sizes = []  # the page still offers the PDF itself, and Sign and Decline
+            pdf = await store.blob(digest) if sizes is None else None  # the PDF only when its pages are to be measured
+        if pdf is not None:
+            try:
+                sizes = await renderer.page_sizes(digest, pdf)
+            except NotRendered:
+                sizes = []  # the page still offers the PDF itself, and Sign and Decline
         nonce = self.pages.nonce(request)
         view = SigningView(token, link, sizes, signed_before, self.pages.csrf(token, nonce), error)
         return self.pages.signing(request, view, nonce, status)
@@ -116,7 +125,12 @@ def _viewing(router: APIRouter, shared: SigningPages) -> None:
 
 
 async def _page_png(shared: SigningPages, link: SigningLink, number: int) -> bytes | None:
-    digest, pdf, renderer = link.document.pdf_sha256, await shared.pdf(link), shared.deps.render_pool()
+    """The picture, with the PDF fetched only when it must be measured or drawn (a picture at hand needs neither)."""
+    digest, renderer = link.document.pdf_sha256, shared.deps.render_pool()
+    sizes = renderer.known_sizes(digest)
+    if sizes is not None and 1 <= number <= len(sizes) and (known := renderer.known_page(digest, number - 1)) is not None:
+        return known
+    pdf = await shared.pdf(link)
     if not 1 <= number <= len(await renderer.page_sizes(digest, pdf)):
         return None
     return await renderer.page(digest, pdf, number - 1)
@@ -128,8 +142,11 @@ async def _timestamp_failed(deps: SignerHttpDeps, link: SigningLink, reason: str
     async with deps.store() as store:
         await store.publish(
             TimestampFailed(
-                correlation_id=request.document_id, org=request.org, request_id=request.request_id,
-                tsa_url=deps.stamping.tsa_url or "", reason=reason,
+                correlation_id=request.document_id,
+                org=request.org,
+                request_id=request.request_id,
+                tsa_url=deps.stamping.tsa_url or "",
+                reason=reason,
             )
         )
     deps.after_commit()
