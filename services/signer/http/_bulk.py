@@ -240,13 +240,9 @@ def _confirming(router: APIRouter, auth: PortalAuth, runs: _Runs) -> None:
                 if started_before:  # the same confirmation sent twice: one run
                     return RedirectResponse(f"/p/bulk/{run_id}", status_code=303)
                 if problem or run_id is None:
+                    said = problem or portal_texts(person.language)["bulk_gone"]
                     return auth.page(
-                        request,
-                        "portal_bulk_problem.html",
-                        person.language,
-                        visitor=visitor,
-                        problem=problem or portal_texts(person.language)["bulk_gone"],
-                        status=422,
+                        request, "portal_bulk_problem.html", person.language, visitor=visitor, problem=said, status=422
                     )
                 items = [(w.request_id, w.title) for w in chosen]
                 if await BulkRuns(conn).start(run_id, person.org, person.id, items, auth.deps.now()):
