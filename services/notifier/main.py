@@ -20,7 +20,7 @@ from services.notifier.domain import ReminderPolicy
 from services.notifier.links import LinkSource, SignerLinks
 from services.notifier.render import MailRenderer
 from services.notifier.scheduler import ReminderScheduler
-from services.notifier.sender import MailSender
+from services.notifier.sender import MailSender, SmtpDelivery
 from services.notifier.store import NotifierTransactions, PostgresNotifierStore
 from shared.clock import Clock, clock_from
 from shared.contract import SendDownloadLink, SendSigningLink, SendSignInLink
@@ -53,7 +53,9 @@ def create_app(settings: NotifierSettings | None = None, *, clock: Clock | None 
     if links is None:
         links = SignerLinks(settings.signer_internal_url, service.identity.signer_key)
         service.app.after_shutdown(links.aclose)
-    sender = MailSender(transactions, settings, clock=clock, after_commit=service.wake_relay, links=links,
+    smtp = SmtpDelivery(settings)
+    service.app.after_shutdown(smtp.aclose)
+    sender = MailSender(transactions, settings, clock=clock, after_commit=service.wake_relay, links=links, smtp=smtp,
                          parallel=settings.mail_parallel)
 
     def queued() -> None:

@@ -29,6 +29,7 @@ so a mail client shows even that rare second copy as the same message.
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -48,7 +49,7 @@ from shared.events import NotificationFailed, NotificationSent
 from shared.loops import BackgroundLoop
 from shared.metrics import MAILS_FAILED, MAILS_SENT
 
-__all__ = ["LEASE", "SIGNER_RETRY", "MailSender", "message_id", "PermanentFailure", "Smtp", "SmtpDelivery"]
+__all__ = ["LEASE", "SIGNER_RETRY", "SMTP_IDLE", "MailSender", "message_id", "PermanentFailure", "Smtp", "SmtpDelivery"]
 
 # How long a mail waits when the signer does not answer for its link (a restart takes seconds); not an attempt.
 SIGNER_RETRY = timedelta(seconds=5)
@@ -56,6 +57,9 @@ SIGNER_RETRY = timedelta(seconds=5)
 # How long a claimed mail stays with the notifier that claimed it, renewed every quarter of it while the mail is on
 # its way: after a SIGKILL, the mail is due again within this.
 LEASE = timedelta(seconds=20)
+
+# How long an SMTP session may sit unused before we close it.
+SMTP_IDLE = timedelta(seconds=30)
 
 Smtp = Callable[[EmailMessage], Awaitable[None]]  # hands one message to the mail server
 
@@ -65,10 +69,20 @@ class PermanentFailure(Exception):
 
 
 class SmtpDelivery:
-    """The configured SMTP server; its final refusals raise :class:`PermanentFailure`."""
+    """The configured SMTP server; its final refusals raise :class:`PermanentFailure`.
 
-    def __init__(self, settings: NotifierSettings) -> None:
+    Its sessions stay open between mails, one per sender on its way at once: a new session per mail (connect, EHLO,
+    STARTTLS and login, QUIT, and a thread to look up our own host name) cost more round trips than the mail itself.
+    A session is dropped after any error, so the next mail starts clean; one the server closed while it sat idle is
+    replaced and the mail sent on the new one; one idle for ``idle_seconds`` is closed with QUIT, before the server's
+    own timeout (5 minutes or more, RFC 5321) would cut it.
+    """
+
+    def __init__(self, settings: NotifierSettings, *, idle_seconds: float = SMTP_IDLE.total_seconds()) -> None:
         self._settings = settings
+        self._idle_seconds = idle_seconds
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # sessions not in use, with when each was last used
+        self._closing: asyncio.Task[None] | None = None
 
     async def __call__(self, message: EmailMessage) -> None:
         try:
@@ -82,10 +96,36 @@ class SmtpDelivery:
                 raise PermanentFailure(f"SMTP {exc.code}: {exc.message}") from None
             raise
 
+    async def aclose(self) -> None:
+        """QUIT every idle session (at shutdown, once no mail is on its way)."""
+        if self._closing is not None:
+            self._closing.cancel()
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(_quit(session) for session, _ in idle))
+
     async def _send(self, message: EmailMessage) -> None:
+        if (session := self._take()) is not None:
+            try:
+                await self._send_on(session, message)
+                return
+            except aiosmtplib.SMTPServerDisconnected:  # closed by the server while idle: the mail goes on a new one
+                pass
+            except aiosmtplib.SMTPResponseException as exc:
+                if exc.code != aiosmtplib.SMTPStatus.domain_unavailable:  # 421: the server is closing this session (its timeout)
+                    raise
+        await self._send_on(await self._connect(), message)
+
+    async def _send_on(self, session: aiosmtplib.SMTP, message: EmailMessage) -> None:
+        try:
+            await session.send_message(message)
+        except BaseException:  # whatever state the session is in, it is not used again
+            session.close()
+            raise
+        self._give_back(session)
+
+    async def _connect(self) -> aiosmtplib.SMTP:
         settings = self._settings
-        await aiosmtplib.send(
-            message,
+        session = aiosmtplib.SMTP(
             hostname=settings.smtp_host or "127.0.0.1",
             port=settings.smtp_port,
             username=settings.smtp_user,
@@ -94,6 +134,36 @@ class SmtpDelivery:
             use_tls=False,
             timeout=settings.smtp_timeout_seconds,
         )
+        await session.connect()
+        return session
+
+    def _take(self) -> aiosmtplib.SMTP | None:
+        while self._idle:
+            session, _ = self._idle.pop()  # the most recently used: the least likely to have been cut
+            if session.is_connected:
+                return session
+        return None
+
+    def _give_back(self, session: aiosmtplib.SMTP) -> None:
+        self._idle.append((session, time.monotonic()))
+        if self._closing is None or self._closing.done():
+            self._closing = asyncio.create_task(self._close_idle())
+
+    async def _close_idle(self) -> None:
+        while self._idle:
+            oldest = min(since for _, since in self._idle)
+            await asyncio.sleep(max(0.0, oldest + self._idle_seconds - time.monotonic()))
+            cutoff = time.monotonic() - self._idle_seconds
+            expired = [session for session, since in self._idle if since <= cutoff]
+            self._idle = [(session, since) for session, since in self._idle if since > cutoff]
+            await asyncio.gather(*(_quit(session) for session in expired))
+
+
+async def _quit(session: aiosmtplib.SMTP) -> None:
+    try:
+        await session.quit()
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        session.close()
 
 
 def message_id(mail_id: UUID, sender: str) -> str:
