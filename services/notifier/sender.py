@@ -5,16 +5,19 @@ spool holds only a placeholder. A request closed meanwhile gets no mail, nor
 does a sign-in attempt the signer no longer knows (used or expired);
 when the signer cannot be asked, the mail waits like it would for SMTP.
 
-Mails are claimed one at a time in a short transaction and sent with no
-transaction open, so a slow SMTP server holds no database locks; up to
-``parallel`` of them are on their way at once (PARAAF_MAIL_PARALLEL), since
-each spends most of its time waiting on the signer's link API, the SMTP
-server and the database, and one at a time capped the whole pipeline at
-what one mail's round trips allow (bench/pipeline.py, docs/performance.md). A claim is a
-short lease, renewed while the mail is on its way: should the process die
-mid-attempt (SIGKILL), the mail is due again within LEASE; a stop gives back
-the claim of the mail not sent, so it goes out at the next start. Transient failures
-(connection refused, timeouts, 4xx, a refused login) are retried with
+Mails are claimed in a short transaction and sent with no transaction open,
+so a slow SMTP server holds no database locks; up to ``parallel`` of them are
+on their way at once (PARAAF_MAIL_PARALLEL), since each spends most of its
+time waiting on the signer's link API, the SMTP server and the database, and
+one at a time capped the whole pipeline at what one mail's round trips allow
+(bench/pipeline.py, docs/performance.md). The mails for every sender free at
+a moment are claimed in one transaction; mails delivered while another is
+being marked sent are marked together in the next transaction (a group
+commit); SMTP sessions stay open from one mail to the next (SmtpDelivery).
+A claim is a short lease, renewed while the mail is on its way: should the
+process die mid-attempt (SIGKILL), the mail is due again within LEASE; a stop
+gives back the claims of the mails not sent, so they go out at the next start.
+Transient failures (connection refused, timeouts, 4xx, a refused login) are retried with
 exponential back-off; a final refusal of the recipient or the message
 (domain.final_refusal) or an exhausted retry budget marks the mail failed,
 publishes ``notification.failed`` and keeps the mail in ``notifier.events.dlq``
@@ -197,6 +200,8 @@ class MailSender(BackgroundLoop):
         self._batch = batch
         self._parallel = parallel
         self._lease = lease
+        self._unmarked: dict[UUID, SpooledMail] = {}  # delivered, waiting to be marked sent (_sent)
+        self._marking = asyncio.Lock()
         self._budget = RetryBudget(settings.mail_max_attempts, settings.mail_retry_seconds, settings.mail_retry_max_seconds)
 
     async def tick(self) -> bool:
@@ -204,50 +209,56 @@ class MailSender(BackgroundLoop):
 
     async def send_due(self) -> int:
         """Try up to a batch of the mails that are due, once each, up to ``parallel`` on their way at a time;
-        return how many were tried."""
+        return how many were tried. The mails for every sender free at that moment are claimed together, in one
+        transaction; stopped, the round gives back the claims of the mails not sent."""
+        on_way: dict[UUID, SpooledMail] = {}
+        freed = asyncio.Event()
         tried = 0
 
-        async def one_after_another() -> None:
-            nonlocal tried
-            while tried < self._batch:
-                tried += 1  # counted before the claim, so the senders together claim no more than a batch
-                if (mail := await self._claim_one()) is None:
-                    tried -= 1
-                    return
-                await self._send(mail)
+        async def send(mail: SpooledMail) -> None:
+            await self._attempt(mail)
+            del on_way[mail.mail_id]  # its attempt is recorded (stopped before that, it stays to be given back)
+            freed.set()
 
-        if self._parallel == 1:
-            await one_after_another()
-        else:
-            async with asyncio.TaskGroup() as senders:  # stopped: each sender gives back the mail it had claimed
-                for _ in range(self._parallel):
-                    senders.create_task(one_after_another())
+        try:
+            async with self._leases_renewed(on_way), asyncio.TaskGroup() as senders:  # renewed till the last is sent
+                drained = False  # the last claim found fewer due mails than it asked for
+                while tried < self._batch:
+                    freed.clear()
+                    if (free := min(self._parallel - len(on_way), self._batch - tried)) > 0 and not drained:
+                        claimed = await self._claim(free)
+                        tried += len(claimed)
+                        drained = len(claimed) < free
+                        for mail in claimed:
+                            on_way[mail.mail_id] = mail
+                            senders.create_task(send(mail))
+                    if not on_way:
+                        break
+                    await freed.wait()  # a sender came free: more may have come due meanwhile
+                    drained = False
+        except BaseException:  # stopping (or the database went away): the mails not sent are due again at once
+            if on_way:
+                await asyncio.shield(self._release(list(on_way), self._clock()))
+                structlog.get_logger().info("stopping: unsent mails released", mail_ids=[str(m) for m in on_way])
+            raise
         return tried
 
-    async def _send(self, mail: SpooledMail) -> None:
-        try:
-            async with self._lease_renewed(mail):
-                await self._attempt(mail)
-        except asyncio.CancelledError:  # stopping: the mail not sent is due again at once, not after the lease
-            await asyncio.shield(self._release(mail, self._clock()))
-            structlog.get_logger().info("stopping: unsent mail released", mail_id=str(mail.mail_id))
-            raise
-
-    async def _claim_one(self) -> SpooledMail | None:
+    async def _claim(self, limit: int) -> list[SpooledMail]:
         now = self._clock()
         async with self._transaction() as store:
-            claimed = await store.claim_due(now, now + self._lease, 1)
-        return claimed[0] if claimed else None
+            return await store.claim_due(now, now + self._lease, limit)
 
     @contextlib.asynccontextmanager
-    async def _lease_renewed(self, mail: SpooledMail) -> AsyncIterator[None]:
-        """Keep the claim while the attempt runs, however long SMTP takes; a dead process stops renewing it."""
+    async def _leases_renewed(self, on_way: dict[UUID, SpooledMail]) -> AsyncIterator[None]:
+        """Keep the claims of the mails on their way, however long SMTP takes; a dead process stops renewing them."""
 
         async def renew() -> None:
             while True:
                 await asyncio.sleep(self._lease.total_seconds() / 4)
-                async with self._transaction() as store:
-                    await store.renew_lease(mail, self._clock() + self._lease)
+                if mails := list(on_way.values()):
+                    async with self._transaction() as store:
+                        for mail in mails:
+                            await store.renew_lease(mail, self._clock() + self._lease)
 
         renewing = asyncio.create_task(renew())
         try:
@@ -257,10 +268,10 @@ class MailSender(BackgroundLoop):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await renewing
 
-    async def _release(self, mail: SpooledMail, at: datetime) -> None:
-        """Give the claim back, the mail due again ``at``, without counting an attempt."""
+    async def _release(self, mail_ids: list[UUID], at: datetime) -> None:
+        """Give the claims back, the mails due again ``at``, without counting an attempt."""
         async with self._transaction() as store:
-            await store.release([mail.mail_id], at)
+            await store.release(mail_ids, at)
 
     async def _attempt(self, mail: SpooledMail) -> None:
         log = structlog.get_logger().bind(mail_id=str(mail.mail_id), document_id=str(mail.document_id), kind=mail.kind)
@@ -274,7 +285,7 @@ class MailSender(BackgroundLoop):
             MAILS_FAILED.labels("given_up").inc()
             log.warning("mail refused permanently", error=str(exc))
         except SignerNotAnswering as exc:
-            await self._release(mail, self._clock() + SIGNER_RETRY)
+            await self._release([mail.mail_id], self._clock() + SIGNER_RETRY)
             log.info("mail waits: the signer does not answer for its link", error=str(exc), retry_in=SIGNER_RETRY.total_seconds())
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             await self._failed(mail, f"{exc.__class__.__name__}: {exc}", log)
@@ -300,16 +311,36 @@ class MailSender(BackgroundLoop):
             await store.mark_cancelled(mail.mail_id, reason)
 
     async def _sent(self, mail: SpooledMail) -> None:
-        async with self._transaction() as store:
-            await store.mark_sent(mail.mail_id, self._clock())
-            for document_id in mail.documents:
-                await store.publish(
-                    NotificationSent(
-                        correlation_id=document_id, causation_id=mail.mail_id, org=mail.org, kind=mail.kind,
-                        recipient=mail.recipient, subject=mail.content.subject, request_id=_signing_request(mail),
-                    )
-                )
+        """Mark the mail sent, with its notification.sent, in the same transaction as every other mail delivered while
+        the previous such transaction ran (a group commit: none waits for more to come, none costs a commit alone)."""
+        self._unmarked[mail.mail_id] = mail
+        try:
+            async with self._marking:
+                if mail.mail_id not in self._unmarked:  # marked with the others in the transaction just committed
+                    return
+                marking, self._unmarked = self._unmarked, {}
+                try:
+                    await self._mark_sent(list(marking.values()))
+                except BaseException:
+                    self._unmarked.update((i, m) for i, m in marking.items() if i != mail.mail_id)  # each tries again
+                    raise
+        except BaseException:
+            self._unmarked.pop(mail.mail_id, None)
+            raise
         self._after_commit()
+
+    async def _mark_sent(self, mails: list[SpooledMail]) -> None:
+        now = self._clock()
+        async with self._transaction() as store:
+            for mail in mails:
+                await store.mark_sent(mail.mail_id, now)
+                for document_id in mail.documents:
+                    await store.publish(
+                        NotificationSent(
+                            correlation_id=document_id, causation_id=mail.mail_id, org=mail.org, kind=mail.kind,
+                            recipient=mail.recipient, subject=mail.content.subject, request_id=_signing_request(mail),
+                        )
+                    )
 
     async def _give_up(self, mail: SpooledMail, reason: str) -> None:
         now = self._clock()

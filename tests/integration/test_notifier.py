@@ -518,3 +518,23 @@ async def test_above_the_threshold_a_digest_person_gets_one_digest_a_day_instead
     assert tuesday.subject == "6 documenten wachten op uw handtekening"
     assert sorted(m.subject for m in smtp_server.received_by(ANN.email)) == [f"Ter ondertekening: Besluit {n}" for n in range(1, 6)]
     assert await db.fetchval("SELECT count(*) FROM notifier.digests WHERE person_id = 'sofie.smet'") == 2
+
+
+async def test_many_mails_at_once_arrive_once_each_over_a_few_kept_sessions(
+    settings, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock, db: asyncpg.Connection
+) -> None:
+    """Twelve requests at once, four mails on their way at a time: each mail arrives once and is marked sent once with
+    one notification.sent, over no more SMTP sessions than mails on their way, none closed while mail kept coming."""
+    settings = settings.model_copy(update={"mail_parallel": 4})
+    commands = [link_command(clock, title=f"Besluit {n}") for n in range(12)]
+    async with running_notifier(settings, clock, FakeLinks()), Listener(amqp_url, EVENTS.name, ["notification.*"]) as events:
+        await publish(settings, *commands)
+        await smtp_server.wait_for_mail(ANN.email, count=12)
+        sent = await events.wait("notification.sent", count=12)
+        await quiet(0.5)
+    assert sorted(m.subject for m in smtp_server.received) == sorted(f"Ter ondertekening: Besluit {n}" for n in range(12))
+    assert smtp_server.sessions <= 4
+    assert sorted(e["causation_id"] for e in sent) == sorted(str(c.command_id) for c in commands)
+    assert [key for key, _ in events.received] == ["notification.sent"] * 12
+    statuses = await db.fetch("SELECT status, attempts FROM notifier.mails")
+    assert [(r["status"], r["attempts"]) for r in statuses] == [("sent", 1)] * 12

@@ -2,6 +2,7 @@
 budget, final refusals and what operators are left with."""
 
 import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -279,3 +280,81 @@ async def test_several_due_mails_are_on_their_way_at_once() -> None:
     assert await asyncio.wait_for(sender.send_due(), timeout=5) == 3
     assert len(smtp.accepted) == 3
     assert {(await store.mail(m.mail_id)).status for m in mails} == {"sent"}
+
+
+class CountingStore(FakeNotifierStore):
+    """The in-memory store that notes, per transaction, the mails it claimed and the mails it marked sent; each
+    commit takes a moment, as a database's does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims: list[int] = []
+        self.marks: list[int] = []
+        self._marked = 0
+
+    async def claim_due(self, now, lease_until, limit):  # type: ignore[no-untyped-def]
+        claimed = await super().claim_due(now, lease_until, limit)
+        if claimed:
+            self.claims.append(len(claimed))
+        return claimed
+
+    async def mark_sent(self, mail_id, now):  # type: ignore[no-untyped-def]
+        self._marked += 1
+        await super().mark_sent(mail_id, now)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self):  # type: ignore[no-untyped-def]
+        self._marked = 0
+        yield self
+        if self._marked:
+            self.marks.append(self._marked)
+        await asyncio.sleep(0.01)  # the commit
+
+
+async def test_the_mails_for_every_free_sender_are_claimed_in_one_transaction() -> None:
+    """With ``parallel`` 4 and five due mails, the first four are claimed together, the fifth when a sender comes free;
+    each goes out once."""
+    store, smtp = CountingStore(), MeetingSmtp(4)
+    mails = [link_mail() for _ in range(5)]
+    for mail in mails:
+        await store.queue_mail(mail, NOW)
+    sender = MailSender(store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=FakeLinks(), smtp=smtp,
+                        parallel=4)
+    assert await asyncio.wait_for(sender.send_due(), timeout=5) == 5
+    assert store.claims == [4, 1]
+    assert sorted(m["Message-ID"] for m in smtp.accepted) == sorted(message_id(m.mail_id, SETTINGS.smtp_from) for m in mails)
+
+
+async def test_mails_delivered_while_others_are_being_marked_are_marked_together_and_each_once() -> None:
+    """Three mails delivered at the same moment: the first is marked sent at once, the two delivered while its
+    transaction commits share the next one; each is sent, marked and told (notification.sent) once."""
+    store, smtp, woken = CountingStore(), MeetingSmtp(3), []
+    mails = [link_mail() for _ in range(3)]
+    for mail in mails:
+        await store.queue_mail(mail, NOW)
+    sender = MailSender(store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: woken.append(1), links=FakeLinks(),
+                        smtp=smtp, parallel=3)
+    assert await asyncio.wait_for(sender.send_due(), timeout=5) == 3
+    assert store.marks == [1, 2]
+    assert {(await store.mail(m.mail_id)).status for m in mails} == {"sent"}
+    assert sorted(e.causation_id for e in store.sent(NotificationSent)) == sorted(m.mail_id for m in mails)
+    assert len(smtp.accepted) == 3 and len(woken) == 2
+
+
+async def test_a_stop_gives_back_every_claimed_mail_not_yet_sent() -> None:
+    """Stopped while three mails claimed together are on their way, the sender makes all three due again now."""
+    store, smtp = CountingStore(), HangingSmtp()
+    mails = [link_mail() for _ in range(3)]
+    for mail in mails:
+        await store.queue_mail(mail, NOW)
+    sender = MailSender(store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=FakeLinks(), smtp=smtp,
+                        parallel=3)
+    sending = asyncio.create_task(sender.send_due())
+    await asyncio.wait_for(smtp.called.wait(), timeout=5)
+    await asyncio.sleep(0.05)
+    assert [(await store.mail(m.mail_id)).next_attempt_at for m in mails] == [NOW + LEASE] * 3
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    assert store.claims == [3]
+    assert [(await store.mail(m.mail_id)).next_attempt_at for m in mails] == [NOW] * 3
