@@ -35,13 +35,14 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
-from email.message import EmailMessage
+from email.message import Message
 from email.utils import format_datetime, parseaddr
 from uuid import UUID
 
 import aiosmtplib
 import structlog
 
+from services.notifier.compose import compose
 from services.notifier.config import NotifierSettings
 from services.notifier.domain import GiveUp, RetryBudget, final_refusal
 from services.notifier.links import LinkGone, LinkSource, SignerNotAnswering
@@ -64,7 +65,7 @@ LEASE = timedelta(seconds=20)
 # How long an SMTP session may sit unused before we close it.
 SMTP_IDLE = timedelta(seconds=30)
 
-Smtp = Callable[[EmailMessage], Awaitable[None]]  # hands one message to the mail server
+Smtp = Callable[[Message], Awaitable[None]]  # hands one message to the mail server
 
 
 class PermanentFailure(Exception):
@@ -87,7 +88,7 @@ class SmtpDelivery:
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # sessions not in use, with when each was last used
         self._closing: asyncio.Task[None] | None = None
 
-    async def __call__(self, message: EmailMessage) -> None:
+    async def __call__(self, message: Message) -> None:
         try:
             await self._send(message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
@@ -106,7 +107,7 @@ class SmtpDelivery:
         idle, self._idle = self._idle, []
         await asyncio.gather(*(_quit(session) for session, _ in idle))
 
-    async def _send(self, message: EmailMessage) -> None:
+    async def _send(self, message: Message) -> None:
         if (session := self._take()) is not None:
             try:
                 await self._send_on(session, message)
@@ -118,7 +119,7 @@ class SmtpDelivery:
                     raise
         await self._send_on(await self._connect(), message)
 
-    async def _send_on(self, session: aiosmtplib.SMTP, message: EmailMessage) -> None:
+    async def _send_on(self, session: aiosmtplib.SMTP, message: Message) -> None:
         try:
             await session.send_message(message)
         except BaseException:  # whatever state the session is in, it is not used again
@@ -137,7 +138,11 @@ class SmtpDelivery:
             use_tls=False,
             timeout=settings.smtp_timeout_seconds,
         )
-        await session.connect()
+        try:
+            await session.connect()
+        except BaseException:
+            session.close()
+            raise
         return session
 
     def _take(self) -> aiosmtplib.SMTP | None:
@@ -365,21 +370,12 @@ class MailSender(BackgroundLoop):
             return (await self._links.sign_in_link(mail.request_id, mail.mail_id)).url
         return None
 
-    async def _message(self, mail: SpooledMail) -> EmailMessage:
+    async def _message(self, mail: SpooledMail) -> Message:
         content = mail.content
         if (link := await self._link(mail)) is not None:
             content = content.with_link(link)
-        message = EmailMessage()
-        message["From"] = self._from
-        message["To"] = mail.recipient
-        message["Subject"] = content.subject
-        message["Date"] = format_datetime(mail.created_at or self._clock())
-        message["Message-ID"] = message_id(mail.mail_id, self._from)
-        # RFC 3834: out-of-office replies (signers on leave) must not answer a machine.
-        message["Auto-Submitted"] = "auto-generated"
-        message.set_content(content.text)
-        message.add_alternative(content.html, subtype="html")
-        return message
+        date = format_datetime(mail.created_at or self._clock())
+        return compose(self._from, mail.recipient, content, date=date, message_id=message_id(mail.mail_id, self._from))
 
 
 def _signing_request(mail: SpooledMail) -> UUID | None:

@@ -5,7 +5,8 @@ import asyncio
 import contextlib
 import json
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
+from email import message_from_bytes, policy
+from email.message import EmailMessage, Message
 from uuid import uuid4
 
 import aiosmtplib
@@ -31,10 +32,17 @@ class Smtp:
         self.failures = list(failures)
         self.accepted: list[EmailMessage] = []
 
-    async def __call__(self, message: EmailMessage) -> None:
+    async def __call__(self, message: Message) -> None:
         if self.failures:
             raise self.failures.pop(0)
-        self.accepted.append(message)
+        self.accepted.append(as_received(message))
+
+
+def as_received(message: Message) -> EmailMessage:
+    """The message as the server's side reads it."""
+    received = message_from_bytes(message.as_bytes(), policy=policy.default)
+    assert isinstance(received, EmailMessage)
+    return received
 
 
 def link_mail(**changes: object) -> SpooledMail:
@@ -182,7 +190,7 @@ class HangingSmtp:
     def __init__(self) -> None:
         self.called = asyncio.Event()
 
-    async def __call__(self, message: EmailMessage) -> None:
+    async def __call__(self, message: Message) -> None:
         self.called.set()
         await asyncio.Event().wait()
 
@@ -260,12 +268,12 @@ class MeetingSmtp:
         self.met = asyncio.Event()
         self.accepted: list[EmailMessage] = []
 
-    async def __call__(self, message: EmailMessage) -> None:
+    async def __call__(self, message: Message) -> None:
         self.arrived += 1
         if self.arrived == self.together:
             self.met.set()
         await self.met.wait()
-        self.accepted.append(message)
+        self.accepted.append(as_received(message))
 
 
 async def test_several_due_mails_are_on_their_way_at_once() -> None:
