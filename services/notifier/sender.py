@@ -342,8 +342,13 @@ class MailSender(BackgroundLoop):
                 for document_id in mail.documents:
                     await store.publish(
                         NotificationSent(
-                            correlation_id=document_id, causation_id=mail.mail_id, org=mail.org, kind=mail.kind,
-                            recipient=mail.recipient, subject=mail.content.subject, request_id=_signing_request(mail),
+                            correlation_id=document_id,
+                            causation_id=mail.mail_id,
+                            org=mail.org,
+                            kind=mail.kind,
+                            recipient=mail.recipient,
+                            subject=mail.content.subject,
+                            request_id=_signing_request(mail),
                         )
                     )
 
@@ -354,8 +359,13 @@ class MailSender(BackgroundLoop):
             for document_id in mail.documents:
                 await store.publish(
                     NotificationFailed(
-                        correlation_id=document_id, causation_id=mail.mail_id, org=mail.org, kind=mail.kind,
-                        recipient=mail.recipient, reason=reason, request_id=_signing_request(mail),
+                        correlation_id=document_id,
+                        causation_id=mail.mail_id,
+                        org=mail.org,
+                        kind=mail.kind,
+                        recipient=mail.recipient,
+                        reason=reason,
+                        request_id=_signing_request(mail),
                     )
                 )
             await store.keep_dead_letter(mail.mail_id, _dead_letter(mail, reason, now), _dead_letter_headers(mail, reason))

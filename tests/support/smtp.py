@@ -104,8 +104,6 @@ class _Handler:
         return "250 OK"
 
 
-
-
 class SmtpServer:
     def __init__(self) -> None:
         self.host = "127.0.0.1"
@@ -155,8 +153,7 @@ class SmtpServer:
     def received_by(self, to: str, *, about: str | None = None) -> list[Received]:
         """The mails to ``to`` (whose subject names ``about``, when given: tests sharing one server tell theirs apart so)."""
         return [
-            m for m in self._handler.received
-            if to.lower() in (t.lower() for t in m.to) and (about is None or about in m.subject)
+            m for m in self._handler.received if to.lower() in (t.lower() for t in m.to) and (about is None or about in m.subject)
         ]
 
     async def wait_for_mail(self, to: str, *, about: str | None = None, count: int = 1, timeout: float = 30.0) -> list[Received]:
@@ -168,5 +165,7 @@ class SmtpServer:
                 return mails[:count]
             if time.monotonic() > deadline:
                 seen = [(m.to, m.subject) for m in self._handler.received]
-                raise AssertionError(f"{len(mails)} of {count} mail(s) to {to} about {about!r} within {timeout}s; received: {seen}")
+                raise AssertionError(
+                    f"{len(mails)} of {count} mail(s) to {to} about {about!r} within {timeout}s; received: {seen}"
+                )
             await asyncio.sleep(0.1)

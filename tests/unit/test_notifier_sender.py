@@ -47,8 +47,14 @@ def as_received(message: Message) -> EmailMessage:
 
 def link_mail(**changes: object) -> SpooledMail:
     fields = dict(
-        mail_id=uuid4(), org="default", document_id=uuid4(), kind="signature_request", recipient="ann@x.be",
-        content=Mail("Ter ondertekening", f"Open {LINK}", f'<a href="{LINK}">open</a>'), request_id=uuid4(), link_kind="signing",
+        mail_id=uuid4(),
+        org="default",
+        document_id=uuid4(),
+        kind="signature_request",
+        recipient="ann@x.be",
+        content=Mail("Ter ondertekening", f"Open {LINK}", f'<a href="{LINK}">open</a>'),
+        request_id=uuid4(),
+        link_kind="signing",
     )
     return SpooledMail(**{**fields, **changes})  # type: ignore[arg-type]
 
@@ -56,7 +62,9 @@ def link_mail(**changes: object) -> SpooledMail:
 async def sender_with(mail: SpooledMail, smtp: Smtp, links: FakeLinks | None = None) -> tuple[MailSender, FakeNotifierStore]:
     store = FakeNotifierStore()
     await store.queue_mail(mail, NOW)
-    sender = MailSender(store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=links or FakeLinks(), smtp=smtp)
+    sender = MailSender(
+        store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=links or FakeLinks(), smtp=smtp
+    )
     return sender, store
 
 
@@ -97,7 +105,9 @@ async def test_a_mail_that_keeps_failing_is_given_up_after_the_budget_and_kept_f
     store = FakeNotifierStore()
     await store.queue_mail(mail, NOW)
     smtp = Smtp(*(OSError("connection refused") for _ in range(3)))
-    sender = MailSender(store.transaction, SETTINGS, clock=lambda: now[0], after_commit=lambda: None, links=FakeLinks(), smtp=smtp)
+    sender = MailSender(
+        store.transaction, SETTINGS, clock=lambda: now[0], after_commit=lambda: None, links=FakeLinks(), smtp=smtp
+    )
     for _ in range(3):
         assert await sender.send_due() == 1
         now[0] += timedelta(hours=1)
@@ -115,7 +125,10 @@ async def test_a_final_refusal_fails_the_mail_at_once() -> None:
     mail = link_mail()
     sender, store = await sender_with(mail, Smtp(PermanentFailure("SMTP 550: no such user")))
     await sender.send_due()
-    assert ((await store.mail(mail.mail_id)).status, store.sent(NotificationFailed)[0].reason) == ("failed", "SMTP 550: no such user")
+    assert ((await store.mail(mail.mail_id)).status, store.sent(NotificationFailed)[0].reason) == (
+        "failed",
+        "SMTP 550: no such user",
+    )
 
 
 async def test_a_mail_whose_request_closed_is_cancelled_unsent() -> None:
@@ -131,8 +144,11 @@ async def test_a_mail_whose_request_closed_is_cancelled_unsent() -> None:
 def sign_in_mail() -> SpooledMail:
     attempt_id = uuid4()
     return link_mail(
-        document_id=attempt_id, kind="sign_in", content=Mail("Sign in to Paraaf", f"Sign in: {LINK}", f'<a href="{LINK}">Sign in</a>'),
-        request_id=attempt_id, link_kind="sign_in",
+        document_id=attempt_id,
+        kind="sign_in",
+        content=Mail("Sign in to Paraaf", f"Sign in: {LINK}", f'<a href="{LINK}">Sign in</a>'),
+        request_id=attempt_id,
+        link_kind="sign_in",
     )
 
 
@@ -219,7 +235,12 @@ async def test_a_mail_on_its_way_keeps_its_claim_however_long_smtp_takes() -> No
     store = FakeNotifierStore()
     await store.queue_mail(mail, NOW)
     sender = MailSender(
-        store.transaction, SETTINGS, clock=lambda: clock[0], after_commit=lambda: None, links=FakeLinks(), smtp=smtp,
+        store.transaction,
+        SETTINGS,
+        clock=lambda: clock[0],
+        after_commit=lambda: None,
+        links=FakeLinks(),
+        smtp=smtp,
         lease=timedelta(seconds=0.2),
     )
     sending = asyncio.create_task(sender.send_due())
@@ -283,8 +304,9 @@ async def test_several_due_mails_are_on_their_way_at_once() -> None:
     sender, store = await sender_with(mails[0], smtp)  # type: ignore[arg-type]
     for mail in mails[1:]:
         await store.queue_mail(mail, NOW)
-    sender = MailSender(store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=FakeLinks(), smtp=smtp,
-                        parallel=3)
+    sender = MailSender(
+        store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=FakeLinks(), smtp=smtp, parallel=3
+    )
     assert await asyncio.wait_for(sender.send_due(), timeout=5) == 3
     assert len(smtp.accepted) == 3
     assert {(await store.mail(m.mail_id)).status for m in mails} == {"sent"}
@@ -326,8 +348,9 @@ async def test_the_mails_for_every_free_sender_are_claimed_in_one_transaction() 
     mails = [link_mail() for _ in range(5)]
     for mail in mails:
         await store.queue_mail(mail, NOW)
-    sender = MailSender(store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=FakeLinks(), smtp=smtp,
-                        parallel=4)
+    sender = MailSender(
+        store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=FakeLinks(), smtp=smtp, parallel=4
+    )
     assert await asyncio.wait_for(sender.send_due(), timeout=5) == 5
     assert store.claims == [4, 1]
     assert sorted(m["Message-ID"] for m in smtp.accepted) == sorted(message_id(m.mail_id, SETTINGS.smtp_from) for m in mails)
@@ -340,8 +363,15 @@ async def test_mails_delivered_while_others_are_being_marked_are_marked_together
     mails = [link_mail() for _ in range(3)]
     for mail in mails:
         await store.queue_mail(mail, NOW)
-    sender = MailSender(store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: woken.append(1), links=FakeLinks(),
-                        smtp=smtp, parallel=3)
+    sender = MailSender(
+        store.transaction,
+        SETTINGS,
+        clock=lambda: NOW,
+        after_commit=lambda: woken.append(1),
+        links=FakeLinks(),
+        smtp=smtp,
+        parallel=3,
+    )
     assert await asyncio.wait_for(sender.send_due(), timeout=5) == 3
     assert store.marks == [1, 2]
     assert {(await store.mail(m.mail_id)).status for m in mails} == {"sent"}
@@ -355,8 +385,9 @@ async def test_a_stop_gives_back_every_claimed_mail_not_yet_sent() -> None:
     mails = [link_mail() for _ in range(3)]
     for mail in mails:
         await store.queue_mail(mail, NOW)
-    sender = MailSender(store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=FakeLinks(), smtp=smtp,
-                        parallel=3)
+    sender = MailSender(
+        store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=FakeLinks(), smtp=smtp, parallel=3
+    )
     sending = asyncio.create_task(sender.send_due())
     await asyncio.wait_for(smtp.called.wait(), timeout=5)
     await asyncio.sleep(0.05)
