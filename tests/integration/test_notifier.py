@@ -560,8 +560,10 @@ async def test_many_mails_at_once_arrive_once_each_over_a_few_kept_sessions(
         await smtp_server.wait_for_mail(ANN.email, count=12)
         sent = await events.wait("notification.sent", count=12)
         await quiet(0.5)
+        quit_while_running = smtp_server.quits
     assert sorted(m.subject for m in smtp_server.received) == sorted(f"Ter ondertekening: Besluit {n}" for n in range(12))
-    assert smtp_server.sessions <= 4
+    assert smtp_server.sessions <= 4 and quit_while_running == 0
+    assert smtp_server.quits == smtp_server.sessions  # each ended politely at the stop
     assert sorted(e["causation_id"] for e in sent) == sorted(str(c.command_id) for c in commands)
     assert [key for key, _ in events.received] == ["notification.sent"] * 12
     statuses = await db.fetch("SELECT status, attempts FROM notifier.mails")
