@@ -20,7 +20,7 @@ from services.notifier.domain import ReminderPolicy
 from services.notifier.links import LinkSource, SignerLinks
 from services.notifier.render import MailRenderer
 from services.notifier.scheduler import ReminderScheduler
-from services.notifier.sender import MailSender
+from services.notifier.sender import MailSender, SmtpDelivery
 from services.notifier.store import NotifierTransactions, PostgresNotifierStore
 from shared.clock import Clock, clock_from
 from shared.contract import SendDownloadLink, SendSigningLink, SendSignInLink
@@ -44,7 +44,9 @@ __all__ = ["create_app"]
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_app(settings: NotifierSettings | None = None, *, clock: Clock | None = None, links: LinkSource | None = None) -> FastStream:
+def create_app(
+    settings: NotifierSettings | None = None, *, clock: Clock | None = None, links: LinkSource | None = None
+) -> FastStream:
     settings = settings or NotifierSettings()
     clock = clock or clock_from(settings)
     service = Service("notifier", settings, migrations=MIGRATIONS)
@@ -53,8 +55,17 @@ def create_app(settings: NotifierSettings | None = None, *, clock: Clock | None 
     if links is None:
         links = SignerLinks(settings.signer_internal_url, service.identity.signer_key)
         service.app.after_shutdown(links.aclose)
-    sender = MailSender(transactions, settings, clock=clock, after_commit=service.wake_relay, links=links,
-                         parallel=settings.mail_parallel)
+    smtp = SmtpDelivery(settings)
+    service.app.after_shutdown(smtp.aclose)
+    sender = MailSender(
+        transactions,
+        settings,
+        clock=clock,
+        after_commit=service.wake_relay,
+        links=links,
+        smtp=smtp,
+        parallel=settings.mail_parallel,
+    )
 
     def queued() -> None:
         service.wake_relay()
@@ -62,8 +73,14 @@ def create_app(settings: NotifierSettings | None = None, *, clock: Clock | None 
 
     portals = OrgPortals(settings.org, settings.public_url)  # a digest's link goes to its person's own city's portal
     scheduler = ReminderScheduler(
-        transactions, renderer, policy, notice_window=timedelta(seconds=settings.moved_notice_window_seconds),
-        clock=clock, after_commit=queued, poll_seconds=settings.scheduler_seconds, digests=digest_policy(settings, portals),
+        transactions,
+        renderer,
+        policy,
+        notice_window=timedelta(seconds=settings.moved_notice_window_seconds),
+        clock=clock,
+        after_commit=queued,
+        poll_seconds=settings.scheduler_seconds,
+        digests=digest_policy(settings, portals),
     )
     service.consume(
         NOTIFIER_EVENTS,
@@ -80,8 +97,11 @@ def create_app(settings: NotifierSettings | None = None, *, clock: Clock | None 
 
 def digest_policy(settings: NotifierSettings, portals: OrgPortals | None = None) -> DigestPolicy:
     return DigestPolicy(
-        threshold=settings.digest_threshold, list_url=settings.public_url.rstrip("/") + "/p/to-sign", hour=settings.digest_hour,
-        timezone=settings.timezone, portal_of=portals.url_of if portals is not None else None,
+        threshold=settings.digest_threshold,
+        list_url=settings.public_url.rstrip("/") + "/p/to-sign",
+        hour=settings.digest_hour,
+        timezone=settings.timezone,
+        portal_of=portals.url_of if portals is not None else None,
     )
 
 

@@ -130,7 +130,9 @@ async def test_a_command_delivered_twice_sends_one_mail_with_a_link_made_as_it_w
     assert len(smtp_server.received) == 1
     [sent] = events.bodies("notification.sent")
     assert (sent["recipient"], sent["kind"], sent["correlation_id"]) == (
-        ANN.email, "signature_request", str(command.correlation_id)
+        ANN.email,
+        "signature_request",
+        str(command.correlation_id),
     )
     leftovers = await db.fetch("SELECT text_body, html_body FROM notifier.mails")
     assert not any("signer.test" in (r["text_body"] or "") + (r["html_body"] or "") for r in leftovers)
@@ -192,8 +194,13 @@ async def test_no_reminder_for_a_request_that_was_signed_moved_or_cancelled_or_w
             settings,
             signed(done_signing),
             SignatureReassigned(
-                correlation_id=moved.correlation_id, request_id=moved.request_id, new_request_id=uuid4(),
-                from_person=ANN, to_person=SOFIE, reason="absent", title="Besluit 1",
+                correlation_id=moved.correlation_id,
+                request_id=moved.request_id,
+                new_request_id=uuid4(),
+                from_person=ANN,
+                to_person=SOFIE,
+                reason="absent",
+                title="Besluit 1",
             ),
             SignatureCancelled(correlation_id=cancelled.correlation_id, request_id=cancelled.request_id, reason="any"),
             DocumentWithdrawn(correlation_id=withdrawn.correlation_id, withdrawn_by="elen.elaut", reason="wrong file"),
@@ -230,7 +237,10 @@ async def test_the_reminder_schedule_survives_a_restart(
         await publish(settings, command)
         await smtp_server.wait_for_mail(ANN.email)
     clock.advance(timedelta(days=3, minutes=1))
-    async with Listener(amqp_url, COMMANDS.name, ["signer.reissue-link"]) as signer, running_notifier(settings, clock, FakeLinks()):
+    async with (
+        Listener(amqp_url, COMMANDS.name, ["signer.reissue-link"]) as signer,
+        running_notifier(settings, clock, FakeLinks()),
+    ):
         [asked] = await signer.wait("signer.reissue-link")
     assert (asked["request_id"], asked["reminder"]) == (str(command.request_id), 1)
 
@@ -304,8 +314,13 @@ async def test_the_moves_of_one_absence_are_told_in_one_notice(
     """Three requests moved from Bart become one notice listing all three; Marc's move is his own notice, in French."""
     moves = [
         SignatureReassigned(
-            correlation_id=uuid4(), request_id=uuid4(), new_request_id=uuid4(), from_person=person,
-            to_person=SOFIE, reason="absent", title=title,
+            correlation_id=uuid4(),
+            request_id=uuid4(),
+            new_request_id=uuid4(),
+            from_person=person,
+            to_person=SOFIE,
+            reason="absent",
+            title=title,
         )
         for person, title in [(BART, "Besluit A"), (BART, "Besluit B"), (MARC, "Besluit C"), (BART, "Besluit D")]
     ]
@@ -383,7 +398,9 @@ async def test_a_hanging_smtp_server_does_not_hold_up_the_events(
         await asyncio.sleep(0.5)  # the sender is now stuck on the first mail
         started = asyncio.get_running_loop().time()
         await publish(settings, signed(commands[0]))
-        while await db.fetchval("SELECT status FROM notifier.reminders WHERE request_id = $1", commands[0].request_id) != "closed":
+        while (
+            await db.fetchval("SELECT status FROM notifier.reminders WHERE request_id = $1", commands[0].request_id) != "closed"
+        ):
             assert asyncio.get_running_loop().time() - started < 2.5, "the signature waited for SMTP"
             await asyncio.sleep(0.05)
         queued = await db.fetchval("SELECT count(*) FROM notifier.mails")
@@ -477,13 +494,22 @@ async def test_above_the_threshold_a_digest_person_gets_one_digest_a_day_instead
     hers, one by one."""
     admin = await provision()
     settings = notifier_settings(
-        admin.database_url, admin.amqp_url, smtp_server, free_port(), secrets_dir=str(admin.secrets_dir), digest_threshold=3,
-        digest_hour=8, public_url="https://paraaf.stad.test",
+        admin.database_url,
+        admin.amqp_url,
+        smtp_server,
+        free_port(),
+        secrets_dir=str(admin.secrets_dir),
+        digest_threshold=3,
+        digest_hour=8,
+        public_url="https://paraaf.stad.test",
     )
     for person, mails in ((SOFIE, "digest"), (ANN, "individual")):
         await db.execute(
             "INSERT INTO router.people (org, id, name, email, department, mails) VALUES ('default', $1, $2, $3, 'Bestuur', $4)",
-            person.id, person.name, person.email, mails,
+            person.id,
+            person.name,
+            person.email,
+            mails,
         )
     clock.move_to(MONDAY.replace(hour=6))
     sofies = [link_command(clock, SOFIE, title=f"Schepenbesluit {n}") for n in range(1, 7)]
@@ -516,5 +542,29 @@ async def test_above_the_threshold_a_digest_person_gets_one_digest_a_day_instead
     assert all(f"- Schepenbesluit {n}" in digest.text for n in range(1, 6))
     assert "https://paraaf.stad.test/p/to-sign" in digest.text and 'href="https://paraaf.stad.test/p/to-sign"' in digest.html
     assert tuesday.subject == "6 documenten wachten op uw handtekening"
-    assert sorted(m.subject for m in smtp_server.received_by(ANN.email)) == [f"Ter ondertekening: Besluit {n}" for n in range(1, 6)]
+    assert sorted(m.subject for m in smtp_server.received_by(ANN.email)) == [
+        f"Ter ondertekening: Besluit {n}" for n in range(1, 6)
+    ]
     assert await db.fetchval("SELECT count(*) FROM notifier.digests WHERE person_id = 'sofie.smet'") == 2
+
+
+async def test_many_mails_at_once_arrive_once_each_over_a_few_kept_sessions(
+    settings, amqp_url: str, smtp_server: SmtpServer, clock: FakeClock, db: asyncpg.Connection
+) -> None:
+    """Twelve requests at once, four mails on their way at a time: each mail arrives once and is marked sent once with
+    one notification.sent, over no more SMTP sessions than mails on their way, none closed while mail kept coming."""
+    settings = settings.model_copy(update={"mail_parallel": 4})
+    commands = [link_command(clock, title=f"Besluit {n}") for n in range(12)]
+    async with running_notifier(settings, clock, FakeLinks()), Listener(amqp_url, EVENTS.name, ["notification.*"]) as events:
+        await publish(settings, *commands)
+        await smtp_server.wait_for_mail(ANN.email, count=12)
+        sent = await events.wait("notification.sent", count=12)
+        await quiet(0.5)
+        quit_while_running = smtp_server.quits
+    assert sorted(m.subject for m in smtp_server.received) == sorted(f"Ter ondertekening: Besluit {n}" for n in range(12))
+    assert smtp_server.sessions <= 4 and quit_while_running == 0
+    assert smtp_server.quits == smtp_server.sessions  # each ended politely at the stop
+    assert sorted(e["causation_id"] for e in sent) == sorted(str(c.command_id) for c in commands)
+    assert [key for key, _ in events.received] == ["notification.sent"] * 12
+    statuses = await db.fetch("SELECT status, attempts FROM notifier.mails")
+    assert [(r["status"], r["attempts"]) for r in statuses] == [("sent", 1)] * 12

@@ -1,7 +1,11 @@
 """A real SMTP server for tests (aiosmtpd), keeping every message it accepts.
 
 It can also misbehave on purpose: answer 421 to the next N deliveries (a
-server that is down) or refuse given recipients with 550.
+server that is down), refuse given recipients with 550, close every session
+after its mail (a server whose idle timeout is shorter than the client's), or
+hang up on the next mail of a session that already delivered one (the
+server's timeout struck just as the client reused the session). It tells
+how many SMTP sessions delivered mail and how many ended with QUIT.
 """
 
 import asyncio
@@ -62,6 +66,23 @@ class _Handler:
     unavailable_for: int = 0  # answer 421 to this many more deliveries
     refused: set[str] = field(default_factory=set)
     attempts: int = 0
+    sessions: list[tuple[str, int]] = field(default_factory=list)  # the peer of each session, as it delivered its first mail
+    quits: int = 0
+    close_after_each_mail: bool = False
+    hang_up_on_reuse: int = 0  # close this many more sessions when they start a second mail, without answering
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802 - aiosmtpd hook
+        if self.hang_up_on_reuse > 0 and session.peer in self.sessions:
+            self.hang_up_on_reuse -= 1
+            server.transport.close()
+            return "421 4.4.2 Timeout, closing"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_QUIT(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook
+        self.quits += 1
+        return "221 Bye"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd hook
         if address.lower() in self.refused:
@@ -71,14 +92,16 @@ class _Handler:
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook
         self.attempts += 1
+        if session.peer not in self.sessions:
+            self.sessions.append(session.peer)
+        if self.close_after_each_mail:
+            asyncio.get_running_loop().call_later(0.05, server.transport.close)
         if self.unavailable_for > 0:
             self.unavailable_for -= 1
             return "421 4.3.2 Service not available, try again later"
         message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
         self.received.append(Received(envelope.mail_from, tuple(envelope.rcpt_tos), message))
         return "250 OK"
-
-
 
 
 class SmtpServer:
@@ -95,6 +118,21 @@ class SmtpServer:
     @property
     def attempts(self) -> int:
         return self._handler.attempts
+
+    @property
+    def sessions(self) -> int:
+        """How many SMTP sessions delivered (or tried to deliver) a message."""
+        return len(self._handler.sessions)
+
+    @property
+    def quits(self) -> int:
+        return self._handler.quits
+
+    def close_after_each_mail(self) -> None:
+        self._handler.close_after_each_mail = True
+
+    def hang_up_on_reuse(self, sessions: int) -> None:
+        self._handler.hang_up_on_reuse = sessions
 
     def fail_next(self, deliveries: int) -> None:
         self._handler.unavailable_for = deliveries
@@ -115,8 +153,7 @@ class SmtpServer:
     def received_by(self, to: str, *, about: str | None = None) -> list[Received]:
         """The mails to ``to`` (whose subject names ``about``, when given: tests sharing one server tell theirs apart so)."""
         return [
-            m for m in self._handler.received
-            if to.lower() in (t.lower() for t in m.to) and (about is None or about in m.subject)
+            m for m in self._handler.received if to.lower() in (t.lower() for t in m.to) and (about is None or about in m.subject)
         ]
 
     async def wait_for_mail(self, to: str, *, about: str | None = None, count: int = 1, timeout: float = 30.0) -> list[Received]:
@@ -128,5 +165,7 @@ class SmtpServer:
                 return mails[:count]
             if time.monotonic() > deadline:
                 seen = [(m.to, m.subject) for m in self._handler.received]
-                raise AssertionError(f"{len(mails)} of {count} mail(s) to {to} about {about!r} within {timeout}s; received: {seen}")
+                raise AssertionError(
+                    f"{len(mails)} of {count} mail(s) to {to} about {about!r} within {timeout}s; received: {seen}"
+                )
             await asyncio.sleep(0.1)

@@ -2,9 +2,11 @@
 budget, final refusals and what operators are left with."""
 
 import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
+from email import message_from_bytes, policy
+from email.message import EmailMessage, Message
 from uuid import uuid4
 
 import aiosmtplib
@@ -30,16 +32,29 @@ class Smtp:
         self.failures = list(failures)
         self.accepted: list[EmailMessage] = []
 
-    async def __call__(self, message: EmailMessage) -> None:
+    async def __call__(self, message: Message) -> None:
         if self.failures:
             raise self.failures.pop(0)
-        self.accepted.append(message)
+        self.accepted.append(as_received(message))
+
+
+def as_received(message: Message) -> EmailMessage:
+    """The message as the server's side reads it."""
+    received = message_from_bytes(message.as_bytes(), policy=policy.default)
+    assert isinstance(received, EmailMessage)
+    return received
 
 
 def link_mail(**changes: object) -> SpooledMail:
     fields = dict(
-        mail_id=uuid4(), org="default", document_id=uuid4(), kind="signature_request", recipient="ann@x.be",
-        content=Mail("Ter ondertekening", f"Open {LINK}", f'<a href="{LINK}">open</a>'), request_id=uuid4(), link_kind="signing",
+        mail_id=uuid4(),
+        org="default",
+        document_id=uuid4(),
+        kind="signature_request",
+        recipient="ann@x.be",
+        content=Mail("Ter ondertekening", f"Open {LINK}", f'<a href="{LINK}">open</a>'),
+        request_id=uuid4(),
+        link_kind="signing",
     )
     return SpooledMail(**{**fields, **changes})  # type: ignore[arg-type]
 
@@ -47,7 +62,9 @@ def link_mail(**changes: object) -> SpooledMail:
 async def sender_with(mail: SpooledMail, smtp: Smtp, links: FakeLinks | None = None) -> tuple[MailSender, FakeNotifierStore]:
     store = FakeNotifierStore()
     await store.queue_mail(mail, NOW)
-    sender = MailSender(store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=links or FakeLinks(), smtp=smtp)
+    sender = MailSender(
+        store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=links or FakeLinks(), smtp=smtp
+    )
     return sender, store
 
 
@@ -88,7 +105,9 @@ async def test_a_mail_that_keeps_failing_is_given_up_after_the_budget_and_kept_f
     store = FakeNotifierStore()
     await store.queue_mail(mail, NOW)
     smtp = Smtp(*(OSError("connection refused") for _ in range(3)))
-    sender = MailSender(store.transaction, SETTINGS, clock=lambda: now[0], after_commit=lambda: None, links=FakeLinks(), smtp=smtp)
+    sender = MailSender(
+        store.transaction, SETTINGS, clock=lambda: now[0], after_commit=lambda: None, links=FakeLinks(), smtp=smtp
+    )
     for _ in range(3):
         assert await sender.send_due() == 1
         now[0] += timedelta(hours=1)
@@ -106,7 +125,10 @@ async def test_a_final_refusal_fails_the_mail_at_once() -> None:
     mail = link_mail()
     sender, store = await sender_with(mail, Smtp(PermanentFailure("SMTP 550: no such user")))
     await sender.send_due()
-    assert ((await store.mail(mail.mail_id)).status, store.sent(NotificationFailed)[0].reason) == ("failed", "SMTP 550: no such user")
+    assert ((await store.mail(mail.mail_id)).status, store.sent(NotificationFailed)[0].reason) == (
+        "failed",
+        "SMTP 550: no such user",
+    )
 
 
 async def test_a_mail_whose_request_closed_is_cancelled_unsent() -> None:
@@ -122,8 +144,11 @@ async def test_a_mail_whose_request_closed_is_cancelled_unsent() -> None:
 def sign_in_mail() -> SpooledMail:
     attempt_id = uuid4()
     return link_mail(
-        document_id=attempt_id, kind="sign_in", content=Mail("Sign in to Paraaf", f"Sign in: {LINK}", f'<a href="{LINK}">Sign in</a>'),
-        request_id=attempt_id, link_kind="sign_in",
+        document_id=attempt_id,
+        kind="sign_in",
+        content=Mail("Sign in to Paraaf", f"Sign in: {LINK}", f'<a href="{LINK}">Sign in</a>'),
+        request_id=attempt_id,
+        link_kind="sign_in",
     )
 
 
@@ -181,7 +206,7 @@ class HangingSmtp:
     def __init__(self) -> None:
         self.called = asyncio.Event()
 
-    async def __call__(self, message: EmailMessage) -> None:
+    async def __call__(self, message: Message) -> None:
         self.called.set()
         await asyncio.Event().wait()
 
@@ -210,7 +235,12 @@ async def test_a_mail_on_its_way_keeps_its_claim_however_long_smtp_takes() -> No
     store = FakeNotifierStore()
     await store.queue_mail(mail, NOW)
     sender = MailSender(
-        store.transaction, SETTINGS, clock=lambda: clock[0], after_commit=lambda: None, links=FakeLinks(), smtp=smtp,
+        store.transaction,
+        SETTINGS,
+        clock=lambda: clock[0],
+        after_commit=lambda: None,
+        links=FakeLinks(),
+        smtp=smtp,
         lease=timedelta(seconds=0.2),
     )
     sending = asyncio.create_task(sender.send_due())
@@ -259,12 +289,12 @@ class MeetingSmtp:
         self.met = asyncio.Event()
         self.accepted: list[EmailMessage] = []
 
-    async def __call__(self, message: EmailMessage) -> None:
+    async def __call__(self, message: Message) -> None:
         self.arrived += 1
         if self.arrived == self.together:
             self.met.set()
         await self.met.wait()
-        self.accepted.append(message)
+        self.accepted.append(as_received(message))
 
 
 async def test_several_due_mails_are_on_their_way_at_once() -> None:
@@ -274,8 +304,96 @@ async def test_several_due_mails_are_on_their_way_at_once() -> None:
     sender, store = await sender_with(mails[0], smtp)  # type: ignore[arg-type]
     for mail in mails[1:]:
         await store.queue_mail(mail, NOW)
-    sender = MailSender(store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=FakeLinks(), smtp=smtp,
-                        parallel=3)
+    sender = MailSender(
+        store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=FakeLinks(), smtp=smtp, parallel=3
+    )
     assert await asyncio.wait_for(sender.send_due(), timeout=5) == 3
     assert len(smtp.accepted) == 3
     assert {(await store.mail(m.mail_id)).status for m in mails} == {"sent"}
+
+
+class CountingStore(FakeNotifierStore):
+    """The in-memory store that notes, per transaction, the mails it claimed and the mails it marked sent; each
+    commit takes a moment, as a database's does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims: list[int] = []
+        self.marks: list[int] = []
+        self._marked = 0
+
+    async def claim_due(self, now, lease_until, limit):  # type: ignore[no-untyped-def]
+        claimed = await super().claim_due(now, lease_until, limit)
+        if claimed:
+            self.claims.append(len(claimed))
+        return claimed
+
+    async def mark_sent(self, mail_id, now):  # type: ignore[no-untyped-def]
+        self._marked += 1
+        await super().mark_sent(mail_id, now)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self):  # type: ignore[no-untyped-def]
+        self._marked = 0
+        yield self
+        if self._marked:
+            self.marks.append(self._marked)
+        await asyncio.sleep(0.01)  # the commit
+
+
+async def test_the_mails_for_every_free_sender_are_claimed_in_one_transaction() -> None:
+    """With ``parallel`` 4 and five due mails, the first four are claimed together, the fifth when a sender comes free;
+    each goes out once."""
+    store, smtp = CountingStore(), MeetingSmtp(4)
+    mails = [link_mail() for _ in range(5)]
+    for mail in mails:
+        await store.queue_mail(mail, NOW)
+    sender = MailSender(
+        store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=FakeLinks(), smtp=smtp, parallel=4
+    )
+    assert await asyncio.wait_for(sender.send_due(), timeout=5) == 5
+    assert store.claims == [4, 1]
+    assert sorted(m["Message-ID"] for m in smtp.accepted) == sorted(message_id(m.mail_id, SETTINGS.smtp_from) for m in mails)
+
+
+async def test_mails_delivered_while_others_are_being_marked_are_marked_together_and_each_once() -> None:
+    """Three mails delivered at the same moment: the first is marked sent at once, the two delivered while its
+    transaction commits share the next one; each is sent, marked and told (notification.sent) once."""
+    store, smtp, woken = CountingStore(), MeetingSmtp(3), []
+    mails = [link_mail() for _ in range(3)]
+    for mail in mails:
+        await store.queue_mail(mail, NOW)
+    sender = MailSender(
+        store.transaction,
+        SETTINGS,
+        clock=lambda: NOW,
+        after_commit=lambda: woken.append(1),
+        links=FakeLinks(),
+        smtp=smtp,
+        parallel=3,
+    )
+    assert await asyncio.wait_for(sender.send_due(), timeout=5) == 3
+    assert store.marks == [1, 2]
+    assert {(await store.mail(m.mail_id)).status for m in mails} == {"sent"}
+    assert sorted(e.causation_id for e in store.sent(NotificationSent)) == sorted(m.mail_id for m in mails)
+    assert len(smtp.accepted) == 3 and len(woken) == 2
+
+
+async def test_a_stop_gives_back_every_claimed_mail_not_yet_sent() -> None:
+    """Stopped while three mails claimed together are on their way, the sender makes all three due again now."""
+    store, smtp = CountingStore(), HangingSmtp()
+    mails = [link_mail() for _ in range(3)]
+    for mail in mails:
+        await store.queue_mail(mail, NOW)
+    sender = MailSender(
+        store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=FakeLinks(), smtp=smtp, parallel=3
+    )
+    sending = asyncio.create_task(sender.send_due())
+    await asyncio.wait_for(smtp.called.wait(), timeout=5)
+    await asyncio.sleep(0.05)
+    assert [(await store.mail(m.mail_id)).next_attempt_at for m in mails] == [NOW + LEASE] * 3
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    assert store.claims == [3]
+    assert [(await store.mail(m.mail_id)).next_attempt_at for m in mails] == [NOW] * 3

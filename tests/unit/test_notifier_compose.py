@@ -1,0 +1,48 @@
+"""A composed mail, read back as a mail client reads what went over SMTP: every header and both bodies as written."""
+
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+import pytest
+from aiosmtplib.email import flatten_message
+
+from services.notifier.compose import compose
+from services.notifier.render import Mail
+
+LONG_LINK = "https://paraaf.example/s/" + "x" * 1200
+TEXT = f"Beste Ann,\n\nÀ signer : Collegebesluit 42 — open {LONG_LINK}\n.\nFrom here on: the mayor signs.\n"
+HTML = f'<p>À signer : <a href="{LONG_LINK}">Collegebesluit 42</a></p>\nFrom here on\n'
+SUBJECT = "À signer : Collegebesluit 42 — een onderwerp dat langer is dan één regel van achtenzeventig tekens"
+
+
+def read_back(sender: str, recipient: str, content: Mail) -> tuple[EmailMessage, bytes]:
+    sent = flatten_message(compose(sender, recipient, content, date="Mon, 30 Nov 2026 12:15:26 +0000", message_id="<m1@stad.be>"))
+    message = message_from_bytes(sent, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    return message, sent
+
+
+def body(message: EmailMessage, kind: str) -> str:
+    part = message.get_body((kind,))
+    assert part is not None
+    return part.get_content().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("recipient", ["ann.aerts@example.org", "anaïs@exämple.be"])
+def test_a_mail_reads_back_as_written(recipient: str) -> None:
+    """Names and subjects outside ASCII, a line longer than SMTP allows and a line starting "From " all arrive as
+    written, in plain text and HTML, with the Message-ID and the Auto-Submitted mark; no line on the wire passes 998."""
+    message, sent = read_back("Ville de Liège <paraaf@liege.be>", recipient, Mail(SUBJECT, TEXT, HTML))
+    assert (str(message["Subject"]), str(message["To"])) == (SUBJECT, recipient)
+    [sender] = message["From"].addresses
+    assert (sender.display_name, sender.addr_spec) == ("Ville de Liège", "paraaf@liege.be")
+    assert (message["Message-ID"], message["Auto-Submitted"]) == ("<m1@stad.be>", "auto-generated")
+    assert body(message, "plain") == TEXT
+    assert body(message, "html").rstrip("\n") == HTML.rstrip("\n")
+    assert max(len(line) for line in sent.splitlines()) <= 998
+
+
+def test_an_ascii_mail_keeps_its_headers_readable() -> None:
+    """A plain ASCII subject and sender go out as they are, not encoded."""
+    _, sent = read_back("Paraaf <paraaf@localhost>", "ann@x.be", Mail("Mail 1", "Hello\n", "<p>Hello</p>"))
+    assert b"\nSubject: Mail 1\n" in sent and b"\nFrom: Paraaf <paraaf@localhost>\n" in sent
