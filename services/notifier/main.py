@@ -44,20 +44,17 @@ __all__ = ["create_app"]
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_app(
-    settings: NotifierSettings | None = None, *, clock: Clock | None = None, links: LinkSource | None = None
-) -> FastStream:
-    settings = settings or NotifierSettings()
-    clock = clock or clock_from(settings)
-    service = Service("notifier", settings, migrations=MIGRATIONS)
-    renderer, policy = MailRenderer(settings.timezone), reminder_policy(settings)
-    transactions = NotifierTransactions(lambda: service.pool, service.outbox)
+def _mail_sender(
+    service: Service, settings: NotifierSettings, transactions: NotifierTransactions, clock: Clock, links: LinkSource | None
+) -> MailSender:
+    """The sender with its link source (the signer's internal API unless given) and its SMTP sessions, both closed
+    when the service stops."""
     if links is None:
         links = SignerLinks(settings.signer_internal_url, service.identity.signer_key)
         service.app.after_shutdown(links.aclose)
     smtp = SmtpDelivery(settings)
     service.app.after_shutdown(smtp.aclose)
-    sender = MailSender(
+    return MailSender(
         transactions,
         settings,
         clock=clock,
@@ -66,6 +63,17 @@ def create_app(
         smtp=smtp,
         parallel=settings.mail_parallel,
     )
+
+
+def create_app(
+    settings: NotifierSettings | None = None, *, clock: Clock | None = None, links: LinkSource | None = None
+) -> FastStream:
+    settings = settings or NotifierSettings()
+    clock = clock or clock_from(settings)
+    service = Service("notifier", settings, migrations=MIGRATIONS)
+    renderer, policy = MailRenderer(settings.timezone), reminder_policy(settings)
+    transactions = NotifierTransactions(lambda: service.pool, service.outbox)
+    sender = _mail_sender(service, settings, transactions, clock, links)
 
     def queued() -> None:
         service.wake_relay()
