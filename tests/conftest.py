@@ -62,7 +62,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="a run in several passes (make test): add this pass's reports to PATH and print them with the earlier passes'",
     )
-    group.addoption("--hold-reports", action="store_true", help="only add this pass's reports to --reports-file; a later pass prints them")
+    group.addoption(
+        "--hold-reports", action="store_true", help="only add this pass's reports to --reports-file; a later pass prints them"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -221,8 +223,6 @@ def fresh_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
-
-
 @pytest.fixture(scope="session")
 def softhsm(tmp_path_factory: pytest.TempPathFactory) -> "SoftHsm":
     """The session's SoftHSM2 token (PARAAF_PKCS11_*); an error, never a skip, when softhsm2 is not installed."""
@@ -366,7 +366,6 @@ async def smtp_server() -> AsyncIterator[SmtpServer]:
     await server.start()
     yield server
     await server.stop()
-
 
 
 @pytest.fixture
