@@ -38,15 +38,16 @@ run: demo
 # The suite in two passes: first every test that may run beside others, spread over TEST_WORKERS pytest-xdist
 # processes (a package or module that shares a running city stays on one: tests/support/distribution.py), then
 # the tests marked `serial` one at a time (the RabbitMQ restart of tests/faults). Fails when either fails; a serial
-# pass that selects nothing (exit 5) is fine. The faults and security reports of both passes print at the end.
+# pass that selects nothing (exit 5) is fine. The faults and security reports of both passes print at the end, and
+# each pass lists its 25 slowest tests (setup and call apart), so a CI log shows where the suite's time goes.
 # TEST_WORKERS=2: one per core on CI's 2-core machine (what -n auto picks there); each worker runs a city of its own
 # (README, Tests).
 TEST_WORKERS ?= 2
 TEST_REPORTS := tests/artifacts/reports.json
 test: install infra
 	@rm -f $(TEST_REPORTS); \
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not serial" --reports-file=$(TEST_REPORTS) --hold-reports; parallel=$$?; \
-	$(BIN)/pytest -m serial --reports-file=$(TEST_REPORTS); serial=$$?; \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not serial" --durations=25 --reports-file=$(TEST_REPORTS) --hold-reports; parallel=$$?; \
+	$(BIN)/pytest -m serial --durations=25 --reports-file=$(TEST_REPORTS); serial=$$?; \
 	[ $$serial -eq 5 ] && serial=0; \
 	[ $$parallel -eq 0 ] && [ $$serial -eq 0 ]
 
