@@ -231,7 +231,7 @@ class MailSender(BackgroundLoop):
                 while tried < self._batch:
                     freed.clear()
                     if (free := min(self._parallel - len(on_way), self._batch - tried)) > 0 and not drained:
-                        claimed = await self._claim(free)
+                        claimed = await self._claim(free, list(on_way))
                         tried += len(claimed)
                         drained = len(claimed) < free
                         for mail in claimed:
@@ -248,10 +248,10 @@ class MailSender(BackgroundLoop):
             raise
         return tried
 
-    async def _claim(self, limit: int) -> list[SpooledMail]:
+    async def _claim(self, limit: int, held: list[UUID]) -> list[SpooledMail]:
         now = self._clock()
         async with self._transaction() as store:
-            return await store.claim_due(now, now + self._lease, limit)
+            return await store.claim_due(now, now + self._lease, limit, held)
 
     @contextlib.asynccontextmanager
     async def _leases_renewed(self, on_way: dict[UUID, SpooledMail]) -> AsyncIterator[None]:

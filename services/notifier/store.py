@@ -60,7 +60,7 @@ class NotifierStore(Protocol):
     # The mail spool.
     async def queue_mail(self, mail: SpooledMail, now: datetime) -> bool: ...
     async def mail(self, mail_id: UUID) -> SpooledMail | None: ...
-    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[SpooledMail]: ...
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int, held: Sequence[UUID] = ()) -> list[SpooledMail]: ...
     async def release(self, mail_ids: Sequence[UUID], at: datetime) -> None: ...
     async def renew_lease(self, mail: SpooledMail, until: datetime) -> None: ...
     async def mark_sent(self, mail_id: UUID, now: datetime) -> None: ...
@@ -151,14 +151,17 @@ class PostgresNotifierStore(TransactionStore):
         row = await self._conn.fetchrow("SELECT * FROM notifier.mails WHERE mail_id = $1", mail_id)
         return _mail(row) if row else None
 
-    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[SpooledMail]:
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int, held: Sequence[UUID] = ()) -> list[SpooledMail]:
         """Take up to ``limit`` due mails for one attempt; they are due again at ``lease_until``
-        should this process die before it records how the attempt went."""
+        should this process die before it records how the attempt went. ``held``: mails this process has on their
+        way, never taken again by it, even when the clock has passed their lease (delivered, their mark not yet
+        committed: a second copy would carry a new link that revokes the one just delivered)."""
         rows = await self._conn.fetch(
             "UPDATE notifier.mails SET next_attempt_at = $2 WHERE mail_id IN ("
             " SELECT mail_id FROM notifier.mails WHERE status = 'pending' AND next_attempt_at <= $1"
+            " AND NOT mail_id = ANY($4::uuid[])"
             " ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING *",
-            now, lease_until, limit,
+            now, lease_until, limit, list(held),
         )
         return [_mail(r) for r in rows]
 

@@ -322,8 +322,8 @@ class CountingStore(FakeNotifierStore):
         self.marks: list[int] = []
         self._marked = 0
 
-    async def claim_due(self, now, lease_until, limit):  # type: ignore[no-untyped-def]
-        claimed = await super().claim_due(now, lease_until, limit)
+    async def claim_due(self, now, lease_until, limit, held=()):  # type: ignore[no-untyped-def]
+        claimed = await super().claim_due(now, lease_until, limit, held)
         if claimed:
             self.claims.append(len(claimed))
         return claimed
@@ -397,3 +397,54 @@ async def test_a_stop_gives_back_every_claimed_mail_not_yet_sent() -> None:
         await sending
     assert store.claims == [3]
     assert [(await store.mail(m.mail_id)).next_attempt_at for m in mails] == [NOW] * 3
+
+
+class _HoldingFirst:
+    """Holds the first mail handed to it until ``release``; accepts every other at once, and then moves the clock a
+    day on (as tests/support/year.py does between its waves of signers)."""
+
+    def __init__(self, clock: list[datetime]) -> None:
+        self.accepted: list[str] = []
+        self.release = asyncio.Event()
+        self._clock = clock
+        self._first: str | None = None
+
+    async def __call__(self, message: Message) -> None:
+        if self._first is None:
+            self._first = message["Message-ID"]
+            await self.release.wait()
+        else:
+            self._clock[0] = NOW + timedelta(days=1)
+        self.accepted.append(message["Message-ID"])
+
+
+class _ReleasingOnClaim(FakeNotifierStore):
+    """Releases the held mail once a claim has run after the clock moved, so the test knows that claim happened."""
+
+    def __init__(self, clock: list[datetime], smtp: _HoldingFirst) -> None:
+        super().__init__()
+        self._clock, self._smtp = clock, smtp
+
+    async def claim_due(self, now, lease_until, limit, held=()):  # type: ignore[no-untyped-def]
+        claimed = await super().claim_due(now, lease_until, limit, held)
+        if now > NOW:
+            self._smtp.release.set()
+        return claimed
+
+
+async def test_a_mail_on_its_way_is_not_claimed_again_by_its_own_sender_when_the_clock_passes_its_lease() -> None:
+    """Two mails on their way; the second is delivered and the clock jumps a day, past the first's lease, before a
+    sender claims again: the first, still on its way, is not taken a second time (a second copy would carry a new
+    link that revokes the one in the first copy). Each mail reaches the server once."""
+    clock: list[datetime] = [NOW]
+    smtp = _HoldingFirst(clock)
+    store = _ReleasingOnClaim(clock, smtp)
+    mails = [link_mail(), link_mail()]
+    for mail in mails:
+        await store.queue_mail(mail, NOW)
+    sender = MailSender(
+        store.transaction, SETTINGS, clock=lambda: clock[0], after_commit=lambda: None, links=FakeLinks(), smtp=smtp, parallel=2
+    )
+    await asyncio.wait_for(sender.send_due(), timeout=5)
+    assert sorted(smtp.accepted) == sorted(message_id(m.mail_id, SETTINGS.smtp_from) for m in mails)
+    assert {(await store.mail(m.mail_id)).status for m in mails} == {"sent"}

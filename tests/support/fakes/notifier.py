@@ -57,8 +57,12 @@ class FakeNotifierStore:
     async def mail(self, mail_id: UUID) -> SpooledMail | None:
         return self.mails.get(mail_id)
 
-    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[SpooledMail]:
-        due = [m for m in self.mails.values() if m.status == "pending" and m.next_attempt_at and m.next_attempt_at <= now]
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int, held: Sequence[UUID] = ()) -> list[SpooledMail]:
+        due = [
+            m
+            for m in self.mails.values()
+            if m.status == "pending" and m.next_attempt_at and m.next_attempt_at <= now and m.mail_id not in held
+        ]
         claimed = [replace(m, next_attempt_at=lease_until) for m in sorted(due, key=lambda m: m.next_attempt_at)[:limit]]
         self.mails.update((m.mail_id, m) for m in claimed)
         return claimed
