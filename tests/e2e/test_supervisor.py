@@ -119,7 +119,14 @@ async def test_run_all_with_scale_runs_replicas_that_share_the_signers_port(
         assert len(sibling_pids(supervisor.pid, "services.intake")) == 1
         killed, kept = sorted(signers)
         os.kill(killed, signal.SIGKILL)
-        async with httpx.AsyncClient() as client:  # the other replica serves the port while the killed one restarts
+        # A connection the kernel had already queued on the killed replica's socket is reset with it, as with any
+        # server that crashes (CI once sent /health in that instant); once its socket is gone, every new connection
+        # reaches the other replica while the killed one restarts.
+        await eventually(
+            lambda: asyncio.to_thread(lambda: killed not in listening_pids(system.ports["signer"])),
+            "the killed signer replica's socket closed",
+        )
+        async with httpx.AsyncClient() as client:
             assert (await client.get(system.url("signer", "/health"))).status_code == 200
         back = await eventually(
             lambda: asyncio.to_thread(signers_listening, supervisor.pid, system.ports["signer"], killed),
