@@ -1,6 +1,7 @@
 """`paraaf run all`: five processes, restarted when one dies, all stopped by Ctrl-C."""
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -65,6 +66,7 @@ async def test_run_all_supervises_the_five_services_and_stops_them_on_ctrl_c(
         cwd=ROOT,
         stdout=terminal.open("wb"),
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: stop_group ends the services with it
     )
     try:
         await healthy(system)
@@ -83,8 +85,15 @@ async def test_run_all_supervises_the_five_services_and_stops_them_on_ctrl_c(
         assert supervisor.wait(timeout=60) == 0
         assert not any(alive(pid) for pid in second.values()), "a service outlived its supervisor"
     finally:
-        if supervisor.poll() is None:
-            supervisor.kill()
+        stop_group(supervisor)
+
+
+def stop_group(supervisor: subprocess.Popen[bytes]) -> None:
+    """After the test, pass or fail: SIGKILL the supervisor's process group, its services included. Killing the
+    supervisor alone (as these tests did) left a failed test's services running on the CI machine, orphaned."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(supervisor.pid, signal.SIGKILL)
+    supervisor.wait(timeout=30)
 
 
 def listening_pids(port: int) -> set[int]:
@@ -107,7 +116,7 @@ async def test_run_all_with_scale_runs_replicas_that_share_the_signers_port(
     log_file.unlink(missing_ok=True)
     supervisor = subprocess.Popen(
         [sys.executable, "-m", "services", "run", "all", "--scale", "signer=2,router=2", "--log-file", str(log_file)],
-        env=system.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        env=system.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
         await healthy(system)
@@ -139,8 +148,7 @@ async def test_run_all_with_scale_runs_replicas_that_share_the_signers_port(
         assert supervisor.wait(timeout=60) == 0
         assert not any(alive(pid) for pid in back), "a replica outlived its supervisor"
     finally:
-        if supervisor.poll() is None:
-            supervisor.kill()
+        stop_group(supervisor)
 
 
 def sibling_pids(supervisor: int, module: str) -> set[int]:
