@@ -13,6 +13,7 @@ connects, as its own role.
 
 import json
 import re
+import weakref
 from collections.abc import Iterable, Sequence
 from importlib.resources import files
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "check_migrated",
     "connect_pool",
     "ensure_database",
+    "keeps_session_state",
     "migrate",
     "migrations_of",
     "open_database",
@@ -57,8 +59,35 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+# Pooled connections that took state outliving a transaction (a session advisory lock): reset in full on release.
+_SESSION_STATE: "weakref.WeakSet[asyncpg.Connection]" = weakref.WeakSet()
+
+
+def _connection_of(conn: asyncpg.Connection) -> asyncpg.Connection:
+    """The connection itself behind the pool's proxy for it."""
+    return getattr(conn, "_con", None) or conn
+
+
+def keeps_session_state(conn: asyncpg.Connection) -> None:
+    """Mark a pooled connection that takes session-level state, such as a ``pg_advisory_lock`` held across
+    transactions: when it goes back to the pool, PostgreSQL's full reset runs on it, so no lock (or setting)
+    passes to whoever takes it next, even when the code that took the lock never got to release it."""
+    _SESSION_STATE.add(_connection_of(conn))
+
+
+async def _reset_connection(conn: asyncpg.Connection) -> None:
+    """What a released connection needs before another task takes it. asyncpg's pool has already rolled back an
+    open transaction and dropped its listeners. Its default reset also sends ``pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL`` on every release: a round trip as costly as a statement, for state Paraaf's code only
+    ever keeps inside a transaction (SET LOCAL, transaction-scoped locks, cursors; LISTEN on connections of its
+    own). So that query runs only on a connection marked by :func:`keeps_session_state`."""
+    if conn in _SESSION_STATE:
+        _SESSION_STATE.discard(conn)
+        await conn.execute(conn.get_reset_query())
+
+
 async def connect_pool(url: str, *, max_size: int = 5) -> asyncpg.Pool:
-    return await asyncpg.create_pool(url, min_size=1, max_size=max_size, init=_init_connection)
+    return await asyncpg.create_pool(url, min_size=1, max_size=max_size, init=_init_connection, reset=_reset_connection)
 
 
 async def ensure_database(url: str) -> None:

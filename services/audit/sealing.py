@@ -20,6 +20,7 @@ from services.audit.config import AuditSettings
 from services.audit.seal import Checkpoint, load_certificates, load_sealing_key, public_key_of
 from services.audit.store import PostgresAuditStore
 from shared.credentials import stored
+from shared.db import keeps_session_state
 from shared.service import NotSetUp
 
 __all__ = ["seal_once", "sealing_certificate", "sealing_key", "sealing_loop"]
@@ -107,6 +108,7 @@ async def seal_once(
     call may take its 30 s, and the head it reads and the checkpoint it adds are one row each; the lock is the
     session's, and goes with the connection should the process die."""
     async with pool().acquire() as conn:
+        keeps_session_state(conn)  # should the unlock below never run, the pool's reset releases the lock
         await conn.execute(_SEALING_LOCK)
         try:
             return await handlers.seal_head(PostgresAuditStore(conn), key, now, timestamper, certificate)

@@ -17,6 +17,8 @@ from uuid import UUID
 
 import asyncpg
 
+from shared.db import keeps_session_state
+
 __all__ = ["BulkItem", "BulkRun", "BulkRuns", "hold_run", "release_run", "run_going_on"]
 
 _LEASE = "hashtextextended('paraaf-bulk-run:' || $1::uuid::text, 0)"
@@ -24,7 +26,8 @@ _LEASE = "hashtextextended('paraaf-bulk-run:' || $1::uuid::text, 0)"
 
 async def hold_run(conn: asyncpg.Connection, run_id: UUID) -> None:
     """Take the run's lease on ``conn`` (a connection kept for the run): it lasts until ``release_run`` or until the
-    connection ends (the process died)."""
+    connection ends (the process died), or until the pool takes the connection back (its full reset)."""
+    keeps_session_state(conn)
     await conn.execute(f"SELECT pg_advisory_lock({_LEASE})", run_id)
 
 
