@@ -30,11 +30,25 @@ __all__ = ["incidents_app", "resend"]
 incidents_app = typer.Typer(help="What needs a person: list, and dismiss with a reason.", invoke_without_command=True)
 
 
-async def _all(settings: OpsSettings, now: datetime) -> list[Incident]:
-    queues = await depths(read_identity(settings, OPERATOR, needs=("amqp_url",)).amqp_url)
-    return await _reading(
+BROKER_WAIT = 10.0  # seconds RabbitMQ gets to say how many dead letters each queue keeps
+
+
+async def _queues(settings: OpsSettings) -> tuple[list[tuple[str, int | None]], str | None]:
+    """Each dead-letter and holding queue's depth; none, and why, when the broker does not answer: the database's
+    incidents are listed all the same (as the operators' page does), with a warning that the queues are not."""
+    url = read_identity(settings, OPERATOR, needs=("amqp_url",)).amqp_url
+    try:
+        return await asyncio.wait_for(depths(url), BROKER_WAIT), None
+    except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
+        return [], f"RabbitMQ did not answer ({exc.__class__.__name__}: {exc}): dead letters are not listed"
+
+
+async def _all(settings: OpsSettings, now: datetime) -> tuple[list[Incident], str | None]:
+    queues, unasked = await _queues(settings)
+    found = await _reading(
         settings, lambda conn: incidents_now(conn, now, queues, stuck_after=settings.stuck_after, timezone=settings.timezone)
     )
+    return found, unasked
 
 
 @incidents_app.callback()
@@ -46,7 +60,9 @@ def incidents(
     if context.invoked_subcommand is not None:
         return
     settings, now = OpsSettings(), datetime.now(UTC)
-    found = asyncio.run(_all(settings, now))
+    found, unasked = asyncio.run(_all(settings, now))
+    if unasked:
+        typer.echo(f"Warning: {unasked}.", err=True)
     if as_json:
         typer.echo(
             json.dumps(
@@ -104,7 +120,7 @@ def dismiss(
 ) -> None:
     """Dismiss an open incident with a reason: it leaves the list; the audit log keeps who and why."""
     settings = OpsSettings()
-    found = {i.id: i for i in asyncio.run(_all(settings, datetime.now(UTC)))}.get(incident)
+    found = {i.id: i for i in asyncio.run(_all(settings, datetime.now(UTC)))[0]}.get(incident)
     if found is None:
         typer.echo(f"No open incident `{incident}` (see `paraaf incidents`).", err=True)
         raise typer.Exit(1)

@@ -6,6 +6,7 @@ signature as it happens; and a confidential document's title shows in none of th
 import asyncio
 import json
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,8 +14,12 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from yarl import URL
 
+from shared.credentials import stored
+from shared.names import OPERATOR
 from tests.conftest import Infra, city_on_fresh_install
+from tests.support.net import free_port
 from tests.support.pdfs import make_pdf
 from tests.support.smtp import Received, SmtpServer
 from tests.support.system import ROOT, System, follow_link, submission
@@ -146,6 +151,27 @@ async def test_a_stuck_document_is_an_incident_until_an_operator_dismisses_it_wi
     [dismissal] = await city.audit_events("incident.dismissed")
     assert (dismissal["incident"], dismissal["reason"]) == (incident, "Ann bevestigt: wacht op advies")
     assert dismissal["dismissed_by"].startswith("operator:") and dismissal["correlation_id"] == stuck["document_id"]
+
+
+async def test_with_the_broker_away_incidents_lists_what_the_database_knows_and_says_what_it_left_out(city: System) -> None:
+    """RabbitMQ not answering does not hide a stuck document: `paraaf incidents` lists it, and warns that dead
+    letters are not listed (they live in the broker)."""
+    stuck = await submitted(city, "OPS-NO-BROKER", title="Besluit zonder broker")
+    conn = await asyncpg.connect(city.env["PARAAF_DATABASE_URL"])
+    try:
+        await conn.execute("UPDATE router.requests SET created_at = now() - interval '15 days' WHERE document_id = $1::uuid",
+                           stuck["document_id"])
+    finally:
+        await conn.close()
+    operator = URL(stored(city.settings, OPERATOR)["amqp_url"])
+    nobody_there = {**city.env, "PARAAF_OPERATOR_AMQP_URL": str(operator.with_port(free_port()))}
+    listed_then = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "services", "incidents", "--json"], env=nobody_there, capture_output=True,
+        text=True, cwd=ROOT,
+    )
+    assert listed_then.returncode == 0, listed_then.stderr
+    assert f"stuck:{stuck['document_id']}" in {i["id"] for i in json.loads(listed_then.stdout)}
+    assert "RabbitMQ did not answer" in listed_then.stderr and "dead letters are not listed" in listed_then.stderr
 
 
 async def _gone(system: System, incident: str) -> bool:
