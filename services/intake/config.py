@@ -18,3 +18,4 @@ class IntakeSettings(Settings):
     webhook_longest_retry_seconds: float = 3600.0
     webhook_timeout_seconds: float = 10.0
     webhook_poll_seconds: float = 1.0
+    webhook_allow_http: bool = False  # as `paraaf sources add` takes it: plain http beyond this machine

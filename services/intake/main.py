@@ -82,7 +82,7 @@ def _webhooks(service: Service, settings: IntakeSettings) -> WebhookSender:
     )
     return WebhookSender(
         lambda: service.pool, service.outbox, backoff, timeout=settings.webhook_timeout_seconds,
-        poll_seconds=settings.webhook_poll_seconds, after_commit=service.wake_relay,
+        poll_seconds=settings.webhook_poll_seconds, after_commit=service.wake_relay, allow_http=settings.webhook_allow_http,
     )
 
 

@@ -20,15 +20,20 @@ import asyncpg
 import httpx
 import structlog
 
+from services.intake.sources import webhook_url_problem
 from shared.events import WebhookAbandoned, WebhookDelivered
 from shared.loops import BackgroundLoop
 from shared.messaging import Outbox
 
-__all__ = ["DELIVERY_HEADER", "EVENT_HEADER", "SIGNATURE_HEADER", "Backoff", "WebhookSender", "sign"]
+__all__ = ["DELIVERY_HEADER", "EVENT_HEADER", "PLAIN_HTTP_REFUSED", "SIGNATURE_HEADER", "Backoff", "WebhookSender", "sign"]
 
 SIGNATURE_HEADER = "Paraaf-Signature"
 DELIVERY_HEADER = "Paraaf-Delivery"
 EVENT_HEADER = "Paraaf-Event"
+PLAIN_HTTP_REFUSED = (
+    "not sent: the webhook is plain http and an outcome carries the signed PDF; register an https URL"
+    " (`paraaf sources add SOURCE --webhook https://...`) or set PARAAF_WEBHOOK_ALLOW_HTTP=true"
+)
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -73,10 +78,12 @@ class WebhookSender(BackgroundLoop):
     def __init__(
         self, pool: Callable[[], asyncpg.Pool], outbox: Outbox, backoff: Backoff, *, timeout: float, poll_seconds: float,
         after_commit: Callable[[], None] = lambda: None, batch: int = 20, random_: Callable[[], float] = random.random,
+        allow_http: bool = False,
     ) -> None:
         super().__init__(poll_seconds)
         self._pool, self._outbox, self._backoff = pool, outbox, backoff
         self._timeout, self._batch, self._random, self._after_commit = timeout, batch, random_, after_commit
+        self._allow_http = allow_http
 
     async def tick(self) -> bool:
         rows = await self._pool().fetch(_CLAIM, self._batch, self._timeout * 2 + 5)
@@ -96,6 +103,8 @@ class WebhookSender(BackgroundLoop):
 
     async def _post(self, client: httpx.AsyncClient, row: asyncpg.Record) -> str | None:
         """None when the receiver took it (2xx), else what went wrong."""
+        if webhook_url_problem(row["url"], allow_http=self._allow_http):  # stored before `sources add` refused it
+            return PLAIN_HTTP_REFUSED
         body = bytes(row["body"])
         headers = {
             "Content-Type": "application/json",

@@ -3,6 +3,7 @@ the outcome itself, survives a sender that stops (a restart), reaches the receiv
 (webhook.abandoned in the outbox) once its time is over."""
 
 import json
+import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from starlette.routing import Route
 
 from services.intake.domain import SourcePolicy
 from services.intake.store import PostgresIntakeStore
-from services.intake.webhooks import Backoff, WebhookSender, sign
+from services.intake.webhooks import PLAIN_HTTP_REFUSED, Backoff, WebhookSender, sign
 from shared import blobs
 from shared.contract import Outcome
 from shared.db import connect_pool, migrate
@@ -59,9 +60,9 @@ async def outcome_for(pool: asyncpg.Pool, url: str) -> Outcome:
     return outcome
 
 
-def sender(pool: asyncpg.Pool, give_up_after: timedelta = timedelta(hours=1)) -> WebhookSender:
+def sender(pool: asyncpg.Pool, give_up_after: timedelta = timedelta(hours=1), *, allow_http: bool = False) -> WebhookSender:
     backoff = Backoff(first=0.0, longest=0.0, give_up_after=give_up_after)
-    return WebhookSender(lambda: pool, Outbox("intake"), backoff, timeout=2, poll_seconds=0.1)
+    return WebhookSender(lambda: pool, Outbox("intake"), backoff, timeout=2, poll_seconds=0.1, allow_http=allow_http)
 
 
 async def test_a_delivery_outlives_a_down_receiver_and_a_restart_and_arrives_once_signed(pool: asyncpg.Pool) -> None:
@@ -97,3 +98,19 @@ async def test_a_source_without_a_webhook_has_nothing_to_deliver(pool: asyncpg.P
         await store.upsert_source(SourcePolicy("notula", "default"))
         await store.publish(Outcome(source="notula", external_ref="N-1", document_id=uuid4(), status="accepted"))
     assert await pool.fetchval("SELECT count(*) FROM intake.webhook_deliveries") == 0
+
+
+async def test_a_plain_http_webhook_stored_before_the_rule_gets_nothing_until_allowed(pool: asyncpg.Pool) -> None:
+    """A webhook stored as plain http to another machine (by name, not loopback) before `paraaf sources add` refused
+    such URLs: its outcomes, the signed PDF with them, are not sent, the delivery says why and waits; once an operator
+    allows plain http (PARAAF_WEBHOOK_ALLOW_HTTP=true) the same delivery arrives."""
+    receiver = Receiver()
+    await outcome_for(pool, f"http://{socket.gethostname()}:{receiver.port}/hook")
+    async with serving(receiver.app, receiver.port, host="0.0.0.0"):
+        await sender(pool).tick()
+        row = await pool.fetchrow("SELECT state, attempts, last_error FROM intake.webhook_deliveries")
+        assert (row["state"], row["attempts"], row["last_error"]) == ("pending", 1, PLAIN_HTTP_REFUSED)
+        assert receiver.got == []
+        await sender(pool, allow_http=True).tick()
+    assert len(receiver.got) == 1
+    assert await pool.fetchval("SELECT state FROM intake.webhook_deliveries") == "delivered"

@@ -25,9 +25,9 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serving(app: object, port: int) -> AsyncIterator[None]:
-    """``app`` answering on 127.0.0.1:``port`` for the block; stopped (the port closed) after it."""
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"))
+async def serving(app: object, port: int, *, host: str = "127.0.0.1") -> AsyncIterator[None]:
+    """``app`` answering on ``host``:``port`` for the block; stopped (the port closed) after it."""
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
