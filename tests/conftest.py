@@ -18,7 +18,7 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ from services.admin.config import AdminSettings
 from services.admin.database import SCHEMAS, SERVICES, setup_database
 from shared.topology import TOPOLOGY, Topology
 from tests.support import distribution, reports
+from tests.support.janitor import Janitor
 from tests.support.oidc import OidcProvider, run_oidc_provider
 from tests.support.session import MANAGEMENT_API, MANAGEMENT_BASE, SESSION_PREFIX
 from tests.support.smtp import SmtpServer
@@ -144,6 +145,13 @@ class Infra:
     amqp_url: str  # the broker's root vhost
     database_url: str  # a database to run CREATE DATABASE from
     vhost_admin: "VhostAdmin"
+    janitor: Janitor | None = None  # the test session's: drops and deletes behind the tests (else done in place)
+
+    def clean_up(self, what: str, job: Callable[[], None]) -> None:
+        if self.janitor is None:
+            job()
+        else:
+            self.janitor.later(what, job)
 
 
 class VhostAdmin:
@@ -226,9 +234,13 @@ def infra() -> Iterator[Infra]:
         database = postgres.get_connection_url(driver=None)
     amqp = amqp or LOCAL_AMQP
     rabbit_container = next((c for c in containers if c.__class__.__name__ == "RabbitMqContainer"), None)
-    yield Infra(amqp_url=amqp, database_url=database or LOCAL_DATABASE, vhost_admin=VhostAdmin(amqp, rabbit_container))
-    for container in containers:
-        container.stop()
+    janitor = Janitor()
+    try:
+        yield Infra(amqp, database or LOCAL_DATABASE, VhostAdmin(amqp, rabbit_container), janitor)
+    finally:
+        janitor.close()
+        for container in containers:
+            container.stop()
 
 
 def fresh_name(prefix: str) -> str:
@@ -247,6 +259,8 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> "SoftHsm":
 def secrets_dir(tmp_path_factory: pytest.TempPathFactory, infra: Infra) -> Iterator[str]:
     """Where every test's services find their credentials; the session's users and roles go at its end."""
     yield str(tmp_path_factory.mktemp("secrets"))
+    if infra.janitor is not None:
+        infra.janitor.wait()
     _remove_session_accounts(infra)
 
 
@@ -322,9 +336,17 @@ async def fresh_database(infra: Infra) -> AsyncIterator[str]:
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
     yield urlunsplit(urlsplit(infra.database_url)._replace(path="/" + name))
-    admin = await asyncpg.connect(infra.database_url)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    await asyncio.to_thread(
+        infra.clean_up, f"dropping database {name}", lambda: asyncio.run(_drop_database(infra.database_url, name))
+    )
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 @asynccontextmanager
@@ -333,7 +355,7 @@ async def fresh_vhost(infra: Infra) -> AsyncIterator[str]:
     name = fresh_name("paraaf-test")
     url = await asyncio.to_thread(infra.vhost_admin.create, name)
     yield url
-    await asyncio.to_thread(infra.vhost_admin.delete, name)
+    await asyncio.to_thread(infra.clean_up, f"deleting vhost {name}", lambda: infra.vhost_admin.delete(name))
 
 
 @asynccontextmanager
