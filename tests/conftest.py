@@ -39,6 +39,7 @@ from tests.support.janitor import Janitor
 from tests.support.oidc import OidcProvider, run_oidc_provider
 from tests.support.session import MANAGEMENT_API, MANAGEMENT_BASE, SESSION_PREFIX
 from tests.support.smtp import SmtpServer
+from tests.support.template import SetUpTemplate
 
 if TYPE_CHECKING:
     from tests.support.softhsm import SoftHsm
@@ -315,11 +316,16 @@ async def shell(provision) -> dict[str, str]:
 
 @pytest.fixture
 def provision(database_url: str, amqp_url: str, secrets_dir: str):
-    """``await provision(**settings)``: what `paraaf setup` makes, for this test's database and vhost; returns the settings."""
+    """``await provision(**settings)``: what `paraaf setup` makes, for this test's database and vhost; returns the settings.
+    The database is a copy of the session's set-up template (``database_url``), so it may only add to the default
+    schemas and services and keep the default organisation."""
 
     async def provisioned(
         topology: Topology = TOPOLOGY, schemas: tuple = SCHEMAS, services: tuple = SERVICES, **changes: object
     ) -> AdminSettings:
+        assert (
+            set(SCHEMAS) <= set(schemas) and set(SERVICES) <= set(services) and not {"org", "organisation_name"} & set(changes)
+        ), "provision() copies a database set up with the default schemas, services and organisation: add to them only"
         settings = admin_settings(database_url, amqp_url, secrets_dir, **changes)
         await setup_database(settings, schemas, services)
         await setup_broker(settings, topology, ManagementApi(MANAGEMENT_API))
@@ -329,11 +335,11 @@ def provision(database_url: str, amqp_url: str, secrets_dir: str):
 
 
 @asynccontextmanager
-async def fresh_database(infra: Infra) -> AsyncIterator[str]:
-    """A new, empty database; dropped afterwards."""
+async def fresh_database(infra: Infra, template: str | None = None) -> AsyncIterator[str]:
+    """A new database, empty or a copy of ``template``; dropped afterwards."""
     name = fresh_name("paraaf_test")
     admin = await asyncpg.connect(infra.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     await admin.close()
     yield urlunsplit(urlsplit(infra.database_url)._replace(path="/" + name))
     await asyncio.to_thread(
@@ -379,10 +385,22 @@ async def city_on_fresh_install(
         await smtp.stop()
 
 
+@pytest.fixture(scope="session")
+def set_up_template(infra: Infra, secrets_dir: str) -> Iterator[SetUpTemplate]:
+    """The session's database that `paraaf setup` ran on, made when a test first provisions (tests/support/template.py)."""
+    template = SetUpTemplate(
+        infra.database_url, fresh_name("paraaf_template"), lambda url: admin_settings(url, infra.amqp_url, secrets_dir)
+    )
+    yield template
+    asyncio.run(template.drop())  # before secrets_dir's end removes the roles that own what it holds
+
+
 @pytest.fixture
-async def database_url(infra: Infra) -> AsyncIterator[str]:
-    """A new, empty database for this test; dropped afterwards."""
-    async with fresh_database(infra) as url:
+async def database_url(request: pytest.FixtureRequest, infra: Infra, set_up_template: SetUpTemplate) -> AsyncIterator[str]:
+    """A new database for this test, dropped afterwards: empty, or for a test that provisions it a copy of the set-up
+    template, on which ``provision`` runs `paraaf setup` again (quickly: every migration is there)."""
+    template = await set_up_template.ready() if "provision" in request.fixturenames else None
+    async with fresh_database(infra, template) as url:
         yield url
 
 
