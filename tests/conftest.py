@@ -20,7 +20,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -147,6 +147,14 @@ class Infra:
     database_url: str  # a database to run CREATE DATABASE from
     vhost_admin: "VhostAdmin"
     janitor: Janitor | None = None  # the test session's: drops and deletes behind the tests (else done in place)
+    templates: dict[str, SetUpTemplate] = field(default_factory=dict)  # per secrets directory (its roles' passwords)
+
+    def set_up_template(self, secrets_dir: str) -> SetUpTemplate:
+        """The session's database that `paraaf setup` ran on (tests/support/template.py), made on first use."""
+        if secrets_dir not in self.templates:
+            settings_for = lambda url: admin_settings(url, self.amqp_url, secrets_dir)  # noqa: E731
+            self.templates[secrets_dir] = SetUpTemplate(self.database_url, fresh_name("paraaf_template"), settings_for)
+        return self.templates[secrets_dir]
 
     def clean_up(self, what: str, job: Callable[[], None]) -> None:
         if self.janitor is None:
@@ -267,12 +275,14 @@ def secrets_dir(tmp_path_factory: pytest.TempPathFactory, infra: Infra) -> Itera
 
 def _remove_session_accounts(infra: Infra) -> None:
     """The session's broker users (through the management API: a rabbitmqctl call per user took ~1 s each, a dozen
-    at the end of every worker's session) and its database roles."""
+    at the end of every worker's session), its set-up templates and its database roles."""
     with contextlib.suppress(httpx.HTTPError, BrokerAdminError):  # clean-up: users left behind are harmless
         users = httpx.get(f"{MANAGEMENT_BASE}/users", auth=_MANAGEMENT_AUTH, timeout=120).raise_for_status().json()
         ManagementApi(MANAGEMENT_API).delete_users(u["name"] for u in users if u["name"].startswith(SESSION_PREFIX + "."))
 
     async def drop_roles() -> None:
+        while infra.templates:  # first: the roles own what a set-up template holds
+            await infra.templates.popitem()[1].drop()
         admin = await asyncpg.connect(infra.database_url)
         try:
             for row in await admin.fetch("SELECT rolname FROM pg_roles WHERE rolname LIKE $1", SESSION_PREFIX + "\\_%"):
@@ -369,13 +379,15 @@ async def city_on_fresh_install(
     infra: Infra, secrets_dir: str, name: str, *, scale: Mapping[str, int] = {}, **env: str
 ) -> AsyncIterator["System"]:
     """The demo city on its own new database and vhost, every service its own process (``scale``: several of some),
-    with an SMTP server (``system.smtp``); for a package of tests that share one running city."""
+    with an SMTP server (``system.smtp``); for a package of tests that share one running city. The database is a copy
+    of the session's set-up template, on which the city's `paraaf setup` then runs (as on a fresh install, but quicker)."""
     from tests.support.system import demo_city
 
     smtp = SmtpServer()
     await smtp.start()
     try:
-        async with fresh_database(infra) as database_url, fresh_vhost(infra) as amqp_url:
+        template = await infra.set_up_template(secrets_dir).ready()
+        async with fresh_database(infra, template) as database_url, fresh_vhost(infra) as amqp_url:
             async with demo_city(
                 name, database_url=database_url, amqp_url=amqp_url, smtp=smtp, secrets_dir=secrets_dir, scale=scale, **env
             ) as system:
@@ -385,21 +397,11 @@ async def city_on_fresh_install(
         await smtp.stop()
 
 
-@pytest.fixture(scope="session")
-def set_up_template(infra: Infra, secrets_dir: str) -> Iterator[SetUpTemplate]:
-    """The session's database that `paraaf setup` ran on, made when a test first provisions (tests/support/template.py)."""
-    template = SetUpTemplate(
-        infra.database_url, fresh_name("paraaf_template"), lambda url: admin_settings(url, infra.amqp_url, secrets_dir)
-    )
-    yield template
-    asyncio.run(template.drop())  # before secrets_dir's end removes the roles that own what it holds
-
-
 @pytest.fixture
-async def database_url(request: pytest.FixtureRequest, infra: Infra, set_up_template: SetUpTemplate) -> AsyncIterator[str]:
+async def database_url(request: pytest.FixtureRequest, infra: Infra, secrets_dir: str) -> AsyncIterator[str]:
     """A new database for this test, dropped afterwards: empty, or for a test that provisions it a copy of the set-up
     template, on which ``provision`` runs `paraaf setup` again (quickly: every migration is there)."""
-    template = await set_up_template.ready() if "provision" in request.fixturenames else None
+    template = await infra.set_up_template(secrets_dir).ready() if "provision" in request.fixturenames else None
     async with fresh_database(infra, template) as url:
         yield url
 
