@@ -18,9 +18,9 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -35,9 +35,11 @@ from services.admin.config import AdminSettings
 from services.admin.database import SCHEMAS, SERVICES, setup_database
 from shared.topology import TOPOLOGY, Topology
 from tests.support import distribution, reports
+from tests.support.janitor import Janitor
 from tests.support.oidc import OidcProvider, run_oidc_provider
 from tests.support.session import MANAGEMENT_API, MANAGEMENT_BASE, SESSION_PREFIX
 from tests.support.smtp import SmtpServer
+from tests.support.template import SetUpTemplate
 
 if TYPE_CHECKING:
     from tests.support.softhsm import SoftHsm
@@ -144,6 +146,21 @@ class Infra:
     amqp_url: str  # the broker's root vhost
     database_url: str  # a database to run CREATE DATABASE from
     vhost_admin: "VhostAdmin"
+    janitor: Janitor | None = None  # the test session's: drops and deletes behind the tests (else done in place)
+    templates: dict[str, SetUpTemplate] = field(default_factory=dict)  # per secrets directory (its roles' passwords)
+
+    def set_up_template(self, secrets_dir: str) -> SetUpTemplate:
+        """The session's database that `paraaf setup` ran on (tests/support/template.py), made on first use."""
+        if secrets_dir not in self.templates:
+            settings_for = lambda url: admin_settings(url, self.amqp_url, secrets_dir)  # noqa: E731
+            self.templates[secrets_dir] = SetUpTemplate(self.database_url, fresh_name("paraaf_template"), settings_for)
+        return self.templates[secrets_dir]
+
+    def clean_up(self, what: str, job: Callable[[], None]) -> None:
+        if self.janitor is None:
+            job()
+        else:
+            self.janitor.later(what, job)
 
 
 class VhostAdmin:
@@ -226,9 +243,13 @@ def infra() -> Iterator[Infra]:
         database = postgres.get_connection_url(driver=None)
     amqp = amqp or LOCAL_AMQP
     rabbit_container = next((c for c in containers if c.__class__.__name__ == "RabbitMqContainer"), None)
-    yield Infra(amqp_url=amqp, database_url=database or LOCAL_DATABASE, vhost_admin=VhostAdmin(amqp, rabbit_container))
-    for container in containers:
-        container.stop()
+    janitor = Janitor()
+    try:
+        yield Infra(amqp, database or LOCAL_DATABASE, VhostAdmin(amqp, rabbit_container), janitor)
+    finally:
+        janitor.close()
+        for container in containers:
+            container.stop()
 
 
 def fresh_name(prefix: str) -> str:
@@ -247,17 +268,21 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> "SoftHsm":
 def secrets_dir(tmp_path_factory: pytest.TempPathFactory, infra: Infra) -> Iterator[str]:
     """Where every test's services find their credentials; the session's users and roles go at its end."""
     yield str(tmp_path_factory.mktemp("secrets"))
+    if infra.janitor is not None:
+        infra.janitor.wait()
     _remove_session_accounts(infra)
 
 
 def _remove_session_accounts(infra: Infra) -> None:
     """The session's broker users (through the management API: a rabbitmqctl call per user took ~1 s each, a dozen
-    at the end of every worker's session) and its database roles."""
+    at the end of every worker's session), its set-up templates and its database roles."""
     with contextlib.suppress(httpx.HTTPError, BrokerAdminError):  # clean-up: users left behind are harmless
         users = httpx.get(f"{MANAGEMENT_BASE}/users", auth=_MANAGEMENT_AUTH, timeout=120).raise_for_status().json()
         ManagementApi(MANAGEMENT_API).delete_users(u["name"] for u in users if u["name"].startswith(SESSION_PREFIX + "."))
 
     async def drop_roles() -> None:
+        while infra.templates:  # first: the roles own what a set-up template holds
+            await infra.templates.popitem()[1].drop()
         admin = await asyncpg.connect(infra.database_url)
         try:
             for row in await admin.fetch("SELECT rolname FROM pg_roles WHERE rolname LIKE $1", SESSION_PREFIX + "\\_%"):
@@ -301,11 +326,16 @@ async def shell(provision) -> dict[str, str]:
 
 @pytest.fixture
 def provision(database_url: str, amqp_url: str, secrets_dir: str):
-    """``await provision(**settings)``: what `paraaf setup` makes, for this test's database and vhost; returns the settings."""
+    """``await provision(**settings)``: what `paraaf setup` makes, for this test's database and vhost; returns the settings.
+    The database is a copy of the session's set-up template (``database_url``), so it may only add to the default
+    schemas and services and keep the default organisation."""
 
     async def provisioned(
         topology: Topology = TOPOLOGY, schemas: tuple = SCHEMAS, services: tuple = SERVICES, **changes: object
     ) -> AdminSettings:
+        assert (
+            set(SCHEMAS) <= set(schemas) and set(SERVICES) <= set(services) and not {"org", "organisation_name"} & set(changes)
+        ), "provision() copies a database set up with the default schemas, services and organisation: add to them only"
         settings = admin_settings(database_url, amqp_url, secrets_dir, **changes)
         await setup_database(settings, schemas, services)
         await setup_broker(settings, topology, ManagementApi(MANAGEMENT_API))
@@ -315,16 +345,24 @@ def provision(database_url: str, amqp_url: str, secrets_dir: str):
 
 
 @asynccontextmanager
-async def fresh_database(infra: Infra) -> AsyncIterator[str]:
-    """A new, empty database; dropped afterwards."""
+async def fresh_database(infra: Infra, template: str | None = None) -> AsyncIterator[str]:
+    """A new database, empty or a copy of ``template``; dropped afterwards."""
     name = fresh_name("paraaf_test")
     admin = await asyncpg.connect(infra.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     await admin.close()
     yield urlunsplit(urlsplit(infra.database_url)._replace(path="/" + name))
-    admin = await asyncpg.connect(infra.database_url)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    await asyncio.to_thread(
+        infra.clean_up, f"dropping database {name}", lambda: asyncio.run(_drop_database(infra.database_url, name))
+    )
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 @asynccontextmanager
@@ -333,7 +371,7 @@ async def fresh_vhost(infra: Infra) -> AsyncIterator[str]:
     name = fresh_name("paraaf-test")
     url = await asyncio.to_thread(infra.vhost_admin.create, name)
     yield url
-    await asyncio.to_thread(infra.vhost_admin.delete, name)
+    await asyncio.to_thread(infra.clean_up, f"deleting vhost {name}", lambda: infra.vhost_admin.delete(name))
 
 
 @asynccontextmanager
@@ -341,13 +379,15 @@ async def city_on_fresh_install(
     infra: Infra, secrets_dir: str, name: str, *, scale: Mapping[str, int] = {}, **env: str
 ) -> AsyncIterator["System"]:
     """The demo city on its own new database and vhost, every service its own process (``scale``: several of some),
-    with an SMTP server (``system.smtp``); for a package of tests that share one running city."""
+    with an SMTP server (``system.smtp``); for a package of tests that share one running city. The database is a copy
+    of the session's set-up template, on which the city's `paraaf setup` then runs (as on a fresh install, but quicker)."""
     from tests.support.system import demo_city
 
     smtp = SmtpServer()
     await smtp.start()
     try:
-        async with fresh_database(infra) as database_url, fresh_vhost(infra) as amqp_url:
+        template = await infra.set_up_template(secrets_dir).ready()
+        async with fresh_database(infra, template) as database_url, fresh_vhost(infra) as amqp_url:
             async with demo_city(
                 name, database_url=database_url, amqp_url=amqp_url, smtp=smtp, secrets_dir=secrets_dir, scale=scale, **env
             ) as system:
@@ -358,9 +398,11 @@ async def city_on_fresh_install(
 
 
 @pytest.fixture
-async def database_url(infra: Infra) -> AsyncIterator[str]:
-    """A new, empty database for this test; dropped afterwards."""
-    async with fresh_database(infra) as url:
+async def database_url(request: pytest.FixtureRequest, infra: Infra, secrets_dir: str) -> AsyncIterator[str]:
+    """A new database for this test, dropped afterwards: empty, or for a test that provisions it a copy of the set-up
+    template, on which ``provision`` runs `paraaf setup` again (quickly: every migration is there)."""
+    template = await infra.set_up_template(secrets_dir).ready() if "provision" in request.fixturenames else None
+    async with fresh_database(infra, template) as url:
         yield url
 
 
