@@ -23,7 +23,7 @@ from services.notifier.links import LinkSource, SignerLinks
 from services.notifier.render import MailRenderer
 from services.notifier.scheduler import ReminderScheduler
 from services.notifier.sender import MailSender, SmtpDelivery
-from services.notifier.store import NotifierTransactions, PostgresNotifierStore
+from services.notifier.store import Directory, NotifierTransactions, PostgresNotifierStore
 from shared.clock import Clock, clock_from
 from shared.contract import SendDownloadLink, SendSigningLink, SendSignInLink
 from shared.delivery import Delivery
@@ -97,10 +97,11 @@ def create_app(
         digests=digest_policy(settings, portals),
     )
     handling = handlers_of(settings, renderer, policy, clock)  # each also handles alone a message whose batch failed
+    directory = Directory()
     service.consume(
         NOTIFIER_EVENTS,
         handling,
-        store=lambda conn: PostgresNotifierStore(conn, service.outbox),
+        store=lambda conn: PostgresNotifierStore(conn, service.outbox, directory),
         after_commit=queued,
         batching=Batching(in_order(handling), size=BATCH, wait=BATCH_WAIT),
         prefetch=2 * BATCH,

@@ -113,6 +113,12 @@ class FakeNotifierStore:
     async def schedule(self, request_id: UUID, *, lock: bool = False) -> Schedule | None:
         return self.schedules.get(request_id)
 
+    async def schedule_for_mail(self, request_id: UUID, document_id: UUID, opening: Schedule | None) -> tuple[bool, Schedule | None]:
+        ended = document_id in self.ended
+        if opening is not None and not ended:
+            self.schedules.setdefault(request_id, opening)
+        return ended, self.schedules.get(request_id)
+
     async def close_request(self, request_id: UUID, org: str, document_id: UUID, closed_by: str, now: datetime) -> None:
         current = self.schedules.get(request_id)
         if current is None:
