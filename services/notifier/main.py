@@ -68,6 +68,7 @@ def _mail_sender(
         links=links,
         smtp=smtp,
         parallel=settings.mail_parallel,
+        alone=transactions.alone,
     )
 
 

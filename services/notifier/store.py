@@ -63,7 +63,7 @@ class NotifierStore(Protocol):
     async def claim_due(self, now: datetime, lease_until: datetime, limit: int, held: Sequence[UUID] = ()) -> list[SpooledMail]: ...
     async def release(self, mail_ids: Sequence[UUID], at: datetime) -> None: ...
     async def renew_lease(self, mail: SpooledMail, until: datetime) -> None: ...
-    async def mark_sent(self, mail_id: UUID, now: datetime) -> None: ...
+    async def mark_sent(self, mail_ids: Sequence[UUID], now: datetime) -> None: ...
     async def mark_retry(self, mail_id: UUID, error: str, next_attempt_at: datetime) -> None: ...
     async def mark_failed(self, mail_id: UUID, error: str) -> None: ...
     async def mark_cancelled(self, mail_id: UUID, reason: str) -> None: ...
@@ -209,12 +209,13 @@ class PostgresNotifierStore(TransactionStore):
             mail.mail_id, mail.attempts, until,
         )
 
-    async def mark_sent(self, mail_id: UUID, now: datetime) -> None:
+    async def mark_sent(self, mail_ids: Sequence[UUID], now: datetime) -> None:
+        """The mails delivered together, in one statement."""
         # No status condition: a mail cancelled while it was on the wire was still delivered.
         await self._conn.execute(
             "UPDATE notifier.mails SET status = 'sent', sent_at = $2, attempts = attempts + 1, last_error = NULL,"
-            " text_body = NULL, html_body = NULL WHERE mail_id = $1",
-            mail_id, now,
+            " text_body = NULL, html_body = NULL WHERE mail_id = ANY($1::uuid[])",
+            list(mail_ids), now,
         )
 
     async def mark_retry(self, mail_id: UUID, error: str, next_attempt_at: datetime) -> None:
@@ -444,4 +445,10 @@ class NotifierTransactions:
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[NotifierStore]:
         async with self._pool().acquire() as conn, conn.transaction():
+            yield PostgresNotifierStore(conn, self._outbox)
+
+    @asynccontextmanager
+    async def alone(self) -> AsyncIterator[NotifierStore]:
+        """The store in no transaction: for a change that is one statement, atomic by itself."""
+        async with self._pool().acquire() as conn:
             yield PostgresNotifierStore(conn, self._outbox)

@@ -106,7 +106,7 @@ async def test_each_outcome_of_an_attempt_is_recorded(store: NotifierStore) -> N
         await store.queue_mail(mail, NOW)
     await store.mark_retry(retried.mail_id, "421 busy", NOW + timedelta(minutes=1))
     await store.mark_retry(sent.mail_id, "421 busy", NOW + timedelta(minutes=1))
-    await store.mark_sent(sent.mail_id, NOW)
+    await store.mark_sent([sent.mail_id], NOW)
     await store.mark_failed(failed.mail_id, "550 no such user")
     await store.mark_cancelled(cancelled.mail_id, "not sent: closed")
     await store.mark_retry(cancelled.mail_id, "late", NOW)  # a mail no longer pending is not retried
@@ -123,7 +123,7 @@ async def test_a_mail_delivered_after_it_was_cancelled_counts_as_sent(store: Not
     mail = spooled()
     await store.queue_mail(mail, NOW)
     await store.mark_cancelled(mail.mail_id, "closed")
-    await store.mark_sent(mail.mail_id, NOW)
+    await store.mark_sent([mail.mail_id], NOW)
     await store.mark_cancelled(mail.mail_id, "closed again")
     assert (await store.mail(mail.mail_id)).status == "sent"
 

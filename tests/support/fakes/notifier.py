@@ -77,9 +77,10 @@ class FakeNotifierStore:
         if held.status == "pending" and held.attempts == mail.attempts:
             self.mails[mail.mail_id] = replace(held, next_attempt_at=until)
 
-    async def mark_sent(self, mail_id: UUID, now: datetime) -> None:
-        mail = self.mails[mail_id]
-        self.mails[mail_id] = _cleared(mail, status="sent", sent_at=now, attempts=mail.attempts + 1, last_error=None)
+    async def mark_sent(self, mail_ids: Sequence[UUID], now: datetime) -> None:
+        for mail_id in mail_ids:
+            mail = self.mails[mail_id]
+            self.mails[mail_id] = _cleared(mail, status="sent", sent_at=now, attempts=mail.attempts + 1, last_error=None)
 
     async def mark_retry(self, mail_id: UUID, error: str, next_attempt_at: datetime) -> None:
         mail = self.mails[mail_id]
