@@ -47,14 +47,13 @@ async def on_send_signing_link(
     """Mail a request, reminder or reassigned request; a new request also starts its reminder schedule. With
     ``digests``, a new request for someone who asked for a digest and has many waiting is held for her digest."""
     now = clock()
-    ended = await store.document_ended(command.correlation_id)
-    if _withheld(command, why_no_link_mail(command.recipient.email, ended)):
+    if _withheld(command, why_no_link_mail(command.recipient.email, False)):
         return
+    opening = None
     if command.kind != "reminder":
         opening = policy.opening(command.request_id, command.org, command.correlation_id, now, command.expires_at, command.due_at)
-        await store.open_schedule(opening)
     # Locked, so an event closing the request either sees this mail (and cancels it) or came first.
-    schedule = await store.schedule(command.request_id, lock=True)
+    ended, schedule = await store.schedule_for_mail(command.request_id, command.correlation_id, opening)
     if _withheld(command, why_no_link_mail(command.recipient.email, ended, schedule)):
         return
     if digests is not None and command.kind == "request" and await held_for_digest(cast(DigestStore, store), command, digests):

@@ -194,9 +194,13 @@ class MailSender(BackgroundLoop):
         batch: int = 20,
         lease: timedelta = LEASE,
         parallel: int = 1,
+        alone: Transaction | None = None,
     ) -> None:
         super().__init__(poll_seconds)
         self._transaction = transaction
+        # For a change that is one statement (a claim, a release, a retry): atomic by itself, it needs no BEGIN and
+        # COMMIT of its own, two round trips more than the statement.
+        self._alone = alone or transaction
         self._from = settings.smtp_from
         self._links = links
         self._smtp = smtp or SmtpDelivery(settings)
@@ -250,7 +254,7 @@ class MailSender(BackgroundLoop):
 
     async def _claim(self, limit: int, held: list[UUID]) -> list[SpooledMail]:
         now = self._clock()
-        async with self._transaction() as store:
+        async with self._alone() as store:
             return await store.claim_due(now, now + self._lease, limit, held)
 
     @contextlib.asynccontextmanager
@@ -275,7 +279,7 @@ class MailSender(BackgroundLoop):
 
     async def _release(self, mail_ids: list[UUID], at: datetime) -> None:
         """Give the claims back, the mails due again ``at``, without counting an attempt."""
-        async with self._transaction() as store:
+        async with self._alone() as store:
             await store.release(mail_ids, at)
 
     async def _attempt(self, mail: SpooledMail) -> None:
@@ -307,12 +311,12 @@ class MailSender(BackgroundLoop):
             await self._give_up(mail, outcome.reason)
             log.warning("mail given up", error=error, attempts=attempts)
             return
-        async with self._transaction() as store:
+        async with self._alone() as store:
             await store.mark_retry(mail.mail_id, error, self._clock() + outcome.delay)
         log.info("mail delivery failed; will retry", error=error, attempts=attempts, retry_in=outcome.delay.total_seconds())
 
     async def _cancel(self, mail: SpooledMail, reason: str) -> None:
-        async with self._transaction() as store:
+        async with self._alone() as store:
             await store.mark_cancelled(mail.mail_id, reason)
 
     async def _sent(self, mail: SpooledMail) -> None:
@@ -337,8 +341,8 @@ class MailSender(BackgroundLoop):
     async def _mark_sent(self, mails: list[SpooledMail]) -> None:
         now = self._clock()
         async with self._transaction() as store:
+            await store.mark_sent([mail.mail_id for mail in mails], now)
             for mail in mails:
-                await store.mark_sent(mail.mail_id, now)
                 for document_id in mail.documents:
                     await store.publish(
                         NotificationSent(

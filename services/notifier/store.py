@@ -22,7 +22,7 @@ from shared.events import PersonRef
 from shared.messaging import Outbox, TransactionStore
 from shared.topology import DLX, NOTIFIER_EVENTS
 
-__all__ = ["NotifierStore", "NotifierTransactions", "PostgresNotifierStore", "SpooledMail", "Transaction"]
+__all__ = ["Directory", "NotifierStore", "NotifierTransactions", "PostgresNotifierStore", "SpooledMail", "Transaction"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class NotifierStore(Protocol):
     async def claim_due(self, now: datetime, lease_until: datetime, limit: int, held: Sequence[UUID] = ()) -> list[SpooledMail]: ...
     async def release(self, mail_ids: Sequence[UUID], at: datetime) -> None: ...
     async def renew_lease(self, mail: SpooledMail, until: datetime) -> None: ...
-    async def mark_sent(self, mail_id: UUID, now: datetime) -> None: ...
+    async def mark_sent(self, mail_ids: Sequence[UUID], now: datetime) -> None: ...
     async def mark_retry(self, mail_id: UUID, error: str, next_attempt_at: datetime) -> None: ...
     async def mark_failed(self, mail_id: UUID, error: str) -> None: ...
     async def mark_cancelled(self, mail_id: UUID, reason: str) -> None: ...
@@ -72,6 +72,7 @@ class NotifierStore(Protocol):
     async def document_ended(self, document_id: UUID) -> bool: ...
     async def open_schedule(self, schedule: Schedule) -> None: ...
     async def schedule(self, request_id: UUID, *, lock: bool = False) -> Schedule | None: ...
+    async def schedule_for_mail(self, request_id: UUID, document_id: UUID, opening: Schedule | None) -> tuple[bool, Schedule | None]: ...
     async def close_request(self, request_id: UUID, org: str, document_id: UUID, closed_by: str, now: datetime) -> None: ...
     async def end_document(self, document_id: UUID, org: str, status: str, now: datetime) -> None: ...
     async def due_reminders(self, now: datetime, limit: int) -> list[Schedule]: ...
@@ -126,8 +127,36 @@ def _move(row: asyncpg.Record) -> Move:
     )
 
 
+@dataclass
+class Directory:
+    """Whether the notifier may read the directory's mail preferences, as the last read found (one per process).
+    While that is in doubt a read goes in a savepoint, so that a refusal does not abort the message's transaction;
+    once a read succeeded, without (a savepoint costs two round trips more than the read)."""
+
+    readable: bool = False
+
+
+_UNREADABLE = (asyncpg.InsufficientPrivilegeError, asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError)
+
+# Whether the document ended, and the request's schedule, locked: opened first ($8) unless the document ended or the
+# request is followed (or closed) already. A row opened here is this transaction's alone; one that was there is locked.
+_SCHEDULE_FOR_MAIL = (
+    "WITH ended AS (SELECT EXISTS (SELECT 1 FROM notifier.ended_documents WHERE document_id = $2) AS ended),"
+    " opened AS (INSERT INTO notifier.reminders (request_id, org, document_id, requested_at, due_at, next_at, status, updated_at)"
+    "  SELECT $1, $3, $2, $4, $5, $6, $7, $4 WHERE $8 AND NOT (SELECT ended FROM ended)"
+    "  ON CONFLICT (request_id) DO NOTHING RETURNING *),"
+    " locked AS (SELECT * FROM notifier.reminders WHERE request_id = $1 FOR UPDATE)"
+    " SELECT e.ended, s.* FROM ended e LEFT JOIN (SELECT * FROM opened UNION ALL SELECT * FROM locked) s ON true"
+)
+
+
 class PostgresNotifierStore(TransactionStore):
-    """The notifier's schema, through the connection of the transaction a message or a loop's round runs in."""
+    """The notifier's schema, through the connection of the transaction a message or a loop's round runs in;
+    ``directory`` is the process's :class:`Directory`."""
+
+    def __init__(self, conn: asyncpg.Connection, outbox: Outbox, directory: Directory | None = None) -> None:
+        super().__init__(conn, outbox)
+        self._directory = directory or Directory()
 
     async def keep_dead_letter(self, mail_id: UUID, body: bytes, headers: dict[str, str]) -> None:
         """A mail that could not be delivered, kept in notifier.events.dlq (with the transaction)."""
@@ -180,12 +209,13 @@ class PostgresNotifierStore(TransactionStore):
             mail.mail_id, mail.attempts, until,
         )
 
-    async def mark_sent(self, mail_id: UUID, now: datetime) -> None:
+    async def mark_sent(self, mail_ids: Sequence[UUID], now: datetime) -> None:
+        """The mails delivered together, in one statement."""
         # No status condition: a mail cancelled while it was on the wire was still delivered.
         await self._conn.execute(
             "UPDATE notifier.mails SET status = 'sent', sent_at = $2, attempts = attempts + 1, last_error = NULL,"
-            " text_body = NULL, html_body = NULL WHERE mail_id = $1",
-            mail_id, now,
+            " text_body = NULL, html_body = NULL WHERE mail_id = ANY($1::uuid[])",
+            list(mail_ids), now,
         )
 
     async def mark_retry(self, mail_id: UUID, error: str, next_attempt_at: datetime) -> None:
@@ -239,6 +269,19 @@ class PostgresNotifierStore(TransactionStore):
         )
         return _schedule(row) if row else None
 
+    async def schedule_for_mail(self, request_id: UUID, document_id: UUID, opening: Schedule | None) -> tuple[bool, Schedule | None]:
+        """Whether the document ended, and the request's schedule, locked so that closing the request waits for this
+        transaction; ``opening`` starts following it first, unless the document ended. One statement for the three."""
+        o = opening or Schedule(request_id, "", document_id)
+        row = await self._conn.fetchrow(
+            _SCHEDULE_FOR_MAIL,
+            request_id, document_id, o.org, o.requested_at, o.due_at, o.next_at, o.status, opening is not None,
+        )
+        if row["request_id"] is None and opening is not None and not row["ended"]:
+            # Opened by another transaction after this statement's snapshot was taken: read it now, locked.
+            return False, await self.schedule(request_id, lock=True)
+        return row["ended"], _schedule(row) if row["request_id"] is not None else None
+
     async def close_request(self, request_id: UUID, org: str, document_id: UUID, closed_by: str, now: datetime) -> None:
         """No more reminders or link mails for this request, even if its first command is still on its way."""
         await self._conn.execute(
@@ -248,20 +291,19 @@ class PostgresNotifierStore(TransactionStore):
             " WHERE notifier.reminders.status <> 'closed'",
             request_id, org, document_id, closed_by, now,
         )
+        # Apart: with a snapshot of its own, it sees a mail queued by the transaction whose lock on the schedule it waited for.
         await self._cancel_link_mails(request_id=request_id)
 
     async def end_document(self, document_id: UUID, org: str, status: str, now: datetime) -> None:
         """The document ended (``status``: completed, declined, withdrawn): none of its requests is followed any more."""
         await self._conn.execute(
-            "INSERT INTO notifier.ended_documents (document_id, org, status, ended_at) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT (document_id) DO NOTHING",
-            document_id, org, status, now,
-        )
-        await self._conn.execute(
-            "UPDATE notifier.reminders SET status = 'closed', next_at = NULL, closed_by = $2, updated_at = $3"
+            "WITH ended AS (INSERT INTO notifier.ended_documents (document_id, org, status, ended_at)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (document_id) DO NOTHING)"
+            " UPDATE notifier.reminders SET status = 'closed', next_at = NULL, closed_by = $5, updated_at = $4"
             " WHERE document_id = $1 AND status <> 'closed'",
-            document_id, f"document.{status}", now,
+            document_id, org, status, now, f"document.{status}",
         )
+        # Apart: with a snapshot of its own, it sees a mail queued by a transaction whose lock on a schedule it waited for.
         await self._cancel_link_mails(document_id=document_id)
 
     async def due_reminders(self, now: datetime, limit: int) -> list[Schedule]:
@@ -320,12 +362,20 @@ class PostgresNotifierStore(TransactionStore):
     async def mail_preference(self, org: str, person_id: str) -> str:
         """'individual' or 'digest', as the directory has it (individual for someone it no longer has, and on an
         installation whose `paraaf db setup` has not yet granted the notifier the directory: mail goes on as before)."""
+        sql = "SELECT mails FROM router.people WHERE org = $1 AND id = $2"
+        if self._directory.readable:
+            try:
+                return await self._conn.fetchval(sql, org, person_id) or "individual"
+            except _UNREADABLE:  # no longer: this transaction is lost, and the message's next try reads in a savepoint
+                self._directory.readable = False
+                raise
         try:
             async with self._conn.transaction():  # a savepoint: a refused read must not abort the message's transaction
-                found = await self._conn.fetchval("SELECT mails FROM router.people WHERE org = $1 AND id = $2", org, person_id)
-        except (asyncpg.InsufficientPrivilegeError, asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
+                found = await self._conn.fetchval(sql, org, person_id)
+        except _UNREADABLE as exc:
             structlog.get_logger().warning("mail preference unreadable: run `paraaf db setup`", error=str(exc))
             return "individual"
+        self._directory.readable = True
         return found or "individual"
 
     async def note_recipient(self, request_id: UUID, recipient: PersonRef, title: str) -> None:
@@ -395,4 +445,10 @@ class NotifierTransactions:
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[NotifierStore]:
         async with self._pool().acquire() as conn, conn.transaction():
+            yield PostgresNotifierStore(conn, self._outbox)
+
+    @asynccontextmanager
+    async def alone(self) -> AsyncIterator[NotifierStore]:
+        """The store in no transaction: for a change that is one statement, atomic by itself."""
+        async with self._pool().acquire() as conn:
             yield PostgresNotifierStore(conn, self._outbox)

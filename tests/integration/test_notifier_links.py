@@ -1,6 +1,8 @@
 """The notifier's client of the signer's link API over real HTTP, against a stand-in for the signer that records what
-it is asked: the sign-in link's request, and a 410 read as no link."""
+it is asked: the sign-in link's request, a `gone` read as no link, and the links of mails sent together asked in one
+call."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from uuid import UUID, uuid4
 
@@ -14,25 +16,30 @@ KEY = "notifier-links-key"
 
 
 class SignerStandIn:
-    """``POST /internal/links``: 201 with a link for a known sign-in attempt, 410 for any other."""
+    """``POST /internal/links/batch``: a link for each known sign-in attempt, `gone` for any other."""
 
     def __init__(self) -> None:
         self.attempts: set[str] = set()
         self.asked: list[tuple[str | None, dict]] = []  # (Authorization header, JSON body)
+        self.calls = 0
 
     async def links(self, request: web.Request) -> web.Response:
         body = await request.json()
-        self.asked.append((request.headers.get("Authorization"), body))
-        if body.get("request_id") not in self.attempts:
-            return web.json_response({"detail": "sign-in attempt unknown, used or expired"}, status=410)
-        return web.json_response({"url": "http://signer.test/a/token", "expires_at": "2026-03-02T09:15:00+00:00"}, status=201)
+        self.calls += 1
+        self.asked.extend((request.headers.get("Authorization"), asked) for asked in body["links"])
+        return web.json_response({"links": [self._link(asked) for asked in body["links"]]})
+
+    def _link(self, asked: dict) -> dict:
+        if asked.get("request_id") not in self.attempts:
+            return {"gone": "sign-in attempt unknown, used or expired"}
+        return {"url": f"http://signer.test/a/{asked['mail_id']}", "expires_at": "2026-03-02T09:15:00+00:00"}
 
 
 @pytest.fixture
 async def signer() -> AsyncIterator[tuple[SignerStandIn, str]]:
     stand_in, port = SignerStandIn(), free_port()
     app = web.Application()
-    app.router.add_post("/internal/links", stand_in.links)
+    app.router.add_post("/internal/links/batch", stand_in.links)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -48,14 +55,27 @@ async def test_a_sign_in_link_is_asked_for_the_attempt_and_the_mail(signer: tupl
     attempt_id, mail_id = uuid4(), uuid4()
     stand_in.attempts.add(str(attempt_id))
     link = await SignerLinks(url, KEY).sign_in_link(attempt_id, mail_id)
-    assert stand_in.asked == [
-        (f"Bearer {KEY}", {"kind": "sign_in", "request_id": str(attempt_id), "mail_id": str(mail_id)})
-    ]
-    assert link.url == "http://signer.test/a/token" and link.expires_at.isoformat() == "2026-03-02T09:15:00+00:00"
+    assert stand_in.asked == [(f"Bearer {KEY}", {"kind": "sign_in", "request_id": str(attempt_id), "mail_id": str(mail_id)})]
+    assert link.url == f"http://signer.test/a/{mail_id}" and link.expires_at.isoformat() == "2026-03-02T09:15:00+00:00"
 
 
-async def test_a_410_for_a_sign_in_attempt_means_no_link(signer: tuple[SignerStandIn, str]) -> None:
-    """An attempt the signer no longer knows (used, expired) is answered 410, which the notifier reads as LinkGone."""
+async def test_a_gone_answer_for_a_sign_in_attempt_means_no_link(signer: tuple[SignerStandIn, str]) -> None:
+    """An attempt the signer no longer knows (used, expired) is answered `gone`, which the notifier reads as LinkGone."""
     stand_in, url = signer
     with pytest.raises(LinkGone, match="unknown, used or expired"):
         await SignerLinks(url, KEY).sign_in_link(uuid4(), UUID(int=1))
+
+
+async def test_the_links_of_mails_sent_together_are_asked_in_one_call(signer: tuple[SignerStandIn, str]) -> None:
+    """Eight mails asking at once: one call, each mail its own link or its own LinkGone."""
+    stand_in, url = signer
+    attempts = [uuid4() for _ in range(8)]
+    stand_in.attempts.update(str(a) for a in attempts[:6])
+    links = SignerLinks(url, KEY)
+    try:
+        made = await asyncio.gather(*(links.sign_in_link(a, a) for a in attempts), return_exceptions=True)
+    finally:
+        await links.aclose()
+    assert stand_in.calls == 1
+    assert [m.url for m in made[:6]] == [f"http://signer.test/a/{a}" for a in attempts[:6]]  # type: ignore[union-attr]
+    assert all(isinstance(m, LinkGone) for m in made[6:])

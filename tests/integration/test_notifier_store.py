@@ -5,11 +5,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
 
+import asyncpg
 import pytest
 
 from services.notifier.domain import Move, Schedule
 from services.notifier.render import Mail
-from services.notifier.store import NotifierStore, PostgresNotifierStore, SpooledMail
+from services.notifier.store import Directory, NotifierStore, PostgresNotifierStore, SpooledMail
 from shared.events import NotificationSent, PersonRef
 from shared.messaging import Outbox
 from tests.support.fakes.notifier import FakeNotifierStore
@@ -105,7 +106,7 @@ async def test_each_outcome_of_an_attempt_is_recorded(store: NotifierStore) -> N
         await store.queue_mail(mail, NOW)
     await store.mark_retry(retried.mail_id, "421 busy", NOW + timedelta(minutes=1))
     await store.mark_retry(sent.mail_id, "421 busy", NOW + timedelta(minutes=1))
-    await store.mark_sent(sent.mail_id, NOW)
+    await store.mark_sent([sent.mail_id], NOW)
     await store.mark_failed(failed.mail_id, "550 no such user")
     await store.mark_cancelled(cancelled.mail_id, "not sent: closed")
     await store.mark_retry(cancelled.mail_id, "late", NOW)  # a mail no longer pending is not retried
@@ -122,7 +123,7 @@ async def test_a_mail_delivered_after_it_was_cancelled_counts_as_sent(store: Not
     mail = spooled()
     await store.queue_mail(mail, NOW)
     await store.mark_cancelled(mail.mail_id, "closed")
-    await store.mark_sent(mail.mail_id, NOW)
+    await store.mark_sent([mail.mail_id], NOW)
     await store.mark_cancelled(mail.mail_id, "closed again")
     assert (await store.mail(mail.mail_id)).status == "sent"
 
@@ -134,6 +135,21 @@ async def test_a_schedule_opens_once_and_reads_back(store: NotifierStore) -> Non
     await store.open_schedule(schedule(request_id=first.request_id, document_id=first.document_id, due_at=NOW))
     assert await store.schedule(first.request_id, lock=True) == first
     assert await store.schedule(uuid4()) is None
+
+
+async def test_a_schedule_for_a_mail_is_opened_unless_the_request_is_closed_or_its_document_ended(store: NotifierStore) -> None:
+    """A new request's schedule opens and comes back; a closed one comes back closed, not reopened; a reminder of an
+    unknown request has none; on an ended document nothing opens and the answer says it ended."""
+    opened, closed, late = schedule(), schedule(), schedule()
+    assert await store.schedule_for_mail(opened.request_id, opened.document_id, opened) == (False, opened)
+    assert await store.schedule(opened.request_id) == opened
+    await store.close_request(closed.request_id, "default", closed.document_id, "signature.signed", NOW)
+    ended, read = await store.schedule_for_mail(closed.request_id, closed.document_id, closed)
+    assert not ended and (read.status, read.closed_by, read.requested_at) == ("closed", "signature.signed", None)
+    assert await store.schedule_for_mail(uuid4(), opened.document_id, None) == (False, None)
+    await store.end_document(late.document_id, "default", "withdrawn", NOW)
+    assert await store.schedule_for_mail(late.request_id, late.document_id, late) == (True, None)
+    assert await store.schedule(late.request_id) is None
 
 
 async def test_closing_a_request_ends_its_reminders_and_cancels_its_unsent_link_mails(store: NotifierStore) -> None:
@@ -216,3 +232,20 @@ async def test_published_messages_and_dead_letters_are_kept_with_the_change(stor
         assert [tuple(r) for r in rows] == [
             (event.event_id, "esign.events", "notification.sent"), (mail_id, "esign.dlx", "notifier.events")
         ]
+
+
+async def test_the_directory_is_read_without_a_savepoint_once_it_was_read_and_with_one_again_after_a_refusal(database_url: str) -> None:
+    """No directory: 'individual' and the transaction goes on. Then a read succeeds and the next goes without a
+    savepoint; when that one is refused the transaction is lost, and the process's next read takes a savepoint again."""
+    directory = Directory()
+    async with in_rolled_back_transaction(database_url, ("notifier", MIGRATIONS, True)) as conn:
+        store = PostgresNotifierStore(conn, Outbox("notifier"), directory)
+        await conn.execute("DROP SCHEMA IF EXISTS router CASCADE")
+        assert await store.mail_preference("default", "bart") == "individual" and not directory.readable
+        await conn.execute("CREATE SCHEMA router; CREATE TABLE router.people (org text, id text, mails text)")
+        await conn.execute("INSERT INTO router.people VALUES ('default', 'bart', 'digest')")
+        assert await store.mail_preference("default", "bart") == "digest" and directory.readable
+        await conn.execute("DROP TABLE router.people")
+        with pytest.raises(asyncpg.UndefinedTableError):
+            await store.mail_preference("default", "bart")
+        assert not directory.readable

@@ -77,9 +77,10 @@ class FakeNotifierStore:
         if held.status == "pending" and held.attempts == mail.attempts:
             self.mails[mail.mail_id] = replace(held, next_attempt_at=until)
 
-    async def mark_sent(self, mail_id: UUID, now: datetime) -> None:
-        mail = self.mails[mail_id]
-        self.mails[mail_id] = _cleared(mail, status="sent", sent_at=now, attempts=mail.attempts + 1, last_error=None)
+    async def mark_sent(self, mail_ids: Sequence[UUID], now: datetime) -> None:
+        for mail_id in mail_ids:
+            mail = self.mails[mail_id]
+            self.mails[mail_id] = _cleared(mail, status="sent", sent_at=now, attempts=mail.attempts + 1, last_error=None)
 
     async def mark_retry(self, mail_id: UUID, error: str, next_attempt_at: datetime) -> None:
         mail = self.mails[mail_id]
@@ -112,6 +113,12 @@ class FakeNotifierStore:
 
     async def schedule(self, request_id: UUID, *, lock: bool = False) -> Schedule | None:
         return self.schedules.get(request_id)
+
+    async def schedule_for_mail(self, request_id: UUID, document_id: UUID, opening: Schedule | None) -> tuple[bool, Schedule | None]:
+        ended = document_id in self.ended
+        if opening is not None and not ended:
+            self.schedules.setdefault(request_id, opening)
+        return ended, self.schedules.get(request_id)
 
     async def close_request(self, request_id: UUID, org: str, document_id: UUID, closed_by: str, now: datetime) -> None:
         current = self.schedules.get(request_id)
