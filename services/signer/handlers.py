@@ -72,7 +72,9 @@ async def _checked_original(event: SignatureRequested, store: SignerStore) -> st
     """The PDF intake accepted for the document, once the request passes :func:`check_request`."""
     versions = await store.version_digests(event.document_id, event.org)
     represented = event.on_behalf_of or event.signer
-    people = {p.id: await store.directory_person(event.org, p.id) for p in (event.signer, represented)}
+    people = {event.signer.id: await store.directory_person(event.org, event.signer.id)}
+    if represented.id not in people:  # most sign for themselves: the same person is not read twice
+        people[represented.id] = await store.directory_person(event.org, represented.id)
     titles = await store.held_titles(event.org, represented.id) if event.signer.title else set()
     return check_request(event, versions, people, titles)
 

@@ -53,8 +53,8 @@ class SignerStore(Protocol):
         self, *, document_id: UUID | None = None, request_id: UUID | None = None, status: str = "cancelled", reason: str
     ) -> None: ...
     async def record_signature(
-        self, link: SigningLink, *, pdf_sha256: str, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
-    ) -> None: ...
+        self, link: SigningLink, *, pdf: bytes, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
+    ) -> str: ...
     async def mark_decided(self, link: SigningLink, *, status: str, at: datetime, reason: str | None = None) -> None: ...
     async def register_verification_code(self, document_id: UUID, org: str, code: str, secret_hash: bytes) -> bool: ...
     async def forget_verification_code(self, document_id: UUID) -> None: ...
@@ -172,12 +172,16 @@ class PostgresSignerStore(TransactionStore):
     # Documents and requests.
 
     async def begin_document(self, document_id: UUID, org: str, original: str) -> SignerDocument:
-        """The document's PDF as the signer has it; begun from intake's ``original`` the first time."""
-        await self._conn.execute(
-            "INSERT INTO signer.documents (document_id, org, pdf_sha256) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        """The document's PDF as the signer has it; begun from intake's ``original`` the first time. One round trip
+        (inserted, or there before this statement began); a second read only for a row committed by another
+        transaction while this statement waited on it, which its snapshot cannot see."""
+        row = await self._conn.fetchrow(
+            "WITH begun AS (INSERT INTO signer.documents (document_id, org, pdf_sha256) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING RETURNING *)"
+            " SELECT * FROM begun UNION ALL SELECT * FROM signer.documents WHERE document_id = $1",
             document_id, org, original,
         )
-        return await self.document(document_id)  # type: ignore[return-value]
+        return _document(row) if row else await self.document(document_id)  # type: ignore[return-value]
 
     async def document(self, document_id: UUID) -> SignerDocument | None:
         row = await self._conn.fetchrow("SELECT * FROM signer.documents WHERE document_id = $1", document_id)
@@ -236,19 +240,25 @@ class PostgresSignerStore(TransactionStore):
         )
 
     async def record_signature(
-        self, link: SigningLink, *, pdf_sha256: str, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
-    ) -> None:
-        """The document's new version (placeholders kept from its first signature), the request signed and
-        its token spent: one statement, as this sits between the signature and the commit a signer waits for."""
+        self, link: SigningLink, *, pdf: bytes, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
+    ) -> str:
+        """The signed PDF kept as the document's new version (placeholders kept from its first signature), the request
+        signed and its token spent: one statement, as this sits between the signature and the commit a signer waits
+        for. Returns the new version's digest."""
+        request, digest = link.request, blobs.sha256_hex(pdf)
         await self._conn.execute(
-            "WITH document AS (UPDATE signer.documents SET pdf_sha256 = $2, revision = $3,"
+            "WITH blob AS (INSERT INTO blobs.blob (sha256, size, data) VALUES ($2, $9, $10) ON CONFLICT DO NOTHING),"
+            " version AS (INSERT INTO blobs.versions (document_id, revision, org, sha256) VALUES ($1, $3, $11, $2)"
+            "   ON CONFLICT DO NOTHING),"
+            " document AS (UPDATE signer.documents SET pdf_sha256 = $2, revision = $3,"
             "   placeholders = COALESCE(placeholders, $4), updated_at = now() WHERE document_id = $1),"
             " decided AS (UPDATE signer.requests SET status = 'signed', field_name = $6, decided_at = $7"
             "   WHERE request_id = $5)"
             " UPDATE signer.tokens SET used_at = $7 WHERE token_hash = $8",
-            link.request.document_id, pdf_sha256, revision, _placeholders_json(placeholders),
-            link.request.request_id, field_name, at, link.token_hash,
+            request.document_id, digest, revision, _placeholders_json(placeholders),
+            request.request_id, field_name, at, link.token_hash, len(pdf), pdf, request.org,
         )
+        return digest
 
     async def mark_decided(self, link: SigningLink, *, status: str, at: datetime, reason: str | None = None) -> None:
         """The request signed (approved) or declined and its token spent, in one statement."""
