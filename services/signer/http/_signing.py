@@ -1,6 +1,8 @@
 """The routes behind a signing link (the page, its PDF and page images, Sign and
 Decline) and behind a download link (the signed PDF for the submitter)."""
 
+from functools import partial
+
 import asyncpg
 import structlog
 from fastapi import APIRouter, Form, Request
@@ -35,10 +37,14 @@ class SigningPages:
         portal (``asked``'s Host) it is answered as if it did not exist."""
         async with self.deps.pool().acquire() as conn:  # one connection for both: each one taken is a reset query
             link = await signing.open_link(PostgresSignerStore(conn, self.deps.outbox, self.deps.keyring), token, self.deps.now())
-            if asked is not None and link.request.org != self.deps.org_at(asked):
-                raise LinkRefused("unknown", status=404, language=link.request.signer.language)
-            await self.check_policy(conn, link)
+            await self.admit(conn, link, asked)
         return link
+
+    async def admit(self, conn: asyncpg.Connection, link: SigningLink, asked: Request | None) -> None:
+        """The link's organisation must be the portal's it was asked on (``asked``'s Host), and the policy must hold."""
+        if asked is not None and link.request.org != self.deps.org_at(asked):
+            raise LinkRefused("unknown", status=404, language=link.request.signer.language)
+        await self.check_policy(conn, link)
 
     @staticmethod
     async def check_policy(conn: asyncpg.Connection, link: SigningLink) -> None:
@@ -153,14 +159,18 @@ async def _timestamp_failed(deps: SignerHttpDeps, link: SigningLink, reason: str
 
 
 async def sign_once(shared: SigningPages, token: str, asked: Request | None = None) -> signing.Decided:
-    """A signature over HTTP, as the signing page and the portal's bulk signing both make it: the link's rules and the
-    visibility policy, then one transaction of its own. Raises LinkRefused, or SigningUnavailable (rolled back, the
-    link still works) once a time-stamping failure has been reported."""
+    """A signature over HTTP, as the signing page and the portal's bulk signing both make it: one transaction of its
+    own, in which the link's rules and the visibility policy are checked on the locked link before it signs. Raises
+    LinkRefused, or SigningUnavailable (rolled back, the link still works) once a time-stamping failure has been
+    reported."""
     deps = shared.deps
-    await shared.open(token, asked)
     try:
-        async with deps.signing_pool().turn(), deps.store() as store:
-            done = await signing.sign(store, token, now=deps.now(), pdf_signer=deps.signing_pool(), stamping=deps.stamping)
+        async with deps.signing_pool().turn(), deps.pool().acquire() as conn, conn.transaction():
+            # The link's own checks and the policy's on the link as locked: one connection, one read of the link.
+            store, admit = PostgresSignerStore(conn, deps.outbox, deps.keyring), partial(shared.admit, conn, asked=asked)
+            done = await signing.sign(
+                store, token, now=deps.now(), pdf_signer=deps.signing_pool(), stamping=deps.stamping, admit=admit
+            )
     except SigningUnavailable as error:
         structlog.get_logger().warning("signing unavailable", error=str(error))
         if isinstance(error, TimestampUnavailable):
