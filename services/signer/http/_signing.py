@@ -50,11 +50,8 @@ class SigningPages:
     async def check_policy(conn: asyncpg.Connection, link: SigningLink) -> None:
         """A link is the capability to sign, but the visibility policy still holds: someone it keeps out (asked for a
         shielded group's document from outside the group) is answered as if the link did not exist."""
-        request, reader = link.request, PortalReader(conn)
-        person, document = (
-            await reader.person(request.org, request.signer.id),
-            await reader.document(request.org, request.document_id),
-        )
+        request = link.request
+        person, document = await PortalReader(conn).person_and_document(request.org, request.signer.id, request.document_id)
         if person is not None and document is not None and document.seen_by(person) < Access.FULL:
             raise LinkRefused("unknown", status=404, language=request.signer.language)
 
