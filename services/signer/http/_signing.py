@@ -1,6 +1,7 @@
 """The routes behind a signing link (the page, its PDF and page images, Sign and
 Decline) and behind a download link (the signed PDF for the submitter)."""
 
+from dataclasses import dataclass
 from functools import partial
 
 import asyncpg
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.signer import signing
-from services.signer.domain import LinkRefused, ReasonRequired, SigningLink, check_download
+from services.signer.domain import LinkRefused, ReasonRequired, SigningLink, SigningRequest, check_download
 from services.signer.http._deps import SignerHttpDeps
 from services.signer.http._pages import CSRF_COOKIE, Pages, SigningView
 from services.signer.i18n import texts
@@ -26,6 +27,13 @@ from shared.visibility import Access
 __all__ = ["SigningPages", "download_routes", "sign_once", "signing_routes"]
 
 
+@dataclass(frozen=True)
+class _Shown:
+    signed_before: list[SigningRequest]
+    sizes: list[tuple[int, int]] | None
+    pdf: bytes | None  # only when the sizes are not at hand: the pages are to be measured
+
+
 class SigningPages:
     """What the signing routes share: opening a link, its document, and the pages they answer with."""
 
@@ -36,8 +44,19 @@ class SigningPages:
         """The link's request, once its rules and the visibility policy hold; asked on another organisation's
         portal (``asked``'s Host) it is answered as if it did not exist."""
         async with self.deps.pool().acquire() as conn:  # one connection for both: each one taken is a reset query
-            link = await signing.open_link(PostgresSignerStore(conn, self.deps.outbox, self.deps.keyring), token, self.deps.now())
-            await self.admit(conn, link, asked)
+            return await self._opened(conn, token, asked)
+
+    async def opened_page(self, request: Request, token: str) -> HTMLResponse:
+        """The signing page as its link opens it: the link, the policy and what the page shows read on one connection.
+        Raises LinkRefused."""
+        async with self.deps.pool().acquire() as conn:
+            link = await self._opened(conn, token, request)
+            shown = await self._shown(PostgresSignerStore(conn, self.deps.outbox, self.deps.keyring), link)
+        return await self._answer(request, token, link, shown)
+
+    async def _opened(self, conn: asyncpg.Connection, token: str, asked: Request | None) -> SigningLink:
+        link = await signing.open_link(PostgresSignerStore(conn, self.deps.outbox, self.deps.keyring), token, self.deps.now())
+        await self.admit(conn, link, asked)
         return link
 
     async def admit(self, conn: asyncpg.Connection, link: SigningLink, asked: Request | None) -> None:
@@ -62,18 +81,28 @@ class SigningPages:
     async def page(
         self, request: Request, token: str, link: SigningLink, *, error: str | None = None, status: int = 200
     ) -> HTMLResponse:
-        digest, renderer = link.document.pdf_sha256, self.deps.render_pool()
-        sizes = renderer.known_sizes(digest)
         async with self.deps.reader() as store:
-            signed_before = await store.signed_before(link.request.document_id)
-            pdf = await store.blob(digest) if sizes is None else None  # the PDF only when its pages are to be measured
-        if pdf is not None:
+            shown = await self._shown(store, link)
+        return await self._answer(request, token, link, shown, error=error, status=status)
+
+    async def _shown(self, store: PostgresSignerStore, link: SigningLink) -> _Shown:
+        """Who signed before, and the page sizes at hand or else the PDF to measure them from."""
+        digest = link.document.pdf_sha256
+        sizes = self.deps.render_pool().known_sizes(digest)
+        signed_before = await store.signed_before(link.request.document_id)
+        return _Shown(signed_before, sizes, await store.blob(digest) if sizes is None else None)
+
+    async def _answer(
+        self, request: Request, token: str, link: SigningLink, shown: _Shown, *, error: str | None = None, status: int = 200
+    ) -> HTMLResponse:
+        sizes = shown.sizes
+        if shown.pdf is not None:
             try:
-                sizes = await renderer.page_sizes(digest, pdf)
+                sizes = await self.deps.render_pool().page_sizes(link.document.pdf_sha256, shown.pdf)
             except NotRendered:
                 sizes = []  # the page still offers the PDF itself, and Sign and Decline
         nonce = self.pages.nonce(request)
-        view = SigningView(token, link, sizes, signed_before, self.pages.csrf(token, nonce), error)
+        view = SigningView(token, link, sizes or [], shown.signed_before, self.pages.csrf(token, nonce), error)
         return self.pages.signing(request, view, nonce, status)
 
     async def csrf_refused(self, request: Request, token: str, presented: str) -> HTMLResponse | None:
@@ -97,10 +126,9 @@ def _viewing(router: APIRouter, shared: SigningPages) -> None:
     async def open_signing_page(request: Request, token: str) -> HTMLResponse:
         """The page a signer opens from the mail: the document, Sign and Decline."""
         try:
-            link = await shared.open(token, request)
+            return await shared.opened_page(request, token)
         except LinkRefused as error:
             return shared.pages.refused(request, error)
-        return await shared.page(request, token, link)
 
     @router.get("/s/{token}/document.pdf")
     async def document_pdf(request: Request, token: str) -> Response:
@@ -131,7 +159,7 @@ async def _page_png(shared: SigningPages, link: SigningLink, number: int) -> byt
     """The picture, with the PDF fetched only when it must be measured or drawn (a picture at hand needs neither)."""
     digest, renderer = link.document.pdf_sha256, shared.deps.render_pool()
     sizes = renderer.known_sizes(digest)
-    if sizes is not None and 1 <= number <= len(sizes) and (known := renderer.known_page(digest, number - 1)) is not None:
+    if sizes is not None and 1 <= number <= len(sizes) and (known := await renderer.drawn(digest, number - 1)) is not None:
         return known
     pdf = await shared.pdf(link)
     if not 1 <= number <= len(await renderer.page_sizes(digest, pdf)):
