@@ -34,6 +34,9 @@ class SignerStore(Protocol):
     async def register_version(self, document_id: UUID, revision: int, org: str, digest: str) -> None: ...
     async def directory_person(self, org: str, person_id: str) -> DirectoryPerson | None: ...
     async def held_titles(self, org: str, person_id: str) -> set[str]: ...
+    async def request_facts(
+        self, document_id: UUID, org: str, people: Sequence[str], titles_of: str | None
+    ) -> tuple[list[str], dict[str, DirectoryPerson | None], set[str]]: ...
     async def credentials(self, org: str, person: PersonRef) -> Credentials: ...
     async def authority_certificate(self, org: str) -> str: ...
     async def crl(self, org: str) -> bytes: ...
@@ -43,7 +46,7 @@ class SignerStore(Protocol):
     async def document(self, document_id: UUID) -> SignerDocument | None: ...
     async def placeholders_unknown(self, document_id: UUID) -> bool: ...
     async def save_placeholders(self, document_id: UUID, placeholders: Sequence[Placeholder]) -> None: ...
-    async def end_document(self, document_id: UUID, status: str) -> None: ...
+    async def end_document(self, document_id: UUID, status: str, *, reason: str) -> None: ...
     async def insert_request(self, request: SigningRequest) -> None: ...
     async def request(self, request_id: UUID) -> SigningRequest | None: ...
     async def readdress(self, request_id: UUID, signer: PersonRef) -> None: ...
@@ -148,6 +151,22 @@ class PostgresSignerStore(TransactionStore):
         rows = await self._conn.fetch("SELECT title FROM router.roles WHERE org = $1 AND $2 = ANY(holders)", org, person_id)
         return {r["title"] for r in rows}
 
+    async def request_facts(
+        self, document_id: UUID, org: str, people: Sequence[str], titles_of: str | None
+    ) -> tuple[list[str], dict[str, DirectoryPerson | None], set[str]]:
+        """What a new request is checked against, in one round trip: the document's versions (as
+        :meth:`version_digests`), ``people`` as the directory has them (:meth:`directory_person`), and the role titles
+        ``titles_of`` holds (:meth:`held_titles`; none asked for None)."""
+        row = await self._conn.fetchrow(
+            "SELECT ARRAY(SELECT sha256 FROM blobs.versions WHERE document_id = $1 AND org = $2 ORDER BY revision) AS versions,"
+            " ARRAY(SELECT title FROM router.roles WHERE org = $2 AND $4::text = ANY(holders)) AS titles,"
+            " p.ids, p.names, p.emails FROM (SELECT array_agg(id) AS ids, array_agg(name) AS names, array_agg(email) AS emails"
+            "   FROM router.people WHERE org = $2 AND id = ANY($3::text[])) p",
+            document_id, org, list(people), titles_of,
+        )
+        found = {i: DirectoryPerson(i, n, e) for i, n, e in zip(row["ids"] or (), row["names"] or (), row["emails"] or (), strict=True)}
+        return list(row["versions"]), {person_id: found.get(person_id) for person_id in people}, set(row["titles"])
+
     async def credentials(self, org: str, person: PersonRef) -> Credentials:
         """The person's signing key and certificate, issued the first time they are asked for."""
         return await self._keys().credentials(self._conn, org, person)
@@ -198,9 +217,14 @@ class PostgresSignerStore(TransactionStore):
             document_id, _placeholders_json(placeholders),
         )
 
-    async def end_document(self, document_id: UUID, status: str) -> None:
-        sql = "UPDATE signer.documents SET status = $2, updated_at = now() WHERE document_id = $1"
-        await self._conn.execute(sql, document_id, status)
+    async def end_document(self, document_id: UUID, status: str, *, reason: str) -> None:
+        """The document ended with ``status``: its pending requests are cancelled with ``reason``, in the same statement."""
+        await self._conn.execute(
+            "WITH cancelled AS (UPDATE signer.requests SET status = 'cancelled', status_reason = $3, decided_at = now()"
+            "   WHERE status = 'pending' AND document_id = $1)"
+            " UPDATE signer.documents SET status = $2, updated_at = now() WHERE document_id = $1",
+            document_id, status, reason,
+        )
 
     async def insert_request(self, request: SigningRequest) -> None:
         r = request

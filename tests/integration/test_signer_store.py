@@ -95,6 +95,19 @@ class TestSignerStore:
         assert await subject.store.held_titles("default", "ann") == {"schepen"}
         assert await subject.store.directory_person("default", "bart") is None
 
+    async def test_a_new_request_is_checked_against_versions_people_and_titles_read_at_once(self, subject: Subject) -> None:
+        """One read gives the document's versions in order, each person asked for (None when not in the directory),
+        and the titles of the person asked about; no titles when none are asked for."""
+        store, document_id = subject.store, uuid4()
+        await subject.in_directory(ANN, "schepen")
+        first, second = await store.put_blob(b"one"), await store.put_blob(b"two")
+        await store.register_version(document_id, 1, "default", second)
+        await store.register_version(document_id, 0, "default", first)
+        versions, people, titles = await store.request_facts(document_id, "default", ["ann", "bart"], "ann")
+        assert (versions, set(people), people["bart"], titles) == ([first, second], {"ann", "bart"}, None, {"schepen"})
+        assert (people["ann"].name, people["ann"].email) == ("Ann Aerts", "ann@x.be")
+        assert await store.request_facts(uuid4(), "default", ["ann"], None) == ([], {"ann": people["ann"]}, set())
+
     async def test_a_document_begins_once_and_keeps_its_first_placeholders(self, subject: Subject) -> None:
         """Beginning twice keeps the first PDF; placeholders are unknown until saved, then kept; the status ends."""
         store, document_id = subject.store, uuid4()
@@ -104,7 +117,7 @@ class TestSignerStore:
         assert await store.placeholders_unknown(document_id)
         await store.save_placeholders(document_id, [BOX])
         await store.save_placeholders(document_id, [])
-        await store.end_document(document_id, "withdrawn")
+        await store.end_document(document_id, "withdrawn", reason="the document was withdrawn")
         document = await store.document(document_id)
         assert (document.placeholders, document.status, await store.placeholders_unknown(document_id)) == ((BOX,), "withdrawn", False)
         assert await store.document(uuid4()) is None
@@ -139,6 +152,17 @@ class TestSignerStore:
         await store.cancel_pending(document_id=one.document_id, reason="the document was withdrawn")
         states = [(r.status, r.status_reason) for r in [await store.request(x.request_id) for x in (one, two, three)]]
         assert states == [("reassigned", "absent"), ("cancelled", "the document was withdrawn"), ("declined", "nee")]
+
+    async def test_ending_a_document_cancels_its_pending_requests(self, subject: Subject) -> None:
+        """The document's status ends; its pending requests are cancelled with the reason, a decided one keeps its state."""
+        store = subject.store
+        one = await requested(store)
+        two = await requested(store, 2, one.document_id)
+        await store.mark_decided(await linked(store, one), status="signed", at=NOW)
+        await store.end_document(one.document_id, "completed", reason="the document was completed")
+        states = [(r.status, r.status_reason) for r in [await store.request(x.request_id) for x in (one, two)]]
+        assert states == [("signed", None), ("cancelled", "the document was completed")]
+        assert (await store.document(one.document_id)).status == "completed"
 
     async def test_a_signature_moves_the_document_on_and_spends_the_link(self, subject: Subject) -> None:
         """The new version is stored and registered, first placeholders kept, the request signed with its field, the token used; signed_before lists it."""
