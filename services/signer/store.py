@@ -17,6 +17,7 @@ from services.signer import check
 from services.signer.domain import DirectoryPerson, Download, SignerDocument, SigningLink, SigningRequest
 from services.signer.keys import Credentials, Keyring
 from services.signer.pades import Placeholder
+from services.signer.portal import Person, PortalDocument, seen, seen_sql
 from shared import blobs
 from shared.events import PersonRef
 from shared.messaging import Outbox, TransactionStore
@@ -119,6 +120,18 @@ def _download(row: asyncpg.Record) -> Download:
         token_hash=row["token_hash"], document_id=row["document_id"], org=row["org"], person_id=row["person_id"],
         pdf_sha256=row["pdf_sha256"], filename=row["filename"], expires_at=row["expires_at"], revoked_at=row["revoked_at"],
     )
+
+
+_LINK = (
+    "SELECT t.token_hash, t.expires_at, t.used_at, t.revoked_at, t.person_id, r.*, d.status AS document_status,"
+    " d.pdf_sha256 AS document_pdf_sha256, d.revision AS document_revision,"
+    " d.placeholders AS document_placeholders,"
+    " ARRAY(SELECT e.step FROM signer.requests e WHERE e.document_id = r.document_id"
+    "       AND e.status = 'pending') AS open_steps"
+)
+_LINK_FROM = " FROM signer.tokens t JOIN signer.requests r USING (request_id) JOIN signer.documents d USING (document_id)"
+_SEEN_COLUMNS, _SEEN_JOINS = seen_sql("r.org", "r.signer->>'id'", "r.document_id")
+_LINK_SEEN = f"{_LINK}, {_SEEN_COLUMNS}{_LINK_FROM}{_SEEN_JOINS} WHERE t.token_hash = $1"
 
 
 class PostgresSignerStore(TransactionStore):
@@ -320,17 +333,15 @@ class PostgresSignerStore(TransactionStore):
         ``open_steps``: the steps of the document's open requests. ``lock`` locks the token, the
         request and the document (signatures on one document are made one after the other), all
         in this one round trip."""
-        row = await self._conn.fetchrow(
-            "SELECT t.token_hash, t.expires_at, t.used_at, t.revoked_at, t.person_id, r.*, d.status AS document_status,"
-            " d.pdf_sha256 AS document_pdf_sha256, d.revision AS document_revision,"
-            " d.placeholders AS document_placeholders,"
-            " ARRAY(SELECT e.step FROM signer.requests e WHERE e.document_id = r.document_id"
-            "       AND e.status = 'pending') AS open_steps"
-            " FROM signer.tokens t JOIN signer.requests r USING (request_id) JOIN signer.documents d USING (document_id)"
-            " WHERE t.token_hash = $1" + (" FOR UPDATE OF t, r, d" if lock else ""),
-            token_hash,
-        )
+        locking = " FOR UPDATE OF t, r, d" if lock else ""
+        row = await self._conn.fetchrow(f"{_LINK}{_LINK_FROM} WHERE t.token_hash = $1{locking}", token_hash)
         return _link(row) if row else None
+
+    async def find_link_seen(self, token_hash: bytes) -> tuple[SigningLink | None, Person | None, PortalDocument | None]:
+        """:meth:`find_link` (unlocked) with what the visibility policy reads of the link's person and document
+        (:meth:`PortalReader.person_and_document`), in the same round trip: every request behind a link asks both."""
+        row = await self._conn.fetchrow(_LINK_SEEN, token_hash)
+        return (_link(row), *seen(row)) if row else (None, None, None)
 
     async def revoke_links_of_mail(self, mail_id: UUID) -> None:
         """The links made for a mail that never arrived stop working."""

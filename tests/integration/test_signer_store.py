@@ -226,3 +226,16 @@ async def test_a_mail_sent_meanwhile_retires_the_earlier_mailed_link_but_not_the
         assert (await store.find_link(mailed.token_hash)).revoked_at is not None  # type: ignore[union-attr]
         assert (await store.find_link(hash_token(portal))).revoked_at is None  # type: ignore[union-attr]
         assert newer.revoked_at is None
+
+
+async def test_a_link_is_found_with_what_the_policy_reads_of_its_person_and_document(database_url: str) -> None:
+    """One read gives the link as find_link has it, its person as the directory has her, and no document while the
+    router has none; nothing at all for a token nobody made."""
+    schemas = (("blobs", BLOB_MIGRATIONS, False), ("router", SERVICES / "router" / "migrations", True), ("signer", SERVICES / "signer" / "migrations", True))
+    async with in_rolled_back_transaction(database_url, *schemas) as conn:
+        store = PostgresSignerStore(conn, Outbox("signer"))
+        await conn.execute("INSERT INTO router.people (org, id, name, email) VALUES ('default', 'ann', 'Ann Aerts', 'ann@x.be')")
+        link = await linked(store, await requested(store))
+        found, person, document = await store.find_link_seen(link.token_hash)
+        assert (found, person.id, person.name, person.email, document) == (link, "ann", "Ann Aerts", "ann@x.be", None)
+        assert await store.find_link_seen(b"nobody made this") == (None, None, None)

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.signer import signing
-from services.signer.domain import LinkRefused, ReasonRequired, SigningLink, SigningRequest, check_download
+from services.signer.domain import LinkRefused, ReasonRequired, SigningLink, SigningRequest, check_download, check_link
 from services.signer.http._deps import SignerHttpDeps
 from services.signer.http._pages import CSRF_COOKIE, Pages, SigningView
 from services.signer.i18n import texts
 from services.signer.pades import SigningUnavailable, TimestampUnavailable
-from services.signer.portal import PortalReader
+from services.signer.portal import Person, PortalDocument, PortalReader
 from services.signer.render import NotRendered
 from services.signer.store import PostgresSignerStore
 from services.signer.tokens import csrf_valid, hash_token
@@ -32,6 +32,13 @@ class _Shown:
     signed_before: list[SigningRequest]
     sizes: list[tuple[int, int]] | None
     pdf: bytes | None  # only when the sizes are not at hand: the pages are to be measured
+
+
+def _policy_holds(link: SigningLink, person: Person | None, document: PortalDocument | None) -> None:
+    """A link is the capability to sign, but the visibility policy still holds: someone it keeps out (asked for a
+    shielded group's document from outside the group) is answered as if the link did not exist."""
+    if person is not None and document is not None and document.seen_by(person) < Access.FULL:
+        raise LinkRefused("unknown", status=404, language=link.request.signer.language)
 
 
 class SigningPages:
@@ -55,24 +62,23 @@ class SigningPages:
         return await self._answer(request, token, link, shown)
 
     async def _opened(self, conn: asyncpg.Connection, token: str, asked: Request | None) -> SigningLink:
-        link = await signing.open_link(PostgresSignerStore(conn, self.deps.outbox, self.deps.keyring), token, self.deps.now())
-        await self.admit(conn, link, asked)
+        """The link, its rules, and the policy read with it (one round trip)."""
+        store = PostgresSignerStore(conn, self.deps.outbox, self.deps.keyring)
+        found, person, document = await store.find_link_seen(hash_token(token))
+        link = check_link(found, self.deps.now())
+        self._on_portal(link, asked)
+        _policy_holds(link, person, document)
         return link
 
     async def admit(self, conn: asyncpg.Connection, link: SigningLink, asked: Request | None) -> None:
         """The link's organisation must be the portal's it was asked on (``asked``'s Host), and the policy must hold."""
+        self._on_portal(link, asked)
+        request = link.request
+        _policy_holds(link, *await PortalReader(conn).person_and_document(request.org, request.signer.id, request.document_id))
+
+    def _on_portal(self, link: SigningLink, asked: Request | None) -> None:
         if asked is not None and link.request.org != self.deps.org_at(asked):
             raise LinkRefused("unknown", status=404, language=link.request.signer.language)
-        await self.check_policy(conn, link)
-
-    @staticmethod
-    async def check_policy(conn: asyncpg.Connection, link: SigningLink) -> None:
-        """A link is the capability to sign, but the visibility policy still holds: someone it keeps out (asked for a
-        shielded group's document from outside the group) is answered as if the link did not exist."""
-        request = link.request
-        person, document = await PortalReader(conn).person_and_document(request.org, request.signer.id, request.document_id)
-        if person is not None and document is not None and document.seen_by(person) < Access.FULL:
-            raise LinkRefused("unknown", status=404, language=request.signer.language)
 
     async def pdf(self, link: SigningLink) -> bytes:
         async with self.deps.reader() as store:
