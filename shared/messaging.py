@@ -22,6 +22,7 @@ and only from whom a message may come (DESIGN.md "Trust boundaries").
 """
 
 import asyncio
+import collections
 import contextvars
 import time
 import weakref
@@ -41,7 +42,7 @@ from shared.delivery import Delivery
 from shared.events import Event
 from shared.metrics import HANDLER_SECONDS, MESSAGES_CONSUMED, MESSAGES_PUBLISHED
 from shared.names import ERROR, REASON, REPLAYED_ROUTING_KEY, UNTRUSTED
-from shared.outbox import Outbox, TransactionStore
+from shared.outbox import Outbox, OutboxRow, TransactionStore, gathered
 from shared.topology import DLX, EXCHANGES
 from shared.wakeup import Wakeup
 
@@ -169,17 +170,7 @@ async def process(
     (one of ``metrics.OUTCOMES``) for the metrics."""
     log = structlog.get_logger()
     try:
-        async with pool.acquire() as conn, conn.transaction():
-            first_time = await conn.fetchval(
-                f"INSERT INTO {schema}.inbox (consumer, event_id) VALUES ($1, $2)"
-                " ON CONFLICT DO NOTHING RETURNING true",
-                consumer,
-                key,
-            )
-            if first_time:
-                await work(conn)
-            else:
-                log.info("duplicate ignored")
+        first_time, handed = await _once(pool, schema, consumer, key, work)
     except PermanentError as exc:
         log.error("message dead-lettered", reason=str(exc))
         return "parked" if await dead_letters.park(msg, consumer, str(exc)) else "retried"
@@ -188,8 +179,29 @@ async def process(
             await until_database_answers(pool)
         return await _failed(msg, exc, consumer, dead_letters, delivery_limit)
     await msg.ack()
-    after_commit()
+    if not handed:
+        after_commit()
     return "handled" if first_time else "duplicate"
+
+
+async def _once(
+    pool: asyncpg.Pool, schema: str, consumer: str, key: UUID, work: Callable[[asyncpg.Connection], Awaitable[None]]
+) -> tuple[bool, bool]:
+    """The inbox mark and, the first time, ``work``, in one transaction whose outbox rows go in with one statement
+    and, committed, to the relay. (Whether it was the first time, whether the relay has all the rows it wrote.)"""
+    async with pool.acquire() as conn:
+        with gathered(conn) as outgoing:
+            async with conn.transaction():
+                first_time = await conn.fetchval(_MARK.format(schema=schema), consumer, key)
+                if first_time:
+                    await work(conn)
+                else:
+                    structlog.get_logger().info("duplicate ignored")
+                await outgoing.write()
+            return bool(first_time), outgoing.committed()
+
+
+_MARK = "INSERT INTO {schema}.inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true"
 
 
 # What PostgreSQL going away looks like to a handler: its connection broken or refused, the server shutting down or
@@ -582,33 +594,44 @@ class BatchingConsumer(Consumer):
 
     async def _write(self, batch: list[_Pending]) -> None:
         try:
-            outcomes: Sequence[str | None] = await self._commit(batch)
+            outcomes: Sequence[str | None]
+            outcomes, handed = await self._commit(batch)
         except Exception:  # the batch's edge: each of its messages is processed alone, with its own retries
             structlog.get_logger().warning("batch not written; its messages are processed one by one", messages=len(batch), exc_info=True)
             outcomes = [None] * len(batch)
         else:
             await self._ack(batch)
-            self._after_commit()
+            if not handed:
+                self._after_commit()
         for pending, outcome in zip(batch, outcomes, strict=True):
             if not pending.written.done():  # its task may have been cancelled meanwhile: then it is not acked
                 pending.written.set_result(outcome)
 
-    async def _commit(self, batch: list[_Pending]) -> list[str]:
-        """The batch in one transaction: the inbox marks, then the changes of the messages marked just now."""
-        async with self._pool().acquire() as conn, conn.transaction():
-            # Marked in key order: two processes writing batches that share redelivered copies lock the same
-            # inbox rows in the same order, and wait for each other instead of deadlocking.
-            keys = sorted({p.key for p in batch})
-            marked = set(await conn.fetchval(_MARK_MANY.format(schema=self._schema), self.queue, keys))
-            new, outcomes = [], []
-            for pending in batch:
-                first = pending.key in marked
-                marked.discard(pending.key)  # a second copy in this very batch is a duplicate too
-                outcomes.append("handled" if first else "duplicate")
-                if first:
-                    new.append((pending.message, delivery_of(pending.msg)))
-            if new:
-                await self._batching.handler(new, self._store(conn))
+    async def _commit(self, batch: list[_Pending]) -> tuple[list[str], bool]:
+        """The batch in one transaction (see :meth:`_changes`); its outbox rows go in with one statement and,
+        committed, to the relay. (The outcomes, whether the relay has all the rows it wrote.)"""
+        async with self._pool().acquire() as conn:
+            with gathered(conn) as outgoing:
+                async with conn.transaction():
+                    outcomes = await self._changes(conn, batch)
+                    await outgoing.write()
+                return outcomes, outgoing.committed()
+
+    async def _changes(self, conn: asyncpg.Connection, batch: list[_Pending]) -> list[str]:
+        """The inbox marks, then the changes of the messages marked just now."""
+        # Marked in key order: two processes writing batches that share redelivered copies lock the same
+        # inbox rows in the same order, and wait for each other instead of deadlocking.
+        keys = sorted({p.key for p in batch})
+        marked = set(await conn.fetchval(_MARK_MANY.format(schema=self._schema), self.queue, keys))
+        new, outcomes = [], []
+        for pending in batch:
+            first = pending.key in marked
+            marked.discard(pending.key)  # a second copy in this very batch is a duplicate too
+            outcomes.append("handled" if first else "duplicate")
+            if first:
+                new.append((pending.message, delivery_of(pending.msg)))
+        if new:
+            await self._batching.handler(new, self._store(conn))
         if len(new) < len(batch):
             structlog.get_logger().info("duplicates ignored", duplicates=len(batch) - len(new))
         return outcomes
@@ -627,7 +650,15 @@ def _typed_alone(message_type: type[BaseModel], run: Callable[[BaseModel, Rabbit
 
 
 class OutboxRelay:
-    """Publishes outbox rows in order, persistent and confirmed, as ``user_id``, then deletes them."""
+    """Publishes outbox rows, persistent and confirmed, as ``user_id``, then deletes them.
+
+    The rows a consumer's transaction committed are handed to it (``outbox``: :meth:`Outbox.hand_to`): it
+    publishes them in the order they were committed and deletes them with one statement, holding no transaction
+    over the confirms. Rows nobody handed it (an HTTP request's, a scheduler's, another process's, ones whose
+    publish failed) it finds by sweeping the table in order, its rows locked against other processes' relays: at
+    start, when :meth:`wake` says some were written, after a failure, and at least every ``poll_seconds``. A
+    sweep that takes a row also handed to it publishes it in the sweep, not again. At-least-once all along: a row
+    is deleted only after its publish was confirmed, so a crash at any point sends it again."""
 
     def __init__(
         self,
@@ -638,6 +669,7 @@ class OutboxRelay:
         user_id: str,
         batch: int = 100,
         poll_seconds: float = 1.0,
+        outbox: Outbox | None = None,
     ) -> None:
         self._pool = pool
         self._broker = broker
@@ -646,8 +678,20 @@ class OutboxRelay:
         self._batch = batch
         self._poll = poll_seconds
         self._wake = Wakeup()
+        self._handed: collections.deque[OutboxRow] = collections.deque()
+        self._swept: set[int] = set()  # ids a sweep published that may still be handed to us
+        self._sweep_due = 0.0  # monotonic time of the next sweep; 0: now
+        if outbox is not None:
+            outbox.hand_to(self.take)
 
     def wake(self) -> None:
+        """Rows were written that nobody hands us: sweep now."""
+        self._sweep_due = 0.0
+        self._wake.set()
+
+    def take(self, rows: list[OutboxRow]) -> None:
+        """Rows just committed, to publish in the order given."""
+        self._handed.extend(rows)
         self._wake.set()
 
     async def run(self) -> None:
@@ -655,42 +699,66 @@ class OutboxRelay:
         failures = 0
         while True:
             try:
-                sent = await self.publish_pending()
+                more = await self._round()
                 failures = 0
             except Exception as exc:  # the relay's edge: broker or database away; keep the rows, retry
                 failures += 1
+                self._sweep_due = 0.0  # what it held is in the table still: the next round finds it
                 log.warning("outbox relay could not publish; will retry", error=repr(exc), failures=failures)
                 await asyncio.sleep(min(0.5 * 2**failures, 10.0))
                 continue
-            if sent < self._batch:
-                await self._wake.sleep(self._poll)
+            if not more:
+                await self._wake.sleep(max(0.0, self._sweep_due - time.monotonic()))
+
+    async def _round(self) -> bool:
+        """A sweep when one is due, else what was handed; whether more waits."""
+        if time.monotonic() >= self._sweep_due:
+            self._sweep_due = time.monotonic() + self._poll  # a wake meanwhile makes it due again
+            if await self.publish_pending() >= self._batch:
+                self._sweep_due = 0.0  # a backlog: sweep on
+            return self._sweep_due == 0.0 or bool(self._handed)
+        await self._publish_handed()
+        return bool(self._handed)
+
+    async def _publish_handed(self) -> None:
+        taken = [self._handed.popleft() for _ in range(min(self._batch, len(self._handed)))]
+        rows = [row for row in taken if row.id not in self._swept]
+        self._swept.difference_update(row.id for row in taken)
+        if rows:
+            await asyncio.gather(*(self._publish(row) for row in rows))
+            await self._pool.execute(f"DELETE FROM {self._schema}.outbox WHERE id = ANY($1::bigint[])", [r.id for r in rows])
 
     async def publish_pending(self) -> int:
+        """Sweep: publish the rows in the table, in order, up to ``batch`` of them; how many."""
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
+            rows = [OutboxRow.of(r) for r in await conn.fetch(
                 f"SELECT id, message_id, exchange, routing_key, body, headers FROM {self._schema}.outbox"
                 " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
                 self._batch,
-            )
+            )]
             if not rows:
                 return 0
             await asyncio.gather(*(self._publish(row) for row in rows))
-            await conn.execute(
-                f"DELETE FROM {self._schema}.outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
-            )
+            await conn.execute(f"DELETE FROM {self._schema}.outbox WHERE id = ANY($1::bigint[])", [r.id for r in rows])
+        self._remember_swept(rows)
         return len(rows)
 
-    async def _publish(self, row: asyncpg.Record) -> None:
+    def _remember_swept(self, rows: list[OutboxRow]) -> None:
+        if len(self._swept) > 100_000:  # handed rows a sweep took are forgotten once handed; the rest would pile up
+            self._swept.clear()
+        self._swept.update(row.id for row in rows)
+
+    async def _publish(self, row: OutboxRow) -> None:
         await self._broker.publish(
-            row["body"],
-            exchange=EXCHANGES[row["exchange"]],
-            routing_key=row["routing_key"],
+            row.body,
+            exchange=EXCHANGES[row.exchange],
+            routing_key=row.routing_key,
             persist=True,
             mandatory=True,
-            message_id=str(row["message_id"]),
+            message_id=str(row.message_id),
             content_type="application/json",
-            headers=row["headers"] or None,
+            headers=dict(row.headers) or None,
             user_id=self._user_id,
             timeout=30,
         )
-        MESSAGES_PUBLISHED.labels(row["exchange"], row["routing_key"]).inc()
+        MESSAGES_PUBLISHED.labels(row.exchange, row.routing_key).inc()

@@ -220,7 +220,7 @@ class Service:
         await _check_queues(self.identity.amqp_url, self._queues)
 
     async def _after_start(self) -> None:
-        self._relay = OutboxRelay(self.pool, self.broker, self.schema, user_id=self.identity.broker_user)
+        self._relay = OutboxRelay(self.pool, self.broker, self.schema, user_id=self.identity.broker_user, outbox=self.outbox)
         for body in [self._relay.run, *self._loops]:
             self._tasks.append(asyncio.create_task(_forever(body), name=body.__qualname__))
         if self._http is not None:
