@@ -1,5 +1,6 @@
 """Audit's wiring: the only place its parts meet."""
 
+from functools import partial
 from pathlib import Path
 
 from faststream import FastStream
@@ -8,7 +9,7 @@ from services.audit import handlers
 from services.audit.config import AuditSettings
 from services.audit.http import build_http
 from services.audit.sealing import sealing_certificate, sealing_key, sealing_loop
-from services.audit.store import PostgresAuditStore
+from services.audit.store import KnownHead, PostgresAuditStore
 from shared.events import EVENT_TYPES
 from shared.messaging import Batching, with_delivery
 from shared.service import Service
@@ -28,7 +29,7 @@ def create_app(settings: AuditSettings | None = None) -> FastStream:
     service.consume(
         AUDIT_EVENTS,
         {event_type: with_delivery(handlers.on_event) for event_type in EVENT_TYPES.values()},
-        store=PostgresAuditStore,
+        store=partial(PostgresAuditStore, known=KnownHead()),
         prefetch=2 * BATCHING.size,
         batching=BATCHING,
     )
