@@ -170,7 +170,7 @@ async def on_signed(event: Signed, store: RouterStore, *, directories: Directory
         structlog.get_logger().warning("signature for an unknown request ignored", request_id=str(event.request_id))
         return
     # A signature in the PDF is a fact even when its request was no longer needed.
-    await store.record_signature(event.document_id, _record(event), event.pdf_sha256, event.revision)
+    recorded = await store.record_signature(event.document_id, _record(event), event.pdf_sha256, event.revision)
     effect = signature_effect(instance, request, await store.step_requests(event.document_id, request.step))
     if not effect.counts:
         structlog.get_logger().info("late signature recorded; flow unchanged", request_status=request.status)
@@ -179,10 +179,10 @@ async def on_signed(event: Signed, store: RouterStore, *, directories: Directory
     await store.set_request_status([event.request_id], "signed")
     await _cancel(store, effect.needless, "the step was completed by another signer", cause=event)
     if effect.then == "next":
-        directory, instance = await directories.get(store, instance.org), await store.instance(event.document_id)
-        await _start_step(store, instance, request.step + 1, directory, clock(), cause=event)
+        directory = await directories.get(store, instance.org)
+        await _start_step(store, recorded, request.step + 1, directory, clock(), cause=event)
     elif effect.then == "complete":
-        await _complete(store, event)
+        await _complete(store, event, recorded)
 
 
 def _record(event: Signed) -> SignatureRecord:
@@ -197,9 +197,9 @@ def _record(event: Signed) -> SignatureRecord:
     )
 
 
-async def _complete(store: RouterStore, event: Signed) -> None:
+async def _complete(store: RouterStore, event: Signed, instance: Instance) -> None:
+    """``instance`` as the signature left it (it is locked: nothing else changed it since)."""
     await store.update_instance(event.document_id, status="completed")
-    instance = await store.instance(event.document_id)
     await store.publish(
         DocumentCompleted.caused_by(
             event,

@@ -62,7 +62,7 @@ class RouterStore(Protocol):
     async def insert_instance(self, instance: Instance) -> None: ...
     async def instance(self, document_id: UUID) -> Instance | None: ...
     async def update_instance(self, document_id: UUID, **fields: Any) -> None: ...
-    async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> None: ...
+    async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> Instance: ...
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]: ...
     async def insert_request(self, request: Request) -> None: ...
     async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None: ...
@@ -298,14 +298,16 @@ class PostgresRouterStore(TransactionStore):
             document_id, *fields.values(), self._clock(),
         )
 
-    async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> None:
-        """Append the signature; the PDF moves only forward (signatures may be reported out of order)."""
-        await self._conn.execute(
+    async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> Instance:
+        """Append the signature; the PDF moves only forward (signatures may be reported out of order). The document
+        as it is now (the caller locked it)."""
+        row = await self._conn.fetchrow(
             "UPDATE router.instances SET signatures = signatures || $2::jsonb,"
             " pdf_sha256 = CASE WHEN $4 > revision THEN $3 ELSE pdf_sha256 END,"
-            " revision = greatest(revision, $4), updated_at = $5 WHERE document_id = $1",
+            " revision = greatest(revision, $4), updated_at = $5 WHERE document_id = $1 RETURNING *",
             document_id, [signature.model_dump(mode="json")], pdf_sha256, revision, self._clock(),
         )
+        return _instance(row)
 
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]:
         rows = await self._conn.fetch(

@@ -89,7 +89,8 @@ async def test_an_instance_reads_back_and_its_signatures_keep_the_newest_pdf(sto
     assert await store.instance(document.document_id) == document
     record = SignatureRecord(request_id=uuid4(), step=1, action="sign", signer=ANN, signed_at=NOW)
     await store.record_signature(document.document_id, record, "2" * 64, 2)
-    await store.record_signature(document.document_id, record, "1" * 64, 1)
+    recorded = await store.record_signature(document.document_id, record, "1" * 64, 1)
+    assert recorded == await store.instance(document.document_id)  # what the signature left, as read back
     await store.update_instance(document.document_id, current_step=2, status="completed")
     read = await store.instance(document.document_id)
     assert (read.pdf_sha256, read.revision, len(read.signatures), read.current_step, read.status) == ("2" * 64, 2, 2, 2, "completed")

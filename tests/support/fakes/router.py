@@ -126,7 +126,7 @@ class FakeRouterStore:
     async def update_instance(self, document_id: UUID, **fields: Any) -> None:
         self.instances[document_id] = replace(self.instances[document_id], **fields)
 
-    async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> None:
+    async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> Instance:
         instance = self.instances[document_id]
         newer = revision > instance.revision
         self.instances[document_id] = replace(
@@ -135,6 +135,7 @@ class FakeRouterStore:
             pdf_sha256=pdf_sha256 if newer else instance.pdf_sha256,
             revision=max(revision, instance.revision),
         )
+        return self.instances[document_id]
 
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]:
         return [(i.document_id, i.steps) for i in self.instances.values() if i.org == org and i.status == "active" and i.flow_key is None]
