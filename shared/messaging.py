@@ -24,6 +24,7 @@ and only from whom a message may come (DESIGN.md "Trust boundaries").
 import asyncio
 import collections
 import contextvars
+import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -649,16 +650,21 @@ def _typed_alone(message_type: type[BaseModel], run: Callable[[BaseModel, Rabbit
     return call
 
 
+# A timed sweep leaves rows younger than this to the relay they were handed to (here, or in another process).
+_SETTLED_SECONDS = 2.0
+
+
 class OutboxRelay:
     """Publishes outbox rows, persistent and confirmed, as ``user_id``, then deletes them.
 
     The rows a consumer's transaction committed are handed to it (``outbox``: :meth:`Outbox.hand_to`): it
-    publishes them in the order they were committed and deletes them with one statement, holding no transaction
-    over the confirms. Rows nobody handed it (an HTTP request's, a scheduler's, another process's, ones whose
-    publish failed) it finds by sweeping the table in order, its rows locked against other processes' relays: at
-    start, when :meth:`wake` says some were written, after a failure, and at least every ``poll_seconds``. A
-    sweep that takes a row also handed to it publishes it in the sweep, not again. At-least-once all along: a row
-    is deleted only after its publish was confirmed, so a crash at any point sends it again."""
+    publishes them in the order they were committed, holding no transaction over the confirms, and deletes what
+    it published every ``delete_seconds`` with one statement. Rows nobody handed it (an HTTP request's, a
+    scheduler's, ones whose publish failed, a crashed process's) it finds by sweeping the table in order, its rows
+    locked against other processes' relays: all of them at start, when :meth:`wake` says some were written and
+    after a failure; every ``poll_seconds`` those older than a few seconds (younger ones are a relay's in hand).
+    A row a sweep sent is not sent again when handed, nor one sent and not yet deleted. At-least-once all along:
+    a row is deleted only after its publish was confirmed, so a crash at any point sends it again."""
 
     def __init__(
         self,
@@ -669,6 +675,7 @@ class OutboxRelay:
         user_id: str,
         batch: int = 100,
         poll_seconds: float = 1.0,
+        delete_seconds: float = 0.1,
         outbox: Outbox | None = None,
     ) -> None:
         self._pool = pool
@@ -677,16 +684,19 @@ class OutboxRelay:
         self._user_id = user_id
         self._batch = batch
         self._poll = poll_seconds
+        self._delete_seconds = delete_seconds
         self._wake = Wakeup()
         self._handed: collections.deque[OutboxRow] = collections.deque()
         self._swept: set[int] = set()  # ids a sweep published that may still be handed to us
-        self._sweep_due = 0.0  # monotonic time of the next sweep; 0: now
+        self._sent: list[int] = []  # ids published from hand, not deleted yet
+        self._sweep_due, self._sweep_all = 0.0, True  # when the next sweep is (monotonic; 0: now), and of what
+        self._delete_due = math.inf
         if outbox is not None:
             outbox.hand_to(self.take)
 
     def wake(self) -> None:
         """Rows were written that nobody hands us: sweep now."""
-        self._sweep_due = 0.0
+        self._sweep_due, self._sweep_all = 0.0, True
         self._wake.set()
 
     def take(self, rows: list[OutboxRow]) -> None:
@@ -703,22 +713,28 @@ class OutboxRelay:
                 failures = 0
             except Exception as exc:  # the relay's edge: broker or database away; keep the rows, retry
                 failures += 1
-                self._sweep_due = 0.0  # what it held is in the table still: the next round finds it
+                self._sweep_due, self._sweep_all = 0.0, True  # what it held is in the table still: a sweep finds it
                 log.warning("outbox relay could not publish; will retry", error=repr(exc), failures=failures)
                 await asyncio.sleep(min(0.5 * 2**failures, 10.0))
                 continue
             if not more:
-                await self._wake.sleep(max(0.0, self._sweep_due - time.monotonic()))
+                await self._wake.sleep(max(0.0, min(self._sweep_due, self._delete_due) - time.monotonic()))
 
     async def _round(self) -> bool:
-        """A sweep when one is due, else what was handed; whether more waits."""
+        """A sweep when one is due, else what was handed (and the deletes when due); whether more waits."""
         if time.monotonic() >= self._sweep_due:
-            self._sweep_due = time.monotonic() + self._poll  # a wake meanwhile makes it due again
-            if await self.publish_pending() >= self._batch:
-                self._sweep_due = 0.0  # a backlog: sweep on
-            return self._sweep_due == 0.0 or bool(self._handed)
+            return await self._sweep()
+        if time.monotonic() >= self._delete_due or len(self._sent) >= self._batch:
+            await self._delete_sent()
         await self._publish_handed()
         return bool(self._handed)
+
+    async def _sweep(self) -> bool:
+        everything, self._sweep_all = self._sweep_all, False  # a wake meanwhile asks for another
+        self._sweep_due = time.monotonic() + self._poll
+        if await self.publish_pending(settled=0.0 if everything else _SETTLED_SECONDS) >= self._batch:
+            self._sweep_due, self._sweep_all = 0.0, True  # a backlog: sweep on
+        return self._sweep_due == 0.0 or bool(self._handed)
 
     async def _publish_handed(self) -> None:
         taken = [self._handed.popleft() for _ in range(min(self._batch, len(self._handed)))]
@@ -726,21 +742,30 @@ class OutboxRelay:
         self._swept.difference_update(row.id for row in taken)
         if rows:
             await asyncio.gather(*(self._publish(row) for row in rows))
-            await self._pool.execute(f"DELETE FROM {self._schema}.outbox WHERE id = ANY($1::bigint[])", [r.id for r in rows])
+            self._sent += [row.id for row in rows]
+            self._delete_due = min(self._delete_due, time.monotonic() + self._delete_seconds)
 
-    async def publish_pending(self) -> int:
-        """Sweep: publish the rows in the table, in order, up to ``batch`` of them; how many."""
+    async def _delete_sent(self) -> None:
+        sent, self._sent, self._delete_due = self._sent, [], math.inf
+        try:
+            await self._pool.execute(f"DELETE FROM {self._schema}.outbox WHERE id = ANY($1::bigint[])", sent)
+        except BaseException:
+            self._sent[:0] = sent  # still to delete (a sweep that takes them deletes them without sending them again)
+            raise
+
+    async def publish_pending(self, *, settled: float = 0.0) -> int:
+        """Sweep: publish the rows in the table at least ``settled`` seconds old, in order, up to ``batch`` of them,
+        and delete them (and those of them already sent); how many."""
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = [OutboxRow.of(r) for r in await conn.fetch(
-                f"SELECT id, message_id, exchange, routing_key, body, headers FROM {self._schema}.outbox"
-                " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-                self._batch,
-            )]
+            rows = [OutboxRow.of(r) for r in await conn.fetch(_SWEEP.format(schema=self._schema), self._batch, settled)]
             if not rows:
                 return 0
-            await asyncio.gather(*(self._publish(row) for row in rows))
+            sent = set(self._sent)
+            fresh = [row for row in rows if row.id not in sent]
+            await asyncio.gather(*(self._publish(row) for row in fresh))
             await conn.execute(f"DELETE FROM {self._schema}.outbox WHERE id = ANY($1::bigint[])", [r.id for r in rows])
-        self._remember_swept(rows)
+        self._sent = [i for i in self._sent if i not in {row.id for row in rows}]
+        self._remember_swept(fresh)
         return len(rows)
 
     def _remember_swept(self, rows: list[OutboxRow]) -> None:
@@ -762,3 +787,9 @@ class OutboxRelay:
             timeout=30,
         )
         MESSAGES_PUBLISHED.labels(row.exchange, row.routing_key).inc()
+
+
+_SWEEP = (
+    "SELECT id, message_id, exchange, routing_key, body, headers FROM {schema}.outbox"
+    " WHERE $2::float8 = 0 OR created_at <= now() - make_interval(secs => $2::float8) ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+)
