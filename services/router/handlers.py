@@ -114,7 +114,14 @@ async def _ask(
     replaces: UUID | None = None,
 ) -> Request:
     """Open one request and announce it (and alert an operator when nobody could stand in)."""
-    request = Request(
+    request = _request(instance, step, assignment, replaces)
+    await store.insert_request(request)
+    await _announce(store, instance, request, assignment, cause)
+    return request
+
+
+def _request(instance: Instance, step: int, assignment: Assignment, replaces: UUID | None = None) -> Request:
+    return Request(
         request_id=uuid4(),
         document_id=instance.document_id,
         org=instance.org,
@@ -126,13 +133,14 @@ async def _ask(
         reason=assignment.reason,
         replaces=replaces,
     )
-    await store.insert_request(request)
+
+
+async def _announce(store: RouterStore, instance: Instance, request: Request, assignment: Assignment, cause: Event | Cause) -> None:
     await store.publish(_requested(instance, request, cause))
     if assignment.unresolved:
         await store.publish(
             RoutingFailed.caused_by(cause, request_id=request.request_id, signer=request.person, reason=assignment.reason or "")
         )
-    return request
 
 
 def _requested(instance: Instance, request: Request, cause: Event | Cause) -> SignatureRequested:
@@ -159,9 +167,11 @@ def _requested(instance: Instance, request: Request, cause: Event | Cause) -> Si
 async def _start_step(
     store: RouterStore, instance: Instance, number: int, directory: Directory, now: datetime, *, cause: Event
 ) -> None:
-    await store.update_instance(instance.document_id, current_step=number)
-    for assignment in plan_step(instance.steps[number - 1], directory, now, shield=shield_of(directory, instance.group)):
-        await _ask(store, instance, number, assignment, cause=cause)
+    assignments = plan_step(instance.steps[number - 1], directory, now, shield=shield_of(directory, instance.group))
+    requests = [_request(instance, number, assignment) for assignment in assignments]
+    await store.open_step(instance.document_id, number, requests)
+    for request, assignment in zip(requests, assignments, strict=True):
+        await _announce(store, instance, request, assignment, cause)
 
 
 async def on_signed(event: Signed, store: RouterStore, *, directories: DirectoryCache, clock: Clock) -> None:

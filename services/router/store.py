@@ -6,7 +6,7 @@ fake of the same interface (tests/support/fakes.py)."""
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID, uuid4
 
@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from services.router.domain import Absence, Directory, FlowDefinition, Group, Instance, Person, Request, Role
 from shared.clock import Clock
 from shared.clock import now as services_now
+from shared.db import canonical_json
 from shared.events import PersonRef, SignatureRecord, StepSpec
 from shared.outbox import Outbox, TransactionStore
 
@@ -65,6 +66,7 @@ class RouterStore(Protocol):
     async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> Instance: ...
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]: ...
     async def insert_request(self, request: Request) -> None: ...
+    async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request]) -> None: ...
     async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None: ...
     async def step_requests(self, document_id: UUID, step: int) -> list[Request]: ...
     async def pending_requests(self, document_id: UUID) -> list[Request]: ...
@@ -324,6 +326,15 @@ class PostgresRouterStore(TransactionStore):
             request.reason, request.action, request.replaces, self._clock(),
         )
 
+    async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request]) -> None:
+        """The document moves to ``step`` and its ``requests`` open, in one statement; their created_at a microsecond
+        apart, in the order given (the order a step's requests are read back in)."""
+        at = self._clock()
+        columns = zip(*(_request_columns(r) for r in requests), strict=True) if requests else [()] * 9
+        await self._conn.execute(
+            _OPEN_STEP, document_id, step, at, *map(list, columns), [at + timedelta(microseconds=i) for i in range(len(requests))]
+        )
+
     async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None:
         """The request, locked for the rest of the transaction (``lock``: lock its document first)."""
         sql = "SELECT * FROM router.requests WHERE request_id = $1" + (" FOR UPDATE" if lock else "")
@@ -362,6 +373,21 @@ class PostgresRouterStore(TransactionStore):
             "UPDATE router.requests SET status = $2, decided_at = $3 WHERE request_id = ANY($1::uuid[])",
             list(request_ids), status, self._clock(),
         )
+
+
+_OPEN_STEP = (
+    "WITH moved AS (UPDATE router.instances SET current_step = $2, updated_at = $3 WHERE document_id = $1)"
+    " INSERT INTO router.requests (request_id, document_id, org, step, entry, person_id, person, on_behalf_of,"
+    " reason, action, replaces, created_at)"
+    " SELECT id, $1, org, $2, entry, person_id, person::jsonb, on_behalf_of::jsonb, reason, action, replaces, created_at"
+    " FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
+    " $12::uuid[], $13::timestamptz[]) AS r(id, org, entry, person_id, person, on_behalf_of, reason, action, replaces, created_at)"
+)
+
+
+def _request_columns(r: Request) -> tuple[Any, ...]:
+    on_behalf_of = canonical_json(r.on_behalf_of.model_dump()) if r.on_behalf_of else None
+    return (r.request_id, r.org, r.entry, r.person.id, canonical_json(r.person.model_dump()), on_behalf_of, r.reason, r.action, r.replaces)
 
 
 def _all_absences(directory: Directory) -> list[Absence]:

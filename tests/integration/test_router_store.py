@@ -1,6 +1,7 @@
 """One contract, two stores: the in-memory FakeRouterStore the unit tests use behaves as PostgresRouterStore does."""
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
@@ -110,6 +111,18 @@ async def test_requests_are_found_by_step_by_person_and_by_status(store: RouterS
     assert [r.request_id for r in await store.pending_of("default", "bart")] == [second.request_id]
     assert await store.people_waiting("default") == {"bart"}
     assert [d for d, _ in await store.running_ad_hoc_steps("default")] == [document.document_id]
+
+
+async def test_opening_a_step_moves_the_document_and_opens_its_requests_in_order(store: RouterStore) -> None:
+    """A step's requests opened together (one on behalf of someone) read back as given, in the order given, the
+    document at that step."""
+    document = instance(flow_key=None)
+    await store.insert_instance(document)
+    bart = PersonRef(id="bart", name="Bart Baert")
+    first, second = request(document, step=2, person=bart), replace(request(document, step=2), on_behalf_of=bart, reason="absent")
+    await store.open_step(document.document_id, 2, [first, second])
+    assert await store.step_requests(document.document_id, 2) == [first, second]
+    assert (await store.instance(document.document_id)).current_step == 2
 
 
 async def test_publishing_keeps_the_message(store: RouterStore) -> None:

@@ -144,6 +144,11 @@ class FakeRouterStore:
         self.requests[request.request_id] = request
         self._order.append(request.request_id)
 
+    async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request]) -> None:
+        await self.update_instance(document_id, current_step=step)
+        for request in requests:
+            await self.insert_request(request)
+
     async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None:
         return self.requests.get(request_id)
 
