@@ -651,7 +651,7 @@ def _typed_alone(message_type: type[BaseModel], run: Callable[[BaseModel, Rabbit
 
 
 # A timed sweep leaves rows younger than this to the relay they were handed to (here, or in another process).
-_SETTLED_SECONDS = 2.0
+_SETTLED_SECONDS = 1.0
 
 
 class OutboxRelay:
@@ -662,7 +662,7 @@ class OutboxRelay:
     it published every ``delete_seconds`` with one statement. Rows nobody handed it (an HTTP request's, a
     scheduler's, ones whose publish failed, a crashed process's) it finds by sweeping the table in order, its rows
     locked against other processes' relays: all of them at start, when :meth:`wake` says some were written and
-    after a failure; every ``poll_seconds`` those older than a few seconds (younger ones are a relay's in hand).
+    after a failure; every ``poll_seconds`` those older than a second (younger ones are a relay's in hand).
     A row a sweep sent is not sent again when handed, nor one sent and not yet deleted. At-least-once all along:
     a row is deleted only after its publish was confirmed, so a crash at any point sends it again."""
 
