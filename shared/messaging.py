@@ -86,8 +86,6 @@ def message_key(message: Event | Command) -> UUID:
     return message.event_id if isinstance(message, Event) else message.command_id
 
 
-
-
 def routing_key_of(msg: RabbitMessage) -> str:
     """The routing key the message was published with, also when an operator replayed it from a dead-letter queue."""
     return str((msg.headers or {}).get(REPLAYED_ROUTING_KEY) or msg.raw_message.routing_key or "")
@@ -421,7 +419,9 @@ async def _park(consumer: Consumer, msg: RabbitMessage, why: str) -> None:
     await consumer.park(msg, why)
 
 
-def _typed(message_type: type[BaseModel], run: Callable[[BaseModel, RabbitMessage], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+def _typed(
+    message_type: type[BaseModel], run: Callable[[BaseModel, RabbitMessage], Awaitable[None]]
+) -> Callable[..., Awaitable[None]]:
     """A handler FastStream can document: its first parameter is ``message_type``."""
 
     async def call(message: BaseModel, msg: RabbitMessage) -> None:
@@ -434,7 +434,9 @@ def _typed(message_type: type[BaseModel], run: Callable[[BaseModel, RabbitMessag
     return call
 
 
-BatchHandler = Callable[[Sequence[tuple[Any, Delivery]], Any], Awaitable[None]]  # (new messages in order, each with its Delivery; the store)
+BatchHandler = Callable[
+    [Sequence[tuple[Any, Delivery]], Any], Awaitable[None]
+]  # (new messages in order, each with its Delivery; the store)
 
 
 @dataclass(frozen=True)
@@ -598,7 +600,9 @@ class BatchingConsumer(Consumer):
             outcomes: Sequence[str | None]
             outcomes, handed = await self._commit(batch)
         except Exception:  # the batch's edge: each of its messages is processed alone, with its own retries
-            structlog.get_logger().warning("batch not written; its messages are processed one by one", messages=len(batch), exc_info=True)
+            structlog.get_logger().warning(
+                "batch not written; its messages are processed one by one", messages=len(batch), exc_info=True
+            )
             outcomes = [None] * len(batch)
         else:
             await self._ack(batch)
@@ -638,7 +642,9 @@ class BatchingConsumer(Consumer):
         return outcomes
 
 
-def _typed_alone(message_type: type[BaseModel], run: Callable[[BaseModel, RabbitMessage], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+def _typed_alone(
+    message_type: type[BaseModel], run: Callable[[BaseModel, RabbitMessage], Awaitable[None]]
+) -> Callable[..., Awaitable[None]]:
     """As :func:`_typed`, the delivery taken from the decoder rather than from FastStream's context."""
 
     async def call(message: BaseModel) -> None:

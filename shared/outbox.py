@@ -39,7 +39,9 @@ class OutboxRow:
 
     @classmethod
     def of(cls, record: asyncpg.Record) -> "OutboxRow":
-        return cls(record["message_id"], record["exchange"], record["routing_key"], record["body"], record["headers"] or {}, record["id"])
+        return cls(
+            record["message_id"], record["exchange"], record["routing_key"], record["body"], record["headers"] or {}, record["id"]
+        )
 
 
 # Rows are numbered in the order they were sent; a message_id already in the outbox is not written twice.
@@ -74,9 +76,13 @@ class Outbox:
         if isinstance(message, Event):
             await self.add_raw(conn, EVENTS_EXCHANGE, message.routing_key, message.event_id, message.model_dump_json().encode())
         elif isinstance(message, Outcome):
-            await self.add_raw(conn, OUTCOMES_EXCHANGE, message.routing_key, message.outcome_id, message.model_dump_json().encode())
+            await self.add_raw(
+                conn, OUTCOMES_EXCHANGE, message.routing_key, message.outcome_id, message.model_dump_json().encode()
+            )
         elif isinstance(message, Command):
-            await self.add_raw(conn, COMMANDS_EXCHANGE, message.routing_key, message.command_id, message.model_dump_json().encode())
+            await self.add_raw(
+                conn, COMMANDS_EXCHANGE, message.routing_key, message.command_id, message.model_dump_json().encode()
+            )
         else:
             raise TypeError(f"the outbox takes events, outcomes and commands, not {type(message).__name__}")
 
@@ -100,7 +106,9 @@ class Outbox:
         """Insert ``rows`` with one statement; the ones written (a message_id already there is not), with their ids."""
         if not rows:
             return []
-        columns = zip(*((r.message_id, r.exchange, r.routing_key, r.body, canonical_json(dict(r.headers))) for r in rows), strict=True)
+        columns = zip(
+            *((r.message_id, r.exchange, r.routing_key, r.body, canonical_json(dict(r.headers))) for r in rows), strict=True
+        )
         written = {m: i for i, m in await conn.fetch(_INSERT.format(schema=self.schema), *map(list, columns))}
         return [replace(r, id=written.pop(r.message_id)) for r in rows if r.message_id in written]
 

@@ -111,8 +111,13 @@ class PostgresAuditStore:
         await self._conn.execute(
             "INSERT INTO audit.checkpoints (seq, head_hash, sealed_at, public_key, signature, timestamp_token, certificate)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            checkpoint.seq, checkpoint.head_hash, checkpoint.sealed_at, checkpoint.public_key, checkpoint.signature,
-            checkpoint.timestamp_token, checkpoint.certificate,
+            checkpoint.seq,
+            checkpoint.head_hash,
+            checkpoint.sealed_at,
+            checkpoint.public_key,
+            checkpoint.signature,
+            checkpoint.timestamp_token,
+            checkpoint.certificate,
         )
 
     async def checkpoints(self) -> list[Checkpoint]:

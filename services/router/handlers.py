@@ -67,13 +67,17 @@ async def on_document_submitted(
         instance = await _new_instance(event, store, directory)
     except CodedError as refusal:
         await store.publish(
-            DocumentRejected.caused_by(event, source=event.source, external_ref=event.external_ref, code=refusal.code, reason=refusal.reason)
+            DocumentRejected.caused_by(
+                event, source=event.source, external_ref=event.external_ref, code=refusal.code, reason=refusal.reason
+            )
         )
         structlog.get_logger().info("document refused by router", code=refusal.code, reason=refusal.reason)
         return
     await store.insert_instance(instance)
     await store.publish(
-        DocumentAccepted.caused_by(event, flow=event.flow, step_count=instance.step_count, department=instance.department, group=instance.group)
+        DocumentAccepted.caused_by(
+            event, flow=event.flow, step_count=instance.step_count, department=instance.department, group=instance.group
+        )
     )
     await _start_step(store, instance, 1, directory, clock(), cause=event)
 
@@ -135,7 +139,9 @@ def _request(instance: Instance, step: int, assignment: Assignment, replaces: UU
     )
 
 
-async def _announce(store: RouterStore, instance: Instance, request: Request, assignment: Assignment, cause: Event | Cause) -> None:
+async def _announce(
+    store: RouterStore, instance: Instance, request: Request, assignment: Assignment, cause: Event | Cause
+) -> None:
     await store.publish(_requested(instance, request, cause))
     if assignment.unresolved:
         await store.publish(
@@ -248,15 +254,20 @@ async def withdraw(store: RouterStore, document_id: UUID, *, org: str, by: str, 
 
 
 async def on_withdraw_document(
-    command: WithdrawDocument, store: RouterStore, delivery: Delivery | None = None, *, directories: DirectoryCache,
+    command: WithdrawDocument,
+    store: RouterStore,
+    delivery: Delivery | None = None,
+    *,
+    directories: DirectoryCache,
     intake_user: str | None = None,
 ) -> None:
     """A person withdraws a document through the portal (the submitter, or an operator: a role in the directory), or
     a source withdraws its own through intake (``source:<name>``, taken only from intake's broker user)."""
     by = command.withdrawn_by
     if by.startswith("source:") and (delivery is None or delivery.publisher != intake_user):
-        structlog.get_logger().warning("withdrawal refused: a source's withdrawal not from intake", by=by,
-                                       publisher=delivery.publisher if delivery else None)
+        structlog.get_logger().warning(
+            "withdrawal refused: a source's withdrawal not from intake", by=by, publisher=delivery.publisher if delivery else None
+        )
         return
     if by.startswith("operator:") and not await _is_operator(store, directories, command.org, by):
         structlog.get_logger().warning("withdrawal refused: not an operator", by=by, document_id=str(command.correlation_id))
@@ -278,12 +289,18 @@ async def on_reassign_request(command: ReassignRequest, store: RouterStore, *, d
     """An operator moves a waiting request from the portal's incidents page; the portal checked her role, and so
     does the router, against its own directory."""
     if not await _is_operator(store, directories, command.org, command.reassigned_by):
-        structlog.get_logger().warning("reassignment refused: not an operator", by=command.reassigned_by,
-                                       request_id=str(command.request_id))
+        structlog.get_logger().warning(
+            "reassignment refused: not an operator", by=command.reassigned_by, request_id=str(command.request_id)
+        )
         return
     try:
         await reassign_by_operator(
-            store, command.request_id, command.to_person, org=command.org, by=command.reassigned_by, why=command.reason,
+            store,
+            command.request_id,
+            command.to_person,
+            org=command.org,
+            by=command.reassigned_by,
+            why=command.reason,
             directories=directories,
         )
     except CodedError as refusal:  # moved, signed or ended meanwhile, or nobody to give it to: nothing to retry
@@ -294,7 +311,12 @@ async def on_register_absence(command: RegisterAbsence, store: RouterStore) -> N
     """A person's absence registered through the portal (by herself or an admin: the portal checked)."""
     try:
         await add_absence(
-            store, command.org, command.person_id, command.starts_at, command.ends_at, note=command.note or f"by {command.registered_by}"
+            store,
+            command.org,
+            command.person_id,
+            command.starts_at,
+            command.ends_at,
+            note=command.note or f"by {command.registered_by}",
         )
     except (UnknownPerson, ValueError) as refusal:
         structlog.get_logger().warning("absence not registered", person=command.person_id, reason=str(refusal))
@@ -321,8 +343,11 @@ async def move_work_of(
 
 
 async def _move(store: RouterStore, request: Request, directory: Directory, now: datetime, *, cause: Cause) -> int:
-    taken = {r.person.id for r in await store.step_requests(request.document_id, request.step)
-             if r.status in ("pending", "signed") and r.request_id != request.request_id}
+    taken = {
+        r.person.id
+        for r in await store.step_requests(request.document_id, request.step)
+        if r.status in ("pending", "signed") and r.request_id != request.request_id
+    }
     represented = request.on_behalf_of.id if request.on_behalf_of else None
     instance = await store.instance(request.document_id)
     shield = shield_of(directory, instance.group)
@@ -368,8 +393,13 @@ async def reassign_by_operator(
     new = await _ask(store, instance, request.step, assignment, cause=cause, replaces=request_id)
     await store.publish(
         SignatureReassigned.caused_by(
-            cause, request_id=request_id, new_request_id=new.request_id, from_person=request.person, to_person=new.person,
-            reason=assignment.reason or "", title=instance.title,
+            cause,
+            request_id=request_id,
+            new_request_id=new.request_id,
+            from_person=request.person,
+            to_person=new.person,
+            reason=assignment.reason or "",
+            title=instance.title,
         )
     )
     return new

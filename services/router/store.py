@@ -63,7 +63,9 @@ class RouterStore(Protocol):
     async def insert_instance(self, instance: Instance) -> None: ...
     async def instance(self, document_id: UUID) -> Instance | None: ...
     async def update_instance(self, document_id: UUID, **fields: Any) -> None: ...
-    async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> Instance: ...
+    async def record_signature(
+        self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int
+    ) -> Instance: ...
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]: ...
     async def insert_request(self, request: Request) -> None: ...
     async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request]) -> None: ...
@@ -151,7 +153,9 @@ class PostgresRouterStore(TransactionStore):
 
     async def load_directory(self, org: str, *, absences_from: Sequence[str] = ("import", "api")) -> Directory:
         conn = self._conn
-        people = await conn.fetch("SELECT id, name, email, department, language, manager, mails FROM router.people WHERE org = $1", org)
+        people = await conn.fetch(
+            "SELECT id, name, email, department, language, manager, mails FROM router.people WHERE org = $1", org
+        )
         roles = await conn.fetch("SELECT key, title, holders FROM router.roles WHERE org = $1", org)
         substitutes = await conn.fetch("SELECT person_id, substitutes FROM router.substitutes WHERE org = $1", org)
         absences = await conn.fetch(
@@ -186,9 +190,18 @@ class PostgresRouterStore(TransactionStore):
                 ["org", "id", "name", "email", "department", "language", "manager", "mails"],
                 [(org, *asdict(p).values()) for p in directory.people.values()],
             ),
-            "roles": (["org", "key", "title", "holders"], [(org, r.key, r.title, list(r.holders)) for r in directory.roles.values()]),
-            "substitutes": (["org", "person_id", "substitutes"], [(org, p, list(row)) for p, row in directory.substitutes.items()]),
-            "groups": (["org", "key", "departments", "shielded"], [(org, g.key, list(g.departments), g.shielded) for g in directory.groups.values()]),
+            "roles": (
+                ["org", "key", "title", "holders"],
+                [(org, r.key, r.title, list(r.holders)) for r in directory.roles.values()],
+            ),
+            "substitutes": (
+                ["org", "person_id", "substitutes"],
+                [(org, p, list(row)) for p, row in directory.substitutes.items()],
+            ),
+            "groups": (
+                ["org", "key", "departments", "shielded"],
+                [(org, g.key, list(g.departments), g.shielded) for g in directory.groups.values()],
+            ),
         }
         for table, (columns, records) in tables.items():
             await conn.copy_records_to_table(table, schema_name="router", columns=columns, records=records)
@@ -196,17 +209,26 @@ class PostgresRouterStore(TransactionStore):
         await self._bump(org)
 
     async def _replace_imported_absences(self, org: str, directory: Directory) -> None:
-        before = {(a.person_id, a.starts_at, a.ends_at) for a in _all_absences(await self.load_directory(org, absences_from=["import"]))}
+        before = {
+            (a.person_id, a.starts_at, a.ends_at) for a in _all_absences(await self.load_directory(org, absences_from=["import"]))
+        }
         after = {(a.person_id, a.starts_at, a.ends_at) for a in _all_absences(directory)}
         for person_id, starts_at, ends_at in before - after:
             await self._conn.execute(
                 "DELETE FROM router.absences WHERE org = $1 AND source = 'import' AND person_id = $2 AND starts_at = $3 AND ends_at = $4",
-                org, person_id, starts_at, ends_at,
+                org,
+                person_id,
+                starts_at,
+                ends_at,
             )
         for person_id, starts_at, ends_at in after - before:
             await self._conn.execute(
                 "INSERT INTO router.absences (id, org, person_id, starts_at, ends_at, source) VALUES ($1, $2, $3, $4, $5, 'import')",
-                uuid4(), org, person_id, starts_at, ends_at,
+                uuid4(),
+                org,
+                person_id,
+                starts_at,
+                ends_at,
             )
 
     async def _bump(self, org: str) -> None:
@@ -219,7 +241,9 @@ class PostgresRouterStore(TransactionStore):
 
     async def flow(self, org: str, key: str) -> FlowDefinition | None:
         row = await self._conn.fetchrow(
-            "SELECT key, title, department, group_key, confidential, steps FROM router.flows WHERE org = $1 AND key = $2", org, key
+            "SELECT key, title, department, group_key, confidential, steps FROM router.flows WHERE org = $1 AND key = $2",
+            org,
+            key,
         )
         return _flow(row) if row else None
 
@@ -234,7 +258,13 @@ class PostgresRouterStore(TransactionStore):
             "INSERT INTO router.flows (org, key, title, department, group_key, confidential, steps)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (org, key) DO UPDATE SET title = $3,"
             " department = $4, group_key = $5, confidential = $6, steps = $7, updated_at = now()",
-            org, flow.key, flow.title, flow.department, flow.group, flow.confidential, [s.model_dump() for s in flow.steps],
+            org,
+            flow.key,
+            flow.title,
+            flow.department,
+            flow.group,
+            flow.confidential,
+            [s.model_dump() for s in flow.steps],
         )
 
     # Absences.
@@ -243,20 +273,30 @@ class PostgresRouterStore(TransactionStore):
         absence_id = uuid4()
         await self._conn.execute(
             "INSERT INTO router.absences (id, org, person_id, starts_at, ends_at, source, note) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            absence_id, org, absence.person_id, absence.starts_at, absence.ends_at, source, note,
+            absence_id,
+            org,
+            absence.person_id,
+            absence.starts_at,
+            absence.ends_at,
+            source,
+            note,
         )
         await self._bump(org)
         return absence_id
 
     async def remove_absence(self, org: str, absence_id: UUID) -> bool:
-        removed = await self._conn.fetchval("DELETE FROM router.absences WHERE org = $1 AND id = $2 RETURNING true", org, absence_id)
+        removed = await self._conn.fetchval(
+            "DELETE FROM router.absences WHERE org = $1 AND id = $2 RETURNING true", org, absence_id
+        )
         if removed:
             await self._bump(org)
         return bool(removed)
 
     async def absences(self, org: str, person_id: str | None = None) -> list[StoredAbsence]:
         rows = await self._conn.fetch(
-            "SELECT * FROM router.absences WHERE org = $1 AND ($2::text IS NULL OR person_id = $2) ORDER BY starts_at", org, person_id
+            "SELECT * FROM router.absences WHERE org = $1 AND ($2::text IS NULL OR person_id = $2) ORDER BY starts_at",
+            org,
+            person_id,
         )
         return [_absence(r) for r in rows]
 
@@ -283,9 +323,19 @@ class PostgresRouterStore(TransactionStore):
             "INSERT INTO router.instances (document_id, org, flow_key, title, filename, submitted_by, confidential,"
             " department, group_key, steps, pdf_sha256, due_at, created_at, updated_at)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
-            instance.document_id, instance.org, instance.flow_key, instance.title, instance.filename,
-            instance.submitted_by.model_dump(), instance.confidential, instance.department, instance.group,
-            [s.model_dump() for s in instance.steps], instance.pdf_sha256, instance.due_at, self._clock(),
+            instance.document_id,
+            instance.org,
+            instance.flow_key,
+            instance.title,
+            instance.filename,
+            instance.submitted_by.model_dump(),
+            instance.confidential,
+            instance.department,
+            instance.group,
+            [s.model_dump() for s in instance.steps],
+            instance.pdf_sha256,
+            instance.due_at,
+            self._clock(),
         )
 
     async def instance(self, document_id: UUID) -> Instance | None:
@@ -297,7 +347,9 @@ class PostgresRouterStore(TransactionStore):
         columns = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, start=2))
         await self._conn.execute(
             f"UPDATE router.instances SET {columns}, updated_at = ${len(fields) + 2} WHERE document_id = $1",
-            document_id, *fields.values(), self._clock(),
+            document_id,
+            *fields.values(),
+            self._clock(),
         )
 
     async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> Instance:
@@ -307,7 +359,11 @@ class PostgresRouterStore(TransactionStore):
             "UPDATE router.instances SET signatures = signatures || $2::jsonb,"
             " pdf_sha256 = CASE WHEN $4 > revision THEN $3 ELSE pdf_sha256 END,"
             " revision = greatest(revision, $4), updated_at = $5 WHERE document_id = $1 RETURNING *",
-            document_id, [signature.model_dump(mode="json")], pdf_sha256, revision, self._clock(),
+            document_id,
+            [signature.model_dump(mode="json")],
+            pdf_sha256,
+            revision,
+            self._clock(),
         )
         return _instance(row)
 
@@ -321,9 +377,18 @@ class PostgresRouterStore(TransactionStore):
         await self._conn.execute(
             "INSERT INTO router.requests (request_id, document_id, org, step, entry, person_id, person, on_behalf_of,"
             " reason, action, replaces, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            request.request_id, request.document_id, request.org, request.step, request.entry, request.person.id,
-            request.person.model_dump(), request.on_behalf_of.model_dump() if request.on_behalf_of else None,
-            request.reason, request.action, request.replaces, self._clock(),
+            request.request_id,
+            request.document_id,
+            request.org,
+            request.step,
+            request.entry,
+            request.person.id,
+            request.person.model_dump(),
+            request.on_behalf_of.model_dump() if request.on_behalf_of else None,
+            request.reason,
+            request.action,
+            request.replaces,
+            self._clock(),
         )
 
     async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request]) -> None:
@@ -360,7 +425,8 @@ class PostgresRouterStore(TransactionStore):
             "SELECT r.* FROM router.requests r JOIN router.instances i USING (document_id)"
             " WHERE r.org = $1 AND r.person_id = $2 AND r.status = 'pending' AND i.status = 'active'"
             " ORDER BY r.created_at",
-            org, person_id,
+            org,
+            person_id,
         )
         return [_request(r) for r in rows]
 
@@ -371,7 +437,9 @@ class PostgresRouterStore(TransactionStore):
     async def set_request_status(self, request_ids: Sequence[UUID], status: str) -> None:
         await self._conn.execute(
             "UPDATE router.requests SET status = $2, decided_at = $3 WHERE request_id = ANY($1::uuid[])",
-            list(request_ids), status, self._clock(),
+            list(request_ids),
+            status,
+            self._clock(),
         )
 
 
@@ -387,7 +455,17 @@ _OPEN_STEP = (
 
 def _request_columns(r: Request) -> tuple[Any, ...]:
     on_behalf_of = canonical_json(r.on_behalf_of.model_dump()) if r.on_behalf_of else None
-    return (r.request_id, r.org, r.entry, r.person.id, canonical_json(r.person.model_dump()), on_behalf_of, r.reason, r.action, r.replaces)
+    return (
+        r.request_id,
+        r.org,
+        r.entry,
+        r.person.id,
+        canonical_json(r.person.model_dump()),
+        on_behalf_of,
+        r.reason,
+        r.action,
+        r.replaces,
+    )
 
 
 def _all_absences(directory: Directory) -> list[Absence]:

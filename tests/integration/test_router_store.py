@@ -38,8 +38,14 @@ async def store(request: pytest.FixtureRequest, database_url: str) -> AsyncItera
 
 def instance(**changes: object) -> Instance:
     fields = dict(
-        document_id=uuid4(), org="default", title="Besluit", filename="b.pdf", submitted_by=ANN, confidential=False,
-        steps=(StepSpec(signers=["person:ann"]), StepSpec(signers=["role:burgemeester"])), pdf_sha256="0" * 64,
+        document_id=uuid4(),
+        org="default",
+        title="Besluit",
+        filename="b.pdf",
+        submitted_by=ANN,
+        confidential=False,
+        steps=(StepSpec(signers=["person:ann"]), StepSpec(signers=["role:burgemeester"])),
+        pdf_sha256="0" * 64,
     )
     return Instance(**{**fields, **changes})  # type: ignore[arg-type]
 
@@ -54,7 +60,12 @@ async def test_a_directory_replaced_reads_back_with_its_imported_absences_and_bu
     api = await store.add_absence("default", Absence("ann", NOW, NOW + timedelta(days=1)), source="api", note="congres")
     await store.replace_directory("default", DIRECTORY)
     read = await store.load_directory("default")
-    assert (read.people, read.roles, read.substitutes, read.groups) == (DIRECTORY.people, DIRECTORY.roles, DIRECTORY.substitutes, DIRECTORY.groups)
+    assert (read.people, read.roles, read.substitutes, read.groups) == (
+        DIRECTORY.people,
+        DIRECTORY.roles,
+        DIRECTORY.substitutes,
+        DIRECTORY.groups,
+    )
     assert set(read.absences) == {"ann", "bart"}
     assert (await store.load_directory("default", absences_from=["import"])).absences == DIRECTORY.absences
     assert await store.directory_version("default") > before
@@ -94,7 +105,13 @@ async def test_an_instance_reads_back_and_its_signatures_keep_the_newest_pdf(sto
     assert recorded == await store.instance(document.document_id)  # what the signature left, as read back
     await store.update_instance(document.document_id, current_step=2, status="completed")
     read = await store.instance(document.document_id)
-    assert (read.pdf_sha256, read.revision, len(read.signatures), read.current_step, read.status) == ("2" * 64, 2, 2, 2, "completed")
+    assert (read.pdf_sha256, read.revision, len(read.signatures), read.current_step, read.status) == (
+        "2" * 64,
+        2,
+        2,
+        2,
+        "completed",
+    )
 
 
 async def test_requests_are_found_by_step_by_person_and_by_status(store: RouterStore) -> None:
