@@ -169,7 +169,7 @@ async def process(
     (one of ``metrics.OUTCOMES``) for the metrics."""
     log = structlog.get_logger()
     try:
-        first_time, handed = await _once(pool, schema, consumer, key, work)
+        first_time = await _once(pool, schema, consumer, key, work)
     except PermanentError as exc:
         log.error("message dead-lettered", reason=str(exc))
         return "parked" if await dead_letters.park(msg, consumer, str(exc)) else "retried"
@@ -178,16 +178,15 @@ async def process(
             await until_database_answers(pool)
         return await _failed(msg, exc, consumer, dead_letters, delivery_limit)
     await msg.ack()
-    if not handed:
-        after_commit()
+    after_commit()
     return "handled" if first_time else "duplicate"
 
 
 async def _once(
     pool: asyncpg.Pool, schema: str, consumer: str, key: UUID, work: Callable[[asyncpg.Connection], Awaitable[None]]
-) -> tuple[bool, bool]:
+) -> bool:
     """The inbox mark and, the first time, ``work``, in one transaction whose outbox rows go in with one statement
-    and, committed, to the relay. (Whether it was the first time, whether the relay has all the rows it wrote.)"""
+    and, committed, to the relay (before the relay runs, its first sweep finds them); whether it was the first time."""
     async with pool.acquire() as conn:
         with gathered(conn) as outgoing:
             async with conn.transaction():
@@ -197,7 +196,8 @@ async def _once(
                 else:
                     structlog.get_logger().info("duplicate ignored")
                 await outgoing.write()
-            return bool(first_time), outgoing.committed()
+            outgoing.committed()
+            return bool(first_time)
 
 
 _MARK = "INSERT INTO {schema}.inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true"
@@ -597,8 +597,7 @@ class BatchingConsumer(Consumer):
 
     async def _write(self, batch: list[_Pending]) -> None:
         try:
-            outcomes: Sequence[str | None]
-            outcomes, handed = await self._commit(batch)
+            outcomes: Sequence[str | None] = await self._commit(batch)
         except Exception:  # the batch's edge: each of its messages is processed alone, with its own retries
             structlog.get_logger().warning(
                 "batch not written; its messages are processed one by one", messages=len(batch), exc_info=True
@@ -606,21 +605,21 @@ class BatchingConsumer(Consumer):
             outcomes = [None] * len(batch)
         else:
             await self._ack(batch)
-            if not handed:
-                self._after_commit()
+            self._after_commit()
         for pending, outcome in zip(batch, outcomes, strict=True):
             if not pending.written.done():  # its task may have been cancelled meanwhile: then it is not acked
                 pending.written.set_result(outcome)
 
-    async def _commit(self, batch: list[_Pending]) -> tuple[list[str], bool]:
+    async def _commit(self, batch: list[_Pending]) -> list[str]:
         """The batch in one transaction (see :meth:`_changes`); its outbox rows go in with one statement and,
-        committed, to the relay. (The outcomes, whether the relay has all the rows it wrote.)"""
+        committed, to the relay."""
         async with self._pool().acquire() as conn:
             with gathered(conn) as outgoing:
                 async with conn.transaction():
                     outcomes = await self._changes(conn, batch)
                     await outgoing.write()
-                return outcomes, outgoing.committed()
+                outgoing.committed()
+                return outcomes
 
     async def _changes(self, conn: asyncpg.Connection, batch: list[_Pending]) -> list[str]:
         """The inbox marks, then the changes of the messages marked just now."""

@@ -155,7 +155,7 @@ class Service:
         if spec not in self.topology.service(self.name).consumes:
             raise ValueError(f"{self.name} does not consume {spec.name} in the topology")
         self._queues.append(spec)
-        options.setdefault("after_commit", self.wake_relay)
+        options.setdefault("after_commit", lambda: None)  # the consumer edge hands what it wrote to the relay itself
         options.setdefault("delivery_limit", self.settings.delivery_limit)
         options.update(
             queue=spec.name, handlers=handlers, pool=lambda: self.pool, schema=self.schema, store=store,
