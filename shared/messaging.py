@@ -22,7 +22,9 @@ and only from whom a message may come (DESIGN.md "Trust boundaries").
 """
 
 import asyncio
+import collections
 import contextvars
+import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -41,7 +43,7 @@ from shared.delivery import Delivery
 from shared.events import Event
 from shared.metrics import HANDLER_SECONDS, MESSAGES_CONSUMED, MESSAGES_PUBLISHED
 from shared.names import ERROR, REASON, REPLAYED_ROUTING_KEY, UNTRUSTED
-from shared.outbox import Outbox, TransactionStore
+from shared.outbox import Outbox, OutboxRow, TransactionStore, gathered
 from shared.topology import DLX, EXCHANGES
 from shared.wakeup import Wakeup
 
@@ -82,8 +84,6 @@ class PermanentError(Exception):
 
 def message_key(message: Event | Command) -> UUID:
     return message.event_id if isinstance(message, Event) else message.command_id
-
-
 
 
 def routing_key_of(msg: RabbitMessage) -> str:
@@ -169,17 +169,7 @@ async def process(
     (one of ``metrics.OUTCOMES``) for the metrics."""
     log = structlog.get_logger()
     try:
-        async with pool.acquire() as conn, conn.transaction():
-            first_time = await conn.fetchval(
-                f"INSERT INTO {schema}.inbox (consumer, event_id) VALUES ($1, $2)"
-                " ON CONFLICT DO NOTHING RETURNING true",
-                consumer,
-                key,
-            )
-            if first_time:
-                await work(conn)
-            else:
-                log.info("duplicate ignored")
+        first_time = await _once(pool, schema, consumer, key, work)
     except PermanentError as exc:
         log.error("message dead-lettered", reason=str(exc))
         return "parked" if await dead_letters.park(msg, consumer, str(exc)) else "retried"
@@ -190,6 +180,27 @@ async def process(
     await msg.ack()
     after_commit()
     return "handled" if first_time else "duplicate"
+
+
+async def _once(
+    pool: asyncpg.Pool, schema: str, consumer: str, key: UUID, work: Callable[[asyncpg.Connection], Awaitable[None]]
+) -> bool:
+    """The inbox mark and, the first time, ``work``, in one transaction whose outbox rows go in with one statement
+    and, committed, to the relay (before the relay runs, its first sweep finds them); whether it was the first time."""
+    async with pool.acquire() as conn:
+        with gathered(conn) as outgoing:
+            async with conn.transaction():
+                first_time = await conn.fetchval(_MARK.format(schema=schema), consumer, key)
+                if first_time:
+                    await work(conn)
+                else:
+                    structlog.get_logger().info("duplicate ignored")
+                await outgoing.write()
+            outgoing.committed()
+            return bool(first_time)
+
+
+_MARK = "INSERT INTO {schema}.inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true"
 
 
 # What PostgreSQL going away looks like to a handler: its connection broken or refused, the server shutting down or
@@ -408,7 +419,9 @@ async def _park(consumer: Consumer, msg: RabbitMessage, why: str) -> None:
     await consumer.park(msg, why)
 
 
-def _typed(message_type: type[BaseModel], run: Callable[[BaseModel, RabbitMessage], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+def _typed(
+    message_type: type[BaseModel], run: Callable[[BaseModel, RabbitMessage], Awaitable[None]]
+) -> Callable[..., Awaitable[None]]:
     """A handler FastStream can document: its first parameter is ``message_type``."""
 
     async def call(message: BaseModel, msg: RabbitMessage) -> None:
@@ -421,7 +434,9 @@ def _typed(message_type: type[BaseModel], run: Callable[[BaseModel, RabbitMessag
     return call
 
 
-BatchHandler = Callable[[Sequence[tuple[Any, Delivery]], Any], Awaitable[None]]  # (new messages in order, each with its Delivery; the store)
+BatchHandler = Callable[
+    [Sequence[tuple[Any, Delivery]], Any], Awaitable[None]
+]  # (new messages in order, each with its Delivery; the store)
 
 
 @dataclass(frozen=True)
@@ -584,7 +599,9 @@ class BatchingConsumer(Consumer):
         try:
             outcomes: Sequence[str | None] = await self._commit(batch)
         except Exception:  # the batch's edge: each of its messages is processed alone, with its own retries
-            structlog.get_logger().warning("batch not written; its messages are processed one by one", messages=len(batch), exc_info=True)
+            structlog.get_logger().warning(
+                "batch not written; its messages are processed one by one", messages=len(batch), exc_info=True
+            )
             outcomes = [None] * len(batch)
         else:
             await self._ack(batch)
@@ -594,27 +611,39 @@ class BatchingConsumer(Consumer):
                 pending.written.set_result(outcome)
 
     async def _commit(self, batch: list[_Pending]) -> list[str]:
-        """The batch in one transaction: the inbox marks, then the changes of the messages marked just now."""
-        async with self._pool().acquire() as conn, conn.transaction():
-            # Marked in key order: two processes writing batches that share redelivered copies lock the same
-            # inbox rows in the same order, and wait for each other instead of deadlocking.
-            keys = sorted({p.key for p in batch})
-            marked = set(await conn.fetchval(_MARK_MANY.format(schema=self._schema), self.queue, keys))
-            new, outcomes = [], []
-            for pending in batch:
-                first = pending.key in marked
-                marked.discard(pending.key)  # a second copy in this very batch is a duplicate too
-                outcomes.append("handled" if first else "duplicate")
-                if first:
-                    new.append((pending.message, delivery_of(pending.msg)))
-            if new:
-                await self._batching.handler(new, self._store(conn))
+        """The batch in one transaction (see :meth:`_changes`); its outbox rows go in with one statement and,
+        committed, to the relay."""
+        async with self._pool().acquire() as conn:
+            with gathered(conn) as outgoing:
+                async with conn.transaction():
+                    outcomes = await self._changes(conn, batch)
+                    await outgoing.write()
+                outgoing.committed()
+                return outcomes
+
+    async def _changes(self, conn: asyncpg.Connection, batch: list[_Pending]) -> list[str]:
+        """The inbox marks, then the changes of the messages marked just now."""
+        # Marked in key order: two processes writing batches that share redelivered copies lock the same
+        # inbox rows in the same order, and wait for each other instead of deadlocking.
+        keys = sorted({p.key for p in batch})
+        marked = set(await conn.fetchval(_MARK_MANY.format(schema=self._schema), self.queue, keys))
+        new, outcomes = [], []
+        for pending in batch:
+            first = pending.key in marked
+            marked.discard(pending.key)  # a second copy in this very batch is a duplicate too
+            outcomes.append("handled" if first else "duplicate")
+            if first:
+                new.append((pending.message, delivery_of(pending.msg)))
+        if new:
+            await self._batching.handler(new, self._store(conn))
         if len(new) < len(batch):
             structlog.get_logger().info("duplicates ignored", duplicates=len(batch) - len(new))
         return outcomes
 
 
-def _typed_alone(message_type: type[BaseModel], run: Callable[[BaseModel, RabbitMessage], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+def _typed_alone(
+    message_type: type[BaseModel], run: Callable[[BaseModel, RabbitMessage], Awaitable[None]]
+) -> Callable[..., Awaitable[None]]:
     """As :func:`_typed`, the delivery taken from the decoder rather than from FastStream's context."""
 
     async def call(message: BaseModel) -> None:
@@ -626,8 +655,21 @@ def _typed_alone(message_type: type[BaseModel], run: Callable[[BaseModel, Rabbit
     return call
 
 
+# A timed sweep leaves rows younger than this to the relay they were handed to (here, or in another process).
+_SETTLED_SECONDS = 1.0
+
+
 class OutboxRelay:
-    """Publishes outbox rows in order, persistent and confirmed, as ``user_id``, then deletes them."""
+    """Publishes outbox rows, persistent and confirmed, as ``user_id``, then deletes them.
+
+    The rows a consumer's transaction committed are handed to it (``outbox``: :meth:`Outbox.hand_to`): it
+    publishes them in the order they were committed, holding no transaction over the confirms, and deletes what
+    it published every ``delete_seconds`` with one statement. Rows nobody handed it (an HTTP request's, a
+    scheduler's, ones whose publish failed, a crashed process's) it finds by sweeping the table in order, its rows
+    locked against other processes' relays: all of them at start, when :meth:`wake` says some were written and
+    after a failure; every ``poll_seconds`` those older than a second (younger ones are a relay's in hand).
+    A row a sweep sent is not sent again when handed, nor one sent and not yet deleted. At-least-once all along:
+    a row is deleted only after its publish was confirmed, so a crash at any point sends it again."""
 
     def __init__(
         self,
@@ -638,6 +680,8 @@ class OutboxRelay:
         user_id: str,
         batch: int = 100,
         poll_seconds: float = 1.0,
+        delete_seconds: float = 0.1,
+        outbox: Outbox | None = None,
     ) -> None:
         self._pool = pool
         self._broker = broker
@@ -645,9 +689,24 @@ class OutboxRelay:
         self._user_id = user_id
         self._batch = batch
         self._poll = poll_seconds
+        self._delete_seconds = delete_seconds
         self._wake = Wakeup()
+        self._handed: collections.deque[OutboxRow] = collections.deque()
+        self._swept: set[int] = set()  # ids a sweep published that may still be handed to us
+        self._sent: list[int] = []  # ids published from hand, not deleted yet
+        self._sweep_due, self._sweep_all = 0.0, True  # when the next sweep is (monotonic; 0: now), and of what
+        self._delete_due = math.inf
+        if outbox is not None:
+            outbox.hand_to(self.take)
 
     def wake(self) -> None:
+        """Rows were written that nobody hands us: sweep now."""
+        self._sweep_due, self._sweep_all = 0.0, True
+        self._wake.set()
+
+    def take(self, rows: list[OutboxRow]) -> None:
+        """Rows just committed, to publish in the order given."""
+        self._handed.extend(rows)
         self._wake.set()
 
     async def run(self) -> None:
@@ -655,42 +714,87 @@ class OutboxRelay:
         failures = 0
         while True:
             try:
-                sent = await self.publish_pending()
+                more = await self._round()
                 failures = 0
             except Exception as exc:  # the relay's edge: broker or database away; keep the rows, retry
                 failures += 1
+                self._sweep_due, self._sweep_all = 0.0, True  # what it held is in the table still: a sweep finds it
                 log.warning("outbox relay could not publish; will retry", error=repr(exc), failures=failures)
                 await asyncio.sleep(min(0.5 * 2**failures, 10.0))
                 continue
-            if sent < self._batch:
-                await self._wake.sleep(self._poll)
+            if not more:
+                await self._wake.sleep(max(0.0, min(self._sweep_due, self._delete_due) - time.monotonic()))
 
-    async def publish_pending(self) -> int:
+    async def _round(self) -> bool:
+        """A sweep when one is due, else what was handed (and the deletes when due); whether more waits."""
+        if time.monotonic() >= self._sweep_due:
+            return await self._sweep()
+        if time.monotonic() >= self._delete_due or len(self._sent) >= self._batch:
+            await self._delete_sent()
+        await self._publish_handed()
+        return bool(self._handed)
+
+    async def _sweep(self) -> bool:
+        everything, self._sweep_all = self._sweep_all, False  # a wake meanwhile asks for another
+        self._sweep_due = time.monotonic() + self._poll
+        if await self.publish_pending(settled=0.0 if everything else _SETTLED_SECONDS) >= self._batch:
+            self._sweep_due, self._sweep_all = 0.0, True  # a backlog: sweep on
+        return self._sweep_due == 0.0 or bool(self._handed)
+
+    async def _publish_handed(self) -> None:
+        taken = [self._handed.popleft() for _ in range(min(self._batch, len(self._handed)))]
+        rows = [row for row in taken if row.id not in self._swept]
+        self._swept.difference_update(row.id for row in taken)
+        if rows:
+            await asyncio.gather(*(self._publish(row) for row in rows))
+            self._sent += [row.id for row in rows]
+            self._delete_due = min(self._delete_due, time.monotonic() + self._delete_seconds)
+
+    async def _delete_sent(self) -> None:
+        sent, self._sent, self._delete_due = self._sent, [], math.inf
+        try:
+            await self._pool.execute(f"DELETE FROM {self._schema}.outbox WHERE id = ANY($1::bigint[])", sent)
+        except BaseException:
+            self._sent[:0] = sent  # still to delete (a sweep that takes them deletes them without sending them again)
+            raise
+
+    async def publish_pending(self, *, settled: float = 0.0) -> int:
+        """Sweep: publish the rows in the table at least ``settled`` seconds old, in order, up to ``batch`` of them,
+        and delete them (and those of them already sent); how many."""
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                f"SELECT id, message_id, exchange, routing_key, body, headers FROM {self._schema}.outbox"
-                " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-                self._batch,
-            )
+            rows = [OutboxRow.of(r) for r in await conn.fetch(_SWEEP.format(schema=self._schema), self._batch, settled)]
             if not rows:
                 return 0
-            await asyncio.gather(*(self._publish(row) for row in rows))
-            await conn.execute(
-                f"DELETE FROM {self._schema}.outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
-            )
+            sent = set(self._sent)
+            fresh = [row for row in rows if row.id not in sent]
+            await asyncio.gather(*(self._publish(row) for row in fresh))
+            await conn.execute(f"DELETE FROM {self._schema}.outbox WHERE id = ANY($1::bigint[])", [r.id for r in rows])
+        self._sent = [i for i in self._sent if i not in {row.id for row in rows}]
+        self._remember_swept(fresh)
         return len(rows)
 
-    async def _publish(self, row: asyncpg.Record) -> None:
+    def _remember_swept(self, rows: list[OutboxRow]) -> None:
+        if len(self._swept) > 100_000:  # handed rows a sweep took are forgotten once handed; the rest would pile up
+            self._swept.clear()
+        self._swept.update(row.id for row in rows)
+
+    async def _publish(self, row: OutboxRow) -> None:
         await self._broker.publish(
-            row["body"],
-            exchange=EXCHANGES[row["exchange"]],
-            routing_key=row["routing_key"],
+            row.body,
+            exchange=EXCHANGES[row.exchange],
+            routing_key=row.routing_key,
             persist=True,
             mandatory=True,
-            message_id=str(row["message_id"]),
+            message_id=str(row.message_id),
             content_type="application/json",
-            headers=row["headers"] or None,
+            headers=dict(row.headers) or None,
             user_id=self._user_id,
             timeout=30,
         )
-        MESSAGES_PUBLISHED.labels(row["exchange"], row["routing_key"]).inc()
+        MESSAGES_PUBLISHED.labels(row.exchange, row.routing_key).inc()
+
+
+_SWEEP = (
+    "SELECT id, message_id, exchange, routing_key, body, headers FROM {schema}.outbox"
+    " WHERE $2::float8 = 0 OR created_at <= now() - make_interval(secs => $2::float8) ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+)

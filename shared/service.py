@@ -155,7 +155,7 @@ class Service:
         if spec not in self.topology.service(self.name).consumes:
             raise ValueError(f"{self.name} does not consume {spec.name} in the topology")
         self._queues.append(spec)
-        options.setdefault("after_commit", self.wake_relay)
+        options.setdefault("after_commit", lambda: None)  # the consumer edge hands what it wrote to the relay itself
         options.setdefault("delivery_limit", self.settings.delivery_limit)
         options.update(
             queue=spec.name, handlers=handlers, pool=lambda: self.pool, schema=self.schema, store=store,
@@ -220,7 +220,7 @@ class Service:
         await _check_queues(self.identity.amqp_url, self._queues)
 
     async def _after_start(self) -> None:
-        self._relay = OutboxRelay(self.pool, self.broker, self.schema, user_id=self.identity.broker_user)
+        self._relay = OutboxRelay(self.pool, self.broker, self.schema, user_id=self.identity.broker_user, outbox=self.outbox)
         for body in [self._relay.run, *self._loops]:
             self._tasks.append(asyncio.create_task(_forever(body), name=body.__qualname__))
         if self._http is not None:

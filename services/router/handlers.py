@@ -67,13 +67,17 @@ async def on_document_submitted(
         instance = await _new_instance(event, store, directory)
     except CodedError as refusal:
         await store.publish(
-            DocumentRejected.caused_by(event, source=event.source, external_ref=event.external_ref, code=refusal.code, reason=refusal.reason)
+            DocumentRejected.caused_by(
+                event, source=event.source, external_ref=event.external_ref, code=refusal.code, reason=refusal.reason
+            )
         )
         structlog.get_logger().info("document refused by router", code=refusal.code, reason=refusal.reason)
         return
     await store.insert_instance(instance)
     await store.publish(
-        DocumentAccepted.caused_by(event, flow=event.flow, step_count=instance.step_count, department=instance.department, group=instance.group)
+        DocumentAccepted.caused_by(
+            event, flow=event.flow, step_count=instance.step_count, department=instance.department, group=instance.group
+        )
     )
     await _start_step(store, instance, 1, directory, clock(), cause=event)
 
@@ -114,7 +118,14 @@ async def _ask(
     replaces: UUID | None = None,
 ) -> Request:
     """Open one request and announce it (and alert an operator when nobody could stand in)."""
-    request = Request(
+    request = _request(instance, step, assignment, replaces)
+    await store.insert_request(request)
+    await _announce(store, instance, request, assignment, cause)
+    return request
+
+
+def _request(instance: Instance, step: int, assignment: Assignment, replaces: UUID | None = None) -> Request:
+    return Request(
         request_id=uuid4(),
         document_id=instance.document_id,
         org=instance.org,
@@ -126,13 +137,16 @@ async def _ask(
         reason=assignment.reason,
         replaces=replaces,
     )
-    await store.insert_request(request)
+
+
+async def _announce(
+    store: RouterStore, instance: Instance, request: Request, assignment: Assignment, cause: Event | Cause
+) -> None:
     await store.publish(_requested(instance, request, cause))
     if assignment.unresolved:
         await store.publish(
             RoutingFailed.caused_by(cause, request_id=request.request_id, signer=request.person, reason=assignment.reason or "")
         )
-    return request
 
 
 def _requested(instance: Instance, request: Request, cause: Event | Cause) -> SignatureRequested:
@@ -159,9 +173,11 @@ def _requested(instance: Instance, request: Request, cause: Event | Cause) -> Si
 async def _start_step(
     store: RouterStore, instance: Instance, number: int, directory: Directory, now: datetime, *, cause: Event
 ) -> None:
-    await store.update_instance(instance.document_id, current_step=number)
-    for assignment in plan_step(instance.steps[number - 1], directory, now, shield=shield_of(directory, instance.group)):
-        await _ask(store, instance, number, assignment, cause=cause)
+    assignments = plan_step(instance.steps[number - 1], directory, now, shield=shield_of(directory, instance.group))
+    requests = [_request(instance, number, assignment) for assignment in assignments]
+    await store.open_step(instance.document_id, number, requests)
+    for request, assignment in zip(requests, assignments, strict=True):
+        await _announce(store, instance, request, assignment, cause)
 
 
 async def on_signed(event: Signed, store: RouterStore, *, directories: DirectoryCache, clock: Clock) -> None:
@@ -170,7 +186,7 @@ async def on_signed(event: Signed, store: RouterStore, *, directories: Directory
         structlog.get_logger().warning("signature for an unknown request ignored", request_id=str(event.request_id))
         return
     # A signature in the PDF is a fact even when its request was no longer needed.
-    await store.record_signature(event.document_id, _record(event), event.pdf_sha256, event.revision)
+    recorded = await store.record_signature(event.document_id, _record(event), event.pdf_sha256, event.revision)
     effect = signature_effect(instance, request, await store.step_requests(event.document_id, request.step))
     if not effect.counts:
         structlog.get_logger().info("late signature recorded; flow unchanged", request_status=request.status)
@@ -179,10 +195,10 @@ async def on_signed(event: Signed, store: RouterStore, *, directories: Directory
     await store.set_request_status([event.request_id], "signed")
     await _cancel(store, effect.needless, "the step was completed by another signer", cause=event)
     if effect.then == "next":
-        directory, instance = await directories.get(store, instance.org), await store.instance(event.document_id)
-        await _start_step(store, instance, request.step + 1, directory, clock(), cause=event)
+        directory = await directories.get(store, instance.org)
+        await _start_step(store, recorded, request.step + 1, directory, clock(), cause=event)
     elif effect.then == "complete":
-        await _complete(store, event)
+        await _complete(store, event, recorded)
 
 
 def _record(event: Signed) -> SignatureRecord:
@@ -197,9 +213,9 @@ def _record(event: Signed) -> SignatureRecord:
     )
 
 
-async def _complete(store: RouterStore, event: Signed) -> None:
+async def _complete(store: RouterStore, event: Signed, instance: Instance) -> None:
+    """``instance`` as the signature left it (it is locked: nothing else changed it since)."""
     await store.update_instance(event.document_id, status="completed")
-    instance = await store.instance(event.document_id)
     await store.publish(
         DocumentCompleted.caused_by(
             event,
@@ -238,15 +254,20 @@ async def withdraw(store: RouterStore, document_id: UUID, *, org: str, by: str, 
 
 
 async def on_withdraw_document(
-    command: WithdrawDocument, store: RouterStore, delivery: Delivery | None = None, *, directories: DirectoryCache,
+    command: WithdrawDocument,
+    store: RouterStore,
+    delivery: Delivery | None = None,
+    *,
+    directories: DirectoryCache,
     intake_user: str | None = None,
 ) -> None:
     """A person withdraws a document through the portal (the submitter, or an operator: a role in the directory), or
     a source withdraws its own through intake (``source:<name>``, taken only from intake's broker user)."""
     by = command.withdrawn_by
     if by.startswith("source:") and (delivery is None or delivery.publisher != intake_user):
-        structlog.get_logger().warning("withdrawal refused: a source's withdrawal not from intake", by=by,
-                                       publisher=delivery.publisher if delivery else None)
+        structlog.get_logger().warning(
+            "withdrawal refused: a source's withdrawal not from intake", by=by, publisher=delivery.publisher if delivery else None
+        )
         return
     if by.startswith("operator:") and not await _is_operator(store, directories, command.org, by):
         structlog.get_logger().warning("withdrawal refused: not an operator", by=by, document_id=str(command.correlation_id))
@@ -268,12 +289,18 @@ async def on_reassign_request(command: ReassignRequest, store: RouterStore, *, d
     """An operator moves a waiting request from the portal's incidents page; the portal checked her role, and so
     does the router, against its own directory."""
     if not await _is_operator(store, directories, command.org, command.reassigned_by):
-        structlog.get_logger().warning("reassignment refused: not an operator", by=command.reassigned_by,
-                                       request_id=str(command.request_id))
+        structlog.get_logger().warning(
+            "reassignment refused: not an operator", by=command.reassigned_by, request_id=str(command.request_id)
+        )
         return
     try:
         await reassign_by_operator(
-            store, command.request_id, command.to_person, org=command.org, by=command.reassigned_by, why=command.reason,
+            store,
+            command.request_id,
+            command.to_person,
+            org=command.org,
+            by=command.reassigned_by,
+            why=command.reason,
             directories=directories,
         )
     except CodedError as refusal:  # moved, signed or ended meanwhile, or nobody to give it to: nothing to retry
@@ -284,7 +311,12 @@ async def on_register_absence(command: RegisterAbsence, store: RouterStore) -> N
     """A person's absence registered through the portal (by herself or an admin: the portal checked)."""
     try:
         await add_absence(
-            store, command.org, command.person_id, command.starts_at, command.ends_at, note=command.note or f"by {command.registered_by}"
+            store,
+            command.org,
+            command.person_id,
+            command.starts_at,
+            command.ends_at,
+            note=command.note or f"by {command.registered_by}",
         )
     except (UnknownPerson, ValueError) as refusal:
         structlog.get_logger().warning("absence not registered", person=command.person_id, reason=str(refusal))
@@ -311,8 +343,11 @@ async def move_work_of(
 
 
 async def _move(store: RouterStore, request: Request, directory: Directory, now: datetime, *, cause: Cause) -> int:
-    taken = {r.person.id for r in await store.step_requests(request.document_id, request.step)
-             if r.status in ("pending", "signed") and r.request_id != request.request_id}
+    taken = {
+        r.person.id
+        for r in await store.step_requests(request.document_id, request.step)
+        if r.status in ("pending", "signed") and r.request_id != request.request_id
+    }
     represented = request.on_behalf_of.id if request.on_behalf_of else None
     instance = await store.instance(request.document_id)
     shield = shield_of(directory, instance.group)
@@ -358,8 +393,13 @@ async def reassign_by_operator(
     new = await _ask(store, instance, request.step, assignment, cause=cause, replaces=request_id)
     await store.publish(
         SignatureReassigned.caused_by(
-            cause, request_id=request_id, new_request_id=new.request_id, from_person=request.person, to_person=new.person,
-            reason=assignment.reason or "", title=instance.title,
+            cause,
+            request_id=request_id,
+            new_request_id=new.request_id,
+            from_person=request.person,
+            to_person=new.person,
+            reason=assignment.reason or "",
+            title=instance.title,
         )
     )
     return new

@@ -6,7 +6,7 @@ fake of the same interface (tests/support/fakes.py)."""
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID, uuid4
 
@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from services.router.domain import Absence, Directory, FlowDefinition, Group, Instance, Person, Request, Role
 from shared.clock import Clock
 from shared.clock import now as services_now
+from shared.db import canonical_json
 from shared.events import PersonRef, SignatureRecord, StepSpec
 from shared.outbox import Outbox, TransactionStore
 
@@ -62,9 +63,12 @@ class RouterStore(Protocol):
     async def insert_instance(self, instance: Instance) -> None: ...
     async def instance(self, document_id: UUID) -> Instance | None: ...
     async def update_instance(self, document_id: UUID, **fields: Any) -> None: ...
-    async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> None: ...
+    async def record_signature(
+        self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int
+    ) -> Instance: ...
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]: ...
     async def insert_request(self, request: Request) -> None: ...
+    async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request]) -> None: ...
     async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None: ...
     async def step_requests(self, document_id: UUID, step: int) -> list[Request]: ...
     async def pending_requests(self, document_id: UUID) -> list[Request]: ...
@@ -149,7 +153,9 @@ class PostgresRouterStore(TransactionStore):
 
     async def load_directory(self, org: str, *, absences_from: Sequence[str] = ("import", "api")) -> Directory:
         conn = self._conn
-        people = await conn.fetch("SELECT id, name, email, department, language, manager, mails FROM router.people WHERE org = $1", org)
+        people = await conn.fetch(
+            "SELECT id, name, email, department, language, manager, mails FROM router.people WHERE org = $1", org
+        )
         roles = await conn.fetch("SELECT key, title, holders FROM router.roles WHERE org = $1", org)
         substitutes = await conn.fetch("SELECT person_id, substitutes FROM router.substitutes WHERE org = $1", org)
         absences = await conn.fetch(
@@ -184,9 +190,18 @@ class PostgresRouterStore(TransactionStore):
                 ["org", "id", "name", "email", "department", "language", "manager", "mails"],
                 [(org, *asdict(p).values()) for p in directory.people.values()],
             ),
-            "roles": (["org", "key", "title", "holders"], [(org, r.key, r.title, list(r.holders)) for r in directory.roles.values()]),
-            "substitutes": (["org", "person_id", "substitutes"], [(org, p, list(row)) for p, row in directory.substitutes.items()]),
-            "groups": (["org", "key", "departments", "shielded"], [(org, g.key, list(g.departments), g.shielded) for g in directory.groups.values()]),
+            "roles": (
+                ["org", "key", "title", "holders"],
+                [(org, r.key, r.title, list(r.holders)) for r in directory.roles.values()],
+            ),
+            "substitutes": (
+                ["org", "person_id", "substitutes"],
+                [(org, p, list(row)) for p, row in directory.substitutes.items()],
+            ),
+            "groups": (
+                ["org", "key", "departments", "shielded"],
+                [(org, g.key, list(g.departments), g.shielded) for g in directory.groups.values()],
+            ),
         }
         for table, (columns, records) in tables.items():
             await conn.copy_records_to_table(table, schema_name="router", columns=columns, records=records)
@@ -194,17 +209,26 @@ class PostgresRouterStore(TransactionStore):
         await self._bump(org)
 
     async def _replace_imported_absences(self, org: str, directory: Directory) -> None:
-        before = {(a.person_id, a.starts_at, a.ends_at) for a in _all_absences(await self.load_directory(org, absences_from=["import"]))}
+        before = {
+            (a.person_id, a.starts_at, a.ends_at) for a in _all_absences(await self.load_directory(org, absences_from=["import"]))
+        }
         after = {(a.person_id, a.starts_at, a.ends_at) for a in _all_absences(directory)}
         for person_id, starts_at, ends_at in before - after:
             await self._conn.execute(
                 "DELETE FROM router.absences WHERE org = $1 AND source = 'import' AND person_id = $2 AND starts_at = $3 AND ends_at = $4",
-                org, person_id, starts_at, ends_at,
+                org,
+                person_id,
+                starts_at,
+                ends_at,
             )
         for person_id, starts_at, ends_at in after - before:
             await self._conn.execute(
                 "INSERT INTO router.absences (id, org, person_id, starts_at, ends_at, source) VALUES ($1, $2, $3, $4, $5, 'import')",
-                uuid4(), org, person_id, starts_at, ends_at,
+                uuid4(),
+                org,
+                person_id,
+                starts_at,
+                ends_at,
             )
 
     async def _bump(self, org: str) -> None:
@@ -217,7 +241,9 @@ class PostgresRouterStore(TransactionStore):
 
     async def flow(self, org: str, key: str) -> FlowDefinition | None:
         row = await self._conn.fetchrow(
-            "SELECT key, title, department, group_key, confidential, steps FROM router.flows WHERE org = $1 AND key = $2", org, key
+            "SELECT key, title, department, group_key, confidential, steps FROM router.flows WHERE org = $1 AND key = $2",
+            org,
+            key,
         )
         return _flow(row) if row else None
 
@@ -232,7 +258,13 @@ class PostgresRouterStore(TransactionStore):
             "INSERT INTO router.flows (org, key, title, department, group_key, confidential, steps)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (org, key) DO UPDATE SET title = $3,"
             " department = $4, group_key = $5, confidential = $6, steps = $7, updated_at = now()",
-            org, flow.key, flow.title, flow.department, flow.group, flow.confidential, [s.model_dump() for s in flow.steps],
+            org,
+            flow.key,
+            flow.title,
+            flow.department,
+            flow.group,
+            flow.confidential,
+            [s.model_dump() for s in flow.steps],
         )
 
     # Absences.
@@ -241,20 +273,30 @@ class PostgresRouterStore(TransactionStore):
         absence_id = uuid4()
         await self._conn.execute(
             "INSERT INTO router.absences (id, org, person_id, starts_at, ends_at, source, note) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            absence_id, org, absence.person_id, absence.starts_at, absence.ends_at, source, note,
+            absence_id,
+            org,
+            absence.person_id,
+            absence.starts_at,
+            absence.ends_at,
+            source,
+            note,
         )
         await self._bump(org)
         return absence_id
 
     async def remove_absence(self, org: str, absence_id: UUID) -> bool:
-        removed = await self._conn.fetchval("DELETE FROM router.absences WHERE org = $1 AND id = $2 RETURNING true", org, absence_id)
+        removed = await self._conn.fetchval(
+            "DELETE FROM router.absences WHERE org = $1 AND id = $2 RETURNING true", org, absence_id
+        )
         if removed:
             await self._bump(org)
         return bool(removed)
 
     async def absences(self, org: str, person_id: str | None = None) -> list[StoredAbsence]:
         rows = await self._conn.fetch(
-            "SELECT * FROM router.absences WHERE org = $1 AND ($2::text IS NULL OR person_id = $2) ORDER BY starts_at", org, person_id
+            "SELECT * FROM router.absences WHERE org = $1 AND ($2::text IS NULL OR person_id = $2) ORDER BY starts_at",
+            org,
+            person_id,
         )
         return [_absence(r) for r in rows]
 
@@ -281,9 +323,19 @@ class PostgresRouterStore(TransactionStore):
             "INSERT INTO router.instances (document_id, org, flow_key, title, filename, submitted_by, confidential,"
             " department, group_key, steps, pdf_sha256, due_at, created_at, updated_at)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
-            instance.document_id, instance.org, instance.flow_key, instance.title, instance.filename,
-            instance.submitted_by.model_dump(), instance.confidential, instance.department, instance.group,
-            [s.model_dump() for s in instance.steps], instance.pdf_sha256, instance.due_at, self._clock(),
+            instance.document_id,
+            instance.org,
+            instance.flow_key,
+            instance.title,
+            instance.filename,
+            instance.submitted_by.model_dump(),
+            instance.confidential,
+            instance.department,
+            instance.group,
+            [s.model_dump() for s in instance.steps],
+            instance.pdf_sha256,
+            instance.due_at,
+            self._clock(),
         )
 
     async def instance(self, document_id: UUID) -> Instance | None:
@@ -295,17 +347,25 @@ class PostgresRouterStore(TransactionStore):
         columns = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, start=2))
         await self._conn.execute(
             f"UPDATE router.instances SET {columns}, updated_at = ${len(fields) + 2} WHERE document_id = $1",
-            document_id, *fields.values(), self._clock(),
+            document_id,
+            *fields.values(),
+            self._clock(),
         )
 
-    async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> None:
-        """Append the signature; the PDF moves only forward (signatures may be reported out of order)."""
-        await self._conn.execute(
+    async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> Instance:
+        """Append the signature; the PDF moves only forward (signatures may be reported out of order). The document
+        as it is now (the caller locked it)."""
+        row = await self._conn.fetchrow(
             "UPDATE router.instances SET signatures = signatures || $2::jsonb,"
             " pdf_sha256 = CASE WHEN $4 > revision THEN $3 ELSE pdf_sha256 END,"
-            " revision = greatest(revision, $4), updated_at = $5 WHERE document_id = $1",
-            document_id, [signature.model_dump(mode="json")], pdf_sha256, revision, self._clock(),
+            " revision = greatest(revision, $4), updated_at = $5 WHERE document_id = $1 RETURNING *",
+            document_id,
+            [signature.model_dump(mode="json")],
+            pdf_sha256,
+            revision,
+            self._clock(),
         )
+        return _instance(row)
 
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]:
         rows = await self._conn.fetch(
@@ -317,9 +377,27 @@ class PostgresRouterStore(TransactionStore):
         await self._conn.execute(
             "INSERT INTO router.requests (request_id, document_id, org, step, entry, person_id, person, on_behalf_of,"
             " reason, action, replaces, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            request.request_id, request.document_id, request.org, request.step, request.entry, request.person.id,
-            request.person.model_dump(), request.on_behalf_of.model_dump() if request.on_behalf_of else None,
-            request.reason, request.action, request.replaces, self._clock(),
+            request.request_id,
+            request.document_id,
+            request.org,
+            request.step,
+            request.entry,
+            request.person.id,
+            request.person.model_dump(),
+            request.on_behalf_of.model_dump() if request.on_behalf_of else None,
+            request.reason,
+            request.action,
+            request.replaces,
+            self._clock(),
+        )
+
+    async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request]) -> None:
+        """The document moves to ``step`` and its ``requests`` open, in one statement; their created_at a microsecond
+        apart, in the order given (the order a step's requests are read back in)."""
+        at = self._clock()
+        columns = zip(*(_request_columns(r) for r in requests), strict=True) if requests else [()] * 9
+        await self._conn.execute(
+            _OPEN_STEP, document_id, step, at, *map(list, columns), [at + timedelta(microseconds=i) for i in range(len(requests))]
         )
 
     async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None:
@@ -347,7 +425,8 @@ class PostgresRouterStore(TransactionStore):
             "SELECT r.* FROM router.requests r JOIN router.instances i USING (document_id)"
             " WHERE r.org = $1 AND r.person_id = $2 AND r.status = 'pending' AND i.status = 'active'"
             " ORDER BY r.created_at",
-            org, person_id,
+            org,
+            person_id,
         )
         return [_request(r) for r in rows]
 
@@ -358,8 +437,35 @@ class PostgresRouterStore(TransactionStore):
     async def set_request_status(self, request_ids: Sequence[UUID], status: str) -> None:
         await self._conn.execute(
             "UPDATE router.requests SET status = $2, decided_at = $3 WHERE request_id = ANY($1::uuid[])",
-            list(request_ids), status, self._clock(),
+            list(request_ids),
+            status,
+            self._clock(),
         )
+
+
+_OPEN_STEP = (
+    "WITH moved AS (UPDATE router.instances SET current_step = $2, updated_at = $3 WHERE document_id = $1)"
+    " INSERT INTO router.requests (request_id, document_id, org, step, entry, person_id, person, on_behalf_of,"
+    " reason, action, replaces, created_at)"
+    " SELECT id, $1, org, $2, entry, person_id, person::jsonb, on_behalf_of::jsonb, reason, action, replaces, created_at"
+    " FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
+    " $12::uuid[], $13::timestamptz[]) AS r(id, org, entry, person_id, person, on_behalf_of, reason, action, replaces, created_at)"
+)
+
+
+def _request_columns(r: Request) -> tuple[Any, ...]:
+    on_behalf_of = canonical_json(r.on_behalf_of.model_dump()) if r.on_behalf_of else None
+    return (
+        r.request_id,
+        r.org,
+        r.entry,
+        r.person.id,
+        canonical_json(r.person.model_dump()),
+        on_behalf_of,
+        r.reason,
+        r.action,
+        r.replaces,
+    )
 
 
 def _all_absences(directory: Directory) -> list[Absence]:

@@ -9,7 +9,7 @@ from uuid import uuid4
 import pytest
 
 from services.audit.chain import GENESIS, verify_chain
-from services.audit.store import AuditStore, PostgresAuditStore
+from services.audit.store import AuditStore, KnownHead, PostgresAuditStore
 from tests.support.fakes.audit import FakeAuditStore
 from tests.support.stores import in_rolled_back_transaction
 
@@ -57,3 +57,17 @@ async def test_the_payload_is_canonical_json_whatever_the_key_order(store: Audit
     await store.append("document.withdrawn", event(1))
     [(_, payload, _, _)] = [row async for row in store.rows()]
     assert '"b":{"a":2,"z":1}' in payload and payload.startswith('{"event":')
+
+
+async def test_a_writer_that_knows_an_old_head_chains_on_from_the_real_one(database_url: str) -> None:
+    """Two stores sharing what one process knows of the head, a third writing in between: the first's next append
+    finds its head moved, chains on from the real head instead, and the chain verifies without a gap."""
+    async with in_rolled_back_transaction(database_url, ("audit", MIGRATIONS, True)) as conn:
+        known = KnownHead()
+        mine, other = PostgresAuditStore(conn, known), PostgresAuditStore(conn)
+        assert await mine.append_many([("document.withdrawn", event(n)) for n in (0, 1)]) == [1, 2]
+        assert await other.append("document.withdrawn", event(2)) == 3
+        assert await mine.append_many([("document.withdrawn", event(n)) for n in (3, 4)]) == [4, 5]
+        rows = [row async for row in mine.rows()]
+        assert [json.loads(payload)["event"]["n"] for _, payload, _, _ in rows] == [0, 1, 2, 3, 4]
+        assert verify_chain(rows, await mine.head()) is None and known.seq_hash == await mine.head()

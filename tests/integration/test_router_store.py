@@ -1,6 +1,7 @@
 """One contract, two stores: the in-memory FakeRouterStore the unit tests use behaves as PostgresRouterStore does."""
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
@@ -37,8 +38,14 @@ async def store(request: pytest.FixtureRequest, database_url: str) -> AsyncItera
 
 def instance(**changes: object) -> Instance:
     fields = dict(
-        document_id=uuid4(), org="default", title="Besluit", filename="b.pdf", submitted_by=ANN, confidential=False,
-        steps=(StepSpec(signers=["person:ann"]), StepSpec(signers=["role:burgemeester"])), pdf_sha256="0" * 64,
+        document_id=uuid4(),
+        org="default",
+        title="Besluit",
+        filename="b.pdf",
+        submitted_by=ANN,
+        confidential=False,
+        steps=(StepSpec(signers=["person:ann"]), StepSpec(signers=["role:burgemeester"])),
+        pdf_sha256="0" * 64,
     )
     return Instance(**{**fields, **changes})  # type: ignore[arg-type]
 
@@ -53,7 +60,12 @@ async def test_a_directory_replaced_reads_back_with_its_imported_absences_and_bu
     api = await store.add_absence("default", Absence("ann", NOW, NOW + timedelta(days=1)), source="api", note="congres")
     await store.replace_directory("default", DIRECTORY)
     read = await store.load_directory("default")
-    assert (read.people, read.roles, read.substitutes, read.groups) == (DIRECTORY.people, DIRECTORY.roles, DIRECTORY.substitutes, DIRECTORY.groups)
+    assert (read.people, read.roles, read.substitutes, read.groups) == (
+        DIRECTORY.people,
+        DIRECTORY.roles,
+        DIRECTORY.substitutes,
+        DIRECTORY.groups,
+    )
     assert set(read.absences) == {"ann", "bart"}
     assert (await store.load_directory("default", absences_from=["import"])).absences == DIRECTORY.absences
     assert await store.directory_version("default") > before
@@ -89,10 +101,17 @@ async def test_an_instance_reads_back_and_its_signatures_keep_the_newest_pdf(sto
     assert await store.instance(document.document_id) == document
     record = SignatureRecord(request_id=uuid4(), step=1, action="sign", signer=ANN, signed_at=NOW)
     await store.record_signature(document.document_id, record, "2" * 64, 2)
-    await store.record_signature(document.document_id, record, "1" * 64, 1)
+    recorded = await store.record_signature(document.document_id, record, "1" * 64, 1)
+    assert recorded == await store.instance(document.document_id)  # what the signature left, as read back
     await store.update_instance(document.document_id, current_step=2, status="completed")
     read = await store.instance(document.document_id)
-    assert (read.pdf_sha256, read.revision, len(read.signatures), read.current_step, read.status) == ("2" * 64, 2, 2, 2, "completed")
+    assert (read.pdf_sha256, read.revision, len(read.signatures), read.current_step, read.status) == (
+        "2" * 64,
+        2,
+        2,
+        2,
+        "completed",
+    )
 
 
 async def test_requests_are_found_by_step_by_person_and_by_status(store: RouterStore) -> None:
@@ -109,6 +128,18 @@ async def test_requests_are_found_by_step_by_person_and_by_status(store: RouterS
     assert [r.request_id for r in await store.pending_of("default", "bart")] == [second.request_id]
     assert await store.people_waiting("default") == {"bart"}
     assert [d for d, _ in await store.running_ad_hoc_steps("default")] == [document.document_id]
+
+
+async def test_opening_a_step_moves_the_document_and_opens_its_requests_in_order(store: RouterStore) -> None:
+    """A step's requests opened together (one on behalf of someone) read back as given, in the order given, the
+    document at that step."""
+    document = instance(flow_key=None)
+    await store.insert_instance(document)
+    bart = PersonRef(id="bart", name="Bart Baert")
+    first, second = request(document, step=2, person=bart), replace(request(document, step=2), on_behalf_of=bart, reason="absent")
+    await store.open_step(document.document_id, 2, [first, second])
+    assert await store.step_requests(document.document_id, 2) == [first, second]
+    assert (await store.instance(document.document_id)).current_step == 2
 
 
 async def test_publishing_keeps_the_message(store: RouterStore) -> None:

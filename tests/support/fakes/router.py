@@ -60,8 +60,11 @@ class FakeRouterStore:
             a = stored.absence
             if stored.org == org and stored.source == "import" and (a.person_id, a.starts_at, a.ends_at) not in imported:
                 del self.stored_absences[absence_id]
-        kept = {(s.absence.person_id, s.absence.starts_at, s.absence.ends_at) for s in self.stored_absences.values()
-                if s.org == org and s.source == "import"}
+        kept = {
+            (s.absence.person_id, s.absence.starts_at, s.absence.ends_at)
+            for s in self.stored_absences.values()
+            if s.org == org and s.source == "import"
+        }
         for person_id, starts_at, ends_at in imported - kept:
             new_id = uuid4()
             self.stored_absences[new_id] = StoredAbsence(new_id, org, Absence(person_id, starts_at, ends_at), source="import")
@@ -110,7 +113,9 @@ class FakeRouterStore:
         self.stored_absences[absence_id] = replace(self.stored_absences[absence_id], applied_at=at)
 
     async def next_absence_start(self, after: datetime) -> datetime | None:
-        starts = [s.absence.starts_at for s in self.stored_absences.values() if s.applied_at is None and s.absence.starts_at > after]
+        starts = [
+            s.absence.starts_at for s in self.stored_absences.values() if s.applied_at is None and s.absence.starts_at > after
+        ]
         return min(starts, default=None)
 
     # Documents under way and their requests.
@@ -126,7 +131,7 @@ class FakeRouterStore:
     async def update_instance(self, document_id: UUID, **fields: Any) -> None:
         self.instances[document_id] = replace(self.instances[document_id], **fields)
 
-    async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> None:
+    async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> Instance:
         instance = self.instances[document_id]
         newer = revision > instance.revision
         self.instances[document_id] = replace(
@@ -135,13 +140,23 @@ class FakeRouterStore:
             pdf_sha256=pdf_sha256 if newer else instance.pdf_sha256,
             revision=max(revision, instance.revision),
         )
+        return self.instances[document_id]
 
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]:
-        return [(i.document_id, i.steps) for i in self.instances.values() if i.org == org and i.status == "active" and i.flow_key is None]
+        return [
+            (i.document_id, i.steps)
+            for i in self.instances.values()
+            if i.org == org and i.status == "active" and i.flow_key is None
+        ]
 
     async def insert_request(self, request: Request) -> None:
         self.requests[request.request_id] = request
         self._order.append(request.request_id)
+
+    async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request]) -> None:
+        await self.update_instance(document_id, current_step=step)
+        for request in requests:
+            await self.insert_request(request)
 
     async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None:
         return self.requests.get(request_id)
@@ -157,8 +172,12 @@ class FakeRouterStore:
 
     async def pending_of(self, org: str, person_id: str) -> list[Request]:
         return [
-            r for r in self._in_order()
-            if r.org == org and r.person.id == person_id and r.status == "pending" and self.instances[r.document_id].status == "active"
+            r
+            for r in self._in_order()
+            if r.org == org
+            and r.person.id == person_id
+            and r.status == "pending"
+            and self.instances[r.document_id].status == "active"
         ]
 
     async def people_waiting(self, org: str) -> set[str]:
