@@ -103,7 +103,7 @@ def create_app(
         NOTIFIER_EVENTS,
         handling,
         store=lambda conn: PostgresNotifierStore(conn, service.outbox, directory),
-        after_commit=queued,
+        after_commit=sender.wake,  # what a message's transaction sends, the consumer edge hands to the relay itself
         batching=Batching(in_order(handling), size=BATCH, wait=BATCH_WAIT),
         prefetch=2 * BATCH,
     )
