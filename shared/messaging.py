@@ -286,6 +286,10 @@ def inbox_key(message: BaseModel, msg: RabbitMessage) -> UUID:
     return message_key(message)  # type: ignore[arg-type]
 
 
+# The message as delivered, from the decoder to the typed call of the same delivery (see Consumer.attach).
+_DELIVERED: contextvars.ContextVar[RabbitMessage] = contextvars.ContextVar("delivered")
+
+
 class Consumer:
     """The edge of one queue. Each message type is its own typed handler (so the AsyncAPI document lists every
     message with its payload); a message reaches it only when its publisher owns it and its body is that
@@ -322,11 +326,20 @@ class Consumer:
         self._decoded: dict[int, BaseModel] = {}
 
     def attach(self, subscriber: Any) -> None:
-        """Register one call per message type, then the call for everything else, on a FastStream subscriber."""
+        """Register one call per message type, then the call for everything else, on a FastStream subscriber. The
+        typed calls take the message alone: FastStream resolves a ``RabbitMessage`` parameter with a synchronous
+        function that fast_depends runs in a worker thread, a thread hop per message (~6 % of the signer's event
+        loop in the pipeline bench). The decoder hands the delivery to the call instead (both run in its task)."""
         for message_type, handler in self._handlers.items():
-            subscriber(_typed(message_type, self._runner(handler)), filter=self._accepts(message_type), decoder=self._decoder)
+            subscriber(
+                _typed_alone(message_type, self._runner(handler)), filter=self._accepts(message_type), decoder=self._keep_delivery
+            )
         # Its body is never decoded by FastStream: an unreadable one must reach us, not fail in a decoder.
         subscriber(self._rest, decoder=_raw_body)
+
+    async def _keep_delivery(self, msg: RabbitMessage) -> BaseModel:
+        _DELIVERED.set(msg)
+        return await self._decoder(msg)
 
     def _accepts(self, message_type: type[BaseModel]) -> Callable[[RabbitMessage], Awaitable[bool]]:
         carried = routes(message_type)
@@ -463,8 +476,6 @@ _MARK_MANY = (
 )
 
 
-# The message as delivered, from the decoder to the typed call of the same delivery (see BatchingConsumer.attach).
-_DELIVERED: contextvars.ContextVar[RabbitMessage] = contextvars.ContextVar("delivered")
 
 
 class _Settled:
@@ -503,17 +514,6 @@ class BatchingConsumer(Consumer):
         self._gathered: list[_Pending] = []
         self._settled: weakref.WeakKeyDictionary[Any, _Settled] = weakref.WeakKeyDictionary()  # by channel
 
-    def attach(self, subscriber: Any) -> None:
-        """As :meth:`Consumer.attach`, but the typed calls take the message alone: FastStream resolves a
-        ``RabbitMessage`` parameter with a synchronous function that fast_depends runs in a worker thread, a
-        thread hop per message that costs more than the rest of the batch's work for it. The decoder hands the
-        delivery to the call instead (both run in the delivery's task)."""
-        for message_type, handler in self._handlers.items():
-            subscriber(
-                _typed_alone(message_type, self._runner(handler)), filter=self._accepts(message_type), decoder=self._keep_delivery
-            )
-        subscriber(self._rest, decoder=_raw_body)
-
     async def _rest(self, msg: RabbitMessage) -> None:
         """Anything no typed handler took: from a publisher that does not own it, for no handler, or malformed."""
         await super()._rest(msg)
@@ -541,10 +541,6 @@ class BatchingConsumer(Consumer):
                         await msg.ack()
         except Exception:  # the ack's edge: a closed channel; its deliveries come again
             structlog.get_logger().warning("batch written but not acked; its messages come again", exc_info=True)
-
-    async def _keep_delivery(self, msg: RabbitMessage) -> BaseModel:
-        _DELIVERED.set(msg)
-        return await self._decoder(msg)
 
     def _runner(self, handler: Handler) -> Callable[[BaseModel, RabbitMessage], Awaitable[None]]:
         alone = super()._runner(handler)
