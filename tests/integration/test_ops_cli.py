@@ -126,6 +126,18 @@ async def test_older_than_and_stuck_find_a_document_that_waited_too_long(city: S
     assert await listed(city, "--org", "elders") == [] and await listed(city, "--org", "default", "--ref", "OPS-OLD")
 
 
+async def stuck_document(city: System, ref: str, title: str) -> dict[str, Any]:
+    """A submitted document whose first request has waited 15 days: stuck."""
+    stuck = await submitted(city, ref, title=title)
+    conn = await asyncpg.connect(city.env["PARAAF_DATABASE_URL"])
+    try:
+        await conn.execute("UPDATE router.requests SET created_at = now() - interval '15 days' WHERE document_id = $1::uuid",
+                           stuck["document_id"])
+    finally:
+        await conn.close()
+    return stuck
+
+
 async def _incidents(system: System) -> dict[str, dict[str, Any]]:
     return {i["id"]: i for i in json.loads((await cli(system, "incidents", "--json")).stdout)}
 
@@ -133,13 +145,7 @@ async def _incidents(system: System) -> dict[str, dict[str, Any]]:
 async def test_a_stuck_document_is_an_incident_until_an_operator_dismisses_it_with_a_reason(city: System) -> None:
     """`paraaf incidents` lists the stuck document with its cause and the commands that fix it; dismissed with a
     reason, it leaves the list and the audit log keeps incident.dismissed naming the operator."""
-    stuck = await submitted(city, "OPS-INCIDENT", title="Collegebesluit vergeten")
-    conn = await asyncpg.connect(city.env["PARAAF_DATABASE_URL"])
-    try:
-        await conn.execute("UPDATE router.requests SET created_at = now() - interval '15 days' WHERE document_id = $1::uuid",
-                           stuck["document_id"])
-    finally:
-        await conn.close()
+    stuck = await stuck_document(city, "OPS-INCIDENT", "Collegebesluit vergeten")
     incident = f"stuck:{stuck['document_id']}"
     listed_now = await _incidents(city)
     assert incident in listed_now, list(listed_now)
@@ -156,13 +162,7 @@ async def test_a_stuck_document_is_an_incident_until_an_operator_dismisses_it_wi
 async def test_with_the_broker_away_incidents_lists_what_the_database_knows_and_says_what_it_left_out(city: System) -> None:
     """RabbitMQ not answering does not hide a stuck document: `paraaf incidents` lists it, and warns that dead
     letters are not listed (they live in the broker)."""
-    stuck = await submitted(city, "OPS-NO-BROKER", title="Besluit zonder broker")
-    conn = await asyncpg.connect(city.env["PARAAF_DATABASE_URL"])
-    try:
-        await conn.execute("UPDATE router.requests SET created_at = now() - interval '15 days' WHERE document_id = $1::uuid",
-                           stuck["document_id"])
-    finally:
-        await conn.close()
+    stuck = await stuck_document(city, "OPS-NO-BROKER", "Besluit zonder broker")
     operator = URL(stored(city.settings, OPERATOR)["amqp_url"])
     nobody_there = {**city.env, "PARAAF_OPERATOR_AMQP_URL": str(operator.with_port(free_port()))}
     listed_then = await asyncio.to_thread(
