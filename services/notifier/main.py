@@ -47,7 +47,8 @@ __all__ = ["create_app"]
 MIGRATIONS = Path(__file__).parent / "migrations"
 # One transaction (BEGIN, inbox mark, COMMIT) and one ack per event cost more round trips than most handlers' own
 # statements; what came while the last batch was written is written together. No wait: a lone event goes at once.
-BATCH, BATCH_WAIT = 100, 0.0
+# A batch is at most what the broker hands the notifier at once: PARAAF_PREFETCH still bounds what it holds.
+BATCH_WAIT = 0.0
 
 
 def _mail_sender(
@@ -104,8 +105,7 @@ def create_app(
         handling,
         store=lambda conn: PostgresNotifierStore(conn, service.outbox, directory),
         after_commit=sender.wake,  # what a message's transaction sends, the consumer edge hands to the relay itself
-        batching=Batching(in_order(handling), size=BATCH, wait=BATCH_WAIT),
-        prefetch=2 * BATCH,
+        batching=Batching(in_order(handling), size=settings.prefetch, wait=BATCH_WAIT),
     )
     service.loop(sender.run)
     service.loop(scheduler.run)
