@@ -10,19 +10,13 @@ log's statement trigger sends at commit (services/audit/migrations/003), and
 on a short poll besides, so a notification lost with a dropped connection
 delays an entry by at most ``poll`` seconds. A stream further behind than
 what is kept reads the log itself, in batches.
-
-The listener reads the log only while some stream is open (:meth:`AuditFeed.watching`):
-nearly always nobody watches, and reading every entry into memory then cost
-the signer a query per audit commit for nothing (issue 15). Unwatched, it
-keeps nothing, so a stream that opens reads from the log itself until the
-listener has caught up.
 """
 
 import asyncio
 import contextlib
 import json
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -70,8 +64,6 @@ class AuditFeed:
         self._floor: int | None = None  # what is kept covers every entry after this seq (None: not started)
         self._last = 0
         self._grew = asyncio.Event()
-        self._watchers = 0
-        self._watched = asyncio.Event()  # set while a stream is open
         self.listening = asyncio.Event()  # set once a notification would reach it
         self.closed = False
 
@@ -87,16 +79,13 @@ class AuditFeed:
         try:
             await conn.add_listener(CHANNEL, lambda *_: woken.set())
             self.listening.set()
+            if self._floor is None:  # streams read what came before the feed started from the log itself
+                self._floor = self._last = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM audit.log")
             while True:
-                if self._floor is None:  # started, or watched again: streams read what came before from the log itself
-                    self._floor = self._last = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM audit.log")
-                    self._wake()  # a stream that read the log meanwhile looks again
                 woken.clear()
                 await self._read(conn)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), self._poll)
-                if not self._watchers:
-                    await self._unwatched()
         except asyncio.CancelledError:
             self.close()
             raise
@@ -105,24 +94,6 @@ class AuditFeed:
                 await asyncio.wait_for(conn.close(), 2)
             if not conn.is_closed():
                 conn.terminate()
-
-    @contextlib.contextmanager
-    def watching(self) -> Iterator[None]:
-        """An open stream, while inside: the feed follows the log only while there is one."""
-        self._watchers += 1
-        self._watched.set()
-        try:
-            yield
-        finally:
-            self._watchers -= 1
-            if not self._watchers:
-                self._watched.clear()
-
-    async def _unwatched(self) -> None:
-        """Nobody watches: keep nothing and read nothing until a stream opens."""
-        self._floor = None
-        self._recent.clear()
-        await self._watched.wait()
 
     async def _read(self, conn: asyncpg.Connection) -> None:
         grown = False

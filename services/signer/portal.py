@@ -19,7 +19,7 @@ from shared import blobs
 from shared.events import PersonRef
 from shared.visibility import ADMIN_ROLE, OPERATOR_ROLE, Access, DocumentFacts, Viewer, access
 
-__all__ = ["Absence", "Person", "PortalDocument", "PortalReader", "Step", "ToSign", "Upload", "seen", "seen_sql"]
+__all__ = ["Absence", "Person", "PortalDocument", "PortalReader", "Step", "ToSign", "Upload"]
 
 LIST_LIMIT = 200
 _MAX_BATCHES = 10  # a list reads at most this many times LIST_LIMIT rows
@@ -145,47 +145,6 @@ SELECT i.document_id, i.org, i.flow_key, i.title, i.filename, i.submitted_by, i.
   FROM router.instances i LEFT JOIN router.groups g ON g.org = i.org AND g.key = i.group_key
 """
 
-_PERSON_COLUMNS = ("org", "id", "name", "email", "department", "language", "groups", "roles", "reports")
-_DOCUMENT_COLUMNS = (
-    "document_id", "org", "flow_key", "title", "filename", "submitted_by", "confidential", "group_key", "status",
-    "current_step", "step_count", "created_at", "updated_at", "shielded", "asked", "waiting_on",
-)
-
-
-def _person_sql(org: str, person_id: str) -> str:
-    return (
-        "SELECT p.org, p.id, p.name, p.email, p.department, p.language,"
-        " coalesce((SELECT array_agg(g.key) FROM router.groups g WHERE g.org = p.org AND p.department = ANY(g.departments)),"
-        " '{}') AS groups,"
-        " coalesce((SELECT array_agg(r.key) FROM router.roles r WHERE r.org = p.org AND p.id = ANY(r.holders)), '{}') AS roles,"
-        " coalesce((SELECT array_agg(q.id) FROM router.people q WHERE q.org = p.org AND q.manager = p.id), '{}') AS reports"
-        f" FROM router.people p WHERE p.org = {org} AND p.id = {person_id}"
-    )
-
-
-def seen_sql(org: str, person_id: str, document_id: str) -> tuple[str, str]:
-    """What the visibility policy reads of a person and a document, as (columns, joins) to add to another query whose
-    row names them (SQL expressions); :func:`seen` reads them back."""
-    columns = [f"seen_p.{c} AS seen_person_{c}" for c in _PERSON_COLUMNS]
-    columns += [f"seen_d.{c} AS seen_document_{c}" for c in _DOCUMENT_COLUMNS]
-    joins = (
-        f" LEFT JOIN LATERAL ({_person_sql(org, person_id)}) seen_p ON true"
-        f" LEFT JOIN LATERAL ({_DOCUMENT} WHERE i.org = {org} AND i.document_id = {document_id}) seen_d ON true"
-    )
-    return ", ".join(columns), joins
-
-
-def seen(row: asyncpg.Record) -> tuple[Person | None, PortalDocument | None]:
-    """The person and the document a query with :func:`seen_sql`'s columns found (None for either it did not)."""
-    person = _person(row, "seen_person_") if row["seen_person_id"] is not None else None
-    return person, _document(row, "seen_document_") if row["seen_document_document_id"] is not None else None
-
-
-_PERSON = _person_sql("$1", "$2")
-# Both in one row, for the policy check on its own.
-_SEEN_COLUMNS, _SEEN_JOINS = seen_sql("$1", "$2", "$3")
-_PERSON_AND_DOCUMENT = f"SELECT {_SEEN_COLUMNS} FROM (SELECT 1) one{_SEEN_JOINS}"
-
 _LISTS: dict[str, str] = {
     "submitted": "i.submitted_by->>'id' = $2",
     "signed": "EXISTS (SELECT 1 FROM router.requests r WHERE r.document_id = i.document_id AND r.person_id = $2"
@@ -199,8 +158,7 @@ def _person_ref(stored: dict | None) -> PersonRef | None:
     return PersonRef.model_validate(stored) if stored else None
 
 
-def _document(found: asyncpg.Record, prefix: str = "") -> PortalDocument:
-    row = {c: found[prefix + c] for c in _DOCUMENT_COLUMNS}
+def _document(row: asyncpg.Record) -> PortalDocument:
     submitted_by = PersonRef.model_validate(row["submitted_by"])
     facts = DocumentFacts(
         org=row["org"], submitter=submitted_by.id, asked=frozenset(row["asked"]), group=row["group_key"],
@@ -211,11 +169,6 @@ def _document(found: asyncpg.Record, prefix: str = "") -> PortalDocument:
         submitted_by=submitted_by, status=row["status"], current_step=row["current_step"], step_count=row["step_count"],
         flow=row["flow_key"], created_at=row["created_at"], updated_at=row["updated_at"], waiting_on=tuple(row["waiting_on"]),
     )
-
-
-def _person(row: asyncpg.Record, prefix: str = "") -> Person:
-    org, id_, name, email, department, language, groups, roles, reports = (row[prefix + c] for c in _PERSON_COLUMNS)
-    return Person(org, id_, name, email, department, language, frozenset(groups), frozenset(roles), frozenset(reports))
 
 
 def _escaped_like(text: str) -> str:
@@ -229,12 +182,19 @@ class PortalReader:
         self._conn = conn
 
     async def person(self, org: str, person_id: str) -> Person | None:
-        row = await self._conn.fetchrow(_PERSON, org, person_id)
-        return _person(row) if row else None
-
-    async def person_and_document(self, org: str, person_id: str, document_id: UUID) -> tuple[Person | None, PortalDocument | None]:
-        """:meth:`person` and :meth:`document` in one round trip: a signing link's policy check reads both on every request."""
-        return seen(await self._conn.fetchrow(_PERSON_AND_DOCUMENT, org, person_id, document_id))
+        row = await self._conn.fetchrow(
+            "SELECT p.org, p.id, p.name, p.email, p.department, p.language,"
+            " coalesce((SELECT array_agg(g.key) FROM router.groups g WHERE g.org = p.org AND p.department = ANY(g.departments)),"
+            " '{}') AS groups,"
+            " coalesce((SELECT array_agg(r.key) FROM router.roles r WHERE r.org = p.org AND p.id = ANY(r.holders)), '{}') AS roles,"
+            " coalesce((SELECT array_agg(q.id) FROM router.people q WHERE q.org = p.org AND q.manager = p.id), '{}') AS reports"
+            " FROM router.people p WHERE p.org = $1 AND p.id = $2",
+            org, person_id,
+        )
+        if row is None:
+            return None
+        return Person(row["org"], row["id"], row["name"], row["email"], row["department"], row["language"],
+                      frozenset(row["groups"]), frozenset(row["roles"]), frozenset(row["reports"]))
 
     async def person_by_email(self, org: str, email: str) -> Person | None:
         """The directory person with this address (case does not matter), when exactly one has it."""

@@ -9,12 +9,11 @@ small cache keeps recent pages, since a signer scrolls up and down and may
 reload the page.
 """
 
-import asyncio
 import io
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
-from functools import cache, partial
+from functools import cache
 from typing import Any
 
 import pypdfium2
@@ -97,18 +96,13 @@ class NotRendered(RuntimeError):
 
 
 class RenderPool:
-    """A worker process that renders pages, with a cache of the latest ones by (document version, page).
-
-    Measuring a version's pages also starts drawing its first page: the signing page that needed the sizes shows
-    page 1 at once (its image is never lazy), and its request then finds the picture drawn or being drawn, without
-    reading the PDF again or sending it to the worker a second time."""
+    """A worker process that renders pages, with a cache of the latest ones by (document version, page)."""
 
     def __init__(self, workers: int = 1, cache_size: int = 64, *, seconds: float = 20.0, memory_mb: int = 1024) -> None:
         self._pool = WorkerPool(workers, memory_mb=memory_mb)
         self._seconds = seconds
         self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._sizes: OrderedDict[str, list[tuple[int, int]]] = OrderedDict()
-        self._drawing: dict[tuple[str, int], asyncio.Task[bytes]] = {}
         self._cache_size = cache_size
 
     def known_sizes(self, digest: str) -> list[tuple[int, int]] | None:
@@ -122,48 +116,21 @@ class RenderPool:
             self._cache.move_to_end(key)
         return self._cache.get(key)
 
-    async def drawn(self, digest: str, index: int) -> bytes | None:
-        """The version's page picture when it is at hand or being drawn (NotRendered when that fails), else None."""
-        if (drawing := self._drawing.get((digest, index))) is not None:
-            return await asyncio.shield(drawing)
-        return self.known_page(digest, index)
-
     async def page_sizes(self, digest: str, pdf: bytes) -> list[tuple[int, int]]:
         if digest not in self._sizes:
             self._sizes[digest] = await self._run(page_sizes, pdf)
             while len(self._sizes) > 16 * self._cache_size:
                 self._sizes.popitem(last=False)
-            if self._sizes[digest]:
-                self._draw_ahead(digest, pdf, 0)
         return self._sizes[digest]
 
-    def _draw_ahead(self, digest: str, pdf: bytes, index: int) -> None:
-        key = (digest, index)
-        if key in self._drawing or key in self._cache:
-            return
-        self._drawing[key] = drawing = asyncio.get_running_loop().create_task(self._draw(pdf, index))
-        drawing.add_done_callback(partial(self._drawn, key))
-
-    def _drawn(self, key: tuple[str, int], done: asyncio.Task[bytes]) -> None:
-        self._drawing.pop(key, None)
-        # A failure was logged by _run; whoever awaits the picture gets NotRendered, and the next asks afresh.
-        if not done.cancelled() and done.exception() is None:
-            self._keep(key, done.result())
-
     async def page(self, digest: str, pdf: bytes, index: int) -> bytes:
-        if (known := await self.drawn(digest, index)) is not None:
+        if (known := self.known_page(digest, index)) is not None:
             return known
-        png = await self._draw(pdf, index)
-        self._keep((digest, index), png)
-        return png
-
-    async def _draw(self, pdf: bytes, index: int) -> bytes:
-        return await self._run(render_page, pdf, index)
-
-    def _keep(self, key: tuple[str, int], png: bytes) -> None:
-        self._cache[key] = png
+        png = await self._run(render_page, pdf, index)
+        self._cache[(digest, index)] = png
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+        return png
 
     async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
         try:

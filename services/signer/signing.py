@@ -7,7 +7,6 @@ spent token and the ``signature.signed`` event are committed together. The
 link is checked against the services' clock; the signature carries real time.
 """
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -25,7 +24,7 @@ from services.signer.verification import footer_text, new_code, new_secret, secr
 from shared.clock import wall_clock
 from shared.events import SignatureDeclined, Signed
 
-__all__ = ["Admit", "Decided", "PdfSigner", "Stamping", "decline", "open_link", "sign"]
+__all__ = ["Decided", "PdfSigner", "Stamping", "decline", "open_link", "sign"]
 
 
 @dataclass(frozen=True)
@@ -56,9 +55,6 @@ class _Version:
     pdf_sha256: str
     revision: int
     field_name: str | None = None
-
-
-Admit = Callable[[SigningLink], Awaitable[None]]
 
 
 class PdfSigner(Protocol):
@@ -114,11 +110,13 @@ async def _sign_pdf(store: SignerStore, link: SigningLink, signed_at: datetime, 
     result = await pdf_signer.sign(_signing_job(link, credentials, pdf, signed_at, stamping, crls, footer))
     if footer and not result.footer_stamped:  # signed before it came to Paraaf: a code no page shows is no use
         await store.forget_verification_code(request.document_id)
-    revision = link.document.revision + 1
-    digest = await store.record_signature(
-        link, pdf=result.pdf, revision=revision, placeholders=result.placeholders, field_name=result.field_name, at=signed_at
+    version = _Version(await store.put_blob(result.pdf), link.document.revision + 1, result.field_name)
+    await store.register_version(request.document_id, version.revision, request.org, version.pdf_sha256)
+    await store.record_signature(
+        link, pdf_sha256=version.pdf_sha256, revision=version.revision, placeholders=result.placeholders,
+        field_name=result.field_name, at=signed_at,
     )
-    return _Version(digest, revision, result.field_name)
+    return version
 
 
 async def _approve(store: SignerStore, link: SigningLink, at: datetime) -> _Version:
@@ -136,14 +134,9 @@ def _signed(link: SigningLink, version: _Version, signed_at: datetime) -> Signed
     )
 
 
-async def sign(
-    store: SignerStore, token: str, *, now: datetime, pdf_signer: PdfSigner, stamping: Stamping, admit: Admit | None = None
-) -> Decided:
-    """Sign (or approve) the request behind the link, in the caller's transaction; ``admit`` (raising
-    LinkRefused) holds the caller's own rules to the locked link before anything is signed."""
+async def sign(store: SignerStore, token: str, *, now: datetime, pdf_signer: PdfSigner, stamping: Stamping) -> Decided:
+    """Sign (or approve) the request behind the link, in the caller's transaction."""
     link = await _locked_link(store, token, now)
-    if admit is not None:
-        await admit(link)
     request, signed_at = link.request, wall_clock()  # the signature's own time is true time
     if request.action == "sign":
         version = await _sign_pdf(store, link, signed_at, pdf_signer, stamping)

@@ -17,7 +17,6 @@ from services.signer import check
 from services.signer.domain import DirectoryPerson, Download, SignerDocument, SigningLink, SigningRequest
 from services.signer.keys import Credentials, Keyring
 from services.signer.pades import Placeholder
-from services.signer.portal import Person, PortalDocument, seen, seen_sql
 from shared import blobs
 from shared.events import PersonRef
 from shared.messaging import Outbox, TransactionStore
@@ -35,9 +34,6 @@ class SignerStore(Protocol):
     async def register_version(self, document_id: UUID, revision: int, org: str, digest: str) -> None: ...
     async def directory_person(self, org: str, person_id: str) -> DirectoryPerson | None: ...
     async def held_titles(self, org: str, person_id: str) -> set[str]: ...
-    async def request_facts(
-        self, document_id: UUID, org: str, people: Sequence[str], titles_of: str | None
-    ) -> tuple[list[str], dict[str, DirectoryPerson | None], set[str]]: ...
     async def credentials(self, org: str, person: PersonRef) -> Credentials: ...
     async def authority_certificate(self, org: str) -> str: ...
     async def crl(self, org: str) -> bytes: ...
@@ -47,7 +43,7 @@ class SignerStore(Protocol):
     async def document(self, document_id: UUID) -> SignerDocument | None: ...
     async def placeholders_unknown(self, document_id: UUID) -> bool: ...
     async def save_placeholders(self, document_id: UUID, placeholders: Sequence[Placeholder]) -> None: ...
-    async def end_document(self, document_id: UUID, status: str, *, reason: str) -> None: ...
+    async def end_document(self, document_id: UUID, status: str) -> None: ...
     async def insert_request(self, request: SigningRequest) -> None: ...
     async def request(self, request_id: UUID) -> SigningRequest | None: ...
     async def readdress(self, request_id: UUID, signer: PersonRef) -> None: ...
@@ -57,8 +53,8 @@ class SignerStore(Protocol):
         self, *, document_id: UUID | None = None, request_id: UUID | None = None, status: str = "cancelled", reason: str
     ) -> None: ...
     async def record_signature(
-        self, link: SigningLink, *, pdf: bytes, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
-    ) -> str: ...
+        self, link: SigningLink, *, pdf_sha256: str, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
+    ) -> None: ...
     async def mark_decided(self, link: SigningLink, *, status: str, at: datetime, reason: str | None = None) -> None: ...
     async def register_verification_code(self, document_id: UUID, org: str, code: str, secret_hash: bytes) -> bool: ...
     async def forget_verification_code(self, document_id: UUID) -> None: ...
@@ -122,18 +118,6 @@ def _download(row: asyncpg.Record) -> Download:
     )
 
 
-_LINK = (
-    "SELECT t.token_hash, t.expires_at, t.used_at, t.revoked_at, t.person_id, r.*, d.status AS document_status,"
-    " d.pdf_sha256 AS document_pdf_sha256, d.revision AS document_revision,"
-    " d.placeholders AS document_placeholders,"
-    " ARRAY(SELECT e.step FROM signer.requests e WHERE e.document_id = r.document_id"
-    "       AND e.status = 'pending') AS open_steps"
-)
-_LINK_FROM = " FROM signer.tokens t JOIN signer.requests r USING (request_id) JOIN signer.documents d USING (document_id)"
-_SEEN_COLUMNS, _SEEN_JOINS = seen_sql("r.org", "r.signer->>'id'", "r.document_id")
-_LINK_SEEN = f"{_LINK}, {_SEEN_COLUMNS}{_LINK_FROM}{_SEEN_JOINS} WHERE t.token_hash = $1"
-
-
 class PostgresSignerStore(TransactionStore):
     """The signer's schema (and what it may read of others'), through the connection of one transaction."""
 
@@ -164,22 +148,6 @@ class PostgresSignerStore(TransactionStore):
         rows = await self._conn.fetch("SELECT title FROM router.roles WHERE org = $1 AND $2 = ANY(holders)", org, person_id)
         return {r["title"] for r in rows}
 
-    async def request_facts(
-        self, document_id: UUID, org: str, people: Sequence[str], titles_of: str | None
-    ) -> tuple[list[str], dict[str, DirectoryPerson | None], set[str]]:
-        """What a new request is checked against, in one round trip: the document's versions (as
-        :meth:`version_digests`), ``people`` as the directory has them (:meth:`directory_person`), and the role titles
-        ``titles_of`` holds (:meth:`held_titles`; none asked for None)."""
-        row = await self._conn.fetchrow(
-            "SELECT ARRAY(SELECT sha256 FROM blobs.versions WHERE document_id = $1 AND org = $2 ORDER BY revision) AS versions,"
-            " ARRAY(SELECT title FROM router.roles WHERE org = $2 AND $4::text = ANY(holders)) AS titles,"
-            " p.ids, p.names, p.emails FROM (SELECT array_agg(id) AS ids, array_agg(name) AS names, array_agg(email) AS emails"
-            "   FROM router.people WHERE org = $2 AND id = ANY($3::text[])) p",
-            document_id, org, list(people), titles_of,
-        )
-        found = {i: DirectoryPerson(i, n, e) for i, n, e in zip(row["ids"] or (), row["names"] or (), row["emails"] or (), strict=True)}
-        return list(row["versions"]), {person_id: found.get(person_id) for person_id in people}, set(row["titles"])
-
     async def credentials(self, org: str, person: PersonRef) -> Credentials:
         """The person's signing key and certificate, issued the first time they are asked for."""
         return await self._keys().credentials(self._conn, org, person)
@@ -204,16 +172,12 @@ class PostgresSignerStore(TransactionStore):
     # Documents and requests.
 
     async def begin_document(self, document_id: UUID, org: str, original: str) -> SignerDocument:
-        """The document's PDF as the signer has it; begun from intake's ``original`` the first time. One round trip
-        (inserted, or there before this statement began); a second read only for a row committed by another
-        transaction while this statement waited on it, which its snapshot cannot see."""
-        row = await self._conn.fetchrow(
-            "WITH begun AS (INSERT INTO signer.documents (document_id, org, pdf_sha256) VALUES ($1, $2, $3)"
-            " ON CONFLICT DO NOTHING RETURNING *)"
-            " SELECT * FROM begun UNION ALL SELECT * FROM signer.documents WHERE document_id = $1",
+        """The document's PDF as the signer has it; begun from intake's ``original`` the first time."""
+        await self._conn.execute(
+            "INSERT INTO signer.documents (document_id, org, pdf_sha256) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             document_id, org, original,
         )
-        return _document(row) if row else await self.document(document_id)  # type: ignore[return-value]
+        return await self.document(document_id)  # type: ignore[return-value]
 
     async def document(self, document_id: UUID) -> SignerDocument | None:
         row = await self._conn.fetchrow("SELECT * FROM signer.documents WHERE document_id = $1", document_id)
@@ -230,14 +194,9 @@ class PostgresSignerStore(TransactionStore):
             document_id, _placeholders_json(placeholders),
         )
 
-    async def end_document(self, document_id: UUID, status: str, *, reason: str) -> None:
-        """The document ended with ``status``: its pending requests are cancelled with ``reason``, in the same statement."""
-        await self._conn.execute(
-            "WITH cancelled AS (UPDATE signer.requests SET status = 'cancelled', status_reason = $3, decided_at = now()"
-            "   WHERE status = 'pending' AND document_id = $1)"
-            " UPDATE signer.documents SET status = $2, updated_at = now() WHERE document_id = $1",
-            document_id, status, reason,
-        )
+    async def end_document(self, document_id: UUID, status: str) -> None:
+        sql = "UPDATE signer.documents SET status = $2, updated_at = now() WHERE document_id = $1"
+        await self._conn.execute(sql, document_id, status)
 
     async def insert_request(self, request: SigningRequest) -> None:
         r = request
@@ -277,25 +236,19 @@ class PostgresSignerStore(TransactionStore):
         )
 
     async def record_signature(
-        self, link: SigningLink, *, pdf: bytes, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
-    ) -> str:
-        """The signed PDF kept as the document's new version (placeholders kept from its first signature), the request
-        signed and its token spent: one statement, as this sits between the signature and the commit a signer waits
-        for. Returns the new version's digest."""
-        request, digest = link.request, blobs.sha256_hex(pdf)
+        self, link: SigningLink, *, pdf_sha256: str, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
+    ) -> None:
+        """The document's new version (placeholders kept from its first signature), the request signed and
+        its token spent: one statement, as this sits between the signature and the commit a signer waits for."""
         await self._conn.execute(
-            "WITH blob AS (INSERT INTO blobs.blob (sha256, size, data) VALUES ($2, $9, $10) ON CONFLICT DO NOTHING),"
-            " version AS (INSERT INTO blobs.versions (document_id, revision, org, sha256) VALUES ($1, $3, $11, $2)"
-            "   ON CONFLICT DO NOTHING),"
-            " document AS (UPDATE signer.documents SET pdf_sha256 = $2, revision = $3,"
+            "WITH document AS (UPDATE signer.documents SET pdf_sha256 = $2, revision = $3,"
             "   placeholders = COALESCE(placeholders, $4), updated_at = now() WHERE document_id = $1),"
             " decided AS (UPDATE signer.requests SET status = 'signed', field_name = $6, decided_at = $7"
             "   WHERE request_id = $5)"
             " UPDATE signer.tokens SET used_at = $7 WHERE token_hash = $8",
-            request.document_id, digest, revision, _placeholders_json(placeholders),
-            request.request_id, field_name, at, link.token_hash, len(pdf), pdf, request.org,
+            link.request.document_id, pdf_sha256, revision, _placeholders_json(placeholders),
+            link.request.request_id, field_name, at, link.token_hash,
         )
-        return digest
 
     async def mark_decided(self, link: SigningLink, *, status: str, at: datetime, reason: str | None = None) -> None:
         """The request signed (approved) or declined and its token spent, in one statement."""
@@ -333,15 +286,17 @@ class PostgresSignerStore(TransactionStore):
         ``open_steps``: the steps of the document's open requests. ``lock`` locks the token, the
         request and the document (signatures on one document are made one after the other), all
         in this one round trip."""
-        locking = " FOR UPDATE OF t, r, d" if lock else ""
-        row = await self._conn.fetchrow(f"{_LINK}{_LINK_FROM} WHERE t.token_hash = $1{locking}", token_hash)
+        row = await self._conn.fetchrow(
+            "SELECT t.token_hash, t.expires_at, t.used_at, t.revoked_at, t.person_id, r.*, d.status AS document_status,"
+            " d.pdf_sha256 AS document_pdf_sha256, d.revision AS document_revision,"
+            " d.placeholders AS document_placeholders,"
+            " ARRAY(SELECT e.step FROM signer.requests e WHERE e.document_id = r.document_id"
+            "       AND e.status = 'pending') AS open_steps"
+            " FROM signer.tokens t JOIN signer.requests r USING (request_id) JOIN signer.documents d USING (document_id)"
+            " WHERE t.token_hash = $1" + (" FOR UPDATE OF t, r, d" if lock else ""),
+            token_hash,
+        )
         return _link(row) if row else None
-
-    async def find_link_seen(self, token_hash: bytes) -> tuple[SigningLink | None, Person | None, PortalDocument | None]:
-        """:meth:`find_link` (unlocked) with what the visibility policy reads of the link's person and document
-        (:meth:`PortalReader.person_and_document`), in the same round trip: every request behind a link asks both."""
-        row = await self._conn.fetchrow(_LINK_SEEN, token_hash)
-        return (_link(row), *seen(row)) if row else (None, None, None)
 
     async def revoke_links_of_mail(self, mail_id: UUID) -> None:
         """The links made for a mail that never arrived stop working."""

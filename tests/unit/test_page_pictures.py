@@ -5,7 +5,7 @@ import io
 import pypdfium2
 from PIL import Image, ImageChops
 
-from services.signer.render import PAGE_WIDTH_PX, RenderPool, render_page
+from services.signer.render import PAGE_WIDTH_PX, render_page
 from tests.support.pdfs import make_pdf
 
 # A red band across the foot of the page, written into the page's text (make_pdf puts ``text`` inside ``( ) Tj``).
@@ -36,14 +36,3 @@ def test_a_page_with_colour_keeps_its_colour() -> None:
     assert picture.mode == "RGB"
     assert picture.getpixel((PAGE_WIDTH_PX // 2, picture.height - 10)) == (255, 0, 0)
     assert ImageChops.difference(picture, _as_drawn(pdf)).getbbox() is None
-
-
-async def test_measuring_a_version_draws_its_first_page_for_the_picture_asked_next() -> None:
-    """Once the signing page has measured a version, page 1's picture is had without its PDF; page 2's is not."""
-    pdf, renderer = make_pdf(2, text="Black on white"), RenderPool()
-    try:
-        assert len(await renderer.page_sizes("v1", pdf)) == 2
-        first = await renderer.drawn("v1", 0)
-        assert first == render_page(pdf, 0) and await renderer.drawn("v1", 1) is None
-    finally:
-        renderer.close()

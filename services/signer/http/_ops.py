@@ -192,29 +192,28 @@ async def _stream(auth: PortalAuth, feed: AuditFeed, view: LiveView, person: Per
 async def _entries(auth: PortalAuth, feed: AuditFeed, view: LiveView, person: Person, token: str, cursor: int) -> AsyncIterator[str]:
     pool = auth.deps.pool()
     yield f"retry: {RETRY_MS}\n\n"
-    with feed.watching():  # the feed follows the log only while a stream is open
-        while not feed.closed:
-            grew = feed.grew  # taken before reading: growth after the read still wakes this stream
-            entries = await feed.after(pool, cursor)
-            if entries:
-                if not await _still_operator(auth, token, person):
-                    yield "event: end\ndata: signed-out\n\n"
-                    return
-                chunks = []
-                for entry in entries:
-                    cursor = entry.seq
-                    if (shown := await view.shown(entry)) is not None:
-                        chunks.append(_event(shown))
-                if chunks:
-                    yield "".join(chunks)
-                continue
-            try:
-                await asyncio.wait_for(grew.wait(), HEARTBEAT)
-            except TimeoutError:
-                if not await _still_operator(auth, token, person):
-                    yield "event: end\ndata: signed-out\n\n"
-                    return
-                yield f": {datetime.now(UTC):%H:%M:%S}\n\n"
+    while not feed.closed:
+        grew = feed.grew  # taken before reading: growth after the read still wakes this stream
+        entries = await feed.after(pool, cursor)
+        if entries:
+            if not await _still_operator(auth, token, person):
+                yield "event: end\ndata: signed-out\n\n"
+                return
+            chunks = []
+            for entry in entries:
+                cursor = entry.seq
+                if (shown := await view.shown(entry)) is not None:
+                    chunks.append(_event(shown))
+            if chunks:
+                yield "".join(chunks)
+            continue
+        try:
+            await asyncio.wait_for(grew.wait(), HEARTBEAT)
+        except TimeoutError:
+            if not await _still_operator(auth, token, person):
+                yield "event: end\ndata: signed-out\n\n"
+                return
+            yield f": {datetime.now(UTC):%H:%M:%S}\n\n"
 
 
 def ops_routes(auth: PortalAuth, feed: AuditFeed) -> APIRouter:

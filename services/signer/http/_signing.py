@@ -1,21 +1,18 @@
 """The routes behind a signing link (the page, its PDF and page images, Sign and
 Decline) and behind a download link (the signed PDF for the submitter)."""
 
-from dataclasses import dataclass
-from functools import partial
-
 import asyncpg
 import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.signer import signing
-from services.signer.domain import LinkRefused, ReasonRequired, SigningLink, SigningRequest, check_download, check_link
+from services.signer.domain import LinkRefused, ReasonRequired, SigningLink, check_download
 from services.signer.http._deps import SignerHttpDeps
 from services.signer.http._pages import CSRF_COOKIE, Pages, SigningView
 from services.signer.i18n import texts
 from services.signer.pades import SigningUnavailable, TimestampUnavailable
-from services.signer.portal import Person, PortalDocument, PortalReader
+from services.signer.portal import PortalReader
 from services.signer.render import NotRendered
 from services.signer.store import PostgresSignerStore
 from services.signer.tokens import csrf_valid, hash_token
@@ -25,20 +22,6 @@ from shared.metrics import SIGNATURES
 from shared.visibility import Access
 
 __all__ = ["SigningPages", "download_routes", "sign_once", "signing_routes"]
-
-
-@dataclass(frozen=True)
-class _Shown:
-    signed_before: list[SigningRequest]
-    sizes: list[tuple[int, int]] | None
-    pdf: bytes | None  # only when the sizes are not at hand: the pages are to be measured
-
-
-def _policy_holds(link: SigningLink, person: Person | None, document: PortalDocument | None) -> None:
-    """A link is the capability to sign, but the visibility policy still holds: someone it keeps out (asked for a
-    shielded group's document from outside the group) is answered as if the link did not exist."""
-    if person is not None and document is not None and document.seen_by(person) < Access.FULL:
-        raise LinkRefused("unknown", status=404, language=link.request.signer.language)
 
 
 class SigningPages:
@@ -51,34 +34,23 @@ class SigningPages:
         """The link's request, once its rules and the visibility policy hold; asked on another organisation's
         portal (``asked``'s Host) it is answered as if it did not exist."""
         async with self.deps.pool().acquire() as conn:  # one connection for both: each one taken is a reset query
-            return await self._opened(conn, token, asked)
-
-    async def opened_page(self, request: Request, token: str) -> HTMLResponse:
-        """The signing page as its link opens it: the link, the policy and what the page shows read on one connection.
-        Raises LinkRefused."""
-        async with self.deps.pool().acquire() as conn:
-            link = await self._opened(conn, token, request)
-            shown = await self._shown(PostgresSignerStore(conn, self.deps.outbox, self.deps.keyring), link)
-        return await self._answer(request, token, link, shown)
-
-    async def _opened(self, conn: asyncpg.Connection, token: str, asked: Request | None) -> SigningLink:
-        """The link, its rules, and the policy read with it (one round trip)."""
-        store = PostgresSignerStore(conn, self.deps.outbox, self.deps.keyring)
-        found, person, document = await store.find_link_seen(hash_token(token))
-        link = check_link(found, self.deps.now())
-        self._on_portal(link, asked)
-        _policy_holds(link, person, document)
+            link = await signing.open_link(PostgresSignerStore(conn, self.deps.outbox, self.deps.keyring), token, self.deps.now())
+            if asked is not None and link.request.org != self.deps.org_at(asked):
+                raise LinkRefused("unknown", status=404, language=link.request.signer.language)
+            await self.check_policy(conn, link)
         return link
 
-    async def admit(self, conn: asyncpg.Connection, link: SigningLink, asked: Request | None) -> None:
-        """The link's organisation must be the portal's it was asked on (``asked``'s Host), and the policy must hold."""
-        self._on_portal(link, asked)
-        request = link.request
-        _policy_holds(link, *await PortalReader(conn).person_and_document(request.org, request.signer.id, request.document_id))
-
-    def _on_portal(self, link: SigningLink, asked: Request | None) -> None:
-        if asked is not None and link.request.org != self.deps.org_at(asked):
-            raise LinkRefused("unknown", status=404, language=link.request.signer.language)
+    @staticmethod
+    async def check_policy(conn: asyncpg.Connection, link: SigningLink) -> None:
+        """A link is the capability to sign, but the visibility policy still holds: someone it keeps out (asked for a
+        shielded group's document from outside the group) is answered as if the link did not exist."""
+        request, reader = link.request, PortalReader(conn)
+        person, document = (
+            await reader.person(request.org, request.signer.id),
+            await reader.document(request.org, request.document_id),
+        )
+        if person is not None and document is not None and document.seen_by(person) < Access.FULL:
+            raise LinkRefused("unknown", status=404, language=request.signer.language)
 
     async def pdf(self, link: SigningLink) -> bytes:
         async with self.deps.reader() as store:
@@ -87,28 +59,18 @@ class SigningPages:
     async def page(
         self, request: Request, token: str, link: SigningLink, *, error: str | None = None, status: int = 200
     ) -> HTMLResponse:
+        digest, renderer = link.document.pdf_sha256, self.deps.render_pool()
+        sizes = renderer.known_sizes(digest)
         async with self.deps.reader() as store:
-            shown = await self._shown(store, link)
-        return await self._answer(request, token, link, shown, error=error, status=status)
-
-    async def _shown(self, store: PostgresSignerStore, link: SigningLink) -> _Shown:
-        """Who signed before, and the page sizes at hand or else the PDF to measure them from."""
-        digest = link.document.pdf_sha256
-        sizes = self.deps.render_pool().known_sizes(digest)
-        signed_before = await store.signed_before(link.request.document_id)
-        return _Shown(signed_before, sizes, await store.blob(digest) if sizes is None else None)
-
-    async def _answer(
-        self, request: Request, token: str, link: SigningLink, shown: _Shown, *, error: str | None = None, status: int = 200
-    ) -> HTMLResponse:
-        sizes = shown.sizes
-        if shown.pdf is not None:
+            signed_before = await store.signed_before(link.request.document_id)
+            pdf = await store.blob(digest) if sizes is None else None  # the PDF only when its pages are to be measured
+        if pdf is not None:
             try:
-                sizes = await self.deps.render_pool().page_sizes(link.document.pdf_sha256, shown.pdf)
+                sizes = await renderer.page_sizes(digest, pdf)
             except NotRendered:
                 sizes = []  # the page still offers the PDF itself, and Sign and Decline
         nonce = self.pages.nonce(request)
-        view = SigningView(token, link, sizes or [], shown.signed_before, self.pages.csrf(token, nonce), error)
+        view = SigningView(token, link, sizes, signed_before, self.pages.csrf(token, nonce), error)
         return self.pages.signing(request, view, nonce, status)
 
     async def csrf_refused(self, request: Request, token: str, presented: str) -> HTMLResponse | None:
@@ -132,9 +94,10 @@ def _viewing(router: APIRouter, shared: SigningPages) -> None:
     async def open_signing_page(request: Request, token: str) -> HTMLResponse:
         """The page a signer opens from the mail: the document, Sign and Decline."""
         try:
-            return await shared.opened_page(request, token)
+            link = await shared.open(token, request)
         except LinkRefused as error:
             return shared.pages.refused(request, error)
+        return await shared.page(request, token, link)
 
     @router.get("/s/{token}/document.pdf")
     async def document_pdf(request: Request, token: str) -> Response:
@@ -165,7 +128,7 @@ async def _page_png(shared: SigningPages, link: SigningLink, number: int) -> byt
     """The picture, with the PDF fetched only when it must be measured or drawn (a picture at hand needs neither)."""
     digest, renderer = link.document.pdf_sha256, shared.deps.render_pool()
     sizes = renderer.known_sizes(digest)
-    if sizes is not None and 1 <= number <= len(sizes) and (known := await renderer.drawn(digest, number - 1)) is not None:
+    if sizes is not None and 1 <= number <= len(sizes) and (known := renderer.known_page(digest, number - 1)) is not None:
         return known
     pdf = await shared.pdf(link)
     if not 1 <= number <= len(await renderer.page_sizes(digest, pdf)):
@@ -190,18 +153,14 @@ async def _timestamp_failed(deps: SignerHttpDeps, link: SigningLink, reason: str
 
 
 async def sign_once(shared: SigningPages, token: str, asked: Request | None = None) -> signing.Decided:
-    """A signature over HTTP, as the signing page and the portal's bulk signing both make it: one transaction of its
-    own, in which the link's rules and the visibility policy are checked on the locked link before it signs. Raises
-    LinkRefused, or SigningUnavailable (rolled back, the link still works) once a time-stamping failure has been
-    reported."""
+    """A signature over HTTP, as the signing page and the portal's bulk signing both make it: the link's rules and the
+    visibility policy, then one transaction of its own. Raises LinkRefused, or SigningUnavailable (rolled back, the
+    link still works) once a time-stamping failure has been reported."""
     deps = shared.deps
+    await shared.open(token, asked)
     try:
-        async with deps.signing_pool().turn(), deps.pool().acquire() as conn, conn.transaction():
-            # The link's own checks and the policy's on the link as locked: one connection, one read of the link.
-            store, admit = PostgresSignerStore(conn, deps.outbox, deps.keyring), partial(shared.admit, conn, asked=asked)
-            done = await signing.sign(
-                store, token, now=deps.now(), pdf_signer=deps.signing_pool(), stamping=deps.stamping, admit=admit
-            )
+        async with deps.signing_pool().turn(), deps.store() as store:
+            done = await signing.sign(store, token, now=deps.now(), pdf_signer=deps.signing_pool(), stamping=deps.stamping)
     except SigningUnavailable as error:
         structlog.get_logger().warning("signing unavailable", error=str(error))
         if isinstance(error, TimestampUnavailable):

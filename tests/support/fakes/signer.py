@@ -88,12 +88,6 @@ class FakeSignerStore:
     async def held_titles(self, org: str, person_id: str) -> set[str]:
         return set(self.titles.get((org, person_id), set()))
 
-    async def request_facts(
-        self, document_id: UUID, org: str, people: Sequence[str], titles_of: str | None
-    ) -> tuple[list[str], dict[str, DirectoryPerson | None], set[str]]:
-        titles = await self.held_titles(org, titles_of) if titles_of is not None else set()
-        return await self.version_digests(document_id, org), {p: await self.directory_person(org, p) for p in people}, titles
-
     async def credentials(self, org: str, person: PersonRef) -> Credentials:
         self.issued.append((org, person.id))
         return Credentials(key_der=b"key", cert_der=f"cert of {person.id}".encode(), chain_der=(b"root",))
@@ -120,8 +114,7 @@ class FakeSignerStore:
         if self.documents[document_id].placeholders is None:
             self.documents[document_id] = replace(self.documents[document_id], placeholders=tuple(placeholders))
 
-    async def end_document(self, document_id: UUID, status: str, *, reason: str) -> None:
-        await self.cancel_pending(document_id=document_id, reason=reason)
+    async def end_document(self, document_id: UUID, status: str) -> None:
         if document_id in self.documents:
             self.documents[document_id] = replace(self.documents[document_id], status=status)
 
@@ -151,15 +144,12 @@ class FakeSignerStore:
                 self.requests[r.request_id] = replace(r, status=status, status_reason=reason, decided_at=datetime.now(UTC))
 
     async def record_signature(
-        self, link: SigningLink, *, pdf: bytes, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
-    ) -> str:
-        pdf_sha256 = await self.put_blob(pdf)
-        await self.register_version(link.request.document_id, revision, link.request.org, pdf_sha256)
+        self, link: SigningLink, *, pdf_sha256: str, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
+    ) -> None:
         document = self.documents[link.request.document_id]
         kept = document.placeholders if document.placeholders is not None else tuple(placeholders)
         self.documents[document.document_id] = replace(document, pdf_sha256=pdf_sha256, revision=revision, placeholders=kept)
         await self._decide(link, status="signed", at=at, field_name=field_name)
-        return pdf_sha256
 
     async def mark_decided(self, link: SigningLink, *, status: str, at: datetime, reason: str | None = None) -> None:
         await self._decide(link, status=status, at=at, status_reason=reason)
