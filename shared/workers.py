@@ -144,6 +144,8 @@ class WorkerPool:
             await ready
         finally:
             loop.remove_reader(worker.conn.fileno())
+            # uvloop (libuv) leaves a watched descriptor non-blocking; the pipe's recv and send expect it blocking.
+            os.set_blocking(worker.conn.fileno(), True)
         try:
             ok, value = worker.conn.recv()
         except (EOFError, OSError):

@@ -94,3 +94,24 @@ async def test_workers_for_untrusted_input_run_at_a_lower_priority() -> None:
         assert await pool.run(_niceness) == min(os.nice(0) + 10, 19)
     finally:
         pool.close()
+
+
+def _echo(data: bytes) -> bytes:
+    return data
+
+
+def test_large_jobs_pass_under_the_services_event_loop() -> None:
+    """The services run on uvloop, whose watch on a descriptor leaves it non-blocking: a PDF larger than a pipe's
+    buffer still goes to the worker and back, job after job (it broke the second job before the pool set the pipe
+    back to blocking)."""
+    import uvloop
+
+    async def jobs() -> list[int]:
+        workers = WorkerPool(1)
+        try:
+            payload = os.urandom(3 * 1_048_576)  # a scanned PDF's size, far over the 64 KiB a pipe holds
+            return [len(await workers.run(_echo, payload, timeout=60)) for _ in range(3)]
+        finally:
+            workers.close()
+
+    assert uvloop.run(jobs()) == [3 * 1_048_576] * 3
