@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 import pypdfium2
+import pypdfium2.raw
 import structlog
 from PIL import Image, ImageChops
 
@@ -49,8 +50,14 @@ def render_page(pdf: bytes, index: int) -> bytes:
         document.init_forms()  # without it PDFium leaves out form fields, i.e. the signature stamps
         page = document[index]
         width, _ = page.get_size()
-        # rev_byteorder: PDFium draws RGB itself, so PIL takes its buffer without reordering every pixel.
-        return _png(page.render(scale=PAGE_WIDTH_PX / width, may_draw_forms=True, rev_byteorder=True).to_pil())
+        # rev_byteorder: PDFium draws RGB itself, so PIL takes its buffer without reordering every pixel. A bitmap
+        # with alpha: on one without, PDFium draws the text of form fields (the signature stamps) with LCD subpixel
+        # fringes, whatever the flags say, and a page of black text with a stamp would look coloured and go as RGB
+        # (12 ms to encode instead of 3). Its fill is opaque white, so every pixel stays opaque.
+        bitmap = page.render(
+            scale=PAGE_WIDTH_PX / width, may_draw_forms=True, rev_byteorder=True, force_bitmap_format=pypdfium2.raw.FPDFBitmap_BGRA
+        )
+        return _png(bitmap.to_pil())
     finally:
         document.close()
 
@@ -61,6 +68,8 @@ def _png(image: Image.Image) -> bytes:
     10 KB grey)."""
     if _colourless(image):
         image = _greys(image.convert("L"))  # exact: PIL's weights sum to one, so grey r = g = b becomes r
+    else:
+        image = image.convert("RGB")  # PDFium's alpha is opaque everywhere: no need to send it
     out = io.BytesIO()
     # Run-length deflate: as fast as level 1 on these pictures, and a third smaller (long runs of white).
     image.save(out, format="PNG", compress_level=1, compress_type=zlib.Z_RLE)
@@ -87,7 +96,7 @@ def _reuse_image_memory() -> None:
 
 
 def _colourless(image: Image.Image) -> bool:
-    red, green, blue = image.split()
+    red, green, blue = image.split()[:3]
     return ImageChops.difference(red, green).getbbox() is None and ImageChops.difference(green, blue).getbbox() is None
 
 

@@ -5,8 +5,11 @@ import io
 import pypdfium2
 from PIL import Image, ImageChops
 
+from services.signer.pades import sign
 from services.signer.render import PAGE_WIDTH_PX, render_page
+from services.signer.verification import footer_text, new_code, new_secret
 from tests.support.pdfs import make_pdf
+from tests.support.signing import SigningCity
 
 # A red band across the foot of the page, written into the page's text (make_pdf puts ``text`` inside ``( ) Tj``).
 RED_BAND = "red band) Tj ET 1 0 0 rg 0 0 595 100 re f BT /F1 14 Tf 72 740 Td (with a red band"
@@ -36,3 +39,26 @@ def test_a_page_with_colour_keeps_its_colour() -> None:
     assert picture.mode == "RGB"
     assert picture.getpixel((PAGE_WIDTH_PX // 2, picture.height - 10)) == (255, 0, 0)
     assert ImageChops.difference(picture, _as_drawn(pdf)).getbbox() is None
+
+
+def _signed(pdf: bytes, signers: int) -> list[bytes]:
+    """Every version of ``pdf`` through a flow of ``signers`` (the signer's own signing code, a test CA): the first
+    signature also stamps the verification footer on every page."""
+    city, versions = SigningCity(), [pdf]
+    for number in range(1, signers + 1):
+        footer = footer_text("nl", "https://paraaf.test/check", new_code(), new_secret()) if number == 1 else None
+        versions.append(sign(city.job(versions[-1], number, "Ann Aerts", "schepen", planned=signers, footer=footer)).pdf)
+    return versions
+
+
+def test_a_page_with_signature_stamps_is_a_grey_picture_that_shows_them() -> None:
+    """Black stamps on a black-and-white page come as 8-bit greys (PDFium draws no colour fringes around the stamps'
+    text), and the foot of the page, blank before, carries them."""
+    unsigned, *signed = _signed(make_pdf(1, text="Black on white"), 2)
+    blank = Image.open(io.BytesIO(render_page(unsigned, 0))).convert("L")
+    for version in signed:
+        picture = Image.open(io.BytesIO(render_page(version, 0)))
+        assert picture.mode == "P" and len(picture.getpalette() or []) == 3 * 256
+        foot = (0, picture.height * 3 // 4, picture.width, picture.height)
+        changed = ImageChops.difference(picture.convert("L"), blank).crop(foot)
+        assert changed.getbbox() is not None and min(picture.convert("L").crop(foot).getdata()) < 64  # black ink
