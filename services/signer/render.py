@@ -23,7 +23,7 @@ from PIL import Image, ImageChops
 
 from shared.workers import WorkerDied, WorkerPool, WorkerTimedOut
 
-__all__ = ["PAGE_WIDTH_PX", "NotRendered", "RenderPool", "page_sizes", "render_page"]
+__all__ = ["PAGE_WIDTH_PX", "NotRendered", "RenderPool", "page_sizes", "render_page", "sizes_and_first_page"]
 
 # 1000 px wide: sharp on a 390-point phone screen at 2.5x, still small (~100 KB).
 PAGE_WIDTH_PX = 1000
@@ -33,33 +33,56 @@ def page_sizes(pdf: bytes) -> list[tuple[int, int]]:
     """Each page's size in pixels as :func:`render_page` draws it, so the page can lay out before the images arrive."""
     document = pypdfium2.PdfDocument(pdf)
     try:
-        sizes = []
-        for index in range(len(document)):
-            width, height = document[index].get_size()
-            sizes.append((PAGE_WIDTH_PX, round(height * PAGE_WIDTH_PX / width)))
-        return sizes
+        return _sizes(document)
     finally:
         document.close()
 
 
 def render_page(pdf: bytes, index: int) -> bytes:
     """Page ``index`` (0-based) as a PNG ``PAGE_WIDTH_PX`` wide, with signature stamps drawn."""
-    _reuse_image_memory()
     document = pypdfium2.PdfDocument(pdf)
     try:
-        document.init_forms()  # without it PDFium leaves out form fields, i.e. the signature stamps
-        page = document[index]
-        width, _ = page.get_size()
-        # rev_byteorder: PDFium draws RGB itself, so PIL takes its buffer without reordering every pixel. A bitmap
-        # with alpha: on one without, PDFium draws the text of form fields (the signature stamps) with LCD subpixel
-        # fringes, whatever the flags say, and a page of black text with a stamp would look coloured and go as RGB
-        # (12 ms to encode instead of 3). Its fill is opaque white, so every pixel stays opaque.
-        bitmap = page.render(
-            scale=PAGE_WIDTH_PX / width, may_draw_forms=True, rev_byteorder=True, force_bitmap_format=pypdfium2.raw.FPDFBitmap_BGRA
-        )
-        return _png(bitmap.to_pil())
+        return _draw(document, index)
     finally:
         document.close()
+
+
+def sizes_and_first_page(pdf: bytes) -> tuple[list[tuple[int, int]], bytes | None]:
+    """:func:`page_sizes` and the first page's picture from one opening of the PDF: the signing page asks for the
+    sizes, and its browser for that picture right after (it is at the top of the page). No picture when PDFium
+    cannot draw it: the sizes still count, and the picture's own request answers for the page."""
+    document = pypdfium2.PdfDocument(pdf)
+    try:
+        sizes = _sizes(document)
+        try:
+            return sizes, _draw(document, 0) if sizes else None
+        except pypdfium2.PdfiumError:
+            return sizes, None
+    finally:
+        document.close()
+
+
+def _sizes(document: pypdfium2.PdfDocument) -> list[tuple[int, int]]:
+    sizes = []
+    for index in range(len(document)):
+        width, height = document[index].get_size()
+        sizes.append((PAGE_WIDTH_PX, round(height * PAGE_WIDTH_PX / width)))
+    return sizes
+
+
+def _draw(document: pypdfium2.PdfDocument, index: int) -> bytes:
+    _reuse_image_memory()
+    document.init_forms()  # without it PDFium leaves out form fields, i.e. the signature stamps
+    page = document[index]
+    width, _ = page.get_size()
+    # rev_byteorder: PDFium draws RGB itself, so PIL takes its buffer without reordering every pixel. A bitmap
+    # with alpha: on one without, PDFium draws the text of form fields (the signature stamps) with LCD subpixel
+    # fringes, whatever the flags say, and a page of black text with a stamp would look coloured and go as RGB
+    # (12 ms to encode instead of 3). Its fill is opaque white, so every pixel stays opaque.
+    bitmap = page.render(
+        scale=PAGE_WIDTH_PX / width, may_draw_forms=True, rev_byteorder=True, force_bitmap_format=pypdfium2.raw.FPDFBitmap_BGRA
+    )
+    return _png(bitmap.to_pil())
 
 
 def _png(image: Image.Image) -> bytes:
@@ -126,20 +149,34 @@ class RenderPool:
         return self._cache.get(key)
 
     async def page_sizes(self, digest: str, pdf: bytes) -> list[tuple[int, int]]:
-        if digest not in self._sizes:
-            self._sizes[digest] = await self._run(page_sizes, pdf)
-            while len(self._sizes) > 16 * self._cache_size:
-                self._sizes.popitem(last=False)
+        """The sizes; the first page's picture is drawn in the same job when it is not at hand (the browser asks for it
+        next: this way it needs neither the PDF fetched again nor a second job)."""
+        if digest in self._sizes:
+            return self._sizes[digest]
+        sizes = None
+        if (digest, 0) not in self._cache:
+            try:
+                sizes, first = await self._run(sizes_and_first_page, pdf)
+                if first is not None:
+                    self._keep(digest, 0, first)
+            except NotRendered:
+                pass  # the first page is beyond the renderer: the sizes alone may still be had
+        self._sizes[digest] = sizes if sizes is not None else await self._run(page_sizes, pdf)
+        while len(self._sizes) > 16 * self._cache_size:
+            self._sizes.popitem(last=False)
         return self._sizes[digest]
 
     async def page(self, digest: str, pdf: bytes, index: int) -> bytes:
         if (known := self.known_page(digest, index)) is not None:
             return known
         png = await self._run(render_page, pdf, index)
+        self._keep(digest, index, png)
+        return png
+
+    def _keep(self, digest: str, index: int, png: bytes) -> None:
         self._cache[(digest, index)] = png
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-        return png
 
     async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
         try:

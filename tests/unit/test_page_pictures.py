@@ -6,7 +6,7 @@ import pypdfium2
 from PIL import Image, ImageChops
 
 from services.signer.pades import sign
-from services.signer.render import PAGE_WIDTH_PX, render_page
+from services.signer.render import PAGE_WIDTH_PX, page_sizes, render_page, sizes_and_first_page
 from services.signer.verification import footer_text, new_code, new_secret
 from tests.support.pdfs import make_pdf
 from tests.support.signing import SigningCity
@@ -62,3 +62,9 @@ def test_a_page_with_signature_stamps_is_a_grey_picture_that_shows_them() -> Non
         foot = (0, picture.height * 3 // 4, picture.width, picture.height)
         changed = ImageChops.difference(picture.convert("L"), blank).crop(foot)
         assert changed.getbbox() is not None and min(picture.convert("L").crop(foot).getdata()) < 64  # black ink
+
+
+def test_the_sizes_and_the_first_page_from_one_opening_are_what_each_gives_alone() -> None:
+    """The signing page's one job gives the sizes page_sizes gives and the picture render_page draws, byte for byte."""
+    pdf = _signed(make_pdf(3, text="Black on white"), 2)[-1]
+    assert sizes_and_first_page(pdf) == (page_sizes(pdf), render_page(pdf, 0))
