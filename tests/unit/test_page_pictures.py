@@ -77,3 +77,13 @@ def test_the_page_sizes_are_the_sizes_of_the_pictures_even_for_a_turned_page() -
     assert pictures[0][0] > pictures[0][1] and pictures[1][0] < pictures[1][1]
     for (width, height), (drawn_width, drawn_height) in zip(page_sizes(pdf), pictures, strict=True):
         assert width == drawn_width and abs(height - drawn_height) <= 1  # PDFium rounds the height up
+
+
+def test_a_picture_carries_nothing_of_the_page_drawn_before_it() -> None:
+    """Pages are drawn one after the other into the same memory: a plain page after a coloured, longer one is the
+    same picture as when drawn first."""
+    plain, coloured = make_pdf(1, text="Black on white"), make_pdf(1, text=RED_BAND)
+    longer = coloured.replace(b"/MediaBox [0 0 595 842]", b"/MediaBox [0 0 595 1200]")
+    first = render_page(plain, 0)
+    render_page(longer, 0)
+    assert render_page(plain, 0) == first
