@@ -119,10 +119,10 @@ def _png(image: Image.Image) -> bytes:
 
 def _greys(grey: Image.Image) -> Image.Image:
     """8-bit grey as a picture of 256 palette greys: the same pixels, and PIL's PNG writer skips its per-row filter
-    search for a palette (3 ms a page instead of 4.4)."""
-    picture = Image.frombytes("P", grey.size, grey.tobytes())
-    picture.putpalette(_GREY_PALETTE)
-    return picture
+    search for a palette (3 ms a page instead of 4.4). ``grey`` itself becomes it: a palette put on an "L" picture
+    makes it "P" where it is, without copying its pixels (0.7 ms)."""
+    grey.putpalette(_GREY_PALETTE)
+    return grey
 
 
 _GREY_PALETTE = bytes(level for level in range(256) for _ in "rgb")
