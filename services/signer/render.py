@@ -94,13 +94,18 @@ def _draw(document: pypdfium2.PdfDocument, index: int) -> bytes:
 
 def _reused_bitmap(width: int, height: int, format: int, rev_byteorder: bool) -> pypdfium2.PdfBitmap:
     """A bitmap over the buffer of the page before (a worker draws one page at a time): a fresh one is zeroed by
-    ctypes first, 1.5 ms for a page's 5.6 MB, and PDFium fills it with white anyway."""
+    ctypes first, 1.5 ms for a page's 5.6 MB, and PDFium fills it with white anyway. A page far longer than A4 gets
+    a buffer of its own, so the worker does not keep its memory."""
     global _buffer
-    if len(_buffer) < 4 * width * height:
-        _buffer = (ctypes.c_ubyte * (4 * width * height))()
+    size = 4 * width * height
+    if size > _KEPT_BUFFER_BYTES:
+        return pypdfium2.PdfBitmap.new_native(width, height, format, rev_byteorder)
+    if len(_buffer) < size:
+        _buffer = (ctypes.c_ubyte * size)()
     return pypdfium2.PdfBitmap.new_native(width, height, format, rev_byteorder, buffer=_buffer)
 
 
+_KEPT_BUFFER_BYTES = 4 * PAGE_WIDTH_PX * 2 * PAGE_WIDTH_PX  # up to twice as long as wide
 _buffer = (ctypes.c_ubyte * 0)()
 
 
