@@ -1,6 +1,7 @@
 """The signing links and page on a real database with real signing workers:
 what a signer, a forger and an attacker get from each link."""
 
+import hashlib
 import io
 from datetime import UTC, datetime, timedelta
 
@@ -372,3 +373,17 @@ async def test_with_the_time_stamping_service_down_nothing_is_signed_and_the_lin
         assert answer.status_code == 503 and "er is niets ondertekend" in answer.text and "<form" in answer.text
         assert await _nothing_signed(signer, document[0])
         assert (await signer.client.get(link)).status_code == 200
+
+
+async def test_opening_the_signing_page_draws_its_first_picture_in_the_same_job(signer: SignerHarness) -> None:
+    """Once the page has opened, its first picture is at hand for the browser (no second job, no second PDF fetch),
+    and the picture route answers with exactly it."""
+    document = await signer.new_document(make_pdf(2))
+    _, link = await signer.request(document, ANN)
+    _, pdf = await signer.document(document[0])
+    digest = hashlib.sha256(pdf).hexdigest()
+    assert signer.render_pool.known_page(digest, 0) is None
+    assert (await signer.client.get(link)).status_code == 200
+    drawn = signer.render_pool.known_page(digest, 0)
+    assert drawn is not None and drawn.startswith(b"\x89PNG")
+    assert (await signer.client.get(f"{link}/pages/1.png")).content == drawn
