@@ -339,22 +339,21 @@ class MailSender(BackgroundLoop):
         self._after_commit()
 
     async def _mark_sent(self, mails: list[SpooledMail]) -> None:
-        now = self._clock()
-        async with self._transaction() as store:
-            await store.mark_sent([mail.mail_id for mail in mails], now)
-            for mail in mails:
-                for document_id in mail.documents:
-                    await store.publish(
-                        NotificationSent(
-                            correlation_id=document_id,
-                            causation_id=mail.mail_id,
-                            org=mail.org,
-                            kind=mail.kind,
-                            recipient=mail.recipient,
-                            subject=mail.content.subject,
-                            request_id=_signing_request(mail),
-                        )
-                    )
+        told = [
+            NotificationSent(
+                correlation_id=document_id,
+                causation_id=mail.mail_id,
+                org=mail.org,
+                kind=mail.kind,
+                recipient=mail.recipient,
+                subject=mail.content.subject,
+                request_id=_signing_request(mail),
+            )
+            for mail in mails
+            for document_id in mail.documents
+        ]
+        async with self._alone() as store:  # the marks and their notification.sent are one statement
+            await store.mark_sent([mail.mail_id for mail in mails], self._clock(), told)
 
     async def _give_up(self, mail: SpooledMail, reason: str) -> None:
         now = self._clock()

@@ -328,9 +328,9 @@ class CountingStore(FakeNotifierStore):
             self.claims.append(len(claimed))
         return claimed
 
-    async def mark_sent(self, mail_ids, now):  # type: ignore[no-untyped-def]
+    async def mark_sent(self, mail_ids, now, told=()):  # type: ignore[no-untyped-def]
         self._marked += len(mail_ids)
-        await super().mark_sent(mail_ids, now)
+        await super().mark_sent(mail_ids, now, told)
 
     @contextlib.asynccontextmanager
     async def transaction(self):  # type: ignore[no-untyped-def]
