@@ -1,5 +1,6 @@
 """The notifier's SMTP delivery against a real SMTP server (aiosmtpd): its sessions stay open from one mail to the
-next, and whatever the server does to a session, every mail arrives once."""
+next, and whatever the server does to a session, every mail arrives once; each test runs against a server that
+offers PIPELINING (the envelope then goes in one write) and one that does not."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -20,6 +21,14 @@ def mail(n: int, to: str = "ann@example.org") -> EmailMessage:
     return message
 
 
+@pytest.fixture(params=[True, False], ids=["pipelining", "one-command-at-a-time"])
+async def smtp_server(request: pytest.FixtureRequest) -> AsyncIterator[SmtpServer]:
+    server = SmtpServer(pipelining=request.param)
+    await server.start()
+    yield server
+    await server.stop()
+
+
 @pytest.fixture
 async def delivery(smtp_server: SmtpServer) -> AsyncIterator[SmtpDelivery]:
     smtp = SmtpDelivery(NotifierSettings(smtp_host=smtp_server.host, smtp_port=smtp_server.port, smtp_timeout_seconds=5))
@@ -37,6 +46,20 @@ async def test_mails_one_after_another_go_over_one_session(delivery: SmtpDeliver
         await delivery(mail(n))
     assert subjects(smtp_server) == [f"Mail {n}" for n in range(5)]
     assert smtp_server.sessions == 1
+
+
+async def test_a_server_that_offers_pipelining_gets_each_envelope_in_one_go_and_the_message_intact(
+    delivery: SmtpDelivery, smtp_server: SmtpServer
+) -> None:
+    """Each mail's MAIL FROM, RCPT TO and DATA come together when the server offers PIPELINING, one by one when it
+    does not; either way the message arrives as written, a line that starts with a dot included."""
+    message = mail(0)
+    message.set_content("Dear Ann,\n.\n..two dots\n.end\n")
+    await delivery(message)
+    await delivery(mail(1))
+    [first, _] = sorted(smtp_server.received, key=lambda m: m.subject)
+    assert first.message.get_content().replace("\r\n", "\n") == "Dear Ann,\n.\n..two dots\n.end\n"
+    assert smtp_server.pipelined == (2 if smtp_server._handler.pipelining else 0)
 
 
 async def test_mails_on_their_way_at_once_take_a_session_each_and_keep_them(
@@ -109,6 +132,21 @@ async def test_a_refused_recipient_is_final_and_the_next_mail_still_goes_out(
         await delivery(mail(1, to="marc@example.org"))
     await delivery(mail(2))
     assert subjects(smtp_server) == ["Mail 0", "Mail 2"]
+
+
+async def test_a_refused_sender_fails_the_mail_for_a_retry_and_the_next_mail_still_goes_out(
+    delivery: SmtpDelivery, smtp_server: SmtpServer
+) -> None:
+    """A 451 to MAIL FROM raises for the sender to retry the mail later (not a final refusal); the session is not used
+    again, and the next mail arrives over a new one."""
+    await delivery(mail(0))
+    smtp_server.refuse_senders(1)
+    with pytest.raises(aiosmtplib.SMTPSenderRefused) as refused:
+        await delivery(mail(1))
+    assert refused.value.code == 451
+    await delivery(mail(2))
+    assert subjects(smtp_server) == ["Mail 0", "Mail 2"]
+    assert smtp_server.sessions == 2
 
 
 async def test_an_idle_session_is_closed_with_quit(smtp_server: SmtpServer) -> None:
