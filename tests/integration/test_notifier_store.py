@@ -291,6 +291,34 @@ async def test_what_the_sender_s_statements_and_transactions_send_goes_to_the_re
         await pool.close()
 
 
+async def test_a_new_request_notes_its_recipient_and_reads_her_preference_with_or_without_a_readable_directory(
+    database_url: str,
+) -> None:
+    """Noting who a request is for returns her preference: 'individual' while the directory cannot be read (the
+    transaction goes on), hers once it can (one statement), 'individual' for someone it does not have; the recipient
+    and title are noted either way; a refusal after that loses the transaction and makes the next read careful again."""
+    directory = Directory()
+    async with in_rolled_back_transaction(database_url, ("notifier", MIGRATIONS, True)) as conn:
+        store = PostgresNotifierStore(conn, Outbox("notifier"), directory)
+        first, second, third = schedule(), schedule(), schedule()
+        for s in (first, second, third):
+            await store.open_schedule(s)
+        await conn.execute("DROP SCHEMA IF EXISTS router CASCADE")
+        assert await store.note_recipient_preference(first.request_id, "default", BART, "Besluit 1") == "individual"
+        assert not directory.readable
+        await conn.execute("CREATE SCHEMA router; CREATE TABLE router.people (org text, id text, mails text)")
+        await conn.execute("INSERT INTO router.people VALUES ('default', 'bart', 'digest')")
+        assert await store.note_recipient_preference(second.request_id, "default", BART, "Besluit 2") == "digest"
+        assert directory.readable
+        assert await store.note_recipient_preference(third.request_id, "default", SOFIE, "Besluit 3") == "individual"
+        noted = await conn.fetch("SELECT person_id, title FROM notifier.reminders ORDER BY title")
+        assert [tuple(r) for r in noted] == [("bart", "Besluit 1"), ("bart", "Besluit 2"), ("sofie", "Besluit 3")]
+        await conn.execute("DROP TABLE router.people")
+        with pytest.raises(asyncpg.UndefinedTableError):
+            await store.note_recipient_preference(first.request_id, "default", BART, "Besluit 1")
+        assert not directory.readable
+
+
 async def test_the_directory_is_read_without_a_savepoint_once_it_was_read_and_with_one_again_after_a_refusal(database_url: str) -> None:
     """No directory: 'individual' and the transaction goes on. Then a read succeeds and the next goes without a
     savepoint; when that one is refused the transaction is lost, and the process's next read takes a savepoint again."""
