@@ -246,8 +246,9 @@ class MailSender(BackgroundLoop):
                             senders.create_task(send(mail))
                     if not on_way:
                         break
-                    await freed.wait()  # a sender came free: more may have come due meanwhile
-                    drained = False
+                    await freed.wait()  # a sender came free: more may have come due meanwhile, if we were woken
+                    # Not asked again for nothing: a claim that comes back empty costs a statement, once a mail.
+                    drained = drained and not self._wake.is_set()
         except BaseException:  # stopping (or the database went away): the mails not sent are due again at once
             if on_way:
                 await asyncio.shield(self._release(list(on_way), self._clock()))
@@ -256,6 +257,7 @@ class MailSender(BackgroundLoop):
         return tried
 
     async def _claim(self, limit: int, held: list[UUID]) -> list[SpooledMail]:
+        self._wake.clear()  # what was queued before this claim, it sees; a wake from now on asks for another
         now = self._clock()
         async with self._alone() as store:
             return await store.claim_due(now, now + self._lease, limit, held)
