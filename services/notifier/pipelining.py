@@ -8,13 +8,15 @@ paths alike; any error leaves the session unusable (the sender drops it).
 
 import asyncio
 import collections
-from email.message import Message
+import io
+from email.generator import BytesGenerator
+from email.message import EmailMessage, Message
 
 import aiosmtplib
 from aiosmtplib.email import extract_recipients, extract_sender, flatten_message, quote_address
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
-__all__ = ["PipelinedSession", "pipelines"]
+__all__ = ["PipelinedSession", "flatten", "pipelines"]
 
 
 async def pipelines(session: aiosmtplib.SMTP) -> bool:
@@ -128,9 +130,7 @@ class PipelinedSession:
         eight_bit = "8bitmime" in self._extensions
         if eight_bit:
             options.append("BODY=8BITMIME")
-        message_bytes = normalize_message_line_endings(
-            flatten_message(message, utf8=utf8, cte_type="8bit" if eight_bit else "7bit")
-        )
+        message_bytes = normalize_message_line_endings(flatten(message, utf8, "8bit" if eight_bit else "7bit"))
         if "size" in self._extensions:
             options.insert(0, f"SIZE={len(message_bytes)}")  # RFC 1870, as aiosmtplib counts it
         encoding = "utf-8" if utf8 else "ascii"
@@ -163,3 +163,13 @@ class PipelinedSession:
             raise aiosmtplib.SMTPRecipientsRefused(refused)
         if data.code != aiosmtplib.SMTPStatus.start_input:
             raise aiosmtplib.SMTPDataError(data.code, data.message)
+
+
+def flatten(message: Message, utf8: bool, cte_type: str) -> bytes:
+    """The message as aiosmtplib would write it; a classic one (compose's) with its own policy and without a copy."""
+    if isinstance(message, EmailMessage) or "Bcc" in message or "Resent-Bcc" in message:
+        return flatten_message(message, utf8=utf8, cte_type=cte_type)
+    policy = message.policy if cte_type == "8bit" else message.policy.clone(cte_type=cte_type)
+    with io.BytesIO() as out:
+        BytesGenerator(out, policy=policy).flatten(message)
+        return out.getvalue()

@@ -2,11 +2,15 @@
 
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.policy import compat32
 
 import pytest
 from aiosmtplib.email import flatten_message
+from hypothesis import given
+from hypothesis import strategies as st
 
-from services.notifier.compose import compose
+from services.notifier.compose import POLICY, compose
+from services.notifier.pipelining import flatten
 from services.notifier.render import Mail
 
 LONG_LINK = "https://paraaf.example/s/" + "x" * 1200
@@ -46,3 +50,25 @@ def test_an_ascii_mail_keeps_its_headers_readable() -> None:
     """A plain ASCII subject and sender go out as they are, not encoded."""
     _, sent = read_back("Paraaf <paraaf@localhost>", "ann@x.be", Mail("Mail 1", "Hello\n", "<p>Hello</p>"))
     assert b"\nSubject: Mail 1\n" in sent and b"\nFrom: Paraaf <paraaf@localhost>\n" in sent
+
+
+@pytest.mark.parametrize(
+    ("sender", "subject"),
+    [
+        ("Paraaf <paraaf@localhost>", "Mail 1"),
+        ("Ville de Liège <paraaf@liege.be>", SUBJECT),
+        ("Paraaf <paraaf@localhost>", "An ASCII subject long enough that compat32 has to fold it over more than one line"),
+    ],
+)
+def test_a_composed_mail_is_written_byte_for_byte_as_compat32_writes_it(sender: str, subject: str) -> None:
+    """compose's policy writes the headers it takes over (one ASCII line that fits) exactly as compat32 does, and leaves
+    it the others: the bytes on the wire are compat32's."""
+    message = compose(sender, "ann@x.be", Mail(subject, TEXT, HTML), date="Mon, 30 Nov 2026 12:15:26 +0000", message_id="<m@x.be>")
+    assert flatten(message, False, "8bit") == flatten_message(message, cte_type="8bit")
+    assert flatten(message, False, "7bit") == flatten_message(message, cte_type="7bit")
+
+
+@given(name=st.sampled_from(["Subject", "From", "To", "Content-Type", "X-Paraaf-Kind"]), value=st.text(alphabet=st.characters(max_codepoint=127), max_size=90))
+def test_a_header_compose_writes_itself_is_what_compat32_writes(name: str, value: str) -> None:
+    """Any ASCII value, printable or not, short or long: compose's policy folds it as compat32 does."""
+    assert POLICY.fold_binary(name, value) == compat32.fold_binary(name, value)
