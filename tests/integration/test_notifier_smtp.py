@@ -3,11 +3,20 @@ next, and whatever the server does to a session, every mail arrives once; each t
 offers PIPELINING (the envelope then goes in one write) and one that does not."""
 
 import asyncio
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 
 import aiosmtplib
 import pytest
+import uvloop
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from services.notifier.config import NotifierSettings
 from services.notifier.sender import PermanentFailure, SmtpDelivery
@@ -163,3 +172,64 @@ async def test_an_idle_session_is_closed_with_quit(smtp_server: SmtpServer) -> N
     await delivery(mail(1))
     await delivery.aclose()
     assert smtp_server.sessions == 2 and smtp_server.quits == 2
+
+
+def _certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.test")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "relay.pem", directory / "relay.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-command-at-a-time"])
+async def test_a_relay_that_requires_starttls_and_a_login_gets_every_mail_over_one_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipelining: bool, loop: str
+) -> None:
+    """A relay that takes mail only after STARTTLS and AUTH (as a city's does): three mails arrive over one session,
+    pipelined or not, on the services' event loop (uvloop) and the standard one alike."""
+    cert_file, key_file = _certificate(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))  # the client trusts the relay's certificate, as it would a CA's
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert_file, key_file)
+    server = SmtpServer(pipelining=pipelining, tls=tls, login=("paraaf", "s3cret"))
+    await server.start()
+    settings = NotifierSettings(
+        smtp_host=server.host, smtp_port=server.port, smtp_timeout_seconds=5, smtp_starttls=True,
+        smtp_user="paraaf", smtp_password="s3cret",  # type: ignore[arg-type]
+    )
+
+    async def send() -> None:
+        delivery = SmtpDelivery(settings)
+        for n in range(3):
+            await delivery(mail(n))
+        await delivery.aclose()
+
+    try:
+        if loop == "uvloop":
+            await asyncio.to_thread(uvloop.run, send())
+        else:
+            await send()
+    finally:
+        await server.stop()
+    assert subjects(server) == ["Mail 0", "Mail 1", "Mail 2"]
+    assert server.sessions == 1 and server.quits == 1
+    assert server.pipelined == (3 if pipelining else 0)

@@ -12,12 +12,14 @@ many ended with QUIT, and which of them pipelined their commands.
 
 import asyncio
 import re
+import ssl
 import time
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.support.net import free_port
 
@@ -118,12 +120,28 @@ class _Handler:
         return "250 OK"
 
 
+def _authenticator(login: tuple[str, str]):  # type: ignore[no-untyped-def]
+    def check(server, session, envelope, mechanism, auth_data) -> AuthResult:  # type: ignore[no-untyped-def]
+        given = (auth_data.login.decode(), auth_data.password.decode()) if isinstance(auth_data, LoginPassword) else None
+        return AuthResult(success=given == login)
+
+    return check
+
+
 class SmtpServer:
-    def __init__(self, *, pipelining: bool = True) -> None:
+    """``tls`` (a server-side SSL context) makes it require STARTTLS, and ``login`` (user, password) AUTH after it,
+    as a city's relay does."""
+
+    def __init__(
+        self, *, pipelining: bool = True, tls: ssl.SSLContext | None = None, login: tuple[str, str] | None = None
+    ) -> None:
         self.host = "127.0.0.1"
         self.port = free_port()
         self._handler = _Handler(pipelining=pipelining)
-        self._controller = Controller(self._handler, hostname=self.host, port=self.port)
+        secured = {"tls_context": tls, "require_starttls": True} if tls is not None else {}
+        if login is not None:
+            secured |= {"authenticator": _authenticator(login), "auth_required": True}
+        self._controller = Controller(self._handler, hostname=self.host, port=self.port, **secured)
 
     @property
     def received(self) -> list[Received]:
