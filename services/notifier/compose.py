@@ -20,7 +20,6 @@ from email.charset import QP, Charset
 from email.header import Header
 from email.message import EmailMessage, Message
 from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
 from email.policy import Compat32
 from email.utils import formataddr, parseaddr
 
@@ -63,10 +62,15 @@ def compose(sender: str, recipient: str, content: Mail, *, date: str, message_id
     return message
 
 
-def _part(text: str, subtype: str) -> MIMEText:
-    part = MIMEText(text, subtype, _UTF8, policy=POLICY)
+def _part(text: str, subtype: str) -> Message:
+    """What ``MIMEText(text, subtype, _UTF8)`` makes, headers in its order, at half its cost (it parses and rewrites
+    its own Content-Type to set the charset): tests/unit/test_notifier_compose.py compares the two."""
+    part = Message(policy=POLICY)
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
+    part["MIME-Version"] = "1.0"
+    part["Content-Transfer-Encoding"] = "quoted-printable"
     # The classic generator writes a line starting "From " as ">From " (mbox); quoted-printable may spell the F.
-    part.set_payload(_FROM_LINE.sub("=46rom ", part.get_payload()))
+    part.set_payload(_FROM_LINE.sub("=46rom ", _UTF8.body_encode(text)))
     return part
 
 

@@ -1,8 +1,11 @@
 """A composed mail, read back as a mail client reads what went over SMTP: every header and both bodies as written."""
 
+import re
 from email import message_from_bytes, policy
+from email.charset import QP, Charset
 from email.errors import HeaderParseError
 from email.message import EmailMessage
+from email.mime.text import MIMEText
 from email.policy import Compat32, compat32
 
 import pytest
@@ -10,7 +13,7 @@ from aiosmtplib.email import flatten_message
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.notifier.compose import POLICY, compose
+from services.notifier.compose import POLICY, _part, compose
 from services.notifier.pipelining import flatten
 from services.notifier.render import Mail
 
@@ -81,3 +84,16 @@ def _folded(policy: Compat32, name: str, value: str) -> bytes | type[Exception]:
         return policy.fold_binary(name, value)
     except HeaderParseError:
         return HeaderParseError
+
+
+@pytest.mark.parametrize("text", ["", "Hello\n", TEXT, HTML, "From x\r\nFrom y\rz\n  trailing  \n\ttab\t\n.\n", "<p>é</p>" * 300])
+def test_a_part_is_what_mimetext_makes(text: str) -> None:
+    """compose's text and HTML parts are written byte for byte as the email package's MIMEText writes them (with a
+    quoted-printable utf-8 charset, and "From " at a line's start spelled =46rom, as compose did with MIMEText)."""
+    charset = Charset("utf-8")
+    charset.body_encoding = QP
+    for subtype in ("plain", "html"):
+        reference = MIMEText(text, subtype, charset)
+        reference.set_payload(re.sub(r"^From ", "=46rom ", reference.get_payload(), flags=re.MULTILINE))
+        for cte in ("8bit", "7bit"):
+            assert flatten(_part(text, subtype), False, cte) == flatten_message(reference, cte_type=cte)
