@@ -157,6 +157,12 @@ class Mailbox:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._controller = Controller(self, hostname=self.host, port=self.port)
 
+    async def handle_EHLO(self, server: object, session: Any, envelope: object, hostname: str, responses: list[str]) -> list[str]:  # noqa: N802 - aiosmtpd hook
+        """Offer PIPELINING (RFC 2920) as the relays a city sends through (Postfix, Exchange, hosted relays) do:
+        without it the notifier takes four round trips a mail instead of two, a path production does not take."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook
         arrived = time.monotonic()
         mail = binascii.a2b_qp(envelope.original_content or envelope.content)

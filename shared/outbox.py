@@ -10,7 +10,7 @@ a round trip per message instead of one per message sent, and none to find them.
 
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
@@ -73,18 +73,19 @@ class Outbox:
         return True
 
     async def add(self, conn: asyncpg.Connection, message: BaseModel) -> None:
+        row = self.row(message)
+        await self.add_raw(conn, row.exchange, row.routing_key, row.message_id, row.body)
+
+    @staticmethod
+    def row(message: BaseModel) -> OutboxRow:
+        """The row that sends ``message`` (an event, outcome or command) on its exchange."""
         if isinstance(message, Event):
-            await self.add_raw(conn, EVENTS_EXCHANGE, message.routing_key, message.event_id, message.model_dump_json().encode())
-        elif isinstance(message, Outcome):
-            await self.add_raw(
-                conn, OUTCOMES_EXCHANGE, message.routing_key, message.outcome_id, message.model_dump_json().encode()
-            )
-        elif isinstance(message, Command):
-            await self.add_raw(
-                conn, COMMANDS_EXCHANGE, message.routing_key, message.command_id, message.model_dump_json().encode()
-            )
-        else:
-            raise TypeError(f"the outbox takes events, outcomes and commands, not {type(message).__name__}")
+            return OutboxRow(message.event_id, EVENTS_EXCHANGE, message.routing_key, message.model_dump_json().encode())
+        if isinstance(message, Outcome):
+            return OutboxRow(message.outcome_id, OUTCOMES_EXCHANGE, message.routing_key, message.model_dump_json().encode())
+        if isinstance(message, Command):
+            return OutboxRow(message.command_id, COMMANDS_EXCHANGE, message.routing_key, message.model_dump_json().encode())
+        raise TypeError(f"the outbox takes events, outcomes and commands, not {type(message).__name__}")
 
     async def add_raw(
         self,
@@ -102,14 +103,20 @@ class Outbox:
         else:
             await self.write(conn, [row])
 
-    async def write(self, conn: asyncpg.Connection, rows: list[OutboxRow]) -> list[OutboxRow]:
-        """Insert ``rows`` with one statement; the ones written (a message_id already there is not), with their ids."""
-        if not rows:
+    async def write(
+        self, conn: asyncpg.Connection, rows: list[OutboxRow], *, change: str = "", args: Sequence[Any] = ()
+    ) -> list[OutboxRow]:
+        """Insert ``rows`` with one statement; the ones written (a message_id already there is not), with their ids.
+        ``change``, a data-modifying statement whose parameters (``args``) are numbered from $6, goes in the same
+        statement: the state change and the messages it sends are then atomic without a transaction of their own
+        (BEGIN and COMMIT are two round trips more than the statement)."""
+        if not rows and not change:
             return []
         columns = zip(
             *((r.message_id, r.exchange, r.routing_key, r.body, canonical_json(dict(r.headers))) for r in rows), strict=True
         )
-        written = {m: i for i, m in await conn.fetch(_INSERT.format(schema=self.schema), *map(list, columns))}
+        sql = (f"WITH change AS ({change}) " if change else "") + _INSERT.format(schema=self.schema)
+        written = {m: i for i, m in await conn.fetch(sql, *(map(list, columns) if rows else ([],) * 5), *args)}
         return [replace(r, id=written.pop(r.message_id)) for r in rows if r.message_id in written]
 
 

@@ -14,6 +14,14 @@ class Wakeup:
     def set(self) -> None:
         self._event.set()
 
+    def is_set(self) -> bool:
+        """Whether :meth:`set` was called since the last sleep or :meth:`clear`."""
+        return self._event.is_set()
+
+    def clear(self) -> None:
+        """Forget the calls so far: the work they announced is being looked at now."""
+        self._event.clear()
+
     async def sleep(self, seconds: float) -> None:
         """Sleep ``seconds``, or less when :meth:`set` is called meanwhile (or was since the last sleep)."""
         with contextlib.suppress(TimeoutError):

@@ -52,6 +52,11 @@ class _Handler:
         self.down_until = 0.0  # time.monotonic(): answer 421 until then
         self.refused = 0
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses) -> list[str]:  # noqa: N802 - aiosmtpd's hook name
+        """Offer PIPELINING (RFC 2920), as real mail servers do, so the notifier sends here as it does to them."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
         if time.monotonic() < self.down_until:
             self.refused += 1

@@ -48,8 +48,7 @@ class DigestPolicy:
 
 
 class DigestStore(Protocol):
-    async def mail_preference(self, org: str, person_id: str) -> str: ...
-    async def note_recipient(self, request_id: UUID, recipient: PersonRef, title: str) -> None: ...
+    async def note_recipient_preference(self, request_id: UUID, org: str, recipient: PersonRef, title: str) -> str: ...
     async def waiting_for(self, org: str, person_id: str) -> int: ...
     async def hold_for_digest(self, request_id: UUID) -> None: ...
     async def digests_due(self, since: datetime) -> list[tuple[str, str]]: ...
@@ -61,8 +60,7 @@ class DigestStore(Protocol):
 async def held_for_digest(store: DigestStore, command: SendSigningLink, policy: DigestPolicy) -> bool:
     """Whether this new request's mail gives way to the person's digest (it is then held for it)."""
     recipient = command.recipient
-    await store.note_recipient(command.request_id, recipient, command.title)
-    if await store.mail_preference(command.org, recipient.id) != "digest":
+    if await store.note_recipient_preference(command.request_id, command.org, recipient, command.title) != "digest":
         return False
     waiting = await store.waiting_for(command.org, recipient.id)
     if waiting <= policy.threshold:

@@ -65,7 +65,7 @@ def _mail_sender(
         transactions,
         settings,
         clock=clock,
-        after_commit=service.wake_relay,
+        after_commit=lambda: None,  # its transactions hand what they send to the relay themselves (NotifierTransactions)
         links=links,
         smtp=smtp,
         parallel=settings.mail_parallel,
@@ -80,7 +80,7 @@ def create_app(
     clock = clock or clock_from(settings)
     service = Service("notifier", settings, migrations=MIGRATIONS)
     renderer, policy = MailRenderer(settings.timezone), reminder_policy(settings)
-    transactions = NotifierTransactions(lambda: service.pool, service.outbox)
+    transactions = NotifierTransactions(lambda: service.pool, service.outbox, unhanded=service.wake_relay)
     sender = _mail_sender(service, settings, transactions, clock, links)
 
     def queued() -> None:

@@ -46,6 +46,7 @@ from services.notifier.compose import compose
 from services.notifier.config import NotifierSettings
 from services.notifier.domain import GiveUp, RetryBudget, final_refusal
 from services.notifier.links import LinkGone, LinkSource, SignerNotAnswering
+from services.notifier.pipelining import PipelinedSession, pipelines
 from services.notifier.render import LINK
 from services.notifier.store import SpooledMail, Transaction
 from shared.clock import Clock
@@ -66,6 +67,7 @@ LEASE = timedelta(seconds=20)
 SMTP_IDLE = timedelta(seconds=30)
 
 Smtp = Callable[[Message], Awaitable[None]]  # hands one message to the mail server
+_Session = aiosmtplib.SMTP | PipelinedSession
 
 
 class PermanentFailure(Exception):
@@ -79,13 +81,14 @@ class SmtpDelivery:
     STARTTLS and login, QUIT, and a thread to look up our own host name) cost more round trips than the mail itself.
     A session is dropped after any error, so the next mail starts clean; one the server closed while it sat idle is
     replaced and the mail sent on the new one; one idle for ``idle_seconds`` is closed with QUIT, before the server's
-    own timeout (5 minutes or more, RFC 5321) would cut it.
+    own timeout (5 minutes or more, RFC 5321) would cut it. With a server that offers PIPELINING, a mail's envelope
+    and DATA go in one write (pipelining.py): two round trips a mail instead of four.
     """
 
     def __init__(self, settings: NotifierSettings, *, idle_seconds: float = SMTP_IDLE.total_seconds()) -> None:
         self._settings = settings
         self._idle_seconds = idle_seconds
-        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # sessions not in use, with when each was last used
+        self._idle: list[tuple[_Session, float]] = []  # sessions not in use, with when each was last used
         self._closing: asyncio.Task[None] | None = None
 
     async def __call__(self, message: Message) -> None:
@@ -119,7 +122,7 @@ class SmtpDelivery:
                     raise
         await self._send_on(await self._connect(), message)
 
-    async def _send_on(self, session: aiosmtplib.SMTP, message: Message) -> None:
+    async def _send_on(self, session: _Session, message: Message) -> None:
         try:
             await session.send_message(message)
         except BaseException:  # whatever state the session is in, it is not used again
@@ -127,7 +130,7 @@ class SmtpDelivery:
             raise
         self._give_back(session)
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> _Session:
         settings = self._settings
         session = aiosmtplib.SMTP(
             hostname=settings.smtp_host or "127.0.0.1",
@@ -140,19 +143,19 @@ class SmtpDelivery:
         )
         try:
             await session.connect()
+            return PipelinedSession(session) if await pipelines(session) else session
         except BaseException:
             session.close()
             raise
-        return session
 
-    def _take(self) -> aiosmtplib.SMTP | None:
+    def _take(self) -> _Session | None:
         while self._idle:
             session, _ = self._idle.pop()  # the most recently used: the least likely to have been cut
             if session.is_connected:
                 return session
         return None
 
-    def _give_back(self, session: aiosmtplib.SMTP) -> None:
+    def _give_back(self, session: _Session) -> None:
         self._idle.append((session, time.monotonic()))
         if self._closing is None or self._closing.done():
             self._closing = asyncio.create_task(self._close_idle())
@@ -167,7 +170,7 @@ class SmtpDelivery:
             await asyncio.gather(*(_quit(session) for session in expired))
 
 
-async def _quit(session: aiosmtplib.SMTP) -> None:
+async def _quit(session: _Session) -> None:
     try:
         await session.quit()
     except (aiosmtplib.SMTPException, OSError, TimeoutError):
@@ -243,8 +246,9 @@ class MailSender(BackgroundLoop):
                             senders.create_task(send(mail))
                     if not on_way:
                         break
-                    await freed.wait()  # a sender came free: more may have come due meanwhile
-                    drained = False
+                    await freed.wait()  # a sender came free: more may have come due meanwhile, if we were woken
+                    # Not asked again for nothing: a claim that comes back empty costs a statement, once a mail.
+                    drained = drained and not self._wake.is_set()
         except BaseException:  # stopping (or the database went away): the mails not sent are due again at once
             if on_way:
                 await asyncio.shield(self._release(list(on_way), self._clock()))
@@ -253,6 +257,7 @@ class MailSender(BackgroundLoop):
         return tried
 
     async def _claim(self, limit: int, held: list[UUID]) -> list[SpooledMail]:
+        self._wake.clear()  # what was queued before this claim, it sees; a wake from now on asks for another
         now = self._clock()
         async with self._alone() as store:
             return await store.claim_due(now, now + self._lease, limit, held)
@@ -339,22 +344,21 @@ class MailSender(BackgroundLoop):
         self._after_commit()
 
     async def _mark_sent(self, mails: list[SpooledMail]) -> None:
-        now = self._clock()
-        async with self._transaction() as store:
-            await store.mark_sent([mail.mail_id for mail in mails], now)
-            for mail in mails:
-                for document_id in mail.documents:
-                    await store.publish(
-                        NotificationSent(
-                            correlation_id=document_id,
-                            causation_id=mail.mail_id,
-                            org=mail.org,
-                            kind=mail.kind,
-                            recipient=mail.recipient,
-                            subject=mail.content.subject,
-                            request_id=_signing_request(mail),
-                        )
-                    )
+        told = [
+            NotificationSent(
+                correlation_id=document_id,
+                causation_id=mail.mail_id,
+                org=mail.org,
+                kind=mail.kind,
+                recipient=mail.recipient,
+                subject=mail.content.subject,
+                request_id=_signing_request(mail),
+            )
+            for mail in mails
+            for document_id in mail.documents
+        ]
+        async with self._alone() as store:  # the marks and their notification.sent are one statement
+            await store.mark_sent([mail.mail_id for mail in mails], self._clock(), told)
 
     async def _give_up(self, mail: SpooledMail, reason: str) -> None:
         now = self._clock()

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from services.notifier.domain import Move, Schedule
 from services.notifier.render import Mail
 from shared.events import PersonRef
-from shared.messaging import Outbox, TransactionStore
+from shared.outbox import Outbox, OutboxRow, TransactionStore, gathered
 from shared.topology import DLX, NOTIFIER_EVENTS
 
 __all__ = ["Directory", "NotifierStore", "NotifierTransactions", "PostgresNotifierStore", "SpooledMail", "Transaction"]
@@ -63,7 +63,7 @@ class NotifierStore(Protocol):
     async def claim_due(self, now: datetime, lease_until: datetime, limit: int, held: Sequence[UUID] = ()) -> list[SpooledMail]: ...
     async def release(self, mail_ids: Sequence[UUID], at: datetime) -> None: ...
     async def renew_lease(self, mail: SpooledMail, until: datetime) -> None: ...
-    async def mark_sent(self, mail_ids: Sequence[UUID], now: datetime) -> None: ...
+    async def mark_sent(self, mail_ids: Sequence[UUID], now: datetime, told: Sequence[BaseModel] = ()) -> None: ...
     async def mark_retry(self, mail_id: UUID, error: str, next_attempt_at: datetime) -> None: ...
     async def mark_failed(self, mail_id: UUID, error: str) -> None: ...
     async def mark_cancelled(self, mail_id: UUID, reason: str) -> None: ...
@@ -150,6 +150,14 @@ _SCHEDULE_FOR_MAIL = (
 )
 
 
+# No status condition: a mail cancelled while it was on the wire was still delivered. Parameters from $6: it goes in
+# front of the outbox's insert (Outbox.write).
+_MARK_SENT = (
+    "UPDATE notifier.mails SET status = 'sent', sent_at = $7, attempts = attempts + 1, last_error = NULL,"
+    " text_body = NULL, html_body = NULL WHERE mail_id = ANY($6::uuid[])"
+)
+
+
 class PostgresNotifierStore(TransactionStore):
     """The notifier's schema, through the connection of the transaction a message or a loop's round runs in;
     ``directory`` is the process's :class:`Directory`."""
@@ -157,6 +165,7 @@ class PostgresNotifierStore(TransactionStore):
     def __init__(self, conn: asyncpg.Connection, outbox: Outbox, directory: Directory | None = None) -> None:
         super().__init__(conn, outbox)
         self._directory = directory or Directory()
+        self.written: list[OutboxRow] = []  # outbox rows its own statements wrote, for the relay once committed
 
     async def keep_dead_letter(self, mail_id: UUID, body: bytes, headers: dict[str, str]) -> None:
         """A mail that could not be delivered, kept in notifier.events.dlq (with the transaction)."""
@@ -209,14 +218,11 @@ class PostgresNotifierStore(TransactionStore):
             mail.mail_id, mail.attempts, until,
         )
 
-    async def mark_sent(self, mail_ids: Sequence[UUID], now: datetime) -> None:
-        """The mails delivered together, in one statement."""
-        # No status condition: a mail cancelled while it was on the wire was still delivered.
-        await self._conn.execute(
-            "UPDATE notifier.mails SET status = 'sent', sent_at = $2, attempts = attempts + 1, last_error = NULL,"
-            " text_body = NULL, html_body = NULL WHERE mail_id = ANY($1::uuid[])",
-            list(mail_ids), now,
-        )
+    async def mark_sent(self, mail_ids: Sequence[UUID], now: datetime, told: Sequence[BaseModel] = ()) -> None:
+        """The mails delivered together, with the messages that tell it (``told``), in one statement: atomic by
+        itself, it needs no transaction; what it wrote goes to the relay once the store is left (:attr:`written`)."""
+        rows = [self._outbox.row(message) for message in told]
+        self.written += await self._outbox.write(self._conn, rows, change=_MARK_SENT, args=(list(mail_ids), now))
 
     async def mark_retry(self, mail_id: UUID, error: str, next_attempt_at: datetime) -> None:
         await self._conn.execute(
@@ -378,6 +384,22 @@ class PostgresNotifierStore(TransactionStore):
         self._directory.readable = True
         return found or "individual"
 
+    async def note_recipient_preference(self, request_id: UUID, org: str, recipient: PersonRef, title: str) -> str:
+        """:meth:`note_recipient`, then her :meth:`mail_preference`: in one statement once the directory was read (a
+        round trip less for every new request), apart while that is in doubt (the read then takes a savepoint)."""
+        if not self._directory.readable:
+            await self.note_recipient(request_id, recipient, title)
+            return await self.mail_preference(org, recipient.id)
+        try:
+            return await self._conn.fetchval(
+                "WITH noted AS (UPDATE notifier.reminders SET person_id = $2, recipient = $3, title = $4 WHERE request_id = $1)"
+                " SELECT coalesce((SELECT mails FROM router.people WHERE org = $5 AND id = $2), 'individual')",
+                request_id, recipient.id, recipient.model_dump(mode="json"), title, org,
+            )
+        except _UNREADABLE:  # no longer: this transaction is lost, and the message's next try reads in a savepoint
+            self._directory.readable = False
+            raise
+
     async def note_recipient(self, request_id: UUID, recipient: PersonRef, title: str) -> None:
         await self._conn.execute(
             "UPDATE notifier.reminders SET person_id = $2, recipient = $3, title = $4 WHERE request_id = $1",
@@ -436,19 +458,38 @@ class PostgresNotifierStore(TransactionStore):
 
 class NotifierTransactions:
     """The notifier's store in a transaction of its own, for the loops that run apart from
-    the consumer (the sender and the reminder scheduler)."""
+    the consumer (the sender and the reminder scheduler). What a transaction sends is written with one statement
+    before its commit and, committed, handed to the relay, as the consumer edge does: no sweep has to find it
+    (a sweep is a transaction of four round trips). ``unhanded`` is called when no relay took them (not started
+    yet): it must look for them."""
 
-    def __init__(self, pool: Callable[[], asyncpg.Pool], outbox: Outbox) -> None:
+    def __init__(self, pool: Callable[[], asyncpg.Pool], outbox: Outbox, unhanded: Callable[[], None] = lambda: None) -> None:
         self._pool = pool
         self._outbox = outbox
+        self._unhanded = unhanded
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[NotifierStore]:
-        async with self._pool().acquire() as conn, conn.transaction():
-            yield PostgresNotifierStore(conn, self._outbox)
+        async with self._pool().acquire() as conn:
+            with gathered(conn) as outgoing:
+                async with conn.transaction():
+                    store = PostgresNotifierStore(conn, self._outbox)
+                    yield store
+                    await outgoing.write()
+                self._hand(store.written, outgoing.committed())
 
     @asynccontextmanager
     async def alone(self) -> AsyncIterator[NotifierStore]:
         """The store in no transaction: for a change that is one statement, atomic by itself."""
         async with self._pool().acquire() as conn:
-            yield PostgresNotifierStore(conn, self._outbox)
+            store = PostgresNotifierStore(conn, self._outbox)
+            try:
+                yield store
+            finally:  # each statement committed as it ran, even when a later one failed
+                self._hand(store.written)
+
+    def _hand(self, written: list[OutboxRow], handed: bool = True) -> None:
+        if written and not self._outbox.committed(written):
+            handed = False
+        if not handed:
+            self._unhanded()

@@ -10,7 +10,8 @@ import pytest
 
 from services.notifier.domain import Move, Schedule
 from services.notifier.render import Mail
-from services.notifier.store import Directory, NotifierStore, PostgresNotifierStore, SpooledMail
+from services.notifier.store import Directory, NotifierStore, NotifierTransactions, PostgresNotifierStore, SpooledMail
+from shared.db import connect_pool, migrate
 from shared.events import NotificationSent, PersonRef
 from shared.messaging import Outbox
 from tests.support.fakes.notifier import FakeNotifierStore
@@ -232,6 +233,90 @@ async def test_published_messages_and_dead_letters_are_kept_with_the_change(stor
         assert [tuple(r) for r in rows] == [
             (event.event_id, "esign.events", "notification.sent"), (mail_id, "esign.dlx", "notifier.events")
         ]
+
+
+async def test_mails_marked_sent_are_told_with_the_same_change(store: NotifierStore) -> None:
+    """Two mails marked sent with their notification.sent: both sent, each event kept (an outbox row, handed on as
+    written, or the fake's list); a mark that tells nothing writes no row."""
+    first, second, quiet = spooled(), spooled(), spooled()
+    for mail in (first, second, quiet):
+        await store.queue_mail(mail, NOW)
+    told = [
+        NotificationSent(correlation_id=m.document_id, causation_id=m.mail_id, kind=m.kind, recipient=m.recipient, subject="s")
+        for m in (first, second)
+    ]
+    await store.mark_sent([first.mail_id, second.mail_id], NOW, told)
+    await store.mark_sent([quiet.mail_id], NOW)
+    assert [(await store.mail(m.mail_id)).status for m in (first, second, quiet)] == ["sent"] * 3
+    if isinstance(store, FakeNotifierStore):
+        assert store.published == told
+    else:
+        rows = await store._conn.fetch("SELECT id, message_id, routing_key FROM notifier.outbox ORDER BY id")
+        assert [(r["message_id"], r["routing_key"]) for r in rows] == [(e.event_id, "notification.sent") for e in told]
+        assert [(w.id, w.message_id) for w in store.written] == [(r["id"], r["message_id"]) for r in rows]
+
+
+async def test_what_the_sender_s_statements_and_transactions_send_goes_to_the_relay_once_committed(database_url: str) -> None:
+    """Marked sent alone (one statement) and given up in a transaction, each mail's messages are handed to the relay
+    as committed, with their outbox ids; a failed transaction hands nothing; with no relay to take them, the relay is
+    woken to look for them instead."""
+    pool = await connect_pool(database_url)
+    try:
+        await migrate(pool, "notifier", [MIGRATIONS], messaging=True)
+        outbox, handed, woken = Outbox("notifier"), [], []
+        transactions = NotifierTransactions(lambda: pool, outbox, unhanded=lambda: woken.append(1))
+        sent, failed, lost = spooled(), spooled(), spooled()
+        async with transactions.alone() as store:
+            for mail in (sent, failed, lost):
+                await store.queue_mail(mail, NOW)
+        outbox.hand_to(handed.extend)
+        told = NotificationSent(correlation_id=uuid4(), causation_id=sent.mail_id, kind="k", recipient="a@x.be", subject="s")
+        async with transactions.alone() as store:
+            await store.mark_sent([sent.mail_id], NOW, [told])
+        with pytest.raises(RuntimeError):
+            async with transactions() as store:
+                await store.publish(told.model_copy(update={"event_id": uuid4()}))
+                raise RuntimeError("the transaction fails")
+        async with transactions() as store:
+            await store.mark_failed(failed.mail_id, "550")
+            await store.keep_dead_letter(failed.mail_id, b"{}", {})
+        rows = await pool.fetch("SELECT id, message_id FROM notifier.outbox ORDER BY id")
+        assert [(r.id, r.message_id) for r in handed] == [tuple(r) for r in rows]
+        assert [r.message_id for r in handed] == [told.event_id, failed.mail_id] and woken == []
+        nobody_takes = NotifierTransactions(lambda: pool, Outbox("notifier"), unhanded=lambda: woken.append(1))
+        async with nobody_takes.alone() as store:
+            await store.mark_sent([lost.mail_id], NOW, [told.model_copy(update={"event_id": uuid4()})])
+        assert woken == [1]
+    finally:
+        await pool.close()
+
+
+async def test_a_new_request_notes_its_recipient_and_reads_her_preference_with_or_without_a_readable_directory(
+    database_url: str,
+) -> None:
+    """Noting who a request is for returns her preference: 'individual' while the directory cannot be read (the
+    transaction goes on), hers once it can (one statement), 'individual' for someone it does not have; the recipient
+    and title are noted either way; a refusal after that loses the transaction and makes the next read careful again."""
+    directory = Directory()
+    async with in_rolled_back_transaction(database_url, ("notifier", MIGRATIONS, True)) as conn:
+        store = PostgresNotifierStore(conn, Outbox("notifier"), directory)
+        first, second, third = schedule(), schedule(), schedule()
+        for s in (first, second, third):
+            await store.open_schedule(s)
+        await conn.execute("DROP SCHEMA IF EXISTS router CASCADE")
+        assert await store.note_recipient_preference(first.request_id, "default", BART, "Besluit 1") == "individual"
+        assert not directory.readable
+        await conn.execute("CREATE SCHEMA router; CREATE TABLE router.people (org text, id text, mails text)")
+        await conn.execute("INSERT INTO router.people VALUES ('default', 'bart', 'digest')")
+        assert await store.note_recipient_preference(second.request_id, "default", BART, "Besluit 2") == "digest"
+        assert directory.readable
+        assert await store.note_recipient_preference(third.request_id, "default", SOFIE, "Besluit 3") == "individual"
+        noted = await conn.fetch("SELECT person_id, title FROM notifier.reminders ORDER BY title")
+        assert [tuple(r) for r in noted] == [("bart", "Besluit 1"), ("bart", "Besluit 2"), ("sofie", "Besluit 3")]
+        await conn.execute("DROP TABLE router.people")
+        with pytest.raises(asyncpg.UndefinedTableError):
+            await store.note_recipient_preference(first.request_id, "default", BART, "Besluit 1")
+        assert not directory.readable
 
 
 async def test_the_directory_is_read_without_a_savepoint_once_it_was_read_and_with_one_again_after_a_refusal(database_url: str) -> None:

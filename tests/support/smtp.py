@@ -4,18 +4,22 @@ It can also misbehave on purpose: answer 421 to the next N deliveries (a
 server that is down), refuse given recipients with 550, close every session
 after its mail (a server whose idle timeout is shorter than the client's), or
 hang up on the next mail of a session that already delivered one (the
-server's timeout struck just as the client reused the session). It tells
-how many SMTP sessions delivered mail and how many ended with QUIT.
+server's timeout struck just as the client reused the session). It offers
+PIPELINING (RFC 2920), as the relays Paraaf sends through do, unless made with
+``pipelining=False``. It tells how many SMTP sessions delivered mail and how
+many ended with QUIT, and which of them pipelined their commands.
 """
 
 import asyncio
 import re
+import ssl
 import time
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.support.net import free_port
 
@@ -70,14 +74,26 @@ class _Handler:
     quits: int = 0
     close_after_each_mail: bool = False
     hang_up_on_reuse: int = 0  # close this many more sessions when they start a second mail, without answering
+    pipelining: bool = True
+    senders_refused: int = 0  # answer 451 to this many more MAIL FROM
+    pipelined: int = 0  # mails whose RCPT TO came in the same segment as their MAIL FROM
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802 - aiosmtpd hook
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]] if self.pipelining else responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802 - aiosmtpd hook
         if self.hang_up_on_reuse > 0 and session.peer in self.sessions:
             self.hang_up_on_reuse -= 1
             server.transport.close()
             return "421 4.4.2 Timeout, closing"
+        if self.senders_refused > 0:
+            self.senders_refused -= 1
+            return "451 4.3.0 Sender address temporarily rejected"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
+        if b"RCPT TO" in server._reader._buffer:  # the rest of the envelope already waits: sent in one go with MAIL
+            self.pipelined += 1
         return "250 OK"
 
     async def handle_QUIT(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook
@@ -104,12 +120,28 @@ class _Handler:
         return "250 OK"
 
 
+def _authenticator(login: tuple[str, str]):  # type: ignore[no-untyped-def]
+    def check(server, session, envelope, mechanism, auth_data) -> AuthResult:  # type: ignore[no-untyped-def]
+        given = (auth_data.login.decode(), auth_data.password.decode()) if isinstance(auth_data, LoginPassword) else None
+        return AuthResult(success=given == login)
+
+    return check
+
+
 class SmtpServer:
-    def __init__(self) -> None:
+    """``tls`` (a server-side SSL context) makes it require STARTTLS, and ``login`` (user, password) AUTH after it,
+    as a city's relay does."""
+
+    def __init__(
+        self, *, pipelining: bool = True, tls: ssl.SSLContext | None = None, login: tuple[str, str] | None = None
+    ) -> None:
         self.host = "127.0.0.1"
         self.port = free_port()
-        self._handler = _Handler()
-        self._controller = Controller(self._handler, hostname=self.host, port=self.port)
+        self._handler = _Handler(pipelining=pipelining)
+        secured = {"tls_context": tls, "require_starttls": True} if tls is not None else {}
+        if login is not None:
+            secured |= {"authenticator": _authenticator(login), "auth_required": True}
+        self._controller = Controller(self._handler, hostname=self.host, port=self.port, **secured)
 
     @property
     def received(self) -> list[Received]:
@@ -128,6 +160,11 @@ class SmtpServer:
     def quits(self) -> int:
         return self._handler.quits
 
+    @property
+    def pipelined(self) -> int:
+        """How many mails came with their envelope pipelined (RCPT TO already there when MAIL FROM was answered)."""
+        return self._handler.pipelined
+
     def close_after_each_mail(self) -> None:
         self._handler.close_after_each_mail = True
 
@@ -136,6 +173,10 @@ class SmtpServer:
 
     def fail_next(self, deliveries: int) -> None:
         self._handler.unavailable_for = deliveries
+
+    def refuse_senders(self, mails: int) -> None:
+        """Answer 451 to the next ``mails`` MAIL FROM commands."""
+        self._handler.senders_refused = mails
 
     def refuse(self, address: str) -> None:
         self._handler.refused.add(address.lower())

@@ -1,12 +1,20 @@
 """A composed mail, read back as a mail client reads what went over SMTP: every header and both bodies as written."""
 
+import re
 from email import message_from_bytes, policy
+from email.charset import QP, Charset
+from email.errors import HeaderParseError
 from email.message import EmailMessage
+from email.mime.text import MIMEText
+from email.policy import Compat32, compat32
 
 import pytest
 from aiosmtplib.email import flatten_message
+from hypothesis import given
+from hypothesis import strategies as st
 
-from services.notifier.compose import compose
+from services.notifier.compose import POLICY, _part, compose
+from services.notifier.pipelining import flatten
 from services.notifier.render import Mail
 
 LONG_LINK = "https://paraaf.example/s/" + "x" * 1200
@@ -46,3 +54,46 @@ def test_an_ascii_mail_keeps_its_headers_readable() -> None:
     """A plain ASCII subject and sender go out as they are, not encoded."""
     _, sent = read_back("Paraaf <paraaf@localhost>", "ann@x.be", Mail("Mail 1", "Hello\n", "<p>Hello</p>"))
     assert b"\nSubject: Mail 1\n" in sent and b"\nFrom: Paraaf <paraaf@localhost>\n" in sent
+
+
+@pytest.mark.parametrize(
+    ("sender", "subject"),
+    [
+        ("Paraaf <paraaf@localhost>", "Mail 1"),
+        ("Ville de Liège <paraaf@liege.be>", SUBJECT),
+        ("Paraaf <paraaf@localhost>", "An ASCII subject long enough that compat32 has to fold it over more than one line"),
+    ],
+)
+def test_a_composed_mail_is_written_byte_for_byte_as_compat32_writes_it(sender: str, subject: str) -> None:
+    """compose's policy writes the headers it takes over (one ASCII line that fits) exactly as compat32 does, and leaves
+    it the others: the bytes on the wire are compat32's."""
+    message = compose(sender, "ann@x.be", Mail(subject, TEXT, HTML), date="Mon, 30 Nov 2026 12:15:26 +0000", message_id="<m@x.be>")
+    assert flatten(message, False, "8bit") == flatten_message(message, cte_type="8bit")
+    assert flatten(message, False, "7bit") == flatten_message(message, cte_type="7bit")
+
+
+@given(name=st.sampled_from(["Subject", "From", "To", "Content-Type", "X-Paraaf-Kind"]), value=st.text(alphabet=st.characters(max_codepoint=127), max_size=90))
+def test_a_header_compose_writes_itself_is_what_compat32_writes(name: str, value: str) -> None:
+    """Any ASCII value, printable or not, short or long: compose's policy folds it as compat32 does, or refuses it
+    as compat32 does (a value that hides a header of its own)."""
+    assert _folded(POLICY, name, value) == _folded(compat32, name, value)
+
+
+def _folded(policy: Compat32, name: str, value: str) -> bytes | type[Exception]:
+    try:
+        return policy.fold_binary(name, value)
+    except HeaderParseError:
+        return HeaderParseError
+
+
+@pytest.mark.parametrize("text", ["", "Hello\n", TEXT, HTML, "From x\r\nFrom y\rz\n  trailing  \n\ttab\t\n.\n", "<p>é</p>" * 300])
+def test_a_part_is_what_mimetext_makes(text: str) -> None:
+    """compose's text and HTML parts are written byte for byte as the email package's MIMEText writes them (with a
+    quoted-printable utf-8 charset, and "From " at a line's start spelled =46rom, as compose did with MIMEText)."""
+    charset = Charset("utf-8")
+    charset.body_encoding = QP
+    for subtype in ("plain", "html"):
+        reference = MIMEText(text, subtype, charset)
+        reference.set_payload(re.sub(r"^From ", "=46rom ", reference.get_payload(), flags=re.MULTILINE))
+        for cte in ("8bit", "7bit"):
+            assert flatten(_part(text, subtype), False, cte) == flatten_message(reference, cte_type=cte)

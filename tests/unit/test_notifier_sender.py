@@ -328,9 +328,9 @@ class CountingStore(FakeNotifierStore):
             self.claims.append(len(claimed))
         return claimed
 
-    async def mark_sent(self, mail_ids, now):  # type: ignore[no-untyped-def]
+    async def mark_sent(self, mail_ids, now, told=()):  # type: ignore[no-untyped-def]
         self._marked += len(mail_ids)
-        await super().mark_sent(mail_ids, now)
+        await super().mark_sent(mail_ids, now, told)
 
     @contextlib.asynccontextmanager
     async def transaction(self):  # type: ignore[no-untyped-def]
@@ -448,3 +448,47 @@ async def test_a_mail_on_its_way_is_not_claimed_again_by_its_own_sender_when_the
     await asyncio.wait_for(sender.send_due(), timeout=5)
     assert sorted(smtp.accepted) == sorted(message_id(m.mail_id, SETTINGS.smtp_from) for m in mails)
     assert {(await store.mail(m.mail_id)).status for m in mails} == {"sent"}
+
+
+class _AskedStore(FakeNotifierStore):
+    """The in-memory store that counts every claim, those that found nothing too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    async def claim_due(self, now, lease_until, limit, held=()):  # type: ignore[no-untyped-def]
+        self.asked += 1
+        return await super().claim_due(now, lease_until, limit, held)
+
+
+class _QueuingWhileSending:
+    """Accepts every message; while the first is on its way, a mail is queued and the sender woken (as a consumed
+    command does), unless told not to."""
+
+    def __init__(self, store: FakeNotifierStore, queue: bool) -> None:
+        self.store, self.queue = store, queue
+        self.sender: MailSender | None = None
+        self.accepted: list[Message] = []
+
+    async def __call__(self, message: Message) -> None:
+        if self.queue and not self.accepted:
+            await self.store.queue_mail(link_mail(), NOW)
+            assert self.sender is not None
+            self.sender.wake()
+        self.accepted.append(message)
+
+
+@pytest.mark.parametrize("queued_meanwhile", [True, False])
+async def test_a_sender_that_comes_free_asks_for_more_mail_only_when_some_was_queued_meanwhile(queued_meanwhile: bool) -> None:
+    """A round whose claim found fewer mails than it had senders free asks again when a sender comes free only after a
+    wake (a mail queued meanwhile, which then goes out in the same round): never a claim that finds nothing."""
+    store = _AskedStore()
+    smtp = _QueuingWhileSending(store, queued_meanwhile)
+    await store.queue_mail(link_mail(), NOW)
+    sender = MailSender(
+        store.transaction, SETTINGS, clock=lambda: NOW, after_commit=lambda: None, links=FakeLinks(), smtp=smtp, parallel=2
+    )
+    smtp.sender = sender
+    assert await asyncio.wait_for(sender.send_due(), timeout=5) == (2 if queued_meanwhile else 1)
+    assert len(smtp.accepted) == store.asked == (2 if queued_meanwhile else 1)

@@ -77,7 +77,8 @@ class FakeNotifierStore:
         if held.status == "pending" and held.attempts == mail.attempts:
             self.mails[mail.mail_id] = replace(held, next_attempt_at=until)
 
-    async def mark_sent(self, mail_ids: Sequence[UUID], now: datetime) -> None:
+    async def mark_sent(self, mail_ids: Sequence[UUID], now: datetime, told: Sequence[BaseModel] = ()) -> None:
+        self.published.extend(told)
         for mail_id in mail_ids:
             mail = self.mails[mail_id]
             self.mails[mail_id] = _cleared(mail, status="sent", sent_at=now, attempts=mail.attempts + 1, last_error=None)
