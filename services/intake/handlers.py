@@ -27,6 +27,7 @@ from services.intake.domain import (
     source_of,
 )
 from services.intake.store import Document, IntakeStore, Rejection
+from shared.blobs import sha256_hex
 from shared.contract import Outcome, QueryStatus, StatusReport, SubmitDocument, WithdrawDocument, WithdrawSubmission
 from shared.errors import CodedError
 from shared.events import (
@@ -105,7 +106,7 @@ async def on_submission(examined: Examined, store: IntakeStore) -> Document | Re
 
 
 async def _accept(store: IntakeStore, command: SubmitDocument, page_count: int, *, org: str, original: bytes) -> Document:
-    digest = await store.put_pdf(command.pdf)
+    digest = sha256_hex(command.pdf)
     existing = await store.find_document(org, command.source, command.external_ref)
     verdict = resubmission(existing.pdf_sha256 if existing else None, digest)
     if verdict == "same":
@@ -118,8 +119,7 @@ async def _accept(store: IntakeStore, command: SubmitDocument, page_count: int, 
             f" (document {existing.document_id}); use a new external_ref",
         )
     document = _document(command, uuid4(), org, digest)
-    await store.insert_document(document)
-    await store.register_version(document.document_id, 0, org, digest)
+    await store.add_document(document, command.pdf)
     structlog.contextvars.bind_contextvars(document_id=str(document.document_id))
     await store.publish(_submitted(document, command, page_count))
     structlog.get_logger().info("document submitted", source=command.source, external_ref=command.external_ref)
@@ -220,13 +220,12 @@ async def on_document_rejected(event: DocumentRejected, store: IntakeStore) -> N
 
 
 async def on_document_completed(event: DocumentCompleted, store: IntakeStore) -> None:
-    if event.pdf_sha256 not in await store.version_digests(event.document_id, event.org):
+    pdf, document = await store.complete(event.document_id, event.org, event.pdf_sha256)
+    if pdf is None:
         # Only a PDF intake accepted, or a version the signer made of it, goes back to a source.
         raise PermanentError(f"document.completed names PDF {event.pdf_sha256}, which is no version of document {event.document_id}")
-    document = await store.set_status(event.document_id, "completed", signed_sha256=event.pdf_sha256)
     if document is None:
         return
-    pdf = await store.pdf(event.pdf_sha256)
     outcome = _outcome(document, "completed").model_copy(update={"pdf": base64.b64encode(pdf).decode(), "signatures": event.signatures})
     await store.publish(outcome)
 

@@ -72,6 +72,15 @@ class FakeIntakeStore:
             raise ValueError("(org, source, external_ref) is taken")
         self.documents[document.document_id] = document
 
+    async def add_document(self, document: Document, pdf: bytes) -> None:
+        await self.insert_document(document)
+        await self.register_version(document.document_id, 0, document.org, await self.put_pdf(pdf))
+
+    async def complete(self, document_id: UUID, org: str, signed_sha256: str) -> tuple[bytes | None, Document | None]:
+        if signed_sha256 not in await self.version_digests(document_id, org):
+            return None, None
+        return await self.pdf(signed_sha256), await self.set_status(document_id, "completed", signed_sha256=signed_sha256)
+
     async def set_status(
         self, document_id: UUID, status: str, reason: str | None = None, *, signed_sha256: str | None = None
     ) -> Document | None:
