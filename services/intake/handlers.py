@@ -20,7 +20,6 @@ from services.intake.domain import (
     Submission,
     authorise,
     examine,
-    examine_command,
     external_ref_of,
     resubmission,
     safe_filename,
@@ -71,7 +70,7 @@ async def on_submit_document(
     command: SubmitDocument, store: IntakeStore, delivery: Delivery, *, checks: SubmissionChecks, prefix: str
 ) -> None:
     """A well-formed submission from its own source: check its PDF (in a worker), then accept or answer."""
-    await on_submission(await checks(examine_command, _submission(delivery, prefix), command), store)
+    await on_submission(await checks.command(_submission(delivery, prefix), command), store)
 
 
 async def on_unreadable_submission(consumer: Consumer, msg: RabbitMessage, why: str, *, checks: SubmissionChecks, prefix: str) -> None:
