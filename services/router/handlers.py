@@ -11,6 +11,7 @@ from services.router.directory import DirectoryCache, UnknownPerson, add_absence
 from services.router.domain import (
     Assignment,
     Directory,
+    FlowDefinition,
     Instance,
     Request,
     check_steps,
@@ -62,9 +63,10 @@ __all__ = [
 async def on_document_submitted(
     event: DocumentSubmitted, store: RouterStore, *, directories: DirectoryCache, clock: Clock
 ) -> None:
+    flow = await store.flow(event.org, event.flow) if event.flow is not None else None  # first: it brings the directory's version
     directory = await directories.get(store, event.org)
     try:
-        instance = await _new_instance(event, store, directory)
+        instance = _new_instance(event, flow, directory)
     except CodedError as refusal:
         await store.publish(
             DocumentRejected.caused_by(
@@ -82,9 +84,8 @@ async def on_document_submitted(
     await _start_step(store, instance, 1, directory, clock(), cause=event)
 
 
-async def _new_instance(event: DocumentSubmitted, store: RouterStore, directory: Directory) -> Instance:
+def _new_instance(event: DocumentSubmitted, flow: FlowDefinition | None, directory: Directory) -> Instance:
     """The document as the router will follow it, or CodedError saying why it cannot."""
-    flow = await store.flow(event.org, event.flow) if event.flow is not None else None
     if event.flow is not None and flow is None:
         raise CodedError("unknown_flow", f"flow `{event.flow}` does not exist; load it with `paraaf flows load`")
     submitter = directory.people.get(event.submitted_by)
@@ -181,13 +182,14 @@ async def _start_step(
 
 
 async def on_signed(event: Signed, store: RouterStore, *, directories: DirectoryCache, clock: Clock) -> None:
-    instance, request = await store.instance(event.document_id), await store.request(event.request_id)
+    instance = await store.instance(event.document_id)
+    request, step = await store.step_of(event.request_id, event.document_id) if instance else (None, [])
     if instance is None or request is None:
         structlog.get_logger().warning("signature for an unknown request ignored", request_id=str(event.request_id))
         return
     # A signature in the PDF is a fact even when its request was no longer needed.
     recorded = await store.record_signature(event.document_id, _record(event), event.pdf_sha256, event.revision)
-    effect = signature_effect(instance, request, await store.step_requests(event.document_id, request.step))
+    effect = signature_effect(instance, request, step)
     if not effect.counts:
         structlog.get_logger().info("late signature recorded; flow unchanged", request_status=request.status)
         return

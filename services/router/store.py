@@ -71,6 +71,7 @@ class RouterStore(Protocol):
     async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request]) -> None: ...
     async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None: ...
     async def step_requests(self, document_id: UUID, step: int) -> list[Request]: ...
+    async def step_of(self, request_id: UUID, document_id: UUID) -> tuple[Request | None, list[Request]]: ...
     async def pending_requests(self, document_id: UUID) -> list[Request]: ...
     async def pending_of(self, org: str, person_id: str) -> list[Request]: ...
     async def people_waiting(self, org: str) -> set[str]: ...
@@ -145,11 +146,19 @@ class PostgresRouterStore(TransactionStore):
     def __init__(self, conn: asyncpg.Connection, outbox: Outbox, *, clock: Clock = services_now) -> None:
         super().__init__(conn, outbox)
         self._clock = clock
+        # Directory versions by org as read along with a document or a flow in this transaction: the version is what
+        # DirectoryCache asks before every use, and a statement of its own would be one more round trip a message.
+        self._versions: dict[str, int] = {}
 
     # The directory and the flows.
 
     async def directory_version(self, org: str) -> int:
-        return await self._conn.fetchval("SELECT version FROM router.directory_version WHERE org = $1", org) or 0
+        if org not in self._versions:
+            self._versions[org] = await self._conn.fetchval("SELECT version FROM router.directory_version WHERE org = $1", org) or 0
+        return self._versions[org]
+
+    def _saw_version(self, org: str, row: asyncpg.Record) -> None:
+        self._versions[org] = row["directory_version"] or 0
 
     async def load_directory(self, org: str, *, absences_from: Sequence[str] = ("import", "api")) -> Directory:
         conn = self._conn
@@ -232,6 +241,7 @@ class PostgresRouterStore(TransactionStore):
             )
 
     async def _bump(self, org: str) -> None:
+        self._versions.pop(org, None)
         await self._conn.execute(
             "INSERT INTO router.directory_version (org, version) VALUES ($1, 1)"
             " ON CONFLICT (org) DO UPDATE SET version = router.directory_version.version + 1",
@@ -240,12 +250,15 @@ class PostgresRouterStore(TransactionStore):
         await self._conn.execute(f"NOTIFY {ABSENCES_CHANNEL}")
 
     async def flow(self, org: str, key: str) -> FlowDefinition | None:
+        """The flow (None when ``org`` has none of that key), with the directory's version."""
         row = await self._conn.fetchrow(
-            "SELECT key, title, department, group_key, confidential, steps FROM router.flows WHERE org = $1 AND key = $2",
+            f"SELECT {_VERSION.format(org='$1')}, f.key, f.title, f.department, f.group_key, f.confidential, f.steps"
+            " FROM (SELECT 1) AS one LEFT JOIN router.flows f ON f.org = $1 AND f.key = $2",
             org,
             key,
         )
-        return _flow(row) if row else None
+        self._saw_version(org, row)
+        return _flow(row) if row["key"] is not None else None
 
     async def flows(self, org: str) -> list[FlowDefinition]:
         rows = await self._conn.fetch(
@@ -339,9 +352,14 @@ class PostgresRouterStore(TransactionStore):
         )
 
     async def instance(self, document_id: UUID) -> Instance | None:
-        """The document, locked for the rest of the transaction."""
-        row = await self._conn.fetchrow("SELECT * FROM router.instances WHERE document_id = $1 FOR UPDATE", document_id)
-        return _instance(row) if row else None
+        """The document, locked for the rest of the transaction (read with its org's directory version)."""
+        row = await self._conn.fetchrow(
+            f"SELECT i.*, {_VERSION.format(org='i.org')} FROM router.instances i WHERE document_id = $1 FOR UPDATE OF i", document_id
+        )
+        if row is None:
+            return None
+        self._saw_version(row["org"], row)
+        return _instance(row)
 
     async def update_instance(self, document_id: UUID, **fields: Any) -> None:
         columns = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, start=2))
@@ -412,6 +430,13 @@ class PostgresRouterStore(TransactionStore):
         )
         return [_request(r) for r in rows]
 
+    async def step_of(self, request_id: UUID, document_id: UUID) -> tuple[Request | None, list[Request]]:
+        """The request of ``document_id``, locked for the rest of the transaction (lock its document first), and every
+        request of its step (itself too) in the order they were made, with one statement; (None, []) when none.
+        The step is read after the document's lock was taken, which whoever changes its requests takes first."""
+        rows = [_request(r) for r in await self._conn.fetch(_STEP_OF, request_id, document_id)]
+        return next((r for r in rows if r.request_id == request_id), None), rows
+
     async def pending_requests(self, document_id: UUID) -> list[Request]:
         rows = await self._conn.fetch(
             "SELECT * FROM router.requests WHERE document_id = $1 AND status = 'pending' ORDER BY created_at", document_id
@@ -442,6 +467,13 @@ class PostgresRouterStore(TransactionStore):
             self._clock(),
         )
 
+
+_VERSION = "(SELECT version FROM router.directory_version v WHERE v.org = {org}) AS directory_version"
+
+_STEP_OF = (
+    "WITH mine AS (SELECT step FROM router.requests WHERE request_id = $1 AND document_id = $2 FOR UPDATE)"
+    " SELECT r.* FROM router.requests r JOIN mine USING (step) WHERE r.document_id = $2 ORDER BY r.created_at"
+)
 
 _OPEN_STEP = (
     "WITH moved AS (UPDATE router.instances SET current_step = $2, updated_at = $3 WHERE document_id = $1)"

@@ -167,6 +167,12 @@ class FakeRouterStore:
     async def step_requests(self, document_id: UUID, step: int) -> list[Request]:
         return [r for r in self._in_order() if r.document_id == document_id and r.step == step]
 
+    async def step_of(self, request_id: UUID, document_id: UUID) -> tuple[Request | None, list[Request]]:
+        request = self.requests.get(request_id)
+        if request is None or request.document_id != document_id:
+            return None, []
+        return request, await self.step_requests(document_id, request.step)
+
     async def pending_requests(self, document_id: UUID) -> list[Request]:
         return [r for r in self._in_order() if r.document_id == document_id and r.status == "pending"]
 
