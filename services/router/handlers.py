@@ -187,14 +187,17 @@ async def on_signed(event: Signed, store: RouterStore, *, directories: Directory
     if instance is None or request is None:
         structlog.get_logger().warning("signature for an unknown request ignored", request_id=str(event.request_id))
         return
-    # A signature in the PDF is a fact even when its request was no longer needed.
-    recorded = await store.record_signature(event.document_id, _record(event), event.pdf_sha256, event.revision)
     effect = signature_effect(instance, request, step)
+    # A signature in the PDF is a fact even when its request was no longer needed; when it counts, its request is
+    # signed (and the document completed, if it was the last) with the record.
+    recorded = await store.record_signature(
+        event.document_id, _record(event), event.pdf_sha256, event.revision,
+        signed=event.request_id if effect.counts else None, status="completed" if effect.then == "complete" else None,
+    )
     if not effect.counts:
         structlog.get_logger().info("late signature recorded; flow unchanged", request_status=request.status)
         return
     await _cancel(store, effect.raced, f"{event.signer.name} signed before the request moved", cause=event)
-    await store.set_request_status([event.request_id], "signed")
     await _cancel(store, effect.needless, "the step was completed by another signer", cause=event)
     if effect.then == "next":
         directory = await directories.get(store, instance.org)
@@ -216,8 +219,7 @@ def _record(event: Signed) -> SignatureRecord:
 
 
 async def _complete(store: RouterStore, event: Signed, instance: Instance) -> None:
-    """``instance`` as the signature left it (it is locked: nothing else changed it since)."""
-    await store.update_instance(event.document_id, status="completed")
+    """``instance`` as the signature left it, completed (it is locked: nothing else changed it since)."""
     await store.publish(
         DocumentCompleted.caused_by(
             event,

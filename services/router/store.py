@@ -64,7 +64,8 @@ class RouterStore(Protocol):
     async def instance(self, document_id: UUID) -> Instance | None: ...
     async def update_instance(self, document_id: UUID, **fields: Any) -> None: ...
     async def record_signature(
-        self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int
+        self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int, *,
+        signed: UUID | None = None, status: str | None = None,
     ) -> Instance: ...
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]: ...
     async def insert_request(self, request: Request) -> None: ...
@@ -370,18 +371,25 @@ class PostgresRouterStore(TransactionStore):
             self._clock(),
         )
 
-    async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> Instance:
-        """Append the signature; the PDF moves only forward (signatures may be reported out of order). The document
-        as it is now (the caller locked it)."""
+    async def record_signature(
+        self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int, *,
+        signed: UUID | None = None, status: str | None = None,
+    ) -> Instance:
+        """Append the signature; the PDF moves only forward (signatures may be reported out of order). With
+        ``signed``, that request becomes signed, and with ``status`` the document moves to it, in the same statement.
+        The document as it is now (the caller locked it, and the request)."""
         row = await self._conn.fetchrow(
-            "UPDATE router.instances SET signatures = signatures || $2::jsonb,"
+            "WITH signed AS (UPDATE router.requests SET status = 'signed', decided_at = $5 WHERE request_id = $6)"
+            " UPDATE router.instances SET signatures = signatures || $2::jsonb,"
             " pdf_sha256 = CASE WHEN $4 > revision THEN $3 ELSE pdf_sha256 END,"
-            " revision = greatest(revision, $4), updated_at = $5 WHERE document_id = $1 RETURNING *",
+            " revision = greatest(revision, $4), status = coalesce($7, status), updated_at = $5 WHERE document_id = $1 RETURNING *",
             document_id,
             [signature.model_dump(mode="json")],
             pdf_sha256,
             revision,
             self._clock(),
+            signed,
+            status,
         )
         return _instance(row)
 

@@ -130,6 +130,21 @@ async def test_requests_are_found_by_step_by_person_and_by_status(store: RouterS
     assert [d for d, _ in await store.running_ad_hoc_steps("default")] == [document.document_id]
 
 
+async def test_a_signature_recorded_with_its_request_signs_it_and_can_complete_the_document(store: RouterStore) -> None:
+    """Recorded with ``signed`` and ``status``, the request is signed and the document moved, with the signature; the
+    step's other request stays as it was."""
+    document = instance(flow_key=None)
+    await store.insert_instance(document)
+    first, second = request(document), request(document, person=PersonRef(id="bart", name="Bart Baert"))
+    await store.insert_request(first)
+    await store.insert_request(second)
+    record = SignatureRecord(request_id=first.request_id, step=1, action="sign", signer=ANN, signed_at=NOW)
+    recorded = await store.record_signature(document.document_id, record, "1" * 64, 1, signed=first.request_id, status="completed")
+    assert (recorded.status, recorded.signatures) == ("completed", (record,))
+    assert recorded == await store.instance(document.document_id)
+    assert [r.status for r in await store.step_requests(document.document_id, 1)] == ["signed", "pending"]
+
+
 async def test_a_request_comes_with_its_whole_step_and_only_for_its_own_document(store: RouterStore) -> None:
     """The request and its step's requests in the order they were opened; nothing for another document or an unknown id."""
     document, other = instance(flow_key=None), instance(flow_key=None)

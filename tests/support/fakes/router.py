@@ -131,7 +131,10 @@ class FakeRouterStore:
     async def update_instance(self, document_id: UUID, **fields: Any) -> None:
         self.instances[document_id] = replace(self.instances[document_id], **fields)
 
-    async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> Instance:
+    async def record_signature(
+        self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int, *,
+        signed: UUID | None = None, status: str | None = None,
+    ) -> Instance:
         instance = self.instances[document_id]
         newer = revision > instance.revision
         self.instances[document_id] = replace(
@@ -139,7 +142,10 @@ class FakeRouterStore:
             signatures=(*instance.signatures, signature),
             pdf_sha256=pdf_sha256 if newer else instance.pdf_sha256,
             revision=max(revision, instance.revision),
+            status=status or instance.status,
         )
+        if signed is not None:
+            await self.set_request_status([signed], "signed")
         return self.instances[document_id]
 
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]:
