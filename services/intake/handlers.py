@@ -88,7 +88,8 @@ async def on_submission(examined: Examined, store: IntakeStore) -> Document | Re
     why not (the rejection)."""
     submission = examined.submission
     source = source_of(submission)
-    policy = await store.source_policy(source)
+    # A command's reference is locked with its policy's read: a copy of it handled meanwhile waits (see _accept).
+    policy = await store.source_policy(source, lock_ref=examined.command.external_ref if examined.command else None)
     org = policy.org if policy else "default"
     try:
         if examined.refusal is not None:
@@ -106,7 +107,7 @@ async def on_submission(examined: Examined, store: IntakeStore) -> Document | Re
 
 async def _accept(store: IntakeStore, command: SubmitDocument, page_count: int, *, org: str, original: bytes) -> Document:
     digest = sha256_hex(command.pdf)
-    existing = await store.find_document(org, command.source, command.external_ref)
+    existing = await store.find_document(org, command.source, command.external_ref, locked=True)
     verdict = resubmission(existing.pdf_sha256 if existing else None, digest)
     if verdict == "same":
         structlog.get_logger().info("resubmission ignored", document_id=str(existing.document_id))
@@ -269,8 +270,8 @@ def _asking(delivery: Delivery) -> str:
 
 async def status_of(store: IntakeStore, source: str, external_ref: str) -> Document | None:
     """The document ``source`` submitted under ``external_ref``, in the one org it submits for; None when none."""
-    policy = await store.source_policy(source)
-    return await store.find_document(policy.org, source, external_ref) if policy else None
+    policy = await store.source_policy(source, lock_ref=external_ref)
+    return await store.find_document(policy.org, source, external_ref, locked=True) if policy else None
 
 
 def _report(source: str, external_ref: str | None, document: Document | None, delivery: Delivery, **fields: object) -> StatusReport:

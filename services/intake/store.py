@@ -60,7 +60,7 @@ class IntakeStore(Protocol):
     async def publish(self, message: BaseModel) -> None: ...
     async def keep_refused(self, rejection_id: UUID, original: bytes, headers: dict[str, str]) -> None: ...
 
-    async def source_policy(self, source: str) -> SourcePolicy | None: ...
+    async def source_policy(self, source: str, *, lock_ref: str | None = None) -> SourcePolicy | None: ...
     async def upsert_source(self, policy: SourcePolicy) -> bool: ...
     async def sources(self) -> list[SourcePolicy]: ...
     async def delete_source(self, source: str) -> bool: ...
@@ -70,7 +70,7 @@ class IntakeStore(Protocol):
     async def register_version(self, document_id: UUID, revision: int, org: str, digest: str) -> None: ...
     async def version_digests(self, document_id: UUID, org: str) -> list[str]: ...
 
-    async def find_document(self, org: str, source: str, external_ref: str) -> Document | None: ...
+    async def find_document(self, org: str, source: str, external_ref: str, *, locked: bool = False) -> Document | None: ...
     async def insert_document(self, document: Document) -> None: ...
     async def add_document(self, document: Document, pdf: bytes) -> None: ...
     async def complete(self, document_id: UUID, org: str, signed_sha256: str) -> tuple[bytes | None, Document | None]: ...
@@ -84,6 +84,11 @@ class IntakeStore(Protocol):
     async def redeliver(self, source: str) -> int: ...
 
 
+
+
+def _reference_lock(source: str, external_ref: str) -> str:
+    """What a source's reference is locked by (a source submits for one org only, so the org adds nothing)."""
+    return json.dumps(["intake.submission", source, external_ref])
 
 
 def _has_webhook(row: str) -> str:
@@ -169,8 +174,17 @@ class PostgresIntakeStore(TransactionStore):
         """The refused original, byte for byte, to queue intake.rejected (with the transaction)."""
         await self._outbox.add_raw(self._conn, DLX_EXCHANGE, REJECTED_QUEUE, rejection_id, original, headers)
 
-    async def source_policy(self, source: str) -> SourcePolicy | None:
-        row = await self._conn.fetchrow(f"SELECT *, {_has_webhook('s')} FROM intake.sources s WHERE source = $1", source)
+    async def source_policy(self, source: str, *, lock_ref: str | None = None) -> SourcePolicy | None:
+        """The source's policy; with ``lock_ref``, that reference of the source locked for the rest of the transaction
+        too (see :meth:`find_document`), with the same statement."""
+        if lock_ref is None:
+            row = await self._conn.fetchrow(f"SELECT *, {_has_webhook('s')} FROM intake.sources s WHERE source = $1", source)
+        else:
+            row = await self._conn.fetchrow(
+                f"SELECT *, {_has_webhook('s')}, pg_advisory_xact_lock(hashtextextended($2, 0)) IS NULL AS locked"
+                " FROM intake.sources s WHERE source = $1",
+                source, _reference_lock(source, lock_ref),
+            )
         return _policy(self._saw(row)) if row else None
 
     async def upsert_source(self, policy: SourcePolicy) -> bool:
@@ -204,12 +218,12 @@ class PostgresIntakeStore(TransactionStore):
     async def version_digests(self, document_id: UUID, org: str) -> list[str]:
         return await blobs.version_digests(self._conn, document_id, org)
 
-    async def find_document(self, org: str, source: str, external_ref: str) -> Document | None:
-        """The document of this reference; the reference is locked for the rest of the transaction, so a copy of the
-        same submission handled at the same moment (by this intake or another process of it) waits, then finds it."""
-        await self._conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", json.dumps(["intake.submission", org, source, external_ref])
-        )
+    async def find_document(self, org: str, source: str, external_ref: str, *, locked: bool = False) -> Document | None:
+        """The document of this reference; the reference is locked for the rest of the transaction (``locked``: it was,
+        by :meth:`source_policy`), so a copy of the same submission handled at the same moment (by this intake or
+        another process of it) waits, then finds it."""
+        if not locked:
+            await self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _reference_lock(source, external_ref))
         row = await self._conn.fetchrow(
             "SELECT * FROM intake.documents WHERE org = $1 AND source = $2 AND external_ref = $3", org, source, external_ref
         )

@@ -32,7 +32,7 @@ class FakeIntakeStore:
     async def keep_refused(self, rejection_id: UUID, original: bytes, headers: dict[str, str]) -> None:
         self.refused.append((rejection_id, original, headers))
 
-    async def source_policy(self, source: str) -> SourcePolicy | None:
+    async def source_policy(self, source: str, *, lock_ref: str | None = None) -> SourcePolicy | None:
         return self.policies.get(source)
 
     async def upsert_source(self, policy: SourcePolicy) -> bool:
@@ -62,7 +62,7 @@ class FakeIntakeStore:
     async def version_digests(self, document_id: UUID, org: str) -> list[str]:
         return [d for (doc, _), (o, d) in sorted(self.versions.items(), key=lambda i: i[0][1]) if doc == document_id and o == org]
 
-    async def find_document(self, org: str, source: str, external_ref: str) -> Document | None:
+    async def find_document(self, org: str, source: str, external_ref: str, *, locked: bool = False) -> Document | None:
         return next(
             (d for d in self.documents.values() if (d.org, d.source, d.external_ref) == (org, source, external_ref)), None
         )
