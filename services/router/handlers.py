@@ -75,13 +75,12 @@ async def on_document_submitted(
         )
         structlog.get_logger().info("document refused by router", code=refusal.code, reason=refusal.reason)
         return
-    await store.insert_instance(instance)
     await store.publish(
         DocumentAccepted.caused_by(
             event, flow=event.flow, step_count=instance.step_count, department=instance.department, group=instance.group
         )
     )
-    await _start_step(store, instance, 1, directory, clock(), cause=event)
+    await _start_step(store, instance, 1, directory, clock(), cause=event, new=True)
 
 
 def _new_instance(event: DocumentSubmitted, flow: FlowDefinition | None, directory: Directory) -> Instance:
@@ -172,11 +171,12 @@ def _requested(instance: Instance, request: Request, cause: Event | Cause) -> Si
 
 
 async def _start_step(
-    store: RouterStore, instance: Instance, number: int, directory: Directory, now: datetime, *, cause: Event
+    store: RouterStore, instance: Instance, number: int, directory: Directory, now: datetime, *, cause: Event, new: bool = False
 ) -> None:
+    """Open step ``number`` (of a ``new`` document: stored with it)."""
     assignments = plan_step(instance.steps[number - 1], directory, now, shield=shield_of(directory, instance.group))
     requests = [_request(instance, number, assignment) for assignment in assignments]
-    await store.open_step(instance.document_id, number, requests)
+    await store.open_step(instance.document_id, number, requests, new=instance if new else None)
     for request, assignment in zip(requests, assignments, strict=True):
         await _announce(store, instance, request, assignment, cause)
 

@@ -69,7 +69,7 @@ class RouterStore(Protocol):
     ) -> Instance: ...
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]: ...
     async def insert_request(self, request: Request) -> None: ...
-    async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request]) -> None: ...
+    async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request], *, new: Instance | None = None) -> None: ...
     async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None: ...
     async def step_requests(self, document_id: UUID, step: int) -> list[Request]: ...
     async def step_of(self, request_id: UUID, document_id: UUID) -> tuple[Request | None, list[Request]]: ...
@@ -417,13 +417,19 @@ class PostgresRouterStore(TransactionStore):
             self._clock(),
         )
 
-    async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request]) -> None:
-        """The document moves to ``step`` and its ``requests`` open, in one statement; their created_at a microsecond
-        apart, in the order given (the order a step's requests are read back in)."""
+    async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request], *, new: Instance | None = None) -> None:
+        """The document moves to ``step`` (``new``: is inserted, at ``step``) and its ``requests`` open, in one
+        statement; their created_at a microsecond apart, in the order given (the order a step's requests are read back in)."""
         at = self._clock()
         columns = zip(*(_request_columns(r) for r in requests), strict=True) if requests else [()] * 9
+        opened = (*map(list, columns), [at + timedelta(microseconds=i) for i in range(len(requests))])
+        if new is None:
+            await self._conn.execute(_OPEN_STEP, document_id, step, at, *opened)
+            return
         await self._conn.execute(
-            _OPEN_STEP, document_id, step, at, *map(list, columns), [at + timedelta(microseconds=i) for i in range(len(requests))]
+            _OPEN_FIRST_STEP, document_id, step, at, *opened, new.org, new.flow_key, new.title, new.filename,
+            new.submitted_by.model_dump(), new.confidential, new.department, new.group, [s.model_dump() for s in new.steps],
+            new.pdf_sha256, new.due_at,
         )
 
     async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None:
@@ -483,13 +489,18 @@ _STEP_OF = (
     " SELECT r.* FROM router.requests r JOIN mine USING (step) WHERE r.document_id = $2 ORDER BY r.created_at"
 )
 
-_OPEN_STEP = (
-    "WITH moved AS (UPDATE router.instances SET current_step = $2, updated_at = $3 WHERE document_id = $1)"
+_OPENED = (
     " INSERT INTO router.requests (request_id, document_id, org, step, entry, person_id, person, on_behalf_of,"
     " reason, action, replaces, created_at)"
     " SELECT id, $1, org, $2, entry, person_id, person::jsonb, on_behalf_of::jsonb, reason, action, replaces, created_at"
     " FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
     " $12::uuid[], $13::timestamptz[]) AS r(id, org, entry, person_id, person, on_behalf_of, reason, action, replaces, created_at)"
+)
+_OPEN_STEP = "WITH moved AS (UPDATE router.instances SET current_step = $2, updated_at = $3 WHERE document_id = $1)" + _OPENED
+_OPEN_FIRST_STEP = (
+    "WITH made AS (INSERT INTO router.instances (document_id, current_step, created_at, updated_at, org, flow_key, title,"
+    " filename, submitted_by, confidential, department, group_key, steps, pdf_sha256, due_at)"
+    " VALUES ($1, $2, $3, $3, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24))" + _OPENED
 )
 
 

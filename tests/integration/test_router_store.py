@@ -187,6 +187,15 @@ async def test_opening_a_step_moves_the_document_and_opens_its_requests_in_order
     assert (await store.instance(document.document_id)).current_step == 2
 
 
+async def test_a_new_document_is_stored_with_its_first_step_open(store: RouterStore) -> None:
+    """Opening step 1 of a new document stores the document, at step 1, and opens the step's requests."""
+    document = instance(flow_key=None)
+    first = request(document)
+    await store.open_step(document.document_id, 1, [first], new=document)
+    assert await store.instance(document.document_id) == replace(document, current_step=1)
+    assert await store.step_requests(document.document_id, 1) == [first]
+
+
 async def test_publishing_keeps_the_message(store: RouterStore) -> None:
     """What a handler publishes is kept with its change (an outbox row, or the fake's list)."""
     event = DocumentWithdrawn(correlation_id=uuid4(), withdrawn_by="elen", reason="r")

@@ -159,7 +159,9 @@ class FakeRouterStore:
         self.requests[request.request_id] = request
         self._order.append(request.request_id)
 
-    async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request]) -> None:
+    async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request], *, new: Instance | None = None) -> None:
+        if new is not None:
+            await self.insert_instance(new)
         await self.update_instance(document_id, current_step=step)
         for request in requests:
             await self.insert_request(request)
