@@ -14,6 +14,7 @@ submission to it and back. Compare branches by running both in turn.
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -22,7 +23,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from services.router.importer import read_directory, read_flows, read_workbook
 from services.router.store import PostgresRouterStore
 from shared import blobs
 from shared.contract import SubmitDocument
-from shared.db import _init_connection, _reset_connection, migrate
+from shared.db import connect_pool, migrate
 from shared.events import DocumentAccepted, DocumentCompleted, DocumentSubmitted, PersonRef, Signed
 from shared.messaging import process
 from shared.outbox import Outbox
@@ -119,8 +120,6 @@ async def _document(pool: asyncpg.Pool, n: int, pdfs: dict[int, bytes], director
     """One document through intake and the router, as the pipeline runs it; how many signatures it took."""
     pdf = pdfs[1 if n % 2 else 30]
     body = submission(pdf, external_ref=f"H-{n}-{uuid.uuid4()}")
-    import json
-
     raw = json.dumps(body).encode()
     command = SubmitDocument.model_validate_json(raw)
     examined = timely(examine_command(Submission("submit.notula", raw, "notula"), command, Limits(50 << 20)), NOW, _TTL)
@@ -168,12 +167,12 @@ async def _document(pool: asyncpg.Pool, n: int, pdfs: dict[int, bytes], director
     return signatures
 
 
-_TTL = __import__("datetime").timedelta(days=3650)
+_TTL = timedelta(days=3650)
 OUTBOXES = {"intake": Outbox("intake"), "router": Outbox("router")}
 
 
 async def _prepare(url: str) -> None:
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=1, init=_init_connection, reset=_reset_connection)
+    pool = await connect_pool(url, max_size=1)
     await migrate(pool, "blobs", [blobs.MIGRATIONS])
     await migrate(pool, "intake", [ROOT / "services" / "intake" / "migrations"])
     await migrate(pool, "router", [ROOT / "services" / "router" / "migrations"])
@@ -189,7 +188,7 @@ async def _prepare(url: str) -> None:
 
 
 async def _round(url: str, documents: int, pdfs: dict[int, bytes], counted: Counted) -> dict[str, float]:
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=1, init=_init_connection, reset=_reset_connection)
+    pool = await connect_pool(url, max_size=1)
     directories = DirectoryCache()
     async with pool.acquire() as conn:
         backend = conn.get_server_pid()
@@ -219,14 +218,12 @@ async def _check_cost(pdfs: dict[int, bytes], repeats: int) -> tuple[float, floa
     worker = checks._pool._all[0].process.pid  # type: ignore[union-attr]
     examined = []
     for pages in (1, 30):
-        import json
-
         raw = json.dumps(submission(pdfs[pages])).encode()
         examined.append((Submission("submit.notula", raw, "notula"), SubmitDocument.model_validate_json(raw)))
     here, there = time.process_time(), _backend_cpu(worker)
     for i in range(repeats):
         sub, command = examined[i % 2]
-        await (checks.command(sub, command) if hasattr(checks, "command") else checks(examine_command, sub, command))
+        await checks.command(sub, command)
     here, there = time.process_time() - here, _backend_cpu(worker) - there
     checks.close()
     return here * 1000 / repeats, there * 1000 / repeats
