@@ -27,6 +27,7 @@ __all__ = [
     "Submission",
     "authorise",
     "check_due",
+    "check_sender",
     "examine",
     "examine_command",
     "oversized",
@@ -177,11 +178,17 @@ def read_submission(submission: Submission) -> SubmitDocument:
     return _check_publisher(submission, command)
 
 
+def check_sender(submission: Submission, command: SubmitDocument) -> None:
+    """CodedError when a command read from ``submission`` did not come as JSON from the source it names."""
+    _check_content_type(submission)
+    _check_publisher(submission, command)
+
+
 def examine_command(submission: Submission, command: SubmitDocument, limits: Limits) -> Examined:
     """Check a command already read from ``submission``: its publisher, then its PDF."""
     try:
-        _check_content_type(submission)
-        info = inspect_pdf(_check_publisher(submission, command).pdf, limits)
+        check_sender(submission, command)
+        info = inspect_pdf(command.pdf, limits)
     except CodedError as refusal:
         return Examined(submission, refusal=refusal)
     return Examined(submission, command=command, page_count=info.page_count)

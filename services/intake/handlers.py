@@ -20,13 +20,13 @@ from services.intake.domain import (
     Submission,
     authorise,
     examine,
-    examine_command,
     external_ref_of,
     resubmission,
     safe_filename,
     source_of,
 )
 from services.intake.store import Document, IntakeStore, Rejection
+from shared.blobs import sha256_hex
 from shared.contract import Outcome, QueryStatus, StatusReport, SubmitDocument, WithdrawDocument, WithdrawSubmission
 from shared.errors import CodedError
 from shared.events import (
@@ -70,7 +70,7 @@ async def on_submit_document(
     command: SubmitDocument, store: IntakeStore, delivery: Delivery, *, checks: SubmissionChecks, prefix: str
 ) -> None:
     """A well-formed submission from its own source: check its PDF (in a worker), then accept or answer."""
-    await on_submission(await checks(examine_command, _submission(delivery, prefix), command), store)
+    await on_submission(await checks.command(_submission(delivery, prefix), command), store)
 
 
 async def on_unreadable_submission(consumer: Consumer, msg: RabbitMessage, why: str, *, checks: SubmissionChecks, prefix: str) -> None:
@@ -88,7 +88,8 @@ async def on_submission(examined: Examined, store: IntakeStore) -> Document | Re
     why not (the rejection)."""
     submission = examined.submission
     source = source_of(submission)
-    policy = await store.source_policy(source)
+    # A command's reference is locked with its policy's read: a copy of it handled meanwhile waits (see _accept).
+    policy = await store.source_policy(source, lock_ref=examined.command.external_ref if examined.command else None)
     org = policy.org if policy else "default"
     try:
         if examined.refusal is not None:
@@ -105,8 +106,8 @@ async def on_submission(examined: Examined, store: IntakeStore) -> Document | Re
 
 
 async def _accept(store: IntakeStore, command: SubmitDocument, page_count: int, *, org: str, original: bytes) -> Document:
-    digest = await store.put_pdf(command.pdf)
-    existing = await store.find_document(org, command.source, command.external_ref)
+    digest = sha256_hex(command.pdf)
+    existing = await store.find_document(org, command.source, command.external_ref, locked=True)
     verdict = resubmission(existing.pdf_sha256 if existing else None, digest)
     if verdict == "same":
         structlog.get_logger().info("resubmission ignored", document_id=str(existing.document_id))
@@ -118,8 +119,7 @@ async def _accept(store: IntakeStore, command: SubmitDocument, page_count: int, 
             f" (document {existing.document_id}); use a new external_ref",
         )
     document = _document(command, uuid4(), org, digest)
-    await store.insert_document(document)
-    await store.register_version(document.document_id, 0, org, digest)
+    await store.add_document(document, command.pdf)
     structlog.contextvars.bind_contextvars(document_id=str(document.document_id))
     await store.publish(_submitted(document, command, page_count))
     structlog.get_logger().info("document submitted", source=command.source, external_ref=command.external_ref)
@@ -220,13 +220,12 @@ async def on_document_rejected(event: DocumentRejected, store: IntakeStore) -> N
 
 
 async def on_document_completed(event: DocumentCompleted, store: IntakeStore) -> None:
-    if event.pdf_sha256 not in await store.version_digests(event.document_id, event.org):
+    pdf, document = await store.complete(event.document_id, event.org, event.pdf_sha256)
+    if pdf is None:
         # Only a PDF intake accepted, or a version the signer made of it, goes back to a source.
         raise PermanentError(f"document.completed names PDF {event.pdf_sha256}, which is no version of document {event.document_id}")
-    document = await store.set_status(event.document_id, "completed", signed_sha256=event.pdf_sha256)
     if document is None:
         return
-    pdf = await store.pdf(event.pdf_sha256)
     outcome = _outcome(document, "completed").model_copy(update={"pdf": base64.b64encode(pdf).decode(), "signatures": event.signatures})
     await store.publish(outcome)
 
@@ -271,8 +270,8 @@ def _asking(delivery: Delivery) -> str:
 
 async def status_of(store: IntakeStore, source: str, external_ref: str) -> Document | None:
     """The document ``source`` submitted under ``external_ref``, in the one org it submits for; None when none."""
-    policy = await store.source_policy(source)
-    return await store.find_document(policy.org, source, external_ref) if policy else None
+    policy = await store.source_policy(source, lock_ref=external_ref)
+    return await store.find_document(policy.org, source, external_ref, locked=True) if policy else None
 
 
 def _report(source: str, external_ref: str | None, document: Document | None, delivery: Delivery, **fields: object) -> StatusReport:

@@ -11,6 +11,7 @@ from services.router.directory import DirectoryCache, UnknownPerson, add_absence
 from services.router.domain import (
     Assignment,
     Directory,
+    FlowDefinition,
     Instance,
     Request,
     check_steps,
@@ -62,9 +63,10 @@ __all__ = [
 async def on_document_submitted(
     event: DocumentSubmitted, store: RouterStore, *, directories: DirectoryCache, clock: Clock
 ) -> None:
+    flow = await store.flow(event.org, event.flow) if event.flow is not None else None  # first: it brings the directory's version
     directory = await directories.get(store, event.org)
     try:
-        instance = await _new_instance(event, store, directory)
+        instance = _new_instance(event, flow, directory)
     except CodedError as refusal:
         await store.publish(
             DocumentRejected.caused_by(
@@ -73,18 +75,16 @@ async def on_document_submitted(
         )
         structlog.get_logger().info("document refused by router", code=refusal.code, reason=refusal.reason)
         return
-    await store.insert_instance(instance)
     await store.publish(
         DocumentAccepted.caused_by(
             event, flow=event.flow, step_count=instance.step_count, department=instance.department, group=instance.group
         )
     )
-    await _start_step(store, instance, 1, directory, clock(), cause=event)
+    await _start_step(store, instance, 1, directory, clock(), cause=event, new=True)
 
 
-async def _new_instance(event: DocumentSubmitted, store: RouterStore, directory: Directory) -> Instance:
+def _new_instance(event: DocumentSubmitted, flow: FlowDefinition | None, directory: Directory) -> Instance:
     """The document as the router will follow it, or CodedError saying why it cannot."""
-    flow = await store.flow(event.org, event.flow) if event.flow is not None else None
     if event.flow is not None and flow is None:
         raise CodedError("unknown_flow", f"flow `{event.flow}` does not exist; load it with `paraaf flows load`")
     submitter = directory.people.get(event.submitted_by)
@@ -171,28 +171,33 @@ def _requested(instance: Instance, request: Request, cause: Event | Cause) -> Si
 
 
 async def _start_step(
-    store: RouterStore, instance: Instance, number: int, directory: Directory, now: datetime, *, cause: Event
+    store: RouterStore, instance: Instance, number: int, directory: Directory, now: datetime, *, cause: Event, new: bool = False
 ) -> None:
+    """Open step ``number`` (of a ``new`` document: stored with it)."""
     assignments = plan_step(instance.steps[number - 1], directory, now, shield=shield_of(directory, instance.group))
     requests = [_request(instance, number, assignment) for assignment in assignments]
-    await store.open_step(instance.document_id, number, requests)
+    await store.open_step(instance.document_id, number, requests, new=instance if new else None)
     for request, assignment in zip(requests, assignments, strict=True):
         await _announce(store, instance, request, assignment, cause)
 
 
 async def on_signed(event: Signed, store: RouterStore, *, directories: DirectoryCache, clock: Clock) -> None:
-    instance, request = await store.instance(event.document_id), await store.request(event.request_id)
+    instance = await store.instance(event.document_id)
+    request, step = await store.step_of(event.request_id, event.document_id) if instance else (None, [])
     if instance is None or request is None:
         structlog.get_logger().warning("signature for an unknown request ignored", request_id=str(event.request_id))
         return
-    # A signature in the PDF is a fact even when its request was no longer needed.
-    recorded = await store.record_signature(event.document_id, _record(event), event.pdf_sha256, event.revision)
-    effect = signature_effect(instance, request, await store.step_requests(event.document_id, request.step))
+    effect = signature_effect(instance, request, step)
+    # A signature in the PDF is a fact even when its request was no longer needed; when it counts, its request is
+    # signed (and the document completed, if it was the last) with the record.
+    recorded = await store.record_signature(
+        event.document_id, _record(event), event.pdf_sha256, event.revision,
+        signed=event.request_id if effect.counts else None, status="completed" if effect.then == "complete" else None,
+    )
     if not effect.counts:
         structlog.get_logger().info("late signature recorded; flow unchanged", request_status=request.status)
         return
     await _cancel(store, effect.raced, f"{event.signer.name} signed before the request moved", cause=event)
-    await store.set_request_status([event.request_id], "signed")
     await _cancel(store, effect.needless, "the step was completed by another signer", cause=event)
     if effect.then == "next":
         directory = await directories.get(store, instance.org)
@@ -214,8 +219,7 @@ def _record(event: Signed) -> SignatureRecord:
 
 
 async def _complete(store: RouterStore, event: Signed, instance: Instance) -> None:
-    """``instance`` as the signature left it (it is locked: nothing else changed it since)."""
-    await store.update_instance(event.document_id, status="completed")
+    """``instance`` as the signature left it, completed (it is locked: nothing else changed it since)."""
     await store.publish(
         DocumentCompleted.caused_by(
             event,

@@ -64,13 +64,15 @@ class RouterStore(Protocol):
     async def instance(self, document_id: UUID) -> Instance | None: ...
     async def update_instance(self, document_id: UUID, **fields: Any) -> None: ...
     async def record_signature(
-        self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int
+        self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int, *,
+        signed: UUID | None = None, status: str | None = None,
     ) -> Instance: ...
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]: ...
     async def insert_request(self, request: Request) -> None: ...
-    async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request]) -> None: ...
+    async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request], *, new: Instance | None = None) -> None: ...
     async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None: ...
     async def step_requests(self, document_id: UUID, step: int) -> list[Request]: ...
+    async def step_of(self, request_id: UUID, document_id: UUID) -> tuple[Request | None, list[Request]]: ...
     async def pending_requests(self, document_id: UUID) -> list[Request]: ...
     async def pending_of(self, org: str, person_id: str) -> list[Request]: ...
     async def people_waiting(self, org: str) -> set[str]: ...
@@ -145,11 +147,19 @@ class PostgresRouterStore(TransactionStore):
     def __init__(self, conn: asyncpg.Connection, outbox: Outbox, *, clock: Clock = services_now) -> None:
         super().__init__(conn, outbox)
         self._clock = clock
+        # Directory versions by org as read along with a document or a flow in this transaction: the version is what
+        # DirectoryCache asks before every use, and a statement of its own would be one more round trip a message.
+        self._versions: dict[str, int] = {}
 
     # The directory and the flows.
 
     async def directory_version(self, org: str) -> int:
-        return await self._conn.fetchval("SELECT version FROM router.directory_version WHERE org = $1", org) or 0
+        if org not in self._versions:
+            self._versions[org] = await self._conn.fetchval("SELECT version FROM router.directory_version WHERE org = $1", org) or 0
+        return self._versions[org]
+
+    def _saw_version(self, org: str, row: asyncpg.Record) -> None:
+        self._versions[org] = row["directory_version"] or 0
 
     async def load_directory(self, org: str, *, absences_from: Sequence[str] = ("import", "api")) -> Directory:
         conn = self._conn
@@ -232,6 +242,7 @@ class PostgresRouterStore(TransactionStore):
             )
 
     async def _bump(self, org: str) -> None:
+        self._versions.pop(org, None)
         await self._conn.execute(
             "INSERT INTO router.directory_version (org, version) VALUES ($1, 1)"
             " ON CONFLICT (org) DO UPDATE SET version = router.directory_version.version + 1",
@@ -240,12 +251,15 @@ class PostgresRouterStore(TransactionStore):
         await self._conn.execute(f"NOTIFY {ABSENCES_CHANNEL}")
 
     async def flow(self, org: str, key: str) -> FlowDefinition | None:
+        """The flow (None when ``org`` has none of that key), with the directory's version."""
         row = await self._conn.fetchrow(
-            "SELECT key, title, department, group_key, confidential, steps FROM router.flows WHERE org = $1 AND key = $2",
+            f"SELECT {_VERSION.format(org='$1')}, f.key, f.title, f.department, f.group_key, f.confidential, f.steps"
+            " FROM (SELECT 1) AS one LEFT JOIN router.flows f ON f.org = $1 AND f.key = $2",
             org,
             key,
         )
-        return _flow(row) if row else None
+        self._saw_version(org, row)
+        return _flow(row) if row["key"] is not None else None
 
     async def flows(self, org: str) -> list[FlowDefinition]:
         rows = await self._conn.fetch(
@@ -339,9 +353,14 @@ class PostgresRouterStore(TransactionStore):
         )
 
     async def instance(self, document_id: UUID) -> Instance | None:
-        """The document, locked for the rest of the transaction."""
-        row = await self._conn.fetchrow("SELECT * FROM router.instances WHERE document_id = $1 FOR UPDATE", document_id)
-        return _instance(row) if row else None
+        """The document, locked for the rest of the transaction (read with its org's directory version)."""
+        row = await self._conn.fetchrow(
+            f"SELECT i.*, {_VERSION.format(org='i.org')} FROM router.instances i WHERE document_id = $1 FOR UPDATE OF i", document_id
+        )
+        if row is None:
+            return None
+        self._saw_version(row["org"], row)
+        return _instance(row)
 
     async def update_instance(self, document_id: UUID, **fields: Any) -> None:
         columns = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, start=2))
@@ -352,18 +371,25 @@ class PostgresRouterStore(TransactionStore):
             self._clock(),
         )
 
-    async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> Instance:
-        """Append the signature; the PDF moves only forward (signatures may be reported out of order). The document
-        as it is now (the caller locked it)."""
+    async def record_signature(
+        self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int, *,
+        signed: UUID | None = None, status: str | None = None,
+    ) -> Instance:
+        """Append the signature; the PDF moves only forward (signatures may be reported out of order). With
+        ``signed``, that request becomes signed, and with ``status`` the document moves to it, in the same statement.
+        The document as it is now (the caller locked it, and the request)."""
         row = await self._conn.fetchrow(
-            "UPDATE router.instances SET signatures = signatures || $2::jsonb,"
+            "WITH signed AS (UPDATE router.requests SET status = 'signed', decided_at = $5 WHERE request_id = $6)"
+            " UPDATE router.instances SET signatures = signatures || $2::jsonb,"
             " pdf_sha256 = CASE WHEN $4 > revision THEN $3 ELSE pdf_sha256 END,"
-            " revision = greatest(revision, $4), updated_at = $5 WHERE document_id = $1 RETURNING *",
+            " revision = greatest(revision, $4), status = coalesce($7, status), updated_at = $5 WHERE document_id = $1 RETURNING *",
             document_id,
             [signature.model_dump(mode="json")],
             pdf_sha256,
             revision,
             self._clock(),
+            signed,
+            status,
         )
         return _instance(row)
 
@@ -391,13 +417,19 @@ class PostgresRouterStore(TransactionStore):
             self._clock(),
         )
 
-    async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request]) -> None:
-        """The document moves to ``step`` and its ``requests`` open, in one statement; their created_at a microsecond
-        apart, in the order given (the order a step's requests are read back in)."""
+    async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request], *, new: Instance | None = None) -> None:
+        """The document moves to ``step`` (``new``: is inserted, at ``step``) and its ``requests`` open, in one
+        statement; their created_at a microsecond apart, in the order given (the order a step's requests are read back in)."""
         at = self._clock()
         columns = zip(*(_request_columns(r) for r in requests), strict=True) if requests else [()] * 9
+        opened = (*map(list, columns), [at + timedelta(microseconds=i) for i in range(len(requests))])
+        if new is None:
+            await self._conn.execute(_OPEN_STEP, document_id, step, at, *opened)
+            return
         await self._conn.execute(
-            _OPEN_STEP, document_id, step, at, *map(list, columns), [at + timedelta(microseconds=i) for i in range(len(requests))]
+            _OPEN_FIRST_STEP, document_id, step, at, *opened, new.org, new.flow_key, new.title, new.filename,
+            new.submitted_by.model_dump(), new.confidential, new.department, new.group, [s.model_dump() for s in new.steps],
+            new.pdf_sha256, new.due_at,
         )
 
     async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None:
@@ -411,6 +443,13 @@ class PostgresRouterStore(TransactionStore):
             "SELECT * FROM router.requests WHERE document_id = $1 AND step = $2 ORDER BY created_at", document_id, step
         )
         return [_request(r) for r in rows]
+
+    async def step_of(self, request_id: UUID, document_id: UUID) -> tuple[Request | None, list[Request]]:
+        """The request of ``document_id``, locked for the rest of the transaction (lock its document first), and every
+        request of its step (itself too) in the order they were made, with one statement; (None, []) when none.
+        The step is read after the document's lock was taken, which whoever changes its requests takes first."""
+        rows = [_request(r) for r in await self._conn.fetch(_STEP_OF, request_id, document_id)]
+        return next((r for r in rows if r.request_id == request_id), None), rows
 
     async def pending_requests(self, document_id: UUID) -> list[Request]:
         rows = await self._conn.fetch(
@@ -443,13 +482,25 @@ class PostgresRouterStore(TransactionStore):
         )
 
 
-_OPEN_STEP = (
-    "WITH moved AS (UPDATE router.instances SET current_step = $2, updated_at = $3 WHERE document_id = $1)"
+_VERSION = "(SELECT version FROM router.directory_version v WHERE v.org = {org}) AS directory_version"
+
+_STEP_OF = (
+    "WITH mine AS (SELECT step FROM router.requests WHERE request_id = $1 AND document_id = $2 FOR UPDATE)"
+    " SELECT r.* FROM router.requests r JOIN mine USING (step) WHERE r.document_id = $2 ORDER BY r.created_at"
+)
+
+_OPENED = (
     " INSERT INTO router.requests (request_id, document_id, org, step, entry, person_id, person, on_behalf_of,"
     " reason, action, replaces, created_at)"
     " SELECT id, $1, org, $2, entry, person_id, person::jsonb, on_behalf_of::jsonb, reason, action, replaces, created_at"
     " FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
     " $12::uuid[], $13::timestamptz[]) AS r(id, org, entry, person_id, person, on_behalf_of, reason, action, replaces, created_at)"
+)
+_OPEN_STEP = "WITH moved AS (UPDATE router.instances SET current_step = $2, updated_at = $3 WHERE document_id = $1)" + _OPENED
+_OPEN_FIRST_STEP = (
+    "WITH made AS (INSERT INTO router.instances (document_id, current_step, created_at, updated_at, org, flow_key, title,"
+    " filename, submitted_by, confidential, department, group_key, steps, pdf_sha256, due_at)"
+    " VALUES ($1, $2, $3, $3, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24))" + _OPENED
 )
 
 

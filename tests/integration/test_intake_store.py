@@ -78,6 +78,31 @@ async def test_a_document_is_found_by_its_reference_and_its_status_moves(store: 
     assert await store.set_status(uuid4(), "completed") is None
 
 
+async def test_a_document_added_with_its_pdf_keeps_the_pdf_as_its_first_version(store: IntakeStore) -> None:
+    """One call stores the PDF, the document and the PDF as its revision 0."""
+    original = document(pdf_sha256=blobs.sha256_hex(b"%PDF-1 first"))
+    await store.add_document(original, b"%PDF-1 first")
+    assert await store.find_document("default", "notula", "R-1") == original
+    assert await store.pdf(original.pdf_sha256) == b"%PDF-1 first"
+    assert await store.version_digests(original.document_id, "default") == [original.pdf_sha256]
+
+
+async def test_a_document_completes_only_with_one_of_its_own_versions_and_gives_its_pdf(store: IntakeStore) -> None:
+    """Completing with a PDF that is no version of the document (or of another org) changes nothing; with a
+    version, the document moves to completed and the version's bytes come back with it."""
+    original = document(pdf_sha256=blobs.sha256_hex(b"%PDF-1 first"))
+    await store.add_document(original, b"%PDF-1 first")
+    signed = await store.put_pdf(b"%PDF-1 signed")
+    assert await store.complete(original.document_id, "default", signed) == (None, None)
+    await store.register_version(original.document_id, 1, "default", signed)
+    assert await store.complete(original.document_id, "othercity", signed) == (None, None)
+    assert (await store.find_document("default", "notula", "R-1")).status == "submitted"
+    pdf, completed = await store.complete(original.document_id, "default", signed)
+    assert pdf == b"%PDF-1 signed"
+    assert (completed.status, completed.signed_sha256) == ("completed", signed)
+    assert await store.complete(uuid4(), "default", signed) == (None, None)
+
+
 async def test_refusals_and_their_originals_are_kept_with_their_answer(store: IntakeStore) -> None:
     """A rejection row, its kept original and its outcome all land (rows, or the fake's lists)."""
     rejection = Rejection(uuid4(), "default", "notula", "R-9", "invalid_json", "not JSON")

@@ -130,6 +130,51 @@ async def test_requests_are_found_by_step_by_person_and_by_status(store: RouterS
     assert [d for d, _ in await store.running_ad_hoc_steps("default")] == [document.document_id]
 
 
+async def test_a_signature_recorded_with_its_request_signs_it_and_can_complete_the_document(store: RouterStore) -> None:
+    """Recorded with ``signed`` and ``status``, the request is signed and the document moved, with the signature; the
+    step's other request stays as it was."""
+    document = instance(flow_key=None)
+    await store.insert_instance(document)
+    first, second = request(document), request(document, person=PersonRef(id="bart", name="Bart Baert"))
+    await store.insert_request(first)
+    await store.insert_request(second)
+    record = SignatureRecord(request_id=first.request_id, step=1, action="sign", signer=ANN, signed_at=NOW)
+    recorded = await store.record_signature(document.document_id, record, "1" * 64, 1, signed=first.request_id, status="completed")
+    assert (recorded.status, recorded.signatures) == ("completed", (record,))
+    assert recorded == await store.instance(document.document_id)
+    assert [r.status for r in await store.step_requests(document.document_id, 1)] == ["signed", "pending"]
+
+
+async def test_a_request_comes_with_its_whole_step_and_only_for_its_own_document(store: RouterStore) -> None:
+    """The request and its step's requests in the order they were opened; nothing for another document or an unknown id."""
+    document, other = instance(flow_key=None), instance(flow_key=None)
+    await store.insert_instance(document)
+    await store.insert_instance(other)
+    first, second = request(document), request(document, person=PersonRef(id="bart", name="Bart Baert"))
+    for made in (first, second, request(document, step=2), request(other)):
+        await store.insert_request(made)
+    assert await store.step_of(second.request_id, document.document_id) == (second, [first, second])
+    assert await store.step_of(second.request_id, other.document_id) == (None, [])
+    assert await store.step_of(uuid4(), document.document_id) == (None, [])
+
+
+async def test_the_directory_version_read_with_a_document_or_a_flow_is_the_version_and_moves_with_a_replace(
+    store: RouterStore,
+) -> None:
+    """Asked after a document's or a flow's read (which bring it along), the version is the one asked alone; a
+    directory replaced in the same transaction moves it."""
+    document = instance(flow_key=None)
+    await store.insert_instance(document)
+    await store.replace_directory("default", DIRECTORY)
+    version = await store.directory_version("default")
+    await store.instance(document.document_id)
+    assert await store.directory_version("default") == version
+    await store.replace_directory("default", replace(DIRECTORY, substitutes={}))
+    assert await store.directory_version("default") == version + 1
+    assert await store.flow("default", "no-such-flow") is None
+    assert await store.directory_version("default") == version + 1
+
+
 async def test_opening_a_step_moves_the_document_and_opens_its_requests_in_order(store: RouterStore) -> None:
     """A step's requests opened together (one on behalf of someone) read back as given, in the order given, the
     document at that step."""
@@ -140,6 +185,15 @@ async def test_opening_a_step_moves_the_document_and_opens_its_requests_in_order
     await store.open_step(document.document_id, 2, [first, second])
     assert await store.step_requests(document.document_id, 2) == [first, second]
     assert (await store.instance(document.document_id)).current_step == 2
+
+
+async def test_a_new_document_is_stored_with_its_first_step_open(store: RouterStore) -> None:
+    """Opening step 1 of a new document stores the document, at step 1, and opens the step's requests."""
+    document = instance(flow_key=None)
+    first = request(document)
+    await store.open_step(document.document_id, 1, [first], new=document)
+    assert await store.instance(document.document_id) == replace(document, current_step=1)
+    assert await store.step_requests(document.document_id, 1) == [first]
 
 
 async def test_publishing_keeps_the_message(store: RouterStore) -> None:

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from services.intake.domain import SourcePolicy
-from services.intake.store import PostgresIntakeStore
+from services.intake.store import Document, PostgresIntakeStore
 from services.intake.webhooks import PLAIN_HTTP_REFUSED, Backoff, WebhookSender, sign
 from shared import blobs
 from shared.contract import Outcome
@@ -114,3 +114,24 @@ async def test_a_plain_http_webhook_stored_before_the_rule_gets_nothing_until_al
         await sender(pool, allow_http=True).tick()
     assert len(receiver.got) == 1
     assert await pool.fetchval("SELECT state FROM intake.webhook_deliveries") == "delivered"
+
+
+async def test_outcomes_of_document_changes_are_kept_only_for_a_source_with_a_webhook(pool: asyncpg.Pool) -> None:
+    """A document's change reads whether its source has a webhook: kassa's outcome is kept for delivery, notula's
+    (no webhook) is not, and both go to their queues."""
+    ids = {"kassa": uuid4(), "notula": uuid4()}
+    async with pool.acquire() as conn, conn.transaction():
+        store = PostgresIntakeStore(conn, Outbox("intake"))
+        for source, document_id in ids.items():
+            await store.upsert_source(SourcePolicy(source, "default"))
+            await store.add_document(
+                Document(document_id, "default", source, "R-1", "Besluit", "elen", "b.pdf", blobs.sha256_hex(b"%PDF-1")), b"%PDF-1"
+            )
+        await store.set_webhook("kassa", "https://kassa.example/hook", SECRET)
+    async with pool.acquire() as conn, conn.transaction():
+        store = PostgresIntakeStore(conn, Outbox("intake"))
+        for source, document_id in ids.items():
+            document = await store.set_status(document_id, "accepted")
+            await store.publish(Outcome(source=source, external_ref="R-1", document_id=document.document_id, status="accepted"))
+    assert [r["source"] for r in await pool.fetch("SELECT source FROM intake.webhook_deliveries")] == ["kassa"]
+    assert sorted(r["routing_key"] for r in await pool.fetch("SELECT routing_key FROM intake.outbox")) == ["kassa.accepted", "notula.accepted"]

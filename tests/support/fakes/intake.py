@@ -32,7 +32,7 @@ class FakeIntakeStore:
     async def keep_refused(self, rejection_id: UUID, original: bytes, headers: dict[str, str]) -> None:
         self.refused.append((rejection_id, original, headers))
 
-    async def source_policy(self, source: str) -> SourcePolicy | None:
+    async def source_policy(self, source: str, *, lock_ref: str | None = None) -> SourcePolicy | None:
         return self.policies.get(source)
 
     async def upsert_source(self, policy: SourcePolicy) -> bool:
@@ -62,7 +62,7 @@ class FakeIntakeStore:
     async def version_digests(self, document_id: UUID, org: str) -> list[str]:
         return [d for (doc, _), (o, d) in sorted(self.versions.items(), key=lambda i: i[0][1]) if doc == document_id and o == org]
 
-    async def find_document(self, org: str, source: str, external_ref: str) -> Document | None:
+    async def find_document(self, org: str, source: str, external_ref: str, *, locked: bool = False) -> Document | None:
         return next(
             (d for d in self.documents.values() if (d.org, d.source, d.external_ref) == (org, source, external_ref)), None
         )
@@ -71,6 +71,15 @@ class FakeIntakeStore:
         if await self.find_document(document.org, document.source, document.external_ref):
             raise ValueError("(org, source, external_ref) is taken")
         self.documents[document.document_id] = document
+
+    async def add_document(self, document: Document, pdf: bytes) -> None:
+        await self.insert_document(document)
+        await self.register_version(document.document_id, 0, document.org, await self.put_pdf(pdf))
+
+    async def complete(self, document_id: UUID, org: str, signed_sha256: str) -> tuple[bytes | None, Document | None]:
+        if signed_sha256 not in await self.version_digests(document_id, org):
+            return None, None
+        return await self.pdf(signed_sha256), await self.set_status(document_id, "completed", signed_sha256=signed_sha256)
 
     async def set_status(
         self, document_id: UUID, status: str, reason: str | None = None, *, signed_sha256: str | None = None

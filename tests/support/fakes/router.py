@@ -131,7 +131,10 @@ class FakeRouterStore:
     async def update_instance(self, document_id: UUID, **fields: Any) -> None:
         self.instances[document_id] = replace(self.instances[document_id], **fields)
 
-    async def record_signature(self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int) -> Instance:
+    async def record_signature(
+        self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int, *,
+        signed: UUID | None = None, status: str | None = None,
+    ) -> Instance:
         instance = self.instances[document_id]
         newer = revision > instance.revision
         self.instances[document_id] = replace(
@@ -139,7 +142,10 @@ class FakeRouterStore:
             signatures=(*instance.signatures, signature),
             pdf_sha256=pdf_sha256 if newer else instance.pdf_sha256,
             revision=max(revision, instance.revision),
+            status=status or instance.status,
         )
+        if signed is not None:
+            await self.set_request_status([signed], "signed")
         return self.instances[document_id]
 
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]:
@@ -153,7 +159,9 @@ class FakeRouterStore:
         self.requests[request.request_id] = request
         self._order.append(request.request_id)
 
-    async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request]) -> None:
+    async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request], *, new: Instance | None = None) -> None:
+        if new is not None:
+            await self.insert_instance(new)
         await self.update_instance(document_id, current_step=step)
         for request in requests:
             await self.insert_request(request)
@@ -166,6 +174,12 @@ class FakeRouterStore:
 
     async def step_requests(self, document_id: UUID, step: int) -> list[Request]:
         return [r for r in self._in_order() if r.document_id == document_id and r.step == step]
+
+    async def step_of(self, request_id: UUID, document_id: UUID) -> tuple[Request | None, list[Request]]:
+        request = self.requests.get(request_id)
+        if request is None or request.document_id != document_id:
+            return None, []
+        return request, await self.step_requests(document_id, request.step)
 
     async def pending_requests(self, document_id: UUID) -> list[Request]:
         return [r for r in self._in_order() if r.document_id == document_id and r.status == "pending"]
