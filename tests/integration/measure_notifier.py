@@ -20,9 +20,8 @@ import asyncpg
 from shared import amqp
 from shared.credentials import read_identity
 from shared.topology import COMMANDS
-from tests.integration.test_notifier import ANN, MONDAY, link_command
 from tests.support.net import free_port
-from tests.support.notifier import FakeClock, notifier_settings, running_notifier
+from tests.support.notifier import ANN, MONDAY, FakeClock, link_command, notifier_settings, running_notifier
 
 N = int(os.environ.get("N", "200"))
 PACE = float(os.environ.get("PACE", "0.015"))

@@ -9,7 +9,6 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
-from zoneinfo import ZoneInfo
 
 import aio_pika
 import asyncpg
@@ -30,17 +29,23 @@ from shared.topology import COMMANDS, EVENTS, TOPOLOGY
 from tests.support.bus import publish_as
 from tests.support.listener import Listener
 from tests.support.net import free_port
-from tests.support.notifier import FakeClock, FakeLinks, notifier_settings, running_notifier
+from tests.support.notifier import (
+    ANN,
+    BRUSSELS,
+    ELEN,
+    MONDAY,
+    FakeClock,
+    FakeLinks,
+    link_command,
+    notifier_settings,
+    running_notifier,
+)
 from tests.support.smtp import SmtpServer
 from tests.support.waiting import eventually
 
-BRUSSELS = ZoneInfo("Europe/Brussels")
-MONDAY = datetime(2026, 3, 2, 10, 0, tzinfo=BRUSSELS)
-ANN = PersonRef(id="ann.aerts", name="Ann Aerts", email="ann.aerts@example.org", language="nl")
 MARC = PersonRef(id="marc.maes", name="Marc Maes", email="marc.maes@example.org", language="fr", title="schepen")
 BART = PersonRef(id="bart.baert", name="Bart Baert", email="bart.baert@example.org", language="nl", title="burgemeester")
 SOFIE = PersonRef(id="sofie.smet", name="Sofie Smet", email="sofie.smet@example.org", language="nl")
-ELEN = PersonRef(id="elen.elaut", name="Elen Elaut", email="elen.elaut@example.org", language="en")
 
 
 @pytest.fixture
@@ -77,21 +82,6 @@ async def publish(settings, *messages: BaseModel) -> None:
     for message in messages:
         await publish_as(settings, TOPOLOGY.owners(message.routing_key)[0], message)  # type: ignore[attr-defined]
 
-
-def link_command(clock: FakeClock, recipient: PersonRef = ANN, **changes) -> SendSigningLink:
-    request_id = changes.pop("request_id", uuid4())
-    return SendSigningLink(
-        correlation_id=changes.pop("correlation_id", uuid4()),
-        request_id=request_id,
-        recipient=recipient,
-        title=changes.pop("title", "Collegebesluit 42"),
-        submitted_by=ELEN,
-        step=1,
-        step_count=1,
-        action="sign",
-        expires_at=clock() + timedelta(days=21),
-        **changes,
-    )
 
 
 def signed(command: SendSigningLink) -> Signed:

@@ -10,15 +10,24 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
 from faststream import TestApp
 
 from services.notifier.links import LinkGone, MintedLink
+from shared.contract import SendSigningLink
+from shared.events import PersonRef
 from tests.support.session import SESSION_PREFIX
 from tests.support.smtp import SmtpServer
 
-__all__ = ["FakeClock", "FakeLinks", "notifier_settings", "running_notifier"]
+__all__ = ["ANN", "BRUSSELS", "ELEN", "MONDAY", "FakeClock", "FakeLinks", "link_command", "notifier_settings", "running_notifier"]
+
+BRUSSELS = ZoneInfo("Europe/Brussels")
+MONDAY = datetime(2026, 3, 2, 10, 0, tzinfo=BRUSSELS)
+ANN = PersonRef(id="ann.aerts", name="Ann Aerts", email="ann.aerts@example.org", language="nl")
+ELEN = PersonRef(id="elen.elaut", name="Elen Elaut", email="elen.elaut@example.org", language="en")
+
 
 
 class FakeClock:
@@ -93,3 +102,18 @@ async def running_notifier(settings: Any, clock: Callable[[], datetime], links: 
 
     async with TestApp(create_app(settings, clock=clock, links=links)):
         yield
+
+def link_command(clock: FakeClock, recipient: PersonRef = ANN, **changes) -> SendSigningLink:
+    request_id = changes.pop("request_id", uuid4())
+    return SendSigningLink(
+        correlation_id=changes.pop("correlation_id", uuid4()),
+        request_id=request_id,
+        recipient=recipient,
+        title=changes.pop("title", "Collegebesluit 42"),
+        submitted_by=ELEN,
+        step=1,
+        step_count=1,
+        action="sign",
+        expires_at=clock() + timedelta(days=21),
+        **changes,
+    )
