@@ -118,6 +118,9 @@ def _evaluation(stamp: str) -> Expected:
     )
 
 
+_TRIES = 3  # loads of a signing page before the demo gives a link up
+
+
 class Demo:
     def __init__(
         self, *, console: Console, catcher_url: str, source_urls: dict[str, str], saved_in: Path, public_url: str,
@@ -224,8 +227,21 @@ class Demo:
             task.add_done_callback(opening.discard)
 
     async def _open(self, http: httpx.AsyncClient, to: str, link: str, entry: Expected | None) -> None:
-        """Open a mailed link as its reader would, and sign (or decline, when the story says so)."""
+        """Open a mailed link as its reader would, and sign (or decline, when the story says so). A page that does not
+        load (the connection dropped: a kept-alive one the server closed just as it was reused) is loaded again, as
+        its reader would; what still fails is said, never lost in a task nobody awaits."""
         who, what = to.split("@")[0], entry.label if entry else "a document"
+        for attempt in range(1, _TRIES + 1):
+            try:
+                return await self._open_once(http, who, what, link, entry, to)
+            except httpx.TransportError as exc:
+                if attempt == _TRIES:
+                    self.say(f"   {who:<15} {what:<18} [red]the link does not load ({exc!r}); giving up[/]")
+                    raise
+                self.say(f"   {who:<15} {what:<18} [yellow]the page did not load ({exc!r}); trying again[/]")
+                await asyncio.sleep(0.5 * attempt)
+
+    async def _open_once(self, http: httpx.AsyncClient, who: str, what: str, link: str, entry: Expected | None, to: str) -> None:
         declines = entry is not None and entry.decline_by is not None and to.startswith(entry.decline_by + "@")
         async with self._signing:
             self.say(f"   {who:<15} {what:<18} {link}")

@@ -54,7 +54,13 @@ async def paraaf(system: System, *args: str, amqp_url: str | None = None, column
         sys.executable, "-m", "services", *args, env=env, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), 240)
+    try:
+        out, err = await asyncio.wait_for(asyncio.shield(communicating := asyncio.ensure_future(process.communicate())), 240)
+    except TimeoutError:  # stopped, it says what it was doing: what it printed is the clue
+        process.kill()
+        out, err = await communicating
+        (system.logs / f"{args[0]}.timed-out.out").write_bytes(out + b"\n--- stderr ---\n" + err)
+        raise AssertionError(f"`paraaf {' '.join(args)}` still ran after 240 s; it printed:\n{out.decode()}\n{err.decode()}") from None
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 
