@@ -17,6 +17,7 @@ from services.signer import check
 from services.signer.domain import DirectoryPerson, Download, SignerDocument, SigningLink, SigningRequest
 from services.signer.keys import Credentials, Keyring
 from services.signer.pades import Placeholder
+from services.signer.recent import RecentBlobs
 from shared import blobs
 from shared.events import PersonRef
 from shared.messaging import Outbox, TransactionStore
@@ -119,11 +120,15 @@ def _download(row: asyncpg.Record) -> Download:
 
 
 class PostgresSignerStore(TransactionStore):
-    """The signer's schema (and what it may read of others'), through the connection of one transaction."""
+    """The signer's schema (and what it may read of others'), through the connection of one transaction.
+    ``recent``: the PDFs the process keeps at hand (shared by its stores), read before the database."""
 
-    def __init__(self, conn: asyncpg.Connection, outbox: Outbox, keyring: Keyring | None = None) -> None:
+    def __init__(
+        self, conn: asyncpg.Connection, outbox: Outbox, keyring: Keyring | None = None, recent: RecentBlobs | None = None
+    ) -> None:
         super().__init__(conn, outbox)
         self._keyring = keyring
+        self._recent = recent if recent is not None else RecentBlobs(0)
 
     # What others keep.
 
@@ -131,10 +136,16 @@ class PostgresSignerStore(TransactionStore):
         return await blobs.version_digests(self._conn, document_id, org)
 
     async def blob(self, digest: str) -> bytes:
-        return await blobs.get_blob(self._conn, digest)
+        if (kept := self._recent.get(digest)) is not None:
+            return kept
+        data = await blobs.get_blob(self._conn, digest)
+        self._recent.keep(digest, data)
+        return data
 
     async def put_blob(self, data: bytes) -> str:
-        return await blobs.put_blob(self._conn, data)
+        digest = await blobs.put_blob(self._conn, data)
+        self._recent.keep(digest, data)  # should this transaction roll back, the bytes are still those of ``digest``
+        return digest
 
     async def register_version(self, document_id: UUID, revision: int, org: str, digest: str) -> None:
         await blobs.register_version(self._conn, document_id, revision, org, digest)

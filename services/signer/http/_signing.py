@@ -34,7 +34,7 @@ class SigningPages:
         """The link's request, once its rules and the visibility policy hold; asked on another organisation's
         portal (``asked``'s Host) it is answered as if it did not exist."""
         async with self.deps.pool().acquire() as conn:  # one connection for both: each one taken is a reset query
-            link = await signing.open_link(PostgresSignerStore(conn, self.deps.outbox, self.deps.keyring), token, self.deps.now())
+            link = await signing.open_link(PostgresSignerStore(conn, self.deps.outbox, self.deps.keyring, self.deps.recent_blobs), token, self.deps.now())
             if asked is not None and link.request.org != self.deps.org_at(asked):
                 raise LinkRefused("unknown", status=404, language=link.request.signer.language)
             await self.check_policy(conn, link)
