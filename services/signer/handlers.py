@@ -17,7 +17,16 @@ from uuid import UUID
 
 import structlog
 
-from services.signer.domain import LinkGone, Links, MintedLink, SigningRequest, check_request, ensure_mintable, request_from
+from services.signer.domain import (
+    LinkGone,
+    Links,
+    MintedLink,
+    SignerDocument,
+    SigningRequest,
+    check_request,
+    ensure_mintable,
+    request_from,
+)
 from services.signer.pades import Placeholder
 from services.signer.store import SignerStore
 from services.signer.tokens import mint_token
@@ -72,17 +81,18 @@ async def _checked_original(event: SignatureRequested, store: SignerStore) -> st
     """The PDF intake accepted for the document, once the request passes :func:`check_request`."""
     versions = await store.version_digests(event.document_id, event.org)
     represented = event.on_behalf_of or event.signer
-    people = {p.id: await store.directory_person(event.org, p.id) for p in (event.signer, represented)}
+    people = {pid: await store.directory_person(event.org, pid) for pid in dict.fromkeys((event.signer.id, represented.id))}
     titles = await store.held_titles(event.org, represented.id) if event.signer.title else set()
     return check_request(event, versions, people, titles)
 
 
-async def _prepare_signing(event: SignatureRequested, store: SignerStore, pdf_sha256: str, find: PlaceholderFinder | None) -> None:
+async def _prepare_signing(event: SignatureRequested, store: SignerStore, document: SignerDocument, find: PlaceholderFinder | None) -> None:
     """Issue the certificate now, so the signer does not wait for a key to be made, and find the
-    [SIGnn] placeholders now, so pressing Sign does not wait for that either."""
+    [SIGnn] placeholders now, so pressing Sign does not wait for that either. Placeholders once found are
+    never forgotten: a document read with them (every request after its first) is not locked to look again."""
     await store.credentials(event.org, event.signer)
-    if find is not None and await store.placeholders_unknown(event.document_id):
-        await store.save_placeholders(event.document_id, await find(await store.blob(pdf_sha256)))
+    if find is not None and document.placeholders is None and await store.placeholders_unknown(event.document_id):
+        await store.save_placeholders(event.document_id, await find(await store.blob(document.pdf_sha256)))
 
 
 async def on_signature_requested(
@@ -93,7 +103,7 @@ async def on_signature_requested(
     request = request_from(event)
     await store.insert_request(request)
     if event.action == "sign":
-        await _prepare_signing(event, store, document.pdf_sha256, find_placeholders)
+        await _prepare_signing(event, store, document, find_placeholders)
     kind = "reassigned" if event.replaces else "request"
     await store.publish(_mail_request(request, kind=kind, reminder=0, cause=event, links=links, due_at=event.due_at))
 
