@@ -7,6 +7,7 @@ spent token and the ``signature.signed`` event are committed together. The
 link is checked against the services' clock; the signature carries real time.
 """
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -134,9 +135,15 @@ def _signed(link: SigningLink, version: _Version, signed_at: datetime) -> Signed
     )
 
 
-async def sign(store: SignerStore, token: str, *, now: datetime, pdf_signer: PdfSigner, stamping: Stamping) -> Decided:
-    """Sign (or approve) the request behind the link, in the caller's transaction."""
+async def sign(
+    store: SignerStore, token: str, *, now: datetime, pdf_signer: PdfSigner, stamping: Stamping,
+    admit: Callable[[SigningLink], Awaitable[None]] | None = None,
+) -> Decided:
+    """Sign (or approve) the request behind the link, in the caller's transaction; ``admit`` raises when the
+    link, good by its own rules and locked, must still not be used (the visibility policy)."""
     link = await _locked_link(store, token, now)
+    if admit is not None:
+        await admit(link)
     request, signed_at = link.request, wall_clock()  # the signature's own time is true time
     if request.action == "sign":
         version = await _sign_pdf(store, link, signed_at, pdf_signer, stamping)
