@@ -81,8 +81,9 @@ async def _checked_original(event: SignatureRequested, store: SignerStore) -> st
     """The PDF intake accepted for the document, once the request passes :func:`check_request`."""
     versions = await store.version_digests(event.document_id, event.org)
     represented = event.on_behalf_of or event.signer
-    people = {pid: await store.directory_person(event.org, pid) for pid in dict.fromkeys((event.signer.id, represented.id))}
-    titles = await store.held_titles(event.org, represented.id) if event.signer.title else set()
+    people, titles = await store.directory_people(
+        event.org, list(dict.fromkeys((event.signer.id, represented.id))), titles_of=represented.id if event.signer.title else None
+    )
     return check_request(event, versions, people, titles)
 
 

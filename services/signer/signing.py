@@ -111,8 +111,8 @@ async def _sign_pdf(store: SignerStore, link: SigningLink, signed_at: datetime, 
     result = await pdf_signer.sign(_signing_job(link, credentials, pdf, signed_at, stamping, crls, footer))
     if footer and not result.footer_stamped:  # signed before it came to Paraaf: a code no page shows is no use
         await store.forget_verification_code(request.document_id)
-    version = _Version(await store.put_blob(result.pdf), link.document.revision + 1, result.field_name)
-    await store.register_version(request.document_id, version.revision, request.org, version.pdf_sha256)
+    revision = link.document.revision + 1
+    version = _Version(await store.put_version(request.document_id, revision, request.org, result.pdf), revision, result.field_name)
     await store.record_signature(
         link, pdf_sha256=version.pdf_sha256, revision=version.revision, placeholders=result.placeholders,
         field_name=result.field_name, at=signed_at,

@@ -33,8 +33,12 @@ class SignerStore(Protocol):
     async def blob(self, digest: str) -> bytes: ...
     async def put_blob(self, data: bytes) -> str: ...
     async def register_version(self, document_id: UUID, revision: int, org: str, digest: str) -> None: ...
+    async def put_version(self, document_id: UUID, revision: int, org: str, data: bytes) -> str: ...
     async def directory_person(self, org: str, person_id: str) -> DirectoryPerson | None: ...
     async def held_titles(self, org: str, person_id: str) -> set[str]: ...
+    async def directory_people(
+        self, org: str, person_ids: Sequence[str], *, titles_of: str | None = None
+    ) -> tuple[dict[str, DirectoryPerson | None], set[str]]: ...
     async def credentials(self, org: str, person: PersonRef) -> Credentials: ...
     async def authority_certificate(self, org: str) -> str: ...
     async def crl(self, org: str) -> bytes: ...
@@ -150,6 +154,18 @@ class PostgresSignerStore(TransactionStore):
     async def register_version(self, document_id: UUID, revision: int, org: str, digest: str) -> None:
         await blobs.register_version(self._conn, document_id, revision, org, digest)
 
+    async def put_version(self, document_id: UUID, revision: int, org: str, data: bytes) -> str:
+        """:meth:`put_blob` and :meth:`register_version` in one statement (the version's reference to its blob is
+        checked at the statement's end, when the blob is there); returns the digest."""
+        digest = blobs.sha256_hex(data)
+        await self._conn.execute(
+            "WITH blob AS (INSERT INTO blobs.blob (sha256, size, data) VALUES ($4, $5, $6) ON CONFLICT DO NOTHING)"
+            " INSERT INTO blobs.versions (document_id, revision, org, sha256) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            document_id, revision, org, digest, len(data), data,
+        )
+        self._recent.keep(digest, data)
+        return digest
+
     async def directory_person(self, org: str, person_id: str) -> DirectoryPerson | None:
         """The person as the router's directory has them (the signer may read people and roles)."""
         row = await self._conn.fetchrow("SELECT id, name, email FROM router.people WHERE org = $1 AND id = $2", org, person_id)
@@ -158,6 +174,24 @@ class PostgresSignerStore(TransactionStore):
     async def held_titles(self, org: str, person_id: str) -> set[str]:
         rows = await self._conn.fetch("SELECT title FROM router.roles WHERE org = $1 AND $2 = ANY(holders)", org, person_id)
         return {r["title"] for r in rows}
+
+    async def directory_people(
+        self, org: str, person_ids: Sequence[str], *, titles_of: str | None = None
+    ) -> tuple[dict[str, DirectoryPerson | None], set[str]]:
+        """:meth:`directory_person` of each, and the :meth:`held_titles` of ``titles_of`` (one of them), in one
+        statement; the titles of someone not in the directory are not read (nobody asks them of her)."""
+        rows = await self._conn.fetch(
+            "SELECT id, name, email, CASE WHEN id = $3 THEN ARRAY(SELECT r.title FROM router.roles r"
+            "   WHERE r.org = $1 AND p.id = ANY(r.holders)) END AS titles"
+            " FROM router.people p WHERE org = $1 AND id = ANY($2::text[])",
+            org, list(person_ids), titles_of,
+        )
+        people: dict[str, DirectoryPerson | None] = dict.fromkeys(person_ids)
+        titles: set[str] = set()
+        for row in rows:
+            people[row["id"]] = DirectoryPerson(row["id"], row["name"], row["email"])
+            titles.update(row["titles"] or ())
+        return people, titles
 
     async def credentials(self, org: str, person: PersonRef) -> Credentials:
         """The person's signing key and certificate, issued the first time they are asked for."""

@@ -1,5 +1,6 @@
 """One contract, two stores: the in-memory FakeSignerStore the unit tests use behaves as PostgresSignerStore does."""
 
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -87,6 +88,15 @@ class TestSignerStore:
         with pytest.raises(BlobNotFound):
             await store.blob("0" * 64)
 
+    async def test_a_version_put_at_once_is_its_blob_and_its_revision(self, subject: Subject) -> None:
+        """put_version stores the bytes under their digest and lists them as the revision; again, it changes nothing."""
+        store, document_id = subject.store, uuid4()
+        first = await store.put_version(document_id, 0, "default", b"first")
+        assert first == hashlib.sha256(b"first").hexdigest()
+        assert await store.put_version(document_id, 1, "default", b"second") != first
+        assert await store.put_version(document_id, 1, "default", b"second") == hashlib.sha256(b"second").hexdigest()
+        assert [await store.blob(d) for d in await store.version_digests(document_id, "default")] == [b"first", b"second"]
+
     async def test_the_directory_is_read_with_the_titles_a_person_holds(self, subject: Subject) -> None:
         """A person in the router's directory is found with name and address, and their role titles; others are not."""
         await subject.in_directory(ANN, "schepen")
@@ -94,6 +104,17 @@ class TestSignerStore:
         assert (person.name, person.email) == ("Ann Aerts", "ann@x.be")
         assert await subject.store.held_titles("default", "ann") == {"schepen"}
         assert await subject.store.directory_person("default", "bart") is None
+
+    async def test_people_are_read_together_with_the_titles_of_one_of_them(self, subject: Subject) -> None:
+        """directory_people: each asked person as directory_person reads her (None when absent), and the titles
+        held by ``titles_of`` only; none when she is not in the directory or no one's titles are asked."""
+        await subject.in_directory(ANN, "schepen")
+        await subject.in_directory(PersonRef(id="bart", name="Bart Baert", email="bart@x.be"), "burgemeester")
+        people, titles = await subject.store.directory_people("default", ["ann", "bart", "nobody"], titles_of="ann")
+        assert (people["ann"].name, people["ann"].email, people["bart"].name, people["nobody"]) == ("Ann Aerts", "ann@x.be", "Bart Baert", None)
+        assert titles == {"schepen"}
+        assert (await subject.store.directory_people("default", ["bart"]))[1] == set()
+        assert (await subject.store.directory_people("othercity", ["ann"], titles_of="ann")) == ({"ann": None}, set())
 
     async def test_a_document_begins_once_and_keeps_its_first_placeholders(self, subject: Subject) -> None:
         """Beginning twice keeps the first PDF; placeholders are unknown until saved, then kept; the status ends."""

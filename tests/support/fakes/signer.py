@@ -82,11 +82,23 @@ class FakeSignerStore:
     async def register_version(self, document_id: UUID, revision: int, org: str, digest: str) -> None:
         self.versions.setdefault((document_id, org), {}).setdefault(revision, digest)
 
+    async def put_version(self, document_id: UUID, revision: int, org: str, data: bytes) -> str:
+        digest = await self.put_blob(data)
+        await self.register_version(document_id, revision, org, digest)
+        return digest
+
     async def directory_person(self, org: str, person_id: str) -> DirectoryPerson | None:
         return self.people.get((org, person_id))
 
     async def held_titles(self, org: str, person_id: str) -> set[str]:
         return set(self.titles.get((org, person_id), set()))
+
+    async def directory_people(
+        self, org: str, person_ids: Sequence[str], *, titles_of: str | None = None
+    ) -> tuple[dict[str, DirectoryPerson | None], set[str]]:
+        people = {person_id: self.people.get((org, person_id)) for person_id in person_ids}
+        titled = titles_of is not None and people.get(titles_of) is not None
+        return people, await self.held_titles(org, titles_of) if titled else set()  # type: ignore[arg-type]
 
     async def credentials(self, org: str, person: PersonRef) -> Credentials:
         self.issued.append((org, person.id))
