@@ -217,12 +217,13 @@ class PostgresSignerStore(TransactionStore):
     # Documents and requests.
 
     async def begin_document(self, document_id: UUID, org: str, original: str) -> SignerDocument:
-        """The document's PDF as the signer has it; begun from intake's ``original`` the first time."""
-        await self._conn.execute(
-            "INSERT INTO signer.documents (document_id, org, pdf_sha256) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        """The document's PDF as the signer has it; begun from intake's ``original`` the first time (then the insert
+        returns it: no read after)."""
+        begun = await self._conn.fetchrow(
+            "INSERT INTO signer.documents (document_id, org, pdf_sha256) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING *",
             document_id, org, original,
         )
-        return await self.document(document_id)  # type: ignore[return-value]
+        return _document(begun) if begun else await self.document(document_id)  # type: ignore[return-value]
 
     async def document(self, document_id: UUID) -> SignerDocument | None:
         row = await self._conn.fetchrow("SELECT * FROM signer.documents WHERE document_id = $1", document_id)
