@@ -79,12 +79,10 @@ def _mail_request(
 
 async def _checked_original(event: SignatureRequested, store: SignerStore) -> str:
     """The PDF intake accepted for the document, once the request passes :func:`check_request`."""
-    versions = await store.version_digests(event.document_id, event.org)
     represented = event.on_behalf_of or event.signer
-    people, titles = await store.directory_people(
-        event.org, list(dict.fromkeys((event.signer.id, represented.id))), titles_of=represented.id if event.signer.title else None
-    )
-    return check_request(event, versions, people, titles)
+    people = list(dict.fromkeys((event.signer.id, represented.id)))  # one person, unless signing on another's behalf
+    facts = await store.request_facts(event.org, event.document_id, people, titles_of=represented.id if event.signer.title else None)
+    return check_request(event, facts.versions, facts.people, facts.titles)
 
 
 async def _prepare_signing(event: SignatureRequested, store: SignerStore, document: SignerDocument, find: PlaceholderFinder | None) -> None:

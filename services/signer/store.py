@@ -7,7 +7,7 @@ of the same interface (tests/support/fakes/signer.py)."""
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from uuid import UUID
 
 import asyncpg
@@ -22,7 +22,7 @@ from shared import blobs
 from shared.events import PersonRef
 from shared.messaging import Outbox, TransactionStore
 
-__all__ = ["PostgresSignerStore", "SignerStore"]
+__all__ = ["PostgresSignerStore", "RequestFacts", "SignerStore"]
 
 
 class SignerStore(Protocol):
@@ -36,9 +36,9 @@ class SignerStore(Protocol):
     async def put_version(self, document_id: UUID, revision: int, org: str, data: bytes) -> str: ...
     async def directory_person(self, org: str, person_id: str) -> DirectoryPerson | None: ...
     async def held_titles(self, org: str, person_id: str) -> set[str]: ...
-    async def directory_people(
-        self, org: str, person_ids: Sequence[str], *, titles_of: str | None = None
-    ) -> tuple[dict[str, DirectoryPerson | None], set[str]]: ...
+    async def request_facts(
+        self, org: str, document_id: UUID, person_ids: Sequence[str], *, titles_of: str | None = None
+    ) -> "RequestFacts": ...
     async def credentials(self, org: str, person: PersonRef) -> Credentials: ...
     async def authority_certificate(self, org: str) -> str: ...
     async def crl(self, org: str) -> bytes: ...
@@ -73,6 +73,15 @@ class SignerStore(Protocol):
         self, token_hash: bytes, *, document_id: UUID, person_id: str, expires_at: datetime, mail_id: UUID
     ) -> bool: ...
     async def find_download(self, token_hash: bytes) -> Download | None: ...
+
+
+class RequestFacts(NamedTuple):
+    """What :func:`~services.signer.domain.check_request` weighs: the document's versions (revision 0 first), the
+    people asked about as the directory has them (None: not in it), and the role titles one of them holds."""
+
+    versions: list[str]
+    people: dict[str, DirectoryPerson | None]
+    titles: set[str]
 
 
 def _placeholders_json(placeholders: Sequence[Placeholder]) -> list[dict]:
@@ -175,23 +184,26 @@ class PostgresSignerStore(TransactionStore):
         rows = await self._conn.fetch("SELECT title FROM router.roles WHERE org = $1 AND $2 = ANY(holders)", org, person_id)
         return {r["title"] for r in rows}
 
-    async def directory_people(
-        self, org: str, person_ids: Sequence[str], *, titles_of: str | None = None
-    ) -> tuple[dict[str, DirectoryPerson | None], set[str]]:
-        """:meth:`directory_person` of each, and the :meth:`held_titles` of ``titles_of`` (one of them), in one
-        statement; the titles of someone not in the directory are not read (nobody asks them of her)."""
+    async def request_facts(
+        self, org: str, document_id: UUID, person_ids: Sequence[str], *, titles_of: str | None = None
+    ) -> "RequestFacts":
+        """What a request is checked against, in one statement: the document's :meth:`version_digests`, the
+        :meth:`directory_person` of each of ``person_ids``, and the :meth:`held_titles` of ``titles_of`` (one of
+        them; the titles of someone not in the directory are not read: nobody asks them of her)."""
         rows = await self._conn.fetch(
-            "SELECT id, name, email, CASE WHEN id = $3 THEN ARRAY(SELECT r.title FROM router.roles r"
-            "   WHERE r.org = $1 AND p.id = ANY(r.holders)) END AS titles"
-            " FROM router.people p WHERE org = $1 AND id = ANY($2::text[])",
-            org, list(person_ids), titles_of,
+            "SELECT ARRAY(SELECT v.sha256 FROM blobs.versions v WHERE v.document_id = $4 AND v.org = $1"
+            "   ORDER BY v.revision) AS versions, p.id, p.name, p.email,"
+            " CASE WHEN p.id = $3 THEN ARRAY(SELECT r.title FROM router.roles r WHERE r.org = $1 AND p.id = ANY(r.holders))"
+            "   END AS titles"
+            " FROM (SELECT) one LEFT JOIN router.people p ON p.org = $1 AND p.id = ANY($2::text[])",
+            org, list(person_ids), titles_of, document_id,
         )
-        people: dict[str, DirectoryPerson | None] = dict.fromkeys(person_ids)
-        titles: set[str] = set()
+        facts = RequestFacts(list(rows[0]["versions"]), dict.fromkeys(person_ids), set())
         for row in rows:
-            people[row["id"]] = DirectoryPerson(row["id"], row["name"], row["email"])
-            titles.update(row["titles"] or ())
-        return people, titles
+            if row["id"] is not None:
+                facts.people[row["id"]] = DirectoryPerson(row["id"], row["name"], row["email"])
+                facts.titles.update(row["titles"] or ())
+        return facts
 
     async def credentials(self, org: str, person: PersonRef) -> Credentials:
         """The person's signing key and certificate, issued the first time they are asked for."""

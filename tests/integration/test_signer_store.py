@@ -105,16 +105,20 @@ class TestSignerStore:
         assert await subject.store.held_titles("default", "ann") == {"schepen"}
         assert await subject.store.directory_person("default", "bart") is None
 
-    async def test_people_are_read_together_with_the_titles_of_one_of_them(self, subject: Subject) -> None:
-        """directory_people: each asked person as directory_person reads her (None when absent), and the titles
-        held by ``titles_of`` only; none when she is not in the directory or no one's titles are asked."""
+    async def test_a_request_reads_versions_people_and_titles_together(self, subject: Subject) -> None:
+        """request_facts: the document's versions as version_digests reads them, each asked person as directory_person
+        reads her (None when absent), and the titles held by ``titles_of`` only (none when she is not in the
+        directory, or no one's titles are asked)."""
+        store, document_id = subject.store, uuid4()
         await subject.in_directory(ANN, "schepen")
         await subject.in_directory(PersonRef(id="bart", name="Bart Baert", email="bart@x.be"), "burgemeester")
-        people, titles = await subject.store.directory_people("default", ["ann", "bart", "nobody"], titles_of="ann")
+        await store.register_version(document_id, 1, "default", second := await store.put_blob(b"two"))
+        await store.register_version(document_id, 0, "default", first := await store.put_blob(b"one"))
+        versions, people, titles = await store.request_facts("default", document_id, ["ann", "bart", "nobody"], titles_of="ann")
+        assert versions == [first, second] and titles == {"schepen"}
         assert (people["ann"].name, people["ann"].email, people["bart"].name, people["nobody"]) == ("Ann Aerts", "ann@x.be", "Bart Baert", None)
-        assert titles == {"schepen"}
-        assert (await subject.store.directory_people("default", ["bart"]))[1] == set()
-        assert (await subject.store.directory_people("othercity", ["ann"], titles_of="ann")) == ({"ann": None}, set())
+        assert (await store.request_facts("default", document_id, ["bart"])).titles == set()
+        assert await store.request_facts("othercity", document_id, ["ann"], titles_of="ann") == ([], {"ann": None}, set())
 
     async def test_a_document_begins_once_and_keeps_its_first_placeholders(self, subject: Subject) -> None:
         """Beginning twice keeps the first PDF; placeholders are unknown until saved, then kept; the status ends."""

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from services.signer.domain import DirectoryPerson, Download, SignerDocument, SigningLink, SigningRequest
 from services.signer.keys import Credentials
 from services.signer.pades import Placeholder
+from services.signer.store import RequestFacts
 from shared.blobs import BlobNotFound
 from shared.events import PersonRef
 
@@ -93,12 +94,13 @@ class FakeSignerStore:
     async def held_titles(self, org: str, person_id: str) -> set[str]:
         return set(self.titles.get((org, person_id), set()))
 
-    async def directory_people(
-        self, org: str, person_ids: Sequence[str], *, titles_of: str | None = None
-    ) -> tuple[dict[str, DirectoryPerson | None], set[str]]:
+    async def request_facts(
+        self, org: str, document_id: UUID, person_ids: Sequence[str], *, titles_of: str | None = None
+    ) -> RequestFacts:
         people = {person_id: self.people.get((org, person_id)) for person_id in person_ids}
         titled = titles_of is not None and people.get(titles_of) is not None
-        return people, await self.held_titles(org, titles_of) if titled else set()  # type: ignore[arg-type]
+        titles = await self.held_titles(org, titles_of) if titled else set()  # type: ignore[arg-type]
+        return RequestFacts(await self.version_digests(document_id, org), people, titles)
 
     async def credentials(self, org: str, person: PersonRef) -> Credentials:
         self.issued.append((org, person.id))
