@@ -176,6 +176,7 @@ class Keyring:
         self._wrap: KeyWrap | None = None
         self._authorities: dict[str, tuple[str, ca.SigningKey]] = {}
         self._credentials: dict[str, Credentials] = {}  # by certificate PEM: a reissued certificate is a new entry
+        self._crl_urls: dict[str, str | None] = {}  # the CRL each certificate names, by its PEM (a parse each call otherwise)
         self._crls: dict[str, tuple[frozenset[int], float, bytes]] = {}
 
     @property
@@ -310,7 +311,10 @@ class Keyring:
         """Whether a stored certificate may still sign for ``person``: same name, and naming this installation's CRL."""
         if row is None or row["name"] != person.name:
             return False
-        return ca.crl_url_of(row["cert_pem"].encode()) == self.crl_url(org)
+        cert_pem = row["cert_pem"]
+        if cert_pem not in self._crl_urls:
+            self._crl_urls[cert_pem] = ca.crl_url_of(cert_pem.encode())
+        return self._crl_urls[cert_pem] == self.crl_url(org)
 
     async def credentials(self, conn: asyncpg.Connection, org: str, person: PersonRef) -> Credentials:
         """The person's signing credentials for the function they sign in, issued on first use, and again when
