@@ -54,6 +54,8 @@ class SigningPages:
             raise LinkRefused("unknown", status=404, language=request.signer.language)
 
     async def pdf(self, link: SigningLink) -> bytes:
+        if (kept := self.deps.recent_blobs.get(link.document.pdf_sha256)) is not None:
+            return kept  # no connection taken for it
         async with self.deps.reader() as store:
             return await store.blob(link.document.pdf_sha256)
 
