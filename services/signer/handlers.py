@@ -171,9 +171,8 @@ async def on_document_completed(event: DocumentCompleted, store: SignerStore, *,
     submitter = event.submitted_by
     if submitter is None or not submitter.email:
         return
-    await store.grant_download(
+    await store.grant_download(  # under the document's filename
         document_id=event.document_id, org=event.org, person_id=submitter.id, pdf_sha256=event.pdf_sha256,
-        filename=await store.document_filename(event.document_id) or "document.pdf",
     )
     await store.publish(
         SendDownloadLink(

@@ -68,7 +68,9 @@ class SignerStore(Protocol):
     async def insert_token(self, token_hash: bytes, request_id: UUID, person_id: str, expires_at: datetime, mail_id: UUID) -> None: ...
     async def find_link(self, token_hash: bytes, *, lock: bool = False) -> SigningLink | None: ...
     async def revoke_links_of_mail(self, mail_id: UUID) -> None: ...
-    async def grant_download(self, *, document_id: UUID, org: str, person_id: str, pdf_sha256: str, filename: str) -> None: ...
+    async def grant_download(
+        self, *, document_id: UUID, org: str, person_id: str, pdf_sha256: str, filename: str | None = None
+    ) -> None: ...
     async def insert_download(
         self, token_hash: bytes, *, document_id: UUID, person_id: str, expires_at: datetime, mail_id: UUID
     ) -> bool: ...
@@ -362,10 +364,15 @@ class PostgresSignerStore(TransactionStore):
             sql = f"UPDATE signer.{table} SET revoked_at = now() WHERE mail_id = $1 AND revoked_at IS NULL"
             await self._conn.execute(sql, mail_id)
 
-    async def grant_download(self, *, document_id: UUID, org: str, person_id: str, pdf_sha256: str, filename: str) -> None:
+    async def grant_download(
+        self, *, document_id: UUID, org: str, person_id: str, pdf_sha256: str, filename: str | None = None
+    ) -> None:
+        """The person may download the signed PDF, under ``filename`` (by default :meth:`document_filename`, else
+        ``document.pdf``: read in the same statement)."""
         await self._conn.execute(
             "INSERT INTO signer.download_grants (document_id, person_id, org, pdf_sha256, filename)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            " VALUES ($1, $2, $3, $4, coalesce($5, (SELECT filename FROM signer.requests WHERE document_id = $1 LIMIT 1),"
+            " 'document.pdf')) ON CONFLICT DO NOTHING",
             document_id, person_id, org, pdf_sha256, filename,
         )
 

@@ -199,6 +199,15 @@ class TestSignerStore:
         assert (second.pdf_sha256, second.filename, second.org, second.expires_at, second.revoked_at) == ("e" * 64, "b.pdf", "default", NOW, None)
         assert first.revoked_at is not None and await store.find_download(b"d-0") is None
 
+    async def test_a_download_granted_without_a_filename_takes_the_documents(self, subject: Subject) -> None:
+        """No filename given: the download is named as the document's requests name it, or document.pdf without any."""
+        store, request, lone = subject.store, await requested(subject.store), uuid4()
+        await store.grant_download(document_id=request.document_id, org="default", person_id="elen", pdf_sha256="e" * 64)
+        await store.grant_download(document_id=lone, org="default", person_id="elen", pdf_sha256="e" * 64)
+        for token_hash, document_id in ((b"named", request.document_id), (b"unnamed", lone)):
+            await store.insert_download(token_hash, document_id=document_id, person_id="elen", expires_at=NOW, mail_id=uuid4())
+        assert [(await store.find_download(t)).filename for t in (b"named", b"unnamed")] == ["besluit.pdf", "document.pdf"]
+
     async def test_the_links_of_a_failed_mail_are_revoked(self, subject: Subject) -> None:
         """Signing and download links made for the mail are revoked; those of another mail are not."""
         store, mail_id = subject.store, uuid4()

@@ -210,7 +210,10 @@ class FakeSignerStore:
             if self.download_mails[token_hash] == mail_id and d.revoked_at is None:
                 self.downloads[token_hash] = replace(d, revoked_at=now)
 
-    async def grant_download(self, *, document_id: UUID, org: str, person_id: str, pdf_sha256: str, filename: str) -> None:
+    async def grant_download(
+        self, *, document_id: UUID, org: str, person_id: str, pdf_sha256: str, filename: str | None = None
+    ) -> None:
+        filename = filename or await self.document_filename(document_id) or "document.pdf"
         self.grants.setdefault((document_id, person_id), _Grant(org, pdf_sha256, filename))
 
     async def insert_download(
