@@ -89,7 +89,7 @@ async def _prepare_signing(event: SignatureRequested, store: SignerStore, docume
     """Issue the certificate now, so the signer does not wait for a key to be made, and find the
     [SIGnn] placeholders now, so pressing Sign does not wait for that either. Placeholders once found are
     never forgotten: a document read with them (every request after its first) is not locked to look again."""
-    await store.credentials(event.org, event.signer)
+    await store.prepare_credentials(event.org, event.signer)
     if find is not None and document.placeholders is None and await store.placeholders_unknown(event.document_id):
         await store.save_placeholders(event.document_id, await find(await store.blob(document.pdf_sha256)))
 

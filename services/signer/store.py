@@ -40,6 +40,7 @@ class SignerStore(Protocol):
         self, org: str, document_id: UUID, person_ids: Sequence[str], *, titles_of: str | None = None
     ) -> "RequestFacts": ...
     async def credentials(self, org: str, person: PersonRef) -> Credentials: ...
+    async def prepare_credentials(self, org: str, person: PersonRef) -> None: ...
     async def authority_certificate(self, org: str) -> str: ...
     async def crl(self, org: str) -> bytes: ...
 
@@ -210,6 +211,12 @@ class PostgresSignerStore(TransactionStore):
     async def credentials(self, org: str, person: PersonRef) -> Credentials:
         """The person's signing key and certificate, issued the first time they are asked for."""
         return await self._keys().credentials(self._conn, org, person)
+
+    async def prepare_credentials(self, org: str, person: PersonRef) -> None:
+        """:meth:`credentials` made ahead of the person's signature, unless this process handed hers out already
+        (a signature reads them anew, and issues new ones should they have been revoked since)."""
+        if not self._keys().handed_out(org, person):
+            await self.credentials(org, person)
 
     async def authority_certificate(self, org: str) -> str:
         """The org's root certificate (PEM), made the first time it is asked for."""

@@ -106,6 +106,9 @@ class FakeSignerStore:
         self.issued.append((org, person.id))
         return Credentials(key_der=b"key", cert_der=f"cert of {person.id}".encode(), chain_der=(b"root",))
 
+    async def prepare_credentials(self, org: str, person: PersonRef) -> None:
+        await self.credentials(org, person)
+
     async def crl(self, org: str) -> bytes:
         return f"crl of {org}".encode()
 
