@@ -17,7 +17,16 @@ from uuid import UUID
 
 import structlog
 
-from services.signer.domain import LinkGone, Links, MintedLink, SigningRequest, check_request, ensure_mintable, request_from
+from services.signer.domain import (
+    LinkGone,
+    Links,
+    MintedLink,
+    SignerDocument,
+    SigningRequest,
+    check_request,
+    ensure_mintable,
+    request_from,
+)
 from services.signer.pades import Placeholder
 from services.signer.store import SignerStore
 from services.signer.tokens import mint_token
@@ -70,19 +79,19 @@ def _mail_request(
 
 async def _checked_original(event: SignatureRequested, store: SignerStore) -> str:
     """The PDF intake accepted for the document, once the request passes :func:`check_request`."""
-    versions = await store.version_digests(event.document_id, event.org)
     represented = event.on_behalf_of or event.signer
-    people = {p.id: await store.directory_person(event.org, p.id) for p in (event.signer, represented)}
-    titles = await store.held_titles(event.org, represented.id) if event.signer.title else set()
-    return check_request(event, versions, people, titles)
+    people = list(dict.fromkeys((event.signer.id, represented.id)))  # one person, unless signing on another's behalf
+    facts = await store.request_facts(event.org, event.document_id, people, titles_of=represented.id if event.signer.title else None)
+    return check_request(event, facts.versions, facts.people, facts.titles)
 
 
-async def _prepare_signing(event: SignatureRequested, store: SignerStore, pdf_sha256: str, find: PlaceholderFinder | None) -> None:
+async def _prepare_signing(event: SignatureRequested, store: SignerStore, document: SignerDocument, find: PlaceholderFinder | None) -> None:
     """Issue the certificate now, so the signer does not wait for a key to be made, and find the
-    [SIGnn] placeholders now, so pressing Sign does not wait for that either."""
-    await store.credentials(event.org, event.signer)
-    if find is not None and await store.placeholders_unknown(event.document_id):
-        await store.save_placeholders(event.document_id, await find(await store.blob(pdf_sha256)))
+    [SIGnn] placeholders now, so pressing Sign does not wait for that either. Placeholders once found are
+    never forgotten: a document read with them (every request after its first) is not locked to look again."""
+    await store.prepare_credentials(event.org, event.signer)
+    if find is not None and document.placeholders is None and await store.placeholders_unknown(event.document_id):
+        await store.save_placeholders(event.document_id, await find(await store.blob(document.pdf_sha256)))
 
 
 async def on_signature_requested(
@@ -93,7 +102,7 @@ async def on_signature_requested(
     request = request_from(event)
     await store.insert_request(request)
     if event.action == "sign":
-        await _prepare_signing(event, store, document.pdf_sha256, find_placeholders)
+        await _prepare_signing(event, store, document, find_placeholders)
     kind = "reassigned" if event.replaces else "request"
     await store.publish(_mail_request(request, kind=kind, reminder=0, cause=event, links=links, due_at=event.due_at))
 
@@ -162,9 +171,8 @@ async def on_document_completed(event: DocumentCompleted, store: SignerStore, *,
     submitter = event.submitted_by
     if submitter is None or not submitter.email:
         return
-    await store.grant_download(
+    await store.grant_download(  # under the document's filename
         document_id=event.document_id, org=event.org, person_id=submitter.id, pdf_sha256=event.pdf_sha256,
-        filename=await store.document_filename(event.document_id) or "document.pdf",
     )
     await store.publish(
         SendDownloadLink(

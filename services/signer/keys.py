@@ -176,6 +176,8 @@ class Keyring:
         self._wrap: KeyWrap | None = None
         self._authorities: dict[str, tuple[str, ca.SigningKey]] = {}
         self._credentials: dict[str, Credentials] = {}  # by certificate PEM: a reissued certificate is a new entry
+        self._crl_urls: dict[str, str | None] = {}  # the CRL each certificate names, by its PEM (a parse each call otherwise)
+        self._handed_out: dict[tuple[str, str, str], str] = {}  # (org, person, title) -> the name credentials() was given
         self._crls: dict[str, tuple[frozenset[int], float, bytes]] = {}
 
     @property
@@ -310,7 +312,10 @@ class Keyring:
         """Whether a stored certificate may still sign for ``person``: same name, and naming this installation's CRL."""
         if row is None or row["name"] != person.name:
             return False
-        return ca.crl_url_of(row["cert_pem"].encode()) == self.crl_url(org)
+        cert_pem = row["cert_pem"]
+        if cert_pem not in self._crl_urls:
+            self._crl_urls[cert_pem] = ca.crl_url_of(cert_pem.encode())
+        return self._crl_urls[cert_pem] == self.crl_url(org)
 
     async def credentials(self, conn: asyncpg.Connection, org: str, person: PersonRef) -> Credentials:
         """The person's signing credentials for the function they sign in, issued on first use, and again when
@@ -342,7 +347,14 @@ class Keyring:
                 (_der(root_pem),),
             )
         self._credentials[row["cert_pem"]] = credentials
+        self._handed_out[(org, person.id, person.title)] = person.name
         return credentials
+
+    def handed_out(self, org: str, person: PersonRef) -> bool:
+        """Whether this process handed out the person's credentials in this function under this name before. Only
+        to spare preparing them again: a certificate revoked since in another process is not known here (signing
+        calls :meth:`credentials`, which reads the row every time)."""
+        return self._handed_out.get((org, person.id, person.title)) == person.name
 
     async def revoke(
         self, conn: asyncpg.Connection, org: str, person_id: str, *, title: str | None, reason: str, by: str, at: datetime
@@ -357,6 +369,8 @@ class Keyring:
                 person_id,
                 title,
             )
+            for r in rows:
+                self._handed_out.pop((org, r["person_id"], r["title"]), None)
             if not rows:
                 function = f" as `{title}`" if title is not None else ""
                 raise NothingToRevoke(f"`{person_id}` holds no certificate{function} in organisation `{org}`")

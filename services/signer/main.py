@@ -19,6 +19,7 @@ from services.signer.keys import Keyring, key_secret
 from services.signer.live import AuditFeed
 from services.signer.oidc import OidcClient, OidcConfig
 from services.signer.pades import SigningPool, find_placeholders
+from services.signer.recent import RecentBlobs
 from services.signer.render import RenderPool
 from services.signer.sessions import SessionPolicy
 from services.signer.signing import Stamping
@@ -84,7 +85,7 @@ def _links(settings: SignerSettings, portals: OrgPortals) -> Links:
     )
 
 
-def _consume(service: Service, keyring: Keyring, links: Links, workers: Workers) -> None:
+def _consume(service: Service, keyring: Keyring, links: Links, workers: Workers, recent: RecentBlobs) -> None:
     found = partial(handlers.on_signature_requested, links=links, find_placeholders=lambda pdf: workers.signing().run(find_placeholders, pdf))
     service.consume(
         SIGNER_EVENTS,
@@ -99,7 +100,7 @@ def _consume(service: Service, keyring: Keyring, links: Links, workers: Workers)
             DocumentWithdrawn: handlers.on_document_ended,
             NotificationFailed: handlers.on_notification_failed,
         },
-        store=lambda conn: PostgresSignerStore(conn, service.outbox, keyring),
+        store=lambda conn: PostgresSignerStore(conn, service.outbox, keyring, recent),
     )
 
 
@@ -113,7 +114,7 @@ def _stamping(settings: SignerSettings, secret: bytes) -> Stamping:
 
 def _http_deps(
     settings: SignerSettings, service: Service, keyring: Keyring, links: Links, workers: Workers, secret: bytes, feed: AuditFeed,
-    portals: OrgPortals,
+    portals: OrgPortals, recent: RecentBlobs,
 ) -> SignerHttpDeps:
     return SignerHttpDeps(
         pool=lambda: service.pool, keyring=keyring, signing_pool=workers.signing, render_pool=workers.render,
@@ -129,6 +130,7 @@ def _http_deps(
         verify_limits=VerifyLimits(
             max_bytes=int(settings.verify_max_mb * 1_048_576), seconds=settings.verify_seconds, per_minute=settings.verify_per_minute
         ),
+        recent_blobs=recent,
     )
 
 
@@ -158,6 +160,7 @@ def create_app(settings: SignerSettings | None = None) -> FastStream:
     keyring = Keyring(secret, settings.organisation_name, settings.public_url, token=token_config(settings))
     portals = OrgPortals(settings.org, settings.public_url)
     links, workers = _links(settings, portals), Workers(settings)
+    recent = RecentBlobs()  # one for the handlers and the pages: what one writes, the other reads next
 
     async def start() -> None:
         await workers.start()
@@ -171,11 +174,11 @@ def create_app(settings: SignerSettings | None = None) -> FastStream:
     portal = _portal(settings)
     service.app.after_shutdown(workers.stop)
     service.app.after_shutdown(portal.submitter.close)
-    _consume(service, keyring, links, workers)
+    _consume(service, keyring, links, workers, recent)
     feed = AuditFeed(lambda: asyncpg.connect(service.identity.database_url))  # one listener for every live stream
     service.loop(feed.run)
     service.loop(lambda: portals.run(service.pool))
     service.serve_http(
-        settings.signer_port, lambda: build_http(_http_deps(settings, service, keyring, links, workers, secret, feed, portals), portal)
+        settings.signer_port, lambda: build_http(_http_deps(settings, service, keyring, links, workers, secret, feed, portals, recent), portal)
     )
     return service.app

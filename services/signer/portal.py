@@ -145,6 +145,28 @@ SELECT i.document_id, i.org, i.flow_key, i.title, i.filename, i.submitted_by, i.
   FROM router.instances i LEFT JOIN router.groups g ON g.org = i.org AND g.key = i.group_key
 """
 
+_REPORTS = "coalesce((SELECT array_agg(q.id) FROM router.people q WHERE q.org = p.org AND q.manager = p.id), '{}')"
+_PERSON_WITH = """
+SELECT p.org, p.id, p.name, p.email, p.department, p.language,
+       coalesce((SELECT array_agg(g.key) FROM router.groups g WHERE g.org = p.org AND p.department = ANY(g.departments)),
+                '{{}}') AS groups,
+       coalesce((SELECT array_agg(r.key) FROM router.roles r WHERE r.org = p.org AND p.id = ANY(r.holders)), '{{}}') AS roles,
+       {reports} AS reports
+  FROM router.people p
+"""
+_PERSON = _PERSON_WITH.format(reports=_REPORTS)
+
+_PERSON_COLUMNS = ("org", "id", "name", "email", "department", "language", "groups", "roles", "reports")
+
+# One row whatever is found: the person's columns prefixed (both have an ``org``), NULL where she or it is not.
+# Her reports are not read: the policy does not weigh them, and finding them reads every person of the org
+# (there is no index on manager).
+_PERSON_AND_DOCUMENT = f"""
+WITH p AS ({_PERSON_WITH.format(reports="'{}'::text[]")} WHERE p.org = $1 AND p.id = $2), d AS ({_DOCUMENT} WHERE i.org = $1 AND i.document_id = $3)
+SELECT {", ".join(f"p.{c} AS person_{c}" for c in _PERSON_COLUMNS)}, d.*
+  FROM (SELECT) one LEFT JOIN p ON true LEFT JOIN d ON true
+"""
+
 _LISTS: dict[str, str] = {
     "submitted": "i.submitted_by->>'id' = $2",
     "signed": "EXISTS (SELECT 1 FROM router.requests r WHERE r.document_id = i.document_id AND r.person_id = $2"
@@ -156,6 +178,11 @@ _LISTS: dict[str, str] = {
 
 def _person_ref(stored: dict | None) -> PersonRef | None:
     return PersonRef.model_validate(stored) if stored else None
+
+
+def _person(row: asyncpg.Record, prefix: str = "") -> Person:
+    org, id_, name, email, department, language, groups, roles, reports = (row[prefix + c] for c in _PERSON_COLUMNS)
+    return Person(org, id_, name, email, department, language, frozenset(groups), frozenset(roles), frozenset(reports))
 
 
 def _document(row: asyncpg.Record) -> PortalDocument:
@@ -182,19 +209,17 @@ class PortalReader:
         self._conn = conn
 
     async def person(self, org: str, person_id: str) -> Person | None:
-        row = await self._conn.fetchrow(
-            "SELECT p.org, p.id, p.name, p.email, p.department, p.language,"
-            " coalesce((SELECT array_agg(g.key) FROM router.groups g WHERE g.org = p.org AND p.department = ANY(g.departments)),"
-            " '{}') AS groups,"
-            " coalesce((SELECT array_agg(r.key) FROM router.roles r WHERE r.org = p.org AND p.id = ANY(r.holders)), '{}') AS roles,"
-            " coalesce((SELECT array_agg(q.id) FROM router.people q WHERE q.org = p.org AND q.manager = p.id), '{}') AS reports"
-            " FROM router.people p WHERE p.org = $1 AND p.id = $2",
-            org, person_id,
+        row = await self._conn.fetchrow(_PERSON + " WHERE p.org = $1 AND p.id = $2", org, person_id)
+        return _person(row) if row else None
+
+    async def person_and_document(self, org: str, person_id: str, document_id: UUID) -> tuple[Person | None, PortalDocument | None]:
+        """:meth:`person` (without her ``reports``) and :meth:`document` in one round trip: what the policy weighs
+        for a signing link."""
+        row = await self._conn.fetchrow(_PERSON_AND_DOCUMENT, org, person_id, document_id)
+        return (
+            _person(row, "person_") if row["person_id"] is not None else None,
+            _document(row) if row["document_id"] is not None else None,
         )
-        if row is None:
-            return None
-        return Person(row["org"], row["id"], row["name"], row["email"], row["department"], row["language"],
-                      frozenset(row["groups"]), frozenset(row["roles"]), frozenset(row["reports"]))
 
     async def person_by_email(self, org: str, email: str) -> Person | None:
         """The directory person with this address (case does not matter), when exactly one has it."""

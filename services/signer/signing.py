@@ -7,6 +7,7 @@ spent token and the ``signature.signed`` event are committed together. The
 link is checked against the services' clock; the signature carries real time.
 """
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -110,8 +111,8 @@ async def _sign_pdf(store: SignerStore, link: SigningLink, signed_at: datetime, 
     result = await pdf_signer.sign(_signing_job(link, credentials, pdf, signed_at, stamping, crls, footer))
     if footer and not result.footer_stamped:  # signed before it came to Paraaf: a code no page shows is no use
         await store.forget_verification_code(request.document_id)
-    version = _Version(await store.put_blob(result.pdf), link.document.revision + 1, result.field_name)
-    await store.register_version(request.document_id, version.revision, request.org, version.pdf_sha256)
+    revision = link.document.revision + 1
+    version = _Version(await store.put_version(request.document_id, revision, request.org, result.pdf), revision, result.field_name)
     await store.record_signature(
         link, pdf_sha256=version.pdf_sha256, revision=version.revision, placeholders=result.placeholders,
         field_name=result.field_name, at=signed_at,
@@ -134,9 +135,15 @@ def _signed(link: SigningLink, version: _Version, signed_at: datetime) -> Signed
     )
 
 
-async def sign(store: SignerStore, token: str, *, now: datetime, pdf_signer: PdfSigner, stamping: Stamping) -> Decided:
-    """Sign (or approve) the request behind the link, in the caller's transaction."""
+async def sign(
+    store: SignerStore, token: str, *, now: datetime, pdf_signer: PdfSigner, stamping: Stamping,
+    admit: Callable[[SigningLink], Awaitable[None]] | None = None,
+) -> Decided:
+    """Sign (or approve) the request behind the link, in the caller's transaction; ``admit`` raises when the
+    link, good by its own rules and locked, must still not be used (the visibility policy)."""
     link = await _locked_link(store, token, now)
+    if admit is not None:
+        await admit(link)
     request, signed_at = link.request, wall_clock()  # the signature's own time is true time
     if request.action == "sign":
         version = await _sign_pdf(store, link, signed_at, pdf_signer, stamping)

@@ -7,7 +7,7 @@ of the same interface (tests/support/fakes/signer.py)."""
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from uuid import UUID
 
 import asyncpg
@@ -17,11 +17,12 @@ from services.signer import check
 from services.signer.domain import DirectoryPerson, Download, SignerDocument, SigningLink, SigningRequest
 from services.signer.keys import Credentials, Keyring
 from services.signer.pades import Placeholder
+from services.signer.recent import RecentBlobs
 from shared import blobs
 from shared.events import PersonRef
 from shared.messaging import Outbox, TransactionStore
 
-__all__ = ["PostgresSignerStore", "SignerStore"]
+__all__ = ["PostgresSignerStore", "RequestFacts", "SignerStore"]
 
 
 class SignerStore(Protocol):
@@ -32,9 +33,14 @@ class SignerStore(Protocol):
     async def blob(self, digest: str) -> bytes: ...
     async def put_blob(self, data: bytes) -> str: ...
     async def register_version(self, document_id: UUID, revision: int, org: str, digest: str) -> None: ...
+    async def put_version(self, document_id: UUID, revision: int, org: str, data: bytes) -> str: ...
     async def directory_person(self, org: str, person_id: str) -> DirectoryPerson | None: ...
     async def held_titles(self, org: str, person_id: str) -> set[str]: ...
+    async def request_facts(
+        self, org: str, document_id: UUID, person_ids: Sequence[str], *, titles_of: str | None = None
+    ) -> "RequestFacts": ...
     async def credentials(self, org: str, person: PersonRef) -> Credentials: ...
+    async def prepare_credentials(self, org: str, person: PersonRef) -> None: ...
     async def authority_certificate(self, org: str) -> str: ...
     async def crl(self, org: str) -> bytes: ...
 
@@ -63,11 +69,22 @@ class SignerStore(Protocol):
     async def insert_token(self, token_hash: bytes, request_id: UUID, person_id: str, expires_at: datetime, mail_id: UUID) -> None: ...
     async def find_link(self, token_hash: bytes, *, lock: bool = False) -> SigningLink | None: ...
     async def revoke_links_of_mail(self, mail_id: UUID) -> None: ...
-    async def grant_download(self, *, document_id: UUID, org: str, person_id: str, pdf_sha256: str, filename: str) -> None: ...
+    async def grant_download(
+        self, *, document_id: UUID, org: str, person_id: str, pdf_sha256: str, filename: str | None = None
+    ) -> None: ...
     async def insert_download(
         self, token_hash: bytes, *, document_id: UUID, person_id: str, expires_at: datetime, mail_id: UUID
     ) -> bool: ...
     async def find_download(self, token_hash: bytes) -> Download | None: ...
+
+
+class RequestFacts(NamedTuple):
+    """What :func:`~services.signer.domain.check_request` weighs: the document's versions (revision 0 first), the
+    people asked about as the directory has them (None: not in it), and the role titles one of them holds."""
+
+    versions: list[str]
+    people: dict[str, DirectoryPerson | None]
+    titles: set[str]
 
 
 def _placeholders_json(placeholders: Sequence[Placeholder]) -> list[dict]:
@@ -119,11 +136,15 @@ def _download(row: asyncpg.Record) -> Download:
 
 
 class PostgresSignerStore(TransactionStore):
-    """The signer's schema (and what it may read of others'), through the connection of one transaction."""
+    """The signer's schema (and what it may read of others'), through the connection of one transaction.
+    ``recent``: the PDFs the process keeps at hand (shared by its stores), read before the database."""
 
-    def __init__(self, conn: asyncpg.Connection, outbox: Outbox, keyring: Keyring | None = None) -> None:
+    def __init__(
+        self, conn: asyncpg.Connection, outbox: Outbox, keyring: Keyring | None = None, recent: RecentBlobs | None = None
+    ) -> None:
         super().__init__(conn, outbox)
         self._keyring = keyring
+        self._recent = recent if recent is not None else RecentBlobs(0)
 
     # What others keep.
 
@@ -131,13 +152,31 @@ class PostgresSignerStore(TransactionStore):
         return await blobs.version_digests(self._conn, document_id, org)
 
     async def blob(self, digest: str) -> bytes:
-        return await blobs.get_blob(self._conn, digest)
+        if (kept := self._recent.get(digest)) is not None:
+            return kept
+        data = await blobs.get_blob(self._conn, digest)
+        self._recent.keep(digest, data)
+        return data
 
     async def put_blob(self, data: bytes) -> str:
-        return await blobs.put_blob(self._conn, data)
+        digest = await blobs.put_blob(self._conn, data)
+        self._recent.keep(digest, data)  # should this transaction roll back, the bytes are still those of ``digest``
+        return digest
 
     async def register_version(self, document_id: UUID, revision: int, org: str, digest: str) -> None:
         await blobs.register_version(self._conn, document_id, revision, org, digest)
+
+    async def put_version(self, document_id: UUID, revision: int, org: str, data: bytes) -> str:
+        """:meth:`put_blob` and :meth:`register_version` in one statement (the version's reference to its blob is
+        checked at the statement's end, when the blob is there); returns the digest."""
+        digest = blobs.sha256_hex(data)
+        await self._conn.execute(
+            "WITH blob AS (INSERT INTO blobs.blob (sha256, size, data) VALUES ($4, $5, $6) ON CONFLICT DO NOTHING)"
+            " INSERT INTO blobs.versions (document_id, revision, org, sha256) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            document_id, revision, org, digest, len(data), data,
+        )
+        self._recent.keep(digest, data)
+        return digest
 
     async def directory_person(self, org: str, person_id: str) -> DirectoryPerson | None:
         """The person as the router's directory has them (the signer may read people and roles)."""
@@ -148,9 +187,36 @@ class PostgresSignerStore(TransactionStore):
         rows = await self._conn.fetch("SELECT title FROM router.roles WHERE org = $1 AND $2 = ANY(holders)", org, person_id)
         return {r["title"] for r in rows}
 
+    async def request_facts(
+        self, org: str, document_id: UUID, person_ids: Sequence[str], *, titles_of: str | None = None
+    ) -> "RequestFacts":
+        """What a request is checked against, in one statement: the document's :meth:`version_digests`, the
+        :meth:`directory_person` of each of ``person_ids``, and the :meth:`held_titles` of ``titles_of`` (one of
+        them; the titles of someone not in the directory are not read: nobody asks them of her)."""
+        rows = await self._conn.fetch(
+            "SELECT ARRAY(SELECT v.sha256 FROM blobs.versions v WHERE v.document_id = $4 AND v.org = $1"
+            "   ORDER BY v.revision) AS versions, p.id, p.name, p.email,"
+            " CASE WHEN p.id = $3 THEN ARRAY(SELECT r.title FROM router.roles r WHERE r.org = $1 AND p.id = ANY(r.holders))"
+            "   END AS titles"
+            " FROM (SELECT) one LEFT JOIN router.people p ON p.org = $1 AND p.id = ANY($2::text[])",
+            org, list(person_ids), titles_of, document_id,
+        )
+        facts = RequestFacts(list(rows[0]["versions"]), dict.fromkeys(person_ids), set())
+        for row in rows:
+            if row["id"] is not None:
+                facts.people[row["id"]] = DirectoryPerson(row["id"], row["name"], row["email"])
+                facts.titles.update(row["titles"] or ())
+        return facts
+
     async def credentials(self, org: str, person: PersonRef) -> Credentials:
         """The person's signing key and certificate, issued the first time they are asked for."""
         return await self._keys().credentials(self._conn, org, person)
+
+    async def prepare_credentials(self, org: str, person: PersonRef) -> None:
+        """:meth:`credentials` made ahead of the person's signature, unless this process handed hers out already
+        (a signature reads them anew, and issues new ones should they have been revoked since)."""
+        if not self._keys().handed_out(org, person):
+            await self.credentials(org, person)
 
     async def authority_certificate(self, org: str) -> str:
         """The org's root certificate (PEM), made the first time it is asked for."""
@@ -172,12 +238,13 @@ class PostgresSignerStore(TransactionStore):
     # Documents and requests.
 
     async def begin_document(self, document_id: UUID, org: str, original: str) -> SignerDocument:
-        """The document's PDF as the signer has it; begun from intake's ``original`` the first time."""
-        await self._conn.execute(
-            "INSERT INTO signer.documents (document_id, org, pdf_sha256) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        """The document's PDF as the signer has it; begun from intake's ``original`` the first time (then the insert
+        returns it: no read after)."""
+        begun = await self._conn.fetchrow(
+            "INSERT INTO signer.documents (document_id, org, pdf_sha256) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING *",
             document_id, org, original,
         )
-        return await self.document(document_id)  # type: ignore[return-value]
+        return _document(begun) if begun else await self.document(document_id)  # type: ignore[return-value]
 
     async def document(self, document_id: UUID) -> SignerDocument | None:
         row = await self._conn.fetchrow("SELECT * FROM signer.documents WHERE document_id = $1", document_id)
@@ -304,10 +371,15 @@ class PostgresSignerStore(TransactionStore):
             sql = f"UPDATE signer.{table} SET revoked_at = now() WHERE mail_id = $1 AND revoked_at IS NULL"
             await self._conn.execute(sql, mail_id)
 
-    async def grant_download(self, *, document_id: UUID, org: str, person_id: str, pdf_sha256: str, filename: str) -> None:
+    async def grant_download(
+        self, *, document_id: UUID, org: str, person_id: str, pdf_sha256: str, filename: str | None = None
+    ) -> None:
+        """The person may download the signed PDF, under ``filename`` (by default :meth:`document_filename`, else
+        ``document.pdf``: read in the same statement)."""
         await self._conn.execute(
             "INSERT INTO signer.download_grants (document_id, person_id, org, pdf_sha256, filename)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            " VALUES ($1, $2, $3, $4, coalesce($5, (SELECT filename FROM signer.requests WHERE document_id = $1 LIMIT 1),"
+            " 'document.pdf')) ON CONFLICT DO NOTHING",
             document_id, person_id, org, pdf_sha256, filename,
         )
 

@@ -17,7 +17,9 @@ the signing page reached from "To sign".
 
 import httpx
 
+from services.signer.http._pages import CSRF_COOKIE
 from services.signer.http._portal_auth import SESSION_COOKIE
+from services.signer.tokens import csrf_token, hash_token
 from tests.support.city import CITY_PEOPLE, DOCUMENTS, City, seed_city
 from tests.support.signer_harness import SignerHarness
 
@@ -131,6 +133,17 @@ async def test_the_signing_page_opens_from_to_sign_only_for_whoever_may_read_the
     mailed = await signer.link_for(city.requests[("T", "ann")])
     refused = await signer.client.get(mailed)
     assert refused.status_code == 404 and "Tuchtdossier" not in refused.text, "the shield holds on the mailed link too"
+
+
+async def test_pressing_sign_on_a_shielded_file_from_outside_its_group_signs_nothing(signer: SignerHarness) -> None:
+    """Ann's mailed link to the shielded file T, with a form as good as the page would have made: 404, nothing signed."""
+    city = await seed_city(signer)
+    mailed = await signer.link_for(city.requests[("T", "ann")])
+    signer.client.cookies.set(CSRF_COOKIE, "nonce-1", domain="signer.test", path="/s/")
+    form = {"csrf": csrf_token(b"test-csrf-secret", hash_token(mailed.rsplit("/", 1)[1]), "nonce-1")}
+    pressed = await signer.client.post(f"{mailed}/sign", data=form)
+    assert pressed.status_code == 404 and "Tuchtdossier" not in pressed.text
+    assert (await signer.document(city.documents["T"]))[0] == 0 and not await signer.published("signature.signed")
 
 
 async def test_a_search_reads_past_newer_documents_she_may_not_see(signer: SignerHarness) -> None:

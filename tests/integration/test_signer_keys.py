@@ -185,6 +185,23 @@ async def test_a_revoked_certificate_is_on_the_crl_and_never_signs_again(pool: a
     assert second.cert_der != first.cert_der
 
 
+async def test_credentials_prepared_once_are_not_read_again_but_a_signature_still_sees_a_revocation(pool: asyncpg.Pool) -> None:
+    """A request prepares a signer's credentials once a process (handed_out); under another name, or after a revocation
+    here, they are prepared again; revoked by another process, the next credentials (a signature's) are a new certificate."""
+    keyring, elsewhere = await _keyring(pool), await _keyring(pool)
+    async with pool.acquire() as conn:
+        assert not keyring.handed_out("default", ANN)
+        first = await keyring.credentials(conn, "default", ANN)
+        assert keyring.handed_out("default", ANN) and not keyring.handed_out("default", ANN.model_copy(update={"name": "Ann Aerts-Peeters"}))
+        await keyring.revoke(conn, "default", "ann.aerts", title=None, reason="lost card", by="test", at=datetime.now(UTC))
+        assert not keyring.handed_out("default", ANN)
+        second = await keyring.credentials(conn, "default", ANN)
+        await elsewhere.revoke(conn, "default", "ann.aerts", title=None, reason="lost again", by="test", at=datetime.now(UTC))
+        assert keyring.handed_out("default", ANN), "a revocation elsewhere is not known here"
+        third = await keyring.credentials(conn, "default", ANN)
+    assert len({first.cert_der, second.cert_der, third.cert_der}) == 3
+
+
 def _pem(der: bytes) -> bytes:
     return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
 

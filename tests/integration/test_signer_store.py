@@ -1,5 +1,6 @@
 """One contract, two stores: the in-memory FakeSignerStore the unit tests use behaves as PostgresSignerStore does."""
 
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -87,6 +88,15 @@ class TestSignerStore:
         with pytest.raises(BlobNotFound):
             await store.blob("0" * 64)
 
+    async def test_a_version_put_at_once_is_its_blob_and_its_revision(self, subject: Subject) -> None:
+        """put_version stores the bytes under their digest and lists them as the revision; again, it changes nothing."""
+        store, document_id = subject.store, uuid4()
+        first = await store.put_version(document_id, 0, "default", b"first")
+        assert first == hashlib.sha256(b"first").hexdigest()
+        assert await store.put_version(document_id, 1, "default", b"second") != first
+        assert await store.put_version(document_id, 1, "default", b"second") == hashlib.sha256(b"second").hexdigest()
+        assert [await store.blob(d) for d in await store.version_digests(document_id, "default")] == [b"first", b"second"]
+
     async def test_the_directory_is_read_with_the_titles_a_person_holds(self, subject: Subject) -> None:
         """A person in the router's directory is found with name and address, and their role titles; others are not."""
         await subject.in_directory(ANN, "schepen")
@@ -94,6 +104,21 @@ class TestSignerStore:
         assert (person.name, person.email) == ("Ann Aerts", "ann@x.be")
         assert await subject.store.held_titles("default", "ann") == {"schepen"}
         assert await subject.store.directory_person("default", "bart") is None
+
+    async def test_a_request_reads_versions_people_and_titles_together(self, subject: Subject) -> None:
+        """request_facts: the document's versions as version_digests reads them, each asked person as directory_person
+        reads her (None when absent), and the titles held by ``titles_of`` only (none when she is not in the
+        directory, or no one's titles are asked)."""
+        store, document_id = subject.store, uuid4()
+        await subject.in_directory(ANN, "schepen")
+        await subject.in_directory(PersonRef(id="bart", name="Bart Baert", email="bart@x.be"), "burgemeester")
+        await store.register_version(document_id, 1, "default", second := await store.put_blob(b"two"))
+        await store.register_version(document_id, 0, "default", first := await store.put_blob(b"one"))
+        versions, people, titles = await store.request_facts("default", document_id, ["ann", "bart", "nobody"], titles_of="ann")
+        assert versions == [first, second] and titles == {"schepen"}
+        assert (people["ann"].name, people["ann"].email, people["bart"].name, people["nobody"]) == ("Ann Aerts", "ann@x.be", "Bart Baert", None)
+        assert (await store.request_facts("default", document_id, ["bart"])).titles == set()
+        assert await store.request_facts("othercity", document_id, ["ann"], titles_of="ann") == ([], {"ann": None}, set())
 
     async def test_a_document_begins_once_and_keeps_its_first_placeholders(self, subject: Subject) -> None:
         """Beginning twice keeps the first PDF; placeholders are unknown until saved, then kept; the status ends."""
@@ -173,6 +198,15 @@ class TestSignerStore:
         first, second = await store.find_download(b"d-1"), await store.find_download(b"d-2")
         assert (second.pdf_sha256, second.filename, second.org, second.expires_at, second.revoked_at) == ("e" * 64, "b.pdf", "default", NOW, None)
         assert first.revoked_at is not None and await store.find_download(b"d-0") is None
+
+    async def test_a_download_granted_without_a_filename_takes_the_documents(self, subject: Subject) -> None:
+        """No filename given: the download is named as the document's requests name it, or document.pdf without any."""
+        store, request, lone = subject.store, await requested(subject.store), uuid4()
+        await store.grant_download(document_id=request.document_id, org="default", person_id="elen", pdf_sha256="e" * 64)
+        await store.grant_download(document_id=lone, org="default", person_id="elen", pdf_sha256="e" * 64)
+        for token_hash, document_id in ((b"named", request.document_id), (b"unnamed", lone)):
+            await store.insert_download(token_hash, document_id=document_id, person_id="elen", expires_at=NOW, mail_id=uuid4())
+        assert [(await store.find_download(t)).filename for t in (b"named", b"unnamed")] == ["besluit.pdf", "document.pdf"]
 
     async def test_the_links_of_a_failed_mail_are_revoked(self, subject: Subject) -> None:
         """Signing and download links made for the mail are revoked; those of another mail are not."""

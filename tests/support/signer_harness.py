@@ -22,6 +22,7 @@ from services.signer.domain import Links
 from services.signer.http import PortalConfig, SignerHttpDeps, build_http
 from services.signer.keys import Keyring
 from services.signer.pades import SigningPool, find_placeholders
+from services.signer.recent import RecentBlobs
 from services.signer.render import RenderPool
 from services.signer.signing import Stamping
 from services.signer.store import PostgresSignerStore
@@ -58,6 +59,7 @@ class SignerHarness:
         self.signing_pool = signing_pool
         self.render_pool = render_pool
         self.outbox = Outbox("signer")
+        self.recent_blobs = RecentBlobs()  # shared by the handlers and the app, as in the service
         self.keyring = Keyring(KEY_SECRET.encode(), "Stad Testegem", public_url)  # public_url: certificates name its CRL
         self.verify_pool = WorkerPool(1)
         self.pool: asyncpg.Pool
@@ -82,6 +84,7 @@ class SignerHarness:
                 render_pool=lambda: self.render_pool,
                 verify_pool=lambda: self.verify_pool,
                 outbox=self.outbox,
+                recent_blobs=self.recent_blobs,
                 csrf_secret=b"test-csrf-secret",
                 **{
                     "stamping": Stamping(),
@@ -111,7 +114,7 @@ class SignerHarness:
 
     async def in_store(self, work: Callable[[PostgresSignerStore], Awaitable[Any]]) -> Any:
         """``work`` on the signer's store, in a transaction, as the consumer edge runs a handler."""
-        return await self.in_transaction(lambda conn: work(PostgresSignerStore(conn, self.outbox, self.keyring)))
+        return await self.in_transaction(lambda conn: work(PostgresSignerStore(conn, self.outbox, self.keyring, self.recent_blobs)))
 
     async def new_document(self, pdf: bytes) -> tuple[UUID, str]:
         """A PDF intake accepted: stored, and registered as the first version of a new document."""

@@ -13,6 +13,7 @@ from services.signer.domain import Links
 from services.signer.keys import Keyring
 from services.signer.live import AuditFeed
 from services.signer.pades import SigningPool
+from services.signer.recent import RecentBlobs
 from services.signer.render import RenderPool
 from services.signer.signing import Stamping
 from services.signer.store import PostgresSignerStore
@@ -60,6 +61,8 @@ class SignerHttpDeps:
     check_limits: CheckLimits = field(default_factory=CheckLimits)
     # Many cities on one signer: the organisation a page is for, by the Host it is asked on; None: always ``org``.
     portals: OrgPortals | None = None
+    # The PDFs the process read or wrote last (the same object its event handlers' stores use).
+    recent_blobs: RecentBlobs = field(default_factory=RecentBlobs)
 
     def org_at(self, request: HTTPConnection) -> str:
         """The organisation whose portal ``request`` was made on (its Host); the installation's own (``org``) for any other."""
@@ -72,10 +75,10 @@ class SignerHttpDeps:
     async def store(self) -> AsyncIterator[PostgresSignerStore]:
         """The signer's store in a transaction of its own."""
         async with self.pool().acquire() as conn, conn.transaction():
-            yield PostgresSignerStore(conn, self.outbox, self.keyring)
+            yield PostgresSignerStore(conn, self.outbox, self.keyring, self.recent_blobs)
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[PostgresSignerStore]:
         """The signer's store for reading, outside any transaction."""
         async with self.pool().acquire() as conn:
-            yield PostgresSignerStore(conn, self.outbox, self.keyring)
+            yield PostgresSignerStore(conn, self.outbox, self.keyring, self.recent_blobs)

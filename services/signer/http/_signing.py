@@ -35,24 +35,27 @@ class SigningPages:
         portal (``asked``'s Host) it is answered as if it did not exist."""
         async with self.deps.pool().acquire() as conn:  # one connection for both: each one taken is a reset query
             link = await signing.open_link(PostgresSignerStore(conn, self.deps.outbox, self.deps.keyring), token, self.deps.now())
-            if asked is not None and link.request.org != self.deps.org_at(asked):
-                raise LinkRefused("unknown", status=404, language=link.request.signer.language)
-            await self.check_policy(conn, link)
+            await self.admit(conn, link, asked)
         return link
+
+    async def admit(self, conn: asyncpg.Connection, link: SigningLink, asked: Request | None) -> None:
+        """What holds beyond the link's own rules: asked on its organisation's portal, and the visibility policy."""
+        if asked is not None and link.request.org != self.deps.org_at(asked):
+            raise LinkRefused("unknown", status=404, language=link.request.signer.language)
+        await self.check_policy(conn, link)
 
     @staticmethod
     async def check_policy(conn: asyncpg.Connection, link: SigningLink) -> None:
         """A link is the capability to sign, but the visibility policy still holds: someone it keeps out (asked for a
         shielded group's document from outside the group) is answered as if the link did not exist."""
-        request, reader = link.request, PortalReader(conn)
-        person, document = (
-            await reader.person(request.org, request.signer.id),
-            await reader.document(request.org, request.document_id),
-        )
+        request = link.request
+        person, document = await PortalReader(conn).person_and_document(request.org, request.signer.id, request.document_id)
         if person is not None and document is not None and document.seen_by(person) < Access.FULL:
             raise LinkRefused("unknown", status=404, language=request.signer.language)
 
     async def pdf(self, link: SigningLink) -> bytes:
+        if (kept := self.deps.recent_blobs.get(link.document.pdf_sha256)) is not None:
+            return kept  # no connection taken for it
         async with self.deps.reader() as store:
             return await store.blob(link.document.pdf_sha256)
 
@@ -157,10 +160,15 @@ async def sign_once(shared: SigningPages, token: str, asked: Request | None = No
     visibility policy, then one transaction of its own. Raises LinkRefused, or SigningUnavailable (rolled back, the
     link still works) once a time-stamping failure has been reported."""
     deps = shared.deps
-    await shared.open(token, asked)
     try:
-        async with deps.signing_pool().turn(), deps.store() as store:
-            done = await signing.sign(store, token, now=deps.now(), pdf_signer=deps.signing_pool(), stamping=deps.stamping)
+        # The link is found (and locked) once, in the signature's own transaction, and admitted there: reading it
+        # first outside as well cost a round trip more a signature. The policy's reads take no locks.
+        async with deps.signing_pool().turn(), deps.pool().acquire() as conn, conn.transaction():
+            store = PostgresSignerStore(conn, deps.outbox, deps.keyring, deps.recent_blobs)
+            done = await signing.sign(
+                store, token, now=deps.now(), pdf_signer=deps.signing_pool(), stamping=deps.stamping,
+                admit=lambda link: shared.admit(conn, link, asked),
+            )
     except SigningUnavailable as error:
         structlog.get_logger().warning("signing unavailable", error=str(error))
         if isinstance(error, TimestampUnavailable):

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from services.signer.domain import DirectoryPerson, Download, SignerDocument, SigningLink, SigningRequest
 from services.signer.keys import Credentials
 from services.signer.pades import Placeholder
+from services.signer.store import RequestFacts
 from shared.blobs import BlobNotFound
 from shared.events import PersonRef
 
@@ -82,15 +83,31 @@ class FakeSignerStore:
     async def register_version(self, document_id: UUID, revision: int, org: str, digest: str) -> None:
         self.versions.setdefault((document_id, org), {}).setdefault(revision, digest)
 
+    async def put_version(self, document_id: UUID, revision: int, org: str, data: bytes) -> str:
+        digest = await self.put_blob(data)
+        await self.register_version(document_id, revision, org, digest)
+        return digest
+
     async def directory_person(self, org: str, person_id: str) -> DirectoryPerson | None:
         return self.people.get((org, person_id))
 
     async def held_titles(self, org: str, person_id: str) -> set[str]:
         return set(self.titles.get((org, person_id), set()))
 
+    async def request_facts(
+        self, org: str, document_id: UUID, person_ids: Sequence[str], *, titles_of: str | None = None
+    ) -> RequestFacts:
+        people = {person_id: self.people.get((org, person_id)) for person_id in person_ids}
+        titled = titles_of is not None and people.get(titles_of) is not None
+        titles = await self.held_titles(org, titles_of) if titled else set()  # type: ignore[arg-type]
+        return RequestFacts(await self.version_digests(document_id, org), people, titles)
+
     async def credentials(self, org: str, person: PersonRef) -> Credentials:
         self.issued.append((org, person.id))
         return Credentials(key_der=b"key", cert_der=f"cert of {person.id}".encode(), chain_der=(b"root",))
+
+    async def prepare_credentials(self, org: str, person: PersonRef) -> None:
+        await self.credentials(org, person)
 
     async def crl(self, org: str) -> bytes:
         return f"crl of {org}".encode()
@@ -196,7 +213,10 @@ class FakeSignerStore:
             if self.download_mails[token_hash] == mail_id and d.revoked_at is None:
                 self.downloads[token_hash] = replace(d, revoked_at=now)
 
-    async def grant_download(self, *, document_id: UUID, org: str, person_id: str, pdf_sha256: str, filename: str) -> None:
+    async def grant_download(
+        self, *, document_id: UUID, org: str, person_id: str, pdf_sha256: str, filename: str | None = None
+    ) -> None:
+        filename = filename or await self.document_filename(document_id) or "document.pdf"
         self.grants.setdefault((document_id, person_id), _Grant(org, pdf_sha256, filename))
 
     async def insert_download(
