@@ -4,6 +4,7 @@ what a signer, a forger and an attacker get from each link."""
 import hashlib
 import io
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import pytest
 from PIL import Image
@@ -377,8 +378,9 @@ async def test_with_the_time_stamping_service_down_nothing_is_signed_and_the_lin
 
 async def test_opening_the_signing_page_draws_its_first_picture_in_the_same_job(signer: SignerHarness) -> None:
     """Once the page has opened, its first picture is at hand for the browser (no second job, no second PDF fetch),
-    and the picture route answers with exactly it."""
-    document = await signer.new_document(make_pdf(2))
+    and the picture route answers with exactly it. The PDF is this test's own: the harness's pictures are kept by the
+    PDF's digest, and another test's identical PDF may have been drawn already."""
+    document = await signer.new_document(make_pdf(2, text=f"first look {uuid4()}"))
     _, link = await signer.request(document, ANN)
     _, pdf = await signer.document(document[0])
     digest = hashlib.sha256(pdf).hexdigest()
