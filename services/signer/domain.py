@@ -11,6 +11,7 @@ from uuid import UUID
 from services.signer.pades import Placeholder
 from shared.events import PersonRef, SignatureRequested
 from shared.messaging import PermanentError
+from shared.visibility import DocumentFacts, Viewer
 
 __all__ = [
     "DirectoryPerson",
@@ -19,6 +20,7 @@ __all__ = [
     "LinkRefused",
     "Links",
     "MintedLink",
+    "PolicyFacts",
     "ReasonRequired",
     "SignerDocument",
     "SigningLink",
@@ -75,8 +77,18 @@ class SignerDocument:
 
 
 @dataclass(frozen=True)
+class PolicyFacts:
+    """What the visibility policy weighs for a link: its person as a viewer and its document's facts, as the router
+    has them (None where it has not)."""
+
+    viewer: Viewer | None
+    document: DocumentFacts | None
+
+
+@dataclass(frozen=True)
 class SigningLink:
-    """A signing link's token with its request, its document and the steps of the document still open."""
+    """A signing link's token with its request, its document and the steps of the document still open; ``policy``:
+    the visibility policy's facts when they were read with it (None: they are still to be read)."""
 
     token_hash: bytes
     person_id: str
@@ -86,6 +98,7 @@ class SigningLink:
     used_at: datetime | None = None
     revoked_at: datetime | None = None
     open_steps: tuple[int, ...] = ()
+    policy: PolicyFacts | None = None
 
 
 @dataclass(frozen=True)

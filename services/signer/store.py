@@ -17,6 +17,7 @@ from services.signer import check
 from services.signer.domain import DirectoryPerson, Download, SignerDocument, SigningLink, SigningRequest
 from services.signer.keys import Credentials, Keyring
 from services.signer.pades import Placeholder
+from services.signer.portal import LINK_POLICY_COLUMNS, LINK_POLICY_JOINS, link_policy
 from services.signer.recent import RecentBlobs
 from shared import blobs
 from shared.events import PersonRef
@@ -124,7 +125,7 @@ def _link(row: asyncpg.Record) -> SigningLink:
     return SigningLink(
         token_hash=row["token_hash"], person_id=row["person_id"], expires_at=row["expires_at"],
         request=_request(row), document=_document(row, "document_"), used_at=row["used_at"],
-        revoked_at=row["revoked_at"], open_steps=tuple(row["open_steps"]),
+        revoked_at=row["revoked_at"], open_steps=tuple(row["open_steps"]), policy=link_policy(row),
     )
 
 
@@ -350,17 +351,17 @@ class PostgresSignerStore(TransactionStore):
     async def find_link(self, token_hash: bytes, *, lock: bool = False) -> SigningLink | None:
         """The token with its request and document, or None when no such link was ever made.
 
-        ``open_steps``: the steps of the document's open requests. ``lock`` locks the token, the
-        request and the document (signatures on one document are made one after the other), all
-        in this one round trip."""
+        ``open_steps``: the steps of the document's open requests; ``policy``: what the visibility policy weighs
+        (its person and document as the router has them). ``lock`` locks the token, the request and the document
+        (signatures on one document are made one after the other), all in this one round trip."""
         row = await self._conn.fetchrow(
             "SELECT t.token_hash, t.expires_at, t.used_at, t.revoked_at, t.person_id, r.*, d.status AS document_status,"
             " d.pdf_sha256 AS document_pdf_sha256, d.revision AS document_revision,"
             " d.placeholders AS document_placeholders,"
             " ARRAY(SELECT e.step FROM signer.requests e WHERE e.document_id = r.document_id"
-            "       AND e.status = 'pending') AS open_steps"
+            "       AND e.status = 'pending') AS open_steps, " + LINK_POLICY_COLUMNS +
             " FROM signer.tokens t JOIN signer.requests r USING (request_id) JOIN signer.documents d USING (document_id)"
-            " WHERE t.token_hash = $1" + (" FOR UPDATE OF t, r, d" if lock else ""),
+            + LINK_POLICY_JOINS + " WHERE t.token_hash = $1" + (" FOR UPDATE OF t, r, d" if lock else ""),
             token_hash,
         )
         return _link(row) if row else None

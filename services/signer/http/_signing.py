@@ -7,7 +7,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.signer import signing
-from services.signer.domain import LinkRefused, ReasonRequired, SigningLink, check_download
+from services.signer.domain import LinkRefused, PolicyFacts, ReasonRequired, SigningLink, check_download
 from services.signer.http._deps import SignerHttpDeps
 from services.signer.http._pages import CSRF_COOKIE, Pages, SigningView
 from services.signer.i18n import texts
@@ -19,7 +19,7 @@ from services.signer.tokens import csrf_valid, hash_token
 from shared.events import TimestampFailed
 from shared.http import pdf_response
 from shared.metrics import SIGNATURES
-from shared.visibility import Access
+from shared.visibility import Access, access
 
 __all__ = ["SigningPages", "download_routes", "sign_once", "signing_routes"]
 
@@ -48,9 +48,11 @@ class SigningPages:
     async def check_policy(conn: asyncpg.Connection, link: SigningLink) -> None:
         """A link is the capability to sign, but the visibility policy still holds: someone it keeps out (asked for a
         shielded group's document from outside the group) is answered as if the link did not exist."""
-        request = link.request
-        person, document = await PortalReader(conn).person_and_document(request.org, request.signer.id, request.document_id)
-        if person is not None and document is not None and document.seen_by(person) < Access.FULL:
+        request, facts = link.request, link.policy
+        if facts is None:  # not read with the link
+            person, document = await PortalReader(conn).person_and_document(request.org, request.signer.id, request.document_id)
+            facts = PolicyFacts(person.viewer if person else None, document.facts if document else None)
+        if facts.viewer is not None and facts.document is not None and access(facts.viewer, facts.document) < Access.FULL:
             raise LinkRefused("unknown", status=404, language=request.signer.language)
 
     async def pdf(self, link: SigningLink) -> bytes:
