@@ -14,7 +14,7 @@ from typing import Protocol
 
 import structlog
 
-from services.signer.domain import SigningLink, check_link, decline_reason
+from services.signer.domain import SigningLink, SigningRequest, check_link, decline_reason
 from services.signer.fonts import DEFAULT_FONT
 from services.signer.keys import Credentials
 from services.signer.pades import SigningJob, SigningResult
@@ -25,7 +25,7 @@ from services.signer.verification import footer_text, new_code, new_secret, secr
 from shared.clock import wall_clock
 from shared.events import SignatureDeclined, Signed
 
-__all__ = ["Decided", "PdfSigner", "Stamping", "decline", "open_link", "sign"]
+__all__ = ["Decided", "PdfSigner", "Stamping", "decline", "open_link", "open_page", "sign"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,12 @@ class PdfSigner(Protocol):
 
 async def open_link(store: SignerStore, token: str, now: datetime) -> SigningLink:
     return check_link(await store.find_link(hash_token(token)), now)
+
+
+async def open_page(store: SignerStore, token: str, now: datetime) -> tuple[SigningLink, list[SigningRequest]]:
+    """:func:`open_link` and who signed the document before, for its signing page, in one round trip."""
+    link, signed = await store.find_link_and_signed(hash_token(token))
+    return check_link(link, now), signed
 
 
 async def _locked_link(store: SignerStore, token: str, now: datetime) -> SigningLink:

@@ -5,9 +5,9 @@ router, and the keys it signs with. :class:`PostgresSignerStore` keeps them
 in PostgreSQL, inside the caller's transaction; tests use an in-memory fake
 of the same interface (tests/support/fakes/signer.py)."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 import asyncpg
@@ -69,6 +69,7 @@ class SignerStore(Protocol):
     # Links.
     async def insert_token(self, token_hash: bytes, request_id: UUID, person_id: str, expires_at: datetime, mail_id: UUID) -> None: ...
     async def find_link(self, token_hash: bytes, *, lock: bool = False) -> SigningLink | None: ...
+    async def find_link_and_signed(self, token_hash: bytes) -> tuple[SigningLink | None, list[SigningRequest]]: ...
     async def revoke_links_of_mail(self, mail_id: UUID) -> None: ...
     async def grant_download(
         self, *, document_id: UUID, org: str, person_id: str, pdf_sha256: str, filename: str | None = None
@@ -102,7 +103,7 @@ def _person(stored: dict | None) -> PersonRef | None:
     return PersonRef.model_validate(stored) if stored else None
 
 
-def _request(row: asyncpg.Record) -> SigningRequest:
+def _request(row: Mapping[str, Any]) -> SigningRequest:
     return SigningRequest(
         request_id=row["request_id"], document_id=row["document_id"], org=row["org"], step=row["step"],
         step_count=row["step_count"], action=row["action"], signer=PersonRef.model_validate(row["signer"]),
@@ -134,6 +135,34 @@ def _download(row: asyncpg.Record) -> Download:
         token_hash=row["token_hash"], document_id=row["document_id"], org=row["org"], person_id=row["person_id"],
         pdf_sha256=row["pdf_sha256"], filename=row["filename"], expires_at=row["expires_at"], revoked_at=row["revoked_at"],
     )
+
+
+def _find_link_sql(more: str = "", lock: bool = False) -> str:
+    return (
+        "SELECT t.token_hash, t.expires_at, t.used_at, t.revoked_at, t.person_id, r.*, d.status AS document_status,"
+        " d.pdf_sha256 AS document_pdf_sha256, d.revision AS document_revision,"
+        " d.placeholders AS document_placeholders,"
+        " ARRAY(SELECT e.step FROM signer.requests e WHERE e.document_id = r.document_id"
+        "       AND e.status = 'pending') AS open_steps, " + LINK_POLICY_COLUMNS + more +
+        " FROM signer.tokens t JOIN signer.requests r USING (request_id) JOIN signer.documents d USING (document_id)"
+        + LINK_POLICY_JOINS + " WHERE t.token_hash = $1" + (" FOR UPDATE OF t, r, d" if lock else "")
+    )
+
+
+_FIND_LINK, _FIND_LOCKED_LINK = _find_link_sql(), _find_link_sql(lock=True)
+_FIND_LINK_AND_SIGNED = _find_link_sql(  # as JSON: asyncpg decodes no composite type with a jsonb column
+    ", (SELECT coalesce(jsonb_agg(to_jsonb(s) ORDER BY s.decided_at), '[]') FROM signer.requests s"
+    "   WHERE s.document_id = r.document_id AND s.status = 'signed') AS signed_before"
+)
+
+
+def _request_from_json(stored: dict) -> SigningRequest:
+    """A request as ``to_jsonb`` gives its row: ids and times as text."""
+    decided_at = stored["decided_at"]
+    return _request({
+        **stored, "request_id": UUID(stored["request_id"]), "document_id": UUID(stored["document_id"]),
+        "decided_at": datetime.fromisoformat(decided_at) if decided_at else None,
+    })
 
 
 class PostgresSignerStore(TransactionStore):
@@ -348,22 +377,18 @@ class PostgresSignerStore(TransactionStore):
             token_hash, request_id, person_id, expires_at, mail_id,
         )
 
+    async def find_link_and_signed(self, token_hash: bytes) -> tuple[SigningLink | None, list[SigningRequest]]:
+        """:meth:`find_link` and the :meth:`signed_before` of its document in one round trip, for the signing page."""
+        row = await self._conn.fetchrow(_FIND_LINK_AND_SIGNED, token_hash)
+        return (_link(row), [_request_from_json(r) for r in row["signed_before"]]) if row else (None, [])
+
     async def find_link(self, token_hash: bytes, *, lock: bool = False) -> SigningLink | None:
         """The token with its request and document, or None when no such link was ever made.
 
         ``open_steps``: the steps of the document's open requests; ``policy``: what the visibility policy weighs
         (its person and document as the router has them). ``lock`` locks the token, the request and the document
         (signatures on one document are made one after the other), all in this one round trip."""
-        row = await self._conn.fetchrow(
-            "SELECT t.token_hash, t.expires_at, t.used_at, t.revoked_at, t.person_id, r.*, d.status AS document_status,"
-            " d.pdf_sha256 AS document_pdf_sha256, d.revision AS document_revision,"
-            " d.placeholders AS document_placeholders,"
-            " ARRAY(SELECT e.step FROM signer.requests e WHERE e.document_id = r.document_id"
-            "       AND e.status = 'pending') AS open_steps, " + LINK_POLICY_COLUMNS +
-            " FROM signer.tokens t JOIN signer.requests r USING (request_id) JOIN signer.documents d USING (document_id)"
-            + LINK_POLICY_JOINS + " WHERE t.token_hash = $1" + (" FOR UPDATE OF t, r, d" if lock else ""),
-            token_hash,
-        )
+        row = await self._conn.fetchrow(_FIND_LOCKED_LINK if lock else _FIND_LINK, token_hash)
         return _link(row) if row else None
 
     async def revoke_links_of_mail(self, mail_id: UUID) -> None:

@@ -178,13 +178,18 @@ class TestSignerStore:
         assert [r.request_id for r in await store.signed_before(request.document_id)] == [request.request_id]
 
     async def test_signed_before_lists_signatures_first_signed_first(self, subject: Subject) -> None:
-        """Two approvals recorded out of order come back in the order they were made."""
+        """Two approvals recorded out of order come back in the order they were made, also with a link of the document
+        (as its signing page reads them), whole."""
         store = subject.store
         first = await requested(store)
         second = await requested(store, 2, first.document_id)
         await store.mark_decided(await linked(store, second), status="signed", at=NOW + timedelta(hours=1))
         await store.mark_decided(await linked(store, first), status="signed", at=NOW)
         assert [r.step for r in await store.signed_before(first.document_id)] == [1, 2]
+        third = await linked(store, await requested(store, 3, first.document_id))
+        link, signed = await store.find_link_and_signed(third.token_hash)
+        assert (link, signed) == (third, await store.signed_before(first.document_id))
+        assert await store.find_link_and_signed(b"nobody made this") == (None, [])
 
     async def test_a_download_needs_a_grant_and_a_new_one_revokes_the_last(self, subject: Subject) -> None:
         """Without a grant no link is made; with one the link carries the grant's PDF and name; the next revokes it."""

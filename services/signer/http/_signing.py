@@ -7,7 +7,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.signer import signing
-from services.signer.domain import LinkRefused, PolicyFacts, ReasonRequired, SigningLink, check_download
+from services.signer.domain import LinkRefused, PolicyFacts, ReasonRequired, SigningLink, SigningRequest, check_download
 from services.signer.http._deps import SignerHttpDeps
 from services.signer.http._pages import CSRF_COOKIE, Pages, SigningView
 from services.signer.i18n import texts
@@ -38,6 +38,14 @@ class SigningPages:
             await self.admit(conn, link, asked)
         return link
 
+    async def open_page(self, token: str, asked: Request) -> tuple[SigningLink, list[SigningRequest]]:
+        """:meth:`open`, with who signed the document before (the signing page shows them) read in the same round trip."""
+        async with self.deps.pool().acquire() as conn:
+            store = PostgresSignerStore(conn, self.deps.outbox, self.deps.keyring)
+            link, signed = await signing.open_page(store, token, self.deps.now())
+            await self.admit(conn, link, asked)
+        return link, signed
+
     async def admit(self, conn: asyncpg.Connection, link: SigningLink, asked: Request | None) -> None:
         """What holds beyond the link's own rules: asked on its organisation's portal, and the visibility policy."""
         if asked is not None and link.request.org != self.deps.org_at(asked):
@@ -62,13 +70,20 @@ class SigningPages:
             return await store.blob(link.document.pdf_sha256)
 
     async def page(
-        self, request: Request, token: str, link: SigningLink, *, error: str | None = None, status: int = 200
+        self, request: Request, token: str, link: SigningLink, *, error: str | None = None, status: int = 200,
+        signed_before: list[SigningRequest] | None = None,
     ) -> HTMLResponse:
+        """The signing page; ``signed_before`` is read here unless given (a connection is taken only for what is
+        not at hand: the PDF is needed only when its pages are to be measured)."""
         digest, renderer = link.document.pdf_sha256, self.deps.render_pool()
         sizes = renderer.known_sizes(digest)
-        async with self.deps.reader() as store:
-            signed_before = await store.signed_before(link.request.document_id)
-            pdf = await store.blob(digest) if sizes is None else None  # the PDF only when its pages are to be measured
+        pdf = self.deps.recent_blobs.get(digest) if sizes is None else None
+        if signed_before is None or (sizes is None and pdf is None):
+            async with self.deps.reader() as store:
+                if signed_before is None:
+                    signed_before = await store.signed_before(link.request.document_id)
+                if sizes is None and pdf is None:
+                    pdf = await store.blob(digest)
         if pdf is not None:
             try:
                 sizes = await renderer.page_sizes(digest, pdf)
@@ -99,10 +114,10 @@ def _viewing(router: APIRouter, shared: SigningPages) -> None:
     async def open_signing_page(request: Request, token: str) -> HTMLResponse:
         """The page a signer opens from the mail: the document, Sign and Decline."""
         try:
-            link = await shared.open(token, request)
+            link, signed_before = await shared.open_page(token, request)
         except LinkRefused as error:
             return shared.pages.refused(request, error)
-        return await shared.page(request, token, link)
+        return await shared.page(request, token, link, signed_before=signed_before)
 
     @router.get("/s/{token}/document.pdf")
     async def document_pdf(request: Request, token: str) -> Response:

@@ -204,6 +204,10 @@ class FakeSignerStore:
             document=self.documents[request.document_id], used_at=token.used_at, revoked_at=token.revoked_at, open_steps=open_steps,
         )
 
+    async def find_link_and_signed(self, token_hash: bytes) -> tuple[SigningLink | None, list[SigningRequest]]:
+        link = await self.find_link(token_hash)
+        return link, await self.signed_before(link.request.document_id) if link else []
+
     async def revoke_links_of_mail(self, mail_id: UUID) -> None:
         now = datetime.now(UTC)
         for t in list(self.tokens.values()):
