@@ -160,9 +160,7 @@ async def on_signature_reassigned(event: SignatureReassigned, store: SignerStore
 
 
 async def on_document_ended(event: DocumentCompleted | DocumentDeclined | DocumentWithdrawn, store: SignerStore) -> None:
-    status = event.routing_key.removeprefix("document.")
-    await store.cancel_pending(document_id=event.document_id, reason=f"the document was {status}")
-    await store.end_document(event.document_id, status)
+    await store.end_document(event.document_id, event.routing_key.removeprefix("document."))
 
 
 async def on_document_completed(event: DocumentCompleted, store: SignerStore, *, links: Links) -> None:

@@ -175,6 +175,7 @@ class PostgresSignerStore(TransactionStore):
         super().__init__(conn, outbox)
         self._keyring = keyring
         self._recent = recent if recent is not None else RecentBlobs(0)
+        self._begun: set[UUID] = set()  # documents this transaction began (their rows locked by the insert)
 
     # What others keep.
 
@@ -268,32 +269,50 @@ class PostgresSignerStore(TransactionStore):
     # Documents and requests.
 
     async def begin_document(self, document_id: UUID, org: str, original: str) -> SignerDocument:
-        """The document's PDF as the signer has it; begun from intake's ``original`` the first time (then the insert
-        returns it: no read after)."""
-        begun = await self._conn.fetchrow(
-            "INSERT INTO signer.documents (document_id, org, pdf_sha256) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING *",
+        """The document's PDF as the signer has it; begun from intake's ``original`` the first time. One statement
+        either way (the insert returns the row it made, or the same statement reads the one there)."""
+        row = await self._conn.fetchrow(
+            "WITH begun AS (INSERT INTO signer.documents (document_id, org, pdf_sha256) VALUES ($1, $2, $3)"
+            "   ON CONFLICT DO NOTHING RETURNING *)"
+            " SELECT *, true AS begun FROM begun"
+            " UNION ALL SELECT *, false FROM signer.documents WHERE document_id = $1 AND NOT EXISTS (SELECT FROM begun)",
             document_id, org, original,
         )
-        return _document(begun) if begun else await self.document(document_id)  # type: ignore[return-value]
+        if row is None:  # begun by a transaction that committed while this statement ran (its snapshot has no row)
+            return await self.document(document_id)  # type: ignore[return-value]
+        if row["begun"]:
+            self._begun.add(document_id)
+        return _document(row)
 
     async def document(self, document_id: UUID) -> SignerDocument | None:
         row = await self._conn.fetchrow("SELECT * FROM signer.documents WHERE document_id = $1", document_id)
         return _document(row) if row else None
 
     async def placeholders_unknown(self, document_id: UUID) -> bool:
-        """Whether the document's placeholders were not looked for yet (locking it while they are)."""
+        """Whether the document's placeholders were not looked for yet (locking it while they are). Not read for a
+        document this transaction began and did not touch since: its row is locked by the insert, placeholders NULL."""
+        if document_id in self._begun:
+            self._begun.discard(document_id)
+            return True
         sql = "SELECT placeholders IS NULL FROM signer.documents WHERE document_id = $1 FOR UPDATE"
         return bool(await self._conn.fetchval(sql, document_id))
 
     async def save_placeholders(self, document_id: UUID, placeholders: Sequence[Placeholder]) -> None:
+        self._begun.discard(document_id)
         await self._conn.execute(
             "UPDATE signer.documents SET placeholders = $2 WHERE document_id = $1 AND placeholders IS NULL",
             document_id, _placeholders_json(placeholders),
         )
 
     async def end_document(self, document_id: UUID, status: str) -> None:
-        sql = "UPDATE signer.documents SET status = $2, updated_at = now() WHERE document_id = $1"
-        await self._conn.execute(sql, document_id, status)
+        """The document ``status`` (completed, declined, withdrawn) and its pending requests cancelled, "the document
+        was <status>", in one statement."""
+        await self._conn.execute(
+            "WITH cancelled AS (UPDATE signer.requests SET status = 'cancelled', status_reason = 'the document was ' || $2,"
+            "   decided_at = now() WHERE status = 'pending' AND document_id = $1)"
+            " UPDATE signer.documents SET status = $2, updated_at = now() WHERE document_id = $1",
+            document_id, status,
+        )
 
     async def insert_request(self, request: SigningRequest) -> None:
         r = request
@@ -337,6 +356,7 @@ class PostgresSignerStore(TransactionStore):
     ) -> None:
         """The document's new version (placeholders kept from its first signature), the request signed and
         its token spent: one statement, as this sits between the signature and the commit a signer waits for."""
+        self._begun.discard(link.request.document_id)
         await self._conn.execute(
             "WITH document AS (UPDATE signer.documents SET pdf_sha256 = $2, revision = $3,"
             "   placeholders = COALESCE(placeholders, $4), updated_at = now() WHERE document_id = $1),"

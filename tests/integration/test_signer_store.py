@@ -165,6 +165,17 @@ class TestSignerStore:
         states = [(r.status, r.status_reason) for r in [await store.request(x.request_id) for x in (one, two, three)]]
         assert states == [("reassigned", "absent"), ("cancelled", "the document was withdrawn"), ("declined", "nee")]
 
+    async def test_a_document_that_ends_cancels_its_pending_requests(self, subject: Subject) -> None:
+        """Its open requests are cancelled, saying why; one already signed, and another document's, stay as they were."""
+        store = subject.store
+        one = await requested(store)
+        two, other = await requested(store, 2, one.document_id), await requested(store)
+        await store.mark_decided(await linked(store, one), status="signed", at=NOW)
+        await store.end_document(one.document_id, "withdrawn")
+        states = [(r.status, r.status_reason) for r in [await store.request(x.request_id) for x in (one, two, other)]]
+        assert states == [("signed", None), ("cancelled", "the document was withdrawn"), ("pending", None)]
+        assert (await store.document(one.document_id)).status == "withdrawn"
+
     async def test_a_signature_moves_the_document_on_and_spends_the_link(self, subject: Subject) -> None:
         """The new version and first placeholders are kept, the request signed with its field, the token used; signed_before lists it."""
         store = subject.store

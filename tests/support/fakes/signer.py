@@ -132,6 +132,7 @@ class FakeSignerStore:
             self.documents[document_id] = replace(self.documents[document_id], placeholders=tuple(placeholders))
 
     async def end_document(self, document_id: UUID, status: str) -> None:
+        await self.cancel_pending(document_id=document_id, reason=f"the document was {status}")
         if document_id in self.documents:
             self.documents[document_id] = replace(self.documents[document_id], status=status)
 
