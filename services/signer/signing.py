@@ -118,12 +118,10 @@ async def _sign_pdf(store: SignerStore, link: SigningLink, signed_at: datetime, 
     if footer and not result.footer_stamped:  # signed before it came to Paraaf: a code no page shows is no use
         await store.forget_verification_code(request.document_id)
     revision = link.document.revision + 1
-    version = _Version(await store.put_version(request.document_id, revision, request.org, result.pdf), revision, result.field_name)
-    await store.record_signature(
-        link, pdf_sha256=version.pdf_sha256, revision=version.revision, placeholders=result.placeholders,
-        field_name=result.field_name, at=signed_at,
+    digest = await store.record_signature(
+        link, pdf=result.pdf, revision=revision, placeholders=result.placeholders, field_name=result.field_name, at=signed_at
     )
-    return version
+    return _Version(digest, revision, result.field_name)
 
 
 async def _approve(store: SignerStore, link: SigningLink, at: datetime) -> _Version:

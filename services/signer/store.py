@@ -60,8 +60,8 @@ class SignerStore(Protocol):
         self, *, document_id: UUID | None = None, request_id: UUID | None = None, status: str = "cancelled", reason: str
     ) -> None: ...
     async def record_signature(
-        self, link: SigningLink, *, pdf_sha256: str, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
-    ) -> None: ...
+        self, link: SigningLink, *, pdf: bytes, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
+    ) -> str: ...
     async def mark_decided(self, link: SigningLink, *, status: str, at: datetime, reason: str | None = None) -> None: ...
     async def register_verification_code(self, document_id: UUID, org: str, code: str, secret_hash: bytes) -> bool: ...
     async def forget_verification_code(self, document_id: UUID) -> None: ...
@@ -352,20 +352,27 @@ class PostgresSignerStore(TransactionStore):
         )
 
     async def record_signature(
-        self, link: SigningLink, *, pdf_sha256: str, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
-    ) -> None:
-        """The document's new version (placeholders kept from its first signature), the request signed and
-        its token spent: one statement, as this sits between the signature and the commit a signer waits for."""
+        self, link: SigningLink, *, pdf: bytes, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
+    ) -> str:
+        """The document's new version ``pdf`` stored (as :meth:`put_version`) and made current (placeholders kept from
+        its first signature), the request signed and its token spent: one statement, as this sits between the
+        signature and the commit a signer waits for. Returns the version's digest."""
         self._begun.discard(link.request.document_id)
+        digest = blobs.sha256_hex(pdf)
         await self._conn.execute(
-            "WITH document AS (UPDATE signer.documents SET pdf_sha256 = $2, revision = $3,"
+            "WITH blob AS (INSERT INTO blobs.blob (sha256, size, data) VALUES ($2, $10, $11) ON CONFLICT DO NOTHING),"
+            " version AS (INSERT INTO blobs.versions (document_id, revision, org, sha256) VALUES ($1, $3, $9, $2)"
+            "   ON CONFLICT DO NOTHING),"
+            " document AS (UPDATE signer.documents SET pdf_sha256 = $2, revision = $3,"
             "   placeholders = COALESCE(placeholders, $4), updated_at = now() WHERE document_id = $1),"
             " decided AS (UPDATE signer.requests SET status = 'signed', field_name = $6, decided_at = $7"
             "   WHERE request_id = $5)"
             " UPDATE signer.tokens SET used_at = $7 WHERE token_hash = $8",
-            link.request.document_id, pdf_sha256, revision, _placeholders_json(placeholders),
-            link.request.request_id, field_name, at, link.token_hash,
+            link.request.document_id, digest, revision, _placeholders_json(placeholders),
+            link.request.request_id, field_name, at, link.token_hash, link.request.org, len(pdf), pdf,
         )
+        self._recent.keep(digest, pdf)
+        return digest
 
     async def mark_decided(self, link: SigningLink, *, status: str, at: datetime, reason: str | None = None) -> None:
         """The request signed (approved) or declined and its token spent, in one statement."""

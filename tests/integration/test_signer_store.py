@@ -177,13 +177,17 @@ class TestSignerStore:
         assert (await store.document(one.document_id)).status == "withdrawn"
 
     async def test_a_signature_moves_the_document_on_and_spends_the_link(self, subject: Subject) -> None:
-        """The new version and first placeholders are kept, the request signed with its field, the token used; signed_before lists it."""
+        """The new version is stored and kept with the first placeholders, the request signed with its field, the token
+        used; signed_before lists it."""
         store = subject.store
         request = await requested(store)
         link = await linked(store, request)
-        await store.record_signature(link, pdf_sha256="c" * 64, revision=1, placeholders=[BOX], field_name="Signature1", at=NOW)
+        digest = await store.record_signature(link, pdf=b"signed", revision=1, placeholders=[BOX], field_name="Signature1", at=NOW)
         document, signed = await store.document(request.document_id), await store.request(request.request_id)
-        assert (document.pdf_sha256, document.revision, document.placeholders) == ("c" * 64, 1, (BOX,))
+        assert digest == hashlib.sha256(b"signed").hexdigest()
+        assert (document.pdf_sha256, document.revision, document.placeholders) == (digest, 1, (BOX,))
+        assert await store.version_digests(request.document_id, "default") == [digest]
+        assert await store.blob(digest) == b"signed"
         assert (signed.status, signed.field_name, signed.decided_at) == ("signed", "Signature1", NOW)
         assert (await store.find_link(link.token_hash)).used_at == NOW
         assert [r.request_id for r in await store.signed_before(request.document_id)] == [request.request_id]

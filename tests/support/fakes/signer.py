@@ -162,12 +162,14 @@ class FakeSignerStore:
                 self.requests[r.request_id] = replace(r, status=status, status_reason=reason, decided_at=datetime.now(UTC))
 
     async def record_signature(
-        self, link: SigningLink, *, pdf_sha256: str, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
-    ) -> None:
+        self, link: SigningLink, *, pdf: bytes, revision: int, placeholders: Sequence[Placeholder], field_name: str, at: datetime
+    ) -> str:
+        pdf_sha256 = await self.put_version(link.request.document_id, revision, link.request.org, pdf)
         document = self.documents[link.request.document_id]
         kept = document.placeholders if document.placeholders is not None else tuple(placeholders)
         self.documents[document.document_id] = replace(document, pdf_sha256=pdf_sha256, revision=revision, placeholders=kept)
         await self._decide(link, status="signed", at=at, field_name=field_name)
+        return pdf_sha256
 
     async def mark_decided(self, link: SigningLink, *, status: str, at: datetime, reason: str | None = None) -> None:
         await self._decide(link, status=status, at=at, status_reason=reason)
