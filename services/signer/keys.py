@@ -25,9 +25,11 @@ import base64
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import structlog
@@ -44,8 +46,8 @@ from shared.events import PersonRef
 from shared.settings import CannotStart
 
 __all__ = [
-    "Credentials", "KeyWrap", "Keyring", "NothingToRevoke", "RevokedCertificate", "WeakSecret", "WrongSecret", "check_secret",
-    "key_secret",
+    "CERTIFICATE_COLUMNS", "CERTIFICATE_JOIN", "Credentials", "KeyWrap", "Keyring", "NothingToRevoke", "RevokedCertificate",
+    "WeakSecret", "WrongSecret", "certificate_row", "check_secret", "key_secret",
 ]
 
 MIN_SECRET_LENGTH = 16
@@ -163,6 +165,24 @@ def _token_label(context: str) -> str:
 
 async def _derive(secret: bytes, row: asyncpg.Record) -> KeyWrap:
     return await asyncio.to_thread(KeyWrap.derive, secret, row["salt"], row["n"], row["r"], row["p"])
+
+
+_READ = object()  # Keyring.credentials reads the person's certificate row itself
+
+# The row Keyring.credentials reads, joined to a statement that has the signing request as ``r`` (its signer's
+# function: ``title``, "" when none), as columns cert_name, cert_pem and cert_key_pem.
+CERTIFICATE_JOIN = (
+    " LEFT JOIN signer.certificates c ON c.org = r.org AND c.person_id = r.signer->>'id'"
+    " AND c.title = coalesce(r.signer->>'title', '')"
+)
+CERTIFICATE_COLUMNS = ", c.name AS cert_name, c.cert_pem, c.key_pem AS cert_key_pem"
+
+
+def certificate_row(row: Mapping[str, Any]) -> dict[str, str] | None:
+    """The certificate row of :data:`CERTIFICATE_COLUMNS` as Keyring.credentials takes it (``stored``)."""
+    if row["cert_pem"] is None:
+        return None
+    return {"name": row["cert_name"], "cert_pem": row["cert_pem"], "key_pem": row["cert_key_pem"]}
 
 
 class Keyring:
@@ -317,15 +337,18 @@ class Keyring:
             self._crl_urls[cert_pem] = ca.crl_url_of(cert_pem.encode())
         return self._crl_urls[cert_pem] == self.crl_url(org)
 
-    async def credentials(self, conn: asyncpg.Connection, org: str, person: PersonRef) -> Credentials:
+    async def credentials(
+        self, conn: asyncpg.Connection, org: str, person: PersonRef, *, stored: Mapping[str, str] | None | object = _READ
+    ) -> Credentials:
         """The person's signing credentials for the function they sign in, issued on first use, and again when
         theirs was revoked, was made under another name, or names no (or another) CRL.
 
         The row is read on every call (one indexed read): a certificate revoked by `paraaf ca revoke` in
-        another process is never used again."""
+        another process is never used again. ``stored``: that row (name, cert_pem, key_pem; None: there is none)
+        as the caller read it in this transaction a moment ago, in a statement of its own (CERTIFICATE_JOIN)."""
         root_pem, root_key = await self.authority(conn, org)
         context = _certificate_context(org, person.id, person.title)
-        row = await conn.fetchrow(
+        row = stored if stored is not _READ else await conn.fetchrow(
             "SELECT name, cert_pem, key_pem FROM signer.certificates WHERE org = $1 AND person_id = $2 AND title = $3",
             org,
             person.id,

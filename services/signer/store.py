@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from services.signer import check
 from services.signer.domain import DirectoryPerson, Download, SignerDocument, SigningLink, SigningRequest
-from services.signer.keys import Credentials, Keyring
+from services.signer.keys import CERTIFICATE_COLUMNS, CERTIFICATE_JOIN, Credentials, Keyring, certificate_row
 from services.signer.pades import Placeholder
 from services.signer.portal import LINK_POLICY_COLUMNS, LINK_POLICY_JOINS, link_policy
 from services.signer.recent import RecentBlobs
@@ -137,7 +137,7 @@ def _download(row: asyncpg.Record) -> Download:
     )
 
 
-def _find_link_sql(more: str = "", lock: bool = False) -> str:
+def _find_link_sql(more: str = "", joins: str = "", lock: bool = False) -> str:
     return (
         "SELECT t.token_hash, t.expires_at, t.used_at, t.revoked_at, t.person_id, r.*, d.status AS document_status,"
         " d.pdf_sha256 AS document_pdf_sha256, d.revision AS document_revision,"
@@ -145,11 +145,12 @@ def _find_link_sql(more: str = "", lock: bool = False) -> str:
         " ARRAY(SELECT e.step FROM signer.requests e WHERE e.document_id = r.document_id"
         "       AND e.status = 'pending') AS open_steps, " + LINK_POLICY_COLUMNS + more +
         " FROM signer.tokens t JOIN signer.requests r USING (request_id) JOIN signer.documents d USING (document_id)"
-        + LINK_POLICY_JOINS + " WHERE t.token_hash = $1" + (" FOR UPDATE OF t, r, d" if lock else "")
+        + LINK_POLICY_JOINS + joins + " WHERE t.token_hash = $1" + (" FOR UPDATE OF t, r, d" if lock else "")
     )
 
 
-_FIND_LINK, _FIND_LOCKED_LINK = _find_link_sql(), _find_link_sql(lock=True)
+# The locked link is the one about to sign: its signer's certificate row comes with it (see credentials).
+_FIND_LINK, _FIND_LOCKED_LINK = _find_link_sql(), _find_link_sql(CERTIFICATE_COLUMNS, CERTIFICATE_JOIN, lock=True)
 _FIND_LINK_AND_SIGNED = _find_link_sql(  # as JSON: asyncpg decodes no composite type with a jsonb column
     ", (SELECT coalesce(jsonb_agg(to_jsonb(s) ORDER BY s.decided_at), '[]') FROM signer.requests s"
     "   WHERE s.document_id = r.document_id AND s.status = 'signed') AS signed_before"
@@ -176,6 +177,8 @@ class PostgresSignerStore(TransactionStore):
         self._keyring = keyring
         self._recent = recent if recent is not None else RecentBlobs(0)
         self._begun: set[UUID] = set()  # documents this transaction began (their rows locked by the insert)
+        # Certificate rows read with a locked link, by (org, person, title), for the signature's credentials.
+        self._certificates: dict[tuple[str, str, str], dict[str, str] | None] = {}
 
     # What others keep.
 
@@ -240,7 +243,11 @@ class PostgresSignerStore(TransactionStore):
         return facts
 
     async def credentials(self, org: str, person: PersonRef) -> Credentials:
-        """The person's signing key and certificate, issued the first time they are asked for."""
+        """The person's signing key and certificate, issued the first time they are asked for. Her certificate row
+        read with her locked link (in this transaction, the statement before) is not read again."""
+        key = (org, person.id, person.title)
+        if key in self._certificates:
+            return await self._keys().credentials(self._conn, org, person, stored=self._certificates.pop(key))
         return await self._keys().credentials(self._conn, org, person)
 
     async def prepare_credentials(self, org: str, person: PersonRef) -> None:
@@ -416,7 +423,13 @@ class PostgresSignerStore(TransactionStore):
         (its person and document as the router has them). ``lock`` locks the token, the request and the document
         (signatures on one document are made one after the other), all in this one round trip."""
         row = await self._conn.fetchrow(_FIND_LOCKED_LINK if lock else _FIND_LINK, token_hash)
-        return _link(row) if row else None
+        if row is None:
+            return None
+        link = _link(row)
+        if lock:
+            signer = link.request.signer
+            self._certificates[(link.request.org, signer.id, signer.title)] = certificate_row(row)
+        return link
 
     async def revoke_links_of_mail(self, mail_id: UUID) -> None:
         """The links made for a mail that never arrived stop working."""

@@ -11,6 +11,7 @@ from PIL import Image
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from services.signer import handlers
+from services.signer.keys import Keyring
 from services.signer.pades import SigningPool
 from services.signer.render import PAGE_WIDTH_PX, RenderPool
 from services.signer.signing import Stamping
@@ -19,7 +20,7 @@ from services.signer.tokens import csrf_token, hash_token
 from shared.events import DocumentCompleted, DocumentDeclined, DocumentWithdrawn, PersonRef, SignatureReassigned
 from tests.support.net import free_port
 from tests.support.pdfs import make_pdf
-from tests.support.signer_harness import SignerHarness, csrf_of
+from tests.support.signer_harness import KEY_SECRET, SignerHarness, csrf_of
 from tests.support.signing import flip_signed_byte
 from tests.support.validate import pyhanko_validate
 
@@ -389,3 +390,22 @@ async def test_opening_the_signing_page_draws_its_first_picture_in_the_same_job(
     drawn = signer.render_pool.known_page(digest, 0)
     assert drawn is not None and drawn.startswith(b"\x89PNG")
     assert (await signer.client.get(f"{link}/pages/1.png")).content == drawn
+
+
+async def test_a_signature_after_a_revocation_elsewhere_is_made_with_a_new_certificate(signer: SignerHarness) -> None:
+    """Ann's certificate revoked by another process (`paraaf ca revoke`) after her second request arrived: her second
+    signature is made with a new certificate, though this process handed the revoked one out."""
+    first = await signer.new_document(make_pdf(1))
+    _, link = await signer.request(first, ANN)
+    assert (await signer.sign(link)).status_code == 200
+    _, link = await signer.request(await signer.new_document(make_pdf(2)), ANN)
+    elsewhere = Keyring(KEY_SECRET.encode(), "Stad Testegem")
+    async with signer.pool.acquire() as conn:
+        await elsewhere.unlock(conn)
+        [revoked] = await elsewhere.revoke(conn, "default", ANN.id, title=None, reason="lost card", by="test", at=datetime.now(UTC))
+    assert (await signer.sign(link)).status_code == 200
+    serials = []
+    for document_id in (first[0], (await signer.published("signature.signed"))[-1]["correlation_id"]):
+        _, pdf = await signer.document(document_id)
+        serials.append(PdfFileReader(io.BytesIO(pdf)).embedded_signatures[-1].signer_cert.serial_number)
+    assert serials[0] == revoked.serial != serials[1]
