@@ -98,9 +98,8 @@ async def on_signature_requested(
     event: SignatureRequested, store: SignerStore, *, links: Links, find_placeholders: PlaceholderFinder | None = None
 ) -> None:
     original = await _checked_original(event, store)
-    document = await store.begin_document(event.document_id, event.org, original)
     request = request_from(event)
-    await store.insert_request(request)
+    document = await store.begin_request(request, original)
     if event.action == "sign":
         await _prepare_signing(event, store, document, find_placeholders)
     kind = "reassigned" if event.replaces else "request"

@@ -52,6 +52,7 @@ class SignerStore(Protocol):
     async def save_placeholders(self, document_id: UUID, placeholders: Sequence[Placeholder]) -> None: ...
     async def end_document(self, document_id: UUID, status: str) -> None: ...
     async def insert_request(self, request: SigningRequest) -> None: ...
+    async def begin_request(self, request: SigningRequest, original: str) -> SignerDocument: ...
     async def request(self, request_id: UUID) -> SigningRequest | None: ...
     async def readdress(self, request_id: UUID, signer: PersonRef) -> None: ...
     async def document_filename(self, document_id: UUID) -> str | None: ...
@@ -287,6 +288,9 @@ class PostgresSignerStore(TransactionStore):
         )
         if row is None:  # begun by a transaction that committed while this statement ran (its snapshot has no row)
             return await self.document(document_id)  # type: ignore[return-value]
+        return self._begun_document(row, document_id)
+
+    def _begun_document(self, row: asyncpg.Record, document_id: UUID) -> SignerDocument:
         if row["begun"]:
             self._begun.add(document_id)
         return _document(row)
@@ -320,6 +324,24 @@ class PostgresSignerStore(TransactionStore):
             " UPDATE signer.documents SET status = $2, updated_at = now() WHERE document_id = $1",
             document_id, status,
         )
+
+    async def begin_request(self, request: SigningRequest, original: str) -> SignerDocument:
+        """:meth:`begin_document` for the request's document and :meth:`insert_request`, in one statement (the
+        request's reference to its document is checked at the statement's end, when the document is there)."""
+        r = request
+        row = await self._conn.fetchrow(
+            "WITH begun AS (INSERT INTO signer.documents (document_id, org, pdf_sha256) VALUES ($2, $3, $14)"
+            "   ON CONFLICT DO NOTHING RETURNING *),"
+            " asked AS (INSERT INTO signer.requests (request_id, document_id, org, step, step_count, action, signer,"
+            "   on_behalf_of, title, filename, submitted_by, confidential, signature_count)"
+            "   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13))"
+            " SELECT *, true AS begun FROM begun"
+            " UNION ALL SELECT *, false FROM signer.documents WHERE document_id = $2 AND NOT EXISTS (SELECT FROM begun)",
+            r.request_id, r.document_id, r.org, r.step, r.step_count, r.action, r.signer.model_dump(),
+            r.on_behalf_of.model_dump() if r.on_behalf_of else None, r.title, r.filename, r.submitted_by.model_dump(),
+            r.confidential, r.signature_count, original,
+        )
+        return self._begun_document(row, r.document_id) if row else await self.document(r.document_id)  # type: ignore[return-value]
 
     async def insert_request(self, request: SigningRequest) -> None:
         r = request

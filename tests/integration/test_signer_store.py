@@ -165,6 +165,22 @@ class TestSignerStore:
         states = [(r.status, r.status_reason) for r in [await store.request(x.request_id) for x in (one, two, three)]]
         assert states == [("reassigned", "absent"), ("cancelled", "the document was withdrawn"), ("declined", "nee")]
 
+    async def test_a_request_begins_its_document_once(self, subject: Subject) -> None:
+        """The first request of a document begins it from the PDF intake accepted; the next finds it as it is; both are stored."""
+        store, document_id = subject.store, uuid4()
+        first, second = (
+            request_from(SignatureRequested(
+                correlation_id=document_id, request_id=uuid4(), step=step, step_count=2, signer=ANN, title="Besluit",
+                filename="besluit.pdf", submitted_by=ELEN, pdf_sha256="a" * 64,
+            ))
+            for step in (1, 2)
+        )
+        begun = await store.begin_request(first, "a" * 64)
+        await store.save_placeholders(document_id, [BOX])
+        found = await store.begin_request(second, "b" * 64)
+        assert (begun.pdf_sha256, begun.placeholders, found.pdf_sha256, found.placeholders) == ("a" * 64, None, "a" * 64, (BOX,))
+        assert [await store.request(r.request_id) for r in (first, second)] == [first, second]
+
     async def test_a_document_that_ends_cancels_its_pending_requests(self, subject: Subject) -> None:
         """Its open requests are cancelled, saying why; one already signed, and another document's, stay as they were."""
         store = subject.store

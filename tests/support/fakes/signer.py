@@ -136,6 +136,11 @@ class FakeSignerStore:
         if document_id in self.documents:
             self.documents[document_id] = replace(self.documents[document_id], status=status)
 
+    async def begin_request(self, request: SigningRequest, original: str) -> SignerDocument:
+        document = await self.begin_document(request.document_id, request.org, original)
+        await self.insert_request(request)
+        return document
+
     async def insert_request(self, request: SigningRequest) -> None:
         if request.request_id in self.requests or request.document_id not in self.documents:
             raise ValueError(f"request {request.request_id} exists or its document does not")
