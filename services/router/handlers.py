@@ -22,6 +22,7 @@ from services.router.domain import (
     reassign,
     shield_of,
     signature_effect,
+    with_signature,
 )
 from services.router.store import RouterStore, person_ref
 from shared.clock import Clock
@@ -174,10 +175,19 @@ async def _start_step(
     store: RouterStore, instance: Instance, number: int, directory: Directory, now: datetime, *, cause: Event, new: bool = False
 ) -> None:
     """Open step ``number`` (of a ``new`` document: stored with it)."""
+    opened = _plan(instance, number, directory, now)
+    await store.open_step(instance.document_id, number, [request for request, _ in opened], new=instance if new else None)
+    await _announce_step(store, instance, opened, cause)
+
+
+def _plan(instance: Instance, number: int, directory: Directory, now: datetime) -> list[tuple[Request, Assignment]]:
+    """Step ``number``'s requests, each with whom it was assigned to and why."""
     assignments = plan_step(instance.steps[number - 1], directory, now, shield=shield_of(directory, instance.group))
-    requests = [_request(instance, number, assignment) for assignment in assignments]
-    await store.open_step(instance.document_id, number, requests, new=instance if new else None)
-    for request, assignment in zip(requests, assignments, strict=True):
+    return [(_request(instance, number, assignment), assignment) for assignment in assignments]
+
+
+async def _announce_step(store: RouterStore, instance: Instance, opened: list[tuple[Request, Assignment]], cause: Event) -> None:
+    for request, assignment in opened:
         await _announce(store, instance, request, assignment, cause)
 
 
@@ -189,19 +199,25 @@ async def on_signed(event: Signed, store: RouterStore, *, directories: Directory
         return
     effect = signature_effect(instance, request, step)
     # A signature in the PDF is a fact even when its request was no longer needed; when it counts, its request is
-    # signed (and the document completed, if it was the last) with the record.
-    recorded = await store.record_signature(
-        event.document_id, _record(event), event.pdf_sha256, event.revision,
-        signed=event.request_id if effect.counts else None, status="completed" if effect.then == "complete" else None,
+    # signed (and the document completed, if it was the last, or its next step opened) with the record. The document
+    # is locked: as recorded, it is the one read with the signature added.
+    status = "completed" if effect.counts and effect.then == "complete" else None
+    record = _record(event)
+    recorded = with_signature(instance, record, event.pdf_sha256, event.revision, status=status)
+    opened = None
+    if effect.counts and effect.then == "next":
+        opened = _plan(recorded, request.step + 1, await directories.get(store, instance.org), clock())
+    await store.record_signature(
+        event.document_id, record, event.pdf_sha256, event.revision, signed=event.request_id if effect.counts else None,
+        status=status, opens=(request.step + 1, [r for r, _ in opened]) if opened is not None else None,
     )
     if not effect.counts:
         structlog.get_logger().info("late signature recorded; flow unchanged", request_status=request.status)
         return
     await _cancel(store, effect.raced, f"{event.signer.name} signed before the request moved", cause=event)
     await _cancel(store, effect.needless, "the step was completed by another signer", cause=event)
-    if effect.then == "next":
-        directory = await directories.get(store, instance.org)
-        await _start_step(store, recorded, request.step + 1, directory, clock(), cause=event)
+    if opened is not None:
+        await _announce_step(store, recorded, opened, event)
     elif effect.then == "complete":
         await _complete(store, event, recorded)
 

@@ -65,8 +65,8 @@ class RouterStore(Protocol):
     async def update_instance(self, document_id: UUID, **fields: Any) -> None: ...
     async def record_signature(
         self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int, *,
-        signed: UUID | None = None, status: str | None = None,
-    ) -> Instance: ...
+        signed: UUID | None = None, status: str | None = None, opens: tuple[int, Sequence[Request]] | None = None,
+    ) -> None: ...
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]: ...
     async def insert_request(self, request: Request) -> None: ...
     async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request], *, new: Instance | None = None) -> None: ...
@@ -373,25 +373,20 @@ class PostgresRouterStore(TransactionStore):
 
     async def record_signature(
         self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int, *,
-        signed: UUID | None = None, status: str | None = None,
-    ) -> Instance:
+        signed: UUID | None = None, status: str | None = None, opens: tuple[int, Sequence[Request]] | None = None,
+    ) -> None:
         """Append the signature; the PDF moves only forward (signatures may be reported out of order). With
-        ``signed``, that request becomes signed, and with ``status`` the document moves to it, in the same statement.
-        The document as it is now (the caller locked it, and the request)."""
-        row = await self._conn.fetchrow(
-            "WITH signed AS (UPDATE router.requests SET status = 'signed', decided_at = $5 WHERE request_id = $6)"
-            " UPDATE router.instances SET signatures = signatures || $2::jsonb,"
-            " pdf_sha256 = CASE WHEN $4 > revision THEN $3 ELSE pdf_sha256 END,"
-            " revision = greatest(revision, $4), status = coalesce($7, status), updated_at = $5 WHERE document_id = $1 RETURNING *",
-            document_id,
-            [signature.model_dump(mode="json")],
-            pdf_sha256,
-            revision,
-            self._clock(),
-            signed,
-            status,
+        ``signed``, that request becomes signed, with ``status`` the document moves to it, and with ``opens`` (a step,
+        its requests) the document moves to that step and its requests open (as :meth:`open_step`), in the same
+        statement. The document as it is now is ``domain.with_signature`` of the one the caller read and locked."""
+        record = [signature.model_dump(mode="json")]
+        if opens is None:
+            await self._conn.execute(_RECORD, document_id, record, pdf_sha256, revision, self._clock(), signed, status)
+            return
+        step, requests = opens
+        await self._conn.execute(
+            _RECORD_AND_OPEN, document_id, step, *self._opened(requests), record, signed, pdf_sha256, revision, status
         )
-        return _instance(row)
 
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]:
         rows = await self._conn.fetch(
@@ -420,17 +415,21 @@ class PostgresRouterStore(TransactionStore):
     async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request], *, new: Instance | None = None) -> None:
         """The document moves to ``step`` (``new``: is inserted, at ``step``) and its ``requests`` open, in one
         statement; their created_at a microsecond apart, in the order given (the order a step's requests are read back in)."""
-        at = self._clock()
-        columns = zip(*(_request_columns(r) for r in requests), strict=True) if requests else [()] * 9
-        opened = (*map(list, columns), [at + timedelta(microseconds=i) for i in range(len(requests))])
+        opened = self._opened(requests)
         if new is None:
-            await self._conn.execute(_OPEN_STEP, document_id, step, at, *opened)
+            await self._conn.execute(_OPEN_STEP, document_id, step, *opened)
             return
         await self._conn.execute(
-            _OPEN_FIRST_STEP, document_id, step, at, *opened, new.org, new.flow_key, new.title, new.filename,
+            _OPEN_FIRST_STEP, document_id, step, *opened, new.org, new.flow_key, new.title, new.filename,
             new.submitted_by.model_dump(), new.confidential, new.department, new.group, [s.model_dump() for s in new.steps],
             new.pdf_sha256, new.due_at,
         )
+
+    def _opened(self, requests: Sequence[Request]) -> tuple[Any, ...]:
+        """$3 to $13 of :data:`_OPENED`: now, and the requests' columns, their created_at a microsecond apart."""
+        at = self._clock()
+        columns = zip(*(_request_columns(r) for r in requests), strict=True) if requests else [()] * 9
+        return at, *map(list, columns), [at + timedelta(microseconds=i) for i in range(len(requests))]
 
     async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None:
         """The request, locked for the rest of the transaction (``lock``: lock its document first)."""
@@ -495,6 +494,22 @@ _OPENED = (
     " SELECT id, $1, org, $2, entry, person_id, person::jsonb, on_behalf_of::jsonb, reason, action, replaces, created_at"
     " FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
     " $12::uuid[], $13::timestamptz[]) AS r(id, org, entry, person_id, person, on_behalf_of, reason, action, replaces, created_at)"
+)
+# A signature: its request signed, the document's signatures and PDF moved on (the PDF only forward).
+_SIGNED = "signed AS (UPDATE router.requests SET status = 'signed', decided_at = {at} WHERE request_id = {request})"
+_RECORDED = (
+    " signatures = signatures || {record}::jsonb, pdf_sha256 = CASE WHEN {revision} > revision THEN {pdf} ELSE pdf_sha256 END,"
+    " revision = greatest(revision, {revision}), status = coalesce({status}, status), updated_at = {at}"
+)
+_RECORD = (
+    "WITH " + _SIGNED.format(at="$5", request="$6")
+    + " UPDATE router.instances SET" + _RECORDED.format(record="$2", revision="$4", pdf="$3", status="$7", at="$5")
+    + " WHERE document_id = $1"
+)
+_RECORD_AND_OPEN = (
+    "WITH " + _SIGNED.format(at="$3", request="$15") + ", moved AS (UPDATE router.instances SET current_step = $2,"
+    + _RECORDED.format(record="$14", revision="$17", pdf="$16", status="$18", at="$3") + " WHERE document_id = $1)"
+    + _OPENED
 )
 _OPEN_STEP = "WITH moved AS (UPDATE router.instances SET current_step = $2, updated_at = $3 WHERE document_id = $1)" + _OPENED
 _OPEN_FIRST_STEP = (
