@@ -64,6 +64,8 @@ __all__ = [
 async def on_document_submitted(
     event: DocumentSubmitted, store: RouterStore, *, directories: DirectoryCache, clock: Clock
 ) -> None:
+    if event.flow is None and (known := directories.known(event.org)) and await _started_on(store, event, *known, clock=clock):
+        return
     flow = await store.flow(event.org, event.flow) if event.flow is not None else None  # first: it brings the directory's version
     directory = await directories.get(store, event.org)
     try:
@@ -76,12 +78,30 @@ async def on_document_submitted(
         )
         structlog.get_logger().info("document refused by router", code=refusal.code, reason=refusal.reason)
         return
-    await store.publish(
-        DocumentAccepted.caused_by(
-            event, flow=event.flow, step_count=instance.step_count, department=instance.department, group=instance.group
-        )
-    )
+    await store.publish(_accepted(event, instance))
     await _start_step(store, instance, 1, directory, clock(), cause=event, new=True)
+
+
+def _accepted(event: DocumentSubmitted, instance: Instance) -> DocumentAccepted:
+    return DocumentAccepted.caused_by(
+        event, flow=event.flow, step_count=instance.step_count, department=instance.department, group=instance.group
+    )
+
+
+async def _started_on(store: RouterStore, event: DocumentSubmitted, version: int, directory: Directory, *, clock: Clock) -> bool:
+    """An ad-hoc document accepted and its first step opened on the directory as last read, with no statement to ask
+    its version first: the one that stores the document does so only if the directory still is at ``version``. False,
+    with nothing done, when it moved on or the document would be refused (refusals are decided on a fresh read)."""
+    try:
+        instance = _new_instance(event, None, directory)
+    except CodedError:
+        return False
+    opened = _plan(instance, 1, directory, clock())
+    if not await store.start_document(instance, [request for request, _ in opened], directory_version=version):
+        return False
+    await store.publish(_accepted(event, instance))
+    await _announce_step(store, instance, opened, event)
+    return True
 
 
 def _new_instance(event: DocumentSubmitted, flow: FlowDefinition | None, directory: Directory) -> Instance:

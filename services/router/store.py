@@ -70,6 +70,7 @@ class RouterStore(Protocol):
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]: ...
     async def insert_request(self, request: Request) -> None: ...
     async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request], *, new: Instance | None = None) -> None: ...
+    async def start_document(self, instance: Instance, requests: Sequence[Request], *, directory_version: int) -> bool: ...
     async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None: ...
     async def step_requests(self, document_id: UUID, step: int) -> list[Request]: ...
     async def step_of(self, request_id: UUID, document_id: UUID) -> tuple[Request | None, list[Request]]: ...
@@ -425,6 +426,19 @@ class PostgresRouterStore(TransactionStore):
             new.pdf_sha256, new.due_at,
         )
 
+    async def start_document(self, instance: Instance, requests: Sequence[Request], *, directory_version: int) -> bool:
+        """As ``open_step(instance.document_id, 1, requests, new=instance)``, only while the org's directory is at
+        ``directory_version`` (the one the requests were planned with), in one statement that reads the version too:
+        False, with nothing written, when the directory moved on (:meth:`directory_version` then gives the new one)."""
+        new = instance
+        version = await self._conn.fetchval(
+            _START_IF_VERSION, new.document_id, 1, *self._opened(requests), new.org, new.flow_key, new.title, new.filename,
+            new.submitted_by.model_dump(), new.confidential, new.department, new.group, [s.model_dump() for s in new.steps],
+            new.pdf_sha256, new.due_at, directory_version,
+        )
+        self._versions[new.org] = version
+        return version == directory_version
+
     def _opened(self, requests: Sequence[Request]) -> tuple[Any, ...]:
         """$3 to $13 of :data:`_OPENED`: now, and the requests' columns, their created_at a microsecond apart."""
         at = self._clock()
@@ -516,6 +530,16 @@ _OPEN_FIRST_STEP = (
     "WITH made AS (INSERT INTO router.instances (document_id, current_step, created_at, updated_at, org, flow_key, title,"
     " filename, submitted_by, confidential, department, group_key, steps, pdf_sha256, due_at)"
     " VALUES ($1, $2, $3, $3, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24))" + _OPENED
+)
+
+# As _OPEN_FIRST_STEP, but only while the org's directory is at version $25; gives the version it is at.
+_START_IF_VERSION = (
+    "WITH v AS (SELECT coalesce((SELECT version FROM router.directory_version WHERE org = $14), 0) AS version),"
+    " made AS (INSERT INTO router.instances (document_id, current_step, created_at, updated_at, org, flow_key, title,"
+    " filename, submitted_by, confidential, department, group_key, steps, pdf_sha256, due_at)"
+    " SELECT $1, $2, $3, $3, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24 FROM v WHERE v.version = $25),"
+    " opened AS (" + _OPENED.strip() + " WHERE (SELECT version FROM v) = $25)"
+    " SELECT version FROM v"
 )
 
 

@@ -167,6 +167,12 @@ class FakeRouterStore:
         for request in requests:
             await self.insert_request(request)
 
+    async def start_document(self, instance: Instance, requests: Sequence[Request], *, directory_version: int) -> bool:
+        if await self.directory_version(instance.org) != directory_version:
+            return False
+        await self.open_step(instance.document_id, 1, requests, new=instance)
+        return True
+
     async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None:
         return self.requests.get(request_id)
 
