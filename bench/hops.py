@@ -3,7 +3,10 @@ fixed workload, without the broker: each message goes through the consumer
 edge (``shared.messaging.process``: inbox mark, handler, outbox, commit) on a
 one-connection pool of a fresh database, exactly as the services run it.
 
-    python -m bench.hops [--documents 60] [--rounds 3]
+    python -m bench.hops [--documents 60] [--rounds 3] [--ad-hoc]
+
+``--ad-hoc``: the documents the whole-pipeline bench submits (bench.pipeline's KINDS, steps in the submission, no
+flow) instead of the demo's flow.
 
 Reports statements a document (counted by wrapping asyncpg's connection),
 this process's CPU ms a document (handlers, asyncpg) and the PostgreSQL
@@ -120,6 +123,11 @@ async def _document(pool: asyncpg.Pool, n: int, pdfs: dict[int, bytes], director
     """One document through intake and the router, as the pipeline runs it; how many signatures it took."""
     pdf = pdfs[1 if n % 2 else 30]
     body = submission(pdf, external_ref=f"H-{n}-{uuid.uuid4()}")
+    if AD_HOC:
+        from bench.pipeline import KINDS  # only here: it imports the test harness
+
+        del body["flow"]
+        body["steps"] = [{"action": "sign", "signers": [signer]} for signer in KINDS[n % len(KINDS)][1]]
     raw = json.dumps(body).encode()
     command = SubmitDocument.model_validate_json(raw)
     examined = timely(examine_command(Submission("submit.notula", raw, "notula"), command, Limits(50 << 20)), NOW, _TTL)
@@ -135,11 +143,11 @@ async def _document(pool: asyncpg.Pool, n: int, pdfs: dict[int, bytes], director
     submitted = DocumentSubmitted(
         correlation_id=document.document_id, org="default", source="notula", external_ref=document.external_ref,
         title=document.title, flow=document.flow, submitted_by=document.submitted_by, filename=document.filename,
-        pdf_sha256=document.pdf_sha256, pdf_size=len(pdf), page_count=1,
+        pdf_sha256=document.pdf_sha256, pdf_size=len(pdf), page_count=1, steps=command.steps,
     )
     await _edge(pool, "router.events", "router", lambda c: router_handlers.on_document_submitted(
         submitted, router(c), directories=directories, clock=lambda: NOW))
-    accepted = DocumentAccepted.caused_by(submitted, flow=document.flow, step_count=1)
+    accepted = DocumentAccepted.caused_by(submitted, flow=document.flow, step_count=len(command.steps or ()) or 1)
     await _edge(pool, "intake.events", "intake", lambda c: intake_handlers.on_document_accepted(accepted, intake(c)))
     signatures, revision = 0, 0
     while True:
@@ -168,6 +176,7 @@ async def _document(pool: asyncpg.Pool, n: int, pdfs: dict[int, bytes], director
 
 
 _TTL = timedelta(days=3650)
+AD_HOC = False  # --ad-hoc
 OUTBOXES = {"intake": Outbox("intake"), "router": Outbox("router")}
 
 
@@ -183,7 +192,7 @@ async def _prepare(url: str) -> None:
         await import_directory(store, "default", directory)
         for flow in read_flows(ROOT / "deploy" / "demo" / "flows", directory):
             await store.save_flow("default", flow)
-        await PostgresIntakeStore(conn, Outbox("intake")).upsert_source(SourcePolicy("notula", "default"))
+        await PostgresIntakeStore(conn, Outbox("intake")).upsert_source(SourcePolicy("notula", "default", ad_hoc_steps=True))
     await pool.close()
 
 
@@ -262,6 +271,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ad-hoc", action="store_true", help="the whole-pipeline bench's documents: steps, no flow")
     options = parser.parse_args()
+    AD_HOC = options.ad_hoc
     asyncio.run(main(options.documents, options.rounds))
     sys.exit(0)

@@ -107,7 +107,9 @@ async def on_submission(examined: Examined, store: IntakeStore) -> Document | Re
 
 async def _accept(store: IntakeStore, command: SubmitDocument, page_count: int, *, org: str, original: bytes) -> Document:
     digest = sha256_hex(command.pdf)
-    existing = await store.find_document(org, command.source, command.external_ref, locked=True)
+    # The reference was locked with the policy's read: added here unless it has a document already (then nothing is).
+    document = _document(command, uuid4(), org, digest)
+    existing = await store.add_document(document, command.pdf)
     verdict = resubmission(existing.pdf_sha256 if existing else None, digest)
     if verdict == "same":
         structlog.get_logger().info("resubmission ignored", document_id=str(existing.document_id))
@@ -118,8 +120,6 @@ async def _accept(store: IntakeStore, command: SubmitDocument, page_count: int, 
             f"external_ref `{command.external_ref}` was already submitted with another PDF"
             f" (document {existing.document_id}); use a new external_ref",
         )
-    document = _document(command, uuid4(), org, digest)
-    await store.add_document(document, command.pdf)
     structlog.contextvars.bind_contextvars(document_id=str(document.document_id))
     await store.publish(_submitted(document, command, page_count))
     structlog.get_logger().info("document submitted", source=command.source, external_ref=command.external_ref)

@@ -72,7 +72,7 @@ class IntakeStore(Protocol):
 
     async def find_document(self, org: str, source: str, external_ref: str, *, locked: bool = False) -> Document | None: ...
     async def insert_document(self, document: Document) -> None: ...
-    async def add_document(self, document: Document, pdf: bytes) -> None: ...
+    async def add_document(self, document: Document, pdf: bytes) -> Document | None: ...
     async def complete(self, document_id: UUID, org: str, signed_sha256: str) -> tuple[bytes | None, Document | None]: ...
     async def set_status(
         self, document_id: UUID, status: str, reason: str | None = None, *, signed_sha256: str | None = None
@@ -95,6 +95,19 @@ def _has_webhook(row: str) -> str:
     """Whether the source of a sources or documents row (named ``row`` in the query) has a webhook, a column."""
     return f"EXISTS (SELECT 1 FROM intake.webhooks w WHERE w.source = {row}.source) AS has_webhook"
 
+
+# A new document of a reference, or the one it has (then nothing is written).
+_ADD_DOCUMENT = (
+    "WITH existing AS (SELECT * FROM intake.documents WHERE org = $2 AND source = $3 AND external_ref = $4),"
+    " blob AS (INSERT INTO blobs.blob (sha256, size, data) SELECT $13, $14, $15 WHERE NOT EXISTS (SELECT FROM existing)"
+    " ON CONFLICT DO NOTHING),"
+    " document AS (INSERT INTO intake.documents (document_id, org, source, external_ref, title, flow, steps,"
+    " submitted_by, confidential, filename, language, metadata, pdf_sha256)"
+    " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 WHERE NOT EXISTS (SELECT FROM existing)),"
+    " version AS (INSERT INTO blobs.versions (document_id, revision, org, sha256) SELECT $1, 0, $2, $13"
+    " WHERE NOT EXISTS (SELECT FROM existing) ON CONFLICT DO NOTHING)"
+    " SELECT * FROM existing"
+)
 
 _COMPLETE = (
     "WITH version AS (SELECT b.data FROM blobs.versions v JOIN blobs.blob b USING (sha256)"
@@ -239,19 +252,18 @@ class PostgresIntakeStore(TransactionStore):
             d.submitted_by, d.confidential, d.filename, d.language, d.metadata or {}, d.pdf_sha256,
         )
 
-    async def add_document(self, document: Document, pdf: bytes) -> None:
-        """``pdf`` kept in the blob store, the document, and ``pdf`` as its revision 0, with one statement."""
+    async def add_document(self, document: Document, pdf: bytes) -> Document | None:
+        """``pdf`` kept in the blob store, the document, and ``pdf`` as its revision 0, with one statement; unless its
+        reference already has a document (lock the reference first, as :meth:`find_document` says): then nothing is
+        added and that document comes back."""
         d = document
-        await self._conn.execute(
-            "WITH blob AS (INSERT INTO blobs.blob (sha256, size, data) VALUES ($13, $14, $15) ON CONFLICT DO NOTHING),"
-            " document AS (INSERT INTO intake.documents (document_id, org, source, external_ref, title, flow, steps,"
-            " submitted_by, confidential, filename, language, metadata, pdf_sha256)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13))"
-            " INSERT INTO blobs.versions (document_id, revision, org, sha256) VALUES ($1, 0, $2, $13) ON CONFLICT DO NOTHING",
+        row = await self._conn.fetchrow(
+            _ADD_DOCUMENT,
             d.document_id, d.org, d.source, d.external_ref, d.title, d.flow,
             [s.model_dump() for s in d.steps] if d.steps else None,
             d.submitted_by, d.confidential, d.filename, d.language, d.metadata or {}, d.pdf_sha256, len(pdf), pdf,
         )
+        return _document(row) if row else None
 
     async def set_status(
         self, document_id: UUID, status: str, reason: str | None = None, *, signed_sha256: str | None = None

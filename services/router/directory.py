@@ -21,6 +21,10 @@ class DirectoryCache:
     def __init__(self) -> None:
         self._cached: dict[str, tuple[int, Directory]] = {}
 
+    def known(self, org: str) -> tuple[int, Directory] | None:
+        """``org``'s directory as last read, and its version then, without asking whether it is still that one."""
+        return self._cached.get(org)
+
     async def get(self, store: RouterStore, org: str) -> Directory:
         version = await store.directory_version(org)
         cached = self._cached.get(org)

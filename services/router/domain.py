@@ -56,6 +56,7 @@ __all__ = [
     "signature_effect",
     "step_outcome",
     "still_named",
+    "with_signature",
 ]
 
 MAX_DEPTH = 5
@@ -454,6 +455,21 @@ def signature_effect(instance: Instance, request: Request, step_requests: Sequen
     progress = advance(request.step, instance.step_count, step.mode, [r.entry for r in live], [r.entry for r in live if r.status == "signed"])
     needless = () if progress == "wait" else tuple(r.request_id for r in live if r.status == "pending")
     return SignatureEffect(counts=True, raced=raced, needless=needless, then=progress)
+
+
+def with_signature(
+    instance: Instance, signature: SignatureRecord, pdf_sha256: str, revision: int, *, status: InstanceStatus | None = None
+) -> Instance:
+    """The document once ``signature`` is recorded: the signature appended, the PDF moved only forward (signatures may
+    be reported out of order), and with ``status`` the document moved to it."""
+    newer = revision > instance.revision
+    return replace(
+        instance,
+        signatures=(*instance.signatures, signature),
+        pdf_sha256=pdf_sha256 if newer else instance.pdf_sha256,
+        revision=max(revision, instance.revision),
+        status=status or instance.status,
+    )
 
 
 def check_withdrawal(instance: Instance | None, org: str, by: str) -> None:

@@ -22,6 +22,7 @@ from services.router.domain import (
     reassign,
     shield_of,
     signature_effect,
+    with_signature,
 )
 from services.router.store import RouterStore, person_ref
 from shared.clock import Clock
@@ -63,6 +64,8 @@ __all__ = [
 async def on_document_submitted(
     event: DocumentSubmitted, store: RouterStore, *, directories: DirectoryCache, clock: Clock
 ) -> None:
+    if event.flow is None and (known := directories.known(event.org)) and await _started_on(store, event, *known, clock=clock):
+        return
     flow = await store.flow(event.org, event.flow) if event.flow is not None else None  # first: it brings the directory's version
     directory = await directories.get(store, event.org)
     try:
@@ -75,12 +78,30 @@ async def on_document_submitted(
         )
         structlog.get_logger().info("document refused by router", code=refusal.code, reason=refusal.reason)
         return
-    await store.publish(
-        DocumentAccepted.caused_by(
-            event, flow=event.flow, step_count=instance.step_count, department=instance.department, group=instance.group
-        )
-    )
+    await store.publish(_accepted(event, instance))
     await _start_step(store, instance, 1, directory, clock(), cause=event, new=True)
+
+
+def _accepted(event: DocumentSubmitted, instance: Instance) -> DocumentAccepted:
+    return DocumentAccepted.caused_by(
+        event, flow=event.flow, step_count=instance.step_count, department=instance.department, group=instance.group
+    )
+
+
+async def _started_on(store: RouterStore, event: DocumentSubmitted, version: int, directory: Directory, *, clock: Clock) -> bool:
+    """An ad-hoc document accepted and its first step opened on the directory as last read, with no statement to ask
+    its version first: the one that stores the document does so only if the directory still is at ``version``. False,
+    with nothing done, when it moved on or the document would be refused (refusals are decided on a fresh read)."""
+    try:
+        instance = _new_instance(event, None, directory)
+    except CodedError:
+        return False
+    opened = _plan(instance, 1, directory, clock())
+    if not await store.start_document(instance, [request for request, _ in opened], directory_version=version):
+        return False
+    await store.publish(_accepted(event, instance))
+    await _announce_step(store, instance, opened, event)
+    return True
 
 
 def _new_instance(event: DocumentSubmitted, flow: FlowDefinition | None, directory: Directory) -> Instance:
@@ -174,10 +195,19 @@ async def _start_step(
     store: RouterStore, instance: Instance, number: int, directory: Directory, now: datetime, *, cause: Event, new: bool = False
 ) -> None:
     """Open step ``number`` (of a ``new`` document: stored with it)."""
+    opened = _plan(instance, number, directory, now)
+    await store.open_step(instance.document_id, number, [request for request, _ in opened], new=instance if new else None)
+    await _announce_step(store, instance, opened, cause)
+
+
+def _plan(instance: Instance, number: int, directory: Directory, now: datetime) -> list[tuple[Request, Assignment]]:
+    """Step ``number``'s requests, each with whom it was assigned to and why."""
     assignments = plan_step(instance.steps[number - 1], directory, now, shield=shield_of(directory, instance.group))
-    requests = [_request(instance, number, assignment) for assignment in assignments]
-    await store.open_step(instance.document_id, number, requests, new=instance if new else None)
-    for request, assignment in zip(requests, assignments, strict=True):
+    return [(_request(instance, number, assignment), assignment) for assignment in assignments]
+
+
+async def _announce_step(store: RouterStore, instance: Instance, opened: list[tuple[Request, Assignment]], cause: Event) -> None:
+    for request, assignment in opened:
         await _announce(store, instance, request, assignment, cause)
 
 
@@ -189,19 +219,25 @@ async def on_signed(event: Signed, store: RouterStore, *, directories: Directory
         return
     effect = signature_effect(instance, request, step)
     # A signature in the PDF is a fact even when its request was no longer needed; when it counts, its request is
-    # signed (and the document completed, if it was the last) with the record.
-    recorded = await store.record_signature(
-        event.document_id, _record(event), event.pdf_sha256, event.revision,
-        signed=event.request_id if effect.counts else None, status="completed" if effect.then == "complete" else None,
+    # signed (and the document completed, if it was the last, or its next step opened) with the record. The document
+    # is locked: as recorded, it is the one read with the signature added.
+    status = "completed" if effect.counts and effect.then == "complete" else None
+    record = _record(event)
+    recorded = with_signature(instance, record, event.pdf_sha256, event.revision, status=status)
+    opened = None
+    if effect.counts and effect.then == "next":
+        opened = _plan(recorded, request.step + 1, await directories.get(store, instance.org), clock())
+    await store.record_signature(
+        event.document_id, record, event.pdf_sha256, event.revision, signed=event.request_id if effect.counts else None,
+        status=status, opens=(request.step + 1, [r for r, _ in opened]) if opened is not None else None,
     )
     if not effect.counts:
         structlog.get_logger().info("late signature recorded; flow unchanged", request_status=request.status)
         return
     await _cancel(store, effect.raced, f"{event.signer.name} signed before the request moved", cause=event)
     await _cancel(store, effect.needless, "the step was completed by another signer", cause=event)
-    if effect.then == "next":
-        directory = await directories.get(store, instance.org)
-        await _start_step(store, recorded, request.step + 1, directory, clock(), cause=event)
+    if opened is not None:
+        await _announce_step(store, recorded, opened, event)
     elif effect.then == "complete":
         await _complete(store, event, recorded)
 

@@ -65,11 +65,12 @@ class RouterStore(Protocol):
     async def update_instance(self, document_id: UUID, **fields: Any) -> None: ...
     async def record_signature(
         self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int, *,
-        signed: UUID | None = None, status: str | None = None,
-    ) -> Instance: ...
+        signed: UUID | None = None, status: str | None = None, opens: tuple[int, Sequence[Request]] | None = None,
+    ) -> None: ...
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]: ...
     async def insert_request(self, request: Request) -> None: ...
     async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request], *, new: Instance | None = None) -> None: ...
+    async def start_document(self, instance: Instance, requests: Sequence[Request], *, directory_version: int) -> bool: ...
     async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None: ...
     async def step_requests(self, document_id: UUID, step: int) -> list[Request]: ...
     async def step_of(self, request_id: UUID, document_id: UUID) -> tuple[Request | None, list[Request]]: ...
@@ -373,25 +374,20 @@ class PostgresRouterStore(TransactionStore):
 
     async def record_signature(
         self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int, *,
-        signed: UUID | None = None, status: str | None = None,
-    ) -> Instance:
+        signed: UUID | None = None, status: str | None = None, opens: tuple[int, Sequence[Request]] | None = None,
+    ) -> None:
         """Append the signature; the PDF moves only forward (signatures may be reported out of order). With
-        ``signed``, that request becomes signed, and with ``status`` the document moves to it, in the same statement.
-        The document as it is now (the caller locked it, and the request)."""
-        row = await self._conn.fetchrow(
-            "WITH signed AS (UPDATE router.requests SET status = 'signed', decided_at = $5 WHERE request_id = $6)"
-            " UPDATE router.instances SET signatures = signatures || $2::jsonb,"
-            " pdf_sha256 = CASE WHEN $4 > revision THEN $3 ELSE pdf_sha256 END,"
-            " revision = greatest(revision, $4), status = coalesce($7, status), updated_at = $5 WHERE document_id = $1 RETURNING *",
-            document_id,
-            [signature.model_dump(mode="json")],
-            pdf_sha256,
-            revision,
-            self._clock(),
-            signed,
-            status,
+        ``signed``, that request becomes signed, with ``status`` the document moves to it, and with ``opens`` (a step,
+        its requests) the document moves to that step and its requests open (as :meth:`open_step`), in the same
+        statement. The document as it is now is ``domain.with_signature`` of the one the caller read and locked."""
+        record = [signature.model_dump(mode="json")]
+        if opens is None:
+            await self._conn.execute(_RECORD, document_id, record, pdf_sha256, revision, self._clock(), signed, status)
+            return
+        step, requests = opens
+        await self._conn.execute(
+            _RECORD_AND_OPEN, document_id, step, *self._opened(requests), record, signed, pdf_sha256, revision, status
         )
-        return _instance(row)
 
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]:
         rows = await self._conn.fetch(
@@ -420,17 +416,34 @@ class PostgresRouterStore(TransactionStore):
     async def open_step(self, document_id: UUID, step: int, requests: Sequence[Request], *, new: Instance | None = None) -> None:
         """The document moves to ``step`` (``new``: is inserted, at ``step``) and its ``requests`` open, in one
         statement; their created_at a microsecond apart, in the order given (the order a step's requests are read back in)."""
-        at = self._clock()
-        columns = zip(*(_request_columns(r) for r in requests), strict=True) if requests else [()] * 9
-        opened = (*map(list, columns), [at + timedelta(microseconds=i) for i in range(len(requests))])
+        opened = self._opened(requests)
         if new is None:
-            await self._conn.execute(_OPEN_STEP, document_id, step, at, *opened)
+            await self._conn.execute(_OPEN_STEP, document_id, step, *opened)
             return
         await self._conn.execute(
-            _OPEN_FIRST_STEP, document_id, step, at, *opened, new.org, new.flow_key, new.title, new.filename,
+            _OPEN_FIRST_STEP, document_id, step, *opened, new.org, new.flow_key, new.title, new.filename,
             new.submitted_by.model_dump(), new.confidential, new.department, new.group, [s.model_dump() for s in new.steps],
             new.pdf_sha256, new.due_at,
         )
+
+    async def start_document(self, instance: Instance, requests: Sequence[Request], *, directory_version: int) -> bool:
+        """As ``open_step(instance.document_id, 1, requests, new=instance)``, only while the org's directory is at
+        ``directory_version`` (the one the requests were planned with), in one statement that reads the version too:
+        False, with nothing written, when the directory moved on (:meth:`directory_version` then gives the new one)."""
+        new = instance
+        version = await self._conn.fetchval(
+            _START_IF_VERSION, new.document_id, 1, *self._opened(requests), new.org, new.flow_key, new.title, new.filename,
+            new.submitted_by.model_dump(), new.confidential, new.department, new.group, [s.model_dump() for s in new.steps],
+            new.pdf_sha256, new.due_at, directory_version,
+        )
+        self._versions[new.org] = version
+        return version == directory_version
+
+    def _opened(self, requests: Sequence[Request]) -> tuple[Any, ...]:
+        """$3 to $13 of :data:`_OPENED`: now, and the requests' columns, their created_at a microsecond apart."""
+        at = self._clock()
+        columns = zip(*(_request_columns(r) for r in requests), strict=True) if requests else [()] * 9
+        return at, *map(list, columns), [at + timedelta(microseconds=i) for i in range(len(requests))]
 
     async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None:
         """The request, locked for the rest of the transaction (``lock``: lock its document first)."""
@@ -496,11 +509,37 @@ _OPENED = (
     " FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
     " $12::uuid[], $13::timestamptz[]) AS r(id, org, entry, person_id, person, on_behalf_of, reason, action, replaces, created_at)"
 )
+# A signature: its request signed, the document's signatures and PDF moved on (the PDF only forward).
+_SIGNED = "signed AS (UPDATE router.requests SET status = 'signed', decided_at = {at} WHERE request_id = {request})"
+_RECORDED = (
+    " signatures = signatures || {record}::jsonb, pdf_sha256 = CASE WHEN {revision} > revision THEN {pdf} ELSE pdf_sha256 END,"
+    " revision = greatest(revision, {revision}), status = coalesce({status}, status), updated_at = {at}"
+)
+_RECORD = (
+    "WITH " + _SIGNED.format(at="$5", request="$6")
+    + " UPDATE router.instances SET" + _RECORDED.format(record="$2", revision="$4", pdf="$3", status="$7", at="$5")
+    + " WHERE document_id = $1"
+)
+_RECORD_AND_OPEN = (
+    "WITH " + _SIGNED.format(at="$3", request="$15") + ", moved AS (UPDATE router.instances SET current_step = $2,"
+    + _RECORDED.format(record="$14", revision="$17", pdf="$16", status="$18", at="$3") + " WHERE document_id = $1)"
+    + _OPENED
+)
 _OPEN_STEP = "WITH moved AS (UPDATE router.instances SET current_step = $2, updated_at = $3 WHERE document_id = $1)" + _OPENED
 _OPEN_FIRST_STEP = (
     "WITH made AS (INSERT INTO router.instances (document_id, current_step, created_at, updated_at, org, flow_key, title,"
     " filename, submitted_by, confidential, department, group_key, steps, pdf_sha256, due_at)"
     " VALUES ($1, $2, $3, $3, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24))" + _OPENED
+)
+
+# As _OPEN_FIRST_STEP, but only while the org's directory is at version $25; gives the version it is at.
+_START_IF_VERSION = (
+    "WITH v AS (SELECT coalesce((SELECT version FROM router.directory_version WHERE org = $14), 0) AS version),"
+    " made AS (INSERT INTO router.instances (document_id, current_step, created_at, updated_at, org, flow_key, title,"
+    " filename, submitted_by, confidential, department, group_key, steps, pdf_sha256, due_at)"
+    " SELECT $1, $2, $3, $3, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24 FROM v WHERE v.version = $25),"
+    " opened AS (" + _OPENED.strip() + " WHERE (SELECT version FROM v) = $25)"
+    " SELECT version FROM v"
 )
 
 

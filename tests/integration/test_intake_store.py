@@ -3,6 +3,7 @@
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from uuid import uuid4
 
@@ -85,6 +86,19 @@ async def test_a_document_added_with_its_pdf_keeps_the_pdf_as_its_first_version(
     assert await store.find_document("default", "notula", "R-1") == original
     assert await store.pdf(original.pdf_sha256) == b"%PDF-1 first"
     assert await store.version_digests(original.document_id, "default") == [original.pdf_sha256]
+
+
+async def test_a_document_added_for_a_reference_that_has_one_adds_nothing_and_gives_that_one(store: IntakeStore) -> None:
+    """Added again under the same reference (another id, another PDF), the stored document comes back and nothing of
+    the second is kept: no document, no version, no PDF."""
+    original = document(pdf_sha256=blobs.sha256_hex(b"%PDF-1 first"))
+    assert await store.add_document(original, b"%PDF-1 first") is None
+    again = replace(original, document_id=uuid4(), pdf_sha256=blobs.sha256_hex(b"%PDF-1 second"))
+    assert await store.add_document(again, b"%PDF-1 second") == original
+    assert await store.find_document("default", "notula", "R-1") == original
+    assert await store.version_digests(again.document_id, "default") == []
+    with pytest.raises(BlobNotFound):
+        await store.pdf(again.pdf_sha256)
 
 
 async def test_a_document_completes_only_with_one_of_its_own_versions_and_gives_its_pdf(store: IntakeStore) -> None:

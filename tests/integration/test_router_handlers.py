@@ -102,6 +102,28 @@ async def test_a_document_completes_with_the_newest_pdf_even_when_signatures_arr
     assert len(completed["signatures"]) == 2
 
 
+async def test_an_ad_hoc_document_is_planned_on_the_directory_as_it_is_even_when_it_changed_since_the_last_read(
+    pool: asyncpg.Pool,
+) -> None:
+    """The router plans a new ad-hoc document on the directory it last read only while that still is the directory:
+    after an absence moved it, the next document goes to the substitute (stored once, accepted once), as does the one
+    after it."""
+    directories = DirectoryCache()
+    steps = [{"signers": ["person:ann.aerts"]}]
+    documents = [submitted(flow=None, steps=steps, external_ref=f"R-{n}") for n in range(3)]
+    await run(pool, lambda c: handlers.on_document_submitted(documents[0], c, directories=directories, clock=lambda: JULY_10))
+    await run(pool, lambda c: add_absence(c, "default", "ann.aerts", JULY_10, datetime(2026, 7, 20, tzinfo=UTC)))
+    for document in documents[1:]:
+        await run(pool, lambda c, d=document: handlers.on_document_submitted(d, c, directories=directories, clock=lambda: JULY_10))
+    messages = await announced(pool)
+    requested = [(b["correlation_id"], b["signer"]["id"], (b["on_behalf_of"] or {}).get("id")) for k, b in messages if k == "signature.requested"]
+    ids = [str(d.document_id) for d in documents]
+    assert requested == [(ids[0], "ann.aerts", None), (ids[1], "david.dewit", "ann.aerts"), (ids[2], "david.dewit", "ann.aerts")]
+    assert [b["correlation_id"] for k, b in messages if k == "document.accepted"] == ids
+    stored = await pool.fetch("SELECT document_id, current_step FROM router.instances ORDER BY created_at")
+    assert [(str(r["document_id"]), r["current_step"]) for r in stored] == [(i, 1) for i in ids]
+
+
 async def _waiting_for_a_lock(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
     """Until the backend of ``conn`` waits for a row lock (polled in pg_stat_activity, not timed)."""
     pid = conn.get_server_pid()

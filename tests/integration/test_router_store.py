@@ -8,7 +8,7 @@ from uuid import uuid4
 
 import pytest
 
-from services.router.domain import Absence, Directory, FlowDefinition, Group, Instance, Person, Request, Role
+from services.router.domain import Absence, Directory, FlowDefinition, Group, Instance, Person, Request, Role, with_signature
 from services.router.store import PostgresRouterStore, RouterStore
 from shared.events import DocumentWithdrawn, PersonRef, SignatureRecord, StepSpec
 from shared.messaging import Outbox
@@ -101,8 +101,10 @@ async def test_an_instance_reads_back_and_its_signatures_keep_the_newest_pdf(sto
     assert await store.instance(document.document_id) == document
     record = SignatureRecord(request_id=uuid4(), step=1, action="sign", signer=ANN, signed_at=NOW)
     await store.record_signature(document.document_id, record, "2" * 64, 2)
-    recorded = await store.record_signature(document.document_id, record, "1" * 64, 1)
-    assert recorded == await store.instance(document.document_id)  # what the signature left, as read back
+    read = await store.instance(document.document_id)
+    await store.record_signature(document.document_id, record, "1" * 64, 1)
+    # what the signature left, as read back, is what the handlers take it to be
+    assert await store.instance(document.document_id) == with_signature(read, record, "1" * 64, 1)
     await store.update_instance(document.document_id, current_step=2, status="completed")
     read = await store.instance(document.document_id)
     assert (read.pdf_sha256, read.revision, len(read.signatures), read.current_step, read.status) == (
@@ -139,10 +141,27 @@ async def test_a_signature_recorded_with_its_request_signs_it_and_can_complete_t
     await store.insert_request(first)
     await store.insert_request(second)
     record = SignatureRecord(request_id=first.request_id, step=1, action="sign", signer=ANN, signed_at=NOW)
-    recorded = await store.record_signature(document.document_id, record, "1" * 64, 1, signed=first.request_id, status="completed")
+    await store.record_signature(document.document_id, record, "1" * 64, 1, signed=first.request_id, status="completed")
+    recorded = await store.instance(document.document_id)
     assert (recorded.status, recorded.signatures) == ("completed", (record,))
-    assert recorded == await store.instance(document.document_id)
+    assert recorded == with_signature(document, record, "1" * 64, 1, status="completed")
     assert [r.status for r in await store.step_requests(document.document_id, 1)] == ["signed", "pending"]
+
+
+async def test_a_signature_recorded_with_the_next_step_signs_its_request_and_opens_that_step(store: RouterStore) -> None:
+    """Recorded with ``opens``, the request is signed, the signature kept, and the document at the next step with its
+    requests open in the order given, from one call."""
+    document = instance(flow_key=None)
+    await store.insert_instance(document)
+    first = request(document)
+    await store.insert_request(first)
+    record = SignatureRecord(request_id=first.request_id, step=1, action="sign", signer=ANN, signed_at=NOW)
+    bart = PersonRef(id="bart", name="Bart Baert")
+    second, third = request(document, step=2, person=bart), replace(request(document, step=2), on_behalf_of=bart, reason="absent")
+    await store.record_signature(document.document_id, record, "1" * 64, 1, signed=first.request_id, opens=(2, [second, third]))
+    assert await store.instance(document.document_id) == replace(with_signature(document, record, "1" * 64, 1), current_step=2)
+    assert [r.status for r in await store.step_requests(document.document_id, 1)] == ["signed"]
+    assert await store.step_requests(document.document_id, 2) == [second, third]
 
 
 async def test_a_request_comes_with_its_whole_step_and_only_for_its_own_document(store: RouterStore) -> None:

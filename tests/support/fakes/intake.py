@@ -72,9 +72,12 @@ class FakeIntakeStore:
             raise ValueError("(org, source, external_ref) is taken")
         self.documents[document.document_id] = document
 
-    async def add_document(self, document: Document, pdf: bytes) -> None:
+    async def add_document(self, document: Document, pdf: bytes) -> Document | None:
+        if existing := await self.find_document(document.org, document.source, document.external_ref):
+            return existing
         await self.insert_document(document)
         await self.register_version(document.document_id, 0, document.org, await self.put_pdf(pdf))
+        return None
 
     async def complete(self, document_id: UUID, org: str, signed_sha256: str) -> tuple[bytes | None, Document | None]:
         if signed_sha256 not in await self.version_digests(document_id, org):

@@ -133,8 +133,8 @@ class FakeRouterStore:
 
     async def record_signature(
         self, document_id: UUID, signature: SignatureRecord, pdf_sha256: str, revision: int, *,
-        signed: UUID | None = None, status: str | None = None,
-    ) -> Instance:
+        signed: UUID | None = None, status: str | None = None, opens: tuple[int, Sequence[Request]] | None = None,
+    ) -> None:
         instance = self.instances[document_id]
         newer = revision > instance.revision
         self.instances[document_id] = replace(
@@ -146,7 +146,8 @@ class FakeRouterStore:
         )
         if signed is not None:
             await self.set_request_status([signed], "signed")
-        return self.instances[document_id]
+        if opens is not None:
+            await self.open_step(document_id, *opens)
 
     async def running_ad_hoc_steps(self, org: str) -> list[tuple[UUID, tuple[StepSpec, ...]]]:
         return [
@@ -165,6 +166,12 @@ class FakeRouterStore:
         await self.update_instance(document_id, current_step=step)
         for request in requests:
             await self.insert_request(request)
+
+    async def start_document(self, instance: Instance, requests: Sequence[Request], *, directory_version: int) -> bool:
+        if await self.directory_version(instance.org) != directory_version:
+            return False
+        await self.open_step(instance.document_id, 1, requests, new=instance)
+        return True
 
     async def request(self, request_id: UUID, *, lock: bool = True) -> Request | None:
         return self.requests.get(request_id)
