@@ -7,6 +7,7 @@ the caller's transaction; tests use an in-memory fake of the same interface
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -22,7 +23,9 @@ from shared.events import PersonRef
 from shared.outbox import Outbox, OutboxRow, TransactionStore, gathered
 from shared.topology import DLX, NOTIFIER_EVENTS
 
-__all__ = ["Directory", "NotifierStore", "NotifierTransactions", "PostgresNotifierStore", "SpooledMail", "Transaction"]
+__all__ = [
+    "Directory", "NotifierStore", "NotifierTransactions", "PostgresNotifierStore", "SpooledMail", "Transaction", "took_queued",
+]
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,21 @@ _MARK_SENT = (
 )
 
 
+# Whether a mail was queued in this task since :func:`took_queued` last said so. The consumer edge runs a message's
+# handler, commits and calls its ``after_commit`` in one task, so that call learns whether its commit gave the sender
+# anything to send: most events (a signature, a completed document) queue nothing, and a sender woken for nothing
+# asks the database for due mails in vain.
+_QUEUED: ContextVar[bool] = ContextVar("notifier_mail_queued", default=False)
+
+
+def took_queued() -> bool:
+    """Whether this task queued a mail since the last call (in a transaction since committed, or rolled back)."""
+    if not _QUEUED.get():
+        return False
+    _QUEUED.set(False)
+    return True
+
+
 class PostgresNotifierStore(TransactionStore):
     """The notifier's schema, through the connection of the transaction a message or a loop's round runs in;
     ``directory`` is the process's :class:`Directory`."""
@@ -183,6 +201,8 @@ class PostgresNotifierStore(TransactionStore):
             mail.content.subject, mail.content.text, mail.content.html, now,
             mail.request_id, list(mail.related_documents) or None, mail.link_kind, mail.link_person,
         )
+        if queued:
+            _QUEUED.set(True)
         return bool(queued)
 
     async def mail(self, mail_id: UUID) -> SpooledMail | None:

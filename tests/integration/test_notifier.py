@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 from pydantic import BaseModel
 
+from services.notifier.sender import MailSender
 from shared.contract import SendSigningLink, SendSignInLink
 from shared.events import (
     DocumentDeclined,
@@ -216,6 +217,22 @@ async def test_a_request_closed_before_its_mail_command_arrives_gets_no_mail(
     await smtp_server.wait_for_mail(SOFIE.email)
     await quiet(0.5)
     assert [m.to for m in smtp_server.received] == [(SOFIE.email,)]
+
+
+async def test_only_a_message_that_queues_a_mail_wakes_the_sender(
+    notifier, settings, smtp_server: SmtpServer, clock: FakeClock, db: asyncpg.Connection, monkeypatch
+) -> None:
+    """A signature queues no mail and does not send the sender looking for one; a request's command does, and its mail goes out."""
+    woken: list[int] = []
+    wake = MailSender.wake
+    monkeypatch.setattr(MailSender, "wake", lambda self: (woken.append(1), wake(self))[1])
+    command = link_command(clock)
+    await publish(settings, signed(link_command(clock)))
+    await eventually(lambda: db.fetchval("SELECT true FROM notifier.reminders WHERE status = 'closed'"), "the signature handled")
+    assert woken == []
+    await publish(settings, command)
+    await smtp_server.wait_for_mail(ANN.email)
+    assert woken
 
 
 async def test_the_reminder_schedule_survives_a_restart(
