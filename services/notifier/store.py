@@ -76,6 +76,7 @@ class NotifierStore(Protocol):
     async def open_schedule(self, schedule: Schedule) -> None: ...
     async def schedule(self, request_id: UUID, *, lock: bool = False) -> Schedule | None: ...
     async def schedule_for_mail(self, request_id: UUID, document_id: UUID, opening: Schedule | None) -> tuple[bool, Schedule | None]: ...
+    async def schedule_for_request(self, opening: Schedule, recipient: PersonRef, title: str) -> tuple[bool, Schedule | None, str | None]: ...
     async def close_request(self, request_id: UUID, org: str, document_id: UUID, closed_by: str, now: datetime) -> None: ...
     async def end_document(self, document_id: UUID, org: str, status: str, now: datetime) -> None: ...
     async def due_reminders(self, now: datetime, limit: int) -> list[Schedule]: ...
@@ -150,6 +151,22 @@ _SCHEDULE_FOR_MAIL = (
     "  ON CONFLICT (request_id) DO NOTHING RETURNING *),"
     " locked AS (SELECT * FROM notifier.reminders WHERE request_id = $1 FOR UPDATE)"
     " SELECT e.ended, s.* FROM ended e LEFT JOIN (SELECT * FROM opened UNION ALL SELECT * FROM locked) s ON true"
+)
+
+# The same for a new request whose recipient the digests follow: the schedule it opens notes who the request is for
+# ($8-$10), and her mail preference is read from the directory, in the same statement (a round trip less than
+# noting her apart; only once the directory was read, as a refusal loses the transaction). ``noted``: it was opened
+# here, so noted.
+_SCHEDULE_FOR_REQUEST = (
+    "WITH ended AS (SELECT EXISTS (SELECT 1 FROM notifier.ended_documents WHERE document_id = $2) AS ended),"
+    " opened AS (INSERT INTO notifier.reminders (request_id, org, document_id, requested_at, due_at, next_at, status, updated_at,"
+    "  person_id, recipient, title)"
+    "  SELECT $1, $3, $2, $4, $5, $6, $7, $4, $8, $9, $10 WHERE NOT (SELECT ended FROM ended)"
+    "  ON CONFLICT (request_id) DO NOTHING RETURNING *),"
+    " locked AS (SELECT * FROM notifier.reminders WHERE request_id = $1 FOR UPDATE)"
+    " SELECT e.ended, s.*, EXISTS (SELECT 1 FROM opened) AS noted,"
+    "  coalesce((SELECT mails FROM router.people WHERE org = $3 AND id = $8), 'individual') AS preference"
+    " FROM ended e LEFT JOIN (SELECT * FROM opened UNION ALL SELECT * FROM locked) s ON true"
 )
 
 
@@ -307,6 +324,31 @@ class PostgresNotifierStore(TransactionStore):
             # Opened by another transaction after this statement's snapshot was taken: read it now, locked.
             return False, await self.schedule(request_id, lock=True)
         return row["ended"], _schedule(row) if row["request_id"] is not None else None
+
+    async def schedule_for_request(
+        self, opening: Schedule, recipient: PersonRef, title: str
+    ) -> tuple[bool, Schedule | None, str | None]:
+        """:meth:`schedule_for_mail` for a new request (``opening``) that, opening its schedule, notes who it is for
+        and reads her mail preference (see :meth:`note_recipient_preference`) in the same statement: (ended,
+        schedule, preference). The preference is None when she was not noted: the schedule was there already, or
+        the directory may not be readable; :meth:`note_recipient_preference` is then the next step, as before."""
+        if not self._directory.readable:
+            return (*await self.schedule_for_mail(opening.request_id, opening.document_id, opening), None)
+        o = opening
+        try:
+            row = await self._conn.fetchrow(
+                _SCHEDULE_FOR_REQUEST,
+                o.request_id, o.document_id, o.org, o.requested_at, o.due_at, o.next_at, o.status,
+                recipient.id, recipient.model_dump(mode="json"), title,
+            )
+        except _UNREADABLE:  # no longer: this transaction is lost, and the message's next try reads in a savepoint
+            self._directory.readable = False
+            raise
+        if row["request_id"] is None and not row["ended"]:
+            # Opened by another transaction after this statement's snapshot was taken: read it now, locked.
+            return False, await self.schedule(o.request_id, lock=True), None
+        schedule = _schedule(row) if row["request_id"] is not None else None
+        return row["ended"], schedule, row["preference"] if row["noted"] else None
 
     async def close_request(self, request_id: UUID, org: str, document_id: UUID, closed_by: str, now: datetime) -> None:
         """No more reminders or link mails for this request, even if its first command is still on its way."""

@@ -319,6 +319,37 @@ async def test_a_new_request_notes_its_recipient_and_reads_her_preference_with_o
         assert not directory.readable
 
 
+async def test_a_new_request_s_schedule_notes_its_recipient_and_her_preference_as_it_opens_once_the_directory_was_read(
+    database_url: str,
+) -> None:
+    """While the directory is in doubt, opening a request's schedule notes nobody (noting is left to its own step);
+    once it was read, the schedule it opens notes recipient and title and returns her preference; one that was there
+    already, or whose document ended, notes nobody; a refusal loses the transaction and puts the directory in doubt."""
+    directory = Directory()
+    async with in_rolled_back_transaction(database_url, ("notifier", MIGRATIONS, True)) as conn:
+        store = PostgresNotifierStore(conn, Outbox("notifier"), directory)
+        doubted, digest, individual, there, late = schedule(), schedule(), schedule(), schedule(), schedule()
+        await conn.execute("DROP SCHEMA IF EXISTS router CASCADE")
+        assert await store.schedule_for_request(doubted, BART, "Besluit 0") == (False, doubted, None)
+        await conn.execute("CREATE SCHEMA router; CREATE TABLE router.people (org text, id text, mails text)")
+        await conn.execute("INSERT INTO router.people VALUES ('default', 'bart', 'digest')")
+        assert await store.mail_preference("default", "bart") == "digest" and directory.readable
+        assert await store.schedule_for_request(digest, BART, "Besluit 1") == (False, digest, "digest")
+        assert await store.schedule_for_request(individual, SOFIE, "Besluit 2") == (False, individual, "individual")
+        await store.open_schedule(there)
+        assert await store.schedule_for_request(there, BART, "Besluit 3") == (False, there, None)
+        await store.end_document(late.document_id, "default", "withdrawn", NOW)
+        assert await store.schedule_for_request(late, BART, "Besluit 4") == (True, None, None)
+        noted = await conn.fetch("SELECT person_id, recipient, title FROM notifier.reminders WHERE person_id IS NOT NULL ORDER BY title")
+        assert [(r["person_id"], PersonRef.model_validate(r["recipient"]), r["title"]) for r in noted] == [
+            ("bart", BART, "Besluit 1"), ("sofie", SOFIE, "Besluit 2"),
+        ]
+        await conn.execute("DROP TABLE router.people")
+        with pytest.raises(asyncpg.UndefinedTableError):
+            await store.schedule_for_request(schedule(), BART, "Besluit 5")
+        assert not directory.readable
+
+
 async def test_the_directory_is_read_without_a_savepoint_once_it_was_read_and_with_one_again_after_a_refusal(database_url: str) -> None:
     """No directory: 'individual' and the transaction goes on. Then a read succeeds and the next goes without a
     savepoint; when that one is refused the transaction is lost, and the process's next read takes a savepoint again."""
