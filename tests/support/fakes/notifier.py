@@ -122,8 +122,11 @@ class FakeNotifierStore:
             self.schedules.setdefault(request_id, opening)
         return ended, self.schedules.get(request_id)
 
-    async def schedule_for_request(self, opening: Schedule, recipient: PersonRef, title: str) -> tuple[bool, Schedule | None, str | None]:
-        return (*await self.schedule_for_mail(opening.request_id, opening.document_id, opening), None)  # nobody noted: no directory
+    async def schedule_for_request(
+        self, opening: Schedule, recipient: PersonRef, title: str, mail: SpooledMail, now: datetime
+    ) -> tuple[bool, Schedule | None, str | None, bool]:
+        # No directory: nobody noted, nothing queued (the handler's next steps do it).
+        return (*await self.schedule_for_mail(opening.request_id, opening.document_id, opening), None, False)
 
     async def close_request(self, request_id: UUID, org: str, document_id: UUID, closed_by: str, now: datetime) -> None:
         current = self.schedules.get(request_id)
