@@ -100,19 +100,11 @@ def create_app(
     )
     handling = handlers_of(settings, renderer, policy, clock)  # each also handles alone a message whose batch failed
     directory = Directory()
-
-    def committed() -> None:
-        """The sender is woken by a commit that queued mail only: a claim that finds nothing costs a statement (it
-        was two of the 27 a one-signature document cost). What a message's transaction sends, the consumer edge
-        hands to the relay itself."""
-        if took_queued():
-            sender.wake()
-
     service.consume(
         NOTIFIER_EVENTS,
         handling,
         store=lambda conn: PostgresNotifierStore(conn, service.outbox, directory),
-        after_commit=committed,
+        after_commit=partial(_wake_if_queued, sender),  # what it sends, the consumer edge hands to the relay itself
         batching=Batching(in_order(handling), size=settings.prefetch, wait=BATCH_WAIT),
     )
     service.loop(sender.run)
@@ -120,6 +112,13 @@ def create_app(
     service.loop(lambda: portals.run(service.pool))
     service.serve_http(settings.notifier_port, lambda: base_app("notifier", lambda: service.pool, docs=settings.http_docs))
     return service.app
+
+
+def _wake_if_queued(sender: MailSender) -> None:
+    """After a message's commit: the sender is woken by a commit that queued mail only (a claim that finds nothing
+    costs a statement: two of the 27 a one-signature document cost)."""
+    if took_queued():
+        sender.wake()
 
 
 def digest_policy(settings: NotifierSettings, portals: OrgPortals | None = None) -> DigestPolicy:
