@@ -4,8 +4,8 @@ aiohttp/anyio = the signer's link API) for N one-signature documents, paced PACE
 notifier in this process, with RabbitMQ, PostgreSQL, aiosmtpd and a stand-in for the signer's link API in other
 threads. Two phases, as a signature's story reaches the notifier: the request mails (notify.signing-link); then, once
 they went out, per document what follows the signature (signature.signed, document.completed, and the submitter's
-notify.download-link mail). STATEMENTS=1 lists the SQL statements a document. Compare branches by running it
-alternately from each worktree:
+notify.download-link mail); with the CPU its PostgreSQL backends spent meanwhile. STATEMENTS=1 lists the SQL
+statements a document. Compare branches by running it alternately from each worktree:
 
     PYTHONPATH=$PWD N=200 PACE=0.03 python -m pytest -q -s tests/integration/measure_notifier.py
 """
@@ -158,9 +158,29 @@ async def test_measure(provision, smtp_server, database_url, monkeypatch):
         signer.join()
 
 
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:  # gone meanwhile
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def backends(database_url):
+    """CPU seconds so far of each PostgreSQL backend serving this test's database (the notifier's connections)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        pids = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    finally:
+        await conn.close()
+    return {r["pid"]: _cpu_seconds(r["pid"]) for r in pids}
+
+
 async def _measure(settings, admin, smtp_server, clock, commands):
     async with running_notifier(settings, clock, None):
         await asyncio.sleep(1.0)
+        before = await backends(admin.database_url)
         WRITES.clear()
         STATEMENTS.clear()
         t0, w0 = time.thread_time(), time.perf_counter()
@@ -172,10 +192,13 @@ async def _measure(settings, admin, smtp_server, clock, commands):
         sent, left = await asyncio.to_thread(drive, settings, admin.database_url, smtp_server, then, 2 * N)
         t2, wall = time.thread_time(), time.perf_counter() - w0
         writes = dict(WRITES)
+        after = await backends(admin.database_url)
+    database = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
     if os.environ.get("STATEMENTS"):
         for k, v in STATEMENTS.most_common():
             print(f"{v / N:6.2f} {k}")
     assert sent == 2 * N and left == 0, (sent, left)
     print(f"\nRESULT N={N} cpu_ms_per_document={1000 * (t2 - t0) / N:.3f} (request mail {1000 * (t1 - t0) / N:.3f},"
-          f" then {1000 * (t2 - t1) / N:.3f}) wall={wall:.1f}s writes_per_document="
+          f" then {1000 * (t2 - t1) / N:.3f}) postgres_ms_per_document={1000 * database / N:.3f} wall={wall:.1f}s"
+          " writes_per_document="
           + " ".join(f"{k}={v / N:.2f}" for k, v in sorted(writes.items())))
