@@ -57,10 +57,13 @@ class DigestStore(Protocol):
     async def queue_mail(self, mail: SpooledMail, now: datetime) -> bool: ...
 
 
-async def held_for_digest(store: DigestStore, command: SendSigningLink, policy: DigestPolicy) -> bool:
-    """Whether this new request's mail gives way to the person's digest (it is then held for it)."""
+async def held_for_digest(store: DigestStore, command: SendSigningLink, policy: DigestPolicy, preference: str | None = None) -> bool:
+    """Whether this new request's mail gives way to the person's digest (it is then held for it). ``preference``:
+    hers, when the request's recipient was noted already (:meth:`PostgresNotifierStore.schedule_for_request`)."""
     recipient = command.recipient
-    if await store.note_recipient_preference(command.request_id, command.org, recipient, command.title) != "digest":
+    if preference is None:
+        preference = await store.note_recipient_preference(command.request_id, command.org, recipient, command.title)
+    if preference != "digest":
         return False
     waiting = await store.waiting_for(command.org, recipient.id)
     if waiting <= policy.threshold:

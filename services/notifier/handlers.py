@@ -53,10 +53,22 @@ async def on_send_signing_link(
     if command.kind != "reminder":
         opening = policy.opening(command.request_id, command.org, command.correlation_id, now, command.expires_at, command.due_at)
     # Locked, so an event closing the request either sees this mail (and cancels it) or came first.
-    ended, schedule = await store.schedule_for_mail(command.request_id, command.correlation_id, opening)
+    preference = None
+    if digests is not None and command.kind == "request" and opening is not None:
+        # Its recipient noted and, unless it may be held for her digest, its mail queued, as its schedule opens.
+        due = policy.shown_due(opening, now, command.expires_at, command.due_at)
+        mail = _signing_mail(command, _render_signing_link(command, renderer, due, opening))
+        ended, schedule, preference, queued = await store.schedule_for_request(opening, command.recipient, command.title, mail, now)
+        if queued:
+            return
+    else:
+        ended, schedule = await store.schedule_for_mail(command.request_id, command.correlation_id, opening)
     if _withheld(command, why_no_link_mail(command.recipient.email, ended, schedule)):
         return
-    if digests is not None and command.kind == "request" and await held_for_digest(cast(DigestStore, store), command, digests):
+    if (
+        digests is not None and command.kind == "request"
+        and await held_for_digest(cast(DigestStore, store), command, digests, preference)
+    ):
         return
     due = policy.shown_due(schedule, now, command.expires_at, command.due_at)
     await store.queue_mail(_signing_mail(command, _render_signing_link(command, renderer, due, schedule)), now)

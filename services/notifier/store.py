@@ -7,6 +7,7 @@ the caller's transaction; tests use an in-memory fake of the same interface
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -22,7 +23,9 @@ from shared.events import PersonRef
 from shared.outbox import Outbox, OutboxRow, TransactionStore, gathered
 from shared.topology import DLX, NOTIFIER_EVENTS
 
-__all__ = ["Directory", "NotifierStore", "NotifierTransactions", "PostgresNotifierStore", "SpooledMail", "Transaction"]
+__all__ = [
+    "Directory", "NotifierStore", "NotifierTransactions", "PostgresNotifierStore", "SpooledMail", "Transaction", "took_queued",
+]
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,9 @@ class NotifierStore(Protocol):
     async def open_schedule(self, schedule: Schedule) -> None: ...
     async def schedule(self, request_id: UUID, *, lock: bool = False) -> Schedule | None: ...
     async def schedule_for_mail(self, request_id: UUID, document_id: UUID, opening: Schedule | None) -> tuple[bool, Schedule | None]: ...
+    async def schedule_for_request(
+        self, opening: Schedule, recipient: PersonRef, title: str, mail: SpooledMail, now: datetime
+    ) -> tuple[bool, Schedule | None, str | None, bool]: ...
     async def close_request(self, request_id: UUID, org: str, document_id: UUID, closed_by: str, now: datetime) -> None: ...
     async def end_document(self, document_id: UUID, org: str, status: str, now: datetime) -> None: ...
     async def due_reminders(self, now: datetime, limit: int) -> list[Schedule]: ...
@@ -149,6 +155,28 @@ _SCHEDULE_FOR_MAIL = (
     " SELECT e.ended, s.* FROM ended e LEFT JOIN (SELECT * FROM opened UNION ALL SELECT * FROM locked) s ON true"
 )
 
+# The same for a new request whose recipient the digests follow, in one statement where it took three: the schedule
+# it opens notes who the request is for ($8-$10); her mail preference is read from the directory; and, unless she
+# may be waiting for a digest, the request's mail (from $11, as :meth:`PostgresNotifierStore.queue_mail` has them)
+# is queued. ``noted``: the schedule was opened here; ``queued``: so was the mail.
+_SCHEDULE_FOR_REQUEST = (
+    "WITH ended AS (SELECT EXISTS (SELECT 1 FROM notifier.ended_documents WHERE document_id = $2) AS ended),"
+    " opened AS (INSERT INTO notifier.reminders (request_id, org, document_id, requested_at, due_at, next_at, status, updated_at,"
+    "  person_id, recipient, title)"
+    "  SELECT $1, $3, $2, $4, $5, $6, $7, $4, $8, $9, $10 WHERE NOT (SELECT ended FROM ended)"
+    "  ON CONFLICT (request_id) DO NOTHING RETURNING *),"
+    " locked AS (SELECT * FROM notifier.reminders WHERE request_id = $1 FOR UPDATE),"
+    " preference AS (SELECT coalesce((SELECT mails FROM router.people WHERE org = $3 AND id = $8), 'individual') AS mails),"
+    " queued AS (INSERT INTO notifier.mails (mail_id, org, document_id, kind, recipient, subject, text_body, html_body,"
+    "  next_attempt_at, created_at, request_id, related_documents, link_kind, link_person)"
+    "  SELECT $11, $12, $13, $14, $15, $16, $17, $18, $19, $19, $20, $21, $22, $23"
+    "  WHERE EXISTS (SELECT 1 FROM opened) AND (SELECT mails FROM preference) <> 'digest'"
+    "  ON CONFLICT (mail_id) DO NOTHING RETURNING true)"
+    " SELECT e.ended, s.*, EXISTS (SELECT 1 FROM opened) AS noted, (SELECT mails FROM preference) AS preference,"
+    "  EXISTS (SELECT 1 FROM queued) AS queued"
+    " FROM ended e LEFT JOIN (SELECT * FROM opened UNION ALL SELECT * FROM locked) s ON true"
+)
+
 
 # No status condition: a mail cancelled while it was on the wire was still delivered. Parameters from $6: it goes in
 # front of the outbox's insert (Outbox.write).
@@ -156,6 +184,21 @@ _MARK_SENT = (
     "UPDATE notifier.mails SET status = 'sent', sent_at = $7, attempts = attempts + 1, last_error = NULL,"
     " text_body = NULL, html_body = NULL WHERE mail_id = ANY($6::uuid[])"
 )
+
+
+# Whether a mail was queued in this task since :func:`took_queued` last said so. The consumer edge runs a message's
+# handler, commits and calls its ``after_commit`` in one task, so that call learns whether its commit gave the sender
+# anything to send: most events (a signature, a completed document) queue nothing, and a sender woken for nothing
+# asks the database for due mails in vain.
+_QUEUED: ContextVar[bool] = ContextVar("notifier_mail_queued", default=False)
+
+
+def took_queued() -> bool:
+    """Whether this task queued a mail since the last call (in a transaction since committed, or rolled back)."""
+    if not _QUEUED.get():
+        return False
+    _QUEUED.set(False)
+    return True
 
 
 class PostgresNotifierStore(TransactionStore):
@@ -183,6 +226,8 @@ class PostgresNotifierStore(TransactionStore):
             mail.content.subject, mail.content.text, mail.content.html, now,
             mail.request_id, list(mail.related_documents) or None, mail.link_kind, mail.link_person,
         )
+        if queued:
+            _QUEUED.set(True)
         return bool(queued)
 
     async def mail(self, mail_id: UUID) -> SpooledMail | None:
@@ -287,6 +332,36 @@ class PostgresNotifierStore(TransactionStore):
             # Opened by another transaction after this statement's snapshot was taken: read it now, locked.
             return False, await self.schedule(request_id, lock=True)
         return row["ended"], _schedule(row) if row["request_id"] is not None else None
+
+    async def schedule_for_request(
+        self, opening: Schedule, recipient: PersonRef, title: str, mail: SpooledMail, now: datetime
+    ) -> tuple[bool, Schedule | None, str | None, bool]:
+        """:meth:`schedule_for_mail` for a new request (``opening``) that, opening its schedule, notes who it is for,
+        reads her mail preference (see :meth:`note_recipient_preference`) and, unless that is 'digest', queues its
+        ``mail`` (:meth:`queue_mail`), in the same statement: (ended, schedule, preference, queued). The preference is
+        None when she was not noted (the schedule was there already, or the directory may not be readable), and
+        nothing was queued then: the steps that follow go as before."""
+        if not self._directory.readable:
+            return (*await self.schedule_for_mail(opening.request_id, opening.document_id, opening), None, False)
+        o, m = opening, mail
+        try:
+            row = await self._conn.fetchrow(
+                _SCHEDULE_FOR_REQUEST,
+                o.request_id, o.document_id, o.org, o.requested_at, o.due_at, o.next_at, o.status,
+                recipient.id, recipient.model_dump(mode="json"), title,
+                m.mail_id, m.org, m.document_id, m.kind, m.recipient, m.content.subject, m.content.text, m.content.html, now,
+                m.request_id, list(m.related_documents) or None, m.link_kind, m.link_person,
+            )
+        except _UNREADABLE:  # no longer: this transaction is lost, and the message's next try reads in a savepoint
+            self._directory.readable = False
+            raise
+        if row["request_id"] is None and not row["ended"]:
+            # Opened by another transaction after this statement's snapshot was taken: read it now, locked.
+            return False, await self.schedule(o.request_id, lock=True), None, False
+        if row["queued"]:
+            _QUEUED.set(True)
+        schedule = _schedule(row) if row["request_id"] is not None else None
+        return row["ended"], schedule, row["preference"] if row["noted"] else None, row["queued"]
 
     async def close_request(self, request_id: UUID, org: str, document_id: UUID, closed_by: str, now: datetime) -> None:
         """No more reminders or link mails for this request, even if its first command is still on its way."""

@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 from pydantic import BaseModel
 
+from services.notifier.sender import MailSender
 from shared.contract import SendSigningLink, SendSignInLink
 from shared.events import (
     DocumentDeclined,
@@ -216,6 +217,25 @@ async def test_a_request_closed_before_its_mail_command_arrives_gets_no_mail(
     await smtp_server.wait_for_mail(SOFIE.email)
     await quiet(0.5)
     assert [m.to for m in smtp_server.received] == [(SOFIE.email,)]
+
+
+async def test_only_a_message_that_queues_a_mail_wakes_the_sender(
+    notifier, settings, smtp_server: SmtpServer, clock: FakeClock, db: asyncpg.Connection, monkeypatch
+) -> None:
+    """A signature queues no mail and does not send the sender looking for one; a request's command does (the first
+    while the directory is in doubt, the next as its schedule opens), and its mail goes out."""
+    woken: list[int] = []
+    wake = MailSender.wake
+    monkeypatch.setattr(MailSender, "wake", lambda self: (woken.append(1), wake(self))[1])
+    await publish(settings, signed(link_command(clock)))
+    await eventually(lambda: db.fetchval("SELECT true FROM notifier.reminders WHERE status = 'closed'"), "the signature handled")
+    assert woken == []
+    await publish(settings, link_command(clock))
+    await smtp_server.wait_for_mail(ANN.email)
+    assert len(woken) == 1
+    await publish(settings, link_command(clock, SOFIE))
+    await smtp_server.wait_for_mail(SOFIE.email)
+    assert len(woken) == 2
 
 
 async def test_the_reminder_schedule_survives_a_restart(

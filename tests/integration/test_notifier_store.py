@@ -1,6 +1,7 @@
 """One contract, two stores: the in-memory FakeNotifierStore the unit tests use behaves as PostgresNotifierStore does."""
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -316,6 +317,46 @@ async def test_a_new_request_notes_its_recipient_and_reads_her_preference_with_o
         await conn.execute("DROP TABLE router.people")
         with pytest.raises(asyncpg.UndefinedTableError):
             await store.note_recipient_preference(first.request_id, "default", BART, "Besluit 1")
+        assert not directory.readable
+
+
+async def test_a_new_request_s_schedule_notes_its_recipient_reads_her_preference_and_queues_its_mail_as_it_opens(
+    database_url: str,
+) -> None:
+    """While the directory is in doubt, opening a request's schedule notes nobody and queues nothing (the steps after
+    it do); once it was read, the schedule it opens notes recipient and title, returns her preference and queues the
+    request's mail unless she asked for digests; a schedule that was there already, or an ended document, notes and
+    queues nothing; a refusal loses the transaction and puts the directory in doubt again."""
+    directory = Directory()
+    async with in_rolled_back_transaction(database_url, ("notifier", MIGRATIONS, True)) as conn:
+        store = PostgresNotifierStore(conn, Outbox("notifier"), directory)
+        doubted, digest, individual, there, late = schedule(), schedule(), schedule(), schedule(), schedule()
+        mails = {s.request_id: spooled(s.document_id, s.request_id) for s in (doubted, digest, individual, there, late)}
+
+        async def opened(s: Schedule, person: PersonRef, title: str) -> tuple:
+            return await store.schedule_for_request(s, person, title, mails[s.request_id], NOW)
+
+        await conn.execute("DROP SCHEMA IF EXISTS router CASCADE")
+        assert await opened(doubted, BART, "Besluit 0") == (False, doubted, None, False)
+        await conn.execute("CREATE SCHEMA router; CREATE TABLE router.people (org text, id text, mails text)")
+        await conn.execute("INSERT INTO router.people VALUES ('default', 'bart', 'digest')")
+        assert await store.mail_preference("default", "bart") == "digest" and directory.readable
+        assert await opened(digest, BART, "Besluit 1") == (False, digest, "digest", False)
+        assert await opened(individual, SOFIE, "Besluit 2") == (False, individual, "individual", True)
+        await store.open_schedule(there)
+        assert await opened(there, BART, "Besluit 3") == (False, there, None, False)
+        await store.end_document(late.document_id, "default", "withdrawn", NOW)
+        assert await opened(late, BART, "Besluit 4") == (True, None, None, False)
+        noted = await conn.fetch("SELECT person_id, recipient, title FROM notifier.reminders WHERE person_id IS NOT NULL ORDER BY title")
+        assert [(r["person_id"], PersonRef.model_validate(r["recipient"]), r["title"]) for r in noted] == [
+            ("bart", BART, "Besluit 1"), ("sofie", SOFIE, "Besluit 2"),
+        ]
+        queued = mails[individual.request_id]
+        assert await store.mail(queued.mail_id) == replace(queued, created_at=NOW, next_attempt_at=NOW)
+        assert await conn.fetchval("SELECT count(*) FROM notifier.mails") == 1
+        await conn.execute("DROP TABLE router.people")
+        with pytest.raises(asyncpg.UndefinedTableError):
+            await store.schedule_for_request(schedule(), BART, "Besluit 5", spooled(), NOW)
         assert not directory.readable
 
 

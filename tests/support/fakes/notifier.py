@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from services.notifier.domain import Move, Schedule
 from services.notifier.render import Mail
 from services.notifier.store import SpooledMail
+from shared.events import PersonRef
 
 __all__ = ["FakeNotifierStore"]
 
@@ -120,6 +121,12 @@ class FakeNotifierStore:
         if opening is not None and not ended:
             self.schedules.setdefault(request_id, opening)
         return ended, self.schedules.get(request_id)
+
+    async def schedule_for_request(
+        self, opening: Schedule, recipient: PersonRef, title: str, mail: SpooledMail, now: datetime
+    ) -> tuple[bool, Schedule | None, str | None, bool]:
+        # No directory: nobody noted, nothing queued (the handler's next steps do it).
+        return (*await self.schedule_for_mail(opening.request_id, opening.document_id, opening), None, False)
 
     async def close_request(self, request_id: UUID, org: str, document_id: UUID, closed_by: str, now: datetime) -> None:
         current = self.schedules.get(request_id)
