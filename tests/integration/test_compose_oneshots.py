@@ -90,8 +90,10 @@ class _Host:
 
 
 def _broker_admin(user: str, password: str, vhost: str) -> None:
+    # The password on standard input, not as an argument: a generated one starts with "-" one time in 64, and
+    # rabbitmqctl took it for an option (exit 64, "usage").
+    subprocess.run(["rabbitmqctl", "add_user", user], input=password, text=True, check=True, capture_output=True, timeout=60)
     for args in (
-        ["add_user", user, password],
         ["set_user_tags", user, "administrator"],
         ["set_permissions", "-p", unquote(vhost), user, ".*", ".*", ".*"],
     ):
