@@ -155,6 +155,22 @@ _SCHEDULE_FOR_MAIL = (
     " SELECT e.ended, s.* FROM ended e LEFT JOIN (SELECT * FROM opened UNION ALL SELECT * FROM locked) s ON true"
 )
 
+# A spooled mail's columns, in the order of :func:`_mail_values` (its time twice: queued and first due).
+_MAIL_COLUMNS = (
+    "notifier.mails (mail_id, org, document_id, kind, recipient, subject, text_body, html_body,"
+    " next_attempt_at, created_at, request_id, related_documents, link_kind, link_person)"
+)
+
+
+def _mail_values(mail: SpooledMail, now: datetime) -> tuple[object, ...]:
+    """The values :data:`_MAIL_COLUMNS` takes, ``now`` once (its placeholder goes twice)."""
+    return (
+        mail.mail_id, mail.org, mail.document_id, mail.kind, mail.recipient,
+        mail.content.subject, mail.content.text, mail.content.html, now,
+        mail.request_id, list(mail.related_documents) or None, mail.link_kind, mail.link_person,
+    )
+
+
 # The same for a new request whose recipient the digests follow, in one statement where it took three: the schedule
 # it opens notes who the request is for ($8-$10); her mail preference is read from the directory; and, unless she
 # may be waiting for a digest, the request's mail (from $11, as :meth:`PostgresNotifierStore.queue_mail` has them)
@@ -167,8 +183,7 @@ _SCHEDULE_FOR_REQUEST = (
     "  ON CONFLICT (request_id) DO NOTHING RETURNING *),"
     " locked AS (SELECT * FROM notifier.reminders WHERE request_id = $1 FOR UPDATE),"
     " preference AS (SELECT coalesce((SELECT mails FROM router.people WHERE org = $3 AND id = $8), 'individual') AS mails),"
-    " queued AS (INSERT INTO notifier.mails (mail_id, org, document_id, kind, recipient, subject, text_body, html_body,"
-    "  next_attempt_at, created_at, request_id, related_documents, link_kind, link_person)"
+    " queued AS (INSERT INTO " + _MAIL_COLUMNS +
     "  SELECT $11, $12, $13, $14, $15, $16, $17, $18, $19, $19, $20, $21, $22, $23"
     "  WHERE EXISTS (SELECT 1 FROM opened) AND (SELECT mails FROM preference) <> 'digest'"
     "  ON CONFLICT (mail_id) DO NOTHING RETURNING true)"
@@ -219,12 +234,9 @@ class PostgresNotifierStore(TransactionStore):
     async def queue_mail(self, mail: SpooledMail, now: datetime) -> bool:
         """Queue one mail per intent; False when this intent already has its mail."""
         queued = await self._conn.fetchval(
-            "INSERT INTO notifier.mails (mail_id, org, document_id, kind, recipient, subject, text_body, html_body,"
-            " next_attempt_at, created_at, request_id, related_documents, link_kind, link_person)"
+            "INSERT INTO " + _MAIL_COLUMNS +
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13) ON CONFLICT (mail_id) DO NOTHING RETURNING true",
-            mail.mail_id, mail.org, mail.document_id, mail.kind, mail.recipient,
-            mail.content.subject, mail.content.text, mail.content.html, now,
-            mail.request_id, list(mail.related_documents) or None, mail.link_kind, mail.link_person,
+            *_mail_values(mail, now),
         )
         if queued:
             _QUEUED.set(True)
@@ -343,14 +355,12 @@ class PostgresNotifierStore(TransactionStore):
         nothing was queued then: the steps that follow go as before."""
         if not self._directory.readable:
             return (*await self.schedule_for_mail(opening.request_id, opening.document_id, opening), None, False)
-        o, m = opening, mail
+        o = opening
         try:
             row = await self._conn.fetchrow(
                 _SCHEDULE_FOR_REQUEST,
                 o.request_id, o.document_id, o.org, o.requested_at, o.due_at, o.next_at, o.status,
-                recipient.id, recipient.model_dump(mode="json"), title,
-                m.mail_id, m.org, m.document_id, m.kind, m.recipient, m.content.subject, m.content.text, m.content.html, now,
-                m.request_id, list(m.related_documents) or None, m.link_kind, m.link_person,
+                recipient.id, recipient.model_dump(mode="json"), title, *_mail_values(mail, now),
             )
         except _UNREADABLE:  # no longer: this transaction is lost, and the message's next try reads in a savepoint
             self._directory.readable = False
