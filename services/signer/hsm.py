@@ -156,13 +156,23 @@ def generate(config: TokenConfig, label: str, bits: int) -> TokenKey:
     return TokenKey(config, key_id)
 
 
-@lru_cache(maxsize=512)
-def pdf_signer(config: TokenConfig, key_id: bytes, cert_der: bytes, chain_der: tuple[bytes, ...]) -> "PKCS11Signer":
-    """pyHanko's PKCS#11 signer over this worker's session, kept per key like the file keys' signers."""
+@lru_cache(maxsize=1)
+def _token_signer_class() -> type["PKCS11Signer"]:
     # Here, not at the top: only signing needs pyHanko, and the operator's `paraaf ca` commands import this module.
     from pyhanko.sign.pkcs11 import PKCS11Signer
 
-    return PKCS11Signer(
+    from services.signer.pyhanko_fast import ParsedSigningCertificate
+
+    class TokenSigner(ParsedSigningCertificate, PKCS11Signer):
+        """pyHanko's PKCS#11 signer with its signing-certificate attribute parsed (pyhanko_fast)."""
+
+    return TokenSigner
+
+
+@lru_cache(maxsize=512)
+def pdf_signer(config: TokenConfig, key_id: bytes, cert_der: bytes, chain_der: tuple[bytes, ...]) -> "PKCS11Signer":
+    """pyHanko's PKCS#11 signer over this worker's session, kept per key like the file keys' signers."""
+    return _token_signer_class()(
         session(config), key_id=key_id, signing_cert=asn1_x509.Certificate.load(cert_der),
         ca_chain=[asn1_x509.Certificate.load(c) for c in chain_der],
     )

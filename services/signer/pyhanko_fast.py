@@ -1,0 +1,89 @@
+"""Two places where pyHanko 0.38 spends most of a signature's CPU for nothing, measured in the bare pyHanko loop
+(bench/limits.py, py-spy): the bytes it writes stay the same.
+
+* **The signing-certificate-v2 attribute** (RFC 5035), which every PAdES signature carries, is built anew by
+  ``as_signing_certificate_v2`` for each signature out of the certificate's issuer name and serial number, and
+  asn1crypto then re-encodes that freshly built tree field by field each time it is copied or dumped: into the
+  signed attributes, into the ``SignerInfo``, when the signed attributes are hashed. That came to 46 % of a
+  signature. :class:`ParsedSigningCertificate` hands pyHanko the same value parsed back from its DER, built once
+  per certificate, which asn1crypto copies and dumps as the bytes it already holds.
+* **Hex strings** (``<...>``): pyHanko reads them one byte at a time through ``read_non_whitespace``. Before each
+  signature after the first, pyHanko reads the certification signature's ``/Contents`` (a 16 KiB signature
+  reserved as 32 Ki hex digits) to check what the certification allows: 31 % of such a signature once the first
+  cost was gone. :func:`read_hex_string` finds the closing ``>`` in one read and decodes in one call; anything
+  it does not recognise as plain hex digits and PDF whitespace (a comment, a wrong byte, a missing ``>``) goes
+  to pyHanko's own reader from the same position, which reads it, or raises its own error, as before.
+"""
+
+import binascii
+import io
+import re
+from functools import lru_cache
+from typing import Any
+
+from asn1crypto import tsp
+from asn1crypto import x509 as asn1_x509
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.misc import PDF_WHITESPACE
+from pyhanko.sign import attributes
+from pyhanko.sign.general import as_signing_certificate_v2
+
+__all__ = ["ParsedSigningCertificate", "install", "read_hex_string"]
+
+_HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]*")
+_FIRST_READ = 512  # most hex strings are short (/ID); a signature's /Contents is read in a few doublings
+_pyhanko_read_hex_string = generic.read_hex_string_from_stream
+
+
+@lru_cache(maxsize=512)
+def _signing_certificate_v2(cert_der: bytes) -> tsp.SigningCertificateV2:
+    built = as_signing_certificate_v2(asn1_x509.Certificate.load(cert_der))
+    return tsp.SigningCertificateV2.load(built.dump())
+
+
+class _ParsedSigningCertificateV2(attributes.SigningCertificateV2Provider):
+    async def build_attr_value(self, dry_run: bool = False) -> tsp.SigningCertificateV2:
+        return _signing_certificate_v2(self.signing_cert.dump())
+
+
+class ParsedSigningCertificate:
+    """Mixin for a pyHanko ``Signer``: its signing-certificate-v2 attribute is the parsed value, built once per
+    certificate (see the module's docstring)."""
+
+    def _signed_attr_providers(self, *args: Any, **kwargs: Any) -> Any:
+        for provider in super()._signed_attr_providers(*args, **kwargs):  # type: ignore[misc]
+            if type(provider) is attributes.SigningCertificateV2Provider:
+                provider = _ParsedSigningCertificateV2(provider.signing_cert)
+            yield provider
+
+
+def read_hex_string(stream: io.IOBase) -> generic.ByteStringObject | generic.TextStringObject:
+    """What ``pyhanko.pdf_utils.generic.read_hex_string_from_stream`` returns, for a stream at a ``<``."""
+    start = stream.tell()
+    stream.read(1)
+    chunks: list[bytes] = []
+    size = _FIRST_READ
+    while True:
+        chunk = stream.read(size)
+        end = chunk.find(b">")
+        if end >= 0:
+            chunks.append(chunk[:end])
+            stream.seek(end + 1 - len(chunk), io.SEEK_CUR)
+            break
+        if not chunk:
+            stream.seek(start)
+            return _pyhanko_read_hex_string(stream)
+        chunks.append(chunk)
+        size *= 2
+    digits = b"".join(chunks).translate(None, PDF_WHITESPACE)
+    if not _HEX_DIGITS.fullmatch(digits):
+        stream.seek(start)
+        return _pyhanko_read_hex_string(stream)
+    if len(digits) % 2:
+        digits += b"0"
+    return generic.pdf_string(binascii.unhexlify(digits))
+
+
+def install() -> None:
+    """pyHanko's object reader uses :func:`read_hex_string` (it looks the function up in its module at each call)."""
+    generic.read_hex_string_from_stream = read_hex_string

@@ -1,0 +1,90 @@
+"""The signer's pyHanko fast paths give what pyHanko gives: the same objects, the same errors, the stream left at
+the same place."""
+
+import asyncio
+import io
+import random
+
+import pytest
+from asn1crypto import x509 as asn1_x509
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.misc import PdfStreamError
+from pyhanko.sign import attributes
+
+from services.signer import pyhanko_fast
+from tests.support.signing import SigningCity
+
+_PYHANKO = pyhanko_fast._pyhanko_read_hex_string
+
+
+def _both(data: bytes) -> tuple[object, object]:
+    """(pyHanko's answer, ours) for a stream at the start of ``data``: each the object and where the stream was
+    left, or the error raised."""
+    answers = []
+    for read in (_PYHANKO, pyhanko_fast.read_hex_string):
+        stream = io.BytesIO(data)
+        try:
+            value = read(stream)
+            answers.append((type(value), bytes(value.original_bytes), stream.tell()))
+        except PdfStreamError as exc:
+            answers.append((PdfStreamError, str(exc)))
+    return answers[0], answers[1]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"<>",
+        b"<48656C6C6F> rest",
+        b"<48656c6c6f>",
+        b"<4 8\n65\r6C\t6C\x0c6F\x00>",
+        b"<486>",  # odd: a final 0 is implied
+        b"<FEFF00480069>",  # UTF-16 text
+        b"<48 % a comment > still a comment\n 69>",
+        b"<48%>\n69>",
+        b"<48G9>",
+        b"<48(69)>",
+        b"<4869",  # no end
+        b"<",
+    ],
+)
+def test_hex_strings_read_as_pyhanko_reads_them(data: bytes) -> None:
+    pyhanko, ours = _both(data)
+    assert ours == pyhanko
+
+
+def test_long_and_random_hex_strings() -> None:
+    """A signature's /Contents (32 Ki digits, over several reads), and strings with random whitespace and, now
+    and then, a byte that is not allowed, placed anywhere."""
+    rng = random.Random(15)
+    cases = [b"<" + bytes(rng.getrandbits(8) for _ in range(16384)).hex().encode() + b">>>"]
+    for _ in range(300):
+        body = bytearray(rng.choice(b"0123456789abcdefABCDEF \n\r\t") for _ in range(rng.randrange(0, 3000)))
+        if rng.random() < 0.2:
+            at = rng.randrange(len(body) + 1)
+            body[at:at] = bytes([rng.choice(b"xZ%(/")])
+        cases.append(b"<" + bytes(body) + b"> /Next 1")
+    for data in cases:
+        pyhanko, ours = _both(data)
+        assert ours == pyhanko, data[:80]
+
+
+def test_the_object_reader_uses_the_fast_path() -> None:
+    pyhanko_fast.install()
+    assert generic.read_hex_string_from_stream is pyhanko_fast.read_hex_string
+    read = generic.read_object(io.BytesIO(b"<< /ID [<0A0B> <0c0d>] >>"), generic.Reference(1, 0))
+    assert [bytes(v.original_bytes) for v in read["/ID"]] == [b"\x0a\x0b", b"\x0c\x0d"]
+
+
+def test_the_signing_certificate_attribute_is_the_bytes_pyhanko_builds() -> None:
+    _key, cert_der, _chain = SigningCity().credentials("Ann Aerts", "algemeen directeur")
+    cert = asn1_x509.Certificate.load(cert_der)
+
+    async def attribute(provider: attributes.CMSAttributeProvider) -> bytes:
+        built = await provider.get_attribute()
+        assert built is not None
+        return built.dump()
+
+    pyhanko = asyncio.run(attribute(attributes.SigningCertificateV2Provider(cert)))
+    ours = asyncio.run(attribute(pyhanko_fast._ParsedSigningCertificateV2(cert)))
+    assert ours == pyhanko
