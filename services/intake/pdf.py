@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.reader import PdfFileReader
 
+from shared import pyhanko_fast
 from shared.errors import CodedError
 
 __all__ = ["ACTIVE_ACTIONS", "ACTIVE_KEYS", "Limits", "PdfInfo", "describe_size", "inspect_pdf", "ready"]
@@ -25,6 +26,8 @@ __all__ = ["ACTIVE_ACTIONS", "ACTIVE_KEYS", "Limits", "PdfInfo", "describe_size"
 ACTIVE_KEYS = frozenset({"/JS", "/JavaScript", "/EmbeddedFiles", "/EF", "/RichMedia", "/XFA"})
 ACTIVE_ACTIONS = frozenset({"/JavaScript", "/Launch", "/SubmitForm", "/ImportData", "/RichMediaExecute"})
 _CHUNK = 1_048_576
+
+pyhanko_fast.install()  # names and hex strings read in one go: every object of a submitted PDF is read here
 
 
 @dataclass(frozen=True)

@@ -161,7 +161,7 @@ def _token_signer_class() -> type["PKCS11Signer"]:
     # Here, not at the top: only signing needs pyHanko, and the operator's `paraaf ca` commands import this module.
     from pyhanko.sign.pkcs11 import PKCS11Signer
 
-    from services.signer.pyhanko_fast import ParsedSigningCertificate
+    from shared.pyhanko_fast import ParsedSigningCertificate
 
     class TokenSigner(ParsedSigningCertificate, PKCS11Signer):
         """pyHanko's PKCS#11 signer with its signing-certificate attribute parsed (pyhanko_fast)."""

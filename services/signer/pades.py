@@ -57,7 +57,7 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-from services.signer import hsm, pyhanko_fast
+from services.signer import hsm
 from services.signer.code_stamp import stamp_footer
 from services.signer.fonts import DEFAULT_FONT, stamp_font
 from services.signer.stamps import (
@@ -69,6 +69,7 @@ from services.signer.stamps import (
     field_name,
     placeholder_box,
 )
+from shared import pyhanko_fast
 from shared.workers import WorkerDied, WorkerPool, WorkerTimedOut
 
 __all__ = [

@@ -8,10 +8,10 @@ import random
 import pytest
 from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils import generic
-from pyhanko.pdf_utils.misc import PdfStreamError
+from pyhanko.pdf_utils.misc import PdfReadError, PdfStreamError
 from pyhanko.sign import attributes
 
-from services.signer import pyhanko_fast
+from shared import pyhanko_fast
 from tests.support.signing import SigningCity
 
 _PYHANKO = pyhanko_fast._pyhanko_read_hex_string
@@ -69,11 +69,57 @@ def test_long_and_random_hex_strings() -> None:
         assert ours == pyhanko, data[:80]
 
 
-def test_the_object_reader_uses_the_fast_path() -> None:
+def _tokens(read: object, data: bytes) -> tuple[object, ...]:
+    """Every token ``read`` finds reading ``data`` as pyHanko's name reader does, and where it leaves the stream."""
+    stream, found = io.BytesIO(data), []
+    while stream.tell() < len(data):
+        token = read(stream)  # type: ignore[operator]
+        found.append((token, stream.tell()))
+        stream.read(1)  # over the delimiter
+    return tuple(found)
+
+
+def test_tokens_end_where_pyhanko_ends_them() -> None:
+    rng = random.Random(8)
+    alphabet = b"abcXYZ019.-_#" + bytes(range(0x80, 0x84)) + b" \n\r\t\f\x00()<>[]{}/%"
+    cases = [b"", b"/", b"Type", b"Type/Page", b"x" * 63 + b" ", b"x" * 64, b"x" * 64 + b"/", b"x" * 500 + b">"]
+    cases += [bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 200))) for _ in range(300)]
+    for data in cases:
+        assert _tokens(pyhanko_fast.read_until_delimiter, data) == _tokens(pyhanko_fast._pyhanko_read_until_delimiter, data), data
+
+
+def _name(decode: object, data: bytes) -> object:
+    try:
+        name = decode(data)  # type: ignore[operator]
+        return type(name), str(name)
+    except PdfReadError as exc:
+        return PdfReadError, str(exc)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"Type", b"Font#20Name", b"A#2", b"A#zz", b"caf\xc3\xa9", b"caf\xe9", b"Sp ace", b"Tab\t", b"a(b", b"~!|"],
+)
+def test_names_decode_as_pyhanko_decodes_them(data: bytes) -> None:
+    assert _name(pyhanko_fast.decode_name, data) == _name(pyhanko_fast._pyhanko_decode_name, data)
+
+
+def test_every_byte_in_a_name_decodes_as_pyhanko_decodes_it() -> None:
+    for byte in range(256):
+        data = b"N" + bytes([byte]) + b"x"
+        assert _name(pyhanko_fast.decode_name, data) == _name(pyhanko_fast._pyhanko_decode_name, data), byte
+
+
+def test_the_object_reader_uses_the_fast_paths() -> None:
     pyhanko_fast.install()
     assert generic.read_hex_string_from_stream is pyhanko_fast.read_hex_string
-    read = generic.read_object(io.BytesIO(b"<< /ID [<0A0B> <0c0d>] >>"), generic.Reference(1, 0))
+    assert generic.read_until_delimiter is pyhanko_fast.read_until_delimiter
+    assert generic._decode_name is pyhanko_fast.decode_name
+    read = generic.read_object(
+        io.BytesIO(b"<< /ID [<0A0B> <0c0d>] /Type/Page /N#61me 1 /Kids[/A/B] >>"), generic.Reference(1, 0)
+    )
     assert [bytes(v.original_bytes) for v in read["/ID"]] == [b"\x0a\x0b", b"\x0c\x0d"]
+    assert (read["/Type"], read["/Name"], list(read["/Kids"])) == ("/Page", 1, ["/A", "/B"])
 
 
 def test_the_signing_certificate_attribute_is_the_bytes_pyhanko_builds() -> None:
