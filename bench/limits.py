@@ -3,8 +3,9 @@
 * **bare pyHanko**: this process, one loop, signing the pipeline's own
   documents with the signer service's own code (``services.signer.pades.sign``:
   the cached parsed key, reserved bytes, the same stamp, font and verification
-  footer, the certification of the first signature), each document signed by
-  as many signatures as its flow asks, one after the other, incrementally.
+  footer, the certification of the first signature, the placeholders looked
+  for once a document as the signer does), each document signed by as many
+  signatures as its flow asks, one after the other, incrementally.
   No database, no broker, no HTTP.
 * **bare broker**: aio-pika alone on a quorum queue with a dead-letter
   exchange, as Paraaf's queues are: 1 KB messages published persistent with
@@ -35,14 +36,16 @@ def signed_chain(pdf: bytes, signatures: int, credentials: tuple[bytes, bytes, t
     the signed PDF."""
     key, cert, chain = credentials
     times = []
+    placeholders = None  # looked for by the first signature, then handed to the next, as the signer keeps them
     for number in range(1, signatures + 1):
         started = time.perf_counter()
         footer = footer_text("nl", "http://127.0.0.1:8083/check", new_code(), new_secret()) if number == 1 else None
-        pdf = sign(SigningJob(
+        result = sign(SigningJob(
             pdf=pdf, key_der=key, cert_der=cert, chain_der=chain, number=number,
             stamp_text=stamp_text(_SIGNER, None, datetime.now(UTC), "Europe/Brussels"), signer_name=_SIGNER.name,
-            reason="Ondertekend", planned=signatures, font_path=DEFAULT_FONT, footer=footer,
-        )).pdf
+            reason="Ondertekend", planned=signatures, font_path=DEFAULT_FONT, footer=footer, placeholders=placeholders,
+        ))
+        pdf, placeholders = result.pdf, result.placeholders
         times.append(time.perf_counter() - started)
     return times, pdf
 
