@@ -83,7 +83,9 @@ class SignerUnderTest:
         if self._remove_accounts:
             from tests.conftest import _remove_session_accounts
 
-            await asyncio.to_thread(_remove_session_accounts, SimpleNamespace(database_url=self._admin_database_url))
+            await asyncio.to_thread(
+                _remove_session_accounts, SimpleNamespace(database_url=self._admin_database_url, templates={})
+            )
         self._secrets.cleanup()
 
     async def _in_directory(self, person: PersonRef) -> None:
