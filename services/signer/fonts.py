@@ -16,6 +16,13 @@ again (~9 ms). :class:`ReusedFont` parses it once per process, and the
 embedded subset is made once per set of glyphs: the digits and capitals a
 date and time zone use are always in it, so one person in one function gets
 the same subset every time, kept compressed and written as is.
+
+Each line of a stamp is shaped once per process too (its name, its function,
+"wnd. burgemeester": they recur in every stamp of that person; a date line
+only within its minute), and its ToUnicode map compressed once per set of
+entries: once pyHanko's signature had become cheaper (shared/pyhanko_fast.py),
+a stamp added 40 % to it, against the 30 % it may (issue 13), and shaping its
+lines again was a quarter of that.
 """
 
 import io
@@ -28,9 +35,9 @@ import uharfbuzz
 from fontTools import subset, ttLib
 from fontTools.ttLib.scaleUpem import scale_upem
 from pyhanko.pdf_utils import generic
-from pyhanko.pdf_utils.font.api import FontEngine, FontEngineFactory
+from pyhanko.pdf_utils.font.api import FontEngine, FontEngineFactory, ShapeResult
 from pyhanko.pdf_utils.font.opentype import CIDFontType2, GlyphAccumulator, _read_ps_name
-from pyhanko.pdf_utils.writer import BasePdfFileWriter
+from pyhanko.pdf_utils.writer import BasePdfFileWriter, PdfFileWriter
 
 from services.signer.config import DEFAULT_FONT
 
@@ -90,6 +97,11 @@ class ReusedFont(FontEngineFactory):
         cmap = self.tt.getBestCmap()
         self.always = tuple(self.tt.getGlyphID(cmap[ord(c)]) for c in _ALWAYS if ord(c) in cmap)
         self._programs: dict[frozenset[int], bytes] = {}
+        self.shapes: dict[tuple[str, bool], _Shaped] = {}
+        self.to_unicode: dict[tuple[tuple[int, str], ...], bytes] = {}
+        self.widths: dict[int, tuple[int, int]] = {}  # glyph id -> (CID, width), as pyHanko's engine finds them
+        # The tables pyHanko's font descriptor reads, looked up once (fontTools' lookup cost more than the rest of it).
+        self.descriptor_tables = {name: self.tt[name] for name in ("hhea", "head", "OS/2", "post")}
 
     def program(self, glyphs: frozenset[int]) -> bytes:
         """The subset holding ``glyphs`` (glyph ids kept), deflated."""
@@ -115,11 +127,41 @@ class ReusedFont(FontEngineFactory):
         return ReusedGlyphAccumulator(writer, self, obj_stream)
 
 
+@dataclass(frozen=True)
+class _Shaped:
+    """A line as pyHanko shaped it, and what shaping it registered with the font engine: the glyphs it asked
+    for (in order) and the ToUnicode entries it wrote (in order)."""
+
+    result: ShapeResult
+    glyphs: tuple[int, ...]
+    unicode: tuple[tuple[int, str], ...]
+
+
+class _RecordedUnicode(dict[int, str]):
+    """The engine's ToUnicode map while a line is shaped: notes what is written, and whether it was asked what it
+    holds (pyHanko's fallback for a cluster of several glyphs, whose outcome depends on earlier lines)."""
+
+    def __init__(self, held: dict[int, str]) -> None:
+        super().__init__(held)
+        self.written: list[tuple[int, str]] = []
+        self.asked = False
+
+    def __setitem__(self, cid: int, text: str) -> None:
+        self.written.append((cid, text))
+        super().__setitem__(cid, text)
+
+    def __contains__(self, cid: object) -> bool:
+        self.asked = True
+        return super().__contains__(cid)
+
+
 class _PreparedCIDFont(CIDFontType2):
     """A TrueType CID font whose program is the font's cached subset for the glyphs drawn."""
 
     def __init__(self, font: ReusedFont, subset_prefix: str, glyphs: dict[int, tuple[int, int]]) -> None:
-        super().__init__(font.tt, font.ps_name, subset_prefix)
+        # pyHanko reads only the descriptor's tables through this (its own set_font_file, which saves the whole
+        # font, is replaced below).
+        super().__init__(font.descriptor_tables, font.ps_name, subset_prefix)  # type: ignore[arg-type]
         self._font = font
         self._drawn = glyphs
 
@@ -158,6 +200,64 @@ class ReusedGlyphAccumulator(GlyphAccumulator):
         self.cidfont_obj = _PreparedCIDFont(font, self.subset_prefix, self._glyphs)
         self._subset_created = True  # never subset the shared font: _PreparedCIDFont embeds the cached subset
         self._write_prepared = False
+
+    def _get_cid_and_width(self, glyph_id: int) -> tuple[int, int]:
+        """pyHanko's (CID, width) for a glyph it draws, found once per process (its glyph name and outline lookups
+        cost more than the rest of a stamp's glyph handling)."""
+        found = self._glyphs.get(glyph_id)
+        if found is None:
+            found = self._font.widths.get(glyph_id)
+            if found is None:
+                found = self._font.widths[glyph_id] = super()._get_cid_and_width(glyph_id)
+            self._glyphs[glyph_id] = found
+        return found
+
+    def shape(self, txt: str, with_actual_text: bool = True) -> ShapeResult:
+        """pyHanko's shaping of ``txt``, done once per process (see the module's docstring); a line shaped before
+        registers the same glyphs and ToUnicode entries with this engine as shaping it did."""
+        key = (txt, with_actual_text)
+        shaped = self._font.shapes.get(key)
+        if shaped is None:
+            shaped = self._shape(txt, with_actual_text)
+            if shaped is None:
+                return super().shape(txt, with_actual_text)
+            if len(self._font.shapes) >= 4096:  # lines of the people and times seen by this process; a bound
+                self._font.shapes.pop(next(iter(self._font.shapes)))
+            self._font.shapes[key] = shaped
+        for glyph in shaped.glyphs:
+            self._get_cid_and_width(glyph)
+        for cid, text in shaped.unicode:
+            self._cid_to_unicode[cid] = text
+        return shaped.result
+
+    def _shape(self, txt: str, with_actual_text: bool) -> _Shaped | None:
+        """``txt`` shaped by pyHanko in a fresh engine over the same font, recording what it registers; None when
+        the outcome depends on what was shaped before (a cluster of several glyphs)."""
+        engine = ReusedGlyphAccumulator(PdfFileWriter(), self._font)
+        asked: list[int] = []
+        get = engine._get_cid_and_width
+
+        def recorded(glyph: int) -> tuple[int, int]:
+            asked.append(glyph)
+            return get(glyph)
+
+        engine._get_cid_and_width = recorded  # type: ignore[method-assign]
+        engine._cid_to_unicode = unicode = _RecordedUnicode({})
+        result = GlyphAccumulator.shape(engine, txt, with_actual_text)
+        if unicode.asked:
+            return None
+        return _Shaped(result, tuple(asked), tuple(unicode.written))
+
+    def _format_tounicode_cmap(self) -> generic.StreamObject:
+        """pyHanko's ToUnicode map, compressed once per process for each set of entries (a person's stamps share it)."""
+        entries = tuple(self._cid_to_unicode.items())
+        data = self._font.to_unicode.get(entries)
+        if data is None:
+            data = super()._format_tounicode_cmap().encoded_data
+            if len(self._font.to_unicode) >= 256:  # a bound, as for the subsets
+                self._font.to_unicode.pop(next(iter(self._font.to_unicode)))
+            self._font.to_unicode[entries] = data
+        return generic.StreamObject({generic.pdf_name("/Filter"): generic.pdf_name("/FlateDecode")}, encoded_data=data)
 
     def prepare_write(self) -> None:
         for glyph in self._font.always:

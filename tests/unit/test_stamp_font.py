@@ -5,6 +5,7 @@ import io
 import zlib
 
 from fontTools import ttLib
+from pyhanko.pdf_utils.font.opentype import CIDFontType2, GlyphAccumulator
 from pyhanko.pdf_utils.writer import PdfFileWriter
 
 from services.signer.fonts import DEFAULT_FONT, ReusedFont, reduced_font
@@ -36,3 +37,49 @@ def test_one_person_gets_one_subset_at_every_time_and_another_name_its_own() -> 
     assert morning is evening
     assert _drawable(morning, "9", font) and _drawable(morning, "S", font), "a date's digits and a zone's capitals are in"
     assert _drawable(marc, "ü", font) and not _drawable(morning, "ü", font)
+
+
+def _shaped_by_pyhanko(font: ReusedFont, lines: list[str]) -> tuple[list[bytes], dict, dict]:
+    engine = font.create_font_engine(PdfFileWriter())
+    ops = [GlyphAccumulator.shape(engine, line).graphics_ops for line in lines]
+    return ops, dict(engine._glyphs), dict(engine._cid_to_unicode)
+
+
+def _shaped(font: ReusedFont, lines: list[str]) -> tuple[list[bytes], dict, dict]:
+    engine = font.create_font_engine(PdfFileWriter())
+    ops = [engine.shape(line).graphics_ops for line in lines]
+    return ops, dict(engine._glyphs), dict(engine._cid_to_unicode)
+
+
+def test_a_line_shaped_before_draws_and_registers_what_pyhanko_would() -> None:
+    """The second stamp's lines come from the process's shapes, the third's too in another order: the same text
+    operators, glyph widths and ToUnicode map as pyHanko shaping each line in that engine. A line whose cluster
+    holds several glyphs (q and a combining diaeresis, which has no glyph of its own) is not kept: pyHanko's outcome there depends on the lines
+    before it."""
+    font = ReusedFont(reduced_font(DEFAULT_FONT))
+    stamp = ["Ann Aérts", "wnd. algemeen directeur", "30-11-2026 05:13 CET", "Jacq\u0308ues", ""]
+    for lines in (stamp, stamp, list(reversed(stamp))):
+        assert _shaped(font, lines) == _shaped_by_pyhanko(font, lines)
+    assert ("Ann Aérts", True) in font.shapes and ("Jacq\u0308ues", True) not in font.shapes
+
+
+def _written(obj: object) -> bytes:
+    out = io.BytesIO()
+    obj.write_to_stream(out)  # type: ignore[attr-defined]
+    return out.getvalue()
+
+
+def test_the_font_objects_are_what_pyhanko_writes() -> None:
+    """The ToUnicode map kept per set of entries and the font descriptor read from the tables looked up once: the
+    same PDF objects as pyHanko's own engine over the same font and glyphs."""
+    font = ReusedFont(reduced_font(DEFAULT_FONT))
+    for _ in range(2):
+        ours = font.create_font_engine(PdfFileWriter())
+        pyhanko = font.create_font_engine(PdfFileWriter())
+        for line in ("Ann Aérts", "algemeen directeur"):
+            ours.shape(line)
+            GlyphAccumulator.shape(pyhanko, line)
+        assert _written(ours._format_tounicode_cmap()) == _written(GlyphAccumulator._format_tounicode_cmap(pyhanko))
+    reference = CIDFontType2(font.tt, font.ps_name, ours.cidfont_obj.subset_prefix)  # read from the whole font
+    assert _written(ours.cidfont_obj._font_descriptor) == _written(reference._font_descriptor)
+    assert _written(ours.cidfont_obj) == _written(reference)
