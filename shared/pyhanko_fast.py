@@ -9,9 +9,9 @@ and intake's check of submitted PDFs (services/intake/pdf.py) use it.
   signature. :class:`ParsedSigningCertificate` hands pyHanko the same value parsed back from its DER, built once
   per certificate, which asn1crypto copies and dumps as the bytes it already holds.
 * **Hex strings** (``<...>``): pyHanko reads them one byte at a time through ``read_non_whitespace``. Before each
-  signature after the first, pyHanko reads the certification signature's ``/Contents`` (a 16 KiB signature
-  reserved as 32 Ki hex digits) to check what the certification allows: 31 % of such a signature once the first
-  cost was gone. :func:`read_hex_string` finds the closing ``>`` in one read and decodes in one call; anything
+  signature after the first, pyHanko reads the certification signature's ``/Contents`` (12 KiB reserved for the
+  signature, written as 24 Ki hex digits) to check what the certification allows: 31 % of such a signature once
+  the first cost was gone. :func:`read_hex_string` finds the closing ``>`` in one read and decodes in one call; anything
   it does not recognise as plain hex digits and PDF whitespace (a comment, a wrong byte, a missing ``>``) goes
   to pyHanko's own reader from the same position, which reads it, or raises its own error, as before.
 * **Names** (``/Type``), the commonest token: pyHanko reads one byte at a time up to the next delimiter, then
