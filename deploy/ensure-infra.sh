@@ -29,7 +29,13 @@ ensure_rabbitmq() {
   if ! command -v rabbitmq-server >/dev/null && as_root; then
     echo "Installing RabbitMQ from Debian's packages..."; apt_install rabbitmq-server
   fi
-  if command -v rabbitmq-server >/dev/null; then
+  if command -v rabbitmq-server >/dev/null && as_root && id rabbitmq >/dev/null 2>&1 && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+    # Debian's rabbitmq-server, run as root, goes through `su`, whose PAM limits leave the node 1024 file
+    # descriptors (832 sockets): the suite's cities side by side ran out of them. Started as its user with the
+    # hard limit instead.
+    echo "Starting RabbitMQ..."
+    (cd /var/lib/rabbitmq && su rabbitmq -s /bin/sh -c "ulimit -n $(ulimit -Hn) 2>/dev/null; /usr/lib/rabbitmq/bin/rabbitmq-server -detached") >/dev/null 2>&1 || true
+  elif command -v rabbitmq-server >/dev/null; then
     echo "Starting RabbitMQ..."; rabbitmq-server -detached >/dev/null 2>&1 || true
   elif docker_engine; then
     docker compose up -d rabbitmq
