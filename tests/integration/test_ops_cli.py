@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -201,7 +202,19 @@ class Tail:
 
     async def __aexit__(self, *exc: object) -> None:
         self._process.send_signal(signal.SIGINT)  # Ctrl-C
-        rest, errors = await asyncio.wait_for(self._process.communicate(), 30)
+        try:
+            rest, errors = await asyncio.wait_for(asyncio.shield(self._process.communicate()), 30)
+        except TimeoutError:
+            stack = await asyncio.to_thread(
+                subprocess.run, [str(Path(sys.executable).with_name("py-spy")), "dump", "--pid", str(self._process.pid)],
+                capture_output=True, text=True,
+            )
+            self._process.kill()
+            rest, errors = await self._process.communicate()
+            raise AssertionError(
+                f"paraaf tail still running 30 s after Ctrl-C; where it was:\n{stack.stdout}{stack.stderr}\n"
+                f"its stderr:\n{errors.decode()}\nits output:\n{''.join(self.lines)}{rest.decode()}"
+            ) from None
         self.lines += rest.decode().splitlines()
         self.returncode = self._process.returncode
         assert self.returncode == 0, errors.decode()
