@@ -34,7 +34,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pypdfium2
 from asn1crypto import keys as asn1_keys
@@ -46,6 +46,7 @@ from pkcs11.exceptions import PKCS11Error
 from pyhanko.pdf_utils.content import RawContent
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.layout import AxisAlignment, BoxConstraints, InnerScaling, Margins, SimpleBoxLayoutRule
+from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.sign import fields, signers
@@ -139,6 +140,9 @@ class SigningResult:
     certified: bool  # this signature is the document's certification signature
     placeholders: tuple[Placeholder, ...]
     footer_stamped: bool = False
+    # The pages (0-based) whose picture this signature may have changed; every other page looks as it did before it,
+    # so its picture can be kept (render.RenderPool.derive). None: any page may have changed.
+    changed_pages: frozenset[int] | None = None
 
 
 class CachedKeySigner(pyhanko_fast.ParsedSigningCertificate, signers.SimpleSigner):
@@ -239,28 +243,58 @@ def _stamp_style(font_path: str) -> TextStampStyle:
     )
 
 
-def _field(
-    writer: IncrementalPdfFileWriter, job: SigningJob, placeholders: tuple[Placeholder, ...]
-) -> tuple[bool, SigFieldSpec | None]:
-    """(certify?, the field to add) for signature ``job.number``; the first of a planned set certifies
-    and prepares a field for each signature to come."""
+@dataclass(frozen=True)
+class _Field:
+    certify: bool
+    new: SigFieldSpec | None  # the field to add; None: it is there already (prepared, or added just now)
+    pages: frozenset[int] | None  # the pages (0-based) that get a field or a stamp; None: not known
+
+
+def _field(writer: IncrementalPdfFileWriter, job: SigningJob, placeholders: tuple[Placeholder, ...]) -> _Field:
+    """The field of signature ``job.number``; the first of a planned set certifies and prepares a field for each
+    signature to come."""
     name = field_name(job.number)
-    empty = {f[0] for f in fields.enumerate_sig_fields(writer.prev, filled_status=False)}
+    empty = {f[0]: f[2] for f in fields.enumerate_sig_fields(writer.prev, filled_status=False)}
     signed_before = any(True for _ in fields.enumerate_sig_fields(writer.prev, filled_status=True))
-    if name in empty:
-        return False, None  # prepared by the certification signature: fill it
+    if name in empty:  # prepared by the certification signature (or by whoever made the PDF): fill it
+        # Where the certification signature put it, unless the widget says another page (or nothing).
+        page = _page_index(writer, _slot(writer, job.number, placeholders)[0])
+        try:
+            there = _widget_page(empty[name]) == writer.find_page_for_modification(page)[0].reference
+        except (PdfError, KeyError):  # a page tree that does not hold that page: not known
+            there = False
+        return _Field(False, None, frozenset({page}) if there else None)
     if not signed_before and job.planned:
         last = max([job.planned, job.number, *(p.number for p in placeholders)])
+        pages = set()
         for number in range(job.number, last + 1):
             page, box = _slot(writer, number, placeholders)
             fields.append_signature_field(writer, SigFieldSpec(field_name(number), on_page=page, box=box))
-        return True, None
+            pages.add(_page_index(writer, page))
+        return _Field(True, None, frozenset(pages))
     if _is_certified(writer):
         # More signers than planned: a new visible field would break the
         # certification, so this signature goes in without a stamp.
-        return False, SigFieldSpec(name, on_page=-1, box=None)
+        return _Field(False, SigFieldSpec(name, on_page=-1, box=None), frozenset({_page_index(writer, -1)}))
     page, box = _slot(writer, job.number, placeholders)
-    return False, SigFieldSpec(name, on_page=page, box=box)
+    return _Field(False, SigFieldSpec(name, on_page=page, box=box), frozenset({_page_index(writer, page)}))
+
+
+def _page_index(writer: IncrementalPdfFileWriter, page: int) -> int:
+    """``page`` as pyHanko takes it (-1: the last) as a 0-based index."""
+    return page if page >= 0 else int(writer.root["/Pages"]["/Count"]) + page
+
+
+def _widget_page(field: Any) -> Any:
+    """The page (a reference) a field's widget names in /P, the widget being the field itself or its one kid; None
+    when it names none."""
+    widget = field.get_object()
+    kids = widget.get("/Kids")
+    if kids is not None:
+        if len(kids) != 1:
+            return None
+        widget = kids[0].get_object()
+    return widget.get_value_as_reference("/P", optional=True)
 
 
 def _pdf_signer(job: SigningJob, certify: bool, new_field: SigFieldSpec | None) -> signers.PdfSigner:
@@ -299,9 +333,9 @@ async def _sign(job: SigningJob) -> SigningResult:
     writer = IncrementalPdfFileWriter(io.BytesIO(job.pdf), strict=False)
     footer_stamped = _verification_footer(writer, job)
     placeholders = job.placeholders if job.placeholders is not None else find_placeholders(job.pdf)
-    certify, new_field = _field(writer, job, placeholders)
+    field = _field(writer, job, placeholders)
     output = io.BytesIO()
-    pdf_signer = _pdf_signer(job, certify, new_field)
+    pdf_signer = _pdf_signer(job, field.certify, field.new)
     await _long_term(pdf_signer, job)
     await pdf_signer.async_sign_pdf(
         writer,
@@ -309,7 +343,9 @@ async def _sign(job: SigningJob) -> SigningResult:
         appearance_text_params={"paraaf": job.stamp_text},
         output=output,
     )
-    return SigningResult(output.getvalue(), field_name(job.number), certify, placeholders, footer_stamped)
+    # The footer is on every page; a document timestamp (B-LTA) adds a field of its own.
+    changed = None if footer_stamped or (job.tsa_url and job.completes) else field.pages
+    return SigningResult(output.getvalue(), field_name(job.number), field.certify, placeholders, footer_stamped, changed)
 
 
 def _self_signed(token: object) -> list[asn1_x509.Certificate]:

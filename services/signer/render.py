@@ -188,9 +188,7 @@ class RenderPool:
                     self._keep(digest, 0, first)
             except NotRendered:
                 pass  # the first page is beyond the renderer: the sizes alone may still be had
-        self._sizes[digest] = sizes if sizes is not None else await self._run(page_sizes, pdf)
-        while len(self._sizes) > 16 * self._cache_size:
-            self._sizes.popitem(last=False)
+        self._keep_sizes(digest, sizes if sizes is not None else await self._run(page_sizes, pdf))
         return self._sizes[digest]
 
     async def page(self, digest: str, pdf: bytes, index: int) -> bytes:
@@ -199,6 +197,24 @@ class RenderPool:
         png = await self._run(render_page, pdf, index)
         self._keep(digest, index, png)
         return png
+
+    def derive(self, digest: str, before: str, changed: frozenset[int] | None) -> None:
+        """Version ``digest`` is version ``before`` with only the pages ``changed`` drawn differently (a signature: its
+        stamp's page; None: any page): the pictures of ``before``'s other pages at hand are its pictures too, and its
+        sizes are ``before``'s. Only when its first page is among them, so that opening its signing page needs no job
+        at all; otherwise its sizes come with that page's picture in one job, as for any version."""
+        sizes = self._sizes.get(before)
+        if changed is None or sizes is None or 0 in changed or (before, 0) not in self._cache:
+            return
+        for index in range(len(sizes)):
+            if index not in changed and (png := self.known_page(before, index)) is not None:
+                self._keep(digest, index, png)
+        self._keep_sizes(digest, sizes)
+
+    def _keep_sizes(self, digest: str, sizes: list[tuple[int, int]]) -> None:
+        self._sizes[digest] = sizes
+        while len(self._sizes) > 16 * self._cache_size:
+            self._sizes.popitem(last=False)
 
     def _keep(self, digest: str, index: int, png: bytes) -> None:
         self._cache[(digest, index)] = png

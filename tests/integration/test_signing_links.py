@@ -13,7 +13,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from services.signer import handlers
 from services.signer.keys import Keyring
 from services.signer.pades import SigningPool
-from services.signer.render import PAGE_WIDTH_PX, RenderPool
+from services.signer.render import PAGE_WIDTH_PX, RenderPool, render_page
 from services.signer.signing import Stamping
 from services.signer.stamps import bottom_box
 from services.signer.tokens import csrf_token, hash_token
@@ -305,6 +305,23 @@ async def test_the_next_signer_sees_the_stamp_of_the_one_before_in_the_page_pict
     stamp = tuple(round(v * scale) for v in (left, 842 - top, right, 842 - bottom))
     assert before.convert("L").crop(stamp).getextrema()[0] > 200, "no ink where the stamp goes before it is signed"
     assert after.convert("L").crop(stamp).getextrema()[0] < 100, "the stamp's ink in the next signer's picture"
+
+
+async def test_the_next_signer_of_a_long_document_gets_its_unchanged_first_page_without_it_being_drawn_again(
+    signer: SignerHarness,
+) -> None:
+    """A stamp on the last page leaves the first as it was: the next signer's first picture is at hand before anyone
+    opens the new version (kept from the version before), and it and the stamped last page are what PDFium draws of
+    the new version."""
+    document = await signer.new_document(make_pdf(3, text=f"long {uuid4()}"))
+    _, first = await signer.request(document, ANN, step=1, step_count=2)
+    assert (await signer.sign(first)).status_code == 200  # opens the page (its first picture drawn), then Sign
+    _, pdf = await signer.document(document[0])
+    assert signer.render_pool.known_page(hashlib.sha256(pdf).hexdigest(), 0) is not None
+    _, second = await signer.request(document, BART, step=2, step_count=2)
+    assert (await signer.client.get(second)).status_code == 200
+    assert (await signer.client.get(f"{second}/pages/1.png")).content == render_page(pdf, 0)
+    assert (await signer.client.get(f"{second}/pages/3.png")).content == render_page(pdf, 2)
 
 
 async def test_behind_a_tls_proxy_the_csrf_cookie_is_secure(

@@ -1,12 +1,15 @@
 """The page pictures of the signing page: lossless, and grey only when the page has no colour."""
 
+import asyncio
 import io
+from uuid import uuid4
 
 import pypdfium2
+import pytest
 from PIL import Image, ImageChops
 
 from services.signer.pades import sign
-from services.signer.render import PAGE_WIDTH_PX, page_sizes, render_page, sizes_and_first_page
+from services.signer.render import PAGE_WIDTH_PX, RenderPool, page_sizes, render_page, sizes_and_first_page
 from services.signer.verification import footer_text, new_code, new_secret
 from tests.support.pdfs import make_pdf
 from tests.support.signing import SigningCity
@@ -87,3 +90,64 @@ def test_a_picture_carries_nothing_of_the_page_drawn_before_it() -> None:
     first = render_page(plain, 0)
     render_page(longer, 0)
     assert render_page(plain, 0) == first
+
+
+def _chain(pdf: bytes, planned: int | None, signatures: int, *, footer: bool) -> list[tuple[bytes, frozenset[int] | None]]:
+    """Each version after ``pdf`` with the pages its signature said it changed."""
+    city, versions, placeholders = SigningCity(), [(pdf, None)], None
+    for number in range(1, signatures + 1):
+        code = footer_text("nl", "https://paraaf.test/check", new_code(), new_secret()) if footer and number == 1 else None
+        job = city.job(versions[-1][0], number, "Ann Aerts", "schepen", planned=planned, footer=code, placeholders=placeholders)
+        result = sign(job)
+        versions.append((result.pdf, result.changed_pages))
+        placeholders = result.placeholders
+    return versions
+
+
+@pytest.mark.parametrize(
+    ("pages", "planned", "signatures", "footer", "placeholder", "said"),
+    [
+        (3, 3, 3, True, None, [None, {2}, {2}]),  # the footer is on every page; the stamps on the last
+        (3, 2, 3, False, None, [{2}, {2}, {2}]),  # certified without a footer; one signer more than planned: no stamp
+        (3, None, 2, False, None, [{2}, {2}]),  # no count: each signature adds its own field
+        (3, 2, 2, False, "[SIG02]", [{2}, {2}]),  # the second signature's place written in the text
+        (1, 2, 2, False, None, [{0}, {0}]),
+    ],
+)
+def test_a_signature_names_the_pages_it_changed_and_every_other_page_is_drawn_as_before(
+    pages: int, planned: int | None, signatures: int, footer: bool, placeholder: str | None, said: list[set[int] | None]
+) -> None:
+    """What a signature says it changed is what PDFium draws differently: every page it does not name is the same
+    picture, byte for byte, in the version before and after it (so the signing page may keep that picture), and a page
+    with a new stamp is drawn differently."""
+    versions = _chain(make_pdf(pages, text="Black on white", placeholder=placeholder), planned, signatures, footer=footer)
+    assert [changed for _, changed in versions[1:]] == [frozenset(s) if s is not None else None for s in said]
+    for (before, _), (after, changed) in zip(versions, versions[1:], strict=False):
+        for index in range(pages):
+            if changed is None or index in changed:
+                continue
+            assert render_page(after, index) == render_page(before, index), f"page {index + 1} drawn differently"
+    stamped = [(before, after, changed) for (before, _), (after, changed) in zip(versions, versions[1:], strict=False)][:planned or 1]
+    for before, after, changed in stamped:
+        if changed is not None:
+            assert all(render_page(after, index) != render_page(before, index) for index in changed), "the stamp drawn"
+
+
+def test_a_version_that_kept_the_first_page_opens_with_the_pictures_of_the_one_before() -> None:
+    """derive: the pictures at hand of the pages a signature did not change, and the sizes, carry over to the new
+    version; a change to the first page, or an unknown one, carries nothing (its sizes come with its first picture)."""
+    pool = RenderPool(1)
+    try:
+        pdf = make_pdf(3, text=f"derived {uuid4()}")
+        sizes = asyncio.run(pool.page_sizes("v1", pdf))
+        first = pool.known_page("v1", 0)
+        assert first is not None
+        pool.derive("v2", "v1", frozenset({2}))
+        assert (pool.known_sizes("v2"), pool.known_page("v2", 0), pool.known_page("v2", 2)) == (sizes, first, None)
+        for changed in (frozenset({0}), None):
+            pool.derive("v3", "v1", changed)
+            assert (pool.known_sizes("v3"), pool.known_page("v3", 0)) == (None, None)
+        pool.derive("v4", "never drawn", frozenset({2}))
+        assert pool.known_sizes("v4") is None
+    finally:
+        pool.close()
