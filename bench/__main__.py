@@ -2,11 +2,12 @@
 
 import sys
 
-from bench import audit, audit_burst, bulk, pipeline, router, scaling, signer
+from bench import audit, audit_burst, blobs, bulk, pipeline, router, scaling, signer
 
 BENCHMARKS = {
     "router": router.main, "signer": lambda: signer.main([]), "audit": audit.main, "audit_burst": lambda: audit_burst.main([]),
     "bulk": lambda: bulk.main([]),
+    "blobs": lambda: blobs.main([]),  # PostgreSQL's CPU for a stored PDF version, pglz against lz4 (~10 s)
     "scaling": lambda: scaling.main([]),  # the PDF work per document for 1/10/100 pages and 1/5/10 signers (~10 s)
     "pipeline": lambda: pipeline.main([]),  # the whole pipeline end to end, with its limits and ratios (~3 min)
 }
