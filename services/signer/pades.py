@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, TypeVar
 
 import pypdfium2
@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from pkcs11.exceptions import PKCS11Error
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.content import RawContent
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.layout import AxisAlignment, BoxConstraints, InnerScaling, Margins, SimpleBoxLayoutRule
@@ -202,16 +203,52 @@ def find_placeholders(pdf: bytes) -> tuple[Placeholder, ...]:
     return tuple(sorted(found.values(), key=lambda p: p.number))
 
 
-def _slot(writer: IncrementalPdfFileWriter, number: int, placeholders: tuple[Placeholder, ...]) -> tuple[int, Box]:
+def _slot_page(number: int, placeholders: tuple[Placeholder, ...]) -> int:
+    """The page of signature ``number`` (0-based; -1: the last): its placeholder's, else the last."""
+    return next((p.page for p in placeholders if p.number == number), -1)
+
+
+MediaBox = tuple[float, float, float, float]
+
+
+def _slot(number: int, placeholders: tuple[Placeholder, ...], last_media_box: Callable[[], MediaBox]) -> tuple[int, Box]:
     """(page, box) of signature ``number``: its placeholder, else the next free slot at the bottom of the last page."""
     for placeholder in placeholders:
         if placeholder.number == number:
             return placeholder.page, placeholder.box
     taken = {p.number for p in placeholders}
     index = sum(1 for n in range(1, number) if n not in taken)
-    page_ref, _ = writer.find_page_for_modification(-1)
-    media_box = tuple(float(v) for v in page_ref.get_object()["/MediaBox"])
-    return -1, bottom_box(media_box, index)
+    return -1, bottom_box(last_media_box(), index)
+
+
+def _last_media_box(writer: IncrementalPdfFileWriter) -> Callable[[], MediaBox]:
+    """The last page's /MediaBox, looked up once when first asked: pyHanko finds a page by reading every page object
+    before it (~2 ms for the last of 30), and a certification prepares a slot there for each signature to come."""
+
+    @cache
+    def media_box() -> MediaBox:
+        page_ref, _ = writer.find_page_for_modification(-1)
+        llx, lly, urx, ury = (float(v) for v in page_ref.get_object()["/MediaBox"])
+        return llx, lly, urx, ury
+
+    return media_box
+
+
+def _last_page(writer: IncrementalPdfFileWriter) -> Any:
+    """The last page (a reference), found from the end of the page tree: one page object read, not all of them
+    (pyHanko's lookup reads each page before it). None when the tree does not end in a page."""
+    node = writer.root["/Pages"]
+    for _ in range(64):  # deeper than any page tree a document has
+        kids = node.get("/Kids")
+        if not kids:
+            return None
+        kid = kids.raw_get(len(kids) - 1)  # the reference (indexing an array gives the object)
+        if not isinstance(kid, generic.IndirectObject):
+            return None
+        node = kid.get_object()
+        if node.get("/Type") != "/Pages":
+            return kid.reference
+    return None
 
 
 def _is_certified(writer: IncrementalPdfFileWriter) -> bool:
@@ -258,17 +295,19 @@ def _field(writer: IncrementalPdfFileWriter, job: SigningJob, placeholders: tupl
     signed_before = any(True for _ in fields.enumerate_sig_fields(writer.prev, filled_status=True))
     if name in empty:  # prepared by the certification signature (or by whoever made the PDF): fill it
         # Where the certification signature put it, unless the widget says another page (or nothing).
-        page = _page_index(writer, _slot(writer, job.number, placeholders)[0])
+        page = _slot_page(job.number, placeholders)
         try:
-            there = _widget_page(empty[name]) == writer.find_page_for_modification(page)[0].reference
+            expected = writer.find_page_for_modification(page)[0].reference if page >= 0 else _last_page(writer)
         except (PdfError, KeyError):  # a page tree that does not hold that page: not known
-            there = False
-        return _Field(False, None, frozenset({page}) if there else None)
+            expected = None
+        there = expected is not None and _widget_page(empty[name]) == expected
+        return _Field(False, None, frozenset({_page_index(writer, page)}) if there else None)
+    last_media_box = _last_media_box(writer)
     if not signed_before and job.planned:
         last = max([job.planned, job.number, *(p.number for p in placeholders)])
         pages = set()
         for number in range(job.number, last + 1):
-            page, box = _slot(writer, number, placeholders)
+            page, box = _slot(number, placeholders, last_media_box)
             fields.append_signature_field(writer, SigFieldSpec(field_name(number), on_page=page, box=box))
             pages.add(_page_index(writer, page))
         return _Field(True, None, frozenset(pages))
@@ -276,7 +315,7 @@ def _field(writer: IncrementalPdfFileWriter, job: SigningJob, placeholders: tupl
         # More signers than planned: a new visible field would break the
         # certification, so this signature goes in without a stamp.
         return _Field(False, SigFieldSpec(name, on_page=-1, box=None), frozenset({_page_index(writer, -1)}))
-    page, box = _slot(writer, job.number, placeholders)
+    page, box = _slot(job.number, placeholders, last_media_box)
     return _Field(False, SigFieldSpec(name, on_page=page, box=box), frozenset({_page_index(writer, page)}))
 
 
