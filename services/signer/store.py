@@ -301,11 +301,16 @@ class PostgresSignerStore(TransactionStore):
 
     async def placeholders_unknown(self, document_id: UUID) -> bool:
         """Whether the document's placeholders were not looked for yet (locking it while they are). Not read for a
-        document this transaction began and did not touch since: its row is locked by the insert, placeholders NULL."""
+        document this transaction began and did not touch since: its row is locked by the insert, placeholders NULL.
+
+        FOR NO KEY UPDATE, not FOR UPDATE: this transaction's request row already holds a key-share lock on the
+        document (its foreign key), and so may another request's transaction; FOR UPDATE waits for such locks, so two
+        requests of one document asking at once each waited for the other (a deadlock). This lock waits only for
+        another that looks for the placeholders, as the UPDATE that saves them does."""
         if document_id in self._begun:
             self._begun.discard(document_id)
             return True
-        sql = "SELECT placeholders IS NULL FROM signer.documents WHERE document_id = $1 FOR UPDATE"
+        sql = "SELECT placeholders IS NULL FROM signer.documents WHERE document_id = $1 FOR NO KEY UPDATE"
         return bool(await self._conn.fetchval(sql, document_id))
 
     async def save_placeholders(self, document_id: UUID, placeholders: Sequence[Placeholder]) -> None:

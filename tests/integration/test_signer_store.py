@@ -1,5 +1,6 @@
 """One contract, two stores: the in-memory FakeSignerStore the unit tests use behaves as PostgresSignerStore does."""
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from services.signer.store import PostgresSignerStore, SignerStore
 from services.signer.tokens import hash_token
 from shared.blobs import MIGRATIONS as BLOB_MIGRATIONS
 from shared.blobs import BlobNotFound
+from shared.db import connect_pool
 from shared.events import PersonRef, SignatureRequested
 from shared.messaging import Outbox
 from tests.support.fakes.signer import FakeSignerStore
@@ -280,3 +282,44 @@ async def test_a_stored_pdf_version_is_compressed_with_lz4(database_url: str) ->
         digest = await PostgresSignerStore(conn, Outbox("signer")).put_blob(signed)
         method = await conn.fetchval("SELECT pg_column_compression(data) FROM blobs.blob WHERE sha256 = $1", digest)
         assert (method, await PostgresSignerStore(conn, Outbox("signer")).blob(digest)) == ("lz4", signed)
+
+
+async def test_two_requests_of_a_document_whose_placeholders_are_unknown_take_turns_instead_of_deadlocking(
+    database_url: str,
+) -> None:
+    """Two signature.requested handlers of one document, each with its request inserted (which holds a key-share lock
+    on the document row, for the foreign key): the first to ask whether the placeholders are still unknown is told so
+    at once; the other waits for it to commit, then is told they are known. Asked FOR UPDATE, each waited for the
+    other's key-share lock, and PostgreSQL killed one (DeadlockDetectedError; the message went round again)."""
+    schemas = (("blobs", BLOB_MIGRATIONS, False), ("signer", SERVICES / "signer" / "migrations", True))
+    async with in_rolled_back_transaction(database_url, *schemas):
+        pass  # migrated; committed rows are needed here, across connections
+    pool = await connect_pool(database_url)
+    try:
+        document_id = uuid4()
+        async with pool.acquire() as conn:
+            store = PostgresSignerStore(conn, Outbox("signer"))
+            await store.begin_document(document_id, "default", await store.put_blob(b"%PDF " + document_id.bytes))
+        async with pool.acquire() as first, pool.acquire() as second:
+            handlers = [(conn.transaction(), PostgresSignerStore(conn, Outbox("signer"))) for conn in (first, second)]
+            for (transaction, store), step in zip(handlers, (1, 2), strict=True):
+                await transaction.start()
+                await store.insert_request(_request_of(document_id, step))
+            (first_transaction, first_store), (second_transaction, second_store) = handlers
+            assert await asyncio.wait_for(first_store.placeholders_unknown(document_id), 5)
+            waiting = asyncio.create_task(second_store.placeholders_unknown(document_id))
+            await asyncio.sleep(0.3)
+            assert not waiting.done(), "the second looks while the first is still looking"
+            await first_store.save_placeholders(document_id, [])
+            await first_transaction.commit()
+            assert await asyncio.wait_for(waiting, 5) is False
+            await second_transaction.commit()
+    finally:
+        await pool.close()
+
+
+def _request_of(document_id: UUID, step: int) -> SigningRequest:
+    return request_from(SignatureRequested(
+        correlation_id=document_id, request_id=uuid4(), step=step, step_count=2, signer=ANN, title="Besluit",
+        filename="besluit.pdf", submitted_by=ELEN, pdf_sha256="0" * 64, signature_count=2,
+    ))
