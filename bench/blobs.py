@@ -21,8 +21,8 @@ import time
 
 import asyncpg
 
-from bench.audit import ADMIN_URL
 from bench.limits import signed_chain
+from bench.scratch import scratch_database
 from tests.support.pdfs import make_pdf
 from tests.support.signing import SigningCity
 
@@ -69,11 +69,8 @@ async def one(conn: asyncpg.Connection, method: str, pdfs: list[bytes], rounds: 
 
 async def run(rounds: int) -> None:
     pdfs = await asyncio.to_thread(versions)  # pyHanko's signing runs its own event loop
-    name = f"paraaf_bench_blobs_{os.getpid()}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        conn = await asyncpg.connect(ADMIN_URL.rsplit("/", 1)[0] + "/" + name)
+    async with scratch_database("blobs") as url:
+        conn = await asyncpg.connect(url)
         try:
             print(f"blobs: {len(pdfs)} versions of {min(map(len, pdfs)) // 1000}-{max(map(len, pdfs)) // 1000} KB, {rounds} times each, per method")
             results: dict[str, list[tuple[float, float, int]]] = {m: [] for m in METHODS}
@@ -88,9 +85,6 @@ async def run(rounds: int) -> None:
                 print(f"  {method:5s} insert CPU / pglz's: {sum(r[0] for r in results[method]) / base:.2f}")
         finally:
             await conn.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,14 +22,14 @@ import asyncio
 import statistics
 import sys
 import time
-import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import asyncpg
 
+from bench.scratch import scratch_database
 from services.signer.figures import FiguresReader, Period
-from tests.conftest import LOCAL_DATABASE
+from shared.db import migrations_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = {"router": "services/router/migrations", "intake": "services/intake/migrations", "audit": "services/audit/migrations"}
@@ -85,8 +85,8 @@ async def _schemas(conn: asyncpg.Connection) -> None:
     for schema, folder in SCHEMAS.items():
         await conn.execute(f"CREATE SCHEMA {schema}")
         await conn.execute(f"SET search_path TO {schema}")
-        for migration in sorted((ROOT / folder).glob("*.sql")):
-            await conn.execute(migration.read_text())
+        for _, _, sql in migrations_of([ROOT / folder]):  # with the messaging tables a later migration alters
+            await conn.execute(sql)
     await conn.execute("RESET search_path")
 
 
@@ -102,11 +102,8 @@ async def _read_year(conn: asyncpg.Connection, org: str) -> tuple[float, int]:
 
 
 async def main(orgs: int) -> None:
-    name = f"paraaf_bench_figures_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(LOCAL_DATABASE)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        conn = await asyncpg.connect(LOCAL_DATABASE.rsplit("/", 1)[0] + "/" + name)
+    async with scratch_database("figures") as url:
+        conn = await asyncpg.connect(url)
         try:
             await _schemas(conn)
             started = time.perf_counter()
@@ -123,9 +120,6 @@ async def main(orgs: int) -> None:
                   f" slowest {max(times) * 1000:.0f} ms ({runs[0][1]} signatures counted)")
         finally:
             await conn.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from tests.conftest import LOCAL_DATABASE
+from bench.scratch import scratch_database
 from tests.support.signer_harness import SignerHarness
 
 ANN = {"id": "ann", "name": "Ann", "email": "ann@x.be"}
@@ -83,17 +83,9 @@ async def _measure(url: str, count: int, say: Callable[[str], None]) -> None:
 
 
 async def main(count: int = 400) -> None:
-    name = "paraaf_bench_links_" + uuid.uuid4().hex[:8]
-    admin = await asyncpg.connect(LOCAL_DATABASE)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    try:
+    async with scratch_database("links") as url:
         print(f"{count} signing links a round, load average {os.getloadavg()[0]:.1f}:")
-        await _measure(LOCAL_DATABASE.rsplit("/", 1)[0] + "/" + name, count, print)
-    finally:
-        admin = await asyncpg.connect(LOCAL_DATABASE)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await _measure(url, count, print)
 
 
 if __name__ == "__main__":
