@@ -1,4 +1,4 @@
-"""The signer's pyHanko fast paths give what pyHanko gives: the same objects, the same errors, the stream left at
+"""pyHanko's fast paths (shared/pyhanko_fast.py) give what pyHanko gives: the same objects, the same errors, the stream left at
 the same place."""
 
 import asyncio
@@ -134,3 +134,31 @@ def test_the_signing_certificate_attribute_is_the_bytes_pyhanko_builds() -> None
     pyhanko = asyncio.run(attribute(attributes.SigningCertificateV2Provider(cert)))
     ours = asyncio.run(attribute(pyhanko_fast._ParsedSigningCertificateV2(cert)))
     assert ours == pyhanko
+
+
+def _name_written(write: object, name: str) -> object:
+    stream = io.BytesIO()
+    try:
+        write(generic.NameObject(name), stream)  # type: ignore[operator]
+    except Exception as exc:  # noqa: BLE001 - the error itself is compared
+        return type(exc), str(exc)
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize("name", ["/Type", "/Font#Name", "/Sp ace", "/caf\u00e9", "/a(b", "/~!|", "/", "Type", "", "/A/B"])
+def test_names_are_written_as_pyhanko_writes_them(name: str) -> None:
+    assert _name_written(pyhanko_fast.write_name, name) == _name_written(pyhanko_fast._pyhanko_write_name, name)
+
+
+def test_every_character_in_a_name_is_written_as_pyhanko_writes_it() -> None:
+    for code in [*range(256), 0x20AC, 0x1F600]:
+        name = "/N" + chr(code) + "x"
+        assert _name_written(pyhanko_fast.write_name, name) == _name_written(pyhanko_fast._pyhanko_write_name, name), code
+
+
+def test_the_writer_uses_the_fast_path() -> None:
+    pyhanko_fast.install()
+    assert generic.NameObject.write_to_stream is pyhanko_fast.write_name
+    written = io.BytesIO()
+    generic.DictionaryObject({generic.pdf_name("/Type"): generic.pdf_name("/Font Name")}).write_to_stream(written)
+    assert written.getvalue() == b"<<\n/Type /Font#20Name\n>>"
