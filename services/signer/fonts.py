@@ -36,7 +36,7 @@ from fontTools import subset, ttLib
 from fontTools.ttLib.scaleUpem import scale_upem
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.font.api import FontEngine, FontEngineFactory, ShapeResult
-from pyhanko.pdf_utils.font.opentype import CIDFontType2, GlyphAccumulator, _read_ps_name
+from pyhanko.pdf_utils.font.opentype import CIDFontType2, GlyphAccumulator, _build_type0_font_from_cidfont, _read_ps_name
 from pyhanko.pdf_utils.writer import BasePdfFileWriter, PdfFileWriter
 
 from services.signer.config import DEFAULT_FONT
@@ -100,6 +100,7 @@ class ReusedFont(FontEngineFactory):
         self.shapes: dict[tuple[str, bool], _Shaped] = {}
         self.to_unicode: dict[tuple[tuple[int, str], ...], bytes] = {}
         self.widths: dict[int, tuple[int, int]] = {}  # glyph id -> (CID, width), as pyHanko's engine finds them
+        self.width_arrays: dict[tuple[tuple[int, int], ...], _WrittenArray] = {}  # (CID, width)s -> their /W
         # The tables pyHanko's font descriptor reads, looked up once (fontTools' lookup cost more than the rest of it).
         self.descriptor_tables = {name: self.tt[name] for name in ("hhea", "head", "OS/2", "post")}
 
@@ -260,9 +261,57 @@ class ReusedGlyphAccumulator(GlyphAccumulator):
         return generic.StreamObject({generic.pdf_name("/Filter"): generic.pdf_name("/FlateDecode")}, encoded_data=data)
 
     def prepare_write(self) -> None:
+        """pyHanko's ``GlyphAccumulator.prepare_write`` (the subset is the cached one, see __init__), with the CID
+        font's /W array made and written once per process for each set of (CID, width)s: the same set recurs in
+        every stamp of a person, and pyHanko made it of a new number object per glyph and wrote those one by one."""
         for glyph in self._font.always:
             self._get_cid_and_width(glyph)
-        super().prepare_write()
+        if self._write_prepared:
+            return
+        by_cid = tuple(sorted(self._glyphs.values(), key=lambda t: t[0]))
+        type0 = _build_type0_font_from_cidfont(
+            writer=self.writer, cidfont_obj=self.cidfont_obj, widths_by_cid_iter=iter(by_cid[:1]),
+            obj_stream=self.obj_stream, vertical=False,
+        )
+        self.cidfont_obj[generic.pdf_name("/W")] = self._width_array(by_cid)
+        type0["/ToUnicode"] = self.writer.add_object(self._format_tounicode_cmap())
+        self.writer.add_object(type0, self.obj_stream, idnum=self._font_ref.idnum)
+        self._write_prepared = True
+
+    def _width_array(self, by_cid: tuple[tuple[int, int], ...]) -> "_WrittenArray":
+        found = self._font.width_arrays.get(by_cid)
+        if found is None:
+            widths_only = _WidthsOnly()
+            _build_type0_font_from_cidfont(PdfFileWriter(), widths_only, iter(by_cid), vertical=False)
+            widths = widths_only["/W"]
+            written = io.BytesIO()
+            widths.write_to_stream(written)
+            found = _WrittenArray(widths, written.getvalue())
+            if len(self._font.width_arrays) >= 256:  # a bound, as for the subsets
+                self._font.width_arrays.pop(next(iter(self._font.width_arrays)))
+            self._font.width_arrays[by_cid] = found
+        return found
+
+
+class _WidthsOnly(generic.DictionaryObject):
+    """A CID font for pyHanko's type-0 font builder to put the /W array in, with nothing to embed."""
+
+    name = ""
+
+    def embed(self, writer: BasePdfFileWriter, obj_stream: object = None) -> None:
+        pass
+
+
+class _WrittenArray(generic.ArrayObject):
+    """A PDF array of numbers that writes the bytes pyHanko wrote for it once (numbers hold nothing a security
+    handler encrypts)."""
+
+    def __init__(self, items: list, written: bytes) -> None:
+        super().__init__(items)
+        self._written = written
+
+    def write_to_stream(self, stream: io.IOBase, handler: object = None, container_ref: object = None) -> None:
+        stream.write(self._written)
 
 
 @lru_cache(maxsize=4)

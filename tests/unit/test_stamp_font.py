@@ -8,7 +8,7 @@ from fontTools import ttLib
 from pyhanko.pdf_utils.font.opentype import CIDFontType2, GlyphAccumulator
 from pyhanko.pdf_utils.writer import PdfFileWriter
 
-from services.signer.fonts import DEFAULT_FONT, ReusedFont, reduced_font
+from services.signer.fonts import DEFAULT_FONT, ReusedFont, ReusedGlyphAccumulator, reduced_font
 
 
 def _embedded(font: ReusedFont, text: str) -> bytes:
@@ -83,3 +83,29 @@ def test_the_font_objects_are_what_pyhanko_writes() -> None:
     reference = CIDFontType2(font.tt, font.ps_name, ours.cidfont_obj.subset_prefix)  # read from the whole font
     assert _written(ours.cidfont_obj._font_descriptor) == _written(reference._font_descriptor)
     assert _written(ours.cidfont_obj) == _written(reference)
+
+
+def test_the_widths_kept_per_set_of_glyphs_are_what_pyhanko_writes() -> None:
+    """prepare_write with its /W array made once per set of (CID, width)s: the same CID font, type-0 font and
+    ToUnicode objects as pyHanko's own prepare_write over the same glyphs (the drawn ones and those every stamp gets),
+    the first time and from the cache."""
+    font = ReusedFont(reduced_font(DEFAULT_FONT))
+
+    def pyhankos(engine: ReusedGlyphAccumulator) -> None:
+        for glyph in font.always:
+            engine._get_cid_and_width(glyph)
+        GlyphAccumulator.prepare_write(engine)
+
+    for lines in (("Ann Aérts", "schepen"), ("Ann Aérts", "schepen"), ("Bart Baert", "wnd. burgemeester 01-12-2026")):
+        engines = []
+        for prepare in (ReusedGlyphAccumulator.prepare_write, pyhankos):
+            writer = PdfFileWriter()
+            engine = font.create_font_engine(writer)
+            for line in lines:
+                engine.shape(line)
+            prepare(engine)
+            type0 = writer.get_object(engine.as_resource().reference)
+            named = _written(type0).replace(engine.subset_prefix.encode(), b"SUBSET")  # a random prefix per engine
+            engines.append((_written(engine.cidfont_obj["/W"]), named, _written(type0["/ToUnicode"])))
+        assert engines[0] == engines[1], lines
+    assert len(font.width_arrays) == 2
