@@ -49,6 +49,16 @@ class Decided:
     title: str
     language: str = "nl"
     field_name: str | None = None
+    redrawn: "Redrawn | None" = None  # a signature: what its new version changed in the pages' pictures
+
+
+@dataclass(frozen=True)
+class Redrawn:
+    """Version ``pdf_sha256`` is version ``before`` with only the pages ``changed`` (0-based) drawn differently."""
+
+    pdf_sha256: str
+    before: str
+    changed: frozenset[int]
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,7 @@ class _Version:
     pdf_sha256: str
     revision: int
     field_name: str | None = None
+    redrawn: Redrawn | None = None
 
 
 class PdfSigner(Protocol):
@@ -121,7 +132,9 @@ async def _sign_pdf(store: SignerStore, link: SigningLink, signed_at: datetime, 
     digest = await store.record_signature(
         link, pdf=result.pdf, revision=revision, placeholders=result.placeholders, field_name=result.field_name, at=signed_at
     )
-    return _Version(digest, revision, result.field_name)
+    changed = result.changed_pages
+    redrawn = Redrawn(digest, link.document.pdf_sha256, changed) if changed is not None else None
+    return _Version(digest, revision, result.field_name, redrawn)
 
 
 async def _approve(store: SignerStore, link: SigningLink, at: datetime) -> _Version:
@@ -157,7 +170,10 @@ async def sign(
     structlog.get_logger().info(
         "request signed", document_id=str(request.document_id), request_id=str(request.request_id), action=request.action
     )
-    return Decided(action=request.action, title=request.title, language=request.signer.language, field_name=version.field_name)
+    return Decided(
+        action=request.action, title=request.title, language=request.signer.language, field_name=version.field_name,
+        redrawn=version.redrawn,
+    )
 
 
 async def decline(store: SignerStore, token: str, reason: str, *, now: datetime) -> Decided:

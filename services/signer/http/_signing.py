@@ -11,12 +11,11 @@ from services.signer.domain import LinkRefused, PolicyFacts, ReasonRequired, Sig
 from services.signer.http._deps import SignerHttpDeps
 from services.signer.http._pages import CSRF_COOKIE, Pages, SigningView
 from services.signer.i18n import texts
-from services.signer.pades import SigningJob, SigningPool, SigningResult, SigningUnavailable, TimestampUnavailable
+from services.signer.pades import SigningUnavailable, TimestampUnavailable
 from services.signer.portal import PortalReader
-from services.signer.render import NotRendered, RenderPool
+from services.signer.render import NotRendered
 from services.signer.store import PostgresSignerStore
 from services.signer.tokens import csrf_valid, hash_token
-from shared import blobs
 from shared.events import TimestampFailed
 from shared.http import pdf_response
 from shared.metrics import SIGNATURES
@@ -173,20 +172,6 @@ async def _timestamp_failed(deps: SignerHttpDeps, link: SigningLink, reason: str
     deps.after_commit()
 
 
-class _Drawing:
-    """The signing workers, telling the page pictures which pages each new version left as they were: the next
-    signer of a long document then sees its first page without it being drawn again (its stamps are on the last)."""
-
-    def __init__(self, signing_pool: SigningPool, render_pool: RenderPool) -> None:
-        self._signing, self._render = signing_pool, render_pool
-
-    async def sign(self, job: SigningJob) -> SigningResult:
-        result = await self._signing.sign(job)
-        if result.changed_pages is not None:
-            self._render.derive(blobs.sha256_hex(result.pdf), blobs.sha256_hex(job.pdf), result.changed_pages)
-        return result
-
-
 async def sign_once(shared: SigningPages, token: str, asked: Request | None = None) -> signing.Decided:
     """A signature over HTTP, as the signing page and the portal's bulk signing both make it: the link's rules and the
     visibility policy, then one transaction of its own. Raises LinkRefused, or SigningUnavailable (rolled back, the
@@ -198,7 +183,7 @@ async def sign_once(shared: SigningPages, token: str, asked: Request | None = No
         async with deps.signing_pool().turn(), deps.pool().acquire() as conn, conn.transaction():
             store = PostgresSignerStore(conn, deps.outbox, deps.keyring, deps.recent_blobs)
             done = await signing.sign(
-                store, token, now=deps.now(), pdf_signer=_Drawing(deps.signing_pool(), deps.render_pool()), stamping=deps.stamping,
+                store, token, now=deps.now(), pdf_signer=deps.signing_pool(), stamping=deps.stamping,
                 admit=lambda link: shared.admit(conn, link, asked),
             )
     except SigningUnavailable as error:
@@ -207,6 +192,8 @@ async def sign_once(shared: SigningPages, token: str, asked: Request | None = No
             await _timestamp_failed(deps, await shared.open(token), str(error))
         raise
     SIGNATURES.labels(done.action).inc()  # committed: the transaction ended with the block
+    if (redrawn := done.redrawn) is not None:  # the next signer of a long document gets its first page without a job
+        deps.render_pool().derive(redrawn.pdf_sha256, redrawn.before, redrawn.changed)
     return done
 
 
