@@ -308,8 +308,14 @@ async def test_two_requests_of_a_document_whose_placeholders_are_unknown_take_tu
             (first_transaction, first_store), (second_transaction, second_store) = handlers
             assert await asyncio.wait_for(first_store.placeholders_unknown(document_id), 5)
             waiting = asyncio.create_task(second_store.placeholders_unknown(document_id))
-            await asyncio.sleep(0.3)
-            assert not waiting.done(), "the second looks while the first is still looking"
+            async with pool.acquire() as watcher:  # until the second's query is at PostgreSQL, waiting for a lock
+                blocked, pid = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", second.get_server_pid()
+                for _ in range(500):
+                    if waiting.done() or await watcher.fetchval(blocked, pid):
+                        break
+                    await asyncio.sleep(0.01)
+                assert not waiting.done(), "the second looks while the first is still looking"
+                assert await watcher.fetchval(blocked, pid), "the second waits for the first's lock"
             await first_store.save_placeholders(document_id, [])
             await first_transaction.commit()
             assert await asyncio.wait_for(waiting, 5) is False
