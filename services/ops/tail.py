@@ -9,6 +9,7 @@ when the tail stops, and the queue takes nothing from the services' queues.
 """
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -56,24 +57,30 @@ async def follow(
     ready: Callable[[], None] = lambda: None,
 ) -> int:
     """Pass each event on esign.events matching ``pattern`` to ``show`` until ``count`` were shown or ``timeout``
-    seconds passed (neither: until cancelled, e.g. Ctrl-C). Returns how many were shown."""
+    seconds passed (neither: until cancelled, e.g. Ctrl-C). Returns how many were shown.
+
+    It stops without waiting on the broker: the queue is the connection's own (exclusive, auto-delete), so the
+    connection is closed without cancelling the consumer first (aio-pika's queue iterator did, and waited for the
+    broker's answer with no time limit: a hung broker kept Ctrl-C from ending the tail); the close itself waits at
+    most 2 s for the broker's Close-Ok (aiormq's READER_CLOSE_TIMEOUT). A tail is most wanted when the broker is in
+    trouble."""
     shown = 0
     connection = await amqp.connect(amqp_url)
-    async with connection:
+    try:
         channel = await connection.channel()
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         await queue.bind(EVENTS_EXCHANGE, routing_key=pattern)
+        arrived: asyncio.Queue[aio_pika.abc.AbstractIncomingMessage] = asyncio.Queue()
+        await queue.consume(arrived.put, no_ack=True)
         ready()
-        try:
-            async with asyncio.timeout(timeout), queue.iterator(no_ack=True) as messages:
-                async for message in messages:
-                    seen = _decoded(message)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while count is None or shown < count:
+                    seen = _decoded(await arrived.get())
                     if seen is None or not topic_matches(pattern, seen.routing_key):
                         continue
                     await show(seen)
                     shown += 1
-                    if count is not None and shown >= count:
-                        break
-        except TimeoutError:
-            pass
+    finally:
+        await connection.close()
     return shown

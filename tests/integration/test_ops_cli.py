@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from yarl import URL
 from shared.credentials import stored
 from shared.names import OPERATOR
 from tests.conftest import Infra, city_on_fresh_install
+from tests.support.forwarder import Forwarder
 from tests.support.net import free_port
 from tests.support.pdfs import make_pdf
 from tests.support.smtp import Received, SmtpServer
@@ -182,12 +184,13 @@ async def _gone(system: System, incident: str) -> bool:
 class Tail:
     """`paraaf tail ARGS` as a subprocess, its output read line by line."""
 
-    def __init__(self, system: System, *args: str) -> None:
+    def __init__(self, system: System, *args: str, env: dict[str, str] | None = None) -> None:
         self._system, self._args, self.lines = system, args, []  # type: ignore[var-annotated]
+        self._env = env or system.env
 
     async def __aenter__(self) -> "Tail":
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services", "tail", *self._args, env=self._system.env, cwd=ROOT,
+            sys.executable, "-m", "services", "tail", *self._args, env=self._env, cwd=ROOT,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         ready = await asyncio.wait_for(self._process.stderr.readline(), 30)  # type: ignore[union-attr]
@@ -201,23 +204,30 @@ class Tail:
         return next(line for line in self.lines if all(w in line for w in words))
 
     async def __aexit__(self, *exc: object) -> None:
-        self._process.send_signal(signal.SIGINT)  # Ctrl-C
+        self.stopped = await self.ctrl_c()
+
+    async def ctrl_c(self, within: float = 30.0) -> float:
+        """Ctrl-C, then its output to the end; the seconds it took to exit (0, or the test fails)."""
+        self._process.send_signal(signal.SIGINT)
+        began = time.monotonic()
+        ended = asyncio.ensure_future(self._process.communicate())
         try:
-            rest, errors = await asyncio.wait_for(asyncio.shield(self._process.communicate()), 30)
+            rest, errors = await asyncio.wait_for(asyncio.shield(ended), within)
         except TimeoutError:
             stack = await asyncio.to_thread(
                 subprocess.run, [str(Path(sys.executable).with_name("py-spy")), "dump", "--pid", str(self._process.pid)],
                 capture_output=True, text=True,
             )
             self._process.kill()
-            rest, errors = await self._process.communicate()
+            rest, errors = await ended
             raise AssertionError(
-                f"paraaf tail still running 30 s after Ctrl-C; where it was:\n{stack.stdout}{stack.stderr}\n"
+                f"paraaf tail still running {within:.0f} s after Ctrl-C; where it was:\n{stack.stdout}{stack.stderr}\n"
                 f"its stderr:\n{errors.decode()}\nits output:\n{''.join(self.lines)}{rest.decode()}"
             ) from None
         self.lines += rest.decode().splitlines()
-        self.returncode = self._process.returncode
-        assert self.returncode == 0, errors.decode()
+        self.returncode, self.errors = self._process.returncode, errors.decode()
+        assert self.returncode == 0, self.errors
+        return time.monotonic() - began
 
 
 async def test_a_tail_of_signatures_prints_a_signature_made_while_it_runs_and_stops_on_ctrl_c(city: System) -> None:
@@ -230,6 +240,26 @@ async def test_a_tail_of_signatures_prints_a_signature_made_while_it_runs_and_st
         signed = await tail.line_with("signature.signed", document["document_id"][:8])
     assert "signed by Ann Aerts" in signed
     assert all(line.split()[2].startswith("signature.") for line in tail.lines if line.strip()), tail.lines
+
+
+async def test_ctrl_c_stops_a_tail_at_once_even_when_the_broker_has_stopped_answering(city: System) -> None:
+    """A broker that hangs (its connection open, nothing coming back) is when an operator tails and gives up: Ctrl-C
+    ends `paraaf tail` within seconds with exit code 0, instead of waiting for ever for the broker to confirm its
+    consumer cancelled (its queue goes with the connection anyway: exclusive, auto-delete)."""
+    operator = URL(stored(city.settings, OPERATOR)["amqp_url"])
+    broker = Forwarder(operator.host or "127.0.0.1", operator.port or 5672)
+    await broker.start()
+    try:
+        env = {**city.env, "PARAAF_OPERATOR_AMQP_URL": str(operator.with_host("127.0.0.1").with_port(broker.port))}
+        tail = Tail(city, "--type", "document.*", env=env)
+        await tail.__aenter__()
+        document = await submitted(city, "OPS-TAIL-HUNG", title="Besluit bij een hangende broker")
+        await tail.line_with("document.submitted", document["document_id"][:8])  # it is following
+        broker.freeze()
+        took = await tail.ctrl_c(within=20)
+    finally:
+        await broker.stop()
+    assert took < 10, f"Ctrl-C took {took:.1f} s"
 
 
 async def test_a_confidential_title_shows_in_no_command(city: System) -> None:
