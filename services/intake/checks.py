@@ -32,7 +32,7 @@ class SubmissionChecks:
         self._pool: WorkerPool | None = None
 
     async def start(self) -> None:
-        self._pool = WorkerPool(self._workers, memory_mb=self._memory_mb, nice=10)
+        self._pool = WorkerPool(self._workers, memory_mb=self._memory_mb, nice=10, preload=(__name__, "services.intake.domain", "services.intake.pdf"))
         await self._pool.start_all(ready)  # so the second submission at once does not wait for a process to start
 
     def close(self) -> None:

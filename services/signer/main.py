@@ -64,7 +64,7 @@ class Workers:
         self._pools.update(
             signing=SigningPool(self._settings.signing_workers), render=RenderPool(
                 self._settings.render_workers, seconds=self._settings.render_seconds, memory_mb=self._settings.render_mb
-            ), verify=WorkerPool(1)
+            ), verify=WorkerPool(1, preload=("services.signer.verify",))
         )
 
     async def warm_up(self) -> None:

@@ -511,7 +511,7 @@ class SigningPool:
 
     def __init__(self, workers: int) -> None:
         self._workers = workers
-        self._pool = WorkerPool(workers)
+        self._pool = WorkerPool(workers, preload=(__name__,))
         self._turns: asyncio.Semaphore | None = None
 
     @property

@@ -158,7 +158,7 @@ class RenderPool:
     """A worker process that renders pages, with a cache of the latest ones by (document version, page)."""
 
     def __init__(self, workers: int = 1, cache_size: int = 64, *, seconds: float = 20.0, memory_mb: int = 1024) -> None:
-        self._pool = WorkerPool(workers, memory_mb=memory_mb)
+        self._pool = WorkerPool(workers, memory_mb=memory_mb, preload=(__name__,))
         self._seconds = seconds
         self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._sizes: OrderedDict[str, list[tuple[int, int]]] = OrderedDict()
