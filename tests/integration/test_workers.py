@@ -1,14 +1,20 @@
 """Worker processes for PDF work: failures come back to the caller, a dead worker is replaced, a greedy job is
-stopped by its memory or time limit and the worker after it is fresh."""
+stopped by its memory or time limit and the worker after it is fresh; workers are forked with their pool's modules
+already imported."""
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from shared.workers import WorkerDied, WorkerPool, WorkerTimedOut
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _pid() -> int:
@@ -115,3 +121,37 @@ def test_large_jobs_pass_under_the_services_event_loop() -> None:
             workers.close()
 
     assert uvloop.run(jobs()) == [3 * 1_048_576] * 3
+
+
+_PROBE = """
+import asyncio, os, sys
+from shared.workers import WorkerPool
+import probe
+
+async def main():
+    pool = WorkerPool(1, preload=sys.argv[1:])
+    try:
+        imported, parent = await pool.run(probe.imported, "pyhanko.sign")
+        print(imported, parent != os.getpid())
+    finally:
+        pool.close()
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize(("preload", "expected"), [(("services.signer.pades",), "True True"), ((), "False True")])
+def test_a_worker_starts_with_its_pools_modules_already_imported(tmp_path: Path, preload: tuple[str, ...], expected: str) -> None:
+    """A worker is forked from the forkserver, which imported the pool's modules once: pyHanko is there before the
+    first job (and is not when the pool preloads nothing), and the worker is not a child of the service's process."""
+    (tmp_path / "probe.py").write_text(
+        "import os, sys\n\ndef imported(name):\n    return name in sys.modules, os.getppid()\n"
+    )
+    (tmp_path / "main.py").write_text(_PROBE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    ran = subprocess.run(
+        [sys.executable, str(tmp_path / "main.py"), *preload], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == expected
