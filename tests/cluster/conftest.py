@@ -46,7 +46,7 @@ def cluster() -> Iterator[LocalCluster]:
         local.start()
         yield local
     finally:
-        local.stop()
+        local.stop(keep_logs_in=ARTIFACTS / "cluster")
 
 class ClusterSystem(System):
     """The services pointed at the cluster: only their URLs (and the management API setup uses) differ."""

@@ -3,8 +3,10 @@ test as an operator's bad day drives it: a node's application stopped and starte
 started again, the primary stopped and the standby promoted. Everything goes through the deploy/cluster commands
 and rabbitmqctl / pg_ctlcluster, as an operator would."""
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections import Counter
@@ -64,7 +66,15 @@ class LocalCluster:
     def start(self) -> None:
         _run(str(DEPLOY / "start.sh"), timeout=600)
 
-    def stop(self) -> None:
+    def stop(self, keep_logs_in: Path | None = None) -> None:
+        """Remove the cluster; first copy its PostgreSQL servers' logs (removed with them) into ``keep_logs_in``, so
+        a failover that went wrong can be read afterwards."""
+        if keep_logs_in is not None:
+            keep_logs_in.mkdir(parents=True, exist_ok=True)
+            for name, _ in (PG_PRIMARY, PG_STANDBY):
+                log = Path(f"/var/log/postgresql/postgresql-{PG_VERSION}-{name}.log")
+                with contextlib.suppress(OSError):
+                    shutil.copyfile(log, keep_logs_in / log.name)
         _run(str(DEPLOY / "stop.sh"), timeout=300)
 
     @property
