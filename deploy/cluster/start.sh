@@ -51,6 +51,10 @@ make_pg() {  # make_pg NAME: a cluster of our own on its port, trusting local co
     > "/etc/postgresql/$PG_VERSION/$1/conf.d/paraaf-cluster.conf"
 }
 make_pg "$PG_PRIMARY"
+# Synchronous replication: a commit returns once the standby has its WAL on disk, so a promoted standby holds every
+# commit a service was told of. Asynchronous, a CI run lost a document: the primary's last commits had not reached
+# the standby's disk when it was promoted. Only the primary's own conf.d says so (the promoted standby, alone, must not wait).
+printf "synchronous_standby_names = '*'\n" >> "/etc/postgresql/$PG_VERSION/$PG_PRIMARY/conf.d/paraaf-cluster.conf"
 pg_ctlcluster "$PG_VERSION" "$PG_PRIMARY" start
 make_pg "$PG_STANDBY"
 standby_data="/var/lib/postgresql/$PG_VERSION/$PG_STANDBY"

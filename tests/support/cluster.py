@@ -162,7 +162,8 @@ class LocalCluster:
         self.down.discard(node)
 
     def stop_primary(self) -> None:
-        """The PostgreSQL primary stopped (fast shutdown: its last WAL still reaches the standby); never started again."""
+        """The PostgreSQL primary stopped (fast shutdown; replication is synchronous, so the standby has every commit the
+        services were told of); never started again."""
         _run("pg_ctlcluster", PG_VERSION, PG_PRIMARY[0], "stop")
         self.counts["PostgreSQL primary stopped"] += 1
 
