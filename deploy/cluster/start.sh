@@ -52,8 +52,9 @@ make_pg() {  # make_pg NAME: a cluster of our own on its port, trusting local co
 }
 make_pg "$PG_PRIMARY"
 # Synchronous replication: a commit returns once the standby has its WAL on disk, so a promoted standby holds every
-# commit a service was told of. Asynchronous, a CI run lost a document: the primary's last commits had not reached
-# the standby's disk when it was promoted. Only the primary's own conf.d says so (the promoted standby, alone, must not wait).
+# commit a service was told of. Asynchronous, a CI run lost a document at the failover, most likely a last commit of
+# the primary's that the standby did not yet have when it was promoted (its logs were gone with the cluster; the
+# cluster tests keep them now). Only the primary's own conf.d says so (the promoted standby, alone, must not wait).
 printf "synchronous_standby_names = '*'\n" >> "/etc/postgresql/$PG_VERSION/$PG_PRIMARY/conf.d/paraaf-cluster.conf"
 pg_ctlcluster "$PG_VERSION" "$PG_PRIMARY" start
 make_pg "$PG_STANDBY"
