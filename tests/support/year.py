@@ -8,11 +8,15 @@ apart, so the times to completion differ), some decline with a reason, a few
 let a request wait. In one month the Omgeving head's mailbox refuses mail, so
 her requests fail to be delivered and those permits stay waiting. July is the
 mayor's holiday (the demo city's absence), so the router asks his substitute.
+Where the clock passes a waiting request's reminder time, the notifier's
+reminder goes out with a fresh link that replaces the request's (issue 8): a
+signer acts on her latest mail, as the page of a replaced link tells her to.
 Nothing is written into a table behind the services' backs: what the figures
 count afterwards is what the router, intake, notifier and audit recorded.
 """
 
 import asyncio
+import html
 import random
 import re
 from collections import Counter
@@ -23,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from services.signer.i18n import texts
 from shared.clock import FileClock
 from tests.support.pdfs import make_pdf
 from tests.support.smtp import Received, SmtpServer
@@ -47,6 +52,9 @@ steps:
 STEPS = {"collegebesluit": 2, "omgevingsvergunning": 2, "evaluatieverslag": 2, "tuchtdossier": 1}
 SOURCES = ("notula", "permits", "portal")
 _REQUEST = re.compile(r"^(?:Ter ondertekening|Ter goedkeuring|For signature|For approval|À signer|À approuver) ?: (?P<title>.+)$")
+_REMINDER = re.compile(r'^(?:Herinnering: "(?P<nl>.+)" wacht op uw|Rappel : « (?P<fr>.+) » attend votre|Reminder: "(?P<en>.+)" awaits your) ')
+# What the signing page says of a link a newer mail (a reminder's) replaced, in each language.
+_REPLACED = tuple(texts(language)["gone_revoked"] for language in ("nl", "fr", "en"))
 _STEP = re.compile(r"\((?:stap|step|étape) (\d+) (?:van|of|sur) \d+\)")
 
 
@@ -72,9 +80,10 @@ class SimulatedYear:
         self.rng, self.months, self.name = random.Random(seed), months, f"{seed}"
         self.plans = [self._plan(n, documents) for n in range(documents)]
         self.submitted_per_month: Counter[str] = Counter()  # "YYYY-MM" -> documents submitted (the services' clock)
-        self._mails: dict[tuple[str, int], Received] = {}
+        self._mails: dict[tuple[str, int], Received] = {}  # the latest request or reminder mail of each step
         self._read = 0
         self.answers: Counter[int] = Counter()
+        self.reminded = 0  # signers whose link a reminder replaced while they had it, who then used the reminder's
         self.decided: Counter[str] = Counter()  # "signed" / "declined": what the signers did, as the router will record it
 
     def _plan(self, n: int, total: int) -> Plan:
@@ -119,11 +128,11 @@ class SimulatedYear:
         going = [p for p in plans if p.outcome != "undelivered"]
         for step in (1, 2):
             asked = [p for p in going if STEPS[p.flow] >= step]
-            mails = await self._request_mails(asked, step)
+            await self._request_mails(asked, step)
             for wave in (asked[i::2] for i in range(2)):
                 at += timedelta(hours=self.rng.uniform(2, 40))
                 FileClock.set(self.clock, at)
-                await self._act([(p, mails[p.title, step]) for p in wave], step)
+                await self._act(wave, step)
             going = [p for p in asked if p.outcome == "completed" or p.at_step > step]
         if month == 4:
             await self._bounced([p for p in plans if p.outcome == "undelivered"])
@@ -135,38 +144,68 @@ class SimulatedYear:
             filename=f"{plan.title.lower().replace(' ', '-')}.pdf", confidential=plan.flow in ("evaluatieverslag", "tuchtdossier"),
         )
 
-    async def _request_mails(self, plans: list[Plan], step: int, timeout: float = 120.0) -> dict[tuple[str, int], Received]:
-        """The request mail of each plan's ``step``, waiting for them to arrive."""
+    def _read_mails(self) -> None:
+        """Note the mails received since the last look: each step's latest request or reminder mail."""
+        received = self.smtp.received
+        for mail in received[self._read:]:
+            steps = _STEP.search(mail.text)
+            if (subject := _REQUEST.match(mail.subject)) is not None:
+                title = subject["title"]
+            elif (reminder := _REMINDER.match(mail.subject)) is not None:
+                title = reminder["nl"] or reminder["fr"] or reminder["en"]
+            else:
+                continue
+            if steps:
+                self._mails[title, int(steps[1])] = mail
+        self._read = len(received)
+
+    async def _request_mails(self, plans: list[Plan], step: int, timeout: float = 120.0) -> None:
+        """Wait until each plan's ``step`` has its request mail."""
         wanted = {(p.title, step) for p in plans}
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            received = self.smtp.received
-            for mail in received[self._read:]:
-                subject, steps = _REQUEST.match(mail.subject), _STEP.search(mail.text)
-                if subject and steps:
-                    self._mails.setdefault((subject["title"], int(steps[1])), mail)
-            self._read = len(received)
+            self._read_mails()
             missing = wanted - self._mails.keys()
             if not missing:
-                return {key: self._mails[key] for key in wanted}
+                return
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"{len(missing)} request mails never came, e.g. {sorted(missing)[:3]}")
             await asyncio.sleep(0.1)
 
-    async def _act(self, work: list[tuple[Plan, Received]], step: int) -> None:
+    async def _newer_mail(self, key: tuple[str, int], than: Received, timeout: float = 30.0) -> Received:
+        """The mail that replaced ``than``'s link (minted as it left, so it may still be on its way)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            self._read_mails()
+            if self._mails[key] is not than:
+                return self._mails[key]
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{key[0]} step {key[1]}: the page says a newer mail came, none did in {timeout:.0f} s")
+            await asyncio.sleep(0.1)
+
+    async def _act(self, plans: list[Plan], step: int) -> None:
+        """Each signer opens the latest mail of her step (a reminder's link replaces the request's: the clock may be
+        days on) and signs or declines; should a reminder go out while she has the page open, the page tells her to use
+        the newer mail, and she does."""
         slots = asyncio.Semaphore(8)
 
-        async def one(plan: Plan, mail: Received) -> None:
+        async def one(plan: Plan) -> None:
             if plan.outcome == "waiting" and plan.at_step == step:
                 return
             decline = plan.reason if plan.outcome == "declined" and plan.at_step == step else None
             async with slots, httpx.AsyncClient(timeout=60) as browser:  # each signer in their own browser
+                self._read_mails()
+                mail = self._mails[plan.title, step]
                 answer = await follow_link(browser, mail.signing_link, decline_reason=decline)
+                if answer.status_code == 410 and any(text in html.unescape(answer.text) for text in _REPLACED):
+                    self.reminded += 1
+                    mail = await self._newer_mail((plan.title, step), mail)
+                    answer = await follow_link(browser, mail.signing_link, decline_reason=decline)
             self.answers[answer.status_code] += 1
             assert answer.status_code == 200, f"{plan.title} step {step}: {answer.status_code} {answer.text[:300]}"
             self.decided["declined" if decline else "signed"] += 1
 
-        await asyncio.gather(*(one(plan, mail) for plan, mail in work))
+        await asyncio.gather(*(one(plan) for plan in plans))
 
     async def _bounced(self, plans: list[Plan], timeout: float = 60.0) -> None:
         """Wait until the refused request mails failed (notification.failed reached the audit log)."""
