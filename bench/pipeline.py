@@ -15,7 +15,9 @@ arrives at the SMTP server: open the emailed link, press Sign.
   (as documents per second at the mix's signatures per document), for
   ``--half-seconds``; the latencies with goals are read here.
 * **limits**, before the city starts: a bare pyHanko loop signing the same
-  documents (bench/limits.py) and a bare aio-pika confirmed publish/consume loop.
+  documents with the signer's own code (bench/limits.py), the same with
+  pyHanko as released, tuned as issue 15 words it (bench/stock_pyhanko.py),
+  and a bare aio-pika confirmed publish/consume loop.
 
 Printed: throughput and ratios to the limits, latency percentiles (submit →
 first mail; sign click → confirmation page; sign click → next signer's mail;
@@ -55,6 +57,7 @@ from yarl import URL
 from bench.limits import bare_broker, bare_pyhanko
 from bench.procs import Machine, Profiler, Usage, machine, summarise, usage
 from bench.stats import goal_mark, latency_line, rate_in_window, ratio_line
+from bench.stock_pyhanko import stock_pyhanko
 from tests.conftest import LOCAL_AMQP, LOCAL_DATABASE, Infra, VhostAdmin, _remove_session_accounts, fresh_database, fresh_vhost
 from tests.support.net import free_port
 from tests.support.pdfs import make_pdf
@@ -454,6 +457,7 @@ def published(amqp_url: str) -> int:
 class Results:
     bare_pyhanko: float
     bare_broker: float
+    stock_pyhanko: float
     peak: Phase
     half: Phase
     offered: float
@@ -474,9 +478,9 @@ async def run(args: argparse.Namespace) -> Results:
         for n in range(len(KINDS) * len(PAGES))
     ]
     city = SigningCity()
-    pyhanko = await asyncio.to_thread(
-        bare_pyhanko, documents, city.credentials("Ann Aerts", "algemeen directeur"), args.bare_seconds
-    )
+    credentials = city.credentials("Ann Aerts", "algemeen directeur")
+    pyhanko = await asyncio.to_thread(bare_pyhanko, documents, credentials, args.bare_seconds)
+    stock = await stock_pyhanko(documents, credentials, args.bare_seconds)
     mailbox = Mailbox()
     await mailbox.start()
     try:
@@ -491,12 +495,14 @@ async def run(args: argparse.Namespace) -> Results:
                     secrets_dir=secrets,
                     PARAAF_CLOCK_START=TENTH_OF_JULY,
                 ) as system:
-                    return await _measure(system, mailbox, args, pyhanko, broker)
+                    return await _measure(system, mailbox, args, pyhanko, broker, stock)
     finally:
         await mailbox.stop()
 
 
-async def _measure(system: System, mailbox: Mailbox, args: argparse.Namespace, pyhanko: float, broker: float) -> Results:
+async def _measure(
+    system: System, mailbox: Mailbox, args: argparse.Namespace, pyhanko: float, broker: float, stock: float
+) -> Results:
     bench_started = os.times()
     async with Load(system, mailbox, args.parallel) as load:
         for _ in range(len(KINDS)):  # warm up: every kind once, so first-use costs stay out of the figures
@@ -530,6 +536,7 @@ async def _measure(system: System, mailbox: Mailbox, args: argparse.Namespace, p
     return Results(
         pyhanko,
         broker,
+        stock,
         peak,
         half,
         offered,
@@ -574,12 +581,20 @@ def report(r: Results, args: argparse.Namespace) -> str:
         f" {half.documents_per_second:.2f} documents/s ({half.documents} documents, {half.signatures} signatures)",
         "limits, same run, same machine:",
         f"  bare pyHanko loop (same documents, same code, one process): {r.bare_pyhanko:.2f} signatures/s",
+        f"  stock pyHanko loop (same documents; pyHanko as released, cached key, reserved bytes, same stamp):"
+        f" {r.stock_pyhanko:.2f} signatures/s",
         f"  bare aio-pika (persistent, confirmed, quorum queue, published and consumed at once): {r.bare_broker:.0f} messages/s",
         "ratios:",
         ratio_line(
             "pipeline signatures/s at peak / bare pyHanko loop",
             peak.signatures_per_second,
             r.bare_pyhanko,
+            goal=GOALS["ratio to bare pyHanko"],
+        ),
+        ratio_line(
+            "pipeline signatures/s at peak / stock pyHanko loop",
+            peak.signatures_per_second,
+            r.stock_pyhanko,
             goal=GOALS["ratio to bare pyHanko"],
         ),
         ratio_line(
