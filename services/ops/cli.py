@@ -9,7 +9,7 @@ esign.events as the operator's broker user, like ``paraaf dlq``.
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, TypeVar
 
 import asyncpg
@@ -22,6 +22,7 @@ from services.ops.config import OpsSettings
 from services.ops.documents import DocumentRow, Filters, Trail, listed, read_documents, read_trail, resolve
 from services.ops.rules import STATUSES, local_time, parse_age, summary
 from services.ops.tail import Seen, follow, line
+from shared.clock import clock_from
 from shared.credentials import read_identity
 from shared.db import connect_pool
 from shared.names import OPERATOR
@@ -78,7 +79,8 @@ def documents(
         age = parse_age(older_than) if older_than else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--older-than") from None
-    settings, now = OpsSettings(), datetime.now(UTC)
+    settings = OpsSettings()
+    now = clock_from(settings)()  # the services' clock: what the portal's documents page counts from
     if status == "stuck":  # stuck means waiting over N working days, so submitted over N days ago: the limit keeps those
         age = max(age or timedelta(0), timedelta(days=settings.stuck_after))
     filters = Filters(status, source, ref, department, waiting_on, age)

@@ -5,7 +5,7 @@
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -20,6 +20,7 @@ from services.ops.cli import _age, _reading
 from services.ops.config import OpsSettings
 from services.ops.incidents import Incident, incident_document, incidents_now, why_not_dismissed
 from shared import amqp
+from shared.clock import clock_from
 from shared.contract import Command, ResendSigningMail
 from shared.credentials import read_identity, shell_operator
 from shared.events import Event, IncidentDismissed
@@ -59,7 +60,8 @@ def incidents(
     """Every open incident: a request nobody can take, a mail that failed, a stuck document, dead letters."""
     if context.invoked_subcommand is not None:
         return
-    settings, now = OpsSettings(), datetime.now(UTC)
+    settings = OpsSettings()
+    now = clock_from(settings)()  # the services' clock, as the portal's incidents page
     found, unasked = asyncio.run(_all(settings, now))
     if unasked:
         typer.echo(f"Warning: {unasked}.", err=True)
@@ -120,7 +122,7 @@ def dismiss(
 ) -> None:
     """Dismiss an open incident with a reason: it leaves the list; the audit log keeps who and why."""
     settings = OpsSettings()
-    found = {i.id: i for i in asyncio.run(_all(settings, datetime.now(UTC)))[0]}.get(incident)
+    found = {i.id: i for i in asyncio.run(_all(settings, clock_from(settings)()))[0]}.get(incident)
     if found is None:
         typer.echo(f"No open incident `{incident}` (see `paraaf incidents`).", err=True)
         raise typer.Exit(1)
