@@ -20,7 +20,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -37,7 +37,7 @@ from tests.support.portal import sign_in_by_mail
 from tests.support.smtp import SmtpServer
 from tests.support.system import System, submission
 from tests.support.waiting import cli, eventually
-from tests.support.year import SOURCES, TUCHT_FLOW, TUCHT_REASON, SimulatedYear
+from tests.support.year import SOURCES, TUCHT_FLOW, TUCHT_REASON, SimulatedYear, today
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +52,7 @@ async def system(
 ) -> AsyncIterator[System]:
     """The demo city with three sources and the shielded group's flow, its clock in a file the test moves."""
     clock = tmp_path / "clock"
-    FileClock.set(clock, datetime.now(UTC) - timedelta(days=430))
+    FileClock.set(clock, today() - timedelta(days=430))
     system = System(
         name=request.node.name, database_url=database_url, amqp_url=amqp_url, smtp=smtp_server, secrets_dir=secrets_dir,
         # The notifier looks for due reminders every second, not every 30: the clock moves days in a moment, and the
@@ -132,18 +132,18 @@ async def test_after_a_year_played_through_the_services_the_dashboards_totals_eq
     non-operator gets 404, a script with an operator's API key the same JSON; the live view shows a new event
     within 2 s."""
     clock: Path = system.clock  # type: ignore[attr-defined]
-    today = datetime.now(UTC)
-    before = SimulatedYear(system, smtp_server, clock, first=today - timedelta(days=425), documents=20, months=1, seed=1)
+    now = today()  # PARAAF_TEST_TODAY plays the year as it is played on another day
+    before = SimulatedYear(system, smtp_server, clock, first=now - timedelta(days=425), documents=20, months=1, seed=1)
     await before.play()
-    year = SimulatedYear(system, smtp_server, clock, first=today - timedelta(days=360), documents=SEEDED)
+    year = SimulatedYear(system, smtp_server, clock, first=now - timedelta(days=360), documents=SEEDED)
     began = time.monotonic()
     await year.play()
     print(
         f"\nthe year played in {time.monotonic() - began:.1f} s: {dict(year.answers)} answers to the signers;"
         f" {year.reminded} used a reminder's newer link after the request's was replaced"
     )
-    FileClock.set(clock, datetime.now(UTC))  # the year is over: the present again
-    start, end = (today - timedelta(days=366)).astimezone(ZONE).date(), today.astimezone(ZONE).date()
+    FileClock.set(clock, now)  # the year is over: the present again
+    start, end = (now - timedelta(days=366)).astimezone(ZONE).date(), now.astimezone(ZONE).date()
     conn = await asyncpg.connect(system.env["PARAAF_DATABASE_URL"])
     try:
         async def recorded() -> bool:  # a signing page answers once the signer committed; the router follows

@@ -7,7 +7,9 @@ the request mails as they arrive: most sign (in two waves, hours to days
 apart, so the times to completion differ), some decline with a reason, a few
 let a request wait. In one month the Omgeving head's mailbox refuses mail, so
 her requests fail to be delivered and those permits stay waiting. July is the
-mayor's holiday (the demo city's absence), so the router asks his substitute.
+mayor's holiday, so the router asks his substitute: the demo city has it in
+July 2026 (deploy/demo/city.xlsx), and a year played on a day whose year
+holds another July registers it there, as an operator would.
 Where the clock passes a waiting request's reminder time, the notifier's
 reminder goes out with a fresh link that replaces the request's (issue 8): a
 signer acts on her latest mail, as the page of a replaced link tells her to.
@@ -17,11 +19,12 @@ count afterwards is what the router, intake, notifier and audit recorded.
 
 import asyncio
 import html
+import os
 import random
 import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -33,7 +36,7 @@ from tests.support.pdfs import make_pdf
 from tests.support.smtp import Received, SmtpServer
 from tests.support.system import System, follow_link, submission
 
-__all__ = ["TUCHT_FLOW", "TUCHT_REASON", "Plan", "SimulatedYear"]
+__all__ = ["TUCHT_FLOW", "TUCHT_REASON", "Plan", "SimulatedYear", "today"]
 
 ZONE = ZoneInfo("Europe/Brussels")
 TUCHT_REASON = "Betrokkene betwist de feiten van het tuchtdossier"
@@ -56,6 +59,15 @@ _REMINDER = re.compile(r'^(?:Herinnering: "(?P<nl>.+)" wacht op uw|Rappel : « (
 # What the signing page says of a link a newer mail (a reminder's) replaced, in each language.
 _REPLACED = tuple(texts(language)["gone_revoked"] for language in ("nl", "fr", "en"))
 _STEP = re.compile(r"\((?:stap|step|étape) (\d+) (?:van|of|sur) \d+\)")
+
+
+def today() -> datetime:
+    """Now; or the day PARAAF_TEST_TODAY names (YYYY-MM-DD), to play a year as it is played on that day: which
+    weekdays its months start on (and so which reminders fall due), whether it holds the demo city's July 2026."""
+    named = os.environ.get("PARAAF_TEST_TODAY")
+    if not named:
+        return datetime.now(UTC)
+    return datetime.combine(datetime.strptime(named, "%Y-%m-%d").date(), datetime.now(UTC).time(), UTC)
 
 
 @dataclass
@@ -108,12 +120,23 @@ class SimulatedYear:
         return plan
 
     def month_start(self, month: int) -> datetime:
+        """9:00 on ``first``'s day of the month (at most the 28th), ``month`` months on: the year's twelve months lie
+        between ``first`` less three days and eleven months on, whatever day it is played, so a window of the last
+        366 days holds them all and their last days (a month is played over a week at most) are past."""
         year, index = divmod(self.first.month - 1 + month, 12)
-        return datetime.combine(self.first.date().replace(year=self.first.year + year, month=index + 1, day=2), time(9), ZONE)
+        day = min(self.first.day, 28)
+        return datetime.combine(self.first.date().replace(year=self.first.year + year, month=index + 1, day=day), time(9), ZONE)
 
     async def play(self) -> None:
+        self._mayor_away_in_july()
         for month in range(self.months):
             await self._month(month)
+
+    def _mayor_away_in_july(self) -> None:
+        for month in range(self.months):
+            start = self.month_start(month)
+            if start.month == 7 and start.year != 2026:  # July 2026 is the demo city's own
+                self.system.cli("absence", "add", "bart.baert", "--from", f"{start.year}-07-01", "--to", f"{start.year}-08-01")
 
     async def _month(self, month: int) -> None:
         at = self.month_start(month)
