@@ -133,8 +133,8 @@ async def assert_nothing_lost_or_doubled(title: str, flow: Flow, faults: Faults)
 # ---- the tests
 
 
-# 40 s of publishing under faults, then up to 90 s for every document to end, beside the rest of the parallel pass:
-# 238 s of the 300 s default on 2026-12-01's slow evening machine. The default guards against a hang; this gets more.
+# 40 s of publishing under faults and up to 90 s for every document to end, after starting a city: close to the 300 s
+# hang guard on a slow machine beside the rest of the parallel pass.
 @pytest.mark.timeout(600)
 async def test_no_document_is_lost_or_doubled_while_services_are_killed_and_cut_off(
     crashing_city: System, flowing: Callable[[list[Document]], Awaitable[Flow]]
